@@ -1,0 +1,185 @@
+"""The one small interface every compute backend implements (local processes, SSH hosts, pods).
+
+Modelled on jupyter_client's KernelProvisionerBase / Popen: the engine launches an *attempt*
+(one try of one task) by key, gets events back through a sink, and can cancel it, ask its
+status (to reconcile after a restart) and read its logs. Backends never change workflow state:
+they report facts (`Started`, `Exited`, ...) and the engine decides what they mean.
+
+Attempt keys are "<workflow_id>/<task>/<retry_id>" and unique forever, so `launch` is
+idempotent: launching a key the backend already knows returns the existing attempt instead of
+starting it twice (this is what makes crash recovery safe).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def attempt_key(workflow_id: str, task: str, retry_id: int) -> str:
+    return f"{workflow_id}/{task}/{retry_id}"
+
+
+@dataclass
+class FileSpec:
+    path: str  # as written in the spec; absolute paths are rebased under the workdir without image
+    content: bytes
+    mode: int = 0o644
+
+
+@dataclass
+class InputSpec:
+    """Input N of a task. `path` is a directory on the backend's host (an upstream output)."""
+
+    index: int
+    path: str | None = None
+    url: str | None = None  # object storage: the data-layer issue fetches these
+    regex: str | None = None
+
+
+@dataclass
+class LaunchRequest:
+    key: str
+    argv: list[str]  # command + args; {{output}} / {{input:N}} still unresolved (backend resolves)
+    env: dict[str, str] = field(default_factory=dict)
+    files: list[FileSpec] = field(default_factory=list)
+    inputs: list[InputSpec] = field(default_factory=list)
+    image: str | None = None
+    gpus: list[int] = field(default_factory=list)
+    cpu: float = 1.0
+    memory: int | None = None
+    node: str | None = None  # which machine of the backend (scheduler's placement)
+
+
+@dataclass
+class LaunchInfo:
+    key: str
+    workdir: str
+    output: str  # the directory {{output}} resolved to; downstream inputs read it
+    log: str  # durable log file of this attempt
+    already_known: bool = False  # True when launch found the attempt already there
+
+
+@dataclass
+class Node:
+    """One machine a backend can place tasks on, with its total capacity."""
+
+    name: str
+    cpu: float
+    memory: int  # bytes
+    gpus: list[int] = field(default_factory=list)
+    gpu_names: list[str] = field(default_factory=list)
+    arch: str = ""
+    online: bool = True
+
+
+# --- what backends report -------------------------------------------------------------------
+
+@dataclass
+class Started:
+    key: str
+    pid: int | None = None
+    ts: float = 0.0
+
+
+@dataclass
+class LogLine:
+    key: str
+    n: int  # 1-based line number within the attempt's log
+    ts: float
+    stream: Literal["stdout", "stderr", "system"]
+    text: str
+
+
+@dataclass
+class Exited:
+    key: str
+    exit_code: int  # 128+N when killed by signal N, as a shell reports it
+    ts: float = 0.0
+    signal: int | None = None
+
+
+@dataclass
+class StartFailed:
+    """The command could not be started (not found, not executable, bad workdir, ...)."""
+
+    key: str
+    message: str
+    ts: float = 0.0
+
+
+@dataclass
+class Lost:
+    """The backend no longer knows the attempt's fate (host gone, agent restarted)."""
+
+    key: str
+    message: str
+    ts: float = 0.0
+
+
+BackendEvent = Started | LogLine | Exited | StartFailed | Lost
+EventSink = Callable[[BackendEvent], None]
+
+
+@dataclass
+class AttemptState:
+    """Answer to `status()`: what the backend knows of one attempt right now."""
+
+    key: str
+    state: Literal["running", "exited", "failed_start", "unknown", "lost"]
+    exit_code: int | None = None
+    signal: int | None = None
+    message: str = ""
+    log_lines: int = 0  # lines in the durable log so far
+    info: LaunchInfo | None = None
+
+
+class Backend(ABC):
+    """A place tasks run. One instance per configured backend; owned by the engine."""
+
+    kind: str = "abstract"
+
+    def __init__(self, name: str, config: dict[str, Any] | None = None):
+        self.name = name
+        self.config = config or {}
+
+    @abstractmethod
+    async def start(self, sink: EventSink) -> None:
+        """Connect (starting the agent if needed) and deliver events to `sink` from now on.
+
+        `sink` is called on the engine's event loop and must not block."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Disconnect. Running attempts keep running (agents outlive the engine)."""
+
+    @abstractmethod
+    async def nodes(self) -> list[Node]:
+        """The machines of this backend and their total capacity."""
+
+    @abstractmethod
+    async def launch(self, req: LaunchRequest) -> LaunchInfo:
+        """Start an attempt; idempotent per key."""
+
+    @abstractmethod
+    async def cancel(self, key: str, grace: float = 5.0) -> None:
+        """SIGTERM the attempt's process group, SIGKILL after `grace` seconds. Unknown key: no-op.
+
+        An `Exited` event follows when the process is gone."""
+
+    @abstractmethod
+    async def status(self, keys: list[str]) -> dict[str, AttemptState]:
+        """What the backend knows of each key (used to reconcile after an engine restart)."""
+
+    @abstractmethod
+    async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
+        """Log lines of an attempt from the durable log, from line index `start` (0-based)."""
+
+    async def forget(self, key: str) -> None:  # noqa: B027 - optional hook
+        """The engine no longer needs the attempt's process state (its files stay)."""
+
+    async def connect(self, key: str, channel: str, **kwargs: Any) -> Any:
+        """Interactive access (exec, port-forward, kernel): the interactive-access issue."""
+        raise NotImplementedError(f"{self.kind} backend: interactive access is not implemented yet")

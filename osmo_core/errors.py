@@ -1,0 +1,102 @@
+"""Every error osmo_core raises on purpose.
+
+    OsmoError
+    ├── InputError                 bad input from the user; nothing was changed
+    │   ├── SpecError              the workflow file is invalid (problems: file/line/column/field)
+    │   ├── PlacementError         the spec is valid but the chosen pool cannot run it
+    │   └── ConfigError            a configuration value is invalid (trait + value)
+    ├── NotFound                   no such workflow / task / attempt
+    ├── Conflict                   the request is valid but the object's state forbids it
+    ├── InvalidTransition          a state change the transition table forbids: a bug, never user input
+    ├── BackendError               a compute backend failed (agent unreachable, launch refused, ...)
+    └── StoreError                 the database is unusable (schema too new, unreachable)
+
+Front doors map these to exit codes (CLI) and HTTP statuses (API) in one place each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, located as precisely as we can."""
+
+    message: str
+    field: str = ""  # dotted path, e.g. "workflow.tasks[2].inputs[0].task"
+    file: str | None = None
+    line: int | None = None  # 1-based
+    column: int | None = None  # 1-based
+    hint: str | None = None  # what would be valid
+
+    def location(self) -> str:
+        parts = [self.file or "<spec>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+    def __str__(self) -> str:
+        field = f" {self.field}:" if self.field else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.location()}:{field} {self.message}{hint}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class OsmoError(Exception):
+    """Root of every error raised by osmo_core on purpose."""
+
+
+class InputError(OsmoError):
+    """Bad input; carries one Problem per thing wrong, found in one pass."""
+
+    kind = "invalid input"
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        super().__init__(self._summary())
+
+    def _summary(self) -> str:
+        n = len(self.problems)
+        head = f"{self.kind}: {n} problem{'s' if n != 1 else ''}"
+        return head + "".join(f"\n  {p}" for p in self.problems)
+
+
+class SpecError(InputError):
+    kind = "invalid workflow spec"
+
+
+class PlacementError(InputError):
+    kind = "cannot place workflow"
+
+
+class ConfigError(InputError):
+    kind = "invalid configuration"
+
+
+class NotFound(OsmoError):
+    pass
+
+
+class Conflict(OsmoError):
+    pass
+
+
+class InvalidTransition(OsmoError):
+    pass
+
+
+class BackendError(OsmoError):
+    pass
+
+
+class StoreError(OsmoError):
+    pass

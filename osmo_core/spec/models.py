@@ -1,0 +1,223 @@
+"""Pydantic models of OSMO's workflow spec (version 2).
+
+Field names and aliases follow OSMO's documented YAML (`exitActions`, `ignoreNonleadStatus`, ...),
+so an OSMO file loads unchanged. Unknown keys are refused (`extra="forbid"`). Quantities and
+durations are parsed here, once, into numbers. Cross-field rules that need the whole workflow
+(unique names, input references, cycles, leads) live in `spec.validate`.
+
+Extensions of OSMO's spec (documented in the README): `image` is optional (local and SSH hosts
+can run a bare command), and a task may set `maxRetries`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from .quantities import parse_bytes, parse_cpu, parse_duration, parse_exit_codes
+
+NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$"
+
+Bytes = Annotated[int, BeforeValidator(parse_bytes)]
+Cpu = Annotated[float, BeforeValidator(parse_cpu)]
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _to_str(v: Any) -> Any:
+    # YAML turns `1`, `true` and `1.5` into numbers/bools; commands and env values are strings.
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    return v
+
+
+Str = Annotated[str, BeforeValidator(_to_str)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+
+    def to_spec(self) -> dict[str, Any]:
+        """The OSMO YAML shape: aliases, no defaults, no Nones."""
+        return self.model_dump(by_alias=True, exclude_defaults=True, exclude_none=True, mode="json")
+
+
+class Resource(Model):
+    cpu: Cpu = 1.0
+    gpu: int = Field(0, ge=0)
+    memory: Bytes | None = None
+    storage: Bytes | None = None
+    platform: str | None = None
+    nodes_excluded: list[str] = Field(default_factory=list, alias="nodesExcluded")
+    topology: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Timeout(Model):
+    exec_timeout: Seconds | None = None
+    queue_timeout: Seconds | None = None
+
+
+class DatasetRef(Model):
+    name: str
+    regex: str | None = None
+    path: str | None = None
+    metadata: list[str] | dict[str, Any] | None = None
+
+
+class Input(Model):
+    """Exactly one of task / url / dataset, with an optional regex filter."""
+
+    task: str | None = None
+    url: str | None = None
+    dataset: DatasetRef | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Input:
+        given = [k for k in ("task", "url", "dataset") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("an input needs exactly one of `task`, `url` or `dataset`"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+class Output(Model):
+    """Exactly one of url / dataset."""
+
+    url: str | None = None
+    dataset: DatasetRef | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Output:
+        given = [k for k in ("url", "dataset") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("an output needs exactly one of `url` or `dataset`")
+        return self
+
+
+class File(Model):
+    path: str
+    contents: str | None = None
+    localpath: str | None = None
+    base64: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> File:
+        if (self.contents is None) == (self.localpath is None):
+            raise ValueError("a file needs exactly one of `contents` or `localpath`")
+        return self
+
+
+class Checkpoint(Model):
+    path: str
+    url: str
+    frequency: Seconds
+    regex: str | None = None
+
+
+class ExitAction(str, Enum):
+    COMPLETE = "COMPLETE"
+    FAIL = "FAIL"
+    RESCHEDULE = "RESCHEDULE"
+    RESTART = "RESTART"  # OSMO: re-run in place; here the same as RESCHEDULE (a new attempt)
+
+
+class Task(Model):
+    name: Name
+    image: str | None = None
+    command: list[Str] = Field(min_length=1)
+    args: list[Str] = Field(default_factory=list)
+    environment: dict[str, Str] = Field(default_factory=dict)
+    credentials: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    inputs: list[Input] = Field(default_factory=list)
+    outputs: list[Output] = Field(default_factory=list)
+    files: list[File] = Field(default_factory=list)
+    resource: str = "default"
+    exit_actions: dict[ExitAction, Str] = Field(default_factory=dict, alias="exitActions")
+    checkpoint: list[Checkpoint] = Field(default_factory=list)
+    lead: bool = False
+    privileged: bool = False
+    host_network: bool = Field(False, alias="hostNetwork")
+    volume_mounts: list[str] = Field(default_factory=list, alias="volumeMounts")
+    max_retries: int | None = Field(None, alias="maxRetries", ge=0)
+
+    @field_validator("exit_actions")
+    @classmethod
+    def _codes_parse(cls, v: dict[ExitAction, str]) -> dict[ExitAction, str]:
+        seen: dict[int, ExitAction] = {}
+        for action, codes in v.items():
+            for lo, hi in parse_exit_codes(codes):
+                for code in range(lo, hi + 1):
+                    if code in seen and seen[code] != action:
+                        raise ValueError(
+                            f"exit code {code} is given to both {seen[code].value} and "
+                            f"{action.value}; each code may have one action")
+                    seen[code] = action
+        return v
+
+    def exit_action(self, code: int) -> ExitAction | None:
+        """The action the spec assigns to an exit code, or None (use the default rule)."""
+        for action, codes in self.exit_actions.items():
+            if any(lo <= code <= hi for lo, hi in parse_exit_codes(codes)):
+                return action
+        return None
+
+
+class Group(Model):
+    name: Name
+    barrier: bool = True
+    ignore_nonlead_status: bool = Field(True, alias="ignoreNonleadStatus")
+    tasks: list[Task] = Field(min_length=1)
+
+    @property
+    def lead(self) -> Task:
+        leads = [t for t in self.tasks if t.lead]
+        return leads[0] if leads else self.tasks[0]
+
+
+class Workflow(Model):
+    name: Name
+    pool: str | None = None
+    labels: dict[str, Str] = Field(default_factory=dict)
+    timeout: Timeout = Field(default_factory=Timeout)
+    resources: dict[str, Resource] = Field(default_factory=dict)
+    tasks: list[Task] | None = None
+    groups: list[Group] | None = None
+
+    @model_validator(mode="after")
+    def _tasks_or_groups(self) -> Workflow:
+        if not self.tasks and not self.groups:
+            raise ValueError("a workflow needs `tasks` or `groups`")
+        return self
+
+    def all_groups(self) -> list[Group]:
+        """Groups in spec order; each top-level task is a group of its own, named after it."""
+        out = list(self.groups or [])
+        for t in self.tasks or []:
+            out.append(Group(name=t.name, tasks=[t.model_copy(update={"lead": True})]))
+        return out
+
+    def all_tasks(self) -> list[Task]:
+        return [t for g in self.all_groups() for t in g.tasks]
+
+    def resource_of(self, task: Task) -> Resource:
+        return self.resources.get(task.resource) or Resource()
+
+
+class WorkflowSpec(Model):
+    """The top-level document (after templating; `default-values` is consumed by the loader)."""
+
+    version: int = 2
+    workflow: Workflow
+
+    @field_validator("version")
+    @classmethod
+    def _v2(cls, v: int) -> int:
+        if v != 2:
+            raise ValueError(f"version {v} is not supported; use version: 2")
+        return v
