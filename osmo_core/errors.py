@@ -7,7 +7,7 @@
     │   └── ConfigError            a configuration value is invalid (trait + value)
     ├── NotFound                   no such workflow / task / attempt
     ├── Conflict                   the request is valid but the object's state forbids it
-    ├── InvalidTransition          a state change the transition table forbids: a bug, never user input
+    ├── InvalidTransition          a move the transition table forbids: a bug, never user input
     ├── BackendError               a compute backend failed (agent unreachable, launch refused, ...)
     └── StoreError                 the database is unusable (schema too new, unreachable)
 

@@ -80,7 +80,11 @@ GroupStatus = TaskStatus
 T = TaskStatus
 _ACTIVE_FAILURES = {T.FAILED_CANCELED, T.FAILED_SERVER_ERROR, T.FAILED_EXEC_TIMEOUT}
 _RUNTIME_ENDS = {
-    T.COMPLETED, T.FAILED, T.RESCHEDULED, T.FAILED_BACKEND_ERROR, T.FAILED_EVICTED,
+    T.COMPLETED,
+    T.FAILED,
+    T.RESCHEDULED,
+    T.FAILED_BACKEND_ERROR,
+    T.FAILED_EVICTED,
     T.FAILED_PREEMPTED,
 }
 
@@ -97,27 +101,26 @@ TASK_TRANSITIONS: dict[TaskStatus | None, frozenset[TaskStatus]] = {
     T.SCHEDULING: frozenset({T.INITIALIZING, T.FAILED_QUEUE_TIMEOUT} | _ACTIVE_FAILURES),
     T.INITIALIZING: frozenset(
         {T.RUNNING, T.FAILED_START_ERROR, T.FAILED_START_TIMEOUT, T.FAILED_IMAGE_PULL}
-        | _RUNTIME_ENDS | _ACTIVE_FAILURES
+        | _RUNTIME_ENDS
+        | _ACTIVE_FAILURES
     ),
     T.RUNNING: frozenset(_RUNTIME_ENDS | _ACTIVE_FAILURES),
     **{s: frozenset() for s in TASK_TERMINAL},
 }
 
-#: Group moves: forward through the same phases; a group never goes back once RUNNING.
+#: Group moves: a group is an aggregate of its tasks, so it may skip phases, but only forward
+#: (SUBMITTING < WAITING < ... < RUNNING), and it ends once. FAILED_UPSTREAM only before it
+#: started; a group is never RESCHEDULED (its tasks are).
+_PHASES = [T.SUBMITTING, T.WAITING, T.PROCESSING, T.SCHEDULING, T.INITIALIZING, T.RUNNING]
+_GROUP_ENDS = TASK_TERMINAL - {T.RESCHEDULED, T.FAILED_UPSTREAM}
 GROUP_TRANSITIONS: dict[TaskStatus | None, frozenset[TaskStatus]] = {
     None: frozenset({T.SUBMITTING}),
-    T.SUBMITTING: frozenset({T.WAITING, T.PROCESSING, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES),
-    T.WAITING: frozenset({T.PROCESSING, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES),
-    T.PROCESSING: frozenset({T.SCHEDULING, T.FAILED_QUEUE_TIMEOUT} | _ACTIVE_FAILURES),
-    T.SCHEDULING: frozenset(
-        {T.INITIALIZING, T.RUNNING, T.COMPLETED, T.FAILED, T.FAILED_QUEUE_TIMEOUT}
-        | _RUNTIME_ENDS | _ACTIVE_FAILURES | {T.FAILED_START_ERROR, T.FAILED_IMAGE_PULL}
-    ),
-    T.INITIALIZING: frozenset(
-        {T.RUNNING, T.FAILED_START_ERROR, T.FAILED_START_TIMEOUT, T.FAILED_IMAGE_PULL}
-        | _RUNTIME_ENDS | _ACTIVE_FAILURES
-    ),
-    T.RUNNING: frozenset(_RUNTIME_ENDS | _ACTIVE_FAILURES | {T.FAILED_START_ERROR}),
+    **{
+        p: frozenset(_PHASES[i + 1 :])
+        | _GROUP_ENDS
+        | ({T.FAILED_UPSTREAM} if p in (T.SUBMITTING, T.WAITING) else set())
+        for i, p in enumerate(_PHASES)
+    },
     **{s: frozenset() for s in TASK_TERMINAL},
 }
 
@@ -159,8 +162,12 @@ def workflow_outcome(group_statuses: list[TaskStatus]) -> WorkflowStatus:
     assert all(s.terminal for s in group_statuses), "workflow_outcome needs ended groups"
     if all(s == T.COMPLETED for s in group_statuses):
         return W.COMPLETED
-    for special in (T.FAILED_CANCELED, T.FAILED_EXEC_TIMEOUT, T.FAILED_QUEUE_TIMEOUT,
-                    T.FAILED_SERVER_ERROR):
+    for special in (
+        T.FAILED_CANCELED,
+        T.FAILED_EXEC_TIMEOUT,
+        T.FAILED_QUEUE_TIMEOUT,
+        T.FAILED_SERVER_ERROR,
+    ):
         if special in group_statuses:
             return WorkflowStatus(special.value)
     return W.FAILED

@@ -77,6 +77,7 @@ class Node:
 
 # --- what backends report -------------------------------------------------------------------
 
+
 @dataclass
 class Started:
     key: str

@@ -1,0 +1,196 @@
+"""Configuration: one traitlets Configurable, as everywhere in Jupyter.
+
+Set it in `osmo_config.py` (CLI, under the config dir) or `jupyter_server_config.py` /
+`jupyter_osmo_config.py` (server, control-plane issue) as `c.OsmoConfig.<trait> = ...`, or
+through the environment (`OSMO_HOME`, `OSMO_STORE_URL`). Pools and backends are plain dicts,
+validated here into small dataclasses so a typo fails at start with the trait and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traitlets import Dict, Float, Int, Unicode, default, validate
+from traitlets.config import Config, Configurable, PyFileConfigLoader
+
+from .errors import ConfigError, Problem
+
+PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    name: str
+    # Per-platform limits on what one task may ask; None = the machine's capacity.
+    arch: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    name: str
+    backend: str
+    default_platform: str
+    platforms: dict[str, PlatformConfig]
+    description: str = ""
+
+
+def _data_home() -> Path:
+    if os.environ.get("OSMO_HOME"):
+        return Path(os.environ["OSMO_HOME"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(base) / "osmo"
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "osmo"
+
+
+class OsmoConfig(Configurable):
+    data_dir = Unicode(
+        help="Directory for the embedded store, the agent and task run folders "
+        "(default: $OSMO_HOME or $XDG_DATA_HOME/osmo)."
+    ).tag(config=True)
+    store_url = Unicode(
+        help="SQLAlchemy URL of the store: sqlite:///PATH (default, under "
+        "data_dir) or postgresql+psycopg://user@host/db. "
+        "Env: OSMO_STORE_URL."
+    ).tag(config=True)
+    backends = Dict(
+        help="Compute backends by name: {'local': {'kind': 'local'}, ...}. "
+        "Backend-specific keys are passed to the backend."
+    ).tag(config=True)
+    pools = Dict(
+        help="Pools by name: {'local': {'backend': 'local', 'default_platform': "
+        "'local', 'platforms': {'local': {}}}}."
+    ).tag(config=True)
+    default_pool = Unicode(
+        "local", help="Pool used when neither the spec nor the request names one."
+    ).tag(config=True)
+    max_retries = Int(
+        3,
+        help="Retry budget per task: new attempts created by RESCHEDULE exit "
+        "actions or infrastructure failures. A task's `maxRetries` "
+        "overrides it.",
+    ).tag(config=True)
+    max_tasks_per_workflow = Int(100_000, help="Refuse workflows with more tasks.").tag(config=True)
+    default_exec_timeout = Float(
+        0.0, help="Seconds; per-group exec timeout when the spec sets none. 0 = no limit."
+    ).tag(config=True)
+    default_queue_timeout = Float(
+        0.0, help="Seconds; per-group queue timeout when the spec sets none. 0 = no limit."
+    ).tag(config=True)
+    cancel_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL on cancel.").tag(
+        config=True
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return str(_data_home())
+
+    @default("store_url")
+    def _default_store_url(self) -> str:
+        return os.environ.get("OSMO_STORE_URL") or f"sqlite:///{Path(self.data_dir) / 'osmo.db'}"
+
+    @default("backends")
+    def _default_backends(self) -> dict[str, Any]:
+        return {"local": {"kind": "local"}}
+
+    @default("pools")
+    def _default_pools(self) -> dict[str, Any]:
+        return {
+            "local": {"backend": "local", "default_platform": "local", "platforms": {"local": {}}}
+        }
+
+    @validate("backends")
+    def _check_backends(self, proposal: Any) -> dict[str, Any]:
+        value = proposal["value"]
+        problems = []
+        for name, spec in value.items():
+            if not isinstance(spec, dict) or "kind" not in spec:
+                problems.append(
+                    Problem(
+                        f"backend {name!r} needs a 'kind' (e.g. 'local')",
+                        field=f"OsmoConfig.backends.{name}",
+                    )
+                )
+        if problems:
+            raise ConfigError(problems)
+        return value
+
+    def pool_configs(self) -> dict[str, PoolConfig]:
+        """Pools validated against the backends; raises ConfigError naming trait and value."""
+        problems: list[Problem] = []
+        out: dict[str, PoolConfig] = {}
+        for name, raw in self.pools.items():
+            where = f"OsmoConfig.pools.{name}"
+            if not isinstance(raw, dict):
+                problems.append(Problem(f"expected a dict, got {raw!r}", field=where))
+                continue
+            unknown = set(raw) - {"backend", "default_platform", "platforms", "description"}
+            if unknown:
+                problems.append(
+                    Problem(
+                        f"unknown keys {sorted(unknown)}",
+                        field=where,
+                        hint="valid: backend, default_platform, platforms, description",
+                    )
+                )
+            backend = raw.get("backend", "local")
+            if backend not in self.backends:
+                problems.append(
+                    Problem(
+                        f"backend {backend!r} is not configured",
+                        field=where,
+                        hint=f"configured: {sorted(self.backends)}",
+                    )
+                )
+            platforms = {
+                p: PlatformConfig(p, arch=(c or {}).get("arch"), extra=dict(c or {}))
+                for p, c in (raw.get("platforms") or {name: {}}).items()
+            }
+            default_platform = raw.get("default_platform") or next(iter(platforms))
+            if default_platform not in platforms:
+                problems.append(
+                    Problem(
+                        f"default_platform {default_platform!r} is not one of "
+                        f"its platforms {sorted(platforms)}",
+                        field=where,
+                    )
+                )
+            out[name] = PoolConfig(
+                name, backend, default_platform, platforms, raw.get("description", "")
+            )
+        if self.default_pool not in self.pools:
+            problems.append(
+                Problem(
+                    f"default_pool {self.default_pool!r} is not a configured pool",
+                    field="OsmoConfig.default_pool",
+                    hint=f"configured: {sorted(self.pools)}",
+                )
+            )
+        if problems:
+            raise ConfigError(problems)
+        return out
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> OsmoConfig:
+    """Build the config from a Python config file (default: <config dir>/osmo_config.py if it
+    exists) plus keyword overrides."""
+    cfg = Config()
+    file = Path(path) if path else config_dir() / "osmo_config.py"
+    if file.exists():
+        cfg.merge(PyFileConfigLoader(file.name, path=str(file.parent)).load_config())
+    for key, value in overrides.items():
+        if value is not None:
+            cfg.OsmoConfig[key] = value
+    try:
+        return OsmoConfig(config=cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # traitlets' TraitError: name the trait and value
+        raise ConfigError(Problem(str(e), field="OsmoConfig")) from e

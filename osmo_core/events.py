@@ -1,0 +1,130 @@
+"""Events: what the engine announces, and an in-process async pub/sub to deliver them.
+
+Types (each versioned; payload fields listed):
+- `workflow.submitted` v1   {name, pool, user, tasks}
+- `workflow.status`    v1   {message?}
+- `group.status`       v1   {message?}
+- `task.status`        v1   {exit_code?, node?, message?}
+- `task.log`           v1   {n, ts, stream, text}       live only: never stored (log files are)
+
+Persisted events have increasing integer ids; a subscriber that reconnects passes the last id
+it saw and gets the stored events after it first. A subscriber too slow to keep up is not
+allowed to stall the engine: when its bounded queue is full its backlog is dropped and it
+receives one `Overflow` marker, after which it should re-read state from the store (resync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Event:
+    type: str
+    workflow_id: str
+    ts: float
+    id: int | None = None  # None for live-only events (task.log)
+    version: int = 1
+    group_name: str | None = None
+    task: str | None = None
+    retry_id: int | None = None
+    status: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Event:
+        return cls(
+            **{
+                k: row[k]
+                for k in (
+                    "type",
+                    "workflow_id",
+                    "ts",
+                    "id",
+                    "version",
+                    "group_name",
+                    "task",
+                    "retry_id",
+                    "status",
+                    "payload",
+                )
+            }
+        )
+
+
+@dataclass
+class Overflow:
+    """The subscriber fell behind and events were dropped; re-read state, then continue."""
+
+    dropped: int
+
+
+class Subscription:
+    def __init__(self, bus: EventBus, workflow_id: str | None, maxsize: int, logs: bool):
+        self._bus = bus
+        self.workflow_id = workflow_id
+        self.logs = logs
+        self._queue: asyncio.Queue[Event | Overflow | None] = asyncio.Queue(maxsize)
+        self._closed = False
+
+    def wants(self, ev: Event) -> bool:
+        if self.workflow_id is not None and ev.workflow_id != self.workflow_id:
+            return False
+        return self.logs or ev.type != "task.log"
+
+    def offer(self, ev: Event | None) -> None:
+        try:
+            self._queue.put_nowait(ev)
+        except asyncio.QueueFull:
+            dropped = self._queue.qsize()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(Overflow(dropped))
+
+    async def get(self) -> Event | Overflow | None:
+        """Next event; None once the bus closed."""
+        if self._closed:
+            return None
+        item = await self._queue.get()
+        if item is None:
+            self._closed = True
+        return item
+
+    def close(self) -> None:
+        self._bus._subs.discard(self)
+        self._closed = True
+
+    async def __aiter__(self) -> AsyncIterator[Event | Overflow]:
+        try:
+            while (item := await self.get()) is not None:
+                yield item
+        finally:
+            self.close()
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+
+    def subscribe(
+        self, workflow_id: str | None = None, *, maxsize: int = 10_000, logs: bool = True
+    ) -> Subscription:
+        sub = Subscription(self, workflow_id, maxsize, logs)
+        self._subs.add(sub)
+        return sub
+
+    def publish(self, ev: Event) -> None:
+        for sub in list(self._subs):
+            if sub.wants(ev):
+                sub.offer(ev)
+
+    def close(self) -> None:
+        for sub in list(self._subs):
+            sub.offer(None)
+        self._subs.clear()

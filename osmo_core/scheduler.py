@@ -1,0 +1,230 @@
+"""Placement: pools -> platforms -> machines -> capacity (cpu, memory, gpu).
+
+The scheduler only does arithmetic on capacity; it never changes task state (the engine does).
+`check()` answers "can this pool ever run this workflow?" at submit time (placement errors,
+exit code 3); `place()` answers "where can this task run *now*?" during the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .backends.base import Node
+from .config import PoolConfig
+from .errors import Problem
+from .spec.models import Resource, Task, Workflow
+
+_GI = 2**30
+
+
+@dataclass
+class Alloc:
+    backend: str
+    node: str
+    cpu: float
+    memory: int
+    gpus: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _NodeState:
+    backend: str
+    node: Node
+    free_cpu: float = 0.0
+    free_memory: int = 0
+    free_gpus: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.free_cpu = self.node.cpu
+        self.free_memory = self.node.memory
+        self.free_gpus = list(self.node.gpus)
+
+    def fits_total(self, r: Resource) -> bool:
+        return (
+            r.cpu <= self.node.cpu
+            and (r.memory or 0) <= self.node.memory
+            and r.gpu <= len(self.node.gpus)
+        )
+
+    def fits_now(self, r: Resource) -> bool:
+        # 1e-9: float cpu sums (0.1 + 0.2) must not refuse an exact fit
+        return (
+            r.cpu <= self.free_cpu + 1e-9
+            and (r.memory or 0) <= self.free_memory
+            and r.gpu <= len(self.free_gpus)
+        )
+
+
+def task_fields(workflow: Workflow) -> Iterator[tuple[str, Task]]:
+    """(field path, task) for every task, with the path as the spec writes it."""
+    for gi, g in enumerate(workflow.groups or []):
+        for ti, t in enumerate(g.tasks):
+            yield f"workflow.groups[{gi}].tasks[{ti}]", t
+    for ti, t in enumerate(workflow.tasks or []):
+        yield f"workflow.tasks[{ti}]", t
+
+
+def _fmt(r: Resource) -> str:
+    mem = f", memory {r.memory / _GI:.3g}Gi" if r.memory else ""
+    return f"cpu {r.cpu:g}, gpu {r.gpu}{mem}"
+
+
+class Scheduler:
+    def __init__(self, pools: dict[str, PoolConfig]):
+        self.pools = pools
+        self._nodes: dict[str, list[_NodeState]] = {}  # backend name -> machines
+
+    def set_nodes(self, backend: str, nodes: list[Node]) -> None:
+        self._nodes[backend] = [_NodeState(backend, n) for n in nodes]
+
+    def platform_of(self, pool: str, res: Resource) -> str:
+        return res.platform or self.pools[pool].default_platform
+
+    def _machines(self, pool: str, platform: str) -> list[_NodeState]:
+        cfg = self.pools[pool]
+        plat = cfg.platforms[platform]
+        hosts = plat.extra.get("hosts")
+        return [
+            s
+            for s in self._nodes.get(cfg.backend, [])
+            if s.node.online
+            and (not hosts or s.node.name in hosts)
+            and (not plat.arch or not s.node.arch or s.node.arch == plat.arch)
+        ]
+
+    def check(self, workflow: Workflow, pool: str) -> list[Problem]:
+        """Every reason this pool can never run this workflow, one Problem each."""
+        if pool not in self.pools:
+            return [
+                Problem(
+                    f"pool {pool!r} does not exist",
+                    field="workflow.pool",
+                    hint=f"pools: {', '.join(sorted(self.pools))}",
+                )
+            ]
+        cfg = self.pools[pool]
+        problems: list[Problem] = []
+        for where, task in task_fields(workflow):
+            res = workflow.resource_of(task)
+            platform = self.platform_of(pool, res)
+            res_field = f"workflow.resources.{task.resource}"
+            if platform not in cfg.platforms:
+                problems.append(
+                    Problem(
+                        f"platform {platform!r} is not in pool {pool!r}",
+                        field=f"{res_field}.platform",
+                        hint=f"platforms of {pool}: {', '.join(sorted(cfg.platforms))}",
+                    )
+                )
+                continue
+            machines = self._machines(pool, platform)
+            if not any(m.fits_total(res) for m in machines):
+                biggest = ", ".join(
+                    f"{m.node.name}: cpu {m.node.cpu:g}, gpu {len(m.node.gpus)}, "
+                    f"memory {m.node.memory / _GI:.3g}Gi"
+                    for m in machines
+                )
+                problems.append(
+                    Problem(
+                        f"task {task.name!r} asks {_fmt(res)}, more than any machine of platform "
+                        f"{platform!r} offers",
+                        field=res_field,
+                        hint=f"machines: {biggest or 'none online'}",
+                    )
+                )
+            for i, inp in enumerate(task.inputs):
+                if inp.url or inp.dataset:
+                    problems.append(
+                        Problem(
+                            "object-storage and dataset inputs are not implemented yet "
+                            "(data-layer issue)",
+                            field=f"{where}.inputs[{i}]",
+                        )
+                    )
+            for i, _ in enumerate(task.outputs):
+                problems.append(
+                    Problem(
+                        "object-storage and dataset outputs are not implemented yet "
+                        "(data-layer issue)",
+                        field=f"{where}.outputs[{i}]",
+                    )
+                )
+            if task.checkpoint:
+                problems.append(
+                    Problem(
+                        "checkpoints are not implemented yet (data-layer issue)",
+                        field=f"{where}.checkpoint",
+                    )
+                )
+        return problems
+
+    def place(self, pool: str, res: Resource) -> Alloc | None:
+        """Reserve room for one task now, or None when it must wait."""
+        allocs = self.place_gang(pool, [res])
+        return allocs[0] if allocs else None
+
+    def place_gang(self, pool: str, requests: list[Resource]) -> list[Alloc] | None:
+        """All-or-nothing placement of several tasks (a group with a barrier)."""
+        taken: list[tuple[_NodeState, Alloc]] = []
+        for res in requests:
+            platform = self.platform_of(pool, res)
+            # Fewest free GPUs that still fit first: keeps big machines free for big tasks.
+            candidates = sorted(
+                (m for m in self._machines(pool, platform) if m.fits_now(res)),
+                key=lambda m: (len(m.free_gpus), m.free_cpu),
+            )
+            if not candidates:
+                for m, a in taken:
+                    self._give_back(m, a)
+                return None
+            m = candidates[0]
+            alloc = Alloc(m.backend, m.node.name, res.cpu, res.memory or 0, m.free_gpus[: res.gpu])
+            self._take(m, alloc)
+            taken.append((m, alloc))
+        return [a for _, a in taken]
+
+    def adopt(self, alloc: Alloc) -> None:
+        """Account for an attempt that was already running (after an engine restart)."""
+        m = self._find(alloc)
+        if m is not None:
+            self._take(m, alloc)
+
+    def release(self, alloc: Alloc) -> None:
+        m = self._find(alloc)
+        if m is not None:
+            self._give_back(m, alloc)
+
+    def usage(self) -> list[dict[str, object]]:
+        return [
+            {
+                "backend": m.backend,
+                "node": m.node.name,
+                "cpu": m.node.cpu,
+                "free_cpu": round(m.free_cpu, 6),
+                "memory": m.node.memory,
+                "free_memory": m.free_memory,
+                "gpus": list(m.node.gpus),
+                "free_gpus": list(m.free_gpus),
+                "arch": m.node.arch,
+            }
+            for ms in self._nodes.values()
+            for m in ms
+        ]
+
+    def _find(self, alloc: Alloc) -> _NodeState | None:
+        return next(
+            (m for m in self._nodes.get(alloc.backend, []) if m.node.name == alloc.node), None
+        )
+
+    @staticmethod
+    def _take(m: _NodeState, a: Alloc) -> None:
+        m.free_cpu -= a.cpu
+        m.free_memory -= a.memory
+        m.free_gpus = [g for g in m.free_gpus if g not in a.gpus]
+
+    @staticmethod
+    def _give_back(m: _NodeState, a: Alloc) -> None:
+        m.free_cpu = min(m.node.cpu, m.free_cpu + a.cpu)
+        m.free_memory = min(m.node.memory, m.free_memory + a.memory)
+        m.free_gpus = sorted(set(m.free_gpus) | set(a.gpus))

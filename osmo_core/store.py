@@ -1,0 +1,339 @@
+"""The store: SQLAlchemy 2 Core over a SQLite file (WAL) by default, PostgreSQL for teams.
+
+The engine is the only writer. It hands over a batch of row inserts/updates and events and the
+store commits them in ONE transaction, so a batch is either wholly persisted or not at all; the
+engine announces events only after `commit()` returns. The schema is versioned with Alembic
+(`osmo_core/migrations`) and upgraded when the store opens.
+
+Log lines are not stored here: they live in per-attempt log files; rows keep their location.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from .errors import NotFound, StoreError
+
+metadata = MetaData()
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("pool", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("priority", Integer, nullable=False, default=1),
+    Column("file", Text),
+    Column("spec_original", Text, nullable=False),
+    Column("spec_rendered", Text, nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("set_values", Text, nullable=False, default="{}"),
+    Column("submit_time", Float, nullable=False),
+    Column("start_time", Float),
+    Column("end_time", Float),
+    Column("message", Text),
+    Index("ix_workflows_name_seq", "name", "seq", unique=True),
+    Index("ix_workflows_status", "status"),
+    Index("ix_workflows_user", "user"),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("workflow_id", String(128), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("scheduling_time", Float),
+    Column("start_time", Float),
+    Column("end_time", Float),
+    Column("message", Text),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("workflow_id", String(128), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("retry_id", Integer, primary_key=True),
+    Column("group_name", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("exit_code", Integer),
+    Column("backend", String(64)),
+    Column("node", String(255)),
+    Column("alloc", Text),  # JSON: cpu, memory, gpus reserved for this attempt
+    Column("workdir", Text),
+    Column("output_path", Text),
+    Column("log_path", Text),
+    Column("cancel_reason", String(32)),  # status to give when the cancelled process exits
+    Column("create_time", Float, nullable=False),
+    Column("start_time", Float),
+    Column("end_time", Float),
+    Column("message", Text),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("ts", Float, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    Column("workflow_id", String(128), nullable=False),
+    Column("group_name", String(64)),
+    Column("task", String(64)),
+    Column("retry_id", Integer),
+    Column("status", String(32)),
+    Column("payload", Text, nullable=False, default="{}"),
+    Index("ix_events_workflow", "workflow_id", "id"),
+)
+
+TABLES = {"workflows": workflows, "groups": groups, "tasks": tasks, "events": events}
+_KEYS = {
+    "workflows": ("id",),
+    "groups": ("workflow_id", "name"),
+    "tasks": ("workflow_id", "name", "retry_id"),
+}
+
+
+@dataclass
+class Batch:
+    """Row changes and events committed together. Updates to one row merge (last value wins),
+    so a round that moves a task several times writes it once."""
+
+    inserts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    updates: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        self.inserts.setdefault(table, []).append(row)
+
+    def update(self, table: str, row: dict[str, Any]) -> None:
+        key = tuple(row[k] for k in _KEYS[table])
+        self.updates.setdefault(table, {}).setdefault(key, {}).update(row)
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.updates or self.events)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a commit survives a crash of the process (what we test); only an OS crash
+    # can lose the last transactions. FULL would fsync per commit and cost ~10x per event.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self._engine: Engine | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def open(self) -> Store:
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = create_engine(self.url, future=True, pool_pre_ping=True)
+        except Exception as e:
+            raise StoreError(f"cannot use store URL {self.url!r}: {e}") from e
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        self._engine = engine
+        self._migrate()
+        return self
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise StoreError("store is not open")
+        return self._engine
+
+    def _migrate(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except Exception as e:
+            raise StoreError(f"cannot open store {self.url!r}: {e}") from e
+
+    # --- writes (engine only) -------------------------------------------------------------
+
+    def create_workflow(self, row: dict[str, Any], batch: Batch) -> str:
+        """Insert a workflow with the next free `NAME-N` id plus `batch` (its groups, tasks and
+        first events, whose rows carry workflow_id=None until the id is known)."""
+        for _attempt in range(5):
+            with self.engine.begin() as conn:
+                seq = (
+                    conn.execute(
+                        select(func.coalesce(func.max(workflows.c.seq), 0)).where(
+                            workflows.c.name == row["name"]
+                        )
+                    ).scalar_one()
+                    + 1
+                )
+                wf_id = f"{row['name']}-{seq}"
+                try:
+                    conn.execute(insert(workflows), [{**row, "id": wf_id, "seq": seq}])
+                except IntegrityError:  # another server took this seq; try the next
+                    continue
+                self._write(conn, batch, wf_id)
+                return wf_id
+        raise StoreError(f"could not allocate an id for workflow {row['name']!r}")
+
+    def commit(self, batch: Batch) -> None:
+        if batch:
+            with self.engine.begin() as conn:
+                self._write(conn, batch, None)
+
+    def _write(self, conn: Any, batch: Batch, wf_id: str | None) -> None:
+        def fill(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if wf_id is None:
+                return rows
+            return [{**r, "workflow_id": r.get("workflow_id") or wf_id} for r in rows]
+
+        for name, rows in batch.inserts.items():
+            conn.execute(insert(TABLES[name]), fill(rows))
+        for name, by_key in batch.updates.items():
+            table = TABLES[name]
+            rows = list(by_key.values())
+            keys = _KEYS[name]
+            # One UPDATE per distinct set of columns keeps executemany usable.
+            by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for r in fill(rows):
+                by_cols.setdefault(tuple(sorted(set(r) - set(keys))), []).append(r)
+            for cols, rs in by_cols.items():
+                stmt = (
+                    update(table)
+                    .where(and_(*(table.c[k] == _bind(k) for k in keys)))
+                    .values({c: _bind(c) for c in cols})
+                )
+                conn.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rs])
+        if batch.events:
+            conn.execute(
+                insert(events),
+                [
+                    {
+                        **e,
+                        "payload": json.dumps(e.get("payload") or {}),
+                        "workflow_id": e.get("workflow_id") or wf_id,
+                    }
+                    for e in batch.events
+                ],
+            )
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def max_event_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+
+    def get_workflow(self, wf_id: str) -> RowMapping:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(workflows).where(workflows.c.id == wf_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"workflow {wf_id!r} not found")
+        return row
+
+    def list_workflows(
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        user: str | None = None,
+        pool: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> list[RowMapping]:
+        cols = [c for c in workflows.c if not c.name.startswith("spec_")]
+        q = select(*cols)
+        if statuses:
+            q = q.where(workflows.c.status.in_(list(statuses)))
+        if user:
+            q = q.where(workflows.c.user == user)
+        if pool:
+            q = q.where(workflows.c.pool == pool)
+        if name:
+            q = q.where(workflows.c.name == name)
+        order = workflows.c.submit_time.desc() if newest_first else workflows.c.submit_time.asc()
+        q = q.order_by(order, workflows.c.seq.desc()).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).mappings())
+
+    def unfinished_workflow_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(workflows.c.id)
+                .where(workflows.c.status.in_(["PENDING", "RUNNING", "WAITING"]))
+                .order_by(workflows.c.submit_time)
+            )
+            return [r[0] for r in rows]
+
+    def groups_of(self, wf_id: str) -> list[RowMapping]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(select(groups).where(groups.c.workflow_id == wf_id)).mappings()
+            )
+
+    def tasks_of(self, wf_id: str, name: str | None = None) -> list[RowMapping]:
+        q = select(tasks).where(tasks.c.workflow_id == wf_id)
+        if name is not None:
+            q = q.where(tasks.c.name == name)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q.order_by(tasks.c.create_time, tasks.c.retry_id)).mappings())
+
+    def events_since(
+        self, after_id: int = 0, workflow_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        q = select(events).where(events.c.id > after_id)
+        if workflow_id:
+            q = q.where(events.c.workflow_id == workflow_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(events.c.id).limit(limit)).mappings()
+            return [{**r, "payload": json.loads(r["payload"])} for r in rows]
+
+
+def _bind(name: str) -> Any:
+    return bindparam(f"b_{name}")
