@@ -1,0 +1,13 @@
+"""The host agent: one long-lived process per host (per data directory) that supervises tasks.
+
+It outlives the engine, so an engine restart adopts still-running tasks and collects finished
+ones. Modules, by concept:
+
+    protocol.py    the wire format (newline-delimited JSON) and its ops and events
+    server.py      Unix-socket server: clients, requests, event broadcast, idle exit
+    supervisor.py  running attempts: process groups, pipes into logs, exits, cancel, restart scan
+    workdir.py     an attempt's directory: layout, {{output}}/{{input:N}}, files, inputs
+    logfile.py     the durable per-attempt log format
+    host.py        host facts: capacity, GPUs, container runtime
+    __main__.py    `python -m osmo_core.agent`: the single-agent lock, logging, detaching
+"""

@@ -1,0 +1,70 @@
+"""`python -m osmo_core.agent --root DIR --socket PATH [--idle-timeout S] [--detach]`
+
+One agent per root: it holds an exclusive flock on ROOT/agent.lock for its whole life, so a
+second agent started on the same root (two engines racing to start one) exits at once with
+status 0. Its pid is in ROOT/agent.pid while it serves; diagnostics go to ROOT/agent.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .server import AgentServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m osmo_core.agent", description=__doc__)
+    parser.add_argument("--root", required=True, help="data directory (runs/, agent.log)")
+    parser.add_argument("--socket", required=True, help="Unix socket path to listen on")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        help="exit after this many seconds with no task and no client",
+    )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="fork and let the parent exit, so the agent is nobody's child",
+    )
+    args = parser.parse_args(argv)
+
+    root = Path(args.root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if args.detach and os.fork() > 0:
+        os._exit(0)  # the engine reaps this parent at once; init adopts the agent
+
+    lock = open(root / "agent.lock", "a")  # noqa: SIM115 - held until the process exits
+    pid_file = root / "agent.pid"
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = pid_file.read_text().strip() if pid_file.exists() else "?"
+        print(
+            f"osmo agent: another agent (pid {holder}) already serves {root}; exiting",
+            file=sys.stderr,
+        )
+        return 0
+    pid_file.write_text(f"{os.getpid()}\n")
+
+    logging.basicConfig(
+        filename=root / "agent.log",
+        level=logging.INFO,
+        format="%(asctime)s agent[%(process)d] %(levelname)s %(message)s",
+    )
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        # 3.11 watches each child with a thread; a pidfd watches it from the loop (3.12 default)
+        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+    asyncio.run(AgentServer(root, args.socket, args.idle_timeout).serve())
+    pid_file.unlink()  # still ours: we hold the lock
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""An attempt's durable log: one line per output line, `<ISO-8601 UTC> <stream> <text>\\n`.
+
+The agent writes it; the local backend reads it directly (same host). Lines are split on b"\\n"
+only, so a text containing "\\r" survives the round trip.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, cast
+
+from ..backends.base import LogLine
+
+MAX_LINE = 64 * 1024  # bytes; longer output lines are split into several log lines
+
+Stream = Literal["stdout", "stderr", "system"]
+
+
+def format_line(ts: float, stream: str, text: str) -> bytes:
+    stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp} {stream} {text}\n".encode()
+
+
+def parse_line(key: str, n: int, raw: bytes) -> LogLine:
+    stamp, stream, text = raw.decode("utf-8", "replace").rstrip("\n").split(" ", 2)
+    ts = datetime.fromisoformat(stamp[:-1] + "+00:00").timestamp()  # 3.10 lacks "Z"
+    return LogLine(key, n, ts, cast(Stream, stream), text)
+
+
+def read_lines(path: Path, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
+    """Lines from 0-based index `start`; a missing log is an empty one."""
+    out: list[LogLine] = []
+    try:
+        with open(path, "rb") as f:
+            for i, raw in enumerate(f):
+                if limit is not None and len(out) >= limit:
+                    break
+                if i >= start:
+                    out.append(parse_line(key, i + 1, raw))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0

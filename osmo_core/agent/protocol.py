@@ -1,0 +1,125 @@
+"""The agent's wire protocol: newline-delimited JSON over any asyncio stream.
+
+One UTF-8 JSON object per line, so the same protocol rides a Unix socket today and an SSH
+channel later. A client sends requests; the agent answers each one and pushes events to every
+connected client.
+
+Requests and responses::
+
+    {"id": N, "op": OP, ...args}   ->   {"id": N, "ok": true, ...result}
+                                        {"id": N, "ok": false, "error": "message"}
+
+    hello                       -> {version, pid, hostname, arch, cpus, memory,
+                                    gpus: [{index, name}], root, running (tasks),
+                                    container_runtime: "docker" | "podman" | null}
+    launch   {req}              -> {info}            req: LaunchRequest, info: LaunchInfo (as dicts)
+    cancel   {key, grace}       -> {}                SIGTERM the group, SIGKILL after grace seconds
+    status   {keys: [...]}      -> {states: {key: AttemptState dict (+ "pid" while running)}}
+    shutdown {force}            -> {}                force: kill running tasks first; without it
+                                                     the agent refuses while tasks run
+
+Events (no id) go to every client. Per key: started, its log lines, then exited; or, when the
+command could not start, one "system" log line and start_failed. An exit is sent only once
+both pipes are closed, so no line of an attempt follows its end::
+
+    {"ev": "started", "key", "pid", "ts"}
+    {"ev": "log", "key", "n", "ts", "stream": "stdout" | "stderr" | "system", "text"}
+    {"ev": "exited", "key", "exit_code", "signal", "ts"}
+    {"ev": "start_failed", "key", "message", "ts"}
+
+`ts` is seconds since the epoch; `n` is the 1-based line number in the attempt's log. File
+contents travel base64-encoded (`content_b64`). Keys are "<workflow_id>/<task>/<retry_id>".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import fields
+from typing import Any
+
+from ..backends.base import (
+    AttemptState,
+    BackendEvent,
+    Exited,
+    FileSpec,
+    InputSpec,
+    LaunchInfo,
+    LaunchRequest,
+    LogLine,
+    Started,
+    StartFailed,
+)
+
+#: Stream buffer limit for one message: a 64 KiB log line escapes to at most ~6x its size, and
+#: a launch request carries its files inline.
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class RequestError(Exception):
+    """A request the agent refuses; it is answered with ok: false and this message."""
+
+
+_KEY_PART = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_key(key: str) -> str:
+    """Refuse a key that is not "<workflow_id>/<task>/<retry_id>" of safe path parts."""
+    parts = key.split("/")
+    if len(parts) != 3 or any(not _KEY_PART.fullmatch(p) or p in (".", "..") for p in parts):
+        raise ValueError(f"invalid attempt key {key!r}: want <workflow_id>/<task>/<retry_id>")
+    return key
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    msg = json.loads(line)
+    if not isinstance(msg, dict):
+        raise ValueError("a message must be a JSON object")
+    return msg
+
+
+def request_to_wire(req: LaunchRequest) -> dict[str, Any]:
+    return {  # not dataclasses.asdict: its deep copy is a visible share of a launch
+        **vars(req),
+        "files": [
+            {"path": f.path, "mode": f.mode, "content_b64": base64.b64encode(f.content).decode()}
+            for f in req.files
+        ],
+        "inputs": [vars(i) for i in req.inputs],
+    }
+
+
+def request_from_wire(wire: dict[str, Any]) -> LaunchRequest:
+    args = dict(wire)
+    args["files"] = [
+        FileSpec(f["path"], base64.b64decode(f["content_b64"]), f.get("mode", 0o644))
+        for f in wire.get("files", [])
+    ]
+    args["inputs"] = [InputSpec(**i) for i in wire.get("inputs", [])]
+    return LaunchRequest(**args)
+
+
+def state_from_wire(wire: dict[str, Any]) -> AttemptState:
+    known = {f.name for f in fields(AttemptState)}
+    args = {k: v for k, v in wire.items() if k in known}
+    if args.get("info") is not None:
+        args["info"] = LaunchInfo(**args["info"])
+    return AttemptState(**args)
+
+
+def event_from_wire(msg: dict[str, Any]) -> BackendEvent:
+    kind, key, ts = msg["ev"], msg["key"], msg.get("ts", 0.0)
+    if kind == "log":
+        return LogLine(key, msg["n"], ts, msg["stream"], msg["text"])
+    if kind == "started":
+        return Started(key, msg.get("pid"), ts)
+    if kind == "exited":
+        return Exited(key, msg["exit_code"], ts, msg.get("signal"))
+    if kind == "start_failed":
+        return StartFailed(key, msg["message"], ts)
+    raise ValueError(f"unknown event {kind!r}")

@@ -1,0 +1,174 @@
+"""The agent's server: clients on a Unix socket, requests to the supervisor, events to all.
+
+It runs until a `shutdown` request, SIGTERM/SIGINT, or `idle_timeout` seconds with no running
+task and no connected client. Stopping always leaves every attempt with its exit record:
+running tasks are stopped (SIGTERM, then SIGKILL after a grace; at once for a forced
+shutdown) rather than orphaned, since a task whose agent is gone can no longer be watched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from . import host
+from .protocol import MAX_MESSAGE, RequestError, decode, encode
+from .supervisor import Supervisor
+
+log = logging.getLogger("osmo_core.agent")
+
+STOP_GRACE = 5.0  # seconds running tasks get on SIGTERM of the agent
+
+
+class AgentServer:
+    def __init__(self, root: Path, socket_path: str, idle_timeout: float = 600.0):
+        self.root = root
+        self.socket_path = socket_path
+        self.idle_timeout = idle_timeout
+        self.sup = Supervisor(root, self._broadcast, self._runtime)
+        self._clients: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
+        self._host: asyncio.Task[dict[str, Any]] | None = None
+        self._stop = asyncio.Event()
+        self._stop_grace = STOP_GRACE
+        self._outbox: dict[asyncio.StreamWriter, list[bytes]] = {}
+        self._ops = {
+            "hello": self._hello,
+            "launch": self._launch,
+            "cancel": self._cancel,
+            "status": self._status,
+            "shutdown": self._shutdown,
+        }
+
+    async def serve(self) -> None:
+        self._host = asyncio.ensure_future(host.probe())  # slow (`docker info`): in background
+        lost = self.sup.recover()
+        server = await asyncio.start_unix_server(
+            self._serve_client, path=self.socket_path, limit=MAX_MESSAGE
+        )
+        os.chmod(self.socket_path, 0o600)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        log.info(
+            "agent %s (pid %d) serving %s on %s; %d lost attempt(s) recorded",
+            __version__,
+            os.getpid(),
+            self.root,
+            self.socket_path,
+            lost,
+        )
+        idle = asyncio.ensure_future(self._watch_idle())
+        await self._stop.wait()
+        idle.cancel()
+        server.close()  # stop accepting
+        await self.sup.stop(self._stop_grace)
+        self._flush()
+        for writer in self._clients:
+            writer.close()
+        await asyncio.gather(*self._clients.values())  # each ends at its EOF
+        await server.wait_closed()
+        self._host.cancel()
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+        log.info("agent stopped")
+
+    async def _watch_idle(self) -> None:
+        interval = min(1.0, self.idle_timeout / 4)
+        since = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            if self.sup.running or self._clients:
+                since = time.monotonic()
+            elif time.monotonic() - since >= self.idle_timeout:
+                log.info("idle for %.0f s: exiting", self.idle_timeout)
+                self._stop.set()
+                return
+
+    # --- clients ---------------------------------------------------------------------------
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients[writer] = task
+        try:
+            while line := await reader.readline():
+                self._send(writer, encode(await self._answer(line)))
+        except (ConnectionError, ValueError) as e:  # ValueError: a line over MAX_MESSAGE
+            log.warning("client dropped: %s", e)
+        finally:
+            del self._clients[writer]
+            writer.close()
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        req_id = None
+        try:
+            msg = decode(line)
+            req_id = msg.get("id")
+            op = self._ops.get(msg.get("op", ""))
+            if op is None:
+                raise RequestError(f"unknown op {msg.get('op')!r}")
+            return {"id": req_id, "ok": True, **await op(msg)}
+        except Exception as e:  # answer it: one bad request must not end the agent
+            if not isinstance(e, (RequestError, ValueError, KeyError, TypeError)):
+                log.exception("request failed")
+            return {"id": req_id, "ok": False, "error": f"{type(e).__name__}: {e}"}
+
+    def _broadcast(self, ev: dict[str, Any]) -> None:
+        data = encode(ev)
+        for writer in self._clients:
+            self._send(writer, data)
+
+    def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Queue `data`; what is queued in one loop iteration leaves in one write. A launch's
+        `started` event and its answer then cost the client one wakeup, not two."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.setdefault(writer, []).append(data)
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        for writer, chunks in outbox.items():
+            if not writer.is_closing():
+                writer.write(b"".join(chunks))
+
+    # --- ops -------------------------------------------------------------------------------
+
+    async def _runtime(self) -> str | None:
+        assert self._host is not None
+        return (await self._host)["container_runtime"]
+
+    async def _hello(self, msg: dict[str, Any]) -> dict[str, Any]:
+        assert self._host is not None
+        return {
+            **await self._host,
+            "version": __version__,
+            "pid": os.getpid(),
+            "root": str(self.root),
+            "running": len(self.sup.running),
+        }
+
+    async def _launch(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"info": await self.sup.launch(msg["req"])}
+
+    async def _cancel(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.sup.cancel(msg["key"], float(msg.get("grace", 5.0)))
+        return {}
+
+    async def _status(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"states": self.sup.status(list(msg["keys"]))}
+
+    async def _shutdown(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if self.sup.running and not msg.get("force"):
+            raise RequestError(f"{len(self.sup.running)} task(s) running; shut down with force")
+        await self.sup.stop(0)  # killed now, so each has its exit record before we answer
+        self._stop_grace = 0
+        self._stop.set()
+        return {}

@@ -1,0 +1,424 @@
+"""Running attempts: one process group each; its pipes become log lines, its end exit.json.
+
+The launch path is kept lean because per-task overhead must stay near the cost of starting
+the user's own process: no thread, no coroutine and no extra process per task. The pipes and
+the exit are plain callbacks on one asyncio.SubprocessProtocol per attempt, and the exit is
+watched through a pidfd (set up in __main__).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from subprocess import DEVNULL, PIPE
+from typing import Any, BinaryIO
+
+import psutil
+
+from .logfile import MAX_LINE, count_lines, format_line
+from .protocol import request_from_wire
+from .workdir import (
+    ATTEMPT,
+    EXIT,
+    LOG,
+    OUTPUT,
+    PID,
+    Prepared,
+    PrepareError,
+    attempt_dir,
+    launch_info,
+    prepare,
+)
+
+log = logging.getLogger("osmo_core.agent")
+
+Emit = Callable[[dict[str, Any]], None]
+PIPE_GRACE = 2.0  # seconds to wait for pipe EOF after the main process exited
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+def _now() -> float:
+    """Seconds, to the microsecond the log keeps, so events and the log agree exactly."""
+    return round(time.time(), 6)
+
+
+class Supervisor:
+    def __init__(self, root: Path, emit: Emit, runtime: Callable[[], Awaitable[str | None]]):
+        self.root = root
+        self.emit = emit
+        self.running: dict[str, _Attempt] = {}
+        self._runtime = runtime
+        self._env = dict(os.environ)
+        self._warned_image = False
+        self._bg: set[asyncio.Task[None]] = set()
+
+    # --- launch --------------------------------------------------------------------------
+
+    async def launch(self, wire: dict[str, Any]) -> dict[str, Any]:
+        req = request_from_wire(wire)
+        d = attempt_dir(self.root, req.key)
+        if req.key in self.running:
+            return vars(launch_info(self.root, req.key, already_known=True))
+        runtime = await self._runtime() if req.image else None
+        container = _container_name(req.key) if runtime else None
+        info = launch_info(self.root, req.key)
+        d.mkdir(parents=True, exist_ok=True)
+        record = {
+            "request": {**wire, "files": [{"path": f.path, "mode": f.mode} for f in req.files]},
+            "info": vars(info),
+            "container": container,
+            "ts": _now(),
+        }
+        try:  # exclusive create: the one check that makes launch idempotent, even across agents
+            with open(d / ATTEMPT, "x") as f:
+                f.write(json.dumps(record))  # dumps: json.dump is the slow pure-Python path
+        except FileExistsError:
+            return vars(launch_info(self.root, req.key, already_known=True))
+
+        notes: list[str] = []
+        if req.image and runtime is None:
+            notes.append(
+                f"image {req.image} ignored: no docker/podman on this host; "
+                "running the command on the host"
+            )
+            if not self._warned_image:
+                self._warned_image = True
+                log.warning(notes[0])
+        att = self.running[req.key] = _Attempt(self, req.key, d, runtime, container, notes)
+        try:
+            prep = prepare(d, req, in_container=container is not None)
+            if not prep.argv:
+                raise PrepareError("the task has no command")
+        except Exception as e:  # anything that keeps it from starting is a start failure
+            att.fail_start(str(e))
+            return vars(info)
+        env = {
+            **self._env,
+            **prep.env,
+            "CUDA_VISIBLE_DEVICES": ",".join(map(str, req.gpus)),  # "": a CPU task sees no GPU
+            "OSMO_OUTPUT": info.output,  # also how a restarted agent finds orphans (recover)
+        }
+        argv = prep.argv
+        if runtime and container and req.image:
+            argv = _container_argv(runtime, container, d, req.image, req.gpus, prep, info.output)
+        try:
+            await asyncio.get_running_loop().subprocess_exec(
+                lambda: att,
+                *argv,
+                cwd=d,
+                env=env,
+                stdin=DEVNULL,
+                stdout=PIPE,
+                stderr=PIPE,
+                start_new_session=True,  # its own process group: cancel reaches every child
+            )
+        except Exception as e:  # not found, not executable, a NUL in argv...
+            att.fail_start(str(e))
+        return vars(info)
+
+    # --- cancel / status / stop ------------------------------------------------------------
+
+    def cancel(self, key: str, grace: float) -> None:
+        att = self.running.get(key)
+        if att is not None:
+            att.cancel(grace)
+
+    def status(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        return {key: self._state(key) for key in keys}
+
+    def _state(self, key: str) -> dict[str, Any]:
+        try:
+            d = attempt_dir(self.root, key)
+        except ValueError as e:
+            return {"key": key, "state": "unknown", "message": str(e)}
+        info = vars(launch_info(self.root, key))
+        att = self.running.get(key)
+        if att is not None:
+            return {
+                "key": key,
+                "state": "running",
+                "pid": att.pid,
+                "log_lines": att.n,
+                "info": info,
+            }
+        try:
+            ended = json.loads((d / EXIT).read_bytes())
+        except FileNotFoundError:
+            if not (d / ATTEMPT).exists():
+                return {"key": key, "state": "unknown"}
+            ended = {"state": "lost", "message": "recorded but neither running nor ended"}
+            ended["log_lines"] = count_lines(d / LOG)
+        return {
+            "key": key,
+            "state": ended["state"],
+            "exit_code": ended.get("exit_code"),
+            "signal": ended.get("signal"),
+            "message": ended.get("message", ""),
+            "log_lines": ended.get("log_lines", 0),
+            "info": info,
+        }
+
+    async def stop(self, grace: float) -> None:
+        """Cancel every running attempt and wait until each has its exit record."""
+        atts = list(self.running.values())
+        for att in atts:
+            att.cancel(grace)
+        await asyncio.gather(*(att.ended for att in atts))
+        await asyncio.gather(*self._bg)
+
+    # --- agent restart ---------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Attempts of a previous agent that never got an exit record are lost: their pipes
+        broke with that agent, so nobody can collect their output. Kill what is left of them
+        and record it. Returns how many there were."""
+        orphans = {
+            str(rec.parent / OUTPUT): rec.parent
+            for rec in self.root.glob(f"runs/*/*/*/{ATTEMPT}")
+            if not (rec.parent / EXIT).exists()
+        }
+        if not orphans:
+            return 0
+        _kill_groups_with_output(set(orphans))
+        for d in orphans.values():
+            key = "/".join(d.parts[-3:])
+            log.warning("attempt %s lost: its agent died while it ran", key)
+            _write_exit(
+                d,
+                {
+                    "state": "lost",
+                    "message": "the agent supervising this attempt died; the task was stopped",
+                    "exit_code": None,
+                    "signal": None,
+                    "ts": _now(),
+                    "log_lines": count_lines(d / LOG),
+                },
+            )
+        return len(orphans)
+
+    # --- called by attempts ----------------------------------------------------------------
+
+    def ended(self, att: _Attempt, record: dict[str, Any]) -> None:
+        self.running.pop(att.key, None)
+        record.update(ts=_now(), log_lines=att.n)
+        _write_exit(att.dir, record)  # before the event: a status() after it sees the end
+        if record["state"] == "exited":
+            ev = {"ev": "exited", "exit_code": record["exit_code"], "signal": record["signal"]}
+        else:
+            ev = {"ev": "start_failed", "message": record["message"]}
+        self.emit({**ev, "key": att.key, "ts": record["ts"]})
+        att.ended.set_result(None)
+
+    def remove_container(self, runtime: str, name: str) -> None:
+        async def rm() -> None:
+            proc = await asyncio.create_subprocess_exec(
+                runtime, "rm", "-f", name, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
+            )
+            await proc.wait()
+
+        task = asyncio.ensure_future(rm())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+
+class _Attempt(asyncio.SubprocessProtocol):
+    """One attempt's process: callbacks from asyncio turn its output and exit into records."""
+
+    def __init__(
+        self,
+        sup: Supervisor,
+        key: str,
+        d: Path,
+        runtime: str | None,
+        container: str | None,
+        notes: list[str],
+    ):
+        self.sup, self.key, self.dir = sup, key, d
+        self.pid: int | None = None
+        self.n = 0  # log lines so far
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._runtime, self._container = runtime, container
+        self._notes = notes  # system lines, logged once started so `started` comes first
+        self._log: BinaryIO | None = None  # opened at the first line: `true` writes none
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._partial = {1: b"", 2: b""}
+        self._open_pipes = {1, 2}
+        self._returncode: int | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._early_cancel: float | None = None
+        self._done = False
+
+    # asyncio calls these, in this order: connection_made, then data / pipe EOFs / exit.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._transport = transport
+        self.pid = transport.get_pid()
+        (self.dir / PID).write_text(str(self.pid))
+        self.sup.emit({"ev": "started", "key": self.key, "pid": self.pid, "ts": _now()})
+        for note in self._notes:
+            self._line("system", note, _now())
+        self._flush()
+        if self._early_cancel is not None:
+            self.cancel(self._early_cancel)
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if self._done:
+            return
+        stream, ts = _STREAMS[fd], _now()
+        *lines, rest = (self._partial[fd] + data).split(b"\n")
+        for raw in lines:
+            for i in range(0, max(len(raw), 1), MAX_LINE):
+                self._line(stream, raw[i : i + MAX_LINE].decode("utf-8", "replace"), ts)
+        while len(rest) > MAX_LINE:
+            self._line(stream, rest[:MAX_LINE].decode("utf-8", "replace"), ts)
+            rest = rest[MAX_LINE:]
+        self._partial[fd] = rest
+        self._flush()  # every line reaches the file before we go back to the loop
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if self._done:
+            return
+        rest, self._partial[fd] = self._partial[fd], b""
+        if rest:  # a last line without a newline
+            self._line(_STREAMS[fd], rest.decode("utf-8", "replace"), _now())
+            self._flush()
+        self._open_pipes.discard(fd)
+        self._maybe_finish()
+
+    def process_exited(self) -> None:
+        assert self._transport is not None
+        self._returncode = self._transport.get_returncode()
+        if self._open_pipes:  # a background child still holds them: do not wait forever
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(PIPE_GRACE, self._pipes_held))
+        self._maybe_finish()
+
+    # ours
+    def _line(self, stream: str, text: str, ts: float) -> None:
+        self.n += 1
+        if self._log is None:
+            self._log = open(self.dir / LOG, "ab")  # noqa: SIM115 - closed when it ends
+        self._log.write(format_line(ts, stream, text))
+        self.sup.emit(
+            {"ev": "log", "key": self.key, "n": self.n, "ts": ts, "stream": stream, "text": text}
+        )
+
+    def _flush(self) -> None:
+        if self._log is not None:
+            self._log.flush()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+    def _pipes_held(self) -> None:
+        self._kill()
+        # Give the pipes a moment to drain and close; a holder that left the group (setsid)
+        # would keep them open forever.
+        self._timers.append(asyncio.get_running_loop().call_later(0.2, self._finish))
+
+    def _maybe_finish(self) -> None:
+        if self._returncode is not None and not self._open_pipes:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for timer in self._timers:
+            timer.cancel()
+        self._signal(signal.SIGKILL)  # whatever is left of the group goes with the task
+        self._close_log()
+        assert self._transport is not None and self._returncode is not None
+        self._transport.close()
+        rc = self._returncode
+        code, sig = (128 - rc, -rc) if rc < 0 else (rc, None)
+        self.sup.ended(self, {"state": "exited", "exit_code": code, "signal": sig})
+
+    def fail_start(self, message: str) -> None:
+        self._done = True
+        self._line("system", f"could not start: {message}", _now())
+        self._close_log()
+        self.sup.ended(self, {"state": "failed_start", "message": message})
+
+    def cancel(self, grace: float) -> None:
+        if self._done:
+            return
+        if self.pid is None:  # still being spawned
+            self._early_cancel = grace
+            return
+        if grace <= 0:
+            self._kill()
+            return
+        self._signal(signal.SIGTERM)  # a container client passes it on to the container
+        self._timers.append(asyncio.get_running_loop().call_later(grace, self._kill))
+
+    def _kill(self) -> None:
+        self._signal(signal.SIGKILL)
+        if self._runtime and self._container:  # SIGKILL of the client leaves the container
+            self.sup.remove_container(self._runtime, self._container)
+
+    def _signal(self, sig: int) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+
+
+def _write_exit(d: Path, record: dict[str, Any]) -> None:
+    tmp = d / (EXIT + ".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, d / EXIT)
+
+
+def _kill_groups_with_output(outputs: set[str]) -> None:
+    """SIGKILL the process group of every process whose OSMO_OUTPUT is one of `outputs`.
+
+    Matching the environment (rather than trusting an old pid file) cannot hit an unrelated
+    process that reused the pid."""
+    own = os.getpgrp()
+    for proc in psutil.process_iter(["environ"]):
+        env = proc.info.get("environ") or {}
+        if env.get("OSMO_OUTPUT") not in outputs:
+            continue
+        try:
+            pgid = os.getpgid(proc.pid)
+            if pgid != own:
+                os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _container_name(key: str) -> str:
+    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+    return f"osmo-{key.replace('/', '-')}-{digest}"
+
+
+def _container_argv(
+    runtime: str,
+    name: str,
+    d: Path,
+    image: str,
+    gpus: list[int],
+    prep: Prepared,
+    output: str,
+) -> list[str]:
+    """`<rt> run` with the workdir at the same path inside, so resolved paths stay valid.
+    CUDA_VISIBLE_DEVICES is left to the runtime: inside, the given GPUs are renumbered."""
+    argv = [runtime, "run", "--rm", "--name", name, "-v", f"{d}:{d}", "-w", str(d)]
+    for host, inside in prep.mounts:
+        argv += ["-v", f"{host}:{inside}"]
+    for k, v in {**prep.env, "OSMO_OUTPUT": output}.items():
+        argv += ["-e", f"{k}={v}"]
+    if gpus and runtime == "docker":
+        argv += ["--gpus", "device=" + ",".join(map(str, gpus))]
+    elif gpus:
+        argv += [f"--device=nvidia.com/gpu={g}" for g in gpus]
+    return [*argv, image, *prep.argv]
