@@ -1,0 +1,20 @@
+"""OSMO workflow specs: load (template, parse, validate) with every problem located.
+
+load_spec(text_or_dict, file=..., set_values=...) -> LoadedSpec   (SpecError on problems)
+parse_set_values(["k=v", ...]) -> {"k": "v"}                       (the CLI's --set)
+validate_workflow(workflow) -> [Problem]                           (cross-field rules)
+"""
+
+from .loader import LoadedSpec, Positions, load_spec, parse_set_values
+from .models import Workflow, WorkflowSpec
+from .validate import validate_workflow
+
+__all__ = [
+    "LoadedSpec",
+    "Positions",
+    "Workflow",
+    "WorkflowSpec",
+    "load_spec",
+    "parse_set_values",
+    "validate_workflow",
+]

@@ -14,7 +14,16 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .quantities import parse_bytes, parse_cpu, parse_duration, parse_exit_codes
 
@@ -36,6 +45,14 @@ def _to_str(v: Any) -> Any:
 
 
 Str = Annotated[str, BeforeValidator(_to_str)]
+
+
+def _exit_codes(v: str) -> str:
+    parse_exit_codes(v)  # refused here, the error is located at its action (`COMPLETE: 5-3`)
+    return v
+
+
+ExitCodes = Annotated[str, BeforeValidator(_to_str), AfterValidator(_exit_codes)]
 
 
 class Model(BaseModel):
@@ -138,7 +155,7 @@ class Task(Model):
     outputs: list[Output] = Field(default_factory=list)
     files: list[File] = Field(default_factory=list)
     resource: str = "default"
-    exit_actions: dict[ExitAction, Str] = Field(default_factory=dict, alias="exitActions")
+    exit_actions: dict[ExitAction, ExitCodes] = Field(default_factory=dict, alias="exitActions")
     checkpoint: list[Checkpoint] = Field(default_factory=list)
     lead: bool = False
     privileged: bool = False
@@ -148,15 +165,18 @@ class Task(Model):
 
     @field_validator("exit_actions")
     @classmethod
-    def _codes_parse(cls, v: dict[ExitAction, str]) -> dict[ExitAction, str]:
+    def _codes_disjoint(cls, v: dict[ExitAction, str]) -> dict[ExitAction, str]:
         seen: dict[int, ExitAction] = {}
         for action, codes in v.items():
             for lo, hi in parse_exit_codes(codes):
                 for code in range(lo, hi + 1):
                     if code in seen and seen[code] != action:
-                        raise ValueError(
-                            f"exit code {code} is given to both {seen[code].value} and "
-                            f"{action.value}; each code may have one action")
+                        # "at" names the action at fault, so the loader points at its line.
+                        raise PydanticCustomError(
+                            "exit_code_overlap",
+                            "exit code {code} is given to both {first} and {at}; each code may "
+                            "have one action",
+                            {"code": code, "first": seen[code].value, "at": action.value})
                     seen[code] = action
         return v
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
@@ -17,8 +18,8 @@ def parse_bytes(value: str | int | float) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as 16Gi, 512Mi or 1G")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("size must not be negative")
+        if not math.isfinite(value) or value < 0:  # YAML reads `.inf` and `.nan` as floats
+            raise ValueError("size must be a finite, non-negative number")
         return int(value)
     m = _QUANTITY.match(value)
     if not m or m.group(2) == "m":
@@ -32,8 +33,8 @@ def parse_cpu(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a CPU count such as 2, 0.5 or 500m")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("cpu must not be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("cpu must be a finite, non-negative number")
         return float(value)
     m = _QUANTITY.match(value)
     if not m or (m.group(2) or "") not in ("", "m"):
@@ -47,12 +48,13 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 10m, 8h or 2d")
     if isinstance(value, int | float):
-        if value <= 0:
-            raise ValueError("duration must be positive")
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError("duration must be a finite, positive number of seconds")
         return float(value)
     m = _DURATION.match(value)
     if not m:
-        raise ValueError(f"{value!r} is not a duration; use <integer><unit>, unit one of s, m, h, d")
+        raise ValueError(
+            f"{value!r} is not a duration; use <integer><unit>, unit one of s, m, h, d")
     seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
     if seconds <= 0:
         raise ValueError("duration must be positive")
