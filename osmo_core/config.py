@@ -84,6 +84,11 @@ class OsmoConfig(Configurable):
     default_queue_timeout = Float(
         0.0, help="Seconds; per-group queue timeout when the spec sets none. 0 = no limit."
     ).tag(config=True)
+    group_stop_grace = Float(
+        5.0,
+        help="Seconds a group's other tasks get to finish on their own once its lead has "
+        "finished; then they are stopped (FAILED_CANCELED).",
+    ).tag(config=True)
     cancel_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL on cancel.").tag(
         config=True
     )

@@ -124,7 +124,8 @@ class GroupRun:
     start_time: float | None = None
     end_time: float | None = None
     message: str | None = None
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.TimerHandle | None = None  # queue or exec timeout
+    grace_timer: asyncio.TimerHandle | None = None  # peers' time to finish after the lead
 
     @property
     def name(self) -> str:
@@ -464,9 +465,10 @@ class Engine:
             )
         if to.terminal:
             g.end_time = now
-            if g.timer:
-                g.timer.cancel()
-                g.timer = None
+            for handle in (g.timer, g.grace_timer):
+                if handle:
+                    handle.cancel()
+            g.timer = g.grace_timer = None
         if message:
             g.message = message
         self._batch.update(
@@ -627,25 +629,37 @@ class Engine:
             return
         currents = [t.current.status for t in g.tasks]
         lead = g.lead.current.status
+        # A non-lead counts as failed for the group only with ignoreNonleadStatus: false, and
+        # not when it was stopped by us (cancel, a finished lead).
         failed_nonlead = not g.spec.ignore_nonlead_status and any(
-            s is not None and s.terminal and s != T.COMPLETED and s != T.RESCHEDULED
+            s is not None and s.failed and s != T.FAILED_CANCELED
             for t, s in zip(g.tasks, currents, strict=True)
             if t is not g.lead
         )
         lead_done = lead is not None and lead.terminal and lead != T.RESCHEDULED
         if lead_done or failed_nonlead:
-            # The group's outcome is decided; whatever still runs in it is stopped.
+            # The group's outcome is decided; whatever still runs in it is stopped: at once
+            # after a failure, after a grace period when the lead simply finished (its peers
+            # are often just finishing too).
+            grace = self.config.group_stop_grace if not failed_nonlead else 0.0
             reason = "group lead finished" if lead_done else "a task of the group failed"
             for t in g.tasks:
-                if t.current.status is not None and not t.current.status.terminal:
-                    self._stop(t.current, T.FAILED_CANCELED, reason)
+                att = t.current
+                if grace > 0 and att.status in _LAUNCHED:
+                    if g.grace_timer is None:
+                        g.grace_timer = asyncio.get_running_loop().call_later(
+                            grace, self._post, ("timer", "lead_grace", g)
+                        )
+                    continue
+                self._stop(att, T.FAILED_CANCELED, reason, follow=False)
             if all(t.current.status is not None and t.current.status.terminal for t in g.tasks):
-                final = (
-                    lead
-                    if lead_done and lead != T.COMPLETED
-                    else (T.FAILED if failed_nonlead else T.COMPLETED)
-                )
-                self._set_group(g, final, g.lead.current.message if final == lead else None)
+                if failed_nonlead and lead in (T.COMPLETED, T.FAILED_CANCELED):
+                    self._set_group(g, T.FAILED, "a non-lead task failed")
+                elif lead != T.COMPLETED:
+                    assert lead is not None
+                    self._set_group(g, lead, g.lead.current.message)
+                else:
+                    self._set_group(g, T.COMPLETED)
             return
         phase = max((s for s in currents if s in _PHASE), key=_PHASE.__getitem__, default=None)
         if phase is not None and _PHASE[phase] > _PHASE.get(g.status, -1):
@@ -700,9 +714,15 @@ class Engine:
             g.timer = asyncio.get_running_loop().call_later(delay, self._post, ("timer", kind, g))
 
     def _on_timer(self, kind: str, g: GroupRun) -> None:
-        g.timer = None
         if g.status is None or g.status.terminal:
             return
+        if kind == "lead_grace":
+            g.grace_timer = None
+            for t in g.tasks:
+                self._stop(t.current, T.FAILED_CANCELED, "group lead finished", follow=False)
+            self._group_follows(g)
+            return
+        g.timer = None
         if kind == "queue_timeout" and g.status == T.SCHEDULING:
             msg = f"queue timeout: not placed within {g.workflow.spec.timeout.queue_timeout}s"
             for t in g.tasks:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -35,7 +35,19 @@ class Event:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies, and this runs for every event.
+        return {
+            "id": self.id,
+            "ts": self.ts,
+            "type": self.type,
+            "version": self.version,
+            "workflow_id": self.workflow_id,
+            "group_name": self.group_name,
+            "task": self.task,
+            "retry_id": self.retry_id,
+            "status": self.status,
+            "payload": self.payload,
+        }
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Event:

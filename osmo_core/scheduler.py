@@ -81,13 +81,15 @@ class Scheduler:
     def platform_of(self, pool: str, res: Resource) -> str:
         return res.platform or self.pools[pool].default_platform
 
-    def _machines(self, pool: str, platform: str) -> list[_NodeState]:
+    def _machines(
+        self, pool: str, platform: str, nodes: dict[str, list[_NodeState]] | None = None
+    ) -> list[_NodeState]:
         cfg = self.pools[pool]
         plat = cfg.platforms[platform]
         hosts = plat.extra.get("hosts")
         return [
             s
-            for s in self._nodes.get(cfg.backend, [])
+            for s in (nodes if nodes is not None else self._nodes).get(cfg.backend, [])
             if s.node.online
             and (not hosts or s.node.name in hosts)
             and (not plat.arch or not s.node.arch or s.node.arch == plat.arch)
@@ -157,6 +159,36 @@ class Scheduler:
                         field=f"{where}.checkpoint",
                     )
                 )
+            if task.credentials:
+                problems.append(
+                    Problem(
+                        "credentials are not implemented yet (data-layer issue)",
+                        field=f"{where}.credentials",
+                    )
+                )
+        if not problems:
+            problems += self._check_barriers(workflow, pool)
+        return problems
+
+    def _check_barriers(self, workflow: Workflow, pool: str) -> list[Problem]:
+        """A group with a barrier starts all its tasks at once: it must fit the empty pool."""
+        problems = []
+        for gi, g in enumerate(workflow.groups or []):
+            if not g.barrier or len(g.tasks) < 2:
+                continue
+            empty = {b: [_NodeState(b, m.node) for m in ms] for b, ms in self._nodes.items()}
+            requests = [workflow.resource_of(t) for t in g.tasks]
+            if self.place_gang(pool, requests, empty) is None:
+                total = sum(r.cpu for r in requests)
+                problems.append(
+                    Problem(
+                        f"group {g.name!r} starts its {len(g.tasks)} tasks together (barrier) "
+                        f"and needs cpu {total:g}, gpu {sum(r.gpu for r in requests)} at once; "
+                        f"pool {pool!r} cannot hold them all",
+                        field=f"workflow.groups[{gi}]",
+                        hint="lower the tasks' resources, or set barrier: false",
+                    )
+                )
         return problems
 
     def place(self, pool: str, res: Resource) -> Alloc | None:
@@ -164,14 +196,20 @@ class Scheduler:
         allocs = self.place_gang(pool, [res])
         return allocs[0] if allocs else None
 
-    def place_gang(self, pool: str, requests: list[Resource]) -> list[Alloc] | None:
-        """All-or-nothing placement of several tasks (a group with a barrier)."""
+    def place_gang(
+        self,
+        pool: str,
+        requests: list[Resource],
+        nodes: dict[str, list[_NodeState]] | None = None,
+    ) -> list[Alloc] | None:
+        """All-or-nothing placement of several tasks (a group with a barrier). `nodes`: place
+        on these machine states instead of the live ones (for "could it ever fit?")."""
         taken: list[tuple[_NodeState, Alloc]] = []
         for res in requests:
             platform = self.platform_of(pool, res)
             # Fewest free GPUs that still fit first: keeps big machines free for big tasks.
             candidates = sorted(
-                (m for m in self._machines(pool, platform) if m.fits_now(res)),
+                (m for m in self._machines(pool, platform, nodes) if m.fits_now(res)),
                 key=lambda m: (len(m.free_gpus), m.free_cpu),
             )
             if not candidates:

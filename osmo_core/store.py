@@ -34,7 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from .errors import NotFound, StoreError
@@ -158,6 +158,8 @@ class Store:
     def __init__(self, url: str):
         self.url = url
         self._engine: Engine | None = None
+        self._writer: Connection | None = None
+        self._updates: dict[tuple[str, tuple[str, ...]], Any] = {}  # compiled-once statements
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -175,6 +177,9 @@ class Store:
         return self
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -224,8 +229,16 @@ class Store:
 
     def commit(self, batch: Batch) -> None:
         if batch:
-            with self.engine.begin() as conn:
-                self._write(conn, batch, None)
+            # The engine's own connection: no pool checkout or liveness ping per round.
+            if self._writer is None:
+                self._writer = self.engine.connect()
+            try:
+                with self._writer.begin():
+                    self._write(self._writer, batch, None)
+            except Exception:
+                self._writer.close()  # a broken connection is not reused
+                self._writer = None
+                raise
 
     def _write(self, conn: Any, batch: Batch, wf_id: str | None) -> None:
         def fill(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -244,11 +257,13 @@ class Store:
             for r in fill(rows):
                 by_cols.setdefault(tuple(sorted(set(r) - set(keys))), []).append(r)
             for cols, rs in by_cols.items():
-                stmt = (
-                    update(table)
-                    .where(and_(*(table.c[k] == _bind(k) for k in keys)))
-                    .values({c: _bind(c) for c in cols})
-                )
+                stmt = self._updates.get((name, cols))
+                if stmt is None:
+                    stmt = self._updates[(name, cols)] = (
+                        update(table)
+                        .where(and_(*(table.c[k] == _bind(k) for k in keys)))
+                        .values({c: _bind(c) for c in cols})
+                    )
                 conn.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rs])
         if batch.events:
             conn.execute(

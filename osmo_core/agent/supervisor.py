@@ -30,7 +30,6 @@ from .workdir import (
     EXIT,
     LOG,
     OUTPUT,
-    PID,
     Prepared,
     PrepareError,
     attempt_dir,
@@ -261,7 +260,6 @@ class _Attempt(asyncio.SubprocessProtocol):
         assert isinstance(transport, asyncio.SubprocessTransport)
         self._transport = transport
         self.pid = transport.get_pid()
-        (self.dir / PID).write_text(str(self.pid))
         self.sup.emit({"ev": "started", "key": self.key, "pid": self.pid, "ts": _now()})
         for note in self._notes:
             self._line("system", note, _now())

@@ -23,16 +23,15 @@ from pathlib import Path
 from ..backends.base import LaunchInfo, LaunchRequest
 from .protocol import check_key
 
-ATTEMPT, EXIT, PID, LOG, OUTPUT, INPUTS, FILES = (
+ATTEMPT, EXIT, LOG, OUTPUT, INPUTS, FILES = (
     "attempt.json",
     "exit.json",
-    "pid",
     "log",
     "output",
     "inputs",
     "files",
 )
-_RECORDS = {ATTEMPT, EXIT, EXIT + ".tmp", PID, LOG}
+_RECORDS = {ATTEMPT, EXIT, EXIT + ".tmp", LOG}
 
 # {{output}} and {{input:N}}, spaces tolerated inside the braces.
 _TOKEN = r"\{\{\s*(?:(output)|input:\s*(\d+))\s*\}\}"

@@ -19,8 +19,13 @@ def backend_class(kind: str) -> type[Backend]:
         found = [ep for ep in entry_points(group="osmo.backends") if ep.name == kind]
         if not found:
             known = sorted({*_BUILTIN, *(ep.name for ep in entry_points(group="osmo.backends"))})
-            raise ConfigError(Problem(f"unknown backend kind {kind!r}", field="OsmoConfig.backends",
-                                      hint=f"known kinds: {', '.join(known)}"))
+            raise ConfigError(
+                Problem(
+                    f"unknown backend kind {kind!r}",
+                    field="OsmoConfig.backends",
+                    hint=f"known kinds: {', '.join(known)}",
+                )
+            )
         return found[0].load()  # type: ignore[no-any-return]
     module, cls = target.split(":")
     return getattr(import_module(module), cls)  # type: ignore[no-any-return]

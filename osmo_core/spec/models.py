@@ -97,8 +97,10 @@ class Input(Model):
     def _one_source(self) -> Input:
         given = [k for k in ("task", "url", "dataset") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("an input needs exactly one of `task`, `url` or `dataset`"
-                             + (f" (got {', '.join(given)})" if given else ""))
+            raise ValueError(
+                "an input needs exactly one of `task`, `url` or `dataset`"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
         return self
 
 
@@ -176,7 +178,8 @@ class Task(Model):
                             "exit_code_overlap",
                             "exit code {code} is given to both {first} and {at}; each code may "
                             "have one action",
-                            {"code": code, "first": seen[code].value, "at": action.value})
+                            {"code": code, "first": seen[code].value, "at": action.value},
+                        )
                     seen[code] = action
         return v
 
@@ -216,10 +219,10 @@ class Workflow(Model):
         return self
 
     def all_groups(self) -> list[Group]:
-        """Groups in spec order; each top-level task is a group of its own, named after it."""
+        """Groups in spec order; each top-level task is a group of its own, named after it
+        (and led by it: a group's lead defaults to its first task)."""
         out = list(self.groups or [])
-        for t in self.tasks or []:
-            out.append(Group(name=t.name, tasks=[t.model_copy(update={"lead": True})]))
+        out += [Group.model_construct(name=t.name, tasks=[t]) for t in self.tasks or []]
         return out
 
     def all_tasks(self) -> list[Task]:

@@ -6,8 +6,16 @@ import math
 import re
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-            "E": 10**18}
+_DECIMAL = {
+    "": 1,
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]i|[kKMGTPE]|m)?\s*$")
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd])\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -54,7 +62,8 @@ def parse_duration(value: str | int | float) -> float:
     m = _DURATION.match(value)
     if not m:
         raise ValueError(
-            f"{value!r} is not a duration; use <integer><unit>, unit one of s, m, h, d")
+            f"{value!r} is not a duration; use <integer><unit>, unit one of s, m, h, d"
+        )
     seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
     if seconds <= 0:
         raise ValueError("duration must be positive")

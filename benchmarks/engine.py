@@ -1,0 +1,198 @@
+"""Engine benchmark: the real engine + store + local backend against a bare-process floor.
+
+    python benchmarks/engine.py            # all workloads, each in a fresh process
+    python benchmarks/engine.py W3         # one workload
+
+W1  200-task chain                      (each task `true`)
+W2  1 -> 500 -> 1 fan-out / fan-in
+W3  2,000 independent tasks, parallelism 2
+W4  planning (parse + validate + DAG + placement check) of a 10,000-task random DAG, no run
+
+The floor is measured in the same process right before: an asyncio loop that starts the same
+processes with the same parallelism and nothing else. Targets (2-core machine): W1-W3 within
+2x the floor, W4 under 1 s, engine peak RSS under 200 MB for W3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PARALLELISM = 2
+
+
+def chain(n: int) -> dict:
+    tasks = [{"name": "t0", "command": ["true"]}]
+    tasks += [
+        {"name": f"t{i}", "command": ["true"], "inputs": [{"task": f"t{i - 1}"}]}
+        for i in range(1, n)
+    ]
+    return {"workflow": {"name": "w1", "tasks": tasks}}
+
+
+def fan(width: int) -> dict:
+    tasks = [{"name": "src", "command": ["true"]}]
+    tasks += [
+        {"name": f"m{i}", "command": ["true"], "inputs": [{"task": "src"}]} for i in range(width)
+    ]
+    tasks.append(
+        {"name": "sink", "command": ["true"], "inputs": [{"task": f"m{i}"} for i in range(width)]}
+    )
+    return {"workflow": {"name": "w2", "tasks": tasks}}
+
+
+def independent(n: int) -> dict:
+    return {
+        "workflow": {
+            "name": "w3",
+            "tasks": [{"name": f"t{i}", "command": ["true"]} for i in range(n)],
+        }
+    }
+
+
+def random_dag_yaml(n: int, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    lines = [
+        "workflow:",
+        "  name: w4",
+        "  resources:",
+        "    default:",
+        "      cpu: 500m",
+        "      memory: 64Mi",
+        "  tasks:",
+    ]
+    for i in range(n):
+        lines += [
+            f"  - name: t{i}",
+            "    command: [sh, -c]",
+            '    args: ["echo {{input:0}} > {{output}}/x"]' if i else "    args: [true]",
+        ]
+        if i:
+            ups = sorted({rng.randrange(max(0, i - 50), i) for _ in range(rng.randint(1, 3))})
+            lines.append("    inputs:")
+            lines += [f"    - task: t{u}" for u in ups]
+    return "\n".join(lines) + "\n"
+
+
+# --- floor: the same processes, same parallelism, nothing else -------------------------------
+
+
+async def _spawn(sem: asyncio.Semaphore) -> None:
+    async with sem:
+        proc = await asyncio.create_subprocess_exec(
+            "true", stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+        await proc.communicate()
+
+
+async def floor(stages: list[int]) -> float:
+    sem = asyncio.Semaphore(PARALLELISM)
+    t0 = time.perf_counter()
+    for width in stages:
+        await asyncio.gather(*(_spawn(sem) for _ in range(width)))
+    return time.perf_counter() - t0
+
+
+# --- engine runs -----------------------------------------------------------------------------
+
+
+async def engine_run(spec: dict, data: Path) -> tuple[float, str]:
+    from osmo_core.config import OsmoConfig
+    from osmo_core.service import Service
+
+    config = OsmoConfig(
+        data_dir=str(data),
+        backends={"local": {"kind": "local", "cpus": PARALLELISM, "idle_timeout": 30}},
+    )
+    spec["workflow"]["resources"] = {"default": {"cpu": 1}}
+    async with Service(config) as svc:
+        try:
+            t0 = time.perf_counter()
+            wf_id = await svc.submit(spec)
+            status = await svc.wait(wf_id)
+            wall = time.perf_counter() - t0
+        finally:
+            await svc.backends["local"].shutdown_agent(force=True)  # type: ignore[attr-defined]
+    return wall, status.value
+
+
+def run_workload(name: str) -> dict:
+    if name == "W4":
+        from osmo_core.backends.base import Node
+        from osmo_core.config import OsmoConfig
+        from osmo_core.dag import WorkflowDAG
+        from osmo_core.scheduler import Scheduler
+        from osmo_core.spec import load_spec
+
+        text = random_dag_yaml(10_000)
+        scheduler = Scheduler(OsmoConfig().pool_configs())
+        scheduler.set_nodes("local", [Node("here", cpu=2, memory=8 * 2**30)])
+        t0 = time.perf_counter()
+        loaded = load_spec(text, file="w4.yaml")
+        dag = WorkflowDAG.build(loaded.workflow)
+        order = dag.topo_order()
+        problems = scheduler.check(loaded.workflow, "local")
+        wall = time.perf_counter() - t0
+        assert len(order) == 10_000 and not problems
+        return {
+            "workload": name,
+            "tasks": 10_000,
+            "wall_s": round(wall, 3),
+            "target": "< 1 s",
+            "ok": wall < 1.0,
+        }
+
+    spec, stages = {
+        "W1": (chain(200), [1] * 200),
+        "W2": (fan(500), [1, 500, 1]),
+        "W3": (independent(2000), [2000]),
+    }[name]
+    n = sum(stages)
+    floor_s = asyncio.run(floor(stages))
+    with tempfile.TemporaryDirectory(prefix="osmo-bench-") as tmp:
+        wall, status = asyncio.run(engine_run(spec, Path(tmp)))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ratio = wall / floor_s
+    return {
+        "workload": name,
+        "tasks": n,
+        "status": status,
+        "floor_s": round(floor_s, 3),
+        "engine_s": round(wall, 3),
+        "ratio": round(ratio, 2),
+        "floor_per_task_ms": round(floor_s / n * 1000, 2),
+        "overhead_per_task_ms": round((wall - floor_s) / n * 1000, 2),
+        "peak_rss_mb": round(rss_mb, 1),
+        "target": "ratio <= 2",
+        "ok": status == "COMPLETED" and ratio <= 2.0 and (name != "W3" or rss_mb < 200),
+    }
+
+
+def main() -> int:
+    names = sys.argv[1:] or ["W1", "W2", "W3", "W4"]
+    if len(names) == 1:
+        print(json.dumps(run_workload(names[0])))
+        return 0
+    results = []
+    for name in names:  # a fresh process each, so peak RSS is the workload's own
+        out = subprocess.run(
+            [sys.executable, __file__, name], capture_output=True, text=True, timeout=900
+        )
+        if out.returncode != 0:
+            print(f"{name}: failed\n{out.stderr}", file=sys.stderr)
+            return 1
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for r in results:
+        print("  ".join(f"{k}={v}" for k, v in r.items()))
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

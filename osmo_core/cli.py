@@ -1,0 +1,382 @@
+"""`osmo` command line.
+
+Exit codes: 0 the workflow COMPLETED (or the command succeeded), 1 it failed, 2 invalid input
+(spec, arguments), 3 the spec is valid but the pool cannot run it, 4 a conflict (another engine
+runs on this data directory, the workflow already ended), 130 interrupted.
+
+`validate` and `run` work on the embedded default (this process runs the engine); the
+server-backed `submit | query | list | logs | cancel | restart` come with the control plane.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from . import __version__
+from .config import PRIORITIES, load_config
+from .errors import Conflict, InputError, NotFound, OsmoError, PlacementError
+from .events import Event, Overflow
+from .service import Service
+from .spec import LoadedSpec, parse_set_values
+from .states import WorkflowStatus
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PLACEMENT, EXIT_CONFLICT = 0, 1, 2, 3, 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="osmo", description="Run OSMO workflows (DAGs of tasks).")
+    p.add_argument("--version", action="version", version=f"osmo {__version__}")
+    p.add_argument("--config", help="config file (default: $XDG_CONFIG_HOME/osmo/osmo_config.py)")
+    top = p.add_subparsers(dest="group", required=True, metavar="{workflow,pool}")
+
+    wf = top.add_parser("workflow", help="validate and run workflows")
+    cmds = wf.add_subparsers(dest="cmd", required=True, metavar="{validate,run,resume}")
+
+    def spec_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("file", help="workflow YAML file ('-' for stdin)")
+        sp.add_argument(
+            "--set",
+            dest="set_values",
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override default-values (repeatable)",
+        )
+        sp.add_argument(
+            "--pool",
+            help="pool to place the workflow in (default: the spec's or the configured default)",
+        )
+        sp.add_argument("--format", choices=["text", "json"], default="text")
+
+    v = cmds.add_parser("validate", help="check a spec and its placement; exit 2/3 on problems")
+    spec_args(v)
+
+    r = cmds.add_parser("run", help="run a workflow here, showing live status; exit 0/1")
+    spec_args(r)
+    r.add_argument("--dry-run", action="store_true", help="print the rendered spec and stop")
+    r.add_argument("--priority", choices=list(PRIORITIES), default="NORMAL")
+    r.add_argument("--logs", action="store_true", help="stream task output to the terminal")
+
+    rs = cmds.add_parser(
+        "resume",
+        help="reload unfinished workflows (after a crash or an "
+        "interrupted run) and follow them to the end",
+    )
+    rs.add_argument("ids", nargs="*", help="workflow ids to follow (default: all unfinished)")
+    rs.add_argument("--format", choices=["text", "json"], default="text")
+    rs.add_argument("--logs", action="store_true", help="stream task output to the terminal")
+
+    pool = top.add_parser("pool", help="pools and their capacity")
+    pool_cmds = pool.add_subparsers(dest="cmd", required=True, metavar="{list}")
+    pl = pool_cmds.add_parser("list", help="pools, platforms and machines")
+    pl.add_argument("--format", choices=["text", "json"], default="text")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_dispatch(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    out = Output(args.format if hasattr(args, "format") else "text")
+    try:
+        config = load_config(args.config)
+        service = Service(config)
+        if args.group == "pool":
+            return await _pool_list(service, out)
+        if args.cmd == "resume":
+            return await _resume(service, args, out)
+        loaded = _load(service, args)
+        if args.cmd == "validate":
+            await _start_backends_only(service)
+            pool = service.check_placement(loaded, args.pool)
+            out.result(
+                {
+                    "valid": True,
+                    "workflow": loaded.workflow.name,
+                    "pool": pool,
+                    "tasks": len(loaded.workflow.all_tasks()),
+                },
+                f"{loaded.file or '<spec>'}: valid ({len(loaded.workflow.all_tasks())} "
+                f"tasks, pool {pool})",
+            )
+            return EXIT_OK
+        if args.dry_run:
+            print(
+                loaded.rendered
+                if args.format == "text"
+                else json.dumps(loaded.spec.model_dump(mode="json", by_alias=True))
+            )
+            return EXIT_OK
+        return await _run(service, loaded, args, out)
+    except PlacementError as e:
+        out.problems(e)
+        return EXIT_PLACEMENT
+    except InputError as e:
+        out.problems(e)
+        return EXIT_INVALID
+    except (Conflict, NotFound) as e:
+        out.error(str(e))
+        return EXIT_CONFLICT
+    except OsmoError as e:
+        out.error(f"{type(e).__name__}: {e}")
+        return EXIT_FAILED
+
+
+def _load(service: Service, args: argparse.Namespace) -> LoadedSpec:
+    if args.file == "-":
+        text, name = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                text, name = f.read(), args.file
+        except OSError as e:
+            raise InputError(f"cannot read {args.file}: {e.strerror}") from None
+    return service.load(text, file=name, set_values=parse_set_values(args.set_values))
+
+
+async def _start_backends_only(service: Service) -> None:
+    """Placement needs each backend's machines, not the engine or the store."""
+    for name, backend in service.backends.items():
+        service.scheduler.set_nodes(name, await backend.nodes())
+
+
+# --- run / resume --------------------------------------------------------------------------
+
+
+async def _run(service: Service, loaded: LoadedSpec, args: argparse.Namespace, out: Output) -> int:
+    async with service:
+        sub = service.subscribe(logs=args.logs)
+        wf_id = await service.submit(loaded, pool=args.pool, priority=args.priority)
+        out.info(f"submitted {wf_id} ({len(loaded.workflow.all_tasks())} tasks)")
+        return await _follow(service, [wf_id], sub, out)
+
+
+async def _resume(service: Service, args: argparse.Namespace, out: Output) -> int:
+    async with service:
+        sub = service.subscribe(logs=args.logs)
+        ids = args.ids or service.unfinished()
+        if not ids:
+            out.info("nothing to resume: no unfinished workflow")
+            sub.close()
+            return EXIT_OK
+        out.info(f"following {', '.join(ids)}")
+        return await _follow(service, ids, sub, out)
+
+
+async def _follow(service: Service, ids: list[str], sub: Any, out: Output) -> int:
+    """Show progress until every workflow ends; Ctrl-C cancels them (a second one leaves)."""
+    loop = asyncio.get_running_loop()
+    interrupted = 0
+    cancels: list[asyncio.Future[None]] = []
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted += 1
+        if interrupted == 1:
+            out.info(
+                "interrupted: canceling (Ctrl-C again to leave the tasks running; "
+                "`osmo workflow resume` picks them up)"
+            )
+            cancels.extend(asyncio.ensure_future(_quiet_cancel(service, w)) for w in ids)
+        else:
+            waiter.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    view = LiveView(service, ids, out)
+    pump = asyncio.create_task(view.pump(sub))
+    waiter = asyncio.ensure_future(asyncio.gather(*(service.wait(i) for i in ids)))
+    try:
+        statuses: list[WorkflowStatus] = await waiter
+    except asyncio.CancelledError:
+        return 130
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+        view.close()
+    for wf_id in ids:
+        out.summary(service.get(wf_id))
+    if interrupted:
+        return 130
+    return EXIT_OK if all(s == WorkflowStatus.COMPLETED for s in statuses) else EXIT_FAILED
+
+
+async def _quiet_cancel(service: Service, wf_id: str) -> None:
+    with contextlib.suppress(Conflict):  # it ended meanwhile
+        await service.cancel(wf_id)
+
+
+async def _pool_list(service: Service, out: Output) -> int:
+    await _start_backends_only(service)
+    info = service.pools_info()
+    if out.json:
+        out.result(info, "")
+        return EXIT_OK
+    for p in info:
+        print(
+            f"{p['name']}  backend={p['backend']}  default_platform={p['default_platform']}  "
+            f"platforms={', '.join(p['platforms'])}"
+        )
+        for n in p["nodes"]:
+            print(
+                f"  {n['node']}: cpu {n['cpu']:g}, memory {n['memory'] / 2**30:.1f}Gi, "
+                f"gpus {len(n['gpus'])}, arch {n['arch']}"
+            )
+    return EXIT_OK
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+class Output:
+    """Text for people, JSON for scripts: results on stdout, progress and errors on stderr."""
+
+    def __init__(self, fmt: str, stream: TextIO | None = None):
+        self.json = fmt == "json"
+        self.err = stream or sys.stderr
+
+    def info(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+    def error(self, text: str) -> None:
+        if self.json:
+            print(json.dumps({"error": text}))
+        else:
+            print(f"error: {text}", file=self.err)
+
+    def result(self, data: Any, text: str) -> None:
+        print(json.dumps(data, default=str) if self.json else text, flush=True)
+
+    def problems(self, e: InputError) -> None:
+        if self.json:
+            print(json.dumps({"error": e.kind, "details": [p.to_dict() for p in e.problems]}))
+            return
+        print(f"{e.kind}:", file=self.err)
+        for p in e.problems:
+            print(f"  {p}", file=self.err)
+
+    def summary(self, wf: dict[str, Any]) -> None:
+        if self.json:
+            print(json.dumps(wf, default=str))
+            return
+        latest: dict[str, dict[str, Any]] = {}
+        for t in wf["tasks"]:
+            latest[t["name"]] = t
+        dur = _duration(wf["start_time"], wf["end_time"])
+        print(f"{wf['id']}: {wf['status']}" + (f" in {dur}" if dur else ""))
+        width = max((len(n) for n in latest), default=4)
+        for name, t in latest.items():
+            code = "" if t["exit_code"] is None else f"exit {t['exit_code']}"
+            retry = f" (attempt {t['retry_id'] + 1})" if t["retry_id"] else ""
+            msg = f"  {t['message']}" if t["message"] and t["status"] != "COMPLETED" else ""
+            print(
+                f"  {name:<{width}}  {t['status']:<20} {code:<8}"
+                f"{_duration(t['start_time'], t['end_time']):>8}{retry}{msg}"
+            )
+
+
+def _duration(start: float | None, end: float | None) -> str:
+    if not start:
+        return ""
+    secs = (end or time.time()) - start
+    return f"{secs:.1f}s" if secs < 120 else f"{int(secs // 60)}m{int(secs % 60):02d}s"
+
+
+class LiveView:
+    """A table redrawn in place on a terminal; one line per change otherwise."""
+
+    def __init__(self, service: Service, ids: list[str], out: Output):
+        self.service = service
+        self.ids = ids
+        self.out = out
+        self.tasks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.live: Any = None
+        if out.err.isatty() and not out.json:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(console=Console(file=out.err), refresh_per_second=8, transient=False)
+            self.live.start()
+
+    async def pump(self, sub: Any) -> None:
+        async for ev in sub:
+            if isinstance(ev, Overflow):
+                continue
+            if ev.workflow_id not in self.ids:
+                continue
+            self.show(ev)
+
+    def show(self, ev: Event) -> None:
+        stamp = datetime.fromtimestamp(ev.ts).strftime("%H:%M:%S")
+        if ev.type == "task.log":
+            line = f"[{ev.task}] {ev.payload.get('text', '')}"
+            if self.live is not None:
+                self.live.console.print(line, markup=False, highlight=False)
+            else:
+                print(line, file=self.out.err, flush=True)
+            return
+        if ev.type == "task.status" and ev.task:
+            self.tasks[(ev.workflow_id, ev.task)] = {
+                "status": ev.status,
+                "retry": ev.retry_id,
+                "ts": ev.ts,
+                "exit": ev.payload.get("exit_code"),
+            }
+        if self.live is not None:
+            self.live.update(self._table())
+        elif ev.type in ("task.status", "workflow.status"):
+            what = ev.task or "workflow"
+            extra = f" exit {ev.payload['exit_code']}" if "exit_code" in ev.payload else ""
+            retry = f" (retry {ev.retry_id})" if ev.retry_id else ""
+            print(
+                f"{stamp} {ev.workflow_id} {what} {ev.status}{extra}{retry}",
+                file=self.out.err,
+                flush=True,
+            )
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        counts: dict[str, int] = {}
+        for t in self.tasks.values():
+            counts[t["status"]] = counts.get(t["status"], 0) + 1
+        table = Table(
+            title=" ".join(self.ids)
+            + "  "
+            + "  ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            show_edge=False,
+        )
+        for col in ("task", "status", "attempt", "exit"):
+            table.add_column(col)
+        rows = sorted(self.tasks.items(), key=lambda kv: kv[1]["ts"])
+        for (_, name), t in rows[-30:]:  # the most recent changes fit a screen
+            table.add_row(
+                name,
+                t["status"],
+                str((t["retry"] or 0) + 1),
+                "" if t["exit"] is None else str(t["exit"]),
+            )
+        return table
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

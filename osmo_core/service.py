@@ -1,0 +1,222 @@
+"""The one façade every front door calls (CLI, REST handlers, magics, widgets).
+
+It owns the store, the backends, the scheduler and the engine, and answers reads from the
+store so every front door sees the same persisted truth. One engine per data directory at a
+time: `start()` takes an exclusive lock and refuses (Conflict) when another process holds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .backends import make_backend
+from .backends.base import Backend, LogLine, attempt_key
+from .config import OsmoConfig
+from .engine import Engine
+from .errors import Conflict, NotFound, PlacementError
+from .events import EventBus, Subscription
+from .scheduler import Scheduler
+from .spec import LoadedSpec, load_spec
+from .states import WorkflowStatus
+from .store import Store
+
+
+class Service:
+    def __init__(self, config: OsmoConfig | None = None):
+        self.config = config or OsmoConfig()
+        self.pools = self.config.pool_configs()
+        self.store = Store(self.config.store_url)
+        self.bus = EventBus()
+        self.scheduler = Scheduler(self.pools)
+        self.backends: dict[str, Backend] = {
+            name: make_backend(name, spec, self.config.data_dir)
+            for name, spec in self.config.backends.items()
+        }
+        self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
+        self._lock_fd: int | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> Service:
+        self._lock()
+        try:
+            self.store.open()
+            await self.engine.start()
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        self.store.close()
+        self._unlock()
+
+    async def __aenter__(self) -> Service:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _lock(self) -> None:
+        data = Path(self.config.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        path = data / "engine.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise Conflict(
+                f"another osmo engine (pid {holder}) is using {data}; wait for it to "
+                "finish, or set OSMO_HOME to use another data directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    # --- workflows ------------------------------------------------------------------------
+
+    def load(
+        self,
+        source: str | dict[str, Any],
+        *,
+        file: str | None = None,
+        set_values: dict[str, Any] | None = None,
+    ) -> LoadedSpec:
+        """Parse and validate a spec (SpecError on any problem)."""
+        return load_spec(source, file=file, set_values=set_values)
+
+    def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
+        """The pool the workflow would run in; PlacementError when it cannot run there."""
+        pool = pool or loaded.workflow.pool or self.config.default_pool
+        problems = self.scheduler.check(loaded.workflow, pool)
+        if problems:
+            raise PlacementError([loaded.locate(p) for p in problems])
+        return pool
+
+    async def submit(
+        self,
+        source: str | dict[str, Any] | LoadedSpec,
+        *,
+        file: str | None = None,
+        set_values: dict[str, Any] | None = None,
+        pool: str | None = None,
+        user: str | None = None,
+        priority: str = "NORMAL",
+    ) -> str:
+        loaded = (
+            source
+            if isinstance(source, LoadedSpec)
+            else self.load(source, file=file, set_values=set_values)
+        )
+        pool = self.check_placement(loaded, pool)
+        return await self.engine.submit(
+            loaded.workflow,
+            pool=pool,
+            user=user or getpass.getuser(),
+            priority=priority,
+            original=loaded.original,
+            rendered=loaded.rendered,
+            values=loaded.values,
+            file=loaded.file,
+        )
+
+    async def cancel(self, wf_id: str) -> WorkflowStatus:
+        return await self.engine.cancel(wf_id)
+
+    async def wait(self, wf_id: str) -> WorkflowStatus:
+        return await self.engine.wait(wf_id)
+
+    def subscribe(self, workflow_id: str | None = None, *, logs: bool = True) -> Subscription:
+        return self.bus.subscribe(workflow_id, logs=logs)
+
+    def unfinished(self) -> list[str]:
+        return self.store.unfinished_workflow_ids()
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, wf_id: str) -> dict[str, Any]:
+        """A workflow with its groups and every task attempt, JSON-ready."""
+        row = dict(self.store.get_workflow(wf_id))
+        spec_json = row.pop("spec_json")
+        for k in ("spec_original", "spec_rendered"):
+            row.pop(k)
+        row["set_values"] = json.loads(row["set_values"])
+        tasks = [_task_model(r) for r in self.store.tasks_of(wf_id)]
+        order = {t.name: i for i, t in enumerate(_load_workflow_spec(spec_json).all_tasks())}
+        tasks.sort(key=lambda t: (order.get(t["name"], 0), t["retry_id"]))
+        row["groups"] = [dict(g) for g in self.store.groups_of(wf_id)]
+        row["tasks"] = tasks
+        return row
+
+    def list(self, **filters: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.store.list_workflows(**filters)]
+
+    def spec(self, wf_id: str) -> dict[str, str]:
+        row = self.store.get_workflow(wf_id)
+        return {
+            "original": row["spec_original"],
+            "rendered": row["spec_rendered"],
+            "spec": row["spec_json"],
+        }
+
+    async def logs(
+        self,
+        wf_id: str,
+        task: str,
+        retry_id: int | None = None,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> list[LogLine]:
+        rows = self.store.tasks_of(wf_id, task)
+        if not rows:
+            raise NotFound(f"workflow {wf_id!r} has no task {task!r}")
+        row = (
+            rows[-1]
+            if retry_id is None
+            else next((r for r in rows if r["retry_id"] == retry_id), None)
+        )
+        if row is None:
+            raise NotFound(f"task {task!r} of {wf_id!r} has no attempt {retry_id}")
+        backend = self.backends.get(row["backend"] or "")
+        if backend is None:
+            return []  # never placed: no log yet
+        return await backend.read_log(attempt_key(wf_id, task, row["retry_id"]), start, limit)
+
+    def pools_info(self) -> list[dict[str, Any]]:
+        usage = self.scheduler.usage()
+        return [
+            {
+                "name": p.name,
+                "backend": p.backend,
+                "default_platform": p.default_platform,
+                "platforms": {k: asdict(v) for k, v in p.platforms.items()},
+                "nodes": [u for u in usage if u["backend"] == p.backend],
+            }
+            for p in self.pools.values()
+        ]
+
+
+def _task_model(r: Any) -> dict[str, Any]:
+    d = dict(r)
+    d["alloc"] = json.loads(d["alloc"]) if d["alloc"] else None
+    return d
+
+
+def _load_workflow_spec(spec_json: str) -> Any:
+    from .spec.models import Workflow
+
+    return Workflow.model_validate_json(spec_json)

@@ -1,0 +1,78 @@
+"""Fixtures shared by every test: a real engine on a throw-away data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osmo_core.config import OsmoConfig
+from osmo_core.service import Service
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+def make_config(data_dir: Path, **overrides: Any) -> OsmoConfig:
+    """A config on `data_dir`; `local={...}` adds keys to the local backend (cpus, gpus...)."""
+    local = {"kind": "local", "idle_timeout": 60, **overrides.pop("local", {})}
+    store_url = overrides.pop("store_url", None) or f"sqlite:///{data_dir / 'osmo.db'}"
+    return OsmoConfig(
+        data_dir=str(data_dir), store_url=store_url, backends={"local": local}, **overrides
+    )
+
+
+@pytest.fixture
+async def service_factory(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
+    """Start services on tmp_path; every agent they spawned is shut down at the end."""
+    started: list[Service] = []
+
+    async def factory(data_dir: Path | None = None, **overrides: Any) -> Service:
+        svc = Service(make_config(data_dir or tmp_path / "osmo", **overrides))
+        await svc.start()
+        started.append(svc)
+        return svc
+
+    yield factory
+    for svc in reversed(started):
+        for backend in svc.backends.values():
+            shutdown = getattr(backend, "shutdown_agent", None)
+            if shutdown is not None:
+                with contextlib.suppress(Exception):  # already gone
+                    await shutdown(force=True)
+        await svc.stop()
+
+
+@pytest.fixture
+async def service(service_factory: ServiceFactory) -> Service:
+    return await service_factory()
+
+
+@pytest.fixture
+async def osmo_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """Environment for running the `osmo` CLI in a subprocess on a private data dir; the
+    agent those runs leave behind (agents outlive engines by design) is stopped afterwards."""
+    env = dict(os.environ)
+    home = tmp_path / "osmo-cli"
+    env["OSMO_HOME"] = str(home)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    env.pop("OSMO_STORE_URL", None)
+    yield env
+    if (home / "agent.lock").exists():
+        from osmo_core.backends.local import LocalBackend
+
+        backend = LocalBackend("local", {"root": str(home)})
+        await backend.start(lambda ev: None)
+        await backend.shutdown_agent(force=True)
+        await backend.stop()
+
+
+def osmo_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "osmo_core.cli", *args]

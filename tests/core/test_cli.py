@@ -1,0 +1,147 @@
+"""The `osmo` CLI as a user runs it: a subprocess, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import EXAMPLES, osmo_cli
+
+
+def osmo(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        osmo_cli(*args), env=env, capture_output=True, text=True, input=stdin, timeout=timeout
+    )
+
+
+BAD = """workflow:
+  name: bad
+  tasks:
+  - name: a
+    comand: [echo]
+  - name: b
+    command: [true]
+    inputs:
+    - task: nope
+"""
+
+
+def test_validate_ok(osmo_env: dict[str, str]) -> None:
+    r = osmo(osmo_env, "workflow", "validate", str(EXAMPLES / "serial.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "valid (3 tasks, pool local)" in r.stdout
+
+
+def test_validate_reports_every_problem_with_line_and_field(
+    osmo_env: dict[str, str], tmp_path: Path
+) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(BAD)
+    r = osmo(osmo_env, "workflow", "validate", str(f))
+    assert r.returncode == 2
+    assert f"{f}:5:5: workflow.tasks[0].comand: unknown field 'comand'" in r.stderr
+    assert "did you mean 'command'" in r.stderr
+    assert "workflow.tasks[1].inputs[0].task" in r.stderr and f"{f}:9:" in r.stderr
+    j = osmo(osmo_env, "workflow", "validate", str(f), "--format", "json")
+    details = json.loads(j.stdout)["details"]
+    assert j.returncode == 2
+    assert {(d["line"], d["field"]) for d in details} >= {
+        (5, "workflow.tasks[0].comand"),
+        (9, "workflow.tasks[1].inputs[0].task"),
+    }
+
+
+def test_validate_placement_is_exit_3(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "big.yaml"
+    f.write_text(
+        "workflow:\n  name: big\n  resources:\n    default:\n      cpu: 4096\n"
+        "  tasks:\n  - name: t\n    command: [true]\n"
+    )
+    r = osmo(osmo_env, "workflow", "validate", str(f))
+    assert r.returncode == 3, r.stderr
+    assert "cannot place workflow" in r.stderr
+    assert f"{f}:4:" in r.stderr and "workflow.resources.default" in r.stderr
+    assert "more than any machine of platform 'local'" in r.stderr
+
+
+def test_run_failure_exit_1_and_plain_progress(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "fail.yaml"
+    f.write_text(
+        "workflow:\n  name: fail\n  tasks:\n  - name: t\n    command: [sh, -c, 'exit 7']\n"
+        "  - name: u\n    command: [true]\n    inputs: [{task: t}]\n"
+    )
+    r = osmo(osmo_env, "workflow", "run", str(f))
+    assert r.returncode == 1
+    assert "fail-1 t RUNNING" in r.stderr and "fail-1 t FAILED exit 7" in r.stderr
+    assert "fail-1: FAILED" in r.stdout
+    assert "FAILED_UPSTREAM" in r.stdout
+
+
+def test_run_from_stdin_with_logs(osmo_env: dict[str, str]) -> None:
+    r = osmo(
+        osmo_env,
+        "workflow",
+        "run",
+        "-",
+        "--logs",
+        stdin="workflow:\n  name: s\n  tasks:\n  - name: t\n    command: [echo, hi]\n",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "[t] hi" in r.stderr
+
+
+def test_dry_run_prints_rendered_spec(osmo_env: dict[str, str]) -> None:
+    r = osmo(
+        osmo_env,
+        "workflow",
+        "run",
+        str(EXAMPLES / "templated.yaml"),
+        "--dry-run",
+        "--set",
+        "shards=2",
+        "name=tiny",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "name: tiny" in r.stdout and "shard-1" in r.stdout and "shard-2" not in r.stdout
+    assert not (Path(osmo_env["OSMO_HOME"]) / "osmo.db").exists()  # nothing ran, nothing stored
+
+
+def test_bad_arguments(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    r = osmo(osmo_env, "workflow", "run", str(tmp_path / "missing.yaml"))
+    assert r.returncode == 2 and "cannot read" in r.stderr
+    r = osmo(osmo_env, "workflow", "validate", str(EXAMPLES / "hello.yaml"), "--set", "novalue")
+    assert r.returncode == 2 and "novalue" in r.stderr
+
+
+def test_one_engine_per_data_dir(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "slow.yaml"
+    f.write_text("workflow:\n  name: slow\n  tasks:\n  - name: t\n    command: [sleep, '3']\n")
+    first = subprocess.Popen(
+        osmo_cli("workflow", "run", str(f)),
+        env=osmo_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        lock = Path(osmo_env["OSMO_HOME"]) / "engine.lock"
+        while not (lock.exists() and lock.read_text()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = osmo(osmo_env, "workflow", "run", str(EXAMPLES / "hello.yaml"))
+        assert second.returncode == 4
+        assert "another osmo engine" in second.stderr
+    finally:
+        assert first.wait(30) == 0
+
+
+def test_pool_list(osmo_env: dict[str, str]) -> None:
+    r = osmo(osmo_env, "pool", "list", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    pools = json.loads(r.stdout)
+    assert pools[0]["name"] == "local" and pools[0]["nodes"][0]["cpu"] >= 1

@@ -1,0 +1,494 @@
+"""The engine end to end on the local backend: real agent, real processes, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from osmo_core.errors import Conflict, PlacementError
+from osmo_core.events import Event
+from osmo_core.service import Service
+from osmo_core.states import TASK_TRANSITIONS, TaskStatus, WorkflowStatus
+
+T = TaskStatus
+
+
+def latest(wf: dict) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for t in wf["tasks"]:
+        out[t["name"]] = t
+    return out
+
+
+def attempts(wf: dict, name: str) -> list[dict]:
+    return [t for t in wf["tasks"] if t["name"] == name]
+
+
+async def run(service: Service, spec: dict | str, timeout: float = 30, **kw) -> dict:
+    wf_id = await service.submit(spec, **kw)
+    status = await asyncio.wait_for(service.wait(wf_id), timeout)
+    wf = service.get(wf_id)
+    assert wf["status"] == status.value
+    return wf
+
+
+async def log_text(service: Service, wf_id: str, task: str, retry_id: int | None = None) -> str:
+    return "\n".join(line.text for line in await service.logs(wf_id, task, retry_id))
+
+
+def task(name: str, script: str, **extra) -> dict:
+    return {"name": name, "command": ["sh", "-c", script], **extra}
+
+
+def assert_transitions_legal(service: Service, wf_id: str) -> None:
+    """Replay the stored task events: every move is in the table, in order."""
+    last: dict[tuple[str, int], TaskStatus | None] = {}
+    for ev in service.store.events_since(0, wf_id, limit=100_000):
+        if ev["type"] != "task.status":
+            continue
+        key = (ev["task"], ev["retry_id"])
+        to = TaskStatus(ev["status"])
+        frm = last.get(key)
+        if frm is None:  # first event of an attempt: from its creation status
+            frm = T.SUBMITTING if ev["retry_id"] == 0 else None
+            if frm == to:
+                continue
+        assert to in TASK_TRANSITIONS[frm], f"{key}: {frm} -> {to}"
+        last[key] = to
+
+
+async def test_chain_passes_data_and_logs(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "chain",
+            "tasks": [
+                task("a", "echo from-a; echo payload-a > {{output}}/data.txt"),
+                task(
+                    "b",
+                    "echo err-b >&2; cat {{input:0}}/data.txt > {{output}}/data.txt; "
+                    "echo payload-b >> {{output}}/data.txt",
+                    inputs=[{"task": "a"}],
+                ),
+                task("c", "cat {{input:b}}/data.txt", inputs=[{"task": "b"}]),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    assert wf["status"] == "COMPLETED"
+    assert [t["status"] for t in wf["tasks"]] == ["COMPLETED"] * 3
+    assert (await log_text(service, wf["id"], "c")).split("\n") == ["payload-a", "payload-b"]
+    lines = await service.logs(wf["id"], "b")
+    assert [(ln.stream, ln.text) for ln in lines] == [("stderr", "err-b")]
+    a, b = latest(wf)["a"], latest(wf)["b"]
+    assert a["end_time"] <= b["start_time"]
+    assert_transitions_legal(service, wf["id"])
+
+
+async def test_environment_and_files(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "envfiles",
+            "tasks": [
+                {
+                    "name": "t",
+                    "command": ["sh", "/tmp/run.sh"],
+                    "environment": {"GREETING": "hi {{workflow_id}}", "NUM": 7},
+                    "files": [
+                        {
+                            "path": "/tmp/run.sh",
+                            "contents": "echo $GREETING $NUM $OSMO_TASK_NAME\ncat conf/x.txt\n",
+                        },
+                        {"path": "conf/x.txt", "contents": "aGVsbG8gYmFzZTY0", "base64": True},
+                    ],
+                }
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    assert wf["status"] == "COMPLETED", wf
+    assert (await log_text(service, wf["id"], "t")).split("\n") == [
+        f"hi {wf['id']} 7 t",
+        "hello base64",
+    ]
+
+
+async def test_exit_actions_reschedule_then_complete(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "flaky",
+            "tasks": [
+                task(
+                    "f",
+                    'echo try $OSMO_RETRY_ID; [ "$OSMO_RETRY_ID" -ge 2 ] || exit 4',
+                    exitActions={"COMPLETE": "0", "RESCHEDULE": "3-5"},
+                )
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    tries = attempts(wf, "f")
+    assert [(t["retry_id"], t["status"], t["exit_code"]) for t in tries] == [
+        (0, "RESCHEDULED", 4),
+        (1, "RESCHEDULED", 4),
+        (2, "COMPLETED", 0),
+    ]
+    assert wf["status"] == "COMPLETED"
+    assert await log_text(service, wf["id"], "f", 1) == "try 1"
+    assert_transitions_legal(service, wf["id"])
+
+
+async def test_retry_budget_exhausted_fails(service_factory) -> None:
+    service = await service_factory(max_retries=5)
+    spec = {
+        "workflow": {
+            "name": "budget",
+            "tasks": [task("f", "exit 3", exitActions={"RESCHEDULE": "3"}, maxRetries=1)],
+        }
+    }
+    wf = await run(service, spec)
+    tries = attempts(wf, "f")
+    assert [t["status"] for t in tries] == ["RESCHEDULED", "FAILED"]
+    assert "retry budget (1) exhausted" in tries[-1]["message"]
+    assert wf["status"] == "FAILED"
+
+
+async def test_exit_action_complete_on_nonzero_and_fail_on_zero(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "codes",
+            "tasks": [
+                task("ok16", "exit 16", exitActions={"COMPLETE": "0,1-10,16,20"}),
+                task("bad0", "exit 0", exitActions={"FAIL": "0"}),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert (t["ok16"]["status"], t["ok16"]["exit_code"]) == ("COMPLETED", 16)
+    assert (t["bad0"]["status"], t["bad0"]["exit_code"]) == ("FAILED", 0)
+    assert wf["status"] == "FAILED"
+
+
+async def test_failure_cascades_upstream_only_downstream(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "cascade",
+            "tasks": [
+                task("a", "exit 2"),
+                task("b", "true", inputs=[{"task": "a"}]),
+                task("c", "true", inputs=[{"task": "b"}]),
+                task("free", "echo independent"),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert t["a"]["status"] == "FAILED" and t["a"]["exit_code"] == 2
+    assert t["b"]["status"] == t["c"]["status"] == "FAILED_UPSTREAM"
+    assert t["free"]["status"] == "COMPLETED"
+    assert wf["status"] == "FAILED"
+    assert {g["name"]: g["status"] for g in wf["groups"]}["c"] == "FAILED_UPSTREAM"
+    assert_transitions_legal(service, wf["id"])
+
+
+async def test_cancel_kills_running_and_cancels_waiting(service: Service, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    spec = {
+        "workflow": {
+            "name": "cancelme",
+            "tasks": [
+                task("long", f"echo $$ > {pidfile}; sleep 60 & wait"),
+                task("after", "true", inputs=[{"task": "long"}]),
+            ],
+        }
+    }
+    wf_id = await service.submit(spec)
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    pid = int(pidfile.read_text())
+    await service.cancel(wf_id)
+    status = await asyncio.wait_for(service.wait(wf_id), 15)
+    assert status == WorkflowStatus.FAILED_CANCELED
+    t = latest(service.get(wf_id))
+    assert t["long"]["status"] == "FAILED_CANCELED"
+    assert t["after"]["status"] == "FAILED_CANCELED"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(Conflict):
+        await service.cancel(wf_id)
+
+
+async def test_exec_timeout(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "slow",
+            "timeout": {"exec_timeout": "1s"},
+            "tasks": [task("sleepy", "sleep 30")],
+        }
+    }
+    started = time.monotonic()
+    wf = await run(service, spec)
+    assert time.monotonic() - started < 15
+    assert latest(wf)["sleepy"]["status"] == "FAILED_EXEC_TIMEOUT"
+    assert wf["status"] == "FAILED_EXEC_TIMEOUT"
+
+
+async def test_queue_timeout_and_capacity(service_factory) -> None:
+    service = await service_factory(local={"cpus": 1})
+    spec = {
+        "workflow": {
+            "name": "queue",
+            "timeout": {"queue_timeout": "1s"},
+            "resources": {"default": {"cpu": 1}},
+            "tasks": [task("hog", "sleep 3"), task("starved", "true")],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert t["hog"]["status"] == "COMPLETED"
+    assert t["starved"]["status"] == "FAILED_QUEUE_TIMEOUT"
+    assert wf["status"] == "FAILED_QUEUE_TIMEOUT"
+
+
+async def test_tasks_wait_for_cpu(service_factory) -> None:
+    service = await service_factory(local={"cpus": 2})
+    sub = service.subscribe(logs=False)
+    spec = {
+        "workflow": {
+            "name": "cpu",
+            "resources": {"default": {"cpu": 1}},
+            "tasks": [task(f"t{i}", "sleep 0.3") for i in range(5)],
+        }
+    }
+    wf = await run(service, spec)
+    assert wf["status"] == "COMPLETED"
+    spans = sorted((t["start_time"], t["end_time"]) for t in wf["tasks"])
+    for i, (start, _) in enumerate(spans):  # never more than 2 at once
+        assert sum(1 for s, e in spans[:i] if e > start) <= 1
+    seen: list[Event] = []
+    while not sub._queue.empty():
+        ev = sub._queue.get_nowait()
+        if isinstance(ev, Event) and ev.type == "task.status":
+            seen.append(ev)
+    running_while_scheduling = False
+    state: dict[str, str] = {}
+    for ev in seen:
+        state[ev.task] = ev.status
+        vals = list(state.values())
+        if "RUNNING" in vals and "SCHEDULING" in vals:
+            running_while_scheduling = True
+    assert running_while_scheduling
+    sub.close()
+
+
+async def test_gpus_assigned_per_task(service_factory) -> None:
+    service = await service_factory(local={"gpus": [0, 1]})
+    spec = {
+        "workflow": {
+            "name": "gpu",
+            "resources": {"default": {"gpu": 1, "cpu": 0.1}},
+            "tasks": [task(f"g{i}", 'echo "$CUDA_VISIBLE_DEVICES"; sleep 0.5') for i in range(3)],
+        }
+    }
+    wf = await run(service, spec)
+    assert wf["status"] == "COMPLETED"
+    seen = {t["name"]: await log_text(service, wf["id"], t["name"]) for t in wf["tasks"]}
+    assert set(seen.values()) <= {"0", "1"}
+    spans = {t["name"]: (t["start_time"], t["end_time"]) for t in wf["tasks"]}
+    for a in spans:
+        for b in spans:
+            overlap = a < b and spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+            if overlap:
+                assert seen[a] != seen[b], "two concurrent tasks got the same GPU"
+    cpu_only = await run(
+        service,
+        {"workflow": {"name": "cpu-only", "tasks": [task("c", 'echo "[$CUDA_VISIBLE_DEVICES]"')]}},
+    )
+    assert await log_text(service, cpu_only["id"], "c") == "[]"
+
+
+async def test_placement_errors(service: Service) -> None:
+    too_big = {
+        "workflow": {
+            "name": "big",
+            "resources": {"default": {"cpu": 10_000}},
+            "tasks": [task("t", "true")],
+        }
+    }
+    with pytest.raises(PlacementError) as e:
+        await service.submit(too_big)
+    assert "more than any machine" in str(e.value)
+    wrong_platform = {
+        "workflow": {
+            "name": "plat",
+            "resources": {"default": {"platform": "dgx"}},
+            "tasks": [task("t", "true")],
+        }
+    }
+    with pytest.raises(PlacementError, match="platform 'dgx' is not in pool 'local'"):
+        await service.submit(wrong_platform)
+    gang = {
+        "workflow": {
+            "name": "gang",
+            "groups": [
+                {"name": "g", "tasks": [task(f"t{i}", "true", lead=i == 0) for i in range(64)]}
+            ],
+        }
+    }
+    with pytest.raises(PlacementError, match="group 'g' starts its 64 tasks together"):
+        await service.submit(gang)
+    with pytest.raises(PlacementError, match="pool 'nope' does not exist"):
+        await service.submit({"workflow": {"name": "p", "tasks": [task("t", "true")]}}, pool="nope")
+    assert service.list() == []  # nothing was stored
+
+
+async def test_group_lead_decides_and_stops_the_rest(service_factory) -> None:
+    service = await service_factory(group_stop_grace=1.0)
+    spec = {
+        "workflow": {
+            "name": "grp",
+            "resources": {"default": {"cpu": 0.5}},
+            "groups": [
+                {
+                    "name": "g",
+                    "tasks": [
+                        task("lead", "sleep 0.5; exit 0", lead=True),
+                        task("helper", "sleep 60"),
+                        task("finisher", "sleep 0.8; echo done-in-grace"),
+                        task("broken", "exit 1"),
+                    ],
+                }
+            ],
+            "tasks": [task("after", "echo after", inputs=[{"task": "lead"}])],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert t["lead"]["status"] == "COMPLETED"
+    assert t["broken"]["status"] == "FAILED"  # ignoreNonleadStatus defaults to true
+    assert t["helper"]["status"] == "FAILED_CANCELED"
+    assert t["finisher"]["status"] == "COMPLETED"  # finished within the grace period
+    assert "lead finished" in t["helper"]["message"]
+    assert t["after"]["status"] == "COMPLETED"
+    assert wf["status"] == "COMPLETED"
+
+
+async def test_group_strict_nonlead_failure_fails_group(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "strict",
+            "resources": {"default": {"cpu": 0.5}},
+            "groups": [
+                {
+                    "name": "g",
+                    "ignoreNonleadStatus": False,
+                    "tasks": [task("lead", "sleep 30", lead=True), task("worker", "exit 5")],
+                }
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert t["worker"]["status"] == "FAILED"
+    assert t["lead"]["status"] == "FAILED_CANCELED"
+    assert {g["name"]: g["status"] for g in wf["groups"]}["g"] == "FAILED"
+    assert wf["status"] == "FAILED"
+
+
+async def test_start_error(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "nocmd",
+            "tasks": [{"name": "t", "command": ["/definitely/not/a/command"]}],
+        }
+    }
+    wf = await run(service, spec)
+    assert latest(wf)["t"]["status"] == "FAILED_START_ERROR"
+    assert "/definitely/not/a/command" in latest(wf)["t"]["message"]
+
+
+async def test_events_are_persisted_before_announced(service: Service) -> None:
+    sub = service.subscribe(logs=False)
+    wf = await run(service, {"workflow": {"name": "ev", "tasks": [task("t", "true")]}})
+    ids = []
+    while not sub._queue.empty():
+        ev = sub._queue.get_nowait()
+        assert isinstance(ev, Event)
+        ids.append(ev.id)
+    stored = [e["id"] for e in service.store.events_since(0, wf["id"])]
+    assert ids == stored and ids == sorted(ids) and len(ids) >= 6
+    sub.close()
+
+
+async def test_agent_loss_reschedules_onto_new_attempt(service: Service, tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    spec = {
+        "workflow": {
+            "name": "lost",
+            "tasks": [
+                task(
+                    "t",
+                    f'echo "$OSMO_RETRY_ID" >> {marker}; [ "$OSMO_RETRY_ID" -ge 1 ] || sleep 30',
+                )
+            ],
+        }
+    }
+    wf_id = await service.submit(spec)
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    agent_pid = int((Path(service.config.data_dir) / "agent.pid").read_text())
+    os.kill(agent_pid, 9)  # the host's agent dies; its task is lost with it
+    status = await asyncio.wait_for(service.wait(wf_id), 30)
+    tries = attempts(service.get(wf_id), "t")
+    assert [t["status"] for t in tries] == ["FAILED_BACKEND_ERROR", "COMPLETED"]
+    assert status == WorkflowStatus.COMPLETED
+
+
+async def test_workflow_on_postgres(service_factory) -> None:
+    """The same engine on a real PostgreSQL store (skipped without a server)."""
+    pg_url = os.environ.get("OSMO_TEST_POSTGRES_URL")
+    if not pg_url:
+        pytest.skip("OSMO_TEST_POSTGRES_URL is not set (a PostgreSQL server is needed)")
+    from sqlalchemy import create_engine, text
+
+    db = f"osmo_engine_{os.getpid()}_{int(time.time())}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {db}"))
+    try:
+        service = await service_factory(store_url=pg_url.rsplit("/", 1)[0] + "/" + db)
+        spec = {
+            "workflow": {
+                "name": "pg",
+                "tasks": [
+                    task("a", "echo A > {{output}}/x"),
+                    task(
+                        "b",
+                        "cat {{input:0}}/x; exit 3",
+                        inputs=[{"task": "a"}],
+                        exitActions={"RESCHEDULE": "3"},
+                        maxRetries=1,
+                    ),
+                ],
+            }
+        }
+        wf = await run(service, spec)
+        assert [(t["name"], t["retry_id"], t["status"]) for t in wf["tasks"]] == [
+            ("a", 0, "COMPLETED"),
+            ("b", 0, "RESCHEDULED"),
+            ("b", 1, "FAILED"),
+        ]
+        assert await log_text(service, wf["id"], "b", 1) == "A"
+        assert_transitions_legal(service, wf["id"])
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        admin.dispose()

@@ -1,0 +1,99 @@
+"""Crash recovery: the engine process is killed with SIGKILL mid-workflow and restarted.
+
+The agent outlives the engine, so the task that was running is adopted (not restarted),
+completed tasks never run again, and no log line is lost.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import osmo_cli
+
+SPEC = """
+workflow:
+  name: crash
+  tasks:
+  - name: t1
+    command: [sh, -c]
+    args: ["echo run >> {counter}/t1; echo from-t1 > {{{{output}}}}/x"]
+  - name: t2
+    inputs: [{{task: t1}}]
+    command: [sh, -c]
+    args: ["echo run >> {counter}/t2; for i in $(seq 1 {lines}); do echo line $i;
+            sleep {pause}; done; cat {{{{input:0}}}}/x > {{{{output}}}}/x"]
+  - name: t3
+    inputs: [{{task: t2}}]
+    command: [sh, -c]
+    args: ["echo run >> {counter}/t3; cat {{{{input:0}}}}/x"]
+"""
+
+
+def wait_for(cond, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def task_rows(home: Path) -> list[tuple]:
+    with sqlite3.connect(home / "osmo.db") as db:
+        return db.execute(
+            "select name, retry_id, status, exit_code from tasks order by name, retry_id"
+        ).fetchall()
+
+
+def log_lines(home: Path, task: str) -> list[str]:
+    log = next((home / "runs").glob(f"crash-*/{task}/0/log"))
+    return [line.split(" ", 2)[2] for line in log.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "restart_after_task_ended", [False, True], ids=["adopt-running", "collect-finished"]
+)
+def test_sigkill_engine_mid_workflow(
+    tmp_path: Path, osmo_env: dict[str, str], restart_after_task_ended: bool
+) -> None:
+    home = Path(osmo_env["OSMO_HOME"])
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    lines = 30
+    spec = tmp_path / "crash.yaml"
+    spec.write_text(SPEC.format(counter=counter, lines=lines, pause=0.1))
+
+    engine = subprocess.Popen(
+        osmo_cli("workflow", "run", str(spec)),
+        env=osmo_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(lambda: (counter / "t2").exists())
+    time.sleep(0.5)  # t2 is mid-way through its output
+    engine.send_signal(signal.SIGKILL)
+    engine.wait(10)
+    assert ("t2", 0, "RUNNING", None) in task_rows(home)
+
+    if restart_after_task_ended:
+        wait_for(lambda: any((home / "runs").glob("crash-*/t2/0/exit.json")))
+
+    resumed = subprocess.run(
+        osmo_cli("workflow", "resume"), env=osmo_env, capture_output=True, text=True, timeout=60
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "crash-1: COMPLETED" in resumed.stdout
+
+    for name in ("t1", "t2", "t3"):  # each ran exactly once
+        assert (counter / name).read_text().splitlines() == ["run"], name
+    assert task_rows(home) == [
+        ("t1", 0, "COMPLETED", 0),
+        ("t2", 0, "COMPLETED", 0),
+        ("t3", 0, "COMPLETED", 0),
+    ]
+    assert log_lines(home, "t2") == [f"line {i}" for i in range(1, lines + 1)]
+    assert log_lines(home, "t3") == ["from-t1"]

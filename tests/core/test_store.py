@@ -1,0 +1,133 @@
+"""The store: Alembic migrations, id allocation, batches; SQLite always, PostgreSQL when
+OSMO_TEST_POSTGRES_URL names a server (.ci/run starts one)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from osmo_core.errors import NotFound, StoreError
+from osmo_core.store import Batch, Store
+
+PG_URL = os.environ.get("OSMO_TEST_POSTGRES_URL")
+
+
+def _wf_row(name: str) -> dict:
+    return {
+        "name": name,
+        "user": "u",
+        "pool": "local",
+        "status": "PENDING",
+        "priority": 1,
+        "spec_original": "",
+        "spec_rendered": "",
+        "spec_json": "{}",
+        "set_values": "{}",
+        "submit_time": time.time(),
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path: Path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db' / 'osmo.db'}"
+    else:
+        if not PG_URL:
+            pytest.skip("OSMO_TEST_POSTGRES_URL is not set (a PostgreSQL server is needed)")
+        schema_db = f"osmo_test_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE {schema_db}"))
+        url = PG_URL.rsplit("/", 1)[0] + "/" + schema_db
+    s = Store(url).open()
+    yield s
+    s.close()
+    if request.param == "postgres":
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE {schema_db}"))
+        admin.dispose()
+
+
+def test_migrations_create_schema_once(store: Store) -> None:
+    names = set(inspect(store.engine).get_table_names())
+    assert {"workflows", "groups", "tasks", "events", "alembic_version"} <= names
+    with store.engine.connect() as c:
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0001"
+    Store(store.url).open().close()  # reopening an up-to-date store is a no-op
+
+
+def test_ids_are_name_n_and_batches_are_atomic(store: Store) -> None:
+    b = Batch()
+    b.insert("groups", {"name": "g", "status": "SUBMITTING"})
+    b.insert(
+        "tasks",
+        {
+            "name": "t",
+            "retry_id": 0,
+            "group_name": "g",
+            "status": "SUBMITTING",
+            "create_time": time.time(),
+        },
+    )
+    b.events.append(
+        {
+            "id": 1,
+            "ts": time.time(),
+            "type": "workflow.submitted",
+            "version": 1,
+            "status": "PENDING",
+            "payload": {"n": 1},
+        }
+    )
+    assert store.create_workflow(_wf_row("train"), b) == "train-1"
+    assert store.create_workflow(_wf_row("train"), Batch()) == "train-2"
+    assert store.create_workflow(_wf_row("eval"), Batch()) == "eval-1"
+
+    good = Batch()
+    good.update(
+        "tasks", {"workflow_id": "train-1", "name": "t", "retry_id": 0, "status": "RUNNING"}
+    )
+    good.update(
+        "tasks",
+        {
+            "workflow_id": "train-1",
+            "name": "t",
+            "retry_id": 0,
+            "exit_code": 0,
+            "status": "COMPLETED",
+        },
+    )  # merged: last wins
+    store.commit(good)
+    assert [dict(r)["status"] for r in store.tasks_of("train-1")] == ["COMPLETED"]
+
+    bad = Batch()
+    bad.update("tasks", {"workflow_id": "train-1", "name": "t", "retry_id": 0, "status": "FAILED"})
+    bad.events.append(
+        {"id": 1, "ts": 0.0, "type": "x", "version": 1, "workflow_id": "train-1"}
+    )  # duplicate event id: the batch must fail
+    with pytest.raises(IntegrityError):
+        store.commit(bad)
+    assert [dict(r)["status"] for r in store.tasks_of("train-1")] == ["COMPLETED"]
+    assert [e["payload"] for e in store.events_since(0)] == [{"n": 1}]
+    assert store.max_event_id() == 1
+
+
+def test_reads(store: Store) -> None:
+    for _ in range(3):
+        store.create_workflow(_wf_row("w"), Batch())
+    assert [r["id"] for r in store.list_workflows(limit=2)] == ["w-3", "w-2"]
+    assert [r["id"] for r in store.list_workflows(limit=2, offset=2)] == ["w-1"]
+    assert store.unfinished_workflow_ids() == ["w-1", "w-2", "w-3"]
+    with pytest.raises(NotFound):
+        store.get_workflow("nope-1")
+
+
+def test_bad_url_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        Store("nosuchdb://x").open()
