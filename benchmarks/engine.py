@@ -8,15 +8,20 @@ W2  1 -> 500 -> 1 fan-out / fan-in
 W3  2,000 independent tasks, parallelism 2
 W4  planning (parse + validate + DAG + placement check) of a 10,000-task random DAG, no run
 
-The floor is measured in the same process right before: an asyncio loop that starts the same
-processes with the same parallelism and nothing else. Targets (2-core machine): W1-W3 within
-2x the floor, W4 under 1 s, engine peak RSS under 200 MB for W3.
+The floor is measured in the same process, interleaved with the engine runs: an asyncio loop
+that starts the same processes with the same parallelism and nothing else. Each is run
+OSMO_BENCH_REPEAT times (default 3) and the best of each is compared, since this is a shared VM.
+Task folders and the SQLite file go to $TMPDIR (set TMPDIR=/dev/shm to take the disk out).
+Targets (2-core machine): W1-W3 within 2x the floor, W4 under 1 s, engine peak RSS under
+200 MB for W3.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import os
 import random
 import resource
 import subprocess
@@ -26,6 +31,7 @@ import time
 from pathlib import Path
 
 PARALLELISM = 2
+REPEAT = int(os.environ.get("OSMO_BENCH_REPEAT", "3"))
 
 
 def chain(n: int) -> dict:
@@ -155,9 +161,14 @@ def run_workload(name: str) -> dict:
         "W3": (independent(2000), [2000]),
     }[name]
     n = sum(stages)
-    floor_s = asyncio.run(floor(stages))
-    with tempfile.TemporaryDirectory(prefix="osmo-bench-") as tmp:
-        wall, status = asyncio.run(engine_run(spec, Path(tmp)))
+    # This machine is a shared VM: interleave floor and engine runs and keep each one's best.
+    floors, walls = [], []
+    for _ in range(REPEAT):
+        floors.append(asyncio.run(floor(stages)))
+        with tempfile.TemporaryDirectory(prefix="osmo-bench-") as tmp:
+            wall, status = asyncio.run(engine_run(copy.deepcopy(spec), Path(tmp)))
+        walls.append(wall)
+    floor_s, wall = min(floors), min(walls)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ratio = wall / floor_s
     return {

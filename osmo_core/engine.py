@@ -287,6 +287,9 @@ class Engine:
     async def _run(self) -> None:
         while True:
             items = [await self._inbox.get()]
+            # One more turn of the loop lets what arrived together (a launch answer and its
+            # task's start, a burst of exits) land in this round: one commit instead of many.
+            await asyncio.sleep(0)
             while not self._inbox.empty() and len(items) < 1000:
                 items.append(self._inbox.get_nowait())
             done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []

@@ -159,7 +159,7 @@ class Store:
         self.url = url
         self._engine: Engine | None = None
         self._writer: Connection | None = None
-        self._updates: dict[tuple[str, tuple[str, ...]], Any] = {}  # compiled-once statements
+        self._statements: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -235,48 +235,73 @@ class Store:
             try:
                 with self._writer.begin():
                     self._write(self._writer, batch, None)
-            except Exception:
+            except Exception as e:
                 self._writer.close()  # a broken connection is not reused
                 self._writer = None
-                raise
+                raise StoreError(f"could not commit to {self.url!r}: {e}") from e
 
-    def _write(self, conn: Any, batch: Batch, wf_id: str | None) -> None:
+    def _write(self, conn: Connection, batch: Batch, wf_id: str | None) -> None:
         def fill(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if wf_id is None:
                 return rows
             return [{**r, "workflow_id": r.get("workflow_id") or wf_id} for r in rows]
 
-        for name, rows in batch.inserts.items():
-            conn.execute(insert(TABLES[name]), fill(rows))
-        for name, by_key in batch.updates.items():
-            table = TABLES[name]
-            rows = list(by_key.values())
-            keys = _KEYS[name]
-            # One UPDATE per distinct set of columns keeps executemany usable.
-            by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for r in fill(rows):
-                by_cols.setdefault(tuple(sorted(set(r) - set(keys))), []).append(r)
-            for cols, rs in by_cols.items():
-                stmt = self._updates.get((name, cols))
-                if stmt is None:
-                    stmt = self._updates[(name, cols)] = (
-                        update(table)
-                        .where(and_(*(table.c[k] == _bind(k) for k in keys)))
-                        .values({c: _bind(c) for c in cols})
-                    )
-                conn.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rs])
-        if batch.events:
-            conn.execute(
-                insert(events),
-                [
+        # Statements are compiled once per shape and run with the driver's executemany inside
+        # SQLAlchemy's transaction: Core's per-execute overhead was most of a round's cost.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for name, rows in batch.inserts.items():
+                self._many(cursor, "insert", name, fill(rows))
+            for name, by_key in batch.updates.items():
+                self._many(cursor, "update", name, fill(list(by_key.values())))
+            if batch.events:
+                rows = [
                     {
                         **e,
                         "payload": json.dumps(e.get("payload") or {}),
                         "workflow_id": e.get("workflow_id") or wf_id,
                     }
                     for e in batch.events
-                ],
-            )
+                ]
+                self._many(cursor, "insert", "events", rows)
+        finally:
+            cursor.close()
+
+    def _many(self, cursor: Any, op: str, table: str, rows: list[dict[str, Any]]) -> None:
+        """executemany, one statement per distinct set of columns."""
+        by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in rows:
+            by_cols.setdefault(tuple(sorted(r)), []).append(r)
+        for cols, rs in by_cols.items():
+            sql, order = self._compiled(op, table, cols)
+            if order is None:
+                cursor.executemany(sql, rs)
+            else:
+                cursor.executemany(sql, [tuple(r[k] for k in order) for r in rs])
+
+    def _compiled(self, op: str, name: str, cols: tuple[str, ...]) -> tuple[str, list[str] | None]:
+        """SQL text for the dialect, and the column order when its parameters are positional."""
+        found = self._statements.get((op, name, cols))
+        if found is None:
+            table = TABLES[name]
+            if op == "insert":
+                stmt: Any = insert(table).values({c: bindparam(c) for c in cols})
+            else:
+                keys = _KEYS[name]
+                stmt = (
+                    update(table)
+                    .where(and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys)))
+                    .values({c: bindparam(f"v_{c}") for c in cols if c not in keys})
+                )
+            compiled = stmt.compile(dialect=self.engine.dialect)
+            names = list(compiled.positiontup) if compiled.positional else None
+            # map bind names back to row columns (k_/v_ prefixes keep SET and WHERE apart)
+            order = [n[2:] if n[:2] in ("k_", "v_") else n for n in names] if names else None
+            sql = str(compiled)
+            if order is None and op == "update":
+                sql = _rename_binds(sql, cols, _KEYS[name])
+            found = self._statements[(op, name, cols)] = (sql, order)
+        return found
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -350,5 +375,9 @@ class Store:
             return [{**r, "payload": json.loads(r["payload"])} for r in rows]
 
 
-def _bind(name: str) -> Any:
-    return bindparam(f"b_{name}")
+def _rename_binds(sql: str, cols: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    """Named paramstyles (psycopg): bind names become the row's own column names."""
+    for c in cols:
+        prefix = "k_" if c in keys else "v_"
+        sql = sql.replace(f"%({prefix}{c})s", f"%({c})s")
+    return sql
