@@ -102,7 +102,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
             return await _resume(service, args, out)
         loaded = _load(service, args)
         if args.cmd == "validate":
-            await _start_backends_only(service)
+            await _load_capacity(service)
             pool = service.check_placement(loaded, args.pool)
             out.result(
                 {
@@ -149,7 +149,7 @@ def _load(service: Service, args: argparse.Namespace) -> LoadedSpec:
     return service.load(text, file=name, set_values=parse_set_values(args.set_values))
 
 
-async def _start_backends_only(service: Service) -> None:
+async def _load_capacity(service: Service) -> None:
     """Placement needs each backend's machines, not the engine or the store."""
     for name, backend in service.backends.items():
         service.scheduler.set_nodes(name, await backend.nodes())
@@ -222,7 +222,7 @@ async def _quiet_cancel(service: Service, wf_id: str) -> None:
 
 
 async def _pool_list(service: Service, out: Output) -> int:
-    await _start_backends_only(service)
+    await _load_capacity(service)
     info = service.pools_info()
     if out.json:
         out.result(info, "")

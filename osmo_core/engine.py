@@ -43,7 +43,7 @@ from .backends.base import (
 )
 from .config import PRIORITIES, OsmoConfig
 from .dag import WorkflowDAG
-from .errors import Conflict, NotFound, PlacementError, Problem, SpecError
+from .errors import Conflict, Problem, SpecError
 from .events import Event, EventBus
 from .scheduler import Alloc, Scheduler, task_fields
 from .spec.models import ExitAction, Group, Task, Workflow
@@ -237,6 +237,7 @@ class Engine:
         values: dict[str, Any] | None = None,
         file: str | None = None,
     ) -> str:
+        """Start a workflow whose placement the caller has checked (Service.check_placement)."""
         pool = pool or spec.pool or self.config.default_pool
         n_tasks = len(spec.all_tasks())
         if n_tasks > self.config.max_tasks_per_workflow:
@@ -247,9 +248,6 @@ class Engine:
             )
         if priority not in PRIORITIES:
             raise SpecError(f"priority {priority!r} is not one of {', '.join(PRIORITIES)}")
-        problems = self.scheduler.check(spec, pool)
-        if problems:
-            raise PlacementError(problems)
         spec = _inline_localpaths(spec, Path(file).parent if file else Path.cwd())
         return await self._call(
             self._submit,
@@ -1197,14 +1195,6 @@ class Engine:
             self._set_workflow(
                 wf, workflow_outcome([g.status for g in wf.groups.values() if g.status is not None])
             )
-
-    # --- reads for front doors -------------------------------------------------------------
-
-    def get(self, wf_id: str) -> WorkflowRun:
-        wf = self.workflows.get(wf_id)
-        if wf is None:
-            raise NotFound(f"workflow {wf_id!r} is not running in this engine")
-        return wf
 
 
 def _inline_localpaths(spec: Workflow, base: Path) -> Workflow:

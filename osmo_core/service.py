@@ -156,7 +156,7 @@ class Service:
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
         tasks = [_task_model(r) for r in self.store.tasks_of(wf_id)]
-        order = {t.name: i for i, t in enumerate(_load_workflow_spec(spec_json).all_tasks())}
+        order = {name: i for i, name in enumerate(_task_names(json.loads(spec_json)))}
         tasks.sort(key=lambda t: (order.get(t["name"], 0), t["retry_id"]))
         row["groups"] = [dict(g) for g in self.store.groups_of(wf_id)]
         row["tasks"] = tasks
@@ -216,7 +216,7 @@ def _task_model(r: Any) -> dict[str, Any]:
     return d
 
 
-def _load_workflow_spec(spec_json: str) -> Any:
-    from .spec.models import Workflow
-
-    return Workflow.model_validate_json(spec_json)
+def _task_names(spec: dict[str, Any]) -> list[str]:
+    """Task names in spec order, from the stored JSON (no model validation on a read path)."""
+    names = [t["name"] for g in spec.get("groups") or [] for t in g["tasks"]]
+    return names + [t["name"] for t in spec.get("tasks") or []]

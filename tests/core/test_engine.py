@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.errors import Conflict, PlacementError
+from osmo_core.errors import Conflict, PlacementError, SpecError
 from osmo_core.events import Event
 from osmo_core.service import Service
 from osmo_core.states import TASK_TRANSITIONS, TaskStatus, WorkflowStatus
@@ -492,3 +492,25 @@ async def test_workflow_on_postgres(service_factory) -> None:
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         admin.dispose()
+
+
+async def test_localpath_files_are_read_at_submission(service: Service, tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "hello.sh"
+    script.write_text("echo from localpath\n")
+    spec_file = tmp_path / "wf.yaml"
+    text = (  # t starts after `first`: well after the file below has changed
+        "workflow:\n  name: lp\n  tasks:\n  - name: first\n    command: [sleep, '0.5']\n"
+        "  - name: t\n    command: [sh, /tmp/hello.sh]\n    inputs: [{task: first}]\n"
+        "    files:\n    - path: /tmp/hello.sh\n      localpath: scripts/hello.sh\n"
+    )
+    wf_id = await service.submit(text, file=str(spec_file))
+    script.write_text("echo changed after submission\n")  # the run must not see this
+    await asyncio.wait_for(service.wait(wf_id), 30)
+    assert await log_text(service, wf_id, "t") == "from localpath"
+
+    missing = text.replace("scripts/hello.sh", "scripts/nope.sh")
+    with pytest.raises(SpecError) as e:
+        await service.submit(missing, file=str(spec_file))
+    assert e.value.problems[0].field == "workflow.tasks[1].files[0].localpath"
+    assert "nope.sh" in e.value.problems[0].message
