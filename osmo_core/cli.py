@@ -30,6 +30,7 @@ from .spec import LoadedSpec, parse_set_values
 from .states import WorkflowStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PLACEMENT, EXIT_CONFLICT = 0, 1, 2, 3, 4
+_QUIET = {"PROCESSING", "INITIALIZING"}  # momentary steps, left out of the plain progress log
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,6 +295,8 @@ def _duration(start: float | None, end: float | None) -> str:
     if not start:
         return ""
     secs = (end or time.time()) - start
+    if secs < 10:
+        return f"{secs:.2f}s"
     return f"{secs:.1f}s" if secs < 120 else f"{int(secs // 60)}m{int(secs % 60):02d}s"
 
 
@@ -339,7 +342,7 @@ class LiveView:
             }
         if self.live is not None:
             self.live.update(self._table())
-        elif ev.type in ("task.status", "workflow.status"):
+        elif ev.type == "workflow.status" or (ev.type == "task.status" and ev.status not in _QUIET):
             what = ev.task or "workflow"
             extra = f" exit {ev.payload['exit_code']}" if "exit_code" in ev.payload else ""
             retry = f" (retry {ev.retry_id})" if ev.retry_id else ""
