@@ -388,18 +388,13 @@ class Engine:
         for k, v in fields.items():
             setattr(att, k, v)
         wf.active += (to in _LAUNCHED) - was_active
-        self._batch.update(
-            "tasks",
-            {
-                "workflow_id": wf.id,
-                "name": task.name,
-                "retry_id": att.retry_id,
-                "status": to.value,
-                "start_time": att.start_time,
-                "end_time": att.end_time,
-                "exit_code": att.exit_code,
-                "message": att.message,
-            },
+        self._save(
+            att,
+            status=to.value,
+            start_time=att.start_time,
+            end_time=att.end_time,
+            exit_code=att.exit_code,
+            message=att.message,
         )
         self._event(
             "task.status",
@@ -415,6 +410,12 @@ class Engine:
         if follow:
             self._group_follows(task.group)
         self._progress_due.add(wf)
+
+    def _save(self, att: Attempt, **columns: Any) -> None:
+        """Queue an update of the attempt's row for this round's commit."""
+        wf = att.task.group.workflow
+        key = {"workflow_id": wf.id, "name": att.task.name, "retry_id": att.retry_id}
+        self._batch.update("tasks", {**key, **columns})
 
     def _new_attempt(self, task: TaskRun, status: TaskStatus) -> Attempt:
         wf = task.group.workflow
@@ -754,17 +755,7 @@ class Engine:
         if att.cancel_reason is None:
             att.cancel_reason = reason
             att.message = message
-            wf = att.task.group.workflow
-            self._batch.update(
-                "tasks",
-                {
-                    "workflow_id": wf.id,
-                    "name": att.task.name,
-                    "retry_id": att.retry_id,
-                    "cancel_reason": reason.value,
-                    "message": message,
-                },
-            )
+            self._save(att, cancel_reason=reason.value, message=message)
             if not att.launching:
                 self._cancels.append(att)
 
@@ -819,18 +810,13 @@ class Engine:
             for att, alloc in zip(unit, allocs, strict=True):
                 att.alloc = alloc
                 att.launching = True
-                self._batch.update(
-                    "tasks",
-                    {
-                        "workflow_id": wf.id,
-                        "name": att.task.name,
-                        "retry_id": att.retry_id,
-                        "backend": alloc.backend,
-                        "node": alloc.node,
-                        "alloc": json.dumps(
-                            {"cpu": alloc.cpu, "memory": alloc.memory, "gpus": alloc.gpus}
-                        ),
-                    },
+                self._save(
+                    att,
+                    backend=alloc.backend,
+                    node=alloc.node,
+                    alloc=json.dumps(
+                        {"cpu": alloc.cpu, "memory": alloc.memory, "gpus": alloc.gpus}
+                    ),
                 )
                 self._set_task(att, T.INITIALIZING)
                 self._launches.append(att)
@@ -963,18 +949,7 @@ class Engine:
     def _on_launched(self, att: Attempt, info: LaunchInfo) -> None:
         att.launching = False
         att.info = info
-        wf = att.task.group.workflow
-        self._batch.update(
-            "tasks",
-            {
-                "workflow_id": wf.id,
-                "name": att.task.name,
-                "retry_id": att.retry_id,
-                "workdir": info.workdir,
-                "output_path": info.output,
-                "log_path": info.log,
-            },
-        )
+        self._save(att, workdir=info.workdir, output_path=info.output, log_path=info.log)
         if att.cancel_reason is not None and not (att.status and att.status.terminal):
             self._cancels.append(att)
         if att.pending_end is not None:
