@@ -313,7 +313,7 @@ class LiveView:
             from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(console=Console(file=out.err), refresh_per_second=8, transient=False)
+            self.live = Live(console=Console(file=out.err), refresh_per_second=8, transient=True)
             self.live.start()
 
     async def pump(self, sub: Any) -> None:

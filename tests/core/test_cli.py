@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -145,3 +146,26 @@ def test_pool_list(osmo_env: dict[str, str]) -> None:
     assert r.returncode == 0, r.stderr
     pools = json.loads(r.stdout)
     assert pools[0]["name"] == "local" and pools[0]["nodes"][0]["cpu"] >= 1
+
+
+def test_ctrl_c_cancels_the_workflow(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "slow.yaml"
+    f.write_text("workflow:\n  name: slow\n  tasks:\n  - name: t\n    command: [sleep, '30']\n")
+    proc = subprocess.Popen(
+        osmo_cli("workflow", "run", str(f)),
+        env=osmo_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 15
+    log = Path(osmo_env["OSMO_HOME"]) / "runs" / "slow-1" / "t" / "0" / "attempt.json"
+    while not log.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted: canceling" in err
+    assert "slow-1: FAILED_CANCELED" in out and "canceled by user" in out
