@@ -1,0 +1,98 @@
+"""OsmoApp: the jupyter_server extension hosting the control plane.
+
+Lifecycle (jupyter_server's ExtensionApp hooks):
+- `initialize_settings()` (server start, loop not running): builds `OsmoConfig(parent=self)` from
+  the server's config (`c.OsmoConfig.*`, `--OsmoConfig.*=`) and the `Service`; a ConfigError makes
+  the server refuse to start, naming the trait and the value.
+- `_start_jupyter_server_extension()` (first turn of the server's loop): starts the Service (store,
+  engine, local agent). Requests arriving earlier wait for it; if it fails they get 503.
+- `stop_extension()` (server shutdown): stops the Service (agents outlive it by design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+
+from osmo_core.config import OsmoConfig
+from osmo_core.errors import ConfigError, Problem
+from osmo_core.service import Service
+
+from .handlers import API_PREFIX, default_handlers
+
+
+class ServiceUnavailable(Exception):
+    """The Service failed to start (or has stopped); carries the reason."""
+
+
+class OsmoApp(ExtensionApp):
+    name = "osmo"
+    extension_url = f"/{API_PREFIX}/version"
+    load_other_extensions = True
+    classes = [OsmoConfig]
+
+    service: Service | None = None
+    _start_task: asyncio.Task[Service] | None = None
+    _stopped = False
+
+    def initialize_settings(self) -> None:
+        try:
+            try:
+                config = OsmoConfig(parent=self)
+            except ConfigError:
+                raise
+            except Exception as e:  # traitlets' TraitError: name the trait and the value
+                raise ConfigError(Problem(str(e), field="OsmoConfig")) from e
+            self.service = Service(config)
+        except ConfigError as e:
+            self.log.critical("osmo: the server cannot start: %s", e)
+            self.exit(1)
+        self.settings["osmo_app"] = self
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(default_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        try:
+            await self.ready()
+        except ServiceUnavailable as e:
+            self.log.critical("osmo: %s", e)
+
+    def start_service(self) -> asyncio.Task[Service]:
+        """Start the Service on the running loop (once); the task answers when it is up."""
+        if self._stopped:
+            raise ServiceUnavailable("the osmo service was stopped")
+        if self._start_task is None:
+            assert self.service is not None
+            self._start_task = asyncio.create_task(self.service.start(), name="osmo-start")
+        return self._start_task
+
+    async def ready(self) -> Service:
+        """The started Service; ServiceUnavailable if it could not start or was stopped."""
+        task = self.start_service()
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()  # the common case, without a shield per request
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise ServiceUnavailable("the osmo service was stopped") from None
+            raise
+        except Exception as e:
+            raise ServiceUnavailable(f"the osmo service failed to start: {e}") from e
+
+    async def stop_extension(self) -> None:
+        self._stopped = True
+        task, self._start_task = self._start_task, None
+        if task is None or self.service is None:
+            return
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except BaseException:  # never started: nothing to stop
+            return
+        await self.service.stop()
+        self.log.info("osmo: service stopped")
