@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         # 3.11 watches each child with a thread; a pidfd watches it from the loop (3.12 default)
         asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     asyncio.run(AgentServer(root, args.socket, args.idle_timeout).serve())
-    pid_file.unlink()  # still ours: we hold the lock
+    # Ours unless the data dir was deleted and re-created under us (then it is a newer agent's).
+    with contextlib.suppress(FileNotFoundError):
+        if pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
     return 0
 
 

@@ -9,6 +9,7 @@ shutdown) rather than orphaned, since a task whose agent is gone can no longer b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -52,6 +53,7 @@ class AgentServer:
             self._serve_client, path=self.socket_path, limit=MAX_MESSAGE
         )
         os.chmod(self.socket_path, 0o600)
+        bound = os.stat(self.socket_path).st_ino
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -74,8 +76,11 @@ class AgentServer:
         await asyncio.gather(*self._clients.values())  # each ends at its EOF
         await server.wait_closed()
         self._host.cancel()
-        if os.path.exists(self.socket_path):
-            os.unlink(self.socket_path)
+        # Only our own socket: if the data dir was deleted and re-created under us, the path
+        # now belongs to a newer agent.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.socket_path).st_ino == bound:
+                os.unlink(self.socket_path)
         log.info("agent stopped")
 
     async def _watch_idle(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -149,3 +150,20 @@ async def test_gpus_come_from_nvidia_smi(
     backend, _ = await backends()
     [node] = await backend.nodes()
     assert node.gpus == [0, 1] and node.gpu_names == ["NVIDIA H100 80GB HBM3"] * 2
+
+
+async def test_an_agent_orphaned_by_a_deleted_root_leaves_the_new_one_alone(
+    root: Path, backends: BackendFactory
+) -> None:
+    old, _ = await backends()
+    old_pid = old.agent["pid"]
+    await old.stop()
+    shutil.rmtree(root)  # the user deletes the data dir under a running agent
+    new, _ = await backends()
+    assert new.agent["pid"] != old_pid
+    os.kill(old_pid, signal.SIGTERM)  # the orphan goes (as it would when idle)
+    assert await wait_gone(old_pid)
+    assert (root / "agent.pid").read_text().strip() == str(new.agent["pid"])
+    await new.stop()
+    again, _ = await backends()  # the new agent's socket is still there and answers
+    assert again.agent["pid"] == new.agent["pid"]
