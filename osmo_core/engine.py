@@ -43,7 +43,7 @@ from .backends.base import (
 )
 from .config import PRIORITIES, OsmoConfig
 from .dag import WorkflowDAG
-from .errors import Conflict, Problem, SpecError
+from .errors import Conflict, Problem, SpecError, StoreError
 from .events import Event, EventBus
 from .scheduler import Alloc, Scheduler, task_fields
 from .spec.models import ExitAction, Group, Task, Workflow
@@ -195,6 +195,7 @@ class Engine:
         self._next_event_id = 1
         self._seq = 0
         self._runner: asyncio.Task[None] | None = None
+        self.failure: Exception | None = None  # set when the engine had to stop
         self._bg: set[asyncio.Task[Any]] = set()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -269,10 +270,14 @@ class Engine:
         if wf is None:
             return WorkflowStatus(self.store.get_workflow(wf_id)["status"])
         await wf.done.wait()
+        if self.failure is not None and not (wf.status and wf.status.terminal):
+            raise self.failure
         assert wf.status is not None
         return wf.status
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.failure is not None:
+            raise self.failure
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(_Call(fn, args, fut))
         return await fut
@@ -283,6 +288,22 @@ class Engine:
     # --- the loop ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._rounds()
+        except Exception as e:
+            # A round could not be persisted (or an engine bug): memory may now be ahead of the
+            # store. Stop rather than announce or launch what a restart would not know; a
+            # restart reloads from the store and reconciles with the agents.
+            log.critical("engine stopped: %s", e, exc_info=not isinstance(e, StoreError))
+            self.failure = e
+            while not self._inbox.empty():
+                item = self._inbox.get_nowait()
+                if isinstance(item, _Call) and not item.future.done():
+                    item.future.set_exception(e)
+            for wf in self.workflows.values():
+                wf.done.set()
+
+    async def _rounds(self) -> None:
         while True:
             items = [await self._inbox.get()]
             # One more turn of the loop lets what arrived together (a launch answer and its
@@ -303,7 +324,13 @@ class Engine:
                     else:
                         log.exception("engine: failed to handle %r", item)
             self._schedule()
-            self._flush()
+            try:
+                self._flush()
+            except Exception as e:
+                for fut, _, _ in done:
+                    if not fut.done():
+                        fut.set_exception(e)
+                raise
             for fut, result, exc in done:
                 if fut.done():
                     continue
@@ -318,7 +345,15 @@ class Engine:
         for wf in due:
             self._workflow_progress(wf)
         batch, self._batch = self._batch, Batch()
-        self.store.commit(batch)
+        for attempt in range(4):  # a database restarting: ~1.5 s of retries, then give up
+            try:
+                self.store.commit(batch)
+                break
+            except StoreError as e:
+                if attempt == 3:
+                    raise
+                log.warning("commit failed (%s); retrying", e)
+                time.sleep(0.1 * 2**attempt)
         announce, self._announce = self._announce, []
         for ev in announce:
             self.bus.publish(ev)

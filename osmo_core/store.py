@@ -230,14 +230,16 @@ class Store:
     def commit(self, batch: Batch) -> None:
         if batch:
             # The engine's own connection: no pool checkout or liveness ping per round.
-            if self._writer is None:
-                self._writer = self.engine.connect()
             try:
+                if self._writer is None:
+                    self._writer = self.engine.connect()
                 with self._writer.begin():
                     self._write(self._writer, batch, None)
             except Exception as e:
-                self._writer.close()  # a broken connection is not reused
-                self._writer = None
+                if self._writer is not None:
+                    self._writer.invalidate()  # a broken connection goes, not back to the pool
+                    self._writer.close()
+                    self._writer = None
                 raise StoreError(f"could not commit to {self.url!r}: {e}") from e
 
     def _write(self, conn: Connection, batch: Batch, wf_id: str | None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.errors import Conflict, PlacementError, SpecError
+from osmo_core.errors import Conflict, PlacementError, SpecError, StoreError
 from osmo_core.events import Event
 from osmo_core.service import Service
 from osmo_core.states import TASK_TRANSITIONS, TaskStatus, WorkflowStatus
@@ -514,3 +514,52 @@ async def test_localpath_files_are_read_at_submission(service: Service, tmp_path
         await service.submit(missing, file=str(spec_file))
     assert e.value.problems[0].field == "workflow.tasks[1].files[0].localpath"
     assert "nope.sh" in e.value.problems[0].message
+
+
+async def test_a_failed_commit_is_retried(service: Service) -> None:
+    """SQLite refuses the engine's next write once (a real read-only connection); the engine
+    retries on a fresh connection and the workflow completes."""
+    wf_id = await service.submit(
+        {
+            "workflow": {
+                "name": "retrycommit",
+                "tasks": [task("a", "sleep 0.5"), task("b", "true", inputs=[{"task": "a"}])],
+            }
+        }
+    )
+    writer = service.store._writer
+    assert writer is not None
+    writer.connection.dbapi_connection.execute("PRAGMA query_only = ON")  # type: ignore
+    assert await asyncio.wait_for(service.wait(wf_id), 30) == WorkflowStatus.COMPLETED
+
+
+async def test_engine_stops_when_the_store_is_gone(service_factory) -> None:
+    pg_url = os.environ.get("OSMO_TEST_POSTGRES_URL")
+    if not pg_url:
+        pytest.skip("OSMO_TEST_POSTGRES_URL is not set (a PostgreSQL server is needed)")
+    from sqlalchemy import create_engine, text
+
+    db = f"osmo_gone_{os.getpid()}_{int(time.time())}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {db}"))
+    try:
+        service = await service_factory(store_url=pg_url.rsplit("/", 1)[0] + "/" + db)
+        wf_id = await service.submit(
+            {
+                "workflow": {
+                    "name": "gone",
+                    "tasks": [task("t", "sleep 1"), task("u", "true", inputs=[{"task": "t"}])],
+                }
+            }
+        )
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE {db} WITH (FORCE)"))
+        with pytest.raises(StoreError):  # the round that records t's end cannot be persisted
+            await asyncio.wait_for(service.wait(wf_id), 30)
+        with pytest.raises(StoreError):
+            await service.submit({"workflow": {"name": "after", "tasks": [task("t", "true")]}})
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        admin.dispose()
