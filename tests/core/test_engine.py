@@ -563,3 +563,28 @@ async def test_engine_stops_when_the_store_is_gone(service_factory) -> None:
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         admin.dispose()
+
+
+async def test_cancel_right_after_submit(service_factory, tmp_path: Path) -> None:
+    """Cancel while the first tasks are still being placed and launched: nothing is left
+    running and every task ends FAILED_CANCELED."""
+    service = await service_factory(local={"cpus": 1})
+    marker = tmp_path / "ran"
+    spec = {
+        "workflow": {
+            "name": "early",
+            "resources": {"default": {"cpu": 1}},
+            "tasks": [
+                task("a", f"echo $$ >> {marker}; sleep 30"),
+                task("b", f"echo $$ >> {marker}; sleep 30"),  # waits for the CPU
+                task("c", "true", inputs=[{"task": "a"}]),
+            ],
+        }
+    }
+    wf_id = await service.submit(spec)
+    await service.cancel(wf_id)
+    assert await asyncio.wait_for(service.wait(wf_id), 20) == WorkflowStatus.FAILED_CANCELED
+    assert {t["status"] for t in service.get(wf_id)["tasks"]} == {"FAILED_CANCELED"}
+    for pid in (int(p) for p in (marker.read_text().split() if marker.exists() else [])):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
