@@ -17,7 +17,7 @@ def t(name: str, *inputs: str, **kw) -> dict:
 def test_groups_are_nodes_and_inputs_are_edges() -> None:
     dag = WorkflowDAG.build(
         wf(
-            [t("prep"), t("eval", "train")],
+            [t("prep"), t("eval", "lead")],
             groups=[
                 {"name": "train", "tasks": [t("lead", "prep", lead=True), t("worker", "prep")]}
             ],
