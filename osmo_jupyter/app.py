@@ -29,9 +29,12 @@ class ServiceUnavailable(Exception):
 
 class OsmoApp(ExtensionApp):
     name = "osmo"
+    description = "osmo-jupyter control plane: a Jupyter server running workflows (headless)"
     extension_url = f"/{API_PREFIX}/version"
     load_other_extensions = True
     classes = [OsmoConfig]
+    # `jupyter osmo` runs headless: a server for a team, no browser, no notebook UI needed.
+    serverapp_config = {"open_browser": False}
 
     service: Service | None = None
     _start_task: asyncio.Task[Service] | None = None
@@ -96,3 +99,7 @@ class OsmoApp(ExtensionApp):
             return
         await self.service.stop()
         self.log.info("osmo: service stopped")
+
+
+# `jupyter osmo` (console script `jupyter-osmo`); config from jupyter_osmo_config.py, flags, env.
+main = launch_new_instance = OsmoApp.launch_instance

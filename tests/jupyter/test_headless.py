@@ -1,0 +1,94 @@
+"""`jupyter osmo`: the headless team server, as an admin starts it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+TOKEN = "headless-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def jupyter_osmo(*args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from osmo_jupyter.app import main; main()",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={TOKEN}",
+        *args,
+    ]
+
+
+def call(url: str, body: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Authorization": f"token {TOKEN}"},
+        method="POST" if body else "GET",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_headless_server_runs_workflows(osmo_env: dict[str, str]) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/osmo/api/v1"
+    proc = subprocess.Popen(
+        jupyter_osmo(f"--port={port}"),
+        env=osmo_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if call(f"{base}/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+        spec = "workflow:\n  name: hl\n  tasks:\n  - name: t\n    command: [echo, headless]\n"
+        status, body = call(f"{base}/workflows", {"spec": spec})
+        assert status == 201 and body["id"] == "hl-1"
+        for _ in range(100):
+            status, wf = call(f"{base}/workflows/hl-1")
+            if wf["status"] == "COMPLETED":
+                break
+            time.sleep(0.1)
+        assert wf["status"] == "COMPLETED"
+        status, lines = call(f"{base}/workflows/hl-1/tasks/t/logs")
+        assert [ln["text"] for ln in lines] == ["headless"]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_bad_config_refuses_to_start(osmo_env: dict[str, str]) -> None:
+    r = subprocess.run(
+        jupyter_osmo(f"--port={free_port()}", "--OsmoConfig.default_pool=nope"),
+        env=osmo_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0
+    assert "default_pool 'nope' is not a configured pool" in r.stdout + r.stderr
