@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from . import __version__
+from .cli_dataset import add_dataset_parser, run_dataset
 from .config import PRIORITIES, load_config
 from .errors import Conflict, InputError, NotFound, OsmoError, PlacementError
 from .events import Event, Overflow
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="osmo", description="Run OSMO workflows (DAGs of tasks).")
     p.add_argument("--version", action="version", version=f"osmo {__version__}")
     p.add_argument("--config", help="config file (default: $XDG_CONFIG_HOME/osmo/osmo_config.py)")
-    top = p.add_subparsers(dest="group", required=True, metavar="{workflow,pool}")
+    top = p.add_subparsers(dest="group", required=True, metavar="{workflow,pool,dataset}")
 
     wf = top.add_parser("workflow", help="validate and run workflows")
     cmds = wf.add_subparsers(dest="cmd", required=True, metavar="{validate,run,resume}")
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     pool_cmds = pool.add_subparsers(dest="cmd", required=True, metavar="{list}")
     pl = pool_cmds.add_parser("list", help="pools, platforms and machines")
     pl.add_argument("--format", choices=["text", "json"], default="text")
+
+    add_dataset_parser(top)
     return p
 
 
@@ -97,6 +100,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         service = Service(config)
+        if args.group == "dataset":
+            return await run_dataset(args, out)
         if args.group == "pool":
             return await _pool_list(service, out)
         if args.cmd == "resume":

@@ -31,6 +31,8 @@ class Problem:
     hint: str | None = None  # what would be valid
 
     def location(self) -> str:
+        if self.file is None and self.line is None:
+            return ""
         parts = [self.file or "<spec>"]
         if self.line is not None:
             parts.append(str(self.line))
@@ -41,7 +43,8 @@ class Problem:
     def __str__(self) -> str:
         field = f" {self.field}:" if self.field else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{self.location()}:{field} {self.message}{hint}"
+        where = self.location()
+        return f"{where + ':' if where else ''}{field} {self.message}{hint}".strip()
 
     def to_dict(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -1,0 +1,679 @@
+"""Content-addressed datasets on any storage URL.
+
+Layout under the base URL (every object is written whole, then never changed, except tags):
+
+    blobs/ab/cdef...                      file contents, keyed by sha256 (ab = first two hex digits)
+    datasets/<name>/versions/<N>.json     manifest: {"files": {path: {sha256, size, mode}}, ...}
+    datasets/<name>/tags/<tag>.json       {"version": N}
+
+A version becomes visible only when its manifest exists, and the manifest is written last,
+after every blob it names, with a create-exclusive write: two uploads of one name racing for
+version N get N and N+1. An upload sends only the blobs the store lacks; a download skips files
+whose local sha256 already matches. `gc()` (an explicit admin action) removes blobs that no
+manifest references and that are older than a grace period (so it spares in-flight uploads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from ..errors import InputError, NotFound, Problem
+from .storage import (
+    StorageError,
+    create_exclusive,
+    is_local,
+    open_store,
+    put_file_atomic,
+    run_many,
+    storage_errors,
+    write_atomic,
+)
+
+__all__ = [
+    "DatasetInfo",
+    "DatasetStore",
+    "DatasetSummary",
+    "DiffResult",
+    "FileEntry",
+    "GcStats",
+    "TransferStats",
+    "VersionInfo",
+    "parse_ref",
+    "validate_name",
+    "validate_path",
+]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SHA = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 4 * 2**20
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def validate_name(name: str, what: str = "dataset name") -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InputError(
+            Problem(
+                f"invalid {what} {name!r}",
+                field=what.replace(" ", "_"),
+                hint="letters, digits, '_', '.', '-'; starting with a letter or digit; "
+                "at most 128 characters",
+            )
+        )
+    return name
+
+
+def _validate_tag(tag: str) -> str:
+    validate_name(tag, "tag")
+    if tag.isdigit() or tag == "latest":
+        raise InputError(
+            Problem(f"invalid tag {tag!r}", field="tag", hint="'latest' and numbers are reserved")
+        )
+    return tag
+
+
+def validate_path(path: str) -> str:
+    """A relative POSIX path that stays under its root: no '..', no absolute path, no
+    control characters, no empty or '.' components."""
+    problem = None
+    if not isinstance(path, str) or not path:
+        problem = "empty file path"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in path):
+        problem = "control character in file path"
+    elif path.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", path):
+        problem = "absolute file path"
+    elif "\\" in path:
+        problem = "backslash in file path"
+    else:
+        parts = path.split("/")
+        if ".." in parts:
+            problem = "'..' in file path"
+        elif any(p in ("", ".") for p in parts):
+            problem = "empty or '.' component in file path"
+    if problem:
+        raise InputError(Problem(problem, field="path", hint=f"got {path!r}"))
+    return path
+
+
+def parse_ref(ref: str) -> tuple[str, int | str]:
+    """'name' → (name, 'latest'); 'name:3' → (name, 3); 'name:tag' → (name, 'tag')."""
+    name, sep, sel = ref.partition(":")
+    validate_name(name)
+    if not sep or sel == "latest":
+        return name, "latest"
+    if sel.isdigit():
+        return name, int(sel)
+    return name, _validate_tag(sel)
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    sha256: str
+    size: int
+    mode: int
+
+
+@dataclass
+class TransferStats:
+    """What one upload or download moved; `transferred_bytes` is what crossed the wire."""
+
+    files: int = 0
+    transferred_files: int = 0
+    transferred_bytes: int = 0
+    skipped_files: int = 0
+    skipped_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.transferred_bytes + self.skipped_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_bytes": self.total_bytes}
+
+
+@dataclass
+class VersionInfo:
+    name: str
+    version: int
+    files: int
+    size: int
+    created: str
+    tags: list[str] = field(default_factory=list)
+    stats: TransferStats | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stats"] = self.stats.to_dict() if self.stats else None
+        return d
+
+
+@dataclass
+class DatasetSummary:
+    name: str
+    versions: int
+    latest: int | None
+    tags: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    versions: list[VersionInfo]
+    tags: dict[str, int]
+
+    @property
+    def latest(self) -> int | None:
+        return self.versions[-1].version if self.versions else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "latest": self.latest,
+            "tags": self.tags,
+            "versions": [v.to_dict() for v in self.versions],
+        }
+
+
+@dataclass
+class DiffResult:
+    a: str
+    b: str
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GcStats:
+    blobs_removed: int = 0
+    bytes_removed: int = 0
+    blobs_kept: int = 0
+    blobs_too_young: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _mtime(info: Mapping[str, Any]) -> float | None:
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        v = info.get(key)
+        if isinstance(v, datetime):
+            return v.timestamp()
+        if isinstance(v, (int, float)):
+            return float(v)
+    return None
+
+
+def _collect(paths: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    """dataset path → local file. A directory gives its contents (relative to it), a file its
+    base name; a mapping is taken as {dataset path: local file}."""
+    out: dict[str, str] = {}
+    problems: list[Problem] = []
+
+    def add(rel: str, local: str) -> None:
+        try:
+            validate_path(rel)
+        except InputError as e:
+            problems.extend(e.problems)
+            return
+        if rel in out:
+            problems.append(Problem(f"two files map to {rel!r}", field="path"))
+            return
+        try:
+            st = os.stat(local)
+        except OSError as e:
+            problems.append(Problem(f"cannot read {local}: {e.strerror}", field="path"))
+            return
+        if not stat.S_ISREG(st.st_mode):
+            problems.append(Problem(f"{local} is not a regular file", field="path"))
+            return
+        out[rel] = local
+
+    if isinstance(paths, Mapping):
+        for rel, local in paths.items():
+            add(rel, local)
+    else:
+        for p in paths:
+            if os.path.isdir(p):
+                seen: set[str] = set()
+                for root, dirs, files in os.walk(p, followlinks=True):
+                    real = os.path.realpath(root)
+                    if real in seen:  # a symlink loop
+                        dirs[:] = []
+                        continue
+                    seen.add(real)
+                    dirs.sort()
+                    for f in sorted(files):
+                        local = os.path.join(root, f)
+                        add(os.path.relpath(local, p).replace(os.sep, "/"), local)
+            elif os.path.lexists(p):
+                add(os.path.basename(os.path.normpath(p)), p)
+            else:
+                problems.append(Problem(f"no such file or directory: {p}", field="path"))
+    if problems:
+        raise InputError(problems)
+    if not out:
+        raise InputError(Problem("no files to upload", field="path"))
+    return out
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+class DatasetStore:
+    """Datasets under one storage URL (`open_store` options: endpoint_url, key, secret, ...)."""
+
+    def __init__(self, base_url: str, *, workers: int = 16, batch_files: int = 512, **options: Any):
+        self.url = base_url
+        self.fs, self.root = open_store(base_url, **options)
+        self.workers = max(1, workers)
+        self.batch_files = max(1, batch_files)
+
+    # paths
+    def _blob(self, sha: str) -> str:
+        return f"{self.root}/blobs/{sha[:2]}/{sha[2:]}"
+
+    def _ds(self, name: str) -> str:
+        return f"{self.root}/datasets/{name}"
+
+    def _manifest(self, name: str, version: int) -> str:
+        return f"{self._ds(name)}/versions/{version}.json"
+
+    def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        items = list(items)
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(min(self.workers, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def _ls_names(self, path: str) -> list[str]:
+        try:
+            return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    def _versions(self, name: str) -> list[int]:
+        names = self._ls_names(f"{self._ds(name)}/versions")
+        return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+
+    def _tags(self, name: str) -> dict[str, int]:
+        tags = [n[:-5] for n in self._ls_names(f"{self._ds(name)}/tags") if n.endswith(".json")]
+        paths = [f"{self._ds(name)}/tags/{t}.json" for t in tags]
+        out = {}
+        for t, data in zip(tags, self._map(self._cat_or_none, paths), strict=True):
+            if data is not None:
+                out[t] = int(json.loads(data)["version"])
+        return dict(sorted(out.items()))
+
+    def _cat_or_none(self, path: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    def _read_manifest(self, name: str, version: int) -> dict[str, Any]:
+        data = self._cat_or_none(self._manifest(name, version))
+        if data is None:
+            raise NotFound(f"dataset {name} has no version {version}")
+        return json.loads(data)
+
+    def _resolve(self, ref: str) -> tuple[str, int, dict[str, Any]]:
+        name, sel = parse_ref(ref)
+        with storage_errors(f"reading dataset {name} from {self.url}"):
+            if sel == "latest":
+                versions = self._versions(name)
+                if not versions:
+                    raise NotFound(f"no dataset named {name}")
+                version = versions[-1]
+            elif isinstance(sel, int):
+                version = sel
+            else:
+                data = self._cat_or_none(f"{self._ds(name)}/tags/{sel}.json")
+                if data is None:
+                    raise NotFound(f"dataset {name} has no tag {sel}")
+                version = int(json.loads(data)["version"])
+            return name, version, self._read_manifest(name, version)
+
+    @staticmethod
+    def _entries(manifest: Mapping[str, Any]) -> dict[str, FileEntry]:
+        files = {
+            p: FileEntry(e["sha256"], int(e["size"]), int(e["mode"]))
+            for p, e in manifest["files"].items()
+        }
+        problems = []
+        for p, e in files.items():
+            try:
+                validate_path(p)
+            except InputError as err:
+                problems.extend(err.problems)
+            if not _SHA.fullmatch(e.sha256):
+                problems.append(Problem(f"bad sha256 for {p!r} in manifest", field="sha256"))
+        if problems:
+            raise InputError(problems)
+        return files
+
+    # --- upload ------------------------------------------------------------------------------
+
+    def upload(
+        self,
+        name: str,
+        paths: Iterable[str] | Mapping[str, str],
+        tag: str | None = None,
+    ) -> VersionInfo:
+        """Record `paths` as the next version of `name`; send only the blobs the store lacks.
+
+        Directories give their contents (relative to the directory), files their base name;
+        a mapping is {dataset path: local file}. Nothing is visible until the manifest lands."""
+        validate_name(name)
+        if tag is not None:
+            _validate_tag(tag)
+        files = _collect(paths)
+        t0 = time.monotonic()
+        stats = TransferStats(files=len(files))
+        entries: dict[str, FileEntry] = {}
+        present: set[str] = set()
+        items = sorted(files.items())
+        with storage_errors(f"uploading dataset {name} to {self.url}"):
+            for i in range(0, len(items), self.batch_files):
+                batch = items[i : i + self.batch_files]
+                self._upload_batch(batch, entries, present, stats)
+            version = self._commit(name, entries)
+            if tag is not None:
+                self._write_tag(name, tag, version)
+        stats.seconds = time.monotonic() - t0
+        return VersionInfo(
+            name=name,
+            version=version,
+            files=len(entries),
+            size=sum(e.size for e in entries.values()),
+            created=_now(),
+            tags=[tag] if tag else [],
+            stats=stats,
+        )
+
+    def _upload_batch(
+        self,
+        batch: list[tuple[str, str]],
+        entries: dict[str, FileEntry],
+        present: set[str],
+        stats: TransferStats,
+    ) -> None:
+        def hash_one(item: tuple[str, str]) -> tuple[str, os.stat_result]:
+            try:
+                st = os.stat(item[1])
+                return _sha256_file(item[1]), st
+            except OSError as e:
+                raise InputError(
+                    Problem(f"cannot read {item[1]}: {e.strerror or e}", field="path")
+                ) from None
+
+        hashed = self._map(hash_one, batch)
+        first: dict[str, tuple[str, os.stat_result]] = {}  # sha → (local, stat) to send
+        for (rel, local), (sha, st) in zip(batch, hashed, strict=True):
+            entries[rel] = FileEntry(sha, st.st_size, stat.S_IMODE(st.st_mode))
+            if sha in present or sha in first:
+                stats.skipped_files += 1
+                stats.skipped_bytes += st.st_size
+            else:
+                first[sha] = (local, st)
+        # one existence check per distinct blob, all in parallel
+        exists = run_many(self.fs, "exists", [(self._blob(s),) for s in first], self.workers)
+        for sha, there in zip(list(first), exists, strict=True):
+            if there:
+                present.add(sha)
+                stats.skipped_files += 1
+                stats.skipped_bytes += first.pop(sha)[1].st_size
+
+        if is_local(self.fs):
+            self._map(lambda sha: put_file_atomic(self.fs, first[sha][0], self._blob(sha)), first)
+        else:  # an object store commits each PUT whole
+            calls = [(local, self._blob(sha)) for sha, (local, _) in first.items()]
+            run_many(self.fs, "put_file", calls, self.workers)
+        for sha, (local, st) in first.items():
+            after = os.stat(local)
+            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(self._blob(sha))
+                raise InputError(Problem(f"{local} changed during the upload", field="path"))
+        for sha, (_, st) in first.items():
+            present.add(sha)
+            stats.transferred_files += 1
+            stats.transferred_bytes += st.st_size
+
+    def _commit(self, name: str, entries: dict[str, FileEntry]) -> int:
+        files = {p: asdict(e) for p, e in sorted(entries.items())}
+        versions = self._versions(name)
+        version = (versions[-1] if versions else 0) + 1
+        for _ in range(1000):
+            body = {"name": name, "version": version, "created": _now(), "files": files}
+            data = json.dumps(body, indent=1, sort_keys=True).encode()
+            if create_exclusive(self.fs, self._manifest(name, version), data):
+                return version
+            version += 1
+        raise StorageError(f"could not allocate a version of dataset {name} (1000 attempts)")
+
+    def _write_tag(self, name: str, tag: str, version: int) -> None:
+        data = json.dumps({"version": version, "created": _now()}).encode()
+        write_atomic(self.fs, f"{self._ds(name)}/tags/{tag}.json", data)
+
+    # --- download ----------------------------------------------------------------------------
+
+    def download(self, ref: str, dest: str) -> TransferStats:
+        """Write the files of `ref` ('name', 'name:N', 'name:tag') under `dest`, skipping those
+        whose local sha256 already matches. Other files in `dest` are left alone."""
+        t0 = time.monotonic()
+        name, version, manifest = self._resolve(ref)
+        entries = self._entries(manifest)
+        dest_real = os.path.realpath(dest)
+        # refuse anything that would land outside dest (e.g. through a symlinked folder)
+        for rel in entries:
+            parent = os.path.realpath(os.path.dirname(os.path.join(dest_real, *rel.split("/"))))
+            if parent != dest_real and not parent.startswith(dest_real + os.sep):
+                raise InputError(Problem(f"{rel!r} would be written outside {dest}", field="path"))
+        stats = TransferStats(files=len(entries))
+
+        def up_to_date(item: tuple[str, FileEntry]) -> bool:
+            rel, e = item
+            target = os.path.join(dest_real, *rel.split("/"))
+            with contextlib.suppress(OSError):
+                st = os.lstat(target)
+                if (
+                    stat.S_ISREG(st.st_mode)
+                    and st.st_size == e.size
+                    and _sha256_file(target) == e.sha256
+                ):
+                    if stat.S_IMODE(st.st_mode) != e.mode:
+                        os.chmod(target, e.mode)
+                    return True
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            return False
+
+        def install(item: tuple[str, FileEntry, str]) -> None:
+            rel, e, tmp = item
+            got = _sha256_file(tmp)
+            if got != e.sha256:
+                raise StorageError(f"blob {e.sha256} of {name}:{version} is corrupt (read {got})")
+            os.chmod(tmp, e.mode)
+            os.replace(tmp, os.path.join(dest_real, *rel.split("/")))
+
+        items = sorted(entries.items())
+        with storage_errors(f"downloading {name}:{version} from {self.url}"):
+            fresh = self._map(up_to_date, items)
+            todo = [
+                (rel, e, os.path.join(dest_real, *rel.split("/")[:-1], f".osmo-{uuid.uuid4().hex}"))
+                for (rel, e), ok in zip(items, fresh, strict=True)
+                if not ok
+            ]
+            try:
+                calls = [(self._blob(e.sha256), tmp) for _, e, tmp in todo]
+                run_many(self.fs, "get_file", calls, self.workers)
+                self._map(install, todo)
+            finally:
+                for _, _, tmp in todo:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+        for (_, e), ok in zip(items, fresh, strict=True):
+            if ok:
+                stats.skipped_files += 1
+                stats.skipped_bytes += e.size
+            else:
+                stats.transferred_files += 1
+                stats.transferred_bytes += e.size
+        stats.seconds = time.monotonic() - t0
+        return stats
+
+    # --- read-only queries -------------------------------------------------------------------
+
+    def list(self) -> list[DatasetSummary]:
+        with storage_errors(f"listing datasets in {self.url}"):
+            names = sorted(n for n in self._ls_names(f"{self.root}/datasets") if _NAME.fullmatch(n))
+
+            def summary(n: str) -> DatasetSummary:
+                vs = self._versions(n)
+                return DatasetSummary(n, len(vs), vs[-1] if vs else None, self._tags(n))
+
+            return [s for s in self._map(summary, names) if s.versions]
+
+    def info(self, name: str) -> DatasetInfo:
+        validate_name(name)
+        with storage_errors(f"reading dataset {name} from {self.url}"):
+            versions = self._versions(name)
+            if not versions:
+                raise NotFound(f"no dataset named {name}")
+            tags = self._tags(name)
+            manifests = self._map(lambda v: self._cat_or_none(self._manifest(name, v)), versions)
+        out = []
+        for v, data in zip(versions, manifests, strict=True):
+            if data is None:  # deleted meanwhile
+                continue
+            m = json.loads(data)
+            out.append(
+                VersionInfo(
+                    name=name,
+                    version=v,
+                    files=len(m["files"]),
+                    size=sum(int(e["size"]) for e in m["files"].values()),
+                    created=m.get("created", ""),
+                    tags=[t for t, tv in tags.items() if tv == v],
+                )
+            )
+        return DatasetInfo(name, out, tags)
+
+    def files(self, ref: str) -> dict[str, FileEntry]:
+        return self._entries(self._resolve(ref)[2])
+
+    def diff(self, ref_a: str, ref_b: str) -> DiffResult:
+        a, b = self.files(ref_a), self.files(ref_b)
+        return DiffResult(
+            a=ref_a,
+            b=ref_b,
+            added=sorted(set(b) - set(a)),
+            removed=sorted(set(a) - set(b)),
+            changed=sorted(p for p in set(a) & set(b) if a[p] != b[p]),
+        )
+
+    # --- changes -----------------------------------------------------------------------------
+
+    def tag(self, name: str, version: int, tag: str) -> None:
+        validate_name(name)
+        _validate_tag(tag)
+        with storage_errors(f"tagging dataset {name} in {self.url}"):
+            if not self.fs.exists(self._manifest(name, version)):
+                raise NotFound(f"dataset {name} has no version {version}")
+            self._write_tag(name, tag, version)
+
+    def delete(self, name: str, version: int | None = None) -> list[int]:
+        """Remove one version (and the tags on it) or the whole dataset; blobs stay until gc()."""
+        validate_name(name)
+        with storage_errors(f"deleting dataset {name} in {self.url}"):
+            versions = self._versions(name)
+            if version is not None:
+                if version not in versions:
+                    raise NotFound(f"dataset {name} has no version {version}")
+                versions = [version]
+            elif not versions:
+                raise NotFound(f"no dataset named {name}")
+            doomed = set(versions)
+            for t, v in self._tags(name).items():
+                if v in doomed:
+                    self.fs.rm_file(f"{self._ds(name)}/tags/{t}.json")
+            for v in versions:
+                self.fs.rm_file(self._manifest(name, v))
+        return versions
+
+    def gc(self, grace_seconds: float = 3600.0) -> GcStats:
+        """Remove blobs no manifest references, if older than `grace_seconds` (an upload in
+        flight has blobs whose manifest is not written yet). Run it as an admin action."""
+        stats = GcStats()
+        with storage_errors(f"collecting garbage in {self.url}"):
+            referenced: set[str] = set()
+            for n in self._ls_names(f"{self.root}/datasets"):
+                paths = [self._manifest(n, v) for v in self._versions(n)]
+                for data in self._map(self._cat_or_none, paths):
+                    if data is not None:
+                        referenced.update(e["sha256"] for e in json.loads(data)["files"].values())
+            try:
+                blobs = self.fs.find(f"{self.root}/blobs", detail=True)
+            except FileNotFoundError:
+                blobs = {}
+            now = time.time()
+            doomed = []
+            for path, info in blobs.items():
+                parts = path.rstrip("/").split("/")
+                sha = parts[-2] + parts[-1] if len(parts) >= 2 else ""
+                if sha in referenced:
+                    stats.blobs_kept += 1
+                    continue
+                mtime = _mtime(info)
+                if mtime is not None and now - mtime < grace_seconds:
+                    stats.blobs_too_young += 1
+                    continue
+                doomed.append((path, int(info.get("size") or 0)))
+            self._map(lambda p: self.fs.rm_file(p[0]), doomed)
+            stats.blobs_removed = len(doomed)
+            stats.bytes_removed = sum(s for _, s in doomed)
+            if is_local(self.fs):
+                for d in self._ls_names(f"{self.root}/blobs"):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(f"{self.root}/blobs/{d}")  # only when empty
+        return stats
