@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,34 @@ async def osmo_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
 
 def osmo_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "osmo_core.cli", *args]
+
+
+@dataclass
+class PgDatabase:
+    url: str  # SQLAlchemy URL of a fresh, empty database
+    drop: Callable[[], None]  # drop it now, killing its connections (the store "goes away")
+
+
+@pytest.fixture
+def pg_database() -> Iterator[PgDatabase]:
+    """A fresh PostgreSQL database on the server named by OSMO_TEST_POSTGRES_URL (.ci/run
+    starts one); skipped, saying why, without it."""
+    server = os.environ.get("OSMO_TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("OSMO_TEST_POSTGRES_URL is not set (a PostgreSQL server is needed)")
+    from sqlalchemy import create_engine, text
+
+    name = f"osmo_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield PgDatabase(server.rsplit("/", 1)[0] + "/" + name, drop)
+    finally:
+        drop()
+        admin.dispose()

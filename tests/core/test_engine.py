@@ -452,46 +452,32 @@ async def test_agent_loss_reschedules_onto_new_attempt(service: Service, tmp_pat
     assert status == WorkflowStatus.COMPLETED
 
 
-async def test_workflow_on_postgres(service_factory) -> None:
+async def test_workflow_on_postgres(service_factory, pg_database) -> None:
     """The same engine on a real PostgreSQL store (skipped without a server)."""
-    pg_url = os.environ.get("OSMO_TEST_POSTGRES_URL")
-    if not pg_url:
-        pytest.skip("OSMO_TEST_POSTGRES_URL is not set (a PostgreSQL server is needed)")
-    from sqlalchemy import create_engine, text
-
-    db = f"osmo_engine_{os.getpid()}_{int(time.time())}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {db}"))
-    try:
-        service = await service_factory(store_url=pg_url.rsplit("/", 1)[0] + "/" + db)
-        spec = {
-            "workflow": {
-                "name": "pg",
-                "tasks": [
-                    task("a", "echo A > {{output}}/x"),
-                    task(
-                        "b",
-                        "cat {{input:0}}/x; exit 3",
-                        inputs=[{"task": "a"}],
-                        exitActions={"RESCHEDULE": "3"},
-                        maxRetries=1,
-                    ),
-                ],
-            }
+    service = await service_factory(store_url=pg_database.url)
+    spec = {
+        "workflow": {
+            "name": "pg",
+            "tasks": [
+                task("a", "echo A > {{output}}/x"),
+                task(
+                    "b",
+                    "cat {{input:0}}/x; exit 3",
+                    inputs=[{"task": "a"}],
+                    exitActions={"RESCHEDULE": "3"},
+                    maxRetries=1,
+                ),
+            ],
         }
-        wf = await run(service, spec)
-        assert [(t["name"], t["retry_id"], t["status"]) for t in wf["tasks"]] == [
-            ("a", 0, "COMPLETED"),
-            ("b", 0, "RESCHEDULED"),
-            ("b", 1, "FAILED"),
-        ]
-        assert await log_text(service, wf["id"], "b", 1) == "A"
-        assert_transitions_legal(service, wf["id"])
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        admin.dispose()
+    }
+    wf = await run(service, spec)
+    assert [(t["name"], t["retry_id"], t["status"]) for t in wf["tasks"]] == [
+        ("a", 0, "COMPLETED"),
+        ("b", 0, "RESCHEDULED"),
+        ("b", 1, "FAILED"),
+    ]
+    assert await log_text(service, wf["id"], "b", 1) == "A"
+    assert_transitions_legal(service, wf["id"])
 
 
 async def test_localpath_files_are_read_at_submission(service: Service, tmp_path: Path) -> None:
@@ -533,36 +519,21 @@ async def test_a_failed_commit_is_retried(service: Service) -> None:
     assert await asyncio.wait_for(service.wait(wf_id), 30) == WorkflowStatus.COMPLETED
 
 
-async def test_engine_stops_when_the_store_is_gone(service_factory) -> None:
-    pg_url = os.environ.get("OSMO_TEST_POSTGRES_URL")
-    if not pg_url:
-        pytest.skip("OSMO_TEST_POSTGRES_URL is not set (a PostgreSQL server is needed)")
-    from sqlalchemy import create_engine, text
-
-    db = f"osmo_gone_{os.getpid()}_{int(time.time())}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {db}"))
-    try:
-        service = await service_factory(store_url=pg_url.rsplit("/", 1)[0] + "/" + db)
-        wf_id = await service.submit(
-            {
-                "workflow": {
-                    "name": "gone",
-                    "tasks": [task("t", "sleep 1"), task("u", "true", inputs=[{"task": "t"}])],
-                }
+async def test_engine_stops_when_the_store_is_gone(service_factory, pg_database) -> None:
+    service = await service_factory(store_url=pg_database.url)
+    wf_id = await service.submit(
+        {
+            "workflow": {
+                "name": "gone",
+                "tasks": [task("t", "sleep 1"), task("u", "true", inputs=[{"task": "t"}])],
             }
-        )
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE {db} WITH (FORCE)"))
-        with pytest.raises(StoreError):  # the round that records t's end cannot be persisted
-            await asyncio.wait_for(service.wait(wf_id), 30)
-        with pytest.raises(StoreError):
-            await service.submit({"workflow": {"name": "after", "tasks": [task("t", "true")]}})
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        admin.dispose()
+        }
+    )
+    pg_database.drop()
+    with pytest.raises(StoreError):  # the round that records t's end cannot be persisted
+        await asyncio.wait_for(service.wait(wf_id), 30)
+    with pytest.raises(StoreError):
+        await service.submit({"workflow": {"name": "after", "tasks": [task("t", "true")]}})
 
 
 async def test_cancel_right_after_submit(service_factory, tmp_path: Path) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from osmo_core.errors import NotFound, StoreError
 from osmo_core.store import Batch, Store
@@ -37,20 +36,10 @@ def store(request, tmp_path: Path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'db' / 'osmo.db'}"
     else:
-        if not PG_URL:
-            pytest.skip("OSMO_TEST_POSTGRES_URL is not set (a PostgreSQL server is needed)")
-        schema_db = f"osmo_test_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f"CREATE DATABASE {schema_db}"))
-        url = PG_URL.rsplit("/", 1)[0] + "/" + schema_db
+        url = request.getfixturevalue("pg_database").url
     s = Store(url).open()
     yield s
     s.close()
-    if request.param == "postgres":
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE {schema_db}"))
-        admin.dispose()
 
 
 def test_migrations_create_schema_once(store: Store) -> None:
