@@ -3,7 +3,6 @@ OSMO_TEST_POSTGRES_URL names a server (.ci/run starts one)."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -12,8 +11,6 @@ from sqlalchemy import inspect, text
 
 from osmo_core.errors import NotFound, StoreError
 from osmo_core.store import Batch, Store
-
-PG_URL = os.environ.get("OSMO_TEST_POSTGRES_URL")
 
 
 def _wf_row(name: str) -> dict:
