@@ -4,8 +4,9 @@ Exit codes: 0 the workflow COMPLETED (or the command succeeded), 1 it failed, 2 
 (spec, arguments), 3 the spec is valid but the pool cannot run it, 4 a conflict (another engine
 runs on this data directory, the workflow already ended), 130 interrupted.
 
-`validate` and `run` work on the embedded default (this process runs the engine); the
-server-backed `submit | query | list | logs | cancel | restart` come with the control plane.
+`validate`, `run` and `resume` work on the embedded default (this process runs the engine);
+`login` and `workflow submit | query | list | logs | cancel | spec` talk to a server
+(cli_remote.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .cli_dataset import add_dataset_parser, run_dataset
+from .cli_remote import add_remote_parsers, is_remote, run_remote
 from .config import PRIORITIES, load_config
 from .errors import Conflict, InputError, NotFound, OsmoError, PlacementError
 from .events import Event, Overflow
@@ -38,10 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="osmo", description="Run OSMO workflows (DAGs of tasks).")
     p.add_argument("--version", action="version", version=f"osmo {__version__}")
     p.add_argument("--config", help="config file (default: $XDG_CONFIG_HOME/osmo/osmo_config.py)")
-    top = p.add_subparsers(dest="group", required=True, metavar="{workflow,pool,dataset}")
+    top = p.add_subparsers(
+        dest="group", required=True, metavar="{workflow,pool,dataset,login,logout}"
+    )
 
     wf = top.add_parser("workflow", help="validate and run workflows")
-    cmds = wf.add_subparsers(dest="cmd", required=True, metavar="{validate,run,resume}")
+    cmds = wf.add_subparsers(
+        dest="cmd",
+        required=True,
+        metavar="{validate,run,resume,submit,query,list,logs,cancel,spec}",
+    )
 
     def spec_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("file", help="workflow YAML file ('-' for stdin)")
@@ -84,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--format", choices=["text", "json"], default="text")
 
     add_dataset_parser(top)
+    add_remote_parsers(top, cmds)
     return p
 
 
@@ -97,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     out = Output(args.format if hasattr(args, "format") else "text")
+    if is_remote(args):
+        return await run_remote(args, out)
     try:
         config = load_config(args.config)
         service = Service(config)

@@ -1,0 +1,200 @@
+"""A small synchronous client for the control plane's REST API (`/osmo/api/v1`), and the
+credentials `osmo login` keeps.
+
+Standard library only (`urllib.request`): the CLI stays installable without an HTTP package.
+Every failure is an `OsmoError`: `ApiError` for an answer with an error status (its JSON body's
+message, reason and details), `Unreachable` when no answer came, `NotLoggedIn` when no
+credentials are stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import OsmoError
+
+API_PATH = "/osmo/api/v1"
+LOGIN_HINT = "not logged in: run `osmo login URL --token TOKEN`"
+
+
+class ApiError(OsmoError):
+    """The server answered with an error status; `details` are its located problems."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.details = details or []
+
+
+class Unreachable(OsmoError):
+    """No answer from the server (refused, timed out, name not resolved...)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"cannot reach {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class NotLoggedIn(OsmoError):
+    def __init__(self) -> None:
+        super().__init__(LOGIN_HINT)
+
+
+def normalize_url(url: str) -> str:
+    """The server's base URL: no trailing slash, no API path (either form may be given)."""
+    url = url.strip().rstrip("/")
+    if url.endswith(API_PATH):
+        url = url[: -len(API_PATH)]
+    if "://" not in url:
+        url = "http://" + url
+    return url
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "osmo"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    url: str
+    token: str
+
+    @staticmethod
+    def path() -> Path:
+        return config_dir() / "credentials.json"
+
+    @classmethod
+    def load(cls) -> Credentials | None:
+        """The stored login, or None when there is none (a corrupt file counts as none)."""
+        try:
+            data = json.loads(cls.path().read_text(encoding="utf-8"))
+            return cls(url=str(data["url"]), token=str(data["token"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self) -> Path:
+        """Write atomically, readable by the owner only (0600) from the first byte."""
+        path = self.path()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"url": self.url, "token": self.token}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def remove(cls) -> bool:
+        try:
+            cls.path().unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+
+# --- client ----------------------------------------------------------------------------------
+
+
+class Client:
+    """`Client(url, token).get("workflows", status=["RUNNING"])` → the decoded JSON answer."""
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0):
+        self.url = normalize_url(url)
+        self.token = token
+        self.timeout = timeout
+
+    @classmethod
+    def from_credentials(cls) -> Client:
+        creds = Credentials.load()
+        if creds is None:
+            raise NotLoggedIn()
+        return cls(creds.url, creds.token)
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body=body if body is not None else {})
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        url = f"{self.url}{API_PATH}/{path.lstrip('/')}"
+        query = {k: v for k, v in (params or {}).items() if v is not None and v != []}
+        if query:
+            url += "?" + urllib.parse.urlencode(query, doseq=True)
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raise _api_error(e) from None
+        except urllib.error.URLError as e:
+            reason = e.reason
+            text = getattr(reason, "strerror", None) or str(reason)
+            raise Unreachable(self.url, text) from None
+        except (TimeoutError, ConnectionError) as e:
+            raise Unreachable(self.url, str(e) or type(e).__name__) from None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise ApiError(
+                200, f"the server's answer to {method} {path} is not JSON", "bad answer"
+            ) from None
+
+
+def _api_error(e: urllib.error.HTTPError) -> ApiError:
+    try:
+        raw = e.read()
+    except OSError:
+        raw = b""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "message" in body:
+        details = body.get("details")
+        return ApiError(
+            e.code,
+            str(body.get("message") or e.reason),
+            body.get("reason"),
+            details if isinstance(details, list) else [],
+        )
+    return ApiError(e.code, str(e.reason or f"HTTP {e.code}"))
