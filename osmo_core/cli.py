@@ -1,8 +1,6 @@
 """`osmo` command line.
 
-Exit codes: 0 the workflow COMPLETED (or the command succeeded), 1 it failed, 2 invalid input
-(spec, arguments), 3 the spec is valid but the pool cannot run it, 4 a conflict (another engine
-runs on this data directory, the workflow already ended), 130 interrupted.
+Exit codes and output conventions: cli_common.py.
 
 `validate`, `run` and `resume` work on the embedded default (this process runs the engine);
 `login` and `workflow submit | query | list | logs | cancel | spec` talk to a server
@@ -17,22 +15,28 @@ import contextlib
 import json
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
 from . import __version__
+from .cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Output,
+    add_format,
+    add_set_values,
+    report,
+)
 from .cli_dataset import add_dataset_parser, run_dataset
 from .cli_remote import add_remote_parsers, is_remote, run_remote
 from .config import PRIORITIES, load_config
-from .errors import Conflict, InputError, NotFound, OsmoError, PlacementError
+from .errors import Conflict, InputError, OsmoError
 from .events import Event, Overflow
 from .service import Service
 from .spec import LoadedSpec, parse_set_values
 from .states import WorkflowStatus
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PLACEMENT, EXIT_CONFLICT = 0, 1, 2, 3, 4
 _QUIET = {"PROCESSING", "INITIALIZING"}  # momentary steps, left out of the plain progress log
 
 
@@ -53,20 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def spec_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("file", help="workflow YAML file ('-' for stdin)")
-        sp.add_argument(
-            "--set",
-            dest="set_values",
-            nargs="+",
-            action="extend",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override default-values (repeatable)",
-        )
+        add_set_values(sp)
         sp.add_argument(
             "--pool",
             help="pool to place the workflow in (default: the spec's or the configured default)",
         )
-        sp.add_argument("--format", choices=["text", "json"], default="text")
+        add_format(sp)
 
     v = cmds.add_parser("validate", help="check a spec and its placement; exit 2/3 on problems")
     spec_args(v)
@@ -83,13 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         "interrupted run) and follow them to the end",
     )
     rs.add_argument("ids", nargs="*", help="workflow ids to follow (default: all unfinished)")
-    rs.add_argument("--format", choices=["text", "json"], default="text")
+    add_format(rs)
     rs.add_argument("--logs", action="store_true", help="stream task output to the terminal")
 
     pool = top.add_parser("pool", help="pools and their capacity")
     pool_cmds = pool.add_subparsers(dest="cmd", required=True, metavar="{list}")
     pl = pool_cmds.add_parser("list", help="pools, platforms and machines")
-    pl.add_argument("--format", choices=["text", "json"], default="text")
+    add_format(pl)
 
     add_dataset_parser(top)
     add_remote_parsers(top, cmds)
@@ -140,18 +136,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
             )
             return EXIT_OK
         return await _run(service, loaded, args, out)
-    except PlacementError as e:
-        out.problems(e)
-        return EXIT_PLACEMENT
-    except InputError as e:
-        out.problems(e)
-        return EXIT_INVALID
-    except (Conflict, NotFound) as e:
-        out.error(str(e))
-        return EXIT_CONFLICT
     except OsmoError as e:
-        out.error(f"{type(e).__name__}: {e}")
-        return EXIT_FAILED
+        return report(e, out)
 
 
 def _load(service: Service, args: argparse.Namespace) -> LoadedSpec:
@@ -255,65 +241,6 @@ async def _pool_list(service: Service, out: Output) -> int:
                 f"gpus {len(n['gpus'])}, arch {n['arch']}"
             )
     return EXIT_OK
-
-
-# --- output ------------------------------------------------------------------------------
-
-
-class Output:
-    """Text for people, JSON for scripts: results on stdout, progress and errors on stderr."""
-
-    def __init__(self, fmt: str, stream: TextIO | None = None):
-        self.json = fmt == "json"
-        self.err = stream or sys.stderr
-
-    def info(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
-
-    def error(self, text: str) -> None:
-        if self.json:
-            print(json.dumps({"error": text}))
-        else:
-            print(f"error: {text}", file=self.err)
-
-    def result(self, data: Any, text: str) -> None:
-        print(json.dumps(data, default=str) if self.json else text, flush=True)
-
-    def problems(self, e: InputError) -> None:
-        if self.json:
-            print(json.dumps({"error": e.kind, "details": [p.to_dict() for p in e.problems]}))
-            return
-        print(f"{e.kind}:", file=self.err)
-        for p in e.problems:
-            print(f"  {p}", file=self.err)
-
-    def summary(self, wf: dict[str, Any]) -> None:
-        if self.json:
-            print(json.dumps(wf, default=str))
-            return
-        latest: dict[str, dict[str, Any]] = {}
-        for t in wf["tasks"]:
-            latest[t["name"]] = t
-        dur = _duration(wf["start_time"], wf["end_time"])
-        print(f"{wf['id']}: {wf['status']}" + (f" in {dur}" if dur else ""))
-        width = max((len(n) for n in latest), default=4)
-        for name, t in latest.items():
-            code = "" if t["exit_code"] is None else f"exit {t['exit_code']}"
-            retry = f" (attempt {t['retry_id'] + 1})" if t["retry_id"] else ""
-            msg = f"  {t['message']}" if t["message"] and t["status"] != "COMPLETED" else ""
-            print(
-                f"  {name:<{width}}  {t['status']:<20} {code:<8}"
-                f"{_duration(t['start_time'], t['end_time']):>8}{retry}{msg}"
-            )
-
-
-def _duration(start: float | None, end: float | None) -> str:
-    if not start:
-        return ""
-    secs = (end or time.time()) - start
-    if secs < 10:
-        return f"{secs:.2f}s"
-    return f"{secs:.1f}s" if secs < 120 else f"{int(secs // 60)}m{int(secs % 60):02d}s"
 
 
 class LiveView:

@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, NotFound, OsmoError, Problem
+from .cli_common import EXIT_OK, Output, report
+from .errors import InputError, OsmoError, Problem
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_NOT_FOUND = 0, 1, 2, 4
 _COMMANDS = "{upload,download,list,info,tag,diff,delete,gc}"
 
 
@@ -107,22 +107,15 @@ def _stats_text(verb: str, s: Any) -> str:
     )
 
 
-async def run_dataset(args: argparse.Namespace, out: Any) -> int:
-    """Run one `osmo dataset` command; `out` is cli.Output. Returns the exit code."""
+async def run_dataset(args: argparse.Namespace, out: Output) -> int:
+    """Run one `osmo dataset` command; returns the exit code."""
     try:
         return await asyncio.to_thread(_run, args, out)
-    except InputError as e:
-        out.problems(e)
-        return EXIT_INVALID
-    except NotFound as e:
-        out.error(str(e))
-        return EXIT_NOT_FOUND
     except OsmoError as e:
-        out.error(f"{type(e).__name__}: {e}")
-        return EXIT_FAILED
+        return report(e, out)
 
 
-def _run(args: argparse.Namespace, out: Any) -> int:
+def _run(args: argparse.Namespace, out: Output) -> int:
     from .data import DatasetStore
 
     options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}

@@ -14,17 +14,24 @@ import asyncio
 import json
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .cli_common import (
+    EXIT_CONFLICT,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_PLACEMENT,
+    Output,
+    add_format,
+    add_set_values,
+    report,
+)
 from .client import ApiError, Client, Credentials, NotLoggedIn, Unreachable
 from .config import PRIORITIES
 from .errors import InputError, PlacementError, Problem, SpecError
 from .states import WorkflowStatus
 
-if TYPE_CHECKING:
-    from .cli import Output
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PLACEMENT, EXIT_CONFLICT = 0, 1, 2, 3, 4
 REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "spec")
 POLL_INTERVAL = 0.2
 _QUIET = {"PROCESSING", "INITIALIZING"}
@@ -39,9 +46,6 @@ def is_remote(args: argparse.Namespace) -> bool:
 def add_remote_parsers(top: Any, workflow: Any) -> None:
     """`login`/`logout` under `top`; the server-backed workflow commands under `workflow`."""
 
-    def fmt(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--format", choices=["text", "json"], default="text")
-
     li = top.add_parser("login", help="keep a server's URL and token for the remote commands")
     li.add_argument("url", help="the server, e.g. http://host:8888")
     li.add_argument("--token", required=True, help="an API token the server accepts")
@@ -49,23 +53,15 @@ def add_remote_parsers(top: Any, workflow: Any) -> None:
 
     s = workflow.add_parser("submit", help="submit a workflow to the server; prints its id")
     s.add_argument("file", help="workflow YAML file ('-' for stdin)")
-    s.add_argument(
-        "--set",
-        dest="set_values",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override default-values (repeatable)",
-    )
+    add_set_values(s)
     s.add_argument("--pool", help="pool to run in (default: the spec's, then the server's)")
     s.add_argument("--priority", choices=list(PRIORITIES), default="NORMAL")
     s.add_argument("--wait", action="store_true", help="follow it to the end; exit 0/1 like run")
-    fmt(s)
+    add_format(s)
 
     q = workflow.add_parser("query", help="a workflow's status and tasks")
     q.add_argument("id")
-    fmt(q)
+    add_format(q)
 
     ls = workflow.add_parser("list", help="workflows on the server, newest first")
     ls.add_argument(
@@ -81,23 +77,23 @@ def add_remote_parsers(top: Any, workflow: Any) -> None:
     ls.add_argument("--pool")
     ls.add_argument("--count", type=int, default=20, help="at most N workflows (default 20)")
     ls.add_argument("--offset", type=int, default=0)
-    fmt(ls)
+    add_format(ls)
 
     lg = workflow.add_parser("logs", help="a task's output")
     lg.add_argument("id")
     lg.add_argument("--task", required=True)
     lg.add_argument("--retry-id", type=int, help="attempt (default: the latest)")
     lg.add_argument("-n", dest="lines", type=int, help="only the last N lines")
-    fmt(lg)
+    add_format(lg)
 
     c = workflow.add_parser("cancel", help="cancel workflows")
     c.add_argument("ids", nargs="+", metavar="ID")
-    fmt(c)
+    add_format(c)
 
     sp = workflow.add_parser("spec", help="a workflow's spec as submitted")
     sp.add_argument("id")
     sp.add_argument("--rendered", action="store_true", help="the spec after templating")
-    fmt(sp)
+    add_format(sp)
 
 
 async def run_remote(args: argparse.Namespace, out: Output) -> int:
@@ -122,12 +118,8 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
     except NotLoggedIn as e:
         out.error(str(e))
         return EXIT_INVALID
-    except PlacementError as e:
-        out.problems(e)
-        return EXIT_PLACEMENT
     except InputError as e:
-        out.problems(e)
-        return EXIT_INVALID
+        return report(e, out)
     except Unreachable as e:
         out.error(str(e))
         return EXIT_FAILED
