@@ -415,7 +415,19 @@ async def test_start_error(service: Service) -> None:
 
 async def test_events_are_persisted_before_announced(service: Service) -> None:
     sub = service.subscribe(logs=False)
+    # At the moment each event is handed to a subscriber, a separate connection to the store
+    # must already see it committed.
+    unseen: list[int] = []
+    offer = sub.offer
+
+    def checking_offer(ev):  # type: ignore[no-untyped-def]
+        if isinstance(ev, Event) and ev.id is not None and ev.id > service.store.max_event_id():
+            unseen.append(ev.id)
+        offer(ev)
+
+    sub.offer = checking_offer  # type: ignore[method-assign]
     wf = await run(service, {"workflow": {"name": "ev", "tasks": [task("t", "true")]}})
+    assert unseen == []
     ids = []
     while not sub._queue.empty():
         ev = sub._queue.get_nowait()
