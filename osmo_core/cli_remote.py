@@ -128,8 +128,11 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
 
 
 def _api_failure(e: ApiError, out: Output, file: str | None) -> int:
-    if e.status in (401, 403):
-        out.error(f"the server refused the token (HTTP {e.status}); run osmo login again")
+    if e.status == 401:
+        out.error(f"the server refused the token: {e.message}; run osmo login again")
+        return EXIT_FAILED
+    if e.status == 403:
+        out.error(f"not allowed: {e.message}")
         return EXIT_FAILED
     if e.status in (400, 422):
         err = _input_error(e, file)

@@ -69,6 +69,63 @@ class EventsQuery(BaseModel):
     logs: bool = Field(True, description="Include live `task.log` lines.")
 
 
+class LogFollowQuery(BaseModel):
+    """Query string of the log-follow WebSocket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retry_id: int | None = Field(
+        None, ge=0, description="Follow this attempt only (default: the task, across attempts)."
+    )
+    start: int = Field(0, ge=0, description="Skip the first `start` lines.")
+
+
+class TokenListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(None, description="Admins: one user's tokens.")
+
+
+class TokenRequest(BaseModel):
+    """Body of `POST /tokens`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, description="What the token is for.")
+    user: str | None = Field(None, description="Admins: create it for this user.")
+    role: Literal["admin", "user"] = Field("user", description="Admins only: `admin`.")
+    expires_in_days: float | None = Field(
+        None, gt=0, le=3650, description="Lifetime; none = until revoked."
+    )
+
+
+class TokenRecord(BaseModel):
+    id: str
+    user: str
+    name: str
+    role: Literal["admin", "user"]
+    created_by: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+class TokenCreated(TokenRecord):
+    token: str = Field(description="The token itself; shown only in this answer.")
+
+
+class MeResponse(BaseModel):
+    name: str
+    role: Literal["admin", "user"]
+    via: str = Field(description="jupyter, token, oidc")
+
+
+class RestartResponse(BaseModel):
+    id: str = Field(description="The new workflow.")
+    restarted: str
+
+
 class SubmitResponse(BaseModel):
     id: str
 
@@ -131,7 +188,8 @@ def _ok(schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
         }
         for code, text in (
             ("400", "bad request"),
-            ("403", "not authenticated"),
+            ("401", "not authenticated (missing, unknown, expired or revoked token)"),
+            ("403", "not allowed (another user's workflow, a closed pool)"),
             ("404", "not found"),
         )
     }
@@ -155,6 +213,7 @@ def openapi(version: str) -> dict[str, Any]:
     models = [
         SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse,
         SpecResponse, LogLineModel, VersionResponse, HealthResponse, ErrorResponse,
+        TokenRequest, TokenRecord, TokenCreated, MeResponse, RestartResponse,
     ]  # fmt: skip
     schemas: dict[str, Any] = {}
     for m in models:
@@ -177,7 +236,26 @@ def openapi(version: str) -> dict[str, Any]:
         "paths": {
             "/health": {"get": {"security": [], "responses": _ok(_ref(HealthResponse))}},
             "/version": {"get": {"responses": _ok(_ref(VersionResponse))}},
+            "/openapi.json": {"get": {"responses": _ok(obj)}},
+            "/me": {"get": {"responses": _ok(_ref(MeResponse))}},
             "/pools": {"get": {"responses": _ok({"type": "array", "items": obj})}},
+            "/resources": {"get": {"responses": _ok({"type": "array", "items": obj})}},
+            "/tokens": {
+                "get": {
+                    "parameters": _query(TokenListQuery),
+                    "responses": _ok({"type": "array", "items": _ref(TokenRecord)}),
+                },
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(TokenRequest)}},
+                    },
+                    "responses": _ok(_ref(TokenCreated), "201"),
+                },
+            },
+            "/tokens/{token_id}": {
+                "delete": {"parameters": _path("token_id"), "responses": _ok(_ref(TokenRecord))}
+            },
             "/workflows": {
                 "get": {
                     "parameters": _query(ListQuery),
@@ -210,6 +288,18 @@ def openapi(version: str) -> dict[str, Any]:
                         "409": {"description": "the workflow already ended"},
                     },
                 }
+            },
+            f"{wf}/restart": {
+                "post": {
+                    "parameters": _path("wf_id"),
+                    "responses": {
+                        **_ok(_ref(RestartResponse), "201"),
+                        "409": {"description": "the workflow is still running"},
+                    },
+                }
+            },
+            f"{wf}/tasks/{{task}}": {
+                "get": {"parameters": _path("wf_id", "task"), "responses": _ok(obj)}
             },
             f"{wf}/spec": {
                 "get": {"parameters": _path("wf_id"), "responses": _ok(_ref(SpecResponse))}

@@ -212,7 +212,7 @@ def test_invalid_spec_is_located(env: dict[str, str], tmp_path: Path) -> None:
 def test_refused_token(osmo_env: dict[str, str], server: str) -> None:
     r = osmo(osmo_env, "login", server, "--token", "wrong")
     assert r.returncode == 1
-    assert "the server refused the token (HTTP 403); run osmo login again" in r.stderr
+    assert "the server refused the token: " in r.stderr and "run osmo login again" in r.stderr
     assert not (Path(osmo_env["XDG_CONFIG_HOME"]) / "osmo" / "credentials.json").exists()
     # a token revoked after login
     path = Path(osmo_env["XDG_CONFIG_HOME"]) / "osmo" / "credentials.json"

@@ -79,7 +79,7 @@ async def test_events_socket_needs_a_token(jp_ws_fetch, osmo):
     for headers in ({"Authorization": ""}, {"Authorization": "token wrong"}):
         with pytest.raises(HTTPClientError) as e:
             await jp_ws_fetch("osmo", "api", "v1", "events", headers=headers)
-        assert e.value.code == 403
+        assert e.value.code == 401
 
 
 async def test_events_socket_rejects_bad_query(jp_ws_fetch, osmo):
