@@ -533,15 +533,16 @@ class LogFollowWebSocket(_OsmoWebSocket):
     async def _run(self) -> None:
         q = self._query
         try:
-            retry = q.retry_id if q.retry_id is not None else self._latest()["retry_id"]
+            retry = q.retry_id if q.retry_id is not None else self._attempts()[0]["retry_id"]
             last = await self._catch_up(retry, q.start)
             while True:
-                row = self._attempt(retry)
+                rows = self._attempts()
+                row = next((r for r in rows if r["retry_id"] == retry), None)
                 if row is not None and TaskStatus(row["status"]).terminal:
                     last = await self._catch_up(retry, last)  # lines that raced the status
-                    newest = self._latest()
-                    if q.retry_id is None and newest["retry_id"] > retry:
-                        retry, last = newest["retry_id"], 0
+                    later = [r["retry_id"] for r in rows if r["retry_id"] > retry]
+                    if q.retry_id is None and later:
+                        retry = later[0]
                         await self._send({"type": "attempt", "retry_id": retry})
                         last = await self._catch_up(retry, 0)
                         continue
@@ -553,11 +554,13 @@ class LogFollowWebSocket(_OsmoWebSocket):
                     return
                 if isinstance(item, Overflow):
                     last = await self._catch_up(retry, last)
-                elif item.task == self._task and item.retry_id == retry:
-                    n = item.payload.get("n", 0) if item.type == "task.log" else 0
-                    if item.type == "task.log" and n > last:
-                        await self._send({"type": "log", **item.payload, "ts": item.ts})
-                        last = n
+                elif (
+                    item.type == "task.log"
+                    and (item.task, item.retry_id) == (self._task, retry)
+                    and item.payload["n"] > last
+                ):
+                    await self._send({"type": "log", **item.payload, "ts": item.ts})
+                    last = item.payload["n"]
             self.close(1000, "task finished")
         except websocket.WebSocketClosedError:
             pass
@@ -567,12 +570,8 @@ class LogFollowWebSocket(_OsmoWebSocket):
         finally:
             self._sub.close()
 
-    def _latest(self) -> dict[str, Any]:
-        return dict(self._svc.store.tasks_of(self._wf_id, self._task)[-1])
-
-    def _attempt(self, retry: int) -> dict[str, Any] | None:
-        rows = self._svc.store.tasks_of(self._wf_id, self._task)
-        return next((dict(r) for r in rows if r["retry_id"] == retry), None)
+    def _attempts(self) -> list[Any]:
+        return self._svc.store.tasks_of(self._wf_id, self._task)
 
     async def _catch_up(self, retry: int, last: int) -> int:
         """Send the stored lines after line `last` (0-based `start` = lines already seen)."""

@@ -260,3 +260,40 @@ async def test_openapi_document_lists_the_routes(api):
     refs = json.dumps(doc)
     for name in set(re.findall(r"#/components/schemas/(\w+)", refs)):
         assert name in doc["components"]["schemas"], name
+
+
+async def test_task_restart_and_resources(api, jp_ws_fetch):
+    retry = (EXAMPLES / "retry.yaml").read_text()
+    wf_id = (await api("POST", "workflows", body={"spec": retry}, status=201))["id"]
+    follow = await jp_ws_fetch(
+        "osmo", "api", "v1", "workflows", wf_id, "tasks", "flaky", "logs", "follow"
+    )
+    msgs = []
+    while (msg := await follow.read_message()) is not None:
+        msgs.append(json.loads(msg))
+    # the follow goes on through the reschedule, and ends with the task
+    stdout = [m["text"] for m in msgs if m["type"] == "log" and m["stream"] == "stdout"]
+    assert stdout == ["attempt 0", "attempt 1"]
+    assert {"type": "attempt", "retry_id": 1} in msgs
+    assert msgs[-1] == {"type": "end", "status": "COMPLETED", "retry_id": 1}
+
+    await wait_for(api, wf_id, {"COMPLETED"})
+    task = await api("GET", f"workflows/{wf_id}/tasks/flaky")
+    assert task["status"] == "COMPLETED" and task["retry_id"] == 1
+    assert [a["exit_code"] for a in task["attempts"]] == [3, 0]
+    await api("GET", f"workflows/{wf_id}/tasks/nope", status=404)
+
+    again = await api("POST", f"workflows/{wf_id}/restart", status=201)
+    assert again["restarted"] == wf_id and again["id"] != wf_id
+    new = await wait_for(api, again["id"], {"COMPLETED"})
+    assert new["name"] == "retry" and new["pool"] == "local"
+    spec = await api("GET", f"workflows/{again['id']}/spec")
+    assert spec["original"] == retry
+
+    sleeper = (await api("POST", "workflows", body={"spec": SLEEP}, status=201))["id"]
+    err = await api("POST", f"workflows/{sleeper}/restart", status=409)
+    assert "cancel it first" in err["message"]
+    await api("POST", f"workflows/{sleeper}/cancel")
+
+    (node,) = await api("GET", "resources")
+    assert node["pools"] == ["local"] and node["cpu"] > 0 and 0 <= node["free_cpu"] <= node["cpu"]
