@@ -94,6 +94,38 @@ class Output:
             )
 
 
+def print_pools(info: list[dict[str, Any]], out: Output) -> None:
+    if out.json:
+        out.result(info, "")
+        return
+    for p in info:
+        print(
+            f"{p['name']}  backend={p['backend']}  default_platform={p['default_platform']}  "
+            f"platforms={', '.join(p['platforms'])}"
+        )
+        for n in p["nodes"]:
+            print(
+                f"  {n['node']}: cpu {n['cpu']:g}, memory {n['memory'] / 2**30:.1f}Gi, "
+                f"gpus {len(n['gpus'])}, arch {n['arch']}"
+            )
+
+
+def print_resources(nodes: list[dict[str, Any]], out: Output) -> None:
+    if out.json:
+        out.result(nodes, "")
+        return
+    print(
+        f"{'NODE':<24} {'POOLS':<12} {'ARCH':<8} {'CPU FREE/ALL':<14} {'MEMORY FREE/ALL':<18} GPUS"
+    )
+    for n in nodes:
+        cpu = f"{n['free_cpu']:g}/{n['cpu']:g}"
+        mem = f"{n['free_memory'] / 2**30:.1f}/{n['memory'] / 2**30:.1f}Gi"
+        gpus = f"{len(n['free_gpus'])}/{len(n['gpus'])}"
+        print(
+            f"{n['node']:<24} {','.join(n['pools']):<12} {n['arch']:<8} {cpu:<14} {mem:<18} {gpus}"
+        )
+
+
 def _duration(start: float | None, end: float | None) -> str:
     if not start:
         return ""
