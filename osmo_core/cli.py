@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     top = p.add_subparsers(
         dest="group",
         required=True,
-        metavar="{workflow,pool,resource,dataset,login,logout,token,version}",
+        metavar="{workflow,pool,resource,dataset,login,logout,token,version,server}",
     )
 
     wf = top.add_parser("workflow", help="validate and run workflows")
@@ -95,12 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     res_cmds = res.add_subparsers(dest="cmd", required=True, metavar="{list}")
     add_format(res_cmds.add_parser("list", help="every machine of every pool"))
 
+    top.add_parser("server", help="run the headless server (same as `jupyter osmo`)")
     add_dataset_parser(top)
     add_remote_parsers(top, cmds)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["server"]:
+        # `osmo server ARGS` is `jupyter osmo ARGS` (the server lives in osmo_jupyter).
+        os.execv(sys.executable, [sys.executable, "-m", "osmo_jupyter", *argv[1:]])
     args = build_parser().parse_args(argv)
     try:
         return asyncio.run(_dispatch(args))

@@ -10,6 +10,8 @@ import time
 import urllib.error
 import urllib.request
 
+from tests.conftest import osmo_cli
+
 TOKEN = "headless-test-token"
 
 
@@ -31,11 +33,11 @@ def jupyter_osmo(*args: str) -> list[str]:
     ]
 
 
-def call(url: str, body: dict | None = None) -> tuple[int, dict]:
+def call(url: str, body: dict | None = None, token: str = TOKEN) -> tuple[int, dict]:
     req = urllib.request.Request(
         url,
         data=json.dumps(body).encode() if body else None,
-        headers={"Authorization": f"token {TOKEN}"},
+        headers={"Authorization": f"token {token}"},
         method="POST" if body else "GET",
     )
     try:
@@ -45,10 +47,12 @@ def call(url: str, body: dict | None = None) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[str]:
-    """`jupyter osmo` on `port`, once it answers its health check."""
+def start_server(
+    env: dict[str, str], port: int, command: list[str] | None = None
+) -> subprocess.Popen[str]:
+    """`jupyter osmo` (or `command`) on `port`, once it answers its health check."""
     proc = subprocess.Popen(
-        jupyter_osmo(f"--port={port}"),
+        (command or jupyter_osmo()) + [f"--port={port}"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -82,6 +86,21 @@ def test_headless_server_runs_workflows(osmo_env: dict[str, str]) -> None:
         assert wf["status"] == "COMPLETED"
         status, lines = call(f"{base}/workflows/hl-1/tasks/t/logs")
         assert [ln["text"] for ln in lines] == ["headless"]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_osmo_server_is_the_headless_server(osmo_env: dict[str, str]) -> None:
+    port = free_port()
+    command = osmo_cli("server", *jupyter_osmo()[3:])  # the same flags
+    proc = start_server(osmo_env, port, command)
+    try:
+        status, me = call(f"http://127.0.0.1:{port}/osmo/api/v1/me")
+        assert status == 200 and me["role"] == "admin" and me["via"] == "jupyter"
+        # headless: the osmo identity provider is on, so bearer tokens are understood
+        status, err = call(f"http://127.0.0.1:{port}/osmo/api/v1/me", token="osmo_x")
+        assert status == 401 and err["message"] == "unknown personal access token"
     finally:
         proc.terminate()
         proc.wait(20)
