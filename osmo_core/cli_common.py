@@ -114,16 +114,13 @@ def print_resources(nodes: list[dict[str, Any]], out: Output) -> None:
     if out.json:
         out.result(nodes, "")
         return
-    print(
-        f"{'NODE':<24} {'POOLS':<12} {'ARCH':<8} {'CPU FREE/ALL':<14} {'MEMORY FREE/ALL':<18} GPUS"
-    )
+    row = "{:<24} {:<12} {:<8} {:<14} {:<18} {}".format
+    print(row("NODE", "POOLS", "ARCH", "CPU FREE/ALL", "MEMORY FREE/ALL", "GPUS FREE/ALL"))
     for n in nodes:
         cpu = f"{n['free_cpu']:g}/{n['cpu']:g}"
         mem = f"{n['free_memory'] / 2**30:.1f}/{n['memory'] / 2**30:.1f}Gi"
         gpus = f"{len(n['free_gpus'])}/{len(n['gpus'])}"
-        print(
-            f"{n['node']:<24} {','.join(n['pools']):<12} {n['arch']:<8} {cpu:<14} {mem:<18} {gpus}"
-        )
+        print(row(n["node"], ",".join(n["pools"]), n["arch"], cpu, mem, gpus))
 
 
 def _duration(start: float | None, end: float | None) -> str:
