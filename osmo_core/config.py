@@ -93,6 +93,11 @@ class OsmoConfig(Configurable):
         help="Seconds a group's other tasks get to finish on their own once its lead has "
         "finished; then they are stopped (FAILED_CANCELED).",
     ).tag(config=True)
+    subscriber_queue_size = Int(
+        10_000,
+        help="Events buffered for each live subscriber (an API WebSocket client) before it is "
+        "dropped to resync; bounds the memory a slow client can hold.",
+    ).tag(config=True)
     cancel_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL on cancel.").tag(
         config=True
     )
