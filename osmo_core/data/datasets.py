@@ -498,12 +498,16 @@ class DatasetStore:
 
     # --- download ----------------------------------------------------------------------------
 
-    def download(self, ref: str, dest: str) -> TransferStats:
+    def download(self, ref: str, dest: str, regex: str | None = None) -> TransferStats:
         """Write the files of `ref` ('name', 'name:N', 'name:tag') under `dest`, skipping those
-        whose local sha256 already matches. Other files in `dest` are left alone."""
+        whose local sha256 already matches; with `regex`, only the paths it matches
+        (re.search). Other files in `dest` are left alone."""
         t0 = time.monotonic()
         name, version, manifest = self._resolve(ref)
         entries = self._entries(manifest)
+        if regex:
+            pattern = re.compile(regex)
+            entries = {p: e for p, e in entries.items() if pattern.search(p)}
         dest_real = os.path.realpath(dest)
         # refuse anything that would land outside dest (e.g. through a symlinked folder)
         for rel in entries:
