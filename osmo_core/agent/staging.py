@@ -87,8 +87,7 @@ class Stager:
             options = self._options(credential, url)
             loop = asyncio.get_running_loop()
             stats = await loop.run_in_executor(_POOL, lambda: fn(options))
-        except TransferError as e:
-            self._log(str(e))
+        except TransferError as e:  # the caller logs it, once, with what it does about it
             self._emit({**ev, "error": str(e), "seconds": time.monotonic() - t0, "ts": time.time()})
             raise
         n, size = stats.transferred_files, stats.transferred_bytes
