@@ -309,3 +309,32 @@ async def test_bad_data_fields_are_refused_at_submit_naming_the_field(
     }
     assert found[f"{t}.inputs[0].url"] == "unsupported storage URL 'gs://b/x'"
     assert found[f"{t}.credentials.omni.PW"] == "credential 'omni' has no key 'pass' (for $PW)"
+
+
+async def test_cancel_during_a_download_that_never_answers_ends_the_task_at_once(
+    service_factory: ServiceFactory,
+) -> None:
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        service = await service_factory(credentials={"s3": s3_credential(endpoint)})
+        spec = {
+            "workflow": {
+                "name": "hang",
+                "tasks": [task("t", "true", inputs=[{"url": f"s3://{BUCKET}/x/"}])],
+            }
+        }
+        wf_id = await service.submit(spec)
+        deadline = asyncio.get_running_loop().time() + 20
+        while ("system", f"downloading s3://{BUCKET}/x/") not in await log_of(service, wf_id, "t"):
+            assert asyncio.get_running_loop().time() < deadline, "the download never started"
+            await asyncio.sleep(0.05)
+        await service.cancel(wf_id)
+        await asyncio.wait_for(service.wait(wf_id), 10)
+        t = only(service.get(wf_id), "t")
+        assert (t["status"], t["exit_code"]) == ("FAILED_CANCELED", 143)
+        assert ("system", "canceled while downloading inputs") in await log_of(service, wf_id, "t")
+    finally:
+        silent.close()
