@@ -106,8 +106,10 @@ def open_store(url: str, **options: Any) -> tuple[Any, str]:
         kwargs = dict(options)
         if len(account) == 2 and "account_name" not in kwargs:  # abfs://container@account.dfs...
             kwargs["account_name"] = account[1].split(".", 1)[0]
-        try:
-            fs = adlfs.AzureBlobFileSystem(skip_instance_cache=True, **kwargs)
+        try:  # as for S3: several writers share a store, never trust a cached listing
+            fs = adlfs.AzureBlobFileSystem(
+                skip_instance_cache=True, use_listings_cache=False, **kwargs
+            )
         except Exception as e:
             raise StorageError(f"cannot open {redact(url)}: {redact(str(e))}") from None
         return fs, (container + parts.path).rstrip("/")

@@ -58,7 +58,7 @@ def s3_endpoint() -> Iterator[str]:
 StoreFactory = Callable[..., DatasetStore]
 
 
-@pytest.fixture(params=["local", "memory", "s3"])
+@pytest.fixture(params=["local", "memory", "s3", "azure"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -71,6 +71,11 @@ def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tupl
         return str(tmp_path / "store"), {}
     if kind == "memory":
         return f"memory://osmo-{unique}", {}
+    if kind == "azure":
+        endpoint = request.getfixturevalue("azurite")
+        options = {"connection_string": azurite_connection_string(endpoint)}
+        DatasetStore(f"az://c{unique}", **options).fs.mkdir(f"c{unique}")
+        return f"az://c{unique}/datasets", options
     endpoint = request.getfixturevalue("s3_endpoint")
     return f"s3://{BUCKET}/{unique}/datasets", {"endpoint_url": endpoint}
 
