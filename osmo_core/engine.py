@@ -1036,10 +1036,33 @@ class Engine:
         )
 
     def _transfer_event(self, att: Attempt, t: Transfer) -> None:
-        """Persisted like a status change: byte counts and durations outlive the logs."""
+        """A finished transfer is persisted like a status change (byte counts and durations
+        outlive the logs); a progress report is live only, like a log line."""
+        wf = att.task.group.workflow
+        if not t.final:
+            self.bus.publish(
+                Event(
+                    type="task.transfer.progress",
+                    workflow_id=wf.id,
+                    ts=t.ts,
+                    group_name=att.task.group.name,
+                    task=att.task.name,
+                    retry_id=att.retry_id,
+                    payload={
+                        "direction": t.direction,
+                        "url": t.url,
+                        "files": t.files,
+                        "bytes": t.bytes,
+                        "files_total": t.files_total,
+                        "bytes_total": t.bytes_total,
+                        "seconds": round(t.seconds, 3),
+                    },
+                )
+            )
+            return
         self._event(
             "task.transfer",
-            att.task.group.workflow,
+            wf,
             group=att.task.group.name,
             task=att.task.name,
             retry_id=att.retry_id,

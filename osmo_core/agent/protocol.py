@@ -28,6 +28,7 @@ both pipes are closed, so no line of an attempt follows its end::
     {"ev": "start_failed", "key", "message", "ts"}
     {"ev": "transfer", "key", "direction": "download" | "upload" | "checkpoint", "url",
      "dataset"?, "files", "bytes", "seconds", "error"?, "ts"}
+     (+ "final": false, "files_total", "bytes_total" for a progress report while it runs)
 
 An exit's `message` says why the agent ended it (a failed transfer: data/exit_codes.py); a
 `transfer` is one finished (or failed) input, output or checkpoint transfer, URL redacted.
@@ -143,6 +144,9 @@ def event_from_wire(msg: dict[str, Any]) -> BackendEvent:
             ts=ts,
             error=msg.get("error"),
             dataset=msg.get("dataset"),
+            final=msg.get("final", True),
+            files_total=msg.get("files_total"),
+            bytes_total=msg.get("bytes_total"),
         )
     if kind == "start_failed":
         return StartFailed(key, msg["message"], ts)

@@ -4,13 +4,15 @@ end; {{output}} to each `outputs` target after it succeeded.
 
 Transfers block (fsspec), so they run in a small thread pool of the agent's, never on its loop.
 Each one becomes two system lines in the attempt's log (start, result) and one `transfer` event
-{direction, url (redacted), dataset?, files, bytes, seconds, error?}. A failure raises
-TransferError, whose code the attempt ends with (data/exit_codes.py).
+{direction, url (redacted), dataset?, files, bytes, seconds, error?}; a long url transfer also
+sends progress events (`final: false`, with files_total/bytes_total) at most once a second. A
+failure raises TransferError, whose code the attempt ends with (data/exit_codes.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +28,8 @@ from ..data.storage import redact
 from .workdir import INPUTS, OUTPUT
 
 _POOL = ThreadPoolExecutor(8, thread_name_prefix="osmo-transfer")
+# Seconds between two progress events of one transfer (the variable is for tests).
+PROGRESS_EVERY = float(os.environ.get("OSMO_TRANSFER_PROGRESS_SECONDS", "1"))
 
 Log = Callable[[str], None]
 Emit = Callable[[dict[str, Any]], None]
@@ -75,7 +79,7 @@ class Stager:
         url: str,
         dataset: str | None,
         credential: str | None,
-        fn: Callable[[dict[str, Any]], TransferStats],
+        fn: Callable[[dict[str, Any], transfer.Progress], TransferStats],
     ) -> None:
         what = f"dataset {dataset} ({redact(url)})" if dataset else redact(url)
         verb = {"download": "downloading", "upload": "uploading", "checkpoint": "checkpoint to"}
@@ -83,10 +87,21 @@ class Stager:
         t0 = time.monotonic()
         ev: dict[str, Any] = {"ev": "transfer", "key": self.key, "direction": direction}
         ev.update(url=redact(url), dataset=dataset)
+        loop = asyncio.get_running_loop()
+        last = [time.monotonic()]
+
+        def progress(files: int, size: int, files_total: int, bytes_total: int) -> None:
+            now = time.monotonic()  # called from transfer threads: throttle, then hand over
+            if now - last[0] < PROGRESS_EVERY or files == files_total:
+                return
+            last[0] = now
+            tick = {**ev, "final": False, "files": files, "bytes": size, "ts": time.time()}
+            tick.update(files_total=files_total, bytes_total=bytes_total, seconds=now - t0)
+            loop.call_soon_threadsafe(self._emit, tick)
+
         try:
             options = self._options(credential, url)
-            loop = asyncio.get_running_loop()
-            stats = await loop.run_in_executor(_POOL, lambda: fn(options))
+            stats = await loop.run_in_executor(_POOL, lambda: fn(options, progress))
         except TransferError as e:  # the caller logs it, once, with what it does about it
             self._emit({**ev, "error": str(e), "seconds": time.monotonic() - t0, "ts": time.time()})
             raise
@@ -105,8 +120,8 @@ class Stager:
                     url,
                     None,
                     i.credential,
-                    lambda o, url=url, regex=regex, dest=dest: transfer.download_url(
-                        url, dest, regex, o
+                    lambda o, p, url=url, regex=regex, dest=dest: transfer.download_url(
+                        url, dest, regex, o, p
                     ),
                 )
             elif i.dataset and i.store:
@@ -116,7 +131,7 @@ class Stager:
                     store,
                     ref,
                     i.credential,
-                    lambda o, ref=ref, store=store, regex=regex, dest=dest: (
+                    lambda o, _, ref=ref, store=store, regex=regex, dest=dest: (
                         transfer.download_dataset(store, ref, dest, regex, o)
                     ),
                 )
@@ -133,8 +148,8 @@ class Stager:
                     url,
                     None,
                     o.credential,
-                    lambda opt, url=url, regex=regex, src=src: transfer.upload_dir(
-                        src, url, regex, opt
+                    lambda opt, p, url=url, regex=regex, src=src: transfer.upload_dir(
+                        src, url, regex, opt, p
                     ),
                 )
             elif o.dataset and o.store:
@@ -144,8 +159,8 @@ class Stager:
                     store,
                     ref,
                     o.credential,
-                    lambda opt, ref=ref, store=store, regex=regex, src=src: transfer.upload_dataset(
-                        store, ref, src, regex, opt
+                    lambda opt, _, ref=ref, store=store, regex=regex, src=src: (
+                        transfer.upload_dataset(store, ref, src, regex, opt)
                     ),
                 )
 
@@ -164,8 +179,8 @@ class Stager:
                     url,
                     None,
                     c.credential,
-                    lambda o, url=url, regex=regex, local=local: transfer.upload_dir(
-                        local, url, regex, o
+                    lambda o, p, url=url, regex=regex, local=local: transfer.upload_dir(
+                        local, url, regex, o, p
                     ),
                 )
             except TransferError as e:

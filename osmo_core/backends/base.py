@@ -140,7 +140,8 @@ class Exited:
 
 @dataclass
 class Transfer:
-    """One data transfer of an attempt finished (or failed): inputs, outputs, checkpoints."""
+    """One data transfer of an attempt finished (or failed), or how far a running one got:
+    inputs, outputs, checkpoints."""
 
     key: str
     direction: Literal["download", "upload", "checkpoint"]
@@ -151,6 +152,9 @@ class Transfer:
     ts: float = 0.0
     error: str | None = None
     dataset: str | None = None  # "name[:tag|:N]" when the transfer was a dataset's
+    final: bool = True  # False: a progress report of a transfer still running
+    files_total: int | None = None  # progress reports: what the whole transfer moves
+    bytes_total: int | None = None
 
 
 @dataclass

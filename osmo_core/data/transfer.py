@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ from .storage import open_store, redact, run_many
 
 WORKERS = 16  # concurrent object transfers per task
 T = TypeVar("T")
+#: progress(files_done, bytes_done, files_total, bytes_total), from any thread
+Progress = Callable[[int, int, int, int], None]
 
 _AUTH_CODES = {
     "AccessDenied",
@@ -111,7 +114,31 @@ def _local_files(src: Path, regex: str | None) -> dict[str, str]:
     return out
 
 
-def download_url(url: str, dest: Path, regex: str | None, options: dict[str, Any]) -> TransferStats:
+class _Counter:
+    """Turns run_many's per-call `done(i)` into progress(files, bytes, of files, of bytes)."""
+
+    def __init__(self, sizes: list[int], progress: Progress | None):
+        self.sizes, self.progress = sizes, progress
+        self.files = self.bytes = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, i: int) -> None:
+        if self.progress is None:
+            return
+        with self._lock:
+            self.files += 1
+            self.bytes += self.sizes[i]
+            files, size = self.files, self.bytes
+        self.progress(files, size, len(self.sizes), sum(self.sizes))
+
+
+def download_url(
+    url: str,
+    dest: Path,
+    regex: str | None,
+    options: dict[str, Any],
+    progress: Progress | None = None,
+) -> TransferStats:
     def go() -> TransferStats:
         t0 = time.monotonic()
         fs, root = open_store(url, **options)
@@ -119,7 +146,7 @@ def download_url(url: str, dest: Path, regex: str | None, options: dict[str, Any
         if not found:
             raise FileNotFoundError(f"no objects at {redact(url)}")
         keep = _matcher(regex)
-        calls, total = [], 0
+        calls, sizes = [], []
         base = root.rstrip("/")
         for path, info in sorted(found.items()):
             if info.get("type") == "directory" or path.endswith("/"):  # folder markers
@@ -132,30 +159,36 @@ def download_url(url: str, dest: Path, regex: str | None, options: dict[str, Any
             local = dest.joinpath(*rel.split("/"))
             local.parent.mkdir(parents=True, exist_ok=True)
             calls.append((path, str(local)))
-            total += int(info.get("size") or 0)
-        run_many(fs, "get_file", calls, WORKERS)
+            sizes.append(int(info.get("size") or 0))
+        run_many(fs, "get_file", calls, WORKERS, _Counter(sizes, progress))
         return TransferStats(
             files=len(calls),
             transferred_files=len(calls),
-            transferred_bytes=total,
+            transferred_bytes=sum(sizes),
             seconds=time.monotonic() - t0,
         )
 
     return run("download of", url, DataExit.DOWNLOAD_FAILED, go)
 
 
-def upload_dir(src: Path, url: str, regex: str | None, options: dict[str, Any]) -> TransferStats:
+def upload_dir(
+    src: Path,
+    url: str,
+    regex: str | None,
+    options: dict[str, Any],
+    progress: Progress | None = None,
+) -> TransferStats:
     def go() -> TransferStats:
         t0 = time.monotonic()
         files = _local_files(src, regex)
         fs, root = open_store(url, **options)
         calls = [(local, f"{root}/{rel}") for rel, local in files.items()]
-        run_many(fs, "put_file", calls, WORKERS)
-        size = sum(os.path.getsize(local) for local in files.values())
+        sizes = [os.path.getsize(local) for local in files.values()]
+        run_many(fs, "put_file", calls, WORKERS, _Counter(sizes, progress))
         return TransferStats(
             files=len(files),
             transferred_files=len(files),
-            transferred_bytes=size,
+            transferred_bytes=sum(sizes),
             seconds=time.monotonic() - t0,
         )
 

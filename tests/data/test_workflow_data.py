@@ -338,3 +338,36 @@ async def test_cancel_during_a_download_that_never_answers_ends_the_task_at_once
         assert ("system", "canceled while downloading inputs") in await log_of(service, wf_id, "t")
     finally:
         silent.close()
+
+
+async def test_a_long_download_reports_progress_live_and_its_total_once(
+    service_factory: ServiceFactory, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OSMO_TRANSFER_PROGRESS_SECONDS", "0")  # the agent inherits it
+    prefix = f"{BUCKET}/{uuid.uuid4().hex[:8]}/many"
+    s3(s3_endpoint).pipe({f"{prefix}/f{i:02d}": b"x" * (i + 1) for i in range(30)})
+    service = await service_factory(credentials={"s3": s3_credential(s3_endpoint)})
+    sub = service.subscribe(logs=False)
+    spec = {
+        "workflow": {
+            "name": "progress",
+            "tasks": [task("t", "ls {{input:0}} | wc -l", inputs=[{"url": f"s3://{prefix}"}])],
+        }
+    }
+    wf = await run(service, spec)
+    assert wf["status"] == "COMPLETED"
+    live = []
+    while True:  # what the bus delivered during the run
+        try:
+            ev = await asyncio.wait_for(sub.get(), 0.2)
+        except asyncio.TimeoutError:
+            break
+        if getattr(ev, "type", None) == "task.transfer.progress":
+            live.append(ev.payload)
+    sub.close()
+    assert live, "no progress event"
+    assert all(p["files_total"] == 30 and p["bytes_total"] == 465 for p in live)
+    assert all(0 < p["files"] < 30 and 0 < p["bytes"] < 465 for p in live)
+    assert [p["files"] for p in live] == sorted(p["files"] for p in live)
+    (final,) = transfers(service, wf["id"])  # the store keeps the total only
+    assert (final["files"], final["bytes"]) == (30, 465)
