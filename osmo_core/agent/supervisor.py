@@ -431,6 +431,8 @@ class _Attempt(asyncio.SubprocessProtocol):
         if self.stager is not None and not self._canceled:
             self.sup.stage_out(self, code, sig)
             return
+        if self.staging is not None:  # the periodic checkpoints of a canceled task
+            self.staging.cancel()
         self.sup.ended(self, {"state": "exited", "exit_code": code, "signal": sig})
 
     def end_early(self, code: int, message: str, sig: int | None = None) -> None:

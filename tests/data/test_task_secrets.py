@@ -152,3 +152,33 @@ def test_data_credentials_match_the_longest_url_prefix() -> None:
     assert mask("key Zm9vYmFy id AKIA1234 sek1sek1 x2 b") == "key **** id **** **** x2 b"
     mask = Masker(secret_values([{"connection_string": "AccountKey=Zm9vYmFyYmF6;X=y"}]))
     assert mask("key=Zm9vYmFyYmF6!") == "key=****!"  # the key inside a connection string
+
+
+async def test_a_canceled_task_stops_checkpointing(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    service = await service_factory()
+    dest = tmp_path / "ckpt"
+    spec = {
+        "workflow": {
+            "name": "ckpt-cancel",
+            "tasks": [
+                {
+                    "name": "t",
+                    "command": ["sh", "-c", "echo 1 > /ckpt/state; sleep 60"],
+                    "checkpoint": [{"path": "/ckpt", "url": f"file://{dest}", "frequency": "1s"}],
+                }
+            ],
+        }
+    }
+    wf_id = await service.submit(spec)
+    deadline = asyncio.get_running_loop().time() + 20
+    while not (dest / "state").exists():
+        assert asyncio.get_running_loop().time() < deadline, "no checkpoint was uploaded"
+        await asyncio.sleep(0.05)
+    await service.cancel(wf_id)
+    await asyncio.wait_for(service.wait(wf_id), 15)
+    assert service.get(wf_id)["tasks"][0]["status"] == "FAILED_CANCELED"
+    stamp = (dest / "state").stat().st_mtime_ns
+    await asyncio.sleep(2.5)  # more than two periods: nothing may upload any more
+    assert (dest / "state").stat().st_mtime_ns == stamp
