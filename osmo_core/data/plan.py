@@ -53,6 +53,15 @@ def _ref_problems(ref: str, where: str, output: bool) -> list[Problem]:
     return []
 
 
+def _unsupported(ref: Any, where: str, fields: tuple[str, ...]) -> list[Problem]:
+    """OSMO dataset fields this platform does not implement: refused, not silently ignored."""
+    return [
+        Problem(f"`{f}` of a dataset is not supported here", field=f"{where}.{f}")
+        for f in ("metadata", *fields)
+        if getattr(ref, f, None) is not None
+    ]
+
+
 def check(workflow: Workflow, credentials: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
     """Every problem with the data fields of `workflow`, one Problem each."""
     from ..scheduler import task_fields  # not at import: spec <-> dag import each other
@@ -74,6 +83,7 @@ def check(workflow: Workflow, credentials: Mapping[str, Mapping[str, Any]]) -> l
                 problems += _ref_problems(
                     inp.dataset.name, f"{where}.inputs[{i}].dataset.name", False
                 )
+                problems += _unsupported(inp.dataset, f"{where}.inputs[{i}].dataset", ("path",))
         for i, out in enumerate(task.outputs):
             if out.url:
                 url(out.url, f"{where}.outputs[{i}].url")
@@ -81,6 +91,7 @@ def check(workflow: Workflow, credentials: Mapping[str, Mapping[str, Any]]) -> l
                 problems += _ref_problems(
                     out.dataset.name, f"{where}.outputs[{i}].dataset.name", True
                 )
+                problems += _unsupported(out.dataset, f"{where}.outputs[{i}].dataset", ())
         for i, c in enumerate(task.checkpoint):
             url(c.url, f"{where}.checkpoint[{i}].url")
         for name, use in task.credentials.items():

@@ -288,7 +288,11 @@ async def test_bad_data_fields_are_refused_at_submit_naming_the_field(
                 task(
                     "t",
                     "true",
-                    inputs=[{"url": "gs://b/x"}, {"dataset": {"name": "../up"}}],
+                    inputs=[
+                        {"url": "gs://b/x"},
+                        {"dataset": {"name": "../up"}},
+                        {"dataset": {"name": "ok", "path": "sub", "metadata": ["m.yaml"]}},
+                    ],
                     outputs=[{"dataset": {"name": "out:3"}}, {"url": "s3:///nobucket"}],
                     credentials={"nope": {"X": "y"}, "omni": {"PW": "pass"}},
                 )
@@ -306,7 +310,10 @@ async def test_bad_data_fields_are_refused_at_submit_naming_the_field(
         f"{t}.outputs[1].url",
         f"{t}.credentials.nope",
         f"{t}.credentials.omni.PW",
+        f"{t}.inputs[2].dataset.path",
+        f"{t}.inputs[2].dataset.metadata",
     }
+    assert found[f"{t}.inputs[2].dataset.path"] == "`path` of a dataset is not supported here"
     assert found[f"{t}.inputs[0].url"] == "unsupported storage URL 'gs://b/x'"
     assert found[f"{t}.credentials.omni.PW"] == "credential 'omni' has no key 'pass' (for $PW)"
 
