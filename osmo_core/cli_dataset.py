@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-from pathlib import Path
 from typing import Any
 
 from .cli_common import EXIT_OK, Output, report
@@ -71,14 +69,19 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     return ds
 
 
-def _store_url(args: argparse.Namespace) -> str:
-    if args.store:
-        return str(args.store)
-    if os.environ.get("OSMO_DATASET_STORE"):
-        return os.environ["OSMO_DATASET_STORE"]
+def _store(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The store's URL and its open_store options: --endpoint-url, else the configured
+    credential whose `url` prefixes the store's (OsmoConfig.credentials)."""
     from .config import load_config
+    from .data.credentials import match, storage_options
 
-    return str(Path(load_config(getattr(args, "config", None)).data_dir) / "datasets")
+    config = load_config(getattr(args, "config", None))
+    url = str(args.store or config.dataset_store)
+    name = match(config.credentials, url)
+    options = storage_options(config.credentials[name], url) if name else {}
+    if args.endpoint_url:
+        options["endpoint_url"] = args.endpoint_url
+    return url, options
 
 
 def _version_ref(ref: str, *, optional: bool) -> tuple[str, int | None]:
@@ -118,8 +121,8 @@ async def run_dataset(args: argparse.Namespace, out: Output) -> int:
 def _run(args: argparse.Namespace, out: Output) -> int:
     from .data import DatasetStore
 
-    options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-    store = DatasetStore(_store_url(args), **options)
+    url, options = _store(args)
+    store = DatasetStore(url, **options)
     cmd = args.cmd
     if cmd == "upload":
         v = store.upload(args.name, args.paths, tag=args.tag)

@@ -101,6 +101,18 @@ class OsmoConfig(Configurable):
     cancel_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL on cancel.").tag(
         config=True
     )
+    credentials = Dict(
+        help="Named credentials, OSMO-style: {name: {key: value}}. A data credential has "
+        "`url` (a prefix, or a list) and is used for the transfers under it: S3 "
+        "(endpoint_url, access_key_id, secret_access_key, session_token, region) or Azure "
+        "(account_name, account_key, connection_string, sas_token). Any credential can be "
+        "given to a task by the spec's `credentials:` field. Secrets never reach specs, "
+        "events or logs (see osmo_core/data/credentials.py)."
+    ).tag(config=True)
+    dataset_store = Unicode(
+        help="Storage URL of the dataset store used by `dataset:` inputs/outputs and "
+        "`osmo dataset` (default: $OSMO_DATASET_STORE or <data_dir>/datasets)."
+    ).tag(config=True)
 
     # --- auth (the control plane) -------------------------------------------------------
     admin_users = Set(
@@ -130,6 +142,16 @@ class OsmoConfig(Configurable):
     @default("data_dir")
     def _default_data_dir(self) -> str:
         return str(_data_home())
+
+    @default("dataset_store")
+    def _default_dataset_store(self) -> str:
+        return os.environ.get("OSMO_DATASET_STORE") or str(Path(self.data_dir) / "datasets")
+
+    @validate("credentials")
+    def _check_credentials(self, proposal: Any) -> dict[str, Any]:
+        from .data.credentials import validate as validate_credentials
+
+        return validate_credentials(proposal["value"])
 
     @default("store_url")
     def _default_store_url(self) -> str:

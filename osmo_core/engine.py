@@ -30,6 +30,7 @@ from typing import Any
 from .backends.base import (
     Backend,
     BackendEvent,
+    CheckpointSpec,
     Exited,
     FileSpec,
     InputSpec,
@@ -37,12 +38,15 @@ from .backends.base import (
     LaunchRequest,
     LogLine,
     Lost,
+    OutputSpec,
     Started,
     StartFailed,
+    Transfer,
     attempt_key,
 )
 from .config import PRIORITIES, OsmoConfig
 from .dag import WorkflowDAG
+from .data.credentials import match as credential_for
 from .errors import Conflict, Problem, SpecError, StoreError
 from .events import Event, EventBus
 from .scheduler import Alloc, Scheduler, task_fields
@@ -880,6 +884,8 @@ class Engine:
             )
             return _TOKEN_HOST.sub(lambda m: self._host_of(wf, m.group(1)), text)
 
+        creds, store = self.config.credentials, self.config.dataset_store
+        store_cred = credential_for(creds, store)
         inputs = []
         for i, inp in enumerate(spec.inputs):
             if inp.task:
@@ -887,8 +893,51 @@ class Engine:
                 inputs.append(
                     InputSpec(i, path=up.info.output if up.info else None, regex=inp.regex)
                 )
-            else:
-                inputs.append(InputSpec(i, url=inp.url, regex=inp.regex))
+            elif inp.url:
+                url = resolve(inp.url)
+                inputs.append(
+                    InputSpec(i, url=url, regex=inp.regex, credential=credential_for(creds, url))
+                )
+            elif inp.dataset:
+                ds = inp.dataset
+                inputs.append(
+                    InputSpec(
+                        i,
+                        dataset=resolve(ds.name),
+                        store=store,
+                        regex=ds.regex or inp.regex,
+                        credential=store_cred,
+                    )
+                )
+        outputs = []
+        for i, out in enumerate(spec.outputs):
+            if out.url:
+                url = resolve(out.url)
+                outputs.append(
+                    OutputSpec(i, url=url, regex=out.regex, credential=credential_for(creds, url))
+                )
+            elif out.dataset:
+                ds = out.dataset
+                outputs.append(
+                    OutputSpec(
+                        i,
+                        dataset=resolve(ds.name),
+                        store=store,
+                        regex=ds.regex or out.regex,
+                        path=ds.path,
+                        credential=store_cred,
+                    )
+                )
+        checkpoints = [
+            CheckpointSpec(
+                c.path,
+                resolve(c.url),
+                c.frequency,
+                c.regex,
+                credential_for(creds, resolve(c.url)),
+            )
+            for c in spec.checkpoint
+        ]
         files = []
         for f in spec.files:
             data = (
@@ -917,6 +966,9 @@ class Engine:
             cpu=res.cpu,
             memory=res.memory,
             node=att.alloc.node,
+            outputs=outputs,
+            checkpoints=checkpoints,
+            credentials=dict(spec.credentials),
         )
 
     def _host_of(self, wf: WorkflowRun, task: str) -> str:
@@ -955,13 +1007,15 @@ class Engine:
             return  # a repeat or an attempt we no longer track
         if isinstance(item, LogLine):
             self._publish_log(att, item)
+        elif isinstance(item, Transfer):
+            self._transfer_event(att, item)
         elif isinstance(item, Started):
             if att.status == T.INITIALIZING:
                 self._set_task(att, T.RUNNING)
         elif att.info is None and att.launching:
             att.pending_end = item  # wait for the launch answer: downstream needs the paths
         elif isinstance(item, Exited):
-            self._on_exit(att, item.exit_code)
+            self._on_exit(att, item.exit_code, item.message)
         elif isinstance(item, StartFailed):
             self._end_attempt(att, T.FAILED_START_ERROR, message=item.message)
         elif isinstance(item, Lost):
@@ -981,6 +1035,46 @@ class Engine:
             )
         )
 
+    def _transfer_event(self, att: Attempt, t: Transfer) -> None:
+        """A finished transfer is persisted like a status change (byte counts and durations
+        outlive the logs); a progress report is live only, like a log line."""
+        wf = att.task.group.workflow
+        if not t.final:
+            self.bus.publish(
+                Event(
+                    type="task.transfer.progress",
+                    workflow_id=wf.id,
+                    ts=t.ts,
+                    group_name=att.task.group.name,
+                    task=att.task.name,
+                    retry_id=att.retry_id,
+                    payload={
+                        "direction": t.direction,
+                        "url": t.url,
+                        "files": t.files,
+                        "bytes": t.bytes,
+                        "files_total": t.files_total,
+                        "bytes_total": t.bytes_total,
+                        "seconds": round(t.seconds, 3),
+                    },
+                )
+            )
+            return
+        self._event(
+            "task.transfer",
+            wf,
+            group=att.task.group.name,
+            task=att.task.name,
+            retry_id=att.retry_id,
+            direction=t.direction,
+            url=t.url,
+            dataset=t.dataset,
+            files=t.files,
+            bytes=t.bytes,
+            seconds=round(t.seconds, 3),
+            error=t.error,
+        )
+
     def _on_launched(self, att: Attempt, info: LaunchInfo) -> None:
         att.launching = False
         att.info = info
@@ -991,20 +1085,25 @@ class Engine:
             pending, att.pending_end = att.pending_end, None
             self._handle(pending)
 
-    def _on_exit(self, att: Attempt, code: int) -> None:
+    def _on_exit(self, att: Attempt, code: int, why: str = "") -> None:
+        """`why`: the agent's reason when it ended the task itself (a failed transfer)."""
         if att.cancel_reason is not None:
             self._end_attempt(att, att.cancel_reason, exit_code=code)
             return
         action = att.task.spec.exit_action(code)
         if action is None:
             action = ExitAction.COMPLETE if code == 0 else ExitAction.FAIL
+        why = f": {why}" if why else ""
         if action == ExitAction.COMPLETE:
             self._end_attempt(att, T.COMPLETED, exit_code=code)
         elif action == ExitAction.FAIL:
-            self._end_attempt(att, T.FAILED, exit_code=code, message=f"exit code {code}")
+            self._end_attempt(att, T.FAILED, exit_code=code, message=f"exit code {code}{why}")
         else:
             self._end_attempt(
-                att, T.RESCHEDULED, exit_code=code, message=f"exit code {code}: {action.value}"
+                att,
+                T.RESCHEDULED,
+                exit_code=code,
+                message=f"exit code {code}{why}: {action.value}",
             )
 
     def _end_attempt(
@@ -1076,7 +1175,8 @@ class Engine:
                 if state in ("running", "exited") and att.status == T.INITIALIZING:
                     self._set_task(att, T.RUNNING)
                 if state == "exited":
-                    self._post(Exited(att.key, st.exit_code or 0, signal=st.signal))
+                    code = st.exit_code or 0
+                    self._post(Exited(att.key, code, signal=st.signal, message=st.message))
                 elif state == "failed_start":
                     self._post(StartFailed(att.key, st.message))
                 elif state == "lost":

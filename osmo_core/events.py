@@ -6,6 +6,10 @@ Types (each versioned; payload fields listed):
 - `group.status`       v1   {message?}
 - `task.status`        v1   {exit_code?, node?, message?}
 - `task.log`           v1   {n, ts, stream, text}       live only: never stored (log files are)
+- `task.transfer`      v1   {direction: download|upload|checkpoint, url (redacted), dataset?,
+                             files, bytes, seconds, error?}   one per finished data transfer
+- `task.transfer.progress` v1 {direction, url, files, bytes, files_total, bytes_total, seconds}
+                             at most once a second while a url transfer runs; live only
 
 Persisted events have increasing integer ids; a subscriber that reconnects passes the last id
 it saw and gets the stored events after it first. A subscriber too slow to keep up is not

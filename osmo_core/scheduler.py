@@ -107,7 +107,7 @@ class Scheduler:
             ]
         cfg = self.pools[pool]
         problems: list[Problem] = []
-        for where, task in task_fields(workflow):
+        for _, task in task_fields(workflow):
             res = workflow.resource_of(task)
             platform = self.platform_of(pool, res)
             res_field = f"workflow.resources.{task.resource}"
@@ -133,37 +133,6 @@ class Scheduler:
                         f"{platform!r} offers",
                         field=res_field,
                         hint=f"machines: {biggest or 'none online'}",
-                    )
-                )
-            for i, inp in enumerate(task.inputs):
-                if inp.url or inp.dataset:
-                    problems.append(
-                        Problem(
-                            "object-storage and dataset inputs are not implemented yet "
-                            "(data-layer issue)",
-                            field=f"{where}.inputs[{i}]",
-                        )
-                    )
-            for i, _ in enumerate(task.outputs):
-                problems.append(
-                    Problem(
-                        "object-storage and dataset outputs are not implemented yet "
-                        "(data-layer issue)",
-                        field=f"{where}.outputs[{i}]",
-                    )
-                )
-            if task.checkpoint:
-                problems.append(
-                    Problem(
-                        "checkpoints are not implemented yet (data-layer issue)",
-                        field=f"{where}.checkpoint",
-                    )
-                )
-            if task.credentials:
-                problems.append(
-                    Problem(
-                        "credentials are not implemented yet (data-layer issue)",
-                        field=f"{where}.credentials",
                     )
                 )
         if not problems:

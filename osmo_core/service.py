@@ -19,6 +19,7 @@ from .auth import Authenticator
 from .backends import make_backend
 from .backends.base import Backend, LogLine, attempt_key
 from .config import PRIORITIES, OsmoConfig
+from .data import plan as data_plan
 from .engine import Engine
 from .errors import Conflict, NotFound, PlacementError
 from .events import EventBus, Subscription
@@ -39,6 +40,8 @@ class Service:
             name: make_backend(name, spec, self.config.data_dir)
             for name, spec in self.config.backends.items()
         }
+        for backend in self.backends.values():  # handed to agents privately (data/credentials)
+            backend.credentials = dict(self.config.credentials)
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
         self.auth = Authenticator(self.store, self.config)
         self._lock_fd: int | None = None
@@ -105,6 +108,7 @@ class Service:
         """The pool the workflow would run in; PlacementError when it cannot run there."""
         pool = pool or loaded.workflow.pool or self.config.default_pool
         problems = self.scheduler.check(loaded.workflow, pool)
+        problems += data_plan.check(loaded.workflow, self.config.credentials)
         if problems:
             raise PlacementError([loaded.locate(p) for p in problems])
         return pool

@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(FileNotFoundError):
         if pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
-    return 0
+    # Every attempt has its exit record by now. A transfer thread of a canceled attempt may
+    # still be blocked in a storage call (an endpoint that never answers): do not wait for it.
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":

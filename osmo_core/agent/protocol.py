@@ -24,8 +24,14 @@ both pipes are closed, so no line of an attempt follows its end::
 
     {"ev": "started", "key", "pid", "ts"}
     {"ev": "log", "key", "n", "ts", "stream": "stdout" | "stderr" | "system", "text"}
-    {"ev": "exited", "key", "exit_code", "signal", "ts"}
+    {"ev": "exited", "key", "exit_code", "signal", "ts", "message"?}
     {"ev": "start_failed", "key", "message", "ts"}
+    {"ev": "transfer", "key", "direction": "download" | "upload" | "checkpoint", "url",
+     "dataset"?, "files", "bytes", "seconds", "error"?, "ts"}
+     (+ "final": false, "files_total", "bytes_total" for a progress report while it runs)
+
+An exit's `message` says why the agent ended it (a failed transfer: data/exit_codes.py); a
+`transfer` is one finished (or failed) input, output or checkpoint transfer, URL redacted.
 
 `ts` is seconds since the epoch; `n` is the 1-based line number in the attempt's log. File
 contents travel base64-encoded (`content_b64`). Keys are "<workflow_id>/<task>/<retry_id>".
@@ -42,14 +48,17 @@ from typing import Any
 from ..backends.base import (
     AttemptState,
     BackendEvent,
+    CheckpointSpec,
     Exited,
     FileSpec,
     InputSpec,
     LaunchInfo,
     LaunchRequest,
     LogLine,
+    OutputSpec,
     Started,
     StartFailed,
+    Transfer,
 )
 
 #: Stream buffer limit for one message: a 64 KiB log line escapes to at most ~6x its size, and
@@ -91,6 +100,8 @@ def request_to_wire(req: LaunchRequest) -> dict[str, Any]:
             for f in req.files
         ],
         "inputs": [vars(i) for i in req.inputs],
+        "outputs": [vars(o) for o in req.outputs],
+        "checkpoints": [vars(c) for c in req.checkpoints],
     }
 
 
@@ -101,6 +112,8 @@ def request_from_wire(wire: dict[str, Any]) -> LaunchRequest:
         for f in wire.get("files", [])
     ]
     args["inputs"] = [InputSpec(**i) for i in wire.get("inputs", [])]
+    args["outputs"] = [OutputSpec(**o) for o in wire.get("outputs", [])]
+    args["checkpoints"] = [CheckpointSpec(**c) for c in wire.get("checkpoints", [])]
     return LaunchRequest(**args)
 
 
@@ -119,7 +132,22 @@ def event_from_wire(msg: dict[str, Any]) -> BackendEvent:
     if kind == "started":
         return Started(key, msg.get("pid"), ts)
     if kind == "exited":
-        return Exited(key, msg["exit_code"], ts, msg.get("signal"))
+        return Exited(key, msg["exit_code"], ts, msg.get("signal"), msg.get("message", ""))
+    if kind == "transfer":
+        return Transfer(
+            key,
+            msg["direction"],
+            msg["url"],
+            files=msg.get("files", 0),
+            bytes=msg.get("bytes", 0),
+            seconds=msg.get("seconds", 0.0),
+            ts=ts,
+            error=msg.get("error"),
+            dataset=msg.get("dataset"),
+            final=msg.get("final", True),
+            files_total=msg.get("files_total"),
+            bytes_total=msg.get("bytes_total"),
+        )
     if kind == "start_failed":
         return StartFailed(key, msg["message"], ts)
     raise ValueError(f"unknown event {kind!r}")

@@ -3,7 +3,9 @@
 The launch path is kept lean because per-task overhead must stay near the cost of starting
 the user's own process: no thread, no coroutine and no extra process per task. The pipes and
 the exit are plain callbacks on one asyncio.SubprocessProtocol per attempt, and the exit is
-watched through a pidfd (set up in __main__).
+watched through a pidfd (set up in __main__). Only a task with data to move (url/dataset
+inputs, outputs, checkpoints) gets a coroutine: staging.py downloads before the command and
+uploads after it, and the attempt ends only once that is done.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -23,10 +26,15 @@ from typing import Any, BinaryIO
 
 import psutil
 
+from ..backends.base import LaunchRequest
+from ..data.credentials import CredentialFile, Masker
+from ..data.exit_codes import TransferError
 from .logfile import MAX_LINE, count_lines, format_line
 from .protocol import request_from_wire
+from .staging import Stager, needs_staging, task_credentials
 from .workdir import (
     ATTEMPT,
+    CREDENTIALS,
     EXIT,
     LOG,
     OUTPUT,
@@ -42,6 +50,7 @@ log = logging.getLogger("osmo_core.agent")
 Emit = Callable[[dict[str, Any]], None]
 PIPE_GRACE = 2.0  # seconds to wait for pipe EOF after the main process exited
 _STREAMS = {1: "stdout", 2: "stderr"}
+_SIGTERM_EXIT = 128 + signal.SIGTERM  # how an attempt canceled during a transfer ends
 
 
 def _now() -> float:
@@ -58,6 +67,7 @@ class Supervisor:
         self._env = dict(os.environ)
         self._warned_image = False
         self._bg: set[asyncio.Task[None]] = set()
+        self.credentials = CredentialFile(root)  # written by the backend; names -> secrets
 
     # --- launch --------------------------------------------------------------------------
 
@@ -92,8 +102,14 @@ class Supervisor:
                 self._warned_image = True
                 log.warning(notes[0])
         att = self.running[req.key] = _Attempt(self, req.key, d, runtime, container, notes)
+        att.mask = self.credentials.masker() or None
         try:
-            prep = prepare(d, req, in_container=container is not None)
+            secret_env, secret_files = task_credentials(req, self.credentials.load())
+        except TransferError as e:
+            att.end_early(int(e.code), str(e))
+            return vars(info)
+        try:
+            prep = prepare(d, req, container is not None, secret_files)
             if not prep.argv:
                 raise PrepareError("the task has no command")
         except Exception as e:  # anything that keeps it from starting is a start failure
@@ -102,12 +118,31 @@ class Supervisor:
         env = {
             **self._env,
             **prep.env,
+            **secret_env,
             "CUDA_VISIBLE_DEVICES": ",".join(map(str, req.gpus)),  # "": a CPU task sees no GPU
             "OSMO_OUTPUT": info.output,  # also how a restarted agent finds orphans (recover)
         }
         argv = prep.argv
         if runtime and container and req.image:
-            argv = _container_argv(runtime, container, d, req.image, req.gpus, prep, info.output)
+            argv = _container_argv(
+                runtime, container, d, req.image, req.gpus, prep, info.output, list(secret_env)
+            )
+        if needs_staging(req):
+            att.stager = Stager(
+                req.key,
+                d,
+                req,
+                self.credentials.load(),
+                att.system,
+                self.emit,
+                prep.checkpoint_dirs,
+            )
+            att.staging = asyncio.ensure_future(self._staged(att, req, argv, d, env))
+            return vars(info)
+        await self._spawn(att, argv, d, env)
+        return vars(info)
+
+    async def _spawn(self, att: _Attempt, argv: list[str], d: Path, env: dict[str, str]) -> None:
         try:
             await asyncio.get_running_loop().subprocess_exec(
                 lambda: att,
@@ -121,7 +156,47 @@ class Supervisor:
             )
         except Exception as e:  # not found, not executable, a NUL in argv...
             att.fail_start(str(e))
-        return vars(info)
+
+    async def _staged(
+        self, att: _Attempt, req: LaunchRequest, argv: list[str], d: Path, env: dict[str, str]
+    ) -> None:
+        """Inputs, then the command (its end continues in `_stage_out`)."""
+        assert att.stager is not None
+        try:
+            await att.stager.inputs()
+        except TransferError as e:
+            att.end_early(int(e.code), str(e))
+            return
+        except asyncio.CancelledError:
+            att.end_early(_SIGTERM_EXIT, "canceled while downloading inputs", signal.SIGTERM)
+            return
+        att.staging = None
+        await self._spawn(att, argv, d, env)
+        if req.checkpoints and not att.ended.done():
+            att.staging = asyncio.ensure_future(att.stager.checkpoint_loop())
+
+    def stage_out(self, att: _Attempt, code: int, sig: int | None) -> None:
+        """The command ended: a last checkpoint, then (if it succeeded) the outputs."""
+        if att.staging is not None:
+            att.staging.cancel()  # the periodic checkpoints
+        att.staging = asyncio.ensure_future(self._stage_out(att, code, sig))
+
+    async def _stage_out(self, att: _Attempt, code: int, sig: int | None) -> None:
+        assert att.stager is not None
+        message = ""
+        try:
+            await att.stager.checkpoint()
+            if code == 0:
+                await att.stager.outputs()
+        except TransferError as e:
+            att.system(str(e))
+            if code == 0:  # a failed command keeps its own exit code
+                code, message = int(e.code), str(e)
+        except asyncio.CancelledError:
+            code, sig, message = _SIGTERM_EXIT, signal.SIGTERM, "canceled while uploading"
+            att.system(message)
+        att.close_log()
+        self.ended(att, {"state": "exited", "exit_code": code, "signal": sig, "message": message})
 
     # --- cancel / status / stop ------------------------------------------------------------
 
@@ -208,9 +283,12 @@ class Supervisor:
     def ended(self, att: _Attempt, record: dict[str, Any]) -> None:
         self.running.pop(att.key, None)
         record.update(ts=_now(), log_lines=att.n)
+        shutil.rmtree(att.dir / CREDENTIALS, ignore_errors=True)  # secrets live no longer
         _write_exit(att.dir, record)  # before the event: a status() after it sees the end
         if record["state"] == "exited":
             ev = {"ev": "exited", "exit_code": record["exit_code"], "signal": record["signal"]}
+            if record.get("message"):
+                ev["message"] = record["message"]
         else:
             ev = {"ev": "start_failed", "message": record["message"]}
         self.emit({**ev, "key": att.key, "ts": record["ts"]})
@@ -254,6 +332,10 @@ class _Attempt(asyncio.SubprocessProtocol):
         self._timers: list[asyncio.TimerHandle] = []
         self._early_cancel: float | None = None
         self._done = False
+        self.mask: Masker | None = None  # hides credential values in its log
+        self.stager: Stager | None = None  # set when it has data to move
+        self.staging: asyncio.Task[None] | None = None  # a transfer in progress
+        self._canceled = False
 
     # asyncio calls these, in this order: connection_made, then data / pipe EOFs / exit.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -300,7 +382,13 @@ class _Attempt(asyncio.SubprocessProtocol):
         self._maybe_finish()
 
     # ours
+    def system(self, text: str) -> None:
+        self._line("system", text, _now())
+        self._flush()
+
     def _line(self, stream: str, text: str, ts: float) -> None:
+        if self.mask is not None:
+            text = self.mask(text)
         self.n += 1
         if self._log is None:
             self._log = open(self.dir / LOG, "ab")  # noqa: SIM115 - closed when it ends
@@ -313,9 +401,10 @@ class _Attempt(asyncio.SubprocessProtocol):
         if self._log is not None:
             self._log.flush()
 
-    def _close_log(self) -> None:
+    def close_log(self) -> None:
         if self._log is not None:
             self._log.close()
+            self._log = None
 
     def _pipes_held(self) -> None:
         self._kill()
@@ -334,20 +423,40 @@ class _Attempt(asyncio.SubprocessProtocol):
         for timer in self._timers:
             timer.cancel()
         self._signal(signal.SIGKILL)  # whatever is left of the group goes with the task
-        self._close_log()
+        self.close_log()
         assert self._transport is not None and self._returncode is not None
         self._transport.close()
         rc = self._returncode
         code, sig = (128 - rc, -rc) if rc < 0 else (rc, None)
+        if self.stager is not None and not self._canceled:
+            self.sup.stage_out(self, code, sig)
+            return
+        if self.staging is not None:  # the periodic checkpoints of a canceled task
+            self.staging.cancel()
         self.sup.ended(self, {"state": "exited", "exit_code": code, "signal": sig})
+
+    def end_early(self, code: int, message: str, sig: int | None = None) -> None:
+        """End an attempt whose command never ran (a transfer or a credential failed)."""
+        self._done = True
+        self.system(message)
+        self.close_log()
+        self.sup.ended(
+            self, {"state": "exited", "exit_code": code, "signal": sig, "message": message}
+        )
 
     def fail_start(self, message: str) -> None:
         self._done = True
         self._line("system", f"could not start: {message}", _now())
-        self._close_log()
+        self.close_log()
         self.sup.ended(self, {"state": "failed_start", "message": message})
 
     def cancel(self, grace: float) -> None:
+        self._canceled = True
+        if (self.staging is not None and not self.staging.done() and self.pid is None) or (
+            self._done and self.staging is not None
+        ):
+            self.staging.cancel()  # a transfer before the command started or after it ended
+            return
         if self._done:
             return
         if self.pid is None:  # still being spawned
@@ -407,6 +516,7 @@ def _container_argv(
     gpus: list[int],
     prep: Prepared,
     output: str,
+    secret_names: list[str],
 ) -> list[str]:
     """`<rt> run` with the workdir at the same path inside, so resolved paths stay valid.
     CUDA_VISIBLE_DEVICES is left to the runtime: inside, the given GPUs are renumbered."""
@@ -415,6 +525,8 @@ def _container_argv(
         argv += ["-v", f"{host}:{inside}"]
     for k, v in {**prep.env, "OSMO_OUTPUT": output}.items():
         argv += ["-e", f"{k}={v}"]
+    for k in secret_names:  # the value comes from the client's environment, not its argv
+        argv += ["-e", k]
     if gpus and runtime == "docker":
         argv += ["--gpus", "device=" + ",".join(map(str, gpus))]
     elif gpus:

@@ -7,8 +7,12 @@
         log            the durable log (logfile.py)
         output/        {{output}}
         inputs/<N>     {{input:N}}: a symlink to an upstream output directory, or with a regex
-                       a directory of symlinks to the matching files only
+                       a directory of symlinks to the matching files only; for a url or
+                       dataset input, a directory the agent downloads into (staging.py)
         files/         spec files with absolute paths, rebased here when there is no container
+        checkpoints/<N>  checkpoint N's folder when its path is absolute and there is no container
+        credentials/<name>/<key>  a credential given as files (spec `credentials: {name: /dir}`),
+                       0600, removed when the attempt ends
 
 `inputs/` and `files/` exist only when the request has inputs or absolute files.
 """
@@ -23,15 +27,17 @@ from pathlib import Path
 from ..backends.base import LaunchInfo, LaunchRequest
 from .protocol import check_key
 
-ATTEMPT, EXIT, LOG, OUTPUT, INPUTS, FILES = (
+ATTEMPT, EXIT, LOG, OUTPUT, INPUTS, FILES, CHECKPOINTS, CREDENTIALS = (
     "attempt.json",
     "exit.json",
     "log",
     "output",
     "inputs",
     "files",
+    "checkpoints",
+    "credentials",
 )
-_RECORDS = {ATTEMPT, EXIT, EXIT + ".tmp", LOG}
+_RECORDS = {ATTEMPT, EXIT, EXIT + ".tmp", LOG, CREDENTIALS}
 
 # {{output}} and {{input:N}}, spaces tolerated inside the braces.
 _TOKEN = r"\{\{\s*(?:(output)|input:\s*(\d+))\s*\}\}"
@@ -57,6 +63,7 @@ class Prepared:
     argv: list[str]
     env: dict[str, str]  # the request's env, resolved; the supervisor adds its own on top
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, container) paths
+    checkpoint_dirs: list[Path] = field(default_factory=list)  # host folder of each checkpoint
 
 
 class _Rewriter:
@@ -91,12 +98,39 @@ class _Rewriter:
         return self._data.sub(lambda m: self._target(*m.groups()).encode(), b)
 
 
-def prepare(d: Path, req: LaunchRequest, in_container: bool) -> Prepared:
-    """Create output/, inputs/ and the files of `req` under `d`; resolve argv and env."""
+def prepare(
+    d: Path,
+    req: LaunchRequest,
+    in_container: bool,
+    secret_files: dict[str, dict[str, str]] | None = None,
+) -> Prepared:
+    """Create output/, inputs/, checkpoint folders and the files of `req` under `d`; resolve
+    argv and env. `secret_files`: {folder as the task sees it: {file name: content}}."""
     os.mkdir(d / OUTPUT)
-    mounts = [_link_input(d, i.index, i.path, i.url, i.regex) for i in req.inputs]
+    mounts = [
+        m
+        for i in req.inputs
+        if (m := _link_input(d, i.index, i.path, i.url or i.dataset, i.regex)) is not None
+    ]
     targets: list[tuple[Path, bytes, int]] = []
     rebased: dict[str, str] = {}
+    for n, (folder, contents) in enumerate((secret_files or {}).items()):
+        host = d / CREDENTIALS / str(n)
+        host.mkdir(parents=True, mode=0o700)
+        for fname, value in contents.items():
+            if "/" in fname or fname in (".", ".."):
+                raise PrepareError(f"credential key {fname!r} cannot be a file name")
+            targets.append((host / fname, value.encode(), 0o600))
+        _place(folder, host, d, in_container, mounts, rebased)
+    checkpoint_dirs = []
+    for n, c in enumerate(req.checkpoints):
+        host = d / CHECKPOINTS / str(n)
+        if not os.path.isabs(c.path) and "{{" not in c.path:
+            host = _inside(d, c.path, "checkpoint path")
+        host.mkdir(parents=True, exist_ok=True)
+        if os.path.isabs(c.path):
+            _place(c.path, host, d, in_container, mounts, rebased)
+        checkpoint_dirs.append(host)
     for f in req.files:
         if os.path.isabs(f.path):
             target = d / FILES / os.path.normpath(f.path).lstrip("/")
@@ -105,12 +139,13 @@ def prepare(d: Path, req: LaunchRequest, in_container: bool) -> Prepared:
             else:
                 rebased[f.path] = str(target)
         else:
-            rel = os.path.normpath(f.path)
-            if rel == ".." or rel.startswith("../") or rel.split("/")[0] in _RECORDS:
-                raise PrepareError(f"file {f.path!r} must stay inside the task's directory")
-            target = d / rel
+            target = _inside(d, f.path, "file")
         targets.append((target, f.content, f.mode))
     rw = _Rewriter(d, rebased)
+    for n, c in enumerate(req.checkpoints):
+        if "{{" in c.path:  # e.g. {{output}}/ckpt
+            checkpoint_dirs[n] = Path(rw.text(c.path))
+            checkpoint_dirs[n].mkdir(parents=True, exist_ok=True)
     for target, content, mode in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -120,15 +155,42 @@ def prepare(d: Path, req: LaunchRequest, in_container: bool) -> Prepared:
         finally:
             os.close(fd)
     env = {k: rw.text(v) for k, v in req.env.items()}
-    return Prepared([rw.text(a) for a in req.argv], env, mounts)
+    return Prepared([rw.text(a) for a in req.argv], env, mounts, checkpoint_dirs)
+
+
+def _inside(d: Path, path: str, what: str) -> Path:
+    rel = os.path.normpath(path)
+    if rel == ".." or rel.startswith("../") or rel.split("/")[0] in _RECORDS:
+        raise PrepareError(f"{what} {path!r} must stay inside the task's directory")
+    return d / rel
+
+
+def _place(
+    path: str,
+    host: Path,
+    d: Path,
+    in_container: bool,
+    mounts: list[tuple[str, str]],
+    rebased: dict[str, str],
+) -> None:
+    """An absolute folder the task expects at `path`: mounted there in a container, else its
+    mentions in argv, env and files are rewritten to `host`."""
+    if not os.path.isabs(path):
+        raise PrepareError(f"{path!r} must be an absolute path")
+    if in_container:
+        mounts.append((str(host), path))
+    else:
+        rebased[path] = str(host)
 
 
 def _link_input(
-    d: Path, index: int, path: str | None, url: str | None, regex: str | None
-) -> tuple[str, str]:
-    """Make inputs/<index>; returns the source as a mount (containers see the same path)."""
-    if url is not None:
-        raise PrepareError(f"url inputs need the data layer (not implemented yet): {url}")
+    d: Path, index: int, path: str | None, remote: str | None, regex: str | None
+) -> tuple[str, str] | None:
+    """Make inputs/<index>; returns the source as a mount (containers see the same path).
+    A url or dataset input (`remote`) gets an empty folder, filled by the agent's staging."""
+    if remote is not None:
+        (d / INPUTS / str(index)).mkdir(parents=True)
+        return None
     if path is None:
         raise PrepareError(f"input {index} has neither a path nor a url")
     link = d / INPUTS / str(index)

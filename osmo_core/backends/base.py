@@ -31,12 +31,43 @@ class FileSpec:
 
 @dataclass
 class InputSpec:
-    """Input N of a task. `path` is a directory on the backend's host (an upstream output)."""
+    """Input N of a task: `path`, a directory on the backend's host (an upstream output);
+    `url`, a storage URL the agent downloads; or `dataset` ("name[:tag|:version]") from the
+    dataset store at `store`. `credential` names the configured credential the agent uses
+    (a name only: the agent looks the secret up on its side)."""
 
     index: int
     path: str | None = None
-    url: str | None = None  # object storage: the data-layer issue fetches these
+    url: str | None = None
     regex: str | None = None
+    dataset: str | None = None
+    store: str | None = None
+    credential: str | None = None
+
+
+@dataclass
+class OutputSpec:
+    """Where {{output}} goes after the command succeeds: a storage `url`, or a new version of
+    `dataset` ("name[:tag]") in the dataset store at `store`; `path` picks a sub-folder."""
+
+    index: int
+    url: str | None = None
+    dataset: str | None = None
+    store: str | None = None
+    regex: str | None = None
+    path: str | None = None
+    credential: str | None = None
+
+
+@dataclass
+class CheckpointSpec:
+    """A folder uploaded to `url` every `frequency` seconds while the task runs, and at its end."""
+
+    path: str
+    url: str
+    frequency: float
+    regex: str | None = None
+    credential: str | None = None
 
 
 @dataclass
@@ -51,6 +82,10 @@ class LaunchRequest:
     cpu: float = 1.0
     memory: int | None = None
     node: str | None = None  # which machine of the backend (scheduler's placement)
+    outputs: list[OutputSpec] = field(default_factory=list)
+    checkpoints: list[CheckpointSpec] = field(default_factory=list)
+    # OSMO's task `credentials:`: name -> {ENV_VAR: key} or a folder path; names, never secrets
+    credentials: dict[str, dict[str, str] | str] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,6 +135,26 @@ class Exited:
     exit_code: int  # 128+N when killed by signal N, as a shell reports it
     ts: float = 0.0
     signal: int | None = None
+    message: str = ""  # why, when the agent ended it (e.g. a failed download: data/exit_codes)
+
+
+@dataclass
+class Transfer:
+    """One data transfer of an attempt finished (or failed), or how far a running one got:
+    inputs, outputs, checkpoints."""
+
+    key: str
+    direction: Literal["download", "upload", "checkpoint"]
+    url: str  # redacted: never carries a secret
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    ts: float = 0.0
+    error: str | None = None
+    dataset: str | None = None  # "name[:tag|:N]" when the transfer was a dataset's
+    final: bool = True  # False: a progress report of a transfer still running
+    files_total: int | None = None  # progress reports: what the whole transfer moves
+    bytes_total: int | None = None
 
 
 @dataclass
@@ -120,7 +175,7 @@ class Lost:
     ts: float = 0.0
 
 
-BackendEvent = Started | LogLine | Exited | StartFailed | Lost
+BackendEvent = Started | LogLine | Exited | StartFailed | Lost | Transfer
 EventSink = Callable[[BackendEvent], None]
 
 
@@ -145,6 +200,9 @@ class Backend(ABC):
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         self.name = name
         self.config = config or {}
+        # Named credentials (OsmoConfig.credentials), set by the service before start(): a
+        # backend hands them to its agents through a private channel, never in a request.
+        self.credentials: dict[str, dict[str, Any]] = {}
 
     @abstractmethod
     async def start(self, sink: EventSink) -> None:

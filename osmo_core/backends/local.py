@@ -36,6 +36,7 @@ from ..agent.protocol import (
     state_from_wire,
 )
 from ..agent.workdir import LOG, attempt_dir
+from ..data import credentials
 from ..errors import BackendError, ConfigError, Problem
 from .base import (
     AttemptState,
@@ -50,6 +51,7 @@ from .base import (
     Node,
     Started,
     StartFailed,
+    Transfer,
 )
 
 log = logging.getLogger("osmo_core.backends.local")
@@ -117,6 +119,8 @@ class LocalBackend(Backend):
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
         self._closing = False
+        # The agent reads the secrets of named credentials here (0600), never from a request.
+        credentials.write_file(self.root, self.credentials)
         self._connected.clear()
         await self._connect()
         self._keeper = asyncio.ensure_future(self._keep_connected())
@@ -397,7 +401,9 @@ class LocalBackend(Backend):
             for line in await self.read_log(key, w.n):
                 self._deliver(line)
             if st["state"] == "exited":
-                self._deliver(Exited(key, st["exit_code"], signal=st.get("signal")))
+                exited = Exited(key, st["exit_code"], signal=st.get("signal"))
+                exited.message = st.get("message") or ""
+                self._deliver(exited)
             elif st["state"] == "failed_start":
                 self._deliver(StartFailed(key, st["message"]))
             elif st["state"] == "lost":
@@ -412,6 +418,8 @@ class LocalBackend(Backend):
                 w.n = ev.n
             elif isinstance(ev, Started):
                 w.started = True
+            elif isinstance(ev, Transfer):
+                pass  # not an end
             else:
                 del self._watch[ev.key]
         assert self._sink is not None

@@ -58,6 +58,9 @@ __all__ = [
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _SHA = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 4 * 2**20
+# From this many files an upload to an object store lists blobs/ once (one request per 1,000
+# blobs) instead of asking about each blob (s3fs: a HEAD, and a LIST when it is missing).
+LIST_FROM = 64
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -414,9 +417,11 @@ class DatasetStore:
         present: set[str] = set()
         items = sorted(files.items())
         with storage_errors(f"uploading dataset {name} to {self.url}"):
+            many = len(items) >= LIST_FROM and not is_local(self.fs)
+            listed = self._list_blobs() if many else None
             for i in range(0, len(items), self.batch_files):
                 batch = items[i : i + self.batch_files]
-                self._upload_batch(batch, entries, present, stats)
+                self._upload_batch(batch, entries, present, stats, listed)
             version = self._commit(name, entries)
             if tag is not None:
                 self._write_tag(name, tag, version)
@@ -437,7 +442,11 @@ class DatasetStore:
         entries: dict[str, FileEntry],
         present: set[str],
         stats: TransferStats,
+        listed: set[str] | None = None,
     ) -> None:
+        """Hash a batch, then send the blobs neither `present` (sent or seen this upload) nor
+        `listed` (in the store when the upload began; None: ask the store per blob)."""
+
         def hash_one(item: tuple[str, str]) -> tuple[str, os.stat_result]:
             try:
                 st = os.stat(item[1])
@@ -456,8 +465,10 @@ class DatasetStore:
                 stats.skipped_bytes += st.st_size
             else:
                 first[sha] = (local, st)
-        # one existence check per distinct blob, all in parallel
-        exists = run_many(self.fs, "exists", [(self._blob(s),) for s in first], self.workers)
+        if listed is not None:
+            exists = [sha in listed for sha in first]
+        else:  # one existence check per distinct blob, all in parallel
+            exists = run_many(self.fs, "exists", [(self._blob(s),) for s in first], self.workers)
         for sha, there in zip(list(first), exists, strict=True):
             if there:
                 present.add(sha)
@@ -480,6 +491,20 @@ class DatasetStore:
             stats.transferred_files += 1
             stats.transferred_bytes += st.st_size
 
+    def _list_blobs(self) -> set[str]:
+        """The sha256 of every blob in the store, from one paginated listing."""
+        try:
+            paths = self.fs.find(f"{self.root}/blobs", detail=False)
+        except FileNotFoundError:
+            return set()
+        out = set()
+        for p in paths:
+            parts = p.rstrip("/").split("/")
+            sha = parts[-2] + parts[-1] if len(parts) >= 2 else ""
+            if _SHA.fullmatch(sha):
+                out.add(sha)
+        return out
+
     def _commit(self, name: str, entries: dict[str, FileEntry]) -> int:
         files = {p: asdict(e) for p, e in sorted(entries.items())}
         versions = self._versions(name)
@@ -498,12 +523,16 @@ class DatasetStore:
 
     # --- download ----------------------------------------------------------------------------
 
-    def download(self, ref: str, dest: str) -> TransferStats:
+    def download(self, ref: str, dest: str, regex: str | None = None) -> TransferStats:
         """Write the files of `ref` ('name', 'name:N', 'name:tag') under `dest`, skipping those
-        whose local sha256 already matches. Other files in `dest` are left alone."""
+        whose local sha256 already matches; with `regex`, only the paths it matches
+        (re.search). Other files in `dest` are left alone."""
         t0 = time.monotonic()
         name, version, manifest = self._resolve(ref)
         entries = self._entries(manifest)
+        if regex:
+            pattern = re.compile(regex)
+            entries = {p: e for p, e in entries.items() if pattern.search(p)}
         dest_real = os.path.realpath(dest)
         # refuse anything that would land outside dest (e.g. through a symlinked folder)
         for rel in entries:

@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,8 +106,10 @@ def open_store(url: str, **options: Any) -> tuple[Any, str]:
         kwargs = dict(options)
         if len(account) == 2 and "account_name" not in kwargs:  # abfs://container@account.dfs...
             kwargs["account_name"] = account[1].split(".", 1)[0]
-        try:
-            fs = adlfs.AzureBlobFileSystem(skip_instance_cache=True, **kwargs)
+        try:  # as for S3: several writers share a store, never trust a cached listing
+            fs = adlfs.AzureBlobFileSystem(
+                skip_instance_cache=True, use_listings_cache=False, **kwargs
+            )
         except Exception as e:
             raise StorageError(f"cannot open {redact(url)}: {redact(str(e))}") from None
         return fs, (container + parts.path).rstrip("/")
@@ -167,10 +169,17 @@ def get_file(fs: Any, remote_path: str, local_path: str) -> None:
     fs.get_file(remote_path, local_path)
 
 
-def run_many(fs: Any, method: str, calls: Sequence[tuple[Any, ...]], limit: int) -> list[Any]:
+def run_many(
+    fs: Any,
+    method: str,
+    calls: Sequence[tuple[Any, ...]],
+    limit: int,
+    done: Callable[[int], None] | None = None,
+) -> list[Any]:
     """`fs.<method>(*args)` for every args in `calls`, at most `limit` at once, results in
     order: as coroutines on the filesystem's own loop when it is async (s3fs, adlfs), else in
-    threads. Every call finishes before the first error, if any, is raised."""
+    threads. Every call finishes before the first error, if any, is raised. `done(i)` is
+    called (from any thread) as call i succeeds: progress reports."""
     if not calls:
         return []
     if getattr(fs, "async_impl", False) and hasattr(fs, f"_{method}"):
@@ -179,24 +188,31 @@ def run_many(fs: Any, method: str, calls: Sequence[tuple[Any, ...]], limit: int)
         async def all_calls() -> list[Any]:
             sem = asyncio.Semaphore(limit)
 
-            async def one(args: tuple[Any, ...]) -> Any:
+            async def one(i: int, args: tuple[Any, ...]) -> Any:
                 async with sem:
-                    return await getattr(fs, f"_{method}")(*args)
+                    result = await getattr(fs, f"_{method}")(*args)
+                if done is not None:
+                    done(i)
+                return result
 
-            return await asyncio.gather(*(one(a) for a in calls), return_exceptions=True)
+            tasks = (one(i, a) for i, a in enumerate(calls))
+            return await asyncio.gather(*tasks, return_exceptions=True)
 
         results = sync(fs.loop, all_calls)
     else:
         fn = (lambda *a: get_file(fs, *a)) if method == "get_file" else getattr(fs, method)
 
-        def call(args: tuple[Any, ...]) -> Any:
+        def call(i: int, args: tuple[Any, ...]) -> Any:
             try:
-                return fn(*args)
+                result = fn(*args)
             except Exception as e:
                 return e
+            if done is not None:
+                done(i)
+            return result
 
         with ThreadPoolExecutor(max(1, min(limit, len(calls)))) as pool:
-            results = list(pool.map(call, calls))
+            results = list(pool.map(call, range(len(calls)), calls))
     for r in results:
         if isinstance(r, BaseException):
             raise r

@@ -71,7 +71,8 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def parse_exit_codes(value: str | int) -> list[tuple[int, int]]:
-    """'0,3-5' -> [(0, 0), (3, 5)]. Codes are 0..255 as on POSIX."""
+    """'0,3-5' -> [(0, 0), (3, 5)]. Codes are 0..255 as on POSIX, plus OSMO's 2010-2014
+    with which the agent ends a task whose data transfer failed (data/exit_codes.py)."""
     text = str(value).strip()
     if not text:
         raise ValueError("empty exit-code list; use e.g. 0,3-5")
@@ -85,7 +86,7 @@ def parse_exit_codes(value: str | int) -> list[tuple[int, int]]:
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if lo > hi:
             raise ValueError(f"range {part!r} runs backwards; write it low-high")
-        if hi > 255:
-            raise ValueError(f"exit code {hi} is out of range 0-255")
+        if hi > 255 and not (lo >= 2010 and hi <= 2014):
+            raise ValueError(f"exit code {hi} is out of range 0-255 (or 2010-2014)")
         ranges.append((lo, hi))
     return ranges

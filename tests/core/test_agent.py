@@ -28,6 +28,7 @@ from osmo_core.backends.base import (
     LogLine,
     Started,
     StartFailed,
+    Transfer,
 )
 from osmo_core.backends.local import LocalBackend, socket_path
 from osmo_core.errors import BackendError
@@ -181,12 +182,28 @@ async def test_outputs_become_inputs_with_and_without_regex(local: Local) -> Non
     assert [ln.text for ln in lines] == ["./a.txt", "./sub/b.txt", "B"]
 
 
-async def test_url_inputs_wait_for_the_data_layer(local: Local) -> None:
-    backend, events = local
-    await backend.launch(req("wf/url/0", "true", inputs=[InputSpec(0, url="s3://b/k")]))
-    end = await events.end("wf/url/0")
-    assert isinstance(end, StartFailed)
-    assert end.message == "url inputs need the data layer (not implemented yet): s3://b/k"
+async def test_url_inputs_are_downloaded_before_the_command_starts(
+    local: Local, tmp_path: Path
+) -> None:
+    _, events = local
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for rel, text in {"a.txt": "A", "sub/b.txt": "B", "c.bin": "C"}.items():
+        (src / rel).write_text(text)
+    request = sh(
+        "wf/url/0",
+        "cd {{input:0}} && find . -type f | sort",
+        inputs=[InputSpec(0, url=f"file://{src}", regex=r"\.txt$")],
+    )
+    end, lines = await run(local, request)
+    assert end.exit_code == 0
+    assert (lines[0].stream, lines[0].text) == ("system", f"downloading file://{src}")
+    assert lines[1].text.startswith("download done: 2 files, 2 B in ")
+    assert [ln.text for ln in lines[2:]] == ["./a.txt", "./sub/b.txt"]
+    kinds = [type(e).__name__ for e in events.of("wf/url/0")]
+    assert kinds == ["LogLine", "LogLine", "Transfer", "Started", "LogLine", "LogLine", "Exited"]
+    (moved,) = events.of("wf/url/0", Transfer)
+    assert (moved.direction, moved.files, moved.bytes, moved.error) == ("download", 2, 2, None)
 
 
 async def test_image_without_a_runtime_runs_on_the_host_with_a_warning(local: Local) -> None:

@@ -91,6 +91,7 @@ def test_duration_must_be_positive_and_finite(value: str | float) -> None:
         (3, [(3, 3)]),
         ("255", [(255, 255)]),
         ("0-255", [(0, 255)]),
+        ("0,2010-2014", [(0, 0), (2010, 2014)]),  # OSMO's data-transfer codes
     ],
 )
 def test_exit_codes(text: str | int, expected: list[tuple[int, int]]) -> None:
@@ -103,6 +104,8 @@ def test_exit_codes(text: str | int, expected: list[tuple[int, int]]) -> None:
         ("5-3", "runs backwards"),
         ("300", "out of range 0-255"),
         ("0-256", "out of range 0-255"),
+        ("2009", r"out of range 0-255 \(or 2010-2014\)"),
+        ("200-2010", r"out of range 0-255 \(or 2010-2014\)"),
         ("", "empty"),
         ("a", "is not an exit code"),
         ("1-", "is not an exit code"),

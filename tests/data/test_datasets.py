@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from osmo_core.data import DatasetStore, StorageError, parse_ref, validate_path
+from osmo_core.data.datasets import LIST_FROM
 from osmo_core.errors import InputError, NotFound
 
 
@@ -90,6 +91,22 @@ def test_unchanged_reupload_sends_nothing_and_ten_percent_change_sends_ten_perce
     assert third.stats and third.stats.transferred_bytes == 40_000
     assert third.stats.transferred_files == 2
     assert store.diff("ds:2", "ds:3").changed == ["d0/f000.bin", "d1/f010.bin"]
+
+
+def test_a_large_upload_lists_the_store_once_and_still_sends_only_new_blobs(
+    store: DatasetStore, tmp_path: Path
+) -> None:
+    n = LIST_FROM + 6  # object stores switch from one check per blob to one listing
+    src = write_tree(tmp_path / "src", tree_of(n, 100))
+    (src / "dup.bin").write_bytes((src / "d0" / "f000.bin").read_bytes())  # same blob twice
+    first = store.upload("big", [str(src)])
+    assert first.stats and (first.stats.transferred_files, first.stats.skipped_files) == (n, 1)
+    (src / "d0" / "f000.bin").write_bytes(os.urandom(100))
+    again = store.upload("big", [str(src)])
+    assert again.stats and (again.stats.transferred_files, again.stats.skipped_files) == (1, n)
+    out = tmp_path / "out"
+    store.download("big:2", str(out))
+    assert (out / "d0" / "f000.bin").read_bytes() == (src / "d0" / "f000.bin").read_bytes()
 
 
 def test_files_and_mapping_arguments(store: DatasetStore, tmp_path: Path) -> None:
