@@ -163,9 +163,7 @@ class Service:
         return await self.engine.wait(wf_id)
 
     def subscribe(self, workflow_id: str | None = None, *, logs: bool = True) -> Subscription:
-        return self.bus.subscribe(
-            workflow_id, logs=logs, maxsize=self.config.subscriber_queue_size
-        )
+        return self.bus.subscribe(workflow_id, logs=logs, maxsize=self.config.subscriber_queue_size)
 
     def unfinished(self) -> list[str]:
         return self.store.unfinished_workflow_ids()

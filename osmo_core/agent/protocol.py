@@ -9,7 +9,7 @@ Requests and responses::
     {"id": N, "op": OP, ...args}   ->   {"id": N, "ok": true, ...result}
                                         {"id": N, "ok": false, "error": "message"}
 
-    hello                       -> {version, pid, hostname, arch, cpus, memory,
+    hello                       -> {version, protocol, pid, hostname, arch, cpus, memory,
                                     gpus: [{index, name}], root, running (tasks),
                                     container_runtime: "docker" | "podman" | null}
     launch   {req}              -> {info}            req: LaunchRequest, info: LaunchInfo (as dicts)
@@ -60,6 +60,10 @@ from ..backends.base import (
     StartFailed,
     Transfer,
 )
+
+# Bumped whenever the agent's behaviour changes incompatibly (ops, launch fields, events), so a
+# long-lived agent started by older code of the same release is replaced rather than trusted.
+PROTOCOL = 2
 
 #: Stream buffer limit for one message: a 64 KiB log line escapes to at most ~6x its size, and
 #: a launch request carries its files inline.

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import __version__
 from . import host
-from .protocol import MAX_MESSAGE, RequestError, decode, encode
+from .protocol import MAX_MESSAGE, PROTOCOL, RequestError, decode, encode
 from .supervisor import Supervisor
 
 log = logging.getLogger("osmo_core.agent")
@@ -155,6 +155,7 @@ class AgentServer:
         return {
             **await self._host,
             "version": __version__,
+            "protocol": PROTOCOL,
             "pid": os.getpid(),
             "root": str(self.root),
             "running": len(self.sup.running),

@@ -29,6 +29,7 @@ from ..agent import host
 from ..agent.logfile import read_lines
 from ..agent.protocol import (
     MAX_MESSAGE,
+    PROTOCOL,
     decode,
     encode,
     event_from_wire,
@@ -269,15 +270,18 @@ class LocalBackend(Backend):
             self._reader_task = asyncio.ensure_future(self._read(reader, writer))
             try:
                 self.agent = await self._request("hello")
-                if self.agent["version"] != __version__:
+                if (self.agent["version"], self.agent.get("protocol")) != (__version__, PROTOCOL):
                     if not replaced and await self._replace_agent():
                         replaced = True
                         continue  # the old one is gone: start a current one
                     log.warning(
-                        "the agent for %s runs version %s, not %s; using it (it has tasks)",
+                        "the agent for %s runs version %s (protocol %s), not %s (%s); using it "
+                        "(it has tasks)",
                         self.root,
                         self.agent["version"],
+                        self.agent.get("protocol"),
                         __version__,
+                        PROTOCOL,
                     )
                 await self._resync()
             except (_Disconnected, asyncio.TimeoutError):
