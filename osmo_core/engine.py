@@ -224,6 +224,18 @@ class Engine:
             await backend.stop()
         self.bus.close()
 
+    # --- read-only gauges (osmo_jupyter.metrics reads them on scrape) -----------------------
+
+    @property
+    def queue_length(self) -> int:
+        """Task attempts waiting for capacity."""
+        return sum(len(unit) for _, unit in self._queue)
+
+    @property
+    def inbox_length(self) -> int:
+        """Commands and backend events not yet taken by a round."""
+        return self._inbox.qsize()
+
     # --- commands (any coroutine may call these; they run inside the engine's loop) --------
 
     async def submit(

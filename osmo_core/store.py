@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
@@ -310,6 +310,13 @@ class Store:
     def max_event_id(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+
+    def count_by_status(self, table: Literal["workflows", "tasks"]) -> dict[str, int]:
+        """Rows per status (tasks: one row per attempt); for metrics."""
+        t = TABLES[table]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
+            return {status: int(n) for status, n in rows}
 
     def get_workflow(self, wf_id: str) -> RowMapping:
         with self.engine.connect() as conn:
