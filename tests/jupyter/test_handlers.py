@@ -240,6 +240,7 @@ async def test_openapi_document_lists_the_routes(api):
     assert set(doc["paths"]) == {
         "/health",
         "/version",
+        "/openapi.json",
         "/pools",
         "/workflows",
         "/workflows/{wf_id}",
