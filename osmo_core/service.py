@@ -163,7 +163,8 @@ class Service:
         return row
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.store.list_workflows(**filters)]
+        rows = self.store.list_workflows(**filters)
+        return [{**r, "set_values": json.loads(r["set_values"])} for r in rows]  # as get()
 
     def spec(self, wf_id: str) -> dict[str, str]:
         row = self.store.get_workflow(wf_id)

@@ -153,7 +153,8 @@ class _OsmoMixin:
         for key, values in self.request.query_arguments.items():
             texts = [v.decode("utf-8", "replace") for v in values]
             if key in lists:
-                raw[key] = [p for t in texts for p in t.split(",") if p]
+                # an empty part is a bad value (400), not "no filter": `?status=` names no status
+                raw[key] = [p for t in texts for p in t.split(",")]
             else:
                 raw[key] = texts[-1]
         try:
@@ -180,6 +181,8 @@ class OsmoHandler(_OsmoMixin, APIHandler):
             reply.update(message=exc.log_message or self._reason, reason=exc.reason)
         else:
             reply["message"] = "Unhandled error"
+        if status_code == 405:  # RFC 9110: a 405 lists the methods the resource has
+            self.set_header("Allow", ", ".join(_methods(type(self))))
         self.set_header("Content-Type", "application/json")
         self.log.warning("osmo: wrote error %s: %s", status_code, reply["message"])
         self.finish(json.dumps(reply))
@@ -200,6 +203,15 @@ class OsmoHandler(_OsmoMixin, APIHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, default=str))
+
+
+def _methods(cls: type[web.RequestHandler]) -> list[str]:
+    """The HTTP methods a handler class implements (tornado's defaults answer 405)."""
+    return [
+        m
+        for m in cls.SUPPORTED_METHODS
+        if getattr(cls, m.lower(), None) is not getattr(web.RequestHandler, m.lower(), None)
+    ]
 
 
 class HealthHandler(OsmoHandler):
