@@ -120,11 +120,15 @@ async def test_event_loop_lag_is_seen(jp_fetch, osmo):
     assert m[("osmo_event_loop_lag_seconds", ())] >= 0.15
 
 
-async def test_metrics_need_authentication(jp_fetch, osmo):
+async def test_metrics_need_authentication(jp_fetch, jp_auth_header, osmo):
     for headers in ({"Authorization": ""}, {"Authorization": "token wrong"}):
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch("metrics", headers=headers)
         assert e.value.code == 403
+    # Prometheus sends its credentials as a Bearer token (README)
+    token = jp_auth_header["Authorization"].split()[-1]
+    resp = await jp_fetch("metrics", headers={"Authorization": f"Bearer {token}"})
+    assert b"osmo_engine_queue_length" in resp.body
 
 
 async def test_gauges_leave_the_registry_when_the_extension_stops(jp_fetch, osmo: OsmoApp):
