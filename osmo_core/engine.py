@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,6 +236,11 @@ class Engine:
     def inbox_length(self) -> int:
         """Commands and backend events not yet taken by a round."""
         return self._inbox.qsize()
+
+    @property
+    def attempt_counts(self) -> Counter[str]:
+        """Task attempts per status, of the workflows in memory (the unfinished ones)."""
+        return Counter(a.status.value for a in self._attempts.values() if a.status is not None)
 
     # --- commands (any coroutine may call these; they run inside the engine's loop) --------
 

@@ -5,11 +5,13 @@ jupyter_server already serves prometheus_client's default registry at `/metrics`
 included (e.g. `handler="osmo_jupyter.handlers.WorkflowHandler"`): that histogram is the API
 latency, so it is not recorded twice here (`ServerApp.record_http_request_metrics` turns it off).
 This module adds gauges read from the Service when Prometheus scrapes, so nothing is counted in
-the engine's hot path:
+the engine's hot path. A scrape runs on the server's event loop, so it reads nothing that grows
+with history except one index scan (workflows by status): task counts come from the engine's
+memory, which holds only unfinished workflows.
 
     osmo_workflows{status}          workflows per status, every status listed (the store)
-    osmo_tasks{status}              task attempts per status (the store); status="RUNNING" are
-                                    the tasks running now
+    osmo_tasks{status}              task attempts of the unfinished workflows per status (the
+                                    engine's memory); status="RUNNING" are the tasks running now
     osmo_engine_queue_length        task attempts waiting for capacity
     osmo_engine_inbox_length        commands and backend events waiting for the engine's round
     osmo_event_loop_lag_seconds     the worst lag of the server's event loop over the last
@@ -17,7 +19,7 @@ the engine's hot path:
 
 Authentication is jupyter_server's: with `ServerApp.authenticate_prometheus = True` (the
 default) `/metrics` answers 403 unless the request carries the server's credentials
-(`Authorization: token …`, as a Prometheus `authorization` block sends them). Setting it to
+(`Authorization: token …` or `Bearer …`, as a Prometheus `authorization` block sends). Setting it to
 False lets anyone who can reach the port read these figures (counts only: no user, workflow or
 task names), so do that only behind a trusted network.
 """
@@ -88,17 +90,17 @@ class ServiceMetrics(Collector):
         workflows, tasks, queue, inbox, lag = self._families()
         svc = self.service
         try:
-            by_wf = svc.store.count_by_status("workflows")
-            by_task = svc.store.count_by_status("tasks")
+            by_wf = svc.store.count_workflows_by_status()
         except Exception as e:  # a store that is down must not take /metrics down with it
             log.warning("osmo: metrics could not read the store: %s", e)
         else:
             for wf_status in WorkflowStatus:
                 workflows.add_metric([wf_status.value], by_wf.get(wf_status.value, 0))
-            for task_status in TaskStatus:
-                tasks.add_metric([task_status.value], by_task.get(task_status.value, 0))
             yield workflows
-            yield tasks
+        by_task = svc.engine.attempt_counts
+        for task_status in TaskStatus:
+            tasks.add_metric([task_status.value], by_task.get(task_status.value, 0))
+        yield tasks
         queue.add_metric([], svc.engine.queue_length)
         inbox.add_metric([], svc.engine.inbox_length)
         yield queue
@@ -111,7 +113,9 @@ class ServiceMetrics(Collector):
     def _families() -> tuple[GaugeMetricFamily, ...]:
         return (
             GaugeMetricFamily("osmo_workflows", "Workflows per status", labels=["status"]),
-            GaugeMetricFamily("osmo_tasks", "Task attempts per status", labels=["status"]),
+            GaugeMetricFamily(
+                "osmo_tasks", "Task attempts of unfinished workflows per status", labels=["status"]
+            ),
             GaugeMetricFamily("osmo_engine_queue_length", "Task attempts waiting for capacity"),
             GaugeMetricFamily(
                 "osmo_engine_inbox_length", "Commands and backend events waiting for the engine"
