@@ -3,8 +3,9 @@
 Exit codes and output conventions: cli_common.py.
 
 `validate`, `run` and `resume` work on the embedded default (this process runs the engine);
-`login` and `workflow submit | query | list | logs | cancel | spec` talk to a server
-(cli_remote.py).
+`login`, `token`, `version` and `workflow submit | query | list | logs | cancel | restart | spec`
+talk to a server (cli_remote.py); `pool list` and `resource list` describe the server when
+logged in, the embedded default otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -26,6 +28,8 @@ from .cli_common import (
     Output,
     add_format,
     add_set_values,
+    print_pools,
+    print_resources,
     report,
 )
 from .cli_dataset import add_dataset_parser, run_dataset
@@ -45,14 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"osmo {__version__}")
     p.add_argument("--config", help="config file (default: $XDG_CONFIG_HOME/osmo/osmo_config.py)")
     top = p.add_subparsers(
-        dest="group", required=True, metavar="{workflow,pool,dataset,login,logout}"
+        dest="group",
+        required=True,
+        metavar="{workflow,pool,resource,dataset,login,logout,token,version,server}",
     )
 
     wf = top.add_parser("workflow", help="validate and run workflows")
     cmds = wf.add_subparsers(
         dest="cmd",
         required=True,
-        metavar="{validate,run,resume,submit,query,list,logs,cancel,spec}",
+        metavar="{validate,run,resume,submit,query,list,logs,cancel,restart,spec}",
     )
 
     def spec_args(sp: argparse.ArgumentParser) -> None:
@@ -86,13 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     pool_cmds = pool.add_subparsers(dest="cmd", required=True, metavar="{list}")
     pl = pool_cmds.add_parser("list", help="pools, platforms and machines")
     add_format(pl)
+    res = top.add_parser("resource", help="machines: capacity and what is free")
+    res_cmds = res.add_subparsers(dest="cmd", required=True, metavar="{list}")
+    add_format(res_cmds.add_parser("list", help="every machine of every pool"))
 
+    top.add_parser("server", help="run the headless server (same as `jupyter osmo`)")
     add_dataset_parser(top)
     add_remote_parsers(top, cmds)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["server"]:
+        # `osmo server ARGS` is `jupyter osmo ARGS` (the server lives in osmo_jupyter).
+        os.execv(sys.executable, [sys.executable, "-m", "osmo_jupyter", *argv[1:]])
     args = build_parser().parse_args(argv)
     try:
         return asyncio.run(_dispatch(args))
@@ -109,8 +123,13 @@ async def _dispatch(args: argparse.Namespace) -> int:
         service = Service(config)
         if args.group == "dataset":
             return await run_dataset(args, out)
-        if args.group == "pool":
-            return await _pool_list(service, out)
+        if args.group in ("pool", "resource"):
+            await _load_capacity(service)
+            if args.group == "pool":
+                print_pools(service.pools_info(), out)
+            else:
+                print_resources(service.resources(), out)
+            return EXIT_OK
         if args.cmd == "resume":
             return await _resume(service, args, out)
         loaded = _load(service, args)
@@ -222,25 +241,6 @@ async def _follow(service: Service, ids: list[str], sub: Any, out: Output) -> in
 async def _quiet_cancel(service: Service, wf_id: str) -> None:
     with contextlib.suppress(Conflict):  # it ended meanwhile
         await service.cancel(wf_id)
-
-
-async def _pool_list(service: Service, out: Output) -> int:
-    await _load_capacity(service)
-    info = service.pools_info()
-    if out.json:
-        out.result(info, "")
-        return EXIT_OK
-    for p in info:
-        print(
-            f"{p['name']}  backend={p['backend']}  default_platform={p['default_platform']}  "
-            f"platforms={', '.join(p['platforms'])}"
-        )
-        for n in p["nodes"]:
-            print(
-                f"  {n['node']}: cpu {n['cpu']:g}, memory {n['memory'] / 2**30:.1f}Gi, "
-                f"gpus {len(n['gpus'])}, arch {n['arch']}"
-            )
-    return EXIT_OK
 
 
 class LiveView:

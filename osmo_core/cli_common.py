@@ -94,6 +94,35 @@ class Output:
             )
 
 
+def print_pools(info: list[dict[str, Any]], out: Output) -> None:
+    if out.json:
+        out.result(info, "")
+        return
+    for p in info:
+        print(
+            f"{p['name']}  backend={p['backend']}  default_platform={p['default_platform']}  "
+            f"platforms={', '.join(p['platforms'])}"
+        )
+        for n in p["nodes"]:
+            print(
+                f"  {n['node']}: cpu {n['cpu']:g}, memory {n['memory'] / 2**30:.1f}Gi, "
+                f"gpus {len(n['gpus'])}, arch {n['arch']}"
+            )
+
+
+def print_resources(nodes: list[dict[str, Any]], out: Output) -> None:
+    if out.json:
+        out.result(nodes, "")
+        return
+    row = "{:<24} {:<12} {:<8} {:<14} {:<18} {}".format
+    print(row("NODE", "POOLS", "ARCH", "CPU FREE/ALL", "MEMORY FREE/ALL", "GPUS FREE/ALL"))
+    for n in nodes:
+        cpu = f"{n['free_cpu']:g}/{n['cpu']:g}"
+        mem = f"{n['free_memory'] / 2**30:.1f}/{n['memory'] / 2**30:.1f}Gi"
+        gpus = f"{len(n['free_gpus'])}/{len(n['gpus'])}"
+        print(row(n["node"], ",".join(n["pools"]), n["arch"], cpu, mem, gpus))
+
+
 def _duration(start: float | None, end: float | None) -> str:
     if not start:
         return ""

@@ -1,5 +1,10 @@
-"""The `osmo` commands that talk to a control-plane server: `login`, `logout` and
-`workflow submit | query | list | logs | cancel | spec`.
+"""The `osmo` commands that talk to a control-plane server: `login`, `logout`, `version`,
+`token create | list | revoke`, `workflow submit | query | list | logs | cancel | restart | spec`,
+and — when logged in — `pool list` and `resource list` (otherwise those describe the embedded
+default).
+
+Live output (`submit --wait`, `logs -f`) comes from the server's WebSockets, not polling; a
+dropped events connection is resumed from the last event id.
 
 `osmo login URL --token TOKEN` checks the token (`GET version`) and keeps URL and token in
 `$XDG_CONFIG_HOME/osmo/credentials.json` (0600). Exit codes are the local CLI's: 2 invalid input
@@ -25,6 +30,8 @@ from .cli_common import (
     Output,
     add_format,
     add_set_values,
+    print_pools,
+    print_resources,
     report,
 )
 from .client import ApiError, Client, Credentials, NotLoggedIn, Unreachable
@@ -32,14 +39,16 @@ from .config import PRIORITIES
 from .errors import InputError, PlacementError, Problem, SpecError
 from .states import WorkflowStatus
 
-REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "spec")
-POLL_INTERVAL = 0.2
+REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "restart", "spec")
+RECONNECTS = 5  # an events stream that drops is resumed this many times, then given up
 _QUIET = {"PROCESSING", "INITIALIZING"}
 
 
 def is_remote(args: argparse.Namespace) -> bool:
-    if args.group in ("login", "logout"):
+    if args.group in ("login", "logout", "token", "version"):
         return True
+    if args.group in ("pool", "resource"):
+        return Credentials.load() is not None
     return args.group == "workflow" and getattr(args, "cmd", None) in REMOTE_WORKFLOW_COMMANDS
 
 
@@ -50,6 +59,23 @@ def add_remote_parsers(top: Any, workflow: Any) -> None:
     li.add_argument("url", help="the server, e.g. http://host:8888")
     li.add_argument("--token", required=True, help="an API token the server accepts")
     top.add_parser("logout", help="forget the stored server and token")
+    v = top.add_parser("version", help="this CLI's version, and the server's when logged in")
+    add_format(v)
+
+    tok = top.add_parser("token", help="personal access tokens on the server")
+    tcmds = tok.add_subparsers(dest="cmd", required=True, metavar="{create,list,revoke}")
+    tc = tcmds.add_parser("create", help="a new token (printed once)")
+    tc.add_argument("name", help="what it is for")
+    tc.add_argument("--user", help="admins: for this user")
+    tc.add_argument("--role", choices=["user", "admin"], default="user", help="admins: admin")
+    tc.add_argument("--expires-in-days", type=float, help="lifetime (default: until revoked)")
+    add_format(tc)
+    tl = tcmds.add_parser("list", help="your tokens (admins: everyone's)")
+    tl.add_argument("--user", help="admins: one user's")
+    add_format(tl)
+    tr = tcmds.add_parser("revoke", help="revoke tokens by id")
+    tr.add_argument("ids", nargs="+", metavar="ID")
+    add_format(tr)
 
     s = workflow.add_parser("submit", help="submit a workflow to the server; prints its id")
     s.add_argument("file", help="workflow YAML file ('-' for stdin)")
@@ -57,6 +83,9 @@ def add_remote_parsers(top: Any, workflow: Any) -> None:
     s.add_argument("--pool", help="pool to run in (default: the spec's, then the server's)")
     s.add_argument("--priority", choices=list(PRIORITIES), default="NORMAL")
     s.add_argument("--wait", action="store_true", help="follow it to the end; exit 0/1 like run")
+    s.add_argument(
+        "--timeout", type=float, help="with --wait: give up waiting after SECONDS (exit 1)"
+    )
     add_format(s)
 
     q = workflow.add_parser("query", help="a workflow's status and tasks")
@@ -84,11 +113,18 @@ def add_remote_parsers(top: Any, workflow: Any) -> None:
     lg.add_argument("--task", required=True)
     lg.add_argument("--retry-id", type=int, help="attempt (default: the latest)")
     lg.add_argument("-n", dest="lines", type=int, help="only the last N lines")
+    lg.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines until the task ends"
+    )
     add_format(lg)
 
     c = workflow.add_parser("cancel", help="cancel workflows")
     c.add_argument("ids", nargs="+", metavar="ID")
     add_format(c)
+
+    rs = workflow.add_parser("restart", help="submit a finished workflow again; prints the new id")
+    rs.add_argument("id")
+    add_format(rs)
 
     sp = workflow.add_parser("spec", help="a workflow's spec as submitted")
     sp.add_argument("id")
@@ -105,15 +141,23 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
             removed = Credentials.remove()
             out.info("logged out" if removed else "not logged in")
             return EXIT_OK
+        if args.group == "version":
+            return _version(out)
         client = Client.from_credentials()
         handler = {
-            "submit": _submit,
-            "query": _query,
-            "list": _list,
-            "logs": _logs,
-            "cancel": _cancel,
-            "spec": _spec,
-        }[args.cmd]
+            "token": {"create": _token_create, "list": _token_list, "revoke": _token_revoke},
+            "pool": {"list": _pools},
+            "resource": {"list": _resources},
+            "workflow": {
+                "submit": _submit,
+                "query": _query,
+                "list": _list,
+                "logs": _logs,
+                "cancel": _cancel,
+                "restart": _restart,
+                "spec": _spec,
+            },
+        }[args.group][args.cmd]
         return await handler(client, args, out)
     except NotLoggedIn as e:
         out.error(str(e))
@@ -128,8 +172,11 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
 
 
 def _api_failure(e: ApiError, out: Output, file: str | None) -> int:
-    if e.status in (401, 403):
-        out.error(f"the server refused the token (HTTP {e.status}); run osmo login again")
+    if e.status == 401:
+        out.error(f"the server refused the token: {e.message}; run osmo login again")
+        return EXIT_FAILED
+    if e.status == 403:
+        out.error(f"not allowed: {e.message}")
         return EXIT_FAILED
     if e.status in (400, 422):
         err = _input_error(e, file)
@@ -168,14 +215,85 @@ def _input_error(e: ApiError, file: str | None) -> InputError:
 def _login(args: argparse.Namespace, out: Output) -> int:
     client = Client(args.url, args.token)
     version = client.get("version")
+    me = client.get("me")
     path = Credentials(client.url, args.token).save()
     out.info(f"credentials saved in {path}")
     server = version.get("version", "?") if isinstance(version, dict) else "?"
     out.result(
-        {"url": client.url, "version": server},
-        f"logged in to {client.url} (osmo {server})",
+        {"url": client.url, "version": server, "user": me["name"], "role": me["role"]},
+        f"logged in to {client.url} (osmo {server}) as {me['name']} ({me['role']})",
     )
     return EXIT_OK
+
+
+def _version(out: Output) -> int:
+    from . import __version__
+
+    info: dict[str, Any] = {"client": __version__}
+    creds = Credentials.load()
+    if creds is not None:
+        try:
+            info["server"] = Client(creds.url, creds.token).get("version")["version"]
+            info["url"] = creds.url
+        except (ApiError, Unreachable) as e:
+            info["server_error"] = str(e)
+    text = f"osmo {__version__}"
+    if "server" in info:
+        text += f"\nserver {info['url']}: osmo {info['server']}"
+    elif "server_error" in info:
+        text += f"\nserver: {info['server_error']}"
+    out.result(info, text)
+    return EXIT_OK
+
+
+# --- tokens, pools, resources ------------------------------------------------------------
+
+
+async def _token_create(client: Client, args: argparse.Namespace, out: Output) -> int:
+    body = {"name": args.name, "user": args.user, "role": args.role}
+    if args.expires_in_days:
+        body["expires_in_days"] = args.expires_in_days
+    made = client.post("tokens", body)
+    expires = _when(made["expires_at"]) if made["expires_at"] else "never"
+    out.info(f"token {made['id']} for {made['user']} ({made['role']}), expires {expires}")
+    out.info("keep it now: the server shows it only once")
+    out.result(made, made["token"])
+    return EXIT_OK
+
+
+async def _token_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    rows: list[dict[str, Any]] = client.get("tokens", user=args.user)
+    if out.json:
+        out.result(rows, "")
+        return EXIT_OK
+    print(f"{'ID':<12}  {'USER':<12} {'ROLE':<6} {'NAME':<16} {'EXPIRES':<19} STATE")
+    for r in rows:
+        expires = _when(r["expires_at"]) if r["expires_at"] else "never"
+        state = "revoked" if r["revoked_at"] else "active"
+        print(
+            f"{r['id']:<12}  {r['user']:<12} {r['role']:<6} {r['name']:<16} {expires:<19} {state}"
+        )
+    return EXIT_OK
+
+
+async def _token_revoke(client: Client, args: argparse.Namespace, out: Output) -> int:
+    done = [client.delete(f"tokens/{token_id}") for token_id in args.ids]
+    out.result(done, "\n".join(f"{d['id']}: revoked" for d in done))
+    return EXIT_OK
+
+
+async def _pools(client: Client, args: argparse.Namespace, out: Output) -> int:
+    print_pools(client.get("pools"), out)
+    return EXIT_OK
+
+
+async def _resources(client: Client, args: argparse.Namespace, out: Output) -> int:
+    print_resources(client.get("resources"), out)
+    return EXIT_OK
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --- workflow commands -----------------------------------------------------------------------
@@ -210,32 +328,63 @@ async def _submit(client: Client, args: argparse.Namespace, out: Output) -> int:
     out.info(f"submitted {wf_id}")
     if not out.json:
         print(wf_id, flush=True)
-    wf = await _wait(client, wf_id, out)
+    try:
+        wf = await _wait(client, wf_id, out, args.timeout)
+    except WaitTimeout as e:
+        out.error(str(e))
+        return EXIT_FAILED
     out.summary(wf)
     return EXIT_OK if wf["status"] == WorkflowStatus.COMPLETED.value else EXIT_FAILED
 
 
-async def _wait(client: Client, wf_id: str, out: Output) -> dict[str, Any]:
-    """Poll until the workflow ends, printing each task's status changes on stderr."""
-    seen: dict[tuple[str, int], str] = {}
-    last_status = ""
-    while True:
+async def _wait(
+    client: Client, wf_id: str, out: Output, timeout: float | None = None
+) -> dict[str, Any]:
+    """Follow the workflow's events until it ends, printing status changes on stderr."""
+    try:
+        return await asyncio.wait_for(_follow_events(client, wf_id, out), timeout)
+    except asyncio.TimeoutError:
         wf: dict[str, Any] = client.get(f"workflows/{wf_id}")
-        if not out.json:
-            stamp = datetime.now().strftime("%H:%M:%S")
-            for t in wf["tasks"]:
-                key = (t["name"], t["retry_id"])
-                if seen.get(key) != t["status"]:
-                    seen[key] = t["status"]
-                    if t["status"] not in _QUIET:
-                        code = "" if t["exit_code"] is None else f" exit {t['exit_code']}"
-                        out.info(f"{stamp} {wf_id} {t['name']} {t['status']}{code}")
-            if wf["status"] != last_status:
-                last_status = wf["status"]
-                out.info(f"{stamp} {wf_id} workflow {last_status}")
-        if WorkflowStatus(wf["status"]).terminal:
-            return wf
-        await asyncio.sleep(POLL_INTERVAL)
+        raise WaitTimeout(
+            f"{wf_id} is still {wf['status']} after {timeout:g}s; it goes on running "
+            f"(`osmo workflow query {wf_id}`)"
+        ) from None
+
+
+class WaitTimeout(Exception):
+    pass
+
+
+async def _follow_events(client: Client, wf_id: str, out: Output) -> dict[str, Any]:
+    last = 0
+    for attempt in range(RECONNECTS + 1):
+        try:
+            async for ev in client.stream("events", workflow_id=wf_id, after=last, logs="false"):
+                if ev.get("type") == "resync":
+                    continue  # the stored events it missed are replayed next
+                last = ev["id"] or last
+                _show(ev, out)
+                if ev["type"] == "workflow.status" and WorkflowStatus(ev["status"]).terminal:
+                    return client.get(f"workflows/{wf_id}")  # type: ignore[no-any-return]
+        except Unreachable:
+            if attempt == RECONNECTS:
+                raise
+        out.info(f"the server closed the event stream; reconnecting after event {last}")
+        await asyncio.sleep(min(2**attempt * 0.2, 5))
+    raise Unreachable(client.url, f"the event stream kept dropping ({RECONNECTS} reconnects)")
+
+
+def _show(ev: dict[str, Any], out: Output) -> None:
+    if out.json:
+        return
+    stamp = datetime.fromtimestamp(ev["ts"]).strftime("%H:%M:%S")
+    if ev["type"] == "task.status" and ev["status"] not in _QUIET:
+        code = ev["payload"].get("exit_code")
+        extra = "" if code is None else f" exit {code}"
+        retry = f" (retry {ev['retry_id']})" if ev["retry_id"] else ""
+        out.info(f"{stamp} {ev['workflow_id']} {ev['task']} {ev['status']}{extra}{retry}")
+    elif ev["type"] == "workflow.status":
+        out.info(f"{stamp} {ev['workflow_id']} workflow {ev['status']}")
 
 
 async def _query(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -267,6 +416,8 @@ async def _list(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 async def _logs(client: Client, args: argparse.Namespace, out: Output) -> int:
+    if args.follow:
+        return await _follow_logs(client, args, out)
     lines: list[dict[str, Any]] = client.get(
         f"workflows/{args.id}/tasks/{args.task}/logs", retry_id=args.retry_id
     )
@@ -277,6 +428,34 @@ async def _logs(client: Client, args: argparse.Namespace, out: Output) -> int:
     else:
         for ln in lines:
             print(ln["text"])
+    return EXIT_OK
+
+
+async def _follow_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
+    start = 0
+    if args.lines is not None:  # `-n N -f`: the last N lines so far, then new ones
+        so_far = client.get(f"workflows/{args.id}/tasks/{args.task}/logs", retry_id=args.retry_id)
+        start = max(0, len(so_far) - max(args.lines, 0))
+    path = f"workflows/{args.id}/tasks/{args.task}/logs/follow"
+    status = None
+    async for msg in client.stream(path, retry_id=args.retry_id, start=start):
+        if msg["type"] == "log":
+            print(json.dumps(msg) if out.json else msg["text"], flush=True)
+        elif msg["type"] == "attempt":
+            out.info(f"--- attempt {msg['retry_id']} ---")
+        elif msg["type"] == "end":
+            status = msg["status"]
+            out.info(f"--- {args.task} {status} ---")
+    if status is None:
+        out.error("the server closed the log stream before the task ended")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _restart(client: Client, args: argparse.Namespace, out: Output) -> int:
+    res = client.post(f"workflows/{args.id}/restart")
+    out.info(f"restarted {args.id} as {res['id']}")
+    out.result(res, res["id"])
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,40 @@ class Client:
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, body=body if body is not None else {})
 
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    async def stream(self, path: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        """The JSON messages of one of the API's WebSockets, until the server closes it."""
+        from tornado.httpclient import HTTPClientError, HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        url = self._url(path, params).replace("http", "ws", 1)
+        req = HTTPRequest(
+            url,
+            headers={"Authorization": f"token {self.token}"},
+            connect_timeout=self.timeout,
+            request_timeout=self.timeout,
+        )
+        try:
+            ws = await websocket_connect(req)
+        except HTTPClientError as e:
+            raise _ws_error(e) from None
+        except OSError as e:
+            raise Unreachable(self.url, e.strerror or str(e)) from None
+        try:
+            while (msg := await ws.read_message()) is not None:
+                yield json.loads(msg)
+        finally:
+            ws.close()
+
+    def _url(self, path: str, params: dict[str, Any] | None) -> str:
+        url = f"{self.url}{API_PATH}/{path.lstrip('/')}"
+        query = {k: v for k, v in (params or {}).items() if v is not None and v != []}
+        if query:
+            url += "?" + urllib.parse.urlencode(query, doseq=True)
+        return url
+
     def request(
         self,
         method: str,
@@ -152,10 +187,7 @@ class Client:
         body: Any = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        url = f"{self.url}{API_PATH}/{path.lstrip('/')}"
-        query = {k: v for k, v in (params or {}).items() if v is not None and v != []}
-        if query:
-            url += "?" + urllib.parse.urlencode(query, doseq=True)
+        url = self._url(path, params)
         data = None if body is None else json.dumps(body).encode("utf-8")
         headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
         if data is not None:
@@ -185,6 +217,16 @@ def _api_error(e: urllib.error.HTTPError) -> ApiError:
         raw = e.read()
     except OSError:
         raw = b""
+    return _error_from(e.code, raw, str(e.reason or ""))
+
+
+def _ws_error(e: Any) -> ApiError:
+    """A refused WebSocket handshake (tornado's HTTPClientError) as an ApiError."""
+    raw = e.response.body if e.response is not None and e.response.body else b""
+    return _error_from(e.code, raw, e.message or "")
+
+
+def _error_from(code: int, raw: bytes, reason: str) -> ApiError:
     try:
         body = json.loads(raw)
     except ValueError:
@@ -192,9 +234,9 @@ def _api_error(e: urllib.error.HTTPError) -> ApiError:
     if isinstance(body, dict) and "message" in body:
         details = body.get("details")
         return ApiError(
-            e.code,
-            str(body.get("message") or e.reason),
+            code,
+            str(body.get("message") or reason),
             body.get("reason"),
             details if isinstance(details, list) else [],
         )
-    return ApiError(e.code, str(e.reason or f"HTTP {e.code}"))
+    return ApiError(code, reason or f"HTTP {code}")

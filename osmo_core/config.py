@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traitlets import Dict, Float, Int, Unicode, default, validate
+from traitlets import Dict, Float, Int, List, Set, Unicode, default, validate
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from .errors import ConfigError, Problem
 
 PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}
+ROLES = ("admin", "user")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class PoolConfig:
     default_platform: str
     platforms: dict[str, PlatformConfig]
     description: str = ""
+    # Allow-lists: when either is non-empty, only these users / roles (and admins) may use it.
+    users: frozenset[str] = frozenset()
+    roles: tuple[str, ...] = ()
 
 
 def _data_home() -> Path:
@@ -89,9 +93,39 @@ class OsmoConfig(Configurable):
         help="Seconds a group's other tasks get to finish on their own once its lead has "
         "finished; then they are stopped (FAILED_CANCELED).",
     ).tag(config=True)
+    subscriber_queue_size = Int(
+        10_000,
+        help="Events buffered for each live subscriber (an API WebSocket client) before it is "
+        "dropped to resync; bounds the memory a slow client can hold.",
+    ).tag(config=True)
     cancel_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL on cancel.").tag(
         config=True
     )
+
+    # --- auth (the control plane) -------------------------------------------------------
+    admin_users = Set(
+        Unicode(),
+        help="Users with the admin role (see and act on every workflow), whatever "
+        "identity they sign in with. The owner of a single-user Jupyter server and "
+        "holders of its token are always admins.",
+    ).tag(config=True)
+    oidc_issuer = Unicode(
+        "", help="OIDC issuer URL; bearer JWTs it signs are accepted. Empty: OIDC off."
+    ).tag(config=True)
+    oidc_audience = Unicode("osmo", help="Required `aud` of OIDC tokens.").tag(config=True)
+    oidc_jwks_url = Unicode(
+        "",
+        help="The issuer's JWKS URL (default: from <issuer>/.well-known/openid-configuration).",
+    ).tag(config=True)
+    oidc_username_claim = Unicode(
+        "preferred_username", help="Claim naming the user (falls back to `sub`)."
+    ).tag(config=True)
+    oidc_roles_claim = Unicode(
+        "roles", help="Claim (dotted path, e.g. realm_access.roles) listing the user's roles."
+    ).tag(config=True)
+    oidc_admin_roles = List(
+        Unicode(), ["admin"], help="Roles in `oidc_roles_claim` that make a user an admin."
+    ).tag(config=True)
 
     @default("data_dir")
     def _default_data_dir(self) -> str:
@@ -136,13 +170,26 @@ class OsmoConfig(Configurable):
             if not isinstance(raw, dict):
                 problems.append(Problem(f"expected a dict, got {raw!r}", field=where))
                 continue
-            unknown = set(raw) - {"backend", "default_platform", "platforms", "description"}
+            unknown = set(raw) - _POOL_KEYS
             if unknown:
                 problems.append(
                     Problem(
                         f"unknown keys {sorted(unknown)}",
                         field=where,
-                        hint="valid: backend, default_platform, platforms, description",
+                        hint=f"valid: {', '.join(sorted(_POOL_KEYS))}",
+                    )
+                )
+            users, roles = raw.get("users") or [], raw.get("roles") or []
+            if not _str_list(users):
+                problems.append(
+                    Problem(f"expected a list of user names, got {users!r}", field=f"{where}.users")
+                )
+            if not _str_list(roles) or set(roles) - set(ROLES):
+                problems.append(
+                    Problem(
+                        f"expected a list of roles, got {roles!r}",
+                        field=f"{where}.roles",
+                        hint=f"roles: {', '.join(ROLES)}",
                     )
                 )
             backend = raw.get("backend", "local")
@@ -168,7 +215,13 @@ class OsmoConfig(Configurable):
                     )
                 )
             out[name] = PoolConfig(
-                name, backend, default_platform, platforms, raw.get("description", "")
+                name,
+                backend,
+                default_platform,
+                platforms,
+                raw.get("description", ""),
+                users=frozenset(users),
+                roles=tuple(roles),
             )
         if self.default_pool not in self.pools:
             problems.append(
@@ -181,6 +234,13 @@ class OsmoConfig(Configurable):
         if problems:
             raise ConfigError(problems)
         return out
+
+
+_POOL_KEYS = {"backend", "default_platform", "platforms", "description", "users", "roles"}
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> OsmoConfig:

@@ -93,6 +93,14 @@ class Conflict(OsmoError):
     pass
 
 
+class Unauthorized(OsmoError):
+    """No valid credentials: missing, unknown, expired or revoked token, bad signature."""
+
+
+class Forbidden(OsmoError):
+    """Authenticated, but not allowed: another user's workflow, a pool not open to them."""
+
+
 class InvalidTransition(OsmoError):
     pass
 

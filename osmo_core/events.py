@@ -97,7 +97,8 @@ class Subscription:
             dropped = self._queue.qsize()
             while not self._queue.empty():
                 self._queue.get_nowait()
-            self._queue.put_nowait(Overflow(dropped))
+            # The end-of-stream marker must never be the one dropped.
+            self._queue.put_nowait(None if ev is None else Overflow(dropped))
 
     async def get(self) -> Event | Overflow | None:
         """Next event; None once the bus closed."""

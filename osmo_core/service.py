@@ -15,9 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .auth import Authenticator
 from .backends import make_backend
 from .backends.base import Backend, LogLine, attempt_key
-from .config import OsmoConfig
+from .config import PRIORITIES, OsmoConfig
 from .engine import Engine
 from .errors import Conflict, NotFound, PlacementError
 from .events import EventBus, Subscription
@@ -39,6 +40,7 @@ class Service:
             for name, spec in self.config.backends.items()
         }
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
+        self.auth = Authenticator(self.store, self.config)
         self._lock_fd: int | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -134,6 +136,22 @@ class Service:
             file=loaded.file,
         )
 
+    async def restart(self, wf_id: str, *, user: str | None = None) -> str:
+        """Submit a finished workflow's stored spec again (same values, pool and priority), as
+        a new workflow; Conflict while it is still running."""
+        row = self.store.get_workflow(wf_id)
+        if not WorkflowStatus(row["status"]).terminal:
+            raise Conflict(f"workflow {wf_id!r} is still {row['status']}; cancel it first")
+        priority = next((k for k, v in PRIORITIES.items() if v == row["priority"]), "NORMAL")
+        return await self.submit(
+            row["spec_original"],
+            file=row["file"],
+            set_values=json.loads(row["set_values"]),
+            pool=row["pool"],
+            user=user or row["user"],
+            priority=priority,
+        )
+
     async def cancel(self, wf_id: str) -> WorkflowStatus:
         return await self.engine.cancel(wf_id)
 
@@ -141,7 +159,7 @@ class Service:
         return await self.engine.wait(wf_id)
 
     def subscribe(self, workflow_id: str | None = None, *, logs: bool = True) -> Subscription:
-        return self.bus.subscribe(workflow_id, logs=logs)
+        return self.bus.subscribe(workflow_id, logs=logs, maxsize=self.config.subscriber_queue_size)
 
     def unfinished(self) -> list[str]:
         return self.store.unfinished_workflow_ids()
@@ -162,6 +180,14 @@ class Service:
         row["groups"] = [dict(g) for g in group_rows]
         row["tasks"] = tasks
         return row
+
+    def task(self, wf_id: str, name: str) -> dict[str, Any]:
+        """A task: its latest attempt's fields, plus every attempt under `attempts`."""
+        self.store.get_workflow(wf_id)  # NotFound names the workflow first
+        attempts = [_task_model(r) for r in self.store.tasks_of(wf_id, name)]
+        if not attempts:
+            raise NotFound(f"workflow {wf_id!r} has no task {name!r}")
+        return {**attempts[-1], "attempts": attempts}
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         rows = self.store.list_workflows(**filters)
@@ -197,6 +223,13 @@ class Service:
         if backend is None:
             return []  # never placed: no log yet
         return await backend.read_log(attempt_key(wf_id, task, row["retry_id"]), start, limit)
+
+    def resources(self) -> list[dict[str, Any]]:
+        """Every machine: capacity, what is free, and the pools that use it."""
+        return [
+            {**u, "pools": sorted(p.name for p in self.pools.values() if p.backend == u["backend"])}
+            for u in self.scheduler.usage()
+        ]
 
     def pools_info(self) -> list[dict[str, Any]]:
         usage = self.scheduler.usage()

@@ -115,6 +115,23 @@ events = Table(
     Index("ix_events_workflow", "workflow_id", "id"),
 )
 
+# Personal access tokens: only a hash of the secret is kept (see osmo_core.auth.tokens).
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+    Index("ix_tokens_user", "user"),
+)
+
 TABLES = {"workflows": workflows, "groups": groups, "tasks": tasks, "events": events}
 _KEYS = {
     "workflows": ("id",),
@@ -386,15 +403,53 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q.order_by(tasks.c.create_time, tasks.c.retry_id)).mappings())
 
+    def workflow_owner(self, wf_id: str) -> str:
+        with self.engine.connect() as conn:
+            user = conn.execute(
+                select(workflows.c.user).where(workflows.c.id == wf_id)
+            ).scalar_one_or_none()
+        if user is None:
+            raise NotFound(f"workflow {wf_id!r} not found")
+        return str(user)
+
     def events_since(
-        self, after_id: int = 0, workflow_id: str | None = None, limit: int = 1000
+        self,
+        after_id: int = 0,
+        workflow_id: str | None = None,
+        limit: int = 1000,
+        user: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Stored events after `after_id`, oldest first; `user`: of that user's workflows only."""
         q = select(events).where(events.c.id > after_id)
         if workflow_id:
             q = q.where(events.c.workflow_id == workflow_id)
+        if user is not None:
+            owned = select(workflows.c.id).where(workflows.c.user == user)
+            q = q.where(events.c.workflow_id.in_(owned))
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(events.c.id).limit(limit)).mappings()
             return [{**r, "payload": json.loads(r["payload"])} for r in rows]
+
+    # --- personal access tokens (not engine state: written directly) ----------------------
+
+    def add_token(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(tokens), [row])
+
+    def get_token(self, token_id: str) -> RowMapping | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(tokens).where(tokens.c.id == token_id)).mappings().first()
+
+    def list_tokens(self, user: str | None = None) -> list[RowMapping]:
+        q = select(*[c for c in tokens.c if c.name != "hash"])
+        if user is not None:
+            q = q.where(tokens.c.user == user)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q.order_by(tokens.c.created_at)).mappings())
+
+    def update_token(self, token_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(tokens).where(tokens.c.id == token_id).values(**values))
 
 
 _WORKFLOW = select(workflows).where(workflows.c.id == bindparam("wf_id"))

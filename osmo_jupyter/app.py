@@ -7,6 +7,10 @@ Lifecycle (jupyter_server's ExtensionApp hooks):
 - `_start_jupyter_server_extension()` (first turn of the server's loop): starts the Service (store,
   engine, local agent). Requests arriving earlier wait for it; if it fails they get 503.
 - `stop_extension()` (server shutdown): stops the Service (agents outlive it by design).
+
+Headless (`jupyter osmo`), the server's identity provider is `OsmoIdentityProvider` (personal
+access tokens and OIDC JWTs besides the server's own token) unless the configuration names
+another; inside `jupyter lab` the server's identity is left as it is (identity.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from osmo_core.errors import ConfigError, Problem
 from osmo_core.service import Service
 
 from .handlers import API_PREFIX, default_handlers
+from .identity import OsmoIdentityProvider
 from .metrics import ServiceMetrics
 
 
@@ -41,6 +46,19 @@ class OsmoApp(ExtensionApp):
     _start_task: asyncio.Task[Service] | None = None
     _stopped = False
     _metrics: ServiceMetrics | None = None
+
+    def _jupyter_server_config(self) -> dict[str, Any]:
+        """Server settings applied when `jupyter osmo` starts the server (only then)."""
+        from jupyter_server.serverapp import ServerApp
+
+        config = super()._jupyter_server_config()
+        chosen = (
+            ServerApp.initialized()
+            and "identity_provider_class" in ServerApp.instance().config.ServerApp
+        )
+        if not chosen:  # an admin's own choice (e.g. JupyterHub's) wins
+            config["ServerApp"]["identity_provider_class"] = OsmoIdentityProvider
+        return config
 
     def initialize_settings(self) -> None:
         try:

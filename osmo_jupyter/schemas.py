@@ -78,6 +78,67 @@ class EventsQuery(BaseModel):
     logs: bool = Field(True, description="Include live `task.log` lines.")
 
 
+class LogFollowQuery(BaseModel):
+    """Query string of the log-follow WebSocket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retry_id: int | None = Field(
+        None, ge=0, description="Follow this attempt only (default: the task, across attempts)."
+    )
+    start: int = Field(0, ge=0, description="Skip the first `start` lines.")
+
+
+class TokenListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(None, description="Admins: one user's tokens.")
+
+
+class TokenRequest(BaseModel):
+    """Body of `POST /tokens`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, description="What the token is for.")
+    user: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$",  # as osmo_core.auth.tokens checks it
+        description="Admins: create it for this user.",
+    )
+    role: Literal["admin", "user"] = Field("user", description="Admins only: `admin`.")
+    expires_in_days: float | None = Field(
+        None, gt=0, le=3650, description="Lifetime; none = until revoked."
+    )
+
+
+class TokenRecord(BaseModel):
+    id: str
+    user: str
+    name: str
+    role: Literal["admin", "user"]
+    created_by: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+class TokenCreated(TokenRecord):
+    token: str = Field(description="The token itself; shown only in this answer.")
+
+
+class MeResponse(BaseModel):
+    name: str
+    role: Literal["admin", "user"]
+    via: str = Field(description="jupyter, token, oidc")
+
+
+class RestartResponse(BaseModel):
+    id: str = Field(description="The new workflow.")
+    restarted: str
+
+
 # --- responses ----------------------------------------------------------------------------
 # Documented as the service builds them (osmo_core.service); fields are listed, not closed,
 # so a field added later does not break a client checking against an older document.
@@ -197,6 +258,18 @@ class NodeUsage(BaseModel):
     arch: str
 
 
+class TaskDetail(TaskModel):
+    """`GET /workflows/{wf_id}/tasks/{task}`: the latest attempt, and every attempt."""
+
+    attempts: list[TaskModel]
+
+
+class ResourceModel(NodeUsage):
+    """One machine of `GET /resources`."""
+
+    pools: list[str]
+
+
 class PoolModel(BaseModel):
     name: str
     backend: str
@@ -227,10 +300,10 @@ class ErrorResponse(BaseModel):
 _ERRORS = {
     400: "Bad request: bad JSON, or a body or query value of the wrong shape; `details` name "
     "each bad field",
-    401: "Not authenticated",
-    403: "Not authenticated (jupyter_server's answer to a request without valid credentials, "
-    "or a POST without them and without an XSRF token) or not allowed",
-    404: "No such workflow, task or attempt",
+    401: "Not authenticated: no credentials, or an unknown, expired or revoked token",
+    403: "Not allowed: another user's workflow or token, a pool closed to the caller, an "
+    "admin-only action (or, with cookie auth, a POST without an XSRF token)",
+    404: "No such workflow, task, attempt or token",
     409: "Conflict with the resource's state (e.g. the workflow already ended)",
     422: "Well-formed but invalid: the spec, its set values or its placement; `details` has "
     "one entry per problem with file, line and field",
@@ -317,8 +390,9 @@ def _path(*names: str) -> list[dict[str, Any]]:
 
 MODELS: list[type[BaseModel]] = [
     SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse, SpecResponse,
-    LogLineModel, WorkflowSummary, WorkflowModel, PoolModel, VersionResponse, HealthResponse,
-    ErrorResponse,
+    LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
+    VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
+    MeResponse, RestartResponse,
 ]  # fmt: skip
 
 
@@ -340,21 +414,21 @@ def openapi(version: str) -> dict[str, Any]:
             "title": "osmo-jupyter control plane",
             "version": version,
             "description": "Errors are jupyter_server's JSON body {message, reason, details}. "
-            "Authenticate as for the Jupyter server: `Authorization: token TOKEN`.",
+            "Authenticate with `Authorization: Bearer TOKEN`.",
         },
         "servers": [{"url": "/osmo/api/v1"}],
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "token": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "Authorization",
-                    "description": "`token TOKEN`: the Jupyter server's token",
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal access token, an OIDC JWT, or the Jupyter "
+                    "server's token (`Authorization: token TOKEN` is accepted too)",
                 }
             },
         },
-        "security": [{"token": []}],
+        "security": [{"bearer": []}],
         "paths": {
             "/health": {
                 "get": _op(
@@ -373,6 +447,44 @@ def openapi(version: str) -> dict[str, Any]:
             "/openapi.json": {
                 "get": _op(
                     "openapi", "This document", {200: _json({"type": "object"}, "OK")}, _AUTH
+                )
+            },
+            "/me": {
+                "get": _op(
+                    "me", "Who the caller is to osmo", {200: _json(_ref(MeResponse), "OK")}, _AUTH
+                )
+            },
+            "/resources": {
+                "get": _op(
+                    "listResources",
+                    "Every machine: capacity, what is free, the pools using it",
+                    {200: _json(_array(ResourceModel), "OK")},
+                    _SERVICE,
+                )
+            },
+            "/tokens": {
+                "get": _op(
+                    "listTokens",
+                    "Personal access tokens (admins: anyone's)",
+                    {200: _json(_array(TokenRecord), "OK")},
+                    (400, *_SERVICE),
+                    params=_query(TokenListQuery),
+                ),
+                "post": _op(
+                    "createToken",
+                    "Create a personal access token; the token is shown only in this answer",
+                    {201: _json(_ref(TokenCreated), "created")},
+                    (400, 422, *_SERVICE),
+                    body=TokenRequest,
+                ),
+            },
+            "/tokens/{token_id}": {
+                "delete": _op(
+                    "revokeToken",
+                    "Revoke a personal access token",
+                    {200: _json(_ref(TokenRecord), "revoked")},
+                    (404, *_SERVICE),
+                    params=_path("token_id"),
                 )
             },
             "/pools": {
@@ -440,6 +552,24 @@ def openapi(version: str) -> dict[str, Any]:
                     {200: _json(_ref(CancelResponse), "OK")},
                     (404, 409, *_SERVICE),
                     params=_path("wf_id"),
+                )
+            },
+            f"{wf}/restart": {
+                "post": _op(
+                    "restartWorkflow",
+                    "Run an ended workflow again as a new one",
+                    {201: _json(_ref(RestartResponse), "the new workflow")},
+                    (404, 409, 422, *_SERVICE),
+                    params=_path("wf_id"),
+                )
+            },
+            f"{wf}/tasks/{{task}}": {
+                "get": _op(
+                    "getTask",
+                    "A task: its latest attempt, and every attempt",
+                    {200: _json(_ref(TaskDetail), "OK")},
+                    (404, *_SERVICE),
+                    params=_path("wf_id", "task"),
                 )
             },
             f"{wf}/spec": {

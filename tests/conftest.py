@@ -109,3 +109,12 @@ def pg_database() -> Iterator[PgDatabase]:
     finally:
         drop()
         admin.dispose()
+
+
+@pytest.fixture
+def oidc_issuer() -> Iterator[Any]:
+    from tests.oidc_issuer import LocalIssuer
+
+    issuer = LocalIssuer()
+    yield issuer
+    issuer.close()

@@ -79,10 +79,44 @@ async def test_events_socket_needs_a_token(jp_ws_fetch, osmo):
     for headers in ({"Authorization": ""}, {"Authorization": "token wrong"}):
         with pytest.raises(HTTPClientError) as e:
             await jp_ws_fetch("osmo", "api", "v1", "events", headers=headers)
-        assert e.value.code == 403
+        assert e.value.code == 401
 
 
 async def test_events_socket_rejects_bad_query(jp_ws_fetch, osmo):
     with pytest.raises(HTTPClientError) as e:
         await events_ws(jp_ws_fetch, after="yesterday")
     assert e.value.code == 400
+
+
+def _wide(n: int) -> str:
+    tasks = "".join(f"  - name: t{i}\n    command: [echo, '{i}']\n" for i in range(n))
+    return f"workflow:\n  name: wide\n  tasks:\n{tasks}"
+
+
+async def test_a_client_that_falls_behind_is_resynced_without_gaps(api, jp_ws_fetch, service):
+    service.config.subscriber_queue_size = 4  # one engine round announces far more than 4
+    ws = await events_ws(jp_ws_fetch, logs="false")
+    wf_id = (await api("POST", "workflows", body={"spec": _wide(30)}, status=201))["id"]
+    got = await until_done(ws, wf_id)
+    ws.close()
+    assert any(e.get("type") == "resync" for e in got), "the queue did overflow"
+    ids = [e["id"] for e in got if e.get("type") != "resync"]
+    assert ids == [e["id"] for e in service.store.events_since(0, wf_id)], "no gap, no repeat"
+
+
+async def test_log_follow_of_a_slow_client_loses_no_line(api, jp_ws_fetch, service):
+    service.config.subscriber_queue_size = 4
+    spec = (
+        "workflow:\n  name: chatty\n  tasks:\n  - name: talk\n"
+        "    command: [sh, -c, 'for i in $(seq 1 300); do echo line $i; done']\n"
+    )
+    wf_id = (await api("POST", "workflows", body={"spec": spec}, status=201))["id"]
+    ws = await jp_ws_fetch(
+        "osmo", "api", "v1", "workflows", wf_id, "tasks", "talk", "logs", "follow"
+    )
+    msgs = []
+    while (msg := await ws.read_message()) is not None:
+        msgs.append(json.loads(msg))
+    lines = [m["text"] for m in msgs if m["type"] == "log" and m["stream"] == "stdout"]
+    assert lines == [f"line {i}" for i in range(1, 301)]
+    assert msgs[-1]["type"] == "end"

@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 import pytest
+from tornado.websocket import WebSocketHandler
 
+from osmo_jupyter.handlers import default_handlers
 from tests.conftest import EXAMPLES
 
 SERIAL = (EXAMPLES / "serial.yaml").read_text()
@@ -51,12 +53,16 @@ async def wait_for(api, wf_id: str, statuses: set[str], timeout: float = 20) -> 
 
 async def test_health_needs_no_token_and_everything_else_does(api):
     assert await api("GET", "health", headers=NO_TOKEN) == {"status": "ok"}
-    for path in ("version", "pools", "workflows", "workflows/x", "workflows/x/spec"):
+    paths = ("version", "me", "pools", "resources", "tokens", "workflows", "workflows/x")
+    paths += ("workflows/x/spec", "workflows/x/tasks/t", "workflows/x/tasks/t/logs")
+    for path in paths:
         for headers in (NO_TOKEN, {"Authorization": "token wrong"}):
-            err = await api("GET", path, headers=headers, status=403)
-            assert set(err) >= {"message", "reason"}
-    for path in ("workflows", "workflows/x/cancel"):
-        await api("POST", path, body={"spec": SERIAL}, headers=NO_TOKEN, status=403)
+            err = await api("GET", path, headers=headers, status=401)
+            assert err["reason"] == "unauthorized" and "authentication required" in err["message"]
+    for path in ("workflows", "workflows/x/cancel", "workflows/x/restart", "tokens"):
+        # jupyter_server's rule: a POST with neither a token nor an XSRF cookie is refused first
+        err = await api("POST", path, body={"spec": SERIAL}, headers=NO_TOKEN, status=403)
+        assert "_xsrf" in err["message"]
     assert await api("GET", "workflows") == []  # nothing was submitted
 
 
@@ -98,7 +104,9 @@ async def test_submit_runs_to_completion_with_logs_spec_and_list(api, jp_fetch):
     listed = await api("GET", "workflows", params={"status": "COMPLETED", "user": me})
     assert [w["id"] for w in listed] == [wf_id]
     assert await api("GET", "workflows", params={"status": "RUNNING,FAILED"}) == []
-    assert await api("GET", "workflows", params={"user": "someone-else"}) == []
+    # a user lists their own workflows only
+    err = await api("GET", "workflows", params={"user": "someone-else"}, status=403)
+    assert err["message"] == "'alice' may only list their own workflows"
     assert await api("GET", "workflows", params={"limit": 1, "offset": 1}) == []
 
 
@@ -237,17 +245,14 @@ async def test_unknown_route_under_the_api_is_json_404(jp_fetch, osmo):
 async def test_openapi_document_lists_the_routes(api):
     doc = await api("GET", "openapi.json")
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {
-        "/health",
-        "/version",
-        "/openapi.json",
-        "/pools",
-        "/workflows",
-        "/workflows/{wf_id}",
-        "/workflows/{wf_id}/cancel",
-        "/workflows/{wf_id}/spec",
-        "/workflows/{wf_id}/tasks/{task}/logs",
+    # every REST route is documented (WebSockets are not part of OpenAPI)
+    rest = {
+        re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", path).removeprefix("/osmo/api/v1")
+        for path, handler in default_handlers
+        if not issubclass(handler, WebSocketHandler)
     }
+    assert "/workflows/{wf_id}/restart" in rest and "/tokens/{token_id}" in rest
+    assert set(doc["paths"]) == rest
     body = doc["components"]["schemas"]["SubmitRequest"]
     assert body["required"] == ["spec"] and "dry_run" in body["properties"]
     params = [p["name"] for p in doc["paths"]["/workflows"]["get"]["parameters"]]
@@ -255,3 +260,40 @@ async def test_openapi_document_lists_the_routes(api):
     refs = json.dumps(doc)
     for name in set(re.findall(r"#/components/schemas/(\w+)", refs)):
         assert name in doc["components"]["schemas"], name
+
+
+async def test_task_restart_and_resources(api, jp_ws_fetch):
+    retry = (EXAMPLES / "retry.yaml").read_text()
+    wf_id = (await api("POST", "workflows", body={"spec": retry}, status=201))["id"]
+    follow = await jp_ws_fetch(
+        "osmo", "api", "v1", "workflows", wf_id, "tasks", "flaky", "logs", "follow"
+    )
+    msgs = []
+    while (msg := await follow.read_message()) is not None:
+        msgs.append(json.loads(msg))
+    # the follow goes on through the reschedule, and ends with the task
+    stdout = [m["text"] for m in msgs if m["type"] == "log" and m["stream"] == "stdout"]
+    assert stdout == ["attempt 0", "attempt 1"]
+    assert {"type": "attempt", "retry_id": 1} in msgs
+    assert msgs[-1] == {"type": "end", "status": "COMPLETED", "retry_id": 1}
+
+    await wait_for(api, wf_id, {"COMPLETED"})
+    task = await api("GET", f"workflows/{wf_id}/tasks/flaky")
+    assert task["status"] == "COMPLETED" and task["retry_id"] == 1
+    assert [a["exit_code"] for a in task["attempts"]] == [3, 0]
+    await api("GET", f"workflows/{wf_id}/tasks/nope", status=404)
+
+    again = await api("POST", f"workflows/{wf_id}/restart", status=201)
+    assert again["restarted"] == wf_id and again["id"] != wf_id
+    new = await wait_for(api, again["id"], {"COMPLETED"})
+    assert new["name"] == "retry" and new["pool"] == "local"
+    spec = await api("GET", f"workflows/{again['id']}/spec")
+    assert spec["original"] == retry
+
+    sleeper = (await api("POST", "workflows", body={"spec": SLEEP}, status=201))["id"]
+    err = await api("POST", f"workflows/{sleeper}/restart", status=409)
+    assert "cancel it first" in err["message"]
+    await api("POST", f"workflows/{sleeper}/cancel")
+
+    (node,) = await api("GET", "resources")
+    assert node["pools"] == ["local"] and node["cpu"] > 0 and 0 <= node["free_cpu"] <= node["cpu"]

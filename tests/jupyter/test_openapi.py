@@ -30,11 +30,12 @@ HELLO = "workflow:\n  name: hl\n  tasks:\n  - name: t\n    command: [echo, hello
 SEED = os.environ.get("OSMO_SCHEMATHESIS_SEED", "1")
 MAX_EXAMPLES = os.environ.get("OSMO_SCHEMATHESIS_EXAMPLES", "25")
 
-# Two exceptions, each for a reason the document cannot express:
-# - a workflow spec is checked beyond its JSON shape (YAML, DAG, placement): a schema-valid
-#   body can be a 422, so 422 is an acceptable answer to positive data on submit;
-# - `missing_required_header` insists on 401 for a missing Authorization header, where
-#   jupyter_server answers 403 (documented); `ignored_auth` still checks every route refuses.
+# Two exceptions, for reasons the document cannot express:
+# - a workflow spec is checked beyond its JSON shape (YAML, DAG, placement), so a schema-valid
+#   body can be a 422 on submit;
+# - a POST or DELETE without credentials meets jupyter_server's XSRF check before osmo's auth,
+#   so it is a 403, not the 401 `missing_required_header` insists on (it cannot be turned off
+#   per method); `ignored_auth` still checks that every operation refuses a missing token.
 CONFIG = """\
 [parameters]
 "path.wf_id" = "{wf_id}"

@@ -1,0 +1,17 @@
+"""Who is calling, and what they may do.
+
+- `Principal`: an authenticated user with one role, `admin` or `user`.
+- `TokenManager`: personal access tokens (`osmo_<id>_<secret>`), hashed at rest, with expiry
+  and revocation.
+- `OIDCVerifier`: bearer JWTs checked against an issuer's published keys (JWKS).
+- `Authenticator`: a bearer token of either kind → Principal (Unauthorized with the reason).
+- `policy`: the rules — users see and act on their own workflows; admins on all; pools may be
+  restricted to listed users and roles.
+"""
+
+from .authenticator import Authenticator
+from .oidc import OIDCVerifier
+from .principal import ADMIN, ROLES, USER, Principal
+from .tokens import TokenManager
+
+__all__ = ["ADMIN", "ROLES", "USER", "Authenticator", "OIDCVerifier", "Principal", "TokenManager"]

@@ -1,0 +1,22 @@
+"""The authenticated caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import ROLES
+
+ADMIN, USER = ROLES
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str = USER
+    # How they proved it: "jupyter" (the server's own identity), "token" (a personal access
+    # token), "oidc" (a JWT), "local" (in-process: CLI, embedded Client).
+    via: str = "local"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
