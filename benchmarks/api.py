@@ -207,6 +207,23 @@ async def messages(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[tuple[f
         yield now, json.loads(msg.data)
 
 
+async def last_event_id(s: aiohttp.ClientSession, srv: Server) -> int:
+    """The newest stored event's id: the last of the replay, after which the stream is quiet."""
+    last = 0
+    ws = await events(s, srv, logs="false")
+    try:
+        while True:
+            msg = await ws.receive(timeout=0.5)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            last = json.loads(msg.data)["id"] or last
+    except TimeoutError:
+        pass
+    finally:
+        await ws.close()
+    return last
+
+
 def one_task(name: str, command: list[str]) -> dict[str, Any]:
     return {"workflow": {"name": name, "tasks": [{"name": "t", "command": command}]}}
 
@@ -355,22 +372,21 @@ async def _fanout(
     process's CPU seconds while it ran."""
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(headers=HEADERS, connector=conn) as subs:
-        # Subscribed before the workflow exists: its id is predictable (NAME-N, first of its
-        # name on this server), so each socket carries only this workflow's events.
-        wf_id = f"{name}-1"
-        sockets = [
-            await events(subs, srv, logs="false", workflow_id=wf_id) for _ in range(SUBSCRIBERS)
-        ]
+        # Subscribed before the workflow exists, from the newest stored event on: no replay.
+        after = str(await last_event_id(s, srv))
+        sockets = [await events(subs, srv, logs="false", after=after) for _ in range(SUBSCRIBERS)]
         await asyncio.sleep(0.5)  # every subscription is registered
         assert srv.proc is not None
         server, me = psutil.Process(srv.proc.pid), psutil.Process()
         cpu0 = sum(server.cpu_times()[:2]), sum(me.cpu_times()[:2])
-        assert await submit(s, srv, spec) == wf_id
+        wf_id = await submit(s, srv, spec)
         last: dict[int, float] = {}
         ts: dict[int, float] = {}
 
         async def reader(ws: aiohttp.ClientWebSocketResponse) -> None:
             async for now, ev in messages(ws):
+                if ev["workflow_id"] != wf_id:
+                    continue
                 last[ev["id"]] = max(last.get(ev["id"], 0.0), now)
                 ts[ev["id"]] = ev["ts"]
                 if ev["type"] == "workflow.status" and ev["status"] in ("COMPLETED", "FAILED"):
@@ -415,9 +431,8 @@ async def bench_logs(s: aiohttp.ClientSession, srv: Server) -> dict[str, Any]:
         f"import time\nfor _ in range({LOG_LINES}):\n"
         "    print(repr(time.time()), flush=True)\n    time.sleep(0.01)\n"
     )
-    ws = await events(s, srv, workflow_id="logs-1")  # predictable, as in bench_fanout
+    ws = await events(s, srv, after=str(await last_event_id(s, srv)))
     wf_id = await submit(s, srv, one_task("logs", [sys.executable, "-u", "-c", script]))
-    assert wf_id == "logs-1", wf_id
     lat: list[float] = []
     async for now, ev in messages(ws):
         if ev["workflow_id"] != wf_id:
