@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +140,20 @@ async def test_gauges_leave_the_registry_when_the_extension_stops(jp_fetch, osmo
     await osmo.stop_extension()
     assert REGISTRY.get_sample_value("osmo_engine_queue_length") is None
     assert "osmo_workflows" not in (await jp_fetch("metrics")).body.decode()
+
+
+def test_headless_metrics_need_the_token(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    """`jupyter osmo` (its own identity provider): /metrics refuses a scrape without the
+    token and serves the gauges to a Bearer token, as Prometheus sends it."""
+    from test_openapi import TOKEN, server  # the same subprocess helper
+
+    with server(osmo_env, tmp_path / "server.log") as base:
+        url = base.removesuffix("/osmo/api/v1") + "/metrics"
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
+            assert e.value.code == 403
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+    assert 'osmo_workflows{status="RUNNING"} 0.0' in text
