@@ -137,6 +137,11 @@ async def test_metrics_need_authentication(jp_fetch, jp_auth_header, osmo):
 
 async def test_gauges_leave_the_registry_when_the_extension_stops(jp_fetch, osmo: OsmoApp):
     assert "osmo_workflows" in (await jp_fetch("metrics")).body.decode()
+    assert osmo.service is not None
+    for backend in osmo.service.backends.values():  # stopped, it could not reach its agent
+        shutdown = getattr(backend, "shutdown_agent", None)
+        if shutdown is not None:
+            await shutdown(force=True)
     await osmo.stop_extension()
     assert REGISTRY.get_sample_value("osmo_engine_queue_length") is None
     assert "osmo_workflows" not in (await jp_fetch("metrics")).body.decode()
