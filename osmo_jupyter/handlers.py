@@ -453,9 +453,9 @@ class _OsmoWebSocket(_OsmoMixin, JupyterHandler, websocket.WebSocketHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]
 
-    async def _send(self, msg: dict[str, Any]) -> None:
+    async def _send(self, msg: dict[str, Any] | str) -> None:
         # Awaiting the flush: a slow peer backs up into its bounded queue, never into the engine.
-        await self.write_message(json.dumps(msg, default=str))
+        await self.write_message(msg if isinstance(msg, str) else json.dumps(msg, default=str))
 
 
 class EventsWebSocket(_OsmoWebSocket):
@@ -497,7 +497,7 @@ class EventsWebSocket(_OsmoWebSocket):
                     await self._send({"type": "resync", "dropped": item.dropped})
                     last = await self._replay(last)
                 elif (item.id is None or item.id > last) and self._visible(item.workflow_id):
-                    await self._send(item.to_dict())
+                    await self._send(item.to_json())  # serialized once for all subscribers
                     if item.id is not None:
                         last = item.id
             self.close(1001, "server shutting down")
