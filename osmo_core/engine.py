@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +228,23 @@ class Engine:
         for backend in self.backends.values():
             await backend.stop()
         self.bus.close()
+
+    # --- read-only gauges (osmo_jupyter.metrics reads them on scrape) -----------------------
+
+    @property
+    def queue_length(self) -> int:
+        """Task attempts waiting for capacity."""
+        return sum(len(unit) for _, unit in self._queue)
+
+    @property
+    def inbox_length(self) -> int:
+        """Commands and backend events not yet taken by a round."""
+        return self._inbox.qsize()
+
+    @property
+    def attempt_counts(self) -> Counter[str]:
+        """Task attempts per status, of the workflows in memory (the unfinished ones)."""
+        return Counter(a.status.value for a in self._attempts.values() if a.status is not None)
 
     # --- commands (any coroutine may call these; they run inside the engine's loop) --------
 

@@ -20,6 +20,7 @@ receives one `Overflow` marker, after which it should re-read state from the sto
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,13 @@ class Event:
     retry_id: int | None = None
     status: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def to_json(self) -> str:
+        """`to_dict()` as JSON text, made once: every subscriber of an event sends the same."""
+        if self._json is None:
+            self._json = json.dumps(self.to_dict(), default=str)
+        return self._json
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies, and this runs for every event.

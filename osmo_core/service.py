@@ -172,15 +172,16 @@ class Service:
 
     def get(self, wf_id: str) -> dict[str, Any]:
         """A workflow with its groups and every task attempt, JSON-ready."""
-        row = dict(self.store.get_workflow(wf_id))
+        wf, group_rows, task_rows = self.store.workflow_detail(wf_id)
+        row = dict(wf)
         spec_json = row.pop("spec_json")
         for k in ("spec_original", "spec_rendered"):
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
-        tasks = [_task_model(r) for r in self.store.tasks_of(wf_id)]
+        tasks = [_task_model(r) for r in task_rows]
         order = {name: i for i, name in enumerate(_task_names(json.loads(spec_json)))}
         tasks.sort(key=lambda t: (order.get(t["name"], 0), t["retry_id"]))
-        row["groups"] = [dict(g) for g in self.store.groups_of(wf_id)]
+        row["groups"] = [dict(g) for g in group_rows]
         row["tasks"] = tasks
         return row
 
@@ -193,7 +194,8 @@ class Service:
         return {**attempts[-1], "attempts": attempts}
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.store.list_workflows(**filters)]
+        rows = self.store.list_workflows(**filters)
+        return [{**r, "set_values": json.loads(r["set_values"])} for r in rows]  # as get()
 
     def spec(self, wf_id: str) -> dict[str, str]:
         row = self.store.get_workflow(wf_id)

@@ -26,6 +26,7 @@ from osmo_core.service import Service
 
 from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
+from .metrics import ServiceMetrics
 
 
 class ServiceUnavailable(Exception):
@@ -44,6 +45,7 @@ class OsmoApp(ExtensionApp):
     service: Service | None = None
     _start_task: asyncio.Task[Service] | None = None
     _stopped = False
+    _metrics: ServiceMetrics | None = None
 
     def _jupyter_server_config(self) -> dict[str, Any]:
         """Server settings applied when `jupyter osmo` starts the server (only then)."""
@@ -77,7 +79,7 @@ class OsmoApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         try:
-            await self.ready()
+            self._metrics = ServiceMetrics(await self.ready()).start()
         except ServiceUnavailable as e:
             self.log.critical("osmo: %s", e)
 
@@ -106,6 +108,8 @@ class OsmoApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         self._stopped = True
+        if self._metrics is not None:
+            await self._metrics.stop()
         task, self._start_task = self._start_task, None
         if task is None or self.service is None:
             return

@@ -217,7 +217,8 @@ class _OsmoMixin:
         for key, values in self.request.query_arguments.items():
             texts = [v.decode("utf-8", "replace") for v in values]
             if key in lists:
-                raw[key] = [p for t in texts for p in t.split(",") if p]
+                # an empty part is a bad value (400), not "no filter": `?status=` names no status
+                raw[key] = [p for t in texts for p in t.split(",")]
             else:
                 raw[key] = texts[-1]
         try:
@@ -244,6 +245,8 @@ class OsmoHandler(_OsmoMixin, APIHandler):
             reply.update(message=exc.log_message or self._reason, reason=exc.reason)
         else:
             reply["message"] = "Unhandled error"
+        if status_code == 405:  # RFC 9110: a 405 lists the methods the resource has
+            self.set_header("Allow", ", ".join(_methods(type(self))))
         self.set_header("Content-Type", "application/json")
         self.log.warning("osmo: wrote error %s: %s", status_code, reply["message"])
         self.finish(json.dumps(reply))
@@ -264,6 +267,15 @@ class OsmoHandler(_OsmoMixin, APIHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, default=str))
+
+
+def _methods(cls: type[web.RequestHandler]) -> list[str]:
+    """The HTTP methods a handler class implements (tornado's defaults answer 405)."""
+    return [
+        m
+        for m in cls.SUPPORTED_METHODS
+        if getattr(cls, m.lower(), None) is not getattr(web.RequestHandler, m.lower(), None)
+    ]
 
 
 class HealthHandler(OsmoHandler):
@@ -441,9 +453,9 @@ class _OsmoWebSocket(_OsmoMixin, JupyterHandler, websocket.WebSocketHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]
 
-    async def _send(self, msg: dict[str, Any]) -> None:
+    async def _send(self, msg: dict[str, Any] | str) -> None:
         # Awaiting the flush: a slow peer backs up into its bounded queue, never into the engine.
-        await self.write_message(json.dumps(msg, default=str))
+        await self.write_message(msg if isinstance(msg, str) else json.dumps(msg, default=str))
 
 
 class EventsWebSocket(_OsmoWebSocket):
@@ -485,7 +497,7 @@ class EventsWebSocket(_OsmoWebSocket):
                     await self._send({"type": "resync", "dropped": item.dropped})
                     last = await self._replay(last)
                 elif (item.id is None or item.id > last) and self._visible(item.workflow_id):
-                    await self._send(item.to_dict())
+                    await self._send(item.to_json())  # serialized once for all subscribers
                     if item.id is not None:
                         last = item.id
             self.close(1001, "server shutting down")

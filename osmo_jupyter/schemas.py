@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from osmo_core.states import WorkflowStatus
+from osmo_core.states import TaskStatus, WorkflowStatus
 
 Priority = Literal["HIGH", "NORMAL", "LOW"]
 
@@ -18,7 +18,16 @@ Priority = Literal["HIGH", "NORMAL", "LOW"]
 class SubmitRequest(BaseModel):
     """Body of `POST /workflows`."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON body says what it means (0 is not false, "1" is not a number)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"spec": "workflow:\n  name: hello\n  tasks:\n  - name: t\n    command: [echo, hi]"}
+            ]
+        },
+    )
 
     spec: str | dict[str, Any] = Field(description="The workflow: YAML text or a JSON object.")
     set_values: dict[str, Any] = Field(
@@ -92,7 +101,11 @@ class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128, description="What the token is for.")
-    user: str | None = Field(None, description="Admins: create it for this user.")
+    user: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$",  # as osmo_core.auth.tokens checks it
+        description="Admins: create it for this user.",
+    )
     role: Literal["admin", "user"] = Field("user", description="Admins only: `admin`.")
     expires_in_days: float | None = Field(
         None, gt=0, le=3650, description="Lifetime; none = until revoked."
@@ -124,6 +137,11 @@ class MeResponse(BaseModel):
 class RestartResponse(BaseModel):
     id: str = Field(description="The new workflow.")
     restarted: str
+
+
+# --- responses ----------------------------------------------------------------------------
+# Documented as the service builds them (osmo_core.service); fields are listed, not closed,
+# so a field added later does not break a client checking against an older document.
 
 
 class SubmitResponse(BaseModel):
@@ -159,6 +177,107 @@ class LogLineModel(BaseModel):
     text: str
 
 
+class WorkflowSummary(BaseModel):
+    """One row of `GET /workflows`."""
+
+    id: str
+    name: str
+    seq: int = Field(description="N in the id NAME-N.")
+    user: str
+    pool: str
+    status: WorkflowStatus
+    priority: int = Field(description="2 HIGH, 1 NORMAL, 0 LOW.")
+    file: str | None
+    set_values: dict[str, Any]
+    submit_time: float
+    start_time: float | None
+    end_time: float | None
+    message: str | None
+
+
+class GroupModel(BaseModel):
+    workflow_id: str
+    name: str
+    status: TaskStatus
+    scheduling_time: float | None
+    start_time: float | None
+    end_time: float | None
+    message: str | None
+
+
+class AllocModel(BaseModel):
+    cpu: float
+    memory: int = Field(description="bytes")
+    gpus: list[int]
+
+
+class TaskModel(BaseModel):
+    """One attempt of a task (`retry_id` 0 is the first)."""
+
+    workflow_id: str
+    name: str
+    retry_id: int
+    group_name: str
+    status: TaskStatus
+    exit_code: int | None
+    backend: str | None
+    node: str | None
+    alloc: AllocModel | None
+    workdir: str | None
+    output_path: str | None
+    log_path: str | None
+    cancel_reason: str | None
+    create_time: float
+    start_time: float | None
+    end_time: float | None
+    message: str | None
+
+
+class WorkflowModel(WorkflowSummary):
+    """`GET /workflows/{wf_id}`: the workflow, its groups and every task attempt."""
+
+    groups: list[GroupModel]
+    tasks: list[TaskModel]
+
+
+class PlatformModel(BaseModel):
+    name: str
+    arch: str | None
+    extra: dict[str, Any]
+
+
+class NodeUsage(BaseModel):
+    backend: str
+    node: str
+    cpu: float
+    free_cpu: float
+    memory: int
+    free_memory: int
+    gpus: list[int]
+    free_gpus: list[int]
+    arch: str
+
+
+class TaskDetail(TaskModel):
+    """`GET /workflows/{wf_id}/tasks/{task}`: the latest attempt, and every attempt."""
+
+    attempts: list[TaskModel]
+
+
+class ResourceModel(NodeUsage):
+    """One machine of `GET /resources`."""
+
+    pools: list[str]
+
+
+class PoolModel(BaseModel):
+    name: str
+    backend: str
+    default_platform: str
+    platforms: dict[str, PlatformModel]
+    nodes: list[NodeUsage]
+
+
 class VersionResponse(BaseModel):
     version: str
     api: str
@@ -176,139 +295,300 @@ class ErrorResponse(BaseModel):
     details: list[dict[str, Any]] = Field(default_factory=list)
 
 
+# --- the OpenAPI document -------------------------------------------------------------------
+
+_ERRORS = {
+    400: "Bad request: bad JSON, or a body or query value of the wrong shape; `details` name "
+    "each bad field",
+    401: "Not authenticated: no credentials, or an unknown, expired or revoked token",
+    403: "Not allowed: another user's workflow or token, a pool closed to the caller, an "
+    "admin-only action (or, with cookie auth, a POST without an XSRF token)",
+    404: "No such workflow, task, attempt or token",
+    409: "Conflict with the resource's state (e.g. the workflow already ended)",
+    422: "Well-formed but invalid: the spec, its set values or its placement; `details` has "
+    "one entry per problem with file, line and field",
+    502: "The backend running the task failed to answer",
+    503: "The service is not running or its store is unavailable",
+}
+_AUTH = (401, 403)
+_SERVICE = (*_AUTH, 503)  # every route that reaches the service
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _ok(schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
-    errors = {
-        code: {
-            "description": text,
-            "content": {"application/json": {"schema": _ref(ErrorResponse)}},
+def _array(model: type[BaseModel]) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(model)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    ok: dict[int, dict[str, Any]],
+    errors: tuple[int, ...],
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: type[BaseModel] | None = None,
+    public: bool = False,
+) -> dict[str, Any]:
+    """One operation: its answers, plus the JSON error body for each status in `errors`."""
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary}
+    if public:
+        op["security"] = []
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
         }
-        for code, text in (
-            ("400", "bad request"),
-            ("401", "not authenticated (missing, unknown, expired or revoked token)"),
-            ("403", "not allowed (another user's workflow, a closed pool)"),
-            ("404", "not found"),
-        )
-    }
-    ok = {"description": "OK", "content": {"application/json": {"schema": schema}}}
-    return {status: ok, **errors}
+    responses = {str(code): r for code, r in ok.items()}
+    for code in sorted(set(errors)):
+        responses[str(code)] = _json(_ref(ErrorResponse), _ERRORS[code])
+    op["responses"] = responses
+    return op
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query value is a string or absent, never JSON null: `X | None` documents as X."""
+    s = dict(schema)
+    branches = [b for b in s.pop("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        s.update(branches[0])
+    elif branches:
+        s["anyOf"] = branches
+    if s.get("default", 0) is None:
+        del s["default"]
+    return s
 
 
 def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
-    props = model.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
-    return [{"name": k, "in": "query", "schema": v} for k, v in props.items()]
+    js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in js.get("required", []),
+            **({"description": p["description"]} if "description" in p else {}),
+            "schema": _not_null(p),
+        }
+        for name, p in js["properties"].items()
+    ]
 
 
 def _path(*names: str) -> list[dict[str, Any]]:
     return [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for n in names
     ]
 
 
+MODELS: list[type[BaseModel]] = [
+    SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse, SpecResponse,
+    LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
+    VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
+    MeResponse, RestartResponse,
+]  # fmt: skip
+
+
 def openapi(version: str) -> dict[str, Any]:
-    """The OpenAPI 3 document of the REST API, from the models above."""
-    models = [
-        SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse,
-        SpecResponse, LogLineModel, VersionResponse, HealthResponse, ErrorResponse,
-        TokenRequest, TokenRecord, TokenCreated, MeResponse, RestartResponse,
-    ]  # fmt: skip
+    """The OpenAPI 3 document of the REST API, from the models above.
+
+    The events WebSocket (`GET /events`, schemas in its handler's docstring) is not listed:
+    OpenAPI 3 cannot describe a WebSocket."""
     schemas: dict[str, Any] = {}
-    for m in models:
+    for m in MODELS:
         s = m.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(s.pop("$defs", {}))
         schemas[m.__name__] = s
-    obj = {"type": "object"}
     wf = "/workflows/{wf_id}"
+    wf_param = {"wf_id": "$response.body#/id"}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "osmo-jupyter control plane", "version": version},
+        "info": {
+            "title": "osmo-jupyter control plane",
+            "version": version,
+            "description": "Errors are jupyter_server's JSON body {message, reason, details}. "
+            "Authenticate with `Authorization: Bearer TOKEN`.",
+        },
         "servers": [{"url": "/osmo/api/v1"}],
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "token": {"type": "apiKey", "in": "header", "name": "Authorization"}
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal access token, an OIDC JWT, or the Jupyter "
+                    "server's token (`Authorization: token TOKEN` is accepted too)",
+                }
             },
         },
-        "security": [{"token": []}],
+        "security": [{"bearer": []}],
         "paths": {
-            "/health": {"get": {"security": [], "responses": _ok(_ref(HealthResponse))}},
-            "/version": {"get": {"responses": _ok(_ref(VersionResponse))}},
-            "/openapi.json": {"get": {"responses": _ok(obj)}},
-            "/me": {"get": {"responses": _ok(_ref(MeResponse))}},
-            "/pools": {"get": {"responses": _ok({"type": "array", "items": obj})}},
-            "/resources": {"get": {"responses": _ok({"type": "array", "items": obj})}},
+            "/health": {
+                "get": _op(
+                    "health",
+                    "Liveness",
+                    {200: _json(_ref(HealthResponse), "alive")},
+                    (),
+                    public=True,
+                )
+            },
+            "/version": {
+                "get": _op(
+                    "version", "Server version", {200: _json(_ref(VersionResponse), "OK")}, _AUTH
+                )
+            },
+            "/openapi.json": {
+                "get": _op(
+                    "openapi", "This document", {200: _json({"type": "object"}, "OK")}, _AUTH
+                )
+            },
+            "/me": {
+                "get": _op(
+                    "me", "Who the caller is to osmo", {200: _json(_ref(MeResponse), "OK")}, _AUTH
+                )
+            },
+            "/resources": {
+                "get": _op(
+                    "listResources",
+                    "Every machine: capacity, what is free, the pools using it",
+                    {200: _json(_array(ResourceModel), "OK")},
+                    _SERVICE,
+                )
+            },
             "/tokens": {
-                "get": {
-                    "parameters": _query(TokenListQuery),
-                    "responses": _ok({"type": "array", "items": _ref(TokenRecord)}),
-                },
-                "post": {
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref(TokenRequest)}},
-                    },
-                    "responses": _ok(_ref(TokenCreated), "201"),
-                },
+                "get": _op(
+                    "listTokens",
+                    "Personal access tokens (admins: anyone's)",
+                    {200: _json(_array(TokenRecord), "OK")},
+                    (400, *_SERVICE),
+                    params=_query(TokenListQuery),
+                ),
+                "post": _op(
+                    "createToken",
+                    "Create a personal access token; the token is shown only in this answer",
+                    {201: _json(_ref(TokenCreated), "created")},
+                    (400, 422, *_SERVICE),
+                    body=TokenRequest,
+                ),
             },
             "/tokens/{token_id}": {
-                "delete": {"parameters": _path("token_id"), "responses": _ok(_ref(TokenRecord))}
+                "delete": _op(
+                    "revokeToken",
+                    "Revoke a personal access token",
+                    {200: _json(_ref(TokenRecord), "revoked")},
+                    (404, *_SERVICE),
+                    params=_path("token_id"),
+                )
+            },
+            "/pools": {
+                "get": _op(
+                    "listPools",
+                    "Pools, their platforms and the capacity left on each node",
+                    {200: _json(_array(PoolModel), "OK")},
+                    _SERVICE,
+                )
             },
             "/workflows": {
-                "get": {
-                    "parameters": _query(ListQuery),
-                    "responses": _ok({"type": "array", "items": obj}),
-                },
-                "post": {
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref(SubmitRequest)}},
-                    },
-                    "responses": {
-                        **_ok({"oneOf": [_ref(DryRunResponse), _ref(ValidResponse)]}),
-                        "201": {
-                            "description": "submitted",
-                            "content": {"application/json": {"schema": _ref(SubmitResponse)}},
+                "get": _op(
+                    "listWorkflows",
+                    "Workflows, newest first",
+                    {200: _json(_array(WorkflowSummary), "OK")},
+                    (400, *_SERVICE),
+                    params=_query(ListQuery),
+                ),
+                "post": _op(
+                    "submitWorkflow",
+                    "Submit a workflow (or only validate it: dry_run, validation_only)",
+                    {
+                        201: {
+                            **_json(_ref(SubmitResponse), "submitted"),
+                            "headers": {
+                                "Location": {
+                                    "description": "The new workflow",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                            "links": {
+                                "getWorkflow": {
+                                    "operationId": "getWorkflow",
+                                    "parameters": wf_param,
+                                },
+                                "getSpec": {"operationId": "getSpec", "parameters": wf_param},
+                                "cancelWorkflow": {
+                                    "operationId": "cancelWorkflow",
+                                    "parameters": wf_param,
+                                },
+                            },
                         },
-                        "422": {
-                            "description": "invalid spec or placement; details per problem",
-                            "content": {"application/json": {"schema": _ref(ErrorResponse)}},
-                        },
+                        200: _json(
+                            {"oneOf": [_ref(DryRunResponse), _ref(ValidResponse)]},
+                            "dry_run: the rendered spec; validation_only: valid",
+                        ),
                     },
-                },
+                    (400, 422, *_SERVICE),
+                    body=SubmitRequest,
+                ),
             },
-            wf: {"get": {"parameters": _path("wf_id"), "responses": _ok(obj)}},
+            wf: {
+                "get": _op(
+                    "getWorkflow",
+                    "A workflow with its groups and every task attempt",
+                    {200: _json(_ref(WorkflowModel), "OK")},
+                    (404, *_SERVICE),
+                    params=_path("wf_id"),
+                )
+            },
             f"{wf}/cancel": {
-                "post": {
-                    "parameters": _path("wf_id"),
-                    "responses": {
-                        **_ok(_ref(CancelResponse)),
-                        "409": {"description": "the workflow already ended"},
-                    },
-                }
+                "post": _op(
+                    "cancelWorkflow",
+                    "Cancel a workflow; answers its status",
+                    {200: _json(_ref(CancelResponse), "OK")},
+                    (404, 409, *_SERVICE),
+                    params=_path("wf_id"),
+                )
             },
             f"{wf}/restart": {
-                "post": {
-                    "parameters": _path("wf_id"),
-                    "responses": {
-                        **_ok(_ref(RestartResponse), "201"),
-                        "409": {"description": "the workflow is still running"},
-                    },
-                }
+                "post": _op(
+                    "restartWorkflow",
+                    "Run an ended workflow again as a new one",
+                    {201: _json(_ref(RestartResponse), "the new workflow")},
+                    (404, 409, 422, *_SERVICE),
+                    params=_path("wf_id"),
+                )
             },
             f"{wf}/tasks/{{task}}": {
-                "get": {"parameters": _path("wf_id", "task"), "responses": _ok(obj)}
+                "get": _op(
+                    "getTask",
+                    "A task: its latest attempt, and every attempt",
+                    {200: _json(_ref(TaskDetail), "OK")},
+                    (404, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                )
             },
             f"{wf}/spec": {
-                "get": {"parameters": _path("wf_id"), "responses": _ok(_ref(SpecResponse))}
+                "get": _op(
+                    "getSpec",
+                    "The spec as submitted, rendered and validated",
+                    {200: _json(_ref(SpecResponse), "OK")},
+                    (404, *_SERVICE),
+                    params=_path("wf_id"),
+                )
             },
             f"{wf}/tasks/{{task}}/logs": {
-                "get": {
-                    "parameters": _path("wf_id", "task") + _query(LogsQuery),
-                    "responses": _ok({"type": "array", "items": _ref(LogLineModel)}),
-                }
+                "get": _op(
+                    "getLogs",
+                    "Log lines of a task's attempt (default: the latest)",
+                    {200: _json(_array(LogLineModel), "OK")},
+                    (400, 404, 502, *_SERVICE),
+                    params=_path("wf_id", "task") + _query(LogsQuery),
+                )
             },
         },
     }
