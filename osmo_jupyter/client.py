@@ -20,6 +20,7 @@ Errors are osmo_core's: `ApiError`/`Unreachable` from a server, `InputError` (wi
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -189,7 +190,7 @@ class Client:
         logs: bool = True,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> Watch:
-        """Call `on_message(event)` (on the background loop's thread) for every event of a
+        """Call `on_message(event)` (in a worker thread, one event at a time) for every event of a
         workflow until it ends or `.stop()`; reconnects after a dropped connection."""
         return Watch(self, workflow_id, on_message, logs=logs, on_error=on_error)
 
@@ -247,6 +248,7 @@ class Watch:
     async def _run(self) -> None:
         import asyncio
 
+        loop = asyncio.get_running_loop()
         tries = 0
         try:
             while tries <= WATCH_RECONNECTS:
@@ -257,7 +259,9 @@ class Watch:
                         tries = 0
                         if msg.get("id"):
                             self.last_id = msg["id"]
-                        self._on_message(msg)
+                        # off the loop: a handler may call the API (the embedded engine
+                        # runs on this loop), and the next message waits for it (order)
+                        await loop.run_in_executor(None, self._on_message, msg)
                         if msg.get("type") == "workflow.status" and _wf_terminal(msg["status"]):
                             return
                 except (OSError, OsmoError) as e:
@@ -283,6 +287,7 @@ class Workflow:
         self.client = client
         self.id = wf_id
         self._data: dict[str, Any] | None = None
+        self._monitor: Any = None
 
     def __repr__(self) -> str:
         status = self._data["status"] if self._data else "?"
@@ -389,11 +394,45 @@ class Workflow:
         answer = self.client.transport.request("POST", f"workflows/{self.id}/restart")
         return Workflow(self.client, answer["id"])
 
+    def validated_spec(self) -> dict[str, Any]:
+        """The spec as the server validated it (JSON: tasks, inputs, resources...)."""
+        answer = self.client.transport.request("GET", f"workflows/{self.id}/spec")
+        return json.loads(answer["spec"])  # type: ignore[no-any-return]
+
     def spec(self, rendered: bool = False) -> str:
         answer = self.client.transport.request("GET", f"workflows/{self.id}/spec")
         return str(answer["rendered" if rendered else "original"])
 
-    # --- display (static: nbconvert, GitHub; widgets come from osmo_jupyter.widgets) --------
+    # --- display ------------------------------------------------------------------------------
+
+    @property
+    def monitor(self) -> Any:
+        """The live `WorkflowMonitor` widget of this workflow (one per Workflow object)."""
+        if self._monitor is None:
+            from .widgets import WorkflowMonitor
+
+            self._monitor = WorkflowMonitor(self)
+        return self._monitor
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """In a kernel: the live monitor, plus static HTML/Markdown/text for front ends without
+        widgets (nbconvert, GitHub) showing the same facts."""
+        from .render import upstream_of, workflow_html, workflow_markdown, workflow_text
+
+        data = self.refresh()
+        upstream = upstream_of(
+            self.client.transport.request("GET", f"workflows/{self.id}/spec")["spec"]
+        )
+        bundle: dict[str, Any] = {
+            "text/plain": workflow_text(data),
+            "text/html": workflow_html(data, upstream),
+            "text/markdown": workflow_markdown(data, upstream),
+        }
+        if _in_kernel():
+            widget = self.monitor._repr_mimebundle_()
+            widget = widget[0] if isinstance(widget, tuple) else widget
+            bundle.update({k: v for k, v in widget.items() if "widget" in k})
+        return bundle
 
     def _repr_html_(self) -> str:
         from .render import workflow_html
@@ -404,6 +443,15 @@ class Workflow:
         from .render import workflow_markdown
 
         return workflow_markdown(self.refresh())
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (widgets can be shown), False in a terminal IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def _wf_terminal(status: str) -> bool:

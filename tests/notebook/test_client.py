@@ -11,6 +11,7 @@ from osmo_core.client import ApiError, Credentials
 from osmo_core.errors import SpecError
 from osmo_jupyter import Client
 from osmo_jupyter.client import with_workflow_name
+from osmo_jupyter.widgets import WorkflowMonitor
 
 SPECS = Path(__file__).parent / "specs"
 
@@ -118,7 +119,14 @@ def test_embedded_default_without_server_or_login(tmp_path, monkeypatch, wf_name
         assert list(wf.logs("make", follow=True, timeout=10)) == ["made"]
         assert wf.task("use")["attempts"][0]["exit_code"] == 0
         again = wf.restart()
+        monitor = WorkflowMonitor(again)  # live updates from the in-process engine too
         assert again.id == f"{wf_name}-2" and again.wait(timeout=60) == "COMPLETED"
+        deadline = time.monotonic() + 10
+        while monitor.tasks[-1]["last_lines"] != ["hello from make"]:
+            assert time.monotonic() < deadline, monitor.tasks
+            time.sleep(0.02)
+        assert monitor.status == "COMPLETED"
+        monitor.close()
         with pytest.raises(SpecError) as e:
             client.submit(SPECS / "bad.yaml")
         assert e.value.problems[0].file == str(SPECS / "bad.yaml")
