@@ -334,6 +334,8 @@ class Workflow:
         for msg in self.client.iterate(stream, timeout):
             if msg.get("type") == "workflow.status" and _wf_terminal(msg["status"]):
                 self._data = None
+                if self._monitor is not None:  # what the user sees is final too
+                    self._monitor.settle(timeout=5)
                 return str(msg["status"])
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{self.id} did not finish in {timeout} s")

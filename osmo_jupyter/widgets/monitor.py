@@ -206,6 +206,11 @@ class WorkflowMonitor(anywidget.AnyWidget):
         self._follow(new)
         return new
 
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until the monitor has applied the workflow's last event (it stops listening at
+        the end); False if it still listens after `timeout` s."""
+        return self._watch is None or self._watch.done.wait(timeout)
+
     def close(self) -> None:
         if self._watch is not None:
             self._watch.stop()
