@@ -60,6 +60,8 @@ class WorkflowMonitor(anywidget.AnyWidget):
         if self._watch is not None:
             self._watch.stop()
         self.workflow = workflow
+        if workflow._monitor is None:
+            workflow._monitor = self  # so workflow.wait() returns once this shows the end
         self._upstream = upstream_of(workflow.validated_spec())
         self._load(workflow.refresh())
         if self._live:
