@@ -19,7 +19,7 @@ import anywidget
 import traitlets
 
 from osmo_core.errors import OsmoError
-from osmo_core.states import TaskStatus
+from osmo_core.states import TaskStatus, WorkflowStatus
 
 from ..client import Client, Watch, Workflow, latest_attempts
 from ..render import COLOURS, FAILED_COLOUR, UNKNOWN_COLOUR, upstream_of
@@ -59,6 +59,8 @@ class WorkflowMonitor(anywidget.AnyWidget):
     def _follow(self, workflow: Workflow) -> None:
         if self._watch is not None:
             self._watch.stop()
+        if getattr(self, "workflow", None) is not None and self.workflow.id != workflow.id:
+            self.tasks = []  # nothing of the old workflow's rows carries over
         self.workflow = workflow
         if workflow._monitor is None:
             workflow._monitor = self  # so workflow.wait() returns once this shows the end
@@ -118,9 +120,11 @@ class WorkflowMonitor(anywidget.AnyWidget):
             if kind == "resync":
                 self._load(self.workflow.refresh())
             elif kind == "workflow.status":
-                self.status = ev["status"]
+                if not _wf_ended(self.status):  # replayed history never undoes the end
+                    self.status = ev["status"]
             elif kind == "task.status":
-                self._apply_task_status(ev)
+                if not self._apply_task_status(ev):
+                    return
                 if TaskStatus(ev["status"]).terminal:
                     self.updated = time.time()
                     self._complete_lines(ev["task"], ev["retry_id"])
@@ -130,10 +134,17 @@ class WorkflowMonitor(anywidget.AnyWidget):
                 return
             self.updated = time.time()
 
-    def _apply_task_status(self, ev: dict[str, Any]) -> None:
+    def _apply_task_status(self, ev: dict[str, Any]) -> bool:
+        """Apply a task's status change; False when it is old news (the replay of stored
+        events, from before this monitor read the workflow, about an attempt that ended)."""
         rows = [dict(r) for r in self.tasks]
+        row = next((r for r in rows if r["name"] == ev["task"]), None)
+        if row is None or ev["retry_id"] < row["retry_id"]:
+            return False
+        if ev["retry_id"] == row["retry_id"] and TaskStatus(row["status"]).terminal:
+            return False  # an attempt's end is final
         for r in rows:
-            if r["name"] != ev["task"] or ev["retry_id"] < r["retry_id"]:
+            if r["name"] != ev["task"]:
                 continue
             if ev["retry_id"] > r["retry_id"]:  # a new attempt: its own times and exit code
                 r.update(retry_id=ev["retry_id"], exit_code=None, start_time=None, end_time=None)
@@ -149,6 +160,7 @@ class WorkflowMonitor(anywidget.AnyWidget):
             if status.terminal:
                 r["end_time"] = ev["ts"]
         self.tasks = rows
+        return True
 
     def _complete_lines(self, name: str, retry_id: int) -> None:
         """An attempt ended: its log is complete, so fill in lines written before we listened."""
@@ -226,6 +238,13 @@ class WorkflowMonitor(anywidget.AnyWidget):
             self.restart()
         elif action == "select":
             self.select(str(content.get("task", "")))
+
+
+def _wf_ended(status: str) -> bool:
+    try:
+        return WorkflowStatus(status).terminal
+    except ValueError:
+        return False
 
 
 def _levels(upstream: dict[str, list[str]]) -> dict[str, int]:

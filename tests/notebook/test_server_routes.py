@@ -28,3 +28,18 @@ def test_task_has_every_attempt_and_follow_ends_with_the_attempt(server_env, wf_
     assert list(wf.logs("ticker", follow=True, timeout=30)) == ["tick 1", "tick 2", "tick 3"]
     task = wf.task("ticker")
     assert task["status"] == "COMPLETED" and [a["retry_id"] for a in task["attempts"]] == [0]
+
+
+def test_monitor_restart_button_follows_the_new_workflow(server_env, wf_name):
+    from osmo_jupyter.widgets import WorkflowMonitor
+
+    wf = Client().submit(SPECS / "chain.yaml", name=wf_name)
+    monitor = WorkflowMonitor(wf)
+    try:
+        assert wf.wait(timeout=60) == "COMPLETED"
+        monitor._handle_custom_msg({"action": "restart"}, [])  # the Restart button
+        assert monitor.workflow_id == f"{wf_name}-2" and monitor.error == ""
+        assert monitor.workflow.wait(timeout=60) == "COMPLETED"
+        assert monitor.status == "COMPLETED"
+    finally:
+        monitor.close()

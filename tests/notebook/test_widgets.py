@@ -82,3 +82,19 @@ def test_workflow_list_refreshes(server_env, wf_name):
     bundle = listing._repr_mimebundle_()
     data = bundle[0] if isinstance(bundle, tuple) else bundle
     assert wf.id in data["text/html"] and wf.id in data["text/plain"]
+
+
+def test_monitor_of_a_finished_workflow_never_shows_old_states(server_env, wf_name):
+    wf = Client().submit(SPECS / "chain.yaml", name=wf_name)
+    assert wf.wait(timeout=60) == "COMPLETED"
+    monitor = WorkflowMonitor(wf)  # the replay of every stored event follows its first read
+    seen: list[str] = []
+    monitor.observe(lambda ch: seen.extend(t["status"] for t in ch["new"]), "tasks")
+    monitor.observe(lambda ch: seen.append(ch["new"]), "status")
+    try:
+        assert monitor.settle(10)
+        assert monitor.status == "COMPLETED"
+        assert [t["last_lines"] for t in monitor.tasks] == [["made"], ["hello from make"]]
+        assert set(seen) <= {"COMPLETED"}
+    finally:
+        monitor.close()
