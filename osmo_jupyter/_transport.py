@@ -153,7 +153,10 @@ class EmbeddedTransport:
                     start=int(q.get("start") or 0),
                     limit=q.get("limit"),
                 )
-                return [{k: v for k, v in vars(ln).items() if k != "key"} for ln in lines]
+                return [
+                    {"n": ln.n, "ts": ln.ts, "stream": ln.stream, "text": ln.text}
+                    for ln in lines  # type: ignore[attr-defined]  # mypy: Service.list shadows list
+                ]
         raise ApiError(404, f"no such API path: {method} {path}", "not found")
 
     async def _restart(self, wf_id: str) -> str:

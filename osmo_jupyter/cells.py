@@ -155,7 +155,7 @@ def _as_script(task: dict[str, Any]) -> tuple[list[str], str] | None:
     if not isinstance(contents, str):
         return None
     inputs = [next(iter(i.values())) for i in task.get("inputs") or [] if isinstance(i, dict)]
-    outputs = [o.get("url") for o in task.get("outputs") or [] if isinstance(o, dict)]
+    outputs: list[Any] = [o.get("url") for o in task.get("outputs") or [] if isinstance(o, dict)]
     if any(not isinstance(x, str) for x in [*inputs, *outputs]):
         return None
     flags: list[str] = []

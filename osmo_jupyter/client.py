@@ -91,7 +91,17 @@ class TaskInfo:
 
     @classmethod
     def from_api(cls, row: dict[str, Any]) -> TaskInfo:
-        return cls(**{k: row.get(k) for k in cls.__dataclass_fields__})
+        return cls(
+            name=str(row["name"]),
+            status=str(row["status"]),
+            retry_id=int(row["retry_id"]),
+            exit_code=row.get("exit_code"),
+            start_time=row.get("start_time"),
+            end_time=row.get("end_time"),
+            node=row.get("node"),
+            output_path=row.get("output_path"),
+            message=row.get("message"),
+        )
 
     @property
     def duration(self) -> float | None:

@@ -54,6 +54,8 @@ class _HelpShown(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    subcommands: dict[str, argparse.ArgumentParser]
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
 
@@ -115,6 +117,7 @@ def build_parser() -> _Parser:
     p.add_argument("file")
     p = sub.add_parser("help", help="help on a command")
     p.add_argument("command", nargs="?", choices=COMMANDS)
+    top.subcommands = dict(sub.choices)
     return top
 
 
@@ -221,8 +224,7 @@ class OsmoMagics(Magics):
         if args.command is None:
             print(PARSER.format_help())
             return
-        sub = PARSER._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
-        print(sub.format_help())
+        print(PARSER.subcommands[args.command].format_help())
 
     # --- cells as tasks ---------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ class WorkflowMonitor(anywidget.AnyWidget):
     )
     updated = traitlets.Float(0.0).tag(sync=True)  # time.time() of the last applied event
 
+    workflow: Workflow  # the one followed (restart switches to the new one)
+
     def __init__(self, workflow: Workflow, *, live: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
         self._lock = threading.RLock()
@@ -59,7 +61,8 @@ class WorkflowMonitor(anywidget.AnyWidget):
     def _follow(self, workflow: Workflow) -> None:
         if self._watch is not None:
             self._watch.stop()
-        if getattr(self, "workflow", None) is not None and self.workflow.id != workflow.id:
+        previous: Workflow | None = self.__dict__.get("workflow")
+        if previous is not None and previous.id != workflow.id:
             self.tasks = []  # nothing of the old workflow's rows carries over
         self.workflow = workflow
         if workflow._monitor is None:
@@ -198,7 +201,7 @@ class WorkflowMonitor(anywidget.AnyWidget):
             lines: list[str] = []
             if task:
                 try:
-                    lines = self.workflow.logs(task)[-PANE_LINES:]  # type: ignore[index]
+                    lines = [ln["text"] for ln in self.workflow.log_lines(task)][-PANE_LINES:]
                 except OsmoError as e:
                     self.error = str(e)
             self.log_lines = lines

@@ -42,8 +42,8 @@ class WorkflowList(anywidget.AnyWidget):
             self.error = str(e)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        bundle: Any = super()._repr_mimebundle_(**kwargs) or {}
+        data: dict[str, Any] = bundle[0] if isinstance(bundle, tuple) else bundle
         data["text/html"] = workflows_html(self.rows)
         data["text/plain"] = workflows_text(self.rows)
         return bundle
