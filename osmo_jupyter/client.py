@@ -146,29 +146,38 @@ class Client:
         pool: str | None = None,
         priority: str = "NORMAL",
         name: str | None = None,
-        dry_run: bool = False,
     ) -> Workflow:
         """Submit a workflow: a YAML file's path, YAML text, or a spec dict. `name` overrides
         the spec's workflow name. Returns at once; InputError (located) on a bad spec."""
+        body = {"set_values": set_values or {}, "pool": pool, "priority": priority}
+        return Workflow(self, self._post_spec(spec, name, body)["id"])
+
+    def validate(
+        self,
+        spec: str | Path | dict[str, Any],
+        *,
+        set_values: dict[str, Any] | None = None,
+        pool: str | None = None,
+    ) -> str:
+        """Check a spec and its placement without running it: the pool it would run in, or
+        InputError with every located problem."""
+        body = {"set_values": set_values or {}, "pool": pool, "validation_only": True}
+        return str(self._post_spec(spec, None, body)["pool"])
+
+    def _post_spec(
+        self, spec: str | Path | dict[str, Any], name: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
         text, file = _spec_source(spec)
         if name is not None:
             text = with_workflow_name(text, name)
-        body = {
-            "spec": text,
-            "set_values": set_values or {},
-            "pool": pool,
-            "priority": priority,
-            "dry_run": dry_run,
-        }
         try:
-            answer = self.transport.request("POST", "workflows", body=body)
+            return self.transport.request(  # type: ignore[no-any-return]
+                "POST", "workflows", body={"spec": text, **body}
+            )
         except ApiError as e:
             raise located(e, file) from None
         except InputError as e:  # embedded: the validator's own error, named after the file
             raise _renamed(e, file) from None
-        if dry_run:
-            return answer  # type: ignore[no-any-return]
-        return Workflow(self, answer["id"])
 
     def workflow(self, wf_id: str) -> Workflow:
         """An existing workflow (NotFound / ApiError 404 if there is none)."""

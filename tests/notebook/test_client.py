@@ -55,6 +55,15 @@ def test_cancel(server_env, wf_name):
     assert wf.wait(timeout=30) == "FAILED_CANCELED"
 
 
+def test_validate_answers_the_pool_and_runs_nothing(server_env, wf_name):
+    client = Client()
+    spec = with_workflow_name((SPECS / "chain.yaml").read_text(), wf_name)
+    assert client.validate(spec, set_values={"greeting": "x"}) == "local"
+    with pytest.raises(SpecError):
+        client.validate(SPECS / "bad.yaml")
+    assert wf_name not in {w["name"] for w in client.list(limit=1000)}
+
+
 def test_bad_spec_is_a_located_error(server_env):
     with pytest.raises(SpecError) as e:
         Client().submit(str(SPECS / "bad.yaml"))

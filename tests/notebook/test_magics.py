@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,14 @@ def test_errors_are_short_usage_errors(shell):
     # through run_cell the user sees one line, no traceback
     result = shell.run_cell("%osmo status nope-1")
     assert not result.success and isinstance(result.error_in_exec, UsageError)
+
+
+def test_submit_returns_while_the_workflow_runs(shell, wf_name):
+    slow = SPECS / "slow.yaml"
+    t0 = time.monotonic()
+    wf = shell.run_line_magic("osmo", f"submit {slow} --set lines=25 --name {wf_name}")
+    took = time.monotonic() - t0
+    assert wf.status in ("PENDING", "WAITING", "RUNNING")  # it is not waited for (~5 s run)
+    assert took < 2, took  # generous on shared CI cores; benchmarks/notebook.py: ~80 ms
+    wf.cancel()
+    assert wf.wait(timeout=30) == "FAILED_CANCELED"
