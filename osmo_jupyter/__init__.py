@@ -1,13 +1,29 @@
-"""osmo_jupyter: the Jupyter server extension (control plane), magics and widgets."""
+"""osmo_jupyter: the Jupyter server extension (control plane), the Python client, the `%osmo`
+magics and the workflow widgets."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["_jupyter_server_extension_points"]
+from .client import Client, TaskInfo, Workflow
+
+__all__ = [
+    "Client",
+    "TaskInfo",
+    "Workflow",
+    "_jupyter_server_extension_points",
+    "load_ipython_extension",
+]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .app import OsmoApp
 
     return [{"module": "osmo_jupyter.app", "app": OsmoApp}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext osmo_jupyter`: registers `%osmo` / `%%osmo`."""
+    from .magics import OsmoMagics
+
+    ipython.register_magics(OsmoMagics(ipython))

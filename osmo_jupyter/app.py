@@ -24,6 +24,7 @@ from osmo_core.config import OsmoConfig
 from osmo_core.errors import ConfigError, Problem
 from osmo_core.service import Service
 
+from .client import export_server_environment
 from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
 from .metrics import ServiceMetrics
@@ -78,6 +79,7 @@ class OsmoApp(ExtensionApp):
         self.handlers.extend(default_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        export_server_environment(serverapp)  # kernels this server starts find it (Client())
         try:
             self._metrics = ServiceMetrics(await self.ready()).start()
         except ServiceUnavailable as e:

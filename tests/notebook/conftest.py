@@ -1,0 +1,142 @@
+"""A real `jupyter osmo` server (subprocess, 127.0.0.1, known token, private data dir) shared by
+the notebook tests, and an environment pointing kernels and clients at it.
+
+The server is started once per session (it takes seconds on the shared CI cores); each test
+gets unique workflow names, so they never see each other's workflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from osmo_jupyter.client import ENV_TOKEN, ENV_URL
+
+TOKEN = "notebook-test-token"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    token: str
+    home: Path
+    env: dict[str, str]  # for subprocesses and kernels: PYTHONPATH, OSMO_HOME, server URL
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"the server exited ({proc.returncode}):\n{out}")
+        try:
+            with urllib.request.urlopen(f"{url}/osmo/api/v1/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not answer in time")
+        time.sleep(0.2)
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(REPO), env.get("PYTHONPATH", "")] if p
+    )  # kernels and agents import this checkout
+    env["OSMO_HOME"] = str(tmp / "osmo")
+    env["XDG_CONFIG_HOME"] = str(tmp / "config")  # no stored login leaks in
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp / "runtime")
+    env.pop("OSMO_STORE_URL", None)
+    for k in (ENV_URL, ENV_TOKEN):
+        env.pop(k, None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("osmo-server")
+    env = base_env(tmp)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from osmo_jupyter.app import main; main()",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--ServerApp.root_dir={tmp}",
+        ],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_up(url, proc)
+        yield Server(url, TOKEN, Path(env["OSMO_HOME"]), {**env, ENV_URL: url, ENV_TOKEN: TOKEN})
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        stop_agent(Path(env["OSMO_HOME"]))
+
+
+def stop_agent(home: Path) -> None:
+    """Agents outlive their engine by design; the tests' agent must not outlive the tests."""
+    if not (home / "agent.lock").exists():
+        return
+    from osmo_core.backends.local import LocalBackend
+
+    async def shutdown() -> None:
+        backend = LocalBackend("local", {"root": str(home)})
+        await backend.start(lambda ev: None)
+        await backend.shutdown_agent(force=True)
+        await backend.stop()
+
+    asyncio.run(shutdown())
+
+
+@pytest.fixture
+def server_env(server: Server, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """This process looks like a kernel of that server: a bare Client() finds it."""
+    for k, v in server.env.items():
+        if k in (ENV_URL, ENV_TOKEN, "XDG_CONFIG_HOME", "OSMO_HOME"):
+            monkeypatch.setenv(k, v)
+    return server
+
+
+_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def wf_name(request: pytest.FixtureRequest) -> str:
+    """A workflow name unique in the session (the server numbers each name's runs)."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    return f"{base}-{next(_counter)}"

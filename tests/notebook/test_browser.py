@@ -1,0 +1,100 @@
+"""The quickstart notebook in JupyterLab, in a real browser (Debian's Chromium, driven by
+Playwright): run all cells, and the monitor widget shows every task COMPLETED.
+
+A screenshot is saved as `notebook-monitor.png` in $OSMO_TEST_ARTIFACTS (default
+`test-artifacts/` at the repository root). `.ci/run` installs Chromium from Debian.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.notebook.conftest import REPO, TOKEN, base_env, free_port, stop_agent, wait_until_up
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling Google on this closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(os.environ.get("OSMO_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[str]:
+    """`jupyter lab` with the osmo extension on a copy of the quickstart (the browser saves)."""
+    root = tmp_path / "nb"
+    root.mkdir()
+    for name in ("quickstart.ipynb", "serial.yaml"):
+        shutil.copy(REPO / "examples" / name, root / name)
+    env = base_env(tmp_path)
+    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")  # no user settings leak in
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_up(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        stop_agent(Path(env["OSMO_HOME"]))
+
+
+def run_all_cells(page: Page) -> None:
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+
+
+def test_quickstart_monitor_turns_completed_in_jupyterlab(lab: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(f"{lab}/lab/tree/quickstart.ipynb?token={TOKEN}")
+            expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+            kernel_idle = page.locator(".jp-StatusBar-Widget", has_text="Idle")
+            expect(kernel_idle.first).to_be_visible(timeout=60_000)
+            try:
+                run_all_cells(page)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "notebook-run-all-failed.png"))
+                raise
+            monitor = page.locator(".osmo-monitor").first
+            expect(monitor).to_be_visible(timeout=60_000)
+            expect(monitor.locator(".osmo-status")).to_have_text("COMPLETED", timeout=120_000)
+            for task in ("task1", "task2", "task3"):
+                row = monitor.locator(f'tr[data-task="{task}"]')
+                expect(row.locator("td").nth(1)).to_have_text("COMPLETED", timeout=30_000)
+                expect(row.locator("td").nth(4)).to_have_text("0")  # exit code
+            expect(monitor.locator("svg.osmo-dag g[data-task]")).to_have_count(3)
+            monitor.scroll_into_view_if_needed()
+            monitor.screenshot(path=str(ARTIFACTS / "notebook-monitor.png"))
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "notebook-monitor.png").stat().st_size > 1000
