@@ -87,7 +87,7 @@ def test_explicit_url_and_token_win_and_a_wrong_token_is_refused(server, monkeyp
     assert Client(server.url, token=server.token).list(limit=1) is not None
     with pytest.raises(ApiError) as e:
         Client(server.url, token="wrong").list()
-    assert e.value.status == 403
+    assert e.value.status == 401 and "authentication required" in e.value.message
 
 
 def test_stored_login_is_used_without_environment(server, tmp_path, monkeypatch, wf_name):
