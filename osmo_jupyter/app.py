@@ -26,6 +26,7 @@ from osmo_core.service import Service
 
 from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
+from .interactive_handlers import interactive_handlers
 
 
 class ServiceUnavailable(Exception):
@@ -74,6 +75,7 @@ class OsmoApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
+        self.handlers.extend(interactive_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         try:
