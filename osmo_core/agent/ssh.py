@@ -269,6 +269,10 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         att = self.home.sup.running.get(str(key))
         if att is None or att.pid is None:
             raise _Refused(f"task attempt {key} is not running on this agent")
+        if getattr(att, "_container", None):  # its cwd/env would be the container runtime's
+            raise _Refused(
+                f"task attempt {key} runs in a container: exec there is not supported yet"
+            )
         cwd, env = _context_of(att.pid, self.home.root / "runs" / str(key))
         if self.term is not None:
             code = await self._run_pty(argv, cwd, env)
