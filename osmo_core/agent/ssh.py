@@ -128,6 +128,8 @@ class DialHome:
                 keepalive_interval=KEEPALIVE_INTERVAL,
                 keepalive_count_max=3,
                 login_timeout=CONNECT_TIMEOUT,
+                window=8 * 1024 * 1024,  # per channel: bulk port-forward needs few window updates
+                max_pktsize=256 * 1024,
             ),
             CONNECT_TIMEOUT,
         )

@@ -39,6 +39,9 @@ log = logging.getLogger("osmo_core.interactive")
 
 HELLO_TIMEOUT = 10.0  # seconds for a new agent to say who it is
 AGENT_WAIT = 10.0  # seconds a request waits for the task's agent to (re)connect
+# AES-GCM first: hardware-accelerated where chacha20 (asyncssh's first choice) is not.
+CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
+WINDOW, PACKET = 8 * 1024 * 1024, 256 * 1024  # per channel: fewer window updates for bulk data
 
 
 class ExecSession:
@@ -109,6 +112,8 @@ class Interactive:
             keepalive_interval=KEEPALIVE_INTERVAL,
             keepalive_count_max=3,
             login_timeout=HELLO_TIMEOUT,
+            encryption_algs=CIPHERS,
+            compression_algs=None,
         )
         self.port = self._listener.get_port()
         for name, backend in self.backends.items():
@@ -261,7 +266,9 @@ class Interactive:
         agent_id, _ = self._running(wf_id, task)
         conn = await self.agent(agent_id)
         try:
-            return await conn.open_connection("127.0.0.1", port, encoding=None)
+            return await conn.open_connection(
+                "127.0.0.1", port, encoding=None, window=WINDOW, max_pktsize=PACKET
+            )
         except asyncssh.ChannelOpenError as e:
             raise Conflict(f"port {port} of {wf_id}/{task}: {e.reason}") from e
         except (asyncssh.Error, OSError) as e:
