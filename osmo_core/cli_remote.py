@@ -34,12 +34,14 @@ from .cli_common import (
     print_resources,
     report,
 )
+from .cli_interactive import add_interactive_parsers, exec_command, port_forward_command
 from .client import ApiError, Client, Credentials, NotLoggedIn, Unreachable
 from .config import PRIORITIES
 from .errors import InputError, PlacementError, Problem, SpecError
 from .states import WorkflowStatus
 
 REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "restart", "spec")
+REMOTE_WORKFLOW_COMMANDS += ("exec", "port-forward")  # cli_interactive.py
 RECONNECTS = 5  # an events stream that drops is resumed this many times, then given up
 _QUIET = {"PROCESSING", "INITIALIZING"}
 
@@ -131,6 +133,8 @@ def add_remote_parsers(top: Any, workflow: Any) -> None:
     sp.add_argument("--rendered", action="store_true", help="the spec after templating")
     add_format(sp)
 
+    add_interactive_parsers(workflow)
+
 
 async def run_remote(args: argparse.Namespace, out: Output) -> int:
     file = getattr(args, "file", None)
@@ -156,6 +160,8 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
                 "cancel": _cancel,
                 "restart": _restart,
                 "spec": _spec,
+                "exec": exec_command,
+                "port-forward": port_forward_command,
             },
         }[args.group][args.cmd]
         return await handler(client, args, out)

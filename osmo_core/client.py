@@ -172,6 +172,23 @@ class Client:
         finally:
             ws.close()
 
+    async def websocket(self, path: str, **params: Any) -> Any:
+        """An open WebSocket of the API (tornado's client connection) for byte streams: exec
+        and port-forward; a refused handshake raises ApiError like any request."""
+        from tornado.httpclient import HTTPClientError, HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        url = self._url(path, params).replace("http", "ws", 1)
+        req = HTTPRequest(
+            url, headers={"Authorization": f"token {self.token}"}, connect_timeout=self.timeout
+        )
+        try:
+            return await websocket_connect(req, max_message_size=64 * 1024 * 1024)
+        except HTTPClientError as e:
+            raise _ws_error(e) from None
+        except OSError as e:
+            raise Unreachable(self.url, e.strerror or str(e)) from None
+
     def _url(self, path: str, params: dict[str, Any] | None) -> str:
         url = f"{self.url}{API_PATH}/{path.lstrip('/')}"
         query = {k: v for k, v in (params or {}).items() if v is not None and v != []}

@@ -114,6 +114,15 @@ class OsmoConfig(Configurable):
         "`osmo dataset` (default: $OSMO_DATASET_STORE or <data_dir>/datasets)."
     ).tag(config=True)
 
+    # --- interactive access (agents dial home; osmo_core.interactive) --------------------
+    interactive_host = Unicode(
+        "127.0.0.1",
+        help="Address the control plane listens on for agents dialling home (reverse SSH).",
+    ).tag(config=True)
+    interactive_port = Int(
+        0, help="Port for agents dialling home; 0 picks a free one (agents are told which)."
+    ).tag(config=True)
+
     # --- auth (the control plane) -------------------------------------------------------
     admin_users = Set(
         Unicode(),

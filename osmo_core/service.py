@@ -23,6 +23,7 @@ from .data import plan as data_plan
 from .engine import Engine
 from .errors import Conflict, NotFound, PlacementError
 from .events import EventBus, Subscription
+from .interactive import Interactive
 from .scheduler import Scheduler
 from .spec import LoadedSpec, load_spec
 from .states import WorkflowStatus
@@ -44,6 +45,7 @@ class Service:
             backend.credentials = dict(self.config.credentials)
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
         self.auth = Authenticator(self.store, self.config)
+        self.interactive = Interactive(self.config, self.backends, self.store)
         self._lock_fd: int | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -52,14 +54,17 @@ class Service:
         self._lock()
         try:
             self.store.open()
+            await self.interactive.start()  # first: agents the engine starts know where to dial
             await self.engine.start()
         except BaseException:
+            await self.interactive.stop()
             self._unlock()
             raise
         return self
 
     async def stop(self) -> None:
         await self.engine.stop()
+        await self.interactive.stop()
         self.store.close()
         self._unlock()
 

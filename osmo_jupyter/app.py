@@ -27,6 +27,7 @@ from osmo_core.service import Service
 from .client import export_server_environment
 from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
+from .interactive_handlers import interactive_handlers
 from .metrics import ServiceMetrics
 
 
@@ -77,6 +78,7 @@ class OsmoApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
+        self.handlers.extend(interactive_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         export_server_environment(serverapp)  # kernels this server starts find it (Client())

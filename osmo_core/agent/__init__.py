@@ -9,5 +9,6 @@ ones. Modules, by concept:
     workdir.py     an attempt's directory: layout, {{output}}/{{input:N}}, files, inputs
     logfile.py     the durable per-attempt log format
     host.py        host facts: capacity, GPUs, container runtime
+    ssh.py         dial home: reverse SSH to the control plane; exec in a task, forwards
     __main__.py    `python -m osmo_core.agent`: the single-agent lock, logging, detaching
 """

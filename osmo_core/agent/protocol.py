@@ -63,7 +63,7 @@ from ..backends.base import (
 
 # Bumped whenever the agent's behaviour changes incompatibly (ops, launch fields, events), so a
 # long-lived agent started by older code of the same release is replaced rather than trusted.
-PROTOCOL = 2
+PROTOCOL = 3
 
 #: Stream buffer limit for one message: a 64 KiB log line escapes to at most ~6x its size, and
 #: a launch request carries its files inline.

@@ -20,6 +20,7 @@ from typing import Any
 from .. import __version__
 from . import host
 from .protocol import MAX_MESSAGE, PROTOCOL, RequestError, decode, encode
+from .ssh import DialHome
 from .supervisor import Supervisor
 
 log = logging.getLogger("osmo_core.agent")
@@ -66,8 +67,10 @@ class AgentServer:
             lost,
         )
         idle = asyncio.ensure_future(self._watch_idle())
+        home = asyncio.ensure_future(DialHome(self.root, self.sup).run())  # interactive access
         await self._stop.wait()
         idle.cancel()
+        home.cancel()
         server.close()  # stop accepting
         await self.sup.stop(self._stop_grace)
         self._flush()

@@ -44,3 +44,13 @@ def may_see_pool(who: Principal, pool: PoolConfig) -> bool:
     except Forbidden:
         return False
     return True
+
+
+def check_port(who: Principal, port: int, declared: list[int], task: str) -> None:
+    """Port-forward reaches the ports a task declares (`ports:`); an admin may reach any."""
+    if who.is_admin or port in declared:
+        return
+    raise Forbidden(
+        f"task {task!r} does not declare port {port} (declared: {declared or 'none'}); "
+        "add it to the task's `ports:` or ask an admin"
+    )

@@ -6,7 +6,8 @@ durations are parsed here, once, into numbers. Cross-field rules that need the w
 (unique names, input references, cycles, leads) live in `spec.validate`.
 
 Extensions of OSMO's spec (documented in the README): `image` is optional (local and SSH hosts
-can run a bare command), and a task may set `maxRetries`.
+can run a bare command), a task may set `maxRetries`, and `ports` (the TCP ports its owner may
+port-forward to while it runs).
 """
 
 from __future__ import annotations
@@ -164,6 +165,8 @@ class Task(Model):
     host_network: bool = Field(False, alias="hostNetwork")
     volume_mounts: list[str] = Field(default_factory=list, alias="volumeMounts")
     max_retries: int | None = Field(None, alias="maxRetries", ge=0)
+    # TCP ports inside the task its owner may port-forward to (an extension, like maxRetries)
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
 
     @field_validator("exit_actions")
     @classmethod

@@ -1,0 +1,12 @@
+"""Interactive access to running tasks, control-plane side (DESIGN.md, "the agent dials home").
+
+    keys.py   the control plane's SSH client key and the pinned host keys of agents (TOFU)
+    hub.py    Interactive: the reverse-SSH listener agents dial into, one connection per agent,
+              and the channels on it: exec (pipes or PTY) and TCP forwards into a task's host
+
+The agent side is osmo_core/agent/ssh.py. No Jupyter here: the handlers adapt this to WebSockets.
+"""
+
+from .hub import ExecSession, Interactive
+
+__all__ = ["ExecSession", "Interactive"]

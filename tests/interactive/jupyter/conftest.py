@@ -1,0 +1,37 @@
+"""A real Jupyter server with the osmo extension and the headless identity provider (PATs), as
+in tests/jupyter; see tests/jupyter/conftest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osmo_jupyter.identity import OsmoIdentityProvider
+from tests.jupyter.conftest import *  # noqa: F403
+
+
+@pytest.fixture
+def jp_server_config(osmo_data_dir: Path) -> dict[str, Any]:
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"osmo_jupyter": True},
+            "identity_provider_class": OsmoIdentityProvider,
+        },
+        "OsmoConfig": {
+            "data_dir": str(osmo_data_dir),
+            "backends": {"local": {"kind": "local", "idle_timeout": 60}},
+        },
+    }
+
+
+@pytest.fixture
+async def pat(api: Any) -> Any:
+    """`await pat("alice")` → headers with a personal access token for alice."""
+
+    async def make(user: str) -> dict[str, str]:
+        made = await api("POST", "tokens", body={"name": "test", "user": user}, status=201)
+        return {"Authorization": f"Bearer {made['token']}"}
+
+    return make
