@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import osmo_cli
 from tests.interactive.conftest import until
-from tests.interactive.jupyter.test_handlers import ECHO, _bound, free_port, start
+from tests.interactive.jupyter.test_interactive_routes import ECHO, _bound, free_port, start
 
 
 @pytest.fixture
