@@ -83,7 +83,7 @@ def workflow_html(wf: dict[str, Any], upstream: dict[str, list[str]] | None = No
         f"<td><b>{e(r['name'])}</b></td>"
         f'<td><span style="color:#fff;background:{colour(r["status"])};padding:1px 6px;'
         f'border-radius:3px">{e(r["status"])}</span></td>'
-        f"<td>{r['retry_id']}</td>"
+        f"<td>{r['retry_id'] + 1}</td>"
         f"<td>{'' if r['exit_code'] is None else r['exit_code']}</td>"
         f"<td>{e(r['duration'])}</td>"
         f"<td>{e(', '.join(r['after']))}</td>"
@@ -110,7 +110,7 @@ def workflow_markdown(wf: dict[str, Any], upstream: dict[str, list[str]] | None 
     for r in task_rows(wf, upstream):
         exit_code = "" if r["exit_code"] is None else r["exit_code"]
         lines.append(
-            f"| {r['name']} | {r['status']} | {r['retry_id']} | {exit_code} | "
+            f"| {r['name']} | {r['status']} | {r['retry_id'] + 1} | {exit_code} | "
             f"{r['duration']} | {', '.join(r['after'])} |"
         )
     return "\n".join(lines)
@@ -119,7 +119,7 @@ def workflow_markdown(wf: dict[str, Any], upstream: dict[str, list[str]] | None 
 def workflow_text(wf: dict[str, Any]) -> str:
     head = f"{wf['id']}: {wf['status']}"
     body = [
-        f"  {r['name']:<16} {r['status']:<20} attempt {r['retry_id']}  "
+        f"  {r['name']:<16} {r['status']:<20} attempt {r['retry_id'] + 1}  "
         f"exit {'-' if r['exit_code'] is None else r['exit_code']:<4} {r['duration']}"
         for r in task_rows(wf)
     ]

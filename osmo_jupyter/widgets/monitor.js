@@ -58,7 +58,7 @@ function drawTable(model, tasks) {
   for (const t of tasks) {
     const tr = el_("tr", { "data-task": t.name });
     const state = el_("td", { style: `color:${colour(model, t.status)};font-weight:bold` }, t.status);
-    tr.append(el_("td", {}, t.name), state, el_("td", {}, String(t.retry_id)),
+    tr.append(el_("td", {}, t.name), state, el_("td", {}, String(t.retry_id + 1)),
       el_("td", {}, duration(t)), el_("td", {}, t.exit_code == null ? "" : String(t.exit_code)),
       el_("td", { style: "font-family:monospace;white-space:pre" }, (t.last_lines || []).join("\n")));
     tr.addEventListener("click", () => model.send({ action: "select", task: t.name }));
@@ -75,9 +75,13 @@ function render({ model, el }) {
     const head = el_("div", { class: "osmo-head" });
     head.append(el_("b", {}, model.get("workflow_id") + " "),
       el_("span", { class: "osmo-status", style: `color:${colour(model, status)};font-weight:bold` }, status));
+    // A finished workflow can be restarted, not canceled; a running one the other way round.
+    const ended = status === "COMPLETED" || status.startsWith("FAILED");
     const cancel = el_("button", { class: "osmo-cancel" }, "Cancel");
+    cancel.disabled = ended;
     cancel.onclick = () => model.send({ action: "cancel" });
     const restart = el_("button", { class: "osmo-restart" }, "Restart");
+    restart.disabled = !ended;
     restart.onclick = () => model.send({ action: "restart" });
     head.append(" ", cancel, " ", restart);
     const err = model.get("error") ? el_("div", { style: "color:#c62828" }, model.get("error")) : "";
