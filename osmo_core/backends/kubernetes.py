@@ -222,13 +222,17 @@ def classify(key: str, pod: Any) -> Started | Exited | StartFailed | Lost | None
     phase = status.phase if status else None
     reason = status.reason if status else None
     if reason in ("Evicted", "NodeLost") or (phase == "Failed" and reason == "Evicted"):
-        return Lost(key, f"pod {reason}: {status.message or ''}".strip(), now)
+        why = "evicted" if reason == "Evicted" else ""
+        return Lost(key, f"pod {reason}: {status.message or ''}".strip(), now, reason=why)
     for cs in (status.container_statuses or []) if status else []:
         if cs.name != "task" or cs.state is None:
             continue
         if cs.state.waiting and cs.state.waiting.reason in IMAGE_ERRORS:
             return StartFailed(
-                key, f"{cs.state.waiting.reason}: {cs.state.waiting.message or ''}", now
+                key,
+                f"{cs.state.waiting.reason}: {cs.state.waiting.message or ''}",
+                now,
+                "image_pull",
             )
         if cs.state.terminated:
             t = cs.state.terminated
