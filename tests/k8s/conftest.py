@@ -8,14 +8,15 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import kmock
 import pytest
-from kubernetes import client
+
+kmock = pytest.importorskip("kmock")
+client = pytest.importorskip("kubernetes.client")
 
 NAMESPACE = "osmo"
 
 
-def api_for(url: str) -> client.CoreV1Api:
+def api_for(url: str) -> Any:
     cfg = client.Configuration()
     cfg.host = url.rstrip("/")
     return client.CoreV1Api(client.ApiClient(cfg))
@@ -39,7 +40,7 @@ class Kubelet:
     starts with `bad/` never pulls (ErrImagePull); stdout lines are the `echo WORD`s of the
     command, served on the pod's log subresource."""
 
-    def __init__(self, kmock: Any, api: client.CoreV1Api) -> None:
+    def __init__(self, kmock: Any, api: Any) -> None:
         self.kmock, self.api = kmock, api
         self.done: set[str] = set()
         self.manifests: list[dict[str, Any]] = []

@@ -164,3 +164,62 @@ async def test_impossible_request_is_refused_at_submit(k8s_service: Service) -> 
         await k8s_service.submit(spec)
     assert "more than any machine" in str(err.value)
     assert "node-a" in str(err.value)
+
+
+async def test_cancel_deletes_the_pod_and_resync_finds_pods_by_label(
+    tmp_path: Path, kmock: Any, kubelet: Kubelet
+) -> None:
+    from osmo_core.backends.kubernetes import KubernetesBackend
+
+    conf = {"host": str(kmock.url), "namespace": NAMESPACE, "poll_interval": 0.05}
+    events: list[Any] = []
+    first = KubernetesBackend("k8s", conf)
+    await first.start(events.append)
+    await first.launch(LaunchRequest(key="wf1/t/0", argv=["sh", "-c", "echo a"], image="busybox"))
+    again = await first.launch(LaunchRequest(key="wf1/t/0", argv=["true"], image="busybox"))
+    assert again.already_known
+    await first.stop()
+    # a restarted control plane: a new instance, nothing in memory, the pod found by label
+    second = KubernetesBackend("k8s", conf)
+    await second.start(events.append)
+    for _ in range(100):
+        state = (await second.status(["wf1/t/0", "wf1/nope/0"]))["wf1/t/0"]
+        if state.state == "exited":
+            break
+        await asyncio.sleep(0.05)
+    assert state.state == "exited" and state.exit_code == 0
+    assert (await second.status(["wf1/nope/0"]))["wf1/nope/0"].state == "unknown"
+    await second.cancel("wf1/t/0")
+    pods = await asyncio.to_thread(kubelet.api.list_namespaced_pod, NAMESPACE)
+    assert pods.items == []
+    await second.stop()
+
+
+async def test_nodes_are_filtered_by_the_node_selector(kmock: Any, kubelet: Kubelet) -> None:
+    from osmo_core.backends.kubernetes import KubernetesBackend
+
+    await kubelet.add_node("gpu-1", cpu="32", memory="256Gi", **{"kubernetes.io/arch": "arm64"})
+    conf = {"host": str(kmock.url), "node_selector": {"kubernetes.io/arch": "arm64"}}
+    nodes = await KubernetesBackend("k8s", conf).nodes()
+    assert [(n.name, n.cpu, n.memory, n.arch) for n in nodes] == [
+        ("gpu-1", 32.0, 256 * 2**30, "arm64")
+    ]
+
+
+def test_pod_status_classification() -> None:
+    from osmo_core.backends.base import Exited, Lost
+    from osmo_core.backends.kubernetes import classify
+
+    def pod(status: dict[str, Any]) -> client.V1Pod:
+        raw = {"metadata": {"name": "p"}, "spec": {"containers": []}, "status": status}
+        return client.ApiClient().deserialize(json.dumps(raw), "V1Pod", "application/json")
+
+    evicted = classify("k", pod({"phase": "Failed", "reason": "Evicted", "message": "disk"}))
+    assert isinstance(evicted, Lost) and evicted.reason == "evicted"
+    unknown = classify("k", pod({"phase": "Unknown"}))
+    assert isinstance(unknown, Lost) and unknown.reason == ""
+    assert classify("k", pod({"phase": "Pending"})) is None
+    oom = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+    cs = {"name": "task", "image": "i", "imageID": "", "ready": False, "restartCount": 0}
+    ended = classify("k", pod({"phase": "Failed", "containerStatuses": [{**cs, "state": oom}]}))
+    assert isinstance(ended, Exited) and ended.exit_code == 137 and ended.message == "OOMKilled"
