@@ -116,6 +116,16 @@ class KubernetesBackend(Backend):
     async def launch(self, req: LaunchRequest) -> LaunchInfo:
         from kubernetes.client.rest import ApiException
 
+        unsupported = [
+            what
+            for what in ("files", "inputs", "outputs", "checkpoints", "credentials")
+            if getattr(req, what)
+        ]
+        if unsupported:  # no agent in the pod yet: refuse rather than run without the data
+            raise NotImplementedError(
+                f"kubernetes backend (first slice): task {what_of(req.key)} uses "
+                f"{', '.join(unsupported)}, which need the in-pod agent (not done yet)"
+            )
         body = self.manifest(req)
         try:
             await asyncio.to_thread(self._api.create_namespaced_pod, self.namespace, body)
@@ -213,6 +223,10 @@ class KubernetesBackend(Backend):
 
     async def forget(self, key: str) -> None:
         self._known.pop(key, None)
+
+
+def what_of(key: str) -> str:
+    return repr(key.split("/")[1]) if key.count("/") == 2 else repr(key)
 
 
 def classify(key: str, pod: Any) -> Started | Exited | StartFailed | Lost | None:

@@ -223,3 +223,13 @@ def test_pod_status_classification() -> None:
     cs = {"name": "task", "image": "i", "imageID": "", "ready": False, "restartCount": 0}
     ended = classify("k", pod({"phase": "Failed", "containerStatuses": [{**cs, "state": oom}]}))
     assert isinstance(ended, Exited) and ended.exit_code == 137 and ended.message == "OOMKilled"
+
+
+async def test_data_inputs_are_refused_not_dropped(k8s_service: Service) -> None:
+    wf = await _run(
+        k8s_service, [_task("a", "echo a"), _task("b", "echo b", inputs=[{"task": "a"}])]
+    )
+    tasks = {t["name"]: t for t in wf["tasks"]}
+    assert tasks["a"]["status"] == "COMPLETED"
+    assert tasks["b"]["status"].startswith("FAILED"), tasks["b"]
+    assert "in-pod agent" in tasks["b"]["message"]
