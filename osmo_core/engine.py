@@ -1035,9 +1035,11 @@ class Engine:
         elif isinstance(item, Exited):
             self._on_exit(att, item.exit_code, item.message)
         elif isinstance(item, StartFailed):
-            self._end_attempt(att, T.FAILED_START_ERROR, message=item.message)
+            failed = T.FAILED_IMAGE_PULL if item.reason == "image_pull" else T.FAILED_START_ERROR
+            self._end_attempt(att, failed, message=item.message)
         elif isinstance(item, Lost):
-            self._end_attempt(att, T.FAILED_BACKEND_ERROR, message=item.message)
+            lost = T.FAILED_EVICTED if item.reason == "evicted" else T.FAILED_BACKEND_ERROR
+            self._end_attempt(att, lost, message=item.message)
 
     def _publish_log(self, att: Attempt, line: LogLine) -> None:
         wf = att.task.group.workflow

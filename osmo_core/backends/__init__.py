@@ -10,7 +10,10 @@ from typing import Any
 from ..errors import ConfigError, Problem
 from .base import Backend
 
-_BUILTIN = {"local": "osmo_core.backends.local:LocalBackend"}
+_BUILTIN = {
+    "local": "osmo_core.backends.local:LocalBackend",
+    "kubernetes": "osmo_core.backends.kubernetes:KubernetesBackend",
+}
 
 
 def backend_class(kind: str) -> type[Backend]:

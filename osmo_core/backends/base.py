@@ -164,6 +164,7 @@ class StartFailed:
     key: str
     message: str
     ts: float = 0.0
+    reason: str = ""  # "image_pull": the image could not be pulled (FAILED_IMAGE_PULL)
 
 
 @dataclass
@@ -173,6 +174,7 @@ class Lost:
     key: str
     message: str
     ts: float = 0.0
+    reason: str = ""  # "evicted": the platform evicted it, e.g. node pressure (FAILED_EVICTED)
 
 
 BackendEvent = Started | LogLine | Exited | StartFailed | Lost | Transfer
