@@ -47,13 +47,20 @@ Message = dict[str, Any]
 
 
 def export_server_environment(serverapp: Any) -> None:
-    """Put this server's URL and token in its environment, for the kernels it launches."""
+    """Put this server's URL and token in its environment, for the kernels it launches, and
+    have its IPython kernels load the `%osmo` magics."""
     ip = serverapp.ip if serverapp.ip not in ("", "0.0.0.0", "::", "*", "localhost") else None
     host = ip or "127.0.0.1"
     scheme = "https" if serverapp.certfile else "http"
     host = f"[{host}]" if ":" in host else host
     os.environ[ENV_URL] = f"{scheme}://{host}:{serverapp.port}{serverapp.base_url.rstrip('/')}"
     os.environ[ENV_TOKEN] = serverapp.identity_provider.token or ""
+    # `%osmo` in every IPython kernel of this server, with no `%load_ext` (kernel_startup.py
+    # chains to the user's own PYTHONSTARTUP).
+    startup = str(Path(__file__).with_name("kernel_startup.py"))
+    if os.environ.get("PYTHONSTARTUP") not in (None, "", startup):
+        os.environ["OSMO_USER_PYTHONSTARTUP"] = os.environ["PYTHONSTARTUP"]
+    os.environ["PYTHONSTARTUP"] = startup
 
 
 _embedded: EmbeddedTransport | None = None

@@ -154,8 +154,45 @@ def test_a_kernel_started_by_the_server_finds_it(server, wf_name):
         "from osmo_jupyter import Client\n"
         "c = Client()\n"
         "print(c.transport.kind, c.url == os.environ['OSMO_SERVER_URL'])\n"
+        # the magics are there without %load_ext
+        "print('osmo' in get_ipython().magics_manager.magics['line'])\n"
         f"wf = c.submit({str(SPECS / 'chain.yaml')!r}, name={wf_name!r})\n"
         "print(wf.wait(timeout=60))\n"
     )
     out = asyncio.run(run_in_server_kernel(server.url, server.token, code))
-    assert out.split() == ["server", "True", "COMPLETED"]
+    assert out.split() == ["server", "True", "True", "COMPLETED"]
+
+
+def test_kernel_startup_loads_the_magics_and_chains_the_users_file(tmp_path, monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    from osmo_jupyter.client import export_server_environment
+
+    for var in ("OSMO_SERVER_URL", "OSMO_SERVER_TOKEN", "OSMO_USER_PYTHONSTARTUP"):
+        monkeypatch.delenv(var, raising=False)  # restored after the test
+    mine = tmp_path / "startup.py"
+    mine.write_text("USERS_OWN_STARTUP = True\n")
+    monkeypatch.setenv("PYTHONSTARTUP", str(mine))
+    token = SimpleNamespace(token="t")
+    app = SimpleNamespace(ip="", port=1, certfile="", base_url="/", identity_provider=token)
+    export_server_environment(app)
+    export_server_environment(app)  # a second call does not lose the user's file
+    assert os.environ["OSMO_USER_PYTHONSTARTUP"] == str(mine)
+    # a kernel started with this environment, as the server's kernels are
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", env=dict(os.environ))
+    try:
+        out: list[str] = []
+        code = "print(USERS_OWN_STARTUP, 'osmo' in get_ipython().magics_manager.magics['line'])"
+        reply = kc.execute_interactive(
+            code,
+            timeout=60,
+            output_hook=lambda m: out.append(m["content"].get("text", "")),
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert "".join(out).split() == ["True", "True"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
