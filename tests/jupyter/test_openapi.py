@@ -7,24 +7,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from tornado import websocket
 
 from osmo_jupyter.handlers import _methods, default_handlers
 from osmo_jupyter.schemas import openapi
+from tests.jupyter.test_headless import TOKEN, call, free_port, jupyter_osmo
 
-TOKEN = "schemathesis-token"
 HELLO = "workflow:\n  name: hl\n  tasks:\n  - name: t\n    command: [echo, hello]\n"
 # A fixed seed keeps the run reproducible in CI; OSMO_SCHEMATHESIS_SEED explores others.
 SEED = os.environ.get("OSMO_SCHEMATHESIS_SEED", "1")
@@ -49,26 +45,6 @@ checks.positive_data_acceptance.expected-statuses = [
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def call(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode() if body else None,
-        headers={"Authorization": f"token {TOKEN}"},
-        method="POST" if body else "GET",
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 @contextmanager
 def server(env: dict[str, str], log: Path) -> Iterator[str]:
     """A `jupyter osmo` subprocess on 127.0.0.1, its output in `log` (a pipe nobody reads
@@ -76,15 +52,7 @@ def server(env: dict[str, str], log: Path) -> Iterator[str]:
     port = free_port()
     out = log.open("w")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from osmo_jupyter.app import main; main()",
-            "--allow-root",
-            "--ServerApp.ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={TOKEN}",
-        ],
+        [*jupyter_osmo(), f"--port={port}"],
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT,
