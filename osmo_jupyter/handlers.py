@@ -547,23 +547,33 @@ class LogFollowWebSocket(_OsmoWebSocket):
         try:
             retry = q.retry_id if q.retry_id is not None else self._attempts()[0]["retry_id"]
             last = await self._catch_up(retry, q.start)
+            # The store is read again only when this task's state may have moved: at the start,
+            # after one of its status events, or after an overflow that may have dropped one —
+            # never per log line.
+            moved = True
             while True:
-                rows = self._attempts()
-                row = next((r for r in rows if r["retry_id"] == retry), None)
-                if row is not None and TaskStatus(row["status"]).terminal:
-                    last = await self._catch_up(retry, last)  # lines that raced the status
-                    later = [r["retry_id"] for r in rows if r["retry_id"] > retry]
-                    if q.retry_id is None and later:
-                        retry = later[0]
-                        await self._send({"type": "attempt", "retry_id": retry})
-                        last = await self._catch_up(retry, 0)
-                        continue
-                    await self._send({"type": "end", "status": row["status"], "retry_id": retry})
-                    break
+                if moved:
+                    rows = self._attempts()
+                    row = next((r for r in rows if r["retry_id"] == retry), None)
+                    if row is not None and TaskStatus(row["status"]).terminal:
+                        last = await self._catch_up(retry, last)  # lines that raced the status
+                        later = [r["retry_id"] for r in rows if r["retry_id"] > retry]
+                        if q.retry_id is None and later:
+                            retry = later[0]
+                            await self._send({"type": "attempt", "retry_id": retry})
+                            last = await self._catch_up(retry, 0)
+                            continue
+                        await self._send(
+                            {"type": "end", "status": row["status"], "retry_id": retry}
+                        )
+                        break
                 item = await self._sub.get()
                 if item is None:
                     self.close(1001, "server shutting down")
                     return
+                moved = isinstance(item, Overflow) or (
+                    item.type == "task.status" and item.task == self._task
+                )
                 if isinstance(item, Overflow):
                     last = await self._catch_up(retry, last)
                 elif (

@@ -132,6 +132,24 @@ class _Counter:
         self.progress(files, size, len(self.sizes), sum(self.sizes))
 
 
+def _copy(
+    fs: Any,
+    method: str,
+    calls: list[tuple[Any, str]],
+    sizes: list[int],
+    progress: Progress | None,
+    t0: float,
+) -> TransferStats:
+    """Every (source, target) pair through `fs.<method>`, in parallel; what moved."""
+    run_many(fs, method, calls, WORKERS, _Counter(sizes, progress))
+    return TransferStats(
+        files=len(calls),
+        transferred_files=len(calls),
+        transferred_bytes=sum(sizes),
+        seconds=time.monotonic() - t0,
+    )
+
+
 def download_url(
     url: str,
     dest: Path,
@@ -160,13 +178,7 @@ def download_url(
             local.parent.mkdir(parents=True, exist_ok=True)
             calls.append((path, str(local)))
             sizes.append(int(info.get("size") or 0))
-        run_many(fs, "get_file", calls, WORKERS, _Counter(sizes, progress))
-        return TransferStats(
-            files=len(calls),
-            transferred_files=len(calls),
-            transferred_bytes=sum(sizes),
-            seconds=time.monotonic() - t0,
-        )
+        return _copy(fs, "get_file", calls, sizes, progress, t0)
 
     return run("download of", url, DataExit.DOWNLOAD_FAILED, go)
 
@@ -184,13 +196,7 @@ def upload_dir(
         fs, root = open_store(url, **options)
         calls = [(local, f"{root}/{rel}") for rel, local in files.items()]
         sizes = [os.path.getsize(local) for local in files.values()]
-        run_many(fs, "put_file", calls, WORKERS, _Counter(sizes, progress))
-        return TransferStats(
-            files=len(files),
-            transferred_files=len(files),
-            transferred_bytes=sum(sizes),
-            seconds=time.monotonic() - t0,
-        )
+        return _copy(fs, "put_file", calls, sizes, progress, t0)
 
     return run("upload to", url, DataExit.UPLOAD_FAILED, go)
 
