@@ -20,7 +20,11 @@ def wait_for(predicate, timeout: float = 60) -> None:
 
 
 def test_monitor_follows_a_running_workflow(server_env, wf_name):
-    wf = Client().submit(SPECS / "chain.yaml", name=wf_name)
+    # `make` takes a second, so the run cannot be over before the monitor is watching (the
+    # monitor rightly ignores replayed history of a finished workflow)
+    spec = (SPECS / "chain.yaml").read_text().replace("echo made", "sleep 1; echo made")
+    assert "sleep 1" in spec
+    wf = Client().submit(spec, name=wf_name)
     monitor = WorkflowMonitor(wf)
     snapshots: list[dict[str, str]] = []
     monitor.observe(
