@@ -82,6 +82,9 @@ class LaunchRequest:
     cpu: float = 1.0
     memory: int | None = None
     node: str | None = None  # which machine of the backend (scheduler's placement)
+    pool: str = ""
+    platform: str = ""  # the pool's platform the task runs on (per-platform pod templates, hosts)
+    user: str = ""  # the workflow's owner ({{USER_*}} in templates, per-user agent directories)
     outputs: list[OutputSpec] = field(default_factory=list)
     checkpoints: list[CheckpointSpec] = field(default_factory=list)
     # OSMO's task `credentials:`: name -> {ENV_VAR: key} or a folder path; names, never secrets
