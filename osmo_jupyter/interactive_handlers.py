@@ -25,17 +25,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 from tornado import web, websocket
 
 from osmo_core.auth import policy
 from osmo_core.interactive import ExecSession
+from osmo_core.interactive.terminals import SHELL, Terminal
 
-from .handlers import _ID, _TASK, ApiError, _OsmoWebSocket, _route
+from .handlers import _ID, _TASK, ApiError, OsmoHandler, _OsmoWebSocket, _route, api
+from .schemas import TerminalRequest
+
+if TYPE_CHECKING:
+    from osmo_core.service import Service
 
 STDIN, STDOUT, STDERR = 0, 1, 2
+AUDIT_EVERY = 60.0  # seconds: proxy requests and file reads/writes are audited once per window
+_audited: dict[tuple[str, ...], float] = {}
+
+
+async def audit(
+    svc: Service,
+    user: str,
+    wf_id: str,
+    task: str,
+    action: str,
+    *,
+    every: bool = True,
+    **detail: Any,
+) -> None:
+    """A `task.access` event; with every=False at most one per AUDIT_EVERY seconds for the same
+    user, task and action (a web page is dozens of requests, an rsync one per file)."""
+    if not every:
+        key = (user, wf_id, task, action, *map(str, detail.values()))
+        now = time.monotonic()
+        if now - _audited.get(key, -AUDIT_EVERY) < AUDIT_EVERY:
+            return
+        _audited[key] = now
+        if len(_audited) > 10_000:  # forget old windows
+            for k in [k for k, t in _audited.items() if now - t >= AUDIT_EVERY]:
+                del _audited[k]
+    await svc.record_access(user, wf_id, task, action, **detail)
 
 
 class ExecQuery(BaseModel):
@@ -60,6 +92,7 @@ class ExecWebSocket(_OsmoWebSocket):
         pty = (q.cols, q.rows) if q.pty else None
         self._sess = await svc.interactive.exec(wf_id, task, q.cmd, pty=pty)
         self.log.info("osmo: %s exec in %s/%s: %s (pty=%s)", self.who.name, wf_id, task, q.cmd, pty)
+        await audit(svc, self.who.name, wf_id, task, "exec", argv=q.cmd, pty=q.pty)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self._pump = asyncio.create_task(self._run(), name="osmo-exec-ws")
@@ -128,6 +161,7 @@ class PortForwardWebSocket(_OsmoWebSocket):
         policy.check_port(self.who, port, svc.interactive.declared_ports(wf_id, task), task)
         self._reader, self._writer = await svc.interactive.open_port(wf_id, task, port)
         self.log.info("osmo: %s port-forward to %s/%s:%d", self.who.name, wf_id, task, port)
+        await audit(svc, self.who.name, wf_id, task, "port-forward", port=port)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self._pump = asyncio.create_task(self._run(), name="osmo-port-forward-ws")
@@ -157,7 +191,101 @@ class PortForwardWebSocket(_OsmoWebSocket):
             self._pump.cancel()
 
 
+# --- terminals: jupyter_server's terminals API under a task's own base URL --------------------
+
+
+class TerminalsHandler(OsmoHandler):
+    @api
+    async def get(self, wf_id: str, task: str) -> None:
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        self.reply([t.model() for t in svc.interactive.terminals.list(wf_id, task)])
+
+    @api
+    async def post(self, wf_id: str, task: str) -> None:
+        body = self.body_model(TerminalRequest) if self.request.body else TerminalRequest()
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+
+        def start(size: tuple[int, int]) -> Any:
+            return svc.interactive.exec(wf_id, task, SHELL, pty=size)
+
+        term = await svc.interactive.terminals.create(
+            wf_id, task, self.who.name, start, name=body.name
+        )
+        self.log.info("osmo: %s opened terminal %s in %s/%s", self.who.name, term.name, wf_id, task)
+        await audit(svc, self.who.name, wf_id, task, "terminal", terminal=term.name)
+        self.reply(term.model())
+
+
+class TerminalHandler(OsmoHandler):
+    async def _find(self, wf_id: str, task: str, name: str) -> tuple[Service, Terminal]:
+        svc = await self.workflow_for(wf_id)
+        return svc, svc.interactive.terminals.get(wf_id, task, name)
+
+    @api
+    async def get(self, wf_id: str, task: str, name: str) -> None:
+        self.reply((await self._find(wf_id, task, name))[1].model())
+
+    @api
+    async def delete(self, wf_id: str, task: str, name: str) -> None:
+        svc, term = await self._find(wf_id, task, name)
+        await svc.interactive.terminals.terminate(term)
+        self.set_status(204)
+        self.finish()
+
+
+class TerminalWebSocket(_OsmoWebSocket):
+    """terminado's protocol: JSON arrays ["stdin", text], ["set_size", rows, cols, ...] in;
+    ["setup", {}], ["stdout", text], ["disconnect", 1] out."""
+
+    _term: Terminal | None = None
+
+    async def handshake(self, wf_id: str, task: str, name: str) -> None:
+        svc = await self.workflow_for(wf_id)
+        self._terms = svc.interactive.terminals
+        self._term = self._terms.get(wf_id, task, name)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        assert self._term is not None
+        self.write_message(json.dumps(["setup", {}]))
+        self._terms.attach(self._term, self)
+
+    def output(self, text: str) -> None:
+        with contextlib.suppress(websocket.WebSocketClosedError):
+            self.write_message(json.dumps(["stdout", text]))
+
+    def ended(self) -> None:
+        with contextlib.suppress(websocket.WebSocketClosedError):
+            self.write_message(json.dumps(["disconnect", 1]))
+        self.close(1000, "the terminal ended")
+
+    def on_message(self, message: str | bytes) -> None:
+        term = self._term
+        try:
+            msg = json.loads(message)
+            if term is None or not isinstance(msg, list) or not msg:
+                return
+            if msg[0] == "stdin" and isinstance(msg[1], str):
+                term.write(msg[1])
+            elif msg[0] == "set_size":
+                term.resize(self, int(msg[1]), int(msg[2]))
+        except (ValueError, IndexError, TypeError) as e:
+            self.log.info("osmo: terminal: ignored message %r: %s", message[:200], e)
+
+    def on_close(self) -> None:
+        if self._term is not None:
+            self._terms.detach(self._term, self)
+            self._term = None
+
+
+_TASK_BASE = f"workflows/{_ID}/tasks/{_TASK}"
+_NAME = r"(?P<name>\w+)"
+
 interactive_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (_route(f"workflows/{_ID}/tasks/{_TASK}/exec"), ExecWebSocket),
     (_route(f"workflows/{_ID}/tasks/{_TASK}/port-forward"), PortForwardWebSocket),
+    (_route(f"{_TASK_BASE}/api/terminals"), TerminalsHandler),
+    (_route(f"{_TASK_BASE}/api/terminals/{_NAME}"), TerminalHandler),
+    (_route(f"{_TASK_BASE}/terminals/websocket/{_NAME}"), TerminalWebSocket),
 ]

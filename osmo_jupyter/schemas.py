@@ -112,6 +112,65 @@ class TokenRequest(BaseModel):
     )
 
 
+class TerminalRequest(BaseModel):
+    """Body of `POST .../tasks/{task}/api/terminals` (what JupyterLab's TerminalManager sends)."""
+
+    model_config = ConfigDict(extra="ignore")  # JupyterLab may send `cwd`: the task's is used
+
+    name: str | None = Field(
+        None, pattern=r"^\w{1,64}$", description="Name it (default: the next free number)."
+    )
+
+
+class TerminalModel(BaseModel):
+    """jupyter_server's terminal model, plus where the terminal runs."""
+
+    name: str
+    last_activity: str
+    workflow_id: str
+    task: str
+    user: str
+
+
+class FilesQuery(BaseModel):
+    """Query string of `GET .../tasks/{task}/files` and `GET .../files/content`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(".", max_length=4096, description="Relative to the task's workdir.")
+
+
+class PutFileQuery(FilesQuery):
+    """Query string of `PUT .../tasks/{task}/files/content`."""
+
+    mtime: int | None = Field(None, ge=0, le=2**32 - 1, description="Set this mtime (seconds).")
+    mode: int | None = Field(None, ge=0, le=0o7777, description="Set these permission bits.")
+
+
+class MkdirRequest(BaseModel):
+    """Body of `POST .../tasks/{task}/files/dirs`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(max_length=100_000, description="Folders to make (with parents).")
+
+
+class FileEntry(BaseModel):
+    path: str = Field(description="Relative to the listed path; '' for the path itself.")
+    type: Literal["file", "dir", "link", "other"]
+    size: int
+    mtime: int
+    mode: int
+
+
+class FilesListing(BaseModel):
+    """`GET .../files`: the path itself, then everything under it (links are not followed)."""
+
+    path: str
+    type: Literal["file", "dir", "link", "other"]
+    entries: list[FileEntry]
+
+
 class TokenRecord(BaseModel):
     id: str
     user: str
@@ -392,7 +451,8 @@ MODELS: list[type[BaseModel]] = [
     SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse, SpecResponse,
     LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
-    MeResponse, RestartResponse,
+    MeResponse, RestartResponse, TerminalRequest, TerminalModel, MkdirRequest, FileEntry,
+    FilesListing,
 ]  # fmt: skip
 
 

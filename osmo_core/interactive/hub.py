@@ -34,6 +34,7 @@ from ..errors import BackendError, Conflict, NotFound
 from ..states import TaskStatus
 from ..store import Store
 from .keys import PinnedKeys, client_key, public_text
+from .terminals import Terminals
 
 log = logging.getLogger("osmo_core.interactive")
 
@@ -96,6 +97,7 @@ class Interactive:
         self._roots: dict[str, Path] = {}  # agent id -> the root whose dialhome.json we wrote
         self._bg: set[asyncio.Task[None]] = set()
         self._joining: set[asyncssh.SSHClientConnection] = set()  # dialled in, not yet checked
+        self.terminals = Terminals()  # named shells in tasks, for Jupyter's terminal UI
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -126,6 +128,7 @@ class Interactive:
         log.info("interactive: agents dial in to %s:%d", self.config.interactive_host, self.port)
 
     async def stop(self) -> None:
+        await self.terminals.close()
         for name, root in self._roots.items():
             info = DialHomeInfo.read(root)
             if info is not None and (info.port, info.agent_id) == (self.port, name):
