@@ -26,16 +26,31 @@ import asyncio
 import contextlib
 import json
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+import httpcore
+from jupyter_server.base.handlers import JupyterHandler
 from pydantic import BaseModel, Field, ValidationError
 from tornado import web, websocket
+from tornado.iostream import StreamClosedError
 
 from osmo_core.auth import policy
+from osmo_core.errors import Conflict
 from osmo_core.interactive import ExecSession
 from osmo_core.interactive.terminals import SHELL, Terminal
 
-from .handlers import _ID, _TASK, ApiError, OsmoHandler, _OsmoWebSocket, _route, api
+from .handlers import (
+    _ID,
+    _TASK,
+    AUTH_RESOURCE,
+    ApiError,
+    OsmoHandler,
+    _OsmoMixin,
+    _OsmoWebSocket,
+    _route,
+    api,
+)
 from .schemas import TerminalRequest
 
 if TYPE_CHECKING:
@@ -279,6 +294,179 @@ class TerminalWebSocket(_OsmoWebSocket):
             self._term = None
 
 
+# --- HTTP proxy to a declared port of a task, for the browser ---------------------------------
+
+_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length", "host",
+}  # fmt: skip
+
+
+class _TaskStream(httpcore.AsyncNetworkStream):
+    """An SSH direct-tcpip channel as httpcore's network stream."""
+
+    def __init__(self, reader: Any, writer: Any):
+        self._r, self._w = reader, writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._r.read(max_bytes)  # type: ignore[no-any-return]
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._w.write(buffer)
+        await self._w.drain()
+
+    async def aclose(self) -> None:
+        self._w.close()
+
+
+class _TaskNetwork(httpcore.AsyncNetworkBackend):
+    """httpcore's connections open channels to the task's port instead of TCP sockets."""
+
+    def __init__(self, open_port: Any):
+        self._open = open_port
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, **kwargs: Any
+    ) -> httpcore.AsyncNetworkStream:
+        return _TaskStream(*await self._open())
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class ProxyHandler(_OsmoMixin, JupyterHandler):
+    """`{any method} .../tasks/{task}/proxy/{port}/{path}` → http://127.0.0.1:{port}/{path} in
+    the task. Authorized like port-forward (owner or admin; declared ports, any for an admin).
+    The caller's Jupyter credentials (Authorization, `token=`, Jupyter's cookies) are not
+    passed on; XSRF is the proxied app's business, as in jupyter-server-proxy. An `Upgrade`
+    request (a WebSocket) becomes a byte tunnel after the app's answer."""
+
+    auth_resource = AUTH_RESOURCE
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+    def check_xsrf_cookie(self) -> None:
+        pass
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]
+
+    async def _proxy(self, wf_id: str, task: str, port_text: str, path: str | None) -> None:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ApiError(400, f"port {port}: ports are 1-65535", "bad request")
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        policy.check_port(self.who, port, svc.interactive.declared_ports(wf_id, task), task)
+        if path is None:  # the app's root is "/": relative links need the slash
+            query = f"?{self.request.query}" if self.request.query else ""
+            self.redirect(f"{self.request.path}/{query}")
+            return
+        await audit(svc, self.who.name, wf_id, task, "proxy", every=False, port=port)
+
+        async def open_port() -> Any:
+            try:
+                return await svc.interactive.open_port(wf_id, task, port)
+            except Conflict as e:  # refused inside the task: nothing listens there
+                raise ApiError(502, str(e), "bad gateway") from e
+
+        query = urllib.parse.urlencode(
+            [(k, v) for k, v in urllib.parse.parse_qsl(self.request.query, True) if k != "token"]
+        )
+        target = path + (f"?{query}" if query else "")
+        if self.request.headers.get("Upgrade"):
+            await self._tunnel(open_port, port, target)
+            return
+        headers = self._forwarded_headers(port)
+        async with httpcore.AsyncConnectionPool(network_backend=_TaskNetwork(open_port)) as pool:
+            try:
+                async with pool.stream(
+                    self.request.method or "GET",
+                    f"http://127.0.0.1:{port}{target}",
+                    headers=headers,
+                    content=self.request.body or None,
+                ) as resp:
+                    self._start_reply(resp, port)
+                    async for chunk in resp.aiter_stream():
+                        self.write(chunk)
+                        await self.flush()
+            except httpcore.ProtocolError as e:
+                raise ApiError(502, f"port {port} of {wf_id}/{task}: {e}", "bad gateway") from e
+        self.finish()
+
+    def _forwarded_headers(self, port: int) -> list[tuple[str, str]]:
+        out = [(k, v) for k, v in self.request.headers.get_all() if k.lower() not in _HOP]
+        out = [(k, v) for k, v in out if k.lower() not in ("authorization", "cookie")]
+        cookies = [
+            f"{name}={morsel.value}"
+            for name, morsel in self.request.cookies.items()
+            if name != "_xsrf" and not name.startswith("username-")
+        ]
+        if cookies:
+            out.append(("Cookie", "; ".join(cookies)))
+        prefix = self.request.path.split(f"/proxy/{port}", 1)[0] + f"/proxy/{port}"
+        out += [
+            ("Host", f"127.0.0.1:{port}"),
+            ("X-Forwarded-Host", self.request.host),
+            ("X-Forwarded-Proto", self.request.protocol),
+            ("X-Forwarded-Prefix", prefix),
+        ]
+        return out
+
+    def _start_reply(self, resp: httpcore.Response, port: int) -> None:
+        reason = resp.extensions.get("reason_phrase", b"").decode("latin-1") or None
+        self.set_status(resp.status, reason=reason or "Unknown")
+        self.clear_header("Content-Type")
+        prefix = self.request.path.split(f"/proxy/{port}", 1)[0] + f"/proxy/{port}"
+        for raw_k, raw_v in resp.headers:
+            k, v = raw_k.decode("latin-1"), raw_v.decode("latin-1")
+            if k.lower() in _HOP:
+                continue
+            if k.lower() == "location":
+                for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+                    if v.startswith(origin):
+                        v = prefix + v[len(origin) :]
+            self.add_header(k, v)
+
+    async def _tunnel(self, open_port: Any, port: int, target: str) -> None:
+        """The upgrade request to the app, then bytes both ways until either side closes."""
+        reader, writer = await open_port()
+        head = f"{self.request.method} {target} HTTP/1.1\r\n"
+        keep = [(k, v) for k, v in self._forwarded_headers(port)]
+        keep += [("Connection", "Upgrade"), ("Upgrade", self.request.headers["Upgrade"])]
+        head += "".join(f"{k}: {v}\r\n" for k, v in keep) + "\r\n"
+        writer.write(head.encode("latin-1"))
+        self._auto_finish = False
+        stream = self.request.connection.detach()
+
+        async def up() -> None:
+            with contextlib.suppress(StreamClosedError, OSError):
+                while data := await stream.read_bytes(65536, partial=True):
+                    writer.write(data)
+                    await writer.drain()
+            writer.write_eof()
+
+        pump = asyncio.ensure_future(up())
+        try:
+            while data := await reader.read(65536):
+                await stream.write(data)
+        except (StreamClosedError, OSError):
+            pass
+        finally:
+            pump.cancel()
+            writer.close()
+            stream.close()
+
+    @api
+    async def get(self, wf_id: str, task: str, port: str, path: str | None) -> None:
+        await self._proxy(wf_id, task, port, path)
+
+    head = post = put = delete = patch = get
+
+    @api
+    async def options(self, wf_id: str, task: str, port: str, path: str | None) -> None:
+        await self._proxy(wf_id, task, port, path)
+
+
 _TASK_BASE = f"workflows/{_ID}/tasks/{_TASK}"
 _NAME = r"(?P<name>\w+)"
 
@@ -288,4 +476,5 @@ interactive_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (_route(f"{_TASK_BASE}/api/terminals"), TerminalsHandler),
     (_route(f"{_TASK_BASE}/api/terminals/{_NAME}"), TerminalHandler),
     (_route(f"{_TASK_BASE}/terminals/websocket/{_NAME}"), TerminalWebSocket),
+    (_route(f"{_TASK_BASE}/proxy/(?P<port>[0-9]{{1,5}})(?P<path>/.*)?"), ProxyHandler),
 ]
