@@ -35,13 +35,14 @@ from .cli_common import (
     report,
 )
 from .cli_interactive import add_interactive_parsers, exec_command, port_forward_command
+from .cli_rsync import rsync_command
 from .client import ApiError, Client, Credentials, NotLoggedIn, Unreachable
 from .config import PRIORITIES
 from .errors import InputError, PlacementError, Problem, SpecError
 from .states import WorkflowStatus
 
 REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "restart", "spec")
-REMOTE_WORKFLOW_COMMANDS += ("exec", "port-forward")  # cli_interactive.py
+REMOTE_WORKFLOW_COMMANDS += ("exec", "port-forward", "rsync")  # cli_interactive.py
 RECONNECTS = 5  # an events stream that drops is resumed this many times, then given up
 _QUIET = {"PROCESSING", "INITIALIZING"}
 
@@ -162,6 +163,7 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
                 "spec": _spec,
                 "exec": exec_command,
                 "port-forward": port_forward_command,
+                "rsync": rsync_command,
             },
         }[args.group][args.cmd]
         return await handler(client, args, out)

@@ -36,8 +36,8 @@ from tornado import web, websocket
 from tornado.iostream import StreamClosedError
 
 from osmo_core.auth import policy
-from osmo_core.errors import Conflict
-from osmo_core.interactive import ExecSession
+from osmo_core.errors import Conflict, OsmoError
+from osmo_core.interactive import ExecSession, files
 from osmo_core.interactive.terminals import SHELL, Terminal
 
 from .handlers import (
@@ -46,12 +46,13 @@ from .handlers import (
     AUTH_RESOURCE,
     ApiError,
     OsmoHandler,
+    _from_osmo,
     _OsmoMixin,
     _OsmoWebSocket,
     _route,
     api,
 )
-from .schemas import TerminalRequest
+from .schemas import FilesQuery, MkdirRequest, PutFileQuery, TerminalRequest
 
 if TYPE_CHECKING:
     from osmo_core.service import Service
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 STDIN, STDOUT, STDERR = 0, 1, 2
 AUDIT_EVERY = 60.0  # seconds: proxy requests and file reads/writes are audited once per window
 _audited: dict[tuple[str, ...], float] = {}
+_closing: set[asyncio.Future[None]] = set()  # clean-ups of broken uploads still running
 
 
 async def audit(
@@ -68,13 +70,14 @@ async def audit(
     task: str,
     action: str,
     *,
-    every: bool = True,
+    window: str | None = None,
     **detail: Any,
 ) -> None:
-    """A `task.access` event; with every=False at most one per AUDIT_EVERY seconds for the same
-    user, task and action (a web page is dozens of requests, an rsync one per file)."""
-    if not every:
-        key = (user, wf_id, task, action, *map(str, detail.values()))
+    """A `task.access` event. With a `window` (e.g. the port), at most one per AUDIT_EVERY
+    seconds for the same user, task, action and window: a web page is dozens of requests, an
+    rsync one request per file."""
+    if window is not None:
+        key = (user, wf_id, task, action, window)
         now = time.monotonic()
         if now - _audited.get(key, -AUDIT_EVERY) < AUDIT_EVERY:
             return
@@ -361,7 +364,7 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
             query = f"?{self.request.query}" if self.request.query else ""
             self.redirect(f"{self.request.path}/{query}")
             return
-        await audit(svc, self.who.name, wf_id, task, "proxy", every=False, port=port)
+        await audit(svc, self.who.name, wf_id, task, "proxy", window=str(port), port=port)
 
         async def open_port() -> Any:
             try:
@@ -467,6 +470,112 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
         await self._proxy(wf_id, task, port, path)
 
 
+# --- files of a task's workdir (`osmo workflow rsync`), over the agent's SFTP -----------------
+
+
+class FilesHandler(OsmoHandler):
+    @api
+    async def get(self, wf_id: str, task: str) -> None:
+        q = self.query_model(FilesQuery)
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        await audit(svc, self.who.name, wf_id, task, "files", op="list", path=q.path)
+        async with await svc.interactive.sftp(wf_id, task) as sftp:
+            self.reply(await files.listing(sftp, q.path))
+
+
+class DirsHandler(OsmoHandler):
+    @api
+    async def post(self, wf_id: str, task: str) -> None:
+        body = self.body_model(MkdirRequest)
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        await audit(svc, self.who.name, wf_id, task, "files", window="write", op="write")
+        async with await svc.interactive.sftp(wf_id, task) as sftp:
+            await files.makedirs(sftp, body.paths)
+        self.reply({"paths": body.paths}, 201)
+
+
+@web.stream_request_body
+class FileContentHandler(OsmoHandler):
+    """GET: the file's bytes (`X-Osmo-Mtime`, `X-Osmo-Mode`); PUT: the body becomes the file
+    (streamed: the SFTP file is opened before the body arrives, each chunk written as it
+    comes), with `mtime` and `mode` set, parents made."""
+
+    _upload: files.Upload | None = None
+    _sftp: Any = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.request.method != "PUT" or self._finished:
+            return
+        try:
+            self.require_user()
+            allowed = self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE)
+            if asyncio.iscoroutine(allowed):
+                allowed = await allowed
+            if not allowed:
+                raise ApiError(403, "not authorized to write osmo", "forbidden")
+            wf_id, task = self.path_kwargs["wf_id"], self.path_kwargs["task"]
+            q = self.query_model(PutFileQuery)
+            svc = await self.workflow_for(wf_id)
+            svc.task(wf_id, task)
+            await audit(svc, self.who.name, wf_id, task, "files", window="write", op="write")
+            self._sftp = await svc.interactive.sftp(wf_id, task)
+            self._upload = await files.Upload(self._sftp, q.path, q.mtime, q.mode).open()
+        except OsmoError as e:
+            raise _from_osmo(e) from e
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._upload is not None:
+            await self._upload.write(chunk)
+
+    @api
+    async def put(self, wf_id: str, task: str) -> None:
+        assert self._upload is not None
+        await self._upload.done()
+        up, self._upload = self._upload, None
+        self.reply({"path": up.path, "size": up.size}, 201)
+
+    @api
+    async def get(self, wf_id: str, task: str) -> None:
+        q = self.query_model(FilesQuery)
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        await audit(svc, self.who.name, wf_id, task, "files", window="read", op="read")
+        async with await svc.interactive.sftp(wf_id, task) as sftp:
+            info, chunks = await files.read(sftp, q.path)
+            self.set_header("Content-Length", str(info["size"]))
+            self.set_header("X-Osmo-Mtime", str(info["mtime"]))
+            self.set_header("X-Osmo-Mode", oct(info["mode"]))
+            self.set_header("Content-Type", "application/octet-stream")
+            async for data in chunks:
+                self.write(data)
+                await self.flush()
+        self.finish(set_content_type="application/octet-stream")
+
+    def on_finish(self) -> None:
+        self._cleanup()
+
+    def on_connection_close(self) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        up, sftp = self._upload, self._sftp
+        self._upload = self._sftp = None
+
+        async def close() -> None:
+            if up is not None:
+                await up.abort()  # the body never finished: no half file is left
+            if sftp is not None:
+                sftp.exit()
+
+        if up is not None or sftp is not None:
+            task = asyncio.ensure_future(close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
 _TASK_BASE = f"workflows/{_ID}/tasks/{_TASK}"
 _NAME = r"(?P<name>\w+)"
 
@@ -476,5 +585,8 @@ interactive_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (_route(f"{_TASK_BASE}/api/terminals"), TerminalsHandler),
     (_route(f"{_TASK_BASE}/api/terminals/{_NAME}"), TerminalHandler),
     (_route(f"{_TASK_BASE}/terminals/websocket/{_NAME}"), TerminalWebSocket),
+    (_route(f"{_TASK_BASE}/files"), FilesHandler),
+    (_route(f"{_TASK_BASE}/files/content"), FileContentHandler),
+    (_route(f"{_TASK_BASE}/files/dirs"), DirsHandler),
     (_route(f"{_TASK_BASE}/proxy/(?P<port>[0-9]{{1,5}})(?P<path>/.*)?"), ProxyHandler),
 ]

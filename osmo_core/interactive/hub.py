@@ -13,6 +13,7 @@ store says the task is RUNNING (Conflict otherwise):
     exec(wf, task, argv, pty=(cols, rows) | None) -> ExecSession   (stdin/stdout/stderr, resize,
                                                                     signal, wait -> exit status)
     open_port(wf, task, port) -> (SSHReader, SSHWriter)             (direct-tcpip to 127.0.0.1)
+    sftp(wf, task) -> asyncssh SFTPClient                           (rooted at the task's workdir)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import asyncssh
 
-from ..agent.ssh import DIALHOME, KEEPALIVE_INTERVAL, DialHomeInfo
+from ..agent.ssh import DIALHOME, KEEPALIVE_INTERVAL, SFTP_ATTEMPT, DialHomeInfo
 from ..backends.base import Backend, attempt_key
 from ..config import OsmoConfig
 from ..errors import BackendError, Conflict, NotFound
@@ -276,3 +277,12 @@ class Interactive:
             raise Conflict(f"port {port} of {wf_id}/{task}: {e.reason}") from e
         except (asyncssh.Error, OSError) as e:
             raise BackendError(f"port {port} of {wf_id}/{task}: {e}") from e
+
+    async def sftp(self, wf_id: str, task: str) -> asyncssh.SFTPClient:
+        """An SFTP session in the task's workdir ("/" is the workdir); the caller closes it."""
+        agent_id, key = self._running(wf_id, task)
+        conn = await self.agent(agent_id)
+        try:
+            return await conn.start_sftp_client(env={SFTP_ATTEMPT: key})
+        except (asyncssh.Error, OSError) as e:
+            raise BackendError(f"sftp in {wf_id}/{task}: {e}") from e
