@@ -211,7 +211,7 @@ async def _bridge_port(
         return
 
     async def upstream() -> None:
-        while data := await r.read(65536):
+        while data := await r.read(1 << 20):  # bigger WebSocket frames, fewer of them
             await ws.write_message(data, binary=True)
         await ws.write_message(json.dumps({"type": "eof"}))
 

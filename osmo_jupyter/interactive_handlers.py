@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from osmo_core.service import Service
 
 STDIN, STDOUT, STDERR = 0, 1, 2
+FRAME = 1 << 20  # port-forward: up to this much per WebSocket message (fewer, bigger frames)
 AUDIT_EVERY = 60.0  # seconds: proxy requests and file reads/writes are audited once per window
 _audited: dict[tuple[str, ...], float] = {}
 _closing: set[asyncio.Future[None]] = set()  # clean-ups of broken uploads still running
@@ -113,6 +114,7 @@ class ExecWebSocket(_OsmoWebSocket):
         await audit(svc, self.who.name, wf_id, task, "exec", argv=q.cmd, pty=q.pty)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)  # keystrokes and their echo are small messages
         self._pump = asyncio.create_task(self._run(), name="osmo-exec-ws")
 
     async def _run(self) -> None:
@@ -186,7 +188,7 @@ class PortForwardWebSocket(_OsmoWebSocket):
 
     async def _run(self) -> None:
         try:
-            while data := await self._reader.read(65536):
+            while data := await self._reader.read(FRAME):
                 await self.write_message(data, binary=True)
             await self._send({"type": "eof"})
             self.close(1000, "connection closed in the task")
@@ -266,6 +268,7 @@ class TerminalWebSocket(_OsmoWebSocket):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         assert self._term is not None
+        self.set_nodelay(True)  # a keystroke's echo is one small message: no Nagle delay
         self.write_message(json.dumps(["setup", {}]))
         self._terms.attach(self._term, self)
 

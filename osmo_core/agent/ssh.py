@@ -57,6 +57,7 @@ KEEPALIVE_INTERVAL = 15.0  # seconds between keepalives; 3 missed answers drop t
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0  # seconds between reconnection attempts
 CONNECT_TIMEOUT = 10.0
 _READ = 65536
+WINDOW, PACKET = 8 * 1024 * 1024, 256 * 1024  # per channel: fewer window updates and packets
 SFTP_ATTEMPT = "OSMO_ATTEMPT"  # the sftp channel's environment names the attempt it serves
 
 
@@ -136,8 +137,8 @@ class DialHome:
                 keepalive_interval=KEEPALIVE_INTERVAL,
                 keepalive_count_max=3,
                 login_timeout=CONNECT_TIMEOUT,
-                window=8 * 1024 * 1024,  # per channel: bulk port-forward needs few window updates
-                max_pktsize=256 * 1024,
+                window=WINDOW,
+                max_pktsize=PACKET,
             ),
             CONNECT_TIMEOUT,
         )
@@ -180,6 +181,10 @@ class _Server(asyncssh.SSHServer):
 
     def __init__(self, home: DialHome):
         self.home = home
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
 
     def session_requested(self) -> _Session:
         return _Session(self.home)
@@ -195,14 +200,18 @@ class _Server(asyncssh.SSHServer):
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
-    ) -> bool:
+    ) -> Any:
         # asyncssh refuses direct-tcpip unless this says yes; a port inside the task's host only
         if dest_host != "127.0.0.1" or not 0 < dest_port < 65536:
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 f"forwarding allowed to 127.0.0.1 only, not {dest_host}:{dest_port}",
             )
-        return True
+        assert self.conn is not None
+        # asyncssh's own channel for an accepted forward has 32 KiB packets and a 2 MiB window,
+        # whatever the connection's options say: bulk data wants bigger ones
+        chan = self.conn.create_tcp_channel(window=WINDOW, max_pktsize=PACKET)
+        return chan, self.conn.forward_connection(dest_host, dest_port)
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         return False  # no listening on the agent's host on the control plane's behalf
