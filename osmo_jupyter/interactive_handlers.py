@@ -1,8 +1,11 @@
-"""WebSockets into running tasks: exec (terminals, commands) and port-forward.
+r"""Into running tasks: exec, port-forward, terminals, files, and an HTTP proxy to task ports.
 
-Both are authorized like every workflow route (the owner or an admin), checked before the
+All are authorized like every workflow route (the owner or an admin), checked before any
 upgrade so a refusal is an HTTP status with the JSON error body: 404 unknown task, 403 another
 user's task or an undeclared port, 409 the task is not RUNNING, 502 its agent is unreachable.
+Each is audited: a persisted `task.access` event {user, action, ...} in the workflow's event
+stream (exec, terminal, port-forward: one per session; proxy and file reads/writes: at most one
+per minute per user, task and port or kind; a files listing: one each).
 
 Exec: `GET .../workflows/{id}/tasks/{task}/exec?cmd=sh&cmd=-c&cmd=...&pty=1&cols=80&rows=24`
 (`cmd` repeats, one argv entry each; default `/bin/sh`). Binary frames carry bytes with a
@@ -18,6 +21,46 @@ Port-forward: `GET .../tasks/{task}/port-forward?port=N` bridges binary frames t
 127.0.0.1:N on the task's host; `{"type": "eof"}` half-closes in either direction, and the
 socket closes when the connection inside the task does. Only ports the task declares (`ports:`)
 unless the caller is an admin.
+
+Terminals (for JupyterLab's Terminal widget): jupyter_server's terminals API and terminado's
+WebSocket, with the task's URL as the base URL, so @jupyterlab/services' TerminalManager and
+TerminalConnection work unchanged when given ServerConnection settings whose `baseUrl` and
+`wsUrl` end in `osmo/api/v1/workflows/{id}/tasks/{task}/`:
+
+    GET    {task}/api/terminals                 [{"name", "last_activity", "workflow_id",
+                                                  "task", "user"}]
+    POST   {task}/api/terminals   {"name"?: \w+} → the model; the task's shell (bash -i, else
+                                                  sh -i) starts on a PTY (409 name taken)
+    GET    {task}/api/terminals/{name}          the model (404 when gone)
+    DELETE {task}/api/terminals/{name}          204; the shell gets SIGHUP
+    WS     {task}/terminals/websocket/{name}    ["setup", {}] first; then ["stdin", text] and
+           ["set_size", rows, cols, ...] in, ["stdout", text] out, ["disconnect", 1] at the end
+
+In TypeScript (the side panel):
+
+    const base = URLExt.join(app.serviceManager.serverSettings.baseUrl,
+                             'osmo/api/v1/workflows', wf, 'tasks', task) + '/';
+    const settings = ServerConnection.makeSettings({
+      ...app.serviceManager.serverSettings, baseUrl: base, wsUrl: base.replace(/^http/, 'ws')
+    });
+    const manager = new TerminalManager({ serverSettings: settings });
+    const session = await manager.startNew();            // or manager.connectTo({ model })
+    const widget = new MainAreaWidget({ content: new Terminal(session) });
+
+A terminal outlives its viewers (a reloaded tab re-attaches and is sent recent output) until
+its shell exits, it is deleted, the task's agent connection is lost, or 10 minutes pass with no
+viewer (osmo_core/interactive/terminals.py).
+
+Files (`osmo workflow rsync`; paths relative to the task's workdir, SFTP on the agent):
+
+    GET  {task}/files?path=P                    P and everything under it (FilesListing)
+    GET  {task}/files/content?path=P            the bytes; X-Osmo-Mtime, X-Osmo-Mode
+    PUT  {task}/files/content?path=P&mtime=T&mode=M   the body (streamed) becomes the file
+    POST {task}/files/dirs  {"paths": [...]}    folders, with parents
+
+HTTP proxy (a task's web app in a browser tab): any method on
+`{task}/proxy/{port}/{path}` goes to http://127.0.0.1:{port}/{path} inside the task (`Upgrade`
+requests, e.g. WebSockets, are tunnelled); declared ports only, unless the caller is an admin.
 """
 
 from __future__ import annotations
@@ -580,7 +623,7 @@ class FileContentHandler(OsmoHandler):
 
 
 _TASK_BASE = f"workflows/{_ID}/tasks/{_TASK}"
-_NAME = r"(?P<name>\w+)"
+_NAME = r"(?P<name>[^/]+)"  # any: an unknown name is a JSON 404, not an HTML one
 
 interactive_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (_route(f"workflows/{_ID}/tasks/{_TASK}/exec"), ExecWebSocket),
