@@ -260,7 +260,10 @@ class LocalBackend(Backend):
                         f"could not reach or start the agent for {self.root} ({e}); "
                         f"see {self.root}/agent.log"
                     ) from None
-                if not self.agent_running() and now - last_spawn > 0.5:
+                # Not while one we started is still starting (importing, under load, can take
+                # seconds): a second one would take the lock once the first has gone, and
+                # outlive a shutdown.
+                if not self._spawned and not self.agent_running() and now - last_spawn > 0.5:
                     self._spawn_agent()
                     last_spawn = now
                 await asyncio.sleep(0.02)
