@@ -28,7 +28,14 @@ from typing import Any
 
 import asyncssh
 
-from ..agent.ssh import DIALHOME, KEEPALIVE_INTERVAL, SFTP_ATTEMPT, DialHomeInfo
+from ..agent.ssh import (
+    DIALHOME,
+    KEEPALIVE_INTERVAL,
+    PACKET,
+    SFTP_ATTEMPT,
+    WINDOW,
+    DialHomeInfo,
+)
 from ..backends.base import Backend, attempt_key
 from ..config import OsmoConfig
 from ..errors import BackendError, Conflict, NotFound
@@ -43,7 +50,6 @@ HELLO_TIMEOUT = 10.0  # seconds for a new agent to say who it is
 AGENT_WAIT = 10.0  # seconds a request waits for the task's agent to (re)connect
 # AES-GCM first: hardware-accelerated where chacha20 (asyncssh's first choice) is not.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
-WINDOW, PACKET = 8 * 1024 * 1024, 256 * 1024  # per channel: fewer window updates for bulk data
 
 
 class ExecSession:
