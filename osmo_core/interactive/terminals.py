@@ -149,7 +149,8 @@ class Terminals:
         return (term.wf_id, term.task, term.name)
 
     async def terminate(self, term: Terminal) -> None:
-        term.session.signal("HUP")  # a shell's hangup: it and its jobs end
+        with contextlib.suppress(OSError):  # already gone: _end below still tidies up
+            term.session.signal("HUP")  # a shell's hangup: it and its jobs end
         pump = self._pumps.get(term)
         if pump is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):

@@ -85,7 +85,7 @@ async def test_requests_reach_the_web_app_in_the_task(webapp, jp_fetch, jp_ws_fe
     ws.close()
 
 
-async def test_the_proxy_is_refused_like_port_forward(webapp, jp_fetch, pat):
+async def test_the_proxy_is_refused_like_port_forward(webapp, jp_fetch, pat, service):
     wf, port, idle, alice = webapp
     bob = await pat("bob")
     for who, p, code in ((bob, port, 403), (alice, port + 1, 403), (alice, idle, 502)):
@@ -93,3 +93,9 @@ async def test_the_proxy_is_refused_like_port_forward(webapp, jp_fetch, pat):
             await jp_fetch(*proxy(wf, p, "x"), headers=who)
         assert e.value.code == code, (who, p)
         assert json.loads(e.value.response.body)["message"]
+    cancel = ("osmo", "api", "v1", "workflows", wf, "cancel")
+    await jp_fetch(*cancel, method="POST", body=b"", headers=alice)
+    await until(lambda: service.task(wf, "main")["status"] != "RUNNING", what="the cancel")
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch(*proxy(wf, port, "x"), headers=alice)
+    assert e.value.code == 409
