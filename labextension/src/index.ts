@@ -3,14 +3,23 @@
  * a log viewer tab per task, and "Submit to OSMO" on YAML files.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, Notification, WidgetTracker } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  ICommandPalette,
+  MainAreaWidget,
+  Notification,
+  showDialog,
+  WidgetTracker
+} from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 
 import { TaskActions } from './actions';
 import { ApiError, OsmoClient, SocketLike, Transport } from './api';
+import { h } from './dom';
 import { LogViewer } from './logs';
 import { OsmoPanel } from './panel';
 import iconSvg from '../style/icon.svg';
@@ -30,8 +39,14 @@ export const osmoIcon = new LabIcon({ name: 'osmo-jupyter:osmo', svgstr: iconSvg
 /** The API's transport through JupyterLab's server connection (token, XSRF, base URL). */
 export function labTransport(settings: ServerConnection.ISettings): Transport {
   return {
+    // Not the default `no-store`: makeRequest then appends a bare `?<timestamp>` cache buster,
+    // which the API's strict query validation refuses (400). The API sends no-store anyway.
     fetch: (path, init) =>
-      ServerConnection.makeRequest(settings.baseUrl + API_ROOT + path, init ?? {}, settings),
+      ServerConnection.makeRequest(
+        settings.baseUrl + API_ROOT + path,
+        { cache: 'no-cache', ...init },
+        settings
+      ),
     socket: path => {
       const url = new URL(settings.wsUrl + API_ROOT + path);
       if (settings.token && settings.appendToken) {
@@ -42,11 +57,27 @@ export function labTransport(settings: ServerConnection.ISettings): Transport {
   };
 }
 
+/** The server's message as a notification; a toast shows ~140 characters, so the whole of it
+ * (every problem of a bad spec, one per line) is one click away. */
 function notifyError(title: string, error: unknown): void {
   const message =
     error instanceof ApiError || error instanceof Error ? error.message : String(error);
   console.warn(`osmo: ${title}:`, error);
-  Notification.error(`${title}: ${message}`, { autoClose: 10000 });
+  Notification.error(`${title}: ${message}`, {
+    autoClose: 10000,
+    actions: [
+      {
+        label: 'Details',
+        caption: 'Show the whole message',
+        callback: () =>
+          void showDialog({
+            title,
+            body: new Widget({ node: h('pre', { class: 'osmo-error-details' }, message) }),
+            buttons: [Dialog.okButton({ label: 'Close' })]
+          })
+      }
+    ]
+  });
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {

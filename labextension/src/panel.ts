@@ -44,6 +44,7 @@ export class OsmoPanel extends Widget {
   private taskInfo: TaskInfo | null = null;
   private filter: Filter = { status: '', pool: '', search: '' };
   private pending = false;
+  private dagFit = true;
   private ticker: ReturnType<typeof setInterval> | null = null;
   private poolsTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -386,7 +387,7 @@ export class OsmoPanel extends Widget {
     const cancel = h(
       'button',
       {
-        class: 'jp-Button jp-mod-styled jp-mod-warn osmo-cancel',
+        class: 'jp-Button jp-mod-styled osmo-cancel',
         'data-key': 'cancel',
         type: 'button',
         disabled: ended,
@@ -424,9 +425,24 @@ export class OsmoPanel extends Widget {
       this.schedule();
     });
     const plan = layout(view.order, view.spec);
+    const zoom = h(
+      'button',
+      {
+        class: 'jp-Button jp-mod-styled osmo-zoom',
+        type: 'button',
+        'data-key': 'zoom',
+        'aria-pressed': this.dagFit ? 'true' : 'false',
+        title: 'Fit the graph to the panel, or show it at full size with scrolling'
+      },
+      this.dagFit ? 'Full size' : 'Fit'
+    );
+    zoom.addEventListener('click', () => {
+      this.dagFit = !this.dagFit;
+      this.schedule();
+    });
     const dag = h(
       'div',
-      { class: 'osmo-dag-box' },
+      { class: `osmo-dag-box${this.dagFit ? ' osmo-fit' : ''}` },
       renderDag(view, plan, this.selectedTask, t => void this.selectTask(t))
     );
     replaceKeepingFocus(
@@ -441,6 +457,7 @@ export class OsmoPanel extends Widget {
           view.status
         ),
         h('span', { class: 'osmo-spacer' }),
+        zoom,
         cancel,
         restart,
         close
