@@ -251,7 +251,23 @@ def run_scenario(page: Page, lab: Lab) -> None:
     page.mouse.move(box["x"] + 260, box["y"] + 200, steps=5)
     page.mouse.up()
     tab.click()
-    panel.locator(".osmo-wf", has_text="serial-").click()
+
+    # Restart a finished workflow: a new id, run to the end.
+    panel.locator('li.osmo-wf[data-id="serial-1"]').click()
+    detail.get_by_role("button", name="Restart serial-1").click()
+    expect(detail.locator(".osmo-detail-id")).to_have_text("serial-2")
+    again = panel.locator('li.osmo-wf[data-id="serial-2"]')
+    expect(again).to_have_attribute("data-status", "COMPLETED", timeout=60_000)
+    expect(again.locator(".osmo-wf-progress")).to_have_text("3/3")
+
+    # Keyboard through the list (newest first: serial-2, bad never made one, slow-1, serial-1).
+    again.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    expect(detail.locator(".osmo-detail-id")).to_have_text("slow-1")
+    expect(panel.locator('li.osmo-wf[data-id="slow-1"]')).to_have_attribute("aria-selected", "true")
+
+    panel.locator('li.osmo-wf[data-id="serial-2"]').click()
     detail.locator('g.osmo-dag-node[data-task="task2"]').click()
     expect(detail.locator('[data-task-details="task2"] .osmo-tail')).to_contain_text("task2")
     panel.screenshot(path=str(ARTIFACTS / "lab-panel-light.png"))
