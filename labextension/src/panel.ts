@@ -254,6 +254,8 @@ export class OsmoPanel extends Widget {
     const now = Date.now() / 1000;
     const rows = this.list.filtered(this.filter);
     this.countEl.textContent = `${rows.length} of ${this.list.rows.size} workflows`;
+    // One tab stop for the list (the selected row, else the first); arrows move within it.
+    const tabStop = rows.some(r => r.id === this.view?.id) ? this.view?.id : rows[0]?.id;
     const items = rows.map(r => {
       const { done, total } = this.list.progress(r.id);
       const selected = this.view?.id === r.id;
@@ -262,7 +264,7 @@ export class OsmoPanel extends Widget {
         {
           class: `osmo-wf${selected ? ' jp-mod-selected' : ''}`,
           role: 'option',
-          tabindex: 0,
+          tabindex: r.id === tabStop ? 0 : -1,
           'aria-selected': selected ? 'true' : 'false',
           'data-id': r.id,
           'data-key': `wf:${r.id}`,
