@@ -184,7 +184,11 @@ export class OsmoPanel extends Widget {
     try {
       this.list.load(await this.env.client.listWorkflows({ limit: LIST_LIMIT }));
     } catch (e) {
-      this.env.notifyError('Could not list workflows', e);
+      const missing = e instanceof ApiError && e.status === 404;
+      this.env.notifyError(
+        'Could not list workflows',
+        missing ? new Error('this Jupyter server has no osmo_jupyter server extension enabled') : e
+      );
     }
   }
 
