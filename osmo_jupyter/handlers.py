@@ -216,6 +216,8 @@ class _OsmoMixin:
         raw: dict[str, Any] = {}
         for key, values in self.request.query_arguments.items():
             texts = [v.decode("utf-8", "replace") for v in values]
+            if key.isdigit() and texts == [""]:
+                continue  # JupyterLab's GET cache-buster: a bare `?<timestamp>`
             if key in lists:
                 # an empty part is a bad value (400), not "no filter": `?status=` names no status
                 raw[key] = [p for t in texts for p in t.split(",")]
