@@ -1,0 +1,483 @@
+"""The SSH backend: machines reachable over SSH (workstations, NVIDIA Jetson devices) as nodes.
+
+Each host runs the same agent as the local backend (provisioned by ssh_host.py); this backend
+is its client over one asyncssh connection per host, which carries everything: commands,
+SFTP, the agent's JSON-lines protocol (a direct-streamlocal channel to the agent's Unix
+socket) and, for interactive access, a reverse port forward the agent dials home through (so
+a host needs no route back to the control plane).
+
+Data between hosts goes through the control plane: when an attempt ends, its log and (on
+success) its output folder are copied here, under ROOT/ssh/<backend>/<host>/runs/<key>/; that
+local copy is the attempt's `output`, so a downstream task on the local backend reads it as
+is, and one on another host gets it pushed over SFTP before it starts. A downstream task on the
+same host reads the original in place. Large data should go through storage URLs instead.
+
+A host that drops out (SSH down, agent gone) is reconnected with backoff; after `lost_grace`
+seconds its watched attempts are reported `Lost` (the engine makes them FAILED_BACKEND_ERROR,
+rescheduled by default) and the host is marked offline until it answers again.
+
+Config (OsmoConfig.backends["name"]):
+    kind: ssh
+    hosts: ["gpu1.lab", ...] or {"jetson-1": {"arch": "aarch64", "port": 2222, ...}, ...}
+      per host: port, username, python, dir, arch/cpus/memory/gpus (override what is probed)
+    known_hosts, ssh_config, client_keys, username, python ("python3"), dir ("~/.osmo-agent"),
+    connect_timeout (10), keepalive_interval (5), lost_grace (30), recheck_max (30),
+    idle_timeout (600), wheel (a wheel to install instead of one built here), install_deps
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from ..agent.logfile import parse_line, read_lines
+from ..agent.workdir import LOG, OUTPUT, attempt_dir
+from ..errors import BackendError, ConfigError, Problem
+from . import ssh_host
+from .agentlink import AgentLink
+from .base import (
+    AttemptState,
+    Backend,
+    BackendEvent,
+    EventSink,
+    Exited,
+    LaunchInfo,
+    LaunchRequest,
+    LogLine,
+    Lost,
+    Node,
+)
+from .ssh_host import HostConfig, Remote
+
+log = logging.getLogger("osmo_core.backends.ssh")
+
+HOST_KEYS = {"port", "username", "python", "dir", "arch", "cpus", "memory", "gpus"}
+BACKEND_KEYS = {
+    "kind",
+    "root",
+    "hosts",
+    "known_hosts",
+    "ssh_config",
+    "client_keys",
+    "username",
+    "python",
+    "dir",
+    "connect_timeout",
+    "keepalive_interval",
+    "lost_grace",
+    "recheck_max",
+    "idle_timeout",
+    "wheel",
+    "install_deps",
+}
+
+
+def check_config(name: str, spec: dict[str, Any]) -> list[Problem]:
+    """Every problem of an ssh backend's config, naming the field (OsmoConfig validation)."""
+    where = f"OsmoConfig.backends.{name}"
+    problems = []
+    if set(spec) - BACKEND_KEYS:
+        problems.append(
+            Problem(
+                f"unknown keys {sorted(set(spec) - BACKEND_KEYS)}",
+                field=where,
+                hint=f"valid: {', '.join(sorted(BACKEND_KEYS))}",
+            )
+        )
+    hosts = spec.get("hosts")
+    if not hosts or not isinstance(hosts, (list, dict)):
+        problems.append(
+            Problem(
+                f"expected a non-empty list or dict of hosts, got {hosts!r}",
+                field=f"{where}.hosts",
+                hint="e.g. ['gpu1.lab'] or {'jetson-1': {'arch': 'aarch64'}}",
+            )
+        )
+    elif isinstance(hosts, dict):
+        for alias, opts in hosts.items():
+            bad = set(opts or {}) - HOST_KEYS if isinstance(opts, dict) else {"(not a dict)"}
+            if bad:
+                problems.append(
+                    Problem(
+                        f"unknown keys {sorted(bad)}",
+                        field=f"{where}.hosts.{alias}",
+                        hint=f"valid: {', '.join(sorted(HOST_KEYS))}",
+                    )
+                )
+    return problems
+
+
+def host_names(spec: dict[str, Any]) -> list[str]:
+    hosts = spec.get("hosts") or []
+    return list(hosts) if isinstance(hosts, (list, dict)) else []
+
+
+class SSHBackend(Backend):
+    kind = "ssh"
+
+    def __init__(self, name: str, config: dict[str, Any] | None = None):
+        super().__init__(name, config)
+        problems = check_config(name, self.config)
+        if problems:
+            raise ConfigError(problems)
+        self.root = Path(self.config.get("root") or ".").expanduser().resolve()
+        self.lost_grace = float(self.config.get("lost_grace", 30))
+        self.recheck_max = float(self.config.get("recheck_max", 30))
+        self.wheel: str | None = self.config.get("wheel")
+        self.dial_home: tuple[str, int, str] | None = None  # (host, port, client key)
+        connect = ssh_host.connect_options(self.config)
+        raw = self.config["hosts"]
+        entries = raw if isinstance(raw, dict) else dict.fromkeys(raw)
+        self.hosts: dict[str, HostLink] = {}
+        for alias, opts in entries.items():
+            opts = opts or {}
+            cfg = HostConfig(
+                alias=str(alias),
+                python=opts.get("python", self.config.get("python", "python3")),
+                dir=opts.get("dir", self.config.get("dir", "~/.osmo-agent")),
+                port=opts.get("port"),
+                username=opts.get("username", self.config.get("username")),
+                overrides={k: opts[k] for k in ("arch", "cpus", "memory", "gpus") if k in opts},
+                connect=connect,
+                install_deps=bool(self.config.get("install_deps", False)),
+                idle_timeout=float(self.config.get("idle_timeout", 600)),
+            )
+            self.hosts[cfg.alias] = HostLink(self, cfg)
+        self._where: dict[str, str] = {}  # attempt key -> host alias
+
+    # --- Backend -----------------------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        # In parallel: an unreachable host must not hold up the others (it is retried).
+        await asyncio.gather(*(h.start(sink) for h in self.hosts.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(h.stop() for h in self.hosts.values()))
+
+    async def nodes(self) -> list[Node]:
+        return [h.node for h in self.hosts.values()]  # the same objects: online is kept live
+
+    def host_status(self) -> dict[str, dict[str, Any]]:
+        """Per host: online, address, the last error (why it is offline)."""
+        return {
+            a: {"online": h.node.online, "address": h.address, "error": h.error}
+            for a, h in self.hosts.items()
+        }
+
+    def address_of(self, node: str) -> str:
+        """What {{host:TASK}} becomes for a task on `node`: the address we reached it at."""
+        h = self.hosts.get(node)
+        return h.address if h is not None else node
+
+    async def launch(self, req: LaunchRequest) -> LaunchInfo:
+        h = self._host(req.node)
+        if not h.node.online:
+            raise BackendError(f"host {h.cfg.alias} is offline: {h.error}")
+        self._where[req.key] = h.cfg.alias
+        inputs = [await h.stage_input(req.key, i) for i in req.inputs]
+        info = await h.launch(dataclasses.replace(req, inputs=inputs))
+        mirror = attempt_dir(h.mirror, req.key)
+        return dataclasses.replace(info, output=str(mirror / OUTPUT))
+
+    async def cancel(self, key: str, grace: float = 5.0) -> None:
+        alias = self._where.get(key)
+        hosts = [self.hosts[alias]] if alias else list(self.hosts.values())
+        for h in hosts:
+            if h.connected:
+                await h.cancel(key, grace)
+
+    async def status(self, keys: list[str]) -> dict[str, AttemptState]:
+        out = {k: AttemptState(k, "unknown") for k in keys}
+        for h in self.hosts.values():
+            if not h.connected:
+                for k in keys:
+                    if self._where.get(k) == h.cfg.alias:
+                        out[k] = AttemptState(k, "lost", message=f"host {h.cfg.alias} is offline")
+                continue
+            for k, st in (await h.status(keys)).items():
+                if st.state != "unknown":
+                    out[k] = st
+                    self._where[k] = h.cfg.alias
+        return out
+
+    async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
+        alias = self._where.get(key)
+        for h in [self.hosts[alias]] if alias else self.hosts.values():
+            mirrored = attempt_dir(h.mirror, key) / LOG
+            if mirrored.exists():
+                return read_lines(mirrored, key, start, limit)
+        if alias is None:
+            return []
+        return await self.hosts[alias].read_log(key, start, limit)
+
+    async def forget(self, key: str) -> None:
+        alias = self._where.pop(key, None)
+        if alias:
+            await self.hosts[alias].forget(key)
+
+    # --- interactive access (osmo_core.interactive) ------------------------------------------
+
+    def set_dial_home(self, host: str, port: int, client_key: str) -> None:
+        """Where agents dial home; each host's agent reaches it through a reverse forward."""
+        self.dial_home = (host, port, client_key)
+        for h in self.hosts.values():
+            if h.connected:
+                h.schedule(h.write_dial_home())
+
+    def agent_id_of(self, node: str) -> str:
+        return f"{self.name}@{node}"
+
+    async def shutdown_agents(self) -> None:
+        """Stop every host's agent (and its tasks); for tests and cleanup."""
+        await asyncio.gather(*(h.shutdown() for h in self.hosts.values() if h.connected))
+        await self.stop()
+
+    def _host(self, node: str | None) -> HostLink:
+        if node not in self.hosts:
+            raise BackendError(f"ssh backend {self.name!r} has no host {node!r}")
+        return self.hosts[node]
+
+
+class HostLink(AgentLink):
+    """One host: its SSH connection, its agent, its node."""
+
+    start_timeout = 20.0
+    spawn_interval = 2.0
+
+    def __init__(self, backend: SSHBackend, cfg: HostConfig):
+        super().__init__(f"host {cfg.alias}")
+        self.backend = backend
+        self.cfg = cfg
+        self.backoff_max = backend.recheck_max
+        self.mirror = backend.root / "ssh" / backend.name / cfg.alias
+        ov = cfg.overrides
+        self.node = Node(
+            name=cfg.alias,
+            cpu=float(ov.get("cpus", 0)),
+            memory=int(ov.get("memory", 0)),
+            gpus=[int(g) for g in ov.get("gpus", [])],
+            arch=ov.get("arch", ""),
+            online=False,
+        )
+        self.address = cfg.alias
+        self.error = "not connected yet"
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.remote: Remote | None = None
+        self._closed: asyncio.Task[None] | None = None
+        self._forward: asyncssh.SSHListener | None = None
+        self._finishing: set[str] = set()
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self, sink: EventSink) -> None:
+        if not await self._start_link(sink, retry=True):
+            log.warning("ssh backend %s: %s; retrying", self.backend.name, self.error)
+
+    async def stop(self) -> None:
+        await self._stop_link(f"the ssh backend {self.backend.name!r} was stopped")
+        for t in list(self._bg):
+            t.cancel()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+        self._close_ssh()
+        self.node.online = False
+
+    async def shutdown(self) -> None:
+        with contextlib.suppress(BackendError):
+            await self._shutdown(force=True)
+
+    def schedule(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    # --- AgentLink ---------------------------------------------------------------------------
+
+    async def _open(self) -> tuple[Any, Any]:
+        if self.conn is None or self._closed is None or self._closed.done():
+            self._close_ssh()
+            try:
+                await self._ssh_connect()
+            except (BackendError, OSError, asyncssh.Error) as e:
+                self.error = (
+                    str(e) if isinstance(e, BackendError) else f"host {self.cfg.alias}: {e}"
+                )
+                self._close_ssh()
+                raise BackendError(self.error) from None
+        assert self.conn is not None and self.remote is not None
+        try:
+            return await self.conn.open_unix_connection(self.remote.socket)
+        except asyncssh.ChannelOpenError as e:
+            raise OSError(f"{self.remote.socket}: {e.reason}") from None
+        except (asyncssh.Error, OSError) as e:  # the connection went meanwhile
+            self._close_ssh()
+            raise BackendError(f"host {self.cfg.alias}: {e}") from None
+
+    async def _agent_alive(self) -> bool:
+        return False  # starting one is idempotent on the host (its root's lock)
+
+    async def _spawn_agent(self) -> None:
+        if self.conn is None or self.remote is None:
+            raise BackendError(f"host {self.cfg.alias}: not connected")
+        await ssh_host.start_agent(self.conn, self.cfg, self.remote)
+
+    def _unreachable(self, since: float) -> None:
+        if time.monotonic() - since < self.backend.lost_grace:
+            return
+        self.node.online = False
+        for key in list(self._watch):
+            self._deliver(Lost(key, f"host {self.cfg.alias} is unreachable: {self.error}"))
+
+    def _reconnected(self) -> None:
+        self.error = ""
+        self.node.online = True
+
+    async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
+        if self.conn is None or self.remote is None:
+            raise BackendError(f"host {self.cfg.alias} is offline: its logs cannot be read")
+        path = str(attempt_dir(Path(self.remote.root), key) / LOG)
+        try:
+            async with self.conn.start_sftp_client() as sftp, sftp.open(path, "rb") as f:
+                data: bytes = await f.read()
+        except asyncssh.SFTPNoSuchFile:
+            return []
+        except (asyncssh.Error, OSError) as e:
+            raise BackendError(f"host {self.cfg.alias}: log of {key}: {e}") from None
+        raws = data.split(b"\n")[:-1]  # a partial last line is not a line yet
+        end = len(raws) if limit is None else min(len(raws), start + limit)
+        return [parse_line(key, i + 1, raws[i]) for i in range(start, end)]
+
+    # --- the SSH connection ------------------------------------------------------------------
+
+    async def _ssh_connect(self) -> None:
+        conn = await ssh_host.connect(self.cfg)
+        try:
+            remote = await ssh_host.provision(
+                conn, self.cfg, self.backend.root / "ssh" / "wheels", self.backend.wheel
+            )
+            async with conn.start_sftp_client() as sftp:
+                await sftp.makedirs(remote.root, exist_ok=True)
+                await ssh_host.push_credentials(sftp, remote.root, self.backend.credentials)
+        except BaseException:
+            conn.close()
+            raise
+        self.conn, self.remote = conn, remote
+        self._closed = asyncio.ensure_future(conn.wait_closed())
+        self.address = str((conn.get_extra_info("peername") or (self.cfg.alias,))[0])
+        facts, ov = remote.facts, self.cfg.overrides
+        self.node.cpu = float(ov.get("cpus", facts["cpus"]))
+        self.node.memory = int(ov.get("memory", facts["memory"]))
+        names = {g["index"]: g["name"] for g in facts["gpus"]}
+        self.node.gpus = [int(g) for g in ov.get("gpus", names)]
+        self.node.gpu_names = [names.get(g, "") for g in self.node.gpus]
+        self.node.arch = ov.get("arch", facts["arch"])
+        if self.backend.dial_home is not None:
+            await self.write_dial_home()
+
+    async def write_dial_home(self) -> None:
+        """Forward a port on the host back to the control plane's interactive listener and
+        tell the agent (ROOT/dialhome.json) to dial it."""
+        from ..agent.ssh import DIALHOME, DialHomeInfo
+
+        assert self.backend.dial_home is not None
+        if self.conn is None or self.remote is None:
+            return
+        host, port, key = self.backend.dial_home
+        try:
+            if self._forward is not None:
+                self._forward.close()
+            self._forward = await self.conn.forward_remote_port("127.0.0.1", 0, host, port)
+            info = DialHomeInfo(
+                "127.0.0.1",
+                self._forward.get_port(),
+                self.backend.agent_id_of(self.cfg.alias),
+                key,
+            )
+            data = dataclasses.asdict(info)
+            async with self.conn.start_sftp_client() as sftp:
+                await ssh_host.put_file(
+                    sftp, f"{self.remote.root}/{DIALHOME}", json.dumps(data).encode()
+                )
+        except (asyncssh.Error, OSError) as e:
+            log.warning("host %s: no interactive access: %s", self.cfg.alias, e)
+
+    def _close_ssh(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+        self._forward = None
+
+    # --- data --------------------------------------------------------------------------------
+
+    async def stage_input(self, key: str, inp: Any) -> Any:
+        """An upstream output for a task here: in place when it was made on this host, else
+        pushed from the control plane's copy."""
+        if not inp.path:
+            return inp
+        assert self.conn is not None and self.remote is not None
+        local = Path(inp.path)
+        if local.is_relative_to(self.mirror):
+            return dataclasses.replace(
+                inp, path=str(Path(self.remote.root) / local.relative_to(self.mirror))
+            )
+        dest = attempt_dir(Path(self.remote.root) / "staged", key) / str(inp.index)
+        try:
+            async with self.conn.start_sftp_client() as sftp:
+                await sftp.makedirs(str(dest.parent), exist_ok=True)
+                if await sftp.exists(str(dest)):
+                    await sftp.rmtree(str(dest))
+                if local.is_dir():
+                    await sftp.put(str(local), str(dest), recurse=True)
+                else:
+                    await sftp.makedirs(str(dest), exist_ok=True)
+        except (asyncssh.Error, OSError) as e:
+            raise BackendError(f"host {self.cfg.alias}: staging input {inp.index}: {e}") from None
+        return dataclasses.replace(inp, path=str(dest))
+
+    def _deliver(self, ev: BackendEvent) -> None:
+        if isinstance(ev, Exited) and ev.key in self._watch:
+            if ev.key not in self._finishing:  # a repeat (resync) while fetching is dropped
+                self._finishing.add(ev.key)
+                self.schedule(self._finish(ev))
+            return
+        super()._deliver(ev)
+
+    async def _finish(self, ev: Exited) -> None:
+        """Fetch the attempt's log and (on success) outputs here before reporting its end:
+        downstream tasks elsewhere read them from here."""
+        end: BackendEvent = ev
+        try:
+            await self._fetch(ev.key, outputs=ev.exit_code == 0)
+        except (asyncssh.Error, OSError, BackendError) as e:
+            log.warning("host %s: fetching %s: %s", self.cfg.alias, ev.key, e)
+            if ev.exit_code == 0:
+                end = Lost(ev.key, f"the outputs could not be fetched from {self.cfg.alias}: {e}")
+        finally:
+            self._finishing.discard(ev.key)
+        super()._deliver(end)
+
+    async def _fetch(self, key: str, outputs: bool) -> None:
+        if self.conn is None or self.remote is None:
+            raise BackendError(f"host {self.cfg.alias} is offline")
+        remote = attempt_dir(Path(self.remote.root), key)
+        here = attempt_dir(self.mirror, key)
+        if here.exists():
+            shutil.rmtree(here)
+        here.mkdir(parents=True)
+        async with self.conn.start_sftp_client() as sftp:
+            if await sftp.exists(str(remote / LOG)):
+                await sftp.get(str(remote / LOG), str(here / LOG))
+            if outputs and await sftp.isdir(str(remote / OUTPUT)):
+                await sftp.get(str(remote / OUTPUT), str(here), recurse=True)
+        (here / OUTPUT).mkdir(exist_ok=True)
