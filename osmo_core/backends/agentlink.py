@@ -322,8 +322,10 @@ class AgentLink(ABC):
                     self._deliver(event_from_wire(msg))
         except ConnectionError as e:
             log.warning("agent connection: %s", e)
-        except Exception:  # a malformed message or a lost transport: resync on a new one
-            log.warning("agent connection of %s ended", self.label, exc_info=True)
+        except (ValueError, KeyError, TypeError):  # a malformed message: resync on a new one
+            log.exception("agent connection of %s: bad message", self.label)
+        except Exception as e:  # the transport went (an SSH channel's ConnectionLost)
+            log.warning("agent connection of %s ended: %s", self.label, e)
         finally:
             if self._writer is writer:  # not a newer connection's
                 self._drop_connection(Disconnected())

@@ -242,12 +242,18 @@ async def provision(
     async with conn.start_sftp_client() as sftp:
         await sftp.makedirs(build, exist_ok=True)
         await sftp.put(str(whl), f"{build}/{whl.name}")
-    pip = "" if host.install_deps else "--no-deps --no-index "
+    py = q(host.python)
+    pip = "install -q --disable-pip-version-check " + (
+        f"{q(whl.name)}" if host.install_deps else f"--no-deps --no-index {q(whl.name)}"
+    )
+    # The host's own pip installs into a venv without one (pip >= 22.3: --python), which is
+    # seconds faster than a venv with its own pip; the latter is the fallback.
     await run(
         conn,
         host.alias,
-        f"cd {q(build)} && {q(host.python)} -m venv --system-site-packages venv && "
-        f"venv/bin/python -m pip install -q --disable-pip-version-check {pip}{q(whl.name)}",
+        f"cd {q(build)} && rm -rf venv && {py} -m venv --without-pip --system-site-packages venv"
+        f" && ({py} -m pip --python venv/bin/python {pip} || (rm -rf venv && {py} -m venv "
+        f"--system-site-packages venv && venv/bin/python -m pip {pip}))",
         300,
     )
     check = f"{q(venv_py)} -c 'import osmo_core.agent.server'"

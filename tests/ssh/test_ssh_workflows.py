@@ -1,0 +1,148 @@
+"""Workflows on SSH hosts through the whole engine: placement, DAGs across hosts, a host lost
+mid-task, and interactive exec into a task on a host."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sshhosts import Hosts, until
+
+from osmo_core.errors import PlacementError
+from osmo_core.service import Service
+
+WAIT = 60  # seconds a workflow may take here, at most
+
+
+async def finished(svc: Service, wf: str) -> str:
+    return str((await asyncio.wait_for(svc.wait(wf), WAIT)).value)
+
+
+async def text_of(svc: Service, wf: str, task: str) -> list[str]:
+    return [ln.text for ln in await svc.logs(wf, task) if ln.stream == "stdout"]
+
+
+def users(hosts: Hosts) -> dict[str, str]:
+    return {h.alias: h.user for h in hosts.hosts}
+
+
+async def test_placement_by_capacity_gpus_and_architecture(ssh_service, hosts: Hosts) -> None:
+    """h1: 1 cpu and GPUs 0,1 (declared); h2: 1 cpu and an aarch64 override (a Jetson)."""
+    svc = await ssh_service(
+        platforms={
+            "any": {"hosts": ["h1", "h2"]},
+            "orin": {"hosts": ["h1", "h2"], "arch": "aarch64"},
+            "bad": {"hosts": ["h1"], "arch": "aarch64"},
+        },
+        hosts={"h1": {"cpus": 1, "gpus": [0, 1]}, "h2": {"cpus": 1, "arch": "aarch64"}},
+    )
+    lab = {r["node"]: r for r in svc.resources() if r["backend"] == "lab"}
+    assert lab["h1"]["gpus"] == [0, 1] and lab["h1"]["cpu"] == 1 and lab["h1"]["online"]
+    assert lab["h2"]["arch"] == "aarch64" and lab["h1"]["arch"] == "x86_64"
+    tasks = "".join(
+        f"  - {{name: t{i}, command: [sh, -c, 'sleep 0.5; whoami']}}\n" for i in range(3)
+    )
+    wf = await svc.submit(f"workflow:\n  name: three\n  pool: lab\n  tasks:\n{tasks}")
+    assert await finished(svc, wf) == "COMPLETED"
+    placed = {t: svc.task(wf, t)["node"] for t in ("t0", "t1", "t2")}
+    assert set(placed.values()) == {"h1", "h2"}  # one cpu each: spread, the third waited
+    for t, node in placed.items():
+        assert await text_of(svc, wf, t) == [users(hosts)[node]]  # ran there, as its user
+    wf = await svc.submit(
+        """
+workflow:
+  name: kinds
+  pool: lab
+  resources:
+    gpu: {gpu: 1, platform: any}
+    jetson: {platform: orin}
+  tasks:
+  - {name: g, resource: gpu, command: [sh, -c, 'echo gpu=$CUDA_VISIBLE_DEVICES']}
+  - {name: j, resource: jetson, command: [whoami]}
+"""
+    )
+    assert await finished(svc, wf) == "COMPLETED"
+    assert svc.task(wf, "g")["node"] == "h1" and svc.task(wf, "j")["node"] == "h2"
+    assert (await text_of(svc, wf, "g"))[0] in ("gpu=0", "gpu=1")
+    assert await text_of(svc, wf, "j") == [users(hosts)["h2"]]
+    bad = "workflow:\n  name: nope\n  pool: lab\n  resources: {default: {platform: bad}}\n"
+    with pytest.raises(PlacementError, match="platform 'bad'"):
+        await svc.submit(bad + "  tasks:\n  - {name: t, command: [true]}\n")
+
+
+DAG = """
+workflow:
+  name: across
+  pool: lab
+  resources:
+    one: {platform: on-h1}
+    two: {platform: on-h2}
+  tasks:
+  - name: make
+    resource: one
+    command: [sh, -c, 'echo made-by-$(whoami) > {{output}}/data.txt']
+  - name: use
+    resource: two
+    inputs: [{task: make}]
+    command: [sh, -c]
+    args: ['cat {{input:0}}/data.txt; echo make-ran-on={{host:make}}; whoami > {{output}}/who']
+  - name: back
+    resource: one
+    inputs: [{task: use}, {task: make}]
+    command: [sh, -c, 'cat {{input:0}}/who {{input:1}}/data.txt']
+"""
+
+
+async def test_a_dag_across_two_hosts_passes_data_and_host_addresses(
+    ssh_service, hosts: Hosts
+) -> None:
+    svc = await ssh_service(platforms={"on-h1": {"hosts": ["h1"]}, "on-h2": {"hosts": ["h2"]}})
+    wf = await svc.submit(DAG)
+    assert await finished(svc, wf) == "COMPLETED"
+    u = users(hosts)
+    h1 = hosts.hosts[0]
+    assert await text_of(svc, wf, "use") == [f"made-by-{u['h1']}", f"make-ran-on={h1.addr}"]
+    assert await text_of(svc, wf, "back") == [u["h2"], f"made-by-{u['h1']}"]
+
+
+async def test_exec_into_a_task_on_a_host(ssh_service, hosts: Hosts) -> None:
+    svc = await ssh_service()
+    wf = await svc.submit(
+        "workflow:\n  name: long\n  pool: lab\n  tasks:\n"
+        "  - {name: main, command: [sh, -c, 'echo ready > marker; sleep 60']}\n"
+    )
+    await until(lambda: svc.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
+    node = svc.task(wf, "main")["node"]
+    await until(lambda: f"lab@{node}" in svc.interactive.agents, what="the agent to dial home")
+    sess = await svc.interactive.exec(wf, "main", ["sh", "-c", "cat marker; whoami; exit 3"])
+    out = b""
+    while chunk := await asyncio.wait_for(sess.read(), 10):
+        out += chunk
+    assert out.decode().split() == ["ready", users(hosts)[node]]
+    assert await sess.wait() == {"exit_code": 3, "signal": None}
+    await svc.cancel(wf)
+
+
+async def test_a_host_lost_mid_task_reschedules_onto_the_other(ssh_service, hosts: Hosts) -> None:
+    svc = await ssh_service()
+    wf = await svc.submit(
+        "workflow:\n  name: survive\n  pool: lab\n  tasks:\n"
+        "  - {name: main, command: [sh, -c, 'sleep 3; whoami']}\n"
+    )
+    await until(lambda: svc.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
+    first = svc.task(wf, "main")["node"]
+    victim = next(h for h in hosts.hosts if h.alias == first)
+    hosts.kill(victim)
+    try:
+        assert await finished(svc, wf) == "COMPLETED"
+        attempts = svc.task(wf, "main")["attempts"]
+        assert attempts[0]["status"] == "FAILED_BACKEND_ERROR"
+        assert f"host {first} is unreachable" in attempts[0]["message"]
+        other = attempts[-1]["node"]
+        assert other != first and attempts[-1]["status"] == "COMPLETED"
+        assert await text_of(svc, wf, "main") == [users(hosts)[other]]
+        assert not svc.backends["lab"].host_status()[first]["online"]
+    finally:
+        hosts.start_sshd(victim)
+    # back: the host is rechecked and comes online again with a new agent
+    await until(lambda: svc.backends["lab"].host_status()[first]["online"], what="recheck")
