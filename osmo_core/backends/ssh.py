@@ -35,11 +35,11 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import asyncssh
 
-from ..agent.logfile import parse_line, read_lines
+from ..agent.logfile import format_line, parse_line, read_lines
 from ..agent.workdir import LOG, OUTPUT, attempt_dir
 from ..errors import BackendError, ConfigError, Problem
 from . import ssh_host
@@ -271,10 +271,12 @@ class HostLink(AgentLink):
         self.address = cfg.alias
         self.error = "not connected yet"
         self.conn: asyncssh.SSHClientConnection | None = None
+        self.sftp: asyncssh.SFTPClient | None = None  # one per connection, for every transfer
         self.remote: Remote | None = None
         self._closed: asyncio.Task[None] | None = None
         self._forward: asyncssh.SSHListener | None = None
         self._finishing: set[str] = set()
+        self._logs: dict[str, tuple[BinaryIO, bool]] = {}  # key -> (mirrored log, from line 1)
         self._bg: set[asyncio.Task[Any]] = set()
 
     @property
@@ -292,6 +294,9 @@ class HostLink(AgentLink):
         await asyncio.gather(*self._bg, return_exceptions=True)
         self._close_ssh()
         self.node.online = False
+        for f, _ in self._logs.values():
+            f.close()
+        self._logs.clear()
 
     async def shutdown(self) -> None:
         with contextlib.suppress(BackendError):
@@ -344,11 +349,11 @@ class HostLink(AgentLink):
         self.node.online = True
 
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
-        if self.conn is None or self.remote is None:
+        if self.sftp is None or self.remote is None:
             raise BackendError(f"host {self.cfg.alias} is offline: its logs cannot be read")
         path = str(attempt_dir(Path(self.remote.root), key) / LOG)
         try:
-            async with self.conn.start_sftp_client() as sftp, sftp.open(path, "rb") as f:
+            async with self.sftp.open(path, "rb") as f:
                 data: bytes = await f.read()
         except asyncssh.SFTPNoSuchFile:
             return []
@@ -366,13 +371,13 @@ class HostLink(AgentLink):
             remote = await ssh_host.provision(
                 conn, self.cfg, self.backend.root / "ssh" / "wheels", self.backend.wheel
             )
-            async with conn.start_sftp_client() as sftp:
-                await sftp.makedirs(remote.root, exist_ok=True)
-                await ssh_host.push_credentials(sftp, remote.root, self.backend.credentials)
+            sftp = await conn.start_sftp_client()
+            await sftp.makedirs(remote.root, exist_ok=True)
+            await ssh_host.push_credentials(sftp, remote.root, self.backend.credentials)
         except BaseException:
             conn.close()
             raise
-        self.conn, self.remote = conn, remote
+        self.conn, self.remote, self.sftp = conn, remote, sftp
         self._closed = asyncio.ensure_future(conn.wait_closed())
         self.address = str((conn.get_extra_info("peername") or (self.cfg.alias,))[0])
         facts, ov = remote.facts, self.cfg.overrides
@@ -405,17 +410,17 @@ class HostLink(AgentLink):
                 key,
             )
             data = dataclasses.asdict(info)
-            async with self.conn.start_sftp_client() as sftp:
-                await ssh_host.put_file(
-                    sftp, f"{self.remote.root}/{DIALHOME}", json.dumps(data).encode()
-                )
+            assert self.sftp is not None
+            await ssh_host.put_file(
+                self.sftp, f"{self.remote.root}/{DIALHOME}", json.dumps(data).encode()
+            )
         except (asyncssh.Error, OSError) as e:
             log.warning("host %s: no interactive access: %s", self.cfg.alias, e)
 
     def _close_ssh(self) -> None:
         if self.conn is not None:
             self.conn.close()
-        self.conn = None
+        self.conn = self.sftp = None
         self._forward = None
 
     # --- data --------------------------------------------------------------------------------
@@ -425,7 +430,9 @@ class HostLink(AgentLink):
         pushed from the control plane's copy."""
         if not inp.path:
             return inp
-        assert self.conn is not None and self.remote is not None
+        if self.sftp is None or self.remote is None:
+            raise BackendError(f"host {self.cfg.alias} is offline")
+        sftp = self.sftp
         local = Path(inp.path)
         if local.is_relative_to(self.mirror):
             return dataclasses.replace(
@@ -433,32 +440,45 @@ class HostLink(AgentLink):
             )
         dest = attempt_dir(Path(self.remote.root) / "staged", key) / str(inp.index)
         try:
-            async with self.conn.start_sftp_client() as sftp:
-                await sftp.makedirs(str(dest.parent), exist_ok=True)
-                if await sftp.exists(str(dest)):
-                    await sftp.rmtree(str(dest))
-                if local.is_dir():
-                    await sftp.put(str(local), str(dest), recurse=True)
-                else:
-                    await sftp.makedirs(str(dest), exist_ok=True)
+            await sftp.makedirs(str(dest.parent), exist_ok=True)
+            if await sftp.exists(str(dest)):
+                await sftp.rmtree(str(dest))
+            if local.is_dir():
+                await sftp.put(str(local), str(dest), recurse=True)
+            else:
+                await sftp.makedirs(str(dest), exist_ok=True)
         except (asyncssh.Error, OSError) as e:
             raise BackendError(f"host {self.cfg.alias}: staging input {inp.index}: {e}") from None
         return dataclasses.replace(inp, path=str(dest))
 
     def _deliver(self, ev: BackendEvent) -> None:
-        if isinstance(ev, Exited) and ev.key in self._watch:
+        w = self._watch.get(ev.key)
+        if isinstance(ev, LogLine) and (w is None or ev.n > w.n):
+            self._mirror_line(ev)  # the log here, as it comes: no transfer at the end
+        elif isinstance(ev, Exited) and w is not None:
             if ev.key not in self._finishing:  # a repeat (resync) while fetching is dropped
                 self._finishing.add(ev.key)
-                self.schedule(self._finish(ev))
+                whole_log = not self._logs.get(ev.key, (None, w.n == 0))[1]
+                self.schedule(self._finish(ev, whole_log))
             return
         super()._deliver(ev)
 
-    async def _finish(self, ev: Exited) -> None:
-        """Fetch the attempt's log and (on success) outputs here before reporting its end:
-        downstream tasks elsewhere read them from here."""
+    def _mirror_line(self, ev: LogLine) -> None:
+        if ev.key not in self._logs:
+            here = attempt_dir(self.mirror, ev.key)
+            here.mkdir(parents=True, exist_ok=True)
+            self._logs[ev.key] = (open(here / LOG, "wb"), ev.n == 1)  # noqa: SIM115
+        self._logs[ev.key][0].write(format_line(ev.ts, ev.stream, ev.text))
+
+    async def _finish(self, ev: Exited, whole_log: bool) -> None:
+        """Fetch the attempt's outputs (on success) here before reporting its end: downstream
+        tasks elsewhere read them from here."""
         end: BackendEvent = ev
+        f = self._logs.pop(ev.key, (None, True))[0]
+        if f is not None:
+            f.close()
         try:
-            await self._fetch(ev.key, outputs=ev.exit_code == 0)
+            await self._fetch(ev.key, ev.exit_code == 0, whole_log)
         except (asyncssh.Error, OSError, BackendError) as e:
             log.warning("host %s: fetching %s: %s", self.cfg.alias, ev.key, e)
             if ev.exit_code == 0:
@@ -467,17 +487,21 @@ class HostLink(AgentLink):
             self._finishing.discard(ev.key)
         super()._deliver(end)
 
-    async def _fetch(self, key: str, outputs: bool) -> None:
-        if self.conn is None or self.remote is None:
+    async def _fetch(self, key: str, outputs: bool, whole_log: bool) -> None:
+        if self.sftp is None or self.remote is None:
             raise BackendError(f"host {self.cfg.alias} is offline")
+        sftp = self.sftp
         remote = attempt_dir(Path(self.remote.root), key)
         here = attempt_dir(self.mirror, key)
-        if here.exists():
-            shutil.rmtree(here)
-        here.mkdir(parents=True)
-        async with self.conn.start_sftp_client() as sftp:
-            if await sftp.exists(str(remote / LOG)):
+        here.mkdir(parents=True, exist_ok=True)
+        if whole_log:  # lines we never saw (watched from the middle, after a restart)
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
                 await sftp.get(str(remote / LOG), str(here / LOG))
-            if outputs and await sftp.isdir(str(remote / OUTPUT)):
-                await sftp.get(str(remote / OUTPUT), str(here), recurse=True)
+        if (here / OUTPUT).exists():
+            shutil.rmtree(here / OUTPUT)
+        if outputs:
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                names = await sftp.listdir(str(remote / OUTPUT))
+                if set(names) - {".", ".."}:
+                    await sftp.get(str(remote / OUTPUT), str(here), recurse=True)
         (here / OUTPUT).mkdir(exist_ok=True)
