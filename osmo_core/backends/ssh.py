@@ -204,20 +204,28 @@ class SSHBackend(Backend):
                         out[k] = AttemptState(k, "lost", message=f"host {h.cfg.alias} is offline")
                 continue
             for k, st in (await h.status(keys)).items():
-                if st.state != "unknown":
-                    out[k] = st
-                    self._where[k] = h.cfg.alias
+                if st.state == "unknown":
+                    continue
+                out[k] = st
+                self._where[k] = h.cfg.alias
+                ended_here = attempt_dir(h.mirror, k) / OUTPUT
+                if st.state == "exited" and st.exit_code == 0 and not ended_here.exists():
+                    try:  # it ended while nobody watched: its outputs were never fetched
+                        await h.fetch(k, outputs=True, whole_log=True)
+                    except (asyncssh.Error, OSError, BackendError) as e:
+                        out[k] = AttemptState(k, "lost", message=f"fetching its outputs: {e}")
         return out
 
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         alias = self._where.get(key)
-        for h in [self.hosts[alias]] if alias else self.hosts.values():
-            mirrored = attempt_dir(h.mirror, key) / LOG
+        h = self.hosts.get(alias) if alias else None
+        if h is not None and h.connected and h.running(key):
+            return await h.read_log(key, start, limit)
+        for other in [h] if h else self.hosts.values():  # ended: its log was copied here
+            mirrored = attempt_dir(other.mirror, key) / LOG
             if mirrored.exists():
                 return read_lines(mirrored, key, start, limit)
-        if alias is None:
-            return []
-        return await self.hosts[alias].read_log(key, start, limit)
+        return await h.read_log(key, start, limit) if h else []
 
     async def forget(self, key: str) -> None:
         alias = self._where.pop(key, None)
@@ -463,6 +471,9 @@ class HostLink(AgentLink):
             return
         super()._deliver(ev)
 
+    def running(self, key: str) -> bool:
+        return key in self._watch or key in self._finishing
+
     def _mirror_line(self, ev: LogLine) -> None:
         if ev.key not in self._logs:
             here = attempt_dir(self.mirror, ev.key)
@@ -478,7 +489,7 @@ class HostLink(AgentLink):
         if f is not None:
             f.close()
         try:
-            await self._fetch(ev.key, ev.exit_code == 0, whole_log)
+            await self.fetch(ev.key, ev.exit_code == 0, whole_log)
         except (asyncssh.Error, OSError, BackendError) as e:
             log.warning("host %s: fetching %s: %s", self.cfg.alias, ev.key, e)
             if ev.exit_code == 0:
@@ -487,7 +498,8 @@ class HostLink(AgentLink):
             self._finishing.discard(ev.key)
         super()._deliver(end)
 
-    async def _fetch(self, key: str, outputs: bool, whole_log: bool) -> None:
+    async def fetch(self, key: str, outputs: bool, whole_log: bool) -> None:
+        """Copy an ended attempt's log (when asked) and outputs here."""
         if self.sftp is None or self.remote is None:
             raise BackendError(f"host {self.cfg.alias} is offline")
         sftp = self.sftp

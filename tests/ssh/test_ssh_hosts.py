@@ -11,8 +11,6 @@ from osmo_core.backends.base import BackendEvent, Exited, InputSpec, LaunchReque
 from osmo_core.backends.local import LocalBackend
 from osmo_core.backends.ssh import SSHBackend
 
-WHO = "whoami >> {{output}}/b.txt"
-
 
 class Sink:
     def __init__(self) -> None:
@@ -91,7 +89,8 @@ async def test_data_moves_between_the_local_machine_and_two_hosts(
                 [
                     "sh",
                     "-c",
-                    "cat {{input:0}}/a.txt > {{output}}/b.txt; whoami >> {{output}}/b.txt",
+                    "cat {{input:0}}/a.txt > {{output}}/b.txt; whoami >> {{output}}/b.txt; "
+                    "echo done; echo warn >&2",
                 ],
                 inputs=[InputSpec(0, path=first.output)],
                 node="h1",
@@ -120,8 +119,18 @@ async def test_data_moves_between_the_local_machine_and_two_hosts(
         assert done.exit_code == 0
         users = [h.user for h in hosts.hosts[:2]]
         assert local_sink.lines("wf-1/d/0") == ["from-local", users[0], users[1]]
-        # the log of a remote attempt is read back through the backend
-        assert [ln.text for ln in await lab.read_log("wf-1/b/0")] == []
+        # the log of a remote attempt, per stream, live and read back through the backend
+        lines = await lab.read_log("wf-1/b/0")
+        assert [(ln.stream, ln.text) for ln in lines if ln.stream != "system"] == [
+            ("stdout", "done"),
+            ("stderr", "warn"),
+        ] or [(ln.stream, ln.text) for ln in lines if ln.stream != "system"] == [
+            ("stderr", "warn"),
+            ("stdout", "done"),
+        ]
+        assert [ln.text for ln in lines] == [
+            e.text for e in ssh_sink.items if e.key == "wf-1/b/0" and isinstance(e, LogLine)
+        ]
         assert ssh_sink.end("wf-1/b/0").exit_code == 0  # type: ignore[union-attr]
     finally:
         await lab.shutdown_agents()
