@@ -146,3 +146,30 @@ async def test_a_host_lost_mid_task_reschedules_onto_the_other(ssh_service, host
         hosts.start_sshd(victim)
     # back: the host is rechecked and comes online again with a new agent
     await until(lambda: svc.backends["lab"].host_status()[first]["online"], what="recheck")
+
+
+async def test_a_restarted_control_plane_picks_up_a_task_on_a_host(
+    ssh_service, hosts: Hosts
+) -> None:
+    """Agents outlive the engine: a task that ends while no control plane runs is found
+    ended on restart, with its output fetched for the task after it."""
+    svc = await ssh_service(platforms={"on-h1": {"hosts": ["h1"]}, "on-h2": {"hosts": ["h2"]}})
+    wf = await svc.submit(
+        """
+workflow:
+  name: restart
+  pool: lab
+  resources:
+    one: {platform: on-h1}
+    two: {platform: on-h2}
+  tasks:
+  - {name: a, resource: one, command: [sh, -c, 'sleep 2; echo kept > {{output}}/x']}
+  - {name: b, resource: two, inputs: [{task: a}], command: [cat, '{{input:0}}/x']}
+"""
+    )
+    await until(lambda: svc.task(wf, "a")["status"] == "RUNNING", what="a RUNNING")
+    await svc.stop()  # the agent on h1 goes on running `a`
+    await asyncio.sleep(2.5)
+    again = await ssh_service(platforms={"on-h1": {"hosts": ["h1"]}, "on-h2": {"hosts": ["h2"]}})
+    assert await finished(again, wf) == "COMPLETED"
+    assert await text_of(again, wf, "b") == ["kept"]
