@@ -346,9 +346,9 @@ class HostLink(AgentLink):
         await ssh_host.start_agent(self.conn, self.cfg, self.remote)
 
     def _unreachable(self, since: float) -> None:
+        self.node.online = False  # no new tasks here meanwhile; running ones get the grace
         if time.monotonic() - since < self.backend.lost_grace:
             return
-        self.node.online = False
         for key in list(self._watch):
             self._deliver(Lost(key, f"host {self.cfg.alias} is unreachable: {self.error}"))
 

@@ -130,6 +130,14 @@ class Hosts:
             h.sshd.wait(5)
             h.sshd = None
 
+    def kill_agent(self, h: Host) -> None:
+        """Only the agent (and its tasks) dies; sshd stays."""
+        procs = _tree(int((h.agent_root / "agent.pid").read_text()))
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=5)
+
     def close(self) -> None:
         for h in self.hosts:
             self.kill(h)

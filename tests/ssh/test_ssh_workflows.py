@@ -173,3 +173,22 @@ workflow:
     again = await ssh_service(platforms={"on-h1": {"hosts": ["h1"]}, "on-h2": {"hosts": ["h2"]}})
     assert await finished(again, wf) == "COMPLETED"
     assert await text_of(again, wf, "b") == ["kept"]
+
+
+async def test_an_agent_killed_on_a_live_host_is_replaced_and_its_task_rescheduled(
+    ssh_service, hosts: Hosts
+) -> None:
+    svc = await ssh_service(platforms={"on-h1": {"hosts": ["h1"]}})
+    wf = await svc.submit(
+        "workflow:\n  name: agent\n  pool: lab\n  resources: {default: {platform: on-h1}}\n"
+        "  tasks:\n  - {name: main, command: [sh, -c, 'sleep 2; echo second-try-done']}\n"
+    )
+    await until(lambda: svc.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
+    h1 = hosts.hosts[0]
+    pid = int((h1.agent_root / "agent.pid").read_text())
+    hosts.kill_agent(h1)
+    assert await finished(svc, wf) == "COMPLETED"
+    attempts = svc.task(wf, "main")["attempts"]
+    assert [a["status"] for a in attempts] == ["FAILED_BACKEND_ERROR", "COMPLETED"]
+    assert await text_of(svc, wf, "main") == ["second-try-done"]
+    assert int((h1.agent_root / "agent.pid").read_text()) != pid  # a new agent took over
