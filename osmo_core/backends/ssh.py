@@ -6,15 +6,17 @@ SFTP, the agent's JSON-lines protocol (a direct-streamlocal channel to the agent
 socket) and, for interactive access, a reverse port forward the agent dials home through (so
 a host needs no route back to the control plane).
 
-Data between hosts goes through the control plane: when an attempt ends, its log and (on
-success) its output folder are copied here, under ROOT/ssh/<backend>/<host>/runs/<key>/; that
-local copy is the attempt's `output`, so a downstream task on the local backend reads it as
-is, and one on another host gets it pushed over SFTP before it starts. A downstream task on the
-same host reads the original in place. Large data should go through storage URLs instead.
+Data between hosts goes through the control plane: an attempt's log is mirrored here as its
+lines arrive, and when it succeeds its output folder (when not empty) is copied here too, under
+ROOT/ssh/<backend>/<host>/runs/<key>/, before its end is reported. That copy is the attempt's
+`output`, so a downstream task on the local backend reads it as is, and one on another host gets
+it pushed over SFTP before it starts; one on the same host reads the original in place. Large
+data should go through storage URLs or datasets, which the agent moves directly.
 
-A host that drops out (SSH down, agent gone) is reconnected with backoff; after `lost_grace`
-seconds its watched attempts are reported `Lost` (the engine makes them FAILED_BACKEND_ERROR,
-rescheduled by default) and the host is marked offline until it answers again.
+A host that drops out (SSH down, agent gone) is marked offline at once (no new tasks go there)
+and reconnected with backoff; after `lost_grace` seconds its watched attempts are reported
+`Lost` (the engine makes them FAILED_BACKEND_ERROR, rescheduled by default). A new agent on a
+live host reports the old one's attempts lost itself (its recovery), which ends the same way.
 
 Config (OsmoConfig.backends["name"]):
     kind: ssh
