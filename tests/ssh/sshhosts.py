@@ -42,12 +42,12 @@ def unavailable() -> str | None:
         return f"network namespaces are not available: {made.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     ok = subprocess.run(
-        ["/usr/bin/python3", "-c", "import asyncssh, psutil, fsspec, venv"], capture_output=True
+        ["/usr/bin/python3", "-c", "import asyncssh, psutil, fsspec, pip"], capture_output=True
     )
     if ok.returncode != 0:
         return (
             "the hosts' python (/usr/bin/python3) lacks the agent's dependencies (apt-get "
-            "install python3-asyncssh python3-psutil python3-fsspec python3-venv)"
+            "install python3-asyncssh python3-psutil python3-fsspec python3-pip)"
         )
     return None
 
