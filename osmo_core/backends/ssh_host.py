@@ -247,13 +247,16 @@ async def provision(
         f"{q(whl.name)}" if host.install_deps else f"--no-deps --no-index {q(whl.name)}"
     )
     # The host's own pip installs into a venv without one (pip >= 22.3: --python), which is
-    # seconds faster than a venv with its own pip; the latter is the fallback.
+    # seconds faster than a venv with its own pip; the latter is the fallback. Built aside and
+    # renamed into place, so two control planes provisioning at once cannot mix their venvs.
     await run(
         conn,
         host.alias,
-        f"cd {q(build)} && rm -rf venv && {py} -m venv --without-pip --system-site-packages venv"
-        f" && ({py} -m pip --python venv/bin/python {pip} || (rm -rf venv && {py} -m venv "
-        f"--system-site-packages venv && venv/bin/python -m pip {pip}))",
+        f"cd {q(build)} && t=venv.$$ && rm -rf $t && "
+        f"{py} -m venv --without-pip --system-site-packages $t && "
+        f"({py} -m pip --python $t/bin/python {pip} || (rm -rf $t && "
+        f"{py} -m venv --system-site-packages $t && $t/bin/python -m pip {pip})) && "
+        "(mv -T $t venv 2>/dev/null || rm -rf $t)",
         300,
     )
     check = f"{q(venv_py)} -c 'import osmo_core.agent.server'"
