@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
-import logging
 import os
 import subprocess
 import sys
@@ -27,8 +26,6 @@ from ..data import credentials
 from ..errors import BackendError, ConfigError, Problem
 from .agentlink import AgentLink
 from .base import Backend, EventSink, LogLine, Node
-
-log = logging.getLogger("osmo_core.backends.local")
 
 START_TIMEOUT = AgentLink.start_timeout
 _SOCKET_MAX = 100  # bytes; sun_path holds 108 with its NUL, keep a margin
