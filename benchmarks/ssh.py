@@ -13,6 +13,7 @@ spread     200 tasks launched at once over two hosts, until the last end arrives
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -111,6 +112,7 @@ async def main() -> None:
         if backend is not None:
             await backend.shutdown_agents()
         hosts.close()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
