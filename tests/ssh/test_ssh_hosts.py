@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sshhosts import Hosts, until
 
 from osmo_core.backends.base import BackendEvent, Exited, InputSpec, LaunchRequest, LogLine
 from osmo_core.backends.local import LocalBackend
 from osmo_core.backends.ssh import SSHBackend
+from osmo_core.errors import BackendError
 
 
 class Sink:
@@ -29,7 +31,7 @@ class Sink:
 async def test_a_wrong_host_key_is_refused_and_an_unreachable_host_reported(
     hosts: Hosts, tmp_path: Path
 ) -> None:
-    h1, h2 = hosts.hosts[0], hosts.hosts[1]
+    h1 = hosts.hosts[0]
     # known_hosts that pins h2's key for h1: a host presenting another key is refused
     wrong = tmp_path / "known_hosts"
     theirs = hosts.known_hosts.read_text().splitlines()[1].split(" ", 1)[1]
@@ -56,14 +58,8 @@ async def test_a_wrong_host_key_is_refused_and_an_unreachable_host_reported(
         nodes = {n.name: n for n in await backend.nodes()}
         assert not nodes["h1"].online and not nodes["gone"].online
         req = LaunchRequest(key="wf-1/t/0", argv=["true"], node="h1")
-        try:
+        with pytest.raises(BackendError, match="host h1 is offline: host h1: refused, its host"):
             await backend.launch(req)
-        except Exception as e:
-            assert "host h1 is offline: host h1: refused" in str(e)
-        else:
-            raise AssertionError("a launch on a host with a wrong key went through")
-        # nothing ran there: the host's agent directory was never made
-        assert not (h1.home / ".osmo-agent").exists() or h2 is not None
     finally:
         await backend.stop()
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from sshhosts import Hosts, until
 
-from osmo_core.errors import PlacementError
+from osmo_core.errors import Conflict, PlacementError
 from osmo_core.service import Service
 
 WAIT = 60  # seconds a workflow may take here, at most
@@ -109,7 +109,8 @@ async def test_exec_into_a_task_on_a_host(ssh_service, hosts: Hosts) -> None:
     svc = await ssh_service()
     wf = await svc.submit(
         "workflow:\n  name: long\n  pool: lab\n  tasks:\n"
-        "  - {name: main, command: [sh, -c, 'echo ready > marker; sleep 60']}\n"
+        "  - {name: main, command: [sh, -c, 'echo ready > marker; "
+        "exec python3 -m http.server 8765 --bind 127.0.0.1']}\n"
     )
     await until(lambda: svc.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
     node = svc.task(wf, "main")["node"]
@@ -120,6 +121,19 @@ async def test_exec_into_a_task_on_a_host(ssh_service, hosts: Hosts) -> None:
         out += chunk
     assert out.decode().split() == ["ready", users(hosts)[node]]
     assert await sess.wait() == {"exit_code": 3, "signal": None}
+
+    async def get() -> bytes:  # port-forward to the task's port on its host (its namespace)
+        try:
+            reader, writer = await svc.interactive.open_port(wf, "main", 8765)
+        except Conflict:  # the server does not listen yet
+            return b""
+        writer.write(b"GET /marker HTTP/1.0\r\n\r\n")
+        reply = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return reply
+
+    reply = await until(get, what="the task's web server through a forward")
+    assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"\r\n\r\nready\n")
     await svc.cancel(wf)
 
 
