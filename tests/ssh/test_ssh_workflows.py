@@ -90,6 +90,11 @@ workflow:
     resource: one
     inputs: [{task: use}, {task: make}]
     command: [sh, -c, 'cat {{input:0}}/who {{input:1}}/data.txt']
+  groups:
+  - name: pair
+    tasks:
+    - {name: server, lead: true, resource: one, command: [echo, 'client-on={{host:client}}']}
+    - {name: client, resource: two, command: [echo, 'server-on={{host:server}}']}
 """
 
 
@@ -103,6 +108,9 @@ async def test_a_dag_across_two_hosts_passes_data_and_host_addresses(
     h1 = hosts.hosts[0]
     assert await text_of(svc, wf, "use") == [f"made-by-{u['h1']}", f"make-ran-on={h1.addr}"]
     assert await text_of(svc, wf, "back") == [u["h2"], f"made-by-{u['h1']}"]
+    # a group spanning both hosts: each task knows the other's address
+    assert await text_of(svc, wf, "server") == [f"client-on={hosts.hosts[1].addr}"]
+    assert await text_of(svc, wf, "client") == [f"server-on={h1.addr}"]
 
 
 async def test_exec_into_a_task_on_a_host(ssh_service, hosts: Hosts) -> None:
