@@ -188,6 +188,10 @@ class OsmoConfig(Configurable):
                         field=f"OsmoConfig.backends.{name}",
                     )
                 )
+            elif spec["kind"] == "ssh":
+                from .backends.ssh import check_config
+
+                problems += check_config(name, spec)
         if problems:
             raise ConfigError(problems)
         return value
@@ -236,6 +240,21 @@ class OsmoConfig(Configurable):
                 p: PlatformConfig(p, arch=(c or {}).get("arch"), extra=dict(c or {}))
                 for p, c in (raw.get("platforms") or {name: {}}).items()
             }
+            bspec = self.backends.get(backend) or {}
+            if bspec.get("kind") == "ssh":
+                from .backends.ssh import host_names
+
+                known = host_names(bspec)
+                for p in platforms.values():
+                    hosts = p.extra.get("hosts") or []
+                    if not isinstance(hosts, list) or set(hosts) - set(known):
+                        problems.append(
+                            Problem(
+                                f"hosts {hosts!r} are not all hosts of backend {backend!r}",
+                                field=f"{where}.platforms.{p.name}.hosts",
+                                hint=f"its hosts: {', '.join(known)}",
+                            )
+                        )
             default_platform = raw.get("default_platform") or next(iter(platforms))
             if default_platform not in platforms:
                 problems.append(

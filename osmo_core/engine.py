@@ -996,7 +996,8 @@ class Engine:
         alloc = wf.tasks[task].current.alloc if task in wf.tasks else None
         if alloc is None or self.backends[alloc.backend].kind == "local":
             return "localhost"  # local tasks share this machine's network
-        return alloc.node
+        address_of = getattr(self.backends[alloc.backend], "address_of", None)  # ssh: its IP
+        return str(address_of(alloc.node)) if address_of else alloc.node
 
     async def _launch(self, att: Attempt, req: LaunchRequest) -> None:
         assert att.alloc is not None

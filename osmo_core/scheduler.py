@@ -214,6 +214,7 @@ class Scheduler:
                 "gpus": list(m.node.gpus),
                 "free_gpus": list(m.free_gpus),
                 "arch": m.node.arch,
+                "online": m.node.online,
             }
             for ms in self._nodes.values()
             for m in ms

@@ -256,6 +256,7 @@ class NodeUsage(BaseModel):
     gpus: list[int]
     free_gpus: list[int]
     arch: str
+    online: bool = Field(True, description="false while the host's agent is not connected (ssh)")
 
 
 class TaskDetail(TaskModel):

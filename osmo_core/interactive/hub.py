@@ -123,6 +123,8 @@ class Interactive:
                 DialHomeInfo(self.config.interactive_host, self.port, name, public_text(key)).write(
                     root
                 )
+            elif hasattr(backend, "set_dial_home"):  # remote agents (ssh): the backend tells them
+                backend.set_dial_home(self.config.interactive_host, self.port, public_text(key))
         log.info("interactive: agents dial in to %s:%d", self.config.interactive_host, self.port)
 
     async def stop(self) -> None:
@@ -224,6 +226,9 @@ class Interactive:
                 "RUNNING task"
             )
         backend = row["backend"] or ""
+        agent_id_of = getattr(self.backends.get(backend), "agent_id_of", None)
+        if agent_id_of is not None and row["node"]:  # one agent per host (ssh)
+            return agent_id_of(row["node"]), attempt_key(wf_id, task, row["retry_id"])
         if backend not in self._roots:
             raise Conflict(f"backend {backend!r} of task {task!r} has no interactive access")
         return backend, attempt_key(wf_id, task, row["retry_id"])
