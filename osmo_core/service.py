@@ -236,7 +236,10 @@ class Service:
     def resources(self) -> list[dict[str, Any]]:
         """Every machine: capacity, what is free, and the pools that use it."""
         return [
-            {**u, "pools": sorted(p.name for p in self.pools.values() if p.backend == u["backend"])}
+            {
+                **u,
+                "pools": sorted(p.name for p in self.pools.values() if u["backend"] in p.backends),
+            }
             for u in self.scheduler.usage()
         ]
 
@@ -248,7 +251,7 @@ class Service:
                 "backend": p.backend,
                 "default_platform": p.default_platform,
                 "platforms": {k: asdict(v) for k, v in p.platforms.items()},
-                "nodes": [u for u in usage if u["backend"] == p.backend],
+                "nodes": [u for u in usage if u["backend"] in p.backends],
             }
             for p in self.pools.values()
         ]

@@ -244,6 +244,7 @@ class PlatformModel(BaseModel):
     name: str
     arch: str | None
     extra: dict[str, Any]
+    backend: str = Field(description="the backend its machines belong to (the pool's by default)")
 
 
 class NodeUsage(BaseModel):
@@ -273,7 +274,7 @@ class ResourceModel(NodeUsage):
 
 class PoolModel(BaseModel):
     name: str
-    backend: str
+    backend: str = Field(description="the pool's default backend; a platform may name another")
     default_platform: str
     platforms: dict[str, PlatformModel]
     nodes: list[NodeUsage]

@@ -214,3 +214,49 @@ async def test_an_agent_killed_on_a_live_host_is_replaced_and_its_task_reschedul
     assert [a["status"] for a in attempts] == ["FAILED_BACKEND_ERROR", "COMPLETED"]
     assert await text_of(svc, wf, "main") == ["second-try-done"]
     assert int((h1.agent_root / "agent.pid").read_text()) != pid  # a new agent took over
+
+
+SPANNING = """
+workflow:
+  name: spanning
+  pool: lab
+  resources:
+    here: {platform: here}
+    one: {platform: on-h1}
+    two: {platform: on-h2}
+  tasks:
+  - name: start
+    resource: here
+    command: [sh, -c, 'echo from-here > {{output}}/seed.txt']
+  - name: first
+    resource: one
+    inputs: [{task: start}]
+    command: [sh, -c, 'cat {{input:0}}/seed.txt > {{output}}/a; whoami >> {{output}}/a']
+  - name: second
+    resource: two
+    inputs: [{task: first}]
+    command: [sh, -c, 'cat {{input:0}}/a > {{output}}/b; whoami >> {{output}}/b']
+  - name: finish
+    resource: here
+    inputs: [{task: second}]
+    command: [cat, '{{input:0}}/b']
+"""
+
+
+async def test_one_workflow_spans_this_machine_and_two_hosts(ssh_service, hosts: Hosts) -> None:
+    # a platform may name its own backend: one pool, one workflow, local and SSH machines
+    svc = await ssh_service(
+        platforms={
+            "here": {"backend": "local"},
+            "on-h1": {"hosts": ["h1"]},
+            "on-h2": {"hosts": ["h2"]},
+        }
+    )
+    wf = await svc.submit(SPANNING)
+    assert await finished(svc, wf) == "COMPLETED"
+    u = users(hosts)
+    assert await text_of(svc, wf, "finish") == ["from-here", u["h1"], u["h2"]]
+    placed = {t: svc.task(wf, t)["backend"] for t in ("start", "first", "second", "finish")}
+    assert placed == {"start": "local", "first": "lab", "second": "lab", "finish": "local"}
+    pools = {p["name"]: p for p in svc.pools_info()}
+    assert {n["backend"] for n in pools["lab"]["nodes"]} == {"local", "lab"}
