@@ -12,7 +12,7 @@ import pytest
 
 from osmo_core.errors import Conflict, NotFound, SpecError
 from osmo_core.service import Service
-from tests.conftest import make_config
+from tests.conftest import make_config, osmo_cli
 from tests.interactive.conftest import until
 
 INTERACTIVE = """
@@ -253,3 +253,36 @@ def test_bad_hold_values_are_located(field: str, value: str, expect: str) -> Non
     (p,) = err.value.problems
     assert (p.file, p.line, p.field) == ("x.yaml", 6, f"workflow.tasks[0].{field}")
     assert expect in str(err.value)
+
+
+async def test_a_held_task_outlives_a_killed_engine(osmo_env: dict[str, str]) -> None:
+    """`osmo workflow run` is killed (SIGKILL) while its task waits for the user; the next
+    engine on the data directory finds it waiting, and `done` finishes the workflow."""
+    home = Path(osmo_env["OSMO_HOME"])
+    spec = home.parent / "itask.yaml"
+    spec.write_text(interactive_spec())
+    run = await asyncio.create_subprocess_exec(
+        *osmo_cli("workflow", "run", str(spec)),
+        env=osmo_env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert run.stderr is not None
+    try:
+        line = b""
+        while b"waiting for the user" not in line:  # the progress output says so
+            line = await asyncio.wait_for(run.stderr.readline(), 30)
+            assert line, "the run ended before its task waited"
+        assert b"`osmo workflow done itask-1 setup` when finished" in line
+    finally:
+        run.kill()
+        await run.wait()
+    svc = Service(make_config(home))
+    await svc.start()
+    try:
+        assert svc.task("itask-1", "setup")["waiting_for_user"]
+        await _exec(svc, "itask-1", "setup", "sh", "-c", 'echo added > "$OSMO_OUTPUT/added"')
+        await svc.done("itask-1", "setup")
+        assert await asyncio.wait_for(svc.wait("itask-1"), 20) == "COMPLETED"
+    finally:
+        await svc.stop()
