@@ -825,7 +825,8 @@ class Engine:
                 self._stop(
                     t.current,
                     T.FAILED_EXEC_TIMEOUT,
-                    _hold_timeout_message(t.current, secs) or f"exec timeout: ran past {secs:g}s",
+                    _hold_timeout_message(t.current, secs, "exec timeout")
+                    or f"exec timeout: ran past {secs:g}s",
                     follow=False,
                 )
             self._group_follows(g)
@@ -936,9 +937,14 @@ class Engine:
         att.hold_timer = None
         if att.status != T.RUNNING or att.hold not in ("interactive", "debug"):
             return
-        secs = (att.hold_until or 0) - (att.task.group.start_time or 0)
-        message = _hold_timeout_message(att, secs) or ""
-        self._stop(att, T.FAILED_EXEC_TIMEOUT if att.hold == "interactive" else T.FAILED, message)
+        wf = att.task.group.workflow
+        secs = wf.spec.timeout.exec_timeout or self.config.default_exec_timeout
+        if secs and secs > 0:
+            status, what = T.FAILED_EXEC_TIMEOUT, "exec timeout"
+        else:  # OsmoConfig.hold_timeout
+            secs, what = self.config.hold_timeout, "hold timeout"
+            status = T.FAILED_EXEC_TIMEOUT if att.hold == "interactive" else T.FAILED
+        self._stop(att, status, _hold_timeout_message(att, secs, what) or what)
 
     def _held(self, wf_id: str, task: str, kind: str, verb: str) -> Attempt:
         """The attempt `verb` acts on: Conflict unless it is held as `kind`."""
@@ -1568,12 +1574,12 @@ def _describe(att: Attempt) -> str:
     return str(att.status)
 
 
-def _hold_timeout_message(att: Attempt, secs: float) -> str | None:
+def _hold_timeout_message(att: Attempt, secs: float, what: str) -> str | None:
     if att.hold == "interactive":
         return (
-            f"exec timeout: interactive task not marked done within {secs:g}s "
+            f"{what}: interactive task not marked done within {secs:g}s "
             "(`osmo workflow done WF TASK` ends it)"
         )
     if att.hold == "debug":
-        return f"exit code {att.exit_code}; held for debugging for {secs:g}s, not retried"
+        return f"exit code {att.exit_code}; held for debugging until the {what} ({secs:g}s)"
     return None

@@ -286,3 +286,18 @@ async def test_a_held_task_outlives_a_killed_engine(osmo_env: dict[str, str]) ->
         assert await asyncio.wait_for(svc.wait("itask-1"), 20) == "COMPLETED"
     finally:
         await svc.stop()
+
+
+async def test_a_debug_hold_ends_at_the_hold_timeout(service_factory: Any, tmp_path: Path) -> None:
+    svc = await service_factory(hold_timeout=1.5)  # no exec timeout: OsmoConfig.hold_timeout
+    wf = await svc.submit(DEBUG.format(fixed=tmp_path / "never"))
+    t = await _held(svc, wf, "flaky", "held_for_debugging")
+    assert t["hold_until"] - t["start_time"] < 10
+    assert await asyncio.wait_for(svc.wait(wf), 20) == "FAILED"
+    flaky = svc.task(wf, "flaky")
+    assert (flaky["status"], flaky["exit_code"], flaky["message"]) == (
+        "FAILED",
+        3,
+        "exit code 3; held for debugging until the hold timeout (1.5s)",
+    )
+    assert svc.task(wf, "after")["status"] == "FAILED_UPSTREAM"
