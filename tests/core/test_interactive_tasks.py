@@ -301,3 +301,18 @@ async def test_a_debug_hold_ends_at_the_hold_timeout(service_factory: Any, tmp_p
         "exit code 3; held for debugging until the hold timeout (1.5s)",
     )
     assert svc.task(wf, "after")["status"] == "FAILED_UPSTREAM"
+
+
+async def test_outputs_are_uploaded_once_the_user_is_done(service: Service, tmp_path: Path) -> None:
+    dest = tmp_path / "bucket"
+    spec = (
+        "workflow:\n  name: up\n  tasks:\n  - name: work\n    interactive: true\n"
+        f"    command: [sh, -c, 'echo early > {{{{output}}}}/a']\n    outputs: [{{url: {dest}}}]\n"
+    )
+    wf = await service.submit(spec)
+    await _held(service, wf, "work", "waiting_for_user")
+    await _exec(service, wf, "work", "sh", "-c", 'echo late > "$OSMO_OUTPUT/b"')
+    assert not dest.exists() or not any(dest.iterdir())  # nothing uploaded while it waits
+    await service.done(wf, "work")
+    assert await asyncio.wait_for(service.wait(wf), 20) == "COMPLETED"
+    assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["a", "b"]
