@@ -98,6 +98,12 @@ class OsmoConfig(Configurable):
     default_queue_timeout = Float(
         0.0, help="Seconds; per-group queue timeout when the spec sets none. 0 = no limit."
     ).tag(config=True)
+    hold_timeout = Float(
+        3600.0,
+        help="Seconds a held task (interactive: true, debug: on-failure) waits for its user "
+        "when no exec timeout applies (the spec's timeout.exec_timeout or "
+        "default_exec_timeout). 0 = no limit.",
+    ).tag(config=True)
     group_stop_grace = Float(
         5.0,
         help="Seconds a group's other tasks get to finish on their own once its lead has "

@@ -377,6 +377,22 @@ class RestartHandler(OsmoHandler):
         self.reply({"id": new_id, "restarted": wf_id}, status=201)
 
 
+class TaskDoneHandler(OsmoHandler):
+    """An interactive task waiting for its user is done (409 when it is not waiting)."""
+
+    @api
+    async def post(self, wf_id: str, task: str) -> None:
+        self.reply(await (await self.workflow_for(wf_id)).done(wf_id, task))
+
+
+class TaskRetryHandler(OsmoHandler):
+    """A task held for debugging runs again as a new attempt (409 when it is not held)."""
+
+    @api
+    async def post(self, wf_id: str, task: str) -> None:
+        self.reply(await (await self.workflow_for(wf_id)).retry(wf_id, task))
+
+
 class SpecHandler(OsmoHandler):
     @api
     async def get(self, wf_id: str) -> None:
@@ -636,6 +652,8 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (_route(f"workflows/{_ID}/restart"), RestartHandler),
     (_route(f"workflows/{_ID}/spec"), SpecHandler),
     (_route(f"workflows/{_ID}/tasks/{_TASK}"), TaskHandler),
+    (_route(f"workflows/{_ID}/tasks/{_TASK}/done"), TaskDoneHandler),
+    (_route(f"workflows/{_ID}/tasks/{_TASK}/retry"), TaskRetryHandler),
     (_route(f"workflows/{_ID}/tasks/{_TASK}/logs"), LogsHandler),
     (_route(f"workflows/{_ID}/tasks/{_TASK}/logs/follow"), LogFollowWebSocket),
     (_route("events"), EventsWebSocket),

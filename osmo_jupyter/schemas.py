@@ -134,6 +134,15 @@ class MeResponse(BaseModel):
     via: str = Field(description="jupyter, token, oidc")
 
 
+class HoldResponse(BaseModel):
+    """`done` / `retry` of a held task: the decision is recorded and on its way."""
+
+    id: str
+    task: str
+    retry_id: int = Field(description="done: the attempt marked done; retry: the new attempt")
+    hold: Literal["done", "retry"]
+
+
 class RestartResponse(BaseModel):
     id: str = Field(description="The new workflow.")
     restarted: str
@@ -227,6 +236,18 @@ class TaskModel(BaseModel):
     output_path: str | None
     log_path: str | None
     cancel_reason: str | None
+    hold: Literal["interactive", "debug", "done", "retry"] | None = Field(
+        description="A held attempt (its command ended, its environment kept): interactive "
+        "(waiting for its user), debug (failed, kept for debugging); done / retry once decided"
+    )
+    hold_until: float | None = Field(description="When the hold times out")
+    waiting_for_user: bool = Field(
+        description="An interactive task waiting for `done` (status RUNNING)"
+    )
+    held_for_debugging: bool = Field(
+        description="A failed task (exit_code) kept up for debugging until `retry`, cancel or "
+        "its timeout (status RUNNING: the workflow has not failed)"
+    )
     create_time: float
     start_time: float | None
     end_time: float | None
@@ -394,7 +415,7 @@ MODELS: list[type[BaseModel]] = [
     SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse, SpecResponse,
     LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
-    MeResponse, RestartResponse,
+    MeResponse, RestartResponse, HoldResponse,
 ]  # fmt: skip
 
 
@@ -571,6 +592,26 @@ def openapi(version: str) -> dict[str, Any]:
                     "A task: its latest attempt, and every attempt",
                     {200: _json(_ref(TaskDetail), "OK")},
                     (404, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                )
+            },
+            f"{wf}/tasks/{{task}}/done": {
+                "post": _op(
+                    "markTaskDone",
+                    "An interactive task waiting for its user is done: its outputs are "
+                    "persisted and its downstream starts (409 unless it is waiting)",
+                    {200: _json(_ref(HoldResponse), "recorded")},
+                    (404, 409, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                )
+            },
+            f"{wf}/tasks/{{task}}/retry": {
+                "post": _op(
+                    "retryTask",
+                    "Run a task held for debugging (debug: on-failure) again as a new attempt "
+                    "(409 unless it is held)",
+                    {200: _json(_ref(HoldResponse), "recorded")},
+                    (404, 409, *_SERVICE),
                     params=_path("wf_id", "task"),
                 )
             },

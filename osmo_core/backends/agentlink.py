@@ -28,6 +28,7 @@ from .base import (
     BackendEvent,
     EventSink,
     Exited,
+    Held,
     LaunchInfo,
     LaunchRequest,
     LogLine,
@@ -152,10 +153,13 @@ class AgentLink(ABC):
     async def cancel(self, key: str, grace: float = 5.0) -> None:
         await self._call("cancel", key=key, grace=grace)
 
+    async def release(self, key: str) -> None:
+        await self._call("release", key=key)
+
     async def status(self, keys: list[str]) -> dict[str, AttemptState]:
         states = (await self._call("status", keys=keys))["states"]
         for key, st in states.items():
-            if st["state"] == "running":  # asked about: watch it from here on
+            if st["state"] in ("running", "held"):  # asked about: watch it from here on
                 self._watch.setdefault(key, _Watch(n=st["log_lines"], started=True))
         return {key: _state_from_wire(st) for key, st in states.items()}
 
@@ -351,11 +355,13 @@ class AgentLink(ABC):
             w = self._watch.get(key)
             if w is None or st["state"] == "unknown":  # unknown: its launch is still on its way
                 continue
-            if not w.started and st["state"] in ("running", "exited"):
+            if not w.started and st["state"] in ("running", "held", "exited"):
                 self._deliver(Started(key, st.get("pid")))
             for line in await self.read_log(key, w.n):
                 self._deliver(line)
-            if st["state"] == "exited":
+            if st["state"] == "held":  # the engine ignores a repeat
+                self._deliver(Held(key, st["exit_code"], signal=st.get("signal")))
+            elif st["state"] == "exited":
                 exited = Exited(key, st["exit_code"], signal=st.get("signal"))
                 exited.message = st.get("message") or ""
                 self._deliver(exited)
@@ -373,7 +379,7 @@ class AgentLink(ABC):
                 w.n = ev.n
             elif isinstance(ev, Started):
                 w.started = True
-            elif isinstance(ev, Transfer):
+            elif isinstance(ev, (Transfer, Held)):
                 pass  # not an end
             else:
                 del self._watch[ev.key]

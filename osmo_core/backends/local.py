@@ -51,6 +51,7 @@ class LocalBackend(AgentLink, Backend):
     """
 
     kind = "local"
+    supports_hold = True
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         Backend.__init__(self, name, config)

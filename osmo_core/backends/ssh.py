@@ -118,6 +118,7 @@ def host_names(spec: dict[str, Any]) -> list[str]:
 
 class SSHBackend(Backend):
     kind = "ssh"
+    supports_hold = True  # the same agent as the local backend holds tasks
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         super().__init__(name, config)
@@ -189,6 +190,13 @@ class SSHBackend(Backend):
         for h in hosts:
             if h.connected:
                 await h.cancel(key, grace)
+
+    async def release(self, key: str) -> None:
+        alias = self._where.get(key)
+        hosts = [self.hosts[alias]] if alias else list(self.hosts.values())
+        for h in hosts:
+            if h.connected:
+                await h.release(key)
 
     async def status(self, keys: list[str]) -> dict[str, AttemptState]:
         out = {k: AttemptState(k, "unknown") for k in keys}
