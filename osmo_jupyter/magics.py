@@ -4,6 +4,7 @@
     %%osmo workflow [--name N] [--set k=v ...] [--pool P]     (the cell body is the YAML)
     %osmo list [--status S ...] [--limit N]  |  status ID  |  logs ID --task T [-f]
     %osmo cancel ID  |  restart ID  |  help [COMMAND]
+    %osmo attach WF/TASK                   switch this notebook's kernel into a running task
     %%osmo task NAME [--image I] [--inputs a,b] [--resource R] [--output [URL]] [--shell]
     %%osmo task NAME --spec                                   (the cell body is the task YAML)
     %%osmo workflow-settings                                  (resources, default-values...)
@@ -44,6 +45,7 @@ COMMANDS = (
     "run-tasks",
     "export",
     "import",
+    "attach",
     "help",
 )
 CELL_ONLY = {"workflow", "task", "workflow-settings"}
@@ -115,6 +117,8 @@ def build_parser() -> _Parser:
     p.add_argument("name", nargs="?", default="cells")
     p = sub.add_parser("import", help="record a YAML file's tasks as cell-tasks; print the cells")
     p.add_argument("file")
+    p = sub.add_parser("attach", help="switch this notebook's kernel to one inside a running task")
+    p.add_argument("target", metavar="WF/TASK")
     p = sub.add_parser("help", help="help on a command")
     p.add_argument("command", nargs="?", choices=COMMANDS)
     top.subcommands = dict(sub.choices)
@@ -219,6 +223,24 @@ class OsmoMagics(Magics):
 
     def _restart(self, args: argparse.Namespace, cell: str | None) -> Workflow:
         return Workflow(self.client, args.id).restart()
+
+    def _attach(self, args: argparse.Namespace, cell: str | None) -> None:
+        from ._attach import switch_session_kernel
+        from .kernels import spec_name
+
+        wf_id, sep, task = args.target.partition("/")
+        if not (sep and wf_id and task):
+            raise UsageError(f"%osmo attach: expected WF/TASK, got {args.target!r}")
+        self.client.workflow(wf_id).task(task)  # NotFound / 403 before touching the session
+        name = spec_name(wf_id, task)
+        before, new = switch_session_kernel(name)
+        old = before["kernel"]["name"]
+        print(
+            f"this notebook now runs inside {wf_id}/{task} (kernel {name}, id {new}): the next "
+            f"cells see the task's files and environment; this kernel ({old}) is shut down.\n"
+            f"To switch back: Kernel > Change Kernel... > {old} (a fresh kernel).",
+            flush=True,
+        )
 
     def _help(self, args: argparse.Namespace, cell: str | None) -> None:
         if args.command is None:

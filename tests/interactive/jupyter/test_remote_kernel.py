@@ -1,0 +1,185 @@
+"""Kernels inside running tasks, through a real Jupyter server: the kernelspec "OSMO: WF/TASK",
+jupyter_server's own kernel API and channels WebSocket, real ipykernel in the task (started by
+the real agent that dialled home), tunnelled over its SSH connection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from tornado.httpclient import HTTPClientError
+
+from osmo_jupyter.kernels import spec_name
+from tests.interactive.conftest import long_spec, until
+
+# cwd and env of the task: `marker` in its workdir, TASK_SECRET in its environment
+WHERE = "import os; print(open('marker').read().strip(), os.environ['TASK_SECRET'])"
+
+
+async def start_task(api: Any, service: Any, headers: dict[str, str], **kw: Any) -> str:
+    wf = (
+        await api("POST", "workflows", body={"spec": long_spec(**kw)}, headers=headers, status=201)
+    )["id"]
+    await until(lambda: service.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
+    await until(lambda: "local" in service.interactive.agents, what="the agent")
+    return str(wf)
+
+
+async def jp(jp_fetch: Any, method: str, *path: str, headers: Any, body: Any = None) -> Any:
+    if body is not None:
+        body = json.dumps(body)
+    elif method == "POST":
+        body = b"{}"
+    resp = await jp_fetch(*path, method=method, body=body, headers=headers)
+    return json.loads(resp.body) if resp.body else None
+
+
+class Channels:
+    """A kernel's /api/kernels/{id}/channels WebSocket, as JupyterLab speaks it."""
+
+    def __init__(self, ws: Any):
+        self.ws = ws
+        self.session = uuid.uuid4().hex
+
+    @classmethod
+    async def open(cls, jp_ws_fetch: Any, kernel_id: str, headers: Any) -> Channels:
+        return cls(await jp_ws_fetch("api", "kernels", kernel_id, "channels", headers=headers))
+
+    async def send(self, msg_type: str, content: dict[str, Any], channel: str = "shell") -> str:
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": msg_type,
+            "username": "test",
+            "session": self.session,
+            "version": "5.3",
+            "date": "",
+        }
+        msg = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+        await self.ws.write_message(json.dumps({**msg, "channel": channel}))
+        return msg_id
+
+    async def execute(self, code: str, timeout: float = 20) -> tuple[str, dict[str, Any]]:
+        """stdout+stderr of `code` and its execute_reply content."""
+        msg_id = await self.send(
+            "execute_request",
+            {"code": code, "silent": False, "store_history": False, "allow_stdin": False},
+        )
+        return await self.collect(msg_id, timeout)
+
+    async def collect(self, msg_id: str, timeout: float = 20) -> tuple[str, dict[str, Any]]:
+        out, reply, idle = "", None, False
+        deadline = time.monotonic() + timeout
+        while reply is None or not idle:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no reply to {msg_id} in {timeout}s (so far {out!r})"
+            raw = await asyncio.wait_for(self.ws.read_message(), left)
+            assert raw is not None, f"channels closed (so far {out!r})"
+            msg = json.loads(raw)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                out += msg["content"]["text"]
+            elif kind == "error":
+                out += msg["content"]["ename"]
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+            elif kind == "execute_reply":
+                reply = msg["content"]
+        return out, reply
+
+
+async def test_a_running_task_is_a_kernelspec_and_its_kernel_runs_inside_it(
+    api, service, pat, jp_fetch, jp_ws_fetch
+):
+    alice = await pat("alice")
+    wf = await start_task(api, service, alice)
+    name = spec_name(wf, "main")
+    specs = (await jp(jp_fetch, "GET", "api", "kernelspecs", headers=alice))["kernelspecs"]
+    assert specs[name]["spec"]["display_name"] == f"OSMO: {wf}/main"
+    assert "python3" in specs  # the server's own kernels are still there
+    bob = await pat("bob")
+    assert name not in (await jp(jp_fetch, "GET", "api", "kernelspecs", headers=bob))["kernelspecs"]
+
+    kernel = await jp(jp_fetch, "POST", "api", "kernels", headers=alice, body={"name": name})
+    ch = await Channels.open(jp_ws_fetch, kernel["id"], alice)
+    out, reply = await ch.execute(WHERE + "; x = 41")
+    assert (out, reply["status"]) == ("ready inside-the-task\n", "ok")
+
+    # interrupt a sleeping cell (SIGINT through the control port in the task)
+    msg_id = await ch.send("execute_request", {"code": "import time; time.sleep(60)"})
+    await asyncio.sleep(0.5)
+    await jp(jp_fetch, "POST", "api", "kernels", kernel["id"], "interrupt", headers=alice)
+    out, reply = await ch.collect(msg_id, timeout=10)
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", (out, reply)
+    out, _ = await ch.execute("x += 1; print(x)")
+    assert out == "42\n"
+
+    # a forced drop of the agent's SSH connection: it dials again, the kernel keeps its state
+    old = service.interactive.agents["local"]
+    old.close()
+    await until(lambda: service.interactive.agents.get("local") not in (None, old), what="re-dial")
+    out, _ = await ch.execute("print(x)", timeout=30)
+    assert out == "42\n"
+
+    # restart: a fresh kernel in the same task, through the same local ports
+    await jp(jp_fetch, "POST", "api", "kernels", kernel["id"], "restart", headers=alice)
+    ch = await Channels.open(jp_ws_fetch, kernel["id"], alice)
+    out, _ = await ch.execute("print('x' in dir()); " + WHERE)
+    assert out == "False\nready inside-the-task\n"
+
+    # the task ends while a cell runs: the cell says why, the server drops the kernel
+    msg_id = await ch.send("execute_request", {"code": "import time; time.sleep(60)"})
+    await asyncio.sleep(0.3)
+    await api("POST", f"workflows/{wf}/cancel", headers=alice)
+    seen = ""
+    deadline = time.monotonic() + 15
+    while "[osmo]" not in seen:
+        assert time.monotonic() < deadline, seen
+        raw = await asyncio.wait_for(ch.ws.read_message(), 15)
+        assert raw is not None
+        msg = json.loads(raw)
+        if msg["msg_type"] == "stream" and msg["parent_header"].get("msg_id") == msg_id:
+            seen += msg["content"]["text"]
+    assert f"task {wf}/main ended (FAILED_CANCELED" in seen, seen
+
+    async def gone() -> bool:
+        try:
+            await jp_fetch("api", "kernels", kernel["id"], headers=alice)
+        except HTTPClientError as e:
+            return e.code == 404
+        return False
+
+    await until(gone, timeout=15, what="the server to drop the kernel")
+
+
+async def test_another_users_task_kernel_is_refused(api, service, pat, jp_fetch):
+    alice, bob = await pat("alice"), await pat("bob")
+    wf = await start_task(api, service, alice)
+    try:
+        await jp_fetch(
+            "api", "kernels", method="POST", headers=bob,
+            body=json.dumps({"name": spec_name(wf, "main")}),
+        )  # fmt: skip
+        raise AssertionError("bob started a kernel in alice's task")
+    except HTTPClientError as e:
+        assert e.code == 403, e
+    err = await api("POST", f"workflows/{wf}/tasks/main/kernels", headers=bob, status=403)
+    assert "belongs to another user" in err["message"]
+
+
+async def test_a_task_without_ipykernel_gets_a_clear_error(api, service, pat, tmp_path):
+    alice = await pat("alice")
+    # a Python on the task's PATH that has no ipykernel: python3 -I -S hides site-packages
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").write_text('#!/bin/sh\nexec /usr/bin/env -i /usr/bin/python3 -I -S "$@"\n')
+    (bindir / "python3").chmod(0o755)
+    cmd = f"PATH={bindir}:$PATH exec sleep 120"
+    wf = await start_task(api, service, alice, cmd=cmd)
+    err = await api("POST", f"workflows/{wf}/tasks/main/kernels", headers=alice, status=409)
+    assert "no ipykernel" in err["message"] and "pip install ipykernel" in err["message"]
