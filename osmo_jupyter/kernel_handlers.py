@@ -10,7 +10,7 @@ which listen on the server's loopback only:
     WS     .../workflows/{id}/tasks/{task}/kernels/{kernel_id}/channels/{channel}
            one TCP connection to that channel's port: binary frames both ways, closed when
            either side closes (ZMQ reconnects, and gets a new socket)
-    DELETE .../workflows/{id}/tasks/{task}/kernels/{kernel_id}   → 204, the kernel shut down
+    DELETE .../workflows/{id}/tasks/{task}/kernels/{kernel_id}   → {"kernel_id", "shutdown": true}
 
 Authorized like every workflow route: the owner or an admin (403 otherwise), 404 for an
 unknown task or a kernel that is not this task's, 409 when the task is not RUNNING or cannot
@@ -74,8 +74,7 @@ class TaskKernelHandler(OsmoHandler):
         await self.workflow_for(wf_id)
         _kernel_of(self, wf_id, task, kernel_id)
         await self.settings["kernel_manager"].shutdown_kernel(kernel_id)
-        self.set_status(204)
-        self.finish()
+        self.finish({"kernel_id": kernel_id, "shutdown": True})
 
 
 class KernelChannelWebSocket(_OsmoWebSocket):
