@@ -37,6 +37,14 @@ from osmo_core.interactive.tunnel import PortTunnel
 from . import _loop
 
 SHUTDOWN_WAIT = 5.0
+PREFIX = "osmo--"  # kernel spec names of tasks: osmo--WF--TASK
+
+
+def spec_name(wf_id: str, task: str) -> str:
+    """The kernel spec of a task (kernels.py); lower case, as jupyter_client's names are."""
+    return f"{PREFIX}{wf_id}--{task}".lower()
+
+
 SWITCH_DELAY = 0.5
 
 

@@ -28,9 +28,9 @@ from tornado import web, websocket
 from osmo_core.errors import NotFound
 from osmo_core.interactive.kernel import CHANNELS
 
+from ._attach import spec_name
 from .handlers import _ID, _TASK, OsmoHandler, _OsmoWebSocket, _route, api
 from .identity import CURRENT_PRINCIPAL
-from .kernels import spec_name
 
 _KID = r"(?P<kernel_id>[^/]+)"
 _CHANNEL = r"(?P<channel>[^/]+)"

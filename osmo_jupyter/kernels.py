@@ -35,6 +35,7 @@ from osmo_core.auth import Principal, policy
 from osmo_core.errors import BackendError, Forbidden, OsmoError
 from osmo_core.interactive.kernel import RemoteKernel
 
+from ._attach import PREFIX, spec_name
 from .handlers import _from_osmo
 from .identity import CURRENT_PRINCIPAL, principal_of
 
@@ -44,12 +45,6 @@ if TYPE_CHECKING:
     from .app import OsmoApp
 
 PROVISIONER = "osmo-task"
-PREFIX = "osmo--"
-SEP = "--"
-
-
-def spec_name(wf_id: str, task: str) -> str:
-    return f"{PREFIX}{wf_id}{SEP}{task}".lower()
 
 
 def _logo_dir() -> str:

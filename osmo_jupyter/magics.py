@@ -225,8 +225,7 @@ class OsmoMagics(Magics):
         return Workflow(self.client, args.id).restart()
 
     def _attach(self, args: argparse.Namespace, cell: str | None) -> None:
-        from ._attach import switch_session_kernel
-        from .kernels import spec_name
+        from ._attach import spec_name, switch_session_kernel
 
         wf_id, sep, task = args.target.partition("/")
         if not (sep and wf_id and task):

@@ -213,7 +213,7 @@ class RemoteKernel:
         if mine.get("exit_code") is not None:
             why += f", exit code {mine['exit_code']}"
         why += ")"
-        if mine.get("message"):
+        if mine.get("message") and mine["message"] != f"exit code {mine.get('exit_code')}":
             why += f": {mine['message']}"
         return why + "; its kernel is shut down"
 

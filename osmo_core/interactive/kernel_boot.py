@@ -23,6 +23,7 @@ exits with its own message, so a kernel never outlives its task.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -41,10 +42,8 @@ END_GRACE = 5.0  # seconds the control plane has to explain a task's end before 
 
 def boot() -> int:
     cfg = json.loads(sys.stdin.read())
-    try:
-        import ipykernel  # noqa: F401
-    except ImportError as e:
-        sys.stderr.write(f"no ipykernel in the task's Python ({sys.executable}): {e}\n")
+    if importlib.util.find_spec("ipykernel") is None:  # found, not imported: the kernel will
+        sys.stderr.write(f"no ipykernel in the task's Python ({sys.executable})\n")
         return NO_IPYKERNEL
     socks = []
     for _ in range(len(CHANNELS) + 1):  # held together: six distinct free ports

@@ -68,7 +68,7 @@ class PortTunnel:
             try:
                 up_r, up_w = await self._open()
             except Exception as e:  # upstream gone: the local peer retries by reconnecting
-                log.info("%s: no upstream for a new connection: %s", self.name, e)
+                log.debug("%s: no upstream for a new connection: %s", self.name, e)
                 return
             sock = writer.get_extra_info("socket")
             if sock is not None:  # small ZMQ frames: no Nagle delay on either hop

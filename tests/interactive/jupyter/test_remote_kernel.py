@@ -12,7 +12,7 @@ from typing import Any
 
 from tornado.httpclient import HTTPClientError
 
-from osmo_jupyter.kernels import spec_name
+from osmo_jupyter._attach import spec_name
 from tests.interactive.conftest import long_spec, until
 
 # cwd and env of the task: `marker` in its workdir, TASK_SECRET in its environment
@@ -182,4 +182,77 @@ async def test_a_task_without_ipykernel_gets_a_clear_error(api, service, pat, tm
     cmd = f"PATH={bindir}:$PATH exec sleep 120"
     wf = await start_task(api, service, alice, cmd=cmd)
     err = await api("POST", f"workflows/{wf}/tasks/main/kernels", headers=alice, status=409)
-    assert "no ipykernel" in err["message"] and "pip install ipykernel" in err["message"]
+    assert "no ipykernel in the task's Python" in err["message"]
+    assert "pip install ipykernel" in err["message"]
+
+
+async def test_client_attach_executes_inside_the_task_through_the_server(
+    api, service, pat, jp_http_port, jp_base_url
+):
+    from osmo_core.client import ApiError
+    from osmo_jupyter import Client
+
+    alice, bob = await pat("alice"), await pat("bob")
+    wf = await start_task(api, service, alice)
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+
+    def script(headers: dict[str, str]) -> tuple[str, str]:
+        # what a user's script does, blocking, on its own thread (the server shares our loop)
+        client = Client(url, token=headers["Authorization"].split()[1])
+        kc = client.attach(wf, "main", timeout=30)
+        try:
+            out: list[str] = []
+
+            def hook(msg: dict[str, Any]) -> None:
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+
+            reply = kc.execute_interactive(WHERE, timeout=20, output_hook=hook)
+            return "".join(out), reply["content"]["status"]
+        finally:
+            kc.osmo.close()
+
+    assert await asyncio.to_thread(script, alice) == ("ready inside-the-task\n", "ok")
+    try:
+        await asyncio.to_thread(script, bob)
+        raise AssertionError("bob attached to alice's task")
+    except ApiError as e:
+        assert e.status == 403 and "belongs to another user" in e.message
+    await until(lambda: not service_kernels(service), what="the kernel to be shut down")
+
+
+def service_kernels(service: Any) -> list[str]:
+    return [k for k in service_kernel_manager(service).list_kernel_ids()]
+
+
+def service_kernel_manager(service: Any) -> Any:
+    from jupyter_server.serverapp import ServerApp
+
+    return ServerApp.instance().kernel_manager
+
+
+async def test_osmo_attach_switches_the_notebooks_kernel(api, service, jp_fetch, jp_ws_fetch):
+    wf = await start_task(api, service, {})
+    made = await jp(
+        jp_fetch, "POST", "api", "sessions", headers={},
+        body={"path": "nb.ipynb", "type": "notebook", "name": "nb", "kernel": {"name": "python3"}},
+    )  # fmt: skip
+    ch = await Channels.open(jp_ws_fetch, made["kernel"]["id"], {})
+    out, reply = await ch.execute(f"%osmo attach {wf}/main", timeout=40)
+    assert reply["status"] == "ok", out
+    assert f"now runs inside {wf}/main" in out and "Change Kernel... > python3" in out
+
+    async def switched() -> Any:
+        s = await jp(jp_fetch, "GET", "api", "sessions", made["id"], headers={})
+        return s if s["kernel"]["name"] == spec_name(wf, "main") else None
+
+    session = await until(switched, timeout=20, what="the session's kernel to change")
+    ch = await Channels.open(jp_ws_fetch, session["kernel"]["id"], {})
+    out, _ = await ch.execute(WHERE)
+    assert out == "ready inside-the-task\n"
+
+    async def old_gone() -> bool:
+        ids = {k["id"] for k in await jp(jp_fetch, "GET", "api", "kernels", headers={})}
+        return made["kernel"]["id"] not in ids
+
+    await until(old_gone, timeout=15, what="the notebook's old kernel to be shut down")
