@@ -223,7 +223,10 @@ class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     async def send_signal(self, signum: int) -> None:
         if self.kernel is not None:
-            await self.kernel.signal(signum)
+            try:
+                await self.kernel.signal(signum)
+            except BackendError as e:  # as for a local process that is gone: nothing to signal
+                self.log.warning("osmo: kernel %s: %s", self.kernel_id, e)
 
     async def kill(self, restart: bool = False) -> None:
         if self.kernel is not None:

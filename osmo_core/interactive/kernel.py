@@ -38,7 +38,9 @@ log = logging.getLogger("osmo_core.interactive")
 
 CHANNELS = kernel_boot.CHANNELS
 START_TIMEOUT = 30.0  # seconds for the task's Python to import ipykernel and report back
+REFUSALS = 3  # refused control connections in a row that mean the kernel has exited
 RECONNECT_FOR = 60.0  # seconds the control connection may stay down before the kernel is lost
+SIGNAL_WAIT = 5.0  # seconds a signal waits for the control connection to be re-opened
 _SOURCE = Path(kernel_boot.__file__).read_text()
 # The task's Python: python3, else python (Debian images often have only python3).
 _FIND_PYTHON = (
@@ -65,6 +67,7 @@ class RemoteKernel:
         self._control: Any = None  # the writer of the control connection
         self._control_reader: Any = None
         self._bg: list[asyncio.Task[None]] = []
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def name(self) -> str:
@@ -180,12 +183,18 @@ class RemoteKernel:
                     pass
             self._control = None
             deadline = loop.time() + RECONNECT_FOR
+            refused = 0
             while self._control is None:
                 try:
                     self._control = await self._open_control(max(0.1, deadline - loop.time()))
-                except Conflict:  # refused on the task's host: the kernel has exited
-                    self._ended(1, self.reason or f"the kernel in {self.name} exited")
-                    return
+                except Conflict:
+                    # Refused: on the task's host (the kernel has exited), or by a connection
+                    # that is going down; only the first is refused again and again.
+                    refused += 1
+                    if refused >= REFUSALS:
+                        self._ended(1, self.reason or f"the kernel in {self.name} exited")
+                        return
+                    await asyncio.sleep(0.15)
                 except BackendError as e:
                     if loop.time() >= deadline:
                         self._ended(1, f"the kernel in {self.name} is unreachable: {e}")
@@ -231,6 +240,12 @@ class RemoteKernel:
             self.returncode = code
             self.reason = self.reason or reason
             self._exited.set()
+            # Nothing to carry any more; and a server that drops a dead kernel never cleans up
+            # its provisioner, so the listeners must not wait for that.
+            self._closing = asyncio.ensure_future(self._close_tunnels())
+
+    async def _close_tunnels(self) -> None:
+        await asyncio.gather(*(t.close() for t in self.tunnels.values()), return_exceptions=True)
 
     def _send(self, msg: dict[str, Any]) -> bool:
         if self._control is None:
@@ -246,7 +261,7 @@ class RemoteKernel:
         if self.returncode is not None:
             return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10.0
+        deadline = loop.time() + SIGNAL_WAIT
         while not self._send({"op": "signal", "signal": int(signum)}):
             if loop.time() > deadline or self.returncode is not None:
                 raise BackendError(f"the kernel in {self.name} cannot be reached to signal it")
@@ -271,4 +286,4 @@ class RemoteKernel:
         if self._control is not None:
             with contextlib.suppress(Exception):
                 self._control.close()
-        await asyncio.gather(*(t.close() for t in self.tunnels.values()), return_exceptions=True)
+        await self._close_tunnels()

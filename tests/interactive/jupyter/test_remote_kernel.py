@@ -28,6 +28,12 @@ async def start_task(api: Any, service: Any, headers: dict[str, str], **kw: Any)
     return str(wf)
 
 
+async def end(api: Any, service: Any, wf: str, headers: dict[str, str]) -> None:
+    """Cancel and wait: the server's teardown waits 10 s for an agent with running tasks."""
+    await api("POST", f"workflows/{wf}/cancel", headers=headers)
+    await until(lambda: service.get(wf)["status"] != "RUNNING", what="the workflow to end")
+
+
 async def jp(jp_fetch: Any, method: str, *path: str, headers: Any, body: Any = None) -> Any:
     if body is not None:
         body = json.dumps(body)
@@ -170,6 +176,7 @@ async def test_another_users_task_kernel_is_refused(api, service, pat, jp_fetch)
         assert e.code == 403, e
     err = await api("POST", f"workflows/{wf}/tasks/main/kernels", headers=bob, status=403)
     assert "belongs to another user" in err["message"]
+    await end(api, service, wf, alice)
 
 
 async def test_a_task_without_ipykernel_gets_a_clear_error(api, service, pat, tmp_path):
@@ -184,6 +191,7 @@ async def test_a_task_without_ipykernel_gets_a_clear_error(api, service, pat, tm
     err = await api("POST", f"workflows/{wf}/tasks/main/kernels", headers=alice, status=409)
     assert "no ipykernel in the task's Python" in err["message"]
     assert "pip install ipykernel" in err["message"]
+    await end(api, service, wf, alice)
 
 
 async def test_client_attach_executes_inside_the_task_through_the_server(
@@ -219,6 +227,7 @@ async def test_client_attach_executes_inside_the_task_through_the_server(
     except ApiError as e:
         assert e.status == 403 and "belongs to another user" in e.message
     await until(lambda: not service_kernels(service), what="the kernel to be shut down")
+    await end(api, service, wf, alice)
 
 
 def service_kernels(service: Any) -> list[str]:
@@ -256,3 +265,4 @@ async def test_osmo_attach_switches_the_notebooks_kernel(api, service, jp_fetch,
         return made["kernel"]["id"] not in ids
 
     await until(old_gone, timeout=15, what="the notebook's old kernel to be shut down")
+    await end(api, service, wf, {})
