@@ -16,7 +16,6 @@ Two sources:
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import getpass
 from typing import Any
@@ -27,12 +26,6 @@ from osmo_core.auth import ADMIN, USER, Principal
 from osmo_core.errors import Unauthorized
 
 _BEARER_SCHEMES = ("bearer", "token")
-
-# The principal of the request being served, for code that runs inside it without the handler
-# (kernels.py: kernel specs and provisioners); each request runs in its own asyncio task.
-CURRENT_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
-    "osmo_principal", default=None
-)
 
 
 @dataclasses.dataclass
@@ -59,7 +52,6 @@ class OsmoIdentityProvider(IdentityProvider):
                 except Unauthorized as e:
                     handler._osmo_auth_error = str(e)  # the 401's reason
                     return None
-                CURRENT_PRINCIPAL.set(who)
                 return OsmoUser(who.name, who.name, who.name, who.name[:1].upper(), principal=who)
         return await super()._get_user(handler)
 

@@ -30,7 +30,7 @@ from osmo_core.interactive.kernel import CHANNELS
 
 from ._attach import spec_name
 from .handlers import _ID, _TASK, OsmoHandler, _OsmoWebSocket, _route, api
-from .identity import CURRENT_PRINCIPAL
+from .kernels import CURRENT_PRINCIPAL
 
 _KID = r"(?P<kernel_id>[^/]+)"
 _CHANNEL = r"(?P<channel>[^/]+)"

@@ -12,14 +12,17 @@
   ends, the kernel prints why in the running cell and exits, and the server gives up on it at
   once (no auto-restart into a task that is gone): it is removed, and the reason is logged.
 
-Who may: the principal of the request (set by `OsmoIdentityProvider`; the server's owner under
-jupyter_server's single-user providers) must own the workflow or be an admin; else 403.
+Who may: the principal of the request (recorded per request by `install`, which wraps the
+server's identity provider; osmo's own rules, identity.py) must own the workflow or be an admin;
+else 403. Specs are listed per caller the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.metadata
+import inspect
 import os
 import signal
 from typing import TYPE_CHECKING, Any
@@ -37,7 +40,7 @@ from osmo_core.interactive.kernel import RemoteKernel
 
 from ._attach import PREFIX, spec_name
 from .handlers import _from_osmo
-from .identity import CURRENT_PRINCIPAL, principal_of
+from .identity import principal_of
 
 if TYPE_CHECKING:
     from osmo_core.service import Service
@@ -45,6 +48,13 @@ if TYPE_CHECKING:
     from .app import OsmoApp
 
 PROVISIONER = "osmo-task"
+
+# The principal of the request being served, for what runs inside it without the handler (kernel
+# specs, provisioners): set by the identity provider's get_user (wrapped in `install`); each
+# request runs in its own asyncio task, so it never leaks into another.
+CURRENT_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "osmo_principal", default=None
+)
 
 
 def _logo_dir() -> str:
@@ -81,15 +91,35 @@ def _started(app: OsmoApp | None) -> Service | None:
 
 
 def current_principal(app: OsmoApp) -> Principal | None:
-    """Who asks: the request's principal; the owner under a single-user identity provider."""
+    """Who asks: the request's principal; outside a request, the owner under a single-user
+    identity provider (else nobody)."""
     who = CURRENT_PRINCIPAL.get()
     if who is not None:
         return who
     svc = app.service
     idp = app.serverapp.identity_provider
-    anyone = User("?")
-    who = principal_of(anyone, idp, svc.config.admin_users if svc else set())
-    return who if who.is_admin else None  # a named multi-user caller must come through above
+    who = principal_of(User("?"), idp, svc.config.admin_users if svc else set())
+    return who if who.is_admin else None
+
+
+def _track_principal(app: OsmoApp) -> None:
+    """Have the server's identity provider record each request's principal."""
+    idp = app.serverapp.identity_provider
+    if getattr(idp, "_osmo_tracked", False):
+        return
+    get_user = idp.get_user
+
+    async def tracked(handler: Any) -> Any:
+        user = get_user(handler)
+        if inspect.isawaitable(user):
+            user = await user
+        if user is not None:
+            admins = app.service.config.admin_users if app.service else set()
+            CURRENT_PRINCIPAL.set(principal_of(user, idp, admins))
+        return user
+
+    idp.get_user = tracked
+    idp._osmo_tracked = True
 
 
 def running_tasks(svc: Service, who: Principal | None) -> list[tuple[str, str]]:
@@ -266,6 +296,7 @@ def install(app: OsmoApp) -> None:
     server.kernel_manager.kernel_spec_manager = ksm
     if server.web_app is not None:
         server.web_app.settings["kernel_spec_manager"] = ksm
+    _track_principal(app)
     # Registered here as well as in pyproject's entry points: an editable checkout whose
     # installed metadata predates the entry point still finds it.
     factory = KernelProvisionerFactory.instance()
