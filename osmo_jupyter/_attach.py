@@ -32,7 +32,7 @@ from tornado.websocket import websocket_connect
 from osmo_core.client import API_PATH
 from osmo_core.errors import OsmoError
 from osmo_core.interactive.kernel import CHANNELS, RemoteKernel
-from osmo_core.interactive.tunnel import PortTunnel
+from osmo_core.interactive.tunnel import PortTunnel, WebSocketStream
 
 from . import _loop
 
@@ -122,40 +122,16 @@ async def _close_all(tunnels: dict[str, PortTunnel]) -> None:
     await asyncio.gather(*(t.close() for t in tunnels.values()), return_exceptions=True)
 
 
-class _WsStream:
-    """A WebSocket of binary frames as an asyncio-stream-like reader and writer."""
-
-    def __init__(self, conn: Any):
-        self.conn = conn
-        self._sent: Any = None
-
-    async def read(self, n: int = -1) -> bytes:
-        msg = await self.conn.read_message()
-        if msg is None:
-            return b""
-        return msg if isinstance(msg, bytes) else b""
-
-    def write(self, data: bytes) -> None:
-        self._sent = self.conn.write_message(data, binary=True)
-
-    async def drain(self) -> None:
-        if self._sent is not None:
-            await self._sent
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 async def _ws_tunnels(transport: Any, base: str) -> dict[str, PortTunnel]:
     url = "ws" + transport.url[len("http") :] + f"{API_PATH}/{base}/channels/"
     headers = {"Authorization": f"token {transport.token}"}
 
     def opener(channel: str) -> Any:
-        async def open_ws() -> tuple[_WsStream, _WsStream]:
+        async def open_ws() -> tuple[WebSocketStream, WebSocketStream]:
             conn = await websocket_connect(
                 HTTPRequest(url + channel, headers=headers, connect_timeout=10)
             )
-            s = _WsStream(conn)
+            s = WebSocketStream(conn)
             return s, s
 
         return open_ws

@@ -97,3 +97,28 @@ async def _copy(reader: Reader, writer: Any) -> None:
         while data := await reader.read(_READ):
             writer.write(data)
             await writer.drain()
+
+
+class WebSocketStream:
+    """A WebSocket of binary frames (tornado's client connection) as an asyncio-stream-like
+    reader and writer, for `PortTunnel` upstreams that go through the server's API."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+        self._sent: Any = None
+
+    async def read(self, n: int = -1) -> bytes:
+        msg = await self.conn.read_message()
+        if msg is None:
+            return b""
+        return msg if isinstance(msg, bytes) else b""  # text frames are control, not bytes
+
+    def write(self, data: bytes) -> None:
+        self._sent = self.conn.write_message(data, binary=True)
+
+    async def drain(self) -> None:
+        if self._sent is not None:
+            await self._sent
+
+    def close(self) -> None:
+        self.conn.close()

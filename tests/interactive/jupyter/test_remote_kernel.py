@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import uuid
 from typing import Any
@@ -14,6 +16,7 @@ from tornado.httpclient import HTTPClientError
 
 from osmo_jupyter._attach import spec_name
 from tests.interactive.conftest import long_spec, until
+from tests.interactive.jupyter.test_interactive_cli import cli_env  # noqa: F401 (fixture)
 
 # cwd and env of the task: `marker` in its workdir, TASK_SECRET in its environment
 WHERE = "import os; print(open('marker').read().strip(), os.environ['TASK_SECRET'])"
@@ -266,3 +269,53 @@ async def test_osmo_attach_switches_the_notebooks_kernel(api, service, jp_fetch,
 
     await until(old_gone, timeout=15, what="the notebook's old kernel to be shut down")
     await end(api, service, wf, {})
+
+
+async def test_cli_kernel_writes_a_connection_file_for_jupyter_clients(
+    api,
+    service,
+    cli_env,  # noqa: F811 (the fixture imported above)
+):
+    from jupyter_client.blocking import BlockingKernelClient
+
+    from tests.conftest import osmo_cli
+
+    env, alice = cli_env
+    wf = await start_task(api, service, alice)
+    proc = await asyncio.create_subprocess_exec(
+        *osmo_cli("workflow", "kernel", wf, "main", "--file", "k.json"),
+        env=env,
+        cwd=os.path.dirname(env["OSMO_HOME"]),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [await asyncio.wait_for(proc.stdout.readline(), 60) for _ in range(3)]
+        assert lines[1].decode().startswith("connect with: jupyter console --existing ")
+        file = lines[2].decode().strip()
+
+        def client() -> str:  # what `jupyter console --existing FILE` does, blocking
+            kc = BlockingKernelClient(connection_file=file)
+            kc.load_connection_file()
+            kc.start_channels()
+            try:
+                kc.wait_for_ready(timeout=30)
+                out: list[str] = []
+                kc.execute_interactive(
+                    WHERE,
+                    timeout=20,
+                    output_hook=lambda m: out.append(m["content"].get("text", "")),
+                )
+                return "".join(out)
+            finally:
+                kc.stop_channels()
+
+        assert await asyncio.to_thread(client) == "ready inside-the-task\n"
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 0 and not os.path.exists(file)
+    await until(lambda: not service_kernels(service), what="the kernel to be shut down")
+    await end(api, service, wf, alice)
