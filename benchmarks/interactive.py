@@ -8,6 +8,10 @@ Measures, on one running task (its agent dialled home over TCP on 127.0.0.1):
   pty echo        one byte into `cat` on a PTY → its echo back (p50 / p99; keystroke latency)
   port-forward    MB/s of a bulk upload to a sink server inside the task, through the SSH
                   direct-tcpip channel, next to raw loopback TCP to the same sink (same run)
+  kernel attach   RemoteKernel.start (ipykernel launched inside the task) → kernel_info reply
+                  through the tunnel (n=5), next to a local ipykernel started by jupyter_client
+  kernel execute  execute_request("pass") → execute_reply through the tunnel (p50 / p95, n=200),
+                  next to the same against the local kernel
 It goes through the Service's Interactive object, not the Jupyter WebSocket layer.
 """
 
@@ -20,7 +24,9 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -127,6 +133,7 @@ async def main() -> None:
                 raw.append(await upload(r2, w2))
             conn = next(iter(svc.interactive.agents.values()))
             cipher = conn.get_extra_info("send_cipher")
+            kernel = await kernel_figures(svc, wf)
             await svc.cancel(wf)
         finally:
             await svc.backends["local"].shutdown_agent(force=True)  # type: ignore[attr-defined]
@@ -142,6 +149,65 @@ async def main() -> None:
         f"median {statistics.median(tunnel):.0f} vs {statistics.median(raw):.0f}"
     )
     print(f"cipher negotiated: {cipher}")
+    (att, local_att), (rt, local_rt) = kernel
+    print(
+        f"kernel attach (start in task -> kernel_info reply, n={len(att)}): median "
+        f"{statistics.median(att) * 1000:.0f} ms, best {min(att) * 1000:.0f} ms; local ipykernel "
+        f"start median {statistics.median(local_att) * 1000:.0f} ms (target < 1500 ms)"
+    )
+    print(
+        f"kernel execute round trip (n={len(rt)}): tunnel p50 {pct(rt, 0.5):.2f} ms, p95 "
+        f"{pct(rt, 0.95):.2f} ms; local kernel p50 {pct(local_rt, 0.5):.2f} ms, p95 "
+        f"{pct(local_rt, 0.95):.2f} ms (target p50 < 20 ms)"
+    )
+
+
+async def kernel_figures(svc: Service, wf: str) -> Any:
+    """(attach times, local start times), (tunnel round trips, local round trips)."""
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.manager import AsyncKernelManager
+
+    from osmo_core.interactive.kernel import RemoteKernel
+
+    async def ready(kc: AsyncKernelClient) -> None:
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=30)
+
+    async def round_trips(kc: AsyncKernelClient, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            msg_id = kc.execute("pass")
+            while (await kc.get_shell_msg(timeout=10))["parent_header"].get("msg_id") != msg_id:
+                pass
+            out.append(time.perf_counter() - t)
+        return out
+
+    attach, local_start = [], []
+    for i in range(5):
+        t = time.perf_counter()
+        k = await RemoteKernel.start(svc, wf, "main", uuid.uuid4().hex.encode())
+        kc = AsyncKernelClient()
+        kc.load_connection_info(k.connection_info())
+        await ready(kc)
+        attach.append(time.perf_counter() - t)
+        if i == 4:
+            rt = await round_trips(kc, 200)
+        kc.stop_channels()
+        await k.kill()
+        await k.close()
+
+        t = time.perf_counter()
+        km = AsyncKernelManager(kernel_name="python3")
+        await km.start_kernel()
+        lkc = km.client()
+        await ready(lkc)
+        local_start.append(time.perf_counter() - t)
+        if i == 4:
+            local_rt = await round_trips(lkc, 200)
+        lkc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    return (attach, local_start), (rt, local_rt)
 
 
 if __name__ == "__main__":

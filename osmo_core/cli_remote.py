@@ -36,6 +36,7 @@ from .cli_common import (
     report,
 )
 from .cli_interactive import add_interactive_parsers, exec_command, port_forward_command
+from .cli_kernel import add_kernel_parser, kernel_command
 from .client import ApiError, Client, Credentials, NotLoggedIn, Unreachable
 from .config import PRIORITIES
 from .errors import InputError, PlacementError, Problem, SpecError
@@ -44,6 +45,7 @@ from .states import WorkflowStatus
 REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "restart", "spec")
 REMOTE_WORKFLOW_COMMANDS += ("done", "retry")  # held tasks (interactive, debug: on-failure)
 REMOTE_WORKFLOW_COMMANDS += ("exec", "port-forward")  # cli_interactive.py
+REMOTE_WORKFLOW_COMMANDS += ("kernel",)  # cli_kernel.py
 RECONNECTS = 5  # an events stream that drops is resumed this many times, then given up
 _QUIET = {"PROCESSING", "INITIALIZING"}
 
@@ -145,6 +147,7 @@ def add_remote_parsers(top: Any, workflow: Any) -> None:
     add_format(sp)
 
     add_interactive_parsers(workflow)
+    add_kernel_parser(workflow)
 
 
 async def run_remote(args: argparse.Namespace, out: Output) -> int:
@@ -175,6 +178,7 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
                 "spec": _spec,
                 "exec": exec_command,
                 "port-forward": port_forward_command,
+                "kernel": kernel_command,
             },
         }[args.group][args.cmd]
         return await handler(client, args, out)

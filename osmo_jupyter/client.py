@@ -143,6 +143,16 @@ class Client:
     def __repr__(self) -> str:
         return f"<osmo_jupyter.Client {self.transport.kind} {self.url}>"
 
+    # --- kernels inside running tasks -------------------------------------------------------
+
+    def attach(self, wf_id: str, task: str, *, timeout: float = 60.0) -> Any:
+        """A jupyter_client `BlockingKernelClient` connected to a new kernel running inside
+        the RUNNING task (its environment and working directory; ipykernel must be installed
+        there). `kc.execute_interactive(code)`; `kc.osmo.close()` shuts the kernel down."""
+        from ._attach import attach
+
+        return attach(self.transport, wf_id, task, timeout)
+
     # --- workflows --------------------------------------------------------------------------
 
     def submit(

@@ -5,6 +5,7 @@
     %osmo list [--status S ...] [--limit N]  |  status ID  |  logs ID --task T [-f]
     %osmo cancel ID  |  restart ID  |  help [COMMAND]
     %osmo done [WF/TASK]  |  retry WF/TASK       (held tasks: interactive, debug: on-failure)
+    %osmo attach WF/TASK                   switch this notebook's kernel into a running task
     %%osmo task NAME [--image I] [--inputs a,b] [--resource R] [--output [URL]] [--shell]
     %%osmo task NAME --spec                                   (the cell body is the task YAML)
     %%osmo workflow-settings                                  (resources, default-values...)
@@ -48,6 +49,7 @@ COMMANDS = (
     "run-tasks",
     "export",
     "import",
+    "attach",
     "help",
 )
 CELL_ONLY = {"workflow", "task", "workflow-settings"}
@@ -125,6 +127,8 @@ def build_parser() -> _Parser:
     p.add_argument("name", nargs="?", default="cells")
     p = sub.add_parser("import", help="record a YAML file's tasks as cell-tasks; print the cells")
     p.add_argument("file")
+    p = sub.add_parser("attach", help="switch this notebook's kernel to one inside a running task")
+    p.add_argument("target", metavar="WF/TASK")
     p = sub.add_parser("help", help="help on a command")
     p.add_argument("command", nargs="?", choices=COMMANDS)
     top.subcommands = dict(sub.choices)
@@ -240,6 +244,23 @@ class OsmoMagics(Magics):
         wf, task = _task_target(args.target, "retry")
         answer = self.client.retry(wf, task)
         print(f"{wf}/{task}: retrying as attempt {answer['retry_id'] + 1}")
+
+    def _attach(self, args: argparse.Namespace, cell: str | None) -> None:
+        from ._attach import spec_name, switch_session_kernel
+
+        wf_id, sep, task = args.target.partition("/")
+        if not (sep and wf_id and task):
+            raise UsageError(f"%osmo attach: expected WF/TASK, got {args.target!r}")
+        self.client.workflow(wf_id).task(task)  # NotFound / 403 before touching the session
+        name = spec_name(wf_id, task)
+        before, new = switch_session_kernel(name)
+        old = before["kernel"]["name"]
+        print(
+            f"this notebook now runs inside {wf_id}/{task} (kernel {name}, id {new}): the next "
+            f"cells see the task's files and environment; this kernel ({old}) is shut down.\n"
+            f"To switch back: Kernel > Change Kernel... > {old} (a fresh kernel).",
+            flush=True,
+        )
 
     def _help(self, args: argparse.Namespace, cell: str | None) -> None:
         if args.command is None:

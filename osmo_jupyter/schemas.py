@@ -148,6 +148,24 @@ class RestartResponse(BaseModel):
     restarted: str
 
 
+class KernelStarted(BaseModel):
+    """A kernel started inside a running task: a jupyter_client connection file without ports
+    (each channel is reached through `.../kernels/{kernel_id}/channels/{channel}`, a
+    WebSocket of raw bytes; kernel_handlers.py)."""
+
+    kernel_id: str = Field(description="The kernel's id in the Jupyter server (`/api/kernels`).")
+    kernel_name: str = Field(description="Its kernel spec, `osmo--WF--TASK`.")
+    key: str = Field(description="The HMAC key that signs the kernel's messages.")
+    signature_scheme: str
+    transport: Literal["tcp"]
+    channels: list[str] = Field(description="shell, iopub, stdin, control, hb")
+
+
+class KernelStopped(BaseModel):
+    kernel_id: str
+    shutdown: bool
+
+
 # --- responses ----------------------------------------------------------------------------
 # Documented as the service builds them (osmo_core.service); fields are listed, not closed,
 # so a field added later does not break a client checking against an older document.
@@ -415,7 +433,7 @@ MODELS: list[type[BaseModel]] = [
     SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse, SpecResponse,
     LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
-    MeResponse, RestartResponse, HoldResponse,
+    MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped,
 ]  # fmt: skip
 
 
@@ -622,6 +640,24 @@ def openapi(version: str) -> dict[str, Any]:
                     {200: _json(_ref(SpecResponse), "OK")},
                     (404, *_SERVICE),
                     params=_path("wf_id"),
+                )
+            },
+            f"{wf}/tasks/{{task}}/kernels": {
+                "post": _op(
+                    "startTaskKernel",
+                    "Start a Jupyter kernel inside the running task (ipykernel in its Python)",
+                    {201: _json(_ref(KernelStarted), "started")},
+                    (404, 409, 502, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                )
+            },
+            f"{wf}/tasks/{{task}}/kernels/{{kernel_id}}": {
+                "delete": _op(
+                    "shutdownTaskKernel",
+                    "Shut down a kernel of the task",
+                    {200: _json(_ref(KernelStopped), "shut down")},
+                    (404, *_SERVICE),
+                    params=_path("wf_id", "task", "kernel_id"),
                 )
             },
             f"{wf}/tasks/{{task}}/logs": {

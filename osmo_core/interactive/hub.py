@@ -13,6 +13,8 @@ store says the task is RUNNING (Conflict otherwise):
     exec(wf, task, argv, pty=(cols, rows) | None) -> ExecSession   (stdin/stdout/stderr, resize,
                                                                     signal, wait -> exit status)
     open_port(wf, task, port) -> (SSHReader, SSHWriter)             (direct-tcpip to 127.0.0.1)
+    open_agent_port(agent_id, port)                                 (the same on an agent's
+                                                                    current connection: tunnels)
 """
 
 from __future__ import annotations
@@ -269,12 +271,23 @@ class Interactive:
     ) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
         """A TCP connection to 127.0.0.1:`port` on the task's host."""
         agent_id, _ = self._running(wf_id, task)
-        conn = await self.agent(agent_id)
+        return await self.open_agent_port(agent_id, port, f"{wf_id}/{task}")
+
+    def placement(self, wf_id: str, task: str) -> tuple[str, str]:
+        """(agent id, attempt key) of a RUNNING task; NotFound / Conflict otherwise."""
+        return self._running(wf_id, task)
+
+    async def open_agent_port(
+        self, agent_id: str, port: int, what: str = "", timeout: float = AGENT_WAIT
+    ) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
+        """A TCP connection to 127.0.0.1:`port` on an agent's host, on its current connection
+        (waiting up to `timeout` for it to dial in): tunnels that outlive one connection."""
+        conn = await self.agent(agent_id, timeout)
         try:
             return await conn.open_connection(
                 "127.0.0.1", port, encoding=None, window=WINDOW, max_pktsize=PACKET
             )
         except asyncssh.ChannelOpenError as e:
-            raise Conflict(f"port {port} of {wf_id}/{task}: {e.reason}") from e
+            raise Conflict(f"port {port} of {what or agent_id}: {e.reason}") from e
         except (asyncssh.Error, OSError) as e:
-            raise BackendError(f"port {port} of {wf_id}/{task}: {e}") from e
+            raise BackendError(f"port {port} of {what or agent_id}: {e}") from e

@@ -18,6 +18,7 @@ import pytest
 from tornado import websocket
 
 from osmo_jupyter.handlers import _methods, default_handlers
+from osmo_jupyter.kernel_handlers import kernel_handlers
 from osmo_jupyter.schemas import openapi
 from tests.jupyter.test_headless import TOKEN, call, free_port, jupyter_osmo
 
@@ -124,7 +125,7 @@ def _documented() -> set[tuple[str, str]]:
 
 def test_every_route_and_method_is_documented() -> None:
     routes = set()
-    for pattern, handler in default_handlers:
+    for pattern, handler in [*default_handlers, *kernel_handlers]:
         if issubclass(handler, websocket.WebSocketHandler):
             continue  # OpenAPI 3 cannot describe a WebSocket
         path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).removeprefix("/osmo/api/v1")
