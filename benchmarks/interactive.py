@@ -12,7 +12,11 @@ Measures, on one running task (its agent dialled home over TCP on 127.0.0.1):
   through Jupyter a `jupyter osmo` server (subprocess, its own data dir): the port-forward
                   WebSocket's MB/s, and terminal keystroke echo latency (p50 / p99) through the
                   terminal WebSocket (terminado protocol) into the task's interactive shell
-The first three go through the Service's Interactive object, not the Jupyter layer.
+  kernel attach   RemoteKernel.start (ipykernel launched inside the task) → kernel_info reply
+                  through the tunnel (n=5), next to a local ipykernel started by jupyter_client
+  kernel execute  execute_request("pass") → execute_reply through the tunnel (p50 / p95, n=200),
+                  next to the same against the local kernel
+The rest go through the Service's Interactive object, not the Jupyter layer.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -298,6 +304,7 @@ async def main() -> None:
                     proc.wait(10)
             conn = next(iter(svc.interactive.agents.values()))
             cipher = conn.get_extra_info("send_cipher")
+            kernel = await kernel_figures(svc, wf)
             await svc.cancel(wf)
         finally:
             await svc.backends["local"].shutdown_agent(force=True)  # type: ignore[attr-defined]
@@ -326,6 +333,65 @@ async def main() -> None:
         f"(n=200) p50 {jupyter['echo_p50']:.2f} ms, p99 {jupyter['echo_p99']:.2f} ms "
         "(target p99 < 50 ms)"
     )
+    (att, local_att), (rt, local_rt) = kernel
+    print(
+        f"kernel attach (start in task -> kernel_info reply, n={len(att)}): median "
+        f"{statistics.median(att) * 1000:.0f} ms, best {min(att) * 1000:.0f} ms; local ipykernel "
+        f"start median {statistics.median(local_att) * 1000:.0f} ms (target < 1500 ms)"
+    )
+    print(
+        f"kernel execute round trip (n={len(rt)}): tunnel p50 {pct(rt, 0.5):.2f} ms, p95 "
+        f"{pct(rt, 0.95):.2f} ms; local kernel p50 {pct(local_rt, 0.5):.2f} ms, p95 "
+        f"{pct(local_rt, 0.95):.2f} ms (target p50 < 20 ms)"
+    )
+
+
+async def kernel_figures(svc: Service, wf: str) -> Any:
+    """(attach times, local start times), (tunnel round trips, local round trips)."""
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.manager import AsyncKernelManager
+
+    from osmo_core.interactive.kernel import RemoteKernel
+
+    async def ready(kc: AsyncKernelClient) -> None:
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=30)
+
+    async def round_trips(kc: AsyncKernelClient, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            msg_id = kc.execute("pass")
+            while (await kc.get_shell_msg(timeout=10))["parent_header"].get("msg_id") != msg_id:
+                pass
+            out.append(time.perf_counter() - t)
+        return out
+
+    attach, local_start = [], []
+    for i in range(5):
+        t = time.perf_counter()
+        k = await RemoteKernel.start(svc, wf, "main", uuid.uuid4().hex.encode())
+        kc = AsyncKernelClient()
+        kc.load_connection_info(k.connection_info())
+        await ready(kc)
+        attach.append(time.perf_counter() - t)
+        if i == 4:
+            rt = await round_trips(kc, 200)
+        kc.stop_channels()
+        await k.kill()
+        await k.close()
+
+        t = time.perf_counter()
+        km = AsyncKernelManager(kernel_name="python3")
+        await km.start_kernel()
+        lkc = km.client()
+        await ready(lkc)
+        local_start.append(time.perf_counter() - t)
+        if i == 4:
+            local_rt = await round_trips(lkc, 200)
+        lkc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    return (attach, local_start), (rt, local_rt)
 
 
 if __name__ == "__main__":

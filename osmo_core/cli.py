@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmds = wf.add_subparsers(
         dest="cmd",
         required=True,
-        metavar="{validate,run,resume,submit,query,list,logs,cancel,restart,spec}",
+        metavar="{validate,run,resume,submit,query,list,logs,cancel,restart,done,retry,spec}",
     )
 
     def spec_args(sp: argparse.ArgumentParser) -> None:
@@ -283,6 +283,13 @@ class LiveView:
                 "ts": ev.ts,
                 "exit": ev.payload.get("exit_code"),
             }
+        if ev.type == "task.hold":  # waiting for the user: say what to do, also above a table
+            line = f"{stamp} {ev.workflow_id} {ev.task} {ev.payload.get('message', '')}"
+            if self.live is not None:
+                self.live.console.print(line, markup=False, highlight=False)
+            else:
+                print(line, file=self.out.err, flush=True)
+            return
         if self.live is not None:
             self.live.update(self._table())
         elif ev.type == "workflow.status" or (ev.type == "task.status" and ev.status not in _QUIET):

@@ -114,13 +114,14 @@ def print_resources(nodes: list[dict[str, Any]], out: Output) -> None:
     if out.json:
         out.result(nodes, "")
         return
-    row = "{:<24} {:<12} {:<8} {:<14} {:<18} {}".format
-    print(row("NODE", "POOLS", "ARCH", "CPU FREE/ALL", "MEMORY FREE/ALL", "GPUS FREE/ALL"))
+    row = "{:<24} {:<12} {:<8} {:<8} {:<14} {:<18} {}".format
+    print(row("NODE", "POOLS", "ARCH", "STATE", "CPU FREE/ALL", "MEMORY FREE/ALL", "GPUS FREE/ALL"))
     for n in nodes:
         cpu = f"{n['free_cpu']:g}/{n['cpu']:g}"
         mem = f"{n['free_memory'] / 2**30:.1f}/{n['memory'] / 2**30:.1f}Gi"
         gpus = f"{len(n['free_gpus'])}/{len(n['gpus'])}"
-        print(row(n["node"], ",".join(n["pools"]), n["arch"], cpu, mem, gpus))
+        state = "online" if n.get("online", True) else "offline"  # ssh: its agent connected
+        print(row(n["node"], ",".join(n["pools"]), n["arch"], state, cpu, mem, gpus))
 
 
 def _duration(start: float | None, end: float | None) -> str:

@@ -1,5 +1,6 @@
 """The `osmo` commands that talk to a control-plane server: `login`, `logout`, `version`,
-`token create | list | revoke`, `workflow submit | query | list | logs | cancel | restart | spec`,
+`token create | list | revoke`, `workflow submit | query | list | logs | cancel | restart | spec
+| done | retry`,
 and — when logged in — `pool list` and `resource list` (otherwise those describe the embedded
 default).
 
@@ -35,6 +36,7 @@ from .cli_common import (
     report,
 )
 from .cli_interactive import add_interactive_parsers, exec_command, port_forward_command
+from .cli_kernel import add_kernel_parser, kernel_command
 from .cli_rsync import rsync_command
 from .client import ApiError, Client, Credentials, NotLoggedIn, Unreachable
 from .config import PRIORITIES
@@ -42,7 +44,9 @@ from .errors import InputError, PlacementError, Problem, SpecError
 from .states import WorkflowStatus
 
 REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "restart", "spec")
+REMOTE_WORKFLOW_COMMANDS += ("done", "retry")  # held tasks (interactive, debug: on-failure)
 REMOTE_WORKFLOW_COMMANDS += ("exec", "port-forward", "rsync")  # cli_interactive.py
+REMOTE_WORKFLOW_COMMANDS += ("kernel",)  # cli_kernel.py
 RECONNECTS = 5  # an events stream that drops is resumed this many times, then given up
 _QUIET = {"PROCESSING", "INITIALIZING"}
 
@@ -129,12 +133,22 @@ def add_remote_parsers(top: Any, workflow: Any) -> None:
     rs.add_argument("id")
     add_format(rs)
 
+    dn = workflow.add_parser(
+        "done", help="an interactive task waiting for you is done: outputs kept, downstream starts"
+    )
+    rt = workflow.add_parser("retry", help="run a task held for debugging again (a new attempt)")
+    for p in (dn, rt):
+        p.add_argument("id")
+        p.add_argument("task")
+        add_format(p)
+
     sp = workflow.add_parser("spec", help="a workflow's spec as submitted")
     sp.add_argument("id")
     sp.add_argument("--rendered", action="store_true", help="the spec after templating")
     add_format(sp)
 
     add_interactive_parsers(workflow)
+    add_kernel_parser(workflow)
 
 
 async def run_remote(args: argparse.Namespace, out: Output) -> int:
@@ -160,9 +174,12 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
                 "logs": _logs,
                 "cancel": _cancel,
                 "restart": _restart,
+                "done": _hold_decision,
+                "retry": _hold_decision,
                 "spec": _spec,
                 "exec": exec_command,
                 "port-forward": port_forward_command,
+                "kernel": kernel_command,
                 "rsync": rsync_command,
             },
         }[args.group][args.cmd]
@@ -393,6 +410,8 @@ def _show(ev: dict[str, Any], out: Output) -> None:
         out.info(f"{stamp} {ev['workflow_id']} {ev['task']} {ev['status']}{extra}{retry}")
     elif ev["type"] == "workflow.status":
         out.info(f"{stamp} {ev['workflow_id']} workflow {ev['status']}")
+    elif ev["type"] == "task.hold":
+        out.info(f"{stamp} {ev['workflow_id']} {ev['task']} {ev['payload'].get('message', '')}")
 
 
 async def _query(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -464,6 +483,17 @@ async def _restart(client: Client, args: argparse.Namespace, out: Output) -> int
     res = client.post(f"workflows/{args.id}/restart")
     out.info(f"restarted {args.id} as {res['id']}")
     out.result(res, res["id"])
+    return EXIT_OK
+
+
+async def _hold_decision(client: Client, args: argparse.Namespace, out: Output) -> int:
+    """`done` / `retry` of a held task."""
+    res = client.post(f"workflows/{args.id}/tasks/{args.task}/{args.cmd}")
+    if args.cmd == "done":
+        text = f"{args.id} {args.task}: marked done; its outputs are kept, its downstream starts"
+    else:
+        text = f"{args.id} {args.task}: retrying (retry {res['retry_id']})"
+    out.result(res, text)
     return EXIT_OK
 
 

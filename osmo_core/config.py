@@ -28,6 +28,9 @@ class PlatformConfig:
     # Per-platform limits on what one task may ask; None = the machine's capacity.
     arch: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The backend its machines belong to: the pool's unless the platform names its own, so one
+    # pool (and one workflow) can span this machine, SSH hosts and clusters.
+    backend: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,13 @@ class PoolConfig:
     # Allow-lists: when either is non-empty, only these users / roles (and admins) may use it.
     users: frozenset[str] = frozenset()
     roles: tuple[str, ...] = ()
+
+    def backend_of(self, platform: str) -> str:
+        return self.platforms[platform].backend or self.backend
+
+    @property
+    def backends(self) -> set[str]:
+        return {self.backend_of(p) for p in self.platforms}
 
 
 def _data_home() -> Path:
@@ -87,6 +97,12 @@ class OsmoConfig(Configurable):
     ).tag(config=True)
     default_queue_timeout = Float(
         0.0, help="Seconds; per-group queue timeout when the spec sets none. 0 = no limit."
+    ).tag(config=True)
+    hold_timeout = Float(
+        3600.0,
+        help="Seconds a held task (interactive: true, debug: on-failure) waits for its user "
+        "when no exec timeout applies (the spec's timeout.exec_timeout or "
+        "default_exec_timeout). 0 = no limit.",
     ).tag(config=True)
     group_stop_grace = Float(
         5.0,
@@ -188,6 +204,10 @@ class OsmoConfig(Configurable):
                         field=f"OsmoConfig.backends.{name}",
                     )
                 )
+            elif spec["kind"] == "ssh":
+                from .backends.ssh import check_config
+
+                problems += check_config(name, spec)
         if problems:
             raise ConfigError(problems)
         return value
@@ -233,9 +253,16 @@ class OsmoConfig(Configurable):
                     )
                 )
             platforms = {
-                p: PlatformConfig(p, arch=(c or {}).get("arch"), extra=dict(c or {}))
+                p: PlatformConfig(
+                    p,
+                    arch=(c or {}).get("arch"),
+                    extra=dict(c or {}),
+                    backend=(c or {}).get("backend") or backend,
+                )
                 for p, c in (raw.get("platforms") or {name: {}}).items()
             }
+            for p in platforms.values():
+                problems += _platform_problems(p, self.backends, f"{where}.platforms.{p.name}")
             default_platform = raw.get("default_platform") or next(iter(platforms))
             if default_platform not in platforms:
                 problems.append(
@@ -265,6 +292,32 @@ class OsmoConfig(Configurable):
         if problems:
             raise ConfigError(problems)
         return out
+
+
+def _platform_problems(p: PlatformConfig, backends: dict[str, Any], where: str) -> list[Problem]:
+    if p.backend not in backends:
+        return [
+            Problem(
+                f"backend {p.backend!r} is not configured",
+                field=f"{where}.backend",
+                hint=f"configured: {sorted(backends)}",
+            )
+        ]
+    if backends[p.backend].get("kind") != "ssh":
+        return []
+    from .backends.ssh import host_names
+
+    known = host_names(backends[p.backend])
+    hosts = p.extra.get("hosts") or []
+    if not isinstance(hosts, list) or set(hosts) - set(known):
+        return [
+            Problem(
+                f"hosts {hosts!r} are not all hosts of backend {p.backend!r}",
+                field=f"{where}.hosts",
+                hint=f"its hosts: {', '.join(known)}",
+            )
+        ]
+    return []
 
 
 _POOL_KEYS = {"backend", "default_platform", "platforms", "description", "users", "roles"}

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import networkx as nx
 
-from .spec.loader import gc_paused
+from .gcpause import gc_paused
 from .spec.models import Workflow
 
 

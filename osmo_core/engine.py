@@ -7,6 +7,14 @@ run now, then commits the round's rows and events to the store in ONE transactio
 announces the events and starts the launches. So nothing is announced or launched that a crash
 could forget, and a crash loses at most a round that nobody saw.
 
+Holds (`interactive: true`, `debug: on-failure`): when the command ends and the task holds,
+the backend reports `Held` and the attempt stays RUNNING (its resources and a process to exec
+into are kept) with `hold` = interactive (waiting for the user: `done()`) or debug (failed, kept
+for debugging: `retry()` or cancel), until `hold_until` (the exec timeout, else
+OsmoConfig.hold_timeout). `done()` records hold=done and asks the backend to release (outputs,
+then Exited 0 -> COMPLETED); `retry()` records hold=retry and cancels the hold (Exited -> FAILED
+and a new attempt). Both decisions are persisted before they are sent, so a restart resends them.
+
 Restart: `start()` reloads unfinished workflows and asks the backends what became of attempts
 that were INITIALIZING or RUNNING. Launch is idempotent per attempt key, so an attempt persisted
 as INITIALIZING is launched again only if the backend never heard of it: a task is never run
@@ -34,6 +42,7 @@ from .backends.base import (
     CheckpointSpec,
     Exited,
     FileSpec,
+    Held,
     InputSpec,
     LaunchInfo,
     LaunchRequest,
@@ -48,7 +57,7 @@ from .backends.base import (
 from .config import PRIORITIES, OsmoConfig
 from .dag import WorkflowDAG
 from .data.credentials import match as credential_for
-from .errors import Conflict, Problem, SpecError, StoreError
+from .errors import Conflict, NotFound, Problem, SpecError, StoreError
 from .events import Event, EventBus
 from .scheduler import Alloc, Scheduler, task_fields
 from .spec.models import ExitAction, Group, Task, Workflow
@@ -98,6 +107,9 @@ class Attempt:
     message: str | None = None
     launching: bool = False
     pending_end: BackendEvent | None = None  # an end that arrived before the launch answer
+    hold: str | None = None  # interactive | debug while held; done | retry once decided
+    hold_until: float | None = None
+    hold_timer: asyncio.TimerHandle | None = None
 
     @property
     def key(self) -> str:
@@ -196,6 +208,7 @@ class Engine:
         self._announce: list[Event] = []
         self._launches: list[Attempt] = []
         self._cancels: list[Attempt] = []
+        self._releases: list[Attempt] = []  # held attempts the user is done with
         self._progress_due: set[WorkflowRun] = set()  # RUNNING/WAITING is settled per round
         self._next_event_id = 1
         self._seq = 0
@@ -225,6 +238,9 @@ class Engine:
             for g in wf.groups.values():
                 if g.timer:
                     g.timer.cancel()
+        for att in self._attempts.values():
+            if att.hold_timer:
+                att.hold_timer.cancel()
         for backend in self.backends.values():
             await backend.stop()
         self.bus.close()
@@ -286,6 +302,15 @@ class Engine:
 
     async def cancel(self, wf_id: str) -> WorkflowStatus:
         return await self._call(self._cancel_workflow, wf_id)
+
+    async def done(self, wf_id: str, task: str) -> int:
+        """An interactive task waiting for its user is done: its outputs are persisted and its
+        downstream starts. Returns the attempt's retry_id; Conflict unless it is waiting."""
+        return await self._call(self._done, wf_id, task)
+
+    async def retry(self, wf_id: str, task: str) -> int:
+        """A task held for debugging runs again (a new attempt); returns its retry_id."""
+        return await self._call(self._retry, wf_id, task)
 
     async def record(
         self, type_: str, wf_id: str, *, group: str | None, task: str, retry_id: int, **payload: Any
@@ -395,6 +420,10 @@ class Engine:
         for att in cancels:
             backend = self.backends[att.alloc.backend if att.alloc else "local"]
             self._spawn(backend.cancel(att.key, self.config.cancel_grace))
+        releases, self._releases = self._releases, []
+        for att in releases:
+            assert att.alloc is not None
+            self._spawn(self.backends[att.alloc.backend].release(att.key))
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.create_task(coro)
@@ -451,6 +480,9 @@ class Engine:
             att.start_time = now
         if to.terminal:
             att.end_time = now
+            if att.hold_timer:
+                att.hold_timer.cancel()
+                att.hold_timer = None
         for k, v in fields.items():
             setattr(att, k, v)
         wf.active += (to in _LAUNCHED) - was_active
@@ -802,7 +834,8 @@ class Engine:
                 self._stop(
                     t.current,
                     T.FAILED_EXEC_TIMEOUT,
-                    f"exec timeout: ran past {secs:g}s",
+                    _hold_timeout_message(t.current, secs, "exec timeout")
+                    or f"exec timeout: ran past {secs:g}s",
                     follow=False,
                 )
             self._group_follows(g)
@@ -838,6 +871,129 @@ class Engine:
             self._group_follows(g)
         assert wf.status is not None
         return wf.status
+
+    # --- holds (interactive: true, debug: on-failure) ---------------------------------------
+
+    def _on_held(self, att: Attempt, ev: Held) -> None:
+        """The command ended and the backend keeps the attempt: decide what it waits for."""
+        if att.hold is not None or att.cancel_reason is not None:
+            return  # a repeat (resync, recovery), or a cancel that ends the hold anyway
+        if att.status == T.INITIALIZING:
+            self._set_task(att, T.RUNNING)
+        spec, code, wf = att.task.spec, ev.exit_code, att.task.group.workflow
+        action = spec.exit_action(code) or (ExitAction.COMPLETE if code == 0 else ExitAction.FAIL)
+        if action == ExitAction.COMPLETE and spec.interactive:
+            kind = "interactive"
+        elif action == ExitAction.FAIL and spec.debug == "on-failure":
+            kind = "debug"
+        else:  # the exit actions say otherwise (e.g. RESCHEDULE): end it as they say
+            (self._releases if action == ExitAction.COMPLETE else self._cancels).append(att)
+            return
+        att.hold_until = self._hold_deadline(att, time.time())
+        until = f" until {_utc(att.hold_until)}" if att.hold_until else ""
+        ref = f"{wf.id} {att.task.name}"
+        if kind == "interactive":
+            message = f"waiting for the user{until}; `osmo workflow done {ref}` when finished"
+        else:
+            att.exit_code = code
+            message = (
+                f"exit code {code}; held for debugging{until}; "
+                f"`osmo workflow retry {ref}` re-runs it"
+            )
+        att.hold, att.message = kind, message
+        self._save(
+            att, hold=kind, hold_until=att.hold_until, exit_code=att.exit_code, message=message
+        )
+        self._hold_event(att, message, until=att.hold_until)
+        self._arm_hold(att)
+
+    def _hold_event(self, att: Attempt, message: str, **payload: Any) -> None:
+        assert att.status is not None
+        self._event(
+            "task.hold",
+            att.task.group.workflow,
+            group=att.task.group.name,
+            task=att.task.name,
+            retry_id=att.retry_id,
+            status=att.status.value,
+            hold=att.hold,
+            exit_code=att.exit_code,
+            message=message,
+            **payload,
+        )
+
+    def _hold_deadline(self, att: Attempt, since: float) -> float | None:
+        """The exec timeout (from the group's start), else OsmoConfig.hold_timeout from now."""
+        g = att.task.group
+        secs = g.workflow.spec.timeout.exec_timeout or self.config.default_exec_timeout
+        if secs and secs > 0:
+            return (g.start_time or since) + secs
+        if self.config.hold_timeout > 0:
+            return since + self.config.hold_timeout
+        return None
+
+    def _arm_hold(self, att: Attempt) -> None:
+        if att.hold_timer:
+            att.hold_timer.cancel()
+            att.hold_timer = None
+        if att.hold_until is not None:
+            delay = max(0.0, att.hold_until - time.time())
+            att.hold_timer = asyncio.get_running_loop().call_later(
+                delay, self._post, ("hold_timeout", att)
+            )
+
+    def _on_hold_timeout(self, att: Attempt) -> None:
+        att.hold_timer = None
+        if att.status != T.RUNNING or att.hold not in ("interactive", "debug"):
+            return
+        wf = att.task.group.workflow
+        secs = wf.spec.timeout.exec_timeout or self.config.default_exec_timeout
+        if secs and secs > 0:
+            status, what = T.FAILED_EXEC_TIMEOUT, "exec timeout"
+        else:  # OsmoConfig.hold_timeout
+            secs, what = self.config.hold_timeout, "hold timeout"
+            status = T.FAILED_EXEC_TIMEOUT if att.hold == "interactive" else T.FAILED
+        self._stop(att, status, _hold_timeout_message(att, secs, what) or what)
+
+    def _held(self, wf_id: str, task: str, kind: str, verb: str) -> Attempt:
+        """The attempt `verb` acts on: Conflict unless it is held as `kind`."""
+        wf = self.workflows.get(wf_id)
+        if wf is None:
+            status = self.store.get_workflow(wf_id)["status"]  # NotFound for an unknown id
+            raise Conflict(f"workflow {wf_id} already ended {status}; there is nothing to {verb}")
+        t = wf.tasks.get(task)
+        if t is None:
+            raise NotFound(f"workflow {wf_id!r} has no task {task!r}")
+        att = t.current
+        if att.status != T.RUNNING or att.hold != kind or att.cancel_reason is not None:
+            want = (
+                "an interactive task waiting for its user"
+                if kind == "interactive"
+                else "a task held for debugging (debug: on-failure, failed)"
+            )
+            raise Conflict(f"task {task!r} of {wf_id} is {_describe(att)}; {verb} needs {want}")
+        return att
+
+    def _decide(self, att: Attempt, hold: str, message: str) -> None:
+        """Record the user's decision before acting on it: a restart resends it."""
+        att.hold = hold
+        if att.hold_timer:
+            att.hold_timer.cancel()
+            att.hold_timer = None
+        self._save(att, hold=hold)
+        self._hold_event(att, message)
+
+    def _done(self, wf_id: str, task: str) -> int:
+        att = self._held(wf_id, task, "interactive", "done")
+        self._decide(att, "done", "marked done by the user")
+        self._releases.append(att)
+        return att.retry_id
+
+    def _retry(self, wf_id: str, task: str) -> int:
+        att = self._held(wf_id, task, "debug", "retry")
+        self._decide(att, "retry", "retry requested by the user")
+        self._cancels.append(att)
+        return att.retry_id + 1
 
     # --- placement and launch ------------------------------------------------------------------
 
@@ -982,7 +1138,10 @@ class Engine:
         )
         res = wf.spec.resource_of(spec)
         assert att.alloc is not None
+        on_failure = spec.debug == "on-failure"
+        hold = ("always" if on_failure else "success") if spec.interactive else None
         return LaunchRequest(
+            hold=hold or ("failure" if on_failure else None),
             key=att.key,
             argv=[resolve(a) for a in [*spec.command, *spec.args]],
             env=env,
@@ -1005,12 +1164,24 @@ class Engine:
         alloc = wf.tasks[task].current.alloc if task in wf.tasks else None
         if alloc is None or self.backends[alloc.backend].kind == "local":
             return "localhost"  # local tasks share this machine's network
-        return alloc.node
+        address_of = getattr(self.backends[alloc.backend], "address_of", None)  # ssh: its IP
+        return str(address_of(alloc.node)) if address_of else alloc.node
 
     async def _launch(self, att: Attempt, req: LaunchRequest) -> None:
         assert att.alloc is not None
+        backend = self.backends[att.alloc.backend]
+        if req.hold and not backend.supports_hold:
+            self._post(
+                (
+                    "start_refused",
+                    att,
+                    f"the {backend.kind} backend cannot hold tasks yet "
+                    "(interactive: true, debug: on-failure)",
+                )
+            )
+            return
         try:
-            info = await self.backends[att.alloc.backend].launch(req)
+            info = await backend.launch(req)
         except Exception as e:
             self._post(("launch_failed", att, f"{type(e).__name__}: {e}"))
             return
@@ -1025,6 +1196,11 @@ class Engine:
                 self._on_timer(item[1], item[2])
             elif kind == "launched":
                 self._on_launched(item[1], item[2])
+            elif kind == "hold_timeout":
+                self._on_hold_timeout(item[1])
+            elif kind == "start_refused":
+                item[1].launching = False
+                self._end_attempt(item[1], T.FAILED_START_ERROR, message=item[2])
             elif kind == "launch_failed":
                 att = item[1]
                 att.launching = False
@@ -1042,6 +1218,8 @@ class Engine:
         elif isinstance(item, Started):
             if att.status == T.INITIALIZING:
                 self._set_task(att, T.RUNNING)
+        elif isinstance(item, Held):
+            self._on_held(att, item)
         elif att.info is None and att.launching:
             att.pending_end = item  # wait for the launch answer: downstream needs the paths
         elif isinstance(item, Exited):
@@ -1122,12 +1300,17 @@ class Engine:
         if att.cancel_reason is not None:
             self._end_attempt(att, att.cancel_reason, exit_code=code)
             return
+        if att.hold == "retry":
+            message = f"exit code {code}; retried by the user"
+            self._end_attempt(att, T.FAILED, exit_code=code, message=message, again=True)
+            return
         action = att.task.spec.exit_action(code)
         if action is None:
             action = ExitAction.COMPLETE if code == 0 else ExitAction.FAIL
         why = f": {why}" if why else ""
         if action == ExitAction.COMPLETE:
-            self._end_attempt(att, T.COMPLETED, exit_code=code)
+            done = "marked done by the user" if att.hold == "done" else None
+            self._end_attempt(att, T.COMPLETED, exit_code=code, message=done)
         elif action == ExitAction.FAIL:
             self._end_attempt(att, T.FAILED, exit_code=code, message=f"exit code {code}{why}")
         else:
@@ -1145,20 +1328,24 @@ class Engine:
         *,
         exit_code: int | None = None,
         message: str | None = None,
+        again: bool = False,
     ) -> None:
-        """Final status of an attempt, and a new attempt when the task may try again."""
+        """Final status of an attempt, and a new attempt when the task may try again (`again`:
+        the user asked for one, outside the retry budget)."""
         if att.status is None or att.status.terminal:
             return
         if att.status not in _LAUNCHED:  # e.g. a failed launch of an attempt not yet placed
             self._unqueue(att)
         self._release(att)
-        retry = status == T.RESCHEDULED or (
-            status in INFRA_RESCHEDULE and att.cancel_reason is None
+        retry = (
+            again
+            or status == T.RESCHEDULED
+            or (status in INFRA_RESCHEDULE and att.cancel_reason is None)
         )
         budget = att.task.spec.max_retries
         if budget is None:
             budget = self.config.max_retries
-        if retry and att.retry_id >= budget:
+        if retry and not again and att.retry_id >= budget:
             retry = False
             message = f"{message + '; ' if message else ''}retry budget ({budget}) exhausted"
             if status == T.RESCHEDULED:
@@ -1204,8 +1391,18 @@ class Engine:
                     else:
                         self._post(Lost(att.key, "the backend does not know this attempt"))
                     continue
-                if state in ("running", "exited") and att.status == T.INITIALIZING:
+                if state in ("running", "held", "exited") and att.status == T.INITIALIZING:
                     self._set_task(att, T.RUNNING)
+                if state in ("running", "held"):  # decisions a crash may have kept from it
+                    if att.cancel_reason is not None or att.hold == "retry":
+                        self._cancels.append(att)
+                    elif att.hold == "done":
+                        self._releases.append(att)
+                if state == "held":
+                    if att.hold is None:  # held before the crash, but we never heard
+                        self._post(Held(att.key, st.exit_code or 0, signal=st.signal))
+                    elif att.hold in ("interactive", "debug"):
+                        self._arm_hold(att)
                 if state == "exited":
                     code = st.exit_code or 0
                     self._post(Exited(att.key, code, signal=st.signal, message=st.message))
@@ -1276,6 +1473,8 @@ class Engine:
                         info=info,
                         cancel_reason=T(r["cancel_reason"]) if r["cancel_reason"] else None,
                         message=r["message"],
+                        hold=r["hold"],
+                        hold_until=r["hold_until"],
                     )
                     t.attempts.append(att)
                     self._attempts[att.key] = att
@@ -1364,3 +1563,33 @@ def _inline_localpaths(spec: Workflow, base: Path) -> Workflow:
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def _describe(att: Attempt) -> str:
+    """An attempt's status as a user should read it in an error."""
+    if att.cancel_reason is not None and not (att.status and att.status.terminal):
+        return f"{att.status}, being stopped ({att.cancel_reason})"
+    held = {
+        "interactive": "waiting for its user",
+        "debug": "held for debugging",
+        "done": "marked done, finishing",
+        "retry": "being retried",
+    }
+    if att.status == T.RUNNING and att.hold in held:
+        return f"RUNNING ({held[att.hold]})"
+    return str(att.status)
+
+
+def _hold_timeout_message(att: Attempt, secs: float, what: str) -> str | None:
+    if att.hold == "interactive":
+        return (
+            f"{what}: interactive task not marked done within {secs:g}s "
+            "(`osmo workflow done WF TASK` ends it)"
+        )
+    if att.hold == "debug":
+        return f"exit code {att.exit_code}; held for debugging until the {what} ({secs:g}s)"
+    return None

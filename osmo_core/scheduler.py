@@ -29,16 +29,31 @@ class Alloc:
 
 @dataclass
 class _NodeState:
+    """What is taken of one machine. Free room is derived from the node's live totals, so a
+    host whose capacity is learnt (or changes) after it was listed is used at once."""
+
     backend: str
     node: Node
-    free_cpu: float = 0.0
-    free_memory: int = 0
-    free_gpus: list[int] = field(default_factory=list)
+    used_cpu: float = 0.0
+    used_memory: int = 0
+    used_gpus: set[int] = field(default_factory=set)
 
-    def __post_init__(self) -> None:
-        self.free_cpu = self.node.cpu
-        self.free_memory = self.node.memory
-        self.free_gpus = list(self.node.gpus)
+    @property
+    def free_cpu(self) -> float:
+        return self.node.cpu - self.used_cpu
+
+    @property
+    def free_memory(self) -> int:
+        return self.node.memory - self.used_memory
+
+    @property
+    def free_gpus(self) -> list[int]:
+        return [g for g in self.node.gpus if g not in self.used_gpus]
+
+    @property
+    def known(self) -> bool:
+        """False for a machine never reached: its capacity is not known yet."""
+        return self.node.online or self.node.cpu > 0
 
     def fits_total(self, r: Resource) -> bool:
         return (
@@ -82,15 +97,19 @@ class Scheduler:
         return res.platform or self.pools[pool].default_platform
 
     def _machines(
-        self, pool: str, platform: str, nodes: dict[str, list[_NodeState]] | None = None
+        self,
+        pool: str,
+        platform: str,
+        nodes: dict[str, list[_NodeState]] | None = None,
+        offline: bool = False,
     ) -> list[_NodeState]:
         cfg = self.pools[pool]
         plat = cfg.platforms[platform]
         hosts = plat.extra.get("hosts")
         return [
             s
-            for s in (nodes if nodes is not None else self._nodes).get(cfg.backend, [])
-            if s.node.online
+            for s in (nodes if nodes is not None else self._nodes).get(cfg.backend_of(platform), [])
+            if (offline or s.node.online)
             and (not hosts or s.node.name in hosts)
             and (not plat.arch or not s.node.arch or s.node.arch == plat.arch)
         ]
@@ -120,8 +139,9 @@ class Scheduler:
                     )
                 )
                 continue
-            machines = self._machines(pool, platform)
-            if not any(m.fits_total(res) for m in machines):
+            # Offline machines count (they come back); one never reached might fit: accept.
+            machines = self._machines(pool, platform, offline=True)
+            if not any(m.fits_total(res) or not m.known for m in machines):
                 biggest = ", ".join(
                     f"{m.node.name}: cpu {m.node.cpu:g}, gpu {len(m.node.gpus)}, "
                     f"memory {m.node.memory / _GI:.3g}Gi"
@@ -132,7 +152,7 @@ class Scheduler:
                         f"task {task.name!r} asks {_fmt(res)}, more than any machine of platform "
                         f"{platform!r} offers",
                         field=res_field,
-                        hint=f"machines: {biggest or 'none online'}",
+                        hint=f"machines: {biggest or 'none'}",
                     )
                 )
         if not problems:
@@ -145,7 +165,11 @@ class Scheduler:
         for gi, g in enumerate(workflow.groups or []):
             if not g.barrier or len(g.tasks) < 2:
                 continue
-            empty = {b: [_NodeState(b, m.node) for m in ms] for b, ms in self._nodes.items()}
+            empty = {
+                b: [_NodeState(b, m.node) for m in ms if m.known] for b, ms in self._nodes.items()
+            }
+            if any(not m.known for ms in self._nodes.values() for m in ms):
+                continue  # a machine never reached might make room: cannot tell yet
             requests = [workflow.resource_of(t) for t in g.tasks]
             if self.place_gang(pool, requests, empty) is None:
                 total = sum(r.cpu for r in requests)
@@ -214,6 +238,7 @@ class Scheduler:
                 "gpus": list(m.node.gpus),
                 "free_gpus": list(m.free_gpus),
                 "arch": m.node.arch,
+                "online": m.node.online,
             }
             for ms in self._nodes.values()
             for m in ms
@@ -226,12 +251,12 @@ class Scheduler:
 
     @staticmethod
     def _take(m: _NodeState, a: Alloc) -> None:
-        m.free_cpu -= a.cpu
-        m.free_memory -= a.memory
-        m.free_gpus = [g for g in m.free_gpus if g not in a.gpus]
+        m.used_cpu += a.cpu
+        m.used_memory += a.memory
+        m.used_gpus |= set(a.gpus)
 
     @staticmethod
     def _give_back(m: _NodeState, a: Alloc) -> None:
-        m.free_cpu = min(m.node.cpu, m.free_cpu + a.cpu)
-        m.free_memory = min(m.node.memory, m.free_memory + a.memory)
-        m.free_gpus = sorted(set(m.free_gpus) | set(a.gpus))
+        m.used_cpu = max(0.0, m.used_cpu - a.cpu)
+        m.used_memory = max(0, m.used_memory - a.memory)
+        m.used_gpus -= set(a.gpus)

@@ -26,7 +26,7 @@ from .events import EventBus, Subscription
 from .interactive import Interactive
 from .scheduler import Scheduler
 from .spec import LoadedSpec, load_spec
-from .states import WorkflowStatus
+from .states import TaskStatus, WorkflowStatus
 from .store import Store
 
 
@@ -164,6 +164,16 @@ class Service:
     async def cancel(self, wf_id: str) -> WorkflowStatus:
         return await self.engine.cancel(wf_id)
 
+    async def done(self, wf_id: str, task: str) -> dict[str, Any]:
+        """Mark an interactive task that waits for its user done (Conflict otherwise)."""
+        retry_id = await self.engine.done(wf_id, task)
+        return {"id": wf_id, "task": task, "retry_id": retry_id, "hold": "done"}
+
+    async def retry(self, wf_id: str, task: str) -> dict[str, Any]:
+        """Re-run a task held for debugging as a new attempt (Conflict otherwise)."""
+        retry_id = await self.engine.retry(wf_id, task)
+        return {"id": wf_id, "task": task, "retry_id": retry_id, "hold": "retry"}
+
     async def wait(self, wf_id: str) -> WorkflowStatus:
         return await self.engine.wait(wf_id)
 
@@ -252,7 +262,10 @@ class Service:
     def resources(self) -> list[dict[str, Any]]:
         """Every machine: capacity, what is free, and the pools that use it."""
         return [
-            {**u, "pools": sorted(p.name for p in self.pools.values() if p.backend == u["backend"])}
+            {
+                **u,
+                "pools": sorted(p.name for p in self.pools.values() if u["backend"] in p.backends),
+            }
             for u in self.scheduler.usage()
         ]
 
@@ -264,7 +277,7 @@ class Service:
                 "backend": p.backend,
                 "default_platform": p.default_platform,
                 "platforms": {k: asdict(v) for k, v in p.platforms.items()},
-                "nodes": [u for u in usage if u["backend"] == p.backend],
+                "nodes": [u for u in usage if u["backend"] in p.backends],
             }
             for p in self.pools.values()
         ]
@@ -273,6 +286,9 @@ class Service:
 def _task_model(r: Any) -> dict[str, Any]:
     d = dict(r)
     d["alloc"] = json.loads(d["alloc"]) if d["alloc"] else None
+    running = d["status"] == TaskStatus.RUNNING.value and not d["cancel_reason"]
+    d["waiting_for_user"] = running and d["hold"] == "interactive"
+    d["held_for_debugging"] = running and d["hold"] == "debug"
     return d
 
 

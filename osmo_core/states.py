@@ -7,6 +7,11 @@ A task *attempt* is one row (workflow, task, retry_id). A new attempt is created
 in SUBMITTING for the first try and in PROCESSING for a retry. An attempt that ended
 RESCHEDULED (or in an infrastructure failure that the exit actions reschedule) is followed by a
 new attempt; the task's status is its latest attempt's status.
+
+A held attempt (`interactive: true` waiting for its user, `debug: on-failure` kept after a
+failure; engine.py "Holds") is not a status of its own: it stays RUNNING, because its process
+environment and resources are live and interactive access is for RUNNING tasks; the attempt's
+`hold` says why. Its end is an ordinary move from RUNNING.
 """
 
 from __future__ import annotations

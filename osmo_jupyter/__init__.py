@@ -11,6 +11,7 @@ __all__ = [
     "Client",
     "TaskInfo",
     "Workflow",
+    "_jupyter_labextension_paths",
     "_jupyter_server_extension_points",
     "load_ipython_extension",
 ]
@@ -20,6 +21,12 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .app import OsmoApp
 
     return [{"module": "osmo_jupyter.app", "app": OsmoApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt lab extension (labextension/ builds into osmo_jupyter/labextension), for
+    `jupyter labextension develop --overwrite .` in a checkout; wheels install it as shared data."""
+    return [{"src": "labextension", "dest": "@osmo-jupyter/labextension"}]
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -28,6 +28,8 @@ from .client import export_server_environment
 from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
 from .interactive_handlers import interactive_handlers
+from .kernel_handlers import kernel_handlers
+from .kernels import install as install_kernels
 from .metrics import ServiceMetrics
 
 
@@ -75,13 +77,16 @@ class OsmoApp(ExtensionApp):
             self.log.critical("osmo: the server cannot start: %s", e)
             self.exit(1)
         self.settings["osmo_app"] = self
+        install_kernels(self)  # "OSMO: WF/TASK" kernel specs for running tasks
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
         self.handlers.extend(interactive_handlers)
+        self.handlers.extend(kernel_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         export_server_environment(serverapp)  # kernels this server starts find it (Client())
+        install_kernels(self)  # again: the web settings exist now
         try:
             self._metrics = ServiceMetrics(await self.ready()).start()
         except ServiceUnavailable as e:

@@ -143,6 +143,16 @@ class Client:
     def __repr__(self) -> str:
         return f"<osmo_jupyter.Client {self.transport.kind} {self.url}>"
 
+    # --- kernels inside running tasks -------------------------------------------------------
+
+    def attach(self, wf_id: str, task: str, *, timeout: float = 60.0) -> Any:
+        """A jupyter_client `BlockingKernelClient` connected to a new kernel running inside
+        the RUNNING task (its environment and working directory; ipykernel must be installed
+        there). `kc.execute_interactive(code)`; `kc.osmo.close()` shuts the kernel down."""
+        from ._attach import attach
+
+        return attach(self.transport, wf_id, task, timeout)
+
     # --- workflows --------------------------------------------------------------------------
 
     def submit(
@@ -191,6 +201,16 @@ class Client:
         wf = Workflow(self, wf_id)
         wf.refresh()
         return wf
+
+    def done(self, wf_id: str, task: str) -> dict[str, Any]:
+        """Mark an interactive task (`interactive: true`) that waits for its user done: its
+        outputs are persisted and its downstream starts. 409 unless it is waiting."""
+        return Workflow(self, wf_id).done(task)
+
+    def retry(self, wf_id: str, task: str) -> dict[str, Any]:
+        """Run a task held for debugging (`debug: on-failure`) again; `retry_id` of the new
+        attempt in the answer. 409 unless it is held."""
+        return Workflow(self, wf_id).retry(task)
 
     def list(self, status: str | list[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Workflows, newest first."""
@@ -416,6 +436,18 @@ class Workflow:
         answer = self.client.transport.request("POST", f"workflows/{self.id}/cancel")
         self._data = None
         return str(answer["status"])
+
+    def done(self, task: str) -> dict[str, Any]:
+        """See `Client.done`."""
+        answer = self.client.transport.request("POST", f"workflows/{self.id}/tasks/{task}/done")
+        self._data = None
+        return answer  # type: ignore[no-any-return]
+
+    def retry(self, task: str) -> dict[str, Any]:
+        """See `Client.retry`."""
+        answer = self.client.transport.request("POST", f"workflows/{self.id}/tasks/{task}/retry")
+        self._data = None
+        return answer  # type: ignore[no-any-return]
 
     def restart(self) -> Workflow:
         """Run the stored spec again (same values and pool) as a new workflow."""

@@ -216,6 +216,8 @@ class _OsmoMixin:
         raw: dict[str, Any] = {}
         for key, values in self.request.query_arguments.items():
             texts = [v.decode("utf-8", "replace") for v in values]
+            if key.isdigit() and texts == [""]:
+                continue  # JupyterLab's GET cache-buster: a bare `?<timestamp>`
             if key in lists:
                 # an empty part is a bad value (400), not "no filter": `?status=` names no status
                 raw[key] = [p for t in texts for p in t.split(",")]
@@ -373,6 +375,22 @@ class RestartHandler(OsmoHandler):
         new_id = await svc.restart(wf_id, user=self.who.name)
         self.set_header("Location", f"/{API_PREFIX}/workflows/{new_id}")
         self.reply({"id": new_id, "restarted": wf_id}, status=201)
+
+
+class TaskDoneHandler(OsmoHandler):
+    """An interactive task waiting for its user is done (409 when it is not waiting)."""
+
+    @api
+    async def post(self, wf_id: str, task: str) -> None:
+        self.reply(await (await self.workflow_for(wf_id)).done(wf_id, task))
+
+
+class TaskRetryHandler(OsmoHandler):
+    """A task held for debugging runs again as a new attempt (409 when it is not held)."""
+
+    @api
+    async def post(self, wf_id: str, task: str) -> None:
+        self.reply(await (await self.workflow_for(wf_id)).retry(wf_id, task))
 
 
 class SpecHandler(OsmoHandler):
@@ -634,6 +652,8 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (_route(f"workflows/{_ID}/restart"), RestartHandler),
     (_route(f"workflows/{_ID}/spec"), SpecHandler),
     (_route(f"workflows/{_ID}/tasks/{_TASK}"), TaskHandler),
+    (_route(f"workflows/{_ID}/tasks/{_TASK}/done"), TaskDoneHandler),
+    (_route(f"workflows/{_ID}/tasks/{_TASK}/retry"), TaskRetryHandler),
     (_route(f"workflows/{_ID}/tasks/{_TASK}/logs"), LogsHandler),
     (_route(f"workflows/{_ID}/tasks/{_TASK}/logs/follow"), LogFollowWebSocket),
     (_route("events"), EventsWebSocket),

@@ -4,6 +4,8 @@
     %%osmo workflow [--name N] [--set k=v ...] [--pool P]     (the cell body is the YAML)
     %osmo list [--status S ...] [--limit N]  |  status ID  |  logs ID --task T [-f]
     %osmo cancel ID  |  restart ID  |  help [COMMAND]
+    %osmo done [WF/TASK]  |  retry WF/TASK       (held tasks: interactive, debug: on-failure)
+    %osmo attach WF/TASK                   switch this notebook's kernel into a running task
     %%osmo task NAME [--image I] [--inputs a,b] [--resource R] [--output [URL]] [--shell]
     %%osmo task NAME --spec                                   (the cell body is the task YAML)
     %%osmo workflow-settings                                  (resources, default-values...)
@@ -17,6 +19,7 @@ with the validator's file:line:field problems, never tracebacks.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -39,11 +42,14 @@ COMMANDS = (
     "logs",
     "cancel",
     "restart",
+    "done",
+    "retry",
     "task",
     "workflow-settings",
     "run-tasks",
     "export",
     "import",
+    "attach",
     "help",
 )
 CELL_ONLY = {"workflow", "task", "workflow-settings"}
@@ -96,6 +102,12 @@ def build_parser() -> _Parser:
     p.add_argument("id")
     p = sub.add_parser("restart", help="run a finished workflow's spec again, as a new workflow")
     p.add_argument("id")
+    p = sub.add_parser("done", help="an interactive task waiting for you is done: its outputs "
+                       "are kept and its downstream starts")  # fmt: skip
+    p.add_argument("target", nargs="*", metavar="WF/TASK",
+                   help="WF/TASK or WF TASK (default: the task this kernel runs in)")  # fmt: skip
+    p = sub.add_parser("retry", help="run a task held for debugging again (a new attempt)")
+    p.add_argument("target", nargs="*", metavar="WF/TASK", help="WF/TASK or WF TASK")
 
     p = sub.add_parser("task", help="(cell) record the cell as a task of a cell workflow")
     p.add_argument("name")
@@ -115,6 +127,8 @@ def build_parser() -> _Parser:
     p.add_argument("name", nargs="?", default="cells")
     p = sub.add_parser("import", help="record a YAML file's tasks as cell-tasks; print the cells")
     p.add_argument("file")
+    p = sub.add_parser("attach", help="switch this notebook's kernel to one inside a running task")
+    p.add_argument("target", metavar="WF/TASK")
     p = sub.add_parser("help", help="help on a command")
     p.add_argument("command", nargs="?", choices=COMMANDS)
     top.subcommands = dict(sub.choices)
@@ -220,6 +234,34 @@ class OsmoMagics(Magics):
     def _restart(self, args: argparse.Namespace, cell: str | None) -> Workflow:
         return Workflow(self.client, args.id).restart()
 
+    def _done(self, args: argparse.Namespace, cell: str | None) -> None:
+        wf, task = _task_target(args.target, "done")
+        answer = self.client.done(wf, task)
+        print(f"{wf}/{task}: marked done (attempt {answer['retry_id'] + 1}); its outputs are "
+              "kept and its downstream starts")  # fmt: skip
+
+    def _retry(self, args: argparse.Namespace, cell: str | None) -> None:
+        wf, task = _task_target(args.target, "retry")
+        answer = self.client.retry(wf, task)
+        print(f"{wf}/{task}: retrying as attempt {answer['retry_id'] + 1}")
+
+    def _attach(self, args: argparse.Namespace, cell: str | None) -> None:
+        from ._attach import spec_name, switch_session_kernel
+
+        wf_id, sep, task = args.target.partition("/")
+        if not (sep and wf_id and task):
+            raise UsageError(f"%osmo attach: expected WF/TASK, got {args.target!r}")
+        self.client.workflow(wf_id).task(task)  # NotFound / 403 before touching the session
+        name = spec_name(wf_id, task)
+        before, new = switch_session_kernel(name)
+        old = before["kernel"]["name"]
+        print(
+            f"this notebook now runs inside {wf_id}/{task} (kernel {name}, id {new}): the next "
+            f"cells see the task's files and environment; this kernel ({old}) is shut down.\n"
+            f"To switch back: Kernel > Change Kernel... > {old} (a fresh kernel).",
+            flush=True,
+        )
+
     def _help(self, args: argparse.Namespace, cell: str | None) -> None:
         if args.command is None:
             print(PARSER.format_help())
@@ -269,6 +311,22 @@ class OsmoMagics(Magics):
             first, _, body = source.partition("\n")
             self.osmo(first.removeprefix("%%osmo "), body)
         print("\n# ---- cells ----\n" + "\n# ----\n".join(sources), end="")
+
+
+def _task_target(words: list[str], cmd: str) -> tuple[str, str]:
+    """WF/TASK, WF TASK, or (nothing) the task whose environment this kernel runs in."""
+    if len(words) == 1 and words[0].count("/") == 1:
+        wf, _, task = words[0].partition("/")
+    elif len(words) == 2:
+        wf, task = words
+    elif not words and os.environ.get("OSMO_WORKFLOW_ID") and os.environ.get("OSMO_TASK_NAME"):
+        wf, task = os.environ["OSMO_WORKFLOW_ID"], os.environ["OSMO_TASK_NAME"]
+    else:
+        inside = " (or run it in a kernel inside the task)" if cmd == "done" else ""
+        raise UsageError(f"%osmo {cmd}: name the task as WF/TASK or WF TASK{inside}")
+    if not wf or not task:
+        raise UsageError(f"%osmo {cmd}: name the task as WF/TASK or WF TASK")
+    return wf, task
 
 
 def _api_message(e: ApiError) -> str:

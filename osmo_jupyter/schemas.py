@@ -193,9 +193,36 @@ class MeResponse(BaseModel):
     via: str = Field(description="jupyter, token, oidc")
 
 
+class HoldResponse(BaseModel):
+    """`done` / `retry` of a held task: the decision is recorded and on its way."""
+
+    id: str
+    task: str
+    retry_id: int = Field(description="done: the attempt marked done; retry: the new attempt")
+    hold: Literal["done", "retry"]
+
+
 class RestartResponse(BaseModel):
     id: str = Field(description="The new workflow.")
     restarted: str
+
+
+class KernelStarted(BaseModel):
+    """A kernel started inside a running task: a jupyter_client connection file without ports
+    (each channel is reached through `.../kernels/{kernel_id}/channels/{channel}`, a
+    WebSocket of raw bytes; kernel_handlers.py)."""
+
+    kernel_id: str = Field(description="The kernel's id in the Jupyter server (`/api/kernels`).")
+    kernel_name: str = Field(description="Its kernel spec, `osmo--WF--TASK`.")
+    key: str = Field(description="The HMAC key that signs the kernel's messages.")
+    signature_scheme: str
+    transport: Literal["tcp"]
+    channels: list[str] = Field(description="shell, iopub, stdin, control, hb")
+
+
+class KernelStopped(BaseModel):
+    kernel_id: str
+    shutdown: bool
 
 
 # --- responses ----------------------------------------------------------------------------
@@ -286,6 +313,18 @@ class TaskModel(BaseModel):
     output_path: str | None
     log_path: str | None
     cancel_reason: str | None
+    hold: Literal["interactive", "debug", "done", "retry"] | None = Field(
+        description="A held attempt (its command ended, its environment kept): interactive "
+        "(waiting for its user), debug (failed, kept for debugging); done / retry once decided"
+    )
+    hold_until: float | None = Field(description="When the hold times out")
+    waiting_for_user: bool = Field(
+        description="An interactive task waiting for `done` (status RUNNING)"
+    )
+    held_for_debugging: bool = Field(
+        description="A failed task (exit_code) kept up for debugging until `retry`, cancel or "
+        "its timeout (status RUNNING: the workflow has not failed)"
+    )
     create_time: float
     start_time: float | None
     end_time: float | None
@@ -303,6 +342,7 @@ class PlatformModel(BaseModel):
     name: str
     arch: str | None
     extra: dict[str, Any]
+    backend: str = Field(description="the backend its machines belong to (the pool's by default)")
 
 
 class NodeUsage(BaseModel):
@@ -315,6 +355,7 @@ class NodeUsage(BaseModel):
     gpus: list[int]
     free_gpus: list[int]
     arch: str
+    online: bool = Field(True, description="false while the host's agent is not connected (ssh)")
 
 
 class TaskDetail(TaskModel):
@@ -331,7 +372,7 @@ class ResourceModel(NodeUsage):
 
 class PoolModel(BaseModel):
     name: str
-    backend: str
+    backend: str = Field(description="the pool's default backend; a platform may name another")
     default_platform: str
     platforms: dict[str, PlatformModel]
     nodes: list[NodeUsage]
@@ -454,8 +495,8 @@ MODELS: list[type[BaseModel]] = [
     SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse, SpecResponse,
     LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
-    MeResponse, RestartResponse, TerminalRequest, TerminalModel, MkdirRequest, FileEntry,
-    FilesListing,
+    MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
+    TerminalModel, MkdirRequest, FileEntry, FilesListing,
 ]  # fmt: skip
 
 
@@ -636,6 +677,26 @@ def openapi(version: str) -> dict[str, Any]:
                     params=_path("wf_id", "task"),
                 )
             },
+            f"{wf}/tasks/{{task}}/done": {
+                "post": _op(
+                    "markTaskDone",
+                    "An interactive task waiting for its user is done: its outputs are "
+                    "persisted and its downstream starts (409 unless it is waiting)",
+                    {200: _json(_ref(HoldResponse), "recorded")},
+                    (404, 409, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                )
+            },
+            f"{wf}/tasks/{{task}}/retry": {
+                "post": _op(
+                    "retryTask",
+                    "Run a task held for debugging (debug: on-failure) again as a new attempt "
+                    "(409 unless it is held)",
+                    {200: _json(_ref(HoldResponse), "recorded")},
+                    (404, 409, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                )
+            },
             f"{wf}/spec": {
                 "get": _op(
                     "getSpec",
@@ -643,6 +704,24 @@ def openapi(version: str) -> dict[str, Any]:
                     {200: _json(_ref(SpecResponse), "OK")},
                     (404, *_SERVICE),
                     params=_path("wf_id"),
+                )
+            },
+            f"{wf}/tasks/{{task}}/kernels": {
+                "post": _op(
+                    "startTaskKernel",
+                    "Start a Jupyter kernel inside the running task (ipykernel in its Python)",
+                    {201: _json(_ref(KernelStarted), "started")},
+                    (404, 409, 502, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                )
+            },
+            f"{wf}/tasks/{{task}}/kernels/{{kernel_id}}": {
+                "delete": _op(
+                    "shutdownTaskKernel",
+                    "Shut down a kernel of the task",
+                    {200: _json(_ref(KernelStopped), "shut down")},
+                    (404, *_SERVICE),
+                    params=_path("wf_id", "task", "kernel_id"),
                 )
             },
             f"{wf}/tasks/{{task}}/api/terminals": {

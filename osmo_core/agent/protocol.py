@@ -14,6 +14,8 @@ Requests and responses::
                                     container_runtime: "docker" | "podman" | null}
     launch   {req}              -> {info}            req: LaunchRequest, info: LaunchInfo (as dicts)
     cancel   {key, grace}       -> {}                SIGTERM the group, SIGKILL after grace seconds
+                                                     (a held attempt: end the hold, keep its code)
+    release  {key}              -> {}                held attempt done: outputs, then exited
     status   {keys: [...]}      -> {states: {key: AttemptState dict (+ "pid" while running)}}
     shutdown {force}            -> {}                force: kill running tasks first; without it
                                                      the agent refuses while tasks run
@@ -24,6 +26,8 @@ both pipes are closed, so no line of an attempt follows its end::
 
     {"ev": "started", "key", "pid", "ts"}
     {"ev": "log", "key", "n", "ts", "stream": "stdout" | "stderr" | "system", "text"}
+    {"ev": "held", "key", "exit_code", "signal", "ts"}   (launch's `hold`: the command ended,
+                                                          the attempt waits; exited follows)
     {"ev": "exited", "key", "exit_code", "signal", "ts", "message"?}
     {"ev": "start_failed", "key", "message", "ts"}
     {"ev": "transfer", "key", "direction": "download" | "upload" | "checkpoint", "url",
@@ -51,6 +55,7 @@ from ..backends.base import (
     CheckpointSpec,
     Exited,
     FileSpec,
+    Held,
     InputSpec,
     LaunchInfo,
     LaunchRequest,
@@ -63,7 +68,7 @@ from ..backends.base import (
 
 # Bumped whenever the agent's behaviour changes incompatibly (ops, launch fields, events), so a
 # long-lived agent started by older code of the same release is replaced rather than trusted.
-PROTOCOL = 3
+PROTOCOL = 4
 
 #: Stream buffer limit for one message: a 64 KiB log line escapes to at most ~6x its size, and
 #: a launch request carries its files inline.
@@ -137,6 +142,8 @@ def event_from_wire(msg: dict[str, Any]) -> BackendEvent:
         return Started(key, msg.get("pid"), ts)
     if kind == "exited":
         return Exited(key, msg["exit_code"], ts, msg.get("signal"), msg.get("message", ""))
+    if kind == "held":
+        return Held(key, msg["exit_code"], ts, msg.get("signal"))
     if kind == "transfer":
         return Transfer(
             key,

@@ -43,6 +43,7 @@ class AgentServer:
             "hello": self._hello,
             "launch": self._launch,
             "cancel": self._cancel,
+            "release": self._release,
             "status": self._status,
             "shutdown": self._shutdown,
         }
@@ -169,6 +170,10 @@ class AgentServer:
 
     async def _cancel(self, msg: dict[str, Any]) -> dict[str, Any]:
         self.sup.cancel(msg["key"], float(msg.get("grace", 5.0)))
+        return {}
+
+    async def _release(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.sup.release(msg["key"])
         return {}
 
     async def _status(self, msg: dict[str, Any]) -> dict[str, Any]:

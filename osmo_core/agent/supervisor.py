@@ -6,6 +6,13 @@ the exit are plain callbacks on one asyncio.SubprocessProtocol per attempt, and 
 watched through a pidfd (set up in __main__). Only a task with data to move (url/dataset
 inputs, outputs, checkpoints) gets a coroutine: staging.py downloads before the command and
 uploads after it, and the attempt ends only once that is done.
+
+Holds (`LaunchRequest.hold`: interactive tasks, debug: on-failure): when the command ends and
+the hold applies, the attempt does not end. A holder process (`sleep`) is started in the
+task's own workdir with the task's own environment, in a new process group, and becomes the
+attempt's pid, so exec (agent/ssh.py) finds a running attempt with the task's context; a
+`held` event says so and held.json records it. `release` continues as the command's end would
+have (outputs, then `exited`); `cancel` ends it with the command's exit code, no outputs.
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ log = logging.getLogger("osmo_core.agent")
 
 Emit = Callable[[dict[str, Any]], None]
 PIPE_GRACE = 2.0  # seconds to wait for pipe EOF after the main process exited
+HELD = "held.json"  # in a held attempt's folder: the command's exit, while the hold lasts
+# What a held attempt runs: nothing, in the task's cwd and environment (exec reads them from it).
+_HOLDER = [shutil.which("sleep") or "/bin/sleep", "2147483647"]
 _STREAMS = {1: "stdout", 2: "stderr"}
 _SIGTERM_EXIT = 128 + signal.SIGTERM  # how an attempt canceled during a transfer ends
 
@@ -103,6 +113,7 @@ class Supervisor:
                 log.warning(notes[0])
         att = self.running[req.key] = _Attempt(self, req.key, d, runtime, container, notes)
         att.mask = self.credentials.masker() or None
+        att.hold = req.hold
         try:
             secret_env, secret_files = task_credentials(req, self.credentials.load())
         except TransferError as e:
@@ -122,6 +133,7 @@ class Supervisor:
             "CUDA_VISIBLE_DEVICES": ",".join(map(str, req.gpus)),  # "": a CPU task sees no GPU
             "OSMO_OUTPUT": info.output,  # also how a restarted agent finds orphans (recover)
         }
+        att.env = env
         argv = prep.argv
         if runtime and container and req.image:
             argv = _container_argv(
@@ -205,6 +217,43 @@ class Supervisor:
         if att is not None:
             att.cancel(grace)
 
+    def release(self, key: str) -> None:
+        """The user is done with a held attempt: it ends as its command did (outputs first)."""
+        att = self.running.get(key)
+        if att is not None and att.held is not None:
+            att.unhold(complete=True)
+
+    def hold(self, att: _Attempt, code: int, sig: int | None) -> None:
+        task = asyncio.ensure_future(self._hold(att, code, sig))
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _hold(self, att: _Attempt, code: int, sig: int | None) -> None:
+        att.held = (code, sig)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *_HOLDER,
+                cwd=att.dir,
+                env=att.env,
+                stdin=DEVNULL,
+                stdout=DEVNULL,
+                stderr=DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as e:
+            att.system(f"cannot hold the task ({e}); it ends now")
+            att.unhold(complete=True, holder_failed=True)
+            return
+        att.pid = proc.pid
+        att.holder = proc
+        what = "exited 0" if code == 0 else f"failed (exit code {code})"
+        att.system(f"command {what}; holding the task's environment")
+        ts = _now()
+        (att.dir / HELD).write_text(json.dumps({"exit_code": code, "signal": sig, "ts": ts}))
+        self.emit({"ev": "held", "key": att.key, "exit_code": code, "signal": sig, "ts": ts})
+        if att.cancel_pending:  # canceled while the holder was starting
+            att.unhold(complete=False)
+
     def status(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         return {key: self._state(key) for key in keys}
 
@@ -215,6 +264,16 @@ class Supervisor:
             return {"key": key, "state": "unknown", "message": str(e)}
         info = vars(launch_info(self.root, key))
         att = self.running.get(key)
+        if att is not None and att.held is not None:
+            return {
+                "key": key,
+                "state": "held",
+                "pid": att.pid,
+                "exit_code": att.held[0],
+                "signal": att.held[1],
+                "log_lines": att.n,
+                "info": info,
+            }
         if att is not None:
             return {
                 "key": key,
@@ -284,6 +343,7 @@ class Supervisor:
         self.running.pop(att.key, None)
         record.update(ts=_now(), log_lines=att.n)
         shutil.rmtree(att.dir / CREDENTIALS, ignore_errors=True)  # secrets live no longer
+        (att.dir / HELD).unlink(missing_ok=True)
         _write_exit(att.dir, record)  # before the event: a status() after it sees the end
         if record["state"] == "exited":
             ev = {"ev": "exited", "exit_code": record["exit_code"], "signal": record["signal"]}
@@ -336,6 +396,11 @@ class _Attempt(asyncio.SubprocessProtocol):
         self.stager: Stager | None = None  # set when it has data to move
         self.staging: asyncio.Task[None] | None = None  # a transfer in progress
         self._canceled = False
+        self.hold: str | None = None  # LaunchRequest.hold
+        self.env: dict[str, str] = {}  # the command's environment (the holder gets it too)
+        self.held: tuple[int, int | None] | None = None  # the command's (exit code, signal)
+        self.holder: asyncio.subprocess.Process | None = None
+        self.cancel_pending = False  # canceled while the holder was starting
 
     # asyncio calls these, in this order: connection_made, then data / pipe EOFs / exit.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -428,10 +493,35 @@ class _Attempt(asyncio.SubprocessProtocol):
         self._transport.close()
         rc = self._returncode
         code, sig = (128 - rc, -rc) if rc < 0 else (rc, None)
+        if self._holds(code) and not self._canceled:
+            self.sup.hold(self, code, sig)
+            return
         if self.stager is not None and not self._canceled:
             self.sup.stage_out(self, code, sig)
             return
         if self.staging is not None:  # the periodic checkpoints of a canceled task
+            self.staging.cancel()
+        self.sup.ended(self, {"state": "exited", "exit_code": code, "signal": sig})
+
+    def _holds(self, code: int) -> bool:
+        return self.hold == "always" or self.hold == ("success" if code == 0 else "failure")
+
+    def unhold(self, *, complete: bool, holder_failed: bool = False) -> None:
+        """End the hold: `complete` as the command ended (outputs), else with its exit code."""
+        assert self.held is not None
+        code, sig = self.held
+        self.held = None
+        if self.holder is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.holder.pid, signal.SIGKILL)
+            self.holder = None
+        if not holder_failed:
+            self.system("hold released" + ("" if complete else " without completing"))
+        self.close_log()
+        if complete and self.stager is not None:
+            self.sup.stage_out(self, code, sig)
+            return
+        if self.staging is not None:  # the periodic checkpoints
             self.staging.cancel()
         self.sup.ended(self, {"state": "exited", "exit_code": code, "signal": sig})
 
@@ -452,6 +542,12 @@ class _Attempt(asyncio.SubprocessProtocol):
 
     def cancel(self, grace: float) -> None:
         self._canceled = True
+        if self.held is not None:
+            if self.holder is None:
+                self.cancel_pending = True
+            else:
+                self.unhold(complete=False)
+            return
         if (self.staging is not None and not self.staging.done() and self.pid is None) or (
             self._done and self.staging is not None
         ):

@@ -13,6 +13,7 @@ from .base import Backend
 _BUILTIN = {
     "local": "osmo_core.backends.local:LocalBackend",
     "kubernetes": "osmo_core.backends.kubernetes:KubernetesBackend",
+    "ssh": "osmo_core.backends.ssh:SSHBackend",
 }
 
 

@@ -89,6 +89,9 @@ class LaunchRequest:
     checkpoints: list[CheckpointSpec] = field(default_factory=list)
     # OSMO's task `credentials:`: name -> {ENV_VAR: key} or a folder path; names, never secrets
     credentials: dict[str, dict[str, str] | str] = field(default_factory=dict)
+    # Keep the task's environment alive after its command ends: "success" (interactive: true),
+    # "failure" (debug: on-failure) or "always" (both); None: end as usual. See `Held`.
+    hold: str | None = None
 
 
 @dataclass
@@ -161,6 +164,18 @@ class Transfer:
 
 
 @dataclass
+class Held:
+    """The command ended and the attempt is being held (LaunchRequest.hold): its workdir, its
+    environment and a process to exec into stay until `Backend.release()` (the user is done:
+    outputs are uploaded, then `Exited`) or `Backend.cancel()` (`Exited` with this exit code)."""
+
+    key: str
+    exit_code: int
+    ts: float = 0.0
+    signal: int | None = None
+
+
+@dataclass
 class StartFailed:
     """The command could not be started (not found, not executable, bad workdir, ...)."""
 
@@ -180,7 +195,7 @@ class Lost:
     reason: str = ""  # "evicted": the platform evicted it, e.g. node pressure (FAILED_EVICTED)
 
 
-BackendEvent = Started | LogLine | Exited | StartFailed | Lost | Transfer
+BackendEvent = Started | LogLine | Exited | StartFailed | Lost | Transfer | Held
 EventSink = Callable[[BackendEvent], None]
 
 
@@ -189,7 +204,7 @@ class AttemptState:
     """Answer to `status()`: what the backend knows of one attempt right now."""
 
     key: str
-    state: Literal["running", "exited", "failed_start", "unknown", "lost"]
+    state: Literal["running", "held", "exited", "failed_start", "unknown", "lost"]
     exit_code: int | None = None
     signal: int | None = None
     message: str = ""
@@ -201,6 +216,7 @@ class Backend(ABC):
     """A place tasks run. One instance per configured backend; owned by the engine."""
 
     kind: str = "abstract"
+    supports_hold: bool = False  # can keep an ended task's environment (LaunchRequest.hold)
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         self.name = name
@@ -240,6 +256,11 @@ class Backend(ABC):
     @abstractmethod
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         """Log lines of an attempt from the durable log, from line index `start` (0-based)."""
+
+    async def release(self, key: str) -> None:
+        """End a held attempt as its command did (outputs uploaded), then `Exited`. Idempotent;
+        a key that is not held: no-op. Only backends with `supports_hold`."""
+        raise NotImplementedError(f"{self.kind} backend cannot hold tasks")
 
     async def forget(self, key: str) -> None:  # noqa: B027 - optional hook
         """The engine no longer needs the attempt's process state (its files stay)."""

@@ -3,6 +3,9 @@
     keys.py   the control plane's SSH client key and the pinned host keys of agents (TOFU)
     hub.py    Interactive: the reverse-SSH listener agents dial into, one connection per agent,
               and the channels on it: exec (pipes or PTY) and TCP forwards into a task's host
+    tunnel.py PortTunnel: local listeners whose connections ride channels opened on demand
+    kernel.py RemoteKernel: ipykernel started inside a task (kernel_boot.py runs there),
+              its ZMQ ports tunnelled here, its lifetime tied to the task
 
 The agent side is osmo_core/agent/ssh.py. No Jupyter here: the handlers adapt this to WebSockets.
 """

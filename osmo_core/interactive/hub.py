@@ -13,6 +13,8 @@ store says the task is RUNNING (Conflict otherwise):
     exec(wf, task, argv, pty=(cols, rows) | None) -> ExecSession   (stdin/stdout/stderr, resize,
                                                                     signal, wait -> exit status)
     open_port(wf, task, port) -> (SSHReader, SSHWriter)             (direct-tcpip to 127.0.0.1)
+    open_agent_port(agent_id, port)                                 (the same on an agent's
+                                                                    current connection: tunnels)
     sftp(wf, task) -> asyncssh SFTPClient                           (rooted at the task's workdir)
 """
 
@@ -132,6 +134,8 @@ class Interactive:
                 DialHomeInfo(self.config.interactive_host, self.port, name, public_text(key)).write(
                     root
                 )
+            elif hasattr(backend, "set_dial_home"):  # remote agents (ssh): the backend tells them
+                backend.set_dial_home(self.config.interactive_host, self.port, public_text(key))
         log.info("interactive: agents dial in to %s:%d", self.config.interactive_host, self.port)
 
     async def stop(self) -> None:
@@ -234,13 +238,12 @@ class Interactive:
                 "RUNNING task"
             )
         backend = row["backend"] or ""
+        agent_id_of = getattr(self.backends.get(backend), "agent_id_of", None)
+        if agent_id_of is not None and row["node"]:  # one agent per host (ssh)
+            return agent_id_of(row["node"]), attempt_key(wf_id, task, row["retry_id"])
         if backend not in self._roots:
             raise Conflict(f"backend {backend!r} of task {task!r} has no interactive access")
         return backend, attempt_key(wf_id, task, row["retry_id"])
-
-    def check_running(self, wf_id: str, task: str) -> None:
-        """NotFound / Conflict unless the task runs where interactive access reaches it."""
-        self._running(wf_id, task)
 
     def declared_ports(self, wf_id: str, task: str) -> list[int]:
         """The ports a task's spec declares (`ports:`), open to its owner for port-forward."""
@@ -278,15 +281,26 @@ class Interactive:
     ) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
         """A TCP connection to 127.0.0.1:`port` on the task's host."""
         agent_id, _ = self._running(wf_id, task)
-        conn = await self.agent(agent_id)
+        return await self.open_agent_port(agent_id, port, f"{wf_id}/{task}")
+
+    def placement(self, wf_id: str, task: str) -> tuple[str, str]:
+        """(agent id, attempt key) of a RUNNING task; NotFound / Conflict otherwise."""
+        return self._running(wf_id, task)
+
+    async def open_agent_port(
+        self, agent_id: str, port: int, what: str = "", timeout: float = AGENT_WAIT
+    ) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
+        """A TCP connection to 127.0.0.1:`port` on an agent's host, on its current connection
+        (waiting up to `timeout` for it to dial in): tunnels that outlive one connection."""
+        conn = await self.agent(agent_id, timeout)
         try:
             return await conn.open_connection(
                 "127.0.0.1", port, encoding=None, window=WINDOW, max_pktsize=PACKET
             )
         except asyncssh.ChannelOpenError as e:
-            raise Conflict(f"port {port} of {wf_id}/{task}: {e.reason}") from e
+            raise Conflict(f"port {port} of {what or agent_id}: {e.reason}") from e
         except (asyncssh.Error, OSError) as e:
-            raise BackendError(f"port {port} of {wf_id}/{task}: {e}") from e
+            raise BackendError(f"port {port} of {what or agent_id}: {e}") from e
 
     async def sftp(self, wf_id: str, task: str) -> asyncssh.SFTPClient:
         """An SFTP session in the task's workdir ("/" is the workdir); the caller closes it."""

@@ -6,14 +6,16 @@ durations are parsed here, once, into numbers. Cross-field rules that need the w
 (unique names, input references, cycles, leads) live in `spec.validate`.
 
 Extensions of OSMO's spec (documented in the README): `image` is optional (local and SSH hosts
-can run a bare command), a task may set `maxRetries`, and `ports` (the TCP ports its owner may
-port-forward to while it runs).
+can run a bare command), a task may set `maxRetries`, `ports` (the TCP ports its owner may
+port-forward to while it runs), `interactive: true` (after its command succeeds the task holds
+its resources and waits for its owner to mark it done) and `debug: on-failure` (after a failed
+command it stays up for debugging until retried, canceled or timed out).
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -167,6 +169,10 @@ class Task(Model):
     max_retries: int | None = Field(None, alias="maxRetries", ge=0)
     # TCP ports inside the task its owner may port-forward to (an extension, like maxRetries)
     ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
+    # Holds (extensions): keep the task's process environment and resources after its command
+    # ends, for its owner to exec/attach into (engine.py, agent/supervisor.py).
+    interactive: bool = False
+    debug: Literal["on-failure"] | None = None
 
     @field_validator("exit_actions")
     @classmethod

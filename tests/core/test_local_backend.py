@@ -126,7 +126,7 @@ async def test_an_agent_of_another_version_is_replaced_when_idle(
 ) -> None:
     old, _ = await backends()
     await old.stop()
-    monkeypatch.setattr("osmo_core.backends.local.__version__", "0.0.0-other")
+    monkeypatch.setattr("osmo_core.backends.agentlink.__version__", "0.0.0-other")
     new, _ = await backends()
     assert new.agent["pid"] != old.agent["pid"]  # replaced once, then kept with a warning
     assert await wait_gone(old.agent["pid"])

@@ -209,6 +209,13 @@ async def test_bad_query_values_are_400(api, path, params, field):
     assert field in [d["field"] for d in err["details"]]
 
 
+async def test_jupyterlab_cache_buster_query_is_ignored(api):
+    # JupyterLab's request helper appends a bare `?<timestamp>` to GETs
+    assert isinstance(await api("GET", "workflows", params={"1764210000000": ""}), list)
+    err = await api("GET", "workflows", params={"12ab": ""}, status=400)
+    assert "12ab" in [d["field"] for d in err["details"]]
+
+
 async def test_unknown_ids_are_404(api):
     for method, path in [
         ("GET", "workflows/nope"),

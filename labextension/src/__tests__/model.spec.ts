@@ -1,0 +1,237 @@
+import { describe, expect, it } from 'vitest';
+
+import type { OsmoEvent, WorkflowDetail, WorkflowRow } from '../api';
+import {
+  formatDuration,
+  layout,
+  levels,
+  parseSpec,
+  statusKind,
+  WorkflowList,
+  WorkflowView
+} from '../model';
+
+let nextId = 1;
+function ev(partial: Partial<OsmoEvent>): OsmoEvent {
+  return {
+    id: nextId++,
+    ts: 100,
+    type: 'task.status',
+    workflow_id: 'serial-1',
+    group_name: null,
+    task: null,
+    retry_id: null,
+    status: null,
+    payload: {},
+    ...partial
+  };
+}
+
+const row = (id: string, extra: Partial<WorkflowRow> = {}): WorkflowRow => ({
+  id,
+  name: id.split('-')[0],
+  user: 'me',
+  pool: 'local',
+  status: 'RUNNING',
+  submit_time: 1,
+  start_time: 2,
+  end_time: null,
+  message: null,
+  ...extra
+});
+
+describe('statuses', () => {
+  it('maps every status to a colour family', () => {
+    expect(statusKind('COMPLETED')).toBe('completed');
+    expect(statusKind('INITIALIZING')).toBe('running');
+    expect(statusKind('SCHEDULING')).toBe('pending');
+    expect(statusKind('FAILED_CANCELED')).toBe('canceled');
+    expect(statusKind('FAILED_EXEC_TIMEOUT')).toBe('failed');
+    expect(statusKind('SOMETHING_NEW')).toBe('unknown');
+  });
+
+  it('formats durations', () => {
+    expect(formatDuration(null)).toBe('');
+    expect(formatDuration(2.345)).toBe('2.3s');
+    expect(formatDuration(125)).toBe('2m05s');
+    expect(formatDuration(3 * 3600 + 7 * 60)).toBe('3h7m');
+  });
+});
+
+describe('WorkflowList', () => {
+  it('adds a submitted workflow and follows its status, progress and duration from events', () => {
+    const list = new WorkflowList();
+    let changes = 0;
+    list.onChange(() => changes++);
+    list.apply(
+      ev({
+        type: 'workflow.submitted',
+        status: 'PENDING',
+        ts: 10,
+        payload: { name: 'serial', pool: 'local', user: 'me', tasks: 3 }
+      })
+    );
+    expect(list.progress('serial-1')).toEqual({ done: 0, total: 3 });
+    list.apply(ev({ type: 'workflow.status', status: 'RUNNING', ts: 11 }));
+    list.apply(ev({ task: 'task1', retry_id: 0, status: 'RUNNING' }));
+    list.apply(ev({ task: 'task1', retry_id: 0, status: 'COMPLETED' }));
+    list.apply(ev({ task: 'task2', retry_id: 1, status: 'COMPLETED' }));
+    expect(list.apply(ev({ task: 'task2', retry_id: 0, status: 'FAILED' }))).toBe(false); // stale
+    list.apply(ev({ type: 'workflow.status', status: 'COMPLETED', ts: 15 }));
+    const r = list.rows.get('serial-1')!;
+    expect(r).toMatchObject({ name: 'serial', status: 'COMPLETED', start_time: 11, end_time: 15 });
+    expect(list.progress('serial-1')).toEqual({ done: 2, total: 3 });
+    expect(changes).toBe(6);
+  });
+
+  it('ignores events of workflows it has not loaded, except their submission', () => {
+    const list = new WorkflowList();
+    expect(
+      list.apply(ev({ workflow_id: 'other-1', type: 'workflow.status', status: 'RUNNING' }))
+    ).toBe(false);
+    expect(list.rows.size).toBe(0);
+  });
+
+  it('keeps task counts across a REST reload', () => {
+    const list = new WorkflowList();
+    list.apply(ev({ type: 'workflow.submitted', payload: { name: 'serial', tasks: 3 } }));
+    list.load([row('serial-1', { status: 'COMPLETED' })]);
+    expect(list.rows.get('serial-1')!.status).toBe('COMPLETED');
+    expect(list.progress('serial-1').total).toBe(3);
+  });
+
+  it('filters by status (exact or family), pool and search, newest first', () => {
+    const list = new WorkflowList();
+    list.load([
+      row('train-1', { submit_time: 1, status: 'FAILED_EXEC_TIMEOUT', pool: 'gpu' }),
+      row('train-2', { submit_time: 3, status: 'RUNNING', pool: 'gpu' }),
+      row('eval-1', { submit_time: 2, status: 'COMPLETED' })
+    ]);
+    const ids = (f: Partial<{ status: string; pool: string; search: string }>) =>
+      list.filtered({ status: '', pool: '', search: '', ...f }).map(r => r.id);
+    expect(ids({})).toEqual(['train-2', 'eval-1', 'train-1']);
+    expect(ids({ status: 'failed' })).toEqual(['train-1']);
+    expect(ids({ status: 'COMPLETED' })).toEqual(['eval-1']);
+    expect(ids({ pool: 'gpu' })).toEqual(['train-2', 'train-1']);
+    expect(ids({ search: ' TRAIN ' })).toEqual(['train-2', 'train-1']);
+    expect(list.pools()).toEqual(['gpu', 'local']);
+  });
+});
+
+const SERIAL = JSON.stringify({
+  resources: { default: { cpu: 1, memory: 268435456 } },
+  tasks: [
+    { name: 'task1', inputs: [], outputs: [], resource: 'default' },
+    {
+      name: 'task2',
+      inputs: [{ task: 'task1' }, { url: 's3://b/x' }],
+      outputs: [],
+      resource: 'default'
+    },
+    {
+      name: 'task3',
+      inputs: [{ task: 'task2' }, { task: 'task1' }],
+      outputs: [{ url: 's3://b/y' }]
+    }
+  ],
+  groups: null
+});
+
+const GROUPS = JSON.stringify({
+  tasks: null,
+  groups: [
+    {
+      name: 'pair',
+      tasks: [
+        { name: 'server', inputs: [] },
+        { name: 'client', inputs: [] }
+      ]
+    },
+    { name: 'after', tasks: [{ name: 'report', inputs: [{ task: 'server' }] }] }
+  ]
+});
+
+describe('spec and layout', () => {
+  it('reads upstream tasks from inputs and levels them by the longest path', () => {
+    const spec = parseSpec(SERIAL);
+    expect(spec.upstream).toEqual({ task1: [], task2: ['task1'], task3: ['task2', 'task1'] });
+    expect(levels(spec.upstream)).toEqual({ task1: 0, task2: 1, task3: 2 });
+    expect(spec.tasks.task3.outputs).toEqual([{ url: 's3://b/y' }]);
+  });
+
+  it('places a column per level and boxes each group around its own tasks only', () => {
+    const spec = parseSpec(GROUPS);
+    expect(spec.tasks.client.group).toBe('pair');
+    const plan = layout(['server', 'client', 'report'], spec);
+    const at = Object.fromEntries(plan.nodes.map(n => [n.name, n]));
+    expect(at.server.x).toBe(at.client.x);
+    expect(at.report.x).toBeGreaterThan(at.server.x);
+    expect(plan.edges).toEqual([{ from: 'server', to: 'report' }]);
+    const pair = plan.groups.find(g => g.name === 'pair')!;
+    const inside = (n: { x: number; y: number }) =>
+      n.x >= pair.x && n.y >= pair.y && n.x < pair.x + pair.width && n.y < pair.y + pair.height;
+    expect(inside(at.server) && inside(at.client)).toBe(true);
+    expect(inside(at.report)).toBe(false);
+    for (const n of plan.nodes) {
+      expect(n.x + 150).toBeLessThanOrEqual(plan.width);
+      expect(n.y + 44).toBeLessThanOrEqual(plan.height);
+    }
+  });
+});
+
+describe('WorkflowView', () => {
+  const detail = (): WorkflowDetail => ({
+    ...row('serial-1'),
+    groups: [],
+    tasks: ['task1', 'task2', 'task3'].map((name, i) => ({
+      workflow_id: 'serial-1',
+      name,
+      retry_id: 0,
+      group_name: null,
+      status: i === 0 ? 'RUNNING' : 'WAITING',
+      exit_code: null,
+      node: null,
+      alloc: null,
+      create_time: 1,
+      start_time: i === 0 ? 5 : null,
+      end_time: null,
+      message: null
+    }))
+  });
+
+  it('moves tasks by their events, starts a fresh attempt on a retry and keeps a log tail', () => {
+    const view = new WorkflowView(detail(), parseSpec(SERIAL), 2);
+    expect(view.order).toEqual(['task1', 'task2', 'task3']);
+    view.apply(
+      ev({ task: 'task1', retry_id: 0, status: 'FAILED', ts: 9, payload: { exit_code: 3 } })
+    );
+    expect(view.tasks.get('task1')).toMatchObject({ status: 'FAILED', exit_code: 3, end_time: 9 });
+    view.apply(ev({ task: 'task1', retry_id: 1, status: 'RUNNING', ts: 10 }));
+    expect(view.tasks.get('task1')).toMatchObject({
+      retry_id: 1,
+      status: 'RUNNING',
+      exit_code: null,
+      start_time: 10,
+      end_time: null
+    });
+    expect(view.apply(ev({ task: 'task1', retry_id: 0, status: 'FAILED' }))).toBe(false);
+    for (const text of ['a', 'b', 'c']) {
+      view.apply(
+        ev({ id: null, type: 'task.log', task: 'task1', retry_id: 1, payload: { n: 1, text } })
+      );
+    }
+    expect(view.tail.get('task1')).toEqual(['b', 'c']);
+    expect(
+      view.apply(ev({ workflow_id: 'other-1', type: 'workflow.status', status: 'COMPLETED' }))
+    ).toBe(false);
+    view.apply(
+      ev({
+        type: 'workflow.status',
+        status: 'FAILED_CANCELED',
+        payload: { message: 'canceled by me' }
+      })
+    );
+    expect(view.status).toBe('FAILED_CANCELED');
+    expect(view.message).toBe('canceled by me');
+  });
+});

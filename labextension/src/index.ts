@@ -1,0 +1,207 @@
+/**
+ * The OSMO JupyterLab extension: a left-sidebar panel over the osmo server extension's API,
+ * a log viewer tab per task, and "Submit to OSMO" on YAML files.
+ */
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import {
+  Dialog,
+  ICommandPalette,
+  MainAreaWidget,
+  Notification,
+  showDialog,
+  WidgetTracker
+} from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { FileDialog, IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { ServerConnection } from '@jupyterlab/services';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import { TaskActions } from './actions';
+import { ApiError, OsmoClient, SocketLike, Transport } from './api';
+import { h } from './dom';
+import { LogViewer } from './logs';
+import { OsmoPanel } from './panel';
+import iconSvg from '../style/icon.svg';
+
+export const API_ROOT = 'osmo/api/v1/';
+
+export namespace CommandIDs {
+  export const openPanel = 'osmo:open-panel';
+  export const submitFile = 'osmo:submit-file';
+  export const submitSelected = 'osmo:submit-selected';
+  export const openLogs = 'osmo:open-logs';
+  export const refresh = 'osmo:refresh';
+}
+
+export const osmoIcon = new LabIcon({ name: 'osmo-jupyter:osmo', svgstr: iconSvg });
+
+/** The API's transport through JupyterLab's server connection (token, XSRF, base URL). */
+export function labTransport(settings: ServerConnection.ISettings): Transport {
+  return {
+    // Not the default `no-store`: makeRequest then appends a bare `?<timestamp>` cache buster,
+    // which the API's strict query validation refuses (400). The API sends no-store anyway.
+    fetch: (path, init) =>
+      ServerConnection.makeRequest(
+        settings.baseUrl + API_ROOT + path,
+        { cache: 'no-cache', ...init },
+        settings
+      ),
+    socket: path => {
+      const url = new URL(settings.wsUrl + API_ROOT + path);
+      if (settings.token && settings.appendToken) {
+        url.searchParams.set('token', settings.token);
+      }
+      return new settings.WebSocket(url.toString()) as unknown as SocketLike;
+    }
+  };
+}
+
+/** The server's message as a notification; a toast shows ~140 characters, so the whole of it
+ * (every problem of a bad spec, one per line) is one click away. */
+function notifyError(title: string, error: unknown): void {
+  const message =
+    error instanceof ApiError || error instanceof Error ? error.message : String(error);
+  console.warn(`osmo: ${title}:`, error);
+  Notification.error(`${title}: ${message}`, {
+    autoClose: 10000,
+    actions: [
+      {
+        label: 'Details',
+        caption: 'Show the whole message',
+        callback: () =>
+          void showDialog({
+            title,
+            body: new Widget({ node: h('pre', { class: 'osmo-error-details' }, message) }),
+            buttons: [Dialog.okButton({ label: 'Close' })]
+          })
+      }
+    ]
+  });
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: '@osmo-jupyter/labextension:plugin',
+  description: 'OSMO workflows in JupyterLab: live list, DAG, logs, submit, cancel, pools',
+  autoStart: true,
+  optional: [ILayoutRestorer, ICommandPalette, IFileBrowserFactory, IDocumentManager],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null,
+    browsers: IFileBrowserFactory | null,
+    docs: IDocumentManager | null
+  ) => {
+    const client = new OsmoClient(labTransport(app.serviceManager.serverSettings));
+    const actions = new TaskActions();
+    const logs = new WidgetTracker<MainAreaWidget<LogViewer>>({ namespace: 'osmo-logs' });
+
+    async function submitPath(path: string): Promise<string | null> {
+      try {
+        const file = await app.serviceManager.contents.get(path, {
+          content: true,
+          format: 'text'
+        });
+        const { id } = await client.submit(String(file.content));
+        Notification.success(`Submitted ${path} as ${id}`, { autoClose: 4000 });
+        return id;
+      } catch (e) {
+        notifyError(`Could not submit ${path}`, e);
+        return null;
+      }
+    }
+
+    const panel = new OsmoPanel({
+      client,
+      actions,
+      notifyError,
+      openLogs: (workflowId, task) =>
+        void app.commands.execute(CommandIDs.openLogs, { workflowId, task }),
+      submitFile: async () =>
+        (await app.commands.execute(CommandIDs.submitFile, {})) as string | null
+    });
+    panel.title.icon = osmoIcon;
+    app.shell.add(panel, 'left', { rank: 650 });
+    restorer?.add(panel, 'osmo-panel');
+
+    app.commands.addCommand(CommandIDs.openPanel, {
+      label: 'OSMO: Show Workflows',
+      execute: () => app.shell.activateById(panel.id)
+    });
+    app.commands.addCommand(CommandIDs.refresh, {
+      label: 'OSMO: Reload Workflows',
+      execute: () => panel.reload()
+    });
+    app.commands.addCommand(CommandIDs.submitFile, {
+      label: 'OSMO: Submit Workflow YAML…',
+      execute: async args => {
+        let path = args.path as string | undefined;
+        if (!path) {
+          if (!docs) {
+            return null;
+          }
+          const result = await FileDialog.getOpenFiles({
+            manager: docs,
+            title: 'Submit a workflow to OSMO',
+            filter: model =>
+              model.type === 'directory' || /\.ya?ml$/i.test(model.name) ? {} : null
+          });
+          path = result.button.accept ? result.value?.[0]?.path : undefined;
+        }
+        return path ? submitPath(path) : null;
+      }
+    });
+    app.commands.addCommand(CommandIDs.submitSelected, {
+      label: 'Submit to OSMO',
+      icon: osmoIcon,
+      execute: async () => {
+        const browser = browsers?.tracker.currentWidget;
+        let last: string | null = null;
+        for (const item of browser ? [...browser.selectedItems()] : []) {
+          last = (await submitPath(item.path)) ?? last;
+        }
+        if (last) {
+          app.shell.activateById(panel.id);
+          await panel.select(last);
+        }
+      }
+    });
+    app.contextMenu.addItem({
+      command: CommandIDs.submitSelected,
+      selector: '.jp-DirListing-item[data-file-type="yaml"]',
+      rank: 20
+    });
+    app.commands.addCommand(CommandIDs.openLogs, {
+      label: args => (args.task ? `Log of ${args.task}` : 'OSMO: Open Task Log'),
+      execute: args => {
+        const workflowId = String(args.workflowId);
+        const task = String(args.task);
+        const open = logs.find(w => w.content.workflowId === workflowId && w.content.task === task);
+        if (open) {
+          app.shell.activateById(open.id);
+          return open;
+        }
+        const content = new LogViewer(client, workflowId, task, notifyError);
+        const widget = new MainAreaWidget({ content });
+        widget.id = content.id;
+        widget.title.icon = osmoIcon;
+        void logs.add(widget);
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+        return widget;
+      }
+    });
+    if (restorer) {
+      void restorer.restore(logs, {
+        command: CommandIDs.openLogs,
+        args: w => ({ workflowId: w.content.workflowId, task: w.content.task }),
+        name: w => `${w.content.workflowId}/${w.content.task}`
+      });
+    }
+    for (const command of [CommandIDs.openPanel, CommandIDs.submitFile, CommandIDs.refresh]) {
+      palette?.addItem({ command, category: 'OSMO' });
+    }
+  }
+};
+
+export default plugin;

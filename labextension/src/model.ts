@@ -1,0 +1,430 @@
+/**
+ * The panel's state, kept apart from the DOM: the workflow list and one workflow's DAG, each
+ * loaded once over REST and then moved only by events (never by polling). Pure, unit-tested.
+ */
+import type { OsmoEvent, TaskAttempt, WorkflowDetail, WorkflowRow } from './api';
+
+/** The CSS class family of a status (colours come from JupyterLab's theme variables). */
+export function statusKind(status: string): string {
+  switch (status) {
+    case 'COMPLETED':
+      return 'completed';
+    case 'RUNNING':
+    case 'INITIALIZING':
+      return 'running';
+    case 'WAITING':
+    case 'SUBMITTING':
+      return 'waiting';
+    case 'PENDING':
+    case 'PROCESSING':
+    case 'SCHEDULING':
+      return 'pending';
+    case 'RESCHEDULED':
+      return 'rescheduled';
+    case 'FAILED_CANCELED':
+      return 'canceled';
+    default:
+      return status.startsWith('FAILED') ? 'failed' : 'unknown';
+  }
+}
+
+export function isTerminal(status: string): boolean {
+  return status === 'COMPLETED' || status.startsWith('FAILED');
+}
+
+export function formatDuration(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds)) {
+    return '';
+  }
+  if (seconds < 60) {
+    return `${seconds.toFixed(1)}s`;
+  }
+  const m = Math.floor(seconds / 60);
+  const s = Math.floor(seconds % 60);
+  return m < 60 ? `${m}m${String(s).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${m % 60}m`;
+}
+
+export function duration(
+  row: { start_time: number | null; end_time: number | null },
+  now: number
+): number | null {
+  if (!row.start_time) {
+    return null;
+  }
+  return (row.end_time ?? now) - row.start_time;
+}
+
+export interface TaskState {
+  status: string;
+  retry_id: number;
+}
+
+export interface WorkflowState extends WorkflowRow {
+  /** Number of tasks, from `workflow.submitted` (null until known). */
+  total: number | null;
+  tasks: Record<string, TaskState>;
+}
+
+export interface Filter {
+  status: string; // '' = any; a status or a kind ('failed')
+  pool: string; // '' = any
+  search: string; // substring of id or name, case-insensitive
+}
+
+type Listener = () => void;
+
+/** Every workflow the user may see, by id. */
+export class WorkflowList {
+  readonly rows = new Map<string, WorkflowState>();
+  private listeners: Listener[] = [];
+
+  onChange(fn: Listener): void {
+    this.listeners.push(fn);
+  }
+
+  private changed(): void {
+    for (const fn of this.listeners) {
+      fn();
+    }
+  }
+
+  /** Rows read over REST (a snapshot: their status wins over what came before). */
+  load(rows: WorkflowRow[]): void {
+    for (const r of rows) {
+      const old = this.rows.get(r.id);
+      this.rows.set(r.id, { ...r, total: old?.total ?? null, tasks: old?.tasks ?? {} });
+    }
+    this.changed();
+  }
+
+  /** Apply one event; true if it changed a row. Events arrive in id order. */
+  apply(ev: OsmoEvent, notify = true): boolean {
+    let row = this.rows.get(ev.workflow_id);
+    const p = ev.payload ?? {};
+    if (ev.type === 'workflow.submitted') {
+      row = {
+        id: ev.workflow_id,
+        name: String(p.name ?? ev.workflow_id),
+        user: String(p.user ?? ''),
+        pool: String(p.pool ?? ''),
+        status: ev.status ?? 'PENDING',
+        submit_time: ev.ts,
+        start_time: null,
+        end_time: null,
+        message: null,
+        ...row,
+        total: typeof p.tasks === 'number' ? p.tasks : (row?.total ?? null),
+        tasks: row?.tasks ?? {}
+      };
+      this.rows.set(ev.workflow_id, row);
+    } else if (!row) {
+      return false; // a workflow this list has not heard of (its submit is older than the load)
+    } else if (ev.type === 'workflow.status' && ev.status) {
+      row.status = ev.status;
+      row.message = (p.message as string | undefined) ?? row.message;
+      if (ev.status === 'RUNNING' && !row.start_time) {
+        row.start_time = ev.ts;
+      }
+      if (isTerminal(ev.status)) {
+        row.end_time = ev.ts;
+      }
+    } else if (ev.type === 'task.status' && ev.task && ev.status) {
+      const old = row.tasks[ev.task];
+      const retry = ev.retry_id ?? 0;
+      if (old && old.retry_id > retry) {
+        return false; // an older attempt's late news
+      }
+      row.tasks[ev.task] = { status: ev.status, retry_id: retry };
+    } else {
+      return false;
+    }
+    if (notify) {
+      this.changed();
+    }
+    return true;
+  }
+
+  progress(id: string): { done: number; total: number | null } {
+    const row = this.rows.get(id);
+    if (!row) {
+      return { done: 0, total: null };
+    }
+    const states = Object.values(row.tasks);
+    const done = states.filter(t => t.status === 'COMPLETED').length;
+    return { done, total: row.total ?? (states.length || null) };
+  }
+
+  filtered(filter: Filter): WorkflowState[] {
+    const search = filter.search.trim().toLowerCase();
+    return [...this.rows.values()]
+      .filter(r => !filter.pool || r.pool === filter.pool)
+      .filter(
+        r => !filter.status || r.status === filter.status || statusKind(r.status) === filter.status
+      )
+      .filter(
+        r => !search || r.id.toLowerCase().includes(search) || r.name.toLowerCase().includes(search)
+      )
+      .sort((a, b) => (b.submit_time ?? 0) - (a.submit_time ?? 0) || b.id.localeCompare(a.id));
+  }
+
+  pools(): string[] {
+    return [...new Set([...this.rows.values()].map(r => r.pool).filter(Boolean))].sort();
+  }
+}
+
+/** What the validated spec says about one task (the spec JSON's task objects). */
+export interface SpecTask {
+  name: string;
+  group?: string;
+  inputs: unknown[];
+  outputs: unknown[];
+  resource?: unknown;
+  image?: string;
+  command?: string[];
+}
+
+export interface SpecInfo {
+  tasks: Record<string, SpecTask>;
+  upstream: Record<string, string[]>;
+  resources: Record<string, unknown>;
+}
+
+/** The spec JSON (as stored by the server) → tasks, their upstream tasks and resources. */
+export function parseSpec(specJson: string): SpecInfo {
+  const spec = JSON.parse(specJson || '{}') as Record<string, unknown>;
+  const tasks: Record<string, SpecTask> = {};
+  const add = (t: Record<string, unknown>, group?: string) => {
+    tasks[String(t.name)] = {
+      name: String(t.name),
+      group,
+      inputs: (t.inputs as unknown[]) ?? [],
+      outputs: (t.outputs as unknown[]) ?? [],
+      resource: t.resource,
+      image: t.image as string | undefined,
+      command: t.command as string[] | undefined
+    };
+  };
+  for (const t of (spec.tasks as Record<string, unknown>[]) ?? []) {
+    add(t);
+  }
+  for (const g of (spec.groups as Record<string, unknown>[]) ?? []) {
+    for (const t of (g.tasks as Record<string, unknown>[]) ?? []) {
+      add(t, String(g.name));
+    }
+  }
+  const upstream: Record<string, string[]> = {};
+  for (const t of Object.values(tasks)) {
+    upstream[t.name] = t.inputs
+      .map(i => (i && typeof i === 'object' ? (i as { task?: string }).task : undefined))
+      .filter((x): x is string => typeof x === 'string' && x in tasks);
+  }
+  return { tasks, upstream, resources: (spec.resources as Record<string, unknown>) ?? {} };
+}
+
+/** Longest-path level of each task (0 = no upstream); a cycle cannot reach here (validated). */
+export function levels(upstream: Record<string, string[]>): Record<string, number> {
+  const out: Record<string, number> = {};
+  const level = (name: string, seen: Set<string>): number => {
+    if (name in out) {
+      return out[name];
+    }
+    if (seen.has(name)) {
+      return 0;
+    }
+    seen.add(name);
+    const ups = upstream[name] ?? [];
+    out[name] = ups.length ? 1 + Math.max(...ups.map(u => level(u, seen))) : 0;
+    return out[name];
+  };
+  for (const name of Object.keys(upstream)) {
+    level(name, new Set());
+  }
+  return out;
+}
+
+export interface NodeBox {
+  name: string;
+  x: number;
+  y: number;
+}
+export interface GroupBox {
+  name: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+export interface Layout {
+  nodes: NodeBox[];
+  groups: GroupBox[];
+  edges: Array<{ from: string; to: string }>;
+  width: number;
+  height: number;
+}
+
+export const NODE_W = 150;
+export const NODE_H = 44;
+const GAP_X = 48;
+const GAP_Y = 18;
+const PAD = 10;
+const GROUP_PAD = 8;
+const GROUP_LABEL = 14;
+
+/** Columns by level; a column's tasks ordered by group, so a group's box holds only its own. */
+export function layout(order: string[], spec: SpecInfo): Layout {
+  const lv = levels(Object.fromEntries(order.map(n => [n, spec.upstream[n] ?? []])));
+  const columns: string[][] = [];
+  for (const name of order) {
+    (columns[lv[name] ?? 0] ??= []).push(name);
+  }
+  const groupOf = (n: string) => spec.tasks[n]?.group ?? '';
+  const nodes: NodeBox[] = [];
+  let height = 0;
+  columns.forEach((col, c) => {
+    const sorted = [...col].sort(
+      (a, b) => groupOf(a).localeCompare(groupOf(b)) || order.indexOf(a) - order.indexOf(b)
+    );
+    let y = PAD;
+    let prev: string | undefined;
+    for (const name of sorted) {
+      const g = groupOf(name);
+      if (g && g !== prev) {
+        y += GROUP_LABEL + GROUP_PAD; // room for the group's label above its first task
+      } else if (!g && prev) {
+        y += GROUP_PAD;
+      }
+      nodes.push({ name, x: PAD + GROUP_PAD + c * (NODE_W + GAP_X), y });
+      y += NODE_H + GAP_Y;
+      prev = g || undefined;
+      height = Math.max(height, y);
+    }
+  });
+  const byName = Object.fromEntries(nodes.map(n => [n.name, n]));
+  const groups: GroupBox[] = [];
+  for (const g of [...new Set(order.map(groupOf).filter(Boolean))]) {
+    const members = nodes.filter(n => groupOf(n.name) === g);
+    const x0 = Math.min(...members.map(n => n.x)) - GROUP_PAD;
+    const y0 = Math.min(...members.map(n => n.y)) - GROUP_PAD - GROUP_LABEL;
+    const x1 = Math.max(...members.map(n => n.x)) + NODE_W + GROUP_PAD;
+    const y1 = Math.max(...members.map(n => n.y)) + NODE_H + GROUP_PAD;
+    groups.push({ name: g, x: x0, y: y0, width: x1 - x0, height: y1 - y0 });
+  }
+  const edges = order.flatMap(to =>
+    (spec.upstream[to] ?? []).filter(from => byName[from]).map(from => ({ from, to }))
+  );
+  return {
+    nodes,
+    groups,
+    edges,
+    width: PAD * 2 + GROUP_PAD * 2 + columns.length * (NODE_W + GAP_X) - GAP_X,
+    height: height + PAD + GROUP_PAD
+  };
+}
+
+/** One workflow: its latest attempt per task, moved by that workflow's events. */
+export class WorkflowView {
+  status: string;
+  message: string | null;
+  /** Task names in spec order. */
+  readonly order: string[];
+  readonly tasks = new Map<string, TaskAttempt>();
+  readonly groups = new Map<string, string>();
+  /** The last log lines seen per task (live ones come with `task.log` events). */
+  readonly tail = new Map<string, string[]>();
+
+  constructor(
+    readonly detail: WorkflowDetail,
+    readonly spec: SpecInfo,
+    readonly tailSize = 5
+  ) {
+    this.status = detail.status;
+    this.message = detail.message;
+    for (const t of detail.tasks) {
+      const old = this.tasks.get(t.name);
+      if (!old || old.retry_id <= t.retry_id) {
+        this.tasks.set(t.name, t);
+      }
+    }
+    for (const g of detail.groups) {
+      this.groups.set(g.name, g.status);
+    }
+    const specOrder = Object.keys(spec.tasks);
+    this.order = [
+      ...specOrder.filter(n => this.tasks.has(n)),
+      ...[...this.tasks.keys()].filter(n => !specOrder.includes(n))
+    ];
+  }
+
+  get id(): string {
+    return this.detail.id;
+  }
+
+  /** Apply one event of this workflow; true if anything shown changed. */
+  apply(ev: OsmoEvent): boolean {
+    if (ev.workflow_id !== this.id) {
+      return false;
+    }
+    const p = ev.payload ?? {};
+    if (ev.type === 'workflow.status' && ev.status) {
+      this.status = ev.status;
+      this.message = (p.message as string | undefined) ?? this.message;
+      return true;
+    }
+    if (ev.type === 'group.status' && ev.group_name && ev.status) {
+      this.groups.set(ev.group_name, ev.status);
+      return true;
+    }
+    if (ev.type === 'task.log' && ev.task) {
+      const lines = this.tail.get(ev.task) ?? [];
+      lines.push(String(p.text ?? ''));
+      this.tail.set(ev.task, lines.slice(-this.tailSize));
+      return true;
+    }
+    if (ev.type !== 'task.status' || !ev.task || !ev.status) {
+      return false;
+    }
+    const retry = ev.retry_id ?? 0;
+    const old = this.tasks.get(ev.task);
+    if (old && old.retry_id > retry) {
+      return false;
+    }
+    const fresh = !old || old.retry_id < retry;
+    const t: TaskAttempt = fresh
+      ? {
+          workflow_id: this.id,
+          name: ev.task,
+          retry_id: retry,
+          group_name: ev.group_name,
+          status: ev.status,
+          exit_code: null,
+          node: null,
+          alloc: null,
+          create_time: ev.ts,
+          start_time: null,
+          end_time: null,
+          message: null
+        }
+      : { ...old };
+    t.status = ev.status;
+    if (typeof p.exit_code === 'number') {
+      t.exit_code = p.exit_code;
+    }
+    if (typeof p.node === 'string') {
+      t.node = p.node;
+    }
+    if (typeof p.message === 'string') {
+      t.message = p.message;
+    }
+    if (ev.status === 'RUNNING' && !t.start_time) {
+      t.start_time = ev.ts;
+    }
+    if (isTerminal(ev.status)) {
+      t.end_time = ev.ts;
+    }
+    if (!this.order.includes(ev.task)) {
+      this.order.push(ev.task);
+    }
+    this.tasks.set(ev.task, t);
+    return true;
+  }
+}

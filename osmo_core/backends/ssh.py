@@ -1,0 +1,258 @@
+"""The SSH backend: machines reachable over SSH (workstations, NVIDIA Jetson devices) as nodes.
+
+Each host runs the same agent as the local backend (provisioned by ssh_host.py); this backend
+is its client over one asyncssh connection per host, which carries everything: commands,
+SFTP, the agent's JSON-lines protocol (a direct-streamlocal channel to the agent's Unix
+socket) and, for interactive access, a reverse port forward the agent dials home through (so
+a host needs no route back to the control plane).
+
+Data between hosts goes through the control plane: an attempt's log is mirrored here as its
+lines arrive, and when it succeeds its output folder (when not empty) is copied here too, under
+ROOT/ssh/<backend>/<host>/runs/<key>/, before its end is reported. That copy is the attempt's
+`output`, so a downstream task on the local backend reads it as is, and one on another host gets
+it pushed over SFTP before it starts; one on the same host reads the original in place. Large
+data should go through storage URLs or datasets, which the agent moves directly.
+
+A host that drops out (SSH down, agent gone) is marked offline at once (no new tasks go there)
+and reconnected with backoff; after `lost_grace` seconds its watched attempts are reported
+`Lost` (the engine makes them FAILED_BACKEND_ERROR, rescheduled by default). A new agent on a
+live host reports the old one's attempts lost itself (its recovery), which ends the same way.
+
+Config (OsmoConfig.backends["name"]):
+    kind: ssh
+    hosts: ["gpu1.lab", ...] or {"jetson-1": {"arch": "aarch64", "port": 2222, ...}, ...}
+      per host: port, username, python, dir, arch/cpus/memory/gpus (override what is probed)
+    known_hosts, ssh_config, client_keys, username, python ("python3"), dir ("~/.osmo-agent"),
+    connect_timeout (10), keepalive_interval (5), lost_grace (30), recheck_max (30),
+    idle_timeout (600), wheel (a wheel to install instead of one built here), install_deps
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from ..agent.logfile import read_lines
+from ..agent.workdir import LOG, OUTPUT, attempt_dir
+from ..errors import BackendError, ConfigError, Problem
+from . import ssh_host
+from .base import (
+    AttemptState,
+    Backend,
+    EventSink,
+    LaunchInfo,
+    LaunchRequest,
+    LogLine,
+    Node,
+)
+from .ssh_host import HostConfig
+from .ssh_link import HostLink
+
+log = logging.getLogger("osmo_core.backends.ssh")
+
+HOST_KEYS = {"port", "username", "python", "dir", "arch", "cpus", "memory", "gpus"}
+BACKEND_KEYS = {
+    "kind",
+    "root",
+    "hosts",
+    "known_hosts",
+    "ssh_config",
+    "client_keys",
+    "username",
+    "python",
+    "dir",
+    "connect_timeout",
+    "keepalive_interval",
+    "lost_grace",
+    "recheck_max",
+    "idle_timeout",
+    "wheel",
+    "install_deps",
+}
+
+
+def check_config(name: str, spec: dict[str, Any]) -> list[Problem]:
+    """Every problem of an ssh backend's config, naming the field (OsmoConfig validation)."""
+    where = f"OsmoConfig.backends.{name}"
+    problems = []
+    if set(spec) - BACKEND_KEYS:
+        problems.append(
+            Problem(
+                f"unknown keys {sorted(set(spec) - BACKEND_KEYS)}",
+                field=where,
+                hint=f"valid: {', '.join(sorted(BACKEND_KEYS))}",
+            )
+        )
+    hosts = spec.get("hosts")
+    if not hosts or not isinstance(hosts, (list, dict)):
+        problems.append(
+            Problem(
+                f"expected a non-empty list or dict of hosts, got {hosts!r}",
+                field=f"{where}.hosts",
+                hint="e.g. ['gpu1.lab'] or {'jetson-1': {'arch': 'aarch64'}}",
+            )
+        )
+    elif isinstance(hosts, dict):
+        for alias, opts in hosts.items():
+            bad = set(opts or {}) - HOST_KEYS if isinstance(opts, dict) else {"(not a dict)"}
+            if bad:
+                problems.append(
+                    Problem(
+                        f"unknown keys {sorted(bad)}",
+                        field=f"{where}.hosts.{alias}",
+                        hint=f"valid: {', '.join(sorted(HOST_KEYS))}",
+                    )
+                )
+    return problems
+
+
+def host_names(spec: dict[str, Any]) -> list[str]:
+    hosts = spec.get("hosts") or []
+    return list(hosts) if isinstance(hosts, (list, dict)) else []
+
+
+class SSHBackend(Backend):
+    kind = "ssh"
+    supports_hold = True  # the same agent as the local backend holds tasks
+
+    def __init__(self, name: str, config: dict[str, Any] | None = None):
+        super().__init__(name, config)
+        problems = check_config(name, self.config)
+        if problems:
+            raise ConfigError(problems)
+        self.root = Path(self.config.get("root") or ".").expanduser().resolve()
+        self.lost_grace = float(self.config.get("lost_grace", 30))
+        self.recheck_max = float(self.config.get("recheck_max", 30))
+        self.wheel: str | None = self.config.get("wheel")
+        self.dial_home: tuple[str, int, str] | None = None  # (host, port, client key)
+        connect = ssh_host.connect_options(self.config)
+        raw = self.config["hosts"]
+        entries = raw if isinstance(raw, dict) else dict.fromkeys(raw)
+        self.hosts: dict[str, HostLink] = {}
+        for alias, opts in entries.items():
+            opts = opts or {}
+            cfg = HostConfig(
+                alias=str(alias),
+                python=opts.get("python", self.config.get("python", "python3")),
+                dir=opts.get("dir", self.config.get("dir", "~/.osmo-agent")),
+                port=opts.get("port"),
+                username=opts.get("username", self.config.get("username")),
+                overrides={k: opts[k] for k in ("arch", "cpus", "memory", "gpus") if k in opts},
+                connect=connect,
+                install_deps=bool(self.config.get("install_deps", False)),
+                idle_timeout=float(self.config.get("idle_timeout", 600)),
+            )
+            self.hosts[cfg.alias] = HostLink(self, cfg)
+        self._where: dict[str, str] = {}  # attempt key -> host alias
+
+    # --- Backend -----------------------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        # In parallel: an unreachable host must not hold up the others (it is retried).
+        await asyncio.gather(*(h.start(sink) for h in self.hosts.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(h.stop() for h in self.hosts.values()))
+
+    async def nodes(self) -> list[Node]:
+        return [h.node for h in self.hosts.values()]  # the same objects: online is kept live
+
+    def host_status(self) -> dict[str, dict[str, Any]]:
+        """Per host: online, address, the last error (why it is offline)."""
+        return {
+            a: {"online": h.node.online, "address": h.address, "error": h.error}
+            for a, h in self.hosts.items()
+        }
+
+    def address_of(self, node: str) -> str:
+        """What {{host:TASK}} becomes for a task on `node`: the address we reached it at."""
+        h = self.hosts.get(node)
+        return h.address if h is not None else node
+
+    async def launch(self, req: LaunchRequest) -> LaunchInfo:
+        h = self._host(req.node)
+        if not h.node.online:
+            raise BackendError(f"host {h.cfg.alias} is offline: {h.error}")
+        self._where[req.key] = h.cfg.alias
+        inputs = [await h.stage_input(req.key, i) for i in req.inputs]
+        info = await h.launch(dataclasses.replace(req, inputs=inputs))
+        mirror = attempt_dir(h.mirror, req.key)
+        return dataclasses.replace(info, output=str(mirror / OUTPUT))
+
+    async def cancel(self, key: str, grace: float = 5.0) -> None:
+        alias = self._where.get(key)
+        hosts = [self.hosts[alias]] if alias else list(self.hosts.values())
+        for h in hosts:
+            if h.connected:
+                await h.cancel(key, grace)
+
+    async def release(self, key: str) -> None:
+        alias = self._where.get(key)
+        hosts = [self.hosts[alias]] if alias else list(self.hosts.values())
+        for h in hosts:
+            if h.connected:
+                await h.release(key)
+
+    async def status(self, keys: list[str]) -> dict[str, AttemptState]:
+        out = {k: AttemptState(k, "unknown") for k in keys}
+        for h in self.hosts.values():
+            if not h.connected:
+                for k in keys:
+                    if self._where.get(k) == h.cfg.alias:
+                        out[k] = AttemptState(k, "lost", message=f"host {h.cfg.alias} is offline")
+                continue
+            for k, st in (await h.status(keys)).items():
+                if st.state == "unknown":
+                    continue
+                out[k] = st
+                self._where[k] = h.cfg.alias
+                ended_here = attempt_dir(h.mirror, k) / OUTPUT
+                if st.state == "exited" and st.exit_code == 0 and not ended_here.exists():
+                    try:  # it ended while nobody watched: its outputs were never fetched
+                        await h.fetch(k, outputs=True, whole_log=True)
+                    except (asyncssh.Error, OSError, BackendError) as e:
+                        out[k] = AttemptState(k, "lost", message=f"fetching its outputs: {e}")
+        return out
+
+    async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
+        alias = self._where.get(key)
+        h = self.hosts.get(alias) if alias else None
+        if h is not None and h.connected and h.running(key):
+            return await h.read_log(key, start, limit)
+        for other in [h] if h else self.hosts.values():  # ended: its log was copied here
+            mirrored = attempt_dir(other.mirror, key) / LOG
+            if mirrored.exists():
+                return read_lines(mirrored, key, start, limit)
+        return await h.read_log(key, start, limit) if h else []
+
+    async def forget(self, key: str) -> None:
+        alias = self._where.pop(key, None)
+        if alias:
+            await self.hosts[alias].forget(key)
+
+    # --- interactive access (osmo_core.interactive) ------------------------------------------
+
+    def set_dial_home(self, host: str, port: int, client_key: str) -> None:
+        """Where agents dial home; each host's agent reaches it through a reverse forward."""
+        self.dial_home = (host, port, client_key)
+        for h in self.hosts.values():
+            if h.connected:
+                h.schedule(h.write_dial_home())
+
+    def agent_id_of(self, node: str) -> str:
+        return f"{self.name}@{node}"
+
+    async def shutdown_agents(self) -> None:
+        """Stop every host's agent (and its tasks); for tests and cleanup."""
+        await asyncio.gather(*(h.shutdown() for h in self.hosts.values() if h.connected))
+        await self.stop()
+
+    def _host(self, node: str | None) -> HostLink:
+        if node not in self.hosts:
+            raise BackendError(f"ssh backend {self.name!r} has no host {node!r}")
+        return self.hosts[node]

@@ -1,0 +1,200 @@
+"""`Client().attach(WF, TASK)` and `%osmo attach`: a kernel inside a running task.
+
+- Embedded (the engine in this process): the kernel is started through the Service's agent
+  connection directly (osmo_core/interactive/kernel.py); its tunnels listen here.
+- A server: `POST .../tasks/{task}/kernels` starts it as a kernel of that server; each ZMQ
+  channel gets a local listener here whose connections travel as WebSockets
+  (`.../kernels/{id}/channels/{channel}`) to the server, which forwards them over the agent's
+  SSH connection (kernel_handlers.py).
+
+Either way the caller gets a jupyter_client `BlockingKernelClient`, already answering
+kernel_info; `kc.osmo.close()` shuts the kernel down and stops the tunnels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from typing import Any
+
+from jupyter_client.blocking import BlockingKernelClient
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+from osmo_core.client import API_PATH
+from osmo_core.errors import OsmoError
+from osmo_core.interactive.kernel import CHANNELS, RemoteKernel
+from osmo_core.interactive.tunnel import PortTunnel, WebSocketStream
+
+from . import _loop
+
+SHUTDOWN_WAIT = 5.0
+PREFIX = "osmo--"  # kernel spec names of tasks: osmo--WF--TASK
+
+
+def spec_name(wf_id: str, task: str) -> str:
+    """The kernel spec of a task (kernels.py); lower case, as jupyter_client's names are."""
+    return f"{PREFIX}{wf_id}--{task}".lower()
+
+
+SWITCH_DELAY = 0.5
+
+
+class Attached:
+    """What keeps an attached kernel reachable; `close()` ends it."""
+
+    def __init__(self, kc: BlockingKernelClient, close: Any, kernel_id: str | None):
+        self.kc = kc
+        self.kernel_id = kernel_id
+        self._close = close
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.kc.stop_channels()
+        self._close()
+
+
+def attach(transport: Any, wf_id: str, task: str, timeout: float = 60.0) -> BlockingKernelClient:
+    if transport.kind == "embedded":
+        key = uuid.uuid4().hex.encode()
+        kernel = _loop.run(RemoteKernel.start(transport.service, wf_id, task, key), timeout)
+        info = kernel.connection_info()
+        kernel_id = None
+
+        def close() -> None:
+            _loop.run(_shutdown_embedded(kernel, info), SHUTDOWN_WAIT + 15)
+
+    else:
+        made = transport.request("POST", f"workflows/{wf_id}/tasks/{task}/kernels")
+        kernel_id = made["kernel_id"]
+        base = f"workflows/{wf_id}/tasks/{task}/kernels/{kernel_id}"
+        tunnels = _loop.run(_ws_tunnels(transport, base), timeout)
+        info = {f"{ch}_port": t.port for ch, t in tunnels.items()}
+        info.update(
+            ip="127.0.0.1",
+            transport="tcp",
+            key=made["key"].encode(),
+            signature_scheme=made["signature_scheme"],
+        )
+
+        def close() -> None:
+            with contextlib.suppress(OsmoError):
+                transport.request("DELETE", base)
+            _loop.run(_close_all(tunnels), 10)
+
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=timeout)
+    except RuntimeError as e:
+        kc.stop_channels()
+        close()
+        raise OsmoError(f"the kernel in {wf_id}/{task} did not answer: {e}") from None
+    kc.osmo = Attached(kc, close, kernel_id)  # type: ignore[attr-defined]
+    return kc
+
+
+async def _shutdown_embedded(kernel: RemoteKernel, info: dict[str, Any]) -> None:
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    kc = AsyncKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
+    kc.shutdown()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(kernel.wait(), SHUTDOWN_WAIT)
+    kc.stop_channels()
+    if kernel.poll() is None:
+        await kernel.kill()
+    await kernel.close()
+
+
+async def _close_all(tunnels: dict[str, PortTunnel]) -> None:
+    await asyncio.gather(*(t.close() for t in tunnels.values()), return_exceptions=True)
+
+
+async def _ws_tunnels(transport: Any, base: str) -> dict[str, PortTunnel]:
+    url = "ws" + transport.url[len("http") :] + f"{API_PATH}/{base}/channels/"
+    headers = {"Authorization": f"token {transport.token}"}
+
+    def opener(channel: str) -> Any:
+        async def open_ws() -> tuple[WebSocketStream, WebSocketStream]:
+            conn = await websocket_connect(
+                HTTPRequest(url + channel, headers=headers, connect_timeout=10)
+            )
+            s = WebSocketStream(conn)
+            return s, s
+
+        return open_ws
+
+    tunnels = {ch: PortTunnel(opener(ch), name=f"kernel {ch}") for ch in CHANNELS}
+    for t in tunnels.values():
+        await t.start()
+    return tunnels
+
+
+# --- %osmo attach: switch this notebook's kernel through the server's sessions API ----------
+
+
+def switch_session_kernel(kernel_name: str) -> tuple[dict[str, Any], str]:
+    """Start a `kernel_name` kernel on the server this kernel came from, then (in the
+    background, SWITCH_DELAY s later) point this kernel's session at it: the server then shuts
+    this kernel down, so its answer to that PATCH never arrives. Answers (the session before,
+    the new kernel's id); every error that can be seen comes from the first, synchronous step."""
+    url = os.environ.get("OSMO_SERVER_URL")
+    token = os.environ.get("OSMO_SERVER_TOKEN", "")
+    if not url:
+        raise OsmoError(
+            "this kernel was not started by a Jupyter server with osmo (no OSMO_SERVER_URL); "
+            "use Client().attach(WF, TASK) instead"
+        )
+    mine = _own_kernel_id()
+    sessions = _call(url, token, "GET", "api/sessions")
+    before = next((s for s in sessions if (s.get("kernel") or {}).get("id") == mine), None)
+    if before is None:
+        raise OsmoError(f"no notebook session of the server at {url} uses this kernel ({mine})")
+    new = _call(url, token, "POST", "api/kernels", {"name": kernel_name})["id"]
+
+    def patch() -> None:
+        time.sleep(SWITCH_DELAY)  # this cell's reply goes out first
+        with contextlib.suppress(OsmoError):
+            _call(url, token, "PATCH", f"api/sessions/{before['id']}", {"kernel": {"id": new}})
+
+    threading.Thread(target=patch, name="osmo-attach", daemon=True).start()
+    return before, new
+
+
+def _own_kernel_id() -> str:
+    from ipykernel.connect import get_connection_file
+
+    name = os.path.basename(get_connection_file())
+    return name.removeprefix("kernel-").removesuffix(".json")
+
+
+def _call(url: str, token: str, method: str, path: str, body: Any = None) -> Any:
+    req = urllib.request.Request(
+        f"{url.rstrip('/')}/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=90) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        try:
+            msg = json.loads(e.read())["message"]
+        except (ValueError, KeyError, TypeError):
+            msg = e.reason
+        raise OsmoError(f"{method} {path}: HTTP {e.code}: {msg}") from None
+    except OSError as e:
+        raise OsmoError(f"cannot reach the Jupyter server at {url}: {e}") from None

@@ -1,0 +1,312 @@
+"""Remote kernels: every RUNNING task of the user is a kernelspec "OSMO: WF/TASK".
+
+- `OsmoKernelSpecManager` wraps the server's own kernel spec manager (normal kernels are
+  untouched) and adds one spec per running task the caller may reach (their own; an admin's:
+  all), built on demand from the store — nothing is written to disk. `install()` puts it in
+  place when the extension loads (the server, its kernel manager and the web settings all hold
+  the same object), so it works inside `jupyter lab` as well as `jupyter osmo`.
+- `OsmoTaskProvisioner` (entry point `osmo-task` in group `jupyter_client.kernel_provisioners`)
+  launches the kernel inside the task through the agent (osmo_core/interactive/kernel.py) and
+  reports 127.0.0.1 ports tunnelled there. Interrupt (`interrupt_mode: signal`), restart (the
+  same local ports again) and shutdown are jupyter_client's own, over the tunnel. When the task
+  ends, the kernel prints why in the running cell and exits, and the server gives up on it at
+  once (no auto-restart into a task that is gone): it is removed, and the reason is logged.
+
+Who may: the principal of the request (recorded per request by `install`, which wraps the
+server's identity provider; osmo's own rules, identity.py) must own the workflow or be an admin;
+else 403. Specs are listed per caller the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib.metadata
+import inspect
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
+from jupyter_client.provisioning import KernelProvisionerBase
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
+from jupyter_server.auth.identity import User
+from tornado import web
+from traitlets import Instance, Unicode
+
+from osmo_core.auth import Principal, policy
+from osmo_core.errors import BackendError, Forbidden, OsmoError
+from osmo_core.interactive.kernel import RemoteKernel
+
+from ._attach import PREFIX, spec_name
+from .handlers import _from_osmo
+from .identity import principal_of
+
+if TYPE_CHECKING:
+    from osmo_core.service import Service
+
+    from .app import OsmoApp
+
+PROVISIONER = "osmo-task"
+
+# The principal of the request being served, for what runs inside it without the handler (kernel
+# specs, provisioners): set by the identity provider's get_user (wrapped in `install`); each
+# request runs in its own asyncio task, so it never leaks into another.
+CURRENT_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "osmo_principal", default=None
+)
+
+
+def _logo_dir() -> str:
+    try:
+        from ipykernel.kernelspec import RESOURCES
+
+        return str(RESOURCES)
+    except ImportError:  # no logo then
+        return os.path.dirname(__file__)
+
+
+def task_spec(wf_id: str, task: str) -> KernelSpec:
+    return KernelSpec(
+        argv=["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],  # run in the task
+        display_name=f"OSMO: {wf_id}/{task}",
+        language="python",
+        interrupt_mode="signal",
+        resource_dir=_logo_dir(),
+        metadata={
+            "osmo": {"workflow": wf_id, "task": task},
+            "kernel_provisioner": {
+                "provisioner_name": PROVISIONER,
+                "config": {"workflow": wf_id, "task": task},
+            },
+        },
+    )
+
+
+def _started(app: OsmoApp | None) -> Service | None:
+    task = getattr(app, "_start_task", None)
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()  # type: ignore[no-any-return]
+
+
+def current_principal(app: OsmoApp) -> Principal | None:
+    """Who asks: the request's principal; outside a request, the owner under a single-user
+    identity provider (else nobody)."""
+    who = CURRENT_PRINCIPAL.get()
+    if who is not None:
+        return who
+    svc = app.service
+    idp = app.serverapp.identity_provider
+    who = principal_of(User("?"), idp, svc.config.admin_users if svc else set())
+    return who if who.is_admin else None
+
+
+def _track_principal(app: OsmoApp) -> None:
+    """Have the server's identity provider record each request's principal."""
+    idp = app.serverapp.identity_provider
+    if getattr(idp, "_osmo_tracked", False):
+        return
+    get_user = idp.get_user
+
+    async def tracked(handler: Any) -> Any:
+        user = get_user(handler)
+        if inspect.isawaitable(user):
+            user = await user
+        if user is not None:
+            admins = app.service.config.admin_users if app.service else set()
+            CURRENT_PRINCIPAL.set(principal_of(user, idp, admins))
+        return user
+
+    idp.get_user = tracked
+    idp._osmo_tracked = True
+
+
+def running_tasks(svc: Service, who: Principal | None) -> list[tuple[str, str]]:
+    """(workflow, task) of every RUNNING task `who` may reach, on a backend with interactive
+    access."""
+    if who is None:
+        return []
+    hub = svc.interactive
+    found = []
+    user = None if who.is_admin else who.name
+    for wf in svc.list(statuses=["RUNNING"], user=user, limit=1000):
+        for t in svc.get(wf["id"])["tasks"]:
+            if t["status"] == "RUNNING":
+                try:
+                    hub.placement(wf["id"], t["name"])
+                except OsmoError:
+                    continue
+                found.append((str(wf["id"]), str(t["name"])))
+    return found
+
+
+class OsmoKernelSpecManager(KernelSpecManager):
+    """The server's kernel specs, plus one per running task of the caller."""
+
+    inner = Instance(KernelSpecManager, help="the server's own kernel spec manager")
+    osmo_app: Any = None
+
+    def _ours(self) -> dict[str, tuple[str, str]]:
+        svc = _started(self.osmo_app)
+        if svc is None:
+            return {}
+        who = current_principal(self.osmo_app)
+        try:
+            return {spec_name(w, t): (w, t) for w, t in running_tasks(svc, who)}
+        except OsmoError as e:  # the server's own kernels stay listed
+            self.log.warning("osmo: no task kernel specs: %s", e)
+            return {}
+
+    def find_kernel_specs(self) -> dict[str, str]:
+        found = dict(self.inner.find_kernel_specs())
+        found.update({name: _logo_dir() for name in self._ours()})
+        return found
+
+    def get_all_specs(self) -> dict[str, dict[str, Any]]:
+        specs = dict(self.inner.get_all_specs())
+        for name, (wf, task) in self._ours().items():
+            spec = task_spec(wf, task)
+            specs[name] = {"resource_dir": spec.resource_dir, "spec": spec.to_dict()}
+        return specs
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        if not kernel_name.lower().startswith(PREFIX):
+            return self.inner.get_kernel_spec(kernel_name)
+        svc = _started(self.osmo_app)
+        if svc is not None:  # any task by name; who may start it is checked at launch
+            for wf in svc.list(statuses=["RUNNING"], limit=1000):
+                for t in svc.get(wf["id"])["tasks"]:
+                    if kernel_name.lower() == spec_name(wf["id"], t["name"]):
+                        return task_spec(str(wf["id"]), str(t["name"]))
+        raise NoSuchKernel(kernel_name)
+
+
+class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+    """Starts ipykernel inside a running task and tunnels its ports here."""
+
+    workflow = Unicode(config=True, help="the workflow id of the task")
+    task = Unicode(config=True, help="the task's name")
+    kernel: RemoteKernel | None = None
+    _ports: dict[str, int]
+
+    @property
+    def has_process(self) -> bool:
+        return self.kernel is not None
+
+    def _app(self) -> OsmoApp:
+        ksm = getattr(self.parent, "kernel_spec_manager", None)
+        app = getattr(ksm, "osmo_app", None)
+        if app is None:
+            raise web.HTTPError(500, "osmo kernels need the osmo_jupyter server extension")
+        return app  # type: ignore[no-any-return]
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        app = self._app()
+        svc = await app.ready()
+        who = current_principal(app)
+        try:
+            if who is None:
+                raise Forbidden("cannot tell who asks for this kernel; use the osmo API")
+            policy.check_owner(who, svc.store.workflow_owner(self.workflow), self.workflow)
+            svc.interactive.placement(self.workflow, self.task)
+        except OsmoError as e:
+            raise _http(e) from e
+        kwargs.pop("cmd", None)
+        return await super().pre_launch(cmd=list(self.kernel_spec.argv), **kwargs)
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
+        km = self.parent
+        svc = await self._app().ready()
+        try:
+            self.kernel = await RemoteKernel.start(
+                svc,
+                self.workflow,
+                self.task,
+                km.session.key,
+                km.session.signature_scheme,
+                getattr(self, "_ports", None),
+            )
+        except OsmoError as e:
+            raise _http(e) from e
+        self._ports = {ch: t.port for ch, t in self.kernel.tunnels.items()}
+        self.connection_info = self.kernel.connection_info()
+        return self.connection_info  # type: ignore[no-any-return]
+
+    async def poll(self) -> int | None:
+        k = self.kernel
+        if k is None:
+            return 0
+        code = k.poll()
+        if code is not None and k.reason and "ended (" in k.reason:
+            self._give_up(k.reason)
+        return code
+
+    def _give_up(self, reason: str) -> None:
+        """The task is gone: no auto-restart (it would fail); the server drops the kernel."""
+        km = self.parent
+        if getattr(km, "reason", None) != reason:
+            self.log.warning("osmo: kernel %s: %s", self.kernel_id, reason)
+            km.reason = reason
+        restarter = getattr(km, "_restarter", None)
+        if restarter is not None:
+            restarter.restart_limit = 0
+
+    async def wait(self) -> int | None:
+        return await self.kernel.wait() if self.kernel is not None else 0
+
+    async def send_signal(self, signum: int) -> None:
+        if self.kernel is not None:
+            try:
+                await self.kernel.signal(signum)
+            except BackendError as e:  # as for a local process that is gone: nothing to signal
+                self.log.warning("osmo: kernel %s: %s", self.kernel_id, e)
+
+    async def kill(self, restart: bool = False) -> None:
+        if self.kernel is not None:
+            await self.kernel.kill()
+
+    async def terminate(self, restart: bool = False) -> None:
+        if self.kernel is not None:
+            with contextlib.suppress(BackendError):
+                await self.kernel.signal(signal.SIGTERM)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        k, self.kernel = self.kernel, None
+        if k is not None:
+            await k.close()
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = await super().get_provisioner_info()
+        info.update(workflow=self.workflow, task=self.task)
+        return info
+
+
+def _http(e: OsmoError) -> web.HTTPError:
+    """The same status and JSON body as the osmo API gives for `e` (also on /api/kernels)."""
+    return _from_osmo(e)
+
+
+def install(app: OsmoApp) -> None:
+    """Put the osmo kernel specs and provisioner in the server `app` extends."""
+    server = app.serverapp
+    ksm = server.kernel_spec_manager
+    if not isinstance(ksm, OsmoKernelSpecManager):
+        ksm = OsmoKernelSpecManager(parent=server, inner=ksm)
+        ksm.osmo_app = app
+        server.kernel_spec_manager = ksm
+    # The kernel manager and the web settings hold their own references (and the settings may
+    # be built after this runs: `_start_jupyter_server_extension` calls this again).
+    server.kernel_manager.kernel_spec_manager = ksm
+    if server.web_app is not None:
+        server.web_app.settings["kernel_spec_manager"] = ksm
+    _track_principal(app)
+    # Registered here as well as in pyproject's entry points: an editable checkout whose
+    # installed metadata predates the entry point still finds it.
+    factory = KernelProvisionerFactory.instance()
+    if PROVISIONER not in factory.provisioners:
+        factory.provisioners[PROVISIONER] = importlib.metadata.EntryPoint(
+            name=PROVISIONER,
+            value=f"{__name__}:OsmoTaskProvisioner",
+            group="jupyter_client.kernel_provisioners",
+        )

@@ -1,0 +1,278 @@
+"""The OSMO side panel in JupyterLab, in a real browser (Debian's Chromium, driven by
+Playwright) against a real `jupyter lab` with the osmo server extension and the local backend.
+
+The lab loads this checkout's built extension (`osmo_jupyter/labextension`, built by `pip
+install -e .` or `jlpm build:prod` in labextension/) through `extra_labextensions_path`, and the
+test checks that the page loaded that very build. Screenshots of the panel in the light and dark
+themes are saved as `lab-panel-light.png` / `lab-panel-dark.png` in $OSMO_TEST_ARTIFACTS
+(default `test-artifacts/`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect, sync_playwright
+
+from tests.notebook.conftest import REPO, TOKEN, base_env, free_port, stop_agent, wait_until_up
+from tests.notebook.test_browser import ARTIFACTS, CHROMIUM
+
+BUILD = REPO / "osmo_jupyter" / "labextension"
+EXT_NAME = "@osmo-jupyter/labextension"
+# The issue's flags; the background-networking ones keep Chromium off the closed network.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+SLOW = """\
+workflow:
+  name: slow
+  tasks:
+  - name: nap
+    command: [sh, -c, "echo napping; sleep 120"]
+"""
+BAD = """\
+workflow:
+  name: bad
+  tasks:
+  - name: a
+    comand: [echo, hi]
+"""
+
+
+@dataclass(frozen=True)
+class Lab:
+    url: str
+    root: Path
+
+
+def built_extension() -> Path:
+    """This checkout's build; built here (needs node and labextension/node_modules) if absent."""
+    if not (BUILD / "package.json").exists():
+        ext = REPO / "labextension"
+        if not (ext / "node_modules").exists():
+            subprocess.run(["jlpm", "install"], cwd=ext, check=True, timeout=600)
+        subprocess.run(["jlpm", "build:prod"], cwd=ext, check=True, timeout=600)
+    return BUILD
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """`jupyter lab` on a folder holding example workflows, loading this checkout's extension."""
+    root = tmp_path / "work"
+    root.mkdir()
+    shutil.copy(REPO / "examples" / "serial.yaml", root / "serial.yaml")
+    (root / "slow.yaml").write_text(SLOW)
+    (root / "bad.yaml").write_text(BAD)
+    extensions = tmp_path / "labextensions"
+    (extensions / EXT_NAME).parent.mkdir(parents=True)
+    (extensions / EXT_NAME).symlink_to(built_extension(), target_is_directory=True)
+    env = base_env(tmp_path)
+    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")  # no user settings leak in
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings := tmp_path / "lab-settings")
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no news prompt over the panel
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.extra_labextensions_path={extensions}", "--LabApp.expose_app_in_browser=True",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_up(url, proc)
+        yield Lab(url, root)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        stop_agent(Path(env["OSMO_HOME"]))
+
+
+def loaded_build(lab: Lab) -> str:
+    """The remote entry of our extension that the lab page tells the browser to load."""
+    with urllib.request.urlopen(f"{lab.url}/lab?token={TOKEN}", timeout=30) as r:
+        html = r.read().decode()
+    config = json.loads(
+        re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', html, re.S).group(1)  # type: ignore[union-attr]
+    )
+    ours = [e for e in config["federated_extensions"] if e["name"] == EXT_NAME]
+    assert len(ours) == 1, config["federated_extensions"]
+    return str(ours[0]["load"])
+
+
+def workflow_row(panel: Locator, prefix: str) -> Locator:
+    return panel.locator(f'li.osmo-wf[data-id^="{prefix}-"]').first
+
+
+def submit_from_context_menu(page: Page, name: str) -> None:
+    """Right-click the file in the file browser; the panel comes back with the new workflow."""
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
+    item = page.locator(".jp-DirListing-item[data-file-type='yaml']", has_text=name)
+    item.click(button="right")
+    page.locator(".lm-Menu-item", has_text="Submit to OSMO").click()
+
+
+def test_panel_submit_follow_logs_cancel_and_themes(lab: Lab) -> None:
+    ours = json.loads((BUILD / "package.json").read_text())["jupyterlab"]["_build"]["load"]
+    assert loaded_build(lab) == ours  # the lab serves this checkout's build, not another install
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        warnings: list[str] = []  # the panel logs each error it notifies as "osmo: TITLE:"
+        page.on("console", lambda m: m.text.startswith("osmo:") and warnings.append(m.text))
+        try:
+            run_scenario(page, lab)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-panel-failed.png"))
+            raise
+        finally:
+            browser.close()
+    assert not [e for e in errors if "osmo" in e.lower()], errors
+    assert [w.split(":")[1].strip() for w in warnings] == ["Could not submit bad.yaml"], warnings
+    for theme in ("light", "dark"):
+        assert (ARTIFACTS / f"lab-panel-{theme}.png").stat().st_size > 5000
+
+
+def run_scenario(page: Page, lab: Lab) -> None:
+    page.goto(f"{lab.url}/lab?token={TOKEN}")
+    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="osmo-panel"]')
+    expect(tab).to_be_visible(timeout=90_000)
+    tab.click()
+    panel = page.locator("#osmo-panel")
+    expect(panel.locator(".osmo-conn")).to_have_text("live", timeout=30_000)
+
+    # Submit serial.yaml from the panel's button, through JupyterLab's file dialog.
+    panel.get_by_role("button", name="Submit YAML…").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator(".jp-DirListing-item", has_text="serial.yaml").click()
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    row = workflow_row(panel, "serial")
+    expect(row).to_have_attribute("data-status", "COMPLETED", timeout=60_000)
+    expect(row.locator(".osmo-wf-progress")).to_have_text("3/3")
+    expect(row.locator(".osmo-wf-duration")).to_have_text(re.compile(r"\d"))
+
+    # The DAG: three nodes, all COMPLETED, two edges.
+    detail = panel.locator(".osmo-detail")
+    expect(detail.locator(".osmo-detail-id")).to_have_text(re.compile(r"^serial-\d+$"))
+    nodes = detail.locator("svg.osmo-dag g.osmo-dag-node")
+    expect(nodes).to_have_count(3)
+    for task in ("task1", "task2", "task3"):
+        expect(nodes.and_(page.locator(f'[data-task="{task}"]'))).to_have_attribute(
+            "data-status", "COMPLETED", timeout=30_000
+        )
+    expect(detail.locator("svg.osmo-dag line.osmo-dag-edge")).to_have_count(2)
+    # A finished workflow can be restarted, not canceled.
+    expect(detail.get_by_role("button", name=re.compile("^Cancel serial-"))).to_be_disabled()
+    expect(detail.get_by_role("button", name=re.compile("^Restart serial-"))).to_be_enabled()
+
+    # Keyboard: focus a node, Enter opens its details (attempts, exit code, last log lines).
+    detail.locator('g.osmo-dag-node[data-task="task3"]').focus()
+    page.keyboard.press("Enter")
+    task = detail.locator('[data-task-details="task3"]')
+    expect(task.locator("dd").nth(2)).to_have_text("0")  # exit code
+    expect(task.locator(".osmo-attempts tr")).to_have_count(2)  # header + one attempt
+    expect(task.locator(".osmo-tail")).to_contain_text("hello from task2", timeout=15_000)
+
+    # The log viewer tab: the archived log, the end marker, search.
+    task.get_by_role("button", name="Open logs").click()
+    viewer = page.locator(".osmo-log-viewer").first
+    expect(viewer.locator(".osmo-log-lines")).to_contain_text("hello from task1", timeout=30_000)
+    expect(viewer.locator(".osmo-log-lines")).to_contain_text("task3 COMPLETED")
+    viewer.get_by_label("Search the log").fill("from task2")
+    expect(viewer.locator(".osmo-log-line")).to_have_count(1)
+    expect(viewer.locator(".osmo-log-line")).to_have_text("hello from task2")
+
+    # Pools and resources, with capacity and use.
+    panel.locator(".osmo-pools summary").click()
+    expect(panel.locator('.osmo-pool[data-pool="local"] .osmo-node meter').first).to_be_visible(
+        timeout=15_000
+    )
+
+    # A slow workflow from the file browser's context menu, followed live, then canceled.
+    submit_from_context_menu(page, "slow.yaml")
+    slow = workflow_row(panel, "slow")
+    expect(slow).to_have_attribute("data-status", "RUNNING", timeout=60_000)
+    expect(detail.locator(".osmo-detail-id")).to_have_text(re.compile(r"^slow-\d+$"))
+    detail.locator('g.osmo-dag-node[data-task="nap"]').click()
+    detail.locator('[data-task-details="nap"]').get_by_role("button", name="Open logs").click()
+    live = page.locator(".osmo-log-viewer:visible")
+    expect(live.locator(".osmo-log-lines")).to_contain_text("napping", timeout=30_000)
+    expect(live).to_have_attribute("data-state", "live")
+    panel.locator(".osmo-wf", has_text="slow-").click()  # back to the panel's selection
+    detail.get_by_role("button", name=re.compile("^Cancel slow-")).click()
+    expect(slow).to_have_attribute("data-status", "FAILED_CANCELED", timeout=30_000)
+    expect(detail.locator(".osmo-detail-status")).to_have_text("FAILED_CANCELED")
+    expect(live).to_have_attribute("data-state", "FAILED_CANCELED", timeout=30_000)
+
+    # A bad spec: the server's message (file position and field) as a notification.
+    submit_from_context_menu(page, "bad.yaml")
+    toast = page.locator(".Toastify__toast", has_text="Could not submit bad.yaml")
+    expect(toast).to_contain_text("missing required field 'command'", timeout=15_000)
+    toast.get_by_role("button", name="Details").click()
+    details = page.locator(".jp-Dialog .osmo-error-details")
+    expect(details).to_contain_text("workflow.tasks[0].comand: unknown field 'comand'")
+    page.locator(".jp-Dialog").get_by_role("button", name="Close").click()
+
+    # Screenshots of the panel in both themes, on the serial workflow's details, the sidebar
+    # dragged wider as a user would.
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 260, box["y"] + 200, steps=5)
+    page.mouse.up()
+    tab.click()
+
+    # Restart a finished workflow: a new id, run to the end.
+    panel.locator('li.osmo-wf[data-id="serial-1"]').click()
+    detail.get_by_role("button", name="Restart serial-1").click()
+    expect(detail.locator(".osmo-detail-id")).to_have_text("serial-2")
+    again = panel.locator('li.osmo-wf[data-id="serial-2"]')
+    expect(again).to_have_attribute("data-status", "COMPLETED", timeout=60_000)
+    expect(again.locator(".osmo-wf-progress")).to_have_text("3/3")
+
+    # Keyboard through the list (newest first: serial-2, bad never made one, slow-1, serial-1).
+    again.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    expect(detail.locator(".osmo-detail-id")).to_have_text("slow-1")
+    expect(panel.locator('li.osmo-wf[data-id="slow-1"]')).to_have_attribute("aria-selected", "true")
+
+    panel.locator('li.osmo-wf[data-id="serial-2"]').click()
+    detail.locator('g.osmo-dag-node[data-task="task2"]').click()
+    expect(detail.locator('[data-task-details="task2"] .osmo-tail')).to_contain_text("task2")
+    panel.screenshot(path=str(ARTIFACTS / "lab-panel-light.png"))
+    page.evaluate(
+        "window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})"
+    )
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
+    panel.screenshot(path=str(ARTIFACTS / "lab-panel-dark.png"))

@@ -1,0 +1,71 @@
+"""Fixtures for the SSH backend: three real hosts (namespaces + sshd), services that use them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sshhosts import Hosts, make_hosts, unavailable
+
+from osmo_core.config import OsmoConfig
+from osmo_core.service import Service
+
+
+@pytest.fixture(scope="session")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    why = unavailable()
+    if why:
+        pytest.skip(f"SSH hosts cannot be made here: {why}")
+    made = make_hosts(Path(f"/tmp/osmo-ssh-{int(time.time() * 1000) % 10**8}"), 3)
+    yield made
+    made.close()
+
+
+SshService = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+async def ssh_service(tmp_path: Path, hosts: Hosts) -> AsyncIterator[SshService]:
+    """Services with a local backend and an ssh backend `lab` over the test hosts; pools
+    `local` and `lab` (platforms given by the test, default: all hosts)."""
+    started: list[Service] = []
+
+    async def factory(platforms: dict[str, Any] | None = None, **backend: Any) -> Service:
+        config = OsmoConfig(
+            data_dir=str(tmp_path / "osmo"),
+            store_url=f"sqlite:///{tmp_path / 'osmo.db'}",
+            backends={
+                "local": {"kind": "local", "idle_timeout": 60},
+                "lab": hosts.backend(**backend),
+            },
+            pools={
+                "local": {"backend": "local", "platforms": {"local": {}}},
+                "lab": {
+                    "backend": "lab",
+                    "platforms": platforms or {"any": {"hosts": ["h1", "h2"]}},
+                },
+            },
+        )
+        svc = Service(config)
+        await svc.start()
+        started.append(svc)
+        return svc
+
+    yield factory
+    for svc in reversed(started):
+        for backend in svc.backends.values():
+            for name in ("shutdown_agent", "shutdown_agents"):
+                stop = getattr(backend, name, None)
+                if stop is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(stop(), 15)
+        await svc.stop()
