@@ -9,6 +9,8 @@ port-forward: `--port LOCAL:REMOTE` (or `--port N` for the same number; LOCAL 0 
 repeatable; a listener on 127.0.0.1:LOCAL bridges each connection over its own WebSocket. It
 prints one line per port and runs until interrupted; a refused connection (undeclared port, task
 no longer running) is closed and the reason printed on stderr.
+
+rsync: in cli_rsync.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 from typing import Any
 
 from .cli_common import EXIT_INVALID, EXIT_OK, Output
+from .cli_rsync import add_rsync_parser
 from .client import Client
 
 STDIN, STDOUT, STDERR = 0, 1, 2
@@ -48,6 +51,7 @@ def add_interactive_parsers(workflow: Any) -> None:
         required=True,
         help="LOCAL:REMOTE or PORT (repeatable; LOCAL 0 picks a free port)",
     )
+    add_rsync_parser(workflow)
 
 
 # --- exec ------------------------------------------------------------------------------------
@@ -207,7 +211,7 @@ async def _bridge_port(
         return
 
     async def upstream() -> None:
-        while data := await r.read(65536):
+        while data := await r.read(1 << 20):  # bigger WebSocket frames, fewer of them
             await ws.write_message(data, binary=True)
         await ws.write_message(json.dumps({"type": "eof"}))
 

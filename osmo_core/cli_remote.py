@@ -37,6 +37,7 @@ from .cli_common import (
 )
 from .cli_interactive import add_interactive_parsers, exec_command, port_forward_command
 from .cli_kernel import add_kernel_parser, kernel_command
+from .cli_rsync import rsync_command
 from .client import ApiError, Client, Credentials, NotLoggedIn, Unreachable
 from .config import PRIORITIES
 from .errors import InputError, PlacementError, Problem, SpecError
@@ -44,7 +45,7 @@ from .states import WorkflowStatus
 
 REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "restart", "spec")
 REMOTE_WORKFLOW_COMMANDS += ("done", "retry")  # held tasks (interactive, debug: on-failure)
-REMOTE_WORKFLOW_COMMANDS += ("exec", "port-forward")  # cli_interactive.py
+REMOTE_WORKFLOW_COMMANDS += ("exec", "port-forward", "rsync")  # cli_interactive.py
 REMOTE_WORKFLOW_COMMANDS += ("kernel",)  # cli_kernel.py
 RECONNECTS = 5  # an events stream that drops is resumed this many times, then given up
 _QUIET = {"PROCESSING", "INITIALIZING"}
@@ -179,6 +180,7 @@ async def run_remote(args: argparse.Namespace, out: Output) -> int:
                 "exec": exec_command,
                 "port-forward": port_forward_command,
                 "kernel": kernel_command,
+                "rsync": rsync_command,
             },
         }[args.group][args.cmd]
         return await handler(client, args, out)

@@ -204,15 +204,38 @@ class Client:
         body: Any = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        url = self._url(path, params)
         data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        with self.open(method, path, params=params, data=data, headers=headers) as resp:
+            try:
+                raw = resp.read()
+            except (TimeoutError, ConnectionError) as e:
+                raise Unreachable(self.url, str(e) or type(e).__name__) from None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise ApiError(
+                200, f"the server's answer to {method} {path} is not JSON", "bad answer"
+            ) from None
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """The open response (read it in chunks; close it): for byte streams such as file
+        uploads (`data` a file object, with Content-Length in `headers`) and downloads."""
+        url = self._url(path, params)
+        headers = {"Authorization": f"token {self.token}", **(headers or {})}
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
+            return urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:
             raise _api_error(e) from None
         except urllib.error.URLError as e:
@@ -221,12 +244,6 @@ class Client:
             raise Unreachable(self.url, text) from None
         except (TimeoutError, ConnectionError) as e:
             raise Unreachable(self.url, str(e) or type(e).__name__) from None
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError:
-            raise ApiError(
-                200, f"the server's answer to {method} {path} is not JSON", "bad answer"
-            ) from None
 
 
 def _api_error(e: urllib.error.HTTPError) -> ApiError:

@@ -312,6 +312,15 @@ class Engine:
         """A task held for debugging runs again (a new attempt); returns its retry_id."""
         return await self._call(self._retry, wf_id, task)
 
+    async def record(
+        self, type_: str, wf_id: str, *, group: str | None, task: str, retry_id: int, **payload: Any
+    ) -> Event:
+        """An event that changes no state (an interactive session's audit record): persisted
+        and announced in order with the others, from inside the engine's loop."""
+        return await self._call(
+            lambda: self._event(type_, wf_id, group=group, task=task, retry_id=retry_id, **payload)
+        )
+
     async def wait(self, wf_id: str) -> WorkflowStatus:
         wf = self.workflows.get(wf_id)
         if wf is None:
@@ -429,7 +438,7 @@ class Engine:
     def _event(
         self,
         type_: str,
-        wf: WorkflowRun,
+        wf: WorkflowRun | str,
         *,
         group: str | None = None,
         task: str | None = None,
@@ -439,7 +448,7 @@ class Engine:
     ) -> Event:
         ev = Event(
             type=type_,
-            workflow_id=wf.id,
+            workflow_id=wf if isinstance(wf, str) else wf.id,
             ts=time.time(),
             id=self._next_event_id,
             group_name=group,

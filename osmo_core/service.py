@@ -177,6 +177,22 @@ class Service:
     async def wait(self, wf_id: str) -> WorkflowStatus:
         return await self.engine.wait(wf_id)
 
+    async def record_access(
+        self, user: str, wf_id: str, task: str, action: str, **detail: Any
+    ) -> None:
+        """Audit: a `task.access` event {user, action, ...} on the task's latest attempt."""
+        row = self.store.tasks_of(wf_id, task)[-1]
+        await self.engine.record(
+            "task.access",
+            wf_id,
+            group=row["group_name"],
+            task=task,
+            retry_id=row["retry_id"],
+            user=user,
+            action=action,
+            **detail,
+        )
+
     def subscribe(self, workflow_id: str | None = None, *, logs: bool = True) -> Subscription:
         return self.bus.subscribe(workflow_id, logs=logs, maxsize=self.config.subscriber_queue_size)
 

@@ -1,8 +1,11 @@
-"""WebSockets into running tasks: exec (terminals, commands) and port-forward.
+r"""Into running tasks: exec, port-forward, terminals, files, and an HTTP proxy to task ports.
 
-Both are authorized like every workflow route (the owner or an admin), checked before the
+All are authorized like every workflow route (the owner or an admin), checked before any
 upgrade so a refusal is an HTTP status with the JSON error body: 404 unknown task, 403 another
 user's task or an undeclared port, 409 the task is not RUNNING, 502 its agent is unreachable.
+Each is audited: a persisted `task.access` event {user, action, ...} in the workflow's event
+stream (exec, terminal, port-forward: one per session; proxy and file reads/writes: at most one
+per minute per user, task and port or kind; a files listing: one each).
 
 Exec: `GET .../workflows/{id}/tasks/{task}/exec?cmd=sh&cmd=-c&cmd=...&pty=1&cols=80&rows=24`
 (`cmd` repeats, one argv entry each; default `/bin/sh`). Binary frames carry bytes with a
@@ -18,6 +21,46 @@ Port-forward: `GET .../tasks/{task}/port-forward?port=N` bridges binary frames t
 127.0.0.1:N on the task's host; `{"type": "eof"}` half-closes in either direction, and the
 socket closes when the connection inside the task does. Only ports the task declares (`ports:`)
 unless the caller is an admin.
+
+Terminals (for JupyterLab's Terminal widget): jupyter_server's terminals API and terminado's
+WebSocket, with the task's URL as the base URL, so @jupyterlab/services' TerminalManager and
+TerminalConnection work unchanged when given ServerConnection settings whose `baseUrl` and
+`wsUrl` end in `osmo/api/v1/workflows/{id}/tasks/{task}/`:
+
+    GET    {task}/api/terminals                 [{"name", "last_activity", "workflow_id",
+                                                  "task", "user"}]
+    POST   {task}/api/terminals   {"name"?: \w+} → the model; the task's shell (bash -i, else
+                                                  sh -i) starts on a PTY (409 name taken)
+    GET    {task}/api/terminals/{name}          the model (404 when gone)
+    DELETE {task}/api/terminals/{name}          204; the shell gets SIGHUP
+    WS     {task}/terminals/websocket/{name}    ["setup", {}] first; then ["stdin", text] and
+           ["set_size", rows, cols, ...] in, ["stdout", text] out, ["disconnect", 1] at the end
+
+In TypeScript (the side panel):
+
+    const base = URLExt.join(app.serviceManager.serverSettings.baseUrl,
+                             'osmo/api/v1/workflows', wf, 'tasks', task) + '/';
+    const settings = ServerConnection.makeSettings({
+      ...app.serviceManager.serverSettings, baseUrl: base, wsUrl: base.replace(/^http/, 'ws')
+    });
+    const manager = new TerminalManager({ serverSettings: settings });
+    const session = await manager.startNew();            // or manager.connectTo({ model })
+    const widget = new MainAreaWidget({ content: new Terminal(session) });
+
+A terminal outlives its viewers (a reloaded tab re-attaches and is sent recent output) until
+its shell exits, it is deleted, the task's agent connection is lost, or 10 minutes pass with no
+viewer (osmo_core/interactive/terminals.py).
+
+Files (`osmo workflow rsync`; paths relative to the task's workdir, SFTP on the agent):
+
+    GET  {task}/files?path=P                    P and everything under it (FilesListing)
+    GET  {task}/files/content?path=P            the bytes; X-Osmo-Mtime, X-Osmo-Mode
+    PUT  {task}/files/content?path=P&mtime=T&mode=M   the body (streamed) becomes the file
+    POST {task}/files/dirs  {"paths": [...]}    folders, with parents
+
+HTTP proxy (a task's web app in a browser tab): any method on
+`{task}/proxy/{port}/{path}` goes to http://127.0.0.1:{port}/{path} inside the task (`Upgrade`
+requests, e.g. WebSockets, are tunnelled); declared ports only, unless the caller is an admin.
 """
 
 from __future__ import annotations
@@ -25,17 +68,68 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any
 
+import httpcore
+from jupyter_server.base.handlers import JupyterHandler
 from pydantic import BaseModel, Field, ValidationError
 from tornado import web, websocket
+from tornado.iostream import StreamClosedError
 
 from osmo_core.auth import policy
-from osmo_core.interactive import ExecSession
+from osmo_core.errors import Conflict, OsmoError
+from osmo_core.interactive import ExecSession, files
+from osmo_core.interactive.terminals import SHELL, Terminal
 
-from .handlers import _ID, _TASK, ApiError, _OsmoWebSocket, _route
+from .handlers import (
+    _ID,
+    _TASK,
+    AUTH_RESOURCE,
+    ApiError,
+    OsmoHandler,
+    _from_osmo,
+    _OsmoMixin,
+    _OsmoWebSocket,
+    _route,
+    api,
+)
+from .schemas import FilesQuery, MkdirRequest, PutFileQuery, TerminalRequest
+
+if TYPE_CHECKING:
+    from osmo_core.service import Service
 
 STDIN, STDOUT, STDERR = 0, 1, 2
+FRAME = 1 << 20  # port-forward: up to this much per WebSocket message (fewer, bigger frames)
+AUDIT_EVERY = 60.0  # seconds: proxy requests and file reads/writes are audited once per window
+_audited: dict[tuple[str, ...], float] = {}
+_closing: set[asyncio.Future[None]] = set()  # clean-ups of broken uploads still running
+
+
+async def audit(
+    svc: Service,
+    user: str,
+    wf_id: str,
+    task: str,
+    action: str,
+    *,
+    window: str | None = None,
+    **detail: Any,
+) -> None:
+    """A `task.access` event. With a `window` (e.g. the port), at most one per AUDIT_EVERY
+    seconds for the same user, task, action and window: a web page is dozens of requests, an
+    rsync one request per file."""
+    if window is not None:
+        key = (user, wf_id, task, action, window)
+        now = time.monotonic()
+        if now - _audited.get(key, -AUDIT_EVERY) < AUDIT_EVERY:
+            return
+        _audited[key] = now
+        if len(_audited) > 10_000:  # forget old windows
+            for k in [k for k, t in _audited.items() if now - t >= AUDIT_EVERY]:
+                del _audited[k]
+    await svc.record_access(user, wf_id, task, action, **detail)
 
 
 class ExecQuery(BaseModel):
@@ -60,8 +154,10 @@ class ExecWebSocket(_OsmoWebSocket):
         pty = (q.cols, q.rows) if q.pty else None
         self._sess = await svc.interactive.exec(wf_id, task, q.cmd, pty=pty)
         self.log.info("osmo: %s exec in %s/%s: %s (pty=%s)", self.who.name, wf_id, task, q.cmd, pty)
+        await audit(svc, self.who.name, wf_id, task, "exec", argv=q.cmd, pty=q.pty)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)  # keystrokes and their echo are small messages
         self._pump = asyncio.create_task(self._run(), name="osmo-exec-ws")
 
     async def _run(self) -> None:
@@ -128,13 +224,14 @@ class PortForwardWebSocket(_OsmoWebSocket):
         policy.check_port(self.who, port, svc.interactive.declared_ports(wf_id, task), task)
         self._reader, self._writer = await svc.interactive.open_port(wf_id, task, port)
         self.log.info("osmo: %s port-forward to %s/%s:%d", self.who.name, wf_id, task, port)
+        await audit(svc, self.who.name, wf_id, task, "port-forward", port=port)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self._pump = asyncio.create_task(self._run(), name="osmo-port-forward-ws")
 
     async def _run(self) -> None:
         try:
-            while data := await self._reader.read(65536):
+            while data := await self._reader.read(FRAME):
                 await self.write_message(data, binary=True)
             await self._send({"type": "eof"})
             self.close(1000, "connection closed in the task")
@@ -157,7 +254,386 @@ class PortForwardWebSocket(_OsmoWebSocket):
             self._pump.cancel()
 
 
+# --- terminals: jupyter_server's terminals API under a task's own base URL --------------------
+
+
+class TerminalsHandler(OsmoHandler):
+    @api
+    async def get(self, wf_id: str, task: str) -> None:
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        self.reply([t.model() for t in svc.interactive.terminals.list(wf_id, task)])
+
+    @api
+    async def post(self, wf_id: str, task: str) -> None:
+        body = self.body_model(TerminalRequest) if self.request.body else TerminalRequest()
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+
+        def start(size: tuple[int, int]) -> Any:
+            return svc.interactive.exec(wf_id, task, SHELL, pty=size)
+
+        term = await svc.interactive.terminals.create(
+            wf_id, task, self.who.name, start, name=body.name
+        )
+        self.log.info("osmo: %s opened terminal %s in %s/%s", self.who.name, term.name, wf_id, task)
+        await audit(svc, self.who.name, wf_id, task, "terminal", terminal=term.name)
+        self.reply(term.model())
+
+
+class TerminalHandler(OsmoHandler):
+    async def _find(self, wf_id: str, task: str, name: str) -> tuple[Service, Terminal]:
+        svc = await self.workflow_for(wf_id)
+        return svc, svc.interactive.terminals.get(wf_id, task, name)
+
+    @api
+    async def get(self, wf_id: str, task: str, name: str) -> None:
+        self.reply((await self._find(wf_id, task, name))[1].model())
+
+    @api
+    async def delete(self, wf_id: str, task: str, name: str) -> None:
+        svc, term = await self._find(wf_id, task, name)
+        await svc.interactive.terminals.terminate(term)
+        self.set_status(204)
+        self.finish()
+
+
+class TerminalWebSocket(_OsmoWebSocket):
+    """terminado's protocol: JSON arrays ["stdin", text], ["set_size", rows, cols, ...] in;
+    ["setup", {}], ["stdout", text], ["disconnect", 1] out."""
+
+    _term: Terminal | None = None
+
+    async def handshake(self, wf_id: str, task: str, name: str) -> None:
+        svc = await self.workflow_for(wf_id)
+        self._terms = svc.interactive.terminals
+        self._term = self._terms.get(wf_id, task, name)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        assert self._term is not None
+        self.set_nodelay(True)  # a keystroke's echo is one small message: no Nagle delay
+        self.write_message(json.dumps(["setup", {}]))
+        self._terms.attach(self._term, self)
+
+    def output(self, text: str) -> None:
+        with contextlib.suppress(websocket.WebSocketClosedError):
+            self.write_message(json.dumps(["stdout", text]))
+
+    def ended(self) -> None:
+        with contextlib.suppress(websocket.WebSocketClosedError):
+            self.write_message(json.dumps(["disconnect", 1]))
+        self.close(1000, "the terminal ended")
+
+    def on_message(self, message: str | bytes) -> None:
+        term = self._term
+        try:
+            msg = json.loads(message)
+            if term is None or not isinstance(msg, list) or not msg:
+                return
+            if msg[0] == "stdin" and isinstance(msg[1], str):
+                term.write(msg[1])
+            elif msg[0] == "set_size":
+                term.resize(self, int(msg[1]), int(msg[2]))
+        except (ValueError, IndexError, TypeError) as e:
+            self.log.info("osmo: terminal: ignored message %r: %s", message[:200], e)
+
+    def on_close(self) -> None:
+        if self._term is not None:
+            self._terms.detach(self._term, self)
+            self._term = None
+
+
+# --- HTTP proxy to a declared port of a task, for the browser ---------------------------------
+
+_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length", "host",
+}  # fmt: skip
+
+
+class _TaskStream(httpcore.AsyncNetworkStream):
+    """An SSH direct-tcpip channel as httpcore's network stream."""
+
+    def __init__(self, reader: Any, writer: Any):
+        self._r, self._w = reader, writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._r.read(max_bytes)  # type: ignore[no-any-return]
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._w.write(buffer)
+        await self._w.drain()
+
+    async def aclose(self) -> None:
+        self._w.close()
+
+
+class _TaskNetwork(httpcore.AsyncNetworkBackend):
+    """httpcore's connections open channels to the task's port instead of TCP sockets."""
+
+    def __init__(self, open_port: Any):
+        self._open = open_port
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, **kwargs: Any
+    ) -> httpcore.AsyncNetworkStream:
+        return _TaskStream(*await self._open())
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class ProxyHandler(_OsmoMixin, JupyterHandler):
+    """`{any method} .../tasks/{task}/proxy/{port}/{path}` → http://127.0.0.1:{port}/{path} in
+    the task. Authorized like port-forward (owner or admin; declared ports, any for an admin).
+    The caller's Jupyter credentials (Authorization, `token=`, Jupyter's cookies) are not
+    passed on; XSRF is the proxied app's business, as in jupyter-server-proxy. An `Upgrade`
+    request (a WebSocket) becomes a byte tunnel after the app's answer."""
+
+    auth_resource = AUTH_RESOURCE
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+    def check_xsrf_cookie(self) -> None:
+        pass
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]
+
+    async def _proxy(self, wf_id: str, task: str, port_text: str, path: str | None) -> None:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ApiError(400, f"port {port}: ports are 1-65535", "bad request")
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        policy.check_port(self.who, port, svc.interactive.declared_ports(wf_id, task), task)
+        svc.interactive.check_running(wf_id, task)  # 409 now; a Conflict later is the port's
+        if path is None:  # the app's root is "/": relative links need the slash
+            query = f"?{self.request.query}" if self.request.query else ""
+            self.redirect(f"{self.request.path}/{query}")
+            return
+        await audit(svc, self.who.name, wf_id, task, "proxy", window=str(port), port=port)
+
+        async def open_port() -> Any:
+            try:
+                return await svc.interactive.open_port(wf_id, task, port)
+            except Conflict as e:  # refused inside the task: nothing listens there
+                raise ApiError(502, str(e), "bad gateway") from e
+
+        query = urllib.parse.urlencode(
+            [(k, v) for k, v in urllib.parse.parse_qsl(self.request.query, True) if k != "token"]
+        )
+        target = path + (f"?{query}" if query else "")
+        if self.request.headers.get("Upgrade"):
+            await self._tunnel(open_port, port, target)
+            return
+        headers = self._forwarded_headers(port)
+        async with httpcore.AsyncConnectionPool(network_backend=_TaskNetwork(open_port)) as pool:
+            try:
+                async with pool.stream(
+                    self.request.method or "GET",
+                    f"http://127.0.0.1:{port}{target}",
+                    headers=headers,
+                    content=self.request.body or None,
+                ) as resp:
+                    self._start_reply(resp, port)
+                    async for chunk in resp.aiter_stream():
+                        self.write(chunk)
+                        await self.flush()
+            except httpcore.ProtocolError as e:
+                raise ApiError(502, f"port {port} of {wf_id}/{task}: {e}", "bad gateway") from e
+        self.finish()
+
+    def _forwarded_headers(self, port: int) -> list[tuple[str, str]]:
+        out = [(k, v) for k, v in self.request.headers.get_all() if k.lower() not in _HOP]
+        out = [(k, v) for k, v in out if k.lower() not in ("authorization", "cookie")]
+        cookies = [
+            f"{name}={morsel.value}"
+            for name, morsel in self.request.cookies.items()
+            if name != "_xsrf" and not name.startswith("username-")
+        ]
+        if cookies:
+            out.append(("Cookie", "; ".join(cookies)))
+        prefix = self.request.path.split(f"/proxy/{port}", 1)[0] + f"/proxy/{port}"
+        out += [
+            ("Host", f"127.0.0.1:{port}"),
+            ("X-Forwarded-Host", self.request.host),
+            ("X-Forwarded-Proto", self.request.protocol),
+            ("X-Forwarded-Prefix", prefix),
+        ]
+        return out
+
+    def _start_reply(self, resp: httpcore.Response, port: int) -> None:
+        reason = resp.extensions.get("reason_phrase", b"").decode("latin-1") or None
+        self.set_status(resp.status, reason=reason or "Unknown")
+        self.clear_header("Content-Type")
+        prefix = self.request.path.split(f"/proxy/{port}", 1)[0] + f"/proxy/{port}"
+        for raw_k, raw_v in resp.headers:
+            k, v = raw_k.decode("latin-1"), raw_v.decode("latin-1")
+            if k.lower() in _HOP:
+                continue
+            if k.lower() == "location":
+                for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+                    if v.startswith(origin):
+                        v = prefix + v[len(origin) :]
+            self.add_header(k, v)
+
+    async def _tunnel(self, open_port: Any, port: int, target: str) -> None:
+        """The upgrade request to the app, then bytes both ways until either side closes."""
+        reader, writer = await open_port()
+        head = f"{self.request.method} {target} HTTP/1.1\r\n"
+        keep = [(k, v) for k, v in self._forwarded_headers(port)]
+        keep += [("Connection", "Upgrade"), ("Upgrade", self.request.headers["Upgrade"])]
+        head += "".join(f"{k}: {v}\r\n" for k, v in keep) + "\r\n"
+        writer.write(head.encode("latin-1"))
+        self._auto_finish = False
+        stream = self.request.connection.detach()
+
+        async def up() -> None:
+            with contextlib.suppress(StreamClosedError, OSError):
+                while data := await stream.read_bytes(65536, partial=True):
+                    writer.write(data)
+                    await writer.drain()
+            writer.write_eof()
+
+        pump = asyncio.ensure_future(up())
+        try:
+            while data := await reader.read(65536):
+                await stream.write(data)
+        except (StreamClosedError, OSError):
+            pass
+        finally:
+            pump.cancel()
+            writer.close()
+            stream.close()
+
+    @api
+    async def get(self, wf_id: str, task: str, port: str, path: str | None) -> None:
+        await self._proxy(wf_id, task, port, path)
+
+    head = post = put = delete = patch = get
+
+    @api
+    async def options(self, wf_id: str, task: str, port: str, path: str | None) -> None:
+        await self._proxy(wf_id, task, port, path)
+
+
+# --- files of a task's workdir (`osmo workflow rsync`), over the agent's SFTP -----------------
+
+
+class FilesHandler(OsmoHandler):
+    @api
+    async def get(self, wf_id: str, task: str) -> None:
+        q = self.query_model(FilesQuery)
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        await audit(svc, self.who.name, wf_id, task, "files", op="list", path=q.path)
+        async with await svc.interactive.sftp(wf_id, task) as sftp:
+            self.reply(await files.listing(sftp, q.path))
+
+
+class DirsHandler(OsmoHandler):
+    @api
+    async def post(self, wf_id: str, task: str) -> None:
+        body = self.body_model(MkdirRequest)
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        await audit(svc, self.who.name, wf_id, task, "files", window="write", op="write")
+        async with await svc.interactive.sftp(wf_id, task) as sftp:
+            await files.makedirs(sftp, body.paths)
+        self.reply({"paths": body.paths}, 201)
+
+
+@web.stream_request_body
+class FileContentHandler(OsmoHandler):
+    """GET: the file's bytes (`X-Osmo-Mtime`, `X-Osmo-Mode`); PUT: the body becomes the file
+    (streamed: the SFTP file is opened before the body arrives, each chunk written as it
+    comes), with `mtime` and `mode` set, parents made."""
+
+    _upload: files.Upload | None = None
+    _sftp: Any = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.request.method != "PUT" or self._finished:
+            return
+        try:
+            self.require_user()
+            allowed = self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE)
+            if asyncio.iscoroutine(allowed):
+                allowed = await allowed
+            if not allowed:
+                raise ApiError(403, "not authorized to write osmo", "forbidden")
+            wf_id, task = self.path_kwargs["wf_id"], self.path_kwargs["task"]
+            q = self.query_model(PutFileQuery)
+            svc = await self.workflow_for(wf_id)
+            svc.task(wf_id, task)
+            await audit(svc, self.who.name, wf_id, task, "files", window="write", op="write")
+            self._sftp = await svc.interactive.sftp(wf_id, task)
+            self._upload = await files.Upload(self._sftp, q.path, q.mtime, q.mode).open()
+        except OsmoError as e:
+            raise _from_osmo(e) from e
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._upload is not None:
+            await self._upload.write(chunk)
+
+    @api
+    async def put(self, wf_id: str, task: str) -> None:
+        assert self._upload is not None
+        await self._upload.done()
+        up, self._upload = self._upload, None
+        self.reply({"path": up.path, "size": up.size}, 201)
+
+    @api
+    async def get(self, wf_id: str, task: str) -> None:
+        q = self.query_model(FilesQuery)
+        svc = await self.workflow_for(wf_id)
+        svc.task(wf_id, task)
+        await audit(svc, self.who.name, wf_id, task, "files", window="read", op="read")
+        async with await svc.interactive.sftp(wf_id, task) as sftp:
+            info, chunks = await files.read(sftp, q.path)
+            self.set_header("Content-Length", str(info["size"]))
+            self.set_header("X-Osmo-Mtime", str(info["mtime"]))
+            self.set_header("X-Osmo-Mode", oct(info["mode"]))
+            self.set_header("Content-Type", "application/octet-stream")
+            async for data in chunks:
+                self.write(data)
+                await self.flush()
+        self.finish(set_content_type="application/octet-stream")
+
+    def on_finish(self) -> None:
+        self._cleanup()
+
+    def on_connection_close(self) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        up, sftp = self._upload, self._sftp
+        self._upload = self._sftp = None
+
+        async def close() -> None:
+            if up is not None:
+                await up.abort()  # the body never finished: no half file is left
+            if sftp is not None:
+                sftp.exit()
+
+        if up is not None or sftp is not None:
+            task = asyncio.ensure_future(close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+_TASK_BASE = f"workflows/{_ID}/tasks/{_TASK}"
+_NAME = r"(?P<name>[^/]+)"  # any: an unknown name is a JSON 404, not an HTML one
+
 interactive_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (_route(f"workflows/{_ID}/tasks/{_TASK}/exec"), ExecWebSocket),
     (_route(f"workflows/{_ID}/tasks/{_TASK}/port-forward"), PortForwardWebSocket),
+    (_route(f"{_TASK_BASE}/api/terminals"), TerminalsHandler),
+    (_route(f"{_TASK_BASE}/api/terminals/{_NAME}"), TerminalHandler),
+    (_route(f"{_TASK_BASE}/terminals/websocket/{_NAME}"), TerminalWebSocket),
+    (_route(f"{_TASK_BASE}/files"), FilesHandler),
+    (_route(f"{_TASK_BASE}/files/content"), FileContentHandler),
+    (_route(f"{_TASK_BASE}/files/dirs"), DirsHandler),
+    (_route(f"{_TASK_BASE}/proxy/(?P<port>[0-9]{{1,5}})(?P<path>/.*)?"), ProxyHandler),
 ]

@@ -112,6 +112,65 @@ class TokenRequest(BaseModel):
     )
 
 
+class TerminalRequest(BaseModel):
+    """Body of `POST .../tasks/{task}/api/terminals` (what JupyterLab's TerminalManager sends)."""
+
+    model_config = ConfigDict(extra="ignore")  # JupyterLab may send `cwd`: the task's is used
+
+    name: str | None = Field(
+        None, pattern=r"^\w{1,64}$", description="Name it (default: the next free number)."
+    )
+
+
+class TerminalModel(BaseModel):
+    """jupyter_server's terminal model, plus where the terminal runs."""
+
+    name: str
+    last_activity: str
+    workflow_id: str
+    task: str
+    user: str
+
+
+class FilesQuery(BaseModel):
+    """Query string of `GET .../tasks/{task}/files` and `GET .../files/content`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(".", max_length=4096, description="Relative to the task's workdir.")
+
+
+class PutFileQuery(FilesQuery):
+    """Query string of `PUT .../tasks/{task}/files/content`."""
+
+    mtime: int | None = Field(None, ge=0, le=2**32 - 1, description="Set this mtime (seconds).")
+    mode: int | None = Field(None, ge=0, le=0o7777, description="Set these permission bits.")
+
+
+class MkdirRequest(BaseModel):
+    """Body of `POST .../tasks/{task}/files/dirs`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(max_length=100_000, description="Folders to make (with parents).")
+
+
+class FileEntry(BaseModel):
+    path: str = Field(description="Relative to the listed path; '' for the path itself.")
+    type: Literal["file", "dir", "link", "other"]
+    size: int
+    mtime: int
+    mode: int
+
+
+class FilesListing(BaseModel):
+    """`GET .../files`: the path itself, then everything under it (links are not followed)."""
+
+    path: str
+    type: Literal["file", "dir", "link", "other"]
+    entries: list[FileEntry]
+
+
 class TokenRecord(BaseModel):
     id: str
     user: str
@@ -395,6 +454,9 @@ def _op(
     return op
 
 
+_BYTES = {"type": "string", "format": "binary"}
+
+
 def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
     """A query value is a string or absent, never JSON null: `X | None` documents as X."""
     s = dict(schema)
@@ -433,15 +495,17 @@ MODELS: list[type[BaseModel]] = [
     SubmitRequest, SubmitResponse, DryRunResponse, ValidResponse, CancelResponse, SpecResponse,
     LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
-    MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped,
+    MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
+    TerminalModel, MkdirRequest, FileEntry, FilesListing,
 ]  # fmt: skip
 
 
 def openapi(version: str) -> dict[str, Any]:
     """The OpenAPI 3 document of the REST API, from the models above.
 
-    The events WebSocket (`GET /events`, schemas in its handler's docstring) is not listed:
-    OpenAPI 3 cannot describe a WebSocket."""
+    The WebSockets (events, log follow, exec, port-forward, terminals; their messages are in
+    their handlers' docstrings) are not listed: OpenAPI 3 cannot describe a WebSocket. Nor is
+    the HTTP proxy to a task's port, whose answers are the task's web app's."""
     schemas: dict[str, Any] = {}
     for m in MODELS:
         s = m.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -658,6 +722,85 @@ def openapi(version: str) -> dict[str, Any]:
                     {200: _json(_ref(KernelStopped), "shut down")},
                     (404, *_SERVICE),
                     params=_path("wf_id", "task", "kernel_id"),
+                )
+            },
+            f"{wf}/tasks/{{task}}/api/terminals": {
+                "get": _op(
+                    "listTerminals",
+                    "Terminals open in the task (jupyter_server's terminals API, per task)",
+                    {200: _json(_array(TerminalModel), "OK")},
+                    (404, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                ),
+                "post": _op(
+                    "createTerminal",
+                    "Start the task's shell on a PTY, as a named terminal",
+                    {200: _json(_ref(TerminalModel), "started")},
+                    (400, 404, 409, 502, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                    body=TerminalRequest,
+                ),
+            },
+            f"{wf}/tasks/{{task}}/api/terminals/{{name}}": {
+                "get": _op(
+                    "getTerminal",
+                    "A terminal of the task",
+                    {200: _json(_ref(TerminalModel), "OK")},
+                    (404, *_SERVICE),
+                    params=_path("wf_id", "task", "name"),
+                ),
+                "delete": _op(
+                    "deleteTerminal",
+                    "End a terminal (its shell gets SIGHUP)",
+                    {204: {"description": "ended"}},
+                    (404, *_SERVICE),
+                    params=_path("wf_id", "task", "name"),
+                ),
+            },
+            f"{wf}/tasks/{{task}}/files": {
+                "get": _op(
+                    "listFiles",
+                    "A path in the task's workdir and everything under it (symlinks not followed)",
+                    {200: _json(_ref(FilesListing), "OK")},
+                    (400, 404, 409, 422, 502, *_SERVICE),
+                    params=_path("wf_id", "task") + _query(FilesQuery),
+                )
+            },
+            f"{wf}/tasks/{{task}}/files/content": {
+                "get": _op(
+                    "readFile",
+                    "A file of the task's workdir (X-Osmo-Mtime and X-Osmo-Mode headers)",
+                    {
+                        200: {
+                            "description": "the bytes",
+                            "content": {"application/octet-stream": {"schema": _BYTES}},
+                        }
+                    },
+                    (400, 404, 409, 422, 502, *_SERVICE),
+                    params=_path("wf_id", "task") + _query(FilesQuery),
+                ),
+                "put": {
+                    **_op(
+                        "writeFile",
+                        "Write a file in the task's workdir from the body (parents made)",
+                        {201: _json({"type": "object"}, "written: {path, size}")},
+                        (400, 404, 409, 422, 502, *_SERVICE),
+                        params=_path("wf_id", "task") + _query(PutFileQuery),
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/octet-stream": {"schema": _BYTES}},
+                    },
+                },
+            },
+            f"{wf}/tasks/{{task}}/files/dirs": {
+                "post": _op(
+                    "makeDirs",
+                    "Make folders (with parents) in the task's workdir",
+                    {201: _json({"type": "object"}, "made: {paths}")},
+                    (400, 404, 409, 422, 502, *_SERVICE),
+                    params=_path("wf_id", "task"),
+                    body=MkdirRequest,
                 )
             },
             f"{wf}/tasks/{{task}}/logs": {

@@ -11,6 +11,9 @@ Over that connection (asyncssh `connect_reverse`: TCP client, SSH server) the ag
     {"op": "exec", "key": K, "argv": [...]}       -> runs argv inside running attempt K: its
                                                      workdir, its environment, same user; with a
                                                      PTY when one was requested (resize, signals)
+- the `sftp` subsystem, with the environment variable OSMO_ATTEMPT=K: SFTP rooted at running
+  attempt K's folder (its workdir), chroot-like: `..` stops at that folder, and a path whose
+  symlinks lead outside it is refused; links are not created (`_TaskSFTP`)
 - direct-tcpip channels to 127.0.0.1 only (port-forward into the task's host).
 
 The connection is kept alive both ways (keepalive) and re-opened after any loss, with bounded
@@ -26,6 +29,7 @@ import fcntl
 import json
 import logging
 import os
+import posixpath
 import pty
 import signal
 import struct
@@ -36,8 +40,11 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 import psutil
+from asyncssh.sftp import MIN_SFTP_VERSION
+from asyncssh.stream import SSHServerStreamSession
 
 from .. import __version__
+from .workdir import attempt_dir
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -50,6 +57,11 @@ KEEPALIVE_INTERVAL = 15.0  # seconds between keepalives; 3 missed answers drop t
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0  # seconds between reconnection attempts
 CONNECT_TIMEOUT = 10.0
 _READ = 65536
+# Per forward channel (both ends): a window that keeps a loopback pipe full, and packets of
+# 64 KiB, measured best on this code (32 KiB: more per-packet work in Python; 256 KiB: slower,
+# each packet is copied while buffered whole).
+WINDOW, PACKET = 8 * 1024 * 1024, 64 * 1024
+SFTP_ATTEMPT = "OSMO_ATTEMPT"  # the sftp channel's environment names the attempt it serves
 
 
 @dataclass(frozen=True)
@@ -128,8 +140,8 @@ class DialHome:
                 keepalive_interval=KEEPALIVE_INTERVAL,
                 keepalive_count_max=3,
                 login_timeout=CONNECT_TIMEOUT,
-                window=8 * 1024 * 1024,  # per channel: bulk port-forward needs few window updates
-                max_pktsize=256 * 1024,
+                window=WINDOW,
+                max_pktsize=PACKET,
             ),
             CONNECT_TIMEOUT,
         )
@@ -172,6 +184,10 @@ class _Server(asyncssh.SSHServer):
 
     def __init__(self, home: DialHome):
         self.home = home
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
 
     def session_requested(self) -> _Session:
         return _Session(self.home)
@@ -187,14 +203,18 @@ class _Server(asyncssh.SSHServer):
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
-    ) -> bool:
+    ) -> Any:
         # asyncssh refuses direct-tcpip unless this says yes; a port inside the task's host only
         if dest_host != "127.0.0.1" or not 0 < dest_port < 65536:
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 f"forwarding allowed to 127.0.0.1 only, not {dest_host}:{dest_port}",
             )
-        return True
+        assert self.conn is not None
+        # asyncssh's own channel for an accepted forward has 32 KiB packets and a 2 MiB window,
+        # whatever the connection's options say
+        chan = self.conn.create_tcp_channel(window=WINDOW, max_pktsize=PACKET)
+        return chan, self.conn.forward_connection(dest_host, dest_port)
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         return False  # no listening on the agent's host on the control plane's behalf
@@ -215,9 +235,30 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.writable = asyncio.Event()
         self.writable.set()
         self.task: asyncio.Task[None] | None = None
+        self.sftp: SSHServerStreamSession[bytes] | None = None  # takes over an sftp channel
 
     def connection_made(self, chan: Any) -> None:
         self.chan = chan
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        if subsystem != "sftp":
+            return False
+        self.request = {"op": "sftp"}
+        return True
+
+    def _start_sftp(self) -> None:
+        key = str(self.chan.get_environment().get(SFTP_ATTEMPT, ""))
+        if key not in self.home.sup.running:
+            self.chan.write_stderr(f"osmo agent: task attempt {key} is not running\n".encode())
+            self.chan.exit(126)
+            return
+        root = attempt_dir(self.home.root, key)
+        # asyncssh runs SFTP on its stream sessions; this channel's events go to one from now
+        self.sftp = SSHServerStreamSession(
+            None, lambda chan: _TaskSFTP(chan, root), sftp_version=MIN_SFTP_VERSION
+        )
+        self.sftp.connection_made(self.chan)
+        self.sftp.session_started()
 
     def pty_requested(
         self, term_type: str, term_size: tuple[int, int, int, int], modes: Any
@@ -239,6 +280,9 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         return True
 
     def session_started(self) -> None:
+        if self.request.get("op") == "sftp":
+            self._start_sftp()
+            return
         self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
@@ -387,7 +431,9 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     # --- events from the SSH client -------------------------------------------------------
 
     def data_received(self, data: bytes, datatype: Any) -> None:
-        if self.master is not None:
+        if self.sftp is not None:
+            self.sftp.data_received(data, datatype)
+        elif self.master is not None:
             self.pending += data
             self._write_pty()
         elif self.proc is not None and self.proc.stdin is not None:
@@ -399,6 +445,8 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self.pending += data
 
     def eof_received(self) -> bool:
+        if self.sftp is not None:
+            return self.sftp.eof_received()
         self.eof = True
         if self.master is None and self.proc is not None and self.proc.stdin is not None:
             self.proc.stdin.close()
@@ -416,21 +464,83 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.term = (width, height)
 
     def pause_writing(self) -> None:
+        if self.sftp is not None:
+            self.sftp.pause_writing()
         self.writable.clear()
         if self.master is not None:
             asyncio.get_running_loop().remove_reader(self.master)
 
     def resume_writing(self) -> None:
+        if self.sftp is not None:
+            self.sftp.resume_writing()
         self.writable.set()
         if self.master is not None:
             asyncio.get_running_loop().add_reader(self.master, self._reader)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.sftp is not None:
+            self.sftp.connection_lost(exc)
         # The user went away: what they started must not outlive the session.
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGHUP)
                 asyncio.get_running_loop().call_later(2.0, _kill_group, self.proc.pid)
+
+
+class _TaskSFTP(asyncssh.SFTPServer):
+    """SFTP in one attempt's folder. asyncssh's chroot maps "/" to it and stops `..` there;
+    on top, every folder on a path must really (symlinks resolved) lie inside it, and so must
+    the file itself for the calls that follow a last symlink. Links are not created. (Not a
+    security boundary against the task itself, which runs as the same user as the agent.)"""
+
+    def __init__(self, chan: Any, root: Path):
+        super().__init__(chan, chroot=os.fsencode(root))
+        self._root = os.fsencode(os.path.realpath(root))
+
+    def _inside(self, local: bytes) -> bytes:
+        real = os.path.realpath(local)
+        if real != self._root and not real.startswith(self._root + b"/"):
+            raise asyncssh.SFTPPermissionDenied("the path leads outside the task's workdir")
+        return local
+
+    def map_path(self, path: bytes) -> bytes:
+        local = super().map_path(path)
+        if local.rstrip(b"/") != self._root:
+            self._inside(posixpath.dirname(local.rstrip(b"/")))
+        return local
+
+    def _follow(self, path: bytes) -> None:
+        self._inside(self.map_path(path))
+
+    def open(self, path: bytes, pflags: int, attrs: Any) -> Any:
+        self._follow(path)
+        return super().open(path, pflags, attrs)
+
+    def stat(self, path: bytes) -> Any:
+        self._follow(path)
+        return super().stat(path)
+
+    def setstat(self, path: bytes, attrs: Any) -> Any:
+        self._follow(path)
+        return super().setstat(path, attrs)
+
+    def statvfs(self, path: bytes) -> Any:
+        self._follow(path)
+        return super().statvfs(path)
+
+    def realpath(self, path: bytes) -> Any:
+        self._follow(path)
+        return super().realpath(path)
+
+    async def scandir(self, path: bytes) -> Any:
+        self._follow(path)
+        async for name in super().scandir(path):
+            yield name
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> Any:
+        raise asyncssh.SFTPPermissionDenied("links are not made in a task's workdir")
+
+    link = symlink
 
 
 class _Refused(Exception):

@@ -115,7 +115,9 @@ class LocalBackend(AgentLink, Backend):
         return await asyncio.open_unix_connection(self.socket_path, limit=MAX_MESSAGE)
 
     async def _agent_alive(self) -> bool:
-        return self.agent_running()
+        # One we started may still be importing (seconds, under load): a second one would take
+        # the lock once the first has gone, and outlive a shutdown.
+        return bool(self._spawned) or self.agent_running()
 
     async def _connect(self) -> None:
         try:

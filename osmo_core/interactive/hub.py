@@ -15,6 +15,7 @@ store says the task is RUNNING (Conflict otherwise):
     open_port(wf, task, port) -> (SSHReader, SSHWriter)             (direct-tcpip to 127.0.0.1)
     open_agent_port(agent_id, port)                                 (the same on an agent's
                                                                     current connection: tunnels)
+    sftp(wf, task) -> asyncssh SFTPClient                           (rooted at the task's workdir)
 """
 
 from __future__ import annotations
@@ -29,13 +30,21 @@ from typing import Any
 
 import asyncssh
 
-from ..agent.ssh import DIALHOME, KEEPALIVE_INTERVAL, DialHomeInfo
+from ..agent.ssh import (
+    DIALHOME,
+    KEEPALIVE_INTERVAL,
+    PACKET,
+    SFTP_ATTEMPT,
+    WINDOW,
+    DialHomeInfo,
+)
 from ..backends.base import Backend, attempt_key
 from ..config import OsmoConfig
 from ..errors import BackendError, Conflict, NotFound
 from ..states import TaskStatus
 from ..store import Store
 from .keys import PinnedKeys, client_key, public_text
+from .terminals import Terminals
 
 log = logging.getLogger("osmo_core.interactive")
 
@@ -43,7 +52,6 @@ HELLO_TIMEOUT = 10.0  # seconds for a new agent to say who it is
 AGENT_WAIT = 10.0  # seconds a request waits for the task's agent to (re)connect
 # AES-GCM first: hardware-accelerated where chacha20 (asyncssh's first choice) is not.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
-WINDOW, PACKET = 8 * 1024 * 1024, 256 * 1024  # per channel: fewer window updates for bulk data
 
 
 class ExecSession:
@@ -98,6 +106,7 @@ class Interactive:
         self._roots: dict[str, Path] = {}  # agent id -> the root whose dialhome.json we wrote
         self._bg: set[asyncio.Task[None]] = set()
         self._joining: set[asyncssh.SSHClientConnection] = set()  # dialled in, not yet checked
+        self.terminals = Terminals()  # named shells in tasks, for Jupyter's terminal UI
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -130,6 +139,7 @@ class Interactive:
         log.info("interactive: agents dial in to %s:%d", self.config.interactive_host, self.port)
 
     async def stop(self) -> None:
+        await self.terminals.close()
         for name, root in self._roots.items():
             info = DialHomeInfo.read(root)
             if info is not None and (info.port, info.agent_id) == (self.port, name):
@@ -235,6 +245,10 @@ class Interactive:
             raise Conflict(f"backend {backend!r} of task {task!r} has no interactive access")
         return backend, attempt_key(wf_id, task, row["retry_id"])
 
+    def check_running(self, wf_id: str, task: str) -> None:
+        """NotFound / Conflict unless the task runs where interactive access reaches it."""
+        self._running(wf_id, task)
+
     def declared_ports(self, wf_id: str, task: str) -> list[int]:
         """The ports a task's spec declares (`ports:`), open to its owner for port-forward."""
         spec = json.loads(self.store.get_workflow(wf_id)["spec_json"])
@@ -291,3 +305,12 @@ class Interactive:
             raise Conflict(f"port {port} of {what or agent_id}: {e.reason}") from e
         except (asyncssh.Error, OSError) as e:
             raise BackendError(f"port {port} of {what or agent_id}: {e}") from e
+
+    async def sftp(self, wf_id: str, task: str) -> asyncssh.SFTPClient:
+        """An SFTP session in the task's workdir ("/" is the workdir); the caller closes it."""
+        agent_id, key = self._running(wf_id, task)
+        conn = await self.agent(agent_id)
+        try:
+            return await conn.start_sftp_client(env={SFTP_ATTEMPT: key})
+        except (asyncssh.Error, OSError) as e:
+            raise BackendError(f"sftp in {wf_id}/{task}: {e}") from e

@@ -3,6 +3,8 @@ in tests/jupyter; see tests/jupyter/conftest.py."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +37,16 @@ async def pat(api: Any) -> Any:
         return {"Authorization": f"Bearer {made['token']}"}
 
     return make
+
+
+@pytest.fixture
+async def cli_env(tmp_path: Path, api: Any, jp_http_port: int, jp_base_url: str) -> Any:
+    """(environment logged in as alice, alice's API headers)."""
+    made = await api("POST", "tokens", body={"name": "cli", "user": "alice"}, status=201)
+    config = tmp_path / "config"
+    (config / "osmo").mkdir(parents=True)
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    creds = {"url": url.rstrip("/"), "token": made["token"]}
+    (config / "osmo" / "credentials.json").write_text(json.dumps(creds))
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config), "OSMO_HOME": str(tmp_path / "cli")}
+    return env, {"Authorization": f"Bearer {made['token']}"}

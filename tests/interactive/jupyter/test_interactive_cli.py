@@ -4,31 +4,13 @@ logged in to a real Jupyter server (in this process) with alice's token."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pty
 import signal
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.conftest import osmo_cli
 from tests.interactive.conftest import until
 from tests.interactive.jupyter.test_interactive_routes import ECHO, _bound, free_port, start
-
-
-@pytest.fixture
-async def cli_env(tmp_path: Path, api: Any, jp_http_port: int, jp_base_url: str) -> Any:
-    """(environment logged in as alice, alice's API headers)."""
-    made = await api("POST", "tokens", body={"name": "cli", "user": "alice"}, status=201)
-    config = tmp_path / "config"
-    (config / "osmo").mkdir(parents=True)
-    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
-    creds = {"url": url.rstrip("/"), "token": made["token"]}
-    (config / "osmo" / "credentials.json").write_text(json.dumps(creds))
-    env = {**os.environ, "XDG_CONFIG_HOME": str(config), "OSMO_HOME": str(tmp_path / "cli")}
-    return env, {"Authorization": f"Bearer {made['token']}"}
 
 
 async def osmo(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
