@@ -345,6 +345,12 @@ async def main() -> None:
         f"{pct(local_rt, 0.95):.2f} ms (target p50 < 20 ms)"
     )
 
+    print(
+        f"through jupyter: port-forward WebSocket {jupyter['ws_mbs']:.0f} MB/s; terminal echo "
+        f"(n=200) p50 {jupyter['echo_p50']:.2f} ms, p99 {jupyter['echo_p99']:.2f} ms "
+        "(target p99 < 50 ms)"
+    )
+
 
 async def kernel_figures(svc: Service, wf: str) -> Any:
     """(attach times, local start times), (tunnel round trips, local round trips)."""
