@@ -9,14 +9,14 @@ Measures, on one running task (its agent dialled home over TCP on 127.0.0.1):
   port-forward    MB/s of a bulk upload to a sink server inside the task, through the SSH
                   direct-tcpip channel, next to raw loopback TCP and OpenSSH's `ssh -L` (Debian's
                   sshd on 127.0.0.1 with a throw-away key, AES-GCM) to the same sink, same run
-  through Jupyter a `jupyter osmo` server (subprocess, its own data dir): the port-forward
-                  WebSocket's MB/s, and terminal keystroke echo latency (p50 / p99) through the
-                  terminal WebSocket (terminado protocol) into the task's interactive shell
   kernel attach   RemoteKernel.start (ipykernel launched inside the task) → kernel_info reply
                   through the tunnel (n=5), next to a local ipykernel started by jupyter_client
   kernel execute  execute_request("pass") → execute_reply through the tunnel (p50 / p95, n=200),
                   next to the same against the local kernel
-The rest go through the Service's Interactive object, not the Jupyter layer.
+  through Jupyter a `jupyter osmo` server (subprocess, its own data dir): the port-forward
+                  WebSocket's MB/s, and terminal keystroke echo latency (p50 / p99) through the
+                  terminal WebSocket (terminado protocol) into the task's interactive shell
+The others go through the Service's Interactive object, not the Jupyter layer.
 """
 
 from __future__ import annotations
@@ -328,11 +328,6 @@ async def main() -> None:
             f"{max(tunnel) / max(ssh):.2f}x (target >= 0.5x and >= 200 MB/s)"
         )
     print(f"cipher negotiated: {cipher}")
-    print(
-        f"through jupyter: port-forward WebSocket {jupyter['ws_mbs']:.0f} MB/s; terminal echo "
-        f"(n=200) p50 {jupyter['echo_p50']:.2f} ms, p99 {jupyter['echo_p99']:.2f} ms "
-        "(target p99 < 50 ms)"
-    )
     (att, local_att), (rt, local_rt) = kernel
     print(
         f"kernel attach (start in task -> kernel_info reply, n={len(att)}): median "
