@@ -115,9 +115,8 @@ class LocalBackend(AgentLink, Backend):
         return await asyncio.open_unix_connection(self.socket_path, limit=MAX_MESSAGE)
 
     async def _agent_alive(self) -> bool:
-        # One we started that is still starting counts (its imports can take seconds under
-        # load): a second one would take the lock once the first has gone, and outlive a
-        # shutdown (a 10 s wait in every test's teardown, and a leaked agent).
+        # One we started may still be importing (seconds, under load): a second one would take
+        # the lock once the first has gone, and outlive a shutdown.
         return bool(self._spawned) or self.agent_running()
 
     async def _connect(self) -> None:

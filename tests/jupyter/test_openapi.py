@@ -126,7 +126,7 @@ def _documented() -> set[tuple[str, str]]:
 
 def test_every_route_and_method_is_documented() -> None:
     routes = set()
-    for pattern, handler in [*default_handlers, *kernel_handlers, *interactive_handlers]:
+    for pattern, handler in [*default_handlers, *interactive_handlers, *kernel_handlers]:
         if issubclass(handler, websocket.WebSocketHandler) or handler is ProxyHandler:
             continue  # OpenAPI 3 cannot describe a WebSocket, nor a task's web app
         path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).removeprefix("/osmo/api/v1")
