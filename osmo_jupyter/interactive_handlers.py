@@ -406,7 +406,7 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
         svc = await self.workflow_for(wf_id)
         svc.task(wf_id, task)
         policy.check_port(self.who, port, svc.interactive.declared_ports(wf_id, task), task)
-        svc.interactive.check_running(wf_id, task)  # 409 now; a Conflict later is the port's
+        svc.interactive.placement(wf_id, task)  # 409 now; a Conflict later is the port's
         if path is None:  # the app's root is "/": relative links need the slash
             query = f"?{self.request.query}" if self.request.query else ""
             self.redirect(f"{self.request.path}/{query}")

@@ -245,10 +245,6 @@ class Interactive:
             raise Conflict(f"backend {backend!r} of task {task!r} has no interactive access")
         return backend, attempt_key(wf_id, task, row["retry_id"])
 
-    def check_running(self, wf_id: str, task: str) -> None:
-        """NotFound / Conflict unless the task runs where interactive access reaches it."""
-        self._running(wf_id, task)
-
     def declared_ports(self, wf_id: str, task: str) -> list[int]:
         """The ports a task's spec declares (`ports:`), open to its owner for port-forward."""
         spec = json.loads(self.store.get_workflow(wf_id)["spec_json"])

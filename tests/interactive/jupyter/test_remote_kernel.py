@@ -16,7 +16,6 @@ from tornado.httpclient import HTTPClientError
 
 from osmo_jupyter._attach import spec_name
 from tests.interactive.conftest import long_spec, until
-from tests.interactive.jupyter.test_interactive_cli import cli_env  # noqa: F401 (fixture)
 
 # cwd and env of the task: `marker` in its workdir, TASK_SECRET in its environment
 WHERE = "import os; print(open('marker').read().strip(), os.environ['TASK_SECRET'])"
@@ -274,7 +273,7 @@ async def test_osmo_attach_switches_the_notebooks_kernel(api, service, jp_fetch,
 async def test_cli_kernel_writes_a_connection_file_for_jupyter_clients(
     api,
     service,
-    cli_env,  # noqa: F811 (the fixture imported above)
+    cli_env,
 ):
     from jupyter_client.blocking import BlockingKernelClient
 
