@@ -252,14 +252,14 @@ async def test_unknown_route_under_the_api_is_json_404(jp_fetch, osmo):
 async def test_openapi_document_lists_the_routes(api):
     doc = await api("GET", "openapi.json")
     assert doc["openapi"].startswith("3.")
-    # every REST route is documented (WebSockets are not part of OpenAPI)
+    # the core REST routes are served (test_openapi checks every route list against the doc)
     rest = {
         re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", path).removeprefix("/osmo/api/v1")
         for path, handler in default_handlers
         if not issubclass(handler, WebSocketHandler)
     }
     assert "/workflows/{wf_id}/restart" in rest and "/tokens/{token_id}" in rest
-    assert set(doc["paths"]) == rest
+    assert rest <= set(doc["paths"])
     body = doc["components"]["schemas"]["SubmitRequest"]
     assert body["required"] == ["spec"] and "dry_run" in body["properties"]
     params = [p["name"] for p in doc["paths"]["/workflows"]["get"]["parameters"]]
