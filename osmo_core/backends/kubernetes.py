@@ -88,6 +88,7 @@ class KubernetesBackend(Backend):
         self._why: dict[str, str] = {}  # key -> why its pod is still pending
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._services: set[str] = set()  # workflow ids whose headless Service exists
+        self._no_secret: set[str] = set()  # keys launched here without a Secret (no delete call)
         self._bg: set[asyncio.Task[Any]] = set()
 
     # --- connection -------------------------------------------------------------------------
@@ -229,6 +230,8 @@ class KubernetesBackend(Backend):
         secret = secret_for(req, self.namespace, self.name, self.credentials)
         if secret is not None:
             await _create(api.create_namespaced_secret, self.namespace, secret)
+        else:
+            self._no_secret.add(req.key)
         try:
             await asyncio.to_thread(api.create_namespaced_pod, self.namespace, body)
         except ApiException as exc:
@@ -336,6 +339,9 @@ class KubernetesBackend(Backend):
             await asyncio.to_thread(
                 api.delete_namespaced_pod, pod_name(key), self.namespace, grace_period_seconds=grace
             )
+        if key in self._no_secret:
+            self._no_secret.discard(key)
+            return
         with contextlib.suppress(ApiException):
             await asyncio.to_thread(api.delete_namespaced_secret, secret_name(key), self.namespace)
 

@@ -134,8 +134,16 @@ class Kubelet:
             await asyncio.sleep(0.1)
 
 
+def declare_kinds(km: Any) -> None:
+    """A real API server serves these kinds even with no object of them (kmock: 404 unless
+    declared), so an empty list or watch succeeds."""
+    for kind in ("v1/pods", "v1/services", "v1/secrets", "v1/nodes"):
+        km.resources[kind] = {}
+
+
 @contextlib.asynccontextmanager
 async def running_kubelet(km: Any) -> AsyncIterator[Kubelet]:
+    declare_kinds(km)
     k = Kubelet(km, api_for(str(km.url), KUBELET_AGENT))
     await k.add_node("node-a", cpu="4", memory="8Gi", **{"kubernetes.io/arch": "amd64"})
     task = asyncio.create_task(k.run())
