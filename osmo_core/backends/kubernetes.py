@@ -88,6 +88,7 @@ class KubernetesBackend(Backend):
         self._why: dict[str, str] = {}  # key -> why its pod is still pending
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._services: set[str] = set()  # workflow ids whose headless Service exists
+        self._podgroups: dict[str, set[tuple[str, str, str, str]]] = {}  # wf -> PodGroups
         self._no_secret: set[str] = set()  # keys launched here without a Secret (no delete call)
         self._bg: set[asyncio.Task[Any]] = set()
 
@@ -218,8 +219,12 @@ class KubernetesBackend(Backend):
         api = self.api
         wf = req.key.split("/")[0]
         if wf not in self._services:
-            await _create(api.create_namespaced_service, self.namespace, self._service(wf))
-            self._services.add(wf)
+            self._services.add(wf)  # first: concurrent launches of one workflow create it once
+            try:
+                await _create(api.create_namespaced_service, self.namespace, self._service(wf))
+            except BaseException:
+                self._services.discard(wf)
+                raise
         if self.config.get("gang_scheduler") and req.group_size > 1:
             from kubernetes import client
 
@@ -227,6 +232,9 @@ class KubernetesBackend(Backend):
             custom = client.CustomObjectsApi(self._api)
             create = custom.create_namespaced_custom_object
             await _create(create, group, version, self.namespace, plural, pg)
+            self._podgroups.setdefault(wf, set()).add(
+                (group, version, plural, pg["metadata"]["name"])
+            )
         secret = secret_for(req, self.namespace, self.name, self.credentials)
         if secret is not None:
             await _create(api.create_namespaced_secret, self.namespace, secret)
@@ -355,6 +363,20 @@ class KubernetesBackend(Backend):
             await asyncio.to_thread(
                 self.api.delete_namespaced_service, service_name(wf), self.namespace
             )
+        if self._podgroups.get(wf):
+            from kubernetes import client
+
+            custom = client.CustomObjectsApi(self._api)
+            for group, version, plural, name in self._podgroups.pop(wf):
+                with contextlib.suppress(ApiException):
+                    await asyncio.to_thread(
+                        custom.delete_namespaced_custom_object,
+                        group,
+                        version,
+                        self.namespace,
+                        plural,
+                        name,
+                    )
 
     async def cancel(self, key: str, grace: float = 5.0) -> None:
         if self._known.get(key) in ("", "running"):

@@ -222,6 +222,47 @@ async def test_group_tasks_reach_each_other_by_headless_service_names(
     assert [x.text for x in lines] == [f"lead.{sub}"]
 
 
+async def test_volcano_podgroup_for_a_barrier_group_when_configured(
+    tmp_path: Path, kmock: Any, kubelet: Kubelet
+) -> None:
+    kmock.resources["scheduling.volcano.sh/v1beta1/podgroups"] = {}  # the CRD is installed
+    svc = Service(k8s_config(tmp_path, str(kmock.url), gang_scheduler="volcano"))
+    await svc.start()
+    try:
+        spec = {
+            "workflow": {
+                "name": "gang",
+                "groups": [
+                    {"name": "g", "tasks": [_task("a", "echo a", lead=True), _task("b", "echo b")]}
+                ],
+            }
+        }
+        wf_id = await svc.submit(spec)
+        await until(lambda: len(kubelet.manifests) == 2)
+        created = [o for o in kmock.objects.values() if o.get("kind") == "PodGroup"]
+        await asyncio.wait_for(svc.wait(wf_id), 30)
+        assert svc.get(wf_id)["status"] == "COMPLETED"
+        (pg,) = created
+        assert pg["spec"]["minMember"] == 2
+        for m in kubelet.manifests:
+            assert (
+                m["metadata"]["annotations"]["scheduling.k8s.io/group-name"]
+                == (pg["metadata"]["name"])
+            )
+            assert m["spec"]["schedulerName"] == "volcano"
+        await until(
+            lambda: (
+                not [
+                    o
+                    for o in kmock.objects.values()
+                    if o.get("kind") == "PodGroup" and not o.deleted
+                ]
+            )
+        )
+    finally:
+        await svc.stop()
+
+
 async def test_data_inputs_are_refused_not_dropped(k8s_service: Service) -> None:
     wf = await _run(
         k8s_service, [_task("a", "echo a"), _task("b", "echo b", inputs=[{"task": "a"}])]
