@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -80,6 +81,7 @@ class KubernetesBackend(Backend):
         self.selector = f"{LABEL_MANAGED}=osmo,{LABEL_BACKEND}={label_value(name)}"
         self.log_dir = Path(self.config.get("root", ".")) / "k8s-logs" / label_value(name)
         self.connected = False
+        self._nodes: list[Node] = []  # as last listed: offline copies while unreachable
         self.disconnect_reason = ""
         self._api: Any = None
         self._sink: EventSink | None = None
@@ -155,7 +157,11 @@ class KubernetesBackend(Backend):
         api = self.api if self._api is not None else _core(await asyncio.to_thread(self._client))
         selector = self.config.get("node_selector") or {}
         label_selector = ",".join(f"{k}={v}" for k, v in selector.items()) or None
-        resp = await asyncio.to_thread(api.list_node, label_selector=label_selector)
+        try:
+            resp = await asyncio.to_thread(api.list_node, label_selector=label_selector)
+        except Exception as exc:  # an unreachable cluster must not stop the control plane
+            self._on_connected(False, f"listing nodes: {type(exc).__name__}: {exc}")
+            return [dataclasses.replace(n, online=False) for n in self._nodes]
         out = []
         for n in resp.items:
             labels = n.metadata.labels or {}
@@ -174,6 +180,7 @@ class KubernetesBackend(Backend):
                     labels=dict(labels),
                 )
             )
+        self._nodes = out
         return out
 
     # --- launch -------------------------------------------------------------------------------

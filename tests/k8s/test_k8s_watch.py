@@ -214,3 +214,30 @@ async def _submit_and_wait(svc: Service, pool: str) -> dict[str, Any]:
     wf_id = await svc.submit(spec)
     await asyncio.wait_for(svc.wait(wf_id), 20)
     return svc.get(wf_id)
+
+
+async def test_an_unreachable_cluster_at_start_does_not_stop_the_control_plane(
+    tmp_path: Path, kmock: Any, kubelet: Kubelet
+) -> None:
+    data = tmp_path / "osmo"
+    dead = Partition(1)
+    await dead.heal()  # a free port: listen, then close, so nothing answers there
+    await dead.cut()
+    config = OsmoConfig(
+        data_dir=str(data),
+        store_url=f"sqlite:///{data / 'osmo.db'}",
+        backends={
+            "east": {"kind": "kubernetes", "host": str(kmock.url), "namespace": NAMESPACE},
+            "gone": {"kind": "kubernetes", "host": f"http://127.0.0.1:{dead.port}"},
+        },
+        pools={n: {"backend": n, "platforms": {"default": {}}} for n in ("east", "gone")},
+        default_pool="east",
+    )
+    svc = Service(config)
+    await svc.start()
+    try:
+        assert not svc.backends["gone"].connected
+        wf = await _submit_and_wait(svc, "east")
+        assert wf["status"] == "COMPLETED", wf
+    finally:
+        await svc.stop()
