@@ -108,8 +108,10 @@ class KubernetesBackend(Backend):
             config.load_incluster_config()
             api_client = client.ApiClient()
         else:
-            api_client = config.new_client_from_config(
-                config_file=self.config.get("kubeconfig"), context=self.config.get("context")
+            kubeconfig = self.config.get("kubeconfig")
+            api_client = config.new_client_from_config(  # its own Configuration: per cluster
+                config_file=os.path.expanduser(kubeconfig) if kubeconfig else None,
+                context=self.config.get("context"),
             )
         return api_client
 
