@@ -54,9 +54,13 @@ class PodWatcher:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopped.set()
-        if self._watch is not None:
-            self._watch.stop()  # shuts the socket down: unblocks the read in the thread
-        self._thread.join(timeout)
+        # Watch.stop() shuts the socket down, which unblocks the read in the thread; a stream
+        # that was only being opened misses it (stream() clears the flag), so repeat.
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            if self._watch is not None:
+                self._watch.stop()
+            self._thread.join(0.05)
 
     def _post(self, kind: str, obj: Any) -> None:
         if not self._stopped.is_set():
@@ -79,6 +83,8 @@ class PodWatcher:
                     self._post("SYNC", listed.items)
                     self.loop.call_soon_threadsafe(self.on_connected, True, "")
                 self._watch = watch.Watch()
+                if self._stopped.is_set():
+                    return
                 for ev in self._watch.stream(
                     self.api.list_namespaced_pod,
                     self.namespace,
