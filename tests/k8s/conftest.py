@@ -153,6 +153,22 @@ async def running_kubelet(km: Any) -> AsyncIterator[Kubelet]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await _wake_watch_handlers(k.api)
+
+
+async def _wake_watch_handlers(api: Any) -> None:
+    """kmock's watch handler notices a client that went away only when it next writes an
+    event; until then aiohttp's shutdown waits (60 s). One pod created and deleted gives each
+    stale handler something to write."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "teardown-wake", "namespace": NAMESPACE},
+        "spec": {"containers": [{"name": "c", "image": "x"}]},
+    }
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(api.create_namespaced_pod, NAMESPACE, body)
+        await asyncio.to_thread(api.delete_namespaced_pod, "teardown-wake", NAMESPACE)
 
 
 @pytest.fixture
