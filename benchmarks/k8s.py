@@ -203,7 +203,7 @@ async def _watch_many(url: str, n: int, root: str, conn: Any) -> tuple[float, in
     original = backend._on_pod
 
     def on_pod(kind: str, obj: Any) -> None:
-        for pod in obj if kind == "SYNC" else [obj]:
+        for pod in obj[1] if kind == "SYNC" else [obj]:
             seen.add(pod.metadata.name)
         if len(seen) >= n:
             done.set()

@@ -88,6 +88,7 @@ class KubernetesBackend(Backend):
         self._watcher: PodWatcher | None = None
         self._known: dict[str, str] = {}  # key -> "" (pending), running, ending, done
         self._why: dict[str, str] = {}  # key -> why its pod is still pending
+        self._tracked_at: dict[str, float] = {}  # key -> monotonic time it was first tracked
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._services: set[str] = set()  # workflow ids whose headless Service exists
         self._podgroups: dict[str, set[tuple[str, str, str, str]]] = {}  # wf -> PodGroups
@@ -266,6 +267,7 @@ class KubernetesBackend(Backend):
         if key in self._known:
             return
         self._known[key] = ""
+        self._tracked_at[key] = time.monotonic()
         loop = asyncio.get_running_loop()
         self._timers[key] = loop.call_later(self.start_timeout, self._start_timed_out, key)
 
@@ -280,11 +282,14 @@ class KubernetesBackend(Backend):
 
     def _on_pod(self, kind: str, obj: Any) -> None:
         if kind == "SYNC":  # a full list: pods that vanished while we were not watching
-            listed = {_key_of(p) for p in obj}
-            for pod in obj:
+            asked, pods = obj
+            listed = {_key_of(p) for p in pods}
+            for pod in pods:
                 self._on_pod("ADDED", pod)
             for key, phase in list(self._known.items()):
-                if phase in ("", "running") and key not in listed:
+                # a pod created while the list was being answered may be missing from it
+                fresh = self._tracked_at.get(key, 0.0) >= asked
+                if phase in ("", "running") and key not in listed and not fresh:
                     self._end(key, Lost(key, "pod deleted", time.time()))
             return
         key = _key_of(obj)
@@ -349,26 +354,23 @@ class KubernetesBackend(Backend):
         await asyncio.to_thread(_write_atomic, self.log_dir / f"{name}.log", text or "")
 
     async def _delete(self, key: str, grace: int | None = None) -> None:
-        from kubernetes.client.rest import ApiException
-
+        # best effort: what is left is found by label and reaped later (reap_orphans)
         api = self.api
-        with contextlib.suppress(ApiException):
+        with contextlib.suppress(Exception):
             await asyncio.to_thread(
                 api.delete_namespaced_pod, pod_name(key), self.namespace, grace_period_seconds=grace
             )
         if key in self._no_secret:
             self._no_secret.discard(key)
             return
-        with contextlib.suppress(ApiException):
+        with contextlib.suppress(Exception):
             await asyncio.to_thread(api.delete_namespaced_secret, secret_name(key), self.namespace)
 
     async def _drop_service_if_idle(self, wf: str) -> None:
-        from kubernetes.client.rest import ApiException
-
         if any(k.startswith(f"{wf}/") and p != "done" for k, p in self._known.items()):
             return
         self._services.discard(wf)
-        with contextlib.suppress(ApiException):
+        with contextlib.suppress(Exception):
             await asyncio.to_thread(
                 self.api.delete_namespaced_service, service_name(wf), self.namespace
             )
@@ -377,7 +379,7 @@ class KubernetesBackend(Backend):
 
             custom = client.CustomObjectsApi(self._api)
             for group, version, plural, name in self._podgroups.pop(wf):
-                with contextlib.suppress(ApiException):
+                with contextlib.suppress(Exception):
                     await asyncio.to_thread(
                         custom.delete_namespaced_custom_object,
                         group,
@@ -516,6 +518,7 @@ class KubernetesBackend(Backend):
     async def forget(self, key: str) -> None:
         if self._known.get(key) == "done":
             self._known.pop(key, None)
+            self._tracked_at.pop(key, None)
 
 
 def _core(api_client: Any) -> Any:

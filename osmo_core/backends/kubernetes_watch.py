@@ -23,7 +23,8 @@ from .base import Exited, Lost, Started, StartFailed
 
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 
-# (event type, pod) -> None; type is ADDED/MODIFIED/DELETED, or SYNC with the full list of pods.
+# (event type, pod) -> None; type is ADDED/MODIFIED/DELETED, or SYNC with (monotonic time the
+# list was asked for, the full list of pods).
 OnEvent = Callable[[str, Any], None]
 
 
@@ -75,12 +76,13 @@ class PodWatcher:
         while not self._stopped.is_set():
             try:
                 if version is None:
+                    asked = time.monotonic()  # pods created after this may be missing
                     listed = self.api.list_namespaced_pod(
                         self.namespace, label_selector=self.selector
                     )
                     self.lists += 1
                     version = listed.metadata.resource_version
-                    self._post("SYNC", listed.items)
+                    self._post("SYNC", (asked, listed.items))
                     self.loop.call_soon_threadsafe(self.on_connected, True, "")
                 self._watch = watch.Watch()
                 if self._stopped.is_set():

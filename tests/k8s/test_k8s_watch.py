@@ -241,3 +241,21 @@ async def test_an_unreachable_cluster_at_start_does_not_stop_the_control_plane(
         assert wf["status"] == "COMPLETED", wf
     finally:
         await svc.stop()
+
+
+async def test_a_relist_does_not_lose_a_pod_created_while_it_was_answered(tmp_path: Path) -> None:
+    import time
+
+    from osmo_core.backends.base import Lost
+
+    events: list[Any] = []
+    backend = KubernetesBackend("k8s", _conf("http://127.0.0.1:9", root=str(tmp_path)))
+    backend._sink = events.append
+    asked = time.monotonic()
+    backend._track("wf/new/0")  # launched after the list was asked for: may be missing
+    backend._on_pod("SYNC", (asked, []))
+    assert events == []
+    backend._on_pod("SYNC", (time.monotonic(), []))  # a later list without it: it is gone
+    await until(lambda: events)
+    assert isinstance(events[0], Lost) and events[0].message == "pod deleted"
+    await backend.stop()
