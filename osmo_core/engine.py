@@ -80,6 +80,8 @@ _UNPLACED = (T.SUBMITTING, T.WAITING, T.PROCESSING, T.SCHEDULING)
 _TOKEN_INPUT_NAME = re.compile(r"\{\{\s*input:([A-Za-z][A-Za-z0-9_.-]*)\s*\}\}")
 _TOKEN_WF_ID = re.compile(r"\{\{\s*workflow_id\s*\}\}")
 _TOKEN_HOST = re.compile(r"\{\{\s*host:([A-Za-z0-9_.-]+)\s*\}\}")
+# StartFailed.reason -> the status it ends in (anything else: FAILED_START_ERROR)
+_START_FAILURES = {"image_pull": T.FAILED_IMAGE_PULL, "start_timeout": T.FAILED_START_TIMEOUT}
 _BACKFILL_WINDOW = 32  # queue units tried past the first that does not fit
 _PHASE = {
     s: i
@@ -1151,10 +1153,12 @@ class Engine:
             gpus=list(att.alloc.gpus),
             cpu=res.cpu,
             memory=res.memory,
+            storage=res.storage,
             node=att.alloc.node,
             pool=wf.pool,
             platform=self.scheduler.platform_of(wf.pool, res),
             user=wf.user,
+            group_size=len(task.group.tasks) if task.group.spec.barrier else 1,
             outputs=outputs,
             checkpoints=checkpoints,
             credentials=dict(spec.credentials),
@@ -1164,8 +1168,7 @@ class Engine:
         alloc = wf.tasks[task].current.alloc if task in wf.tasks else None
         if alloc is None or self.backends[alloc.backend].kind == "local":
             return "localhost"  # local tasks share this machine's network
-        address_of = getattr(self.backends[alloc.backend], "address_of", None)  # ssh: its IP
-        return str(address_of(alloc.node)) if address_of else alloc.node
+        return self.backends[alloc.backend].host_of(wf.tasks[task].current.key, alloc.node)
 
     async def _launch(self, att: Attempt, req: LaunchRequest) -> None:
         assert att.alloc is not None
@@ -1225,7 +1228,7 @@ class Engine:
         elif isinstance(item, Exited):
             self._on_exit(att, item.exit_code, item.message)
         elif isinstance(item, StartFailed):
-            failed = T.FAILED_IMAGE_PULL if item.reason == "image_pull" else T.FAILED_START_ERROR
+            failed = _START_FAILURES.get(item.reason, T.FAILED_START_ERROR)
             self._end_attempt(att, failed, message=item.message)
         elif isinstance(item, Lost):
             lost = T.FAILED_EVICTED if item.reason == "evicted" else T.FAILED_BACKEND_ERROR

@@ -106,12 +106,14 @@ class Scheduler:
         cfg = self.pools[pool]
         plat = cfg.platforms[platform]
         hosts = plat.extra.get("hosts")
+        labels = (plat.extra.get("node_selector") or {}).items()  # Kubernetes platforms
         return [
             s
             for s in (nodes if nodes is not None else self._nodes).get(cfg.backend_of(platform), [])
             if (offline or s.node.online)
             and (not hosts or s.node.name in hosts)
             and (not plat.arch or not s.node.arch or s.node.arch == plat.arch)
+            and all(s.node.labels.get(k) == v for k, v in labels)
         ]
 
     def check(self, workflow: Workflow, pool: str) -> list[Problem]:

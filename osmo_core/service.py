@@ -43,6 +43,7 @@ class Service:
         }
         for backend in self.backends.values():  # handed to agents privately (data/credentials)
             backend.credentials = dict(self.config.credentials)
+            backend.pools = {p.name: p for p in self.pools.values() if p.backend == backend.name}
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
         self.auth = Authenticator(self.store, self.config)
         self.interactive = Interactive(self.config, self.backends, self.store)

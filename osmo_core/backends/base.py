@@ -81,10 +81,12 @@ class LaunchRequest:
     gpus: list[int] = field(default_factory=list)
     cpu: float = 1.0
     memory: int | None = None
+    storage: int | None = None  # bytes of scratch disk (ephemeral storage on Kubernetes)
     node: str | None = None  # which machine of the backend (scheduler's placement)
     pool: str = ""
     platform: str = ""  # the pool's platform the task runs on (per-platform pod templates, hosts)
     user: str = ""  # the workflow's owner ({{USER_*}} in templates, per-user agent directories)
+    group_size: int = 1  # tasks started together with this one (a barrier group: gang)
     outputs: list[OutputSpec] = field(default_factory=list)
     checkpoints: list[CheckpointSpec] = field(default_factory=list)
     # OSMO's task `credentials:`: name -> {ENV_VAR: key} or a folder path; names, never secrets
@@ -114,6 +116,7 @@ class Node:
     gpu_names: list[str] = field(default_factory=list)
     arch: str = ""
     online: bool = True
+    labels: dict[str, str] = field(default_factory=dict)  # platforms select nodes by label
 
 
 # --- what backends report -------------------------------------------------------------------
@@ -182,7 +185,9 @@ class StartFailed:
     key: str
     message: str
     ts: float = 0.0
-    reason: str = ""  # "image_pull": the image could not be pulled (FAILED_IMAGE_PULL)
+    # "image_pull": the image could not be pulled (FAILED_IMAGE_PULL); "start_timeout": it
+    # did not start in time, e.g. unschedulable (FAILED_START_TIMEOUT)
+    reason: str = ""
 
 
 @dataclass
@@ -224,6 +229,8 @@ class Backend(ABC):
         # Named credentials (OsmoConfig.credentials), set by the service before start(): a
         # backend hands them to its agents through a private channel, never in a request.
         self.credentials: dict[str, dict[str, Any]] = {}
+        # The pools placed on this backend, set by the service too (per-platform settings).
+        self.pools: dict[str, Any] = {}
 
     @abstractmethod
     async def start(self, sink: EventSink) -> None:
@@ -264,6 +271,10 @@ class Backend(ABC):
 
     async def forget(self, key: str) -> None:  # noqa: B027 - optional hook
         """The engine no longer needs the attempt's process state (its files stay)."""
+
+    def host_of(self, key: str, node: str) -> str:
+        """The name other tasks reach attempt `key` by ({{host:TASK}}); placed on `node`."""
+        return node
 
     async def connect(self, key: str, channel: str, **kwargs: Any) -> Any:
         """Interactive access (exec, port-forward, kernel): the interactive-access issue."""

@@ -1,19 +1,32 @@
-"""`kind: kubernetes`: each attempt is one pod (first slice of the Kubernetes backend).
+"""`kind: kubernetes`: each attempt is one pod, followed with the watch API.
 
-Config: `kubeconfig` + `context`, or `host` (a plain API URL, used by the tests), `namespace`,
-and optional `node_selector`, `tolerations`, `pod_template`, `default_image`, `poll_interval`.
-The official sync client runs in `asyncio.to_thread`. Pod state is followed by listing the
-attempt pods (label `osmo.managed-by=osmo`) every `poll_interval` seconds; see the README for
-why this slice polls instead of watching.
+Config: `kubeconfig` + `context`, or `host` (a plain API URL, used by the tests), or
+`in_cluster: true`; `namespace`; optional `node_selector`, `tolerations`, `pod_template`,
+`default_image` (pool platforms may add their own `node_selector`, `tolerations`,
+`pod_template`, merged after these); `start_timeout` (s a pod may stay unscheduled or pulling,
+default 600); `keep_on_failure` (leave failed pods for debugging); `orphan_grace` (s after start
+before unclaimed pods of this backend are removed, default 60); `gang_scheduler`
+("volcano" | "kai": PodGroup objects for barrier groups; never required).
+
+The official sync client runs in `asyncio.to_thread`; one watch stream per backend runs in a
+thread (kubernetes_watch.py). API calls per task: create pod (+ its Secret when it has files or
+credentials, + the workflow's headless Service once), read its log once at the end, delete it.
+When an attempt ends its log is copied into the control plane's data directory first, then
+the pod (and Secret) is deleted, so the log stays readable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
+from ..config import PoolConfig
 from .base import (
     AttemptState,
     Backend,
@@ -27,9 +40,24 @@ from .base import (
     Started,
     StartFailed,
 )
-from .kubernetes_pods import LABEL_MANAGED, build_pod, pod_name
+from .kubernetes_pods import (
+    ANNOTATION_KEY,
+    LABEL_BACKEND,
+    LABEL_MANAGED,
+    LABEL_WORKFLOW,
+    build_pod,
+    host_name,
+    label_value,
+    pod_name,
+    podgroup_for,
+    secret_for,
+    secret_name,
+    service_for,
+    service_name,
+)
+from .kubernetes_watch import PodWatcher, classify, pending_reason
 
-IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+Ending = Exited | StartFailed | Lost
 
 
 def parse_quantity(text: str) -> float:
@@ -45,11 +73,29 @@ class KubernetesBackend(Backend):
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         super().__init__(name, config)
         self.namespace: str = self.config.get("namespace", "default")
-        self.poll_interval: float = float(self.config.get("poll_interval", 0.5))
+        self.start_timeout = float(self.config.get("start_timeout", 600))
+        self.keep_on_failure = bool(self.config.get("keep_on_failure", False))
+        self.orphan_grace = float(self.config.get("orphan_grace", 60))
+        # The pools on this backend (set by the service, like credentials): platform templates.
+        self.pools: dict[str, PoolConfig] = {}
+        self.selector = f"{LABEL_MANAGED}=osmo,{LABEL_BACKEND}={label_value(name)}"
+        self.log_dir = Path(self.config.get("root", ".")) / "k8s-logs" / label_value(name)
+        self.connected = False
+        self._nodes: list[Node] = []  # as last listed: offline copies while unreachable
+        self.disconnect_reason = ""
         self._api: Any = None
         self._sink: EventSink | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._known: dict[str, str] = {}  # key -> last phase reported ("", running, done)
+        self._watcher: PodWatcher | None = None
+        self._known: dict[str, str] = {}  # key -> "" (pending), running, ending, done
+        self._why: dict[str, str] = {}  # key -> why its pod is still pending
+        self._tracked_at: dict[str, float] = {}  # key -> monotonic time it was first tracked
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._services: set[str] = set()  # workflow ids whose headless Service exists
+        self._podgroups: dict[str, set[tuple[str, str, str, str]]] = {}  # wf -> PodGroups
+        self._no_secret: set[str] = set()  # keys launched here without a Secret (no delete call)
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    # --- connection -------------------------------------------------------------------------
 
     def _client(self) -> Any:
         from kubernetes import client, config
@@ -57,30 +103,68 @@ class KubernetesBackend(Backend):
         if self.config.get("host"):
             cfg = client.Configuration()
             cfg.host = self.config["host"]
+            cfg.retries = 0  # a dead cluster answers fast; the watcher retries with backoff
             api_client = client.ApiClient(cfg)
+        elif self.config.get("in_cluster"):
+            config.load_incluster_config()
+            api_client = client.ApiClient()
         else:
-            api_client = config.new_client_from_config(
-                config_file=self.config.get("kubeconfig"), context=self.config.get("context")
+            kubeconfig = self.config.get("kubeconfig")
+            api_client = config.new_client_from_config(  # its own Configuration: per cluster
+                config_file=os.path.expanduser(kubeconfig) if kubeconfig else None,
+                context=self.config.get("context"),
             )
-        return client.CoreV1Api(api_client)
+        return api_client
+
+    @property
+    def api(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self._api)
 
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
         self._api = await asyncio.to_thread(self._client)
-        self._task = asyncio.create_task(self._follow())
+        self._watcher = PodWatcher(
+            self.api,
+            self.namespace,
+            self.selector,
+            asyncio.get_running_loop(),
+            self._on_pod,
+            self._on_connected,
+            stream_seconds=int(self.config.get("watch_seconds", 300)),
+        )
+        self._watcher.start()
+        self._spawn(self._reap_orphans_later())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.stop)
+            self._watcher = None
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for t in list(self._bg):
+            t.cancel()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    def _on_connected(self, up: bool, why: str) -> None:
+        self.connected, self.disconnect_reason = up, why
 
     async def nodes(self) -> list[Node]:
-        api = self._api or await asyncio.to_thread(self._client)
+        api = self.api if self._api is not None else _core(await asyncio.to_thread(self._client))
         selector = self.config.get("node_selector") or {}
         label_selector = ",".join(f"{k}={v}" for k, v in selector.items()) or None
-        resp = await asyncio.to_thread(api.list_node, label_selector=label_selector)
+        try:
+            resp = await asyncio.to_thread(api.list_node, label_selector=label_selector)
+        except Exception as exc:  # an unreachable cluster must not stop the control plane
+            self._on_connected(False, f"listing nodes: {type(exc).__name__}: {exc}")
+            return [dataclasses.replace(n, online=False) for n in self._nodes]
         out = []
         for n in resp.items:
             labels = n.metadata.labels or {}
@@ -96,12 +180,28 @@ class KubernetesBackend(Backend):
                     gpus=list(range(gpus)),
                     gpu_names=[labels.get("nvidia.com/gpu.product", "gpu")] * gpus,
                     arch=labels.get("kubernetes.io/arch", ""),
+                    labels=dict(labels),
                 )
             )
+        self._nodes = out
         return out
 
+    # --- launch -------------------------------------------------------------------------------
+
+    def platform_config(self, req: LaunchRequest) -> dict[str, Any]:
+        pool = self.pools.get(req.pool)
+        plat = pool.platforms.get(req.platform) if pool else None
+        return dict(plat.extra) if plat else {}
+
     def manifest(self, req: LaunchRequest) -> dict[str, Any]:
-        return build_pod(req, self.namespace, self.config)
+        return build_pod(
+            req,
+            self.namespace,
+            self.config,
+            self.platform_config(req),
+            self.name,
+            self.credentials,
+        )
 
     def _info(self, key: str, known: bool = False) -> LaunchInfo:
         name = pod_name(key)
@@ -109,60 +209,224 @@ class KubernetesBackend(Backend):
             key,
             workdir=f"pod:{name}",
             output=f"pod:{name}/output",
-            log=f"pod:{name}",
+            log=str(self.log_dir / f"{name}.log"),
             already_known=known,
         )
+
+    def host_of(self, key: str, node: str) -> str:
+        return host_name(key)
 
     async def launch(self, req: LaunchRequest) -> LaunchInfo:
         from kubernetes.client.rest import ApiException
 
-        unsupported = [
-            what
-            for what in ("files", "inputs", "outputs", "checkpoints", "credentials")
-            if getattr(req, what)
-        ]
-        if unsupported:  # no agent in the pod yet: refuse rather than run without the data
+        unsupported = [w for w in ("inputs", "outputs", "checkpoints") if getattr(req, w)]
+        if unsupported:  # the in-pod agent is not wired: refuse rather than run without data
             raise NotImplementedError(
-                f"kubernetes backend (first slice): task {what_of(req.key)} uses "
-                f"{', '.join(unsupported)}, which need the in-pod agent (not done yet)"
+                f"kubernetes backend: task {what_of(req.key)} uses {', '.join(unsupported)}, "
+                "which need the in-pod agent (not done yet)"
             )
-        body = self.manifest(req)
+        body = self.manifest(req)  # first: a bad template fails before anything is created
+        api = self.api
+        wf = req.key.split("/")[0]
+        if wf not in self._services:
+            self._services.add(wf)  # first: concurrent launches of one workflow create it once
+            try:
+                await _create(api.create_namespaced_service, self.namespace, self._service(wf))
+            except BaseException:
+                self._services.discard(wf)
+                raise
+        if self.config.get("gang_scheduler") and req.group_size > 1:
+            from kubernetes import client
+
+            group, version, plural, pg = podgroup_for(self.config, req, self.namespace, self.name)
+            custom = client.CustomObjectsApi(self._api)
+            create = custom.create_namespaced_custom_object
+            await _create(create, group, version, self.namespace, plural, pg)
+            self._podgroups.setdefault(wf, set()).add(
+                (group, version, plural, pg["metadata"]["name"])
+            )
+        secret = secret_for(req, self.namespace, self.name, self.credentials)
+        if secret is not None:
+            await _create(api.create_namespaced_secret, self.namespace, secret)
+        else:
+            self._no_secret.add(req.key)
         try:
-            await asyncio.to_thread(self._api.create_namespaced_pod, self.namespace, body)
+            await asyncio.to_thread(api.create_namespaced_pod, self.namespace, body)
         except ApiException as exc:
             if exc.status == 409:
+                self._track(req.key)
                 return self._info(req.key, known=True)
             raise
-        self._known.setdefault(req.key, "")
+        self._track(req.key)
         return self._info(req.key)
 
-    async def cancel(self, key: str, grace: float = 5.0) -> None:
+    def _service(self, wf: str) -> dict[str, Any]:
+        return service_for(wf, self.namespace, self.name)
+
+    def _track(self, key: str) -> None:
+        if key in self._known:
+            return
+        self._known[key] = ""
+        self._tracked_at[key] = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(self.start_timeout, self._start_timed_out, key)
+
+    def _start_timed_out(self, key: str) -> None:
+        self._timers.pop(key, None)
+        if self._known.get(key) == "":
+            why = self._why.get(key, "Pending")
+            msg = f"pod not running after {self.start_timeout:g}s ({why})"
+            self._end(key, StartFailed(key, msg, time.time(), reason="start_timeout"))
+
+    # --- following pods -------------------------------------------------------------------------
+
+    def _on_pod(self, kind: str, obj: Any) -> None:
+        if kind == "SYNC":  # a full list: pods that vanished while we were not watching
+            asked, pods = obj
+            listed = {_key_of(p) for p in pods}
+            for pod in pods:
+                self._on_pod("ADDED", pod)
+            for key, phase in list(self._known.items()):
+                # a pod created while the list was being answered may be missing from it
+                fresh = self._tracked_at.get(key, 0.0) >= asked
+                if phase in ("", "running") and key not in listed and not fresh:
+                    self._end(key, Lost(key, "pod deleted", time.time()))
+            return
+        key = _key_of(obj)
+        if key not in self._known:
+            return
+        if kind == "DELETED":
+            if self._known[key] in ("", "running"):
+                self._end(key, Lost(key, "pod deleted", time.time()))
+            return
+        ev = classify(key, obj)
+        if ev is None:
+            self._why[key] = pending_reason(obj)
+        elif isinstance(ev, Started):
+            if self._known[key] == "" and self._sink is not None:
+                self._known[key] = "running"
+                self._cancel_timer(key)
+                self._sink(ev)
+        else:
+            self._end(key, ev)
+
+    def _cancel_timer(self, key: str) -> None:
+        handle = self._timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _end(self, key: str, ev: Ending) -> None:
+        """An attempt ended: archive its log, report the end, then delete its objects."""
+        if self._known.get(key) not in ("", "running"):
+            return
+        was = self._known[key]
+        self._known[key] = "ending"
+        self._cancel_timer(key)
+        self._why.pop(key, None)
+        self._spawn(self._finish(key, ev, started=was == "running"))
+
+    async def _finish(self, key: str, ev: Ending, started: bool) -> None:
+        with contextlib.suppress(Exception):
+            await self._archive(key)
+        end = {"exit_code": ev.exit_code} if isinstance(ev, Exited) else {"message": ev.message}
+        await asyncio.to_thread(_write_atomic, self._end_file(key), json.dumps(end))
+        if self._sink is not None:
+            if not started and isinstance(ev, Exited):
+                self._sink(Started(key, ts=ev.ts))
+            self._sink(ev)
+        self._known[key] = "done"
+        failed = not isinstance(ev, Exited) or ev.exit_code != 0
+        if not (self.keep_on_failure and failed):
+            await self._delete(key)
+        await self._drop_service_if_idle(key.split("/")[0])
+
+    async def _archive(self, key: str) -> None:
+        """Copy the pod's log into the data directory (atomically; kept after the pod)."""
         from kubernetes.client.rest import ApiException
 
-        with contextlib.suppress(ApiException):
-            await asyncio.to_thread(
-                self._api.delete_namespaced_pod,
-                pod_name(key),
-                self.namespace,
-                grace_period_seconds=int(grace),
+        name = pod_name(key)
+        try:
+            text = await asyncio.to_thread(
+                self.api.read_namespaced_pod_log, name, self.namespace, container="task"
             )
+        except ApiException:
+            return  # never started (image pull, unschedulable): no log to keep
+        await asyncio.to_thread(_write_atomic, self.log_dir / f"{name}.log", text or "")
+
+    async def _delete(self, key: str, grace: int | None = None) -> None:
+        # best effort: what is left is found by label and reaped later (reap_orphans)
+        api = self.api
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                api.delete_namespaced_pod, pod_name(key), self.namespace, grace_period_seconds=grace
+            )
+        if key in self._no_secret:
+            self._no_secret.discard(key)
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(api.delete_namespaced_secret, secret_name(key), self.namespace)
+
+    async def _drop_service_if_idle(self, wf: str) -> None:
+        if any(k.startswith(f"{wf}/") and p != "done" for k, p in self._known.items()):
+            return
+        self._services.discard(wf)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                self.api.delete_namespaced_service, service_name(wf), self.namespace
+            )
+        if self._podgroups.get(wf):
+            from kubernetes import client
+
+            custom = client.CustomObjectsApi(self._api)
+            for group, version, plural, name in self._podgroups.pop(wf):
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(
+                        custom.delete_namespaced_custom_object,
+                        group,
+                        version,
+                        self.namespace,
+                        plural,
+                        name,
+                    )
+
+    async def cancel(self, key: str, grace: float = 5.0) -> None:
+        if self._known.get(key) in ("", "running"):
+            self._known[key] = "ending"
+            self._cancel_timer(key)
+            with contextlib.suppress(Exception):
+                await self._archive(key)
+            self._known[key] = "done"
+            await self._delete(key, int(grace))
+            if self._sink is not None:
+                self._sink(Exited(key, 143, time.time(), signal=15, message="pod deleted"))
+            await self._drop_service_if_idle(key.split("/")[0])
+        else:
+            await self._delete(key, int(grace))
+
+    # --- restart, status and orphans ---------------------------------------------------------
 
     async def _pods(self) -> list[Any]:
         resp = await asyncio.to_thread(
-            self._api.list_namespaced_pod, self.namespace, label_selector=f"{LABEL_MANAGED}=osmo"
+            self.api.list_namespaced_pod, self.namespace, label_selector=self.selector
         )
-        return [p for p in resp.items if (p.metadata.labels or {}).get(LABEL_MANAGED) == "osmo"]
+        mine = label_value(self.name)
+        return [
+            p
+            for p in resp.items
+            if (p.metadata.labels or {}).get(LABEL_MANAGED) == "osmo"
+            and (p.metadata.labels or {}).get(LABEL_BACKEND) == mine
+        ]
 
     async def status(self, keys: list[str]) -> dict[str, AttemptState]:
-        by_key = {(p.metadata.annotations or {}).get("osmo/key"): p for p in await self._pods()}
+        by_key = {_key_of(p): p for p in await self._pods()}
         out = {}
         for key in keys:
             pod = by_key.get(key)
             if pod is None:
-                out[key] = AttemptState(key, "unknown")
+                out[key] = self._ended_state(key)
                 continue
+            self._track(key)
             ev = classify(key, pod)
-            self._known.setdefault(key, "")
             if isinstance(ev, Exited):
                 out[key] = AttemptState(key, "exited", exit_code=ev.exit_code, info=self._info(key))
             elif isinstance(ev, StartFailed):
@@ -170,89 +434,120 @@ class KubernetesBackend(Backend):
             elif isinstance(ev, Lost):
                 out[key] = AttemptState(key, "lost", message=ev.message)
             else:
+                if isinstance(ev, Started):
+                    self._known[key] = "running"
+                    self._cancel_timer(key)
                 out[key] = AttemptState(key, "running", info=self._info(key))
+                continue
+            self._end(key, ev)  # ended while we were away: archive and clean up
         return out
+
+    def _end_file(self, key: str) -> Path:
+        return self.log_dir / f"{pod_name(key)}.end.json"
+
+    def _ended_state(self, key: str) -> AttemptState:
+        """An attempt whose pod is gone: how it ended, from the record kept at the end."""
+        try:
+            end = json.loads(self._end_file(key).read_text())
+        except (OSError, ValueError):
+            return AttemptState(key, "unknown")
+        if "exit_code" in end:
+            return AttemptState(key, "exited", exit_code=end["exit_code"], info=self._info(key))
+        return AttemptState(key, "lost", message=end.get("message", "pod deleted"))
+
+    async def _reap_orphans_later(self) -> None:
+        await asyncio.sleep(self.orphan_grace)
+        with contextlib.suppress(Exception):
+            await self.reap_orphans()
+
+    async def reap_orphans(self) -> list[str]:
+        """Delete this backend's pods (and Secrets, Services) that no attempt claimed since
+        start: left by a control plane that stopped before cleaning up. Logs are archived
+        first. Returns the pod names removed."""
+        from kubernetes.client.rest import ApiException
+
+        removed = []
+        for pod in await self._pods():
+            key = _key_of(pod)
+            if key is None or key in self._known:
+                continue
+            with contextlib.suppress(Exception):
+                await self._archive(key)
+            await self._delete(key, 0)
+            removed.append(pod.metadata.name)
+        live_wfs = {k.split("/")[0] for k, p in self._known.items() if p != "done"}
+        with contextlib.suppress(ApiException):
+            services = await asyncio.to_thread(
+                self.api.list_namespaced_service, self.namespace, label_selector=self.selector
+            )
+            for svc in services.items:
+                labels = svc.metadata.labels or {}
+                if labels.get(LABEL_BACKEND) != label_value(self.name):
+                    continue
+                if labels.get(LABEL_WORKFLOW) not in {label_value(w) for w in live_wfs}:
+                    await asyncio.to_thread(
+                        self.api.delete_namespaced_service, svc.metadata.name, self.namespace
+                    )
+        return removed
 
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         from kubernetes.client.rest import ApiException
 
-        try:
-            text = await asyncio.to_thread(
-                self._api.read_namespaced_pod_log, pod_name(key), self.namespace, container="task"
-            )
-        except ApiException:
-            return []
+        archived = self.log_dir / f"{pod_name(key)}.log"
+        if archived.exists():
+            text = await asyncio.to_thread(archived.read_text, errors="replace")
+        else:
+            try:
+                text = await asyncio.to_thread(
+                    self.api.read_namespaced_pod_log,
+                    pod_name(key),
+                    self.namespace,
+                    container="task",
+                )
+            except ApiException:
+                return []
         lines = (text or "").splitlines()
         end = len(lines) if limit is None else start + limit
         now = time.time()
+        # The pod log merges stdout and stderr: every line is reported as stdout.
         return [
             LogLine(key, n + 1, now, "stdout", line)
             for n, line in enumerate(lines[start:end], start=start)
         ]
 
-    async def _follow(self) -> None:
-        """Report each known attempt's pod moves, once each (bounded interval polling)."""
-        while True:
-            with contextlib.suppress(Exception):
-                pods = await self._pods()
-                seen = set()
-                for pod in pods:
-                    key = (pod.metadata.annotations or {}).get("osmo/key")
-                    if key not in self._known:
-                        continue
-                    seen.add(key)
-                    self._report(key, classify(key, pod))
-                for key, phase in list(self._known.items()):
-                    if key not in seen and phase != "done":
-                        self._report(key, Lost(key, "pod deleted", time.time()))
-            await asyncio.sleep(self.poll_interval)
-
-    def _report(self, key: str, ev: Any) -> None:
-        phase = self._known.get(key, "")
-        if ev is None or phase == "done" or self._sink is None:
-            return
-        if isinstance(ev, Started):
-            if phase == "":
-                self._known[key] = "running"
-                self._sink(ev)
-            return
-        if phase == "" and isinstance(ev, Exited):
-            self._sink(Started(key, ts=ev.ts))
-        self._known[key] = "done"
-        self._sink(ev)
-
     async def forget(self, key: str) -> None:
-        self._known.pop(key, None)
+        if self._known.get(key) == "done":
+            self._known.pop(key, None)
+            self._tracked_at.pop(key, None)
+
+
+def _core(api_client: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(api_client)
+
+
+async def _create(fn: Any, *args: Any) -> None:
+    """Create an object; one that exists already (409) is fine."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        await asyncio.to_thread(fn, *args)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def _key_of(pod: Any) -> str | None:
+    return (pod.metadata.annotations or {}).get(ANNOTATION_KEY) if pod.metadata else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def what_of(key: str) -> str:
     return repr(key.split("/")[1]) if key.count("/") == 2 else repr(key)
-
-
-def classify(key: str, pod: Any) -> Started | Exited | StartFailed | Lost | None:
-    """What a pod's status means for the attempt, or None while it is still pending."""
-    now = time.time()
-    status = pod.status
-    phase = status.phase if status else None
-    reason = status.reason if status else None
-    if reason in ("Evicted", "NodeLost") or (phase == "Failed" and reason == "Evicted"):
-        why = "evicted" if reason == "Evicted" else ""
-        return Lost(key, f"pod {reason}: {status.message or ''}".strip(), now, reason=why)
-    for cs in (status.container_statuses or []) if status else []:
-        if cs.name != "task" or cs.state is None:
-            continue
-        if cs.state.waiting and cs.state.waiting.reason in IMAGE_ERRORS:
-            return StartFailed(
-                key,
-                f"{cs.state.waiting.reason}: {cs.state.waiting.message or ''}",
-                now,
-                "image_pull",
-            )
-        if cs.state.terminated:
-            t = cs.state.terminated
-            return Exited(key, int(t.exit_code), now, message=t.reason or "")
-        if cs.state.running:
-            return Started(key, ts=now)
-    if phase == "Unknown":
-        return Lost(key, "pod phase Unknown (node lost)", now)
-    return None

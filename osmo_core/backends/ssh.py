@@ -169,7 +169,7 @@ class SSHBackend(Backend):
             for a, h in self.hosts.items()
         }
 
-    def address_of(self, node: str) -> str:
+    def host_of(self, key: str, node: str) -> str:
         """What {{host:TASK}} becomes for a task on `node`: the address we reached it at."""
         h = self.hosts.get(node)
         return h.address if h is not None else node

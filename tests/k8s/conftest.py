@@ -1,4 +1,8 @@
-"""kmock (an in-memory Kubernetes API over HTTP on 127.0.0.1) plus a tiny test-side kubelet."""
+"""kmock (an in-memory Kubernetes API over HTTP on 127.0.0.1) plus a tiny test-side kubelet.
+
+kmock serves list/watch/create/patch/delete of any object kind and streams watch events; it
+ignores label selectors and resourceVersions (so the backend filters by label itself, and a
+410 Gone is injected with a kmock reaction where a test needs one)."""
 
 from __future__ import annotations
 
@@ -14,12 +18,21 @@ kmock = pytest.importorskip("kmock")
 client = pytest.importorskip("kubernetes.client")
 
 NAMESPACE = "osmo"
+KUBELET_AGENT = "osmo-test-kubelet"  # its requests are told apart from the backend's by this
 
 
-def api_for(url: str) -> Any:
+def api_for(url: str, user_agent: str | None = None) -> Any:
     cfg = client.Configuration()
     cfg.host = url.rstrip("/")
-    return client.CoreV1Api(client.ApiClient(cfg))
+    api_client = client.ApiClient(cfg)
+    if user_agent:
+        api_client.user_agent = user_agent
+    return client.CoreV1Api(api_client)
+
+
+def backend_requests(km: Any) -> list[Any]:
+    """Requests kmock received from anyone but the test kubelet."""
+    return [r for r in km if r.headers.get("User-Agent") != KUBELET_AGENT]
 
 
 def _container(state: dict[str, Any], image: str) -> dict[str, Any]:
@@ -36,12 +49,14 @@ def _container(state: dict[str, Any], image: str) -> dict[str, Any]:
 class Kubelet:
     """Moves each new pod Pending -> Running -> Succeeded/Failed, like a node would.
 
-    The exit code is the N of a trailing `exit N` in the command (0 otherwise); an image that
-    starts with `bad/` never pulls (ErrImagePull); stdout lines are the `echo WORD`s of the
-    command, served on the pod's log subresource."""
+    The exit code is the N of a trailing `exit N` in the command (0 otherwise); stdout lines
+    are the `echo WORD`s of the command, served on the pod's log subresource. Variants:
+    an image starting with `bad/` never pulls (ErrImagePull); `unschedulable/` is never
+    scheduled (PodScheduled False); a command with `oom` ends OOMKilled, `evict` is evicted,
+    `nodelost` loses its node (phase Unknown), `hang` keeps running."""
 
-    def __init__(self, kmock: Any, api: Any) -> None:
-        self.kmock, self.api = kmock, api
+    def __init__(self, km: Any, api: Any) -> None:
+        self.kmock, self.api = km, api
         self.done: set[str] = set()
         self.manifests: list[dict[str, Any]] = []
 
@@ -63,29 +78,49 @@ class Kubelet:
             self.done.add(name)
             raw = self.api.api_client.sanitize_for_serialization(pod)
             self.manifests.append(raw)
-            spec = raw["spec"]["containers"][0]
-            image, script = spec["image"], " ".join(spec.get("args") or [])
-            if image.startswith("bad/"):
-                waiting = {"waiting": {"reason": "ErrImagePull", "message": f"pull {image}"}}
-                status = {"phase": "Pending", "containerStatuses": [_container(waiting, image)]}
-                await self._patch(name, status)
-                continue
-            running = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+            await self._run(name, raw["spec"]["containers"][0])
+
+    async def _run(self, name: str, spec: dict[str, Any]) -> None:
+        image, script = spec["image"], " ".join(spec.get("args") or [])
+        if image.startswith("bad/"):
+            waiting = {"waiting": {"reason": "ErrImagePull", "message": f"pull {image}"}}
             await self._patch(
-                name, {"phase": "Running", "containerStatuses": [_container(running, image)]}
+                name, {"phase": "Pending", "containerStatuses": [_container(waiting, image)]}
             )
-            log = "".join(f"{w}\n" for w in re.findall(r"echo (\S+)", script))
-            path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/log"
-            self.kmock[f"get {path}"] << kmock.text(log)
-            m = re.search(r"exit (\d+)\s*$", script)
-            code = int(m.group(1)) if m else 0
-            term = {
-                "terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}
+            return
+        if image.startswith("unschedulable/"):
+            cond = {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
             }
-            phase = "Succeeded" if code == 0 else "Failed"
-            await self._patch(
-                name, {"phase": phase, "containerStatuses": [_container(term, image)]}
-            )
+            await self._patch(name, {"phase": "Pending", "conditions": [cond]})
+            return
+        running = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+        await self._patch(
+            name, {"phase": "Running", "containerStatuses": [_container(running, image)]}
+        )
+        log = "".join(f"{w}\n" for w in re.findall(r"echo (\S+)", script))
+        path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/log"
+        self.kmock[f"get {path}"] << kmock.text(log)
+        if "hang" in script:
+            return
+        if "evict" in script:
+            msg = "The node was low on resource: ephemeral-storage."
+            await self._patch(name, {"phase": "Failed", "reason": "Evicted", "message": msg})
+            return
+        if "nodelost" in script:
+            await self._patch(name, {"phase": "Unknown", "reason": "NodeLost"})
+            return
+        m = re.search(r"exit (\d+)\s*$", script)
+        code = int(m.group(1)) if m else 0
+        reason = "Completed" if code == 0 else "Error"
+        if "oom" in script:
+            code, reason = 137, "OOMKilled"
+        term = {"terminated": {"exitCode": code, "reason": reason}}
+        phase = "Succeeded" if code == 0 else "Failed"
+        await self._patch(name, {"phase": phase, "containerStatuses": [_container(term, image)]})
 
     async def _patch(self, name: str, status: dict[str, Any]) -> None:
         await asyncio.to_thread(
@@ -99,12 +134,56 @@ class Kubelet:
             await asyncio.sleep(0.1)
 
 
-@pytest.fixture
-async def kubelet(kmock: Any) -> AsyncIterator[Kubelet]:
-    k = Kubelet(kmock, api_for(str(kmock.url)))
+def declare_kinds(km: Any) -> None:
+    """A real API server serves these kinds even with no object of them (kmock: 404 unless
+    declared), so an empty list or watch succeeds."""
+    for kind in ("v1/pods", "v1/services", "v1/secrets", "v1/nodes"):
+        km.resources[kind] = {}
+
+
+@contextlib.asynccontextmanager
+async def running_kubelet(km: Any) -> AsyncIterator[Kubelet]:
+    declare_kinds(km)
+    k = Kubelet(km, api_for(str(km.url), KUBELET_AGENT))
     await k.add_node("node-a", cpu="4", memory="8Gi", **{"kubernetes.io/arch": "amd64"})
     task = asyncio.create_task(k.run())
-    yield k
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    try:
+        yield k
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await _wake_watch_handlers(k.api)
+
+
+async def _wake_watch_handlers(api: Any) -> None:
+    """kmock's watch handler notices a client that went away only when it next writes an
+    event; until then aiohttp's shutdown waits (60 s). One pod created and deleted gives each
+    stale handler something to write."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "teardown-wake", "namespace": NAMESPACE},
+        "spec": {"containers": [{"name": "c", "image": "x"}]},
+    }
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(api.create_namespaced_pod, NAMESPACE, body)
+        await asyncio.to_thread(api.delete_namespaced_pod, "teardown-wake", NAMESPACE)
+
+
+@pytest.fixture
+async def kubelet(kmock: Any) -> AsyncIterator[Kubelet]:
+    async with running_kubelet(kmock) as k:
+        yield k
+
+
+async def until(check: Any, seconds: float = 10.0, step: float = 0.05) -> Any:
+    """Poll `check()` (sync or async) until truthy; bounded in time."""
+    for _ in range(int(seconds / step)):
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(step)
+    raise AssertionError(f"not true after {seconds}s: {check}")

@@ -1,94 +1,30 @@
-"""The Kubernetes backend against kmock's emulated API server and the test kubelet."""
+"""The Kubernetes backend under the real engine, against kmock's emulated API server and the
+test kubelet: statuses, templates, cleanup, groups, validation."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from osmo_core.backends.base import LaunchRequest
-from osmo_core.backends.kubernetes_pods import build_pod, merge
 from osmo_core.config import OsmoConfig
 from osmo_core.errors import PlacementError
 from osmo_core.service import Service
-from tests.k8s.conftest import NAMESPACE, Kubelet
+from tests.k8s.conftest import NAMESPACE, Kubelet, until
+from tests.k8s.test_k8s_manifests import as_model
 
-
-def as_v1pod(manifest: dict[str, Any]) -> client.V1Pod:
-    """Deserialize with the client's models; unknown fields are reported, not dropped."""
-    api = client.ApiClient()
-    pod = api.deserialize(json.dumps(manifest), "V1Pod", "application/json")
-    back = api.sanitize_for_serialization(pod)
-    assert _strip_empty(back) == _strip_empty(manifest), "a field is not part of V1Pod"
-    return pod
-
-
-def _strip_empty(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _strip_empty(v) for k, v in x.items() if v not in (None, [], {})}
-    if isinstance(x, list):
-        return [_strip_empty(v) for v in x]
-    return x
-
-
-def test_template_merge_scalars_override_lists_by_name() -> None:
-    base = {"containers": [{"name": "task", "image": "a", "env": [{"name": "X", "value": "1"}]}]}
-    over = {
-        "containers": [
-            {"name": "task", "image": "b", "env": [{"name": "Y", "value": "2"}]},
-            {"name": "side", "image": "s"},
-        ],
-        "priorityClassName": "high",
-    }
-    out = merge(base, over)
-    assert out["priorityClassName"] == "high"
-    assert [c["name"] for c in out["containers"]] == ["task", "side"]
-    assert out["containers"][0]["image"] == "b"
-    assert out["containers"][0]["env"] == [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]
-
-
-def test_manifest_round_trips_into_v1pod() -> None:
-    req = LaunchRequest(
-        key="wf_Abc-1/Train Step/0",
-        argv=["sh", "-c", "echo hi"],
-        env={"A": "1"},
-        image="python:3.11",
-        gpus=[0, 1],
-        cpu=2.5,
-        memory=4 * 2**30,
-    )
-    config = {
+PLATFORMS = {
+    "default": {},
+    "a100": {
         "node_selector": {"nvidia.com/gpu.product": "A100"},
-        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "pod_template": {
-            "containers": [{"name": "task", "volumeMounts": [{"name": "shm", "mountPath": "/s"}]}],
-            "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
-        },
-    }
-    manifest = build_pod(req, "osmo", config)
-    pod = as_v1pod(manifest)
-    c = pod.spec.containers[0]
-    assert c.command == ["sh"] and c.args == ["-c", "echo hi"]
-    assert c.resources.limits == {"cpu": "2500m", "memory": str(4 * 2**30), "nvidia.com/gpu": "2"}
-    assert c.volume_mounts[0].mount_path == "/s"
-    assert pod.spec.node_selector == {"nvidia.com/gpu.product": "A100"}
-    assert pod.spec.tolerations[0].key == "gpu"
-    assert pod.metadata.labels["osmo.task"] == "Train-Step"
-    assert pod.metadata.labels["osmo.workflow"] == "wf_Abc-1"
+        "pod_template": {"containers": [{"name": "task", "workingDir": "/work/{{USER}}"}]},
+    },
+}
 
 
-def test_a_typo_in_a_template_fails_the_round_trip() -> None:
-    req = LaunchRequest(key="w/t/0", argv=["true"])
-    manifest = build_pod(req, "osmo", {"pod_template": {"nodeSelectr": {"a": "b"}}})
-    with pytest.raises(AssertionError, match="not part of V1Pod"):
-        as_v1pod(manifest)
-
-
-def k8s_config(tmp_path: Path, url: str, **platform: Any) -> Any:
+def k8s_config(tmp_path: Path, url: str, **backend: Any) -> Any:
     data = tmp_path / "osmo"
     return OsmoConfig(
         data_dir=str(data),
@@ -98,12 +34,13 @@ def k8s_config(tmp_path: Path, url: str, **platform: Any) -> Any:
                 "kind": "kubernetes",
                 "host": url,
                 "namespace": NAMESPACE,
-                "poll_interval": 0.1,
-                **platform,
+                "start_timeout": 2,
+                **backend,
             },
         },
-        pools={"k8s": {"backend": "k8s", "platforms": {"default": {}}}},
+        pools={"k8s": {"backend": "k8s", "platforms": PLATFORMS}},
         default_pool="k8s",
+        credentials={"s3": {"url": "s3://b", "access_key_id": "k", "secret_access_key": "xyz"}},
     )
 
 
@@ -119,110 +56,211 @@ def _task(name: str, script: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "image": "busybox", "command": ["sh", "-c", script], **extra}
 
 
-async def _run(svc: Service, tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    wf_id = await svc.submit({"workflow": {"name": "k", "tasks": tasks}})
+async def _run(svc: Service, spec: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    if isinstance(spec, list):
+        spec = {"workflow": {"name": "k", "tasks": spec}}
+    wf_id = await svc.submit(spec)
     await asyncio.wait_for(svc.wait(wf_id), 30)
     return svc.get(wf_id)
 
 
-async def test_workflow_runs_as_pods(k8s_service: Service, kubelet: Kubelet) -> None:
+async def _pods(kubelet: Kubelet) -> list[Any]:
+    return (await asyncio.to_thread(kubelet.api.list_namespaced_pod, NAMESPACE)).items
+
+
+async def test_workflow_runs_as_pods_then_they_are_deleted_and_logs_stay(
+    k8s_service: Service, kubelet: Kubelet
+) -> None:
     wf = await _run(k8s_service, [_task("a", "echo hello"), _task("b", "echo world")])
     assert wf["status"] == "COMPLETED", wf
     assert {t["status"] for t in wf["tasks"]} == {"COMPLETED"}
     assert len(kubelet.manifests) == 2
     for m in kubelet.manifests:
-        as_v1pod({k: v for k, v in m.items() if k != "status"})
+        as_model({k: v for k, v in m.items() if k != "status"})
         assert m["metadata"]["labels"]["osmo.workflow"] == wf["id"].replace("/", "-")[:63]
+    assert await until(lambda: _no_pods(kubelet)), "pods are deleted when tasks end"
     lines = await k8s_service.logs(wf["id"], "a")
-    assert "hello" in [line.text for line in lines]
+    assert [line.text for line in lines] == ["hello"], "the log was archived before deletion"
+    svcs = await asyncio.to_thread(kubelet.api.list_namespaced_service, NAMESPACE)
+    assert svcs.items == [], "the workflow's headless Service goes with its last pod"
+
+
+async def _no_pods(kubelet: Kubelet) -> bool:
+    return not await _pods(kubelet)
 
 
 async def test_failing_task_fails_with_its_exit_code(k8s_service: Service) -> None:
     wf = await _run(k8s_service, [_task("bad", "echo x; exit 3")])
-    assert wf["status"].startswith("FAILED"), wf
     (t,) = wf["tasks"]
     assert t["status"] == "FAILED" and t["exit_code"] == 3
 
 
-async def test_image_pull_error_fails_the_task(k8s_service: Service) -> None:
-    wf = await _run(k8s_service, [{**_task("img", "true"), "image": "bad/nope:1"}])
-    assert wf["status"].startswith("FAILED"), wf
-    (t,) = wf["tasks"]
-    assert t["status"] == "FAILED_IMAGE_PULL"
-    assert "ErrImagePull" in t["message"]
+@pytest.mark.parametrize(
+    ("image", "script", "status", "message"),
+    [
+        ("bad/nope:1", "true", "FAILED_IMAGE_PULL", "ErrImagePull"),
+        ("busybox", "oom", "FAILED_EVICTED", "OOMKilled"),
+        ("busybox", "evict", "FAILED_EVICTED", "low on resource"),
+        ("busybox", "nodelost", "FAILED_BACKEND_ERROR", "node lost"),
+        ("unschedulable/x", "true", "FAILED_START_TIMEOUT", "Insufficient nvidia.com/gpu"),
+    ],
+)
+async def test_pod_troubles_map_onto_osmo_statuses(
+    k8s_service: Service, image: str, script: str, status: str, message: str
+) -> None:
+    wf = await _run(k8s_service, [{**_task("t", script), "image": image}])
+    first = wf["tasks"][0]  # infrastructure failures are retried (OSMO's default exit actions)
+    assert (first["retry_id"], first["status"]) == (0, status), wf["tasks"]
+    assert message in first["message"]
 
 
-async def test_impossible_request_is_refused_at_submit(k8s_service: Service) -> None:
-    spec = {
-        "workflow": {
-            "name": "big",
-            "resources": {"default": {"cpu": 64}},
-            "tasks": [_task("t", "true")],
-        }
-    }
-    with pytest.raises(PlacementError) as err:
-        await k8s_service.submit(spec)
-    assert "more than any machine" in str(err.value)
-    assert "node-a" in str(err.value)
+async def test_unschedulable_pod_stays_initializing_until_timeout(
+    k8s_service: Service, kubelet: Kubelet
+) -> None:
+    wf_id = await k8s_service.submit(
+        {"workflow": {"name": "u", "tasks": [{**_task("t", "true"), "image": "unschedulable/x"}]}}
+    )
+    await until(lambda: kubelet.manifests, 5)
+    await asyncio.sleep(0.5)
+    (t,) = k8s_service.get(wf_id)["tasks"]
+    assert t["status"] in ("SCHEDULING", "INITIALIZING"), "no RUNNING before the pod runs"
+    await asyncio.wait_for(k8s_service.wait(wf_id), 10)
 
 
-async def test_cancel_deletes_the_pod_and_resync_finds_pods_by_label(
+async def test_platform_template_selectors_and_files_reach_the_pod(
     tmp_path: Path, kmock: Any, kubelet: Kubelet
 ) -> None:
-    from osmo_core.backends.kubernetes import KubernetesBackend
+    await kubelet.add_node("gpu-1", cpu="8", memory="64Gi", **{"nvidia.com/gpu.product": "A100"})
+    svc = Service(k8s_config(tmp_path, str(kmock.url)))
+    await svc.start()
+    try:
+        spec = {
+            "workflow": {
+                "name": "p",
+                "resources": {"default": {"cpu": 6, "platform": "a100"}},
+                "tasks": [
+                    _task(
+                        "t",
+                        "echo ok",
+                        files=[{"path": "/opt/a.sh", "contents": "echo {{workflow_id}}"}],
+                        credentials={"s3": {"KEY": "secret_access_key"}},
+                    )
+                ],
+            }
+        }
+        wf = await _run(svc, spec)
+        assert wf["status"] == "COMPLETED", wf
+        (m,) = kubelet.manifests
+        pod = as_model({k: v for k, v in m.items() if k != "status"})
+        assert pod.spec.node_selector == {"nvidia.com/gpu.product": "A100"}
+        c = pod.spec.containers[0]
+        assert c.working_dir.startswith("/work/")
+        assert c.resources.requests["cpu"] == "6"
+        assert {v.mount_path for v in c.volume_mounts} == {"/opt/a.sh"}
+        ref = next(e for e in c.env if e.name == "KEY").value_from.secret_key_ref
+        assert ref.key == "c-s3-secret_access_key"
 
-    conf = {"host": str(kmock.url), "namespace": NAMESPACE, "poll_interval": 0.05}
-    events: list[Any] = []
-    first = KubernetesBackend("k8s", conf)
-    await first.start(events.append)
-    await first.launch(LaunchRequest(key="wf1/t/0", argv=["sh", "-c", "echo a"], image="busybox"))
-    again = await first.launch(LaunchRequest(key="wf1/t/0", argv=["true"], image="busybox"))
-    assert again.already_known
-    await first.stop()
-    # a restarted control plane: a new instance, nothing in memory, the pod found by label
-    second = KubernetesBackend("k8s", conf)
-    await second.start(events.append)
-    for _ in range(100):
-        state = (await second.status(["wf1/t/0", "wf1/nope/0"]))["wf1/t/0"]
-        if state.state == "exited":
-            break
-        await asyncio.sleep(0.05)
-    assert state.state == "exited" and state.exit_code == 0
-    assert (await second.status(["wf1/nope/0"]))["wf1/nope/0"].state == "unknown"
-    await second.cancel("wf1/t/0")
-    pods = await asyncio.to_thread(kubelet.api.list_namespaced_pod, NAMESPACE)
-    assert pods.items == []
-    await second.stop()
+        async def no_secrets() -> bool:
+            got = await asyncio.to_thread(kubelet.api.list_namespaced_secret, NAMESPACE)
+            return not got.items
+
+        assert await until(no_secrets), "the attempt's Secret is deleted with its pod"
+    finally:
+        await svc.stop()
 
 
-async def test_nodes_are_filtered_by_the_node_selector(kmock: Any, kubelet: Kubelet) -> None:
-    from osmo_core.backends.kubernetes import KubernetesBackend
+async def test_impossible_request_is_refused_with_node_capacities(
+    tmp_path: Path, kmock: Any, kubelet: Kubelet
+) -> None:
+    await kubelet.add_node("gpu-1", cpu="8", memory="64Gi", **{"nvidia.com/gpu.product": "A100"})
+    svc = Service(k8s_config(tmp_path, str(kmock.url)))
+    await svc.start()
+    try:
+        for platform, cpu, machine in (("default", 64, "node-a"), ("a100", 12, "gpu-1: cpu 8")):
+            spec = {
+                "workflow": {
+                    "name": "big",
+                    "resources": {"default": {"cpu": cpu, "platform": platform}},
+                    "tasks": [_task("t", "true")],
+                }
+            }
+            with pytest.raises(PlacementError) as err:
+                await svc.submit(spec)
+            assert "more than any machine" in str(err.value)
+            assert machine in str(err.value)
+        # node-a (cpu 4) lacks the A100 label: only gpu-1 counts for that platform
+        assert "node-a" not in str(err.value)
+    finally:
+        await svc.stop()
 
-    await kubelet.add_node("gpu-1", cpu="32", memory="256Gi", **{"kubernetes.io/arch": "arm64"})
-    conf = {"host": str(kmock.url), "node_selector": {"kubernetes.io/arch": "arm64"}}
-    nodes = await KubernetesBackend("k8s", conf).nodes()
-    assert [(n.name, n.cpu, n.memory, n.arch) for n in nodes] == [
-        ("gpu-1", 32.0, 256 * 2**30, "arm64")
-    ]
+
+async def test_group_tasks_reach_each_other_by_headless_service_names(
+    k8s_service: Service, kubelet: Kubelet
+) -> None:
+    spec = {
+        "workflow": {
+            "name": "g",
+            "groups": [
+                {
+                    "name": "ring",
+                    "tasks": [
+                        _task("lead", "echo {{host:worker}}", lead=True),
+                        _task("worker", "echo {{host:lead}}"),
+                    ],
+                }
+            ],
+        }
+    }
+    wf = await _run(k8s_service, spec)
+    assert wf["status"] == "COMPLETED", wf
+    pods = {m["spec"]["hostname"]: m for m in kubelet.manifests}
+    assert set(pods) == {"lead", "worker"}
+    sub = pods["lead"]["spec"]["subdomain"]
+    assert pods["worker"]["spec"]["subdomain"] == sub
+    assert pods["lead"]["spec"]["containers"][0]["args"] == ["-c", f"echo worker.{sub}"]
+    lines = await k8s_service.logs(wf["id"], "worker")
+    assert [x.text for x in lines] == [f"lead.{sub}"]
 
 
-def test_pod_status_classification() -> None:
-    from osmo_core.backends.base import Exited, Lost
-    from osmo_core.backends.kubernetes import classify
-
-    def pod(status: dict[str, Any]) -> client.V1Pod:
-        raw = {"metadata": {"name": "p"}, "spec": {"containers": []}, "status": status}
-        return client.ApiClient().deserialize(json.dumps(raw), "V1Pod", "application/json")
-
-    evicted = classify("k", pod({"phase": "Failed", "reason": "Evicted", "message": "disk"}))
-    assert isinstance(evicted, Lost) and evicted.reason == "evicted"
-    unknown = classify("k", pod({"phase": "Unknown"}))
-    assert isinstance(unknown, Lost) and unknown.reason == ""
-    assert classify("k", pod({"phase": "Pending"})) is None
-    oom = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
-    cs = {"name": "task", "image": "i", "imageID": "", "ready": False, "restartCount": 0}
-    ended = classify("k", pod({"phase": "Failed", "containerStatuses": [{**cs, "state": oom}]}))
-    assert isinstance(ended, Exited) and ended.exit_code == 137 and ended.message == "OOMKilled"
+async def test_volcano_podgroup_for_a_barrier_group_when_configured(
+    tmp_path: Path, kmock: Any, kubelet: Kubelet
+) -> None:
+    kmock.resources["scheduling.volcano.sh/v1beta1/podgroups"] = {}  # the CRD is installed
+    svc = Service(k8s_config(tmp_path, str(kmock.url), gang_scheduler="volcano"))
+    await svc.start()
+    try:
+        spec = {
+            "workflow": {
+                "name": "gang",
+                "groups": [
+                    {"name": "g", "tasks": [_task("a", "echo a", lead=True), _task("b", "echo b")]}
+                ],
+            }
+        }
+        wf_id = await svc.submit(spec)
+        await until(lambda: len(kubelet.manifests) == 2)
+        created = [o for o in kmock.objects.values() if o.get("kind") == "PodGroup"]
+        await asyncio.wait_for(svc.wait(wf_id), 30)
+        assert svc.get(wf_id)["status"] == "COMPLETED"
+        (pg,) = created
+        assert pg["spec"]["minMember"] == 2
+        for m in kubelet.manifests:
+            assert (
+                m["metadata"]["annotations"]["scheduling.k8s.io/group-name"]
+                == (pg["metadata"]["name"])
+            )
+            assert m["spec"]["schedulerName"] == "volcano"
+        await until(
+            lambda: (
+                not [
+                    o
+                    for o in kmock.objects.values()
+                    if o.get("kind") == "PodGroup" and not o.deleted
+                ]
+            )
+        )
+    finally:
+        await svc.stop()
 
 
 async def test_data_inputs_are_refused_not_dropped(k8s_service: Service) -> None:
