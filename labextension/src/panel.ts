@@ -10,6 +10,7 @@ import { ApiError, EventStream, OsmoClient, OsmoEvent, TaskInfo } from './api';
 import { renderDag } from './dag';
 import { activateOnKeys, h, replaceKeepingFocus } from './dom';
 import {
+  holdText,
   Filter,
   duration,
   formatDuration,
@@ -494,6 +495,10 @@ export class OsmoPanel extends Widget {
       'status',
       h('span', { class: `osmo-badge osmo-status-${statusKind(t.status)}` }, t.status)
     );
+    const held = holdText(t);
+    if (held) {
+      field('held', h('span', { class: 'osmo-hold' }, held));
+    }
     field('attempt', `${t.retry_id + 1} of ${attempts.length}`);
     field(
       'exit code',
@@ -540,7 +545,8 @@ export class OsmoPanel extends Widget {
     );
     logs.addEventListener('click', () => this.env.openLogs(view.id, name));
     const buttons = h('div', { class: 'osmo-task-actions' }, logs);
-    for (const action of this.env.actions.for({ workflowId: view.id, task: t })) {
+    const ctx = { workflowId: view.id, task: t, spec };
+    for (const action of this.env.actions.for(ctx)) {
       const b = h(
         'button',
         {
@@ -553,7 +559,7 @@ export class OsmoPanel extends Widget {
       );
       b.addEventListener('click', async () => {
         try {
-          await action.execute({ workflowId: view.id, task: t });
+          await action.execute(ctx);
         } catch (e) {
           this.env.notifyError(`${action.label} failed`, e);
         }
