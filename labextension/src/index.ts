@@ -240,10 +240,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
         });
         const session = await manager.startNew();
         const content = new Terminal(session);
-        content.title.label = `${workflowId}/${task}`;
+        // The widget names itself "Terminal N" on connect and after the shell's title escapes;
+        // the tab keeps saying which task it is in.
+        const label = `${workflowId}/${task}`;
+        const keepLabel = () => {
+          if (content.title.label !== label) {
+            content.title.label = label;
+          }
+        };
+        keepLabel();
+        content.title.changed.connect(keepLabel);
         const widget = new MainAreaWidget({ content });
         widget.id = `osmo-terminal-${workflowId}-${task}-${session.name}`;
-        widget.title.label = `${workflowId}/${task}`;
         widget.title.caption = `A shell in task ${task} of ${workflowId}`;
         widget.addClass('osmo-task-terminal');
         // Closing the tab leaves the shell to the server (it ends 10 minutes after its last
