@@ -147,6 +147,8 @@ def run_scenario(page: Page, lab: Lab) -> None:
     toast.get_by_role("button", name="Details").click()
     details = page.locator(".jp-Dialog .osmo-error-details")
     expect(details).to_contain_text("workflow.tasks[0].comand: unknown field 'comand'")
+    expect(details).to_contain_text("bad.yaml:5:5: workflow.tasks[0].comand")  # not <spec>:5:5
+    expect(details).not_to_contain_text("<spec>")
     page.locator(".jp-Dialog").get_by_role("button", name="Close").click()
 
     # Screenshots of the panel in both themes, on the serial workflow's details, the sidebar
