@@ -206,13 +206,15 @@ export class OsmoPanel extends Widget {
       return;
     }
     const task = ev.task;
+    const known = this.taskInfo?.name === task ? this.taskInfo.retry_id : -1;
     if (
-      ev.type === 'task.status' &&
       task &&
       task === this.selectedTask &&
-      isTerminal(ev.status ?? '')
+      (ev.type === 'task.hold' ||
+        (ev.type === 'task.status' && (isTerminal(ev.status ?? '') || (ev.retry_id ?? 0) > known)))
     ) {
-      void this.loadTask(view.id, task); // attempts, exit code and timings as stored
+      // attempts, exit code, timings and holds as stored; a new attempt adds a row
+      void this.loadTask(view.id, task);
     }
     this.schedule();
   }

@@ -1,9 +1,10 @@
 """The panel's interactive buttons, in a real browser (Debian's Chromium, driven by Playwright)
 against a real `jupyter lab` (tests/lab/conftest.py) with the local backend: a shell in a
 running task (JupyterLab's Terminal widget over the per-task terminals API), a new notebook on
-the task's kernel, the task's declared port through the server's HTTP proxy in a new tab, and
-Done on an interactive task waiting for its user. A screenshot of the terminal is saved as
-`lab-panel-terminal.png` in $OSMO_TEST_ARTIFACTS (default `test-artifacts/`).
+the task's kernel, the task's declared port through the server's HTTP proxy in a new tab; Done
+on an interactive task waiting for its user and Retry on a failed task held for debugging. A
+screenshot of the terminal is saved as `lab-panel-terminal.png` in $OSMO_TEST_ARTIFACTS
+(default `test-artifacts/`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from tests.lab.conftest import CHROMIUM_ARGS, Lab
 from tests.notebook.conftest import TOKEN, free_port
 from tests.notebook.test_browser import ARTIFACTS, CHROMIUM
 
-# `srv` serves its workdir on a declared port; `ask` ends at once and waits for its user. The
+# `srv` serves its workdir on a declared port; `ask` ends at once and waits for its user; `dbg`
+# fails and is held for debugging. The
 # task's python3 is this environment's (it has ipykernel, which the task kernel needs).
 WEB = """\
 workflow:
@@ -32,6 +34,9 @@ workflow:
   - name: ask
     command: [sh, -c, "echo asked"]
     interactive: true
+  - name: dbg
+    command: [sh, -c, "exit 3"]
+    debug: on-failure
 """
 
 # The text of the active terminal tab's xterm.js buffer (JupyterLab draws it on a canvas).
@@ -43,7 +48,7 @@ XTERM_TEXT = """() => {
 }"""
 
 
-def test_panel_terminal_notebook_port_and_done(lab: Lab) -> None:
+def test_panel_terminal_notebook_port_done_and_retry(lab: Lab) -> None:
     port = free_port()
     serve = f"python3 -m http.server {port} --bind 127.0.0.1"
     spec = WEB.format(port=port, serve=serve, bin=Path(sys.executable).parent)
@@ -93,6 +98,16 @@ def run_scenario(page: Page, context: BrowserContext, lab: Lab, port: int) -> No
     details.get_by_role("button", name="Done").click()
     expect(ask).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
     expect(details.get_by_role("button", name="Done")).to_have_count(0)
+
+    # A failed task held for debugging: Retry task runs it again (a second attempt, held again).
+    dbg = detail.locator('g.osmo-dag-node[data-task="dbg"]')
+    expect(dbg).to_have_attribute("data-hold", "debug", timeout=30_000)
+    dbg.click()
+    held = detail.locator('[data-task-details="dbg"]')
+    expect(held.locator(".osmo-hold")).to_have_text(re.compile(r"^held for debugging until "))
+    held.get_by_role("button", name="Retry task").click()
+    expect(held.locator(".osmo-attempts tr")).to_have_count(3, timeout=30_000)  # header + 2
+    expect(dbg).to_have_attribute("data-hold", "debug", timeout=30_000)
 
     detail.locator('g.osmo-dag-node[data-task="srv"]').click()
     srv = detail.locator('[data-task-details="srv"]')
