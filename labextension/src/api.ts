@@ -61,6 +61,14 @@ export interface TaskAttempt {
   end_time: number | null;
   message: string | null;
   cancel_reason?: string | null;
+  /** A held attempt (command ended, environment kept): interactive, debug; done/retry once decided. */
+  hold?: 'interactive' | 'debug' | 'done' | 'retry' | null;
+  /** When the hold times out (epoch seconds). */
+  hold_until?: number | null;
+  /** An interactive task waiting for `done` (status RUNNING). */
+  waiting_for_user?: boolean;
+  /** A failed task kept up for debugging until `retry`, cancel or its timeout. */
+  held_for_debugging?: boolean;
 }
 
 export interface TaskInfo extends TaskAttempt {
@@ -77,6 +85,15 @@ export interface WorkflowSpec {
   rendered: string;
   /** The validated spec as JSON text: tasks/groups with inputs, outputs, resources. */
   spec: string;
+}
+
+/** `done` / `retry` of a held task: the decision is recorded and on its way. */
+export interface HoldResponse {
+  id: string;
+  task: string;
+  /** done: the attempt marked done; retry: the new attempt. */
+  retry_id: number;
+  hold: 'done' | 'retry';
 }
 
 export interface LogLine {
@@ -229,6 +246,21 @@ export class OsmoClient {
 
   restart(id: string): Promise<{ id: string; restarted: string }> {
     return this.post(`workflows/${q(id)}/restart`);
+  }
+
+  /** An interactive task waiting for its user is done (409 unless it is waiting). */
+  done(id: string, task: string): Promise<HoldResponse> {
+    return this.post(`workflows/${q(id)}/tasks/${q(task)}/done`);
+  }
+
+  /** Run a task held for debugging again as a new attempt (409 unless it is held). */
+  retryTask(id: string, task: string): Promise<HoldResponse> {
+    return this.post(`workflows/${q(id)}/tasks/${q(task)}/retry`);
+  }
+
+  /** The API path of a task's own routes (terminals, proxy), relative to the API root. */
+  static taskPath(id: string, task: string): string {
+    return `workflows/${q(id)}/tasks/${q(task)}/`;
   }
 
   pools(): Promise<PoolInfo[]> {
@@ -389,4 +421,19 @@ export class EventStream {
     this.socket?.close(1000, 'closed by the panel');
     this.socket = null;
   }
+}
+
+/**
+ * The server names problems of a submitted spec `<spec>:LINE:COL`; a spec read from a file is
+ * the user's file, so its path is shown instead (as the Python clients do).
+ */
+export function relocated(error: ApiError, file: string): ApiError {
+  if (error.status !== 400 && error.status !== 422) {
+    return error;
+  }
+  const message = error.message.split('<spec>').join(file);
+  const details = error.details.map(d =>
+    d.file === undefined || d.file === null || d.file === '<spec>' ? { ...d, file } : d
+  );
+  return new ApiError(message, error.status, error.reason, details);
 }

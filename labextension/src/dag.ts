@@ -1,6 +1,6 @@
 /** A workflow's DAG as SVG: tasks as nodes coloured by status, groups boxed, edges by inputs. */
 import { activateOnKeys, h } from './dom';
-import { Layout, NODE_H, NODE_W, statusKind, WorkflowView } from './model';
+import { holdText, Layout, NODE_H, NODE_W, statusKind, WorkflowView } from './model';
 
 export function renderDag(
   view: WorkflowView,
@@ -64,24 +64,31 @@ export function renderDag(
   for (const n of plan.nodes) {
     const t = view.tasks.get(n.name);
     const status = t?.status ?? 'UNKNOWN';
+    const held = t ? holdText(t) : null;
+    const shown = held ? (t?.waiting_for_user ? 'WAITING FOR YOU' : 'HELD (DEBUG)') : status;
     const node = h(
       'g',
       {
         class: `osmo-dag-node osmo-status-${statusKind(status)}${
           selected === n.name ? ' osmo-selected' : ''
-        }`,
+        }${held ? ' osmo-held' : ''}`,
         'data-task': n.name,
+        'data-hold': held ? (t?.waiting_for_user ? 'waiting' : 'debug') : undefined,
         'data-key': `task:${n.name}`,
         'data-status': status,
         tabindex: 0,
         role: 'button',
         'aria-pressed': selected === n.name ? 'true' : 'false',
-        'aria-label': `task ${n.name}: ${status}`
+        'aria-label': `task ${n.name}: ${status}${held ? `, ${held}` : ''}`
       },
-      h('title', {}, `${n.name}: ${status}${t?.message ? ` (${t.message})` : ''}`),
+      h(
+        'title',
+        {},
+        `${n.name}: ${status}${held ? `, ${held}` : ''}${t?.message ? ` (${t.message})` : ''}`
+      ),
       h('rect', { x: n.x, y: n.y, width: NODE_W, height: NODE_H, rx: 6 }),
       h('text', { x: n.x + 8, y: n.y + 18, class: 'osmo-dag-name' }, clip(n.name, 19)),
-      h('text', { x: n.x + 8, y: n.y + 35, class: 'osmo-dag-status' }, status)
+      h('text', { x: n.x + 8, y: n.y + 35, class: 'osmo-dag-status' }, shown)
     );
     activateOnKeys(node, () => onSelect(n.name));
     svg.append(node);

@@ -13,12 +13,14 @@ import {
 } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog, IFileBrowserFactory } from '@jupyterlab/filebrowser';
-import { ServerConnection } from '@jupyterlab/services';
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection, TerminalManager } from '@jupyterlab/services';
+import { Terminal } from '@jupyterlab/terminal';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { TaskActions } from './actions';
-import { ApiError, OsmoClient, SocketLike, Transport } from './api';
+import { interactiveActions, TaskActions } from './actions';
+import { ApiError, OsmoClient, relocated, SocketLike, Transport } from './api';
 import { h } from './dom';
 import { LogViewer } from './logs';
 import { OsmoPanel } from './panel';
@@ -32,6 +34,25 @@ export namespace CommandIDs {
   export const submitSelected = 'osmo:submit-selected';
   export const openLogs = 'osmo:open-logs';
   export const refresh = 'osmo:refresh';
+  export const openTerminal = 'osmo:open-terminal';
+  export const openNotebook = 'osmo:open-notebook';
+}
+
+/** The kernel spec of a running task (osmo_jupyter/_attach.py `spec_name`). */
+export function kernelName(workflowId: string, task: string): string {
+  return `osmo--${workflowId}--${task}`.toLowerCase();
+}
+
+/** Server settings whose base URL is a task's: jupyter_server's terminals API runs there
+ * (osmo_jupyter/interactive_handlers.py), so TerminalManager works unchanged. */
+export function taskSettings(
+  settings: ServerConnection.ISettings,
+  workflowId: string,
+  task: string
+): ServerConnection.ISettings {
+  const base = URLExt.join(settings.baseUrl, API_ROOT, OsmoClient.taskPath(workflowId, task));
+  const wsBase = URLExt.join(settings.wsUrl, API_ROOT, OsmoClient.taskPath(workflowId, task));
+  return ServerConnection.makeSettings({ ...settings, baseUrl: base, wsUrl: wsBase });
 }
 
 export const osmoIcon = new LabIcon({ name: 'osmo-jupyter:osmo', svgstr: iconSvg });
@@ -94,6 +115,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const client = new OsmoClient(labTransport(app.serviceManager.serverSettings));
     const actions = new TaskActions();
+    const settings = app.serviceManager.serverSettings;
+    for (const action of interactiveActions({
+      apiUrl: URLExt.join(settings.baseUrl, API_ROOT),
+      openTerminal: async (workflowId, task) =>
+        void (await app.commands.execute(CommandIDs.openTerminal, { workflowId, task })),
+      openNotebook: async (workflowId, task) =>
+        void (await app.commands.execute(CommandIDs.openNotebook, { workflowId, task })),
+      openUrl: url => void window.open(url, '_blank', 'noopener'),
+      done: (workflowId, task) => client.done(workflowId, task),
+      retry: (workflowId, task) => client.retryTask(workflowId, task)
+    })) {
+      actions.add(action);
+    }
     const logs = new WidgetTracker<MainAreaWidget<LogViewer>>({ namespace: 'osmo-logs' });
 
     async function submitPath(path: string): Promise<string | null> {
@@ -102,7 +136,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
           content: true,
           format: 'text'
         });
-        const { id } = await client.submit(String(file.content));
+        let id: string;
+        try {
+          ({ id } = await client.submit(String(file.content)));
+        } catch (e) {
+          throw e instanceof ApiError ? relocated(e, path) : e;
+        }
         Notification.success(`Submitted ${path} as ${id}`, { autoClose: 4000 });
         return id;
       } catch (e) {
@@ -189,6 +228,52 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.shell.add(widget, 'main');
         app.shell.activateById(widget.id);
         return widget;
+      }
+    });
+    app.commands.addCommand(CommandIDs.openTerminal, {
+      label: args => `Terminal in ${args.workflowId}/${args.task}`,
+      execute: async args => {
+        const workflowId = String(args.workflowId);
+        const task = String(args.task);
+        const manager = new TerminalManager({
+          serverSettings: taskSettings(settings, workflowId, task)
+        });
+        const session = await manager.startNew();
+        const content = new Terminal(session);
+        // The widget names itself "Terminal N" on connect and after the shell's title escapes;
+        // the tab keeps saying which task it is in.
+        const label = `${workflowId}/${task}`;
+        const keepLabel = () => {
+          if (content.title.label !== label) {
+            content.title.label = label;
+          }
+        };
+        keepLabel();
+        content.title.changed.connect(keepLabel);
+        const widget = new MainAreaWidget({ content });
+        widget.id = `osmo-terminal-${workflowId}-${task}-${session.name}`;
+        widget.title.caption = `A shell in task ${task} of ${workflowId}`;
+        widget.addClass('osmo-task-terminal');
+        // Closing the tab leaves the shell to the server (it ends 10 minutes after its last
+        // viewer, or with the task), as JupyterLab's own terminals outlive their tabs.
+        widget.disposed.connect(() => manager.dispose());
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+        return widget;
+      }
+    });
+    app.commands.addCommand(CommandIDs.openNotebook, {
+      label: args => `Notebook on ${args.workflowId}/${args.task}`,
+      execute: async args => {
+        const workflowId = String(args.workflowId);
+        const task = String(args.task);
+        const name = kernelName(workflowId, task);
+        // The spec exists only while the task runs: refresh before looking for it.
+        await app.serviceManager.kernelspecs.refreshSpecs();
+        if (!app.serviceManager.kernelspecs.specs?.kernelspecs[name]) {
+          throw new Error(`no kernel for ${workflowId}/${task} (is it still running?)`);
+        }
+        return app.commands.execute('notebook:create-new', { kernelName: name });
       }
     });
     if (restorer) {

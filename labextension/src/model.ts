@@ -181,6 +181,8 @@ export interface SpecTask {
   resource?: unknown;
   image?: string;
   command?: string[];
+  /** TCP ports inside the task that may be forwarded (`ports:`). */
+  ports: number[];
 }
 
 export interface SpecInfo {
@@ -201,7 +203,8 @@ export function parseSpec(specJson: string): SpecInfo {
       outputs: (t.outputs as unknown[]) ?? [],
       resource: t.resource,
       image: t.image as string | undefined,
-      command: t.command as string[] | undefined
+      command: t.command as string[] | undefined,
+      ports: ((t.ports as unknown[]) ?? []).filter((p): p is number => typeof p === 'number')
     };
   };
   for (const t of (spec.tasks as Record<string, unknown>[]) ?? []) {
@@ -380,6 +383,23 @@ export class WorkflowView {
       this.tail.set(ev.task, lines.slice(-this.tailSize));
       return true;
     }
+    if (ev.type === 'task.hold' && ev.task) {
+      const held = this.tasks.get(ev.task);
+      if (!held || held.retry_id !== (ev.retry_id ?? 0)) {
+        return false;
+      }
+      const hold = (p.hold as TaskAttempt['hold']) ?? null;
+      this.tasks.set(ev.task, {
+        ...held,
+        hold,
+        hold_until: typeof p.until === 'number' ? p.until : (held.hold_until ?? null),
+        waiting_for_user: hold === 'interactive',
+        held_for_debugging: hold === 'debug',
+        exit_code: typeof p.exit_code === 'number' ? p.exit_code : held.exit_code,
+        message: typeof p.message === 'string' ? p.message : held.message
+      });
+      return true;
+    }
     if (ev.type !== 'task.status' || !ev.task || !ev.status) {
       return false;
     }
@@ -421,10 +441,32 @@ export class WorkflowView {
     if (isTerminal(ev.status)) {
       t.end_time = ev.ts;
     }
+    if (ev.status !== 'RUNNING') {
+      t.waiting_for_user = false;
+      t.held_for_debugging = false;
+    }
     if (!this.order.includes(ev.task)) {
       this.order.push(ev.task);
     }
     this.tasks.set(ev.task, t);
     return true;
   }
+}
+
+/** A held task in words ("waiting for you" / "held for debugging until 10:42:07"), or null. */
+export function holdText(
+  t: TaskAttempt,
+  time = (s: number) => new Date(s * 1000).toLocaleTimeString()
+): string | null {
+  if (t.status !== 'RUNNING') {
+    return null;
+  }
+  const until = t.hold_until ? ` until ${time(t.hold_until)}` : '';
+  if (t.waiting_for_user) {
+    return `waiting for you${until}`;
+  }
+  if (t.held_for_debugging) {
+    return `held for debugging${until}`;
+  }
+  return null;
 }

@@ -10,6 +10,7 @@ import { ApiError, EventStream, OsmoClient, OsmoEvent, TaskInfo } from './api';
 import { renderDag } from './dag';
 import { activateOnKeys, h, replaceKeepingFocus } from './dom';
 import {
+  holdText,
   Filter,
   duration,
   formatDuration,
@@ -205,13 +206,15 @@ export class OsmoPanel extends Widget {
       return;
     }
     const task = ev.task;
+    const known = this.taskInfo?.name === task ? this.taskInfo.retry_id : -1;
     if (
-      ev.type === 'task.status' &&
       task &&
       task === this.selectedTask &&
-      isTerminal(ev.status ?? '')
+      (ev.type === 'task.hold' ||
+        (ev.type === 'task.status' && (isTerminal(ev.status ?? '') || (ev.retry_id ?? 0) > known)))
     ) {
-      void this.loadTask(view.id, task); // attempts, exit code and timings as stored
+      // attempts, exit code, timings and holds as stored; a new attempt adds a row
+      void this.loadTask(view.id, task);
     }
     this.schedule();
   }
@@ -494,6 +497,10 @@ export class OsmoPanel extends Widget {
       'status',
       h('span', { class: `osmo-badge osmo-status-${statusKind(t.status)}` }, t.status)
     );
+    const held = holdText(t);
+    if (held) {
+      field('held', h('span', { class: 'osmo-hold' }, held));
+    }
     field('attempt', `${t.retry_id + 1} of ${attempts.length}`);
     field(
       'exit code',
@@ -540,7 +547,8 @@ export class OsmoPanel extends Widget {
     );
     logs.addEventListener('click', () => this.env.openLogs(view.id, name));
     const buttons = h('div', { class: 'osmo-task-actions' }, logs);
-    for (const action of this.env.actions.for({ workflowId: view.id, task: t })) {
+    const ctx = { workflowId: view.id, task: t, spec };
+    for (const action of this.env.actions.for(ctx)) {
       const b = h(
         'button',
         {
@@ -553,7 +561,7 @@ export class OsmoPanel extends Widget {
       );
       b.addEventListener('click', async () => {
         try {
-          await action.execute({ workflowId: view.id, task: t });
+          await action.execute(ctx);
         } catch (e) {
           this.env.notifyError(`${action.label} failed`, e);
         }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { ApiError, OsmoClient, SocketLike, Transport } from '../api';
+import { ApiError, OsmoClient, relocated, SocketLike, Transport } from '../api';
 
 /** A scripted transport: answers by path, records requests and sockets. */
 class Script implements Transport {
@@ -84,6 +84,53 @@ describe('OsmoClient requests', () => {
     expect(err.status).toBe(422);
     expect(err.reason).toBe('invalid spec');
     expect(err.details).toEqual(body.details);
+  });
+
+  it("posts done / retry of a held task; a 409 keeps the server's message", async () => {
+    const t = new Script(p =>
+      p.endsWith('/done')
+        ? json({ id: 'i-1', task: 'a b', retry_id: 0, hold: 'done' })
+        : json({ message: 'task main of i-1 is not held for debugging', reason: 'conflict' }, 409)
+    );
+    const c = new OsmoClient(t);
+    expect(await c.done('i-1', 'a b')).toEqual({
+      id: 'i-1',
+      task: 'a b',
+      retry_id: 0,
+      hold: 'done'
+    });
+    const err = await c.retryTask('i-1', 'main').catch(e => e);
+    expect(t.requests.map(r => [r.path, r.init?.method])).toEqual([
+      ['workflows/i-1/tasks/a%20b/done', 'POST'],
+      ['workflows/i-1/tasks/main/retry', 'POST']
+    ]);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({
+      status: 409,
+      message: 'task main of i-1 is not held for debugging'
+    });
+    expect(OsmoClient.taskPath('a b', 't/1')).toBe('workflows/a%20b/tasks/t%2F1/');
+  });
+
+  it("names the submitted file in place of the server's <spec> locations", () => {
+    const e = new ApiError(
+      '<spec>:5:5: workflow.tasks[0].comand: unknown field\n<spec>:4:5: missing command',
+      400,
+      'invalid spec',
+      [
+        { file: '<spec>', line: 5, column: 5, message: 'unknown field' },
+        { file: null, line: 4, message: 'missing command' },
+        { file: 'other.yaml', line: 1, message: 'included' }
+      ]
+    );
+    const r = relocated(e, 'work/bad.yaml');
+    expect(r.message).toBe(
+      'work/bad.yaml:5:5: workflow.tasks[0].comand: unknown field\nwork/bad.yaml:4:5: missing command'
+    );
+    expect(r.details.map(d => d.file)).toEqual(['work/bad.yaml', 'work/bad.yaml', 'other.yaml']);
+    expect(r).toMatchObject({ status: 400, reason: 'invalid spec' });
+    const conflict = new ApiError('<spec> busy', 409);
+    expect(relocated(conflict, 'x.yaml')).toBe(conflict);
   });
 
   it('falls back to the HTTP status when the error body is not JSON', async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { OsmoEvent, WorkflowDetail, WorkflowRow } from '../api';
 import {
   formatDuration,
+  holdText,
   layout,
   levels,
   parseSpec,
@@ -233,5 +234,49 @@ describe('WorkflowView', () => {
     );
     expect(view.status).toBe('FAILED_CANCELED');
     expect(view.message).toBe('canceled by me');
+  });
+
+  it('shows a hold from task.hold events and clears it when the task moves on', () => {
+    const view = new WorkflowView(detail(), parseSpec(SERIAL));
+    const at = (s: number) => `t${s}`;
+    expect(holdText(view.tasks.get('task1')!, at)).toBeNull();
+    // another attempt's hold is not this one's
+    expect(
+      view.apply(ev({ type: 'task.hold', task: 'task1', retry_id: 1, payload: { hold: 'debug' } }))
+    ).toBe(false);
+    view.apply(
+      ev({
+        type: 'task.hold',
+        task: 'task1',
+        retry_id: 0,
+        status: 'RUNNING',
+        payload: { hold: 'interactive', until: 500, message: 'waiting for the user' }
+      })
+    );
+    const t = view.tasks.get('task1')!;
+    expect(t).toMatchObject({ hold: 'interactive', hold_until: 500, waiting_for_user: true });
+    expect(holdText(t, at)).toBe('waiting for you until t500');
+    view.apply(ev({ type: 'task.hold', task: 'task1', retry_id: 0, payload: { hold: 'done' } }));
+    expect(holdText(view.tasks.get('task1')!, at)).toBeNull();
+    view.apply(
+      ev({
+        type: 'task.hold',
+        task: 'task1',
+        retry_id: 0,
+        payload: { hold: 'debug', exit_code: 2, until: null }
+      })
+    );
+    expect(view.tasks.get('task1')).toMatchObject({ exit_code: 2, held_for_debugging: true });
+    expect(holdText(view.tasks.get('task1')!, at)).toBe('held for debugging until t500');
+    view.apply(ev({ task: 'task1', retry_id: 0, status: 'FAILED', payload: { exit_code: 2 } }));
+    expect(view.tasks.get('task1')).toMatchObject({ held_for_debugging: false });
+    expect(holdText(view.tasks.get('task1')!, at)).toBeNull();
+  });
+
+  it('reads the ports a task declares', () => {
+    const spec = parseSpec(
+      JSON.stringify({ tasks: [{ name: 'web', inputs: [], outputs: [], ports: [8888, 'x'] }] })
+    );
+    expect(spec.tasks.web.ports).toEqual([8888]);
   });
 });
