@@ -6,8 +6,6 @@ osmo_jupyter/interactive_handlers.py). Keystrokes typed into xterm.js run in the
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.interactive.conftest import long_spec
-from tests.notebook.conftest import TOKEN, base_env, free_port, stop_agent, wait_until_up
+from tests.notebook.conftest import TOKEN, base_env, jupyter
 from tests.notebook.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 OPEN = """async ([wf, task]) => {
@@ -43,27 +41,8 @@ OPEN = """async ([wf, task]) => {
 def lab(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     env = base_env(tmp_path)
     env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        wait_until_up(url, proc)
+    with jupyter("lab", tmp_path, env, "--LabApp.expose_app_in_browser=True") as url:
         yield url, env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        stop_agent(Path(env["OSMO_HOME"]))
 
 
 def call(url: str, method: str, path: str, body: object = None) -> dict[str, object]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.notebook.conftest import REPO, TOKEN, base_env, free_port, stop_agent, wait_until_up
+from tests.notebook.conftest import REPO, base_env, jupyter
 
 BUILD = REPO / "osmo_jupyter" / "labextension"
 EXT_NAME = "@osmo-jupyter/labextension"
@@ -52,11 +51,14 @@ class Lab:
 
 
 def built_extension() -> Path:
-    """This checkout's build; built here (needs node and labextension/node_modules) if absent."""
-    if not (BUILD / "package.json").exists():
-        ext = REPO / "labextension"
-        if not (ext / "node_modules").exists():
-            subprocess.run(["jlpm", "install"], cwd=ext, check=True, timeout=600)
+    """This checkout's build; (re)built here (needs node and labextension/node_modules) when
+    absent or older than a source file, so a test never runs a stale panel."""
+    ext = REPO / "labextension"
+    sources = [p for d in ("src", "style") for p in (ext / d).rglob("*") if p.is_file()]
+    sources.append(ext / "package.json")
+    stamp = BUILD / "package.json"
+    if not stamp.exists() or max(p.stat().st_mtime for p in sources) > stamp.stat().st_mtime:
+        subprocess.run(["jlpm", "install"], cwd=ext, check=True, timeout=600)  # new deps too
         subprocess.run(["jlpm", "build:prod"], cwd=ext, check=True, timeout=600)
     return BUILD
 
@@ -79,24 +81,11 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false"}')  # no news prompt over the panel
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.extra_labextensions_path={extensions}", "--LabApp.expose_app_in_browser=True",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        wait_until_up(url, proc)
+    with jupyter(
+        "lab",
+        root,
+        env,
+        f"--LabApp.extra_labextensions_path={extensions}",
+        "--LabApp.expose_app_in_browser=True",
+    ) as url:
         yield Lab(url, root)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        stop_agent(Path(env["OSMO_HOME"]))

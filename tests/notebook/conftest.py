@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,33 +72,27 @@ def base_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("osmo-server")
-    env = base_env(tmp)
+@contextmanager
+def jupyter(app: str, root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """`app` ("lab": JupyterLab; "osmo": the headless server) on 127.0.0.1 with the test
+    token, serving `root`; yields its URL. Stopped afterwards, with the agent it started."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    argv = (
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        if app == "lab"
+        else [sys.executable, "-c", "from osmo_jupyter.app import main; main()"]
+    )  # fmt: skip
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from osmo_jupyter.app import main; main()",
-            "--allow-root",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={TOKEN}",
-            f"--ServerApp.root_dir={tmp}",
-        ],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+        [*argv, "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
+         f"--ServerApp.root_dir={root}", *args],
+        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     try:
         wait_until_up(url, proc)
-        yield Server(url, TOKEN, Path(env["OSMO_HOME"]), {**env, ENV_URL: url, ENV_TOKEN: TOKEN})
+        yield url
     finally:
         proc.terminate()
         try:
@@ -106,6 +101,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.kill()
             proc.wait(10)
         stop_agent(Path(env["OSMO_HOME"]))
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("osmo-server")
+    env = base_env(tmp)
+    with jupyter("osmo", tmp, env) as url:
+        yield Server(url, TOKEN, Path(env["OSMO_HOME"]), {**env, ENV_URL: url, ENV_TOKEN: TOKEN})
 
 
 def stop_agent(home: Path) -> None:
