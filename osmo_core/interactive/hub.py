@@ -46,6 +46,7 @@ from ..store import Store
 from .keys import PinnedKeys, client_key, public_text
 from .terminals import Terminals
 
+_CONN_CLOSED = "SSH connection closed"  # asyncssh: a channel asked of a closing connection
 log = logging.getLogger("osmo_core.interactive")
 
 HELLO_TIMEOUT = 10.0  # seconds for a new agent to say who it is
@@ -214,7 +215,7 @@ class Interactive:
         """The connection of `agent_id`, waiting up to `timeout` for it to dial in."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (conn := self.agents.get(agent_id)) is None:
+        while (conn := self.agents.get(agent_id)) is None or conn.is_closed():
             left = deadline - loop.time()
             if left <= 0:
                 raise BackendError(
@@ -298,6 +299,9 @@ class Interactive:
                 "127.0.0.1", port, encoding=None, window=WINDOW, max_pktsize=PACKET
             )
         except asyncssh.ChannelOpenError as e:
+            if conn.is_closed() or e.reason == _CONN_CLOSED:
+                # the connection is going down (the agent re-dials): not the port's answer
+                raise BackendError(f"port {port} of {what or agent_id}: {e.reason}") from e
             raise Conflict(f"port {port} of {what or agent_id}: {e.reason}") from e
         except (asyncssh.Error, OSError) as e:
             raise BackendError(f"port {port} of {what or agent_id}: {e}") from e

@@ -188,8 +188,8 @@ class RemoteKernel:
                 try:
                     self._control = await self._open_control(max(0.1, deadline - loop.time()))
                 except Conflict:
-                    # Refused: on the task's host (the kernel has exited), or by a connection
-                    # that is going down; only the first is refused again and again.
+                    # Refused on the task's host: the kernel has exited (a connection going
+                    # down is a BackendError, below); a few in a row to be sure.
                     refused += 1
                     if refused >= REFUSALS:
                         self._ended(1, self.reason or f"the kernel in {self.name} exited")
