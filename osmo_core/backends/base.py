@@ -275,7 +275,3 @@ class Backend(ABC):
     def host_of(self, key: str, node: str) -> str:
         """The name other tasks reach attempt `key` by ({{host:TASK}}); placed on `node`."""
         return node
-
-    async def connect(self, key: str, channel: str, **kwargs: Any) -> Any:
-        """Interactive access (exec, port-forward, kernel): the interactive-access issue."""
-        raise NotImplementedError(f"{self.kind} backend: interactive access is not implemented yet")
