@@ -520,14 +520,21 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
 # --- files of a task's workdir (`osmo workflow rsync`), over the agent's SFTP -----------------
 
 
+async def task_sftp(
+    handler: OsmoHandler, wf_id: str, task: str, *, window: str | None = None, **what: Any
+) -> Any:
+    """An SFTP session in the task's workdir for its owner (or an admin), audited as `files`."""
+    svc = await handler.workflow_for(wf_id)
+    svc.task(wf_id, task)  # 404 for a task the workflow does not have
+    await audit(svc, handler.who.name, wf_id, task, "files", window=window, **what)
+    return await svc.interactive.sftp(wf_id, task)
+
+
 class FilesHandler(OsmoHandler):
     @api
     async def get(self, wf_id: str, task: str) -> None:
         q = self.query_model(FilesQuery)
-        svc = await self.workflow_for(wf_id)
-        svc.task(wf_id, task)
-        await audit(svc, self.who.name, wf_id, task, "files", op="list", path=q.path)
-        async with await svc.interactive.sftp(wf_id, task) as sftp:
+        async with await task_sftp(self, wf_id, task, op="list", path=q.path) as sftp:
             self.reply(await files.listing(sftp, q.path))
 
 
@@ -535,10 +542,7 @@ class DirsHandler(OsmoHandler):
     @api
     async def post(self, wf_id: str, task: str) -> None:
         body = self.body_model(MkdirRequest)
-        svc = await self.workflow_for(wf_id)
-        svc.task(wf_id, task)
-        await audit(svc, self.who.name, wf_id, task, "files", window="write", op="write")
-        async with await svc.interactive.sftp(wf_id, task) as sftp:
+        async with await task_sftp(self, wf_id, task, window="write", op="write") as sftp:
             await files.makedirs(sftp, body.paths)
         self.reply({"paths": body.paths}, 201)
 
@@ -565,10 +569,7 @@ class FileContentHandler(OsmoHandler):
                 raise ApiError(403, "not authorized to write osmo", "forbidden")
             wf_id, task = self.path_kwargs["wf_id"], self.path_kwargs["task"]
             q = self.query_model(PutFileQuery)
-            svc = await self.workflow_for(wf_id)
-            svc.task(wf_id, task)
-            await audit(svc, self.who.name, wf_id, task, "files", window="write", op="write")
-            self._sftp = await svc.interactive.sftp(wf_id, task)
+            self._sftp = await task_sftp(self, wf_id, task, window="write", op="write")
             self._upload = await files.Upload(self._sftp, q.path, q.mtime, q.mode).open()
         except OsmoError as e:
             raise _from_osmo(e) from e
@@ -587,10 +588,7 @@ class FileContentHandler(OsmoHandler):
     @api
     async def get(self, wf_id: str, task: str) -> None:
         q = self.query_model(FilesQuery)
-        svc = await self.workflow_for(wf_id)
-        svc.task(wf_id, task)
-        await audit(svc, self.who.name, wf_id, task, "files", window="read", op="read")
-        async with await svc.interactive.sftp(wf_id, task) as sftp:
+        async with await task_sftp(self, wf_id, task, window="read", op="read") as sftp:
             info, chunks = await files.read(sftp, q.path)
             self.set_header("Content-Length", str(info["size"]))
             self.set_header("X-Osmo-Mtime", str(info["mtime"]))

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from osmo_jupyter.identity import OsmoIdentityProvider
+# the headless server (tokens per user) that the interactive routes' tests use
+from tests.interactive.jupyter.conftest import jp_server_config, pat  # noqa: F401
 
 SPEC = """
 workflow:
@@ -28,20 +27,6 @@ workflow:
 """
 
 
-@pytest.fixture
-def jp_server_config(osmo_data_dir: Path) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"osmo_jupyter": True},
-            "identity_provider_class": OsmoIdentityProvider,
-        },
-        "OsmoConfig": {
-            "data_dir": str(osmo_data_dir),
-            "backends": {"local": {"kind": "local", "idle_timeout": 60}},
-        },
-    }
-
-
 async def _until(api: Any, path: str, cond: Any, headers: dict[str, str]) -> Any:
     deadline = time.monotonic() + 20
     while True:
@@ -52,11 +37,8 @@ async def _until(api: Any, path: str, cond: Any, headers: dict[str, str]) -> Any
         await asyncio.sleep(0.1)
 
 
-async def test_done_and_retry_over_the_api(api: Any, tmp_path: Path) -> None:
-    made = await api("POST", "tokens", body={"name": "t", "user": "alice"}, status=201)
-    alice = {"Authorization": f"Bearer {made['token']}"}
-    made = await api("POST", "tokens", body={"name": "t", "user": "bob"}, status=201)
-    bob = {"Authorization": f"Bearer {made['token']}"}
+async def test_done_and_retry_over_the_api(api: Any, pat: Any, tmp_path: Path) -> None:  # noqa: F811
+    alice, bob = await pat("alice"), await pat("bob")
     fixed = tmp_path / "fixed"
     spec = SPEC.replace("{fixed}", str(fixed))
     wf = (await api("POST", "workflows", body={"spec": spec}, headers=alice, status=201))["id"]

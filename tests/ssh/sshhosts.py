@@ -9,7 +9,6 @@ hosts h1, h2, ... (aliases, as an admin's ~/.ssh/config would).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -23,6 +22,8 @@ from typing import Any
 
 import asyncssh
 import psutil
+
+from tests.interactive.conftest import until as _until
 
 SSHD = "/usr/sbin/sshd"
 
@@ -223,13 +224,5 @@ def make_hosts(base: Path, n: int) -> Hosts:
 
 
 async def until(cond: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll `cond()` until truthy; bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+    """`tests.interactive.conftest.until` with a longer default: hosts answer slower."""
+    return await _until(cond, timeout, what)
