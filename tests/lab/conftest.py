@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Locator, Page, expect
 
-from tests.notebook.conftest import REPO, base_env, jupyter
+from tests.notebook.conftest import REPO, TOKEN, base_env, jupyter
 
 BUILD = REPO / "osmo_jupyter" / "labextension"
 EXT_NAME = "@osmo-jupyter/labextension"
@@ -89,3 +90,25 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         "--LabApp.expose_app_in_browser=True",
     ) as url:
         yield Lab(url, root)
+
+
+PANEL_TAB = '.jp-SideBar .lm-TabBar-tab[data-id="osmo-panel"]'
+
+
+def open_panel(page: Page, lab: Lab) -> Locator:
+    """JupyterLab with the OSMO panel open and its events stream live."""
+    page.goto(f"{lab.url}/lab?token={TOKEN}")
+    tab = page.locator(PANEL_TAB)
+    expect(tab).to_be_visible(timeout=90_000)
+    tab.click()
+    panel = page.locator("#osmo-panel")
+    expect(panel.locator(".osmo-conn")).to_have_text("live", timeout=30_000)
+    return panel
+
+
+def submit_from_panel(page: Page, panel: Locator, name: str) -> None:
+    """The panel's Submit YAML… button, through JupyterLab's file dialog."""
+    panel.get_by_role("button", name="Submit YAML…").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator(".jp-DirListing-item", has_text=name).click()
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()

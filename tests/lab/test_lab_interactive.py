@@ -15,8 +15,8 @@ from pathlib import Path
 
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tests.lab.conftest import CHROMIUM_ARGS, Lab
-from tests.notebook.conftest import TOKEN, free_port
+from tests.lab.conftest import CHROMIUM_ARGS, Lab, open_panel, submit_from_panel
+from tests.notebook.conftest import free_port
 from tests.notebook.test_browser import ARTIFACTS, CHROMIUM
 
 # `srv` serves its workdir on a declared port; `ask` ends at once and waits for its user; `dbg`
@@ -72,16 +72,8 @@ def test_panel_terminal_notebook_port_done_and_retry(lab: Lab) -> None:
 
 
 def run_scenario(page: Page, context: BrowserContext, lab: Lab, port: int) -> None:
-    page.goto(f"{lab.url}/lab?token={TOKEN}")
-    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="osmo-panel"]')
-    expect(tab).to_be_visible(timeout=90_000)
-    tab.click()
-    panel = page.locator("#osmo-panel")
-    expect(panel.locator(".osmo-conn")).to_have_text("live", timeout=30_000)
-    panel.get_by_role("button", name="Submit YAML…").click()
-    dialog = page.locator(".jp-Dialog")
-    dialog.locator(".jp-DirListing-item", has_text="web.yaml").click()
-    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    panel = open_panel(page, lab)
+    submit_from_panel(page, panel, "web.yaml")
     row = panel.locator('li.osmo-wf[data-id^="web-"]').first
     expect(row).to_have_attribute("data-status", "RUNNING", timeout=60_000)
     detail = panel.locator(".osmo-detail")

@@ -16,7 +16,15 @@ import urllib.request
 
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
-from tests.lab.conftest import BUILD, CHROMIUM_ARGS, EXT_NAME, Lab
+from tests.lab.conftest import (
+    BUILD,
+    CHROMIUM_ARGS,
+    EXT_NAME,
+    PANEL_TAB,
+    Lab,
+    open_panel,
+    submit_from_panel,
+)
 from tests.notebook.conftest import TOKEN
 from tests.notebook.test_browser import ARTIFACTS, CHROMIUM
 
@@ -70,18 +78,10 @@ def test_panel_submit_follow_logs_cancel_and_themes(lab: Lab) -> None:
 
 
 def run_scenario(page: Page, lab: Lab) -> None:
-    page.goto(f"{lab.url}/lab?token={TOKEN}")
-    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="osmo-panel"]')
-    expect(tab).to_be_visible(timeout=90_000)
-    tab.click()
-    panel = page.locator("#osmo-panel")
-    expect(panel.locator(".osmo-conn")).to_have_text("live", timeout=30_000)
+    panel = open_panel(page, lab)
 
     # Submit serial.yaml from the panel's button, through JupyterLab's file dialog.
-    panel.get_by_role("button", name="Submit YAML…").click()
-    dialog = page.locator(".jp-Dialog")
-    dialog.locator(".jp-DirListing-item", has_text="serial.yaml").click()
-    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    submit_from_panel(page, panel, "serial.yaml")
     row = workflow_row(panel, "serial")
     expect(row).to_have_attribute("data-status", "COMPLETED", timeout=60_000)
     expect(row.locator(".osmo-wf-progress")).to_have_text("3/3")
@@ -160,7 +160,7 @@ def run_scenario(page: Page, lab: Lab) -> None:
     page.mouse.down()
     page.mouse.move(box["x"] + 260, box["y"] + 200, steps=5)
     page.mouse.up()
-    tab.click()
+    page.locator(PANEL_TAB).click()
 
     # Restart a finished workflow: a new id, run to the end.
     panel.locator('li.osmo-wf[data-id="serial-1"]').click()
