@@ -239,12 +239,17 @@ class KubernetesBackend(Backend):
             from kubernetes import client
 
             group, version, plural, pg = podgroup_for(self.config, req, self.namespace, self.name)
-            custom = client.CustomObjectsApi(self._api)
-            create = custom.create_namespaced_custom_object
-            await _create(create, group, version, self.namespace, plural, pg)
-            self._podgroups.setdefault(wf, set()).add(
-                (group, version, plural, pg["metadata"]["name"])
-            )
+            made = self._podgroups.setdefault(wf, set())
+            ref = (group, version, plural, pg["metadata"]["name"])
+            if ref not in made:  # one PodGroup per group, not one create per task
+                made.add(ref)  # first: concurrent launches of one group create it once
+                custom = client.CustomObjectsApi(self._api)
+                create = custom.create_namespaced_custom_object
+                try:
+                    await _create(create, group, version, self.namespace, plural, pg)
+                except BaseException:
+                    made.discard(ref)
+                    raise
         secret = secret_for(req, self.namespace, self.name, self.credentials)
         if secret is not None:
             await _create(api.create_namespaced_secret, self.namespace, secret)
