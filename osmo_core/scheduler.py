@@ -8,7 +8,7 @@ exit code 3); `place()` answers "where can this task run *now*?" during the run.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .backends.base import Node
 from .config import PoolConfig
@@ -91,7 +91,22 @@ class Scheduler:
         self._nodes: dict[str, list[_NodeState]] = {}  # backend name -> machines
 
     def set_nodes(self, backend: str, nodes: list[Node]) -> None:
-        self._nodes[backend] = [_NodeState(backend, n) for n in nodes]
+        """A backend's machines as (re)listed: capacity and labels follow the listing, what
+        runs keeps its reservation; a machine gone from the list while tasks still hold part
+        of it stays, offline, until they end."""
+        old = {s.node.name: s for s in self._nodes.get(backend, [])}
+        states = []
+        for n in nodes:
+            state = old.pop(n.name, None)
+            if state is None:
+                state = _NodeState(backend, n)
+            state.node = n
+            states.append(state)
+        for state in old.values():
+            if state.used_cpu or state.used_memory or state.used_gpus:
+                state.node = replace(state.node, online=False)
+                states.append(state)
+        self._nodes[backend] = states
 
     def platform_of(self, pool: str, res: Resource) -> str:
         return res.platform or self.pools[pool].default_platform

@@ -222,6 +222,7 @@ class Backend(ABC):
 
     kind: str = "abstract"
     supports_hold: bool = False  # can keep an ended task's environment (LaunchRequest.hold)
+    node_refresh: float | None = None  # seconds between listings of nodes() (None: at start)
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         self.name = name

@@ -5,7 +5,8 @@ Config: `kubeconfig` + `context`, or `host` (a plain API URL, used by the tests)
 `default_image` (pool platforms may add their own `node_selector`, `tolerations`,
 `pod_template`, merged after these); `start_timeout` (s a pod may stay unscheduled or pulling,
 default 600); `keep_on_failure` (leave failed pods for debugging); `orphan_grace` (s after start
-before unclaimed pods of this backend are removed, default 60); `gang_scheduler`
+before unclaimed pods of this backend are removed, default 60); `node_refresh` (s between
+listings of the nodes, default 60: the scheduler follows the cluster); `gang_scheduler`
 ("volcano" | "kai": PodGroup objects for barrier groups; never required).
 
 The official sync client runs in `asyncio.to_thread`; one watch stream per backend runs in a
@@ -86,6 +87,7 @@ class KubernetesBackend(Backend):
         self.start_timeout = float(self.config.get("start_timeout", 600))
         self.keep_on_failure = bool(self.config.get("keep_on_failure", False))
         self.orphan_grace = float(self.config.get("orphan_grace", 60))
+        self.node_refresh = float(self.config.get("node_refresh", 60)) or None
         # The pools on this backend (set by the service, like credentials): platform templates.
         self.pools: dict[str, PoolConfig] = {}
         self.selector = f"{LABEL_MANAGED}=osmo,{LABEL_BACKEND}={label_value(name)}"
