@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from .backends.base import Node
+from .backends.base import Node, tolerated
 from .config import PoolConfig
 from .errors import Problem
 from .spec.models import Resource, Task, Workflow
@@ -122,6 +122,7 @@ class Scheduler:
         plat = cfg.platforms[platform]
         hosts = plat.extra.get("hosts")
         labels = (plat.extra.get("node_selector") or {}).items()  # Kubernetes platforms
+        tolerations = plat.extra.get("tolerations") or []
         return [
             s
             for s in (nodes if nodes is not None else self._nodes).get(cfg.backend_of(platform), [])
@@ -129,7 +130,21 @@ class Scheduler:
             and (not hosts or s.node.name in hosts)
             and (not plat.arch or not s.node.arch or s.node.arch == plat.arch)
             and all(s.node.labels.get(k) == v for k, v in labels)
+            and all(tolerated(t, tolerations) for t in s.node.taints)
         ]
+
+    def _tainted(self, pool: str, platform: str) -> str:
+        """The platform's machines but for their taints: `name (key=value:Effect, ...)`."""
+        cfg = self.pools[pool]
+        plat = cfg.platforms[platform]
+        tolerations = plat.extra.get("tolerations") or []
+        out = []
+        for s in self._nodes.get(cfg.backend_of(platform), []):
+            bad = [t for t in s.node.taints if not tolerated(t, tolerations)]
+            if bad:
+                shown = ", ".join(f"{t['key']}={t['value']}:{t['effect']}" for t in bad)
+                out.append(f"{s.node.name} ({shown})")
+        return "; ".join(out)
 
     def check(self, workflow: Workflow, pool: str) -> list[Problem]:
         """Every reason this pool can never run this workflow, one Problem each."""
@@ -164,12 +179,15 @@ class Scheduler:
                     f"memory {m.node.memory / _GI:.3g}Gi"
                     for m in machines
                 )
+                hint = f"machines: {biggest or 'none'}"
+                if tainted := self._tainted(pool, platform):
+                    hint += f"; kept off by taints the platform does not tolerate: {tainted}"
                 problems.append(
                     Problem(
                         f"task {task.name!r} asks {_fmt(res)}, more than any machine of platform "
                         f"{platform!r} offers",
                         field=res_field,
-                        hint=f"machines: {biggest or 'none'}",
+                        hint=hint,
                     )
                 )
         if not problems:

@@ -42,6 +42,7 @@ from .base import (
     Node,
     Started,
     StartFailed,
+    tolerated,
 )
 from .kubernetes_agent import (
     AGENT_KEY_ANNOTATION,
@@ -180,6 +181,7 @@ class KubernetesBackend(Backend):
     async def nodes(self) -> list[Node]:
         api = self.api if self._api is not None else _core(await asyncio.to_thread(self._client))
         selector = self.config.get("node_selector") or {}
+        backend_tolerations = self.config.get("tolerations") or []
         label_selector = ",".join(f"{k}={v}" for k, v in selector.items()) or None
         try:
             resp = await asyncio.to_thread(api.list_node, label_selector=label_selector)
@@ -192,6 +194,13 @@ class KubernetesBackend(Backend):
             if any(labels.get(k) != v for k, v in selector.items()):
                 continue  # the server may ignore the selector (the emulator does)
             cap = (n.status.allocatable if n.status else None) or {}
+            taints = [
+                {"key": t.key or "", "value": t.value or "", "effect": t.effect or ""}
+                for t in (n.spec.taints if n.spec else None) or []
+                if t.effect in ("NoSchedule", "NoExecute")
+            ]
+            # the backend's own tolerations apply to every pod: only the rest is the platform's
+            taints = [t for t in taints if not tolerated(t, backend_tolerations)]
             gpus = int(parse_quantity(cap.get("nvidia.com/gpu", "0")))
             out.append(
                 Node(
@@ -202,6 +211,7 @@ class KubernetesBackend(Backend):
                     gpu_names=[labels.get("nvidia.com/gpu.product", "gpu")] * gpus,
                     arch=labels.get("kubernetes.io/arch", ""),
                     labels=dict(labels),
+                    taints=taints,
                 )
             )
         self._nodes = out

@@ -5,6 +5,8 @@ agent dialling home over TCP to the control plane, data in and out of moto's S3 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -76,8 +78,13 @@ async def _lines(svc: Service, wf: str, task: str) -> list[tuple[str, str]]:
     return [(ln["stream"], ln["text"]) for ln in await svc.logs(wf, task)]
 
 
+async def pods(kubelet: Any) -> list[str]:
+    listed = await asyncio.to_thread(kubelet.api.list_namespaced_pod, NAMESPACE)
+    return [p.metadata.name for p in listed.items]
+
+
 async def test_a_pod_stages_s3_data_streams_logs_and_uploads_its_output(
-    agent_service: Any, s3_endpoint: str, process_kubelet: Any
+    agent_service: Any, s3_endpoint: str, kmock: Any, process_kubelet: Any
 ) -> None:
     import s3fs
 
@@ -123,9 +130,11 @@ async def test_a_pod_stages_s3_data_streams_logs_and_uploads_its_output(
     # the pod ran the agent from its init container, with only the credential the task names
     (pod,) = process_kubelet.manifests
     assert [c["name"] for c in pod["spec"]["initContainers"]] == ["osmo-agent-init"]
-    secret_keys = process_kubelet.secret_keys(pod["metadata"]["name"])
-    assert secret_keys == {"dialhome.json", "ssh_host_key", "credentials.json"}
-    await until(lambda: not process_kubelet.live_pods(), 20)  # the pod was deleted at the end
+    (secret,) = [r.data for r in kmock if r.method == "POST" and r.url.path.endswith("/secrets")]
+    assert set(secret["data"]) == {"dialhome.json", "ssh_host_key", "credentials.json"}
+    creds = json.loads(base64.b64decode(secret["data"]["credentials.json"]))
+    assert set(creds) == {"raw"}  # not "unused": a pod gets only what its task names
+    assert await pods(process_kubelet) == []  # deleted at the end
 
 
 async def test_exec_and_port_forward_into_a_pod_then_a_hold_and_done(
@@ -162,7 +171,7 @@ async def test_exec_and_port_forward_into_a_pod_then_a_hold_and_done(
     stop = await svc.interactive.exec(wf, "main", ["sh", "-c", "pkill -f 'http.server 8766'"])
     await asyncio.wait_for(stop.wait(), 10)
     await until(lambda: svc.task(wf, "main").get("waiting_for_user"), 30)
-    assert process_kubelet.live_pods()
+    assert await pods(process_kubelet)  # held: the pod stays
     await svc.done(wf, "main")
     await asyncio.wait_for(svc.wait(wf), 30)
     assert svc.get(wf)["status"] == "COMPLETED"
