@@ -111,6 +111,7 @@ class KubernetesBackend(Backend):
         self.agent = agent_settings(self.config)
         self.supports_hold = self.agent is not None
         self.hub: Any = None  # osmo_core.interactive's hub, set by it: the agents' connections
+        self.agent_prefix = f"{name}/pod/"  # the hub accepts these agent ids only when expected
         self.dial_home: tuple[str, int, str] | None = None
         self._links: dict[str, PodAgentLink] = {}  # key -> link to its pod's agent
         self._logs: dict[str, Any] = {}  # key -> open archive of an agent pod's log
@@ -261,7 +262,10 @@ class KubernetesBackend(Backend):
 
     def agent_of(self, key: str, node: str) -> str | None:
         """The agent that runs attempt `key`: its pod's (interactive access)."""
-        return pod_name(key) if self.agent is not None else None
+        return self._agent_id(key) if self.agent is not None else None
+
+    def _agent_id(self, key: str) -> str:
+        return f"{self.agent_prefix}{pod_name(key)}"
 
     def _agent_secret(self, req: LaunchRequest) -> tuple[dict[str, str], str]:
         """(the Secret's data for the pod's agent, the agent's public host key)."""
@@ -275,7 +279,7 @@ class KubernetesBackend(Backend):
         host, port, client_key = self.dial_home
         key = asyncssh.generate_private_key("ssh-ed25519")
         public = " ".join(key.export_public_key("openssh").decode().split()[:2])
-        dialhome = {"host": host, "port": port, "agent_id": pod_name(req.key)}
+        dialhome = {"host": host, "port": port, "agent_id": self._agent_id(req.key)}
         data = agent_secret_data(
             {**dialhome, "client_key": client_key},
             key.export_private_key(),
@@ -285,12 +289,12 @@ class KubernetesBackend(Backend):
 
     def _link(self, key: str, public: str) -> PodAgentLink:
         assert self.agent is not None
-        self.hub.expect(pod_name(key), public)
+        self.hub.expect(self._agent_id(key), public)
         link = self._links.get(key)
         if link is None:
             socket = f"{self.agent['dir']}/{SOCKET}"
             link = self._links[key] = PodAgentLink(
-                self.hub, pod_name(key), socket, self.start_timeout
+                self.hub, self._agent_id(key), socket, self.start_timeout
             )
         return link
 
@@ -447,8 +451,10 @@ class KubernetesBackend(Backend):
         if ev is None:
             self._why[key] = pending_reason(obj)
         elif isinstance(ev, Started):
-            if key in self._links:
-                return  # the container runs the agent; the task starts when it says so
+            if key in self._links:  # the container runs the agent; the task starts when it says
+                host, port, _ = self.dial_home or ("?", 0, "")
+                self._why[key] = f"its agent has not dialled home to {host}:{port}"
+                return
             if self._known[key] == "" and self._sink is not None:
                 self._known[key] = "running"
                 self._cancel_timer(key)

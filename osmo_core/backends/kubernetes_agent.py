@@ -122,7 +122,8 @@ class PodAgentLink(AgentLink):
         while limit is None or len(out) < limit:
             want = None if limit is None else limit - len(out)
             args = {"key": key, "start": start + len(out)} | ({"limit": want} if want else {})
-            page = (await self._call("log", **args))["lines"]
+            # the connection as it is: a resync reads the log before the link counts as up
+            page = (await self._request("log", **args))["lines"]
             n0 = start + len(out)
             out += [LogLine(key, n0 + i + 1, ts, st, text) for i, (ts, st, text) in enumerate(page)]
             if not page:

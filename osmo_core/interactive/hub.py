@@ -108,6 +108,7 @@ class Interactive:
         self._bg: set[asyncio.Task[None]] = set()
         self._joining: set[asyncssh.SSHClientConnection] = set()  # dialled in, not yet checked
         self._expected: dict[str, str] = {}  # agent id -> host key a backend made for it (pods)
+        self._managed: set[str] = set()  # agent id prefixes accepted only when expected
         self.terminals = Terminals()  # named shells in tasks, for Jupyter's terminal UI
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -140,6 +141,7 @@ class Interactive:
                 backend.set_dial_home(self.config.interactive_host, self.port, public_text(key))
                 if hasattr(backend, "hub"):  # it drives its agents over their connections (pods)
                     backend.hub = self
+                    self._managed.add(backend.agent_prefix)
         log.info("interactive: agents dial in to %s:%d", self.config.interactive_host, self.port)
 
     async def stop(self) -> None:
@@ -180,6 +182,11 @@ class Interactive:
             self._joining.discard(conn)
         host_key = conn.get_server_host_key()
         expected = self._expected.get(agent_id)
+        if expected is None and any(agent_id.startswith(p) for p in self._managed):
+            # a pod's agent before its backend (re)claimed the pod: it dials again
+            log.info("interactive: agent %r is not expected yet; refused", agent_id)
+            conn.close()
+            return
         if host_key is None or not (
             public_text(host_key) == expected
             if expected is not None

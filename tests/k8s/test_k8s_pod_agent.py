@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -25,22 +26,29 @@ def agent_image(tmp_path: Path) -> Path:
     """What an agent image holds under /opt/osmo-agent: a Python that can run osmo_core (here
     this interpreter; the image's is a relocatable one, see README)."""
     tree = tmp_path / "agent-image"
-    (tree / "bin").mkdir(parents=True)
+    (tree / "bin").mkdir(parents=True, exist_ok=True)
     python = tree / "bin" / "python3"
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    repo = Path(__file__).resolve().parents[2]  # the package the image would carry
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={repo} exec {sys.executable} "$@"\n')
     python.chmod(0o755)
     return tree
 
 
 def pod_agent_config(
-    tmp_path: Path, url: str, credentials: dict[str, Any] | None = None, **extra: Any
+    tmp_path: Path,
+    url: str,
+    credentials: dict[str, Any] | None = None,
+    data: str = "",
+    interactive_port: int = 0,
+    **extra: Any,
 ) -> OsmoConfig:
-    data = tmp_path / "osmo"
+    data_dir = tmp_path / (data or f"osmo-{uuid.uuid4().hex[:6]}")  # a fresh one by default
     mount = tmp_path / "m"  # where the pod's osmo volumes are mounted (default /osmo)
     tree = agent_image(tmp_path)
     return OsmoConfig(
-        data_dir=str(data),
-        store_url=f"sqlite:///{data / 'osmo.db'}",
+        data_dir=str(data_dir),
+        store_url=f"sqlite:///{data_dir / 'osmo.db'}",
+        interactive_port=interactive_port,
         backends={
             "k8s": {
                 "kind": "kubernetes",
@@ -75,7 +83,17 @@ async def agent_service(tmp_path: Path, kmock: Any, process_kubelet: Any) -> Any
 
 
 async def _lines(svc: Service, wf: str, task: str) -> list[tuple[str, str]]:
-    return [(ln["stream"], ln["text"]) for ln in await svc.logs(wf, task)]
+    return [(ln.stream, ln.text) for ln in await svc.logs(wf, task)]
+
+
+def pod_logs(kubelet: Any) -> str:
+    """Every container's output: what a failure message needs."""
+    runs = [*kubelet.pods.values(), *kubelet.gone]
+    return "\n".join(
+        f"--- {r.name}/{p.stem}:\n{p.read_text(errors='replace')}"
+        for r in runs
+        for p in sorted((r.dir / "logs").glob("*.log"))
+    )
 
 
 async def pods(kubelet: Any) -> list[str]:
@@ -121,7 +139,7 @@ async def test_a_pod_stages_s3_data_streams_logs_and_uploads_its_output(
     )
     await asyncio.wait_for(svc.wait(wf), 60)
     got = svc.get(wf)
-    assert got["status"] == "COMPLETED", got
+    assert got["status"] == "COMPLETED", pod_logs(process_kubelet)
     assert s3.cat(f"{prefix}/out/b.txt") == b"FROM-S3\n"
     lines = await _lines(svc, wf, "prep")
     # streams kept apart (the pod log API would merge them), the agent's own notes as system
@@ -144,8 +162,8 @@ async def test_exec_and_port_forward_into_a_pod_then_a_hold_and_done(
     wf = await svc.submit(
         "workflow:\n  name: pod-shell\n  tasks:\n"
         "  - name: main\n    interactive: true\n    image: busybox\n"
-        "    command: [sh, -c, 'echo ready > marker; timeout 20 python3 -m http.server 8766 "
-        "--bind 127.0.0.1 || true']\n"
+        "    command: [sh, -c, 'echo ready > marker; python3 -m http.server 8766 "
+        "--bind 127.0.0.1 & echo $! > server.pid; wait; true']\n"
     )
     await until(lambda: svc.task(wf, "main")["status"] == "RUNNING", 30)
     sess = await svc.interactive.exec(wf, "main", ["sh", "-c", "cat marker; exit 3"])
@@ -168,10 +186,67 @@ async def test_exec_and_port_forward_into_a_pod_then_a_hold_and_done(
     reply = await until(get, 20)
     assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"ready\n")
     # stop the server: the command ends, the task waits for its user (the pod stays)
-    stop = await svc.interactive.exec(wf, "main", ["sh", "-c", "pkill -f 'http.server 8766'"])
+    stop = await svc.interactive.exec(wf, "main", ["sh", "-c", "kill $(cat server.pid)"])
     await asyncio.wait_for(stop.wait(), 10)
     await until(lambda: svc.task(wf, "main").get("waiting_for_user"), 30)
     assert await pods(process_kubelet)  # held: the pod stays
     await svc.done(wf, "main")
     await asyncio.wait_for(svc.wait(wf), 30)
     assert svc.get(wf)["status"] == "COMPLETED"
+
+
+async def test_a_pod_whose_agent_cannot_start_or_dial_home_fails_saying_why(
+    agent_service: Any, process_kubelet: Any
+) -> None:
+    spec = "workflow:\n  name: lost\n  tasks:\n  - {name: t, image: busybox, command: [true]}\n"
+    # the agent image's copy step fails: the pod never runs the task container
+    svc = await agent_service(agent_init_command=["sh", "-c", "echo no space >&2; exit 3"])
+    wf = await svc.submit(spec)
+    await asyncio.wait_for(svc.wait(wf), 30)
+    task = svc.task(wf, "t")
+    assert task["status"] == "FAILED_START_ERROR", task
+    assert "init container osmo-agent-init failed (exit 3" in task["message"]
+    await svc.stop()
+    # the agent runs but dials an address where nothing listens: the start timeout says so
+    svc = await agent_service(agent_dial="127.0.0.1:9", start_timeout=3)
+    wf = await svc.submit(spec)
+    await asyncio.wait_for(svc.wait(wf), 30)
+    task = svc.task(wf, "t")
+    assert task["status"] == "FAILED_START_TIMEOUT", task
+    assert "its agent has not dialled home to 127.0.0.1:9" in task["message"]
+
+
+async def test_a_restarted_control_plane_takes_its_running_pods_back(
+    agent_service: Any, process_kubelet: Any
+) -> None:
+    port = free_port()  # pods dial a fixed address: a restarted control plane listens there
+    first = await agent_service(data="cp", interactive_port=port)
+    wf = await first.submit(
+        "workflow:\n  name: long\n  tasks:\n  - name: t\n    image: busybox\n"
+        "    command: [sh, -c, 'echo before; while [ ! -e go ]; do sleep 0.1; done; echo after']\n"
+    )
+    await until(lambda: first.task(wf, "t")["status"] == "RUNNING", 30)
+    await until(lambda: _has_line(first, wf, "before"), 10)
+    await first.stop()  # the pod and its agent go on; the agent dials again and again
+    second = await agent_service(data="cp", interactive_port=port)
+    await until(lambda: second.task(wf, "t")["status"] == "RUNNING", 10)
+    go = await second.interactive.exec(wf, "t", ["touch", "go"])  # through the new connection
+    assert await asyncio.wait_for(go.wait(), 20) == {"exit_code": 0, "signal": None}
+    try:
+        await until(lambda: second.get(wf)["status"] == "COMPLETED", 15)
+    except AssertionError:
+        raise AssertionError(pod_logs(process_kubelet)) from None
+    assert [x for x in await _lines(second, wf, "t") if x[0] == "stdout"] == [
+        ("stdout", "before"),
+        ("stdout", "after"),
+    ]
+
+
+async def _has_line(svc: Service, wf: str, text: str) -> bool:
+    return any(t == text for _, t in await _lines(svc, wf, "t"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
