@@ -524,11 +524,12 @@ class KubernetesBackend(Backend):
     async def _drop_service_if_idle(self, wf: str) -> None:
         if any(k.startswith(f"{wf}/") and p != "done" for k, p in self._known.items()):
             return
-        self._services.discard(wf)
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(
-                self.api.delete_namespaced_service, service_name(wf), self.namespace
-            )
+        if wf in self._services:  # once (tasks end together); after a restart: the reaper's
+            self._services.discard(wf)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self.api.delete_namespaced_service, service_name(wf), self.namespace
+                )
         if self._podgroups.get(wf):
             from kubernetes import client
 
