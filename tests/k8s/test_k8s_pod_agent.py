@@ -250,3 +250,41 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_a_notebook_kernel_runs_inside_the_pod(
+    agent_service: Any, process_kubelet: Any, tmp_path: Path
+) -> None:
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    from osmo_core.interactive.kernel import RemoteKernel
+
+    svc = await agent_service()
+    wf = await svc.submit(
+        "workflow:\n  name: pod-kernel\n  tasks:\n  - name: main\n    image: busybox\n"
+        "    command: [sh, -c, 'echo ready > marker; sleep 60']\n"
+    )
+    await until(lambda: svc.task(wf, "main")["status"] == "RUNNING", 30)
+    k = await RemoteKernel.start(svc, wf, "main", uuid.uuid4().hex.encode())
+    kc = AsyncKernelClient()
+    kc.load_connection_info(k.connection_info())
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=30)
+        # the agent's socket is visible only in the pod's own mount namespace
+        sock = tmp_path / "m" / "run" / "agent.sock"
+        code = f"import os; print(open('marker').read().strip(), os.path.exists({str(sock)!r}))"
+        msg_id = kc.execute(code)
+        out = ""
+        for _ in range(200):  # bounded: iopub messages until the output came
+            msg = await kc.get_iopub_msg(timeout=20)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                out += msg["content"]["text"]
+            if "True" in out or "False" in out:
+                break
+        assert out.split() == ["ready", "True"]
+        assert not sock.exists()  # and not here
+    finally:
+        kc.stop_channels()
+        await k.close()
+        await svc.cancel(wf)
