@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -70,6 +71,7 @@ from .kubernetes_pods import (
 from .kubernetes_watch import PodWatcher, classify, pending_reason
 
 Ending = Exited | StartFailed | Lost
+log = logging.getLogger("osmo_core.backends")
 
 
 def parse_quantity(text: str) -> float:
@@ -258,6 +260,14 @@ class KubernetesBackend(Backend):
         if dial:
             host, _, p = dial.rpartition(":")
             port = int(p) if p else port
+        elif self.agent is not None and host.startswith("127."):
+            log.warning(
+                "kubernetes backend %s: pods' agents will dial %s:%d, which a cluster's pods "
+                "cannot reach; set agent_dial (and interactive_host) to an address they can",
+                self.name,
+                host,
+                port,
+            )
         self.dial_home = (host, port, client_key)
 
     def agent_of(self, key: str, node: str) -> str | None:
@@ -397,8 +407,15 @@ class KubernetesBackend(Backend):
         try:
             await asyncio.to_thread(api.create_namespaced_pod, self.namespace, body)
         except ApiException as exc:
-            if exc.status == 409:
+            if exc.status == 409:  # launched before (a lost answer): its pod has its own key
                 self._track(req.key)
+                if link is not None:
+                    pod = await asyncio.to_thread(
+                        api.read_namespaced_pod, pod_name(req.key), self.namespace
+                    )
+                    theirs = (pod.metadata.annotations or {}).get(AGENT_KEY_ANNOTATION, "")
+                    self.hub.expect(self._agent_id(req.key), theirs)
+                    self._spawn(self._drive(req, link))  # the agent's launch is idempotent
                 return self._info(req.key, known=True)
             if link is not None:
                 await self._drop_link(req.key, shutdown=False)
