@@ -1,0 +1,365 @@
+"""A kubelet that really runs pods: each container is a local process, for tests against kmock.
+
+Images are ignored: the host's filesystem is the image, so every container needs `command`
+(there is no image entrypoint to fall back on) and runs as root on the host network
+(127.0.0.1). What is emulated, because the in-pod agent depends on it: `emptyDir` and `secret`
+volumes bind-mounted at their `mountPath`s in a private mount namespace per container
+(`unshare --mount`), init containers in order (a `restartPolicy: Always` one is a native
+sidecar, SIGTERMed after the regular containers end), env (`value`, `secretKeyRef`,
+`fieldRef`), pod status patches like a node's, a growing log subresource, and deletion (SIGTERM,
+then SIGKILL after min(grace, 5) s). Needs root and util-linux `unshare`; see `unavailable()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kmock
+
+from tests.k8s.conftest import (
+    KUBELET_AGENT,
+    NAMESPACE,
+    Kubelet,
+    _wake_watch_handlers,
+    api_for,
+    declare_kinds,
+)
+
+Process = asyncio.subprocess.Process
+MAX_GRACE = 5.0
+BASE_PATH = (
+    f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+
+def unavailable() -> str | None:
+    """Why processes cannot run as pods here (None when they can)."""
+    if os.geteuid() != 0:
+        return "the process kubelet needs root (bind mounts in a mount namespace)"
+    if shutil.which("unshare") is None:
+        return "the process kubelet needs `unshare` (util-linux)"
+    probe = ["unshare", "--mount", "--propagation", "private", "true"]
+    if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
+        return "`unshare --mount` is not permitted here (no CAP_SYS_ADMIN)"
+    return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode  # killed by signal N: 128 + N
+
+
+def _signal(proc: Process, sig: int) -> None:
+    """SIGTERM goes to the main process only (a runtime signals PID 1, which may forward it);
+    SIGKILL to the container's whole process group (it leads its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, sig)
+        elif proc.returncode is None:
+            proc.send_signal(sig)
+
+
+def _is_sidecar(spec: dict[str, Any]) -> bool:
+    return spec.get("restartPolicy") == "Always"
+
+
+@dataclass
+class PodRun:
+    """One pod on this node: its manifest, its directory (volumes/, logs/) and processes."""
+
+    manifest: dict[str, Any]
+    dir: Path
+    procs: dict[str, Process] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # container -> k8s state
+    deleted: bool = False
+    task: asyncio.Task[None] | None = None
+    stopping: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.manifest["spec"])
+
+    def log_path(self, container: str) -> Path:
+        return self.dir / "logs" / f"{container}.log"
+
+    def live(self, sidecars: bool | None = None) -> list[Process]:
+        specs = self.spec.get("initContainers", []) + self.spec["containers"]
+        kinds = {c["name"]: _is_sidecar(c) for c in specs}
+        return [
+            p
+            for n, p in self.procs.items()
+            if p.returncode is None and (sidecars is None or kinds[n] == sidecars)
+        ]
+
+
+class ProcessKubelet(Kubelet):
+    """Runs each new pod of namespace `osmo` once, as local processes (see the module doc)."""
+
+    def __init__(self, km: Any, api: Any, root: Path) -> None:
+        super().__init__(km, api)
+        self.root = root
+        self.pods: dict[str, PodRun] = {}  # by name; a deleted pod leaves it when it is gone
+        self.gone: list[PodRun] = []
+        km["get", kmock.subresource("log")] << self._serve_log
+
+    def log_path(self, pod: str, container: str) -> Path:
+        return self.pods[pod].log_path(container)
+
+    async def step(self) -> None:
+        listed = await asyncio.to_thread(self.api.list_namespaced_pod, NAMESPACE)
+        current = {p.metadata.name: p for p in listed.items}
+        for name, run in list(self.pods.items()):
+            pod = current.get(name)
+            if pod is None or pod.metadata.deletion_timestamp:
+                if not run.deleted:
+                    run.deleted = True
+                    grace = run.spec.get("terminationGracePeriodSeconds", 30)
+                    run.stopping = asyncio.create_task(
+                        self._stop(run.live(), min(grace, MAX_GRACE))
+                    )
+                if pod is None:
+                    self.gone.append(self.pods.pop(name))
+        for name, pod in current.items():
+            if name not in self.pods and not pod.metadata.deletion_timestamp:
+                raw = self.api.api_client.sanitize_for_serialization(pod)
+                self.manifests.append(raw)
+                run = PodRun(raw, self.root / f"{len(self.manifests):03d}-{name}")
+                self.pods[name] = run
+                run.task = asyncio.create_task(self._run_pod(run))
+
+    def _serve_log(self, request: kmock.Request) -> Any:
+        run = self.pods.get(str(request.name))
+        if run is None:
+            return kmock.Response(status=404, payload={"kind": "Status", "code": 404})
+        container = request.params.get("container") or run.spec["containers"][0]["name"]
+        path = run.log_path(container)
+        text = path.read_bytes() if path.exists() else b""
+        return kmock.Response(payload=text, headers={"Content-Type": "text/plain"})
+
+    # --- one pod ----------------------------------------------------------------------------
+
+    async def _run_pod(self, run: PodRun) -> None:
+        try:
+            for c in run.spec.get("initContainers", []) + run.spec["containers"]:
+                if not c.get("command"):
+                    raise ValueError(f"container {c['name']}: `command` is required (no images)")
+            volumes = await self._volumes(run)
+            envs = {
+                c["name"]: await self._env(run, c)
+                for c in run.spec.get("initContainers", []) + run.spec["containers"]
+            }
+        except (KeyError, ValueError) as e:
+            await self._report(run, "Failed", reason="ProcessKubelet", message=str(e))
+            return
+        (run.dir / "logs").mkdir(parents=True)
+        for c in run.spec.get("initContainers", []):
+            if run.deleted:
+                return
+            proc = await self._spawn(run, c, volumes, envs[c["name"]])
+            if _is_sidecar(c):
+                continue
+            await self._report(run, "Pending")
+            if await self._wait(run, c["name"], proc) != 0:
+                await self._stop_sidecars(run)
+                await self._report(run, "Failed")
+                return
+        if run.deleted:
+            return
+        procs = [
+            await self._spawn(run, c, volumes, envs[c["name"]]) for c in run.spec["containers"]
+        ]
+        await self._report(run, "Running")
+        names = [c["name"] for c in run.spec["containers"]]
+        codes = await asyncio.gather(
+            *(self._wait(run, n, p) for n, p in zip(names, procs, strict=True))
+        )
+        await self._stop_sidecars(run)
+        await self._report(run, "Succeeded" if not any(codes) else "Failed")
+
+    async def _volumes(self, run: PodRun) -> dict[str, Path]:
+        paths: dict[str, Path] = {}
+        for vol in run.spec.get("volumes", []):
+            path = paths[vol["name"]] = run.dir / "volumes" / vol["name"]
+            path.mkdir(parents=True)
+            if "secret" in vol:
+                await self._write_secret(vol["secret"], path)
+            elif "emptyDir" not in vol:
+                raise ValueError(f"volume {vol['name']}: only emptyDir and secret are supported")
+        return paths
+
+    async def _secret(self, name: str) -> dict[str, bytes]:
+        secret = await asyncio.to_thread(self.api.read_namespaced_secret, name, NAMESPACE)
+        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return data | {k: v.encode() for k, v in (secret.string_data or {}).items()}
+
+    async def _write_secret(self, source: dict[str, Any], path: Path) -> None:
+        data = await self._secret(source["secretName"])
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            target = path / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data[item["key"]])
+            target.chmod(item.get("mode", source.get("defaultMode", 0o644)))
+
+    async def _env(self, run: PodRun, spec: dict[str, Any]) -> dict[str, str]:
+        fields = {
+            "metadata.name": run.name,
+            "metadata.namespace": NAMESPACE,
+            "status.podIP": "127.0.0.1",
+        }
+        env = {"PATH": BASE_PATH, "HOME": "/root", "HOSTNAME": run.name}
+        for var in spec.get("env", []):
+            source = var.get("valueFrom") or {}
+            if "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                env[var["name"]] = (await self._secret(ref["name"]))[ref["key"]].decode()
+            elif "fieldRef" in source:
+                env[var["name"]] = fields[source["fieldRef"]["fieldPath"]]
+            else:
+                env[var["name"]] = var.get("value", "")
+        return env
+
+    async def _spawn(
+        self, run: PodRun, spec: dict[str, Any], volumes: dict[str, Path], env: dict[str, str]
+    ) -> Process:
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-ec"]
+        argv += [self._mount_script(spec, volumes), "pod-init", *spec["command"]]
+        argv += spec.get("args", [])
+        with run.log_path(spec["name"]).open("ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        run.procs[spec["name"]] = proc
+        run.states[spec["name"]] = {"running": {"startedAt": _now()}}
+        if run.deleted:
+            _signal(proc, signal.SIGKILL)
+        return proc
+
+    @staticmethod
+    def _mount_script(spec: dict[str, Any], volumes: dict[str, Path]) -> str:
+        """Shell lines run inside the container's mount namespace before it execs the command."""
+        lines = []
+        for m in spec.get("volumeMounts", []):
+            src = volumes[m["name"]] / m.get("subPath", "")
+            dst = shlex.quote(m["mountPath"])
+            if src.is_dir():
+                lines.append(f"mkdir -p {dst}")
+            else:
+                lines.append(f"mkdir -p $(dirname {dst}) && touch {dst}")
+            lines.append(f"mount --bind {shlex.quote(str(src))} {dst}")
+            if m.get("readOnly"):
+                lines.append(f"mount -o remount,bind,ro {dst}")
+        lines.append(f"cd {shlex.quote(spec.get('workingDir', '/'))}")
+        return "\n".join([*lines, 'exec "$@"'])
+
+    async def _wait(self, run: PodRun, name: str, proc: Process) -> int:
+        code = _exit_code(await proc.wait())
+        _signal(proc, signal.SIGKILL)  # a container's leftovers die with its main process
+        reason = "Completed" if code == 0 else "Error"
+        started = run.states[name]["running"]["startedAt"]
+        run.states[name] = {
+            "terminated": {
+                "exitCode": code,
+                "reason": reason,
+                "startedAt": started,
+                "finishedAt": _now(),
+            }
+        }
+        return code
+
+    async def _stop_sidecars(self, run: PodRun) -> None:
+        await self._stop(run.live(sidecars=True), MAX_GRACE)
+        for c in run.spec.get("initContainers", []):
+            if _is_sidecar(c) and c["name"] in run.procs:
+                await self._wait(run, c["name"], run.procs[c["name"]])  # records its end
+
+    async def _stop(self, procs: list[Process], grace: float) -> None:
+        """SIGTERM, and SIGKILL what is left after `grace` seconds."""
+        for p in procs:
+            _signal(p, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), grace)
+        for p in procs:
+            _signal(p, signal.SIGKILL)
+        await asyncio.gather(*(p.wait() for p in procs))
+
+    async def _report(self, run: PodRun, phase: str, **extra: str) -> None:
+        def statuses(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for c in specs:
+                state = run.states.get(c["name"], {"waiting": {"reason": "PodInitializing"}})
+                out.append(
+                    {
+                        "name": c["name"],
+                        "image": c.get("image", ""),
+                        "imageID": "",
+                        "ready": "running" in state,
+                        "started": "running" in state,
+                        "restartCount": 0,
+                        "state": state,
+                    }
+                )
+            return out
+
+        status = {
+            "phase": phase,
+            "podIP": "127.0.0.1",
+            "hostIP": "127.0.0.1",
+            "initContainerStatuses": statuses(run.spec.get("initContainers", [])),
+            "containerStatuses": statuses(run.spec["containers"]),
+            **extra,
+        }
+        if not run.deleted:  # a deleted pod has no status left to patch
+            with contextlib.suppress(Exception):
+                await self._patch(run.name, status)
+
+    async def close(self) -> None:
+        """Kill every process of every pod, and remove the pods' directories."""
+        runs = [*self.pods.values(), *self.gone]
+        tasks = [t for r in runs for t in (r.task, r.stopping) if t]
+        for t in tasks:
+            t.cancel()
+        await self._stop([p for r in runs for p in r.procs.values()], 0)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def running_process_kubelet(
+    km: Any, root: Path | None = None
+) -> AsyncIterator[ProcessKubelet]:
+    declare_kinds(km)
+    root = root or Path(tempfile.mkdtemp(prefix="osmo-kubelet-"))
+    k = ProcessKubelet(km, api_for(str(km.url), KUBELET_AGENT), root)
+    await k.add_node("node-a", cpu="4", memory="8Gi", **{"kubernetes.io/arch": "amd64"})
+    task = asyncio.create_task(k.run())
+    try:
+        yield k
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await k.close()
+        await _wake_watch_handlers(k.api)
