@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import shlex
 import shutil
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import kmock
+from kubernetes.client.exceptions import ApiException
 
 from tests.k8s.conftest import (
     KUBELET_AGENT,
@@ -39,6 +41,7 @@ from tests.k8s.conftest import (
     declare_kinds,
 )
 
+log = logging.getLogger(__name__)
 Process = asyncio.subprocess.Process
 MAX_GRACE = 5.0
 BASE_PATH = (
@@ -56,6 +59,10 @@ def unavailable() -> str | None:
     if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
         return "`unshare --mount` is not permitted here (no CAP_SYS_ADMIN)"
     return None
+
+
+class Unsupported(ValueError):
+    """The pod uses something this kubelet does not emulate (the pod fails with this message)."""
 
 
 def _now() -> str:
@@ -78,6 +85,34 @@ def _signal(proc: Process, sig: int) -> None:
 
 def _is_sidecar(spec: dict[str, Any]) -> bool:
     return spec.get("restartPolicy") == "Always"
+
+
+def _make_mount_point(dst: Path, is_dir: bool) -> Path | None:
+    """Create a missing mount point on the host; returns the top-most path created."""
+    if dst.exists():
+        return None
+    top = dst
+    while not top.parent.exists():
+        top = top.parent
+    if is_dir:
+        dst.mkdir(parents=True)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.touch()
+    return top
+
+
+def _remove_mount_point(top: Path) -> None:
+    """Undo `_make_mount_point`: empty files and dirs only, so nothing written there is lost."""
+    for path in [top] if top.is_file() else [Path(d) for d, _, _ in os.walk(top, topdown=False)]:
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                for f in path.iterdir():
+                    if f.is_file() and f.stat().st_size == 0:
+                        f.unlink()
+                path.rmdir()
+            elif path.stat().st_size == 0:
+                path.unlink()
 
 
 @dataclass
@@ -121,6 +156,7 @@ class ProcessKubelet(Kubelet):
         self.root = root
         self.pods: dict[str, PodRun] = {}  # by name; a deleted pod leaves it when it is gone
         self.gone: list[PodRun] = []
+        self.mount_points: list[Path] = []  # created on the host, removed by close()
         km["get", kmock.subresource("log")] << self._serve_log
 
     def log_path(self, pod: str, container: str) -> Path:
@@ -161,16 +197,26 @@ class ProcessKubelet(Kubelet):
 
     async def _run_pod(self, run: PodRun) -> None:
         try:
-            for c in run.spec.get("initContainers", []) + run.spec["containers"]:
+            await self._run_pod_or_fail(run)
+        except Exception:
+            log.exception("process kubelet: pod %s", run.name)
+            raise
+
+    async def _run_pod_or_fail(self, run: PodRun) -> None:
+        specs = run.spec.get("initContainers", []) + run.spec["containers"]
+        try:
+            for c in specs:
                 if not c.get("command"):
-                    raise ValueError(f"container {c['name']}: `command` is required (no images)")
+                    raise Unsupported(f"container {c['name']}: `command` is required (no images)")
             volumes = await self._volumes(run)
-            envs = {
-                c["name"]: await self._env(run, c)
-                for c in run.spec.get("initContainers", []) + run.spec["containers"]
-            }
-        except (KeyError, ValueError) as e:
-            await self._report(run, "Failed", reason="ProcessKubelet", message=str(e))
+            envs = {c["name"]: await self._env(run, c) for c in specs}
+        except Unsupported as e:
+            await self._report(run, "Failed", reason="Unsupported", message=str(e))
+            return
+        except (KeyError, ApiException) as e:  # a missing secret or key, as a node reports it
+            why = {"reason": "CreateContainerConfigError", "message": f"{type(e).__name__}: {e}"}
+            run.states = {c["name"]: {"waiting": why} for c in specs}
+            await self._report(run, "Pending")
             return
         (run.dir / "logs").mkdir(parents=True)
         for c in run.spec.get("initContainers", []):
@@ -205,7 +251,7 @@ class ProcessKubelet(Kubelet):
             if "secret" in vol:
                 await self._write_secret(vol["secret"], path)
             elif "emptyDir" not in vol:
-                raise ValueError(f"volume {vol['name']}: only emptyDir and secret are supported")
+                raise Unsupported(f"volume {vol['name']}: only emptyDir and secret are emulated")
         return paths
 
     async def _secret(self, name: str) -> dict[str, bytes]:
@@ -235,7 +281,12 @@ class ProcessKubelet(Kubelet):
                 ref = source["secretKeyRef"]
                 env[var["name"]] = (await self._secret(ref["name"]))[ref["key"]].decode()
             elif "fieldRef" in source:
-                env[var["name"]] = fields[source["fieldRef"]["fieldPath"]]
+                path = source["fieldRef"]["fieldPath"]
+                if path not in fields:
+                    raise Unsupported(f"env {var['name']}: fieldRef {path} (only {list(fields)})")
+                env[var["name"]] = fields[path]
+            elif "valueFrom" in var:
+                raise Unsupported(f"env {var['name']}: only secretKeyRef and fieldRef are emulated")
             else:
                 env[var["name"]] = var.get("value", "")
         return env
@@ -243,6 +294,10 @@ class ProcessKubelet(Kubelet):
     async def _spawn(
         self, run: PodRun, spec: dict[str, Any], volumes: dict[str, Path], env: dict[str, str]
     ) -> Process:
+        for m in spec.get("volumeMounts", []):
+            is_dir = (volumes[m["name"]] / m.get("subPath", "")).is_dir()
+            if created := _make_mount_point(Path(m["mountPath"]), is_dir):
+                self.mount_points.append(created)
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-ec"]
         argv += [self._mount_script(spec, volumes), "pod-init", *spec["command"]]
         argv += spec.get("args", [])
@@ -264,14 +319,11 @@ class ProcessKubelet(Kubelet):
         for m in spec.get("volumeMounts", []):
             src = volumes[m["name"]] / m.get("subPath", "")
             dst = shlex.quote(m["mountPath"])
-            if src.is_dir():
-                lines.append(f"mkdir -p {dst}")
-            else:
-                lines.append(f"mkdir -p $(dirname {dst}) && touch {dst}")
             lines.append(f"mount --bind {shlex.quote(str(src))} {dst}")
             if m.get("readOnly"):
                 lines.append(f"mount -o remount,bind,ro {dst}")
-        lines.append(f"cd {shlex.quote(spec.get('workingDir', '/'))}")
+        workdir = shlex.quote(spec.get("workingDir", "/"))
+        lines.append(f"mkdir -p {workdir} && cd {workdir}")  # a runtime creates it too
         return "\n".join([*lines, 'exec "$@"'])
 
     async def _wait(self, run: PodRun, name: str, proc: Process) -> int:
@@ -341,9 +393,14 @@ class ProcessKubelet(Kubelet):
         tasks = [t for r in runs for t in (r.task, r.stopping) if t]
         for t in tasks:
             t.cancel()
-        await self._stop([p for r in runs for p in r.procs.values()], 0)
+        procs = [p for r in runs for p in r.procs.values()]
+        for p in procs:
+            _signal(p, signal.SIGKILL)
+        await asyncio.gather(*(p.wait() for p in procs))
         await asyncio.gather(*tasks, return_exceptions=True)
         shutil.rmtree(self.root, ignore_errors=True)
+        for top in reversed(self.mount_points):
+            _remove_mount_point(top)
 
 
 @contextlib.asynccontextmanager

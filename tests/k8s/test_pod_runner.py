@@ -9,8 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.k8s.conftest import NAMESPACE, api_for, until
-from tests.k8s.pod_runner import ProcessKubelet
+from tests.k8s.pod_runner import ProcessKubelet, running_process_kubelet, unavailable
 
 
 def _c(name: str, script: str, **extra: Any) -> dict[str, Any]:
@@ -59,9 +61,10 @@ async def test_init_container_fills_an_empty_dir_the_main_container_reads(
         "containers": [
             _c(
                 "task",
-                f'cat {mnt}/agent; echo "$POD/$NS/$IP"; echo oops >&2; pwd',
+                f'cat {mnt}/agent; echo "$POD/$NS/$IP"; echo oops >&2; pwd; '
+                f"touch {mnt}/x 2>/dev/null || echo ro",
                 volumeMounts=[{"name": "shared", "mountPath": mnt, "readOnly": True}],
-                workingDir="/tmp",
+                workingDir=str(tmp_path / "work"),
                 env=[
                     {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                     {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -76,7 +79,8 @@ async def test_init_container_fills_an_empty_dir_the_main_container_reads(
     task = _terminated(status)["task"]
     assert task["exitCode"] == 0 and task["reason"] == "Completed"
     assert _terminated(status, "initContainerStatuses")["place"]["exitCode"] == 0
-    assert await _log(api, "p-ok") == "placed\np-ok/osmo/127.0.0.1\noops\n/tmp\n"
+    expected = f"placed\np-ok/osmo/127.0.0.1\noops\n{tmp_path}/work\nro\n"  # ro: read-only
+    assert await _log(api, "p-ok") == expected
     assert await _log(api, "p-ok", "place") == ""
     # the bind mount lived only in the containers' mount namespaces
     assert not os.listdir(mnt)
@@ -188,3 +192,47 @@ async def test_deleted_pod_is_killed(kmock: Any, process_kubelet: ProcessKubelet
     assert proc.returncode == -9  # it ignored SIGTERM, so SIGKILL after the 1 s grace
     assert log.read_text() == "up\nignored\n"
     await until(lambda: "p-del" not in process_kubelet.pods)
+
+
+async def test_unsupported_spec_fails_and_a_missing_secret_waits(
+    kmock: Any, process_kubelet: ProcessKubelet
+) -> None:
+    api = api_for(str(kmock.url))
+    await _create(api, "p-nocmd", {"containers": [{"name": "task", "image": "busybox"}]})
+    status = await _ended(api, "p-nocmd")
+    assert status["phase"] == "Failed" and status["reason"] == "Unsupported"
+    assert "container task: `command` is required" in status["message"]
+    ref = {"secretKeyRef": {"name": "absent", "key": "k"}}
+    spec = {"containers": [_c("task", "true", env=[{"name": "X", "valueFrom": ref}])]}
+    await _create(api, "p-nosecret", spec)
+
+    async def waiting() -> dict[str, Any] | None:
+        pod = await asyncio.to_thread(api.read_namespaced_pod, "p-nosecret", NAMESPACE)
+        statuses = (pod.status and pod.status.container_statuses) or []
+        return statuses[0].state.waiting if statuses else None
+
+    why = await until(waiting)
+    assert why.reason == "CreateContainerConfigError" and "404" in why.message
+
+
+async def test_teardown_kills_processes_and_removes_what_it_created(
+    kmock: Any, tmp_path: Path
+) -> None:
+    if reason := unavailable():
+        pytest.skip(reason)
+    api = api_for(str(kmock.url))
+    mnt = tmp_path / "made" / "by" / "kubelet"
+    spec = {
+        "volumes": [{"name": "v", "emptyDir": {}}],
+        "containers": [
+            _c("task", "echo up; sleep 60", volumeMounts=[{"name": "v", "mountPath": str(mnt)}])
+        ],
+    }
+    async with running_process_kubelet(kmock, tmp_path / "kubelet") as k:
+        await _create(api, "p-hang", spec)
+        run = await until(lambda: k.pods.get("p-hang"))
+        await until(lambda: run.log_path("task").exists() and run.log_path("task").read_text())
+        proc = run.procs["task"]
+        assert mnt.is_dir()
+    assert proc.returncode == -9
+    assert not (tmp_path / "kubelet").exists() and not (tmp_path / "made").exists()
