@@ -103,16 +103,26 @@ def _make_mount_point(dst: Path, is_dir: bool) -> Path | None:
 
 
 def _remove_mount_point(top: Path) -> None:
-    """Undo `_make_mount_point`: empty files and dirs only, so nothing written there is lost."""
-    for path in [top] if top.is_file() else [Path(d) for d, _, _ in os.walk(top, topdown=False)]:
+    """Undo `_make_mount_point`, deepest first, leaving anything with content in it."""
+    for path in [*sorted(top.rglob("*"), key=lambda p: -len(p.parts)), top]:
         with contextlib.suppress(OSError):
             if path.is_dir():
-                for f in path.iterdir():
-                    if f.is_file() and f.stat().st_size == 0:
-                        f.unlink()
                 path.rmdir()
             elif path.stat().st_size == 0:
                 path.unlink()
+
+
+def _container_status(spec: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    running = "running" in state
+    return {
+        "name": spec["name"],
+        "image": spec.get("image", ""),
+        "imageID": "",
+        "ready": running,
+        "started": running,
+        "restartCount": 0,
+        "state": state,
+    }
 
 
 @dataclass
@@ -123,6 +133,8 @@ class PodRun:
     dir: Path
     procs: dict[str, Process] = field(default_factory=dict)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)  # container -> k8s state
+    volumes: dict[str, Path] = field(default_factory=dict)  # volume name -> host dir
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)  # container -> environment
     deleted: bool = False
     task: asyncio.Task[None] | None = None
     stopping: asyncio.Task[None] | None = None
@@ -197,49 +209,53 @@ class ProcessKubelet(Kubelet):
 
     async def _run_pod(self, run: PodRun) -> None:
         try:
-            await self._run_pod_or_fail(run)
-        except Exception:
+            if await self._prepare(run) and await self._init_containers(run):
+                await self._main_containers(run)
+        except Exception as e:  # a bug here, not in the pod: say so instead of hanging it
             log.exception("process kubelet: pod %s", run.name)
-            raise
+            await self._report(run, "Failed", reason="KubeletError", message=repr(e))
 
-    async def _run_pod_or_fail(self, run: PodRun) -> None:
+    async def _prepare(self, run: PodRun) -> bool:
+        """Volumes and env, or the pod's status says why not."""
         specs = run.spec.get("initContainers", []) + run.spec["containers"]
         try:
             for c in specs:
                 if not c.get("command"):
                     raise Unsupported(f"container {c['name']}: `command` is required (no images)")
-            volumes = await self._volumes(run)
-            envs = {c["name"]: await self._env(run, c) for c in specs}
+            run.volumes = await self._volumes(run)
+            run.envs = {c["name"]: await self._env(run, c) for c in specs}
         except Unsupported as e:
             await self._report(run, "Failed", reason="Unsupported", message=str(e))
-            return
+            return False
         except (KeyError, ApiException) as e:  # a missing secret or key, as a node reports it
             why = {"reason": "CreateContainerConfigError", "message": f"{type(e).__name__}: {e}"}
             run.states = {c["name"]: {"waiting": why} for c in specs}
             await self._report(run, "Pending")
-            return
+            return False
         (run.dir / "logs").mkdir(parents=True)
+        return True
+
+    async def _init_containers(self, run: PodRun) -> bool:
+        """Each to completion in order (sidecars just start); False when the pod is over."""
         for c in run.spec.get("initContainers", []):
             if run.deleted:
-                return
-            proc = await self._spawn(run, c, volumes, envs[c["name"]])
+                return False
+            proc = await self._spawn(run, c)
             if _is_sidecar(c):
                 continue
             await self._report(run, "Pending")
             if await self._wait(run, c["name"], proc) != 0:
                 await self._stop_sidecars(run)
                 await self._report(run, "Failed")
-                return
-        if run.deleted:
-            return
-        procs = [
-            await self._spawn(run, c, volumes, envs[c["name"]]) for c in run.spec["containers"]
-        ]
+                return False
+        return not run.deleted
+
+    async def _main_containers(self, run: PodRun) -> None:
+        specs = run.spec["containers"]
+        procs = [await self._spawn(run, c) for c in specs]
         await self._report(run, "Running")
-        names = [c["name"] for c in run.spec["containers"]]
-        codes = await asyncio.gather(
-            *(self._wait(run, n, p) for n, p in zip(names, procs, strict=True))
-        )
+        waits = (self._wait(run, c["name"], p) for c, p in zip(specs, procs, strict=True))
+        codes = await asyncio.gather(*waits)
         await self._stop_sidecars(run)
         await self._report(run, "Succeeded" if not any(codes) else "Failed")
 
@@ -291,20 +307,20 @@ class ProcessKubelet(Kubelet):
                 env[var["name"]] = var.get("value", "")
         return env
 
-    async def _spawn(
-        self, run: PodRun, spec: dict[str, Any], volumes: dict[str, Path], env: dict[str, str]
-    ) -> Process:
+    async def _spawn(self, run: PodRun, spec: dict[str, Any]) -> Process:
         for m in spec.get("volumeMounts", []):
-            is_dir = (volumes[m["name"]] / m.get("subPath", "")).is_dir()
-            if created := _make_mount_point(Path(m["mountPath"]), is_dir):
+            src = run.volumes[m["name"]] / m.get("subPath", "")
+            if not src.exists():
+                src.mkdir(parents=True)  # a missing subPath becomes a dir, as in k8s
+            if created := _make_mount_point(Path(m["mountPath"]), src.is_dir()):
                 self.mount_points.append(created)
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-ec"]
-        argv += [self._mount_script(spec, volumes), "pod-init", *spec["command"]]
+        argv += [self._mount_script(spec, run.volumes), "pod-init", *spec["command"]]
         argv += spec.get("args", [])
-        with run.log_path(spec["name"]).open("ab") as log:
+        with run.log_path(spec["name"]).open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                start_new_session=True,
+                *argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                env=run.envs[spec["name"]], start_new_session=True,
             )  # fmt: skip
         run.procs[spec["name"]] = proc
         run.states[spec["name"]] = {"running": {"startedAt": _now()}}
@@ -329,16 +345,13 @@ class ProcessKubelet(Kubelet):
     async def _wait(self, run: PodRun, name: str, proc: Process) -> int:
         code = _exit_code(await proc.wait())
         _signal(proc, signal.SIGKILL)  # a container's leftovers die with its main process
-        reason = "Completed" if code == 0 else "Error"
-        started = run.states[name]["running"]["startedAt"]
-        run.states[name] = {
-            "terminated": {
-                "exitCode": code,
-                "reason": reason,
-                "startedAt": started,
-                "finishedAt": _now(),
-            }
+        ended = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": run.states[name]["running"]["startedAt"],
+            "finishedAt": _now(),
         }
+        run.states[name] = {"terminated": ended}
         return code
 
     async def _stop_sidecars(self, run: PodRun) -> None:
@@ -359,21 +372,8 @@ class ProcessKubelet(Kubelet):
 
     async def _report(self, run: PodRun, phase: str, **extra: str) -> None:
         def statuses(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            out = []
-            for c in specs:
-                state = run.states.get(c["name"], {"waiting": {"reason": "PodInitializing"}})
-                out.append(
-                    {
-                        "name": c["name"],
-                        "image": c.get("image", ""),
-                        "imageID": "",
-                        "ready": "running" in state,
-                        "started": "running" in state,
-                        "restartCount": 0,
-                        "state": state,
-                    }
-                )
-            return out
+            initializing = {"waiting": {"reason": "PodInitializing"}}
+            return [_container_status(c, run.states.get(c["name"], initializing)) for c in specs]
 
         status = {
             "phase": phase,
