@@ -2,12 +2,15 @@
 
 Images are ignored: the host's filesystem is the image, so every container needs `command`
 (there is no image entrypoint to fall back on) and runs as root on the host network
-(127.0.0.1). What is emulated, because the in-pod agent depends on it: `emptyDir` and `secret`
+(127.0.0.1), with PATH starting at this interpreter's directory (so `python` is the tests' one)
+and HOME=/root. What is emulated, because the in-pod agent depends on it: `emptyDir` and `secret`
 volumes bind-mounted at their `mountPath`s in a private mount namespace per container
 (`unshare --mount`), init containers in order (a `restartPolicy: Always` one is a native
 sidecar, SIGTERMed after the regular containers end), env (`value`, `secretKeyRef`,
-`fieldRef`), pod status patches like a node's, a growing log subresource, and deletion (SIGTERM,
-then SIGKILL after min(grace, 5) s). Needs root and util-linux `unshare`; see `unavailable()`.
+`fieldRef`), pod status patches like a node's, a growing log subresource (stdout and stderr
+merged, also on disk at `PodRun.log_path`), and deletion: SIGTERM to each container's main
+process (as a runtime signals PID 1), SIGKILL to its process group after min(grace, 5) s.
+Needs root and util-linux `unshare`; `unavailable()` says why not.
 """
 
 from __future__ import annotations
