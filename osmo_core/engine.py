@@ -48,6 +48,7 @@ from .backends.base import (
     LaunchRequest,
     LogLine,
     Lost,
+    Node,
     OutputSpec,
     Started,
     StartFailed,
@@ -227,6 +228,9 @@ class Engine:
             self.scheduler.set_nodes(name, await backend.nodes())
         await self._recover()
         self._runner = asyncio.create_task(self._run(), name="osmo-engine")
+        for name, backend in self.backends.items():
+            if backend.node_refresh:
+                self._spawn(self._refresh_nodes(name, backend, backend.node_refresh))
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -332,6 +336,23 @@ class Engine:
             raise self.failure
         assert wf.status is not None
         return wf.status
+
+    async def _refresh_nodes(self, name: str, backend: Backend, every: float) -> None:
+        """Nodes added, removed or resized (a cluster's autoscaler, one unreachable at start)
+        reach the scheduler; waiting tasks are placed again."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                nodes = await backend.nodes()
+                await self._call(self._set_nodes, name, nodes)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next listing may work; the engine must not stop for it
+                log.exception("listing the nodes of backend %s failed", name)
+
+    def _set_nodes(self, name: str, nodes: list[Node]) -> None:
+        self.scheduler.set_nodes(name, nodes)
+        self._queue_dirty = True
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.failure is not None:

@@ -8,9 +8,9 @@ exit code 3); `place()` answers "where can this task run *now*?" during the run.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .backends.base import Node
+from .backends.base import Node, tolerated
 from .config import PoolConfig
 from .errors import Problem
 from .spec.models import Resource, Task, Workflow
@@ -91,7 +91,22 @@ class Scheduler:
         self._nodes: dict[str, list[_NodeState]] = {}  # backend name -> machines
 
     def set_nodes(self, backend: str, nodes: list[Node]) -> None:
-        self._nodes[backend] = [_NodeState(backend, n) for n in nodes]
+        """A backend's machines as (re)listed: capacity and labels follow the listing, what
+        runs keeps its reservation; a machine gone from the list while tasks still hold part
+        of it stays, offline, until they end."""
+        old = {s.node.name: s for s in self._nodes.get(backend, [])}
+        states = []
+        for n in nodes:
+            state = old.pop(n.name, None)
+            if state is None:
+                state = _NodeState(backend, n)
+            state.node = n
+            states.append(state)
+        for state in old.values():
+            if state.used_cpu or state.used_memory or state.used_gpus:
+                state.node = replace(state.node, online=False)
+                states.append(state)
+        self._nodes[backend] = states
 
     def platform_of(self, pool: str, res: Resource) -> str:
         return res.platform or self.pools[pool].default_platform
@@ -107,6 +122,7 @@ class Scheduler:
         plat = cfg.platforms[platform]
         hosts = plat.extra.get("hosts")
         labels = (plat.extra.get("node_selector") or {}).items()  # Kubernetes platforms
+        tolerations = plat.extra.get("tolerations") or []
         return [
             s
             for s in (nodes if nodes is not None else self._nodes).get(cfg.backend_of(platform), [])
@@ -114,7 +130,21 @@ class Scheduler:
             and (not hosts or s.node.name in hosts)
             and (not plat.arch or not s.node.arch or s.node.arch == plat.arch)
             and all(s.node.labels.get(k) == v for k, v in labels)
+            and all(tolerated(t, tolerations) for t in s.node.taints)
         ]
+
+    def _tainted(self, pool: str, platform: str) -> str:
+        """The platform's machines but for their taints: `name (key=value:Effect, ...)`."""
+        cfg = self.pools[pool]
+        plat = cfg.platforms[platform]
+        tolerations = plat.extra.get("tolerations") or []
+        out = []
+        for s in self._nodes.get(cfg.backend_of(platform), []):
+            bad = [t for t in s.node.taints if not tolerated(t, tolerations)]
+            if bad:
+                shown = ", ".join(f"{t['key']}={t['value']}:{t['effect']}" for t in bad)
+                out.append(f"{s.node.name} ({shown})")
+        return "; ".join(out)
 
     def check(self, workflow: Workflow, pool: str) -> list[Problem]:
         """Every reason this pool can never run this workflow, one Problem each."""
@@ -149,12 +179,15 @@ class Scheduler:
                     f"memory {m.node.memory / _GI:.3g}Gi"
                     for m in machines
                 )
+                hint = f"machines: {biggest or 'none'}"
+                if tainted := self._tainted(pool, platform):
+                    hint += f"; kept off by taints the platform does not tolerate: {tainted}"
                 problems.append(
                     Problem(
                         f"task {task.name!r} asks {_fmt(res)}, more than any machine of platform "
                         f"{platform!r} offers",
                         field=res_field,
-                        hint=f"machines: {biggest or 'none'}",
+                        hint=hint,
                     )
                 )
         if not problems:

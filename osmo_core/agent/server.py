@@ -19,13 +19,16 @@ from typing import Any
 
 from .. import __version__
 from . import host
+from .logfile import read_lines
 from .protocol import MAX_MESSAGE, PROTOCOL, RequestError, decode, encode
 from .ssh import DialHome
 from .supervisor import Supervisor
+from .workdir import LOG, attempt_dir
 
 log = logging.getLogger("osmo_core.agent")
 
 STOP_GRACE = 5.0  # seconds running tasks get on SIGTERM of the agent
+LOG_PAGE = 2000  # lines per `log` answer: one answer stays well under MAX_MESSAGE
 
 
 class AgentServer:
@@ -45,6 +48,7 @@ class AgentServer:
             "cancel": self._cancel,
             "release": self._release,
             "status": self._status,
+            "log": self._log,
             "shutdown": self._shutdown,
         }
 
@@ -68,7 +72,8 @@ class AgentServer:
             lost,
         )
         idle = asyncio.ensure_future(self._watch_idle())
-        home = asyncio.ensure_future(DialHome(self.root, self.sup).run())  # interactive access
+        # interactive access, and the protocol for a control plane that cannot reach the socket
+        home = asyncio.ensure_future(DialHome(self.root, self.sup, self.socket_path).run())
         await self._stop.wait()
         idle.cancel()
         home.cancel()
@@ -178,6 +183,12 @@ class AgentServer:
 
     async def _status(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"states": self.sup.status(list(msg["keys"]))}
+
+    async def _log(self, msg: dict[str, Any]) -> dict[str, Any]:
+        path = attempt_dir(self.root, str(msg["key"])) / LOG
+        start, limit = int(msg.get("start", 0)), min(int(msg.get("limit", LOG_PAGE)), LOG_PAGE)
+        lines = await asyncio.to_thread(read_lines, path, msg["key"], start, limit)
+        return {"lines": [[ln.ts, ln.stream, ln.text] for ln in lines]}
 
     async def _shutdown(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.sup.running and not msg.get("force"):

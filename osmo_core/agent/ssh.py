@@ -14,7 +14,9 @@ Over that connection (asyncssh `connect_reverse`: TCP client, SSH server) the ag
 - the `sftp` subsystem, with the environment variable OSMO_ATTEMPT=K: SFTP rooted at running
   attempt K's folder (its workdir), chroot-like: `..` stops at that folder, and a path whose
   symlinks lead outside it is refused; links are not created (`_TaskSFTP`)
-- direct-tcpip channels to 127.0.0.1 only (port-forward into the task's host).
+- direct-tcpip channels to 127.0.0.1 only (port-forward into the task's host);
+- direct-streamlocal to the agent's own socket only: the agent protocol, for a control plane
+  that cannot reach that socket otherwise (a pod's agent).
 
 The connection is kept alive both ways (keepalive) and re-opened after any loss, with bounded
 exponential backoff; a change of dialhome.json (a restarted control plane on a new port) is
@@ -102,9 +104,10 @@ def host_key(root: Path) -> asyncssh.SSHKey:
 class DialHome:
     """Keeps one SSH connection to the control plane up while the agent runs."""
 
-    def __init__(self, root: Path, sup: Supervisor):
+    def __init__(self, root: Path, sup: Supervisor, socket_path: str | None = None):
         self.root = root
         self.sup = sup
+        self.socket_path = socket_path  # the agent's own socket: the one Unix forward allowed
         self.conn: asyncssh.SSHServerConnection | None = None
 
     async def run(self) -> None:
@@ -215,6 +218,11 @@ class _Server(asyncssh.SSHServer):
         # whatever the connection's options say
         chan = self.conn.create_tcp_channel(window=WINDOW, max_pktsize=PACKET)
         return chan, self.conn.forward_connection(dest_host, dest_port)
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        # The agent's own protocol socket only: how the control plane drives a pod's agent,
+        # which it cannot reach any other way.
+        return dest_path == self.home.socket_path
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         return False  # no listening on the agent's host on the control plane's behalf

@@ -137,6 +137,19 @@ class AgentLink(ABC):
         self._drop_connection(BackendError(why))
         self._connected.set()  # wakes calls waiting for a connection: they see _closing
 
+    @property
+    def connected_now(self) -> bool:
+        return self._connected.is_set() and not self._closing
+
+    async def wait_connected(self) -> None:
+        """Until the link is up (or stopped: a call then raises)."""
+        await self._connected.wait()
+
+    def follow(self, key: str, delivered: int) -> None:
+        """Watch a started attempt this link did not launch (adopted after a restart): the
+        next resync delivers its log from line `delivered` + 1, and its end."""
+        self._watch.setdefault(key, _Watch(n=delivered, started=True))
+
     # --- attempts ----------------------------------------------------------------------------
 
     async def launch(self, req: LaunchRequest) -> LaunchInfo:

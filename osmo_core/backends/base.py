@@ -117,6 +117,23 @@ class Node:
     arch: str = ""
     online: bool = True
     labels: dict[str, str] = field(default_factory=dict)  # platforms select nodes by label
+    # Kubernetes taints that keep pods off (NoSchedule/NoExecute), as {key, value, effect}:
+    # only platforms whose `tolerations` tolerate each of them may use the node
+    taints: list[dict[str, str]] = field(default_factory=list)
+
+
+def tolerated(taint: dict[str, str], tolerations: list[dict[str, Any]]) -> bool:
+    """Kubernetes' rule: a toleration matches a taint by key (empty key + Exists: every key),
+    value (operator Equal, the default) and effect (empty: every effect)."""
+    for t in tolerations:
+        if t.get("effect") and t["effect"] != taint.get("effect"):
+            continue
+        if t.get("operator", "Equal") == "Exists":
+            if not t.get("key") or t["key"] == taint.get("key"):
+                return True
+        elif t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
 
 
 # --- what backends report -------------------------------------------------------------------
@@ -222,6 +239,7 @@ class Backend(ABC):
 
     kind: str = "abstract"
     supports_hold: bool = False  # can keep an ended task's environment (LaunchRequest.hold)
+    node_refresh: float | None = None  # seconds between listings of nodes() (None: at start)
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         self.name = name

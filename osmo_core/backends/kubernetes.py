@@ -5,7 +5,8 @@ Config: `kubeconfig` + `context`, or `host` (a plain API URL, used by the tests)
 `default_image` (pool platforms may add their own `node_selector`, `tolerations`,
 `pod_template`, merged after these); `start_timeout` (s a pod may stay unscheduled or pulling,
 default 600); `keep_on_failure` (leave failed pods for debugging); `orphan_grace` (s after start
-before unclaimed pods of this backend are removed, default 60); `gang_scheduler`
+before unclaimed pods of this backend are removed, default 60); `node_refresh` (s between
+listings of the nodes, default 60: the scheduler follows the cluster); `gang_scheduler`
 ("volcano" | "kai": PodGroup objects for barrier groups; never required).
 
 The official sync client runs in `asyncio.to_thread`; one watch stream per backend runs in a
@@ -26,7 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..agent.logfile import format_line, read_lines
 from ..config import PoolConfig
+from ..errors import BackendError
 from .base import (
     AttemptState,
     Backend,
@@ -39,6 +42,15 @@ from .base import (
     Node,
     Started,
     StartFailed,
+    tolerated,
+)
+from .kubernetes_agent import (
+    AGENT_KEY_ANNOTATION,
+    SOCKET,
+    PodAgentLink,
+    agent_secret_data,
+    agent_settings,
+    credentials_for,
 )
 from .kubernetes_pods import (
     ANNOTATION_KEY,
@@ -76,6 +88,7 @@ class KubernetesBackend(Backend):
         self.start_timeout = float(self.config.get("start_timeout", 600))
         self.keep_on_failure = bool(self.config.get("keep_on_failure", False))
         self.orphan_grace = float(self.config.get("orphan_grace", 60))
+        self.node_refresh = float(self.config.get("node_refresh", 60)) or None
         # The pools on this backend (set by the service, like credentials): platform templates.
         self.pools: dict[str, PoolConfig] = {}
         self.selector = f"{LABEL_MANAGED}=osmo,{LABEL_BACKEND}={label_value(name)}"
@@ -94,6 +107,14 @@ class KubernetesBackend(Backend):
         self._podgroups: dict[str, set[tuple[str, str, str, str]]] = {}  # wf -> PodGroups
         self._no_secret: set[str] = set()  # keys launched here without a Secret (no delete call)
         self._bg: set[asyncio.Task[Any]] = set()
+        # The in-pod agent (kubernetes_agent.py): None without `agent_image`.
+        self.agent = agent_settings(self.config)
+        self.supports_hold = self.agent is not None
+        self.hub: Any = None  # osmo_core.interactive's hub, set by it: the agents' connections
+        self.agent_prefix = f"{name}/pod/"  # the hub accepts these agent ids only when expected
+        self.dial_home: tuple[str, int, str] | None = None
+        self._links: dict[str, PodAgentLink] = {}  # key -> link to its pod's agent
+        self._logs: dict[str, Any] = {}  # key -> open archive of an agent pod's log
 
     # --- connection -------------------------------------------------------------------------
 
@@ -138,6 +159,8 @@ class KubernetesBackend(Backend):
         self._spawn(self._reap_orphans_later())
 
     async def stop(self) -> None:
+        for key in list(self._links):
+            await self._drop_link(key, shutdown=False)  # the agents wait for the next start
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.stop)
             self._watcher = None
@@ -159,6 +182,7 @@ class KubernetesBackend(Backend):
     async def nodes(self) -> list[Node]:
         api = self.api if self._api is not None else _core(await asyncio.to_thread(self._client))
         selector = self.config.get("node_selector") or {}
+        backend_tolerations = self.config.get("tolerations") or []
         label_selector = ",".join(f"{k}={v}" for k, v in selector.items()) or None
         try:
             resp = await asyncio.to_thread(api.list_node, label_selector=label_selector)
@@ -171,6 +195,13 @@ class KubernetesBackend(Backend):
             if any(labels.get(k) != v for k, v in selector.items()):
                 continue  # the server may ignore the selector (the emulator does)
             cap = (n.status.allocatable if n.status else None) or {}
+            taints = [
+                {"key": t.key or "", "value": t.value or "", "effect": t.effect or ""}
+                for t in (n.spec.taints if n.spec else None) or []
+                if t.effect in ("NoSchedule", "NoExecute")
+            ]
+            # the backend's own tolerations apply to every pod: only the rest is the platform's
+            taints = [t for t in taints if not tolerated(t, backend_tolerations)]
             gpus = int(parse_quantity(cap.get("nvidia.com/gpu", "0")))
             out.append(
                 Node(
@@ -181,6 +212,7 @@ class KubernetesBackend(Backend):
                     gpu_names=[labels.get("nvidia.com/gpu.product", "gpu")] * gpus,
                     arch=labels.get("kubernetes.io/arch", ""),
                     labels=dict(labels),
+                    taints=taints,
                 )
             )
         self._nodes = out
@@ -193,7 +225,7 @@ class KubernetesBackend(Backend):
         plat = pool.platforms.get(req.platform) if pool else None
         return dict(plat.extra) if plat else {}
 
-    def manifest(self, req: LaunchRequest) -> dict[str, Any]:
+    def manifest(self, req: LaunchRequest, agent_key: str | None = None) -> dict[str, Any]:
         return build_pod(
             req,
             self.namespace,
@@ -201,6 +233,7 @@ class KubernetesBackend(Backend):
             self.platform_config(req),
             self.name,
             self.credentials,
+            None if self.agent is None else {**self.agent, "key": agent_key or ""},
         )
 
     def _info(self, key: str, known: bool = False) -> LaunchInfo:
@@ -216,16 +249,121 @@ class KubernetesBackend(Backend):
     def host_of(self, key: str, node: str) -> str:
         return host_name(key)
 
+    # --- the in-pod agent ---------------------------------------------------------------------
+
+    def set_dial_home(self, host: str, port: int, client_key: str) -> None:
+        """Where pods' agents dial (the hub's listener), unless `agent_dial` says otherwise:
+        the address pods reach the control plane at."""
+        dial = str(self.config.get("agent_dial") or "")
+        if dial:
+            host, _, p = dial.rpartition(":")
+            port = int(p) if p else port
+        self.dial_home = (host, port, client_key)
+
+    def agent_of(self, key: str, node: str) -> str | None:
+        """The agent that runs attempt `key`: its pod's (interactive access)."""
+        return self._agent_id(key) if self.agent is not None else None
+
+    def _agent_id(self, key: str) -> str:
+        return f"{self.agent_prefix}{pod_name(key)}"
+
+    def _agent_secret(self, req: LaunchRequest) -> tuple[dict[str, str], str]:
+        """(the Secret's data for the pod's agent, the agent's public host key)."""
+        import asyncssh
+
+        if self.dial_home is None or self.hub is None:
+            raise BackendError(
+                f"kubernetes backend {self.name!r}: the in-pod agent needs the control plane's "
+                "interactive listener (osmo_core.interactive), which is not started"
+            )
+        host, port, client_key = self.dial_home
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        public = " ".join(key.export_public_key("openssh").decode().split()[:2])
+        dialhome = {"host": host, "port": port, "agent_id": self._agent_id(req.key)}
+        data = agent_secret_data(
+            {**dialhome, "client_key": client_key},
+            key.export_private_key(),
+            credentials_for(req, self.credentials),
+        )
+        return data, public
+
+    def _link(self, key: str, public: str) -> PodAgentLink:
+        assert self.agent is not None
+        self.hub.expect(self._agent_id(key), public)
+        link = self._links.get(key)
+        if link is None:
+            socket = f"{self.agent['dir']}/{SOCKET}"
+            link = self._links[key] = PodAgentLink(
+                self.hub, self._agent_id(key), socket, self.start_timeout
+            )
+        return link
+
+    async def _drive(self, req: LaunchRequest, link: PodAgentLink) -> None:
+        """Once the pod's agent has dialled in: launch the attempt there."""
+        key = req.key
+        await link.start(lambda ev: self._from_agent(key, ev))
+        await link.wait_connected()
+        try:  # the pod is the image: the agent runs the command as it is, in the container
+            await link.launch(dataclasses.replace(req, image=None))
+        except BackendError as e:
+            self._end(key, StartFailed(key, f"the pod's agent: {e}", time.time()))
+
+    def _from_agent(self, key: str, ev: Any) -> None:
+        if isinstance(ev, Started):
+            if self._known.get(key) == "" and self._sink is not None:
+                self._known[key] = "running"
+                self._cancel_timer(key)
+                self._sink(ev)
+        elif isinstance(ev, (Exited, StartFailed, Lost)):
+            self._end(key, ev)
+        elif self._known.get(key) in ("", "running") and self._sink is not None:
+            if isinstance(ev, LogLine):
+                self._archive_line(key, ev)
+            self._sink(ev)  # log lines, transfers, holds
+
+    def _archive_line(self, key: str, line: LogLine) -> None:
+        """Agent pods' logs are kept as they arrive (durable log format): complete up to
+        what was delivered whatever happens to the pod."""
+        f = self._logs.get(key)
+        if f is None:
+            path = self._agent_log(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = self._logs[key] = open(path, "ab", buffering=0)  # noqa: SIM115 - closed at end
+        f.write(format_line(line.ts, line.stream, line.text))
+
+    def _agent_log(self, key: str) -> Path:
+        return self.log_dir / f"{pod_name(key)}.agent.log"
+
+    async def _drop_link(self, key: str, shutdown: bool) -> None:
+        link = self._links.pop(key, None)
+        f = self._logs.pop(key, None)
+        if f is not None:
+            f.close()
+        if link is not None:
+            await link.stop(shutdown=shutdown and link.connected_now)
+            if self.hub is not None:
+                self.hub.forget(link.agent_id)
+
+    async def release(self, key: str) -> None:
+        link = self._links.get(key)
+        if link is None:
+            raise BackendError(f"attempt {key} has no agent connected here")
+        await link.release(key)
+
+    # --- launch (continued) -----------------------------------------------------------------
+
     async def launch(self, req: LaunchRequest) -> LaunchInfo:
         from kubernetes.client.rest import ApiException
 
         unsupported = [w for w in ("inputs", "outputs", "checkpoints") if getattr(req, w)]
-        if unsupported:  # the in-pod agent is not wired: refuse rather than run without data
+        if unsupported and self.agent is None:  # refuse rather than run without its data
             raise NotImplementedError(
-                f"kubernetes backend: task {what_of(req.key)} uses {', '.join(unsupported)}, "
-                "which need the in-pod agent (not done yet)"
+                f"kubernetes backend {self.name!r}: task {what_of(req.key)} uses "
+                f"{', '.join(unsupported)}, which need the in-pod agent: set `agent_image` on "
+                "the backend"
             )
-        body = self.manifest(req)  # first: a bad template fails before anything is created
+        agent_data, public = self._agent_secret(req) if self.agent else (None, None)
+        body = self.manifest(req, public)  # first: a bad template fails before anything exists
         api = self.api
         wf = req.key.split("/")[0]
         if wf not in self._services:
@@ -250,19 +388,24 @@ class KubernetesBackend(Backend):
                 except BaseException:
                     made.discard(ref)
                     raise
-        secret = secret_for(req, self.namespace, self.name, self.credentials)
+        secret = secret_for(req, self.namespace, self.name, self.credentials, agent_data)
         if secret is not None:
             await _create(api.create_namespaced_secret, self.namespace, secret)
         else:
             self._no_secret.add(req.key)
+        link = self._link(req.key, public) if public else None
         try:
             await asyncio.to_thread(api.create_namespaced_pod, self.namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 self._track(req.key)
                 return self._info(req.key, known=True)
+            if link is not None:
+                await self._drop_link(req.key, shutdown=False)
             raise
         self._track(req.key)
+        if link is not None:
+            self._spawn(self._drive(req, link))
         return self._info(req.key)
 
     def _service(self, wf: str) -> dict[str, Any]:
@@ -308,6 +451,10 @@ class KubernetesBackend(Backend):
         if ev is None:
             self._why[key] = pending_reason(obj)
         elif isinstance(ev, Started):
+            if key in self._links:  # the container runs the agent; the task starts when it says
+                host, port, _ = self.dial_home or ("?", 0, "")
+                self._why[key] = f"its agent has not dialled home to {host}:{port}"
+                return
             if self._known[key] == "" and self._sink is not None:
                 self._known[key] = "running"
                 self._cancel_timer(key)
@@ -331,8 +478,11 @@ class KubernetesBackend(Backend):
         self._spawn(self._finish(key, ev, started=was == "running"))
 
     async def _finish(self, key: str, ev: Ending, started: bool) -> None:
-        with contextlib.suppress(Exception):
-            await self._archive(key)
+        if key in self._links:  # its log is archived line by line; the agent may go now
+            await self._drop_link(key, shutdown=True)
+        else:
+            with contextlib.suppress(Exception):
+                await self._archive(key)
         end = {"exit_code": ev.exit_code} if isinstance(ev, Exited) else {"message": ev.message}
         await asyncio.to_thread(_write_atomic, self._end_file(key), json.dumps(end))
         if self._sink is not None:
@@ -374,11 +524,12 @@ class KubernetesBackend(Backend):
     async def _drop_service_if_idle(self, wf: str) -> None:
         if any(k.startswith(f"{wf}/") and p != "done" for k, p in self._known.items()):
             return
-        self._services.discard(wf)
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(
-                self.api.delete_namespaced_service, service_name(wf), self.namespace
-            )
+        if wf in self._services:  # once (tasks end together); after a restart: the reaper's
+            self._services.discard(wf)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self.api.delete_namespaced_service, service_name(wf), self.namespace
+                )
         if self._podgroups.get(wf):
             from kubernetes import client
 
@@ -398,8 +549,11 @@ class KubernetesBackend(Backend):
         if self._known.get(key) in ("", "running"):
             self._known[key] = "ending"
             self._cancel_timer(key)
-            with contextlib.suppress(Exception):
-                await self._archive(key)
+            if key in self._links:  # deleting the pod stops the agent and its task
+                await self._drop_link(key, shutdown=False)
+            else:
+                with contextlib.suppress(Exception):
+                    await self._archive(key)
             self._known[key] = "done"
             await self._delete(key, int(grace))
             if self._sink is not None:
@@ -439,13 +593,27 @@ class KubernetesBackend(Backend):
             elif isinstance(ev, Lost):
                 out[key] = AttemptState(key, "lost", message=ev.message)
             else:
-                if isinstance(ev, Started):
+                agent_key = (pod.metadata.annotations or {}).get(AGENT_KEY_ANNOTATION)
+                if agent_key and self.agent is not None and self.hub is not None:
+                    self._adopt(key, agent_key)
+                elif isinstance(ev, Started):
                     self._known[key] = "running"
                     self._cancel_timer(key)
                 out[key] = AttemptState(key, "running", info=self._info(key))
                 continue
             self._end(key, ev)  # ended while we were away: archive and clean up
         return out
+
+    def _adopt(self, key: str, public: str) -> None:
+        """An agent pod of the previous control plane: follow its attempt through its agent,
+        from the last log line archived here."""
+        if key in self._links:
+            return
+        link = self._link(key, public)
+        link.follow(key, len(read_lines(self._agent_log(key), key)))
+        self._known[key] = "running"
+        self._cancel_timer(key)
+        self._spawn(link.start(lambda ev: self._from_agent(key, ev)))
 
     def _end_file(self, key: str) -> Path:
         return self.log_dir / f"{pod_name(key)}.end.json"
@@ -498,6 +666,8 @@ class KubernetesBackend(Backend):
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         from kubernetes.client.rest import ApiException
 
+        if self._agent_log(key).exists():  # an agent pod's: as delivered, streams kept
+            return await asyncio.to_thread(read_lines, self._agent_log(key), key, start, limit)
         archived = self.log_dir / f"{pod_name(key)}.log"
         if archived.exists():
             text = await asyncio.to_thread(archived.read_text, errors="replace")

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from .base import LaunchRequest
+from .kubernetes_agent import AGENT_KEY_ANNOTATION, add_agent
 
 LABEL_WORKFLOW = "osmo.workflow"
 LABEL_TASK = "osmo.task"
@@ -174,14 +175,19 @@ def labels(req: LaunchRequest, backend: str) -> dict[str, str]:
 
 
 def secret_for(
-    req: LaunchRequest, namespace: str, backend: str, secrets: dict[str, dict[str, Any]]
+    req: LaunchRequest,
+    namespace: str,
+    backend: str,
+    secrets: dict[str, dict[str, Any]],
+    agent_data: dict[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """The attempt's Secret: its `files:` (keys f0, f1, ...) and the values of the named
-    credentials it asks for (keys c-NAME-FIELD). None when it needs neither."""
-    data: dict[str, str] = {}
-    for i, f in enumerate(req.files):
+    credentials it asks for (keys c-NAME-FIELD); with the in-pod agent, `agent_data` instead
+    (the agent writes files and resolves credentials itself). None when it needs neither."""
+    data: dict[str, str] = dict(agent_data or {})
+    for i, f in enumerate([] if agent_data else req.files):
         data[f"f{i}"] = base64.b64encode(f.content).decode()
-    for name, use in req.credentials.items():
+    for name, use in ({} if agent_data else req.credentials).items():
         values = secrets.get(name) or {}
         fields = sorted(values) if isinstance(use, str) else sorted(set(use.values()) & set(values))
         for field in fields:  # a folder gets every field; env vars only those they name
@@ -253,12 +259,14 @@ def build_pod(
     platform: dict[str, Any] | None = None,
     backend: str = "kubernetes",
     secrets: dict[str, dict[str, Any]] | None = None,
+    agent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The pod for one attempt. `config` (the backend's) and `platform` (the pool platform's
     extra keys) may each hold `node_selector`, `tolerations`, `pod_template` (one PodSpec
-    fragment or a list); `config` also `default_image`."""
+    fragment or a list); `config` also `default_image`. `agent`: the in-pod agent's settings
+    (kubernetes_agent.py) plus its public host key as `key`."""
     resources = _resources(req)
-    env, mounts = _data_mounts(req)
+    env, mounts = _data_mounts(req) if agent is None else ([], [])
     container: dict[str, Any] = {
         "name": "task",
         "image": req.image or config.get("default_image", "busybox:stable"),
@@ -277,9 +285,11 @@ def build_pod(
         "hostname": dns_name(task),
         "subdomain": service_name(wf),
     }
-    volumes = _data_volumes(req, secrets or {})
+    volumes = _data_volumes(req, secrets or {}) if agent is None else []
     if volumes:
         spec["volumes"] = volumes
+    if agent is not None:
+        spec = add_agent(spec, agent, secret_name(req.key))
     if config.get("gang_scheduler"):
         spec["schedulerName"] = config.get("scheduler_name") or {
             "volcano": "volcano",
@@ -291,6 +301,8 @@ def build_pod(
             spec = merge(spec, substitute(fragment, values, f"{where}: pod_template"))
     meta_labels = labels(req, backend)
     annotations = {ANNOTATION_KEY: req.key}
+    if agent is not None:
+        annotations[AGENT_KEY_ANNOTATION] = agent["key"]
     if config.get("gang_scheduler"):
         annotations.update(podgroup_annotations(config, req))
     return {

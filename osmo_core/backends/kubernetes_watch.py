@@ -148,6 +148,18 @@ def classify(key: str, pod: Any) -> Started | Exited | StartFailed | Lost | None
         return Lost(key, f"pod Evicted: {status.message or ''}".strip(": "), now, reason="evicted")
     if reason == "NodeLost" or phase == "Unknown":
         return Lost(key, f"node lost: {status.message or 'pod phase Unknown'}", now)
+    for cs in status.init_container_statuses or []:  # the agent's (or a template's)
+        state = cs.state
+        if state and state.waiting and state.waiting.reason in IMAGE_ERRORS:
+            why = f"init container {cs.name}: {state.waiting.reason}: {state.waiting.message or ''}"
+            return StartFailed(key, why, now, "image_pull")
+        if state and state.terminated and state.terminated.exit_code:
+            t = state.terminated
+            return StartFailed(
+                key,
+                f"init container {cs.name} failed (exit {t.exit_code}: {t.reason or 'Error'})",
+                now,
+            )
     for cs in status.container_statuses or []:
         if cs.name != "task" or cs.state is None:
             continue

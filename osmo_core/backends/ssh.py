@@ -247,6 +247,10 @@ class SSHBackend(Backend):
     def agent_id_of(self, node: str) -> str:
         return f"{self.name}@{node}"
 
+    def agent_of(self, key: str, node: str) -> str | None:
+        """The agent that runs attempt `key` (interactive access): its host's."""
+        return self.agent_id_of(node) if node else None
+
     async def shutdown_agents(self) -> None:
         """Stop every host's agent (and its tasks); for tests and cleanup."""
         await asyncio.gather(*(h.shutdown() for h in self.hosts.values() if h.connected))

@@ -107,6 +107,8 @@ class Interactive:
         self._roots: dict[str, Path] = {}  # agent id -> the root whose dialhome.json we wrote
         self._bg: set[asyncio.Task[None]] = set()
         self._joining: set[asyncssh.SSHClientConnection] = set()  # dialled in, not yet checked
+        self._expected: dict[str, str] = {}  # agent id -> host key a backend made for it (pods)
+        self._managed: set[str] = set()  # agent id prefixes accepted only when expected
         self.terminals = Terminals()  # named shells in tasks, for Jupyter's terminal UI
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -135,8 +137,11 @@ class Interactive:
                 DialHomeInfo(self.config.interactive_host, self.port, name, public_text(key)).write(
                     root
                 )
-            elif hasattr(backend, "set_dial_home"):  # remote agents (ssh): the backend tells them
+            elif hasattr(backend, "set_dial_home"):  # remote agents: the backend tells them
                 backend.set_dial_home(self.config.interactive_host, self.port, public_text(key))
+                if hasattr(backend, "hub"):  # it drives its agents over their connections (pods)
+                    backend.hub = self
+                    self._managed.add(backend.agent_prefix)
         log.info("interactive: agents dial in to %s:%d", self.config.interactive_host, self.port)
 
     async def stop(self) -> None:
@@ -176,7 +181,17 @@ class Interactive:
         finally:
             self._joining.discard(conn)
         host_key = conn.get_server_host_key()
-        if host_key is None or not self._pins.check(agent_id, public_text(host_key)):
+        expected = self._expected.get(agent_id)
+        if expected is None and any(agent_id.startswith(p) for p in self._managed):
+            # a pod's agent before its backend (re)claimed the pod: it dials again
+            log.info("interactive: agent %r is not expected yet; refused", agent_id)
+            conn.close()
+            return
+        if host_key is None or not (
+            public_text(host_key) == expected
+            if expected is not None
+            else self._pins.check(agent_id, public_text(host_key))
+        ):
             log.warning(
                 "interactive: refused %s claiming to be agent %r: its host key is not the one "
                 "pinned for it (see %s)",
@@ -204,6 +219,17 @@ class Interactive:
             del self.agents[agent_id]
             log.info("interactive: agent %r disconnected", agent_id)
             self._announce()
+
+    def expect(self, agent_id: str, host_key: str) -> None:
+        """An agent a backend made the host key of (a pod's): only that key is accepted for
+        it, and nothing is pinned on disk (pods come and go; `forget` drops it)."""
+        self._expected[agent_id] = host_key
+
+    def forget(self, agent_id: str) -> None:
+        self._expected.pop(agent_id, None)
+        conn = self.agents.pop(agent_id, None)
+        if conn is not None:
+            conn.close()
 
     def _announce(self) -> None:
         self._changed.set()
@@ -239,12 +265,15 @@ class Interactive:
                 "RUNNING task"
             )
         backend = row["backend"] or ""
-        agent_id_of = getattr(self.backends.get(backend), "agent_id_of", None)
-        if agent_id_of is not None and row["node"]:  # one agent per host (ssh)
-            return agent_id_of(row["node"]), attempt_key(wf_id, task, row["retry_id"])
+        key = attempt_key(wf_id, task, row["retry_id"])
+        agent_of = getattr(self.backends.get(backend), "agent_of", None)
+        if agent_of is not None:  # one agent per host (ssh) or per pod (kubernetes)
+            agent_id = agent_of(key, row["node"] or "")
+            if agent_id is not None:
+                return agent_id, key
         if backend not in self._roots:
             raise Conflict(f"backend {backend!r} of task {task!r} has no interactive access")
-        return backend, attempt_key(wf_id, task, row["retry_id"])
+        return backend, key
 
     def declared_ports(self, wf_id: str, task: str) -> list[int]:
         """The ports a task's spec declares (`ports:`), open to its owner for port-forward."""
@@ -305,6 +334,17 @@ class Interactive:
             raise Conflict(f"port {port} of {what or agent_id}: {e.reason}") from e
         except (asyncssh.Error, OSError) as e:
             raise BackendError(f"port {port} of {what or agent_id}: {e}") from e
+
+    async def open_agent_socket(
+        self, agent_id: str, path: str, timeout: float = AGENT_WAIT
+    ) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
+        """The agent's own protocol socket, on its current connection (OSError when the agent
+        is not connected within `timeout` or refuses): how a pod's agent is driven."""
+        try:
+            conn = await self.agent(agent_id, timeout)
+            return await conn.open_unix_connection(path, encoding=None)
+        except (BackendError, asyncssh.Error) as e:
+            raise OSError(f"agent {agent_id!r}: {e}") from e
 
     async def sftp(self, wf_id: str, task: str) -> asyncssh.SFTPClient:
         """An SFTP session in the task's workdir ("/" is the workdir); the caller closes it."""

@@ -49,3 +49,19 @@ def test_an_offline_host_counts_at_submit_by_its_known_capacity() -> None:
     assert s.check(workflow(2), "lab") == []
     [problem] = s.check(workflow(8), "lab")
     assert "more than any machine" in problem.message and "h1: cpu 4" in (problem.hint or "")
+
+
+def test_a_relisting_keeps_reservations_and_a_busy_vanished_node_until_its_tasks_end() -> None:
+    s = scheduler(Node("n1", cpu=4, memory=8 * GI))
+    res = workflow(3).resource_of(workflow(3).all_tasks()[0])
+    a = s.place("lab", res)
+    assert a is not None and a.node == "n1"
+    s.set_nodes("ssh", [Node("n1", cpu=4, memory=8 * GI), Node("n2", cpu=4, memory=8 * GI)])
+    b = s.place("lab", res)  # n1 keeps its 3 CPUs taken: the new listing did not reset it
+    assert b is not None and b.node == "n2"
+    s.set_nodes("ssh", [Node("n2", cpu=4, memory=8 * GI)])  # n1 removed (scaled down) while busy
+    by_name = {u["node"]: u for u in s.usage()}
+    assert by_name["n1"]["online"] is False and by_name["n2"]["free_cpu"] == 1
+    s.release(a)
+    s.set_nodes("ssh", [Node("n2", cpu=4, memory=8 * GI)])
+    assert [u["node"] for u in s.usage()] == ["n2"]  # gone once nothing runs there

@@ -202,3 +202,47 @@ def test_gang_scheduler_podgroup(scheduler: str, annotation: str, api: str) -> N
     assert body["apiVersion"] == api and body["spec"]["minMember"] == 3 and plural == "podgroups"
     assert pod.spec.scheduler_name in ("volcano", "kai-scheduler")
     assert build_pod(req, "osmo", {})["spec"].get("schedulerName") is None  # default scheduler
+
+
+def test_agent_pod_runs_the_agent_from_an_init_container_and_one_secret() -> None:
+    from osmo_core.backends.base import InputSpec
+    from osmo_core.backends.kubernetes_agent import (
+        agent_secret_data,
+        agent_settings,
+        credentials_for,
+    )
+
+    config = {"agent_image": "registry.example/osmo-agent:1", "agent_dir": "/osmo"}
+    agent = agent_settings(config)
+    assert agent is not None and agent_settings({}) is None
+    req = LaunchRequest(
+        key="wf-1/t/0",
+        argv=["python", "train.py"],
+        files=[FileSpec("/etc/app.cfg", b"x=1", 0o600)],
+        inputs=[InputSpec(index=0, url="s3://b/in/", credential="s3cred")],
+        credentials={"hf": {"HF_TOKEN": "token"}},
+    )
+    pod = as_model(build_pod(req, "osmo", config, agent={**agent, "key": "ssh-ed25519 AAAA"}))
+    (init,) = pod.spec.init_containers
+    assert init.image == "registry.example/osmo-agent:1"
+    assert init.command == ["sh", "-c", "cp -a /opt/osmo-agent/. /osmo/agent/"]
+    task = pod.spec.containers[0]
+    # the task's own image runs the agent, which runs the command (files, credentials, data)
+    assert task.command[:3] == ["/osmo/agent/bin/python3", "-m", "osmo_core.agent.pod"]
+    assert task.args is None or task.args == []
+    mounts = {m.mount_path for m in task.volume_mounts}
+    assert mounts == {"/osmo/agent", "/osmo/run", "/osmo/secret"}
+    assert not [e for e in task.env or [] if e.value_from]  # no secretKeyRef: the agent has them
+    vols = {v.name: v for v in pod.spec.volumes}
+    assert (
+        vols["osmo-agent-secret"].secret.secret_name
+        == secret_for(req, "osmo", "k", {})["metadata"]["name"]
+    )
+    assert pod.metadata.annotations["osmo/agent-key"] == "ssh-ed25519 AAAA"
+
+    creds = {"s3cred": {"access_key_id": "a"}, "hf": {"token": "t"}, "other": {"x": "y"}}
+    assert set(credentials_for(req, creds)) == {"s3cred", "hf"}  # only what the task names
+    data = agent_secret_data({"host": "h", "port": 1}, b"KEY", credentials_for(req, creds))
+    secret = as_model(secret_for(req, "osmo", "k", creds, data), "V1Secret")
+    assert set(secret.data) == {"dialhome.json", "ssh_host_key", "credentials.json"}
+    assert "other" not in base64.b64decode(secret.data["credentials.json"]).decode()

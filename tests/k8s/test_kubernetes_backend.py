@@ -194,6 +194,70 @@ async def test_impossible_request_is_refused_with_node_capacities(
         await svc.stop()
 
 
+async def test_nodes_added_after_start_are_used_after_the_next_listing(
+    tmp_path: Path, kmock: Any, kubelet: Kubelet
+) -> None:
+    svc = Service(k8s_config(tmp_path, str(kmock.url), node_refresh=0.2))
+    await svc.start()
+    try:
+        spec = {
+            "workflow": {
+                "name": "grow",
+                "resources": {"default": {"cpu": 12}},
+                "tasks": [_task("t", "echo fits")],
+            }
+        }
+        with pytest.raises(PlacementError):  # node-a has 4 CPUs
+            await svc.submit(spec)
+        await kubelet.add_node("big-1", cpu="16", memory="64Gi")  # an autoscaler's new node
+
+        async def submitted() -> str | None:
+            try:
+                return await svc.submit(spec)
+            except PlacementError:
+                return None
+
+        wf = await until(submitted)
+        await asyncio.wait_for(svc.wait(wf), 30)
+        assert svc.get(wf)["status"] == "COMPLETED"
+        assert svc.task(wf, "t")["node"] == "big-1"
+    finally:
+        await svc.stop()
+
+
+async def test_tainted_nodes_serve_only_platforms_that_tolerate_them(
+    tmp_path: Path, kmock: Any, kubelet: Kubelet
+) -> None:
+    taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "gpu-1", "labels": {}},
+        "spec": {"taints": [taint]},
+        "status": {"allocatable": {"cpu": "16", "memory": "64Gi"}},
+    }
+    await asyncio.to_thread(kubelet.api.create_node, node)
+    config = k8s_config(tmp_path, str(kmock.url))
+    tolerant = {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}
+    config.pools = {"k8s": {"backend": "k8s", "platforms": {"default": {}, "gpu": tolerant}}}
+    svc = Service(config)
+    await svc.start()
+    try:
+
+        def spec(platform: str) -> dict[str, Any]:
+            res = {"default": {"cpu": 8, "platform": platform}}
+            return {"workflow": {"name": "t", "resources": res, "tasks": [_task("t", "true")]}}
+
+        with pytest.raises(PlacementError) as err:  # node-a is too small, gpu-1 is tainted
+            await svc.submit(spec("default"))
+        assert "gpu-1 (nvidia.com/gpu=present:NoSchedule)" in str(err.value)
+        wf = await svc.submit(spec("gpu"))
+        await asyncio.wait_for(svc.wait(wf), 30)
+        assert (svc.get(wf)["status"], svc.task(wf, "t")["node"]) == ("COMPLETED", "gpu-1")
+    finally:
+        await svc.stop()
+
+
 async def test_group_tasks_reach_each_other_by_headless_service_names(
     k8s_service: Service, kubelet: Kubelet
 ) -> None:

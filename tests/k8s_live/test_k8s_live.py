@@ -125,3 +125,40 @@ async def test_live_cancel_deletes_the_pod(live_service: Any) -> None:
             break
         await asyncio.sleep(0.5)
     assert await _osmo_pods(live_service) == [], f"pods left in {NAMESPACE}"
+
+
+async def test_live_pod_agent_streams_logs_and_execs(live_agent_service: Any) -> None:
+    svc = live_agent_service
+    wf = await svc.submit(
+        {
+            "workflow": {
+                "name": "agent",
+                "tasks": [
+                    _task(
+                        "t",
+                        "echo ready > marker; echo out; echo err >&2; "
+                        "while [ ! -e go ]; do sleep 0.2; done",
+                        interactive=True,
+                    )
+                ],
+            }
+        }
+    )
+    for _ in range(600):
+        if svc.task(wf, "t")["status"] == "RUNNING":
+            break
+        await asyncio.sleep(0.5)
+    sess = await svc.interactive.exec(wf, "t", ["sh", "-c", "cat marker; touch go"])
+    out = b""
+    while chunk := await asyncio.wait_for(sess.read(), 30):
+        out += chunk
+    assert out == b"ready\n"
+    for _ in range(120):
+        if svc.task(wf, "t").get("waiting_for_user"):
+            break
+        await asyncio.sleep(0.5)
+    await svc.done(wf, "t")
+    await asyncio.wait_for(svc.wait(wf), 120)
+    assert svc.get(wf)["status"] == "COMPLETED"
+    lines = [(x.stream, x.text) for x in await svc.logs(wf, "t")]
+    assert ("stdout", "out") in lines and ("stderr", "err") in lines
