@@ -3,14 +3,14 @@
 Images are ignored: the host's filesystem is the image, so every container needs `command`
 (there is no image entrypoint to fall back on) and runs as root on the host network
 (127.0.0.1), with PATH starting at this interpreter's directory (so `python` is the tests' one)
-and HOME=/root. What is emulated, because the in-pod agent depends on it: `emptyDir` and `secret`
-volumes bind-mounted at their `mountPath`s in a private mount namespace per container
-(`unshare --mount`), init containers in order (a `restartPolicy: Always` one is a native
-sidecar, SIGTERMed after the regular containers end), env (`value`, `secretKeyRef`,
-`fieldRef`), pod status patches like a node's, a growing log subresource (stdout and stderr
-merged, also on disk at `PodRun.log_path`), and deletion: SIGTERM to each container's main
-process (as a runtime signals PID 1), SIGKILL to its process group after min(grace, 5) s.
-Needs root and util-linux `unshare`; `unavailable()` says why not.
+and HOME=/root. Each container has its own mount and PID namespace (`unshare`), so its
+`emptyDir` and `secret` volumes are bind-mounted at their `mountPath`s and nothing outlives its
+main process. Also emulated, because the in-pod agent depends on it: init containers in order
+(a `restartPolicy: Always` one is a native sidecar, SIGTERMed after the regular containers
+end), env (`value`, `secretKeyRef`, `fieldRef`), pod status patches like a node's, a growing log
+subresource (stdout and stderr merged, on disk at `PodRun.log_path`), and deletion: SIGTERM to
+each container's PID 1 (which, as in Kubernetes, ignores it without a handler), SIGKILL after
+min(grace, 5) s. Needs root and util-linux `unshare`; `unavailable()` says why not.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ from tests.k8s.conftest import (
 )
 
 log = logging.getLogger(__name__)
+# A container: its own mount namespace and PID namespace (when its PID 1 ends, the kernel kills
+# every process left in it, even ones that left the process group; when unshare is killed,
+# --kill-child takes PID 1 along).
+UNSHARE = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"]
+UNSHARE += ["--mount-proc"]
 Process = asyncio.subprocess.Process
 MAX_GRACE = 5.0
 BASE_PATH = (
@@ -58,9 +63,8 @@ def unavailable() -> str | None:
         return "the process kubelet needs root (bind mounts in a mount namespace)"
     if shutil.which("unshare") is None:
         return "the process kubelet needs `unshare` (util-linux)"
-    probe = ["unshare", "--mount", "--propagation", "private", "true"]
-    if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
-        return "`unshare --mount` is not permitted here (no CAP_SYS_ADMIN)"
+    if subprocess.run([*UNSHARE, "true"], capture_output=True, check=False).returncode != 0:
+        return f"`{' '.join(UNSHARE)}` is not permitted here (no CAP_SYS_ADMIN?)"
     return None
 
 
@@ -77,13 +81,16 @@ def _exit_code(returncode: int) -> int:
 
 
 def _signal(proc: Process, sig: int) -> None:
-    """SIGTERM goes to the main process only (a runtime signals PID 1, which may forward it);
-    SIGKILL to the container's whole process group (it leads its own)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    """SIGTERM goes to the container's PID 1 only (as a runtime sends it; like there, a PID 1
+    without a handler ignores it); SIGKILL to unshare's process group, which ends the PID
+    namespace and so every process of the container."""
+    with contextlib.suppress(ProcessLookupError, PermissionError, FileNotFoundError):
         if sig == signal.SIGKILL:
             os.killpg(proc.pid, sig)
         elif proc.returncode is None:
-            proc.send_signal(sig)
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            for pid in children:  # unshare's one child: the container's PID 1
+                os.kill(int(pid), sig)
 
 
 def _is_sidecar(spec: dict[str, Any]) -> bool:
@@ -317,7 +324,7 @@ class ProcessKubelet(Kubelet):
                 src.mkdir(parents=True)  # a missing subPath becomes a dir, as in k8s
             if created := _make_mount_point(Path(m["mountPath"]), src.is_dir()):
                 self.mount_points.append(created)
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-ec"]
+        argv = [*UNSHARE, "sh", "-ec"]
         argv += [self._mount_script(spec, run.volumes), "pod-init", *spec["command"]]
         argv += spec.get("args", [])
         with run.log_path(spec["name"]).open("ab") as out:
@@ -347,7 +354,7 @@ class ProcessKubelet(Kubelet):
 
     async def _wait(self, run: PodRun, name: str, proc: Process) -> int:
         code = _exit_code(await proc.wait())
-        _signal(proc, signal.SIGKILL)  # a container's leftovers die with its main process
+        _signal(proc, signal.SIGKILL)  # nothing of the container outlives its PID 1
         ended = {
             "exitCode": code,
             "reason": "Completed" if code == 0 else "Error",

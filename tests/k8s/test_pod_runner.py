@@ -236,3 +236,28 @@ async def test_teardown_kills_processes_and_removes_what_it_created(
         assert mnt.is_dir()
     assert proc.returncode == -9
     assert not (tmp_path / "kubelet").exists() and not (tmp_path / "made").exists()
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker in cmdline.read_bytes().decode(errors="replace"):
+                found.append(cmdline.parent.name)
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+async def test_nothing_outlives_a_container(kmock: Any, process_kubelet: ProcessKubelet) -> None:
+    api = api_for(str(kmock.url))
+    # a process in its own session (as the agent starts tasks) has left the process group
+    script = "setsid sleep 60.4242 & echo $$; sleep 0.5"
+    await _create(api, "p-leak", {"containers": [_c("task", script)]})
+    run = await until(lambda: process_kubelet.pods.get("p-leak"))
+    await until(lambda: run.log_path("task").exists() and run.log_path("task").read_text())
+    assert run.log_path("task").read_text() == "1\n"  # PID 1 of its own PID namespace
+    assert _processes_with("60.4242")
+    status = await _ended(api, "p-leak")
+    assert status["phase"] == "Succeeded"
+    await until(lambda: not _processes_with("60.4242"), 2)
