@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -48,8 +49,10 @@ log = logging.getLogger(__name__)
 # A container: its own mount namespace and PID namespace (when its PID 1 ends, the kernel kills
 # every process left in it, even ones that left the process group; when unshare is killed,
 # --kill-child takes PID 1 along).
-UNSHARE = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"]
-UNSHARE += ["--mount-proc"]
+UNSHARE = [
+    *("unshare", "--mount", "--propagation", "private"),
+    *("--pid", "--fork", "--kill-child", "--mount-proc"),
+]
 Process = asyncio.subprocess.Process
 MAX_GRACE = 5.0
 BASE_PATH = (
@@ -57,6 +60,7 @@ BASE_PATH = (
 )
 
 
+@functools.cache
 def unavailable() -> str | None:
     """Why processes cannot run as pods here (None when they can)."""
     if os.geteuid() != 0:
