@@ -187,3 +187,15 @@ async def until(check: Any, seconds: float = 10.0, step: float = 0.05) -> Any:
             return value
         await asyncio.sleep(step)
     raise AssertionError(f"not true after {seconds}s: {check}")
+
+
+@pytest.fixture
+async def process_kubelet(kmock: Any, tmp_path: Any) -> AsyncIterator[Any]:
+    """A kubelet that runs pods as local processes (tests/k8s/pod_runner.py); skips without
+    root or `unshare`."""
+    from tests.k8s.pod_runner import running_process_kubelet, unavailable
+
+    if reason := unavailable():
+        pytest.skip(reason)
+    async with running_process_kubelet(kmock, tmp_path / "kubelet") as k:
+        yield k
