@@ -13,7 +13,8 @@ each pod's containers are real processes in their own mount namespaces; needs ro
 2. API calls per task, counted by kmock from the backend's requests only.
 3. logs: one task printing L lines; with the agent they stream live over SSH to the control
    plane (archived as they arrive), without it they are read once from the pod log at the end.
-   Time from submit to COMPLETED with every line readable.
+   Time from submit to COMPLETED with every line readable; for reference, the same task on
+   the local backend (the host agent over its Unix socket).
 """
 
 from __future__ import annotations
@@ -123,6 +124,24 @@ async def one(km: Any, url: str, root: Path, agent: bool) -> dict[str, float]:
     return out
 
 
+async def local_logs(root: Path) -> float:
+    """The log test on the local backend: the host agent's own streaming, for reference."""
+    from osmo_core.config import OsmoConfig
+    from osmo_core.service import Service
+
+    data = root / "local"
+    svc = Service(OsmoConfig(data_dir=str(data), store_url=f"sqlite:///{data / 'osmo.db'}"))
+    await svc.start()
+    try:
+        t0 = time.perf_counter()
+        wf = await svc.submit(spec(1, f"seq {LINES}"))
+        await asyncio.wait_for(svc.wait(wf), 600)
+        assert len(await svc.logs(wf, "t0")) >= LINES
+        return time.perf_counter() - t0
+    finally:
+        await svc.stop()
+
+
 def svc_pods(km: Any) -> list[Any]:
     """What the run left: pods, Secrets, Services not deleted yet."""
     kinds = ("Pod", "Secret", "Service")
@@ -152,6 +171,7 @@ async def main() -> None:
             declare_kinds(km)
             results[agent] = await one(km, str(server.url).rstrip("/"), root, agent)
     plain, with_agent = results[False], results[True]
+    local_s = await local_logs(root)
     print(f"{PODS} pods in parallel, {LINES} log lines; kmock + process kubelet, this machine")
     for label, key in (
         ("submit -> all RUNNING (s)", "running_s"),
@@ -161,6 +181,10 @@ async def main() -> None:
     ):
         a, b = plain[key], with_agent[key]
         print(f"  {label:42s} without agent {a:8.2f}   with agent {b:8.2f}   ratio {b / a:5.2f}")
+    print(
+        f"  the same log through this machine's host agent (local backend): {local_s:.2f} s "
+        f"(pod agent / host agent {with_agent['log_s'] / local_s:.2f})"
+    )
     read = (plain["log_lines"], with_agent["log_lines"])
     print(f"  log lines read back: without {read[0]:.0f}, with {read[1]:.0f}")
     print(f"  API calls without agent: {plain['api_kinds']}")
