@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -39,6 +40,7 @@ def config(root: Path, url: str, agent: bool) -> Any:
     from osmo_core.config import OsmoConfig
 
     data = root / ("agent" if agent else "plain")
+    extra: dict[str, Any] = {}
     backend: dict[str, Any] = {
         "kind": "kubernetes",
         "host": url,
@@ -52,7 +54,12 @@ def config(root: Path, url: str, agent: bool) -> Any:
         python.write_text(f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} "$@"\n')
         python.chmod(0o755)
         mount = root / "m"
+        with socket.socket() as s:  # pods here share this host's network: they dial loopback
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        extra = {"interactive_port": port}
         backend |= {
+            "agent_dial": f"127.0.0.1:{port}",
             "agent_image": "osmo-agent:bench",
             "agent_dir": str(mount),
             "agent_init_command": ["sh", "-c", f"cp -a {tree}/. {mount}/agent/"],
@@ -63,6 +70,7 @@ def config(root: Path, url: str, agent: bool) -> Any:
         backends={"k8s": backend},
         pools={"k8s": {"backend": "k8s", "platforms": {"default": {}}}},
         default_pool="k8s",
+        **extra,
     )
 
 
