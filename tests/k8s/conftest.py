@@ -127,6 +127,9 @@ class Kubelet:
             self.api.patch_namespaced_pod_status, name, NAMESPACE, {"status": status}
         )
 
+    async def close(self) -> None:
+        """Nothing runs for real here (ProcessKubelet kills its processes)."""
+
     async def run(self) -> None:
         while True:
             with contextlib.suppress(Exception):
@@ -142,9 +145,10 @@ def declare_kinds(km: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_kubelet(km: Any) -> AsyncIterator[Kubelet]:
+async def running_kubelet(km: Any, make: Any = None) -> AsyncIterator[Any]:
+    """A kubelet (`make(km, api)`, default `Kubelet`) serving node-a, stopped at the end."""
     declare_kinds(km)
-    k = Kubelet(km, api_for(str(km.url), KUBELET_AGENT))
+    k = (make or Kubelet)(km, api_for(str(km.url), KUBELET_AGENT))
     await k.add_node("node-a", cpu="4", memory="8Gi", **{"kubernetes.io/arch": "amd64"})
     task = asyncio.create_task(k.run())
     try:
@@ -153,6 +157,7 @@ async def running_kubelet(km: Any) -> AsyncIterator[Kubelet]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await k.close()
         await _wake_watch_handlers(k.api)
 
 

@@ -36,14 +36,7 @@ from typing import Any
 import kmock
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s.conftest import (
-    KUBELET_AGENT,
-    NAMESPACE,
-    Kubelet,
-    _wake_watch_handlers,
-    api_for,
-    declare_kinds,
-)
+from tests.k8s.conftest import NAMESPACE, Kubelet, running_kubelet
 
 log = logging.getLogger(__name__)
 # A container: its own mount namespace and PID namespace (when its PID 1 ends, the kernel kills
@@ -421,16 +414,6 @@ class ProcessKubelet(Kubelet):
 async def running_process_kubelet(
     km: Any, root: Path | None = None
 ) -> AsyncIterator[ProcessKubelet]:
-    declare_kinds(km)
     root = root or Path(tempfile.mkdtemp(prefix="osmo-kubelet-"))
-    k = ProcessKubelet(km, api_for(str(km.url), KUBELET_AGENT), root)
-    await k.add_node("node-a", cpu="4", memory="8Gi", **{"kubernetes.io/arch": "amd64"})
-    task = asyncio.create_task(k.run())
-    try:
+    async with running_kubelet(km, lambda km, api: ProcessKubelet(km, api, root)) as k:
         yield k
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await k.close()
-        await _wake_watch_handlers(k.api)
