@@ -208,6 +208,10 @@ class OsmoConfig(Configurable):
                 from .backends.ssh import check_config
 
                 problems += check_config(name, spec)
+            elif spec["kind"] == "kubernetes":
+                from .backends.kubernetes import check_config as check_kubernetes
+
+                problems += check_kubernetes(name, spec)
         if problems:
             raise ConfigError(problems)
         return value

@@ -24,13 +24,14 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from ..agent.logfile import format_line, read_lines
 from ..config import PoolConfig
-from ..errors import BackendError
+from ..errors import BackendError, ConfigError, Problem
 from .base import (
     AttemptState,
     Backend,
@@ -74,6 +75,79 @@ Ending = Exited | StartFailed | Lost
 log = logging.getLogger("osmo_core.backends")
 
 
+BACKEND_KEYS = {
+    *("kind", "root", "namespace", "kubeconfig", "context", "host", "in_cluster"),
+    *("node_selector", "tolerations", "pod_template", "default_image"),
+    *("start_timeout", "keep_on_failure", "orphan_grace", "node_refresh", "watch_seconds"),
+    *("gang_scheduler", "scheduler_name"),
+    *("agent_image", "agent_dir", "agent_init_command", "agent_command", "agent_linger"),
+    "agent_dial",
+}
+_DIAL = re.compile(r"(\[[0-9a-fA-F:]+\]|[^\s:\[\]]+):(\d{1,5})")  # HOST:PORT, [IPv6]:PORT
+_SECONDS = ("start_timeout", "orphan_grace", "node_refresh", "watch_seconds", "agent_linger")
+
+
+def check_config(name: str, spec: dict[str, Any]) -> list[Problem]:
+    """Every problem of a kubernetes backend's config, naming the field (OsmoConfig
+    validation: a typo fails at start, not at the first launch)."""
+    where = f"OsmoConfig.backends.{name}"
+    problems = []
+    if set(spec) - BACKEND_KEYS:
+        problems.append(
+            Problem(
+                f"unknown keys {sorted(set(spec) - BACKEND_KEYS)}",
+                field=where,
+                hint=f"valid: {', '.join(sorted(BACKEND_KEYS))}",
+            )
+        )
+    if sum(bool(spec.get(k)) for k in ("kubeconfig", "host", "in_cluster")) > 1:
+        problems.append(
+            Problem(
+                "give one of kubeconfig, host, in_cluster",
+                field=where,
+                hint="kubeconfig (+ context) for a cluster from outside, in_cluster inside one",
+            )
+        )
+    for key in _SECONDS:
+        value = spec.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
+            problems.append(
+                Problem(f"expected seconds (a number >= 0), got {value!r}", field=f"{where}.{key}")
+            )
+    if spec.get("gang_scheduler") not in (None, "volcano", "kai"):
+        problems.append(
+            Problem(
+                f"unknown gang scheduler {spec['gang_scheduler']!r}",
+                field=f"{where}.gang_scheduler",
+                hint="volcano, kai, or leave it out (the default scheduler)",
+            )
+        )
+    dial = spec.get("agent_dial")
+    if dial is not None and not re.fullmatch(
+        r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", str(dial)
+    ):
+        problems.append(
+            Problem(
+                f"expected HOST:PORT, got {dial!r}",
+                field=f"{where}.agent_dial",
+                hint="the address this control plane's pods reach it at, e.g. osmo.internal:7022",
+            )
+        )
+    for key in ("agent_init_command", "agent_command"):
+        value = spec.get(key)
+        if value is not None and not (
+            isinstance(value, list) and value and all(isinstance(x, str) for x in value)
+        ):
+            problems.append(
+                Problem(
+                    f"expected a non-empty list of strings, got {value!r}", field=f"{where}.{key}"
+                )
+            )
+    return problems
+
+
 def parse_quantity(text: str) -> float:
     """A Kubernetes quantity ("500m", "4", "16Gi", "1G") as a float."""
     from kubernetes.utils.quantity import parse_quantity as pq
@@ -86,6 +160,9 @@ class KubernetesBackend(Backend):
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         super().__init__(name, config)
+        problems = check_config(name, self.config)
+        if problems:
+            raise ConfigError(problems)
         self.namespace: str = self.config.get("namespace", "default")
         self.start_timeout = float(self.config.get("start_timeout", 600))
         self.keep_on_failure = bool(self.config.get("keep_on_failure", False))
@@ -256,10 +333,9 @@ class KubernetesBackend(Backend):
     def set_dial_home(self, host: str, port: int, client_key: str) -> None:
         """Where pods' agents dial (the hub's listener), unless `agent_dial` says otherwise:
         the address pods reach the control plane at."""
-        dial = str(self.config.get("agent_dial") or "")
+        dial = _DIAL.fullmatch(str(self.config.get("agent_dial") or ""))
         if dial:
-            host, _, p = dial.rpartition(":")
-            port = int(p) if p else port
+            host, port = dial.group(1).strip("[]"), int(dial.group(2))
         elif self.agent is not None and host.startswith("127."):
             log.warning(
                 "kubernetes backend %s: pods' agents will dial %s:%d, which a cluster's pods "

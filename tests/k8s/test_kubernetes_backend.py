@@ -336,3 +336,24 @@ async def test_data_inputs_are_refused_not_dropped(k8s_service: Service) -> None
     assert tasks["a"]["status"] == "COMPLETED"
     assert tasks["b"]["status"].startswith("FAILED"), tasks["b"]
     assert "in-pod agent" in tasks["b"]["message"]
+
+
+def test_a_bad_backend_config_fails_at_start_naming_each_field() -> None:
+    from osmo_core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        OsmoConfig(
+            backends={
+                "dgx": {
+                    "kind": "kubernetes",
+                    "agnt_image": "x",
+                    "start_timeout": "10m",
+                    "agent_dial": "osmo.internal",
+                }
+            }
+        )
+    text = str(err.value)
+    assert "OsmoConfig.backends.dgx: unknown keys ['agnt_image']" in text
+    assert "agent_image" in text  # the valid keys are listed
+    assert "OsmoConfig.backends.dgx.start_timeout" in text
+    assert "OsmoConfig.backends.dgx.agent_dial: expected HOST:PORT" in text
