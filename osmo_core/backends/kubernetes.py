@@ -73,6 +73,7 @@ from .kubernetes_watch import PodWatcher, classify, pending_reason
 
 Ending = Exited | StartFailed | Lost
 log = logging.getLogger("osmo_core.backends")
+CANCEL_SLACK = 10.0  # s past a cancel's grace before the pod of an agent that did not end it goes
 
 
 BACKEND_KEYS = {
@@ -639,6 +640,18 @@ class KubernetesBackend(Backend):
                     )
 
     async def cancel(self, key: str, grace: float = 5.0) -> None:
+        link = self._links.get(key)
+        if self._known.get(key) == "running" and link is not None and link.connected_now:
+            # Through the agent, as on a host: a running command gets SIGTERM then SIGKILL, a
+            # held one keeps its exit code; its end arrives as usual and removes the pod.
+            with contextlib.suppress(BackendError):
+                await link.cancel(key, grace)
+                self._spawn(self._delete_unless_ended(key, grace + CANCEL_SLACK))
+                return
+        await self._cancel_pod(key, grace)
+
+    async def _cancel_pod(self, key: str, grace: float) -> None:
+        """Delete the attempt's pod (its agent, if any, stops the command on the way)."""
         if self._known.get(key) in ("", "running"):
             self._known[key] = "ending"
             self._cancel_timer(key)
@@ -654,6 +667,15 @@ class KubernetesBackend(Backend):
             await self._drop_service_if_idle(key.split("/")[0])
         else:
             await self._delete(key, int(grace))
+
+    async def _delete_unless_ended(self, key: str, after: float) -> None:
+        """An agent that took a cancel but did not end its attempt: delete the pod."""
+        await asyncio.sleep(after)
+        if self._known.get(key) == "running":
+            log.warning(
+                "attempt %s did not end %.0f s after its cancel: deleting its pod", key, after
+            )
+            await self._cancel_pod(key, 0)
 
     # --- restart, status and orphans ---------------------------------------------------------
 

@@ -242,8 +242,8 @@ async def test_a_restarted_control_plane_takes_its_running_pods_back(
     ]
 
 
-async def _has_line(svc: Service, wf: str, text: str) -> bool:
-    return any(t == text for _, t in await _lines(svc, wf, "t"))
+async def _has_line(svc: Service, wf: str, text: str, task: str = "t") -> bool:
+    return any(t == text for _, t in await _lines(svc, wf, task))
 
 
 def free_port() -> int:
@@ -288,3 +288,43 @@ async def test_a_notebook_kernel_runs_inside_the_pod(
         kc.stop_channels()
         await k.close()
         await svc.cancel(wf)
+
+
+async def test_a_failed_pod_held_for_debugging_is_retried_in_a_new_pod_and_cancel_ends_one(
+    agent_service: Any, process_kubelet: Any, tmp_path: Path
+) -> None:
+    svc = await agent_service()
+    fixed = tmp_path / "fixed"
+    wf = await svc.submit(
+        "workflow:\n  name: debug\n  tasks:\n  - name: flaky\n    image: busybox\n"
+        "    debug: on-failure\n"
+        f"    command: [sh, -c, 'test -e {fixed} || exit 4']\n"
+    )
+    await until(lambda: svc.task(wf, "flaky").get("held_for_debugging"), 30)
+    first = await pods(process_kubelet)
+    assert len(first) == 1  # the failed pod stays up for a look inside
+    sess = await svc.interactive.exec(wf, "flaky", ["sh", "-c", "echo $OSMO_OUTPUT"])
+    assert await asyncio.wait_for(sess.wait(), 10) == {"exit_code": 0, "signal": None}
+    fixed.write_text("")
+    await svc.retry(wf, "flaky")
+    await asyncio.wait_for(svc.wait(wf), 30)
+    assert svc.get(wf)["status"] == "COMPLETED"
+    attempts = svc.task(wf, "flaky")["attempts"]
+    assert [(a["status"], a["exit_code"]) for a in attempts] == [("FAILED", 4), ("COMPLETED", 0)]
+    await until(lambda: _gone(process_kubelet, first), 20)
+
+    wf = await svc.submit(
+        "workflow:\n  name: stop\n  tasks:\n"
+        "  - {name: t, image: busybox, command: [sh, -c, 'echo up; sleep 60']}\n"
+    )
+    await until(lambda: _has_line(svc, wf, "up", "t"), 30)
+    await svc.cancel(wf)
+    await asyncio.wait_for(svc.wait(wf), 30)
+    assert svc.task(wf, "t")["status"] == "FAILED_CANCELED"
+    await until(lambda: _gone(process_kubelet, []), 20)  # no pod left, its processes ended
+
+
+async def _gone(kubelet: Any, names: list[str]) -> bool:
+    left = await pods(kubelet)
+    live = [p for r in kubelet.pods.values() for p in r.procs.values() if p.returncode is None]
+    return not (set(names) & set(left)) and (names or (not left and not live))
