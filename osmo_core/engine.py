@@ -53,6 +53,7 @@ from .backends.base import (
     Started,
     StartFailed,
     Transfer,
+    Usage,
     attempt_key,
 )
 from .config import PRIORITIES, OsmoConfig
@@ -113,6 +114,7 @@ class Attempt:
     hold: str | None = None  # interactive | debug while held; done | retry once decided
     hold_until: float | None = None
     hold_timer: asyncio.TimerHandle | None = None
+    usage: Usage | None = None  # the agent's last sample while the command runs
 
     @property
     def key(self) -> str:
@@ -313,6 +315,15 @@ class Engine:
         """An interactive task waiting for its user is done: its outputs are persisted and its
         downstream starts. Returns the attempt's retry_id; Conflict unless it is waiting."""
         return await self._call(self._done, wf_id, task)
+
+    def usage(self, wf_id: str, task: str) -> dict[str, Any] | None:
+        """The last usage sample of the task's running command (None when there is none)."""
+        wf = self.workflows.get(wf_id)
+        run = wf.tasks.get(task) if wf else None
+        att = run.attempts[-1] if run and run.attempts else None
+        if att is None or att.usage is None or att.hold or (att.status and att.status.terminal):
+            return None
+        return {"ts": att.usage.ts, **att.usage.summary()}
 
     async def retry(self, wf_id: str, task: str) -> int:
         """A task held for debugging runs again (a new attempt); returns its retry_id."""
@@ -527,6 +538,8 @@ class Engine:
             exit_code=att.exit_code,
             node=att.alloc.node if att.alloc else None,
             message=att.message,
+            # what the command used, as last sampled: kept with its end (the samples are not)
+            usage=att.usage.summary() if to.terminal and att.usage else None,
         )
         if follow:
             self._group_follows(task.group)
@@ -1239,6 +1252,9 @@ class Engine:
             self._publish_log(att, item)
         elif isinstance(item, Transfer):
             self._transfer_event(att, item)
+        elif isinstance(item, Usage):
+            att.usage = item
+            self._publish_live(att, "task.usage", item.ts, item.summary())
         elif isinstance(item, Started):
             if att.status == T.INITIALIZING:
                 self._set_task(att, T.RUNNING)
@@ -1256,16 +1272,20 @@ class Engine:
             self._end_attempt(att, lost, message=item.message)
 
     def _publish_log(self, att: Attempt, line: LogLine) -> None:
-        wf = att.task.group.workflow
+        payload = {"n": line.n, "stream": line.stream, "text": line.text}
+        self._publish_live(att, "task.log", line.ts, payload)
+
+    def _publish_live(self, att: Attempt, type_: str, ts: float, payload: dict[str, Any]) -> None:
+        """An event for the live streams only (not stored): log lines, usage samples."""
         self.bus.publish(
             Event(
-                type="task.log",
-                workflow_id=wf.id,
-                ts=line.ts,
+                type=type_,
+                workflow_id=att.task.group.workflow.id,
+                ts=ts,
                 group_name=att.task.group.name,
                 task=att.task.name,
                 retry_id=att.retry_id,
-                payload={"n": line.n, "stream": line.stream, "text": line.text},
+                payload=payload,
             )
         )
 

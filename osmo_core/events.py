@@ -91,6 +91,9 @@ class Overflow:
     dropped: int
 
 
+_LIVE_STREAMS = ("task.log", "task.usage")  # per-task streams: only for `logs` subscribers
+
+
 class Subscription:
     def __init__(self, bus: EventBus, workflow_id: str | None, maxsize: int, logs: bool):
         self._bus = bus
@@ -102,7 +105,7 @@ class Subscription:
     def wants(self, ev: Event) -> bool:
         if self.workflow_id is not None and ev.workflow_id != self.workflow_id:
             return False
-        return self.logs or ev.type != "task.log"
+        return self.logs or ev.type not in _LIVE_STREAMS
 
     def offer(self, ev: Event | None) -> None:
         try:

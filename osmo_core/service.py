@@ -218,12 +218,13 @@ class Service:
         return row
 
     def task(self, wf_id: str, name: str) -> dict[str, Any]:
-        """A task: its latest attempt's fields, plus every attempt under `attempts`."""
+        """A task: its latest attempt's fields (with `usage`, the last sample of what its
+        running command uses), plus every attempt under `attempts`."""
         self.store.get_workflow(wf_id)  # NotFound names the workflow first
         attempts = [_task_model(r) for r in self.store.tasks_of(wf_id, name)]
         if not attempts:
             raise NotFound(f"workflow {wf_id!r} has no task {name!r}")
-        return {**attempts[-1], "attempts": attempts}
+        return {**attempts[-1], "usage": self.engine.usage(wf_id, name), "attempts": attempts}
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         rows = self.store.list_workflows(**filters)

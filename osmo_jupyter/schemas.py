@@ -358,9 +358,24 @@ class NodeUsage(BaseModel):
     online: bool = Field(True, description="false while the host's agent is not connected (ssh)")
 
 
+class UsageModel(BaseModel):
+    """What a running command uses, as its agent last sampled it (every
+    OSMO_METRICS_INTERVAL seconds, 10 by default): its process tree."""
+
+    ts: float = Field(description="When it was sampled")
+    cpu: float = Field(description="CPU cores used over the last interval")
+    cpu_seconds: float = Field(description="CPU seconds used so far")
+    memory: int = Field(description="resident memory, bytes")
+    memory_peak: int = Field(description="the highest resident memory sampled, bytes")
+    procs: int = Field(description="processes in the tree")
+
+
 class TaskDetail(TaskModel):
     """`GET /workflows/{wf_id}/tasks/{task}`: the latest attempt, and every attempt."""
 
+    usage: UsageModel | None = Field(
+        None, description="While its command runs: what it uses (live: `task.usage` events)"
+    )
     attempts: list[TaskModel]
 
 

@@ -36,6 +36,8 @@ both pipes are closed, so no line of an attempt follows its end::
     {"ev": "transfer", "key", "direction": "download" | "upload" | "checkpoint", "url",
      "dataset"?, "files", "bytes", "seconds", "error"?, "ts"}
      (+ "final": false, "files_total", "bytes_total" for a progress report while it runs)
+    {"ev": "usage", "key", "ts", "cpu", "cpu_seconds", "memory", "memory_peak", "procs"}
+     (a running command's process tree, every OSMO_METRICS_INTERVAL seconds: agent/usage.py)
 
 An exit's `message` says why the agent ended it (a failed transfer: data/exit_codes.py); a
 `transfer` is one finished (or failed) input, output or checkpoint transfer, URL redacted.
@@ -67,6 +69,7 @@ from ..backends.base import (
     Started,
     StartFailed,
     Transfer,
+    Usage,
 )
 
 # Bumped whenever the agent's behaviour changes incompatibly (ops, launch fields, events), so a
@@ -147,6 +150,16 @@ def event_from_wire(msg: dict[str, Any]) -> BackendEvent:
         return Exited(key, msg["exit_code"], ts, msg.get("signal"), msg.get("message", ""))
     if kind == "held":
         return Held(key, msg["exit_code"], ts, msg.get("signal"))
+    if kind == "usage":
+        return Usage(
+            key,
+            ts,
+            msg["cpu"],
+            msg["cpu_seconds"],
+            msg["memory"],
+            msg["memory_peak"],
+            msg["procs"],
+        )
     if kind == "transfer":
         return Transfer(
             key,

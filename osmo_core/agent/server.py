@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from . import host
+from . import host, usage
 from .logfile import read_lines
 from .protocol import MAX_MESSAGE, PROTOCOL, RequestError, decode, encode
 from .ssh import DialHome
@@ -74,9 +74,11 @@ class AgentServer:
         idle = asyncio.ensure_future(self._watch_idle())
         # interactive access, and the protocol for a control plane that cannot reach the socket
         home = asyncio.ensure_future(DialHome(self.root, self.sup, self.socket_path).run())
+        sampling = asyncio.ensure_future(self._report_usage())
         await self._stop.wait()
         idle.cancel()
         home.cancel()
+        sampling.cancel()
         server.close()  # stop accepting
         await self.sup.stop(self._stop_grace)
         self._flush()
@@ -91,6 +93,10 @@ class AgentServer:
             if os.stat(self.socket_path).st_ino == bound:
                 os.unlink(self.socket_path)
         log.info("agent stopped")
+
+    async def _report_usage(self) -> None:
+        if usage.INTERVAL > 0:
+            await self.sup.report_usage(usage.INTERVAL)
 
     async def _watch_idle(self) -> None:
         interval = min(1.0, self.idle_timeout / 4)

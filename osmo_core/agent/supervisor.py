@@ -39,6 +39,7 @@ from ..data.exit_codes import TransferError
 from .logfile import MAX_LINE, count_lines, format_line
 from .protocol import request_from_wire
 from .staging import Stager, needs_staging, task_credentials
+from .usage import Sampler
 from .workdir import (
     ATTEMPT,
     CREDENTIALS,
@@ -307,6 +308,27 @@ class Supervisor:
         await asyncio.gather(*(att.ended for att in atts))
         await asyncio.gather(*self._bg)
 
+    async def report_usage(self, every: float) -> None:
+        """Forever: every `every` seconds, a `usage` event per running command (not holders,
+        not containers: their processes are not ours to read)."""
+        samplers: dict[str, Sampler] = {}
+        while True:
+            await asyncio.sleep(every)
+            live = {
+                k: a.pid
+                for k, a in self.running.items()
+                if a.pid is not None and a.held is None and a.container is None
+            }
+            for k in set(samplers) - set(live):
+                del samplers[k]
+            for k, pid in live.items():
+                if k not in samplers or samplers[k].pid != pid:
+                    samplers[k] = Sampler(pid)
+            found = await asyncio.to_thread(lambda: {k: s.sample() for k, s in samplers.items()})
+            for key, usage in found.items():
+                if usage is not None and key in self.running:
+                    self.emit({"ev": "usage", "key": key, "ts": _now(), **usage})
+
     # --- agent restart ---------------------------------------------------------------------
 
     def recover(self) -> int:
@@ -382,7 +404,7 @@ class _Attempt(asyncio.SubprocessProtocol):
         self.pid: int | None = None
         self.n = 0  # log lines so far
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._runtime, self._container = runtime, container
+        self._runtime, self.container = runtime, container
         self._notes = notes  # system lines, logged once started so `started` comes first
         self._log: BinaryIO | None = None  # opened at the first line: `true` writes none
         self._transport: asyncio.SubprocessTransport | None = None
@@ -566,8 +588,8 @@ class _Attempt(asyncio.SubprocessProtocol):
 
     def _kill(self) -> None:
         self._signal(signal.SIGKILL)
-        if self._runtime and self._container:  # SIGKILL of the client leaves the container
-            self.sup.remove_container(self._runtime, self._container)
+        if self._runtime and self.container:  # SIGKILL of the client leaves the container
+            self.sup.remove_container(self._runtime, self.container)
 
     def _signal(self, sig: int) -> None:
         if self.pid is not None:

@@ -217,7 +217,25 @@ class Lost:
     reason: str = ""  # "evicted": the platform evicted it, e.g. node pressure (FAILED_EVICTED)
 
 
-BackendEvent = Started | LogLine | Exited | StartFailed | Lost | Transfer | Held
+@dataclass
+class Usage:
+    """What a running attempt uses, sampled by its agent (`OSMO_METRICS_INTERVAL`, 10 s):
+    its process tree's CPU (cores over the last interval, and CPU seconds so far), resident
+    memory (now and the highest seen) and process count. Live only, like a log line."""
+
+    key: str
+    ts: float
+    cpu: float
+    cpu_seconds: float
+    memory: int
+    memory_peak: int
+    procs: int
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in ("key", "ts")}
+
+
+BackendEvent = Started | LogLine | Exited | StartFailed | Lost | Transfer | Held | Usage
 EventSink = Callable[[BackendEvent], None]
 
 
