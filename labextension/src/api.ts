@@ -71,7 +71,18 @@ export interface TaskAttempt {
   held_for_debugging?: boolean;
 }
 
+/** What a running command uses, as its agent last sampled it. */
+export interface Usage {
+  ts: number;
+  cpu: number;
+  cpu_seconds: number;
+  memory: number;
+  memory_peak: number;
+  procs: number;
+}
+
 export interface TaskInfo extends TaskAttempt {
+  usage?: Usage | null;
   attempts: TaskAttempt[];
 }
 

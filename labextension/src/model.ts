@@ -2,7 +2,7 @@
  * The panel's state, kept apart from the DOM: the workflow list and one workflow's DAG, each
  * loaded once over REST and then moved only by events (never by polling). Pure, unit-tested.
  */
-import type { OsmoEvent, TaskAttempt, WorkflowDetail, WorkflowRow } from './api';
+import type { OsmoEvent, TaskAttempt, Usage, WorkflowDetail, WorkflowRow } from './api';
 
 /** The CSS class family of a status (colours come from JupyterLab's theme variables). */
 export function statusKind(status: string): string {
@@ -334,6 +334,8 @@ export class WorkflowView {
   readonly groups = new Map<string, string>();
   /** The last log lines seen per task (live ones come with `task.log` events). */
   readonly tail = new Map<string, string[]>();
+  /** What each running task uses (`task.usage` events); gone when the task moves on. */
+  readonly usage = new Map<string, Usage>();
 
   constructor(
     readonly detail: WorkflowDetail,
@@ -381,6 +383,14 @@ export class WorkflowView {
       const lines = this.tail.get(ev.task) ?? [];
       lines.push(String(p.text ?? ''));
       this.tail.set(ev.task, lines.slice(-this.tailSize));
+      return true;
+    }
+    if (ev.type === 'task.usage' && ev.task) {
+      const t = this.tasks.get(ev.task);
+      if (!t || t.retry_id !== (ev.retry_id ?? 0) || t.status !== 'RUNNING') {
+        return false;
+      }
+      this.usage.set(ev.task, { ...(p as unknown as Usage), ts: ev.ts });
       return true;
     }
     if (ev.type === 'task.hold' && ev.task) {
@@ -440,6 +450,9 @@ export class WorkflowView {
     }
     if (isTerminal(ev.status)) {
       t.end_time = ev.ts;
+    }
+    if (ev.status !== 'RUNNING' || fresh) {
+      this.usage.delete(ev.task); // only a running command has a usage
     }
     if (ev.status !== 'RUNNING') {
       t.waiting_for_user = false;

@@ -507,6 +507,19 @@ export class OsmoPanel extends Widget {
       t.exit_code === null || t.exit_code === undefined ? '—' : String(t.exit_code)
     );
     field('node', t.node ?? '—');
+    const usage =
+      view.usage.get(name) ?? (this.taskInfo?.name === name ? this.taskInfo.usage : null);
+    if (usage && t.status === 'RUNNING' && !holdText(t)) {
+      field(
+        'using',
+        h(
+          'span',
+          { class: 'osmo-usage', 'data-cpu': usage.cpu, 'data-memory': usage.memory },
+          `CPU ${usage.cpu.toFixed(2)} · memory ${bytes(usage.memory)} ` +
+            `(peak ${bytes(usage.memory_peak)}) · ${usage.procs} process${usage.procs === 1 ? '' : 'es'}`
+        )
+      );
+    }
     field('started', t.start_time ? new Date(t.start_time * 1000).toLocaleTimeString() : '—');
     field('duration', formatDuration(duration(t, now)) || '—');
     if (t.message) {

@@ -236,6 +236,21 @@ describe('WorkflowView', () => {
     expect(view.message).toBe('canceled by me');
   });
 
+  it('keeps the last usage sample of a running task and drops it when the task ends', () => {
+    const view = new WorkflowView(detail(), parseSpec(SERIAL));
+    const usage = { cpu: 0.9, cpu_seconds: 4, memory: 2 ** 27, memory_peak: 2 ** 28, procs: 2 };
+    const sample = (retry: number) =>
+      ev({ id: null, type: 'task.usage', task: 'task1', retry_id: retry, ts: 7, payload: usage });
+    view.apply(ev({ task: 'task1', retry_id: 0, status: 'SCHEDULING', ts: 4 }));
+    expect(view.apply(sample(0))).toBe(false); // not running yet
+    view.apply(ev({ task: 'task1', retry_id: 0, status: 'RUNNING', ts: 5 }));
+    expect(view.apply(sample(1))).toBe(false); // another attempt's
+    expect(view.apply(sample(0))).toBe(true);
+    expect(view.usage.get('task1')).toEqual({ ...usage, ts: 7 });
+    view.apply(ev({ task: 'task1', retry_id: 0, status: 'COMPLETED', ts: 9 }));
+    expect(view.usage.has('task1')).toBe(false);
+  });
+
   it('shows a hold from task.hold events and clears it when the task moves on', () => {
     const view = new WorkflowView(detail(), parseSpec(SERIAL));
     const at = (s: number) => `t${s}`;
