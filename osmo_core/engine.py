@@ -270,6 +270,17 @@ class Engine:
         """Task attempts per status, of the workflows in memory (the unfinished ones)."""
         return Counter(a.status.value for a in self._attempts.values() if a.status is not None)
 
+    @property
+    def usage_by_pool(self) -> dict[str, tuple[float, int]]:
+        """(CPU cores, resident bytes) the running commands use, per pool, as last sampled."""
+        out: dict[str, tuple[float, int]] = {}
+        for a in self._attempts.values():
+            if a.usage is not None and a.status == T.RUNNING and not a.hold:
+                pool = a.task.group.workflow.pool
+                cpu, mem = out.get(pool, (0.0, 0))
+                out[pool] = (cpu + a.usage.cpu, mem + a.usage.memory)
+        return out
+
     # --- commands (any coroutine may call these; they run inside the engine's loop) --------
 
     async def submit(

@@ -12,6 +12,9 @@ memory, which holds only unfinished workflows.
     osmo_workflows{status}          workflows per status, every status listed (the store)
     osmo_tasks{status}              task attempts of the unfinished workflows per status (the
                                     engine's memory); status="RUNNING" are the tasks running now
+    osmo_tasks_cpu_cores{pool}      CPU cores the running commands use, as their agents last
+                                    sampled them (task usage); osmo_tasks_memory_bytes{pool}:
+                                    their resident memory
     osmo_engine_queue_length        task attempts waiting for capacity
     osmo_engine_inbox_length        commands and backend events waiting for the engine's round
     osmo_event_loop_lag_seconds     the worst lag of the server's event loop over the last
@@ -87,7 +90,7 @@ class ServiceMetrics(Collector):
         yield from self._families()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        workflows, tasks, queue, inbox, lag = self._families()
+        workflows, tasks, cpu, memory, queue, inbox, lag = self._families()
         svc = self.service
         try:
             by_wf = svc.store.count_workflows_by_status()
@@ -101,6 +104,11 @@ class ServiceMetrics(Collector):
         for task_status in TaskStatus:
             tasks.add_metric([task_status.value], by_task.get(task_status.value, 0))
         yield tasks
+        for pool, (cores, rss) in sorted(svc.engine.usage_by_pool.items()):
+            cpu.add_metric([pool], cores)
+            memory.add_metric([pool], rss)
+        yield cpu
+        yield memory
         queue.add_metric([], svc.engine.queue_length)
         inbox.add_metric([], svc.engine.inbox_length)
         yield queue
@@ -115,6 +123,14 @@ class ServiceMetrics(Collector):
             GaugeMetricFamily("osmo_workflows", "Workflows per status", labels=["status"]),
             GaugeMetricFamily(
                 "osmo_tasks", "Task attempts of unfinished workflows per status", labels=["status"]
+            ),
+            GaugeMetricFamily(
+                "osmo_tasks_cpu_cores", "CPU cores running tasks use (sampled)", labels=["pool"]
+            ),
+            GaugeMetricFamily(
+                "osmo_tasks_memory_bytes",
+                "Resident memory running tasks use (sampled)",
+                labels=["pool"],
             ),
             GaugeMetricFamily("osmo_engine_queue_length", "Task attempts waiting for capacity"),
             GaugeMetricFamily(

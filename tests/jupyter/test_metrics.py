@@ -35,8 +35,11 @@ workflow:
 
 
 @pytest.fixture
-def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
+def jp_server_config(
+    jp_server_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     jp_server_config["OsmoConfig"]["backends"]["local"]["cpus"] = 1
+    monkeypatch.setenv("OSMO_METRICS_INTERVAL", "0.2")  # for the agent the server spawns
     return jp_server_config
 
 
@@ -107,6 +110,14 @@ async def test_running_and_queued_tasks(api, jp_fetch, osmo):
     assert tasks["RUNNING"] == 1
     assert sum(tasks.values()) == 2
     assert m[("osmo_engine_queue_length", ())] == 1, "the second task waits for the CPU"
+    # the running sleeper's usage, once its agent sampled it (every 0.2 s here)
+    for _ in range(100):
+        m = await scrape(jp_fetch)
+        if m.get(("osmo_tasks_memory_bytes", (("pool", "local"),)), 0) > 0:
+            break
+        await asyncio.sleep(0.1)
+    assert 0 < m[("osmo_tasks_memory_bytes", (("pool", "local"),))] < 2**30  # one `sleep`
+    assert m[("osmo_tasks_cpu_cores", (("pool", "local"),))] < 0.5
 
     await api("POST", f"workflows/{wf_id}/cancel")
     await wait_for(api, wf_id, lambda wf: wf["status"] == "FAILED_CANCELED")
