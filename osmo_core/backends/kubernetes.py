@@ -726,9 +726,24 @@ class KubernetesBackend(Backend):
             return
         link = self._link(key, public)
         link.follow(key, len(read_lines(self._agent_log(key), key)))
-        self._known[key] = "running"
-        self._cancel_timer(key)
-        self._spawn(link.start(lambda ev: self._from_agent(key, ev)))
+        self._spawn(self._reclaim(key, link))
+
+    async def _reclaim(self, key: str, link: PodAgentLink) -> None:
+        """Until its agent answers, the start timeout runs; an agent that never got the
+        attempt (the restart came between the pod and the launch) cannot run it: lost, so the
+        engine can place it again."""
+        await link.start(lambda ev: self._from_agent(key, ev))
+        await link.wait_connected()
+        try:
+            state = (await link.status([key]))[key].state
+        except BackendError:
+            return  # stopped meanwhile, or the link is down: the start timeout decides
+        if state == "unknown":
+            msg = "the control plane restarted before the pod's agent was given its task"
+            self._end(key, Lost(key, msg, time.time()))
+        elif self._known.get(key) == "":
+            self._known[key] = "running"
+            self._cancel_timer(key)
 
     def _end_file(self, key: str) -> Path:
         return self.log_dir / f"{pod_name(key)}.end.json"

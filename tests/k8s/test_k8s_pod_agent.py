@@ -328,3 +328,23 @@ async def _gone(kubelet: Any, names: list[str]) -> bool:
     left = await pods(kubelet)
     live = [p for r in kubelet.pods.values() for p in r.procs.values() if p.returncode is None]
     return not (set(names) & set(left)) and (names or (not left and not live))
+
+
+async def test_a_pod_whose_agent_never_got_its_task_before_a_restart_is_placed_again(
+    agent_service: Any, process_kubelet: Any, tmp_path: Path
+) -> None:
+    port = free_port()
+    tree = tmp_path / "agent-image"
+    slow_init = ["sh", "-c", f"sleep 1.5; cp -a {tree}/. {tmp_path / 'm'}/agent/"]
+    first = await agent_service(data="cp", interactive_port=port, agent_init_command=slow_init)
+    wf = await first.submit(
+        "workflow:\n  name: early\n  tasks:\n  - {name: t, image: busybox, command: [echo, hi]}\n"
+    )
+    await until(lambda: process_kubelet.manifests, 10)
+    await first.stop()  # the init container still sleeps: its agent never met this one
+    second = await agent_service(data="cp", interactive_port=port)
+    await asyncio.wait_for(second.wait(wf), 60)
+    attempts = second.task(wf, "t")["attempts"]
+    assert attempts[0]["status"] == "FAILED_BACKEND_ERROR"
+    assert "restarted before the pod's agent was given its task" in attempts[0]["message"]
+    assert (second.get(wf)["status"], attempts[-1]["status"]) == ("COMPLETED", "COMPLETED")
