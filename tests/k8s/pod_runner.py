@@ -371,11 +371,14 @@ class ProcessKubelet(Kubelet):
         """SIGTERM, and SIGKILL what is left after `grace` seconds."""
         for p in procs:
             _signal(p, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), grace)
+        # asyncio.wait, not wait_for(gather): nothing is cancelled (and left unretrieved) when
+        # the grace runs out or this stop itself is cancelled by close()
+        waits = [asyncio.ensure_future(p.wait()) for p in procs]
+        if waits:
+            await asyncio.wait(waits, timeout=grace)
         for p in procs:
             _signal(p, signal.SIGKILL)
-        await asyncio.gather(*(p.wait() for p in procs))
+        await asyncio.gather(*waits)
 
     async def _report(self, run: PodRun, phase: str, **extra: str) -> None:
         def statuses(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -208,7 +208,7 @@ async def test_a_pod_whose_agent_cannot_start_or_dial_home_fails_saying_why(
     assert "init container osmo-agent-init failed (exit 3" in task["message"]
     await svc.stop()
     # the agent runs but dials an address where nothing listens: the start timeout says so
-    svc = await agent_service(agent_dial="127.0.0.1:9", start_timeout=3)
+    svc = await agent_service(agent_dial="127.0.0.1:9", start_timeout=8)  # ample to run
     wf = await svc.submit(spec)
     await asyncio.wait_for(svc.wait(wf), 30)
     task = svc.task(wf, "t")
