@@ -195,7 +195,7 @@ async def test_exec_and_port_forward_into_a_pod_then_a_hold_and_done(
     assert svc.get(wf)["status"] == "COMPLETED"
 
 
-async def test_a_pod_whose_agent_cannot_start_or_dial_home_fails_saying_why(
+async def test_a_pod_whose_agent_cannot_start_fails_naming_the_init_container(
     agent_service: Any, process_kubelet: Any
 ) -> None:
     spec = "workflow:\n  name: lost\n  tasks:\n  - {name: t, image: busybox, command: [true]}\n"
@@ -206,14 +206,21 @@ async def test_a_pod_whose_agent_cannot_start_or_dial_home_fails_saying_why(
     task = svc.task(wf, "t")
     assert task["status"] == "FAILED_START_ERROR", task
     assert "init container osmo-agent-init failed (exit 3" in task["message"]
-    await svc.stop()
-    # the agent runs but dials an address where nothing listens: the start timeout says so
-    svc = await agent_service(agent_dial="127.0.0.1:9", start_timeout=8)  # ample to run
+
+
+async def test_a_pod_whose_agent_cannot_reach_the_control_plane_times_out_saying_where(
+    agent_service: Any, process_kubelet: Any
+) -> None:
+    spec = "workflow:\n  name: lost\n  tasks:\n  - {name: t, image: busybox, command: [true]}\n"
+    # the agent runs but dials an address where nothing listens
+    svc = await agent_service(agent_dial="127.0.0.1:9", start_timeout=10)  # ample to run
     wf = await svc.submit(spec)
     await asyncio.wait_for(svc.wait(wf), 30)
     task = svc.task(wf, "t")
     assert task["status"] == "FAILED_START_TIMEOUT", task
-    assert "its agent has not dialled home to 127.0.0.1:9" in task["message"]
+    statuses = [r.data for r in process_kubelet.kmock if r.url.path.endswith("/status")]
+    why = f"{task['message']}\n{statuses}\n{pod_logs(process_kubelet)}"
+    assert "its agent has not dialled home to 127.0.0.1:9" in task["message"], why
 
 
 async def test_a_restarted_control_plane_takes_its_running_pods_back(
