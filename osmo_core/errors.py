@@ -16,6 +16,7 @@ Front doors map these to exit codes (CLI) and HTTP statuses (API) in one place e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 
@@ -29,6 +30,14 @@ class Problem:
     line: int | None = None  # 1-based
     column: int | None = None  # 1-based
     hint: str | None = None  # what would be valid
+
+    @classmethod
+    def unknown_keys(cls, given: Iterable[str], valid: set[str], field: str) -> list[Problem]:
+        """[the Problem naming the keys of `given` that are not `valid`], or []."""
+        bad = sorted(set(given) - valid)
+        if not bad:
+            return []
+        return [cls(f"unknown keys {bad}", field=field, hint=f"valid: {', '.join(sorted(valid))}")]
 
     def location(self) -> str:
         if self.file is None and self.line is None:

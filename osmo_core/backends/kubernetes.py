@@ -92,15 +92,7 @@ def check_config(name: str, spec: dict[str, Any]) -> list[Problem]:
     """Every problem of a kubernetes backend's config, naming the field (OsmoConfig
     validation: a typo fails at start, not at the first launch)."""
     where = f"OsmoConfig.backends.{name}"
-    problems = []
-    if set(spec) - BACKEND_KEYS:
-        problems.append(
-            Problem(
-                f"unknown keys {sorted(set(spec) - BACKEND_KEYS)}",
-                field=where,
-                hint=f"valid: {', '.join(sorted(BACKEND_KEYS))}",
-            )
-        )
+    problems = Problem.unknown_keys(spec, BACKEND_KEYS, where)
     if sum(bool(spec.get(k)) for k in ("kubeconfig", "host", "in_cluster")) > 1:
         problems.append(
             Problem(

@@ -79,15 +79,7 @@ BACKEND_KEYS = {
 def check_config(name: str, spec: dict[str, Any]) -> list[Problem]:
     """Every problem of an ssh backend's config, naming the field (OsmoConfig validation)."""
     where = f"OsmoConfig.backends.{name}"
-    problems = []
-    if set(spec) - BACKEND_KEYS:
-        problems.append(
-            Problem(
-                f"unknown keys {sorted(set(spec) - BACKEND_KEYS)}",
-                field=where,
-                hint=f"valid: {', '.join(sorted(BACKEND_KEYS))}",
-            )
-        )
+    problems = Problem.unknown_keys(spec, BACKEND_KEYS, where)
     hosts = spec.get("hosts")
     if not hosts or not isinstance(hosts, (list, dict)):
         problems.append(
@@ -99,15 +91,8 @@ def check_config(name: str, spec: dict[str, Any]) -> list[Problem]:
         )
     elif isinstance(hosts, dict):
         for alias, opts in hosts.items():
-            bad = set(opts or {}) - HOST_KEYS if isinstance(opts, dict) else {"(not a dict)"}
-            if bad:
-                problems.append(
-                    Problem(
-                        f"unknown keys {sorted(bad)}",
-                        field=f"{where}.hosts.{alias}",
-                        hint=f"valid: {', '.join(sorted(HOST_KEYS))}",
-                    )
-                )
+            given = (opts or {}) if isinstance(opts, dict) else {"(not a dict)"}
+            problems += Problem.unknown_keys(given, HOST_KEYS, f"{where}.hosts.{alias}")
     return problems
 
 
