@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -54,9 +53,9 @@ def config(root: Path, url: str, agent: bool) -> Any:
         python.write_text(f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} "$@"\n')
         python.chmod(0o755)
         mount = root / "m"
-        with socket.socket() as s:  # pods here share this host's network: they dial loopback
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        from tests.conftest import free_port
+
+        port = free_port()  # pods here share this host's network: they dial loopback
         extra = {"interactive_port": port}
         backend |= {
             "agent_dial": f"127.0.0.1:{port}",

@@ -389,10 +389,7 @@ class KubernetesBackend(Backend):
 
     def _from_agent(self, key: str, ev: Any) -> None:
         if isinstance(ev, Started):
-            if self._known.get(key) == "" and self._sink is not None:
-                self._known[key] = "running"
-                self._cancel_timer(key)
-                self._sink(ev)
+            self._started(key, ev)
         elif isinstance(ev, (Exited, StartFailed, Lost)):
             self._end(key, ev)
         elif self._known.get(key) in ("", "running") and self._sink is not None:
@@ -541,12 +538,19 @@ class KubernetesBackend(Backend):
                 host, port, _ = self.dial_home or ("?", 0, "")
                 self._why[key] = f"its agent has not dialled home to {host}:{port}"
                 return
-            if self._known[key] == "" and self._sink is not None:
-                self._known[key] = "running"
-                self._cancel_timer(key)
-                self._sink(ev)
+            self._started(key, ev)
         else:
             self._end(key, ev)
+
+    def _started(self, key: str, ev: Started | None = None) -> None:
+        """A pending attempt runs (its container, or its agent's command): no start timeout
+        from now; `ev` goes to the engine (None: it already knows, e.g. after a restart)."""
+        if self._known.get(key) != "":
+            return
+        self._known[key] = "running"
+        self._cancel_timer(key)
+        if ev is not None and self._sink is not None:
+            self._sink(ev)
 
     def _cancel_timer(self, key: str) -> None:
         handle = self._timers.pop(key, None)
@@ -704,8 +708,7 @@ class KubernetesBackend(Backend):
                 if agent_key and self.agent is not None and self.hub is not None:
                     self._adopt(key, agent_key)
                 elif isinstance(ev, Started):
-                    self._known[key] = "running"
-                    self._cancel_timer(key)
+                    self._started(key)
                 out[key] = AttemptState(key, "running", info=self._info(key))
                 continue
             self._end(key, ev)  # ended while we were away: archive and clean up
@@ -733,9 +736,8 @@ class KubernetesBackend(Backend):
         if state == "unknown":
             msg = "the control plane restarted before the pod's agent was given its task"
             self._end(key, Lost(key, msg, time.time()))
-        elif self._known.get(key) == "":
-            self._known[key] = "running"
-            self._cancel_timer(key)
+        else:
+            self._started(key)
 
     def _end_file(self, key: str) -> Path:
         return self.log_dir / f"{pod_name(key)}.end.json"

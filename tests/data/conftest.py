@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from osmo_core.data import DatasetStore
-from tests.conftest import BUCKET  # the S3 server (moto) is tests/conftest.py's: k8s tests use it
+
+# the S3 server (moto) is tests/conftest.py's: the Kubernetes tests use it too
+from tests.conftest import BUCKET, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Azurite's well-known development account (documented by Microsoft; not a secret).
@@ -72,12 +74,6 @@ def store(make_store: StoreFactory) -> DatasetStore:
     return make_store()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _azurite_blob() -> str | None:
     local = REPO / ".ci" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
     return shutil.which("azurite-blob") or (str(local) if local.exists() else None)
@@ -102,7 +98,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "azurite-blob not found: run .ci/run, or "
             "npm install --prefix .ci/azurite --no-save azurite@3"
         )
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("azurite") / "azurite.log"
     argv = [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
     argv += ["--skipApiVersionCheck", "--loose", "--disableTelemetry"]

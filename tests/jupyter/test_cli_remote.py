@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, osmo_cli
-from tests.jupyter.test_headless import TOKEN, call, free_port, jupyter_osmo
+from tests.conftest import EXAMPLES, free_port, osmo_cli
+from tests.jupyter.test_headless import TOKEN, call, jupyter_osmo
 
 SLEEP_SPEC = "workflow:\n  name: sleeper\n  tasks:\n  - name: nap\n    command: [sleep, '30']\n"
 BAD_SPEC = "workflow:\n  name: bad\n  tasks:\n  - name: t\n    command: [echo]\n    bogus: 1\n"

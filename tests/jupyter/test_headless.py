@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 
-from tests.conftest import osmo_cli
+from tests.conftest import free_port, osmo_cli
 
 TOKEN = "headless-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def jupyter_osmo(*args: str) -> list[str]:

@@ -21,7 +21,8 @@ from osmo_jupyter.handlers import _methods, default_handlers
 from osmo_jupyter.interactive_handlers import ProxyHandler, interactive_handlers
 from osmo_jupyter.kernel_handlers import kernel_handlers
 from osmo_jupyter.schemas import openapi
-from tests.jupyter.test_headless import TOKEN, call, free_port, jupyter_osmo
+from tests.conftest import free_port
+from tests.jupyter.test_headless import TOKEN, call, jupyter_osmo
 
 HELLO = "workflow:\n  name: hl\n  tasks:\n  - name: t\n    command: [echo, hello]\n"
 # A fixed seed keeps the run reproducible in CI; OSMO_SCHEMATHESIS_SEED explores others.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from osmo_core.config import OsmoConfig
 from osmo_core.errors import Conflict
 from osmo_core.service import Service
-from tests.conftest import BUCKET
+from tests.conftest import BUCKET, free_port
 from tests.k8s.conftest import NAMESPACE, until
 
 
@@ -251,12 +250,6 @@ async def test_a_restarted_control_plane_takes_its_running_pods_back(
 
 async def _has_line(svc: Service, wf: str, text: str, task: str = "t") -> bool:
     return any(t == text for _, t in await _lines(svc, wf, task))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_a_notebook_kernel_runs_inside_the_pod(

@@ -131,9 +131,7 @@ async def test_platform_template_selectors_and_files_reach_the_pod(
     tmp_path: Path, kmock: Any, kubelet: Kubelet
 ) -> None:
     await kubelet.add_node("gpu-1", cpu="8", memory="64Gi", **{"nvidia.com/gpu.product": "A100"})
-    svc = Service(k8s_config(tmp_path, str(kmock.url)))
-    await svc.start()
-    try:
+    async with Service(k8s_config(tmp_path, str(kmock.url))) as svc:
         spec = {
             "workflow": {
                 "name": "p",
@@ -165,17 +163,13 @@ async def test_platform_template_selectors_and_files_reach_the_pod(
             return not got.items
 
         assert await until(no_secrets), "the attempt's Secret is deleted with its pod"
-    finally:
-        await svc.stop()
 
 
 async def test_impossible_request_is_refused_with_node_capacities(
     tmp_path: Path, kmock: Any, kubelet: Kubelet
 ) -> None:
     await kubelet.add_node("gpu-1", cpu="8", memory="64Gi", **{"nvidia.com/gpu.product": "A100"})
-    svc = Service(k8s_config(tmp_path, str(kmock.url)))
-    await svc.start()
-    try:
+    async with Service(k8s_config(tmp_path, str(kmock.url))) as svc:
         for platform, cpu, machine in (("default", 64, "node-a"), ("a100", 12, "gpu-1: cpu 8")):
             spec = {
                 "workflow": {
@@ -190,16 +184,12 @@ async def test_impossible_request_is_refused_with_node_capacities(
             assert machine in str(err.value)
         # node-a (cpu 4) lacks the A100 label: only gpu-1 counts for that platform
         assert "node-a" not in str(err.value)
-    finally:
-        await svc.stop()
 
 
 async def test_nodes_added_after_start_are_used_after_the_next_listing(
     tmp_path: Path, kmock: Any, kubelet: Kubelet
 ) -> None:
-    svc = Service(k8s_config(tmp_path, str(kmock.url), node_refresh=0.2))
-    await svc.start()
-    try:
+    async with Service(k8s_config(tmp_path, str(kmock.url), node_refresh=0.2)) as svc:
         spec = {
             "workflow": {
                 "name": "grow",
@@ -221,8 +211,6 @@ async def test_nodes_added_after_start_are_used_after_the_next_listing(
         await asyncio.wait_for(svc.wait(wf), 30)
         assert svc.get(wf)["status"] == "COMPLETED"
         assert svc.task(wf, "t")["node"] == "big-1"
-    finally:
-        await svc.stop()
 
 
 async def test_tainted_nodes_serve_only_platforms_that_tolerate_them(
@@ -240,9 +228,7 @@ async def test_tainted_nodes_serve_only_platforms_that_tolerate_them(
     config = k8s_config(tmp_path, str(kmock.url))
     tolerant = {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}
     config.pools = {"k8s": {"backend": "k8s", "platforms": {"default": {}, "gpu": tolerant}}}
-    svc = Service(config)
-    await svc.start()
-    try:
+    async with Service(config) as svc:
 
         def spec(platform: str) -> dict[str, Any]:
             res = {"default": {"cpu": 8, "platform": platform}}
@@ -254,8 +240,6 @@ async def test_tainted_nodes_serve_only_platforms_that_tolerate_them(
         wf = await svc.submit(spec("gpu"))
         await asyncio.wait_for(svc.wait(wf), 30)
         assert (svc.get(wf)["status"], svc.task(wf, "t")["node"]) == ("COMPLETED", "gpu-1")
-    finally:
-        await svc.stop()
 
 
 async def test_group_tasks_reach_each_other_by_headless_service_names(
@@ -290,9 +274,7 @@ async def test_volcano_podgroup_for_a_barrier_group_when_configured(
     tmp_path: Path, kmock: Any, kubelet: Kubelet
 ) -> None:
     kmock.resources["scheduling.volcano.sh/v1beta1/podgroups"] = {}  # the CRD is installed
-    svc = Service(k8s_config(tmp_path, str(kmock.url), gang_scheduler="volcano"))
-    await svc.start()
-    try:
+    async with Service(k8s_config(tmp_path, str(kmock.url), gang_scheduler="volcano")) as svc:
         spec = {
             "workflow": {
                 "name": "gang",
@@ -324,8 +306,6 @@ async def test_volcano_podgroup_for_a_barrier_group_when_configured(
                 ]
             )
         )
-    finally:
-        await svc.stop()
 
 
 async def test_data_inputs_are_refused_not_dropped(k8s_service: Service) -> None:

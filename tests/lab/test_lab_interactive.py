@@ -15,8 +15,8 @@ from pathlib import Path
 
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
+from tests.conftest import free_port
 from tests.lab.conftest import CHROMIUM_ARGS, Lab, open_panel, submit_from_panel
-from tests.notebook.conftest import free_port
 from tests.notebook.test_browser import ARTIFACTS, CHROMIUM
 
 # `srv` serves its workdir on a declared port; `ask` ends at once and waits for its user; `dbg`

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from osmo_jupyter.client import ENV_TOKEN, ENV_URL
+from tests.conftest import free_port
 
 TOKEN = "notebook-test-token"
 REPO = Path(__file__).resolve().parents[2]
@@ -33,12 +33,6 @@ class Server:
     token: str
     home: Path
     env: dict[str, str]  # for subprocesses and kernels: PYTHONPATH, OSMO_HOME, server URL
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until_up(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:

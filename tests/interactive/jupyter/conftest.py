@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from osmo_jupyter.identity import OsmoIdentityProvider
+from tests.interactive.conftest import long_spec, until
 from tests.jupyter.conftest import *  # noqa: F403
 
 
@@ -50,3 +51,14 @@ async def cli_env(tmp_path: Path, api: Any, jp_http_port: int, jp_base_url: str)
     (config / "osmo" / "credentials.json").write_text(json.dumps(creds))
     env = {**os.environ, "XDG_CONFIG_HOME": str(config), "OSMO_HOME": str(tmp_path / "cli")}
     return env, {"Authorization": f"Bearer {made['token']}"}
+
+
+async def start_task(api: Any, service: Any, headers: dict[str, str], **kw: Any) -> str:
+    """Submit `long_spec(**kw)` over the API as `headers`' user; its id once `main` runs and
+    the agent has dialled in."""
+    wf = (
+        await api("POST", "workflows", body={"spec": long_spec(**kw)}, headers=headers, status=201)
+    )["id"]
+    await until(lambda: service.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
+    await until(lambda: "local" in service.interactive.agents, what="the agent")
+    return str(wf)

@@ -8,9 +8,10 @@ import os
 import pty
 import signal
 
-from tests.conftest import osmo_cli
+from tests.conftest import free_port, osmo_cli
 from tests.interactive.conftest import until
-from tests.interactive.jupyter.test_interactive_routes import ECHO, _bound, free_port, start
+from tests.interactive.jupyter.conftest import start_task
+from tests.interactive.jupyter.test_interactive_routes import ECHO, _bound
 
 
 async def osmo(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
@@ -28,7 +29,7 @@ async def osmo(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int
 
 async def test_exec_pipes_stdin_and_exits_with_the_remote_status(api, service, cli_env):
     env, alice = cli_env
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     script = "cat marker; read x; echo got-$x; echo to-stderr >&2; exit 9"
     code, out, err = await osmo(
         env, "workflow", "exec", wf, "main", "--", "sh", "-c", script, stdin=b"abc\n"
@@ -40,7 +41,7 @@ async def test_exec_pipes_stdin_and_exits_with_the_remote_status(api, service, c
 
 async def test_exec_in_a_terminal(api, service, cli_env):
     env, alice = cli_env
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     master, slave = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
         *osmo_cli("workflow", "exec", wf, "main"), env=env, stdin=slave, stdout=slave, stderr=slave
@@ -72,7 +73,7 @@ async def test_exec_in_a_terminal(api, service, cli_env):
 async def test_port_forward_bridges_a_local_port(api, service, cli_env):
     env, alice = cli_env
     port = free_port()
-    wf = await start(api, service, alice, cmd=ECHO.format(port=port), ports=str(port))
+    wf = await start_task(api, service, alice, cmd=ECHO.format(port=port), ports=str(port))
     await until(lambda: _bound(port), what="the echo server")
     proc = await asyncio.create_subprocess_exec(
         *osmo_cli("workflow", "port-forward", wf, "main", "--port", f"0:{port}", "--port", "0:1"),

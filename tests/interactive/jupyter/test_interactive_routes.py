@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from tests.interactive.conftest import long_spec, until
+from tests.conftest import free_port
+from tests.interactive.conftest import until
+from tests.interactive.jupyter.conftest import start_task
 
 ECHO = (
     "python3 -c 'import socket;s=socket.socket();"
@@ -19,21 +20,6 @@ ECHO = (
     's.listen();c,_=s.accept();[c.sendall(b) for b in iter(lambda:c.recv(65536),b\\"\\")];'
     "c.close()'"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def start(api: Any, service: Any, headers: dict[str, str], **kw: Any) -> str:
-    wf = (
-        await api("POST", "workflows", body={"spec": long_spec(**kw)}, headers=headers, status=201)
-    )["id"]
-    await until(lambda: service.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
-    await until(lambda: "local" in service.interactive.agents, what="the agent")
-    return str(wf)
 
 
 async def exec_ws(jp_ws_fetch: Any, wf: str, headers: dict[str, str], *cmd: str, **q: Any) -> Any:
@@ -61,7 +47,7 @@ async def drain(ws: Any) -> tuple[bytes, bytes, dict[str, Any]]:
 
 async def test_exec_over_websocket_exit_code_stdin_and_streams(api, service, pat, jp_ws_fetch):
     alice = await pat("alice")
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     ws = await exec_ws(
         jp_ws_fetch, wf, alice, "sh", "-c", "cat marker; tr a-z A-Z; echo e >&2; exit 4"
     )
@@ -74,7 +60,7 @@ async def test_exec_over_websocket_exit_code_stdin_and_streams(api, service, pat
 
 async def test_exec_with_a_pty_resize_and_ctrl_c(api, service, pat, jp_ws_fetch):
     alice = await pat("alice")
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     ws = await exec_ws(jp_ws_fetch, wf, alice, "sh", pty=1, cols=90, rows=20)
     seen = b""
 
@@ -103,7 +89,7 @@ async def test_exec_with_a_pty_resize_and_ctrl_c(api, service, pat, jp_ws_fetch)
 
 async def test_exec_is_refused_for_another_user_and_a_finished_task(api, service, pat, jp_ws_fetch):
     alice, bob = await pat("alice"), await pat("bob")
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     with pytest.raises(HTTPClientError) as e:
         await exec_ws(jp_ws_fetch, wf, bob, "true")
     assert e.value.code == 403
@@ -121,7 +107,7 @@ async def test_exec_is_refused_for_another_user_and_a_finished_task(api, service
 async def test_port_forward_bytes_both_ways_and_refusals(api, service, pat, jp_ws_fetch):
     alice, bob = await pat("alice"), await pat("bob")
     port, other = free_port(), free_port()
-    wf = await start(api, service, alice, cmd=ECHO.format(port=port), ports=str(port))
+    wf = await start_task(api, service, alice, cmd=ECHO.format(port=port), ports=str(port))
 
     # the echo server serves one connection: see it listen without connecting
     await until(

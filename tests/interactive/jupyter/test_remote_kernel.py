@@ -16,19 +16,11 @@ from typing import Any
 from tornado.httpclient import HTTPClientError
 
 from osmo_jupyter._attach import spec_name
-from tests.interactive.conftest import long_spec, until
+from tests.interactive.conftest import until
+from tests.interactive.jupyter.conftest import start_task
 
 # cwd and env of the task: `marker` in its workdir, TASK_SECRET in its environment
 WHERE = "import os; print(open('marker').read().strip(), os.environ['TASK_SECRET'])"
-
-
-async def start_task(api: Any, service: Any, headers: dict[str, str], **kw: Any) -> str:
-    wf = (
-        await api("POST", "workflows", body={"spec": long_spec(**kw)}, headers=headers, status=201)
-    )["id"]
-    await until(lambda: service.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
-    await until(lambda: "local" in service.interactive.agents, what="the agent")
-    return str(wf)
 
 
 async def end(api: Any, service: Any, wf: str, headers: dict[str, str]) -> None:

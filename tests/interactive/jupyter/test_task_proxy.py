@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from tests.conftest import free_port
 from tests.interactive.conftest import until
-from tests.interactive.jupyter.test_interactive_routes import _bound, free_port, start
+from tests.interactive.jupyter.conftest import start_task
+from tests.interactive.jupyter.test_interactive_routes import _bound
 
 APP = """
 import json, sys
@@ -52,7 +54,7 @@ async def webapp(api: Any, service: Any, pat: Any, tmp_path: Path) -> Any:
     port, idle = free_port(), free_port()
     alice = await pat("alice")
     cmd = f"exec {sys.executable} {app} {port}"
-    wf = await start(api, service, alice, cmd=cmd, ports=f"{port}, {idle}")
+    wf = await start_task(api, service, alice, cmd=cmd, ports=f"{port}, {idle}")
     await until(lambda: _bound(port), what="the web app")
     return wf, port, idle, alice
 

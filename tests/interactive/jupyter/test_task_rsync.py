@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tornado.httpclient import HTTPClientError
 
+from tests.interactive.jupyter.conftest import start_task
 from tests.interactive.jupyter.test_interactive_cli import osmo
-from tests.interactive.jupyter.test_interactive_routes import start
 
 
 def tree(root: Path) -> dict[str, tuple[bytes, int, int]]:
@@ -23,7 +23,7 @@ def tree(root: Path) -> dict[str, tuple[bytes, int, int]]:
 
 async def test_upload_then_download_a_tree_with_the_quick_check(api, service, cli_env, tmp_path):
     env, alice = cli_env
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     workdir = Path(service.task(wf, "main")["workdir"])
     src = tmp_path / "src"
     (src / "sub" / "deeper").mkdir(parents=True)
@@ -73,7 +73,7 @@ async def test_upload_then_download_a_tree_with_the_quick_check(api, service, cl
 async def test_paths_cannot_leave_the_workdir(api, service, pat, jp_fetch, cli_env, tmp_path):
     env, alice = cli_env
     bob = await pat("bob")
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     workdir = Path(service.task(wf, "main")["workdir"])
     secret = tmp_path / "secret.txt"
     secret.write_text("outside")

@@ -12,7 +12,8 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from tests.interactive.conftest import until
-from tests.interactive.jupyter.test_interactive_routes import exec_ws, start
+from tests.interactive.jupyter.conftest import start_task
+from tests.interactive.jupyter.test_interactive_routes import exec_ws
 
 BASE = ("osmo", "api", "v1", "workflows")
 
@@ -48,7 +49,7 @@ async def test_a_terminal_in_a_task_like_jupyterlab_uses_it(
     api, service, pat, jp_fetch, jp_ws_fetch
 ):
     alice = await pat("alice")
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     terms = f"workflows/{wf}/tasks/main/api/terminals"
     model = await api("POST", terms, headers=alice)  # JupyterLab may post no body at all
     name = model["name"]
@@ -90,7 +91,7 @@ async def test_a_terminal_in_a_task_like_jupyterlab_uses_it(
 
 async def test_terminals_are_refused_like_every_workflow_route(api, service, pat, jp_ws_fetch):
     alice, bob = await pat("alice"), await pat("bob")
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     terms = f"workflows/{wf}/tasks/main/api/terminals"
     name = (await api("POST", terms, body={"name": "dev"}, headers=alice))["name"]
     assert name == "dev"
@@ -109,7 +110,7 @@ async def test_terminals_are_refused_like_every_workflow_route(api, service, pat
 
 async def test_interactive_actions_are_audited_in_the_event_stream(api, service, pat, jp_ws_fetch):
     alice = await pat("alice")
-    wf = await start(api, service, alice)
+    wf = await start_task(api, service, alice)
     await api("POST", f"workflows/{wf}/tasks/main/api/terminals", headers=alice)
     ws = await exec_ws(jp_ws_fetch, wf, alice, "true")
     while await asyncio.wait_for(ws.read_message(), 10) is not None:
