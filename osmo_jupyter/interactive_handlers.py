@@ -670,6 +670,9 @@ class AppHostOnly(web.RequestHandler):
     """Anything but an app link on the app origin: 404 (Jupyter's own routes must not answer
     there, or a page on it would be same-origin with them)."""
 
+    def check_xsrf_cookie(self) -> None:  # a 404 for every method, not tornado's XSRF 403
+        pass
+
     def prepare(self) -> None:
         self.set_status(404)
         self.set_header("Content-Type", "application/json")
