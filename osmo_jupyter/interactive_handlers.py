@@ -363,6 +363,8 @@ class TerminalWebSocket(_OsmoWebSocket):
 
 # --- HTTP proxy to a declared port of a task, for the browser ---------------------------------
 
+# In the sandbox, cookies would be the server origin's, and CORS is answered by the proxy.
+_SANDBOX_OURS = ("set-cookie", "access-control-allow-")
 _CREDENTIALS = {"authorization", "cookie", "x-xsrftoken", "x-csrftoken", "forwarded", "x-real-ip"}
 _HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -418,7 +420,8 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
     _ROUTE = re.compile(r"(.*?/tasks/[^/]+/proxy/[0-9]+)(/.*)?$")
     _prefix = ""  # the URL path where the app's "/" is (Location, X-Forwarded-Prefix)
-    _sandbox = False  # served on the server's own origin: an opaque origin, no cookies
+    _link = False  # served to a browser through an app link
+    _sandbox = False  # ... on the server's own origin: an opaque origin, no cookies
 
     def check_xsrf_cookie(self) -> None:
         pass
@@ -546,10 +549,10 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
         reason = resp.extensions.get("reason_phrase", b"").decode("latin-1") or None
         self.set_status(resp.status, reason=reason or "Unknown")
         self.clear_header("Content-Type")
-        dropped = _HOP | (DROPPED_REPLY | {"set-cookie"} if self._sandbox else set())
+        dropped = _HOP | (DROPPED_REPLY if self._link else set())
         for raw_k, raw_v in resp.headers:
             k, v = raw_k.decode("latin-1"), raw_v.decode("latin-1")
-            if k.lower() in dropped:
+            if k.lower() in dropped or (self._sandbox and k.lower().startswith(_SANDBOX_OURS)):
                 continue
             if k.lower() == "location":
                 for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
@@ -625,7 +628,7 @@ class AppHandler(ProxyHandler):
             and self.request.host_name != urllib.parse.urlsplit(app_origin(template, key)).hostname
         ):
             raise ApiError(404, "this app link is served on the app origin only", "not found")
-        self._sandbox = not template
+        self._link, self._sandbox = True, not template
         self._osmo_who = ticket.principal
         await self._allowed(ticket.wf_id, ticket.task, ticket.port)
         if rest is None:

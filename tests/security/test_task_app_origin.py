@@ -359,6 +359,11 @@ async def test_the_app_origin_answers_app_links_only(
     got = await client.fetch(on_app_host(link.path), raise_error=False)
     assert (got.code, got.body) == (200, b"app")
     assert "sandbox" not in got.headers.get("Content-Security-Policy", "")  # a real origin
+    # Its cookies are its own there; it still cannot wipe the origin's data or put a service
+    # worker over other apps' links, and the link does not leave in a Referer.
+    assert got.headers["Set-Cookie"].startswith("_xsrf=planted")
+    assert "Clear-Site-Data" not in got.headers and "Service-Worker-Allowed" not in got.headers
+    assert got.headers["Referrer-Policy"] == "same-origin"
     # The server's own routes do not answer on the app host name, whatever the credential.
     token = jp_serverapp.identity_provider.token
     for path in ("osmo/api/v1/me", "api/status", "osmo/api/v1/tokens", "login"):
