@@ -262,7 +262,7 @@ def as_browser(jp_serverapp: Any, jp_http_port: int, jp_base_url: str) -> Any:
 
 @pytest.mark.parametrize("app_mode", ["sandbox"], indirect=True)
 async def test_a_browser_is_sent_to_the_app_link_and_only_by_plain_navigation(
-    bobs_app: Any, jp_fetch: Any, as_browser: Any, jp_http_port: int
+    bobs_app: Any, jp_fetch: Any, as_browser: Any, jp_http_port: int, jp_base_url: str
 ) -> None:
     wf, port, bob = bobs_app
     resp = await as_browser(proxy(wf, port, "x"))
@@ -299,6 +299,23 @@ async def test_a_browser_is_sent_to_the_app_link_and_only_by_plain_navigation(
     last = (await seen(jp_fetch, wf, port, bob))[-1]["headers"]
     lower = {k.lower() for k in last}
     assert {"cookie", "authorization", "x-xsrftoken"}.isdisjoint(lower), last
+    # The same for a WebSocket through the link, and through the route programs use (where
+    # the app's own cookies pass, Jupyter's do not).
+    ws_link = f"ws://127.0.0.1:{jp_http_port}{link.rsplit('/', 1)[0]}/ws"
+    ws_prog = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}{'/'.join(proxy(wf, port, 'ws'))}"
+    for url, headers in (
+        (ws_link, {**sent, "Authorization": "token x"}),
+        (ws_prog, {**sent, **bob}),
+    ):
+        ws = await websocket_connect(HTTPRequest(f"{url}?token=t", headers=headers))
+        await ws.write_message("hi")
+        assert await asyncio.wait_for(ws.read_message(), 10) == "echo:hi"
+        ws.close()
+        last = (await seen(jp_fetch, wf, port, bob))[-1]
+        lower = {k.lower(): v for k, v in last["headers"].items()}
+        assert last["path"] == "/ws" and "token" not in json.dumps(last), last
+        assert {"authorization", "x-xsrftoken"}.isdisjoint(lower), last
+        assert lower.get("cookie") == (None if url == ws_link else "other=1"), last
 
     # The sandboxed page's own CORS requests are answered for the link, with no credentials.
     pre = await client.fetch(
