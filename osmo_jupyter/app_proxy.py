@@ -9,8 +9,11 @@ the app's only credential (no cookie of the server is used or passed on), and it
 exactly that port of that task, re-checked on every request. The app is then served either
 
 - on a **separate origin** (`OsmoConfig.app_proxy_url`: a host name that reaches this server but
-  where the server answers nothing else; `{app}` in it gives every task port its own origin),
-  where it runs unrestricted: its cookies, storage and requests are those of another site; or
+  where the server answers nothing else), where it runs unrestricted: its cookies, storage and
+  requests are those of another site. With `{app}` in the host name every task port gets an
+  origin of its own, and the app runs at its root (absolute links work): the link, valid for a
+  minute and once, is exchanged there for an HttpOnly cookie of that origin (as JupyterHub
+  does for subdomains); or
 - by default, on the server's own origin under `Content-Security-Policy: sandbox` without
   `allow-same-origin`: the page runs in an opaque origin (no cookies, no storage, no
   same-origin access to the API); its own requests still work because the link carries the
@@ -34,6 +37,8 @@ APPS_PREFIX = "osmo/apps"  # under the server's base URL
 _TICKET = r"(?P<ticket>[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"
 APP_ROUTE = rf"/{APPS_PREFIX}/{_TICKET}(?P<path>/.*)?"
 HOST_KEY = "{app}"  # in app_proxy_url's host name: one origin per task port
+APP_COOKIE = "osmo-app"  # on an app's own origin: the ticket its link was exchanged for
+LINK_TO_COOKIE = 60.0  # seconds a link to an app's own origin lasts (it is used at once)
 
 # The opaque origin keeps scripts, forms, popups and dialogs; never `allow-same-origin`
 # (that would hand the page the server's origin, cookies and API) nor top navigation.
@@ -75,6 +80,10 @@ class Ticket:
     @property
     def principal(self) -> Principal:
         return Principal(self.user, self.role, via="app-link")
+
+    @property
+    def where(self) -> tuple[str, str, int]:
+        return self.wf_id, self.task, self.port
 
 
 def host_key(wf_id: str, task: str, port: int) -> str:

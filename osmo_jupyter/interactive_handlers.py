@@ -89,9 +89,12 @@ from osmo_core.interactive import ExecSession, files
 from osmo_core.interactive.terminals import SHELL, Terminal
 
 from .app_proxy import (
+    APP_COOKIE,
     APP_ROUTE,
     APPS_PREFIX,
     DROPPED_REPLY,
+    HOST_KEY,
+    LINK_TO_COOKIE,
     REFERRER_POLICY,
     SANDBOX,
     app_host_pattern,
@@ -422,6 +425,7 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
     _prefix = ""  # the URL path where the app's "/" is (Location, X-Forwarded-Prefix)
     _link = False  # served to a browser through an app link
     _sandbox = False  # ... on the server's own origin: an opaque origin, no cookies
+    _root = False  # ... on its own origin, at its root
 
     def check_xsrf_cookie(self) -> None:
         pass
@@ -485,7 +489,9 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
                 "forbidden",
             )
         cfg = svc.config
-        ticket = make_ticket(self._secret(), self.who, wf_id, task, port, cfg.app_link_ttl)
+        # An app's own origin exchanges its link for a cookie at once: the link need not last.
+        ttl = min(cfg.app_link_ttl, LINK_TO_COOKIE) if HOST_KEY in cfg.app_proxy_url else None
+        ticket = make_ticket(self._secret(), self.who, wf_id, task, port, ttl or cfg.app_link_ttl)
         origin = app_origin(cfg.app_proxy_url, host_key(wf_id, task, port))
         self.set_header("Referrer-Policy", "no-referrer")
         self.redirect(origin + url_path_join(self.base_url, APPS_PREFIX, ticket) + target)
@@ -533,16 +539,18 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
         cookies = [
             f"{name}={morsel.value}"
             for name, morsel in self.request.cookies.items()
-            if name != "_xsrf" and not name.startswith("username-")
-        ]
+            if name != APP_COOKIE
+            and (self._root or (name != "_xsrf" and not name.startswith("username-")))
+        ]  # on an app's own origin, `_xsrf` and `username-*` are the app's (a Jupyter)
         if cookies and not self._sandbox:  # on this origin, every cookie is the viewer's
             out.append(("Cookie", "; ".join(cookies)))
         out += [
             ("Host", f"127.0.0.1:{port}"),
             ("X-Forwarded-Host", self.request.host),
             ("X-Forwarded-Proto", self.request.protocol),
-            ("X-Forwarded-Prefix", self._prefix),
         ]
+        if self._prefix:
+            out.append(("X-Forwarded-Prefix", self._prefix))
         return out
 
     def _start_reply(self, resp: httpcore.Response, port: int) -> None:
@@ -631,6 +639,20 @@ class AppHandler(ProxyHandler):
         self._link, self._sandbox = True, not template
         self._osmo_who = ticket.principal
         await self._allowed(ticket.wf_id, ticket.task, ticket.port)
+        if HOST_KEY in template:  # the app's own origin: a cookie for it, the app at its root
+            if not _spend(ticket_text, ticket.expires):
+                raise ApiError(
+                    403, "this app link was used already: open the app again", "forbidden"
+                )
+            ttl = svc.config.app_link_ttl
+            lasting = make_ticket(self._secret(), ticket.principal, *ticket.where, ttl)
+            self.set_cookie(
+                APP_COOKIE, lasting, path="/", httponly=True, samesite="Lax",
+                secure=self.request.protocol == "https", expires=time.time() + ttl,
+            )  # fmt: skip
+            self.set_header("Referrer-Policy", "no-referrer")
+            self.redirect(target)
+            return
         if rest is None:
             query = f"?{self.request.query}" if self.request.query else ""
             self.redirect(f"{self.request.path}/{query}")
@@ -669,6 +691,61 @@ class AppHandler(ProxyHandler):
     head = post = put = delete = patch = options = get  # type: ignore[assignment]
 
 
+class AppRootHandler(AppHandler):
+    """`{any method} /{path}` on an app's own origin (`{app}` in app_proxy_url): the app at
+    the origin's root, as it runs inside the task (absolute links, its own cookies and
+    storage work), for the holder of the origin's cookie, which its app link was exchanged
+    for. The cookie is the only thing not passed on."""
+
+    _ROUTE = re.compile(r"()(/.*)$")
+
+    async def _root(self) -> None:
+        _, _, target = self._split()
+        svc = await self.service()
+        ticket = read_ticket(self._secret(), self.get_cookie(APP_COOKIE) or "")
+        template = svc.config.app_proxy_url
+        if (
+            ticket is None
+            or self.request.host_name
+            != urllib.parse.urlsplit(app_origin(template, host_key(*ticket.where))).hostname
+        ):
+            raise ApiError(
+                403,
+                "this host serves one task's web app: open it from JupyterLab or its "
+                ".../proxy/{port}/ URL (the app link sets a cookie for it)",
+                "forbidden",
+            )
+        self._link = self._root = True
+        self._osmo_who = ticket.principal
+        await self._allowed(*ticket.where)
+        self.set_header("Referrer-Policy", REFERRER_POLICY)
+        await self._forward(svc, *ticket.where, target)
+
+    @allow_unauthenticated
+    async def get(self, *args: Any) -> None:  # type: ignore[override]
+        try:
+            await self._root()
+        except OsmoError as e:
+            raise _from_osmo(e) from e
+
+    head = post = put = delete = patch = options = get  # type: ignore[assignment]
+
+
+_spent: dict[str, float] = {}  # app links exchanged for a cookie, until they expire
+
+
+def _spend(link: str, expires: float) -> bool:
+    """Whether `link` was not exchanged before (and is now): one cookie per link."""
+    now = time.time()
+    if len(_spent) > 10_000:
+        for k in [k for k, t in _spent.items() if t < now]:
+            del _spent[k]
+    if link in _spent:
+        return False
+    _spent[link] = expires
+    return True
+
+
 class AppHostOnly(web.RequestHandler):
     """Anything but an app link on the app origin: 404 (Jupyter's own routes must not answer
     there, or a page on it would be same-origin with them)."""
@@ -690,7 +767,8 @@ def install_app_host(web_app: web.Application, base_url: str, template: str) -> 
     if pattern is None:
         return
     route = url_path_join(base_url, APP_ROUTE)
-    web_app.add_handlers(pattern, [(route, AppHandler), (r".*", AppHostOnly)])
+    rest = AppRootHandler if HOST_KEY in template else AppHostOnly
+    web_app.add_handlers(pattern, [(route, AppHandler), (r".*", rest)])
     rules = web_app.default_router.rules
     (ours,) = [r for r in rules if getattr(r.matcher, "host_pattern", None) == re.compile(pattern)]
     rules.remove(ours)

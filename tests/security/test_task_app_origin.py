@@ -196,7 +196,7 @@ async def test_the_apps_script_gets_none_of_the_admins_credentials(
             # also sets Jupyter's _xsrf cookie.
             await page.goto(f"{main}osmo/api/v1/version?token={token}")
             await page.goto(f"{main}login")
-            jar = {c["name"] for c in await page.context.cookies()}
+            jar = {c["name"]: c["value"] for c in await page.context.cookies()}
             assert "_xsrf" in jar and any(n.startswith("username-") for n in jar), jar
 
             # Control: the same script on the server's own origin does act as the admin.
@@ -226,21 +226,20 @@ async def test_the_apps_script_gets_none_of_the_admins_credentials(
     else:
         assert "_xsrf" not in got["cookie"] and "username" not in got["cookie"], got
     for k in ("me", "me_main", "token", "token_main"):
-        assert not got[k].startswith("2"), (k, got)  # refused, or unreadable (blocked)
+        # refused, unreadable (blocked), or on an app's own origin the app itself
+        assert not got[k].startswith("2") or got[k] == "200 app", (k, got)
         assert "admin" not in got[k], (k, got)
     assert json.loads(got["own"]) == {"ok": True}, got  # the app itself still works
-    assert "/osmo/apps/" in url.path, page.url
-    if app_mode == "sandbox":
-        assert url.hostname == "127.0.0.1"
+    if app_mode == "app-per-port":  # at the root of its own origin
+        assert url.path == "/" and url.hostname.endswith(".localhost"), page.url
     else:
-        assert url.hostname != "127.0.0.1" and url.hostname.endswith("localhost"), page.url
-    # Nothing of Jupyter's reached bob's app either.
+        assert "/osmo/apps/" in url.path, page.url
+        assert url.hostname == ("127.0.0.1" if app_mode == "sandbox" else "localhost"), page.url
+    # Nothing of Jupyter's (nor the app link's cookie) reached bob's app either.
     for req in await seen(jp_fetch, wf, port, bob):
         headers = {k.lower(): v for k, v in req["headers"].items()}
-        assert "authorization" not in headers
-        assert "_xsrf" not in headers.get("cookie", "") and "username-" not in headers.get(
-            "cookie", ""
-        ), req
+        assert "authorization" not in headers and "osmo-app" not in headers.get("cookie", "")
+        assert not any(v in json.dumps(req) for v in jar.values()), req
 
 
 # --- HTTP: how the proxy answers a browser and what the app sees -------------------------------
@@ -358,22 +357,36 @@ async def test_an_app_link_obeys_the_task_and_expires(
 
 @pytest.mark.parametrize("app_mode", ["app-host", "app-per-port"], indirect=True)
 async def test_the_app_origin_answers_app_links_only(
-    bobs_app: Any, as_browser: Any, jp_serverapp: Any, jp_http_port: int, app_mode: str
-) -> None:
-    wf, port, _ = bobs_app
+    bobs_app: Any, as_browser: Any, jp_fetch: Any, jp_serverapp: Any, jp_http_port: int,
+    app_mode: str,
+) -> None:  # fmt: skip
+    wf, port, bob = bobs_app
     resp = await as_browser(proxy(wf, port, "x"))
     link = urllib.parse.urlsplit(resp.headers["Location"])
     assert link.port == jp_http_port and link.hostname != "127.0.0.1", link
-    if app_mode == "app-per-port":
-        assert len(link.hostname.split(".")[0]) == 16, link  # one origin per task port
     client = AsyncHTTPClient()
     at_app = f"http://127.0.0.1:{jp_http_port}"
 
-    def on_app_host(path: str, **kw: Any) -> HTTPRequest:
-        host = f"{link.hostname}:{link.port}"
-        return HTTPRequest(f"{at_app}{path}", headers={"Host": host}, **kw)
+    def on_app_host(path: str, **headers: str) -> HTTPRequest:
+        headers["Host"] = f"{link.hostname}:{link.port}"
+        return HTTPRequest(f"{at_app}{path}", headers=headers, follow_redirects=False)
 
+    # The link is not served on the server's own host name (it would not be sandboxed).
+    got = await client.fetch(f"{at_app}{link.path}", raise_error=False)
+    assert got.code == 404, got.body
     got = await client.fetch(on_app_host(link.path), raise_error=False)
+    jar = ""
+    if app_mode == "app-per-port":  # one origin per task port, the app at its root
+        assert len(link.hostname.split(".")[0]) == 16, link
+        assert (got.code, got.headers["Location"]) == (302, "/x"), got.body
+        cookie = got.headers["Set-Cookie"]
+        assert cookie.startswith("osmo-app=") and "HttpOnly" in cookie and "Lax" in cookie
+        again = await client.fetch(on_app_host(link.path), raise_error=False)
+        assert again.code == 403 and "used already" in json.loads(again.body)["message"]
+        jar = cookie.split(";", 1)[0]
+        got = await client.fetch(on_app_host("/x", Cookie=f"{jar}; _xsrf=inner"), raise_error=False)
+        inner = (await seen(jp_fetch, wf, port, bob))[-1]
+        assert (inner["path"], inner["headers"]["Cookie"]) == ("/x", "_xsrf=inner"), inner
     assert (got.code, got.body) == (200, b"app")
     assert "sandbox" not in got.headers.get("Content-Security-Policy", "")  # a real origin
     # Its cookies are its own there; it still cannot wipe the origin's data or put a service
@@ -381,16 +394,20 @@ async def test_the_app_origin_answers_app_links_only(
     assert got.headers["Set-Cookie"].startswith("_xsrf=planted")
     assert "Clear-Site-Data" not in got.headers and "Service-Worker-Allowed" not in got.headers
     assert got.headers["Referrer-Policy"] == "same-origin"
-    # The server's own routes do not answer on the app host name, whatever the credential.
+    # The server's own routes do not answer on the app host name, whatever the credential:
+    # on a shared app host nothing does; on an app's own, the app does (for its cookie).
     token = jp_serverapp.identity_provider.token
     for path in ("osmo/api/v1/me", "api/status", "osmo/api/v1/tokens", "login"):
-        req = on_app_host(f"{jp_serverapp.base_url}{path}")
-        req.headers["Authorization"] = f"token {token}"
-        got = await client.fetch(req, raise_error=False)
-        assert got.code == 404 and "apps only" in json.loads(got.body)["message"], path
-    # And the link is not served on the server's own host name (it would not be sandboxed).
-    got = await client.fetch(f"{at_app}{link.path}", raise_error=False)
-    assert got.code == 404, got.body
+        for cookie in ({"Cookie": jar} if jar else {}, {}):
+            req = on_app_host(f"{jp_serverapp.base_url}{path}", **cookie)
+            req.headers["Authorization"] = f"token {token}"
+            got = await client.fetch(req, raise_error=False)
+            if cookie:
+                assert (got.code, got.body) == (200, b"app"), path
+            elif app_mode == "app-per-port":
+                assert got.code == 403 and "one task" in json.loads(got.body)["message"], path
+            else:
+                assert got.code == 404 and "apps only" in json.loads(got.body)["message"], path
 
 
 # --- header injection through the path ---------------------------------------------------------
