@@ -442,9 +442,10 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
         why = unsafe_target(rest or "", self.request.query)
         if why is not None:
             raise ApiError(400, f"{why}: it would reach the task's app as a header", "bad request")
-        query = urllib.parse.urlencode(
-            [(k, v) for k, v in urllib.parse.parse_qsl(self.request.query, True) if k != "token"]
-        )
+        query = self.request.query  # on an app's own origin a `token=` is the app's
+        if not self._root:  # elsewhere it is Jupyter's
+            pairs = urllib.parse.parse_qsl(query, True)
+            query = urllib.parse.urlencode([(k, v) for k, v in pairs if k != "token"])
         return prefix, rest, (rest or "/") + (f"?{query}" if query else "")
 
     async def _allowed(self, wf_id: str, task: str, port: int) -> Service:
@@ -698,8 +699,9 @@ class AppRootHandler(AppHandler):
     for. The cookie is the only thing not passed on."""
 
     _ROUTE = re.compile(r"()(/.*)$")
+    _link = _root = True
 
-    async def _root(self) -> None:
+    async def _serve(self) -> None:
         _, _, target = self._split()
         svc = await self.service()
         ticket = read_ticket(self._secret(), self.get_cookie(APP_COOKIE) or "")
@@ -715,7 +717,6 @@ class AppRootHandler(AppHandler):
                 ".../proxy/{port}/ URL (the app link sets a cookie for it)",
                 "forbidden",
             )
-        self._link = self._root = True
         self._osmo_who = ticket.principal
         await self._allowed(*ticket.where)
         self.set_header("Referrer-Policy", REFERRER_POLICY)
@@ -724,7 +725,7 @@ class AppRootHandler(AppHandler):
     @allow_unauthenticated
     async def get(self, *args: Any) -> None:  # type: ignore[override]
         try:
-            await self._root()
+            await self._serve()
         except OsmoError as e:
             raise _from_osmo(e) from e
 

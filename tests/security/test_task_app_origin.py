@@ -76,7 +76,8 @@ SEEN = []  # what reached the app: path and headers of every request but /seen
 
 class Page(web.RequestHandler):
     def get(self):
-        SEEN.append({"path": self.request.path, "headers": dict(self.request.headers)})
+        SEEN.append({"path": self.request.path, "query": self.request.query,
+                     "headers": dict(self.request.headers)})
         prefix = self.request.headers.get("X-Forwarded-Prefix", "")
         base = prefix.split("/osmo/", 1)[0] + "/"
         attack = ATTACK.replace("MAIN", json.dumps(MAIN + base))
@@ -98,7 +99,8 @@ class Seen(web.RequestHandler):
 class Any(web.RequestHandler):
     def check_xsrf_cookie(self): pass
     def get(self, path):
-        SEEN.append({"path": self.request.path, "headers": dict(self.request.headers)})
+        SEEN.append({"path": self.request.path, "query": self.request.query,
+                     "headers": dict(self.request.headers)})
         self.set_header("Set-Cookie", "_xsrf=planted; Path=/")
         self.set_header("Clear-Site-Data", '"cookies"')
         self.set_header("Service-Worker-Allowed", "/")
@@ -110,7 +112,8 @@ class Any(web.RequestHandler):
 class WS(websocket.WebSocketHandler):
     def check_origin(self, origin): return True
     def open(self):
-        SEEN.append({"path": self.request.path, "headers": dict(self.request.headers)})
+        SEEN.append({"path": self.request.path, "query": self.request.query,
+                     "headers": dict(self.request.headers)})
     def on_message(self, m):
         self.write_message("echo:" + m)
 
@@ -384,9 +387,12 @@ async def test_the_app_origin_answers_app_links_only(
         again = await client.fetch(on_app_host(link.path), raise_error=False)
         assert again.code == 403 and "used already" in json.loads(again.body)["message"]
         jar = cookie.split(";", 1)[0]
-        got = await client.fetch(on_app_host("/x", Cookie=f"{jar}; _xsrf=inner"), raise_error=False)
+        # The app's own cookies and `token=` (e.g. a Jupyter server in the task) reach it.
+        req = on_app_host("/x?token=inner&a=%2F", Cookie=f"{jar}; _xsrf=inner")
+        got = await client.fetch(req, raise_error=False)
         inner = (await seen(jp_fetch, wf, port, bob))[-1]
         assert (inner["path"], inner["headers"]["Cookie"]) == ("/x", "_xsrf=inner"), inner
+        assert inner["query"] == "token=inner&a=%2F", inner
     assert (got.code, got.body) == (200, b"app")
     assert "sandbox" not in got.headers.get("Content-Security-Policy", "")  # a real origin
     # Its cookies are its own there; it still cannot wipe the origin's data or put a service
