@@ -5,7 +5,7 @@ It must never run with the viewer's Jupyter credentials, so the API's proxy rout
 (`.../tasks/{task}/proxy/{port}/`, authenticated like every route) does not serve pages to a
 browser: it redirects it to an *app link* `/osmo/apps/{ticket}/...`, where `ticket` is signed
 by the server and names the viewer, the workflow, the task, the port and an expiry. The link is
-the app's only credential (no cookie of the server is used or passed on), and it reaches
+the app's only credential (no cookie of the server's origin is used or passed on), and it reaches
 exactly that port of that task, re-checked on every request. The app is then served either
 
 - on a **separate origin** (`OsmoConfig.app_proxy_url`: a host name that reaches this server but
@@ -44,11 +44,11 @@ LINK_TO_COOKIE = 60.0  # seconds a link to an app's own origin lasts (it is used
 # (that would hand the page the server's origin, cookies and API) nor top navigation.
 SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
-# Headers an app may not send to the browser: state of the origin it is served on
-# (cookies, on the server's own origin: they would overwrite Jupyter's), wiping it, or a
-# service worker with a scope wider than the app's link.
+# Headers an app may not send to the browser through a link: wiping the origin's data, a
+# service worker scoped wider than the app's link, or a Referrer-Policy of its own (the link
+# is a credential: it must not leave in a Referer to another site). On the server's own
+# origin its Set-Cookie goes too (it would overwrite Jupyter's cookies).
 DROPPED_REPLY = {"clear-site-data", "service-worker-allowed", "referrer-policy"}
-# The link is a credential: it must not leave in a Referer to another site.
 REFERRER_POLICY = "same-origin"
 
 # Control characters (C0, DEL) in a proxied path or query would end a header line in the
