@@ -3,7 +3,7 @@
 A page served by a task is written by the task's owner; the person who opens it may be an admin.
 It must never run with the viewer's Jupyter credentials, so the API's proxy route
 (`.../tasks/{task}/proxy/{port}/`, authenticated like every route) does not serve pages to a
-browser: it redirects it to an *app link* `/osmo/apps/{ticket}/...`, where `ticket` is signed
+browser: it redirects it to an *app link* `/osmo/api/v1/apps/{ticket}/...`, where `ticket` is signed
 by the server and names the viewer, the workflow, the task, the port and an expiry. The link is
 the app's only credential (no cookie of the server's origin is used or passed on), and it reaches
 exactly that port of that task, re-checked on every request. The app is then served either
@@ -33,9 +33,10 @@ from dataclasses import dataclass
 
 from osmo_core.auth import Principal
 
-APPS_PREFIX = "osmo/apps"  # under the server's base URL
-_TICKET = r"(?P<ticket>[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"
-APP_ROUTE = rf"/{APPS_PREFIX}/{_TICKET}(?P<path>/.*)?"
+from .handlers import API_PREFIX
+
+APPS_PREFIX = f"{API_PREFIX}/apps"  # under the server's base URL
+APP_ROUTE = rf"/{APPS_PREFIX}/(?P<ticket>[^/]+)(?P<path>/.*)?"  # a bad ticket: a JSON 403
 HOST_KEY = "{app}"  # in app_proxy_url's host name: one origin per task port
 APP_COOKIE = "osmo-app"  # on an app's own origin: the ticket its link was exchanged for
 LINK_TO_COOKIE = 60.0  # seconds a link to an app's own origin lasts (it is used at once)

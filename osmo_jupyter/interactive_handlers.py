@@ -62,7 +62,7 @@ HTTP proxy (a task's web app in a browser tab): any method on
 `{task}/proxy/{port}/{path}` goes to http://127.0.0.1:{port}/{path} inside the task (`Upgrade`
 requests, e.g. WebSockets, are tunnelled); declared ports only, unless the caller is an admin.
 Programs (a credential in `Authorization`) are proxied there; a browser is sent to the app's
-link `/osmo/apps/{ticket}/{path}`, on a separate origin or in a sandbox (app_proxy.py).
+link `/osmo/api/v1/apps/{ticket}/{path}`, on a separate origin or in a sandbox (app_proxy.py).
 """
 
 from __future__ import annotations
@@ -610,14 +610,14 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
 
 
 class AppHandler(ProxyHandler):
-    """`{any method} /osmo/apps/{ticket}/{path}`: a task's web app for a browser (see
+    """`{any method} /osmo/api/v1/apps/{ticket}/{path}`: a task's web app for a browser (see
     osmo_jupyter/app_proxy.py). The signed ticket in the link is the only credential: whoever
     Jupyter's cookies say the caller is does not matter here, and they are not passed on. The
     ticket's user must still be allowed at the task port, checked like the proxy route. With an
     app origin configured this answers on that host name only; without, on the server's own
     origin inside a CSP sandbox."""
 
-    _ROUTE = re.compile(r"(.*?/osmo/apps/[^/]+)(/.*)?$")
+    _ROUTE = re.compile(rf"(.*?/{APPS_PREFIX}/[^/]+)(/.*)?$")
 
     async def _app(self, ticket_text: str) -> None:
         prefix, rest, target = self._split()

@@ -138,7 +138,7 @@ def run_scenario(page: Page, context: BrowserContext, lab: Lab, port: int) -> No
         srv.get_by_role("button", name=f"Open port {port}").click()
     proxied = opened.value
     expect(proxied.locator("body")).to_contain_text("served-by-the-task.txt", timeout=15_000)
-    assert re.search(r"/osmo/apps/[\w-]+\.[\w-]+/$", proxied.url), proxied.url
+    assert re.search(r"/osmo/api/v1/apps/[\w-]+\.[\w-]+/$", proxied.url), proxied.url
     proxied.close()
 
     # Cancel: the task ends, its interactive buttons go.

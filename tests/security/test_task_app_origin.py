@@ -236,7 +236,7 @@ async def test_the_apps_script_gets_none_of_the_admins_credentials(
     if app_mode == "app-per-port":  # at the root of its own origin
         assert url.path == "/" and url.hostname.endswith(".localhost"), page.url
     else:
-        assert "/osmo/apps/" in url.path, page.url
+        assert "/osmo/api/v1/apps/" in url.path, page.url
         assert url.hostname == ("127.0.0.1" if app_mode == "sandbox" else "localhost"), page.url
     # Nothing of Jupyter's (nor the app link's cookie) reached bob's app either.
     for req in await seen(jp_fetch, wf, port, bob):
@@ -270,7 +270,7 @@ async def test_a_browser_is_sent_to_the_app_link_and_only_by_plain_navigation(
     resp = await as_browser(proxy(wf, port, "x"))
     assert resp.code == 302
     link = resp.headers["Location"]
-    assert "/osmo/apps/" in link and link.endswith("/x"), link
+    assert "/osmo/api/v1/apps/" in link and link.endswith("/x"), link
     assert "token=" not in link  # the Jupyter token does not travel on
 
     # Anything but a plain GET/HEAD navigation from here is refused, not proxied.
@@ -330,7 +330,7 @@ async def test_a_browser_is_sent_to_the_app_link_and_only_by_plain_navigation(
     assert "Access-Control-Allow-Credentials" not in pre.headers
 
     # A forged, tampered or foreign ticket is refused.
-    ticket = link.split("/osmo/apps/", 1)[1].split("/", 1)[0]
+    ticket = link.split("/osmo/api/v1/apps/", 1)[1].split("/", 1)[0]
     payload, mac = ticket.split(".")
     for bad in (f"{payload}.{mac[:-2]}AA", f"{payload[:-2]}AA.{mac}", "e30.e30"):
         got = await client.fetch(f"{base}{link.replace(ticket, bad)}", raise_error=False)
