@@ -27,7 +27,7 @@ from osmo_core.service import Service
 from .client import export_server_environment
 from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
-from .interactive_handlers import interactive_handlers
+from .interactive_handlers import install_app_host, interactive_handlers
 from .kernel_handlers import kernel_handlers
 from .kernels import install as install_kernels
 from .metrics import ServiceMetrics
@@ -82,6 +82,9 @@ class OsmoApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
         self.handlers.extend(interactive_handlers)
+        if self.service is not None:  # a task app's own host name answers app links only
+            base_url = self.serverapp.base_url
+            install_app_host(self.serverapp.web_app, base_url, self.service.config.app_proxy_url)
         self.handlers.extend(kernel_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
