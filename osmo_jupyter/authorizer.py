@@ -114,6 +114,8 @@ class OsmoAuthorizer(Authorizer):
     def _kernel(self, handler: Any, who: Principal) -> bool:
         kernel_id = handler.path_kwargs.get("kernel_id")
         if kernel_id is not None:  # one kernel: its actions, its channels
+            if kernel_id not in handler.kernel_manager:
+                return True  # jupyter_server's 404: a kernel that ended is gone for its owner too
             return self._own_kernel(handler, who, kernel_id)
         if handler.request.method != "POST":  # the listing names everyone's kernels
             return False

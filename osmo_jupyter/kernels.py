@@ -14,7 +14,8 @@
 
 Who may: the principal of the request (recorded per request by `install`, which wraps the
 server's identity provider; osmo's own rules, identity.py) must own the workflow or be an admin;
-else 403. Specs are listed per caller the same way.
+else 403. Specs are listed per caller the same way; under `OsmoAuthorizer` a user, who may start
+no kernel on the server itself, sees their own tasks' specs only (authorizer.py).
 """
 
 from __future__ import annotations

@@ -200,6 +200,10 @@ async def test_a_users_own_task_kernel_works_and_no_other(
     with pytest.raises(HTTPClientError) as e:
         await jp_ws_fetch("api", "kernels", kid, "channels", headers=bob)
     assert e.value.code == 403
+    # a kernel id nobody has is jupyter_server's 404 (ids are random: this reveals nothing)
+    refused(await call("GET", "api/kernels/00000000-0000-0000-0000-000000000000", bob), (404,))
+    unknown = {"path": "c.ipynb", "type": "notebook", "kernel": {"id": "0-0-0-0-0"}}
+    refused(await call("POST", "api/sessions", bob, unknown))  # would start python3
     # his own kernel may not be switched onto hers
     mine = json.loads((await call("POST", "api/kernels", bob, {"name": bobs})).body)["id"]
     body = {"path": "bob.ipynb", "type": "notebook", "kernel": {"id": mine}}
