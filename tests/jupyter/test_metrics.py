@@ -139,7 +139,9 @@ async def test_metrics_need_authentication(jp_fetch, jp_auth_header, osmo):
     for headers in ({"Authorization": ""}, {"Authorization": "token wrong"}):
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch("metrics", headers=headers)
-        assert e.value.code == 403
+        assert e.value.code == 401  # not 403: no credentials (MetricsHandler)
+        assert e.value.response is not None
+        assert e.value.response.headers["WWW-Authenticate"].startswith("Bearer")
     # Prometheus sends its credentials as a Bearer token (README)
     token = jp_auth_header["Authorization"].split()[-1]
     resp = await jp_fetch("metrics", headers={"Authorization": f"Bearer {token}"})

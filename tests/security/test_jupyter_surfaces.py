@@ -275,3 +275,28 @@ async def test_resources_name_only_the_pools_a_user_may_use(api, pat):
     assert [r["pools"] for r in await api("GET", "resources", headers=alice)] == [["local"]]
     assert [r["pools"] for r in await api("GET", "resources", headers=carol)] == [["gpu", "local"]]
     assert [r["pools"] for r in await api("GET", "resources")] == [["gpu", "local"]]
+
+
+def _headless_contents(env: dict[str, str], *flags: str) -> tuple[int, int]:
+    """`jupyter osmo` with `flags`: (a user's, the admin's) status on GET /api/contents."""
+    from tests.conftest import free_port
+    from tests.jupyter.test_headless import call as admin_call
+    from tests.jupyter.test_headless import jupyter_osmo, start_server
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(env, port, jupyter_osmo(*flags))
+    try:
+        _, made = admin_call(f"{base}/osmo/api/v1/tokens", {"name": "t", "user": "bob"})
+        return admin_call(f"{base}/api/contents", token=made["token"])[0], admin_call(
+            f"{base}/api/contents"
+        )[0]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_jupyter_osmo_installs_the_authorizer_unless_the_admin_chose_one(osmo_env):
+    assert _headless_contents(osmo_env) == (403, 200)
+    allow_all = "--ServerApp.authorizer_class=jupyter_server.auth.authorizer.AllowAllAuthorizer"
+    assert _headless_contents(osmo_env, allow_all) == (200, 200)
