@@ -56,14 +56,14 @@ class OsmoIdentityProvider(IdentityProvider):
         if user is None:
             if _needs_credentials(handler):
                 reason = getattr(handler, "_osmo_auth_error", None)
-                if reason is None and handler.request.headers.get("Authorization"):
-                    reason = "invalid credentials in the Authorization header"
-                _refuse(
-                    handler,
-                    401,
-                    reason or "authentication required: send `Authorization: Bearer <token>`",
-                    "unauthorized",
-                )
+                if reason is None:
+                    sent = handler.request.headers.get("Authorization")
+                    reason = (
+                        "authentication required: "
+                        + ("the token sent is not this server's" if sent else "no credentials")
+                        + "; send `Authorization: Bearer <token>`"
+                    )
+                _refuse(handler, 401, reason, "unauthorized")
             return None
         if isinstance(handler.authorizer, OsmoAuthorizer) and not admits(handler, user):
             who = who_is(handler, user)
