@@ -58,7 +58,10 @@ def export_server_environment(serverapp: Any) -> None:
     """Have this server's IPython kernels load the `%osmo` magics. The server's URL and a
     token reach each kernel through its own environment only (kernel_env.py): a token in the
     server's environment would reach terminals, the agent and every task."""
-    os.environ.pop(ENV_TOKEN, None)  # an admin's token exported where the server was started
+    # The server's token lives in its identity provider (which has read JUPYTER_TOKEN by now),
+    # not in the environment its terminals and kernels start from.
+    for name in (ENV_TOKEN, "JUPYTER_TOKEN"):
+        os.environ.pop(name, None)
     # `%osmo` in every IPython kernel of this server, with no `%load_ext` (kernel_startup.py
     # chains to the user's own PYTHONSTARTUP).
     startup = str(Path(__file__).with_name("kernel_startup.py"))
