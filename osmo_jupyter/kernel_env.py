@@ -6,7 +6,8 @@ it). A kernel started through the server gets, in its own environment only:
 - `OSMO_SERVER_URL`: this server;
 - `OSMO_SERVER_TOKEN`: a personal access token of the user who started the kernel (the
   request's principal, kernels.CURRENT_PRINCIPAL) with that user's role, expiring after
-  `OsmoConfig.kernel_token_hours` and revoked when the kernel shuts down; `Client()` and the
+  `OsmoConfig.kernel_token_hours`, renewed when the kernel restarts (still its starter's) and
+  revoked when it shuts down; `Client()` and the
   `%osmo` magics in a notebook then act as that user, never as the server's admin. Under
   jupyter_server's own single-user identity providers (`jupyter lab`), which accept only the
   server's token, the owner's kernels get that token: the owner is the admin, it is theirs.
@@ -49,6 +50,7 @@ class OsmoLocalProvisioner(LocalProvisioner):  # type: ignore[misc]
     _token: str | None = None
     _token_id: str | None = None
     _owner: Principal | None = None
+    _launched = False
 
     def _app(self) -> OsmoApp | None:
         ksm = getattr(self.parent, "kernel_spec_manager", None)
@@ -59,8 +61,13 @@ class OsmoLocalProvisioner(LocalProvisioner):  # type: ignore[misc]
         app = self._app()
         if app is None:  # a kernel manager outside an osmo server: a plain local kernel
             return kwargs
-        if self._token is None:  # a restart keeps the kernel's token and its owner
-            self._token = await self._mint(app)
+        if not self._launched:  # the owner is who started it, whoever restarts it later
+            from .kernels import current_principal
+
+            self._owner, self._launched = current_principal(app), True
+        # A fresh token at each (re)start, so restarting renews an expired one.
+        old, self._token = self._token_id, await self._mint(app, self._owner)
+        self._revoke(old)
         env: dict[str, str] = kwargs["env"]
         env.pop(ENV_TOKEN, None)  # whatever the server's environment had: never the admin's
         if self._owner is not None and not self._owner.is_admin:
@@ -71,10 +78,8 @@ class OsmoLocalProvisioner(LocalProvisioner):  # type: ignore[misc]
             env[ENV_TOKEN] = self._token
         return kwargs
 
-    async def _mint(self, app: OsmoApp) -> str | None:
-        from .kernels import current_principal
-
-        self._owner = who = current_principal(app)
+    async def _mint(self, app: OsmoApp, who: Principal | None) -> str | None:
+        self._token_id = None
         idp = app.serverapp.identity_provider
         if who is None:
             return None
@@ -96,20 +101,22 @@ class OsmoLocalProvisioner(LocalProvisioner):  # type: ignore[misc]
         self._token_id = row["id"]
         return text
 
-    async def cleanup(self, restart: bool = False) -> None:
-        await super().cleanup(restart=restart)
-        if restart or self._token_id is None:
-            return
-        token_id, owner, self._token_id, self._token = self._token_id, self._owner, None, None
+    def _revoke(self, token_id: str | None) -> None:
         svc = getattr(self._app(), "service", None)
-        if svc is None or owner is None:
+        if token_id is None or svc is None or self._owner is None:
             return
         try:
-            svc.auth.tokens.revoke(token_id, owner)
+            svc.auth.tokens.revoke(token_id, self._owner)
         except Exception as e:  # server shutting down (store closed): the token expires
             self.log.warning(
                 "osmo: kernel %s: token %s not revoked: %s", self.kernel_id, token_id, e
             )
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart=restart)
+        if not restart:  # a restart replaces the token in pre_launch
+            token_id, self._token_id, self._token = self._token_id, None, None
+            self._revoke(token_id)
 
 
 def install() -> None:

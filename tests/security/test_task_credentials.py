@@ -292,13 +292,16 @@ async def test_a_users_kernel_acts_as_that_user(planted, api, jp_serverapp, serv
         body = {"name": "escalate", "role": "admin"}
         await api("POST", "tokens", body=body, headers=bob, status=403)
         await api("GET", "workflows", params={"user": "alice"}, headers=bob, status=403)
-        # a restart keeps the kernel's token (no new one, the old one still valid)
+        # a restart (by the admin: no request principal here) renews bob's token: still bob's
         await km.restart_kernel(kernel_id)
-        assert (await _kernel_env(jp_serverapp, kernel_id))["OSMO_SERVER_TOKEN"] == token
-        assert (await api("GET", "me", headers=bob))["name"] == "bob"
+        renewed = (await _kernel_env(jp_serverapp, kernel_id))["OSMO_SERVER_TOKEN"]
+        assert renewed != token
+        await api("GET", "me", headers=bob, status=401)  # the old one is revoked
+        me = await api("GET", "me", headers=bearer(renewed))
+        assert me == {"name": "bob", "role": "user", "via": "token"}
     finally:
         await km.shutdown_kernel(kernel_id)
-    await api("GET", "me", headers=bob, status=401)
+    await api("GET", "me", headers=bearer(renewed), status=401)
 
 
 # --- credentials name who may use them --------------------------------------------------------
@@ -355,6 +358,17 @@ async def test_a_credential_with_allow_lists_refuses_everyone_else(api, token_of
     for name in ("alice-only", "admins-only", "gpu-only"):
         await _submit(api, {}, spec("adm", "true", _asks(name)), 200, validation_only=True)
     await _submit(api, {}, spec("adm", "true", outputs), 200, validation_only=True)
+
+
+async def test_a_restart_checks_the_allow_lists_of_today(api, token_of, service):
+    """A workflow submitted while a credential was open to bob is not restarted once it is not."""
+    bob = bearer(await token_of("bob"))
+    wf = (await _submit(api, bob, spec("again", "true", _asks("users-role")), 201))["id"]
+    await wait_for(lambda *a, **k: api(*a, headers=bob, **k), wf, {"COMPLETED"})
+    service.config.credentials = {**CREDENTIALS, "users-role": {"token": "x", "roles": ["admin"]}}
+    err = await api("POST", f"workflows/{wf}/restart", headers=bob, status=403)
+    assert [d["field"] for d in err["details"]] == ["workflow.tasks[0].credentials.users-role"]
+    assert (await api("POST", f"workflows/{wf}/restart", status=201))["restarted"] == wf
 
 
 async def test_the_allow_lists_stay_on_the_server(api, service):
