@@ -406,3 +406,26 @@ async def test_an_unconfigured_credential_stays_a_422(api, token_of):
     bob = bearer(await token_of("bob"))
     err = await _submit(api, bob, spec("s", "true", _asks("nope")), 422)
     assert err["details"][0]["field"] == "workflow.tasks[0].credentials.nope"
+
+
+def test_the_owner_of_a_single_user_lab_keeps_a_working_client(tmp_path):
+    """`jupyter lab` accepts only its own token: its owner's kernels get that (theirs, an
+    admin's) and `Client()` works there as before; the agent it spawns does not get it."""
+    import asyncio
+
+    from tests.notebook.conftest import TOKEN, base_env, jupyter
+    from tests.notebook.kernels import run_in_server_kernel
+
+    env = base_env(tmp_path)
+    code = (
+        "import os\nfrom osmo_jupyter import Client\n"
+        f"print(os.environ['OSMO_SERVER_TOKEN'] == {TOKEN!r})\n"
+        "print(Client().transport.request('GET', 'me')['role'])\n"
+        "print(Client().submit('workflow: {name: lab-env, tasks: [{name: t, command: [env]}]}')"
+        ".wait(timeout=60))\n"
+    )
+    with jupyter("lab", tmp_path, env) as url:
+        out = asyncio.run(run_in_server_kernel(url, TOKEN, code, timeout=90))
+        agent = int((Path(env["OSMO_HOME"]) / "agent.pid").read_text())
+        assert TOKEN not in Path(f"/proc/{agent}/environ").read_text(errors="replace")
+    assert out.split() == ["True", "admin", "COMPLETED"], out
