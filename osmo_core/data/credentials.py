@@ -117,6 +117,16 @@ def match(creds: Mapping[str, Mapping[str, Any]], url: str) -> str | None:
     return best[1] if best else None
 
 
+def match_resolved(creds: Mapping[str, Mapping[str, Any]], written: str, url: str) -> str | None:
+    """`match` for `url`, which the spec wrote as `written` (with template tokens, resolved at
+    launch): a credential with allow-lists only if `written` matched it already (the one submit
+    checked), so a token never reaches a restricted credential unchecked (then: none)."""
+    name = match(creds, url)
+    if name is None or name == match(creds, written):
+        return name
+    return None if any(creds[name].get(k) for k in POLICY) else name
+
+
 def storage_options(cred: Mapping[str, Any] | None, url: str) -> dict[str, Any]:
     """open_store() options for `url` from a credential (empty: the SDK's own defaults)."""
     if not cred:

@@ -429,3 +429,47 @@ def test_the_owner_of_a_single_user_lab_keeps_a_working_client(tmp_path):
         agent = int((Path(env["OSMO_HOME"]) / "agent.pid").read_text())
         assert TOKEN not in Path(f"/proc/{agent}/environ").read_text(errors="replace")
     assert out.split() == ["True", "admin", "COMPLETED"], out
+
+
+def test_a_template_token_never_reaches_a_restricted_credential_unchecked():
+    from osmo_core.data.credentials import match_resolved
+
+    creds = {
+        "team": {"url": "s3://b", "secret_access_key": "s", "access_key_id": "k"},
+        "private": {"url": "s3://b/localhost", "users": ["alice"]},
+        "open-deeper": {"url": "s3://b/wf-1"},
+    }
+    # written with a token, resolved under the restricted prefix: submit checked `team`, not it
+    assert match_resolved(creds, "s3://b/{{host:t}}/x", "s3://b/localhost/x") is None
+    # written under it already (submit checked it for this user), or open: as `match`
+    assert match_resolved(creds, "s3://b/localhost/{{workflow_id}}", "s3://b/localhost/wf-1") == (
+        "private"
+    )
+    assert match_resolved(creds, "s3://b/{{workflow_id}}/x", "s3://b/wf-1/x") == "open-deeper"
+    assert match_resolved(creds, "s3://b/{{workflow_id}}", "s3://b/wf-2") == "team"
+
+
+async def test_bob_cannot_reach_a_restricted_prefix_through_a_template(
+    api, token_of, service, tmp_path
+):
+    """`{{host:t}}` resolves to `localhost` at launch: the credential of that prefix (alice's)
+    is not handed to bob's transfer; submit had checked the URL as written."""
+    data = tmp_path / "data"
+    (data / "localhost").mkdir(parents=True)
+    (data / "localhost" / "f.txt").write_text("x")
+    service.config.credentials = {
+        **CREDENTIALS,
+        "folder": {
+            "url": f"file://{data}/localhost",
+            "token": "folder-secret-9",
+            "users": ["alice"],
+        },
+    }
+    bob = bearer(await token_of("bob"))
+    inputs = f"    inputs:\n    - url: file://{data}/{{{{host:t}}}}\n"
+    wf = (await _submit(api, bob, spec("tmpl", "ls", inputs), 201))["id"]
+    await wait_for(lambda *a, **k: api(*a, headers=bob, **k), wf, {"COMPLETED", "FAILED"})
+    root = service.backends["local"].root
+    (record,) = (root / "runs").glob(f"{wf}/t/*/attempt.json")
+    (given,) = json.loads(record.read_text())["request"]["inputs"]
+    assert given["url"] == f"file://{data}/localhost" and given.get("credential") is None
