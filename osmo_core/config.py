@@ -152,7 +152,7 @@ class OsmoConfig(Configurable):
         24.0,
         help="Hours a kernel's own token lasts: a kernel this server starts gets "
         "OSMO_SERVER_TOKEN, a personal access token of the user who started it (never the "
-        "server's), revoked when the kernel shuts down.",
+        "server's), renewed when it restarts and revoked when it shuts down.",
     ).tag(config=True)
     oidc_issuer = Unicode(
         "", help="OIDC issuer URL; bearer JWTs it signs are accepted. Empty: OIDC off."
