@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from .environment import scrub
 from .server import AgentServer
 
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         help="fork and let the parent exit, so the agent is nobody's child",
     )
     args = parser.parse_args(argv)
+    # Whoever started it (the local backend scrubs too; an SSH login or a pod may not): no
+    # control-plane secret reaches the tasks, the exec sessions or the kernels it starts.
+    scrub()
 
     root = Path(args.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
