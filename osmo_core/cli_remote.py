@@ -20,6 +20,7 @@ import asyncio
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .cli_common import (
@@ -336,12 +337,19 @@ def _read(file: str) -> tuple[str, str]:
 
 async def _submit(client: Client, args: argparse.Namespace, out: Output) -> int:
     from .spec import parse_set_values  # here: spec's import order starts at .config
+    from .spec.localfiles import inline_localpaths
 
     text, name = _read(args.file)
     args.file = name
+    # The server reads no file for its caller: `localpath` files (relative to the spec's
+    # folder) are read here and sent inline.
+    folder = Path(name).parent if name != "<stdin>" else Path.cwd()
+    spec, set_values = inline_localpaths(
+        text, base=folder, file=name, set_values=parse_set_values(args.set_values)
+    )
     body: dict[str, Any] = {
-        "spec": text,
-        "set_values": parse_set_values(args.set_values),
+        "spec": spec,
+        "set_values": set_values or {},
         "priority": args.priority,
     }
     if args.pool:

@@ -34,6 +34,7 @@ import yaml
 
 from osmo_core.client import ApiError, Credentials
 from osmo_core.errors import InputError, OsmoError, PlacementError, Problem, SpecError
+from osmo_core.spec.localfiles import inline_localpaths
 from osmo_core.states import TaskStatus, WorkflowStatus
 
 from . import _loop
@@ -163,11 +164,14 @@ class Client:
         pool: str | None = None,
         priority: str = "NORMAL",
         name: str | None = None,
+        base: str | Path | None = None,
     ) -> Workflow:
         """Submit a workflow: a YAML file's path, YAML text, or a spec dict. `name` overrides
-        the spec's workflow name. Returns at once; InputError (located) on a bad spec."""
+        the spec's workflow name. `files: [{localpath}]` are read here and sent inline,
+        relative to the spec file's folder, else to `base` (default: the current directory).
+        Returns at once; InputError (located) on a bad spec."""
         body = {"set_values": set_values or {}, "pool": pool, "priority": priority}
-        return Workflow(self, self._post_spec(spec, name, body)["id"])
+        return Workflow(self, self._post_spec(spec, name, body, base)["id"])
 
     def validate(
         self,
@@ -175,18 +179,29 @@ class Client:
         *,
         set_values: dict[str, Any] | None = None,
         pool: str | None = None,
+        base: str | Path | None = None,
     ) -> str:
         """Check a spec and its placement without running it: the pool it would run in, or
         InputError with every located problem."""
         body = {"set_values": set_values or {}, "pool": pool, "validation_only": True}
-        return str(self._post_spec(spec, None, body)["pool"])
+        return str(self._post_spec(spec, None, body, base)["pool"])
 
     def _post_spec(
-        self, spec: str | Path | dict[str, Any], name: str | None, body: dict[str, Any]
+        self,
+        spec: str | Path | dict[str, Any],
+        name: str | None,
+        body: dict[str, Any],
+        base: str | Path | None = None,
     ) -> dict[str, Any]:
         text, file = _spec_source(spec)
         if name is not None:
             text = with_workflow_name(text, name)
+        # The server reads no file for its caller: `localpath` files travel inline.
+        folder = Path(file).expanduser().parent if file else Path(base or ".").expanduser()
+        text, set_values = inline_localpaths(
+            text, base=folder, file=file, set_values=body["set_values"]
+        )
+        body = {**body, "set_values": set_values or {}}
         try:
             return self.transport.request(  # type: ignore[no-any-return]
                 "POST", "workflows", body={"spec": text, **body}
