@@ -34,6 +34,7 @@ class Service:
     def __init__(self, config: OsmoConfig | None = None):
         self.config = config or OsmoConfig()
         self.pools = self.config.pool_configs()
+        self.limits = self.config.spec_limits()
         self.store = Store(self.config.store_url)
         self.bus = EventBus()
         self.scheduler = Scheduler(self.pools)
@@ -107,8 +108,8 @@ class Service:
         file: str | None = None,
         set_values: dict[str, Any] | None = None,
     ) -> LoadedSpec:
-        """Parse and validate a spec (SpecError on any problem)."""
-        return load_spec(source, file=file, set_values=set_values)
+        """Parse and validate a spec within this server's limits (SpecError on any problem)."""
+        return load_spec(source, file=file, set_values=set_values, limits=self.limits)
 
     def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
         """The pool the workflow would run in; PlacementError when it cannot run there."""
