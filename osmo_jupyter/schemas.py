@@ -15,6 +15,9 @@ from osmo_core.states import TaskStatus, WorkflowStatus
 Priority = Literal["HIGH", "NORMAL", "LOW"]
 
 
+BIG = 2**53  # numbers in queries: beyond it a database integer overflows (a 400, not a 500)
+
+
 class SubmitRequest(BaseModel):
     """Body of `POST /workflows`."""
 
@@ -52,8 +55,10 @@ class ListQuery(BaseModel):
     user: str | None = None
     pool: str | None = None
     name: str | None = None
-    limit: int = Field(50, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    limit: int = Field(
+        50, ge=1, le=BIG, description="At most OsmoConfig.max_page_size (default 1000)."
+    )
+    offset: int = Field(0, ge=0, le=BIG)
 
 
 class LogsQuery(BaseModel):
@@ -61,9 +66,15 @@ class LogsQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    retry_id: int | None = Field(None, ge=0)
-    start: int = Field(0, ge=0, description="0-based index of the first line.")
-    limit: int | None = Field(None, ge=1)
+    retry_id: int | None = Field(None, ge=0, le=BIG)
+    start: int = Field(0, ge=0, le=BIG, description="0-based index of the first line.")
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=BIG,
+        description="Lines in the page: default OsmoConfig.log_page_size (1000), at most "
+        "OsmoConfig.max_log_page_size (10,000); page on with `start`.",
+    )
 
 
 class EventsQuery(BaseModel):
@@ -73,7 +84,7 @@ class EventsQuery(BaseModel):
 
     workflow_id: str | None = None
     after: int = Field(
-        0, ge=0, description="Last event id seen; stored events after it come first."
+        0, ge=0, le=BIG, description="Last event id seen; stored events after it come first."
     )
     logs: bool = Field(True, description="Include live `task.log` lines.")
 
@@ -84,9 +95,12 @@ class LogFollowQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     retry_id: int | None = Field(
-        None, ge=0, description="Follow this attempt only (default: the task, across attempts)."
+        None,
+        ge=0,
+        le=BIG,
+        description="Follow this attempt only (default: the task, across attempts).",
     )
-    start: int = Field(0, ge=0, description="Skip the first `start` lines.")
+    start: int = Field(0, ge=0, le=BIG, description="Skip the first `start` lines.")
 
 
 class TokenListQuery(BaseModel):

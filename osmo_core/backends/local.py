@@ -97,7 +97,7 @@ class LocalBackend(AgentLink, Backend):
             path = attempt_dir(self.root, key) / LOG
         except ValueError as e:
             raise BackendError(str(e)) from None
-        return read_lines(path, key, start, limit)
+        return await asyncio.to_thread(read_lines, path, key, start, limit)  # off the loop
 
     async def shutdown_agent(self, force: bool = True) -> None:
         """Stop the agent (with `force`, its running tasks first) and wait until it is gone.

@@ -212,7 +212,7 @@ class SSHBackend(Backend):
         for other in [h] if h else self.hosts.values():  # ended: its log was copied here
             mirrored = attempt_dir(other.mirror, key) / LOG
             if mirrored.exists():
-                return read_lines(mirrored, key, start, limit)
+                return await asyncio.to_thread(read_lines, mirrored, key, start, limit)
         return await h.read_log(key, start, limit) if h else []
 
     async def forget(self, key: str) -> None:
