@@ -246,6 +246,7 @@ class Service:
         retry_id: int | None = None,
         start: int = 0,
         limit: int | None = None,
+        tail: int | None = None,
     ) -> list[LogLine]:
         rows = self.store.tasks_of(wf_id, task)
         if not rows:
@@ -260,7 +261,11 @@ class Service:
         backend = self.backends.get(row["backend"] or "")
         if backend is None:
             return []  # never placed: no log yet
-        return await backend.read_log(attempt_key(wf_id, task, row["retry_id"]), start, limit)
+        key = attempt_key(wf_id, task, row["retry_id"])
+        if tail is not None:  # the last `tail` lines
+            start = max(0, await backend.count_log(key) - tail)
+            limit = tail if limit is None else min(limit, tail)
+        return await backend.read_log(key, start, limit)
 
     def resources(self) -> list[dict[str, Any]]:
         """Every machine: capacity, what is free, and the pools that use it."""

@@ -40,6 +40,7 @@ from osmo_core.states import TaskStatus, WorkflowStatus
 from . import _loop
 from ._transport import EmbeddedTransport, RestTransport, Transport
 
+LOG_PAGE = 1000  # log lines per request: the server's default page size
 ENV_URL = "OSMO_SERVER_URL"
 ENV_TOKEN = "OSMO_SERVER_TOKEN"
 WATCH_RECONNECTS = 5
@@ -418,7 +419,12 @@ class Workflow:
                 ln["text"]
                 for ln in self.follow_lines(task, retry_id=retry_id, start=start, timeout=timeout)
             )
-        return [ln["text"] for ln in self.log_lines(task, retry_id=retry_id, start=start)]
+        texts: list[str] = []
+        while True:  # the server answers a page at a time
+            page = self.log_lines(task, retry_id=retry_id, start=start + len(texts), limit=LOG_PAGE)
+            texts += [ln["text"] for ln in page]
+            if len(page) < LOG_PAGE:
+                return texts
 
     def log_lines(
         self, task: str, *, retry_id: int | None = None, start: int = 0, limit: int | None = None

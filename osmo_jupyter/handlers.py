@@ -458,7 +458,9 @@ class LogsHandler(OsmoHandler):
         svc = await self.workflow_for(wf_id)
         limit = q.limit or svc.config.log_page_size  # a page, never the whole log
         _page(limit, svc.config.max_log_page_size, "max_log_page_size")
-        lines = await svc.logs(wf_id, task, retry_id=q.retry_id, start=q.start, limit=limit)
+        lines = await svc.logs(
+            wf_id, task, retry_id=q.retry_id, start=q.start, limit=limit, tail=q.tail
+        )
         self.reply([_line(ln) for ln in lines])
 
 

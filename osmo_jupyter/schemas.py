@@ -75,6 +75,9 @@ class LogsQuery(BaseModel):
         description="Lines in the page: default OsmoConfig.log_page_size (1000), at most "
         "OsmoConfig.max_log_page_size (10,000); page on with `start`.",
     )
+    tail: int | None = Field(
+        None, ge=1, le=BIG, description="The last `tail` lines (instead of `start`)."
+    )
 
 
 class EventsQuery(BaseModel):

@@ -259,6 +259,8 @@ async def test_logs_answer_a_bounded_page_of_a_big_log(
         )
         == []
     )
+    last = await api("GET", f"workflows/{wf}/tasks/t/logs", params={"tail": "3"}, headers=mallory)
+    assert [ln["n"] for ln in last] == [999_999, 1_000_000, 1_000_001]
     assert time.monotonic() - t0 < 5
     assert peak_rss_mib() - before < 60
 
@@ -403,3 +405,19 @@ async def test_client_submit_sends_localpath_inline(
     wf = await asyncio.to_thread(lambda: Client(url, token).submit(text, base=tmp_path).id)
     assert await asyncio.wait_for(service.wait(wf), 30) == "COMPLETED"
     assert [ln.text for ln in await service.logs(wf, "t")] == ["via Client"]
+
+
+async def test_clients_page_through_a_log_longer_than_a_page(
+    cli_env: Any, api: Any, service: Service
+) -> None:
+    """The server answers a page; `osmo workflow logs` and Workflow.logs() still give all."""
+    env, headers = cli_env
+    spec = "workflow:\n  name: long\n  tasks:\n  - name: t\n    command: [seq, '2500']\n"
+    wf = (await submit(api, headers, spec, 201))["id"]
+    assert await asyncio.wait_for(service.wait(wf), 30) == "COMPLETED"
+    assert len(await api("GET", f"workflows/{wf}/tasks/t/logs", headers=headers)) == 1000
+    proc = await asyncio.create_subprocess_exec(
+        *osmo_cli("workflow", "logs", wf, "--task", "t"), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert out.decode().split() == [str(i) for i in range(1, 2501)]
