@@ -343,7 +343,9 @@ class MeHandler(OsmoHandler):
 class OpenAPIHandler(OsmoHandler):
     @api
     async def get(self) -> None:
-        self.reply(openapi(osmo_core.__version__))
+        config = getattr(self.osmo_app.service, "config", None)  # the document needs no engine
+        pages = (config.max_page_size, config.max_log_page_size) if config else ()
+        self.reply(openapi(osmo_core.__version__, *pages))
 
 
 class PoolsHandler(OsmoHandler):

@@ -532,8 +532,9 @@ MODELS: list[type[BaseModel]] = [
 ]  # fmt: skip
 
 
-def openapi(version: str) -> dict[str, Any]:
-    """The OpenAPI 3 document of the REST API, from the models above.
+def openapi(version: str, max_page: int = 1000, max_log_page: int = 10_000) -> dict[str, Any]:
+    """The OpenAPI 3 document of the REST API, from the models above; `limit`s say the
+    server's page sizes (OsmoConfig.max_page_size, max_log_page_size).
 
     The WebSockets (events, log follow, exec, port-forward, terminals; their messages are in
     their handlers' docstrings) are not listed: OpenAPI 3 cannot describe a WebSocket. Nor is
@@ -545,7 +546,7 @@ def openapi(version: str) -> dict[str, Any]:
         schemas[m.__name__] = s
     wf = "/workflows/{wf_id}"
     wf_param = {"wf_id": "$response.body#/id"}
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "osmo-jupyter control plane",
@@ -846,3 +847,13 @@ def openapi(version: str) -> dict[str, Any]:
             },
         },
     }
+    _limit(doc, "/workflows", max_page)
+    _limit(doc, f"{wf}/tasks/{{task}}/logs", max_log_page)
+    return doc
+
+
+def _limit(doc: dict[str, Any], path: str, most: int) -> None:
+    """The `limit` query parameter of GET `path` is at most `most` (a server setting)."""
+    for p in doc["paths"][path]["get"]["parameters"]:
+        if p["name"] == "limit":
+            p["schema"]["maximum"] = most
