@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -39,6 +40,7 @@ from .errors import Conflict, InputError, OsmoError
 from .events import Event, Overflow
 from .service import Service
 from .spec import LoadedSpec, parse_set_values
+from .spec.localfiles import inline_localpaths
 from .states import WorkflowStatus
 
 _QUIET = {"PROCESSING", "INITIALIZING"}  # momentary steps, left out of the plain progress log
@@ -168,7 +170,13 @@ def _load(service: Service, args: argparse.Namespace) -> LoadedSpec:
                 text, name = f.read(), args.file
         except OSError as e:
             raise InputError(f"cannot read {args.file}: {e.strerror}") from None
-    return service.load(text, file=name, set_values=parse_set_values(args.set_values))
+    # The CLI is the client here: it reads `localpath` files (relative to the spec's folder)
+    # and hands them to the engine inline, as `osmo workflow submit` sends them to a server.
+    folder = Path(name).parent if args.file != "-" else Path.cwd()
+    source, set_values = inline_localpaths(
+        text, base=folder, file=name, set_values=parse_set_values(args.set_values)
+    )
+    return service.load(source, file=name, set_values=set_values)
 
 
 async def _load_capacity(service: Service) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .cli_common import (
@@ -43,6 +44,7 @@ from .config import PRIORITIES
 from .errors import InputError, PlacementError, Problem, SpecError
 from .states import WorkflowStatus
 
+LOG_PAGE = 1000  # log lines per request: the server's default page size
 REMOTE_WORKFLOW_COMMANDS = ("submit", "query", "list", "logs", "cancel", "restart", "spec")
 REMOTE_WORKFLOW_COMMANDS += ("done", "retry")  # held tasks (interactive, debug: on-failure)
 REMOTE_WORKFLOW_COMMANDS += ("exec", "port-forward", "rsync")  # cli_interactive.py
@@ -336,12 +338,19 @@ def _read(file: str) -> tuple[str, str]:
 
 async def _submit(client: Client, args: argparse.Namespace, out: Output) -> int:
     from .spec import parse_set_values  # here: spec's import order starts at .config
+    from .spec.localfiles import inline_localpaths
 
     text, name = _read(args.file)
     args.file = name
+    # The server reads no file for its caller: `localpath` files (relative to the spec's
+    # folder) are read here and sent inline.
+    folder = Path(name).parent if name != "<stdin>" else Path.cwd()
+    spec, set_values = inline_localpaths(
+        text, base=folder, file=name, set_values=parse_set_values(args.set_values)
+    )
     body: dict[str, Any] = {
-        "spec": text,
-        "set_values": parse_set_values(args.set_values),
+        "spec": spec,
+        "set_values": set_values or {},
         "priority": args.priority,
     }
     if args.pool:
@@ -445,9 +454,7 @@ async def _list(client: Client, args: argparse.Namespace, out: Output) -> int:
 async def _logs(client: Client, args: argparse.Namespace, out: Output) -> int:
     if args.follow:
         return await _follow_logs(client, args, out)
-    lines: list[dict[str, Any]] = client.get(
-        f"workflows/{args.id}/tasks/{args.task}/logs", retry_id=args.retry_id
-    )
+    lines = _log_lines(client, args)
     if args.lines is not None:
         lines = lines[-args.lines :] if args.lines > 0 else []
     if out.json:
@@ -458,11 +465,25 @@ async def _logs(client: Client, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def _log_lines(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The whole log, a page at a time (the server answers pages of at most its page size)."""
+    lines: list[dict[str, Any]] = []
+    while True:
+        page: list[dict[str, Any]] = client.get(
+            f"workflows/{args.id}/tasks/{args.task}/logs",
+            retry_id=args.retry_id,
+            start=len(lines),
+            limit=LOG_PAGE,
+        )
+        lines += page
+        if len(page) < LOG_PAGE:
+            return lines
+
+
 async def _follow_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
     start = 0
     if args.lines is not None:  # `-n N -f`: the last N lines so far, then new ones
-        so_far = client.get(f"workflows/{args.id}/tasks/{args.task}/logs", retry_id=args.retry_id)
-        start = max(0, len(so_far) - max(args.lines, 0))
+        start = max(0, len(_log_lines(client, args)) - max(args.lines, 0))
     path = f"workflows/{args.id}/tasks/{args.task}/logs/follow"
     status = None
     async for msg in client.stream(path, retry_id=args.retry_id, start=start):

@@ -12,12 +12,15 @@ import os
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from .errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from .spec.limits import SpecLimits
 
 PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}
 ROLES = ("admin", "user")
@@ -93,6 +96,41 @@ class OsmoConfig(Configurable):
         "overrides it.",
     ).tag(config=True)
     max_tasks_per_workflow = Int(100_000, help="Refuse workflows with more tasks.").tag(config=True)
+    # --- what one request may cost (osmo_core/spec/limits.py; the API answers 4xx past them) ---
+    max_spec_bytes = Int(
+        8 * 1024 * 1024, help="Largest spec text, in UTF-8 bytes (a 10,000-task spec: ~1.3 MB)."
+    ).tag(config=True)
+    max_spec_nodes = Int(
+        1_000_000,
+        help="Most YAML nodes in a spec (default-values included), an alias counted as the "
+        "nodes it repeats; also the most items a template value may hold "
+        "(a 10,000-task spec: ~180,000).",
+    ).tag(config=True)
+    max_spec_depth = Int(64, help="Deepest nesting of mappings and lists in a spec.").tag(
+        config=True
+    )
+    template_max_steps = Int(
+        1_000_000, help="Loop iterations, calls and filters one template render may run."
+    ).tag(config=True)
+    template_timeout = Float(
+        2.0, help="Seconds one template render may take (checked as it runs)."
+    ).tag(config=True)
+    max_rendered_bytes = Int(
+        16 * 1024 * 1024,
+        help="Most characters a template may render, and the largest value it may build.",
+    ).tag(config=True)
+    max_page_size = Int(
+        1000, help="Largest `limit` of a listing (GET /workflows and the like)."
+    ).tag(config=True)
+    log_page_size = Int(
+        1000, help="Log lines GET .../logs answers when the request names no `limit`."
+    ).tag(config=True)
+    max_log_page_size = Int(10_000, help="Largest `limit` of GET .../logs.").tag(config=True)
+    max_request_bytes = Int(
+        32 * 1024 * 1024,
+        help="Largest request body the osmo API reads (413 past it); the Jupyter server's own "
+        "ServerApp.max_body_size still bounds every route.",
+    ).tag(config=True)
     default_exec_timeout = Float(
         0.0, help="Seconds; per-group exec timeout when the spec sets none. 0 = no limit."
     ).tag(config=True)
@@ -264,6 +302,18 @@ class OsmoConfig(Configurable):
         if problems:
             raise ConfigError(problems)
         return value
+
+    def spec_limits(self) -> SpecLimits:
+        from .spec.limits import SpecLimits  # spec imports config's siblings: import late
+
+        return SpecLimits(
+            spec_bytes=self.max_spec_bytes,
+            nodes=self.max_spec_nodes,
+            depth=self.max_spec_depth,
+            template_steps=self.template_max_steps,
+            template_seconds=self.template_timeout,
+            rendered_bytes=self.max_rendered_bytes,
+        )
 
     def pool_configs(self) -> dict[str, PoolConfig]:
         """Pools validated against the backends; raises ConfigError naming trait and value."""

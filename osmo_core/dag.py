@@ -7,7 +7,7 @@ groups, as in OSMO.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import networkx as nx
 
@@ -57,6 +57,10 @@ class WorkflowDAG:
 
     def topo_order(self) -> list[str]:
         return list(nx.topological_sort(self.graph))
+
+    def topo_iter(self) -> Iterator[str]:
+        """topo_order, lazily (a bulk change walks it a slice at a time)."""
+        return iter(nx.topological_sort(self.graph))
 
     def upstream(self, group: str) -> set[str]:
         return set(self.graph.predecessors(group))

@@ -31,9 +31,8 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .backends.base import (
@@ -62,7 +61,8 @@ from .data.credentials import match as credential_for
 from .data.credentials import match_resolved
 from .errors import Conflict, NotFound, Problem, SpecError, StoreError
 from .events import Event, EventBus
-from .scheduler import Alloc, Scheduler, task_fields
+from .scheduler import Alloc, Scheduler
+from .spec.localfiles import localpath_fields
 from .spec.models import ExitAction, Group, Task, Workflow
 from .states import (
     INFRA_RESCHEDULE,
@@ -86,6 +86,10 @@ _TOKEN_HOST = re.compile(r"\{\{\s*host:([A-Za-z0-9_.-]+)\s*\}\}")
 # StartFailed.reason -> the status it ends in (anything else: FAILED_START_ERROR)
 _START_FAILURES = {"image_pull": T.FAILED_IMAGE_PULL, "start_timeout": T.FAILED_START_TIMEOUT}
 _BACKFILL_WINDOW = 32  # queue units tried past the first that does not fit
+# A cancel stops tasks for CANCEL_SLICE seconds per engine round (then the round commits),
+# and waits CANCEL_PAUSE before the next: a 10,000-task cancel never holds the loop for long.
+CANCEL_SLICE = 0.005
+CANCEL_PAUSE = 0.01
 _PHASE = {
     s: i
     for i, s in enumerate(
@@ -177,6 +181,7 @@ class WorkflowRun:
     groups_left: int = 0
     active: int = 0  # attempts INITIALIZING or RUNNING
     canceling: bool = False
+    cancel_steps: Iterator[bool] | None = None  # a cancel under way (Engine._cancel_steps)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -208,6 +213,7 @@ class Engine:
         self._attempts: dict[str, Attempt] = {}
         # Placement units (a barrier group is one unit), kept sorted by rank.
         self._queue: list[tuple[tuple[int, int], list[Attempt]]] = []
+        self._unit_of: dict[Attempt, list[Attempt]] = {}  # a queued attempt -> its unit
         self._queue_dirty = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._batch = Batch()
@@ -307,7 +313,10 @@ class Engine:
             )
         if priority not in PRIORITIES:
             raise SpecError(f"priority {priority!r} is not one of {', '.join(PRIORITIES)}")
-        spec = _inline_localpaths(spec, Path(file).parent if file else Path.cwd())
+        if lp := localpath_fields(spec):  # the client reads those (spec/localfiles.py)
+            raise SpecError(
+                [Problem("`localpath` must be sent inline by the client", field=f) for f in lp]
+            )
         return await self._call(
             self._submit,
             spec,
@@ -321,7 +330,13 @@ class Engine:
         )
 
     async def cancel(self, wf_id: str) -> WorkflowStatus:
-        return await self._call(self._cancel_workflow, wf_id)
+        # A slice of the tasks per engine round: each round commits and yields the loop, so
+        # cancelling 10,000 tasks never stalls other requests (GET /health) for long.
+        first = True
+        while (status := await self._call(self._cancel_workflow, wf_id, first)) is None:
+            first = False
+            await asyncio.sleep(CANCEL_PAUSE)  # let requests that queued up meanwhile through
+        return status  # type: ignore[no-any-return]
 
     async def done(self, wf_id: str, task: str) -> int:
         """An interactive task waiting for its user is done: its outputs are persisted and its
@@ -906,19 +921,36 @@ class Engine:
             if not att.launching:
                 self._cancels.append(att)
 
-    def _cancel_workflow(self, wf_id: str) -> WorkflowStatus:
+    def _cancel_workflow(self, wf_id: str, first: bool = True) -> WorkflowStatus | None:
+        """Stop tasks for CANCEL_SLICE seconds; the workflow's status once all are stopped,
+        None while some are left (the caller comes back in a later round)."""
         wf = self.workflows.get(wf_id)
         if wf is None:
             status = WorkflowStatus(self.store.get_workflow(wf_id)["status"])
+            if not first:  # it ended between two slices
+                return status
             raise Conflict(f"workflow {wf_id} already ended {status}")
         wf.canceling = True
-        for name in wf.dag.topo_order():
+        if wf.cancel_steps is None:
+            wf.cancel_steps = self._cancel_steps(wf)
+        until = time.perf_counter() + CANCEL_SLICE
+        while time.perf_counter() < until:
+            for _ in range(16):
+                if next(wf.cancel_steps, None) is None:
+                    wf.cancel_steps = None
+                    assert wf.status is not None
+                    return wf.status
+        return None
+
+    def _cancel_steps(self, wf: WorkflowRun) -> Iterator[bool]:
+        """Stops the workflow's tasks in topological order, one per step."""
+        for name in wf.dag.topo_iter():
             g = wf.groups[name]
             for t in g.tasks:
                 self._stop(t.current, T.FAILED_CANCELED, "canceled by user", follow=False)
+                yield True
             self._group_follows(g)
-        assert wf.status is not None
-        return wf.status
+            yield True
 
     # --- holds (interactive: true, debug: on-failure) ---------------------------------------
 
@@ -1051,13 +1083,16 @@ class Engine:
             self._seq += 1  # unique, so ranks never tie and units are never compared
             rank = (-unit[0].task.group.workflow.priority, self._seq)
             bisect.insort(self._queue, (rank, unit))
+            for att in unit:
+                self._unit_of[att] = unit
         self._queue_dirty = True
 
     def _unqueue(self, att: Attempt) -> None:
-        for _, unit in self._queue:
-            if att in unit:
-                unit.remove(att)
-        self._queue = [q for q in self._queue if q[1]]
+        # O(1) per attempt (cancelling 10,000 queued tasks must not scan the queue 10,000
+        # times); the emptied unit leaves the queue at the next _schedule.
+        unit = self._unit_of.pop(att, None)
+        if unit is not None:
+            unit.remove(att)
 
     def _schedule(self) -> None:
         if not self._queue_dirty or not self._queue:
@@ -1067,9 +1102,14 @@ class Engine:
         misses = 0
         for i, (rank, unit) in enumerate(self._queue):
             if misses > _BACKFILL_WINDOW:
-                kept.extend(self._queue[i:])
+                kept.extend(q for q in self._queue[i:] if q[1])
                 break
+            if not unit:
+                continue  # every attempt of it was unqueued
             wf = unit[0].task.group.workflow
+            if wf.canceling:  # being cancelled a slice at a time: never launch more of it
+                kept.append((rank, unit))
+                continue
             allocs = self.scheduler.place_gang(
                 wf.pool, [wf.spec.resource_of(a.task.spec) for a in unit]
             )
@@ -1078,6 +1118,7 @@ class Engine:
                 misses += 1
                 continue
             for att, alloc in zip(unit, allocs, strict=True):
+                self._unit_of.pop(att, None)
                 att.alloc = alloc
                 att.launching = True
                 self._save(
@@ -1590,33 +1631,6 @@ class Engine:
             self._set_workflow(
                 wf, workflow_outcome([g.status for g in wf.groups.values() if g.status is not None])
             )
-
-
-def _inline_localpaths(spec: Workflow, base: Path) -> Workflow:
-    """`files: [{localpath}]` are read at submission (as OSMO uploads them), so a run never
-    depends on the submitter's files later."""
-    if not any(f.localpath for t in spec.all_tasks() for f in t.files):
-        return spec
-    spec = spec.model_copy(deep=True)
-    problems: list[Problem] = []
-    for where, task in task_fields(spec):
-        for i, f in enumerate(task.files):
-            if f.localpath:
-                path = (base / f.localpath).expanduser()
-                try:
-                    data = path.read_bytes()
-                except OSError as e:
-                    problems.append(
-                        Problem(
-                            f"cannot read {path}: {e.strerror}",
-                            field=f"{where}.files[{i}].localpath",
-                        )
-                    )
-                    continue
-                f.contents, f.localpath, f.base64 = base64.b64encode(data).decode(), None, True
-    if problems:
-        raise SpecError(problems)
-    return spec
 
 
 def _utc(ts: float) -> str:

@@ -35,6 +35,7 @@ class Service:
     def __init__(self, config: OsmoConfig | None = None):
         self.config = config or OsmoConfig()
         self.pools = self.config.pool_configs()
+        self.limits = self.config.spec_limits()
         self.store = Store(self.config.store_url)
         self.bus = EventBus()
         self.scheduler = Scheduler(self.pools)
@@ -108,8 +109,8 @@ class Service:
         file: str | None = None,
         set_values: dict[str, Any] | None = None,
     ) -> LoadedSpec:
-        """Parse and validate a spec (SpecError on any problem)."""
-        return load_spec(source, file=file, set_values=set_values)
+        """Parse and validate a spec within this server's limits (SpecError on any problem)."""
+        return load_spec(source, file=file, set_values=set_values, limits=self.limits)
 
     def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
         """The pool the workflow would run in; PlacementError when it cannot run there."""
@@ -269,6 +270,7 @@ class Service:
         retry_id: int | None = None,
         start: int = 0,
         limit: int | None = None,
+        tail: int | None = None,
     ) -> list[LogLine]:
         rows = self.store.tasks_of(wf_id, task)
         if not rows:
@@ -283,7 +285,11 @@ class Service:
         backend = self.backends.get(row["backend"] or "")
         if backend is None:
             return []  # never placed: no log yet
-        return await backend.read_log(attempt_key(wf_id, task, row["retry_id"]), start, limit)
+        key = attempt_key(wf_id, task, row["retry_id"])
+        if tail is not None:  # the last `tail` lines
+            start = max(0, await backend.count_log(key) - tail)
+            limit = tail if limit is None else min(limit, tail)
+        return await backend.read_log(key, start, limit)
 
     def resources(self) -> list[dict[str, Any]]:
         """Every machine: capacity, what is free, and the pools that use it."""

@@ -33,11 +33,13 @@ import yaml
 
 from osmo_core.client import ApiError, Credentials
 from osmo_core.errors import InputError, OsmoError, PlacementError, Problem, SpecError
+from osmo_core.spec.localfiles import inline_localpaths
 from osmo_core.states import TaskStatus, WorkflowStatus
 
 from . import _loop
 from ._transport import EmbeddedTransport, RestTransport, Transport
 
+LOG_PAGE = 1000  # log lines per request: the server's default page size
 ENV_URL = "OSMO_SERVER_URL"
 ENV_TOKEN = "OSMO_SERVER_TOKEN"
 WATCH_RECONNECTS = 5
@@ -170,11 +172,14 @@ class Client:
         pool: str | None = None,
         priority: str = "NORMAL",
         name: str | None = None,
+        base: str | Path | None = None,
     ) -> Workflow:
         """Submit a workflow: a YAML file's path, YAML text, or a spec dict. `name` overrides
-        the spec's workflow name. Returns at once; InputError (located) on a bad spec."""
+        the spec's workflow name. `files: [{localpath}]` are read here and sent inline,
+        relative to the spec file's folder, else to `base` (default: the current directory).
+        Returns at once; InputError (located) on a bad spec."""
         body = {"set_values": set_values or {}, "pool": pool, "priority": priority}
-        return Workflow(self, self._post_spec(spec, name, body)["id"])
+        return Workflow(self, self._post_spec(spec, name, body, base)["id"])
 
     def validate(
         self,
@@ -182,18 +187,29 @@ class Client:
         *,
         set_values: dict[str, Any] | None = None,
         pool: str | None = None,
+        base: str | Path | None = None,
     ) -> str:
         """Check a spec and its placement without running it: the pool it would run in, or
         InputError with every located problem."""
         body = {"set_values": set_values or {}, "pool": pool, "validation_only": True}
-        return str(self._post_spec(spec, None, body)["pool"])
+        return str(self._post_spec(spec, None, body, base)["pool"])
 
     def _post_spec(
-        self, spec: str | Path | dict[str, Any], name: str | None, body: dict[str, Any]
+        self,
+        spec: str | Path | dict[str, Any],
+        name: str | None,
+        body: dict[str, Any],
+        base: str | Path | None = None,
     ) -> dict[str, Any]:
         text, file = _spec_source(spec)
         if name is not None:
             text = with_workflow_name(text, name)
+        # The server reads no file for its caller: `localpath` files travel inline.
+        folder = Path(file).expanduser().parent if file else Path(base or ".").expanduser()
+        text, set_values = inline_localpaths(
+            text, base=folder, file=file, set_values=body["set_values"]
+        )
+        body = {**body, "set_values": set_values or {}}
         try:
             return self.transport.request(  # type: ignore[no-any-return]
                 "POST", "workflows", body={"spec": text, **body}
@@ -410,7 +426,12 @@ class Workflow:
                 ln["text"]
                 for ln in self.follow_lines(task, retry_id=retry_id, start=start, timeout=timeout)
             )
-        return [ln["text"] for ln in self.log_lines(task, retry_id=retry_id, start=start)]
+        texts: list[str] = []
+        while True:  # the server answers a page at a time
+            page = self.log_lines(task, retry_id=retry_id, start=start + len(texts), limit=LOG_PAGE)
+            texts += [ln["text"] for ln in page]
+            if len(page) < LOG_PAGE:
+                return texts
 
     def log_lines(
         self, task: str, *, retry_id: int | None = None, start: int = 0, limit: int | None = None

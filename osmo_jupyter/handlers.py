@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,6 +59,7 @@ from osmo_core.errors import (
     Unauthorized,
 )
 from osmo_core.events import Event, Overflow
+from osmo_core.spec.localfiles import localpath_problems
 from osmo_core.states import TaskStatus
 
 from .identity import CHALLENGE, principal_of
@@ -85,6 +87,7 @@ if TYPE_CHECKING:
 
     from .app import OsmoApp
 
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 API_PREFIX = "osmo/api/v1"
 AUTH_RESOURCE = "osmo"
 REPLAY_PAGE = 1000
@@ -155,6 +158,8 @@ def api(method: F) -> F:
     @functools.wraps(method)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         self.require_user()
+        if getattr(self, "_chunks", None) is not None:  # OsmoHandler read it, bounded
+            self.request.body, self._chunks = b"".join(self._chunks), None
         try:
             return await checked(self, *args, **kwargs)
         except OsmoError as e:
@@ -227,8 +232,35 @@ class _OsmoMixin:
             raise _from_validation(e, "query") from e
 
 
+@web.stream_request_body
 class OsmoHandler(_OsmoMixin, APIHandler):
+    """A REST handler. It reads its request body itself, up to OsmoConfig.max_request_bytes
+    (413 past it), instead of letting the server buffer up to ServerApp.max_body_size; a
+    subclass with its own `data_received` (an upload) streams it as it likes."""
+
     auth_resource = AUTH_RESOURCE
+    _chunks: list[bytes] | None = None
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        if self._finished or type(self).data_received is not OsmoHandler.data_received:
+            return
+        config = getattr(self.osmo_app.service, "config", None)
+        limit: int = config.max_request_bytes if config else 32 * 1024 * 1024
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > limit:
+            raise ApiError(
+                413,
+                f"the request body has {length} bytes; this server reads at most {limit} "
+                "(OsmoConfig.max_request_bytes)",
+                "request too large",
+            )
+        self.request.connection.set_max_body_size(limit)  # a chunked body is cut there
+        self._chunks = []
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._chunks is not None:
+            self._chunks.append(chunk)
 
     @property
     def username(self) -> str:
@@ -254,12 +286,22 @@ class OsmoHandler(_OsmoMixin, APIHandler):
         self.finish(json.dumps(reply))
 
     def body_model(self, model: type[M]) -> M:
+        raw = self.request.body or b"null"
         try:
-            body = json.loads(self.request.body or b"null")
+            body = json.loads(raw)
         except ValueError as e:
             raise ApiError(400, f"invalid JSON in the request body: {e}", "bad request") from e
+        except RecursionError:
+            raise ApiError(400, "the request body nests too deeply", "bad request") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object", "bad request")
+        if _SURROGATE.search(raw):  # an escaped surrogate: only a pair is a character
+            try:
+                json.dumps(body, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(
+                    400, "the request body holds a lone surrogate (\\ud800-\\udfff)", "bad request"
+                ) from None
         try:
             return model.model_validate(body)
         except ValidationError as e:
@@ -301,7 +343,9 @@ class MeHandler(OsmoHandler):
 class OpenAPIHandler(OsmoHandler):
     @api
     async def get(self) -> None:
-        self.reply(openapi(osmo_core.__version__))
+        config = getattr(self.osmo_app.service, "config", None)  # the document needs no engine
+        pages = (config.max_page_size, config.max_log_page_size) if config else ()
+        self.reply(openapi(osmo_core.__version__, *pages))
 
 
 class PoolsHandler(OsmoHandler):
@@ -331,6 +375,7 @@ class WorkflowsHandler(OsmoHandler):
     async def get(self) -> None:
         q = self.query_model(ListQuery, lists=("status",))
         svc = await self.service()
+        _page(q.limit, svc.config.max_page_size, "max_page_size")
         rows = svc.list(
             statuses=[s.value for s in q.status] or None,
             user=policy.list_filter(self.who, q.user),
@@ -345,7 +390,10 @@ class WorkflowsHandler(OsmoHandler):
     async def post(self) -> None:
         req = self.body_model(SubmitRequest)
         svc = await self.service()
-        loaded = svc.load(req.spec, set_values=req.set_values)
+        # Off the loop: a big spec or a template at its render budget must not stall others.
+        loaded = await asyncio.to_thread(svc.load, req.spec, set_values=req.set_values)
+        if problems := localpath_problems(loaded):  # never read here, for anyone
+            raise SpecError(problems)
         pool = svc.check_placement(loaded, req.pool)
         policy.check_pool(self.who, svc.pools[pool])
         svc.check_credentials(self.who, loaded, pool)
@@ -415,7 +463,11 @@ class LogsHandler(OsmoHandler):
     async def get(self, wf_id: str, task: str) -> None:
         q = self.query_model(LogsQuery)
         svc = await self.workflow_for(wf_id)
-        lines = await svc.logs(wf_id, task, retry_id=q.retry_id, start=q.start, limit=q.limit)
+        limit = q.limit or svc.config.log_page_size  # a page, never the whole log
+        _page(limit, svc.config.max_log_page_size, "max_log_page_size")
+        lines = await svc.logs(
+            wf_id, task, retry_id=q.retry_id, start=q.start, limit=limit, tail=q.tail
+        )
         self.reply([_line(ln) for ln in lines])
 
 
@@ -444,6 +496,16 @@ class TokenHandler(OsmoHandler):
     @api
     async def delete(self, token_id: str) -> None:
         self.reply((await self.service()).auth.tokens.revoke(token_id, self.who))
+
+
+def _page(limit: int, most: int, knob: str) -> None:
+    if limit > most:
+        raise ApiError(
+            400,
+            f"limit {limit} is larger than this server's page size {most} (OsmoConfig.{knob})",
+            "bad request",
+            [{"field": "limit", "message": f"at most {most}"}],
+        )
 
 
 def _line(ln: Any) -> dict[str, Any]:
@@ -619,12 +681,20 @@ class LogFollowWebSocket(_OsmoWebSocket):
         return self._svc.store.tasks_of(self._wf_id, self._task)
 
     async def _catch_up(self, retry: int, last: int) -> int:
-        """Send the stored lines after line `last` (0-based `start` = lines already seen)."""
-        for ln in await self._svc.logs(self._wf_id, self._task, retry_id=retry, start=last):
-            if ln.n > last:
-                await self._send({"type": "log", **_line(ln)})
-                last = ln.n
-        return last
+        """Send the stored lines after line `last` (0-based `start` = lines already seen), a
+        page at a time: a 1 GiB log is never held in memory."""
+        page = self._svc.config.log_page_size
+        while True:
+            lines = await self._svc.logs(
+                self._wf_id, self._task, retry_id=retry, start=last, limit=page
+            )
+            before = last
+            for ln in lines:
+                if ln.n > last:
+                    await self._send({"type": "log", **_line(ln)})
+                    last = ln.n
+            if len(lines) < page or last == before:
+                return last
 
     def on_close(self) -> None:
         if self._sub is not None:

@@ -15,6 +15,9 @@ from osmo_core.states import TaskStatus, WorkflowStatus
 Priority = Literal["HIGH", "NORMAL", "LOW"]
 
 
+BIG = 2**53  # numbers in queries: beyond it a database integer overflows (a 400, not a 500)
+
+
 class SubmitRequest(BaseModel):
     """Body of `POST /workflows`."""
 
@@ -52,8 +55,10 @@ class ListQuery(BaseModel):
     user: str | None = None
     pool: str | None = None
     name: str | None = None
-    limit: int = Field(50, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    limit: int = Field(
+        50, ge=1, le=BIG, description="At most OsmoConfig.max_page_size (default 1000)."
+    )
+    offset: int = Field(0, ge=0, le=BIG)
 
 
 class LogsQuery(BaseModel):
@@ -61,9 +66,18 @@ class LogsQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    retry_id: int | None = Field(None, ge=0)
-    start: int = Field(0, ge=0, description="0-based index of the first line.")
-    limit: int | None = Field(None, ge=1)
+    retry_id: int | None = Field(None, ge=0, le=BIG)
+    start: int = Field(0, ge=0, le=BIG, description="0-based index of the first line.")
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=BIG,
+        description="Lines in the page: default OsmoConfig.log_page_size (1000), at most "
+        "OsmoConfig.max_log_page_size (10,000); page on with `start`.",
+    )
+    tail: int | None = Field(
+        None, ge=1, le=BIG, description="The last `tail` lines (instead of `start`)."
+    )
 
 
 class EventsQuery(BaseModel):
@@ -73,7 +87,7 @@ class EventsQuery(BaseModel):
 
     workflow_id: str | None = None
     after: int = Field(
-        0, ge=0, description="Last event id seen; stored events after it come first."
+        0, ge=0, le=BIG, description="Last event id seen; stored events after it come first."
     )
     logs: bool = Field(True, description="Include live `task.log` lines.")
 
@@ -84,9 +98,12 @@ class LogFollowQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     retry_id: int | None = Field(
-        None, ge=0, description="Follow this attempt only (default: the task, across attempts)."
+        None,
+        ge=0,
+        le=BIG,
+        description="Follow this attempt only (default: the task, across attempts).",
     )
-    start: int = Field(0, ge=0, description="Skip the first `start` lines.")
+    start: int = Field(0, ge=0, le=BIG, description="Skip the first `start` lines.")
 
 
 class TokenListQuery(BaseModel):
@@ -516,8 +533,9 @@ MODELS: list[type[BaseModel]] = [
 ]  # fmt: skip
 
 
-def openapi(version: str) -> dict[str, Any]:
-    """The OpenAPI 3 document of the REST API, from the models above.
+def openapi(version: str, max_page: int = 1000, max_log_page: int = 10_000) -> dict[str, Any]:
+    """The OpenAPI 3 document of the REST API, from the models above; `limit`s say the
+    server's page sizes (OsmoConfig.max_page_size, max_log_page_size).
 
     The WebSockets (events, log follow, exec, port-forward, terminals; their messages are in
     their handlers' docstrings) are not listed: OpenAPI 3 cannot describe a WebSocket. Nor is
@@ -529,7 +547,7 @@ def openapi(version: str) -> dict[str, Any]:
         schemas[m.__name__] = s
     wf = "/workflows/{wf_id}"
     wf_param = {"wf_id": "$response.body#/id"}
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "osmo-jupyter control plane",
@@ -830,3 +848,13 @@ def openapi(version: str) -> dict[str, Any]:
             },
         },
     }
+    _limit(doc, "/workflows", max_page)
+    _limit(doc, f"{wf}/tasks/{{task}}/logs", max_log_page)
+    return doc
+
+
+def _limit(doc: dict[str, Any], path: str, most: int) -> None:
+    """The `limit` query parameter of GET `path` is at most `most` (a server setting)."""
+    for p in doc["paths"][path]["get"]["parameters"]:
+        if p["name"] == "limit":
+            p["schema"]["maximum"] = most

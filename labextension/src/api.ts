@@ -241,9 +241,14 @@ export class OsmoClient {
   logs(
     id: string,
     task: string,
-    opts: { retryId?: number; start?: number; limit?: number } = {}
+    opts: { retryId?: number; start?: number; limit?: number; tail?: number } = {}
   ): Promise<LogLine[]> {
-    const params = query({ retry_id: opts.retryId, start: opts.start, limit: opts.limit });
+    const params = query({
+      retry_id: opts.retryId,
+      start: opts.start,
+      limit: opts.limit,
+      tail: opts.tail
+    });
     return this.request(`workflows/${q(id)}/tasks/${q(task)}/logs${params}`);
   }
 

@@ -341,7 +341,8 @@ export class OsmoPanel extends Widget {
     this.schedule();
     await this.loadTask(this.view.id, task);
     try {
-      const lines = await this.env.client.logs(this.view.id, task);
+      // the server answers a page, never a whole log: ask for the tail itself
+      const lines = await this.env.client.logs(this.view.id, task, { tail: TAIL_LINES });
       this.view.tail.set(
         task,
         lines.slice(-TAIL_LINES).map(l => l.text)

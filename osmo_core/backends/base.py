@@ -300,6 +300,13 @@ class Backend(ABC):
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         """Log lines of an attempt from the durable log, from line index `start` (0-based)."""
 
+    async def count_log(self, key: str) -> int:
+        """Lines in an attempt's log (for a tail); pages through read_log unless overridden."""
+        n = 0
+        while page := await self.read_log(key, n, 10_000):
+            n += len(page)
+        return n
+
     async def release(self, key: str) -> None:
         """End a held attempt as its command did (outputs uploaded), then `Exited`. Idempotent;
         a key that is not held: no-op. Only backends with `supports_hold`."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..agent import host
 from ..agent.environment import scrubbed
-from ..agent.logfile import read_lines
+from ..agent.logfile import count_lines, read_lines
 from ..agent.protocol import MAX_MESSAGE
 from ..agent.workdir import LOG, attempt_dir
 from ..data import credentials
@@ -98,7 +98,14 @@ class LocalBackend(AgentLink, Backend):
             path = attempt_dir(self.root, key) / LOG
         except ValueError as e:
             raise BackendError(str(e)) from None
-        return read_lines(path, key, start, limit)
+        return await asyncio.to_thread(read_lines, path, key, start, limit)  # off the loop
+
+    async def count_log(self, key: str) -> int:
+        try:
+            path = attempt_dir(self.root, key) / LOG
+        except ValueError as e:
+            raise BackendError(str(e)) from None
+        return await asyncio.to_thread(count_lines, path)  # newlines counted a chunk at a time
 
     async def shutdown_agent(self, force: bool = True) -> None:
         """Stop the agent (with `force`, its running tasks first) and wait until it is gone.

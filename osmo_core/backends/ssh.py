@@ -37,7 +37,7 @@ from typing import Any
 
 import asyncssh
 
-from ..agent.logfile import read_lines
+from ..agent.logfile import count_lines, read_lines
 from ..agent.workdir import LOG, OUTPUT, attempt_dir
 from ..errors import BackendError, ConfigError, Problem
 from . import ssh_host
@@ -212,8 +212,18 @@ class SSHBackend(Backend):
         for other in [h] if h else self.hosts.values():  # ended: its log was copied here
             mirrored = attempt_dir(other.mirror, key) / LOG
             if mirrored.exists():
-                return read_lines(mirrored, key, start, limit)
+                return await asyncio.to_thread(read_lines, mirrored, key, start, limit)
         return await h.read_log(key, start, limit) if h else []
+
+    async def count_log(self, key: str) -> int:
+        alias = self._where.get(key)
+        h = self.hosts.get(alias) if alias else None
+        if h is None or not (h.connected and h.running(key)):
+            for other in [h] if h else self.hosts.values():  # ended: counted here, in C
+                mirrored = attempt_dir(other.mirror, key) / LOG
+                if mirrored.exists():
+                    return await asyncio.to_thread(count_lines, mirrored)
+        return await super().count_log(key)
 
     async def forget(self, key: str) -> None:
         alias = self._where.pop(key, None)

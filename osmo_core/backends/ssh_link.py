@@ -136,14 +136,11 @@ class HostLink(AgentLink):
         path = str(attempt_dir(Path(self.remote.root), key) / LOG)
         try:
             async with self.sftp.open(path, "rb") as f:
-                data: bytes = await f.read()
+                return await _page(f, key, start, limit)
         except asyncssh.SFTPNoSuchFile:
             return []
         except (asyncssh.Error, OSError) as e:
             raise BackendError(f"host {self.cfg.alias}: log of {key}: {e}") from None
-        raws = data.split(b"\n")[:-1]  # a partial last line is not a line yet
-        end = len(raws) if limit is None else min(len(raws), start + limit)
-        return [parse_line(key, i + 1, raws[i]) for i in range(start, end)]
 
     # --- the SSH connection ------------------------------------------------------------------
 
@@ -291,3 +288,29 @@ class HostLink(AgentLink):
                 if set(names) - {".", ".."}:
                     await sftp.get(str(remote / OUTPUT), str(here), recurse=True)
         (here / OUTPUT).mkdir(exist_ok=True)
+
+
+async def _page(f: Any, key: str, start: int, limit: int | None) -> list[LogLine]:
+    """Lines `start`.. (at most `limit`) of a remote log, read a chunk at a time: memory
+    holds one chunk and the page, whatever the log's size. A partial last line is not a
+    line yet."""
+    out: list[LogLine] = []
+    n = 0  # lines seen
+    rest = b""
+    while limit is None or len(out) < limit:
+        chunk: bytes = await f.read(1 << 20)
+        if not chunk:
+            break
+        data = rest + chunk
+        found = data.count(b"\n")
+        if n + found <= start:  # all before the page: only count them
+            n += found
+            rest = data[data.rfind(b"\n") + 1 :]
+            continue
+        raws = data.split(b"\n")
+        rest = raws.pop()
+        for raw in raws:
+            n += 1
+            if n > start and (limit is None or len(out) < limit):
+                out.append(parse_line(key, n, raw))
+    return out

@@ -25,6 +25,7 @@ from yaml.events import (
 from ..errors import Problem, SpecError
 from ..gcpause import gc_paused
 from . import templating
+from .limits import DEFAULT, NodeCounter, SpecLimits, check_data, check_text
 from .models import Workflow, WorkflowSpec
 from .validate import check_workflow_data, field_path, parse_field, schema_problems
 
@@ -86,32 +87,39 @@ def load_spec(
     *,
     file: str | None = None,
     set_values: dict[str, Any] | None = None,
+    limits: SpecLimits = DEFAULT,
 ) -> LoadedSpec:
-    """Parse, template and validate a workflow; SpecError lists every problem found."""
+    """Parse, template and validate a workflow; SpecError lists every problem found, or the
+    first limit it passes (limits.py)."""
     name = file or "<spec>"
     with gc_paused():
         if isinstance(source, str):
-            return _load_text(source, name, set_values)
+            return _load_text(source, name, set_values, limits)
         if isinstance(source, Mapping):
-            return _load_dict(source, name, set_values)
+            return _load_dict(source, name, set_values, limits)
     raise SpecError(
         Problem(f"a spec is YAML text or a mapping, not {type(source).__name__}", file=name)
     )
 
 
-def _load_text(text: str, file: str, set_values: dict[str, Any] | None) -> LoadedSpec:
-    body, defaults, problems = templating.split_default_values(text, file)
+def _load_text(
+    text: str, file: str, set_values: dict[str, Any] | None, limits: SpecLimits
+) -> LoadedSpec:
+    check_text(text, limits, file)
+    if set_values:
+        check_data(set_values, limits, "--set")
+    body, defaults, problems = templating.split_default_values(text, file, limits)
     values = templating.template_values(defaults, set_values)
     if problems:
         raise SpecError(problems)
-    rendered = templating.render(body, values, file)
+    rendered = templating.render(body, values, file, limits)
     if rendered.problems:
         raise SpecError(rendered.problems)
     # After a render that moved lines, locations refer to the rendered text: say so.
     moved = rendered.templated and rendered.text.count("\n") != body.count("\n")
     where = f"{file} (rendered)" if moved else file
     positions = Positions(rendered.text, where)
-    data, problems = _build(rendered.text, where)
+    data, problems = _build(rendered.text, where, limits)
     if data is None:
         raise SpecError(problems)
     spec = _validate(data, where, positions, problems)
@@ -119,9 +127,10 @@ def _load_text(text: str, file: str, set_values: dict[str, Any] | None) -> Loade
 
 
 def _load_dict(
-    source: Mapping[str, Any], file: str, set_values: dict[str, Any] | None
+    source: Mapping[str, Any], file: str, set_values: dict[str, Any] | None, limits: SpecLimits
 ) -> LoadedSpec:
     """A dict is not templated: `default-values` is dropped and --set is refused."""
+    check_data(source, limits, file)
     if set_values:
         raise SpecError(
             Problem(
@@ -164,13 +173,17 @@ def _validate(
 # --- YAML -> Python, fast ----------------------------------------------------------------------
 
 
-def _build(text: str, file: str) -> tuple[Any, list[Problem]]:
+def _build(text: str, file: str, limits: SpecLimits = DEFAULT) -> tuple[Any, list[Problem]]:
     """(data, problems) from YAML text; data is None when the text is not usable YAML.
 
     Semantics are PyYAML's SafeLoader (YAML 1.1 scalars, anchors, `<<` merges), except that a
     duplicate key is a problem instead of silently keeping the last value. The loop runs once
     per YAML event (a quarter of a million for 10,000 tasks): rare cases live in helpers.
+    Nodes (an alias counts the nodes it repeats) and depth are limited (SpecError).
     """
+    count = NodeCounter(limits, file)  # containers and aliases; scalars counted in `scalars`
+    scalars = 0
+    max_nodes = limits.nodes
     problems: list[Problem] = []
     loader = _Loader(text)
     get = loader.get_event
@@ -190,6 +203,9 @@ def _build(text: str, file: str) -> tuple[Any, list[Problem]]:
             ev = get()
             cls = ev.__class__
             if cls is ScalarEvent:
+                scalars += 1
+                if scalars + count.n > max_nodes:
+                    count.too_many(ev)
                 value = ev.value
                 if not ev.implicit[0]:  # quoted, block or tagged
                     if ev.tag is not None and ev.tag != "!":
@@ -203,15 +219,23 @@ def _build(text: str, file: str) -> tuple[Any, list[Problem]]:
                         plain.add(value)
                 if ev.anchor is not None:
                     _anchor(anchors, ev, value, problems, file)
+                    count.sizes[ev.anchor] = 1
             elif cls is MappingStartEvent or cls is SequenceStartEvent:
+                count.n += scalars  # so an anchor's size includes the scalars inside it
+                scalars = 0
+                count.start(ev.anchor, ev)
                 stack.append((c, key))
                 c, key = ({}, _NOKEY) if cls is MappingStartEvent else ([], None)
                 if ev.anchor is not None or ev.tag is not None:
                     _start(anchors, ev, c, problems, file)
                 continue
             elif cls is AliasEvent:
+                count.alias(ev.anchor, ev)
                 value = _alias(anchors, ev, problems, file)
             else:  # the end of a mapping or sequence
+                count.n += scalars
+                scalars = 0
+                count.end()
                 value = c
                 if merges and id(value) in merges:
                     _merge(value, merges.pop(id(value)))

@@ -18,9 +18,10 @@ from typing import Any
 import jinja2
 import yaml
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import Problem
+from . import sandbox
+from .limits import DEFAULT, SpecLimits, check_yaml
 
 # A run-time token: group 1 is output/workflow_id, groups 2:3 are input|host and its argument.
 TOKEN = re.compile(r"\{\{\s*(?:(output|workflow_id)|(input|host):([A-Za-z0-9_.-]+))\s*\}\}")
@@ -35,7 +36,7 @@ _BLOCK_END = re.compile(r"[^\s#-]|--|-\S")
 # Tokens are swapped for private-use characters while Jinja runs: Jinja passes them through.
 _PLACEHOLDER = re.compile("\ue000([0-9]+)\ue001")
 
-_ENV = SandboxedEnvironment(
+_ENV = sandbox.BudgetSandbox(
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
 )
 
@@ -55,8 +56,11 @@ def needs_jinja(text: str) -> bool:
     return "{{" in rest or "{%" in rest
 
 
-def split_default_values(text: str, file: str | None) -> tuple[str, dict[str, Any], list[Problem]]:
-    """(text with the block blanked, its values, problems) for a top-level default-values block."""
+def split_default_values(
+    text: str, file: str | None, limits: SpecLimits = DEFAULT
+) -> tuple[str, dict[str, Any], list[Problem]]:
+    """(text with the block blanked, its values, problems) for a top-level default-values block.
+    SpecError when the block passes a node or depth limit (an alias bomb)."""
     m = _DEFAULTS_LINE.search(text)
     if m is None:
         return text, {}, []
@@ -69,6 +73,7 @@ def split_default_values(text: str, file: str | None) -> tuple[str, dict[str, An
     # Keep each line's ending so the spec's line numbers do not move.
     blanked = ["\n" if ln.endswith("\n") else "" for ln in lines[start:end]]
     body = "".join(lines[:start] + blanked + lines[end:])
+    check_yaml(block, limits, file, first_line=start)
     try:
         values = (yaml.safe_load(block) or {}).get(_DEFAULTS_KEY)
     except yaml.MarkedYAMLError as e:
@@ -118,8 +123,11 @@ def _like(default: Any, text: str) -> Any:
     return text
 
 
-def render(text: str, values: dict[str, Any], file: str | None) -> Rendered:
-    """Render `text` (default-values already split off) with Jinja, tokens kept verbatim."""
+def render(
+    text: str, values: dict[str, Any], file: str | None, limits: SpecLimits = DEFAULT
+) -> Rendered:
+    """Render `text` (default-values already split off) with Jinja, tokens kept verbatim,
+    within the render budget of `limits` (a located problem naming the knob past it)."""
     if not needs_jinja(text):
         return Rendered(text)
     tokens: dict[str, int] = {}
@@ -128,18 +136,30 @@ def render(text: str, values: dict[str, Any], file: str | None) -> Rendered:
         return f"\ue000{tokens.setdefault(m.group(0), len(tokens))}\ue001"
 
     protected = TOKEN.sub(protect, text)
-    try:
-        ast = _ENV.parse(protected)
-    except jinja2.TemplateSyntaxError as e:
-        problem = Problem(f"template syntax error: {e.message}", file=file, line=e.lineno)
-        return Rendered(text, [problem])
-    missing = meta.find_undeclared_variables(ast) - values.keys() - _ENV.globals.keys()
-    if missing:
-        return Rendered(text, _unresolved(ast, missing, text, file))
-    try:
-        out = _ENV.from_string(ast).render(values)
-    except Exception as e:  # the template is user code: any failure is a problem in the file
-        return Rendered(text, [Problem(f"template error: {e}", file=file, line=_template_line(e))])
+    with sandbox.spending(limits):
+        try:
+            ast = _ENV.parse(protected)
+        except jinja2.TemplateSyntaxError as e:
+            problem = Problem(f"template syntax error: {e.message}", file=file, line=e.lineno)
+            return Rendered(text, [problem])
+        except RecursionError:
+            return Rendered(text, [Problem("the template nests too deeply", file=file)])
+        try:
+            missing = meta.find_undeclared_variables(ast) - values.keys() - _ENV.globals.keys()
+            if missing:
+                return Rendered(text, _unresolved(ast, missing, text, file))
+            out = sandbox.render(_ENV, ast, values)
+        except sandbox.TemplateBudget as e:
+            problem = Problem(
+                f"template stopped: {e}",
+                file=file,
+                line=_template_line(e),
+                hint=f"OsmoConfig.{e.knob}",
+            )
+            return Rendered(text, [problem])
+        except Exception as e:  # the template is user code: any failure is a problem in the file
+            problem = Problem(f"template error: {e}", file=file, line=_template_line(e))
+            return Rendered(text, [problem])
     by_index = list(tokens)
     return Rendered(_PLACEHOLDER.sub(lambda m: by_index[int(m.group(1))], out), templated=True)
 

@@ -12,6 +12,7 @@ import pytest
 from osmo_core.errors import Conflict, PlacementError, SpecError, StoreError
 from osmo_core.events import Event
 from osmo_core.service import Service
+from osmo_core.spec.localfiles import inline_localpaths
 from osmo_core.states import TASK_TRANSITIONS, TaskStatus, WorkflowStatus
 
 T = TaskStatus
@@ -492,7 +493,11 @@ async def test_workflow_on_postgres(service_factory, pg_database) -> None:
     assert_transitions_legal(service, wf["id"])
 
 
-async def test_localpath_files_are_read_at_submission(service: Service, tmp_path: Path) -> None:
+async def test_localpath_files_are_read_by_the_client_at_submission(
+    service: Service, tmp_path: Path
+) -> None:
+    """The client reads `localpath` (relative to the spec's folder) and sends it inline; the
+    engine itself refuses one (the server never reads a file for its caller)."""
     (tmp_path / "scripts").mkdir()
     script = tmp_path / "scripts" / "hello.sh"
     script.write_text("echo from localpath\n")
@@ -502,16 +507,22 @@ async def test_localpath_files_are_read_at_submission(service: Service, tmp_path
         "  - name: t\n    command: [sh, /tmp/hello.sh]\n    inputs: [{task: first}]\n"
         "    files:\n    - path: /tmp/hello.sh\n      localpath: scripts/hello.sh\n"
     )
-    wf_id = await service.submit(text, file=str(spec_file))
+    with pytest.raises(SpecError) as e:
+        await service.submit(text, file=str(spec_file))
+    assert e.value.problems[0].field == "workflow.tasks[1].files[0].localpath"
+
+    inline, _ = inline_localpaths(text, base=tmp_path, file=str(spec_file))
+    wf_id = await service.submit(inline, file=str(spec_file))
     script.write_text("echo changed after submission\n")  # the run must not see this
     await asyncio.wait_for(service.wait(wf_id), 30)
     assert await log_text(service, wf_id, "t") == "from localpath"
 
     missing = text.replace("scripts/hello.sh", "scripts/nope.sh")
     with pytest.raises(SpecError) as e:
-        await service.submit(missing, file=str(spec_file))
+        inline_localpaths(missing, base=tmp_path, file=str(spec_file))
     assert e.value.problems[0].field == "workflow.tasks[1].files[0].localpath"
     assert "nope.sh" in e.value.problems[0].message
+    assert e.value.problems[0].line == 11
 
 
 async def test_a_failed_commit_is_retried(service: Service) -> None:

@@ -260,3 +260,26 @@ async def test_one_workflow_spans_this_machine_and_two_hosts(ssh_service, hosts:
     assert placed == {"start": "local", "first": "lab", "second": "lab", "finish": "local"}
     pools = {p["name"]: p for p in svc.pools_info()}
     assert {n["backend"] for n in pools["lab"]["nodes"]} == {"local", "lab"}
+
+
+async def test_a_log_is_paged_and_tailed_on_a_host(ssh_service, hosts: Hosts) -> None:
+    """A page of a live log over SFTP (read a chunk at a time), and the tail of an ended one
+    (from its mirror here)."""
+    svc = await ssh_service(platforms={"any": {"hosts": ["h1"]}}, hosts={"h1": {"cpus": 1}})
+    wf = await svc.submit(
+        "workflow:\n  name: paged\n  pool: lab\n  tasks:\n"
+        "  - {name: t, command: [sh, -c, 'seq 3000; sleep 60']}\n"
+    )
+
+    async def page() -> list[str]:
+        if svc.task(wf, "t")["status"] != "RUNNING":
+            return []
+        lines = [ln.text for ln in await svc.logs(wf, "t", start=2000, limit=5)]
+        return lines if len(lines) == 5 else []  # seq may still be writing
+
+    got = await until(lambda: page(), WAIT, "a page of the live log")
+    assert got == ["2001", "2002", "2003", "2004", "2005"]
+    await svc.cancel(wf)
+    assert await finished(svc, wf) == "FAILED_CANCELED"
+    tail = await svc.logs(wf, "t", tail=5)
+    assert len(tail) == 5 and "3000" in [ln.text for ln in tail if ln.stream == "stdout"]
