@@ -15,6 +15,12 @@
                        0600, removed when the attempt ends
 
 `inputs/` and `files/` exist only when the request has inputs or absolute files.
+
+With task isolation (agent/identity.py) the task's own folder moves out of the data folder
+(0700, the agent's), to TASKS/runs/<workflow_id>/<task>/<retry_id>/ (`--tasks`, folders above
+it 0711): owned by the task's uid, 0700, it holds output/, inputs/, files/, checkpoints/ and
+credentials/ and is the task's cwd and $HOME. The agent's records (attempt.json, pid, exit.json,
+log, held.json) stay in ROOT/runs/<key>/, root's, 0600: a task cannot swap them for links.
 """
 
 from __future__ import annotations
@@ -53,9 +59,13 @@ def attempt_dir(root: Path, key: str) -> Path:
     return root / "runs" / check_key(key)
 
 
-def launch_info(root: Path, key: str, already_known: bool = False) -> LaunchInfo:
+def launch_info(
+    root: Path, key: str, already_known: bool = False, tasks: Path | None = None
+) -> LaunchInfo:
+    """`tasks`: where task folders live apart from the agent's records (isolation)."""
     d = attempt_dir(root, key)
-    return LaunchInfo(key, str(d), str(d / OUTPUT), str(d / LOG), already_known)
+    w = attempt_dir(tasks, key) if tasks is not None else d
+    return LaunchInfo(key, str(w), str(w / OUTPUT), str(d / LOG), already_known)
 
 
 @dataclass

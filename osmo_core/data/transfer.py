@@ -13,6 +13,7 @@ task ends with (data/exit_codes.py) and a message naming the redacted URL and th
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import stat
@@ -26,6 +27,9 @@ from ..errors import InputError, NotFound
 from .datasets import DatasetStore, TransferStats, validate_path
 from .exit_codes import DataExit, TransferError
 from .storage import open_store, redact, run_many
+
+log = logging.getLogger("osmo_core.data")
+_SETID = stat.S_ISUID | stat.S_ISGID
 
 WORKERS = 16  # concurrent object transfers per task
 T = TypeVar("T")
@@ -100,8 +104,13 @@ def _matcher(regex: str | None) -> Callable[[str], bool]:
 
 
 def _local_files(src: Path, regex: str | None) -> dict[str, str]:
-    """relative POSIX path -> local file, for the regular files under `src` that match."""
+    """relative POSIX path -> local file, for the regular files under `src` that match.
+
+    A symlink counts only when it leads to a file inside `src`: the agent uploads as itself
+    (root, on a team server), and a task could otherwise link its output to the control
+    plane's store or a file of another user and have it uploaded for it."""
     keep = _matcher(regex)
+    top = os.path.realpath(src)
     out: dict[str, str] = {}
     for dirpath, dirs, names in os.walk(src):
         dirs.sort()
@@ -109,8 +118,14 @@ def _local_files(src: Path, regex: str | None) -> dict[str, str]:
             local = os.path.join(dirpath, name)
             rel = os.path.relpath(local, src).replace(os.sep, "/")
             with contextlib.suppress(OSError):
-                if stat.S_ISREG(os.stat(local).st_mode) and keep(rel):
-                    out[rel] = local
+                if not (stat.S_ISREG(os.stat(local).st_mode) and keep(rel)):
+                    continue
+                if os.path.islink(local) or os.path.realpath(dirpath) != dirpath:
+                    real = os.path.realpath(local)
+                    if not real.startswith(top + os.sep):
+                        log.warning("not uploading %s: it leads outside %s", local, src)
+                        continue
+                out[rel] = local
     return out
 
 
@@ -178,7 +193,13 @@ def download_url(
             local.parent.mkdir(parents=True, exist_ok=True)
             calls.append((path, str(local)))
             sizes.append(int(info.get("size") or 0))
-        return _copy(fs, "get_file", calls, sizes, progress, t0)
+        stats = _copy(fs, "get_file", calls, sizes, progress, t0)
+        for _, local in calls:  # a stored file's setuid/setgid bit does not come along
+            with contextlib.suppress(OSError):
+                mode = os.lstat(local).st_mode
+                if stat.S_ISREG(mode) and mode & _SETID:
+                    os.chmod(local, stat.S_IMODE(mode) & ~_SETID)
+        return stats
 
     return run("download of", url, DataExit.DOWNLOAD_FAILED, go)
 
