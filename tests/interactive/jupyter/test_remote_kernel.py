@@ -20,6 +20,7 @@ from osmo_jupyter._attach import spec_name
 from tests.interactive.conftest import until
 from tests.interactive.jupyter.conftest import start_task
 
+
 # cwd and env of the task: `marker` in its workdir, TASK_SECRET in its environment
 @pytest.fixture
 def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
