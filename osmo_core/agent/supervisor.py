@@ -147,7 +147,8 @@ class Supervisor:
             if self.uids is not None:
                 att.identity = self.uids.of(req.user)
                 self._make_workspace(w, att.identity)
-            prep = prepare(w, req, container is not None, secret_files)
+            private = self.root if att.identity is not None else None
+            prep = prepare(w, req, container is not None, secret_files, private)
             if not prep.argv:
                 raise PrepareError("the task has no command")
             if att.identity is not None:

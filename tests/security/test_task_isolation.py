@@ -294,3 +294,23 @@ def test_task_folders_that_tasks_could_not_use_are_refused(tmp_path, runs, probl
 def test_a_bad_uid_range_is_refused():
     with pytest.raises(ConfigError, match=r"OsmoConfig\.task_uid_range"):
         OsmoConfig(task_uid_range="0-10")
+
+
+async def test_an_agent_left_by_a_single_user_server_is_not_trusted_by_a_team_one(
+    osmo_data_dir, task_runs_dir
+):
+    """The agent outlives its server: one started without isolation (a lab on the same data
+    folder) is replaced before a team server's task runs, not used as it is."""
+    spec_ = spec("who", task("main", "id -u"))
+    base = {"data_dir": str(osmo_data_dir), "task_runs_dir": str(task_runs_dir)}
+    backends = {"local": {"kind": "local", "idle_timeout": 60}}
+    uids = []
+    for mode in ("none", "user"):
+        config = OsmoConfig(**base, backends=backends, task_isolation=mode)
+        async with Service(config) as svc:
+            wf = await svc.submit(spec_, user="alice")
+            await asyncio.wait_for(svc.wait(wf), 60)
+            uids.append(int((await log_text(svc, wf, "main")).strip()))
+            if mode == "user":
+                await svc.backends["local"].shutdown_agent()
+    assert uids[0] == os.geteuid() and uids[1] != uids[0]
