@@ -57,7 +57,16 @@ class Service:
         self.interactive = Interactive(self.config, self.backends, self.store)
         self._lock_fd: int | None = None
         self._umask: int | None = None
-        logging.getLogger("osmo_core").info("osmo: %s", isolation.describe(self.isolation))
+        logger = logging.getLogger("osmo_core")
+        logger.info("osmo: %s", isolation.describe(self.isolation))
+        ssh = sorted(n for n, b in self.backends.items() if b.kind == "ssh")
+        if self.isolation is not None and ssh:
+            logger.warning(
+                "osmo: tasks on the SSH hosts of %s run as the SSH login user, not as their "
+                "users: there a task can read the agent's folder (the credentials pushed to "
+                "it, other tasks' folders on that host); give those pools to trusted users",
+                ", ".join(ssh),
+            )
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -25,12 +25,15 @@ import yaml
 from tornado.httpclient import HTTPClientError
 
 from osmo_core.agent.identity import UIDS
+from osmo_core.agent.workdir import prepare
+from osmo_core.backends.base import InputSpec, LaunchRequest
 from osmo_core.config import OsmoConfig
 from osmo_core.data import DatasetStore
 from osmo_core.errors import ConfigError
 from osmo_core.service import Service
 from tests.interactive.conftest import until
 from tests.interactive.jupyter.conftest import start_task
+from tests.interactive.jupyter.test_interactive_cli import osmo
 
 SECRET = "hunter2-credential-value"
 UID_LO = 2_000_000
@@ -314,3 +317,42 @@ async def test_an_agent_left_by_a_single_user_server_is_not_trusted_by_a_team_on
             if mode == "user":
                 await svc.backends["local"].shutdown_agent()
     assert uids[0] == os.geteuid() and uids[1] != uids[0]
+
+
+def test_an_input_the_task_could_not_reach_is_copied_in(tmp_path):
+    """An upstream output kept in the control plane's data folder (an SSH host's, mirrored
+    there) is copied into an isolated task's inputs/N; one elsewhere stays a link."""
+    private, w = tmp_path / "data", tmp_path / "task"
+    (private / "mirror").mkdir(parents=True)
+    (private / "mirror" / "a.txt").write_text("from a host")
+    (tmp_path / "shared").mkdir()
+    w.mkdir()
+    req = LaunchRequest(
+        "wf/t/0",
+        ["true"],
+        inputs=[
+            InputSpec(0, path=str(private / "mirror")),
+            InputSpec(1, path=str(private / "mirror"), regex=r"\.txt$"),
+            InputSpec(2, path=str(tmp_path / "shared")),
+        ],
+    )
+    prepare(w, req, False, None, private.resolve())
+    for n in (0, 1):
+        assert not (w / "inputs" / str(n)).is_symlink()
+        assert not (w / "inputs" / str(n) / "a.txt").is_symlink()
+        assert (w / "inputs" / str(n) / "a.txt").read_text() == "from a host"
+    assert (w / "inputs" / "2").is_symlink()
+
+
+async def test_rsync_download_does_not_make_a_setuid_file_here(api, service, cli_env, tmp_path):
+    """A task may chmod its own file 4755; the CLI (maybe run by root) does not copy that."""
+    env, alice = cli_env
+    wf = await start_task(api, service, alice, cmd="echo x > tool; chmod 4755 tool; sleep 120")
+    workdir = Path(service.task(wf, "main")["workdir"])
+    await until(lambda: (workdir / "tool").exists() and (workdir / "tool").stat().st_mode & 0o4000)
+    code, out, err = await osmo(
+        env, "workflow", "rsync", "download", wf, "main", f"{tmp_path}:tool"
+    )
+    assert code == 0, (out, err)
+    assert stat.S_IMODE((tmp_path / "tool").stat().st_mode) == 0o755
+    await api("POST", f"workflows/{wf}/cancel", headers=alice)
