@@ -12,10 +12,12 @@ cannot read each other's folders, and no task can read the agent's root (the dat
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,3 +132,38 @@ def secure_dir(path: Path) -> None:
                 os.chmod(entry.path, stat.S_IMODE(st.st_mode) & 0o700)
             elif stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077:
                 os.chmod(entry.path, 0o700)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def acting_as(identity: TaskIdentity | None) -> Iterator[None]:
+    """File system calls of this thread as `identity` (Linux fsuid/fsgid: per thread, and
+    root's file capabilities are off while they are set); as itself without one."""
+    if identity is None:
+        yield
+        return
+    uid, gid = os.geteuid(), os.getegid()
+    _libc.setfsgid(identity.gid)
+    _libc.setfsuid(identity.uid)
+    if _libc.setfsuid(identity.uid) != identity.uid:  # it answers the previous value
+        _libc.setfsuid(uid)
+        _libc.setfsgid(gid)
+        raise PermissionError(f"cannot act as uid {identity.uid}")
+    try:
+        yield
+    finally:
+        _libc.setfsuid(uid)
+        _libc.setfsgid(gid)
+
+
+def opener(identity: TaskIdentity) -> Callable[[str], int]:
+    """Opens a file of the task's for the agent to upload, as the task: only what the task
+    could read itself, whatever links it swaps in meanwhile (the upload reads the fd)."""
+
+    def open_as_task(path: str) -> int:
+        with acting_as(identity):
+            return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
+
+    return open_as_task

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -40,7 +39,6 @@ import pty
 import signal
 import struct
 import termios
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +49,7 @@ from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHServerStreamSession
 
 from .. import __version__
-from .identity import TaskIdentity, drop_setid
+from .identity import TaskIdentity, acting_as, drop_setid
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -512,7 +510,7 @@ class _TaskSFTP(asyncssh.SFTPServer):
     on top, every folder on a path must really (symlinks resolved) lie inside it, and so must
     the file itself for the calls that follow a last symlink. Links are not created, and no
     setuid/setgid bit is set. With isolation every file system call is made as the task's
-    identity (`_as_task`), so neither a race on a symlink nor a path the checks miss reaches
+    identity (`acting_as`), so neither a race on a symlink nor a path the checks miss reaches
     what the task itself could not; without it the task runs as the agent anyway."""
 
     def __init__(self, chan: Any, root: Path, identity: TaskIdentity | None = None):
@@ -536,8 +534,11 @@ class _TaskSFTP(asyncssh.SFTPServer):
         self._inside(self.map_path(path))
 
     def _call(self, fn: Any, *args: Any) -> Any:
-        with _as_task(self._identity):
-            return fn(*args)
+        try:
+            with acting_as(self._identity):
+                return fn(*args)
+        except PermissionError as e:
+            raise asyncssh.SFTPPermissionDenied(str(e)) from None
 
     def open(self, path: bytes, pflags: int, attrs: Any) -> Any:
         self._follow(path)
@@ -613,30 +614,6 @@ def _no_setid(attrs: Any) -> Any:
     if attrs is not None and attrs.permissions is not None:
         attrs.permissions = drop_setid(attrs.permissions)
     return attrs
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-@contextlib.contextmanager
-def _as_task(identity: TaskIdentity | None) -> Iterator[None]:
-    """File system calls of this thread as `identity` (Linux fsuid/fsgid: per thread, and
-    they drop the file capabilities of root while set); nothing without one."""
-    if identity is None:
-        yield
-        return
-    uid, gid = os.geteuid(), os.getegid()
-    _libc.setfsgid(identity.gid)
-    _libc.setfsuid(identity.uid)
-    if _libc.setfsuid(identity.uid) != identity.uid:  # it answers the previous value
-        _libc.setfsuid(uid)
-        _libc.setfsgid(gid)
-        raise asyncssh.SFTPPermissionDenied("cannot act as the task's user")
-    try:
-        yield
-    finally:
-        _libc.setfsuid(uid)
-        _libc.setfsgid(gid)
 
 
 class _Refused(Exception):

@@ -180,6 +180,7 @@ class Supervisor:
                 att.system,
                 self.emit,
                 prep.checkpoint_dirs,
+                att.identity,
             )
             att.staging = asyncio.ensure_future(self._staged(att, req, argv, w, env))
             return vars(info)

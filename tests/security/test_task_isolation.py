@@ -24,11 +24,13 @@ import pytest
 import yaml
 from tornado.httpclient import HTTPClientError
 
-from osmo_core.agent.identity import UIDS
+from osmo_core.agent.identity import UIDS, TaskIdentity, opener
 from osmo_core.agent.workdir import prepare
 from osmo_core.backends.base import InputSpec, LaunchRequest
 from osmo_core.config import OsmoConfig
 from osmo_core.data import DatasetStore
+from osmo_core.data.exit_codes import TransferError
+from osmo_core.data.transfer import upload_dir
 from osmo_core.errors import ConfigError
 from osmo_core.service import Service
 from tests.interactive.conftest import until
@@ -356,3 +358,53 @@ async def test_rsync_download_does_not_make_a_setuid_file_here(api, service, cli
     assert code == 0, (out, err)
     assert stat.S_IMODE((tmp_path / "tool").stat().st_mode) == 0o755
     await api("POST", f"workflows/{wf}/cancel", headers=alice)
+
+
+def test_the_agent_reads_a_tasks_files_as_the_task_when_uploading():
+    """Links are checked when listed, but a task may swap one in before the file is read:
+    what the agent uploads is opened as the task, so it is never more than the task could
+    read (here a root-only file in the task's own folder, as a swapped-in link would be)."""
+    who = TaskIdentity("mallory", UID_LO + 99, UID_LO + 99)
+    top = Path(tempfile.mkdtemp(prefix="osmo-up-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        src, dest = top / "out", top / "dest"
+        src.mkdir()
+        (src / "mine.txt").write_text("mine")
+        os.chown(src / "mine.txt", who.uid, who.gid)
+        upload_dir(src, f"file://{dest}", None, {}, None, opener(who))
+        assert (dest / "mine.txt").read_text() == "mine"
+        (src / "root-only").write_text("secret")
+        (src / "root-only").chmod(0o600)
+        with pytest.raises(TransferError):
+            upload_dir(src, f"file://{dest}", None, {}, None, opener(who))
+        assert not (dest / "root-only").exists()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+async def test_an_isolated_tasks_checkpoints_and_dataset_output_upload(api, service, pat, tmp_path):
+    """Read as the task (agent/identity.py's opener): checkpoints while it runs, a dataset
+    version at its end."""
+    alice = await pat("alice")
+    dest = tmp_path / "ckpt"
+    script = "echo 1 > /ckpt/step1; sleep 1.2; echo out > {{output}}/o.txt; echo 2 > /ckpt/step2"
+    wf = await run(
+        api,
+        service,
+        alice,
+        spec(
+            "ckpt",
+            task(
+                "main",
+                script,
+                checkpoint=[{"path": "/ckpt", "url": f"file://{dest}", "frequency": "1s"}],
+                outputs=[{"dataset": {"name": "made"}}],
+            ),
+        ),
+    )
+    assert service.get(wf)["status"] == "COMPLETED", await log_text(service, wf, "main")
+    assert sorted(p.name for p in dest.iterdir()) == ["step1", "step2"]
+    got = tmp_path / "got"
+    DatasetStore(service.config.dataset_store).download("made", str(got))
+    assert (got / "o.txt").read_text() == "out\n"
