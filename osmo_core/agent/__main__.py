@@ -21,7 +21,14 @@ import os
 import sys
 from pathlib import Path
 
-from .identity import UidMap, can_setuid, make_dir, parse_range, secure_dir
+from .identity import (
+    UidMap,
+    can_setuid,
+    make_dir,
+    no_new_privileges,
+    parse_range,
+    secure_dir,
+)
 from .server import AgentServer
 
 
@@ -48,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     uids = parse_range(args.uids) if args.uids else None
     if uids is not None and not can_setuid():
         parser.error("task isolation (--uids) needs root or CAP_SETUID/CAP_SETGID/CAP_CHOWN")
+    if uids is not None:
+        no_new_privileges()
     if uids is not None and os.geteuid() == 0:
         os.setgroups([])  # root's groups would follow it into SFTP calls made as a task (fsgid)
     task_umask = os.umask(0o077)  # what the agent writes is its own; tasks get theirs back

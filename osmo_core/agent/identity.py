@@ -167,3 +167,14 @@ def opener(identity: TaskIdentity) -> Callable[[str], int]:
             return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
 
     return open_as_task
+
+
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def no_new_privileges() -> None:
+    """No process started from here on gains privileges by exec (setuid-root programs such
+    as su or a stray copy of a shell, file capabilities): the tasks of an isolated agent stay
+    their users. The agent keeps its own."""
+    if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")

@@ -408,3 +408,19 @@ async def test_an_isolated_tasks_checkpoints_and_dataset_output_upload(api, serv
     got = tmp_path / "got"
     DatasetStore(service.config.dataset_store).download("made", str(got))
     assert (got / "o.txt").read_text() == "out\n"
+
+
+async def test_a_setuid_root_program_on_the_host_gives_a_task_nothing(api, service, pat):
+    """A setuid-root copy of `id` left on the host: run by a task it stays the task's uid
+    (the agent sets no_new_privs for everything it starts)."""
+    alice = await pat("alice")
+    top = Path(tempfile.mkdtemp(prefix="osmo-suid-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        shutil.copy(shutil.which("id") or "/usr/bin/id", top / "id")
+        (top / "id").chmod(0o4755)
+        wf = await run(api, service, alice, spec("suid", task("main", f"{top}/id -u; id -u")))
+        printed = (await log_text(service, wf, "main")).split()
+        assert printed[0] == printed[1] != "0"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
