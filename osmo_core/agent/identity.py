@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import grp
 import json
 import os
+import pwd
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,7 +81,10 @@ class UidMap:
             users: dict[str, int] = json.loads(text) if text.strip() else {}
             if user not in users:
                 used = set(users.values())
-                free = next((u for u in range(self.lo, self.hi + 1) if u not in used), None)
+                free = next(
+                    (u for u in range(self.lo, self.hi + 1) if u not in used and _unnamed(u)),
+                    None,
+                )
                 if free is None:
                     raise ValueError(f"no free uid left in {self.lo}-{self.hi} for {user!r}")
                 users[user] = free
@@ -90,6 +95,21 @@ class UidMap:
                 os.fsync(f.fileno())
             self._known.update(users)
             return users[user]
+
+
+def _unnamed(uid: int) -> bool:
+    """No account of the host (passwd, LDAP...) has this uid or gid: a task never becomes
+    someone who logs in, nor joins their group."""
+    try:
+        pwd.getpwuid(uid)
+        return False
+    except KeyError:
+        pass
+    try:
+        grp.getgrgid(uid)
+        return False
+    except KeyError:
+        return True
 
 
 def make_dir(path: Path, mode: int, owner: TaskIdentity | None = None) -> None:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from tornado.httpclient import HTTPClientError
 
-from osmo_core.agent.identity import UIDS, TaskIdentity, opener
+from osmo_core.agent.identity import UIDS, TaskIdentity, UidMap, opener
 from osmo_core.agent.workdir import prepare
 from osmo_core.backends.base import InputSpec, LaunchRequest
 from osmo_core.config import OsmoConfig
@@ -424,3 +424,16 @@ async def test_a_setuid_root_program_on_the_host_gives_a_task_nothing(api, servi
         assert printed[0] == printed[1] != "0"
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_uids_skip_the_hosts_accounts_and_stay_stable(tmp_path):
+    """65534 is `nobody` here: never given to a task. A user keeps their uid across agents."""
+    import pwd
+
+    taken = pwd.getpwnam("nobody").pw_uid
+    first = UidMap(tmp_path, taken - 1, taken + 1)
+    assert [first.of(u).uid for u in ("a", "b")] == [taken - 1, taken + 1]
+    assert UidMap(tmp_path, taken - 1, taken + 1).of("b").uid == taken + 1  # read back
+    with pytest.raises(ValueError, match="no free uid"):
+        first.of("c")
+    assert stat.S_IMODE((tmp_path / UIDS).stat().st_mode) == 0o600
