@@ -183,9 +183,17 @@ async def _load_capacity(service: Service) -> None:
 async def _run(service: Service, loaded: LoadedSpec, args: argparse.Namespace, out: Output) -> int:
     async with service:
         sub = service.subscribe(logs=args.logs)
-        wf_id = await service.submit(loaded, pool=args.pool, priority=args.priority)
+        # A Ctrl-C while submitting (the task may already be launched) is counted, and _follow
+        # acts on it; without this it interrupted the run and left the tasks running.
+        loop, early = asyncio.get_running_loop(), []
+        loop.add_signal_handler(signal.SIGINT, early.append, None)
+        try:
+            wf_id = await service.submit(loaded, pool=args.pool, priority=args.priority)
+        except BaseException:
+            loop.remove_signal_handler(signal.SIGINT)
+            raise
         out.info(f"submitted {wf_id} ({len(loaded.workflow.all_tasks())} tasks)")
-        return await _follow(service, [wf_id], sub, out)
+        return await _follow(service, [wf_id], sub, out, early_interrupts=len(early))
 
 
 async def _resume(service: Service, args: argparse.Namespace, out: Output) -> int:
@@ -200,7 +208,9 @@ async def _resume(service: Service, args: argparse.Namespace, out: Output) -> in
         return await _follow(service, ids, sub, out)
 
 
-async def _follow(service: Service, ids: list[str], sub: Any, out: Output) -> int:
+async def _follow(
+    service: Service, ids: list[str], sub: Any, out: Output, early_interrupts: int = 0
+) -> int:
     """Show progress until every workflow ends; Ctrl-C cancels them (a second one leaves)."""
     loop = asyncio.get_running_loop()
     interrupted = 0
@@ -222,6 +232,8 @@ async def _follow(service: Service, ids: list[str], sub: Any, out: Output) -> in
     view = LiveView(service, ids, out)
     pump = asyncio.create_task(view.pump(sub))
     waiter = asyncio.ensure_future(asyncio.gather(*(service.wait(i) for i in ids)))
+    for _ in range(early_interrupts):
+        on_sigint()
     try:
         statuses: list[WorkflowStatus] = await waiter
     except asyncio.CancelledError:

@@ -9,11 +9,23 @@ validated here into small dataclasses so a typo fails at start with the trait an
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traitlets import CaselessStrEnum, Dict, Float, Int, List, Set, Unicode, default, validate
+from traitlets import (
+    CaselessStrEnum,
+    Dict,
+    Float,
+    Int,
+    List,
+    Set,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from .errors import ConfigError, Problem
@@ -169,6 +181,22 @@ class OsmoConfig(Configurable):
         "identity they sign in with. The owner of a single-user Jupyter server and "
         "holders of its token are always admins.",
     ).tag(config=True)
+    app_proxy_url = Unicode(
+        "",
+        help="Origin (scheme://host[:port]) where browsers open tasks' web apps (the task "
+        "proxy), e.g. `https://apps.lab.example.org`: a host name that reaches this server "
+        "and is used for nothing else (browsers share cookies between ports of one host name, "
+        "so a port alone is not a separate origin). `{app}` in the host name, e.g. "
+        "`https://{app}.apps.lab.example.org` (wildcard DNS), gives every task port its own "
+        "origin, so apps are isolated from each other too. Empty: apps are served on this "
+        "server's origin in a CSP sandbox (an opaque origin: no cookies, no storage, no "
+        "access to the API) — plain pages and dashboards work, web IDEs need an app origin.",
+    ).tag(config=True)
+    app_link_ttl = Float(
+        8 * 3600.0,
+        help="Seconds an app link (`/osmo/apps/{ticket}/`, made when a browser opens a task "
+        "port through the proxy) stays valid; opening the app again makes a new one.",
+    ).tag(config=True)
     oidc_issuer = Unicode(
         "", help="OIDC issuer URL; bearer JWTs it signs are accepted. Empty: OIDC off."
     ).tag(config=True)
@@ -186,6 +214,19 @@ class OsmoConfig(Configurable):
     oidc_admin_roles = List(
         Unicode(), ["admin"], help="Roles in `oidc_roles_claim` that make a user an admin."
     ).tag(config=True)
+
+    @validate("app_proxy_url")
+    def _check_app_proxy_url(self, proposal: Any) -> str:
+        url = str(proposal["value"])
+        parts = urllib.parse.urlsplit(url.replace("{app}", "app"))
+        keyed = "{app}" not in url or (url.count("{app}") == 1 and "//{app}." in url)
+        shape = parts.scheme in ("http", "https") and parts.hostname and parts.path in ("", "/")
+        if url and not (shape and keyed and not parts.query):
+            raise TraitError(
+                f"app_proxy_url {url!r}: give scheme://host[:port] (no path), with `{{app}}` "
+                "only as the first label of the host name"
+            )
+        return url
 
     @default("data_dir")
     def _default_data_dir(self) -> str:

@@ -9,8 +9,9 @@ Lifecycle (jupyter_server's ExtensionApp hooks):
 - `stop_extension()` (server shutdown): stops the Service (agents outlive it by design).
 
 Headless (`jupyter osmo`), the server's identity provider is `OsmoIdentityProvider` (personal
-access tokens and OIDC JWTs besides the server's own token) unless the configuration names
-another; inside `jupyter lab` the server's identity is left as it is (identity.py).
+access tokens and OIDC JWTs besides the server's own token) and its authorizer `OsmoAuthorizer`
+(Jupyter's own surfaces follow OSMO's roles) unless the configuration names others; inside
+`jupyter lab` both are left as they are (identity.py, authorizer.py: set them in the config).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from osmo_core.config import OsmoConfig
 from osmo_core.errors import ConfigError, Problem
 from osmo_core.service import Service
 
+from .authorizer import OsmoAuthorizer
 from .client import export_server_environment
 from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
-from .interactive_handlers import interactive_handlers
+from .interactive_handlers import install_app_host, interactive_handlers
 from .kernel_handlers import kernel_handlers
 from .kernels import install as install_kernels
-from .metrics import ServiceMetrics
+from .metrics import MetricsHandler, ServiceMetrics
 
 
 class ServiceUnavailable(Exception):
@@ -56,12 +58,13 @@ class OsmoApp(ExtensionApp):
         from jupyter_server.serverapp import ServerApp
 
         config = super()._jupyter_server_config()
-        chosen = (
-            ServerApp.initialized()
-            and "identity_provider_class" in ServerApp.instance().config.ServerApp
-        )
-        if not chosen:  # an admin's own choice (e.g. JupyterHub's) wins
-            config["ServerApp"]["identity_provider_class"] = OsmoIdentityProvider
+        for trait, ours in (
+            ("identity_provider_class", OsmoIdentityProvider),
+            ("authorizer_class", OsmoAuthorizer),
+        ):
+            chosen = ServerApp.initialized() and trait in ServerApp.instance().config.ServerApp
+            if not chosen:  # an admin's own choice (e.g. JupyterHub's) wins
+                config["ServerApp"][trait] = ours
         return config
 
     def initialize_settings(self) -> None:
@@ -84,7 +87,12 @@ class OsmoApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
         self.handlers.extend(interactive_handlers)
+        if self.service is not None:  # a task app's own host name answers app links only
+            base_url = self.serverapp.base_url
+            install_app_host(self.serverapp.web_app, base_url, self.service.config.app_proxy_url)
         self.handlers.extend(kernel_handlers)
+        # in place of jupyter_server's own (an extension's routes are matched first)
+        self.handlers.append((r"/metrics", MetricsHandler))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         export_server_environment(serverapp)  # kernels this server starts find it (Client())

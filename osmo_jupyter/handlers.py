@@ -60,7 +60,7 @@ from osmo_core.errors import (
 from osmo_core.events import Event, Overflow
 from osmo_core.states import TaskStatus
 
-from .identity import principal_of
+from .identity import CHALLENGE, principal_of
 from .schemas import (
     EventsQuery,
     ListQuery,
@@ -185,7 +185,6 @@ class _OsmoMixin:
     def require_user(self) -> None:
         if self.current_user is None:  # type: ignore[attr-defined]
             reason = getattr(self, "_osmo_auth_error", None)
-            self.set_header("WWW-Authenticate", 'Bearer realm="osmo"')  # type: ignore[attr-defined]
             raise ApiError(
                 401,
                 reason or "authentication required: send `Authorization: Bearer <token>`",
@@ -249,6 +248,8 @@ class OsmoHandler(_OsmoMixin, APIHandler):
             reply["message"] = "Unhandled error"
         if status_code == 405:  # RFC 9110: a 405 lists the methods the resource has
             self.set_header("Allow", ", ".join(_methods(type(self))))
+        if status_code == 401:  # RFC 9110: a 401 names its scheme (send_error cleared headers)
+            self.set_header("WWW-Authenticate", CHALLENGE)
         self.set_header("Content-Type", "application/json")
         self.log.warning("osmo: wrote error %s: %s", status_code, reply["message"])
         self.finish(json.dumps(reply))
@@ -315,11 +316,15 @@ class PoolsHandler(OsmoHandler):
 
 
 class ResourcesHandler(OsmoHandler):
-    """Every machine with its capacity, what is free, and the pools it serves."""
+    """Every machine with its capacity, what is free, and the pools it serves; a user sees the
+    pools they may use only (as `/pools`), and the machines that serve one of them."""
 
     @api
     async def get(self) -> None:
-        self.reply((await self.service()).resources())
+        svc = await self.service()
+        usable = {n for n, p in svc.pools.items() if policy.may_see_pool(self.who, p)}
+        rows = [{**r, "pools": [p for p in r["pools"] if p in usable]} for r in svc.resources()]
+        self.reply([r for r in rows if r["pools"] or self.who.is_admin])
 
 
 class WorkflowsHandler(OsmoHandler):

@@ -12,15 +12,25 @@ Two sources:
   additionally accepts `Authorization: Bearer <token>` with an osmo personal access token or an
   OIDC JWT. Such requests count as token-authenticated (no XSRF cookie, no origin check),
   exactly like jupyter_server's own token. The server's token still works and means the owner.
+  Without valid credentials, every request a browser's login page cannot serve — an API or
+  WebSocket route, a method other than GET/HEAD, or one with a rejected `Authorization` — gets
+  401 with `WWW-Authenticate: Bearer` and the reason, before jupyter_server's XSRF check (which
+  guards cookies; a request with none has nothing to forge), unless its method is marked
+  `@allow_unauthenticated`. Pages without credentials still go to the login page. A user who
+  is not an admin reaches only what `authorizer.admits` lets them (403 elsewhere) when the
+  server's authorizer is `OsmoAuthorizer`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import getpass
-from typing import Any
+import json
+from typing import Any, NoReturn
 
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider, User
+from jupyter_server.base.handlers import APIHandler
+from tornado import web, websocket
 
 from osmo_core.auth import ADMIN, USER, Principal
 from osmo_core.errors import Unauthorized
@@ -35,8 +45,38 @@ class OsmoUser(User):
     principal: Principal | None = None
 
 
+CHALLENGE = 'Bearer realm="osmo"'
+
+
 class OsmoIdentityProvider(IdentityProvider):
     async def get_user(self, handler: Any) -> User | None:  # type: ignore[override]
+        from .authorizer import OsmoAuthorizer, admits, who_is
+
+        user = await self._identify(handler)
+        if user is None:
+            if _needs_credentials(handler):
+                reason = getattr(handler, "_osmo_auth_error", None)
+                if reason is None:
+                    sent = handler.request.headers.get("Authorization")
+                    reason = (
+                        "authentication required: "
+                        + ("the token sent is not this server's" if sent else "no credentials")
+                        + "; send `Authorization: Bearer <token>`"
+                    )
+                _refuse(handler, 401, reason, "unauthorized")
+            return None
+        if isinstance(handler.authorizer, OsmoAuthorizer) and not admits(handler, user):
+            who = who_is(handler, user)
+            _refuse(
+                handler,
+                403,
+                f"{who.name!r} (role {who.role}) may use the osmo API and the kernels of their "
+                "own tasks on this server, not this; ask an admin",
+                "forbidden",
+            )
+        return user
+
+    async def _identify(self, handler: Any) -> User | None:
         scheme, _, text = handler.request.headers.get("Authorization", "").partition(" ")
         text = text.strip()
         osmo_app = handler.settings.get("osmo_app")
@@ -54,6 +94,28 @@ class OsmoIdentityProvider(IdentityProvider):
                     return None
                 return OsmoUser(who.name, who.name, who.name, who.name[:1].upper(), principal=who)
         return await super()._get_user(handler)
+
+
+def _needs_credentials(handler: Any) -> bool:
+    """No login page can serve this request: answer 401 rather than a redirect or 403."""
+    request = handler.request
+    method = getattr(handler, (request.method or "").lower(), None)
+    if method is None or getattr(method, "__allow_unauthenticated", False):
+        return False  # public, or checks for itself (osmo's WebSockets, /metrics)
+    api = isinstance(handler, (APIHandler, websocket.WebSocketHandler))
+    return api or request.method not in ("GET", "HEAD") or "Authorization" in request.headers
+
+
+def _refuse(handler: Any, status: int, message: str, reason: str) -> NoReturn:
+    """Answer now, with the JSON error body (and the challenge on a 401): raising an HTTPError
+    would go through `send_error`, which drops the headers set so far."""
+    # as jupyter_server's own prepare() does when it refuses before knowing the user
+    handler.current_user = handler._jupyter_current_user = None
+    handler.set_status(status)
+    if status == 401:
+        handler.set_header("WWW-Authenticate", CHALLENGE)
+    handler.set_header("Content-Type", "application/json")
+    raise web.Finish(json.dumps({"message": message, "reason": reason, "details": []}))
 
 
 _SINGLE_USER = (IdentityProvider, PasswordIdentityProvider, OsmoIdentityProvider)

@@ -14,7 +14,8 @@
 
 Who may: the principal of the request (recorded per request by `install`, which wraps the
 server's identity provider; osmo's own rules, identity.py) must own the workflow or be an admin;
-else 403. Specs are listed per caller the same way.
+else 403. Specs are listed per caller the same way; under `OsmoAuthorizer` a user, who may start
+no kernel on the server itself, sees their own tasks' specs only (authorizer.py).
 """
 
 from __future__ import annotations
@@ -158,13 +159,24 @@ class OsmoKernelSpecManager(KernelSpecManager):
             self.log.warning("osmo: no task kernel specs: %s", e)
             return {}
 
+    def _server_specs_hidden(self) -> bool:
+        """A user may start no kernel on the server itself under `OsmoAuthorizer`: the server's
+        own specs are not theirs to see either."""
+        from .authorizer import OsmoAuthorizer
+
+        app = self.osmo_app
+        if app is None or not isinstance(app.serverapp.authorizer, OsmoAuthorizer):
+            return False
+        who = current_principal(app)
+        return who is None or not who.is_admin
+
     def find_kernel_specs(self) -> dict[str, str]:
-        found = dict(self.inner.find_kernel_specs())
+        found = {} if self._server_specs_hidden() else dict(self.inner.find_kernel_specs())
         found.update({name: _logo_dir() for name in self._ours()})
         return found
 
     def get_all_specs(self) -> dict[str, dict[str, Any]]:
-        specs = dict(self.inner.get_all_specs())
+        specs = {} if self._server_specs_hidden() else dict(self.inner.get_all_specs())
         for name, (wf, task) in self._ours().items():
             spec = task_spec(wf, task)
             specs[name] = {"resource_dir": spec.resource_dir, "spec": spec.to_dict()}

@@ -20,11 +20,13 @@ memory, which holds only unfinished workflows.
     osmo_event_loop_lag_seconds     the worst lag of the server's event loop over the last
                                     `LAG_WINDOW` seconds (a probe sleeping `LAG_INTERVAL`)
 
-Authentication is jupyter_server's: with `ServerApp.authenticate_prometheus = True` (the
-default) `/metrics` answers 403 unless the request carries the server's credentials
-(`Authorization: token …` or `Bearer …`, as a Prometheus `authorization` block sends). Setting it to
-False lets anyone who can reach the port read these figures (counts only: no user, workflow or
-task names), so do that only behind a trusted network.
+Who may scrape: with `ServerApp.authenticate_prometheus = True` (the default) `/metrics` is
+for admins (`MetricsHandler`, in place of jupyter_server's own handler: resource `metrics` of
+the server's authorizer, which under `OsmoAuthorizer` admits admins only): the server's token
+(`Authorization: token …` or `Bearer …`, as a Prometheus `authorization` block sends) or an
+admin's personal access token; 401 without credentials, 403 for a user. Setting it to False
+lets anyone who can reach the port read these figures (counts only: no user, workflow or task
+names), so do that only behind a trusted network.
 """
 
 from __future__ import annotations
@@ -33,13 +35,20 @@ import asyncio
 import collections
 import logging
 from collections.abc import Iterator
+from typing import Any
 
+import prometheus_client
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import PrometheusMetricsHandler
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from osmo_core.service import Service
 from osmo_core.states import TaskStatus, WorkflowStatus
+
+from .handlers import ApiError, OsmoHandler
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +150,25 @@ class ServiceMetrics(Collector):
                 f"Worst lag of the server's event loop over the last {LAG_WINDOW:g} s",
             ),
         )
+
+
+class MetricsHandler(PrometheusMetricsHandler):
+    """jupyter_server's `/metrics`, asking the server's authorizer (resource `metrics`) rather
+    than admitting anyone signed in; errors are JSON, a 401 carries its challenge."""
+
+    auth_resource = "metrics"
+
+    @allow_unauthenticated  # checked here: 401 (not a login redirect) without credentials
+    async def get(self) -> None:
+        if self.settings["authenticate_prometheus"]:
+            user = self.current_user
+            if user is None:
+                msg = "authentication required: send the server's token"
+                raise ApiError(401, msg, "unauthorized")
+            if not await ensure_async(self.authorizer.is_authorized(self, user, "read", "metrics")):
+                raise ApiError(403, "the metrics are for the server's admins", "forbidden")
+        self.set_header("Content-Type", prometheus_client.CONTENT_TYPE_LATEST)
+        self.write(prometheus_client.generate_latest(REGISTRY))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]

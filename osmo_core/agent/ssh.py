@@ -398,6 +398,8 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         finally:
             os.close(slave)
         os.set_blocking(master, False)
+        # A resize that came while the process started only updated self.term (no master yet)
+        _set_size(master, *self.term)
         self.master = master
         loop = asyncio.get_running_loop()
         drained = loop.create_future()

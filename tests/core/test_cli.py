@@ -119,8 +119,15 @@ def test_bad_arguments(osmo_env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_one_engine_per_data_dir(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    # The first run's task waits for `go` (at most 60 s), not a fixed time: under load the
+    # second CLI once started after the first had already finished, and got the lock
+    go = tmp_path / "go"
     f = tmp_path / "slow.yaml"
-    f.write_text("workflow:\n  name: slow\n  tasks:\n  - name: t\n    command: [sleep, '3']\n")
+    f.write_text(
+        "workflow:\n  name: slow\n  tasks:\n  - name: t\n    command: [sh, -c]\n"
+        f"    args: ['n=0; while [ ! -e {go} ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1));"
+        " done']\n"
+    )
     first = subprocess.Popen(
         osmo_cli("workflow", "run", str(f)),
         env=osmo_env,
@@ -138,6 +145,7 @@ def test_one_engine_per_data_dir(osmo_env: dict[str, str], tmp_path: Path) -> No
         assert second.returncode == 4
         assert "another osmo engine" in second.stderr
     finally:
+        go.touch()
         assert first.wait(30) == 0
 
 
@@ -163,7 +171,7 @@ def test_ctrl_c_cancels_the_workflow(osmo_env: dict[str, str], tmp_path: Path) -
     while not log.exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(0.3)
+    # At once: the CLI may still be inside submit (a Ctrl-C there was once lost)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130

@@ -27,7 +27,8 @@ workflow:
     inputs: [{{task: t1}}]
     command: [sh, -c]
     args: ["echo run >> {counter}/t2; for i in $(seq 1 {lines}); do echo line $i;
-            sleep {pause}; done; cat {{{{input:0}}}}/x > {{{{output}}}}/x"]
+            if [ $i = {half} ]; then n=0; while [ ! -e {counter}/go ] && [ $n -lt 600 ]; do
+            sleep 0.1; n=$((n+1)); done; fi; done; cat {{{{input:0}}}}/x > {{{{output}}}}/x"]
   - name: t3
     inputs: [{{task: t2}}]
     command: [sh, -c]
@@ -43,10 +44,13 @@ def wait_for(cond, timeout: float = 15.0) -> None:
 
 
 def task_rows(home: Path) -> list[tuple]:
-    with sqlite3.connect(home / "osmo.db") as db:
-        return db.execute(
-            "select name, retry_id, status, exit_code from tasks order by name, retry_id"
-        ).fetchall()
+    try:  # read-only: never create the file before the engine does
+        with sqlite3.connect(f"file:{home / 'osmo.db'}?mode=ro", uri=True) as db:
+            return db.execute(
+                "select name, retry_id, status, exit_code from tasks order by name, retry_id"
+            ).fetchall()
+    except sqlite3.OperationalError:  # no file or no tables yet: the engine is starting
+        return []
 
 
 def log_lines(home: Path, task: str) -> list[str]:
@@ -65,7 +69,9 @@ def test_sigkill_engine_mid_workflow(
     counter.mkdir()
     lines = 30
     spec = tmp_path / "crash.yaml"
-    spec.write_text(SPEC.format(counter=counter, lines=lines, pause=0.1))
+    # t2 prints half its lines, then waits for `go` (at most 60 s): the kill lands mid-output
+    # however slow the machine is (a fixed sleep here once let t2 finish first under load)
+    spec.write_text(SPEC.format(counter=counter, lines=lines, half=lines // 2))
 
     engine = subprocess.Popen(
         osmo_cli("workflow", "run", str(spec)),
@@ -73,20 +79,29 @@ def test_sigkill_engine_mid_workflow(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    wait_for(lambda: (counter / "t2").exists())
-    time.sleep(0.5)  # t2 is mid-way through its output
+    wait_for(lambda: ("t2", 0, "RUNNING", None) in task_rows(home), timeout=30)
     engine.send_signal(signal.SIGKILL)
     engine.wait(10)
     assert ("t2", 0, "RUNNING", None) in task_rows(home)
 
     if restart_after_task_ended:
-        wait_for(lambda: any((home / "runs").glob("crash-*/t2/0/exit.json")))
+        (counter / "go").touch()
+        wait_for(lambda: any((home / "runs").glob("crash-*/t2/0/exit.json")), timeout=30)
 
-    resumed = subprocess.run(
-        osmo_cli("workflow", "resume"), env=osmo_env, capture_output=True, text=True, timeout=60
+    resumed = subprocess.Popen(
+        osmo_cli("workflow", "resume"),
+        env=osmo_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert resumed.returncode == 0, resumed.stderr
-    assert "crash-1: COMPLETED" in resumed.stdout
+    if not restart_after_task_ended:  # t2 goes on once the new engine holds the data folder
+        lock = home / "engine.lock"
+        wait_for(lambda: lock.exists() and lock.read_text().strip() == str(resumed.pid), 30)
+        (counter / "go").touch()
+    out, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, err
+    assert "crash-1: COMPLETED" in out
 
     for name in ("t1", "t2", "t3"):  # each ran exactly once
         assert (counter / name).read_text().splitlines() == ["run"], name

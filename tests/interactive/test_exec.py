@@ -82,3 +82,20 @@ async def test_exec_needs_a_running_task(service):
     await until(lambda: service.get(wf)["status"] == "COMPLETED", what="completion")
     with pytest.raises(Conflict, match="RUNNING"):
         await service.interactive.exec(wf, "main", ["true"])
+
+
+async def test_a_resize_while_the_command_starts_is_not_lost(service):
+    """JupyterLab sends its terminal's size as soon as the socket opens, while the shell may
+    still be starting on the agent: that first size must reach the PTY (it once was lost,
+    leaving the terminal at 80x24)."""
+    wf = await service.submit(long_spec())
+    await running(service, wf)
+    for i in range(8):  # the window is short: several starts make a lost size show
+        sess = await service.interactive.exec(wf, "main", ["sh"], pty=(80, 24))
+        sess.resize(90 + i, 20)
+        sess.write(b"stty size; exit\n")
+        out = b""
+        while chunk := await asyncio.wait_for(sess.read(), 10):
+            out += chunk
+        assert f"20 {90 + i}".encode() in out, out
+        await sess.wait()

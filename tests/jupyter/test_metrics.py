@@ -139,7 +139,9 @@ async def test_metrics_need_authentication(jp_fetch, jp_auth_header, osmo):
     for headers in ({"Authorization": ""}, {"Authorization": "token wrong"}):
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch("metrics", headers=headers)
-        assert e.value.code == 403
+        assert e.value.code == 401  # not 403: no credentials (MetricsHandler)
+        assert e.value.response is not None
+        assert e.value.response.headers["WWW-Authenticate"].startswith("Bearer")
     # Prometheus sends its credentials as a Bearer token (README)
     token = jp_auth_header["Authorization"].split()[-1]
     resp = await jp_fetch("metrics", headers={"Authorization": f"Bearer {token}"})
@@ -159,8 +161,9 @@ async def test_gauges_leave_the_registry_when_the_extension_stops(jp_fetch, osmo
 
 
 def test_headless_metrics_need_the_token(osmo_env: dict[str, str], tmp_path: Path) -> None:
-    """`jupyter osmo` (its own identity provider): /metrics refuses a scrape without the
-    token and serves the gauges to a Bearer token, as Prometheus sends it."""
+    """`jupyter osmo` (its own identity provider and authorizer): /metrics refuses a scrape
+    without the token (401, with the challenge) and serves the gauges to a Bearer token, as
+    Prometheus sends it."""
     from test_openapi import TOKEN, server  # the same subprocess helper
 
     with server(osmo_env, tmp_path / "server.log") as base:
@@ -168,7 +171,7 @@ def test_headless_metrics_need_the_token(osmo_env: dict[str, str], tmp_path: Pat
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
-            assert e.value.code == 403
+            assert e.value.code == 401 and e.value.headers["WWW-Authenticate"].startswith("Bearer")
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(req, timeout=10) as r:
             text = r.read().decode()

@@ -132,12 +132,13 @@ def run_scenario(page: Page, context: BrowserContext, lab: Lab, port: int) -> No
         "kernel srv 42", timeout=30_000
     )
 
-    # The declared port in a new browser tab, through the server's proxy into the task.
+    # The declared port in a new browser tab, through the server's proxy into the task: the
+    # proxy sends the browser on to the app's link, where the page runs sandboxed.
     with context.expect_page(timeout=15_000) as opened:
         srv.get_by_role("button", name=f"Open port {port}").click()
     proxied = opened.value
     expect(proxied.locator("body")).to_contain_text("served-by-the-task.txt", timeout=15_000)
-    assert re.search(rf"/osmo/api/v1/workflows/web-\d+/tasks/srv/proxy/{port}/$", proxied.url)
+    assert re.search(r"/osmo/api/v1/apps/[\w-]+\.[\w-]+/$", proxied.url), proxied.url
     proxied.close()
 
     # Cancel: the task ends, its interactive buttons go.

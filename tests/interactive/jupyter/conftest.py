@@ -1,5 +1,5 @@
-"""A real Jupyter server with the osmo extension and the headless identity provider (PATs), as
-in tests/jupyter; see tests/jupyter/conftest.py."""
+"""A real Jupyter server with the osmo extension and the headless identity provider (PATs) and
+authorizer, as in tests/jupyter; see tests/jupyter/conftest.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from osmo_jupyter.authorizer import OsmoAuthorizer
 from osmo_jupyter.identity import OsmoIdentityProvider
 from tests.interactive.conftest import long_spec, until
 from tests.jupyter.conftest import *  # noqa: F403
@@ -34,6 +35,7 @@ def jp_server_config(osmo_data_dir: Path, task_runs_dir: Path) -> dict[str, Any]
         "ServerApp": {
             "jpserver_extensions": {"osmo_jupyter": True},
             "identity_provider_class": OsmoIdentityProvider,
+            "authorizer_class": OsmoAuthorizer,  # as `jupyter osmo` sets them
         },
         "OsmoConfig": {
             "data_dir": str(osmo_data_dir),
