@@ -135,7 +135,9 @@ class OsmoConfig(Configurable):
         "(endpoint_url, access_key_id, secret_access_key, session_token, region) or Azure "
         "(account_name, account_key, connection_string, sas_token). Any credential can be "
         "given to a task by the spec's `credentials:` field. Secrets never reach specs, "
-        "events or logs (see osmo_core/data/credentials.py)."
+        "events or logs (see osmo_core/data/credentials.py). Optional allow-lists `users`, "
+        "`roles`, `pools` (lists of names) say who may use one; none = every submitter; "
+        "admins always."
     ).tag(config=True)
     dataset_store = Unicode(
         help="Storage URL of the dataset store used by `dataset:` inputs/outputs and "
@@ -194,8 +196,14 @@ class OsmoConfig(Configurable):
     ).tag(config=True)
     app_link_ttl = Float(
         8 * 3600.0,
-        help="Seconds an app link (`/osmo/apps/{ticket}/`, made when a browser opens a task "
+        help="Seconds an app link (`/osmo/api/v1/apps/{ticket}/`, made when a browser opens a task "
         "port through the proxy) stays valid; opening the app again makes a new one.",
+    ).tag(config=True)
+    kernel_token_hours = Float(
+        24.0,
+        help="Hours a kernel's own token lasts: a kernel this server starts gets "
+        "OSMO_SERVER_TOKEN, a personal access token of the user who started it (never the "
+        "server's), renewed when it restarts and revoked when it shuts down.",
     ).tag(config=True)
     oidc_issuer = Unicode(
         "", help="OIDC issuer URL; bearer JWTs it signs are accepted. Empty: OIDC off."
@@ -251,6 +259,17 @@ class OsmoConfig(Configurable):
         from .data.credentials import validate as validate_credentials
 
         return validate_credentials(proposal["value"])
+
+    @validate("kernel_token_hours")
+    def _check_kernel_token_hours(self, proposal: Any) -> float:
+        if not proposal["value"] > 0:
+            raise ConfigError(
+                Problem(
+                    f"expected a positive number of hours, got {proposal['value']!r}",
+                    field="OsmoConfig.kernel_token_hours",
+                )
+            )
+        return float(proposal["value"])
 
     @default("store_url")
     def _default_store_url(self) -> str:
@@ -359,6 +378,9 @@ class OsmoConfig(Configurable):
                 users=frozenset(users),
                 roles=tuple(roles),
             )
+        from .data.credentials import pool_problems
+
+        problems += pool_problems(self.credentials, self.pools)
         if self.default_pool not in self.pools:
             problems.append(
                 Problem(

@@ -59,6 +59,7 @@ from .backends.base import (
 from .config import PRIORITIES, OsmoConfig
 from .dag import WorkflowDAG
 from .data.credentials import match as credential_for
+from .data.credentials import match_resolved
 from .errors import Conflict, NotFound, Problem, SpecError, StoreError
 from .events import Event, EventBus
 from .scheduler import Alloc, Scheduler, task_fields
@@ -1125,9 +1126,8 @@ class Engine:
                 )
             elif inp.url:
                 url = resolve(inp.url)
-                inputs.append(
-                    InputSpec(i, url=url, regex=inp.regex, credential=credential_for(creds, url))
-                )
+                cred = match_resolved(creds, inp.url, url)
+                inputs.append(InputSpec(i, url=url, regex=inp.regex, credential=cred))
             elif inp.dataset:
                 ds = inp.dataset
                 inputs.append(
@@ -1143,9 +1143,8 @@ class Engine:
         for i, out in enumerate(spec.outputs):
             if out.url:
                 url = resolve(out.url)
-                outputs.append(
-                    OutputSpec(i, url=url, regex=out.regex, credential=credential_for(creds, url))
-                )
+                cred = match_resolved(creds, out.url, url)
+                outputs.append(OutputSpec(i, url=url, regex=out.regex, credential=cred))
             elif out.dataset:
                 ds = out.dataset
                 outputs.append(
@@ -1164,7 +1163,7 @@ class Engine:
                 resolve(c.url),
                 c.frequency,
                 c.regex,
-                credential_for(creds, resolve(c.url)),
+                match_resolved(creds, c.url, resolve(c.url)),
             )
             for c in spec.checkpoint
         ]

@@ -107,7 +107,13 @@ class Unauthorized(OsmoError):
 
 
 class Forbidden(OsmoError):
-    """Authenticated, but not allowed: another user's workflow, a pool not open to them."""
+    """Authenticated, but not allowed: another user's workflow, a pool not open to them.
+    `problems` locate each refused field when a spec asks for what its submitter may not use
+    (a credential)."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.problems: list[Problem] = list(problems or [])
 
 
 class InvalidTransition(OsmoError):

@@ -18,13 +18,14 @@ from typing import Any
 
 from . import isolation
 from .agent.identity import secure_dir
-from .auth import Authenticator
+from .auth import Authenticator, Principal, policy
 from .backends import make_backend
 from .backends.base import Backend, LogLine, attempt_key
 from .config import PRIORITIES, OsmoConfig
 from .data import plan as data_plan
+from .data.credentials import without_policy
 from .engine import Engine
-from .errors import Conflict, NotFound, PlacementError
+from .errors import Conflict, Forbidden, NotFound, PlacementError
 from .events import EventBus, Subscription
 from .interactive import Interactive
 from .scheduler import Scheduler
@@ -48,7 +49,7 @@ class Service:
             for name, spec in self.config.backends.items()
         }
         for backend in self.backends.values():  # handed to agents privately (data/credentials)
-            backend.credentials = dict(self.config.credentials)
+            backend.credentials = without_policy(self.config.credentials)
             backend.pools = {p.name: p for p in self.pools.values() if p.backend == backend.name}
             if backend.kind == "local":
                 backend.isolation = self.isolation
@@ -148,6 +149,20 @@ class Service:
             raise PlacementError([loaded.locate(p) for p in problems])
         return pool
 
+    def check_credentials(self, who: Principal, loaded: LoadedSpec, pool: str) -> None:
+        """Forbidden, naming each field, when the spec would hand `who` a credential that is
+        not open to them (OsmoConfig.credentials allow-lists)."""
+        problems = policy.credential_problems(
+            who, loaded.workflow, self.config.credentials, pool, self.config.dataset_store
+        )
+        if problems:
+            located = [loaded.locate(p) for p in problems]
+            raise Forbidden(
+                f"{who.name!r} may not use credentials this spec needs:"
+                + "".join(f"\n  {p}" for p in located),
+                located,
+            )
+
     async def submit(
         self,
         source: str | dict[str, Any] | LoadedSpec,
@@ -157,13 +172,18 @@ class Service:
         pool: str | None = None,
         user: str | None = None,
         priority: str = "NORMAL",
+        who: Principal | None = None,
     ) -> str:
+        """`who`: the caller, whose right to the credentials the spec uses is checked (the API
+        checks before, to refuse a validation too; in-process callers are the OS user)."""
         loaded = (
             source
             if isinstance(source, LoadedSpec)
             else self.load(source, file=file, set_values=set_values)
         )
         pool = self.check_placement(loaded, pool)
+        if who is not None:
+            self.check_credentials(who, loaded, pool)
         return await self.engine.submit(
             loaded.workflow,
             pool=pool,
@@ -175,9 +195,12 @@ class Service:
             file=loaded.file,
         )
 
-    async def restart(self, wf_id: str, *, user: str | None = None) -> str:
+    async def restart(
+        self, wf_id: str, *, user: str | None = None, who: Principal | None = None
+    ) -> str:
         """Submit a finished workflow's stored spec again (same values, pool and priority), as
-        a new workflow; Conflict while it is still running."""
+        a new workflow; Conflict while it is still running. `who` as for `submit` (the
+        credentials' allow-lists may have changed since)."""
         row = self.store.get_workflow(wf_id)
         if not WorkflowStatus(row["status"]).terminal:
             raise Conflict(f"workflow {wf_id!r} is still {row['status']}; cancel it first")
@@ -189,6 +212,7 @@ class Service:
             pool=row["pool"],
             user=user or row["user"],
             priority=priority,
+            who=who,
         )
 
     async def cancel(self, wf_id: str) -> WorkflowStatus:

@@ -30,6 +30,7 @@ from .client import export_server_environment
 from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
 from .interactive_handlers import install_app_host, interactive_handlers
+from .kernel_env import install as install_kernel_env
 from .kernel_handlers import kernel_handlers
 from .kernels import install as install_kernels
 from .metrics import MetricsHandler, ServiceMetrics
@@ -83,6 +84,7 @@ class OsmoApp(ExtensionApp):
             self.exit(1)
         self.settings["osmo_app"] = self
         install_kernels(self)  # "OSMO: WF/TASK" kernel specs for running tasks
+        install_kernel_env()  # local kernels get the server's URL and their starter's token
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)

@@ -6,9 +6,8 @@
 
 Which control plane a bare `Client()` talks to, first match wins:
 1. `Client(url, token)` given explicitly;
-2. the Jupyter server this kernel was started by: the extension exports `OSMO_SERVER_URL` and
-   `OSMO_SERVER_TOKEN` into the server's environment at start (`export_server_environment`), and
-   kernels inherit it;
+2. the Jupyter server this kernel was started by: it gives each kernel `OSMO_SERVER_URL` and
+   `OSMO_SERVER_TOKEN`, a token of the user who started the kernel (kernel_env.py);
 3. the CLI's stored login (`osmo login URL --token T`);
 4. the embedded default: a Service in this process on `$OSMO_HOME` (one engine per data
    directory: a Conflict names the process holding it).
@@ -46,15 +45,23 @@ WATCH_RECONNECTS = 5
 Message = dict[str, Any]
 
 
-def export_server_environment(serverapp: Any) -> None:
-    """Put this server's URL and token in its environment, for the kernels it launches, and
-    have its IPython kernels load the `%osmo` magics."""
+def server_url(serverapp: Any) -> str:
+    """The URL a kernel of this server reaches it at."""
     ip = serverapp.ip if serverapp.ip not in ("", "0.0.0.0", "::", "*", "localhost") else None
     host = ip or "127.0.0.1"
     scheme = "https" if serverapp.certfile else "http"
     host = f"[{host}]" if ":" in host else host
-    os.environ[ENV_URL] = f"{scheme}://{host}:{serverapp.port}{serverapp.base_url.rstrip('/')}"
-    os.environ[ENV_TOKEN] = serverapp.identity_provider.token or ""
+    return f"{scheme}://{host}:{serverapp.port}{serverapp.base_url.rstrip('/')}"
+
+
+def export_server_environment(serverapp: Any) -> None:
+    """Have this server's IPython kernels load the `%osmo` magics. The server's URL and a
+    token reach each kernel through its own environment only (kernel_env.py): a token in the
+    server's environment would reach terminals, the agent and every task."""
+    # The server's token lives in its identity provider (which has read JUPYTER_TOKEN by now),
+    # not in the environment its terminals and kernels start from.
+    for name in (ENV_TOKEN, "JUPYTER_TOKEN"):
+        os.environ.pop(name, None)
     # `%osmo` in every IPython kernel of this server, with no `%load_ext` (kernel_startup.py
     # chains to the user's own PYTHONSTARTUP).
     startup = str(Path(__file__).with_name("kernel_startup.py"))

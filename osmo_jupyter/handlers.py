@@ -121,9 +121,8 @@ class ApiError(web.HTTPError):
 def _from_osmo(e: OsmoError) -> ApiError:
     for cls, status, reason in _STATUS:
         if isinstance(e, cls):
-            if isinstance(e, InputError):
-                return ApiError(status, str(e), reason, [p.to_dict() for p in e.problems])
-            return ApiError(status, str(e), reason)
+            problems = e.problems if isinstance(e, InputError | Forbidden) else []
+            return ApiError(status, str(e), reason, [p.to_dict() for p in problems])
     return ApiError(500, str(e), "server error")
 
 
@@ -349,6 +348,7 @@ class WorkflowsHandler(OsmoHandler):
         loaded = svc.load(req.spec, set_values=req.set_values)
         pool = svc.check_placement(loaded, req.pool)
         policy.check_pool(self.who, svc.pools[pool])
+        svc.check_credentials(self.who, loaded, pool)
         if req.validation_only:
             self.reply({"valid": True, "pool": pool})
         elif req.dry_run:
@@ -377,7 +377,7 @@ class RestartHandler(OsmoHandler):
     async def post(self, wf_id: str) -> None:
         svc = await self.workflow_for(wf_id)
         policy.check_pool(self.who, svc.pools[svc.store.get_workflow(wf_id)["pool"]])
-        new_id = await svc.restart(wf_id, user=self.who.name)
+        new_id = await svc.restart(wf_id, user=self.who.name, who=self.who)
         self.set_header("Location", f"/{API_PREFIX}/workflows/{new_id}")
         self.reply({"id": new_id, "restarted": wf_id}, status=201)
 

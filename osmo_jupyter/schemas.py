@@ -416,8 +416,9 @@ _ERRORS = {
     400: "Bad request: bad JSON, or a body or query value of the wrong shape; `details` name "
     "each bad field",
     401: "Not authenticated: no credentials, or an unknown, expired or revoked token",
-    403: "Not allowed: another user's workflow or token, a pool closed to the caller, an "
-    "admin-only action (or, with cookie auth, a POST without an XSRF token)",
+    403: "Not allowed: another user's workflow or token, a pool or a credential closed to the "
+    "caller (`details` name each field that uses one), an admin-only action (or, with cookie "
+    "auth, a POST without an XSRF token)",
     404: "No such workflow, task, attempt or token",
     409: "Conflict with the resource's state (e.g. the workflow already ended)",
     422: "Well-formed but invalid: the spec, its set values or its placement; `details` has "

@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from .environment import scrub
 from .identity import (
     UidMap,
     can_setuid,
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", help="isolation: the folder of the tasks' own folders")
     parser.add_argument("--uids", help="isolation: the range of task uids, LO-HI")
     args = parser.parse_args(argv)
+    # Whoever started it (the local backend scrubs too; an SSH login or a pod may not): no
+    # control-plane secret reaches the tasks, the exec sessions or the kernels it starts.
+    scrub()
     if bool(args.tasks) != bool(args.uids):
         parser.error("--tasks and --uids go together")
     uids = parse_range(args.uids) if args.uids else None

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from ..data.credentials import FILE as CREDENTIALS
+from .environment import scrub
 from .server import AgentServer
 from .ssh import DIALHOME, HOST_KEY
 from .workdir import EXIT
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to wait, with no client, for the control plane (before and after the task)",
     )
     args = parser.parse_args(argv)
+    scrub()  # as the host agent: no control-plane secret reaches the task (environment.py)
     base = Path(args.dir)
     root = base / "run"
     root.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ import psutil
 from ..backends.base import LaunchRequest
 from ..data.credentials import CredentialFile, Masker
 from ..data.exit_codes import TransferError
+from .environment import scrubbed
 from .identity import TaskIdentity, UidMap, hand_over, make_dir
 from .logfile import MAX_LINE, count_lines, format_line
 from .protocol import request_from_wire
@@ -89,7 +90,7 @@ class Supervisor:
         self.emit = emit
         self.running: dict[str, _Attempt] = {}
         self._runtime = runtime
-        self._env = dict(os.environ)
+        self._env = scrubbed(os.environ)  # no control-plane secret (environment.py)
         self._warned_image = False
         self._bg: set[asyncio.Task[None]] = set()
         self.credentials = CredentialFile(root)  # written by the backend; names -> secrets

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from ..config import PoolConfig
-from ..errors import Forbidden
+from ..data.credentials import match as credential_for
+from ..errors import Forbidden, Problem
 from .principal import Principal
+
+if TYPE_CHECKING:
+    from ..spec.models import Workflow
 
 
 def check_owner(who: Principal, owner: str, wf_id: str) -> None:
@@ -54,3 +61,68 @@ def check_port(who: Principal, port: int, declared: list[int], task: str) -> Non
         f"task {task!r} does not declare port {port} (declared: {declared or 'none'}); "
         "add it to the task's `ports:` or ask an admin"
     )
+
+
+def may_use_credential(who: Principal, cred: Mapping[str, Any], pool: str) -> bool:
+    """A credential with allow-lists (`users`, `roles`, `pools`) serves admins and whoever one
+    of them lists (a user by name, a role, a workflow in a listed pool); without: everyone."""
+    users, roles, pools = (cred.get(k) or () for k in ("users", "roles", "pools"))
+    if who.is_admin or not (users or roles or pools):
+        return True
+    return who.name in users or who.role in roles or pool in pools
+
+
+def _open_to(cred: Mapping[str, Any]) -> str:
+    parts = [
+        *(f"user {u}" for u in sorted(cred.get("users") or ())),
+        *(f"role {r}" for r in cred.get("roles") or ()),
+        *(f"pool {p}" for p in cred.get("pools") or ()),
+    ]
+    return ", ".join(parts)
+
+
+def credential_problems(
+    who: Principal,
+    workflow: Workflow,
+    credentials: Mapping[str, Mapping[str, Any]],
+    pool: str,
+    dataset_store: str,
+) -> list[Problem]:
+    """One Problem per field of `workflow` that would hand `who` a credential not open to them:
+    a task's `credentials:` entry, or data moved with one (the longest-prefix `url` match of a
+    url input/output or checkpoint, the dataset store's for datasets)."""
+    from ..scheduler import task_fields  # not at import: spec <-> dag import each other
+
+    problems: list[Problem] = []
+
+    def check(name: str | None, field: str, use: str) -> None:
+        cred = credentials.get(name) if name else None
+        if cred is None or may_use_credential(who, cred, pool):
+            return
+        problems.append(
+            Problem(
+                f"{use} credential {name!r}, which is open to {_open_to(cred)}; {who.name!r} "
+                f"(role {who.role}) in pool {pool!r} is not among them",
+                field=field,
+                hint="ask an admin for access, or use another credential",
+            )
+        )
+
+    store_cred = credential_for(credentials, dataset_store)
+    for where, task in task_fields(workflow):
+        for name in task.credentials:
+            check(name, f"{where}.credentials.{name}", "the task asks for")
+        for kind, items in (("inputs", task.inputs), ("outputs", task.outputs)):
+            for i, item in enumerate(items):
+                if item.url:
+                    name = credential_for(credentials, item.url)
+                    check(name, f"{where}.{kind}[{i}].url", "this URL would use")
+                elif item.dataset:
+                    check(store_cred, f"{where}.{kind}[{i}].dataset", "the dataset store uses")
+        for i, c in enumerate(task.checkpoint):
+            check(
+                credential_for(credentials, c.url),
+                f"{where}.checkpoint[{i}].url",
+                "this URL would use",
+            )
+    return problems

@@ -280,6 +280,9 @@ def build_pod(
     wf, task, _ = req.key.split("/")
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # A task gets no Kubernetes API credential unless a pod template gives it one (the
+        # control plane's own token never reaches a pod: its env is the request's, no more).
+        "automountServiceAccountToken": False,
         "containers": [container],
         # `{{host:TASK}}` resolves to <task>.<service>: the workflow's headless Service
         "hostname": dns_name(task),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..agent import host
+from ..agent.environment import scrubbed
 from ..agent.logfile import read_lines
 from ..agent.protocol import MAX_MESSAGE
 from ..agent.workdir import LOG, attempt_dir
@@ -158,5 +159,6 @@ class LocalBackend(AgentLink, Backend):
                     stdout=out,
                     stderr=out,
                     start_new_session=True,  # no terminal signal reaches it
+                    env=scrubbed(os.environ),  # not the server's token (agent/environment.py)
                 )
             )

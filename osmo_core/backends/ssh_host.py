@@ -274,7 +274,10 @@ async def provision(
 
 
 async def start_agent(conn: asyncssh.SSHClientConnection, host: HostConfig, r: Remote) -> None:
-    """Start the agent detached (it exits at once when another one holds the root)."""
+    """Start the agent detached (it exits at once when another one holds the root).
+
+    It starts with the SSH login's environment (asyncssh sends none of the control plane's) and
+    scrubs that itself at start (agent/environment.py), as every agent does."""
     q = shlex.quote
     await run(
         conn,

@@ -14,6 +14,11 @@ handed to a task through the spec's `credentials:` field (`{name: {ENV_VAR: key}
 `{name: /folder}`). Requests, specs, events and attempt records carry names only: the agent reads
 the secrets from a 0600 file its backend writes (`write_file`), and masks every secret value
 that appears in a task's log (`Masker`).
+
+Who may use one: an entry may carry allow-lists `users`, `roles` and `pools` (auth/policy.py,
+`may_use_credential`): with none, every submitter may (as before); with any, admins and those
+listed (a user by name, a role, or a workflow in a listed pool). Submit refuses a spec that
+names it, or moves data under its `url`, for anyone else. The lists never leave the server.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ _S3 = {
 _AZURE = ("account_name", "account_key", "connection_string", "sas_token", "account_url")
 _PUBLIC = frozenset({"url", "endpoint_url", "region", "account_name", "account_url"})
 MIN_SECRET = 8  # as OSMO: shorter values are not masked (they would mask ordinary words)
+POLICY = ("users", "roles", "pools")  # allow-lists: who may use it, not part of the secret
 
 
 def validate(value: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -50,6 +56,9 @@ def validate(value: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             problems.append(Problem("expected a non-empty dict of strings", field=where))
             continue
         for k, v in cred.items():
+            if k in POLICY:
+                problems += _allow_list_problems(k, v, f"{where}.{k}")
+                continue
             ok = isinstance(v, str) or (
                 k == "url" and isinstance(v, list) and all(isinstance(u, str) for u in v)
             )
@@ -60,6 +69,36 @@ def validate(value: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if problems:
         raise ConfigError(problems)
     return {str(k): dict(v) for k, v in value.items()}
+
+
+def _allow_list_problems(key: str, value: Any, where: str) -> list[Problem]:
+    from ..config import ROLES
+
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        return [Problem(f"{key}: expected a list of names, got {value!r}", field=where)]
+    if key == "roles" and set(value) - set(ROLES):
+        bad = sorted(set(value) - set(ROLES))
+        return [Problem(f"unknown roles {bad}", field=where, hint=f"roles: {', '.join(ROLES)}")]
+    return []
+
+
+def pool_problems(creds: Mapping[str, Mapping[str, Any]], pools: Iterable[str]) -> list[Problem]:
+    """A credential's `pools` must name configured pools (a typo would lock everyone out)."""
+    known = set(pools)
+    return [
+        Problem(
+            f"pools {sorted(set(c['pools']) - known)} are not configured",
+            field=f"OsmoConfig.credentials.{name}.pools",
+            hint=f"configured: {', '.join(sorted(known))}",
+        )
+        for name, c in creds.items()
+        if isinstance(c.get("pools"), list | tuple) and set(c["pools"]) - known
+    ]
+
+
+def without_policy(creds: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The credentials as agents get them: secrets and urls, not who may use them."""
+    return {n: {k: v for k, v in c.items() if k not in POLICY} for n, c in creds.items()}
 
 
 def _prefixes(cred: Mapping[str, Any]) -> list[str]:
@@ -76,6 +115,16 @@ def match(creds: Mapping[str, Mapping[str, Any]], url: str) -> str | None:
             if (url == p or url.startswith(p + "/")) and (best is None or len(p) > best[0]):
                 best = (len(p), name)
     return best[1] if best else None
+
+
+def match_resolved(creds: Mapping[str, Mapping[str, Any]], written: str, url: str) -> str | None:
+    """`match` for `url`, which the spec wrote as `written` (with template tokens, resolved at
+    launch): a credential with allow-lists only if `written` matched it already (the one submit
+    checked), so a token never reaches a restricted credential unchecked (then: none)."""
+    name = match(creds, url)
+    if name is None or name == match(creds, written):
+        return name
+    return None if any(creds[name].get(k) for k in POLICY) else name
 
 
 def storage_options(cred: Mapping[str, Any] | None, url: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import InputError, Problem
+from .credentials import POLICY
 from .datasets import parse_ref, validate_name
 from .storage import redact
 
@@ -108,12 +109,12 @@ def check(workflow: Workflow, credentials: Mapping[str, Mapping[str, Any]]) -> l
                 )
             elif isinstance(use, dict):
                 for var, key in use.items():
-                    if key not in cred:
+                    if key not in cred or key in POLICY:
                         problems.append(
                             Problem(
                                 f"credential {name!r} has no key {key!r} (for ${var})",
                                 field=f"{field}.{var}",
-                                hint=f"its keys: {', '.join(sorted(cred))}",
+                                hint=f"its keys: {', '.join(sorted(set(cred) - set(POLICY)))}",
                             )
                         )
     return problems
