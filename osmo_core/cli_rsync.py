@@ -117,7 +117,7 @@ class _Sync:
         if _same(entry, st.st_size, st.st_mtime):
             self.unchanged += 1
             return
-        params = {"path": remote, "mtime": int(st.st_mtime), "mode": st.st_mode & 0o7777}
+        params = {"path": remote, "mtime": int(st.st_mtime), "mode": st.st_mode & 0o1777}
         headers = {"Content-Length": str(st.st_size), "Content-Type": "application/octet-stream"}
         with path.open("rb") as f:
             resp = self.client.open(
@@ -163,7 +163,7 @@ class _Sync:
                     while data := resp.read(CHUNK):
                         f.write(data)
                         self.bytes += len(data)
-            os.chmod(tmp, entry["mode"])
+            os.chmod(tmp, entry["mode"] & 0o1777)  # a task's setuid file is not ours to make
             os.utime(tmp, (entry["mtime"], entry["mtime"]))
             os.replace(tmp, target)  # never half a file under the real name
         except BaseException:

@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, default, validate
+from traitlets import (
+    CaselessStrEnum,
+    Dict,
+    Float,
+    Int,
+    List,
+    Set,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from .errors import ConfigError, Problem
@@ -171,6 +182,29 @@ class OsmoConfig(Configurable):
         "`osmo dataset` (default: $OSMO_DATASET_STORE or <data_dir>/datasets)."
     ).tag(config=True)
 
+    # --- task isolation (osmo_core/isolation.py, osmo_core/agent/identity.py) --------------
+    task_isolation = CaselessStrEnum(
+        ["auto", "user", "none"],
+        "auto",
+        help="Which OS identity local tasks run as. 'user': each OSMO user's tasks run under "
+        "a uid of their own (task_uid_range), in a folder of their own (task_runs_dir), and "
+        "cannot read the data folder or other users' tasks; needs the server to run as root "
+        "(or with CAP_SETUID, CAP_SETGID and CAP_CHOWN). 'none': tasks run as the server's "
+        "user (single-user). 'auto': 'user' on a headless team server (`jupyter osmo`) that "
+        "can setuid, else 'none'.",
+    ).tag(config=True)
+    task_uid_range = Unicode(
+        "2000000-2099999",
+        help="With task isolation: the uids (and same-numbered gids) given to OSMO users, "
+        "LO-HI, allocated at a user's first task and kept in <data_dir>/task-uids.json. Two "
+        "servers on one host need disjoint ranges; no /etc/passwd entries are needed.",
+    ).tag(config=True)
+    task_runs_dir = Unicode(
+        help="With task isolation: where the tasks' own folders live (the data folder is "
+        "0700); every folder above it must be searchable by all (o+x). Default: "
+        "/var/lib/osmo-tasks/<16 hex digits of data_dir>.",
+    ).tag(config=True)
+
     # --- interactive access (agents dial home; osmo_core.interactive) --------------------
     interactive_host = Unicode(
         "127.0.0.1",
@@ -243,6 +277,16 @@ class OsmoConfig(Configurable):
     @default("data_dir")
     def _default_data_dir(self) -> str:
         return str(_data_home())
+
+    @validate("task_uid_range")
+    def _check_uid_range(self, proposal: Any) -> str:
+        from .agent.identity import parse_range
+
+        try:
+            parse_range(proposal["value"])
+        except ValueError as e:
+            raise ConfigError(Problem(str(e), field="OsmoConfig.task_uid_range")) from None
+        return str(proposal["value"])
 
     @default("dataset_store")
     def _default_dataset_store(self) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import fcntl
 import getpass
 import json
+import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from . import isolation
+from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
 from .backends import make_backend
 from .backends.base import Backend, LogLine, attempt_key
@@ -32,10 +35,13 @@ from .store import Store
 
 
 class Service:
-    def __init__(self, config: OsmoConfig | None = None):
+    def __init__(self, config: OsmoConfig | None = None, *, headless: bool = False):
+        """`headless`: a team server (`jupyter osmo`), where task isolation is on by default
+        (OsmoConfig.task_isolation)."""
         self.config = config or OsmoConfig()
         self.pools = self.config.pool_configs()
         self.limits = self.config.spec_limits()
+        self.isolation = isolation.resolve(self.config, headless)
         self.store = Store(self.config.store_url)
         self.bus = EventBus()
         self.scheduler = Scheduler(self.pools)
@@ -46,14 +52,30 @@ class Service:
         for backend in self.backends.values():  # handed to agents privately (data/credentials)
             backend.credentials = without_policy(self.config.credentials)
             backend.pools = {p.name: p for p in self.pools.values() if p.backend == backend.name}
+            if backend.kind == "local":
+                backend.isolation = self.isolation
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
         self.auth = Authenticator(self.store, self.config)
         self.interactive = Interactive(self.config, self.backends, self.store)
         self._lock_fd: int | None = None
+        self._umask: int | None = None
+        logger = logging.getLogger("osmo_core")
+        logger.info("osmo: %s", isolation.describe(self.isolation))
+        ssh = sorted(n for n, b in self.backends.items() if b.kind == "ssh")
+        if self.isolation is not None and ssh:
+            logger.warning(
+                "osmo: tasks on the SSH hosts of %s run as the SSH login user, not as their "
+                "users: there a task can read the agent's folder (the credentials pushed to "
+                "it, other tasks' folders on that host); give those pools to trusted users",
+                ", ".join(ssh),
+            )
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> Service:
+        if self.isolation is not None:  # what this process writes is the control plane's
+            self._umask = os.umask(0o077)
+        secure_dir(Path(self.config.data_dir))
         self._lock()
         try:
             self.store.open()
@@ -62,6 +84,7 @@ class Service:
         except BaseException:
             await self.interactive.stop()
             self._unlock()
+            self._restore_umask()
             raise
         return self
 
@@ -70,6 +93,12 @@ class Service:
         await self.interactive.stop()
         self.store.close()
         self._unlock()
+        self._restore_umask()
+
+    def _restore_umask(self) -> None:
+        if self._umask is not None:
+            os.umask(self._umask)
+            self._umask = None
 
     async def __aenter__(self) -> Service:
         return await self.start()

@@ -76,7 +76,9 @@ class OsmoApp(ExtensionApp):
                 raise
             except Exception as e:  # traitlets' TraitError: name the trait and the value
                 raise ConfigError(Problem(str(e), field="OsmoConfig")) from e
-            self.service = Service(config)
+            # headless: `jupyter osmo`'s identity provider, a server for a team (isolation)
+            headless = isinstance(self.serverapp.identity_provider, OsmoIdentityProvider)
+            self.service = Service(config, headless=headless)
         except ConfigError as e:
             self.log.critical("osmo: the server cannot start: %s", e)
             self.exit(1)

@@ -7,6 +7,7 @@ ones. Modules, by concept:
     server.py      Unix-socket server: clients, requests, event broadcast, idle exit
     supervisor.py  running attempts: process groups, pipes into logs, exits, cancel, restart scan
     workdir.py     an attempt's directory: layout, {{output}}/{{input:N}}, files, inputs
+    identity.py    task isolation: a uid per OSMO user, handing folders over, file modes
     logfile.py     the durable per-attempt log format
     host.py        host facts: capacity, GPUs, container runtime
     ssh.py         dial home: reverse SSH to the control plane; exec in a task, forwards

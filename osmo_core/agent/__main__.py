@@ -1,4 +1,9 @@
-"""`python -m osmo_core.agent --root DIR --socket PATH [--idle-timeout S] [--detach]`
+"""`python -m osmo_core.agent --root DIR --socket PATH [--idle-timeout S] [--detach]
+[--tasks DIR --uids LO-HI]`
+
+With `--tasks`/`--uids` tasks run isolated: each OSMO user's under a uid of its own from LO-HI,
+in a folder under DIR (agent/identity.py, agent/workdir.py); the agent must be able to setuid.
+The agent's files are its own: umask 077, ROOT 0700.
 
 One agent per root: it holds an exclusive flock on ROOT/agent.lock for its whole life, so a
 second agent started on the same root (two engines racing to start one) exits at once with
@@ -17,6 +22,14 @@ import sys
 from pathlib import Path
 
 from .environment import scrub
+from .identity import (
+    UidMap,
+    can_setuid,
+    make_dir,
+    no_new_privileges,
+    parse_range,
+    secure_dir,
+)
 from .server import AgentServer
 
 
@@ -35,13 +48,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fork and let the parent exit, so the agent is nobody's child",
     )
+    parser.add_argument("--tasks", help="isolation: the folder of the tasks' own folders")
+    parser.add_argument("--uids", help="isolation: the range of task uids, LO-HI")
     args = parser.parse_args(argv)
     # Whoever started it (the local backend scrubs too; an SSH login or a pod may not): no
     # control-plane secret reaches the tasks, the exec sessions or the kernels it starts.
     scrub()
+    if bool(args.tasks) != bool(args.uids):
+        parser.error("--tasks and --uids go together")
+    uids = parse_range(args.uids) if args.uids else None
+    if uids is not None and not can_setuid():
+        parser.error("task isolation (--uids) needs root or CAP_SETUID/CAP_SETGID/CAP_CHOWN")
+    if uids is not None:
+        no_new_privileges()
+    if uids is not None and os.geteuid() == 0:
+        os.setgroups([])  # root's groups would follow it into SFTP calls made as a task (fsgid)
+    task_umask = os.umask(0o077)  # what the agent writes is its own; tasks get theirs back
 
     root = Path(args.root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    secure_dir(root)
     if args.detach and os.fork() > 0:
         os._exit(0)  # the engine reaps this parent at once; init adopts the agent
 
@@ -66,7 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
         # 3.11 watches each child with a thread; a pidfd watches it from the loop (3.12 default)
         asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
-    asyncio.run(AgentServer(root, args.socket, args.idle_timeout).serve())
+    tasks = Path(args.tasks).resolve() if args.tasks else None
+    if tasks is not None:  # every folder down to it searchable by the tasks, not listable
+        for p in [*reversed(tasks.parents), tasks]:
+            if not p.exists():
+                make_dir(p, 0o711)
+        os.chmod(tasks, 0o711)
+    uid_map = UidMap(root, *uids) if uids else None
+    server = AgentServer(root, args.socket, args.idle_timeout, tasks, uid_map, task_umask)
+    asyncio.run(server.serve())
     # Ours unless the data dir was deleted and re-created under us (then it is a newer agent's).
     with contextlib.suppress(FileNotFoundError):
         if pid_file.read_text().strip() == str(os.getpid()):

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import __version__
 from . import host, usage
+from .identity import UidMap
 from .logfile import read_lines
 from .protocol import MAX_MESSAGE, PROTOCOL, RequestError, decode, encode
 from .ssh import DialHome
@@ -32,11 +33,19 @@ LOG_PAGE = 2000  # lines per `log` answer: one answer stays well under MAX_MESSA
 
 
 class AgentServer:
-    def __init__(self, root: Path, socket_path: str, idle_timeout: float = 600.0):
+    def __init__(
+        self,
+        root: Path,
+        socket_path: str,
+        idle_timeout: float = 600.0,
+        tasks: Path | None = None,
+        uids: UidMap | None = None,
+        task_umask: int = 0o022,
+    ):
         self.root = root
         self.socket_path = socket_path
         self.idle_timeout = idle_timeout
-        self.sup = Supervisor(root, self._broadcast, self._runtime)
+        self.sup = Supervisor(root, self._broadcast, self._runtime, tasks, uids, task_umask)
         self._clients: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         self._host: asyncio.Task[dict[str, Any]] | None = None
         self._stop = asyncio.Event()
@@ -64,12 +73,13 @@ class AgentServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         log.info(
-            "agent %s (pid %d) serving %s on %s; %d lost attempt(s) recorded",
+            "agent %s (pid %d) serving %s on %s; %d lost attempt(s) recorded; %s",
             __version__,
             os.getpid(),
             self.root,
             self.socket_path,
             lost,
+            self._isolation_note(),
         )
         idle = asyncio.ensure_future(self._watch_idle())
         # interactive access, and the protocol for a control plane that cannot reach the socket
@@ -174,7 +184,21 @@ class AgentServer:
             "pid": os.getpid(),
             "root": str(self.root),
             "running": len(self.sup.running),
+            "isolation": self.isolation(),
         }
+
+    def isolation(self) -> str:
+        """ "none", or "user:LO-HI:TASKS" (what the backend compares with what it wants)."""
+        uids = self.sup.uids
+        if uids is None:
+            return "none"
+        return f"user:{uids.lo}-{uids.hi}:{self.sup.tasks}"
+
+    def _isolation_note(self) -> str:
+        if self.sup.uids is None:
+            return f"tasks run as this agent (uid {os.geteuid()})"
+        uids = self.sup.uids
+        return f"each user's tasks run as a uid of {uids.lo}-{uids.hi}, in {self.sup.tasks}"
 
     async def _launch(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"info": await self.sup.launch(msg["req"])}

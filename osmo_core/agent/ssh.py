@@ -9,11 +9,14 @@ Over that connection (asyncssh `connect_reverse`: TCP client, SSH server) the ag
 - session channels whose command is one JSON request:
     {"op": "hello"}                               -> stdout: {"agent_id", "version", "pid", "root"}
     {"op": "exec", "key": K, "argv": [...]}       -> runs argv inside running attempt K: its
-                                                     workdir, its environment, same user; with a
-                                                     PTY when one was requested (resize, signals)
+                                                     workdir, its environment, its user (with
+                                                     isolation: the task's uid, never the
+                                                     agent's); with a PTY when one was requested
+                                                     (resize, signals)
 - the `sftp` subsystem, with the environment variable OSMO_ATTEMPT=K: SFTP rooted at running
   attempt K's folder (its workdir), chroot-like: `..` stops at that folder, and a path whose
-  symlinks lead outside it is refused; links are not created (`_TaskSFTP`)
+  symlinks lead outside it is refused; links are not created, setuid/setgid bits not set; with
+  isolation every file call is made as the task's uid (`_TaskSFTP`)
 - direct-tcpip channels to 127.0.0.1 only (port-forward into the task's host);
 - direct-streamlocal to the agent's own socket only: the agent protocol, for a control plane
   that cannot reach that socket otherwise (a pod's agent).
@@ -46,7 +49,7 @@ from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHServerStreamSession
 
 from .. import __version__
-from .workdir import attempt_dir
+from .identity import TaskIdentity, acting_as, drop_setid
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -244,6 +247,7 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.writable.set()
         self.task: asyncio.Task[None] | None = None
         self.sftp: SSHServerStreamSession[bytes] | None = None  # takes over an sftp channel
+        self.as_task: dict[str, Any] = {}  # subprocess arguments: the task's identity
 
     def connection_made(self, chan: Any) -> None:
         self.chan = chan
@@ -260,10 +264,11 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self.chan.write_stderr(f"osmo agent: task attempt {key} is not running\n".encode())
             self.chan.exit(126)
             return
-        root = attempt_dir(self.home.root, key)
+        att = self.home.sup.running[key]
+        root = self.home.sup.workspace(key)
         # asyncssh runs SFTP on its stream sessions; this channel's events go to one from now
         self.sftp = SSHServerStreamSession(
-            None, lambda chan: _TaskSFTP(chan, root), sftp_version=MIN_SFTP_VERSION
+            None, lambda chan: _TaskSFTP(chan, root, att.identity), sftp_version=MIN_SFTP_VERSION
         )
         self.sftp.connection_made(self.chan)
         self.sftp.session_started()
@@ -327,7 +332,8 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             raise _Refused(
                 f"task attempt {key} runs in a container: exec there is not supported yet"
             )
-        cwd, env = _context_of(att.pid, self.home.root / "runs" / str(key))
+        cwd, env = _context_of(att.pid, self.home.sup.workspace(str(key)))
+        self.as_task = self.home.sup.as_task(att)  # a user's shell is never the agent's
         if self.term is not None:
             code = await self._run_pty(argv, cwd, env)
         else:
@@ -348,6 +354,7 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                **self.as_task,
             )
         except OSError as e:
             raise _Refused(f"cannot run {argv[0]!r}: {e}") from None
@@ -370,6 +377,8 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         assert self.term is not None
         master, slave = pty.openpty()
         _set_size(master, *self.term)
+        if "user" in self.as_task:  # its terminal is the task's, as a login's would be
+            os.fchown(slave, self.as_task["user"], self.as_task["group"])
         env = {**env, "TERM": env.get("TERM") or "xterm-256color"}
         try:
             self.proc = proc = await asyncio.create_subprocess_exec(
@@ -381,6 +390,7 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 stderr=slave,
                 start_new_session=True,
                 preexec_fn=_take_terminal,
+                **self.as_task,
             )
         except OSError as e:
             os.close(master)
@@ -500,12 +510,15 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 class _TaskSFTP(asyncssh.SFTPServer):
     """SFTP in one attempt's folder. asyncssh's chroot maps "/" to it and stops `..` there;
     on top, every folder on a path must really (symlinks resolved) lie inside it, and so must
-    the file itself for the calls that follow a last symlink. Links are not created. (Not a
-    security boundary against the task itself, which runs as the same user as the agent.)"""
+    the file itself for the calls that follow a last symlink. Links are not created, and no
+    setuid/setgid bit is set. With isolation every file system call is made as the task's
+    identity (`acting_as`), so neither a race on a symlink nor a path the checks miss reaches
+    what the task itself could not; without it the task runs as the agent anyway."""
 
-    def __init__(self, chan: Any, root: Path):
+    def __init__(self, chan: Any, root: Path, identity: TaskIdentity | None = None):
         super().__init__(chan, chroot=os.fsencode(root))
         self._root = os.fsencode(os.path.realpath(root))
+        self._identity = identity
 
     def _inside(self, local: bytes) -> bytes:
         real = os.path.realpath(local)
@@ -522,35 +535,87 @@ class _TaskSFTP(asyncssh.SFTPServer):
     def _follow(self, path: bytes) -> None:
         self._inside(self.map_path(path))
 
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            with acting_as(self._identity):
+                return fn(*args)
+        except PermissionError as e:
+            raise asyncssh.SFTPPermissionDenied(str(e)) from None
+
     def open(self, path: bytes, pflags: int, attrs: Any) -> Any:
         self._follow(path)
-        return super().open(path, pflags, attrs)
+        return self._call(super().open, path, pflags, _no_setid(attrs))
+
+    def open56(self, path: bytes, access: int, flags: int, attrs: Any) -> Any:
+        self._follow(path)
+        return self._call(super().open56, path, access, flags, _no_setid(attrs))
 
     def stat(self, path: bytes) -> Any:
         self._follow(path)
-        return super().stat(path)
+        return self._call(super().stat, path)
+
+    def lstat(self, path: bytes) -> Any:
+        return self._call(super().lstat, path)
 
     def setstat(self, path: bytes, attrs: Any) -> Any:
         self._follow(path)
-        return super().setstat(path, attrs)
+        return self._call(super().setstat, path, _no_setid(attrs))
+
+    def lsetstat(self, path: bytes, attrs: Any) -> Any:
+        return self._call(super().lsetstat, path, _no_setid(attrs))
+
+    def fsetstat(self, file_obj: Any, attrs: Any) -> Any:
+        return self._call(super().fsetstat, file_obj, _no_setid(attrs))
 
     def statvfs(self, path: bytes) -> Any:
         self._follow(path)
-        return super().statvfs(path)
+        return self._call(super().statvfs, path)
 
     def realpath(self, path: bytes) -> Any:
         self._follow(path)
-        return super().realpath(path)
+        return self._call(super().realpath, path)
+
+    def readlink(self, path: bytes) -> Any:
+        return self._call(super().readlink, path)
+
+    def mkdir(self, path: bytes, attrs: Any) -> Any:
+        return self._call(super().mkdir, path, _no_setid(attrs))
+
+    def rmdir(self, path: bytes) -> Any:
+        return self._call(super().rmdir, path)
+
+    def remove(self, path: bytes) -> Any:
+        return self._call(super().remove, path)
+
+    def rename(self, oldpath: bytes, newpath: bytes) -> Any:
+        return self._call(super().rename, oldpath, newpath)
+
+    def posix_rename(self, oldpath: bytes, newpath: bytes) -> Any:
+        return self._call(super().posix_rename, oldpath, newpath)
 
     async def scandir(self, path: bytes) -> Any:
         self._follow(path)
-        async for name in super().scandir(path):
-            yield name
+        local = self.map_path(path)
+
+        def listing() -> list[Any]:  # whole, as the task: nothing else runs as it meanwhile
+            names = [(n, os.lstat(os.path.join(local, n))) for n in (b".", b"..")]
+            with os.scandir(local) as entries:
+                names += [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+            return names
+
+        for name, st in self._call(listing):
+            yield asyncssh.SFTPName(name, attrs=asyncssh.SFTPAttrs.from_local(st))
 
     def symlink(self, oldpath: bytes, newpath: bytes) -> Any:
         raise asyncssh.SFTPPermissionDenied("links are not made in a task's workdir")
 
     link = symlink
+
+
+def _no_setid(attrs: Any) -> Any:
+    if attrs is not None and attrs.permissions is not None:
+        attrs.permissions = drop_setid(attrs.permissions)
+    return attrs
 
 
 class _Refused(Exception):

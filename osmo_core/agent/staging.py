@@ -25,6 +25,7 @@ from ..data.credentials import storage_options
 from ..data.datasets import TransferStats
 from ..data.exit_codes import DataExit, TransferError
 from ..data.storage import redact
+from .identity import TaskIdentity, opener
 from .workdir import INPUTS, OUTPUT
 
 _POOL = ThreadPoolExecutor(8, thread_name_prefix="osmo-transfer")
@@ -57,8 +58,11 @@ class Stager:
         log: Log,
         emit: Emit,
         checkpoint_dirs: list[Path],
+        identity: TaskIdentity | None = None,
     ):
+        """`identity`: whom the task runs as (isolation); its files are read as it."""
         self.key, self.dir, self.req, self.creds = key, d, req, creds
+        self._open = opener(identity) if identity is not None else None
         self._log, self._emit = log, emit
         self._checkpoint_dirs = checkpoint_dirs
 
@@ -149,7 +153,7 @@ class Stager:
                     None,
                     o.credential,
                     lambda opt, p, url=url, regex=regex, src=src: transfer.upload_dir(
-                        src, url, regex, opt, p
+                        src, url, regex, opt, p, self._open
                     ),
                 )
             elif o.dataset and o.store:
@@ -160,7 +164,7 @@ class Stager:
                     ref,
                     o.credential,
                     lambda opt, _, ref=ref, store=store, regex=regex, src=src: (
-                        transfer.upload_dataset(store, ref, src, regex, opt)
+                        transfer.upload_dataset(store, ref, src, regex, opt, self._open)
                     ),
                 )
 
@@ -180,7 +184,7 @@ class Stager:
                     None,
                     c.credential,
                     lambda o, p, url=url, regex=regex, local=local: transfer.upload_dir(
-                        local, url, regex, o, p
+                        local, url, regex, o, p, self._open
                     ),
                 )
             except TransferError as e:

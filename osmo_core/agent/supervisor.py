@@ -37,6 +37,7 @@ from ..backends.base import LaunchRequest
 from ..data.credentials import CredentialFile, Masker
 from ..data.exit_codes import TransferError
 from .environment import scrubbed
+from .identity import TaskIdentity, UidMap, hand_over, make_dir
 from .logfile import MAX_LINE, count_lines, format_line
 from .protocol import request_from_wire
 from .staging import Stager, needs_staging, task_credentials
@@ -71,8 +72,21 @@ def _now() -> float:
 
 
 class Supervisor:
-    def __init__(self, root: Path, emit: Emit, runtime: Callable[[], Awaitable[str | None]]):
+    def __init__(
+        self,
+        root: Path,
+        emit: Emit,
+        runtime: Callable[[], Awaitable[str | None]],
+        tasks: Path | None = None,
+        uids: UidMap | None = None,
+        umask: int = 0o022,
+    ):
+        """`tasks` and `uids`: task isolation (workdir.py, identity.py); `umask`: the one
+        tasks start with (the agent's own is 077)."""
         self.root = root
+        self.tasks = tasks
+        self.uids = uids
+        self.umask = umask
         self.emit = emit
         self.running: dict[str, _Attempt] = {}
         self._runtime = runtime
@@ -81,16 +95,23 @@ class Supervisor:
         self._bg: set[asyncio.Task[None]] = set()
         self.credentials = CredentialFile(root)  # written by the backend; names -> secrets
 
+    def workspace(self, key: str) -> Path:
+        """The task's own folder of attempt `key`: its cwd, output/, inputs/..."""
+        return attempt_dir(self.tasks if self.tasks is not None else self.root, key)
+
+    def _info(self, key: str, already_known: bool = False) -> Any:
+        return launch_info(self.root, key, already_known, self.tasks)
+
     # --- launch --------------------------------------------------------------------------
 
     async def launch(self, wire: dict[str, Any]) -> dict[str, Any]:
         req = request_from_wire(wire)
         d = attempt_dir(self.root, req.key)
         if req.key in self.running:
-            return vars(launch_info(self.root, req.key, already_known=True))
+            return vars(self._info(req.key, already_known=True))
         runtime = await self._runtime() if req.image else None
         container = _container_name(req.key) if runtime else None
-        info = launch_info(self.root, req.key)
+        info = self._info(req.key)
         d.mkdir(parents=True, exist_ok=True)
         record = {
             "request": {**wire, "files": [{"path": f.path, "mode": f.mode} for f in req.files]},
@@ -102,7 +123,8 @@ class Supervisor:
             with open(d / ATTEMPT, "x") as f:
                 f.write(json.dumps(record))  # dumps: json.dump is the slow pure-Python path
         except FileExistsError:
-            return vars(launch_info(self.root, req.key, already_known=True))
+            return vars(self._info(req.key, already_known=True))
+        w = self.workspace(req.key)
 
         notes: list[str] = []
         if req.image and runtime is None:
@@ -114,6 +136,7 @@ class Supervisor:
                 self._warned_image = True
                 log.warning(notes[0])
         att = self.running[req.key] = _Attempt(self, req.key, d, runtime, container, notes)
+        att.work = w
         att.mask = self.credentials.masker() or None
         att.hold = req.hold
         try:
@@ -122,9 +145,15 @@ class Supervisor:
             att.end_early(int(e.code), str(e))
             return vars(info)
         try:
-            prep = prepare(d, req, container is not None, secret_files)
+            if self.uids is not None:
+                att.identity = self.uids.of(req.user)
+                self._make_workspace(w, att.identity)
+            private = self.root if att.identity is not None else None
+            prep = prepare(w, req, container is not None, secret_files, private)
             if not prep.argv:
                 raise PrepareError("the task has no command")
+            if att.identity is not None:
+                hand_over(w, att.identity)
         except Exception as e:  # anything that keeps it from starting is a start failure
             att.fail_start(str(e))
             return vars(info)
@@ -135,38 +164,57 @@ class Supervisor:
             "CUDA_VISIBLE_DEVICES": ",".join(map(str, req.gpus)),  # "": a CPU task sees no GPU
             "OSMO_OUTPUT": info.output,  # also how a restarted agent finds orphans (recover)
         }
+        if att.identity is not None:  # the agent's home is not the task's to read
+            env["HOME"] = str(w)
         att.env = env
         argv = prep.argv
         if runtime and container and req.image:
             argv = _container_argv(
-                runtime, container, d, req.image, req.gpus, prep, info.output, list(secret_env)
+                runtime, container, w, req.image, req.gpus, prep, info.output, list(secret_env)
             )
         if needs_staging(req):
             att.stager = Stager(
                 req.key,
-                d,
+                w,
                 req,
                 self.credentials.load(),
                 att.system,
                 self.emit,
                 prep.checkpoint_dirs,
+                att.identity,
             )
-            att.staging = asyncio.ensure_future(self._staged(att, req, argv, d, env))
+            att.staging = asyncio.ensure_future(self._staged(att, req, argv, w, env))
             return vars(info)
-        await self._spawn(att, argv, d, env)
+        await self._spawn(att, argv, w, env)
         return vars(info)
 
-    async def _spawn(self, att: _Attempt, argv: list[str], d: Path, env: dict[str, str]) -> None:
+    def _make_workspace(self, w: Path, owner: TaskIdentity) -> None:
+        """TASKS/runs/<wf>/<task>/<retry>: the folders above it searchable (0711), not
+        listable, by every task; its own folder the task's alone (0700)."""
+        assert self.tasks is not None
+        for up in reversed(w.relative_to(self.tasks).parents[:-1]):
+            make_dir(self.tasks / up, 0o711)
+        make_dir(w, 0o700, owner)
+
+    def as_task(self, att: _Attempt) -> dict[str, Any]:
+        """subprocess arguments that start a process as the task's identity (if isolated)."""
+        if att.identity is None:
+            return {"umask": self.umask}
+        ident = att.identity
+        return {"user": ident.uid, "group": ident.gid, "extra_groups": [], "umask": 0o077}
+
+    async def _spawn(self, att: _Attempt, argv: list[str], w: Path, env: dict[str, str]) -> None:
         try:
             await asyncio.get_running_loop().subprocess_exec(
                 lambda: att,
                 *argv,
-                cwd=d,
+                cwd=w,
                 env=env,
                 stdin=DEVNULL,
                 stdout=PIPE,
                 stderr=PIPE,
                 start_new_session=True,  # its own process group: cancel reaches every child
+                **self.as_task(att),
             )
         except Exception as e:  # not found, not executable, a NUL in argv...
             att.fail_start(str(e))
@@ -185,6 +233,12 @@ class Supervisor:
             att.end_early(_SIGTERM_EXIT, "canceled while downloading inputs", signal.SIGTERM)
             return
         att.staging = None
+        if att.identity is not None:  # the downloads (root's) become the task's
+            try:
+                hand_over(d, att.identity)
+            except OSError as e:
+                att.fail_start(f"cannot hand the inputs to the task: {e}")
+                return
         await self._spawn(att, argv, d, env)
         if req.checkpoints and not att.ended.done():
             att.staging = asyncio.ensure_future(att.stager.checkpoint_loop())
@@ -235,12 +289,13 @@ class Supervisor:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *_HOLDER,
-                cwd=att.dir,
+                cwd=att.work,
                 env=att.env,
                 stdin=DEVNULL,
                 stdout=DEVNULL,
                 stderr=DEVNULL,
                 start_new_session=True,
+                **self.as_task(att),
             )
         except OSError as e:
             att.system(f"cannot hold the task ({e}); it ends now")
@@ -264,7 +319,7 @@ class Supervisor:
             d = attempt_dir(self.root, key)
         except ValueError as e:
             return {"key": key, "state": "unknown", "message": str(e)}
-        info = vars(launch_info(self.root, key))
+        info = vars(self._info(key))
         att = self.running.get(key)
         if att is not None and att.held is not None:
             return {
@@ -337,7 +392,7 @@ class Supervisor:
         broke with that agent, so nobody can collect their output. Kill what is left of them
         and record it. Returns how many there were."""
         orphans = {
-            str(rec.parent / OUTPUT): rec.parent
+            str(self.workspace("/".join(rec.parent.parts[-3:])) / OUTPUT): rec.parent
             for rec in self.root.glob(f"runs/*/*/*/{ATTEMPT}")
             if not (rec.parent / EXIT).exists()
         }
@@ -365,7 +420,7 @@ class Supervisor:
     def ended(self, att: _Attempt, record: dict[str, Any]) -> None:
         self.running.pop(att.key, None)
         record.update(ts=_now(), log_lines=att.n)
-        shutil.rmtree(att.dir / CREDENTIALS, ignore_errors=True)  # secrets live no longer
+        shutil.rmtree(att.work / CREDENTIALS, ignore_errors=True)  # secrets live no longer
         (att.dir / HELD).unlink(missing_ok=True)
         _write_exit(att.dir, record)  # before the event: a status() after it sees the end
         if record["state"] == "exited":
@@ -401,7 +456,9 @@ class _Attempt(asyncio.SubprocessProtocol):
         container: str | None,
         notes: list[str],
     ):
-        self.sup, self.key, self.dir = sup, key, d
+        self.sup, self.key, self.dir = sup, key, d  # dir: the agent's records
+        self.work = d  # the task's own folder (apart from `dir` with isolation)
+        self.identity: TaskIdentity | None = None  # whom it runs as, when isolated
         self.pid: int | None = None
         self.n = 0  # log lines so far
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -15,16 +15,24 @@
                        0600, removed when the attempt ends
 
 `inputs/` and `files/` exist only when the request has inputs or absolute files.
+
+With task isolation (agent/identity.py) the task's own folder moves out of the data folder
+(0700, the agent's), to TASKS/runs/<workflow_id>/<task>/<retry_id>/ (`--tasks`, folders above
+it 0711): owned by the task's uid, 0700, it holds output/, inputs/, files/, checkpoints/ and
+credentials/ and is the task's cwd and $HOME. The agent's records (attempt.json, pid, exit.json,
+log, held.json) stay in ROOT/runs/<key>/, root's, 0600: a task cannot swap them for links.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends.base import LaunchInfo, LaunchRequest
+from .identity import drop_setid
 from .protocol import check_key
 
 ATTEMPT, EXIT, LOG, OUTPUT, INPUTS, FILES, CHECKPOINTS, CREDENTIALS = (
@@ -53,9 +61,13 @@ def attempt_dir(root: Path, key: str) -> Path:
     return root / "runs" / check_key(key)
 
 
-def launch_info(root: Path, key: str, already_known: bool = False) -> LaunchInfo:
+def launch_info(
+    root: Path, key: str, already_known: bool = False, tasks: Path | None = None
+) -> LaunchInfo:
+    """`tasks`: where task folders live apart from the agent's records (isolation)."""
     d = attempt_dir(root, key)
-    return LaunchInfo(key, str(d), str(d / OUTPUT), str(d / LOG), already_known)
+    w = attempt_dir(tasks, key) if tasks is not None else d
+    return LaunchInfo(key, str(w), str(w / OUTPUT), str(d / LOG), already_known)
 
 
 @dataclass
@@ -103,14 +115,17 @@ def prepare(
     req: LaunchRequest,
     in_container: bool,
     secret_files: dict[str, dict[str, str]] | None = None,
+    private: Path | None = None,
 ) -> Prepared:
     """Create output/, inputs/, checkpoint folders and the files of `req` under `d`; resolve
-    argv and env. `secret_files`: {folder as the task sees it: {file name: content}}."""
+    argv and env. `secret_files`: {folder as the task sees it: {file name: content}}.
+    `private`: a folder the task cannot enter (the agent's root, with isolation): an input
+    there (an SSH host's output mirrored by the control plane) is copied in, not linked."""
     os.mkdir(d / OUTPUT)
     mounts = [
         m
         for i in req.inputs
-        if (m := _link_input(d, i.index, i.path, i.url or i.dataset, i.regex)) is not None
+        if (m := _link_input(d, i.index, i.path, i.url or i.dataset, i.regex, private)) is not None
     ]
     targets: list[tuple[Path, bytes, int]] = []
     rebased: dict[str, str] = {}
@@ -140,7 +155,7 @@ def prepare(
                 rebased[f.path] = str(target)
         else:
             target = _inside(d, f.path, "file")
-        targets.append((target, f.content, f.mode))
+        targets.append((target, f.content, drop_setid(f.mode)))  # never a setuid program
     rw = _Rewriter(d, rebased)
     for n, c in enumerate(req.checkpoints):
         if "{{" in c.path:  # e.g. {{output}}/ckpt
@@ -184,7 +199,12 @@ def _place(
 
 
 def _link_input(
-    d: Path, index: int, path: str | None, remote: str | None, regex: str | None
+    d: Path,
+    index: int,
+    path: str | None,
+    remote: str | None,
+    regex: str | None,
+    private: Path | None = None,
 ) -> tuple[str, str] | None:
     """Make inputs/<index>; returns the source as a mount (containers see the same path).
     A url or dataset input (`remote`) gets an empty folder, filled by the agent's staging."""
@@ -195,6 +215,12 @@ def _link_input(
         raise PrepareError(f"input {index} has neither a path nor a url")
     link = d / INPUTS / str(index)
     link.parent.mkdir(exist_ok=True)
+    place = os.symlink
+    if private is not None and Path(path).resolve().is_relative_to(private):
+        place = shutil.copy2  # type: ignore[assignment]
+        if regex is None:
+            shutil.copytree(path, link, symlinks=True)
+            return None
     if regex is None:
         os.symlink(path, link)
         return (path, path)
@@ -211,5 +237,5 @@ def _link_input(
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             if pattern.search(rel):
                 (link / rel).parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(os.path.join(dirpath, name), link / rel)
-    return (path, path)
+                place(os.path.join(dirpath, name), link / rel)
+    return (path, path) if place is os.symlink else None

@@ -254,6 +254,19 @@ class AgentLink(ABC):
             self._reader_task = asyncio.ensure_future(self._read(reader, writer))
             try:
                 self.agent = await self._request("hello")
+                if not self._agent_fits(self.agent):
+                    # Tasks would run as another identity than configured (task isolation):
+                    # replace it, or refuse rather than run a user's task as the agent.
+                    if not replaced and await self._replace_agent():
+                        replaced = True
+                        continue
+                    self._drop_connection(Disconnected())
+                    await self._reader_task
+                    raise BackendError(
+                        f"the agent of {self.label} runs tasks with isolation "
+                        f"{self.agent.get('isolation', 'none')!r}, not as configured; stop "
+                        f"its tasks (or the agent, pid {self.agent.get('pid')}) and start again"
+                    )
                 if (self.agent["version"], self.agent.get("protocol")) != (__version__, PROTOCOL):
                     if not replaced and await self._replace_agent():
                         replaced = True
@@ -281,6 +294,10 @@ class AgentLink(ABC):
             self._reconnected()
             return
         raise BackendError(f"the connection to the agent of {self.label} is stopped")
+
+    def _agent_fits(self, hello: dict[str, Any]) -> bool:
+        """Whether the agent runs tasks as this backend is configured to (identities)."""
+        return True
 
     async def _replace_agent(self) -> bool:
         """Ask an agent of another version to go, if it runs nothing; True when it went."""

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..agent import host
 from ..agent.environment import scrubbed
@@ -27,6 +27,9 @@ from ..data import credentials
 from ..errors import BackendError, ConfigError, Problem
 from .agentlink import AgentLink
 from .base import Backend, EventSink, LogLine, Node
+
+if TYPE_CHECKING:
+    from ..isolation import Isolation
 
 START_TIMEOUT = AgentLink.start_timeout
 _SOCKET_MAX = 100  # bytes; sun_path holds 108 with its NUL, keep a margin
@@ -63,6 +66,8 @@ class LocalBackend(AgentLink, Backend):
         self.idle_timeout = float(self.config.get("idle_timeout", 600))
         AgentLink.__init__(self, str(self.root))
         self._spawned: list[subprocess.Popen[bytes]] = []
+        # Whom tasks run as (osmo_core/isolation.py), set by the service before start().
+        self.isolation: Isolation | None = None
 
     # --- Backend ---------------------------------------------------------------------------
 
@@ -118,6 +123,10 @@ class LocalBackend(AgentLink, Backend):
 
     # --- AgentLink ---------------------------------------------------------------------------
 
+    def _agent_fits(self, hello: dict[str, Any]) -> bool:
+        want = "none" if self.isolation is None else self.isolation.label
+        return hello.get("isolation", "none") == want
+
     async def _open(self) -> tuple[Any, Any]:
         self._spawned = [p for p in self._spawned if p.poll() is None]
         return await asyncio.open_unix_connection(self.socket_path, limit=MAX_MESSAGE)
@@ -148,6 +157,8 @@ class LocalBackend(AgentLink, Backend):
         with open(self.root / "agent.log", "ab") as out:
             argv = [sys.executable, "-m", "osmo_core.agent", "--root", str(self.root)]
             argv += ["--socket", self.socket_path, "--idle-timeout", str(self.idle_timeout)]
+            if self.isolation is not None:
+                argv += self.isolation.agent_args()
             self._spawned.append(
                 subprocess.Popen(
                     [*argv, "--detach"],

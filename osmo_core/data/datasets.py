@@ -68,6 +68,9 @@ R = TypeVar("R")
 # --- validation ------------------------------------------------------------------------------
 
 
+_NO_SETID = 0o1777  # file modes keep no setuid/setgid bit, whatever a manifest says
+
+
 def validate_name(name: str, what: str = "dataset name") -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(
@@ -459,7 +462,7 @@ class DatasetStore:
         hashed = self._map(hash_one, batch)
         first: dict[str, tuple[str, os.stat_result]] = {}  # sha → (local, stat) to send
         for (rel, local), (sha, st) in zip(batch, hashed, strict=True):
-            entries[rel] = FileEntry(sha, st.st_size, stat.S_IMODE(st.st_mode))
+            entries[rel] = FileEntry(sha, st.st_size, stat.S_IMODE(st.st_mode) & _NO_SETID)
             if sha in present or sha in first:
                 stats.skipped_files += 1
                 stats.skipped_bytes += st.st_size
@@ -551,8 +554,8 @@ class DatasetStore:
                     and st.st_size == e.size
                     and _sha256_file(target) == e.sha256
                 ):
-                    if stat.S_IMODE(st.st_mode) != e.mode:
-                        os.chmod(target, e.mode)
+                    if stat.S_IMODE(st.st_mode) != e.mode & _NO_SETID:
+                        os.chmod(target, e.mode & _NO_SETID)
                     return True
             os.makedirs(os.path.dirname(target), exist_ok=True)
             return False
@@ -562,7 +565,7 @@ class DatasetStore:
             got = _sha256_file(tmp)
             if got != e.sha256:
                 raise StorageError(f"blob {e.sha256} of {name}:{version} is corrupt (read {got})")
-            os.chmod(tmp, e.mode)
+            os.chmod(tmp, e.mode & _NO_SETID)  # a manifest cannot make a setuid program
             os.replace(tmp, os.path.join(dest_real, *rel.split("/")))
 
         items = sorted(entries.items())

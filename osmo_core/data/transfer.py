@@ -13,6 +13,7 @@ task ends with (data/exit_codes.py) and a message naming the redacted URL and th
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import stat
@@ -26,6 +27,11 @@ from ..errors import InputError, NotFound
 from .datasets import DatasetStore, TransferStats, validate_path
 from .exit_codes import DataExit, TransferError
 from .storage import open_store, redact, run_many
+
+log = logging.getLogger("osmo_core.data")
+Opener = Callable[[str], int]  # path -> an fd open for reading
+OPEN_BATCH = 256  # files held open at once by an upload through an opener
+_SETID = stat.S_ISUID | stat.S_ISGID
 
 WORKERS = 16  # concurrent object transfers per task
 T = TypeVar("T")
@@ -100,8 +106,13 @@ def _matcher(regex: str | None) -> Callable[[str], bool]:
 
 
 def _local_files(src: Path, regex: str | None) -> dict[str, str]:
-    """relative POSIX path -> local file, for the regular files under `src` that match."""
+    """relative POSIX path -> local file, for the regular files under `src` that match.
+
+    A symlink counts only when it leads to a file inside `src`: the agent uploads as itself
+    (root, on a team server), and a task could otherwise link its output to the control
+    plane's store or a file of another user and have it uploaded for it."""
     keep = _matcher(regex)
+    top = os.path.realpath(src)
     out: dict[str, str] = {}
     for dirpath, dirs, names in os.walk(src):
         dirs.sort()
@@ -109,8 +120,14 @@ def _local_files(src: Path, regex: str | None) -> dict[str, str]:
             local = os.path.join(dirpath, name)
             rel = os.path.relpath(local, src).replace(os.sep, "/")
             with contextlib.suppress(OSError):
-                if stat.S_ISREG(os.stat(local).st_mode) and keep(rel):
-                    out[rel] = local
+                if not (stat.S_ISREG(os.stat(local).st_mode) and keep(rel)):
+                    continue
+                if os.path.islink(local) or os.path.realpath(dirpath) != dirpath:
+                    real = os.path.realpath(local)
+                    if not real.startswith(top + os.sep):
+                        log.warning("not uploading %s: it leads outside %s", local, src)
+                        continue
+                out[rel] = local
     return out
 
 
@@ -178,7 +195,13 @@ def download_url(
             local.parent.mkdir(parents=True, exist_ok=True)
             calls.append((path, str(local)))
             sizes.append(int(info.get("size") or 0))
-        return _copy(fs, "get_file", calls, sizes, progress, t0)
+        stats = _copy(fs, "get_file", calls, sizes, progress, t0)
+        for _, local in calls:  # a stored file's setuid/setgid bit does not come along
+            with contextlib.suppress(OSError):
+                mode = os.lstat(local).st_mode
+                if stat.S_ISREG(mode) and mode & _SETID:
+                    os.chmod(local, stat.S_IMODE(mode) & ~_SETID)
+        return stats
 
     return run("download of", url, DataExit.DOWNLOAD_FAILED, go)
 
@@ -189,16 +212,48 @@ def upload_dir(
     regex: str | None,
     options: dict[str, Any],
     progress: Progress | None = None,
+    opener: Opener | None = None,
 ) -> TransferStats:
+    """`opener`: opens each file to upload (as the task that made them: agent/identity.py)."""
+
     def go() -> TransferStats:
         t0 = time.monotonic()
         files = _local_files(src, regex)
         fs, root = open_store(url, **options)
-        calls = [(local, f"{root}/{rel}") for rel, local in files.items()]
-        sizes = [os.path.getsize(local) for local in files.values()]
-        return _copy(fs, "put_file", calls, sizes, progress, t0)
+        if opener is None:
+            calls = [(local, f"{root}/{rel}") for rel, local in files.items()]
+            sizes = [os.path.getsize(local) for local in files.values()]
+            return _copy(fs, "put_file", calls, sizes, progress, t0)
+        items, moved = list(files.items()), TransferStats(files=len(files))
+        for at in range(0, len(items), OPEN_BATCH):  # a bounded number of open files
+            with _opened(dict(items[at : at + OPEN_BATCH]), opener) as batch:
+                calls = [(fd, f"{root}/{rel}") for rel, fd in batch.items()]
+                sizes = [os.path.getsize(fd) for fd in batch.values()]
+                done = _copy(fs, "put_file", calls, sizes, progress, t0)
+            moved.transferred_files += done.transferred_files
+            moved.transferred_bytes += done.transferred_bytes
+        moved.seconds = time.monotonic() - t0
+        return moved
 
     return run("upload to", url, DataExit.UPLOAD_FAILED, go)
+
+
+@contextlib.contextmanager
+def _opened(files: dict[str, str], opener: Opener) -> Iterator[dict[str, str]]:
+    """rel -> /proc/self/fd/N of each regular file, opened by `opener` now: what is read is
+    the file opened, whatever its path leads to by then. Other kinds are left out."""
+    fds: list[int] = []
+    out: dict[str, str] = {}
+    try:
+        for rel, local in files.items():
+            fd = opener(local)
+            fds.append(fd)
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                out[rel] = f"/proc/self/fd/{fd}"
+        yield out
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def download_dataset(
@@ -214,7 +269,12 @@ def download_dataset(
 
 
 def upload_dataset(
-    store: str, ref: str, src: Path, regex: str | None, options: dict[str, Any]
+    store: str,
+    ref: str,
+    src: Path,
+    regex: str | None,
+    options: dict[str, Any],
+    opener: Opener | None = None,
 ) -> TransferStats:
     name, _, tag = ref.partition(":")
 
@@ -222,7 +282,11 @@ def upload_dataset(
         files = _local_files(src, regex)
         if not files:
             raise InputError(f"no files in the output to record as dataset {name}")
-        v = DatasetStore(store, workers=WORKERS, **options).upload(name, files, tag=tag or None)
+        with contextlib.ExitStack() as stack:
+            if opener is not None:  # one version: every file open at once (RLIMIT_NOFILE)
+                files = stack.enter_context(_opened(files, opener))
+            ds = DatasetStore(store, workers=WORKERS, **options)
+            v = ds.upload(name, files, tag=tag or None)
         assert v.stats is not None
         return v.stats
 

@@ -142,7 +142,7 @@ class Upload:
             await self._f.close()
             self._f = None
             attrs = asyncssh.SFTPAttrs(
-                permissions=self.mode,
+                permissions=None if self.mode is None else self.mode & 0o1777,  # no setuid/gid
                 atime=self.mtime,
                 mtime=self.mtime,
             )

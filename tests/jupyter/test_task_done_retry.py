@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # the headless server (tokens per user) that the interactive routes' tests use
-from tests.interactive.jupyter.conftest import jp_server_config, pat  # noqa: F401
+from tests.interactive.jupyter.conftest import jp_server_config, pat, task_runs_dir  # noqa: F401
 
 SPEC = """
 workflow:
@@ -37,9 +37,9 @@ async def _until(api: Any, path: str, cond: Any, headers: dict[str, str]) -> Any
         await asyncio.sleep(0.1)
 
 
-async def test_done_and_retry_over_the_api(api: Any, pat: Any, tmp_path: Path) -> None:  # noqa: F811
+async def test_done_and_retry_over_the_api(api: Any, pat: Any, task_runs_dir: Path) -> None:  # noqa: F811
     alice, bob = await pat("alice"), await pat("bob")
-    fixed = tmp_path / "fixed"
+    fixed = task_runs_dir / "fixed"  # where the task (its own uid on this server) can look
     spec = SPEC.replace("{fixed}", str(fixed))
     wf = (await api("POST", "workflows", body={"spec": spec}, headers=alice, status=201))["id"]
     base = f"workflows/{wf}/tasks"

@@ -30,6 +30,9 @@ def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
         "local": {"backend": "local", "platforms": PLATFORMS},
         "gpu": {"backend": "local", "platforms": PLATFORMS, "users": ["carol"]},
     }
+    # A kernel inside a task runs the server's Python (ipykernel), under /root (0700) here:
+    # out of reach of a task isolated as its user's uid (test_task_isolation.py's subject).
+    jp_server_config["OsmoConfig"]["task_isolation"] = "none"
     return jp_server_config
 
 

@@ -63,7 +63,7 @@ def planted(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 @pytest.fixture
-def jp_server_config(osmo_data_dir: Path) -> dict[str, Any]:
+def jp_server_config(osmo_data_dir: Path, task_runs_dir: Path) -> dict[str, Any]:
     return {
         "ServerApp": {
             "jpserver_extensions": {"osmo_jupyter": True},
@@ -72,6 +72,7 @@ def jp_server_config(osmo_data_dir: Path) -> dict[str, Any]:
         "OsmoConfig": {
             "data_dir": str(osmo_data_dir),
             "backends": {"local": {"kind": "local", "idle_timeout": 60}},
+            "task_runs_dir": str(task_runs_dir),  # isolated tasks' folders: a temporary one
             "pools": {
                 "local": {"backend": "local", "platforms": PLATFORMS},
                 "gpu": {"backend": "local", "platforms": PLATFORMS},

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,17 @@ from tests.jupyter.conftest import *  # noqa: F403
 
 
 @pytest.fixture
-def jp_server_config(osmo_data_dir: Path) -> dict[str, Any]:
+def task_runs_dir() -> Iterator[Path]:
+    """Where isolated tasks' folders go (the headless server runs as root here, so its tasks
+    run as uids of their own): /tmp/pytest-of-root is closed to them, /tmp is not."""
+    d = Path(tempfile.mkdtemp(prefix="osmo-tasks-", dir="/tmp"))
+    d.chmod(0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def jp_server_config(osmo_data_dir: Path, task_runs_dir: Path) -> dict[str, Any]:
     return {
         "ServerApp": {
             "jpserver_extensions": {"osmo_jupyter": True},
@@ -27,6 +40,7 @@ def jp_server_config(osmo_data_dir: Path) -> dict[str, Any]:
         "OsmoConfig": {
             "data_dir": str(osmo_data_dir),
             "backends": {"local": {"kind": "local", "idle_timeout": 60}},
+            "task_runs_dir": str(task_runs_dir),
         },
     }
 

@@ -13,13 +13,24 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from tornado.httpclient import HTTPClientError
 
 from osmo_jupyter._attach import spec_name
 from tests.interactive.conftest import until
 from tests.interactive.jupyter.conftest import start_task
 
+
 # cwd and env of the task: `marker` in its workdir, TASK_SECRET in its environment
+@pytest.fixture
+def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
+    """Tasks run as the server (root) here: a kernel inside a task needs the server's Python
+    with ipykernel, which lives under /root (0700) on this machine, out of an isolated task's
+    reach. Kernels inside isolated tasks are tests/security/test_task_isolation.py's."""
+    jp_server_config["OsmoConfig"]["task_isolation"] = "none"
+    return jp_server_config
+
+
 WHERE = "import os; print(open('marker').read().strip(), os.environ['TASK_SECRET'])"
 
 

@@ -48,6 +48,14 @@ ioloop.IOLoop.current().start()
 
 
 @pytest.fixture
+def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
+    """The web app runs on the server's Python (tornado), under /root (0700) here: out of an
+    isolated task's reach, so tasks run as the server in this module."""
+    jp_server_config["OsmoConfig"]["task_isolation"] = "none"
+    return jp_server_config
+
+
+@pytest.fixture
 async def webapp(api: Any, service: Any, pat: Any, tmp_path: Path) -> Any:
     app = tmp_path / "app.py"
     app.write_text(APP)
