@@ -20,10 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted(DOCS.glob("*.md"))]
 
-# Pages written in another change; a link to one is accepted while the file does not exist yet
-# (once it exists it is checked like any other).
-PENDING = {DOCS / "security.md"}
-
 _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
 _CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -61,8 +57,6 @@ def broken_links(page: Path, root: Path = ROOT) -> list[str]:
             continue
         path_part, _, anchor = target.partition("#")
         dest = (page.parent / path_part).resolve() if path_part else page
-        if dest in PENDING and not dest.exists():
-            continue
         if not dest.exists():
             problems.append(f"{page.relative_to(root)}: {target}: no such file")
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
