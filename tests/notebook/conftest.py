@@ -101,7 +101,9 @@ def jupyter(app: str, root: Path, env: dict[str, str], *args: str) -> Iterator[s
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("osmo-server")
     env = base_env(tmp)
-    with jupyter("osmo", tmp, env) as url:
+    # Tasks and kernels here run this checkout's Python, which lives under /root (0700) on the
+    # test machines: out of reach of per-user task identities, which tests/security covers.
+    with jupyter("osmo", tmp, env, "--OsmoConfig.task_isolation=none") as url:
         yield Server(url, TOKEN, Path(env["OSMO_HOME"]), {**env, ENV_URL: url, ENV_TOKEN: TOKEN})
 
 
