@@ -14,11 +14,9 @@ from ..config import OsmoConfig
 from ..data.credentials import match as credential_for
 from ..data.credentials import match_resolved
 from ..scheduler import Scheduler
-from ..states import TaskStatus
 from . import policy
 from .runs import Attempt, WorkflowRun
 
-T = TaskStatus
 _TOKEN_INPUT_NAME = re.compile(r"\{\{\s*input:([A-Za-z][A-Za-z0-9_.-]*)\s*\}\}")
 _TOKEN_WF_ID = re.compile(r"\{\{\s*workflow_id\s*\}\}")
 _TOKEN_HOST = re.compile(r"\{\{\s*host:([A-Za-z0-9_.-]+)\s*\}\}")

@@ -1,7 +1,8 @@
 """The queue: attempts waiting for capacity, placed in rank order, then launched.
 
 Queue order is workflow priority, then first come first served; a barrier group is one unit.
-Past the first unit that does not fit, BACKFILL_WINDOW more are tried.
+Past the first unit that does not fit, BACKFILL_WINDOW more are tried. Node listings refreshed
+from the backends (`Backend.node_refresh`) reach the scheduler and trigger a new pass.
 """
 
 from __future__ import annotations
