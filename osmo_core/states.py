@@ -9,7 +9,7 @@ RESCHEDULED (or in an infrastructure failure that the exit actions reschedule) i
 new attempt; the task's status is its latest attempt's status.
 
 A held attempt (`interactive: true` waiting for its user, `debug: on-failure` kept after a
-failure; engine.py "Holds") is not a status of its own: it stays RUNNING, because its process
+failure; engine/holds.py) is not a status of its own: it stays RUNNING, because its process
 environment and resources are live and interactive access is for RUNNING tasks; the attempt's
 `hold` says why. Its end is an ordinary move from RUNNING.
 """

@@ -93,7 +93,7 @@ tasks = Table(
     Column("output_path", Text),
     Column("log_path", Text),
     Column("cancel_reason", String(32)),  # status to give when the cancelled process exits
-    # A held attempt (its command ended, its environment kept; engine.py "Holds"):
+    # A held attempt (its command ended, its environment kept; engine/holds.py):
     # interactive | debug while it waits, done | retry once the user decided.
     Column("hold", String(16)),
     Column("hold_until", Float),  # when the hold times out

@@ -1,0 +1,20 @@
+"""The engine: the only writer of workflow, group and task state (see engine/loop.py).
+
+loop.py         Engine: inbox, rounds, commit then announce, the commands' entry points
+runs.py         in-memory run records (WorkflowRun, GroupRun, TaskRun, Attempt) and their loading
+transitions.py  state changes, each checked against osmo_core.states, and their events
+submit.py       submit: checks, and the transaction that creates a workflow
+groups.py       group phases and ends, downstream, queue and exec timeouts
+placement.py    the queue, placement, launches, node refresh
+launch.py       task spec + placement -> LaunchRequest (placeholders resolved)
+facts.py        what backends report: start, exit, hold, loss, logs, transfers, usage
+holds.py        interactive and debug holds: done, retry, deadlines
+cancel.py       stopping attempts; cancelling a workflow in slices
+recovery.py     restart: reload, reconcile with the backends, resume
+policy.py       the decisions as pure functions: exit actions, retry budget, holds, groups
+"""
+
+from .cancel import CANCEL_PAUSE, CANCEL_SLICE
+from .loop import Engine
+
+__all__ = ["CANCEL_PAUSE", "CANCEL_SLICE", "Engine"]

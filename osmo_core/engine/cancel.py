@@ -1,0 +1,82 @@
+"""Stopping attempts (cancel, timeouts) and cancelling a workflow in slices.
+
+A cancel stops tasks for CANCEL_SLICE seconds per engine round (then the round commits),
+and the caller waits CANCEL_PAUSE before the next: a 10,000-task cancel never holds the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+from ..errors import Conflict
+from ..states import TaskStatus, WorkflowStatus
+from .runs import UNPLACED, Attempt, WorkflowRun
+
+T = TaskStatus
+CANCEL_SLICE = 0.005
+CANCEL_PAUSE = 0.01
+
+
+class Cancelling:
+    """The Engine's `cancel` command and how it stops attempts.
+
+    A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
+    """
+
+    async def cancel(self, wf_id: str) -> WorkflowStatus:
+        # A slice of the tasks per engine round: each round commits and yields the loop, so
+        # cancelling 10,000 tasks never stalls other requests (GET /health) for long.
+        first = True
+        while (status := await self._call(self._cancel_workflow, wf_id, first)) is None:
+            first = False
+            await asyncio.sleep(CANCEL_PAUSE)  # let requests that queued up meanwhile through
+        return status  # type: ignore[no-any-return]
+
+    def _stop(self, att: Attempt, reason: TaskStatus, message: str, *, follow: bool = True) -> None:
+        """End an attempt for a reason of ours (cancel, timeout). Launched ones end when their
+        process exits; the rest end now."""
+        if att.status is None or att.status.terminal:
+            return
+        if att.status in UNPLACED:
+            self._unqueue(att)
+            self._set_task(att, reason, message=message, follow=follow)
+            return
+        if att.cancel_reason is None:
+            att.cancel_reason = reason
+            att.message = message
+            self._save(att, cancel_reason=reason.value, message=message)
+            if not att.launching:
+                self._cancels.append(att)
+
+    def _cancel_workflow(self, wf_id: str, first: bool = True) -> WorkflowStatus | None:
+        """Stop tasks for CANCEL_SLICE seconds; the workflow's status once all are stopped,
+        None while some are left (the caller comes back in a later round)."""
+        wf = self.workflows.get(wf_id)
+        if wf is None:
+            status = WorkflowStatus(self.store.get_workflow(wf_id)["status"])
+            if not first:  # it ended between two slices
+                return status
+            raise Conflict(f"workflow {wf_id} already ended {status}")
+        wf.canceling = True
+        if wf.cancel_steps is None:
+            wf.cancel_steps = self._cancel_steps(wf)
+        until = time.perf_counter() + CANCEL_SLICE
+        while time.perf_counter() < until:
+            for _ in range(16):
+                if next(wf.cancel_steps, None) is None:
+                    wf.cancel_steps = None
+                    assert wf.status is not None
+                    return wf.status
+        return None
+
+    def _cancel_steps(self, wf: WorkflowRun) -> Iterator[bool]:
+        """Stops the workflow's tasks in topological order, one per step."""
+        for name in wf.dag.topo_iter():
+            g = wf.groups[name]
+            for t in g.tasks:
+                self._stop(t.current, T.FAILED_CANCELED, "canceled by user", follow=False)
+                yield True
+            self._group_follows(g)
+            yield True

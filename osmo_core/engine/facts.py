@@ -1,0 +1,196 @@
+"""What the backends report (start, exit, hold, loss, logs, transfers, usage) applied to runs.
+
+An exit ends the attempt as the task's exit actions say and, within the retry budget, starts a
+new one (`policy.retry_or_end`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backends.base import (
+    Exited,
+    Held,
+    LaunchInfo,
+    LogLine,
+    Lost,
+    Started,
+    StartFailed,
+    Transfer,
+    Usage,
+)
+from ..events import Event
+from ..states import TaskStatus
+from . import policy
+from .runs import LAUNCHED, Attempt
+
+T = TaskStatus
+
+
+class BackendFacts:
+    """The Engine's handling of what its backends report.
+
+    A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
+    """
+
+    def _handle(self, item: Any) -> None:
+        if isinstance(item, tuple):
+            kind = item[0]
+            if kind == "timer":
+                self._on_timer(item[1], item[2])
+            elif kind == "launched":
+                self._on_launched(item[1], item[2])
+            elif kind == "hold_timeout":
+                self._on_hold_timeout(item[1])
+            elif kind == "start_refused":
+                item[1].launching = False
+                self._end_attempt(item[1], T.FAILED_START_ERROR, message=item[2])
+            elif kind == "launch_failed":
+                att = item[1]
+                att.launching = False
+                self._end_attempt(att, T.FAILED_BACKEND_ERROR, message=f"launch failed: {item[2]}")
+            return
+        att = self._attempts.get(item.key)
+        if att is None or att.status is None or att.status.terminal:
+            if isinstance(item, LogLine) and att is not None:
+                self._publish_log(att, item)
+            return  # a repeat or an attempt we no longer track
+        if isinstance(item, LogLine):
+            self._publish_log(att, item)
+        elif isinstance(item, Transfer):
+            self._transfer_event(att, item)
+        elif isinstance(item, Usage):
+            att.usage = item
+            self._publish_live(att, "task.usage", item.ts, item.summary())
+        elif isinstance(item, Started):
+            if att.status == T.INITIALIZING:
+                self._set_task(att, T.RUNNING)
+        elif isinstance(item, Held):
+            self._on_held(att, item)
+        elif att.info is None and att.launching:
+            att.pending_end = item  # wait for the launch answer: downstream needs the paths
+        elif isinstance(item, Exited):
+            self._on_exit(att, item.exit_code, item.message)
+        elif isinstance(item, StartFailed):
+            failed = policy.start_failure_status(item.reason)
+            self._end_attempt(att, failed, message=item.message)
+        elif isinstance(item, Lost):
+            self._end_attempt(att, policy.lost_status(item.reason), message=item.message)
+
+    def _publish_log(self, att: Attempt, line: LogLine) -> None:
+        payload = {"n": line.n, "stream": line.stream, "text": line.text}
+        self._publish_live(att, "task.log", line.ts, payload)
+
+    def _publish_live(self, att: Attempt, type_: str, ts: float, payload: dict[str, Any]) -> None:
+        """An event for the live streams only (not stored): log lines, usage samples."""
+        self.bus.publish(
+            Event(
+                type=type_,
+                workflow_id=att.task.group.workflow.id,
+                ts=ts,
+                group_name=att.task.group.name,
+                task=att.task.name,
+                retry_id=att.retry_id,
+                payload=payload,
+            )
+        )
+
+    def _transfer_event(self, att: Attempt, t: Transfer) -> None:
+        """A finished transfer is persisted like a status change (byte counts and durations
+        outlive the logs); a progress report is live only, like a log line."""
+        wf = att.task.group.workflow
+        if not t.final:
+            self.bus.publish(
+                Event(
+                    type="task.transfer.progress",
+                    workflow_id=wf.id,
+                    ts=t.ts,
+                    group_name=att.task.group.name,
+                    task=att.task.name,
+                    retry_id=att.retry_id,
+                    payload={
+                        "direction": t.direction,
+                        "url": t.url,
+                        "files": t.files,
+                        "bytes": t.bytes,
+                        "files_total": t.files_total,
+                        "bytes_total": t.bytes_total,
+                        "seconds": round(t.seconds, 3),
+                    },
+                )
+            )
+            return
+        self._event(
+            "task.transfer",
+            wf,
+            group=att.task.group.name,
+            task=att.task.name,
+            retry_id=att.retry_id,
+            direction=t.direction,
+            url=t.url,
+            dataset=t.dataset,
+            files=t.files,
+            bytes=t.bytes,
+            seconds=round(t.seconds, 3),
+            error=t.error,
+        )
+
+    def _on_launched(self, att: Attempt, info: LaunchInfo) -> None:
+        att.launching = False
+        att.info = info
+        self._save(att, workdir=info.workdir, output_path=info.output, log_path=info.log)
+        if att.cancel_reason is not None and not (att.status and att.status.terminal):
+            self._cancels.append(att)
+        if att.pending_end is not None:
+            pending, att.pending_end = att.pending_end, None
+            self._handle(pending)
+
+    def _on_exit(self, att: Attempt, code: int, why: str = "") -> None:
+        """`why`: the agent's reason when it ended the task itself (a failed transfer)."""
+        if att.cancel_reason is not None:
+            self._end_attempt(att, att.cancel_reason, exit_code=code)
+            return
+        if att.hold == "retry":
+            message = f"exit code {code}; retried by the user"
+            self._end_attempt(att, T.FAILED, exit_code=code, message=message, again=True)
+            return
+        action = policy.exit_action(att.task.spec, code)
+        status, message = policy.exit_outcome(action, code, why, att.hold)
+        self._end_attempt(att, status, exit_code=code, message=message)
+
+    def _end_attempt(
+        self,
+        att: Attempt,
+        status: TaskStatus,
+        *,
+        exit_code: int | None = None,
+        message: str | None = None,
+        again: bool = False,
+    ) -> None:
+        """Final status of an attempt, and a new attempt when the task may try again (`again`:
+        the user asked for one, outside the retry budget)."""
+        if att.status is None or att.status.terminal:
+            return
+        if att.status not in LAUNCHED:  # e.g. a failed launch of an attempt not yet placed
+            self._unqueue(att)
+        self._release(att)
+        retry, status, message = policy.retry_or_end(
+            status,
+            message,
+            again=again,
+            stopped_by_us=att.cancel_reason is not None,
+            retry_id=att.retry_id,
+            budget=policy.retry_budget(att.task.spec.max_retries, self.config.max_retries),
+        )
+        self._set_task(
+            att,
+            status,
+            exit_code=exit_code,
+            follow=False,
+            message=message if message is not None else att.message,
+        )
+        if retry:  # the new attempt exists before the group looks, so the group goes on
+            nxt = self._new_attempt(att.task, T.PROCESSING)
+            self._set_task(nxt, T.SCHEDULING, follow=False)
+            self._enqueue([[nxt]])
+        self._group_follows(att.task.group)

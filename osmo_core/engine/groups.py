@@ -1,0 +1,143 @@
+"""Groups: their phase follows their tasks, their end starts or blocks downstream, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..states import TaskStatus, WorkflowStatus, workflow_outcome
+from . import policy
+from .runs import LAUNCHED, GroupRun, WorkflowRun
+
+T = TaskStatus
+W = WorkflowStatus
+
+
+class GroupProgress:
+    """The Engine's group progress: phases, ends, downstream, and the group timers.
+
+    A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
+    """
+
+    def _start_group(self, g: GroupRun) -> None:
+        """Upstream done: the group's tasks go PROCESSING -> SCHEDULING and join the queue."""
+        for t in g.tasks:
+            self._set_task(t.current, T.PROCESSING)
+        for t in g.tasks:
+            self._set_task(t.current, T.SCHEDULING)
+        units = [[t.current for t in g.tasks]] if g.spec.barrier else [[t.current] for t in g.tasks]
+        self._enqueue(units)
+
+    def _group_follows(self, g: GroupRun) -> None:
+        """Move the group's phase forward with its tasks; end it when its tasks say so."""
+        if g.status is None or g.status.terminal:
+            return
+        currents = [t.current.status for t in g.tasks]
+        lead = g.lead.current.status
+        # A non-lead counts as failed for the group only with ignoreNonleadStatus: false, and
+        # not when it was stopped by us (cancel, a finished lead).
+        failed_nonlead = policy.nonlead_failed(
+            g.spec.ignore_nonlead_status,
+            (s for t, s in zip(g.tasks, currents, strict=True) if t is not g.lead),
+        )
+        lead_done = policy.lead_done(lead)
+        if lead_done or failed_nonlead:
+            # The group's outcome is decided; whatever still runs in it is stopped: at once
+            # after a failure, after a grace period when the lead simply finished (its peers
+            # are often just finishing too).
+            grace = self.config.group_stop_grace if not failed_nonlead else 0.0
+            reason = "group lead finished" if lead_done else "a task of the group failed"
+            for t in g.tasks:
+                att = t.current
+                if grace > 0 and att.status in LAUNCHED:
+                    if g.grace_timer is None:
+                        g.grace_timer = asyncio.get_running_loop().call_later(
+                            grace, self._post, ("timer", "lead_grace", g)
+                        )
+                    continue
+                self._stop(att, T.FAILED_CANCELED, reason, follow=False)
+            if all(t.current.status is not None and t.current.status.terminal for t in g.tasks):
+                assert lead is not None
+                status, message = policy.group_outcome(lead, failed_nonlead, g.lead.current.message)
+                self._set_group(g, status, message)
+            return
+        phase = policy.group_phase(g.status, currents)
+        if phase is not None:
+            self._set_group(g, phase)
+
+    def _group_ended(self, g: GroupRun) -> None:
+        wf = g.workflow
+        wf.groups_left -= 1
+        if g.status == T.COMPLETED:
+            for succ in wf.dag.graph.successors(g.name):
+                nxt = wf.groups[succ]
+                if nxt.status == T.WAITING and all(
+                    wf.groups[p].status == T.COMPLETED for p in wf.dag.upstream(succ)
+                ):
+                    self._start_group(nxt)
+        else:
+            blocked = T.FAILED_CANCELED if wf.canceling else T.FAILED_UPSTREAM
+            for name in wf.dag.downstream(g.name):
+                d = wf.groups[name]
+                if d.status is not None and d.status.terminal:
+                    continue
+                for t in d.tasks:
+                    if not t.current.status.terminal:  # type: ignore[union-attr]
+                        self._set_task(
+                            t.current,
+                            blocked,
+                            follow=False,
+                            message=f"upstream group {g.name} ended {g.status}",
+                        )
+                self._group_follows(d)
+        if wf.groups_left == 0:
+            self._set_workflow(
+                wf, workflow_outcome([x.status for x in wf.groups.values() if x.status is not None])
+            )
+
+    def _workflow_progress(self, wf: WorkflowRun) -> None:
+        if wf.status is None or wf.status.terminal or not wf.id:
+            return
+        if wf.active:
+            self._set_workflow(wf, W.RUNNING)
+        elif wf.start_time is not None:
+            self._set_workflow(wf, W.WAITING)
+
+    # --- timers ------------------------------------------------------------------------------
+
+    def _arm_timer(self, g: GroupRun, seconds: float, kind: str, since: float) -> None:
+        if g.timer:
+            g.timer.cancel()
+            g.timer = None
+        if seconds and seconds > 0:
+            delay = max(0.0, since + seconds - time.time())
+            g.timer = asyncio.get_running_loop().call_later(delay, self._post, ("timer", kind, g))
+
+    def _on_timer(self, kind: str, g: GroupRun) -> None:
+        if g.status is None or g.status.terminal:
+            return
+        if kind == "lead_grace":
+            g.grace_timer = None
+            for t in g.tasks:
+                self._stop(t.current, T.FAILED_CANCELED, "group lead finished", follow=False)
+            self._group_follows(g)
+            return
+        g.timer = None
+        if kind == "queue_timeout" and g.status == T.SCHEDULING:
+            msg = f"queue timeout: not placed within {g.workflow.spec.timeout.queue_timeout}s"
+            for t in g.tasks:
+                self._stop(t.current, T.FAILED_QUEUE_TIMEOUT, msg, follow=False)
+            self._group_follows(g)
+        elif kind == "exec_timeout":
+            secs = g.workflow.spec.timeout.exec_timeout or self.config.default_exec_timeout
+            for t in g.tasks:
+                self._stop(
+                    t.current,
+                    T.FAILED_EXEC_TIMEOUT,
+                    policy.hold_timeout_message(
+                        t.current.hold, t.current.exit_code, secs, "exec timeout"
+                    )
+                    or f"exec timeout: ran past {secs:g}s",
+                    follow=False,
+                )
+            self._group_follows(g)

@@ -1,0 +1,139 @@
+"""Launch requests: a task's spec and its placement become what a backend launches.
+
+Placeholders are resolved here: `{{workflow_id}}`, `{{input:<task>}}` (to the input's index) and
+`{{host:<task>}}` (where that task's network can be reached).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from ..backends.base import Backend, CheckpointSpec, FileSpec, InputSpec, LaunchRequest, OutputSpec
+from ..config import OsmoConfig
+from ..data.credentials import match as credential_for
+from ..data.credentials import match_resolved
+from ..scheduler import Scheduler
+from . import policy
+from .runs import Attempt, WorkflowRun
+
+_TOKEN_INPUT_NAME = re.compile(r"\{\{\s*input:([A-Za-z][A-Za-z0-9_.-]*)\s*\}\}")
+_TOKEN_WF_ID = re.compile(r"\{\{\s*workflow_id\s*\}\}")
+_TOKEN_HOST = re.compile(r"\{\{\s*host:([A-Za-z0-9_.-]+)\s*\}\}")
+
+
+def launch_request(
+    att: Attempt, config: OsmoConfig, scheduler: Scheduler, backends: dict[str, Backend]
+) -> LaunchRequest:
+    """What the backend placed on by the scheduler (`att.alloc`) is asked to launch."""
+    task = att.task
+    wf = task.group.workflow
+    spec = task.spec
+    input_index = {inp.task: i for i, inp in enumerate(spec.inputs) if inp.task}
+
+    def resolve(text: str) -> str:
+        text = _TOKEN_WF_ID.sub(wf.id, text)
+        text = _TOKEN_INPUT_NAME.sub(
+            lambda m: (
+                f"{{{{input:{input_index[m.group(1)]}}}}}"
+                if m.group(1) in input_index
+                else m.group(0)
+            ),
+            text,
+        )
+        return _TOKEN_HOST.sub(lambda m: host_of(backends, wf, m.group(1)), text)
+
+    creds, store = config.credentials, config.dataset_store
+    store_cred = credential_for(creds, store)
+    inputs = []
+    for i, inp in enumerate(spec.inputs):
+        if inp.task:
+            up = wf.tasks[inp.task].current
+            inputs.append(InputSpec(i, path=up.info.output if up.info else None, regex=inp.regex))
+        elif inp.url:
+            url = resolve(inp.url)
+            cred = match_resolved(creds, inp.url, url)
+            inputs.append(InputSpec(i, url=url, regex=inp.regex, credential=cred))
+        elif inp.dataset:
+            ds = inp.dataset
+            inputs.append(
+                InputSpec(
+                    i,
+                    dataset=resolve(ds.name),
+                    store=store,
+                    regex=ds.regex or inp.regex,
+                    credential=store_cred,
+                )
+            )
+    outputs = []
+    for i, out in enumerate(spec.outputs):
+        if out.url:
+            url = resolve(out.url)
+            cred = match_resolved(creds, out.url, url)
+            outputs.append(OutputSpec(i, url=url, regex=out.regex, credential=cred))
+        elif out.dataset:
+            ds = out.dataset
+            outputs.append(
+                OutputSpec(
+                    i,
+                    dataset=resolve(ds.name),
+                    store=store,
+                    regex=ds.regex or out.regex,
+                    path=ds.path,
+                    credential=store_cred,
+                )
+            )
+    checkpoints = [
+        CheckpointSpec(
+            c.path,
+            resolve(c.url),
+            c.frequency,
+            c.regex,
+            match_resolved(creds, c.url, resolve(c.url)),
+        )
+        for c in spec.checkpoint
+    ]
+    files = []
+    for f in spec.files:
+        data = (
+            base64.b64decode(f.contents or "") if f.base64 else resolve(f.contents or "").encode()
+        )
+        files.append(FileSpec(f.path, data, 0o755 if f.path.endswith(".sh") else 0o644))
+    env = {k: resolve(v) for k, v in spec.environment.items()}
+    env.update(
+        OSMO_WORKFLOW_ID=wf.id,
+        OSMO_TASK_NAME=task.name,
+        OSMO_GROUP_NAME=task.group.name,
+        OSMO_RETRY_ID=str(att.retry_id),
+    )
+    res = wf.spec.resource_of(spec)
+    assert att.alloc is not None
+    return LaunchRequest(
+        hold=policy.launch_hold(spec.interactive, spec.debug),
+        key=att.key,
+        argv=[resolve(a) for a in [*spec.command, *spec.args]],
+        env=env,
+        files=files,
+        inputs=inputs,
+        image=spec.image,
+        gpus=list(att.alloc.gpus),
+        cpu=res.cpu,
+        memory=res.memory,
+        storage=res.storage,
+        node=att.alloc.node,
+        pool=wf.pool,
+        platform=scheduler.platform_of(wf.pool, res),
+        user=wf.user,
+        group_size=len(task.group.tasks) if task.group.spec.barrier else 1,
+        outputs=outputs,
+        checkpoints=checkpoints,
+        credentials=dict(spec.credentials),
+    )
+
+
+def host_of(backends: dict[str, Backend], wf: WorkflowRun, task: str) -> str:
+    """Where `{{host:<task>}}` reaches that task of the workflow."""
+    alloc = wf.tasks[task].current.alloc if task in wf.tasks else None
+    if alloc is None or backends[alloc.backend].kind == "local":
+        return "localhost"  # local tasks share this machine's network
+    return backends[alloc.backend].host_of(wf.tasks[task].current.key, alloc.node)

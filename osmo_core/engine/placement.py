@@ -1,0 +1,126 @@
+"""The queue: attempts waiting for capacity, placed in rank order, then launched.
+
+Queue order is workflow priority, then first come first served; a barrier group is one unit.
+Past the first unit that does not fit, BACKFILL_WINDOW more are tried. Node listings refreshed
+from the backends (`Backend.node_refresh`) reach the scheduler and trigger a new pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+
+from ..backends.base import Backend, LaunchRequest, Node
+from ..states import TaskStatus
+from .runs import Attempt
+
+log = logging.getLogger("osmo.engine")
+T = TaskStatus
+BACKFILL_WINDOW = 32  # queue units tried past the first that does not fit
+
+
+class Placement:
+    """The Engine's queue, placement on the scheduler's nodes, and launches.
+
+    A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
+    """
+
+    def _enqueue(self, units: list[list[Attempt]]) -> None:
+        """Queue order: workflow priority, then first come first served."""
+        for unit in units:
+            self._seq += 1  # unique, so ranks never tie and units are never compared
+            rank = (-unit[0].task.group.workflow.priority, self._seq)
+            bisect.insort(self._queue, (rank, unit))
+            for att in unit:
+                self._unit_of[att] = unit
+        self._queue_dirty = True
+
+    def _unqueue(self, att: Attempt) -> None:
+        # O(1) per attempt (cancelling 10,000 queued tasks must not scan the queue 10,000
+        # times); the emptied unit leaves the queue at the next _schedule.
+        unit = self._unit_of.pop(att, None)
+        if unit is not None:
+            unit.remove(att)
+
+    def _schedule(self) -> None:
+        if not self._queue_dirty or not self._queue:
+            return
+        self._queue_dirty = False
+        kept: list[tuple[tuple[int, int], list[Attempt]]] = []
+        misses = 0
+        for i, (rank, unit) in enumerate(self._queue):
+            if misses > BACKFILL_WINDOW:
+                kept.extend(q for q in self._queue[i:] if q[1])
+                break
+            if not unit:
+                continue  # every attempt of it was unqueued
+            wf = unit[0].task.group.workflow
+            if wf.canceling:  # being cancelled a slice at a time: never launch more of it
+                kept.append((rank, unit))
+                continue
+            allocs = self.scheduler.place_gang(
+                wf.pool, [wf.spec.resource_of(a.task.spec) for a in unit]
+            )
+            if allocs is None:
+                kept.append((rank, unit))
+                misses += 1
+                continue
+            for att, alloc in zip(unit, allocs, strict=True):
+                self._unit_of.pop(att, None)
+                att.alloc = alloc
+                att.launching = True
+                self._save(
+                    att,
+                    backend=alloc.backend,
+                    node=alloc.node,
+                    alloc=json.dumps(
+                        {"cpu": alloc.cpu, "memory": alloc.memory, "gpus": alloc.gpus}
+                    ),
+                )
+                self._set_task(att, T.INITIALIZING)
+                self._launches.append(att)
+        self._queue = kept
+
+    def _release(self, att: Attempt) -> None:
+        if att.alloc is not None:
+            self.scheduler.release(att.alloc)
+            self._queue_dirty = True
+
+    async def _launch(self, att: Attempt, req: LaunchRequest) -> None:
+        assert att.alloc is not None
+        backend = self.backends[att.alloc.backend]
+        if req.hold and not backend.supports_hold:
+            self._post(
+                (
+                    "start_refused",
+                    att,
+                    f"the {backend.kind} backend cannot hold tasks yet "
+                    "(interactive: true, debug: on-failure)",
+                )
+            )
+            return
+        try:
+            info = await backend.launch(req)
+        except Exception as e:
+            self._post(("launch_failed", att, f"{type(e).__name__}: {e}"))
+            return
+        self._post(("launched", att, info))
+
+    async def _refresh_nodes(self, name: str, backend: Backend, every: float) -> None:
+        """Nodes added, removed or resized (a cluster's autoscaler, one unreachable at start)
+        reach the scheduler; waiting tasks are placed again."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                nodes = await backend.nodes()
+                await self._call(self._set_nodes, name, nodes)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next listing may work; the engine must not stop for it
+                log.exception("listing the nodes of backend %s failed", name)
+
+    def _set_nodes(self, name: str, nodes: list[Node]) -> None:
+        self.scheduler.set_nodes(name, nodes)
+        self._queue_dirty = True

@@ -1,0 +1,126 @@
+"""Restart: reload unfinished workflows and reconcile their attempts with the backends.
+
+Launch is idempotent per attempt key, so an attempt persisted as INITIALIZING is launched again
+only if the backend never heard of it: a task is never run twice, a completed task never again.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..backends.base import Exited, Held, Lost, StartFailed
+from ..states import TaskStatus, workflow_outcome
+from .runs import LAUNCHED, Attempt, WorkflowRun, load_run
+
+T = TaskStatus
+
+
+class Recovery:
+    """The Engine's restart: reload from the store, ask the backends, resume.
+
+    A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
+    """
+
+    async def _recover(self) -> None:
+        """Reload unfinished workflows and reconcile their attempts with the backends."""
+        ids = self.store.unfinished_workflow_ids()
+        to_ask: dict[str, list[Attempt]] = {}
+        for wf_id in ids:
+            wf = load_run(self.store, wf_id, self._attempts)
+            self.workflows[wf.id] = wf
+            for t in wf.tasks.values():
+                att = t.current
+                if att.status in LAUNCHED and att.alloc is not None:
+                    self.scheduler.adopt(att.alloc)
+                    to_ask.setdefault(att.alloc.backend, []).append(att)
+        for backend_name, atts in to_ask.items():
+            states = await self.backends[backend_name].status([a.key for a in atts])
+            for att in atts:
+                st = states.get(att.key)
+                if st is not None and st.info is not None and att.info is None:
+                    self._on_launched(att, st.info)
+                state = st.state if st else "unknown"
+                if state == "unknown":
+                    if att.status == T.INITIALIZING:
+                        att.launching = True
+                        self._launches.append(att)  # never reached the backend: launch now
+                    else:
+                        self._post(Lost(att.key, "the backend does not know this attempt"))
+                    continue
+                if state in ("running", "held", "exited") and att.status == T.INITIALIZING:
+                    self._set_task(att, T.RUNNING)
+                if state in ("running", "held"):  # decisions a crash may have kept from it
+                    if att.cancel_reason is not None or att.hold == "retry":
+                        self._cancels.append(att)
+                    elif att.hold == "done":
+                        self._releases.append(att)
+                if state == "held":
+                    if att.hold is None:  # held before the crash, but we never heard
+                        self._post(Held(att.key, st.exit_code or 0, signal=st.signal))
+                    elif att.hold in ("interactive", "debug"):
+                        self._arm_hold(att)
+                if state == "exited":
+                    code = st.exit_code or 0
+                    self._post(Exited(att.key, code, signal=st.signal, message=st.message))
+                elif state == "failed_start":
+                    self._post(StartFailed(att.key, st.message))
+                elif state == "lost":
+                    self._post(Lost(att.key, st.message or "the backend lost this attempt"))
+        for wf_id in ids:
+            wf = self.workflows[wf_id]
+            self._resume(wf)
+        self._schedule()
+        self._flush()
+
+    def _resume(self, wf: WorkflowRun) -> None:
+        """Carry on from where the store says we were (crash between two rounds)."""
+        completed = {n for n, g in wf.groups.items() if g.status == T.COMPLETED}
+        for name in wf.dag.topo_order():
+            g = wf.groups[name]
+            if g.status is None or g.status.terminal:
+                continue
+            statuses = {t.current.status for t in g.tasks}
+            if statuses <= {T.SUBMITTING, T.WAITING}:
+                upstream = wf.dag.upstream(name)
+                if upstream <= completed:
+                    self._start_group(g)
+                elif any(
+                    wf.groups[u].status.terminal and wf.groups[u].status != T.COMPLETED
+                    for u in upstream
+                ):  # type: ignore[union-attr]
+                    for t in g.tasks:
+                        self._set_task(
+                            t.current, T.FAILED_UPSTREAM, message="upstream failed", follow=False
+                        )
+                    self._group_follows(g)
+                continue
+            units = []
+            for t in g.tasks:
+                att = t.current
+                if att.status == T.PROCESSING:
+                    self._set_task(att, T.SCHEDULING)
+                if att.status == T.SCHEDULING:
+                    units.append(att)
+            if units:
+                self._enqueue(
+                    [units] if g.spec.barrier and g.status == T.SCHEDULING else [[a] for a in units]
+                )
+            if g.status == T.SCHEDULING:
+                self._arm_timer(
+                    g,
+                    wf.spec.timeout.queue_timeout or self.config.default_queue_timeout,
+                    "queue_timeout",
+                    g.scheduling_time or time.time(),
+                )
+            elif g.status == T.RUNNING:
+                self._arm_timer(
+                    g,
+                    wf.spec.timeout.exec_timeout or self.config.default_exec_timeout,
+                    "exec_timeout",
+                    g.start_time or time.time(),
+                )
+            self._group_follows(g)
+        if wf.groups_left == 0 and not wf.status.terminal:  # type: ignore[union-attr]
+            self._set_workflow(
+                wf, workflow_outcome([g.status for g in wf.groups.values() if g.status is not None])
+            )

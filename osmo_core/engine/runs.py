@@ -1,0 +1,180 @@
+"""Run records: the in-memory model of unfinished workflows, and loading it from the store.
+
+WorkflowRun -> GroupRun -> TaskRun -> Attempt mirror the store's workflows, groups and task rows;
+the engine keeps the unfinished ones in memory and changes them only inside its loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends.base import BackendEvent, LaunchInfo, Usage, attempt_key
+from ..dag import WorkflowDAG
+from ..scheduler import Alloc
+from ..spec.models import Group, Task, Workflow
+from ..states import TaskStatus, WorkflowStatus
+from ..store import Store
+
+T = TaskStatus
+W = WorkflowStatus
+LAUNCHED = (T.INITIALIZING, T.RUNNING)
+UNPLACED = (T.SUBMITTING, T.WAITING, T.PROCESSING, T.SCHEDULING)
+
+
+@dataclass(eq=False)
+class Attempt:
+    task: TaskRun
+    retry_id: int
+    status: TaskStatus | None = None
+    create_time: float = 0.0
+    start_time: float | None = None
+    end_time: float | None = None
+    exit_code: int | None = None
+    alloc: Alloc | None = None
+    info: LaunchInfo | None = None
+    cancel_reason: TaskStatus | None = None
+    message: str | None = None
+    launching: bool = False
+    pending_end: BackendEvent | None = None  # an end that arrived before the launch answer
+    hold: str | None = None  # interactive | debug while held; done | retry once decided
+    hold_until: float | None = None
+    hold_timer: asyncio.TimerHandle | None = None
+    usage: Usage | None = None  # the agent's last sample while the command runs
+
+    @property
+    def key(self) -> str:
+        return attempt_key(self.task.group.workflow.id, self.task.name, self.retry_id)
+
+
+@dataclass(eq=False)
+class TaskRun:
+    spec: Task
+    group: GroupRun
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def current(self) -> Attempt:
+        return self.attempts[-1]
+
+
+@dataclass(eq=False)
+class GroupRun:
+    spec: Group
+    workflow: WorkflowRun
+    status: TaskStatus | None = None
+    tasks: list[TaskRun] = field(default_factory=list)
+    scheduling_time: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    message: str | None = None
+    timer: asyncio.TimerHandle | None = None  # queue or exec timeout
+    grace_timer: asyncio.TimerHandle | None = None  # peers' time to finish after the lead
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def lead(self) -> TaskRun:
+        return next((t for t in self.tasks if t.spec.lead), self.tasks[0])
+
+
+@dataclass(eq=False)
+class WorkflowRun:
+    id: str
+    spec: Workflow
+    dag: WorkflowDAG
+    pool: str
+    user: str
+    priority: int
+    submit_time: float
+    status: WorkflowStatus | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    message: str | None = None
+    groups: dict[str, GroupRun] = field(default_factory=dict)
+    tasks: dict[str, TaskRun] = field(default_factory=dict)
+    groups_left: int = 0
+    active: int = 0  # attempts INITIALIZING or RUNNING
+    canceling: bool = False
+    cancel_steps: Iterator[bool] | None = None  # a cancel under way (Engine._cancel_steps)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def load_run(store: Store, wf_id: str, attempts: dict[str, Attempt]) -> WorkflowRun:
+    """An unfinished workflow as the store last saw it; its attempts are added to `attempts`
+    (the engine's index by attempt key)."""
+    row = store.get_workflow(wf_id)
+    spec = Workflow.model_validate_json(row["spec_json"])
+    wf = WorkflowRun(
+        id=wf_id,
+        spec=spec,
+        dag=WorkflowDAG.build(spec),
+        pool=row["pool"],
+        user=row["user"],
+        priority=row["priority"],
+        submit_time=row["submit_time"],
+        status=W(row["status"]),
+        start_time=row["start_time"],
+        message=row["message"],
+    )
+    group_rows = {r["name"]: r for r in store.groups_of(wf_id)}
+    by_task: dict[str, list[Any]] = {}
+    for r in store.tasks_of(wf_id):
+        by_task.setdefault(r["name"], []).append(r)
+    for g_spec in spec.all_groups():
+        gr = group_rows[g_spec.name]
+        g = GroupRun(
+            g_spec,
+            wf,
+            status=T(gr["status"]),
+            scheduling_time=gr["scheduling_time"],
+            start_time=gr["start_time"],
+            end_time=gr["end_time"],
+            message=gr["message"],
+        )
+        wf.groups[g.name] = g
+        if not g.status.terminal:
+            wf.groups_left += 1
+        for t_spec in g_spec.tasks:
+            t = TaskRun(t_spec, g)
+            for r in sorted(by_task[t_spec.name], key=lambda r: r["retry_id"]):
+                alloc = None
+                if r["alloc"]:
+                    a = json.loads(r["alloc"])
+                    alloc = Alloc(r["backend"], r["node"], a["cpu"], a["memory"], a["gpus"])
+                info = (
+                    LaunchInfo(t.name, r["workdir"], r["output_path"], r["log_path"])
+                    if r["workdir"]
+                    else None
+                )
+                att = Attempt(
+                    t,
+                    r["retry_id"],
+                    T(r["status"]),
+                    create_time=r["create_time"],
+                    start_time=r["start_time"],
+                    end_time=r["end_time"],
+                    exit_code=r["exit_code"],
+                    alloc=alloc,
+                    info=info,
+                    cancel_reason=T(r["cancel_reason"]) if r["cancel_reason"] else None,
+                    message=r["message"],
+                    hold=r["hold"],
+                    hold_until=r["hold_until"],
+                )
+                t.attempts.append(att)
+                attempts[att.key] = att
+                if att.status in LAUNCHED:
+                    wf.active += 1
+            g.tasks.append(t)
+            wf.tasks[t.name] = t
+    return wf
