@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,22 @@ BAD = """workflow:
     inputs:
     - task: nope
 """
+
+
+def test_parsing_imports_no_command_code() -> None:
+    """Start-up time is a feature: building the parser and parsing imports none of what the
+    commands run (the Service and its store, the client, the interactive modules)."""
+    probe = (
+        "import sys\n"
+        "from osmo_core.cli import build_parser\n"
+        "build_parser().parse_args(['workflow', 'validate', 'x.yaml'])\n"
+        "heavy = ('osmo_core.service', 'osmo_core.client', 'osmo_core.interactive', "
+        "'osmo_core.spec', 'sqlalchemy', 'asyncssh', 'rich')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_validate_ok(osmo_env: dict[str, str]) -> None:

@@ -17,22 +17,27 @@ import os
 import posixpath
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cli_common import EXIT_INVALID, EXIT_OK, Output
-from .client import ApiError, Client
+from ..common import EXIT_INVALID, EXIT_OK, Output
+from ..connect import with_client
+
+if TYPE_CHECKING:
+    from ...client import Client
 
 CHUNK = 1 << 20
 
 
-def add_rsync_parser(workflow: Any) -> None:
-    rs = workflow.add_parser(
+def register(cmds: Any) -> None:
+    """Add `rsync` to the `workflow` group's subcommands."""
+    rs = cmds.add_parser(
         "rsync", help="copy files between here and a running task's workdir (quick check)"
     )
     rs.add_argument("direction", choices=["upload", "download"])
     rs.add_argument("id")
     rs.add_argument("task")
     rs.add_argument("paths", metavar="LOCAL:REMOTE", help="REMOTE is relative to the workdir")
+    rs.set_defaults(run=with_client(rsync_command))
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -69,6 +74,8 @@ class _Sync:
         self.copied = self.bytes = self.unchanged = self.links = 0
 
     def _listing(self, remote: str) -> dict[str, Any] | None:
+        from ...client import ApiError
+
         try:
             return self.client.request("GET", self.base, params={"path": remote})  # type: ignore[no-any-return]
         except ApiError as e:
@@ -79,6 +86,8 @@ class _Sync:
     # --- upload --------------------------------------------------------------------------------
 
     def upload(self, local: Path, remote: str) -> None:
+        from ...client import ApiError
+
         if not local.exists():
             raise ApiError(404, f"no {str(local)!r} here")  # reported like the server's 404
         there = self._listing(remote)
@@ -130,6 +139,8 @@ class _Sync:
     # --- download ------------------------------------------------------------------------------
 
     def download(self, remote: str, local: Path) -> None:
+        from ...client import ApiError
+
         there = self._listing(remote)
         if there is None:
             raise ApiError(404, f"no {remote!r} in the task's workdir")

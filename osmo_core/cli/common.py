@@ -1,5 +1,6 @@
 """What every `osmo` command shares: exit codes, the Output (text for people, JSON for
-scripts), the common options, and the one mapping from osmo_core's errors to exit codes.
+scripts), the common options, the one mapping from osmo_core's errors to exit codes, and how a
+command that runs here gets its Service (imported only then: start-up time is a feature).
 
 Exit codes: 0 done (the workflow COMPLETED), 1 failed, 2 invalid input, 3 a valid spec the pool
 cannot run, 4 not found / conflict (another engine on this data directory, the workflow already
@@ -12,11 +13,18 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import Conflict, InputError, NotFound, OsmoError, PlacementError
+from ..errors import Conflict, InputError, NotFound, OsmoError, PlacementError
+
+if TYPE_CHECKING:
+    from ..service import Service
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PLACEMENT, EXIT_CONFLICT = 0, 1, 2, 3, 4
+
+# What a command's parser holds as `run` (set_defaults): the command, given its arguments.
+Run = Callable[[argparse.Namespace, "Output"], Awaitable[int]]
 
 
 def add_format(sp: argparse.ArgumentParser) -> None:
@@ -33,6 +41,44 @@ def add_set_values(sp: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override default-values (repeatable)",
     )
+
+
+def name_subcommands(subparsers: Any) -> None:
+    """Name the subcommands registered so far in usage and errors: `{a,b,c}`, not `cmd`."""
+    subparsers.metavar = "{" + ",".join(subparsers.choices) + "}"
+
+
+def read_spec(file: str) -> tuple[str, str]:
+    """A spec's text and the name to report it by; `-` is stdin."""
+    if file == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        with open(file, encoding="utf-8") as f:
+            return f.read(), file
+    except OSError as e:
+        raise InputError(f"cannot read {file}: {e.strerror}") from None
+
+
+def with_service(command: Callable[[Service, argparse.Namespace, Output], Awaitable[int]]) -> Run:
+    """A command that runs here, on the embedded default: the Service built from the config
+    (--config), osmo_core's errors reported as exit codes."""
+
+    async def run(args: argparse.Namespace, out: Output) -> int:
+        from ..config import load_config
+        from ..service import Service
+
+        try:
+            return await command(Service(load_config(args.config)), args, out)
+        except OsmoError as e:
+            return report(e, out)
+
+    return run
+
+
+async def load_capacity(service: Service) -> None:
+    """Placement needs each backend's machines, not the engine or the store."""
+    for name, backend in service.backends.items():
+        service.scheduler.set_nodes(name, await backend.nodes())
 
 
 def report(e: OsmoError, out: Output) -> int:
@@ -92,36 +138,6 @@ class Output:
                 f"  {name:<{width}}  {t['status']:<20} {code:<8}"
                 f"{_duration(t['start_time'], t['end_time']):>8}{retry}{msg}"
             )
-
-
-def print_pools(info: list[dict[str, Any]], out: Output) -> None:
-    if out.json:
-        out.result(info, "")
-        return
-    for p in info:
-        print(
-            f"{p['name']}  backend={p['backend']}  default_platform={p['default_platform']}  "
-            f"platforms={', '.join(p['platforms'])}"
-        )
-        for n in p["nodes"]:
-            print(
-                f"  {n['node']}: cpu {n['cpu']:g}, memory {n['memory'] / 2**30:.1f}Gi, "
-                f"gpus {len(n['gpus'])}, arch {n['arch']}"
-            )
-
-
-def print_resources(nodes: list[dict[str, Any]], out: Output) -> None:
-    if out.json:
-        out.result(nodes, "")
-        return
-    row = "{:<24} {:<12} {:<8} {:<8} {:<14} {:<18} {}".format
-    print(row("NODE", "POOLS", "ARCH", "STATE", "CPU FREE/ALL", "MEMORY FREE/ALL", "GPUS FREE/ALL"))
-    for n in nodes:
-        cpu = f"{n['free_cpu']:g}/{n['cpu']:g}"
-        mem = f"{n['free_memory'] / 2**30:.1f}/{n['memory'] / 2**30:.1f}Gi"
-        gpus = f"{len(n['free_gpus'])}/{len(n['gpus'])}"
-        state = "online" if n.get("online", True) else "offline"  # ssh: its agent connected
-        print(row(n["node"], ",".join(n["pools"]), n["arch"], state, cpu, mem, gpus))
 
 
 def _duration(start: float | None, end: float | None) -> str:

@@ -15,24 +15,30 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cli_common import EXIT_OK, Output
-from .client import Client
-from .errors import OsmoError
-from .interactive.tunnel import PortTunnel, WebSocketStream
+from ...errors import OsmoError
+from ..common import EXIT_OK, Output
+from ..connect import with_client
+
+if TYPE_CHECKING:
+    from ...client import Client
 
 
-def add_kernel_parser(workflow: Any) -> None:
-    k = workflow.add_parser(
+def register(cmds: Any) -> None:
+    """Add `kernel` to the `workflow` group's subcommands."""
+    k = cmds.add_parser(
         "kernel", help="start a Jupyter kernel inside a running task; prints a connection file"
     )
     k.add_argument("id")
     k.add_argument("task")
     k.add_argument("--file", help="where to write the connection file (default: ./kernel-ID.json)")
+    k.set_defaults(run=with_client(kernel_command))
 
 
 async def kernel_command(client: Client, args: argparse.Namespace, out: Output) -> int:
+    from ...interactive.tunnel import PortTunnel, WebSocketStream
+
     base = f"workflows/{args.id}/tasks/{args.task}/kernels"
     made = await asyncio.to_thread(client.request, "POST", base, body={})
     path = f"{base}/{made['kernel_id']}"

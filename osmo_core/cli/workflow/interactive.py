@@ -10,7 +10,7 @@ repeatable; a listener on 127.0.0.1:LOCAL bridges each connection over its own W
 prints one line per port and runs until interrupted; a refused connection (undeclared port, task
 no longer running) is closed and the reason printed on stderr.
 
-rsync: in cli_rsync.py.
+rsync: in rsync.py; kernel: in kernel.py.
 """
 
 from __future__ import annotations
@@ -22,18 +22,21 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cli_common import EXIT_INVALID, EXIT_OK, Output
-from .cli_rsync import add_rsync_parser
-from .client import Client
+from ..common import EXIT_INVALID, EXIT_OK, Output
+from ..connect import with_client
+
+if TYPE_CHECKING:
+    from ...client import Client
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 LOST = 255
 
 
-def add_interactive_parsers(workflow: Any) -> None:
-    ex = workflow.add_parser("exec", help="run a command (default: a shell) inside a running task")
+def register(cmds: Any) -> None:
+    """Add `exec` and `port-forward` to the `workflow` group's subcommands."""
+    ex = cmds.add_parser("exec", help="run a command (default: a shell) inside a running task")
     ex.add_argument("id")
     ex.add_argument("task")
     ex.add_argument("--entry", default="/bin/sh", help="the command when none follows --")
@@ -41,8 +44,9 @@ def add_interactive_parsers(workflow: Any) -> None:
     tty.add_argument("-t", "--tty", action="store_true", default=None, help="force a terminal")
     tty.add_argument("-T", "--no-tty", dest="tty", action="store_false", help="plain pipes")
     ex.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    ex.set_defaults(run=with_client(exec_command))
 
-    pf = workflow.add_parser("port-forward", help="forward local ports to a running task's ports")
+    pf = cmds.add_parser("port-forward", help="forward local ports to a running task's ports")
     pf.add_argument("id")
     pf.add_argument("task")
     pf.add_argument(
@@ -51,7 +55,7 @@ def add_interactive_parsers(workflow: Any) -> None:
         required=True,
         help="LOCAL:REMOTE or PORT (repeatable; LOCAL 0 picks a free port)",
     )
-    add_rsync_parser(workflow)
+    pf.set_defaults(run=with_client(port_forward_command))
 
 
 # --- exec ------------------------------------------------------------------------------------

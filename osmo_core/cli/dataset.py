@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cli_common import EXIT_OK, Output, report
-from .errors import InputError, OsmoError, Problem
+from ..errors import InputError, OsmoError, Problem
+from .common import EXIT_OK, Output, name_subcommands, report, with_service
 
-_COMMANDS = "{upload,download,list,info,tag,diff,delete,gc}"
+if TYPE_CHECKING:
+    from ..service import Service
 
 
-def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `dataset` and its subcommands to an `add_subparsers()` object."""
-    ds = subparsers.add_parser("dataset", help="content-addressed datasets (versions, tags)")
-    cmds = ds.add_subparsers(dest="cmd", required=True, metavar=_COMMANDS)
+def register(top: Any) -> None:
+    """Add `dataset` and its subcommands to the top-level `add_subparsers()` object."""
+    ds = top.add_parser("dataset", help="content-addressed datasets (versions, tags)")
+    # Run like every local command: with the embedded default's Service built from the config
+    # (which checks it), though the dataset commands use the config only.
+    ds.set_defaults(run=with_service(_without_service))
+    cmds = ds.add_subparsers(dest="cmd", required=True)
 
     def common(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument(
@@ -66,14 +70,14 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep unreferenced blobs younger than this (uploads in flight); default 3600",
     )
-    return ds
+    name_subcommands(cmds)
 
 
 def _store(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The store's URL and its open_store options: --endpoint-url, else the configured
     credential whose `url` prefixes the store's (OsmoConfig.credentials)."""
-    from .config import load_config
-    from .data.credentials import match, storage_options
+    from ..config import load_config
+    from ..data.credentials import match, storage_options
 
     config = load_config(getattr(args, "config", None))
     url = str(args.store or config.dataset_store)
@@ -110,6 +114,10 @@ def _stats_text(verb: str, s: Any) -> str:
     )
 
 
+async def _without_service(service: Service, args: argparse.Namespace, out: Output) -> int:
+    return await run_dataset(args, out)
+
+
 async def run_dataset(args: argparse.Namespace, out: Output) -> int:
     """Run one `osmo dataset` command; returns the exit code."""
     try:
@@ -119,7 +127,7 @@ async def run_dataset(args: argparse.Namespace, out: Output) -> int:
 
 
 def _run(args: argparse.Namespace, out: Output) -> int:
-    from .data import DatasetStore
+    from ..data import DatasetStore
 
     url, options = _store(args)
     store = DatasetStore(url, **options)
