@@ -11,7 +11,7 @@ Types (each versioned; payload fields listed):
 - `task.transfer.progress` v1 {direction, url, files, bytes, files_total, bytes_total, seconds}
                              at most once a second while a url transfer runs; live only
 - `task.access`        v1   {user, action: exec|terminal|port-forward|proxy|files, ...}
-                             audit: someone stepped into a running task (interactive_handlers.py)
+                             audit: someone stepped into a running task (osmo_jupyter/server/)
 
 Persisted events have increasing integer ids; a subscriber that reconnects passes the last id
 it saw and gets the stored events after it first. A subscriber too slow to keep up is not

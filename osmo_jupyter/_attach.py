@@ -5,7 +5,7 @@
 - A server: `POST .../tasks/{task}/kernels` starts it as a kernel of that server; each ZMQ
   channel gets a local listener here whose connections travel as WebSockets
   (`.../kernels/{id}/channels/{channel}`) to the server, which forwards them over the agent's
-  SSH connection (kernel_handlers.py).
+  SSH connection (server/kernels.py).
 
 Either way the caller gets a jupyter_client `BlockingKernelClient`, already answering
 kernel_info; `kc.osmo.close()` shuts the kernel down and stops the tunnels.

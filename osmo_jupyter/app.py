@@ -27,13 +27,13 @@ from osmo_core.service import Service
 
 from .authorizer import OsmoAuthorizer
 from .client import export_server_environment
-from .handlers import API_PREFIX, default_handlers
 from .identity import OsmoIdentityProvider
-from .interactive_handlers import install_app_host, interactive_handlers
 from .kernel_env import install as install_kernel_env
-from .kernel_handlers import kernel_handlers
 from .kernels import install as install_kernels
-from .metrics import MetricsHandler, ServiceMetrics
+from .metrics import ServiceMetrics
+from .server.base import API_PREFIX
+from .server.proxy import install_app_host
+from .server.routes import handlers
 
 
 class ServiceUnavailable(Exception):
@@ -87,14 +87,10 @@ class OsmoApp(ExtensionApp):
         install_kernel_env()  # local kernels get the server's URL and their starter's token
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(default_handlers)
-        self.handlers.extend(interactive_handlers)
+        self.handlers.extend(handlers())
         if self.service is not None:  # a task app's own host name answers app links only
             base_url = self.serverapp.base_url
             install_app_host(self.serverapp.web_app, base_url, self.service.config.app_proxy_url)
-        self.handlers.extend(kernel_handlers)
-        # in place of jupyter_server's own (an extension's routes are matched first)
-        self.handlers.append((r"/metrics", MetricsHandler))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         export_server_environment(serverapp)  # kernels this server starts find it (Client())

@@ -36,8 +36,8 @@ from jupyter_server.auth.identity import User
 from osmo_core.auth import Principal
 
 from ._attach import spec_name
-from .handlers import AUTH_RESOURCE as OSMO
 from .identity import principal_of
+from .server.base import AUTH_RESOURCE as OSMO
 
 if TYPE_CHECKING:
     from osmo_core.service import Service

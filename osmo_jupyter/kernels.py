@@ -40,8 +40,8 @@ from osmo_core.errors import BackendError, Forbidden, OsmoError
 from osmo_core.interactive.kernel import RemoteKernel
 
 from ._attach import PREFIX, spec_name
-from .handlers import _from_osmo
 from .identity import principal_of
+from .server.base import from_osmo_error
 
 if TYPE_CHECKING:
     from osmo_core.service import Service
@@ -296,7 +296,7 @@ class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
 def _http(e: OsmoError) -> web.HTTPError:
     """The same status and JSON body as the osmo API gives for `e` (also on /api/kernels)."""
-    return _from_osmo(e)
+    return from_osmo_error(e)
 
 
 def install(app: OsmoApp) -> None:

@@ -2,7 +2,7 @@
 
 jupyter_server already serves prometheus_client's default registry at `/metrics` and records
 `http_request_duration_seconds{method, handler, status_code}` for every request, this API's
-included (e.g. `handler="osmo_jupyter.handlers.WorkflowHandler"`): that histogram is the API
+included (e.g. `handler="osmo_jupyter.server.workflows.WorkflowHandler"`): that histogram is the API
 latency, so it is not recorded twice here (`ServerApp.record_http_request_metrics` turns it off).
 This module adds gauges read from the Service when Prometheus scrapes, so nothing is counted in
 the engine's hot path. A scrape runs on the server's event loop, so it reads nothing that grows
@@ -21,12 +21,12 @@ memory, which holds only unfinished workflows.
                                     `LAG_WINDOW` seconds (a probe sleeping `LAG_INTERVAL`)
 
 Who may scrape: with `ServerApp.authenticate_prometheus = True` (the default) `/metrics` is
-for admins (`MetricsHandler`, in place of jupyter_server's own handler: resource `metrics` of
-the server's authorizer, which under `OsmoAuthorizer` admits admins only): the server's token
-(`Authorization: token …` or `Bearer …`, as a Prometheus `authorization` block sends) or an
-admin's personal access token; 401 without credentials, 403 for a user. Setting it to False
-lets anyone who can reach the port read these figures (counts only: no user, workflow or task
-names), so do that only behind a trusted network.
+for admins (`server/metrics.py`'s `MetricsHandler`, in place of jupyter_server's own handler:
+resource `metrics` of the server's authorizer, which under `OsmoAuthorizer` admits admins
+only): the server's token (`Authorization: token …` or `Bearer …`, as a Prometheus
+`authorization` block sends) or an admin's personal access token; 401 without credentials,
+403 for a user. Setting it to False lets anyone who can reach the port read these figures
+(counts only: no user, workflow or task names), so do that only behind a trusted network.
 """
 
 from __future__ import annotations
@@ -35,20 +35,13 @@ import asyncio
 import collections
 import logging
 from collections.abc import Iterator
-from typing import Any
 
-import prometheus_client
-from jupyter_core.utils import ensure_async
-from jupyter_server.auth.decorator import allow_unauthenticated
-from jupyter_server.base.handlers import PrometheusMetricsHandler
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from osmo_core.service import Service
 from osmo_core.states import TaskStatus, WorkflowStatus
-
-from .handlers import ApiError, OsmoHandler
 
 log = logging.getLogger(__name__)
 
@@ -150,25 +143,3 @@ class ServiceMetrics(Collector):
                 f"Worst lag of the server's event loop over the last {LAG_WINDOW:g} s",
             ),
         )
-
-
-class MetricsHandler(PrometheusMetricsHandler):
-    """jupyter_server's `/metrics`, asking the server's authorizer (resource `metrics`) rather
-    than admitting anyone signed in; errors are JSON, a 401 carries its challenge."""
-
-    auth_resource = "metrics"
-
-    @allow_unauthenticated  # checked here: 401 (not a login redirect) without credentials
-    async def get(self) -> None:
-        if self.settings["authenticate_prometheus"]:
-            user = self.current_user
-            if user is None:
-                msg = "authentication required: send the server's token"
-                raise ApiError(401, msg, "unauthorized")
-            if not await ensure_async(self.authorizer.is_authorized(self, user, "read", "metrics")):
-                raise ApiError(403, "the metrics are for the server's admins", "forbidden")
-        self.set_header("Content-Type", prometheus_client.CONTENT_TYPE_LATEST)
-        self.write(prometheus_client.generate_latest(REGISTRY))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]

@@ -178,7 +178,7 @@ def _sample(path: str) -> str:
 
 
 def test_api_md_has_every_openapi_route() -> None:
-    from osmo_jupyter.schemas import openapi
+    from osmo_jupyter.server.routes import openapi
 
     documented = set(api_rows())
     missing = [

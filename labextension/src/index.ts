@@ -44,7 +44,7 @@ export function kernelName(workflowId: string, task: string): string {
 }
 
 /** Server settings whose base URL is a task's: jupyter_server's terminals API runs there
- * (osmo_jupyter/interactive_handlers.py), so TerminalManager works unchanged. */
+ * (osmo_jupyter/server/terminals.py), so TerminalManager works unchanged. */
 export function taskSettings(
   settings: ServerConnection.ISettings,
   workflowId: string,

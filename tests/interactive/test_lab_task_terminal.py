@@ -1,7 +1,7 @@
 """JupyterLab's own Terminal widget (xterm.js), in a real browser (Debian's Chromium driven by
 Playwright), opens a shell inside a running task through the per-task terminals API: the same
 TerminalManager and Terminal classes JupyterLab uses, given the task's base URL (the recipe in
-osmo_jupyter/interactive_handlers.py). Keystrokes typed into xterm.js run in the task."""
+osmo_jupyter/server/terminals.py). Keystrokes typed into xterm.js run in the task."""
 
 from __future__ import annotations
 

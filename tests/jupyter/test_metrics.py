@@ -91,7 +91,7 @@ async def test_metrics_after_a_workflow_ran(api, jp_fetch, osmo):
     submitted = (
         "http_request_duration_seconds_count",
         (
-            ("handler", "osmo_jupyter.handlers.WorkflowsHandler"),
+            ("handler", "osmo_jupyter.server.workflows.WorkflowsHandler"),
             ("method", "POST"),
             ("status_code", "201"),
         ),

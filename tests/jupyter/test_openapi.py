@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from tornado import websocket
 
-from osmo_jupyter.handlers import _methods, default_handlers
-from osmo_jupyter.interactive_handlers import ProxyHandler, interactive_handlers
-from osmo_jupyter.kernel_handlers import kernel_handlers
-from osmo_jupyter.schemas import openapi
+from osmo_jupyter.server.base import API_PREFIX, handler_methods
+from osmo_jupyter.server.proxy import ProxyHandler
+from osmo_jupyter.server.routes import handlers, openapi
 from tests.conftest import free_port
 from tests.jupyter.test_headless import TOKEN, call, jupyter_osmo
 
@@ -127,11 +126,13 @@ def _documented() -> set[tuple[str, str]]:
 
 def test_every_route_and_method_is_documented() -> None:
     routes = set()
-    for pattern, handler in [*default_handlers, *interactive_handlers, *kernel_handlers]:
+    for pattern, handler in handlers():
+        if not pattern.startswith(f"/{API_PREFIX}/"):
+            continue  # jupyter_server's /metrics, guarded by the extension (operations.md)
         if issubclass(handler, (websocket.WebSocketHandler, ProxyHandler)):
             continue  # OpenAPI 3 cannot describe a WebSocket, nor a task's web app (proxy, links)
         path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).removeprefix("/osmo/api/v1")
-        routes |= {(m, path) for m in _methods(handler) if m != "OPTIONS"}
+        routes |= {(m, path) for m in handler_methods(handler) if m != "OPTIONS"}
     assert routes == _documented()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from osmo_jupyter.schemas import openapi
+from osmo_jupyter.server.routes import openapi
 from tests.jupyter.test_headless import call
 from tests.jupyter.test_openapi import HELLO, server
 

@@ -1,5 +1,5 @@
 """`osmo workflow exec` and `osmo workflow port-forward`: a terminal or a port of a running task,
-through the server's WebSockets (osmo_jupyter/interactive_handlers.py has the wire format).
+through the server's WebSockets (osmo_jupyter/server/exec.py has the wire format).
 
 exec: an interactive terminal when stdin is one (raw mode, window size followed on SIGWINCH),
 otherwise plain pipes (stdin to the command, then EOF). The CLI exits with the command's exit

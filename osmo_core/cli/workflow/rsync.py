@@ -1,6 +1,6 @@
 """`osmo workflow rsync upload|download WF TASK LOCAL:REMOTE`: copy files and folders between
 this machine and a running task's workdir, through the server's files routes (the server speaks
-SFTP to the task's agent; osmo_jupyter/interactive_handlers.py).
+SFTP to the task's agent; osmo_jupyter/server/files.py).
 
 REMOTE is relative to the task's workdir; either half may be left out for the same name
 (`output` is `output:output`). A folder is copied with everything under it, into the folder of

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from osmo_core.auth import Principal
 
-from .handlers import API_PREFIX
+from .base import API_PREFIX
 
 APPS_PREFIX = f"{API_PREFIX}/apps"  # under the server's base URL
 APP_ROUTE = rf"/{APPS_PREFIX}/(?P<ticket>[^/]+)(?P<path>/.*)?"  # a bad ticket: a JSON 403

@@ -1,68 +1,10 @@
-r"""Into running tasks: exec, port-forward, terminals, files, and an HTTP proxy to task ports.
-
-All are authorized like every workflow route (the owner or an admin), checked before any
-upgrade so a refusal is an HTTP status with the JSON error body: 404 unknown task, 403 another
-user's task or an undeclared port, 409 the task is not RUNNING, 502 its agent is unreachable.
-Each is audited: a persisted `task.access` event {user, action, ...} in the workflow's event
-stream (exec, terminal, port-forward: one per session; proxy and file reads/writes: at most one
-per minute per user, task and port or kind; a files listing: one each).
-
-Exec: `GET .../workflows/{id}/tasks/{task}/exec?cmd=sh&cmd=-c&cmd=...&pty=1&cols=80&rows=24`
-(`cmd` repeats, one argv entry each; default `/bin/sh`). Binary frames carry bytes with a
-one-byte channel prefix, as Kubernetes' exec does: 0 stdin (client → server), 1 stdout,
-2 stderr (with a PTY all output is on 1). Text frames are JSON control messages:
-
-    client → server   {"type": "resize", "cols": N, "rows": N}   {"type": "signal", "signal": "INT"}
-                      {"type": "eof"}   (closes the command's stdin)
-    server → client   {"type": "exit", "exit_code": N | null, "signal": NAME | null}
-                      {"type": "error", "message": ...}  (the agent connection was lost)
-
-Port-forward: `GET .../tasks/{task}/port-forward?port=N` bridges binary frames to and from
-127.0.0.1:N on the task's host; `{"type": "eof"}` half-closes in either direction, and the
-socket closes when the connection inside the task does. Only ports the task declares (`ports:`)
-unless the caller is an admin.
-
-Terminals (for JupyterLab's Terminal widget): jupyter_server's terminals API and terminado's
-WebSocket, with the task's URL as the base URL, so @jupyterlab/services' TerminalManager and
-TerminalConnection work unchanged when given ServerConnection settings whose `baseUrl` and
-`wsUrl` end in `osmo/api/v1/workflows/{id}/tasks/{task}/`:
-
-    GET    {task}/api/terminals                 [{"name", "last_activity", "workflow_id",
-                                                  "task", "user"}]
-    POST   {task}/api/terminals   {"name"?: \w+} → the model; the task's shell (bash -i, else
-                                                  sh -i) starts on a PTY (409 name taken)
-    GET    {task}/api/terminals/{name}          the model (404 when gone)
-    DELETE {task}/api/terminals/{name}          204; the shell gets SIGHUP
-    WS     {task}/terminals/websocket/{name}    ["setup", {}] first; then ["stdin", text] and
-           ["set_size", rows, cols, ...] in, ["stdout", text] out, ["disconnect", 1] at the end
-
-In TypeScript (the side panel):
-
-    const base = URLExt.join(app.serviceManager.serverSettings.baseUrl,
-                             'osmo/api/v1/workflows', wf, 'tasks', task) + '/';
-    const settings = ServerConnection.makeSettings({
-      ...app.serviceManager.serverSettings, baseUrl: base, wsUrl: base.replace(/^http/, 'ws')
-    });
-    const manager = new TerminalManager({ serverSettings: settings });
-    const session = await manager.startNew();            // or manager.connectTo({ model })
-    const widget = new MainAreaWidget({ content: new Terminal(session) });
-
-A terminal outlives its viewers (a reloaded tab re-attaches and is sent recent output) until
-its shell exits, it is deleted, the task's agent connection is lost, or 10 minutes pass with no
-viewer (osmo_core/interactive/terminals.py).
-
-Files (`osmo workflow rsync`; paths relative to the task's workdir, SFTP on the agent):
-
-    GET  {task}/files?path=P                    P and everything under it (FilesListing)
-    GET  {task}/files/content?path=P            the bytes; X-Osmo-Mtime, X-Osmo-Mode
-    PUT  {task}/files/content?path=P&mtime=T&mode=M   the body (streamed) becomes the file
-    POST {task}/files/dirs  {"paths": [...]}    folders, with parents
+"""The HTTP proxy to a task's port, and the app links a browser is sent to.
 
 HTTP proxy (a task's web app in a browser tab): any method on
 `{task}/proxy/{port}/{path}` goes to http://127.0.0.1:{port}/{path} inside the task (`Upgrade`
 requests, e.g. WebSockets, are tunnelled); declared ports only, unless the caller is an admin.
 Programs (a credential in `Authorization`) are proxied there; a browser is sent to the app's
-link `/osmo/api/v1/apps/{ticket}/{path}`, on a separate origin or in a sandbox (app_proxy.py).
+link `/osmo/api/v1/apps/{ticket}/{path}`, on a separate origin or in a sandbox (app_links.py).
 """
 
 from __future__ import annotations
@@ -79,16 +21,13 @@ import httpcore
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
-from pydantic import BaseModel, Field, ValidationError
-from tornado import web, websocket
+from tornado import web
 from tornado.iostream import StreamClosedError
 
 from osmo_core.auth import policy
 from osmo_core.errors import Conflict, OsmoError
-from osmo_core.interactive import ExecSession, files
-from osmo_core.interactive.terminals import SHELL, Terminal
 
-from .app_proxy import (
+from .app_links import (
     APP_COOKIE,
     APP_ROUTE,
     APPS_PREFIX,
@@ -104,267 +43,12 @@ from .app_proxy import (
     read_ticket,
     unsafe_target,
 )
-from .handlers import (
-    _ID,
-    _TASK,
-    AUTH_RESOURCE,
-    ApiError,
-    OsmoHandler,
-    _from_osmo,
-    _OsmoMixin,
-    _OsmoWebSocket,
-    _route,
-    api,
-)
-from .schemas import FilesQuery, MkdirRequest, PutFileQuery, TerminalRequest
+from .audit import audit
+from .base import AUTH_RESOURCE, ApiError, OsmoHandler, OsmoMixin, api, from_osmo_error
 
 if TYPE_CHECKING:
     from osmo_core.service import Service
 
-STDIN, STDOUT, STDERR = 0, 1, 2
-FRAME = 1 << 20  # port-forward: up to this much per WebSocket message (fewer, bigger frames)
-AUDIT_EVERY = 60.0  # seconds: proxy requests and file reads/writes are audited once per window
-_audited: dict[tuple[str, ...], float] = {}
-_closing: set[asyncio.Future[None]] = set()  # clean-ups of broken uploads still running
-
-
-async def audit(
-    svc: Service,
-    user: str,
-    wf_id: str,
-    task: str,
-    action: str,
-    *,
-    window: str | None = None,
-    **detail: Any,
-) -> None:
-    """A `task.access` event. With a `window` (e.g. the port), at most one per AUDIT_EVERY
-    seconds for the same user, task, action and window: a web page is dozens of requests, an
-    rsync one request per file."""
-    if window is not None:
-        key = (user, wf_id, task, action, window)
-        now = time.monotonic()
-        if now - _audited.get(key, -AUDIT_EVERY) < AUDIT_EVERY:
-            return
-        _audited[key] = now
-        if len(_audited) > 10_000:  # forget old windows
-            for k in [k for k, t in _audited.items() if now - t >= AUDIT_EVERY]:
-                del _audited[k]
-    await svc.record_access(user, wf_id, task, action, **detail)
-
-
-class ExecQuery(BaseModel):
-    cmd: list[str] = Field(default_factory=lambda: ["/bin/sh"], min_length=1)
-    pty: bool = False
-    cols: int = Field(80, ge=1, le=1000)
-    rows: int = Field(24, ge=1, le=1000)
-
-
-class PortQuery(BaseModel):
-    port: int = Field(ge=1, le=65535)
-
-
-class ExecWebSocket(_OsmoWebSocket):
-    _sess: ExecSession | None = None
-    _pump: asyncio.Task[None] | None = None
-
-    async def handshake(self, wf_id: str, task: str) -> None:
-        q = self.query_model(ExecQuery, lists=("cmd",))
-        svc = await self.workflow_for(wf_id)
-        svc.task(wf_id, task)  # 404 names the task
-        pty = (q.cols, q.rows) if q.pty else None
-        self._sess = await svc.interactive.exec(wf_id, task, q.cmd, pty=pty)
-        self.log.info("osmo: %s exec in %s/%s: %s (pty=%s)", self.who.name, wf_id, task, q.cmd, pty)
-        await audit(svc, self.who.name, wf_id, task, "exec", argv=q.cmd, pty=q.pty)
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        self.set_nodelay(True)  # keystrokes and their echo are small messages
-        self._pump = asyncio.create_task(self._run(), name="osmo-exec-ws")
-
-    async def _run(self) -> None:
-        sess = self._sess
-        assert sess is not None
-        try:
-            await asyncio.gather(self._forward(sess, False), self._forward(sess, True))
-            status = await sess.wait()
-            if status["exit_code"] is None and status["signal"] is None:
-                await self._send(
-                    {"type": "error", "message": "the connection to the agent was lost"}
-                )
-            await self._send({"type": "exit", **status})
-            self.close(1000, "exited")
-        except websocket.WebSocketClosedError:
-            sess.close()
-
-    async def _forward(self, sess: ExecSession, stderr: bool) -> None:
-        prefix = bytes([STDERR if stderr else STDOUT])
-        while data := await sess.read(stderr):
-            await self.write_message(prefix + data, binary=True)  # awaited: backpressure
-
-    def on_message(self, message: str | bytes) -> None:
-        sess = self._sess
-        if sess is None:
-            return
-        if isinstance(message, bytes):
-            if message[:1] == bytes([STDIN]):
-                with contextlib.suppress(OSError):  # the command has ended: drop its input
-                    sess.write(message[1:])
-            return
-        try:
-            msg = json.loads(message)
-            kind = msg.get("type")
-            if kind == "resize":
-                sess.resize(int(msg["cols"]), int(msg["rows"]))
-            elif kind == "signal":
-                sess.signal(str(msg["signal"]))
-            elif kind == "eof":
-                sess.write_eof()
-        except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
-            self.log.info("osmo: exec: ignored control message %r: %s", message[:200], e)
-
-    def on_close(self) -> None:
-        if self._sess is not None:
-            self._sess.close()  # the user left: the agent stops what they started
-        if self._pump is not None:
-            self._pump.cancel()
-
-
-class PortForwardWebSocket(_OsmoWebSocket):
-    _pump: asyncio.Task[None] | None = None
-    _writer: Any = None
-
-    async def handshake(self, wf_id: str, task: str) -> None:
-        try:
-            port = PortQuery.model_validate({"port": self.get_query_argument("port", "")}).port
-        except ValidationError as e:
-            raise ApiError(
-                400, "port: a TCP port number (1-65535) is required", "bad request"
-            ) from e
-        svc = await self.workflow_for(wf_id)
-        svc.task(wf_id, task)
-        policy.check_port(self.who, port, svc.interactive.declared_ports(wf_id, task), task)
-        self._reader, self._writer = await svc.interactive.open_port(wf_id, task, port)
-        self.log.info("osmo: %s port-forward to %s/%s:%d", self.who.name, wf_id, task, port)
-        await audit(svc, self.who.name, wf_id, task, "port-forward", port=port)
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        self._pump = asyncio.create_task(self._run(), name="osmo-port-forward-ws")
-
-    async def _run(self) -> None:
-        try:
-            while data := await self._reader.read(FRAME):
-                await self.write_message(data, binary=True)
-            await self._send({"type": "eof"})
-            self.close(1000, "connection closed in the task")
-        except websocket.WebSocketClosedError:
-            pass
-        except OSError as e:  # the agent connection went away
-            self.close(1011, str(e)[:120])
-
-    def on_message(self, message: str | bytes) -> None:
-        with contextlib.suppress(OSError):  # closed inside the task: the pump ends the socket
-            if isinstance(message, bytes):
-                self._writer.write(message)
-            elif json.loads(message).get("type") == "eof":
-                self._writer.write_eof()
-
-    def on_close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._pump is not None:
-            self._pump.cancel()
-
-
-# --- terminals: jupyter_server's terminals API under a task's own base URL --------------------
-
-
-class TerminalsHandler(OsmoHandler):
-    @api
-    async def get(self, wf_id: str, task: str) -> None:
-        svc = await self.workflow_for(wf_id)
-        svc.task(wf_id, task)
-        self.reply([t.model() for t in svc.interactive.terminals.list(wf_id, task)])
-
-    @api
-    async def post(self, wf_id: str, task: str) -> None:
-        body = self.body_model(TerminalRequest) if self.request.body else TerminalRequest()
-        svc = await self.workflow_for(wf_id)
-        svc.task(wf_id, task)
-
-        def start(size: tuple[int, int]) -> Any:
-            return svc.interactive.exec(wf_id, task, SHELL, pty=size)
-
-        term = await svc.interactive.terminals.create(
-            wf_id, task, self.who.name, start, name=body.name
-        )
-        self.log.info("osmo: %s opened terminal %s in %s/%s", self.who.name, term.name, wf_id, task)
-        await audit(svc, self.who.name, wf_id, task, "terminal", terminal=term.name)
-        self.reply(term.model())
-
-
-class TerminalHandler(OsmoHandler):
-    async def _find(self, wf_id: str, task: str, name: str) -> tuple[Service, Terminal]:
-        svc = await self.workflow_for(wf_id)
-        return svc, svc.interactive.terminals.get(wf_id, task, name)
-
-    @api
-    async def get(self, wf_id: str, task: str, name: str) -> None:
-        self.reply((await self._find(wf_id, task, name))[1].model())
-
-    @api
-    async def delete(self, wf_id: str, task: str, name: str) -> None:
-        svc, term = await self._find(wf_id, task, name)
-        await svc.interactive.terminals.terminate(term)
-        self.set_status(204)
-        self.finish()
-
-
-class TerminalWebSocket(_OsmoWebSocket):
-    """terminado's protocol: JSON arrays ["stdin", text], ["set_size", rows, cols, ...] in;
-    ["setup", {}], ["stdout", text], ["disconnect", 1] out."""
-
-    _term: Terminal | None = None
-
-    async def handshake(self, wf_id: str, task: str, name: str) -> None:
-        svc = await self.workflow_for(wf_id)
-        self._terms = svc.interactive.terminals
-        self._term = self._terms.get(wf_id, task, name)
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        assert self._term is not None
-        self.set_nodelay(True)  # a keystroke's echo is one small message: no Nagle delay
-        self.write_message(json.dumps(["setup", {}]))
-        self._terms.attach(self._term, self)
-
-    def output(self, text: str) -> None:
-        with contextlib.suppress(websocket.WebSocketClosedError):
-            self.write_message(json.dumps(["stdout", text]))
-
-    def ended(self) -> None:
-        with contextlib.suppress(websocket.WebSocketClosedError):
-            self.write_message(json.dumps(["disconnect", 1]))
-        self.close(1000, "the terminal ended")
-
-    def on_message(self, message: str | bytes) -> None:
-        term = self._term
-        try:
-            msg = json.loads(message)
-            if term is None or not isinstance(msg, list) or not msg:
-                return
-            if msg[0] == "stdin" and isinstance(msg[1], str):
-                term.write(msg[1])
-            elif msg[0] == "set_size":
-                term.resize(self, int(msg[1]), int(msg[2]))
-        except (ValueError, IndexError, TypeError) as e:
-            self.log.info("osmo: terminal: ignored message %r: %s", message[:200], e)
-
-    def on_close(self) -> None:
-        if self._term is not None:
-            self._terms.detach(self._term, self)
-            self._term = None
-
-
-# --- HTTP proxy to a declared port of a task, for the browser ---------------------------------
 
 # In the sandbox, cookies would be the server origin's, and CORS is answered by the proxy.
 _SANDBOX_OURS = ("set-cookie", "access-control-allow-")
@@ -407,13 +91,13 @@ class _TaskNetwork(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class ProxyHandler(_OsmoMixin, JupyterHandler):
+class ProxyHandler(OsmoMixin, JupyterHandler):
     """`{any method} .../tasks/{task}/proxy/{port}/{path}` → http://127.0.0.1:{port}/{path} in
     the task. Authorized like port-forward (owner or admin; declared ports, any for an admin).
 
     Only a program (a credential in `Authorization`, which no page can make a browser send) is
     proxied here. A browser, authenticated by Jupyter's cookie, is redirected to an app link
-    (`AppHandler`, osmo_jupyter/app_proxy.py): a page written by the task's owner must never run
+    (`AppHandler`, app_links.py): a page written by the task's owner must never run
     on this origin with the viewer's cookies. The caller's Jupyter credentials (Authorization,
     `token=`, Jupyter's cookies and XSRF header) are not passed on; XSRF is the proxied app's
     business, as in jupyter-server-proxy. An `Upgrade` request (a WebSocket) becomes a byte
@@ -611,7 +295,7 @@ class ProxyHandler(_OsmoMixin, JupyterHandler):
 
 class AppHandler(ProxyHandler):
     """`{any method} /osmo/api/v1/apps/{ticket}/{path}`: a task's web app for a browser (see
-    osmo_jupyter/app_proxy.py). The signed ticket in the link is the only credential: whoever
+    app_links.py). The signed ticket in the link is the only credential: whoever
     Jupyter's cookies say the caller is does not matter here, and they are not passed on. The
     ticket's user must still be allowed at the task port, checked like the proxy route. With an
     app origin configured this answers on that host name only; without, on the server's own
@@ -687,7 +371,7 @@ class AppHandler(ProxyHandler):
         try:
             await self._app(ticket)
         except OsmoError as e:
-            raise _from_osmo(e) from e
+            raise from_osmo_error(e) from e
 
     head = post = put = delete = patch = options = get  # type: ignore[assignment]
 
@@ -727,7 +411,7 @@ class AppRootHandler(AppHandler):
         try:
             await self._serve()
         except OsmoError as e:
-            raise _from_osmo(e) from e
+            raise from_osmo_error(e) from e
 
     head = post = put = delete = patch = options = get  # type: ignore[assignment]
 
@@ -774,124 +458,3 @@ def install_app_host(web_app: web.Application, base_url: str, template: str) -> 
     (ours,) = [r for r in rules if getattr(r.matcher, "host_pattern", None) == re.compile(pattern)]
     rules.remove(ours)
     rules.insert(0, ours)
-
-
-# --- files of a task's workdir (`osmo workflow rsync`), over the agent's SFTP -----------------
-
-
-async def task_sftp(
-    handler: OsmoHandler, wf_id: str, task: str, *, window: str | None = None, **what: Any
-) -> Any:
-    """An SFTP session in the task's workdir for its owner (or an admin), audited as `files`."""
-    svc = await handler.workflow_for(wf_id)
-    svc.task(wf_id, task)  # 404 for a task the workflow does not have
-    await audit(svc, handler.who.name, wf_id, task, "files", window=window, **what)
-    return await svc.interactive.sftp(wf_id, task)
-
-
-class FilesHandler(OsmoHandler):
-    @api
-    async def get(self, wf_id: str, task: str) -> None:
-        q = self.query_model(FilesQuery)
-        async with await task_sftp(self, wf_id, task, op="list", path=q.path) as sftp:
-            self.reply(await files.listing(sftp, q.path))
-
-
-class DirsHandler(OsmoHandler):
-    @api
-    async def post(self, wf_id: str, task: str) -> None:
-        body = self.body_model(MkdirRequest)
-        async with await task_sftp(self, wf_id, task, window="write", op="write") as sftp:
-            await files.makedirs(sftp, body.paths)
-        self.reply({"paths": body.paths}, 201)
-
-
-@web.stream_request_body
-class FileContentHandler(OsmoHandler):
-    """GET: the file's bytes (`X-Osmo-Mtime`, `X-Osmo-Mode`); PUT: the body becomes the file
-    (streamed: the SFTP file is opened before the body arrives, each chunk written as it
-    comes), with `mtime` and `mode` set, parents made."""
-
-    _upload: files.Upload | None = None
-    _sftp: Any = None
-
-    async def prepare(self) -> None:
-        await super().prepare()
-        if self.request.method != "PUT" or self._finished:
-            return
-        try:
-            self.require_user()
-            allowed = self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE)
-            if asyncio.iscoroutine(allowed):
-                allowed = await allowed
-            if not allowed:
-                raise ApiError(403, "not authorized to write osmo", "forbidden")
-            wf_id, task = self.path_kwargs["wf_id"], self.path_kwargs["task"]
-            q = self.query_model(PutFileQuery)
-            self._sftp = await task_sftp(self, wf_id, task, window="write", op="write")
-            self._upload = await files.Upload(self._sftp, q.path, q.mtime, q.mode).open()
-        except OsmoError as e:
-            raise _from_osmo(e) from e
-
-    async def data_received(self, chunk: bytes) -> None:
-        if self._upload is not None:
-            await self._upload.write(chunk)
-
-    @api
-    async def put(self, wf_id: str, task: str) -> None:
-        assert self._upload is not None
-        await self._upload.done()
-        up, self._upload = self._upload, None
-        self.reply({"path": up.path, "size": up.size}, 201)
-
-    @api
-    async def get(self, wf_id: str, task: str) -> None:
-        q = self.query_model(FilesQuery)
-        async with await task_sftp(self, wf_id, task, window="read", op="read") as sftp:
-            info, chunks = await files.read(sftp, q.path)
-            self.set_header("Content-Length", str(info["size"]))
-            self.set_header("X-Osmo-Mtime", str(info["mtime"]))
-            self.set_header("X-Osmo-Mode", oct(info["mode"]))
-            self.set_header("Content-Type", "application/octet-stream")
-            async for data in chunks:
-                self.write(data)
-                await self.flush()
-        self.finish(set_content_type="application/octet-stream")
-
-    def on_finish(self) -> None:
-        self._cleanup()
-
-    def on_connection_close(self) -> None:
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        up, sftp = self._upload, self._sftp
-        self._upload = self._sftp = None
-
-        async def close() -> None:
-            if up is not None:
-                await up.abort()  # the body never finished: no half file is left
-            if sftp is not None:
-                sftp.exit()
-
-        if up is not None or sftp is not None:
-            task = asyncio.ensure_future(close())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
-
-
-_TASK_BASE = f"workflows/{_ID}/tasks/{_TASK}"
-_NAME = r"(?P<name>[^/]+)"  # any: an unknown name is a JSON 404, not an HTML one
-
-interactive_handlers: list[tuple[str, type[web.RequestHandler]]] = [
-    (_route(f"workflows/{_ID}/tasks/{_TASK}/exec"), ExecWebSocket),
-    (_route(f"workflows/{_ID}/tasks/{_TASK}/port-forward"), PortForwardWebSocket),
-    (_route(f"{_TASK_BASE}/api/terminals"), TerminalsHandler),
-    (_route(f"{_TASK_BASE}/api/terminals/{_NAME}"), TerminalHandler),
-    (_route(f"{_TASK_BASE}/terminals/websocket/{_NAME}"), TerminalWebSocket),
-    (_route(f"{_TASK_BASE}/files"), FilesHandler),
-    (_route(f"{_TASK_BASE}/files/content"), FileContentHandler),
-    (_route(f"{_TASK_BASE}/files/dirs"), DirsHandler),
-    (_route(f"{_TASK_BASE}/proxy/(?P<port>[0-9]{{1,5}})(?P<path>/.*)?"), ProxyHandler),
-    (APP_ROUTE, AppHandler),
-]

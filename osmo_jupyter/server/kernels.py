@@ -23,17 +23,14 @@ import asyncio
 import contextlib
 from typing import Any
 
-from tornado import web, websocket
+from tornado import websocket
 
 from osmo_core.errors import NotFound
 from osmo_core.interactive.kernel import CHANNELS
 
-from ._attach import spec_name
-from .handlers import _ID, _TASK, OsmoHandler, _OsmoWebSocket, _route, api
-from .kernels import CURRENT_PRINCIPAL
-
-_KID = r"(?P<kernel_id>[^/]+)"
-_CHANNEL = r"(?P<channel>[^/]+)"
+from .._attach import spec_name
+from ..kernels import CURRENT_PRINCIPAL
+from .base import OsmoHandler, OsmoWebSocket, api
 
 
 def _kernel_of(handler: Any, wf_id: str, task: str, kernel_id: str) -> Any:
@@ -77,7 +74,7 @@ class TaskKernelHandler(OsmoHandler):
         self.finish({"kernel_id": kernel_id, "shutdown": True})
 
 
-class KernelChannelWebSocket(_OsmoWebSocket):
+class KernelChannelWebSocket(OsmoWebSocket):
     """Raw bytes of one connection to a channel's port of the task's kernel."""
 
     _pump: asyncio.Task[None] | None = None
@@ -113,11 +110,3 @@ class KernelChannelWebSocket(_OsmoWebSocket):
             self._writer.close()
         if self._pump is not None:
             self._pump.cancel()
-
-
-kernel_handlers: list[tuple[str, type[web.RequestHandler]]] = [
-    (_route(f"workflows/{_ID}/tasks/{_TASK}/kernels"), TaskKernelsHandler),
-    (_route(f"workflows/{_ID}/tasks/{_TASK}/kernels/{_KID}"), TaskKernelHandler),
-    (_route(f"workflows/{_ID}/tasks/{_TASK}/kernels/{_KID}/channels/{_CHANNEL}"),
-     KernelChannelWebSocket),
-]  # fmt: skip

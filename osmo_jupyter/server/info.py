@@ -1,0 +1,36 @@
+"""The server itself: health (no credentials), version, the caller (`me`), the OpenAPI
+document."""
+
+from __future__ import annotations
+
+import osmo_core
+
+from .base import OsmoHandler, allow_unauthenticated, api
+
+
+class HealthHandler(OsmoHandler):
+    @allow_unauthenticated
+    def get(self) -> None:
+        self.reply({"status": "ok"})
+
+
+class VersionHandler(OsmoHandler):
+    @api
+    async def get(self) -> None:
+        self.reply({"version": osmo_core.__version__, "api": "v1"})
+
+
+class MeHandler(OsmoHandler):
+    @api
+    async def get(self) -> None:
+        self.reply({"name": self.who.name, "role": self.who.role, "via": self.who.via})
+
+
+class OpenAPIHandler(OsmoHandler):
+    @api
+    async def get(self) -> None:
+        config = getattr(self.osmo_app.service, "config", None)  # the document needs no engine
+        pages = (config.max_page_size, config.max_log_page_size) if config else ()
+        from .routes import openapi  # built from the route table, which imports this module
+
+        self.reply(openapi(osmo_core.__version__, *pages))

@@ -1,0 +1,78 @@
+"""Workflows: list, submit (or validate, or dry-run), get, cancel, restart, their spec."""
+
+from __future__ import annotations
+
+import asyncio
+
+from osmo_core.auth import policy
+from osmo_core.errors import SpecError
+from osmo_core.spec.localfiles import localpath_problems
+
+from ..schemas import ListQuery, SubmitRequest
+from .base import API_PREFIX, OsmoHandler, api, check_page_limit
+
+
+class WorkflowsHandler(OsmoHandler):
+    @api
+    async def get(self) -> None:
+        q = self.query_model(ListQuery, lists=("status",))
+        svc = await self.service()
+        check_page_limit(q.limit, svc.config.max_page_size, "max_page_size")
+        rows = svc.list(
+            statuses=[s.value for s in q.status] or None,
+            user=policy.list_filter(self.who, q.user),
+            pool=q.pool,
+            name=q.name,
+            limit=q.limit,
+            offset=q.offset,
+        )
+        self.reply(rows)
+
+    @api
+    async def post(self) -> None:
+        req = self.body_model(SubmitRequest)
+        svc = await self.service()
+        # Off the loop: a big spec or a template at its render budget must not stall others.
+        loaded = await asyncio.to_thread(svc.load, req.spec, set_values=req.set_values)
+        if problems := localpath_problems(loaded):  # never read here, for anyone
+            raise SpecError(problems)
+        pool = svc.check_placement(loaded, req.pool)
+        policy.check_pool(self.who, svc.pools[pool])
+        svc.check_credentials(self.who, loaded, pool)
+        if req.validation_only:
+            self.reply({"valid": True, "pool": pool})
+        elif req.dry_run:
+            self.reply({"pool": pool, "rendered": loaded.rendered, "values": loaded.values})
+        else:
+            wf_id = await svc.submit(loaded, pool=pool, user=self.who.name, priority=req.priority)
+            self.set_header("Location", self.request.path.rstrip("/") + f"/{wf_id}")
+            self.reply({"id": wf_id}, status=201)
+
+
+class WorkflowHandler(OsmoHandler):
+    @api
+    async def get(self, wf_id: str) -> None:
+        self.reply((await self.workflow_for(wf_id)).get(wf_id))
+
+
+class CancelHandler(OsmoHandler):
+    @api
+    async def post(self, wf_id: str) -> None:
+        status = await (await self.workflow_for(wf_id)).cancel(wf_id)
+        self.reply({"id": wf_id, "status": status.value})
+
+
+class RestartHandler(OsmoHandler):
+    @api
+    async def post(self, wf_id: str) -> None:
+        svc = await self.workflow_for(wf_id)
+        policy.check_pool(self.who, svc.pools[svc.store.get_workflow(wf_id)["pool"]])
+        new_id = await svc.restart(wf_id, user=self.who.name, who=self.who)
+        self.set_header("Location", f"/{API_PREFIX}/workflows/{new_id}")
+        self.reply({"id": new_id, "restarted": wf_id}, status=201)
+
+
+class SpecHandler(OsmoHandler):
+    @api
+    async def get(self, wf_id: str) -> None:
+        self.reply((await self.workflow_for(wf_id)).spec(wf_id))
