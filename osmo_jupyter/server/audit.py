@@ -12,6 +12,7 @@ per minute per user, task and port or kind; a files listing: one each).
 from __future__ import annotations
 
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,7 +20,11 @@ if TYPE_CHECKING:
 
 
 AUDIT_EVERY = 60.0  # seconds: proxy requests and file reads/writes are audited once per window
-_audited: dict[tuple[str, ...], float] = {}
+# Per Service: workflow ids are unique within one store only (a second Service in the process,
+# as in the tests, must not have its first access hidden by another store's window)
+_windows: weakref.WeakKeyDictionary[Service, dict[tuple[str, ...], float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def audit(
@@ -36,6 +41,7 @@ async def audit(
     seconds for the same user, task, action and window: a web page is dozens of requests, an
     rsync one request per file."""
     if window is not None:
+        _audited = _windows.setdefault(svc, {})
         key = (user, wf_id, task, action, window)
         now = time.monotonic()
         if now - _audited.get(key, -AUDIT_EVERY) < AUDIT_EVERY:
