@@ -434,10 +434,17 @@ class Workflow:
                 return texts
 
     def log_lines(
-        self, task: str, *, retry_id: int | None = None, start: int = 0, limit: int | None = None
+        self,
+        task: str,
+        *,
+        retry_id: int | None = None,
+        start: int = 0,
+        limit: int | None = None,
+        tail: int | None = None,
     ) -> list[dict[str, Any]]:
-        """A task's log lines as the API answers them: {n, ts, stream, text}."""
-        params = {"retry_id": retry_id, "start": start, "limit": limit}
+        """One page of a task's log lines as the API answers them: {n, ts, stream, text};
+        `tail=N`: the last N lines instead."""
+        params = {"retry_id": retry_id, "start": start, "limit": limit, "tail": tail}
         return self.client.transport.request(  # type: ignore[no-any-return]
             "GET", f"workflows/{self.id}/tasks/{task}/logs", params=params
         )

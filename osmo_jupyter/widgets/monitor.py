@@ -48,6 +48,7 @@ class WorkflowMonitor(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._lock = threading.RLock()
         self._watch: Watch | None = None
+        self._pane_at = (0, 1)
         self._live = live
         self.on_msg(self._on_frontend_msg)
         self._follow(workflow)
@@ -187,7 +188,29 @@ class WorkflowMonitor(anywidget.AnyWidget):
                 r["last_lines"] = [*r.get("last_lines", []), text][-LAST_LINES:]
         self.tasks = rows
         if ev["task"] == self.selected:
-            self.log_lines = [*self.log_lines, text][-PANE_LINES:]
+            self._pane_add(ev["retry_id"], ev["payload"]["n"], text)
+
+    def _pane_add(self, retry_id: int, n: int, text: str) -> None:
+        """A live line for the pane, in order and once: lines the pane's read already had are
+        skipped, and lines written between that read and the subscription (live lines are not
+        replayed) are read from the log first."""
+        if retry_id != self._pane_at[0]:  # a new attempt's log starts at line 1
+            self._pane_at = (retry_id, 1)
+        expected = self._pane_at[1]
+        if n < expected:
+            return
+        missed: list[str] = []
+        if n > expected:
+            first = max(expected, n - PANE_LINES)  # what the pane can show of the gap
+            try:
+                got = self.workflow.log_lines(  # `start` is 0-based, line numbers 1-based
+                    self.selected, retry_id=retry_id, start=first - 1, limit=n - first
+                )
+                missed = [ln["text"] for ln in got if ln["n"] < n]
+            except OsmoError:
+                pass  # the pane shows a gap rather than nothing
+        self._pane_at = (retry_id, n + 1)
+        self.log_lines = [*self.log_lines, *missed, text][-PANE_LINES:]
 
     def _on_error(self, e: BaseException) -> None:
         self.error = f"live updates stopped: {e}"
@@ -198,13 +221,16 @@ class WorkflowMonitor(anywidget.AnyWidget):
         """Show `task`'s log in the pane (its stored lines, then live ones)."""
         with self._lock:
             self.selected = task
-            lines: list[str] = []
+            got: list[dict[str, Any]] = []
             if task:
-                try:
-                    lines = [ln["text"] for ln in self.workflow.log_lines(task)][-PANE_LINES:]
+                try:  # the end of the log: one page from the start may not reach it
+                    got = self.workflow.log_lines(task, tail=PANE_LINES)
                 except OsmoError as e:
                     self.error = str(e)
-            self.log_lines = lines
+            row = next((r for r in self.tasks if r["name"] == task), None)
+            # (attempt, next line number) the pane has reached: live lines continue from there
+            self._pane_at = (row["retry_id"] if row else 0, got[-1]["n"] + 1 if got else 1)
+            self.log_lines = [ln["text"] for ln in got]
 
     def cancel(self) -> None:
         try:

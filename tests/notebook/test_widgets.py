@@ -63,6 +63,25 @@ def test_monitor_log_pane_follows_the_selected_task_and_cancel_button(server_env
         monitor.close()
 
 
+def test_the_log_pane_has_no_gap_between_its_read_and_its_live_lines(server_env, wf_name):
+    """Live log lines are not replayed: those written after the pane read the log and before
+    its subscription began are read from the log when the next live line shows the gap."""
+    wf = Client().submit(SPECS / "slow.yaml", set_values={"lines": 300}, name=wf_name)
+    monitor = WorkflowMonitor(wf, live=False)  # reads the log now, subscribes to nothing
+    try:
+        wait_for(lambda: monitor.tasks and wf.task("ticker")["status"] == "RUNNING", 30)
+        monitor.select("ticker")
+        read = len(monitor.log_lines)
+        wait_for(lambda: len(wf.log_lines("ticker")) >= read + 3, 30)  # the gap
+        monitor._watch = monitor.client.watch(wf.id, monitor._on_event, logs=True)
+        wait_for(lambda: len(monitor.log_lines) >= read + 6, 30)
+        lines = monitor.log_lines
+        assert lines == [f"tick {i}" for i in range(1, len(lines) + 1)]
+    finally:
+        wf.cancel()
+        monitor.close()
+
+
 def test_static_views_show_the_same_facts(server_env, wf_name):
     wf = Client().submit(SPECS / "chain.yaml", name=wf_name)
     wf.wait(timeout=60)
