@@ -79,9 +79,11 @@ def test_sigkill_engine_mid_workflow(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    wait_for(lambda: ("t2", 0, "RUNNING", None) in task_rows(home), timeout=30)
-    engine.send_signal(signal.SIGKILL)
-    engine.wait(10)
+    try:
+        wait_for(lambda: ("t2", 0, "RUNNING", None) in task_rows(home), timeout=30)
+    finally:  # also when the wait fails: no engine outlives the test
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(10)
     assert ("t2", 0, "RUNNING", None) in task_rows(home)
 
     if restart_after_task_ended:
@@ -95,11 +97,14 @@ def test_sigkill_engine_mid_workflow(
         stderr=subprocess.PIPE,
         text=True,
     )
-    if not restart_after_task_ended:  # t2 goes on once the new engine holds the data folder
-        lock = home / "engine.lock"
-        wait_for(lambda: lock.exists() and lock.read_text().strip() == str(resumed.pid), 30)
-        (counter / "go").touch()
-    out, err = resumed.communicate(timeout=60)
+    try:
+        if not restart_after_task_ended:  # t2 goes on once the new engine holds the data
+            lock = home / "engine.lock"
+            wait_for(lambda: lock.exists() and lock.read_text().strip() == str(resumed.pid), 30)
+            (counter / "go").touch()
+        out, err = resumed.communicate(timeout=60)
+    finally:
+        resumed.kill()  # a no-op once it has exited; else no engine outlives the test
     assert resumed.returncode == 0, err
     assert "crash-1: COMPLETED" in out
 
