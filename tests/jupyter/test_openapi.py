@@ -28,12 +28,8 @@ HELLO = "workflow:\n  name: hl\n  tasks:\n  - name: t\n    command: [echo, hello
 SEED = os.environ.get("OSMO_SCHEMATHESIS_SEED", "1")
 MAX_EXAMPLES = os.environ.get("OSMO_SCHEMATHESIS_EXAMPLES", "25")
 
-# Two exceptions, for reasons the document cannot express:
-# - a workflow spec is checked beyond its JSON shape (YAML, DAG, placement), so a schema-valid
-#   body can be a 422 on submit;
-# - a POST or DELETE without credentials meets jupyter_server's XSRF check before osmo's auth,
-#   so it is a 403, not the 401 `missing_required_header` insists on (it cannot be turned off
-#   per method); `ignored_auth` still checks that every operation refuses a missing token.
+# One exception, for a reason the document cannot express: a workflow spec is checked beyond
+# its JSON shape (YAML, DAG, placement), so a schema-valid body can be a 422 on submit.
 CONFIG = """\
 [parameters]
 "path.wf_id" = "{wf_id}"
@@ -95,7 +91,7 @@ def test_schemathesis_finds_nothing(osmo_env: dict[str, str], tmp_path: Path) ->
             sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
             "run", f"{base}/openapi.json",
             "--header", f"Authorization: token {TOKEN}",
-            "--checks", "all", "--exclude-checks", "missing_required_header",
+            "--checks", "all",
             "--max-examples", MAX_EXAMPLES, "--seed", SEED,
             "--request-timeout", "10",
             "--report", "json", "--report-json-path", str(report),
