@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, PlacementError, Problem, SpecError
 from .common import (
     EXIT_CONFLICT,
     EXIT_FAILED,
     EXIT_INVALID,
+    EXIT_OK,
     EXIT_PLACEMENT,
     Output,
     Run,
+    add_format,
+    load_capacity,
+    name_subcommands,
     report,
+    with_service,
 )
 
 if TYPE_CHECKING:
     from ..client import ApiError, Client
+    from ..service import Service
 
 
 async def talk_to_server(
@@ -109,3 +115,37 @@ def _input_error(e: ApiError, file: str | None) -> InputError:
         problems = [Problem(e.message)]
     cls = {"placement": PlacementError, "invalid spec": SpecError}.get(e.reason or "", InputError)
     return cls(problems)
+
+
+def register_listing(
+    top: Any,
+    name: str,
+    helps: tuple[str, str],
+    path: str,
+    read_here: Callable[[Service], list[dict[str, Any]]],
+    show: Callable[[list[dict[str, Any]], Output], None],
+) -> None:
+    """`osmo NAME list`: GET `path` of the logged-in server, else `read_here` of the embedded
+    default (its capacity loaded first); either way shown by `show`. `helps`: the group's and
+    the list command's help."""
+    group = top.add_parser(name, help=helps[0])
+    cmds = group.add_subparsers(dest="cmd", required=True)
+    ls = cmds.add_parser("list", help=helps[1])
+    add_format(ls)
+
+    async def from_server(client: Client, args: argparse.Namespace, out: Output) -> int:
+        show(client.get(path), out)
+        return EXIT_OK
+
+    async def here(service: Service, args: argparse.Namespace, out: Output) -> int:
+        await load_capacity(service)
+        show(read_here(service), out)
+        return EXIT_OK
+
+    async def run(args: argparse.Namespace, out: Output) -> int:
+        if logged_in():
+            return await with_client(from_server)(args, out)
+        return await with_service(here)(args, out)
+
+    ls.set_defaults(run=run)
+    name_subcommands(cmds)

@@ -3,41 +3,21 @@ the embedded default's."""
 
 from __future__ import annotations
 
-import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .common import EXIT_OK, Output, add_format, load_capacity, name_subcommands, with_service
-from .connect import logged_in, with_client
-
-if TYPE_CHECKING:
-    from ..client import Client
-    from ..service import Service
+from .common import Output
+from .connect import register_listing
 
 
 def register(top: Any) -> None:
-    group = top.add_parser("pool", help="pools and their capacity")
-    cmds = group.add_subparsers(dest="cmd", required=True)
-    ls = cmds.add_parser("list", help="pools, platforms and machines")
-    add_format(ls)
-    ls.set_defaults(run=_list)
-    name_subcommands(cmds)
-
-
-async def _list(args: argparse.Namespace, out: Output) -> int:
-    if logged_in():
-        return await with_client(_from_server)(args, out)
-    return await with_service(_here)(args, out)
-
-
-async def _from_server(client: Client, args: argparse.Namespace, out: Output) -> int:
-    print_pools(client.get("pools"), out)
-    return EXIT_OK
-
-
-async def _here(service: Service, args: argparse.Namespace, out: Output) -> int:
-    await load_capacity(service)
-    print_pools(service.pools_info(), out)
-    return EXIT_OK
+    register_listing(
+        top,
+        "pool",
+        ("pools and their capacity", "pools, platforms and machines"),
+        "pools",
+        lambda svc: svc.pools_info(),
+        print_pools,
+    )
 
 
 def print_pools(info: list[dict[str, Any]], out: Output) -> None:
