@@ -6,7 +6,6 @@ checks the document itself; this runs it as everyone else."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,21 +15,7 @@ import pytest
 
 from osmo_jupyter.server.routes import openapi
 from tests.jupyter.test_headless import call
-from tests.jupyter.test_openapi import HELLO, server
-
-SEED = os.environ.get("OSMO_SCHEMATHESIS_SEED", "1")
-MAX_EXAMPLES = os.environ.get("OSMO_SCHEMATHESIS_EXAMPLES", "25")
-CONFIG = """\
-[parameters]
-"path.wf_id" = "{wf_id}"
-"path.task" = "t"
-
-[[operations]]
-include-operation-id = "submitWorkflow"
-checks.positive_data_acceptance.expected-statuses = [
-    "2xx", "401", "403", "404", "409", "422", "429", "5xx",
-]
-"""
+from tests.jupyter.test_openapi import CONFIG, HELLO, MAX_EXAMPLES, SEED, server
 
 
 def fuzz(base: str, tmp_path: Path, header: str | None, wf_id: str) -> dict:
