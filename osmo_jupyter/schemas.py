@@ -411,6 +411,23 @@ class PoolModel(BaseModel):
     nodes: list[NodeUsage]
 
 
+class EventModel(BaseModel):
+    """One message of the `events` WebSocket: an `osmo_core.events.Event` as `to_dict()` sends
+    it (types and payloads: osmo_core/events.py). Not in any path (OpenAPI 3 cannot describe a
+    WebSocket): a component for clients' generated types."""
+
+    id: int | None = Field(description="Increasing; null for live-only events (task.log)")
+    ts: float
+    type: str = Field(description="workflow.status, task.status, task.log, ...")
+    version: int
+    workflow_id: str
+    group_name: str | None
+    task: str | None
+    retry_id: int | None
+    status: str | None
+    payload: dict[str, Any]
+
+
 class VersionResponse(BaseModel):
     version: str
     api: str

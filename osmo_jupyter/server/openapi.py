@@ -4,14 +4,21 @@ Each route names its operations (`Op`: operationId, summary, answers, errors, qu
 models); its path parameters come from the route's URL pattern, and the models' JSON schemas
 (schemas.py) are the document's components. The WebSockets (events, log follow, exec,
 port-forward, terminals; their messages are in their modules' docstrings) are not listed:
-OpenAPI 3 cannot describe a WebSocket. Nor is the HTTP proxy to a task's port, whose answers
-are the task's web app's.
+OpenAPI 3 cannot describe a WebSocket; the events stream's message is a component
+(EventModel) all the same, for clients' generated types. Nor is the HTTP proxy to a task's
+port, whose answers are the task's web app's.
+
+`python -m osmo_jupyter.server.openapi [--out FILE]` writes the document (the panel's
+TypeScript types are generated from it: `jlpm gen:api` in labextension/).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +28,7 @@ from ..schemas import (
     CancelResponse,
     DryRunResponse,
     ErrorResponse,
+    EventModel,
     FileEntry,
     FilesListing,
     HealthResponse,
@@ -117,7 +125,7 @@ MODELS: list[type[BaseModel]] = [
     LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
     MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
-    TerminalModel, MkdirRequest, FileEntry, FilesListing,
+    TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel,
 ]  # fmt: skip
 
 
@@ -213,3 +221,26 @@ def document(
         "security": [{"bearer": []}],
         "paths": paths,
     }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write the document of the server's route table, with its default page sizes."""
+    import osmo_core
+
+    from .routes import openapi  # the route table imports this module
+
+    parser = argparse.ArgumentParser(
+        prog="python -m osmo_jupyter.server.openapi", description=main.__doc__
+    )
+    parser.add_argument("--out", help="write it to this file (default: stdout)")
+    args = parser.parse_args(argv)
+    text = json.dumps(openapi(osmo_core.__version__), indent=2, sort_keys=True) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

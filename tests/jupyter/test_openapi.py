@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from tornado import websocket
 
+from osmo_core.events import Event
+from osmo_jupyter.schemas import EventModel
 from osmo_jupyter.server.base import API_PREFIX, handler_methods
 from osmo_jupyter.server.proxy import ProxyHandler
 from osmo_jupyter.server.routes import handlers, openapi
@@ -175,3 +177,15 @@ async def test_listed_workflows_carry_set_values_as_an_object(api):
     await api("POST", "workflows", body={"spec": HELLO, "set_values": {"a": 1}}, status=201)
     (row,) = await api("GET", "workflows")
     assert row["set_values"] == {"a": 1}
+
+
+def test_event_model_is_what_the_events_websocket_sends() -> None:
+    """EventModel (the events stream's type in clients' generated code) has exactly the keys
+    of Event.to_dict(), with their types."""
+    sent = Event(
+        type="task.status", workflow_id="w-1", ts=1.5, id=3, group_name="g", task="t",
+        retry_id=0, status="RUNNING", payload={"node": "n"},
+    ).to_dict()  # fmt: skip
+    assert set(EventModel.model_fields) == set(sent)
+    assert EventModel.model_validate(sent, strict=True).model_dump() == sent
+    assert "EventModel" in openapi("0")["components"]["schemas"]
