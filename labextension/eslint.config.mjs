@@ -3,7 +3,7 @@ import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['lib/', 'node_modules/', '../osmo_jupyter/labextension/', '*.config.*'] },
+  { ignores: ['lib/', 'node_modules/', '../osmo_jupyter/labextension/', '*.config.*', 'src/generated/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,

@@ -3,12 +3,11 @@
  * is shown (`available`) and what it does. An action with `expand` stands for several buttons
  * (one per forwarded port of the task).
  */
-import type { TaskAttempt } from './api';
-import type { SpecTask } from './model';
+import type { SpecTask, TaskView } from './model';
 
 export interface TaskContext {
   workflowId: string;
-  task: TaskAttempt;
+  task: TaskView;
   /** What the spec says of the task (its ports), when known. */
   spec?: SpecTask;
 }

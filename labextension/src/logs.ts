@@ -116,7 +116,7 @@ export class LogViewer extends Widget {
   }
 
   private marker(text: string): void {
-    const line = { n: -1, ts: 0, stream: 'system', text };
+    const line: LogLine = { n: -1, ts: 0, stream: 'system', text };
     this.lines.push(line);
     this.body.append(this.row(line));
     this.scroll();

@@ -4,6 +4,28 @@
  */
 import type { OsmoEvent, TaskAttempt, Usage, WorkflowDetail, WorkflowRow } from './api';
 
+/** A task attempt as the panel knows it: read over REST, then moved by events (as WorkflowState). */
+export interface TaskView extends Pick<
+  TaskAttempt,
+  | 'workflow_id'
+  | 'name'
+  | 'retry_id'
+  | 'group_name'
+  | 'exit_code'
+  | 'node'
+  | 'alloc'
+  | 'create_time'
+  | 'start_time'
+  | 'end_time'
+  | 'message'
+  | 'hold'
+  | 'hold_until'
+  | 'waiting_for_user'
+  | 'held_for_debugging'
+> {
+  status: string;
+}
+
 /** The CSS class family of a status (colours come from JupyterLab's theme variables). */
 export function statusKind(status: string): string {
   switch (status) {
@@ -59,7 +81,15 @@ export interface TaskState {
   retry_id: number;
 }
 
-export interface WorkflowState extends WorkflowRow {
+/**
+ * A workflow as the list knows it: a REST row's fields, or what its events said (whose status
+ * is text). Picked from the server's type, so a field renamed there is a build error here.
+ */
+export interface WorkflowState extends Pick<
+  WorkflowRow,
+  'id' | 'name' | 'user' | 'pool' | 'submit_time' | 'start_time' | 'end_time' | 'message'
+> {
+  status: string;
   /** Number of tasks, from `workflow.submitted` (null until known). */
   total: number | null;
   tasks: Record<string, TaskState>;
@@ -330,7 +360,7 @@ export class WorkflowView {
   message: string | null;
   /** Task names in spec order. */
   readonly order: string[];
-  readonly tasks = new Map<string, TaskAttempt>();
+  readonly tasks = new Map<string, TaskView>();
   readonly groups = new Map<string, string>();
   /** The last log lines seen per task (live ones come with `task.log` events). */
   readonly tail = new Map<string, string[]>();
@@ -419,12 +449,12 @@ export class WorkflowView {
       return false;
     }
     const fresh = !old || old.retry_id < retry;
-    const t: TaskAttempt = fresh
+    const t: TaskView = fresh
       ? {
           workflow_id: this.id,
           name: ev.task,
           retry_id: retry,
-          group_name: ev.group_name,
+          group_name: ev.group_name ?? '',
           status: ev.status,
           exit_code: null,
           node: null,
@@ -432,7 +462,11 @@ export class WorkflowView {
           create_time: ev.ts,
           start_time: null,
           end_time: null,
-          message: null
+          message: null,
+          hold: null,
+          hold_until: null,
+          waiting_for_user: false,
+          held_for_debugging: false
         }
       : { ...old };
     t.status = ev.status;
@@ -468,7 +502,7 @@ export class WorkflowView {
 
 /** A held task in words ("waiting for you" / "held for debugging until 10:42:07"), or null. */
 export function holdText(
-  t: TaskAttempt,
+  t: TaskView,
   time = (s: number) => new Date(s * 1000).toLocaleTimeString()
 ): string | null {
   if (t.status !== 'RUNNING') {

@@ -1,5 +1,5 @@
 /** Pools, their platforms, and each machine's capacity and what is in use now. */
-import type { NodeUsage, PoolInfo } from './api';
+import type { NodeUsage, PoolInfo, Resource } from './api';
 import { h } from './dom';
 
 function meter(label: string, used: number, total: number, text: string): HTMLElement {
@@ -41,14 +41,15 @@ export function renderNode(n: NodeUsage): HTMLElement {
   );
 }
 
-export function renderPools(pools: PoolInfo[], nodes: NodeUsage[]): HTMLElement {
+export function renderPools(pools: PoolInfo[], nodes: Resource[]): HTMLElement {
   const box = h('div', { class: 'osmo-pool-list' });
   if (!pools.length) {
     box.append(h('p', { class: 'osmo-hint' }, 'No pool is open to you.'));
   }
   for (const p of pools) {
     const platforms = Object.keys(p.platforms);
-    const members = nodes.filter(n => n.backend === p.backend);
+    // the server says which pools a machine serves (a pool's platforms may span backends)
+    const members = nodes.filter(n => n.pools.includes(p.name));
     box.append(
       h(
         'section',

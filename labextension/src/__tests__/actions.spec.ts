@@ -1,14 +1,13 @@
 import { describe, expect, it } from 'vitest';
 
 import { interactiveActions, proxyUrl, TaskActions, TaskContext } from '../actions';
-import type { TaskAttempt } from '../api';
-import { parseSpec } from '../model';
+import { parseSpec, TaskView } from '../model';
 
-const attempt = (extra: Partial<TaskAttempt> = {}): TaskAttempt => ({
+const attempt = (extra: Partial<TaskView> = {}): TaskView => ({
   workflow_id: 'web-1',
   name: 'srv',
   retry_id: 0,
-  group_name: null,
+  group_name: 'srv',
   status: 'RUNNING',
   exit_code: null,
   node: null,
@@ -17,6 +16,10 @@ const attempt = (extra: Partial<TaskAttempt> = {}): TaskAttempt => ({
   start_time: 2,
   end_time: null,
   message: null,
+  hold: null,
+  hold_until: null,
+  waiting_for_user: false,
+  held_for_debugging: false,
   ...extra
 });
 
