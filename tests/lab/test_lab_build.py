@@ -1,5 +1,7 @@
 """The lab extension's own checks and its packaging.
 
+- the panel's wire types (src/generated/api-types.ts) are what `jlpm gen:api` makes of this
+  checkout's OpenAPI document, so they cannot drift from the server;
 - the TypeScript unit tests (vitest: API client, state, layout), run with jlpm in
   labextension/ (node_modules come from `pip install -e .`, whose build hook runs `jlpm
   install` and type-checks the sources with tsc; or they are installed here). eslint and
@@ -11,6 +13,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 import shutil
 import subprocess
@@ -24,10 +28,31 @@ EXT = REPO / "labextension"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def jlpm(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def jlpm(
+    *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     if not (EXT / "node_modules").exists():
         subprocess.run(["jlpm", "install"], cwd=EXT, check=True, timeout=600)
-    return subprocess.run(["jlpm", *args], cwd=EXT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["jlpm", *args], cwd=EXT, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_generated_api_types_are_current(tmp_path: Path) -> None:
+    committed = EXT / "src" / "generated" / "api-types.ts"
+    fresh = tmp_path / "api-types.ts"
+    # this interpreter documents this checkout (the script runs python from the repository root)
+    done = jlpm("gen:api", str(fresh), env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stdout + done.stderr
+    diff = difflib.unified_diff(
+        committed.read_text().splitlines(), fresh.read_text().splitlines(), "committed", "fresh",
+        lineterm="", n=1,
+    )  # fmt: skip
+    changes = "\n".join(list(diff)[:40])
+    assert not changes, (
+        "labextension/src/generated/api-types.ts is not what the server's OpenAPI document "
+        f"says: run `jlpm gen:api` in labextension/ and commit it\n{changes}"
+    )
 
 
 def test_typescript_unit_tests_pass() -> None:
