@@ -1,5 +1,5 @@
 /** Pools, their platforms, and each machine's capacity and what is in use now. */
-import type { NodeUsage, PoolInfo, Resource } from './api';
+import type { NodeUsage, OsmoClient, PoolInfo, Resource } from './api';
 import { h } from './dom';
 
 function meter(label: string, used: number, total: number, text: string): HTMLElement {
@@ -65,4 +65,47 @@ export function renderPools(pools: PoolInfo[], nodes: Resource[]): HTMLElement {
     );
   }
   return box;
+}
+
+/** The panel's "Pools and resources" box: read when opened, and again as tasks start and end. */
+export class PoolsView {
+  private readonly body = h('div', { class: 'osmo-pools-body' });
+  readonly node = h(
+    'details',
+    { class: 'osmo-pools' },
+    h('summary', {}, 'Pools and resources'),
+    this.body
+  );
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly client: OsmoClient,
+    private readonly notifyError: (title: string, error: unknown) => void
+  ) {
+    this.node.addEventListener('toggle', () => {
+      if (this.node.open) {
+        void this.refresh();
+      }
+    });
+  }
+
+  /** A task started or ended, moving the capacity in use: read it again (at most once a second). */
+  taskMoved(): void {
+    if (!this.node.open || this.timer) {
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.refresh();
+    }, 1000);
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const [pools, nodes] = await Promise.all([this.client.pools(), this.client.resources()]);
+      this.body.replaceChildren(renderPools(pools, nodes));
+    } catch (e) {
+      this.notifyError('Could not read pools', e);
+    }
+  }
 }
