@@ -60,7 +60,7 @@ export type PoolInfo = Schemas['PoolModel'];
 export type SubmitOptions = Pick<Schemas['SubmitRequest'], 'pool' | 'set_values'>;
 
 export interface ListQuery {
-  status?: string[];
+  status?: Schemas['WorkflowStatus'][];
   pool?: string;
   name?: string;
   limit?: number;
