@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
-from ..backends.base import LogLine
+from ..wire import LogLine
 
 MAX_LINE = 64 * 1024  # bytes; longer output lines are split into several log lines
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from .. import __version__
 from . import host, usage
+from .dialhome import DialHome
 from .identity import UidMap
 from .logfile import read_lines
 from .protocol import MAX_MESSAGE, PROTOCOL, RequestError, decode, encode
-from .ssh import DialHome
 from .supervisor import Supervisor
 from .workdir import LOG, attempt_dir
 

@@ -33,9 +33,9 @@ from typing import Any, BinaryIO
 
 import psutil
 
-from ..backends.base import LaunchRequest
 from ..data.credentials import CredentialFile, Masker
 from ..data.exit_codes import TransferError
+from ..wire import LaunchRequest
 from .environment import scrubbed
 from .identity import TaskIdentity, UidMap, hand_over, make_dir
 from .logfile import MAX_LINE, count_lines, format_line

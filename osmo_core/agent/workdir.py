@@ -31,7 +31,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends.base import LaunchInfo, LaunchRequest
+from ..wire import LaunchInfo, LaunchRequest
 from .identity import drop_setid
 from .protocol import check_key
 
