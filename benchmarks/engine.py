@@ -131,11 +131,11 @@ async def engine_run(spec: dict, data: Path) -> tuple[float, str]:
 
 def run_workload(name: str) -> dict:
     if name == "W4":
-        from osmo_core.backends.base import Node
         from osmo_core.config import OsmoConfig
         from osmo_core.dag import WorkflowDAG
         from osmo_core.scheduler import Scheduler
         from osmo_core.spec import load_spec
+        from osmo_core.wire import Node
 
         text = random_dag_yaml(10_000)
         scheduler = Scheduler(OsmoConfig().pool_configs())

@@ -149,8 +149,8 @@ async def _floor(url: str, n: int) -> float:
 
 
 async def _launch(url: str, n: int, root: str) -> tuple[float, float, float]:
-    from osmo_core.backends.base import LaunchRequest, Started
     from osmo_core.backends.kubernetes import KubernetesBackend
+    from osmo_core.wire import LaunchRequest, Started
 
     started: set[str] = set()
     done = asyncio.Event()

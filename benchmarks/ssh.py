@@ -26,8 +26,8 @@ import asyncssh
 from sshhosts import Hosts, make_hosts, unavailable
 
 from osmo_core.backends import ssh_host
-from osmo_core.backends.base import BackendEvent, Exited, LaunchRequest
 from osmo_core.backends.ssh import SSHBackend
+from osmo_core.wire import BackendEvent, Exited, LaunchRequest
 
 N = 50
 CMD = "echo hi"

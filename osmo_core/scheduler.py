@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from .backends.base import Node, tolerated
 from .config import PoolConfig
 from .errors import Problem
 from .spec.models import Resource, Task, Workflow
+from .wire import Node, tolerated
 
 _GI = 2**30
 

@@ -20,7 +20,7 @@ from . import isolation
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
 from .backends import make_backend
-from .backends.base import Backend, LogLine, attempt_key
+from .backends.base import Backend
 from .config import PRIORITIES, OsmoConfig
 from .data import plan as data_plan
 from .data.credentials import without_policy
@@ -32,6 +32,7 @@ from .scheduler import Scheduler
 from .spec import LoadedSpec, load_spec
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
+from .wire import LogLine, attempt_key
 
 
 class Service:

@@ -1,4 +1,5 @@
-"""Facts about the agent's host, probed once per agent: capacity, GPUs, container runtime."""
+"""Facts about the agent's host, probed once per agent: capacity and GPUs (the container
+runtime: containers.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import psutil
 PROBE_TIMEOUT = 5.0  # seconds for `nvidia-smi` / `<runtime> info`
 
 
-async def _run(*argv: str) -> str | None:
+async def run_probe(*argv: str) -> str | None:
     """stdout of a short command, or None when it is missing, fails or hangs."""
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -37,7 +38,7 @@ async def _run(*argv: str) -> str | None:
 
 async def gpus() -> list[dict[str, Any]]:
     if shutil.which("nvidia-smi"):
-        out = await _run("nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader")
+        out = await run_probe("nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader")
         rows = [line.split(",", 1) for line in (out or "").splitlines() if "," in line]
         try:
             found = [{"index": int(i), "name": name.strip()} for i, name in rows]
@@ -54,15 +55,6 @@ async def gpus() -> list[dict[str, Any]]:
     return []
 
 
-async def container_runtime() -> str | None:
-    """docker or podman, counted only when `<rt> info` answers: a client without a daemon
-    (common on laptops and CI) cannot run anything."""
-    for rt in ("docker", "podman"):
-        if shutil.which(rt) and await _run(rt, "info") is not None:
-            return rt
-    return None
-
-
 async def capacity() -> dict[str, Any]:
     """What a scheduler needs to know of this machine."""
     try:
@@ -76,8 +68,3 @@ async def capacity() -> dict[str, Any]:
         "memory": psutil.virtual_memory().total,
         "gpus": await gpus(),
     }
-
-
-async def probe() -> dict[str, Any]:
-    facts, runtime = await asyncio.gather(capacity(), container_runtime())
-    return {**facts, "container_runtime": runtime}

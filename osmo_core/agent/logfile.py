@@ -6,15 +6,21 @@ only, so a text containing "\\r" survives the round trip.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
-from ..backends.base import LogLine
+from ..wire import LogLine
 
 MAX_LINE = 64 * 1024  # bytes; longer output lines are split into several log lines
 
 Stream = Literal["stdout", "stderr", "system"]
+
+
+def now() -> float:
+    """Seconds, to the microsecond the log keeps, so events and the log agree exactly."""
+    return round(time.time(), 6)
 
 
 def format_line(ts: float, stream: str, text: str) -> bytes:

@@ -28,9 +28,10 @@ import sys
 from pathlib import Path
 
 from ..data.credentials import FILE as CREDENTIALS
+from ..wire import DIALHOME
+from .dialhome import HOST_KEY
 from .environment import scrub
 from .server import AgentServer
-from .ssh import DIALHOME, HOST_KEY
 from .workdir import EXIT
 
 SOCKET = "agent.sock"

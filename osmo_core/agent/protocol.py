@@ -54,7 +54,7 @@ import re
 from dataclasses import fields
 from typing import Any
 
-from ..backends.base import (
+from ..wire import (
     AttemptState,
     BackendEvent,
     CheckpointSpec,

@@ -19,10 +19,12 @@ from typing import Any
 
 from .. import __version__
 from . import host, usage
+from .containers import detect_runtime
+from .dialhome import DialHome
 from .identity import UidMap
 from .logfile import read_lines
+from .orphans import recover
 from .protocol import MAX_MESSAGE, PROTOCOL, RequestError, decode, encode
-from .ssh import DialHome
 from .supervisor import Supervisor
 from .workdir import LOG, attempt_dir
 
@@ -62,8 +64,8 @@ class AgentServer:
         }
 
     async def serve(self) -> None:
-        self._host = asyncio.ensure_future(host.probe())  # slow (`docker info`): in background
-        lost = self.sup.recover()
+        self._host = asyncio.ensure_future(_probe())  # slow (`docker info`): in background
+        lost = recover(self.root, self.sup.workspace)
         server = await asyncio.start_unix_server(
             self._serve_client, path=self.socket_path, limit=MAX_MESSAGE
         )
@@ -227,3 +229,9 @@ class AgentServer:
         self._stop_grace = 0
         self._stop.set()
         return {}
+
+
+async def _probe() -> dict[str, Any]:
+    """The host's facts for `hello`, the container runtime among them."""
+    facts, runtime = await asyncio.gather(host.capacity(), detect_runtime())
+    return {**facts, "container_runtime": runtime}

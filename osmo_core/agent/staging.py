@@ -19,12 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import LaunchRequest
 from ..data import transfer
 from ..data.credentials import storage_options
 from ..data.datasets import TransferStats
 from ..data.exit_codes import DataExit, TransferError
 from ..data.storage import redact
+from ..wire import LaunchRequest
 from .identity import TaskIdentity, opener
 from .workdir import INPUTS, OUTPUT
 

@@ -25,13 +25,15 @@ log, held.json) stay in ROOT/runs/<key>/, root's, 0600: a task cannot swap them 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..backends.base import LaunchInfo, LaunchRequest
+from ..wire import LaunchInfo, LaunchRequest
 from .identity import drop_setid
 from .protocol import check_key
 
@@ -59,6 +61,13 @@ class PrepareError(Exception):
 
 def attempt_dir(root: Path, key: str) -> Path:
     return root / "runs" / check_key(key)
+
+
+def write_exit(d: Path, record: dict[str, Any]) -> None:
+    """An attempt's exit record, atomically: a reader never sees half of it."""
+    tmp = d / (EXIT + ".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, d / EXIT)
 
 
 def launch_info(

@@ -23,7 +23,7 @@ from .. import __version__
 from ..agent.protocol import PROTOCOL, decode, encode, event_from_wire, request_to_wire
 from ..agent.protocol import state_from_wire as _state_from_wire
 from ..errors import BackendError
-from .base import (
+from ..wire import (
     AttemptState,
     BackendEvent,
     EventSink,

@@ -32,9 +32,8 @@ from typing import Any
 from ..agent.logfile import format_line, read_lines
 from ..config import PoolConfig
 from ..errors import BackendError, ConfigError, Problem
-from .base import (
+from ..wire import (
     AttemptState,
-    Backend,
     EventSink,
     Exited,
     LaunchInfo,
@@ -46,6 +45,7 @@ from .base import (
     StartFailed,
     tolerated,
 )
+from .base import Backend
 from .kubernetes_agent import (
     AGENT_KEY_ANNOTATION,
     SOCKET,

@@ -16,7 +16,7 @@ import hashlib
 import re
 from typing import Any
 
-from .base import LaunchRequest
+from ..wire import LaunchRequest
 from .kubernetes_agent import AGENT_KEY_ANNOTATION, add_agent
 
 LABEL_WORKFLOW = "osmo.workflow"

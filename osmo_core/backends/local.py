@@ -25,8 +25,9 @@ from ..agent.protocol import MAX_MESSAGE
 from ..agent.workdir import LOG, attempt_dir
 from ..data import credentials
 from ..errors import BackendError, ConfigError, Problem
+from ..wire import EventSink, LogLine, Node
 from .agentlink import AgentLink
-from .base import Backend, EventSink, LogLine, Node
+from .base import Backend
 
 if TYPE_CHECKING:
     from ..isolation import Isolation

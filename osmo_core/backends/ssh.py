@@ -40,16 +40,9 @@ import asyncssh
 from ..agent.logfile import count_lines, read_lines
 from ..agent.workdir import LOG, OUTPUT, attempt_dir
 from ..errors import BackendError, ConfigError, Problem
+from ..wire import AttemptState, EventSink, LaunchInfo, LaunchRequest, LogLine, Node
 from . import ssh_host
-from .base import (
-    AttemptState,
-    Backend,
-    EventSink,
-    LaunchInfo,
-    LaunchRequest,
-    LogLine,
-    Node,
-)
+from .base import Backend
 from .ssh_host import HostConfig
 from .ssh_link import HostLink
 

@@ -18,9 +18,19 @@ import asyncssh
 from ..agent.logfile import format_line, parse_line
 from ..agent.workdir import LOG, OUTPUT, attempt_dir
 from ..errors import BackendError
+from ..wire import (
+    DIALHOME,
+    BackendEvent,
+    DialHomeInfo,
+    EventSink,
+    Exited,
+    InputSpec,
+    LogLine,
+    Lost,
+    Node,
+)
 from . import ssh_host
 from .agentlink import AgentLink
-from .base import BackendEvent, EventSink, Exited, InputSpec, LogLine, Lost, Node
 from .ssh_host import HostConfig, Remote
 
 if TYPE_CHECKING:
@@ -172,8 +182,6 @@ class HostLink(AgentLink):
     async def write_dial_home(self) -> None:
         """Forward a port on the host back to the control plane's interactive listener and
         tell the agent (ROOT/dialhome.json) to dial it."""
-        from ..agent.ssh import DIALHOME, DialHomeInfo
-
         assert self.backend.dial_home is not None
         if self.conn is None or self.remote is None:
             return

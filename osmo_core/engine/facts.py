@@ -8,19 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends.base import (
-    Exited,
-    Held,
-    LaunchInfo,
-    LogLine,
-    Lost,
-    Started,
-    StartFailed,
-    Transfer,
-    Usage,
-)
 from ..events import Event
 from ..states import TaskStatus
+from ..wire import Exited, Held, LaunchInfo, LogLine, Lost, Started, StartFailed, Transfer, Usage
 from . import policy
 from .runs import LAUNCHED, Attempt
 

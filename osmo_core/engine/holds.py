@@ -11,10 +11,10 @@ import asyncio
 import time
 from typing import Any
 
-from ..backends.base import Held
 from ..errors import Conflict, NotFound
 from ..spec.models import ExitAction
 from ..states import TaskStatus
+from ..wire import Held
 from . import policy
 from .runs import Attempt
 

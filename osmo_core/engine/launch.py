@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import re
 
-from ..backends.base import Backend, CheckpointSpec, FileSpec, InputSpec, LaunchRequest, OutputSpec
+from ..backends.base import Backend
 from ..config import OsmoConfig
 from ..data.credentials import match as credential_for
 from ..data.credentials import match_resolved
 from ..scheduler import Scheduler
+from ..wire import CheckpointSpec, FileSpec, InputSpec, LaunchRequest, OutputSpec
 from . import policy
 from .runs import Attempt, WorkflowRun
 

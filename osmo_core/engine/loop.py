@@ -23,13 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import Backend, BackendEvent
+from ..backends.base import Backend
 from ..config import OsmoConfig
 from ..errors import StoreError
 from ..events import Event, EventBus
 from ..scheduler import Scheduler
 from ..states import TaskStatus, WorkflowStatus
 from ..store import Batch, Store
+from ..wire import BackendEvent
 from .cancel import Cancelling
 from .facts import BackendFacts
 from .groups import GroupProgress

@@ -12,8 +12,9 @@ import bisect
 import json
 import logging
 
-from ..backends.base import Backend, LaunchRequest, Node
+from ..backends.base import Backend
 from ..states import TaskStatus
+from ..wire import LaunchRequest, Node
 from .runs import Attempt
 
 log = logging.getLogger("osmo.engine")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from ..backends.base import Exited, Held, Lost, StartFailed
 from ..states import TaskStatus, workflow_outcome
+from ..wire import Exited, Held, Lost, StartFailed
 from .runs import LAUNCHED, Attempt, WorkflowRun, load_run
 
 T = TaskStatus

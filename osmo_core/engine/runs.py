@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.base import BackendEvent, LaunchInfo, Usage, attempt_key
 from ..dag import WorkflowDAG
 from ..scheduler import Alloc
 from ..spec.models import Group, Task, Workflow
 from ..states import TaskStatus, WorkflowStatus
 from ..store import Store
+from ..wire import BackendEvent, LaunchInfo, Usage, attempt_key
 
 T = TaskStatus
 W = WorkflowStatus

@@ -7,7 +7,8 @@
     kernel.py RemoteKernel: ipykernel started inside a task (kernel_boot.py runs there),
               its ZMQ ports tunnelled here, its lifetime tied to the task
 
-The agent side is osmo_core/agent/ssh.py. No Jupyter here: the handlers adapt this to WebSockets.
+The agent side is osmo_core/agent/dialhome.py and ssh_*.py. No Jupyter here: the handlers adapt
+this to WebSockets.
 """
 
 from .hub import ExecSession, Interactive

@@ -30,19 +30,20 @@ from typing import Any
 
 import asyncssh
 
-from ..agent.ssh import (
+from ..backends.base import Backend
+from ..config import OsmoConfig
+from ..errors import BackendError, Conflict, NotFound
+from ..states import TaskStatus
+from ..store import Store
+from ..wire import (
     DIALHOME,
     KEEPALIVE_INTERVAL,
     PACKET,
     SFTP_ATTEMPT,
     WINDOW,
     DialHomeInfo,
+    attempt_key,
 )
-from ..backends.base import Backend, attempt_key
-from ..config import OsmoConfig
-from ..errors import BackendError, Conflict, NotFound
-from ..states import TaskStatus
-from ..store import Store
 from .keys import PinnedKeys, client_key, public_text
 from .terminals import Terminals
 

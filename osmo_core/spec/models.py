@@ -170,7 +170,7 @@ class Task(Model):
     # TCP ports inside the task its owner may port-forward to (an extension, like maxRetries)
     ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
     # Holds (extensions): keep the task's process environment and resources after its command
-    # ends, for its owner to exec/attach into (engine/holds.py, agent/supervisor.py).
+    # ends, for its owner to exec/attach into (engine/holds.py, agent/holds.py).
     interactive: bool = False
     debug: Literal["on-failure"] | None = None
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from osmo_core.backends.base import BackendEvent, Exited, LaunchRequest, Lost, StartFailed
 from osmo_core.backends.local import LocalBackend
+from osmo_core.wire import BackendEvent, Exited, LaunchRequest, Lost, StartFailed
 
 
 class Events:

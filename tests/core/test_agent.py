@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from osmo_core.agent.protocol import decode, encode
-from osmo_core.backends.base import (
+from osmo_core.backends.local import LocalBackend, socket_path
+from osmo_core.errors import BackendError
+from osmo_core.wire import (
     Exited,
     FileSpec,
     InputSpec,
@@ -30,8 +32,6 @@ from osmo_core.backends.base import (
     StartFailed,
     Transfer,
 )
-from osmo_core.backends.local import LocalBackend, socket_path
-from osmo_core.errors import BackendError
 from tests.core.conftest import BackendFactory, Events, gone, req, sh, wait_gone
 
 Local = tuple[LocalBackend, Events]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from osmo_core.backends.base import Node
 from osmo_core.config import PlatformConfig, PoolConfig
 from osmo_core.scheduler import Scheduler
 from osmo_core.spec import load_spec
+from osmo_core.wire import Node
 
 GI = 2**30
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from osmo_core.agent.ssh import DIALHOME, HOST_KEY, DialHome, DialHomeInfo
+from osmo_core.agent.dialhome import HOST_KEY, DialHome
 from osmo_core.interactive.keys import public_text
 from osmo_core.service import Service
+from osmo_core.wire import DIALHOME, DialHomeInfo
 from tests.conftest import make_config
 from tests.interactive.conftest import long_spec, running, until
 

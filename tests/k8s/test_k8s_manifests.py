@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from osmo_core.backends.base import FileSpec, LaunchRequest
 from osmo_core.backends.kubernetes_pods import (
     build_pod,
     host_name,
@@ -18,6 +17,7 @@ from osmo_core.backends.kubernetes_pods import (
     secret_for,
     service_for,
 )
+from osmo_core.wire import FileSpec, LaunchRequest
 
 
 def as_model(manifest: dict[str, Any], kind: str = "V1Pod") -> Any:
@@ -205,12 +205,12 @@ def test_gang_scheduler_podgroup(scheduler: str, annotation: str, api: str) -> N
 
 
 def test_agent_pod_runs_the_agent_from_an_init_container_and_one_secret() -> None:
-    from osmo_core.backends.base import InputSpec
     from osmo_core.backends.kubernetes_agent import (
         agent_secret_data,
         agent_settings,
         credentials_for,
     )
+    from osmo_core.wire import InputSpec
 
     config = {"agent_image": "registry.example/osmo-agent:1", "agent_dir": "/osmo"}
     agent = agent_settings(config)

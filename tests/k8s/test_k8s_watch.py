@@ -10,10 +10,10 @@ from typing import Any
 
 import kmock as km
 
-from osmo_core.backends.base import Exited, LaunchRequest, Started
 from osmo_core.backends.kubernetes import KubernetesBackend
 from osmo_core.config import OsmoConfig
 from osmo_core.service import Service
+from osmo_core.wire import Exited, LaunchRequest, Started
 from tests.k8s.conftest import NAMESPACE, Kubelet, backend_requests, running_kubelet, until
 
 
@@ -246,7 +246,7 @@ async def test_an_unreachable_cluster_at_start_does_not_stop_the_control_plane(
 async def test_a_relist_does_not_lose_a_pod_created_while_it_was_answered(tmp_path: Path) -> None:
     import time
 
-    from osmo_core.backends.base import Lost
+    from osmo_core.wire import Lost
 
     events: list[Any] = []
     backend = KubernetesBackend("k8s", _conf("http://127.0.0.1:9", root=str(tmp_path)))

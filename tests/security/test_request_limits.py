@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from osmo_core.agent.workdir import LOG, attempt_dir
-from osmo_core.backends.base import attempt_key
 from osmo_core.service import Service
+from osmo_core.wire import attempt_key
 from tests.conftest import osmo_cli
 from tests.interactive.conftest import until
 

@@ -26,13 +26,13 @@ from tornado.httpclient import HTTPClientError
 
 from osmo_core.agent.identity import UIDS, TaskIdentity, UidMap, opener
 from osmo_core.agent.workdir import prepare
-from osmo_core.backends.base import InputSpec, LaunchRequest
 from osmo_core.config import OsmoConfig
 from osmo_core.data import DatasetStore
 from osmo_core.data.exit_codes import TransferError
 from osmo_core.data.transfer import upload_dir
 from osmo_core.errors import ConfigError
 from osmo_core.service import Service
+from osmo_core.wire import InputSpec, LaunchRequest
 from tests.interactive.conftest import until
 from tests.interactive.jupyter.conftest import start_task
 from tests.interactive.jupyter.test_interactive_cli import osmo

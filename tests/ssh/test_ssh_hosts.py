@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sshhosts import Hosts, until
 
-from osmo_core.backends.base import BackendEvent, Exited, InputSpec, LaunchRequest, LogLine
 from osmo_core.backends.local import LocalBackend
 from osmo_core.backends.ssh import SSHBackend
 from osmo_core.errors import BackendError
+from osmo_core.wire import BackendEvent, Exited, InputSpec, LaunchRequest, LogLine
 
 
 class Sink:
