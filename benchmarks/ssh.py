@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "ssh"))
 import asyncssh
 from sshhosts import Hosts, make_hosts, unavailable
 
-from osmo_core.backends import ssh_host
 from osmo_core.backends.base import BackendEvent, Exited, LaunchRequest
-from osmo_core.backends.ssh import SSHBackend
+from osmo_core.backends.ssh import host as ssh_host
+from osmo_core.backends.ssh.backend import SSHBackend
 
 N = 50
 CMD = "echo hi"

@@ -336,11 +336,11 @@ class OsmoConfig(Configurable):
                     )
                 )
             elif spec["kind"] == "ssh":
-                from .backends.ssh import check_config
+                from .backends.ssh.backend import check_config
 
                 problems += check_config(name, spec)
             elif spec["kind"] == "kubernetes":
-                from .backends.kubernetes import check_config as check_kubernetes
+                from .backends.kubernetes.backend import check_config as check_kubernetes
 
                 problems += check_kubernetes(name, spec)
         if problems:
@@ -455,7 +455,7 @@ def _platform_problems(p: PlatformConfig, backends: dict[str, Any], where: str) 
         ]
     if backends[p.backend].get("kind") != "ssh":
         return []
-    from .backends.ssh import host_names
+    from .backends.ssh.backend import host_names
 
     known = host_names(backends[p.backend])
     hosts = p.extra.get("hosts") or []

@@ -11,7 +11,7 @@ from typing import Any
 import kmock as km
 
 from osmo_core.backends.base import Exited, LaunchRequest, Started
-from osmo_core.backends.kubernetes import KubernetesBackend
+from osmo_core.backends.kubernetes.backend import KubernetesBackend
 from osmo_core.config import OsmoConfig
 from osmo_core.service import Service
 from tests.k8s.conftest import NAMESPACE, Kubelet, backend_requests, running_kubelet, until

@@ -183,8 +183,8 @@ def test_no_pod_gets_the_server_token_nor_an_api_credential(planted):
     """A pod's environment is the request's (the spec's and OSMO_*), never the server's; and
     it mounts no service-account token unless a pod template asks for one."""
     from osmo_core.backends.base import LaunchRequest
-    from osmo_core.backends.kubernetes_agent import agent_settings
-    from osmo_core.backends.kubernetes_pods import build_pod
+    from osmo_core.backends.kubernetes.agent import agent_settings
+    from osmo_core.backends.kubernetes.pods import build_pod
 
     req = LaunchRequest(key="wf-1/t/0", argv=["env"], env={"OSMO_WORKFLOW_ID": "wf-1"})
     agent = agent_settings({"agent_image": "osmo-agent:1"})

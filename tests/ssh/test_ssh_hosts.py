@@ -10,7 +10,7 @@ from sshhosts import Hosts, until
 
 from osmo_core.backends.base import BackendEvent, Exited, InputSpec, LaunchRequest, LogLine
 from osmo_core.backends.local import LocalBackend
-from osmo_core.backends.ssh import SSHBackend
+from osmo_core.backends.ssh.backend import SSHBackend
 from osmo_core.errors import BackendError
 
 

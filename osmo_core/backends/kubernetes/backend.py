@@ -10,7 +10,7 @@ listings of the nodes, default 60: the scheduler follows the cluster); `gang_sch
 ("volcano" | "kai": PodGroup objects for barrier groups; never required).
 
 The official sync client runs in `asyncio.to_thread`; one watch stream per backend runs in a
-thread (kubernetes_watch.py). API calls per task: create pod (+ its Secret when it has files or
+thread (watch.py). API calls per task: create pod (+ its Secret when it has files or
 credentials, + the workflow's headless Service once), read its log once at the end, delete it.
 When an attempt ends its log is copied into the control plane's data directory first, then
 the pod (and Secret) is deleted, so the log stays readable.
@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..agent.logfile import format_line, read_lines
-from ..config import PoolConfig
-from ..errors import BackendError, ConfigError, Problem
-from .base import (
+from ...agent.logfile import format_line, read_lines
+from ...config import PoolConfig
+from ...errors import BackendError, ConfigError, Problem
+from ..base import (
     AttemptState,
     Backend,
     EventSink,
@@ -46,7 +46,7 @@ from .base import (
     StartFailed,
     tolerated,
 )
-from .kubernetes_agent import (
+from .agent import (
     AGENT_KEY_ANNOTATION,
     SOCKET,
     PodAgentLink,
@@ -54,7 +54,7 @@ from .kubernetes_agent import (
     agent_settings,
     credentials_for,
 )
-from .kubernetes_pods import (
+from .pods import (
     ANNOTATION_KEY,
     LABEL_BACKEND,
     LABEL_MANAGED,
@@ -69,7 +69,7 @@ from .kubernetes_pods import (
     service_for,
     service_name,
 )
-from .kubernetes_watch import PodWatcher, classify, pending_reason
+from .watch import PodWatcher, classify, pending_reason
 
 Ending = Exited | StartFailed | Lost
 log = logging.getLogger("osmo_core.backends")
@@ -179,7 +179,7 @@ class KubernetesBackend(Backend):
         self._podgroups: dict[str, set[tuple[str, str, str, str]]] = {}  # wf -> PodGroups
         self._no_secret: set[str] = set()  # keys launched here without a Secret (no delete call)
         self._bg: set[asyncio.Task[Any]] = set()
-        # The in-pod agent (kubernetes_agent.py): None without `agent_image`.
+        # The in-pod agent (agent.py): None without `agent_image`.
         self.agent = agent_settings(self.config)
         self.supports_hold = self.agent is not None
         self.hub: Any = None  # osmo_core.interactive's hub, set by it: the agents' connections

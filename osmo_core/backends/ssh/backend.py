@@ -1,6 +1,6 @@
 """The SSH backend: machines reachable over SSH (workstations, NVIDIA Jetson devices) as nodes.
 
-Each host runs the same agent as the local backend (provisioned by ssh_host.py); this backend
+Each host runs the same agent as the local backend (provisioned by host.py); this backend
 is its client over one asyncssh connection per host, which carries everything: commands,
 SFTP, the agent's JSON-lines protocol (a direct-streamlocal channel to the agent's Unix
 socket) and, for interactive access, a reverse port forward the agent dials home through (so
@@ -37,11 +37,10 @@ from typing import Any
 
 import asyncssh
 
-from ..agent.logfile import count_lines, read_lines
-from ..agent.workdir import LOG, OUTPUT, attempt_dir
-from ..errors import BackendError, ConfigError, Problem
-from . import ssh_host
-from .base import (
+from ...agent.logfile import count_lines, read_lines
+from ...agent.workdir import LOG, OUTPUT, attempt_dir
+from ...errors import BackendError, ConfigError, Problem
+from ..base import (
     AttemptState,
     Backend,
     EventSink,
@@ -50,8 +49,9 @@ from .base import (
     LogLine,
     Node,
 )
-from .ssh_host import HostConfig
-from .ssh_link import HostLink
+from . import host as ssh_host
+from .host import HostConfig
+from .link import HostLink
 
 log = logging.getLogger("osmo_core.backends.ssh")
 
