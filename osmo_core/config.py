@@ -28,6 +28,7 @@ from traitlets import (
 )
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
+from .backends.registry import backend_class
 from .errors import ConfigError, Problem
 
 if TYPE_CHECKING:
@@ -335,14 +336,13 @@ class OsmoConfig(Configurable):
                         field=f"OsmoConfig.backends.{name}",
                     )
                 )
-            elif spec["kind"] == "ssh":
-                from .backends.ssh.backend import check_config
-
-                problems += check_config(name, spec)
-            elif spec["kind"] == "kubernetes":
-                from .backends.kubernetes.backend import check_config as check_kubernetes
-
-                problems += check_kubernetes(name, spec)
+            else:
+                try:
+                    cls = backend_class(spec["kind"], f"OsmoConfig.backends.{name}.kind")
+                except ConfigError as e:
+                    problems += e.problems
+                else:
+                    problems += cls.check_config(name, spec)
         if problems:
             raise ConfigError(problems)
         return value
@@ -453,11 +453,9 @@ def _platform_problems(p: PlatformConfig, backends: dict[str, Any], where: str) 
                 hint=f"configured: {sorted(backends)}",
             )
         ]
-    if backends[p.backend].get("kind") != "ssh":
+    known = backend_class(backends[p.backend]["kind"]).host_names(backends[p.backend])
+    if known is None:
         return []
-    from .backends.ssh.backend import host_names
-
-    known = host_names(backends[p.backend])
     hosts = p.extra.get("hosts") or []
     if not isinstance(hosts, list) or set(hosts) - set(known):
         return [

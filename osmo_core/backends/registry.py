@@ -1,10 +1,10 @@
-"""Backend registry: the built-in kinds plus third-party ones from the `osmo.backends`
-entry-point group (a class implementing `osmo_core.backends.base.Backend`)."""
+"""Backend registry: kind -> `Backend` class, for the built-in kinds and third-party ones from
+the `osmo.backends` entry-point group. Classes are imported on first use, so loading a config
+imports only the backends it names (not asyncssh or the Kubernetes client for `osmo --version`)."""
 
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import ConfigError, Problem
@@ -17,16 +17,19 @@ _BUILTIN = {
 }
 
 
-def backend_class(kind: str) -> type[Backend]:
+def backend_class(kind: str, field: str = "OsmoConfig.backends") -> type[Backend]:
+    """The class of backends of `kind`; ConfigError (naming `field`) for an unknown kind."""
     target = _BUILTIN.get(kind)
     if target is None:
+        from importlib.metadata import entry_points  # only for third-party kinds
+
         found = [ep for ep in entry_points(group="osmo.backends") if ep.name == kind]
         if not found:
             known = sorted({*_BUILTIN, *(ep.name for ep in entry_points(group="osmo.backends"))})
             raise ConfigError(
                 Problem(
                     f"unknown backend kind {kind!r}",
-                    field="OsmoConfig.backends",
+                    field=field,
                     hint=f"known kinds: {', '.join(known)}",
                 )
             )
@@ -38,4 +41,4 @@ def backend_class(kind: str) -> type[Backend]:
 def make_backend(name: str, spec: dict[str, Any], data_dir: str) -> Backend:
     config = {k: v for k, v in spec.items() if k != "kind"}
     config.setdefault("root", data_dir)
-    return backend_class(spec["kind"])(name, config)
+    return backend_class(spec["kind"], f"OsmoConfig.backends.{name}.kind")(name, config)

@@ -23,15 +23,12 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...agent.logfile import format_line, read_lines
-from ...config import PoolConfig
-from ...errors import BackendError, ConfigError, Problem
+from ...errors import BackendError, Problem
 from ..base import (
     AttemptState,
     Backend,
@@ -44,7 +41,6 @@ from ..base import (
     Node,
     Started,
     StartFailed,
-    tolerated,
 )
 from .agent import (
     AGENT_KEY_ANNOTATION,
@@ -54,8 +50,19 @@ from .agent import (
     agent_settings,
     credentials_for,
 )
+from .cluster import (
+    api_client,
+    archive_log,
+    core,
+    create_object,
+    delete_attempt,
+    key_of,
+    list_nodes,
+    list_pods,
+    log_lines,
+    write_atomic,
+)
 from .pods import (
-    ANNOTATION_KEY,
     LABEL_BACKEND,
     LABEL_MANAGED,
     LABEL_WORKFLOW,
@@ -65,97 +72,30 @@ from .pods import (
     pod_name,
     podgroup_for,
     secret_for,
-    secret_name,
     service_for,
     service_name,
 )
+from .settings import agent_dial, check_config
 from .watch import PodWatcher, classify, pending_reason
+
+if TYPE_CHECKING:
+    from ...config import PoolConfig
+    from ...interactive.hub import Interactive
 
 Ending = Exited | StartFailed | Lost
 log = logging.getLogger("osmo_core.backends")
 CANCEL_SLACK = 10.0  # s past a cancel's grace before the pod of an agent that did not end it goes
 
 
-BACKEND_KEYS = {
-    *("kind", "root", "namespace", "kubeconfig", "context", "host", "in_cluster"),
-    *("node_selector", "tolerations", "pod_template", "default_image"),
-    *("start_timeout", "keep_on_failure", "orphan_grace", "node_refresh", "watch_seconds"),
-    *("gang_scheduler", "scheduler_name"),
-    *("agent_image", "agent_dir", "agent_init_command", "agent_command", "agent_linger"),
-    "agent_dial",
-}
-_DIAL = re.compile(r"(\[[0-9a-fA-F:]+\]|[^\s:\[\]]+):(\d{1,5})")  # HOST:PORT, [IPv6]:PORT
-_SECONDS = ("start_timeout", "orphan_grace", "node_refresh", "watch_seconds", "agent_linger")
-
-
-def check_config(name: str, spec: dict[str, Any]) -> list[Problem]:
-    """Every problem of a kubernetes backend's config, naming the field (OsmoConfig
-    validation: a typo fails at start, not at the first launch)."""
-    where = f"OsmoConfig.backends.{name}"
-    problems = Problem.unknown_keys(spec, BACKEND_KEYS, where)
-    if sum(bool(spec.get(k)) for k in ("kubeconfig", "host", "in_cluster")) > 1:
-        problems.append(
-            Problem(
-                "give one of kubeconfig, host, in_cluster",
-                field=where,
-                hint="kubeconfig (+ context) for a cluster from outside, in_cluster inside one",
-            )
-        )
-    for key in _SECONDS:
-        value = spec.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-        ):
-            problems.append(
-                Problem(f"expected seconds (a number >= 0), got {value!r}", field=f"{where}.{key}")
-            )
-    if spec.get("gang_scheduler") not in (None, "volcano", "kai"):
-        problems.append(
-            Problem(
-                f"unknown gang scheduler {spec['gang_scheduler']!r}",
-                field=f"{where}.gang_scheduler",
-                hint="volcano, kai, or leave it out (the default scheduler)",
-            )
-        )
-    dial = spec.get("agent_dial")
-    if dial is not None and not re.fullmatch(
-        r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", str(dial)
-    ):
-        problems.append(
-            Problem(
-                f"expected HOST:PORT, got {dial!r}",
-                field=f"{where}.agent_dial",
-                hint="the address this control plane's pods reach it at, e.g. osmo.internal:7022",
-            )
-        )
-    for key in ("agent_init_command", "agent_command"):
-        value = spec.get(key)
-        if value is not None and not (
-            isinstance(value, list) and value and all(isinstance(x, str) for x in value)
-        ):
-            problems.append(
-                Problem(
-                    f"expected a non-empty list of strings, got {value!r}", field=f"{where}.{key}"
-                )
-            )
-    return problems
-
-
-def parse_quantity(text: str) -> float:
-    """A Kubernetes quantity ("500m", "4", "16Gi", "1G") as a float."""
-    from kubernetes.utils.quantity import parse_quantity as pq
-
-    return float(pq(text))
-
-
 class KubernetesBackend(Backend):
     kind = "kubernetes"
 
+    @classmethod
+    def check_config(cls, name: str, spec: dict[str, Any]) -> list[Problem]:
+        return check_config(name, spec)
+
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         super().__init__(name, config)
-        problems = check_config(name, self.config)
-        if problems:
-            raise ConfigError(problems)
         self.namespace: str = self.config.get("namespace", "default")
         self.start_timeout = float(self.config.get("start_timeout", 600))
         self.keep_on_failure = bool(self.config.get("keep_on_failure", False))
@@ -182,7 +122,7 @@ class KubernetesBackend(Backend):
         # The in-pod agent (agent.py): None without `agent_image`.
         self.agent = agent_settings(self.config)
         self.supports_hold = self.agent is not None
-        self.hub: Any = None  # osmo_core.interactive's hub, set by it: the agents' connections
+        self.hub: Interactive | None = None  # the agents' connections (attach_hub)
         self.agent_prefix = f"{name}/pod/"  # the hub accepts these agent ids only when expected
         self.dial_home: tuple[str, int, str] | None = None
         self._links: dict[str, PodAgentLink] = {}  # key -> link to its pod's agent
@@ -190,34 +130,13 @@ class KubernetesBackend(Backend):
 
     # --- connection -------------------------------------------------------------------------
 
-    def _client(self) -> Any:
-        from kubernetes import client, config
-
-        if self.config.get("host"):
-            cfg = client.Configuration()
-            cfg.host = self.config["host"]
-            cfg.retries = 0  # a dead cluster answers fast; the watcher retries with backoff
-            api_client = client.ApiClient(cfg)
-        elif self.config.get("in_cluster"):
-            config.load_incluster_config()
-            api_client = client.ApiClient()
-        else:
-            kubeconfig = self.config.get("kubeconfig")
-            api_client = config.new_client_from_config(  # its own Configuration: per cluster
-                config_file=os.path.expanduser(kubeconfig) if kubeconfig else None,
-                context=self.config.get("context"),
-            )
-        return api_client
-
     @property
     def api(self) -> Any:
-        from kubernetes import client
-
-        return client.CoreV1Api(self._api)
+        return core(self._api)
 
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
-        self._api = await asyncio.to_thread(self._client)
+        self._api = await asyncio.to_thread(api_client, self.config)
         self._watcher = PodWatcher(
             self.api,
             self.namespace,
@@ -252,43 +171,15 @@ class KubernetesBackend(Backend):
         self.connected, self.disconnect_reason = up, why
 
     async def nodes(self) -> list[Node]:
-        api = self.api if self._api is not None else _core(await asyncio.to_thread(self._client))
-        selector = self.config.get("node_selector") or {}
-        backend_tolerations = self.config.get("tolerations") or []
-        label_selector = ",".join(f"{k}={v}" for k, v in selector.items()) or None
+        client_ = (
+            self._api if self._api is not None else await asyncio.to_thread(api_client, self.config)
+        )
         try:
-            resp = await asyncio.to_thread(api.list_node, label_selector=label_selector)
+            self._nodes = await list_nodes(core(client_), self.config)
         except Exception as exc:  # an unreachable cluster must not stop the control plane
             self._on_connected(False, f"listing nodes: {type(exc).__name__}: {exc}")
             return [dataclasses.replace(n, online=False) for n in self._nodes]
-        out = []
-        for n in resp.items:
-            labels = n.metadata.labels or {}
-            if any(labels.get(k) != v for k, v in selector.items()):
-                continue  # the server may ignore the selector (the emulator does)
-            cap = (n.status.allocatable if n.status else None) or {}
-            taints = [
-                {"key": t.key or "", "value": t.value or "", "effect": t.effect or ""}
-                for t in (n.spec.taints if n.spec else None) or []
-                if t.effect in ("NoSchedule", "NoExecute")
-            ]
-            # the backend's own tolerations apply to every pod: only the rest is the platform's
-            taints = [t for t in taints if not tolerated(t, backend_tolerations)]
-            gpus = int(parse_quantity(cap.get("nvidia.com/gpu", "0")))
-            out.append(
-                Node(
-                    name=n.metadata.name,
-                    cpu=parse_quantity(cap.get("cpu", "0")),
-                    memory=int(parse_quantity(cap.get("memory", "0"))),
-                    gpus=list(range(gpus)),
-                    gpu_names=[labels.get("nvidia.com/gpu.product", "gpu")] * gpus,
-                    arch=labels.get("kubernetes.io/arch", ""),
-                    labels=dict(labels),
-                    taints=taints,
-                )
-            )
-        self._nodes = out
-        return out
+        return self._nodes
 
     # --- launch -------------------------------------------------------------------------------
 
@@ -326,9 +217,9 @@ class KubernetesBackend(Backend):
     def set_dial_home(self, host: str, port: int, client_key: str) -> None:
         """Where pods' agents dial (the hub's listener), unless `agent_dial` says otherwise:
         the address pods reach the control plane at."""
-        dial = _DIAL.fullmatch(str(self.config.get("agent_dial") or ""))
+        dial = agent_dial(self.config)
         if dial:
-            host, port = dial.group(1).strip("[]"), int(dial.group(2))
+            host, port = dial
         elif self.agent is not None and host.startswith("127."):
             log.warning(
                 "kubernetes backend %s: pods' agents will dial %s:%d, which a cluster's pods "
@@ -338,6 +229,9 @@ class KubernetesBackend(Backend):
                 port,
             )
         self.dial_home = (host, port, client_key)
+
+    def attach_hub(self, hub: Interactive) -> None:
+        self.hub = hub
 
     def agent_of(self, key: str, node: str) -> str | None:
         """The agent that runs attempt `key`: its pod's (interactive access)."""
@@ -445,7 +339,9 @@ class KubernetesBackend(Backend):
         if wf not in self._services:
             self._services.add(wf)  # first: concurrent launches of one workflow create it once
             try:
-                await _create(api.create_namespaced_service, self.namespace, self._service(wf))
+                await create_object(
+                    api.create_namespaced_service, self.namespace, self._service(wf)
+                )
             except BaseException:
                 self._services.discard(wf)
                 raise
@@ -460,13 +356,13 @@ class KubernetesBackend(Backend):
                 custom = client.CustomObjectsApi(self._api)
                 create = custom.create_namespaced_custom_object
                 try:
-                    await _create(create, group, version, self.namespace, plural, pg)
+                    await create_object(create, group, version, self.namespace, plural, pg)
                 except BaseException:
                     made.discard(ref)
                     raise
         secret = secret_for(req, self.namespace, self.name, self.credentials, agent_data)
         if secret is not None:
-            await _create(api.create_namespaced_secret, self.namespace, secret)
+            await create_object(api.create_namespaced_secret, self.namespace, secret)
         else:
             self._no_secret.add(req.key)
         link = self._link(req.key, public) if public else None
@@ -514,7 +410,7 @@ class KubernetesBackend(Backend):
     def _on_pod(self, kind: str, obj: Any) -> None:
         if kind == "SYNC":  # a full list: pods that vanished while we were not watching
             asked, pods = obj
-            listed = {_key_of(p) for p in pods}
+            listed = {key_of(p) for p in pods}
             for pod in pods:
                 self._on_pod("ADDED", pod)
             for key, phase in list(self._known.items()):
@@ -523,7 +419,7 @@ class KubernetesBackend(Backend):
                 if phase in ("", "running") and key not in listed and not fresh:
                     self._end(key, Lost(key, "pod deleted", time.time()))
             return
-        key = _key_of(obj)
+        key = key_of(obj)
         if key not in self._known:
             return
         if kind == "DELETED":
@@ -574,7 +470,7 @@ class KubernetesBackend(Backend):
             with contextlib.suppress(Exception):
                 await self._archive(key)
         end = {"exit_code": ev.exit_code} if isinstance(ev, Exited) else {"message": ev.message}
-        await asyncio.to_thread(_write_atomic, self._end_file(key), json.dumps(end))
+        await asyncio.to_thread(write_atomic, self._end_file(key), json.dumps(end))
         if self._sink is not None:
             if not started and isinstance(ev, Exited):
                 self._sink(Started(key, ts=ev.ts))
@@ -586,30 +482,12 @@ class KubernetesBackend(Backend):
         await self._drop_service_if_idle(key.split("/")[0])
 
     async def _archive(self, key: str) -> None:
-        """Copy the pod's log into the data directory (atomically; kept after the pod)."""
-        from kubernetes.client.rest import ApiException
-
-        name = pod_name(key)
-        try:
-            text = await asyncio.to_thread(
-                self.api.read_namespaced_pod_log, name, self.namespace, container="task"
-            )
-        except ApiException:
-            return  # never started (image pull, unschedulable): no log to keep
-        await asyncio.to_thread(_write_atomic, self.log_dir / f"{name}.log", text or "")
+        await archive_log(self.api, self.namespace, key, self.log_dir / f"{pod_name(key)}.log")
 
     async def _delete(self, key: str, grace: int | None = None) -> None:
-        # best effort: what is left is found by label and reaped later (reap_orphans)
-        api = self.api
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(
-                api.delete_namespaced_pod, pod_name(key), self.namespace, grace_period_seconds=grace
-            )
-        if key in self._no_secret:
-            self._no_secret.discard(key)
-            return
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(api.delete_namespaced_secret, secret_name(key), self.namespace)
+        secret = key not in self._no_secret
+        self._no_secret.discard(key)
+        await delete_attempt(self.api, self.namespace, key, grace, secret)
 
     async def _drop_service_if_idle(self, wf: str) -> None:
         if any(k.startswith(f"{wf}/") and p != "done" for k, p in self._known.items()):
@@ -676,19 +554,10 @@ class KubernetesBackend(Backend):
     # --- restart, status and orphans ---------------------------------------------------------
 
     async def _pods(self) -> list[Any]:
-        resp = await asyncio.to_thread(
-            self.api.list_namespaced_pod, self.namespace, label_selector=self.selector
-        )
-        mine = label_value(self.name)
-        return [
-            p
-            for p in resp.items
-            if (p.metadata.labels or {}).get(LABEL_MANAGED) == "osmo"
-            and (p.metadata.labels or {}).get(LABEL_BACKEND) == mine
-        ]
+        return await list_pods(self.api, self.namespace, self.selector, self.name)
 
     async def status(self, keys: list[str]) -> dict[str, AttemptState]:
-        by_key = {_key_of(p): p for p in await self._pods()}
+        by_key = {key_of(p): p for p in await self._pods()}
         out = {}
         for key in keys:
             pod = by_key.get(key)
@@ -765,7 +634,7 @@ class KubernetesBackend(Backend):
 
         removed = []
         for pod in await self._pods():
-            key = _key_of(pod)
+            key = key_of(pod)
             if key is None or key in self._known:
                 continue
             with contextlib.suppress(Exception):
@@ -788,64 +657,15 @@ class KubernetesBackend(Backend):
         return removed
 
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
-        from kubernetes.client.rest import ApiException
-
         if self._agent_log(key).exists():  # an agent pod's: as delivered, streams kept
             return await asyncio.to_thread(read_lines, self._agent_log(key), key, start, limit)
         archived = self.log_dir / f"{pod_name(key)}.log"
-        if archived.exists():
-            text = await asyncio.to_thread(archived.read_text, errors="replace")
-        else:
-            try:
-                text = await asyncio.to_thread(
-                    self.api.read_namespaced_pod_log,
-                    pod_name(key),
-                    self.namespace,
-                    container="task",
-                )
-            except ApiException:
-                return []
-        lines = (text or "").splitlines()
-        end = len(lines) if limit is None else start + limit
-        now = time.time()
-        # The pod log merges stdout and stderr: every line is reported as stdout.
-        return [
-            LogLine(key, n + 1, now, "stdout", line)
-            for n, line in enumerate(lines[start:end], start=start)
-        ]
+        return await log_lines(self.api, self.namespace, key, archived, start, limit)
 
     async def forget(self, key: str) -> None:
         if self._known.get(key) == "done":
             self._known.pop(key, None)
             self._tracked_at.pop(key, None)
-
-
-def _core(api_client: Any) -> Any:
-    from kubernetes import client
-
-    return client.CoreV1Api(api_client)
-
-
-async def _create(fn: Any, *args: Any) -> None:
-    """Create an object; one that exists already (409) is fine."""
-    from kubernetes.client.rest import ApiException
-
-    try:
-        await asyncio.to_thread(fn, *args)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-
-
-def _key_of(pod: Any) -> str | None:
-    return (pod.metadata.annotations or {}).get(ANNOTATION_KEY) if pod.metadata else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def what_of(key: str) -> str:
