@@ -1,19 +1,11 @@
 """`kind: kubernetes`: each attempt is one pod, followed with the watch API.
 
-Config: `kubeconfig` + `context`, or `host` (a plain API URL, used by the tests), or
-`in_cluster: true`; `namespace`; optional `node_selector`, `tolerations`, `pod_template`,
-`default_image` (pool platforms may add their own `node_selector`, `tolerations`,
-`pod_template`, merged after these); `start_timeout` (s a pod may stay unscheduled or pulling,
-default 600); `keep_on_failure` (leave failed pods for debugging); `orphan_grace` (s after start
-before unclaimed pods of this backend are removed, default 60); `node_refresh` (s between
-listings of the nodes, default 60: the scheduler follows the cluster); `gang_scheduler`
-("volcano" | "kai": PodGroup objects for barrier groups; never required).
-
-The official sync client runs in `asyncio.to_thread`; one watch stream per backend runs in a
-thread (watch.py). API calls per task: create pod (+ its Secret when it has files or
-credentials, + the workflow's headless Service once), read its log once at the end, delete it.
-When an attempt ends its log is copied into the control plane's data directory first, then
-the pod (and Secret) is deleted, so the log stays readable.
+Its config: settings.py. The official sync client runs in `asyncio.to_thread` (cluster.py);
+one watch stream per backend runs in a thread (watch.py). API calls per task: create pod (+ its
+Secret when it has files or credentials, + the workflow's shared objects once,
+workflow_objects.py), read its log once at the end, delete it. When an attempt ends its log is
+copied into the control plane's data directory first, then the pod (and Secret) is deleted, so
+the log stays readable.
 """
 
 from __future__ import annotations
@@ -21,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...agent.logfile import format_line, read_lines
+from ...agent.logfile import read_lines
 from ...errors import BackendError, Problem
 from ..base import (
     AttemptState,
@@ -44,11 +35,8 @@ from ..base import (
 )
 from .agent import (
     AGENT_KEY_ANNOTATION,
-    SOCKET,
     PodAgentLink,
-    agent_secret_data,
     agent_settings,
-    credentials_for,
 )
 from .cluster import (
     api_client,
@@ -60,23 +48,21 @@ from .cluster import (
     list_nodes,
     list_pods,
     log_lines,
-    write_atomic,
 )
+from .pod_agents import PodAgents
 from .pods import (
     LABEL_BACKEND,
     LABEL_MANAGED,
-    LABEL_WORKFLOW,
     build_pod,
     host_name,
     label_value,
     pod_name,
-    podgroup_for,
     secret_for,
-    service_for,
-    service_name,
 )
-from .settings import agent_dial, check_config
+from .records import Records
+from .settings import check_config
 from .watch import PodWatcher, classify, pending_reason
+from .workflow_objects import WorkflowObjects
 
 if TYPE_CHECKING:
     from ...config import PoolConfig
@@ -105,6 +91,7 @@ class KubernetesBackend(Backend):
         self.pools: dict[str, PoolConfig] = {}
         self.selector = f"{LABEL_MANAGED}=osmo,{LABEL_BACKEND}={label_value(name)}"
         self.log_dir = Path(self.config.get("root", ".")) / "k8s-logs" / label_value(name)
+        self.records = Records(self.log_dir)  # what stays of attempts whose pods are gone
         self.connected = False
         self._nodes: list[Node] = []  # as last listed: offline copies while unreachable
         self.disconnect_reason = ""
@@ -115,18 +102,16 @@ class KubernetesBackend(Backend):
         self._why: dict[str, str] = {}  # key -> why its pod is still pending
         self._tracked_at: dict[str, float] = {}  # key -> monotonic time it was first tracked
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._services: set[str] = set()  # workflow ids whose headless Service exists
-        self._podgroups: dict[str, set[tuple[str, str, str, str]]] = {}  # wf -> PodGroups
+        self.shared = WorkflowObjects(name, self.namespace, self.config)  # Services, PodGroups
         self._no_secret: set[str] = set()  # keys launched here without a Secret (no delete call)
         self._bg: set[asyncio.Task[Any]] = set()
         # The in-pod agent (agent.py): None without `agent_image`.
         self.agent = agent_settings(self.config)
         self.supports_hold = self.agent is not None
-        self.hub: Interactive | None = None  # the agents' connections (attach_hub)
         self.agent_prefix = f"{name}/pod/"  # the hub accepts these agent ids only when expected
-        self.dial_home: tuple[str, int, str] | None = None
-        self._links: dict[str, PodAgentLink] = {}  # key -> link to its pod's agent
-        self._logs: dict[str, Any] = {}  # key -> open archive of an agent pod's log
+        self.agents = PodAgents(
+            name, self.agent_prefix, self.agent, self.log_dir, self.start_timeout
+        )
 
     # --- connection -------------------------------------------------------------------------
 
@@ -150,8 +135,8 @@ class KubernetesBackend(Backend):
         self._spawn(self._reap_orphans_later())
 
     async def stop(self) -> None:
-        for key in list(self._links):
-            await self._drop_link(key, shutdown=False)  # the agents wait for the next start
+        for key in list(self.agents.links):
+            await self.agents.drop(key, shutdown=False)  # the agents wait for the next start
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.stop)
             self._watcher = None
@@ -199,77 +184,20 @@ class KubernetesBackend(Backend):
             None if self.agent is None else {**self.agent, "key": agent_key or ""},
         )
 
-    def _info(self, key: str, known: bool = False) -> LaunchInfo:
-        name = pod_name(key)
-        return LaunchInfo(
-            key,
-            workdir=f"pod:{name}",
-            output=f"pod:{name}/output",
-            log=str(self.log_dir / f"{name}.log"),
-            already_known=known,
-        )
-
     def host_of(self, key: str, node: str) -> str:
         return host_name(key)
 
     # --- the in-pod agent ---------------------------------------------------------------------
 
     def set_dial_home(self, host: str, port: int, client_key: str) -> None:
-        """Where pods' agents dial (the hub's listener), unless `agent_dial` says otherwise:
-        the address pods reach the control plane at."""
-        dial = agent_dial(self.config)
-        if dial:
-            host, port = dial
-        elif self.agent is not None and host.startswith("127."):
-            log.warning(
-                "kubernetes backend %s: pods' agents will dial %s:%d, which a cluster's pods "
-                "cannot reach; set agent_dial (and interactive_host) to an address they can",
-                self.name,
-                host,
-                port,
-            )
-        self.dial_home = (host, port, client_key)
+        self.agents.set_dial_home(self.config, host, port, client_key)
 
     def attach_hub(self, hub: Interactive) -> None:
-        self.hub = hub
+        self.agents.hub = hub
 
     def agent_of(self, key: str, node: str) -> str | None:
         """The agent that runs attempt `key`: its pod's (interactive access)."""
-        return self._agent_id(key) if self.agent is not None else None
-
-    def _agent_id(self, key: str) -> str:
-        return f"{self.agent_prefix}{pod_name(key)}"
-
-    def _agent_secret(self, req: LaunchRequest) -> tuple[dict[str, str], str]:
-        """(the Secret's data for the pod's agent, the agent's public host key)."""
-        import asyncssh
-
-        if self.dial_home is None or self.hub is None:
-            raise BackendError(
-                f"kubernetes backend {self.name!r}: the in-pod agent needs the control plane's "
-                "interactive listener (osmo_core.interactive), which is not started"
-            )
-        host, port, client_key = self.dial_home
-        key = asyncssh.generate_private_key("ssh-ed25519")
-        public = " ".join(key.export_public_key("openssh").decode().split()[:2])
-        dialhome = {"host": host, "port": port, "agent_id": self._agent_id(req.key)}
-        data = agent_secret_data(
-            {**dialhome, "client_key": client_key},
-            key.export_private_key(),
-            credentials_for(req, self.credentials),
-        )
-        return data, public
-
-    def _link(self, key: str, public: str) -> PodAgentLink:
-        assert self.agent is not None
-        self.hub.expect(self._agent_id(key), public)
-        link = self._links.get(key)
-        if link is None:
-            socket = f"{self.agent['dir']}/{SOCKET}"
-            link = self._links[key] = PodAgentLink(
-                self.hub, self._agent_id(key), socket, self.start_timeout
-            )
-        return link
+        return self.agents.agent_id(key) if self.agent is not None else None
 
     async def _drive(self, req: LaunchRequest, link: PodAgentLink) -> None:
         """Once the pod's agent has dialled in: launch the attempt there."""
@@ -288,34 +216,11 @@ class KubernetesBackend(Backend):
             self._end(key, ev)
         elif self._known.get(key) in ("", "running") and self._sink is not None:
             if isinstance(ev, LogLine):
-                self._archive_line(key, ev)
+                self.agents.archive(key, ev)
             self._sink(ev)  # log lines, transfers, holds
 
-    def _archive_line(self, key: str, line: LogLine) -> None:
-        """Agent pods' logs are kept as they arrive (durable log format): complete up to
-        what was delivered whatever happens to the pod."""
-        f = self._logs.get(key)
-        if f is None:
-            path = self._agent_log(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            f = self._logs[key] = open(path, "ab", buffering=0)  # noqa: SIM115 - closed at end
-        f.write(format_line(line.ts, line.stream, line.text))
-
-    def _agent_log(self, key: str) -> Path:
-        return self.log_dir / f"{pod_name(key)}.agent.log"
-
-    async def _drop_link(self, key: str, shutdown: bool) -> None:
-        link = self._links.pop(key, None)
-        f = self._logs.pop(key, None)
-        if f is not None:
-            f.close()
-        if link is not None:
-            await link.stop(shutdown=shutdown and link.connected_now)
-            if self.hub is not None:
-                self.hub.forget(link.agent_id)
-
     async def release(self, key: str) -> None:
-        link = self._links.get(key)
+        link = self.agents.links.get(key)
         if link is None:
             raise BackendError(f"attempt {key} has no agent connected here")
         await link.release(key)
@@ -332,40 +237,18 @@ class KubernetesBackend(Backend):
                 f"{', '.join(unsupported)}, which need the in-pod agent: set `agent_image` on "
                 "the backend"
             )
-        agent_data, public = self._agent_secret(req) if self.agent else (None, None)
+        agent_data, public = (
+            self.agents.secret(req, self.credentials) if self.agent else (None, None)
+        )
         body = self.manifest(req, public)  # first: a bad template fails before anything exists
         api = self.api
-        wf = req.key.split("/")[0]
-        if wf not in self._services:
-            self._services.add(wf)  # first: concurrent launches of one workflow create it once
-            try:
-                await create_object(
-                    api.create_namespaced_service, self.namespace, self._service(wf)
-                )
-            except BaseException:
-                self._services.discard(wf)
-                raise
-        if self.config.get("gang_scheduler") and req.group_size > 1:
-            from kubernetes import client
-
-            group, version, plural, pg = podgroup_for(self.config, req, self.namespace, self.name)
-            made = self._podgroups.setdefault(wf, set())
-            ref = (group, version, plural, pg["metadata"]["name"])
-            if ref not in made:  # one PodGroup per group, not one create per task
-                made.add(ref)  # first: concurrent launches of one group create it once
-                custom = client.CustomObjectsApi(self._api)
-                create = custom.create_namespaced_custom_object
-                try:
-                    await create_object(create, group, version, self.namespace, plural, pg)
-                except BaseException:
-                    made.discard(ref)
-                    raise
+        await self.shared.ensure(self._api, req)
         secret = secret_for(req, self.namespace, self.name, self.credentials, agent_data)
         if secret is not None:
             await create_object(api.create_namespaced_secret, self.namespace, secret)
         else:
             self._no_secret.add(req.key)
-        link = self._link(req.key, public) if public else None
+        link = self.agents.link(req.key, public) if public else None
         try:
             await asyncio.to_thread(api.create_namespaced_pod, self.namespace, body)
         except ApiException as exc:
@@ -376,19 +259,16 @@ class KubernetesBackend(Backend):
                         api.read_namespaced_pod, pod_name(req.key), self.namespace
                     )
                     theirs = (pod.metadata.annotations or {}).get(AGENT_KEY_ANNOTATION, "")
-                    self.hub.expect(self._agent_id(req.key), theirs)
+                    self.agents.expect(req.key, theirs)
                     self._spawn(self._drive(req, link))  # the agent's launch is idempotent
-                return self._info(req.key, known=True)
+                return self.records.info(req.key, known=True)
             if link is not None:
-                await self._drop_link(req.key, shutdown=False)
+                await self.agents.drop(req.key, shutdown=False)
             raise
         self._track(req.key)
         if link is not None:
             self._spawn(self._drive(req, link))
-        return self._info(req.key)
-
-    def _service(self, wf: str) -> dict[str, Any]:
-        return service_for(wf, self.namespace, self.name)
+        return self.records.info(req.key)
 
     def _track(self, key: str) -> None:
         if key in self._known:
@@ -430,8 +310,10 @@ class KubernetesBackend(Backend):
         if ev is None:
             self._why[key] = pending_reason(obj)
         elif isinstance(ev, Started):
-            if key in self._links:  # the container runs the agent; the task starts when it says
-                host, port, _ = self.dial_home or ("?", 0, "")
+            if (
+                key in self.agents.links
+            ):  # the container runs the agent; the task starts when it says
+                host, port, _ = self.agents.dial_home or ("?", 0, "")
                 self._why[key] = f"its agent has not dialled home to {host}:{port}"
                 return
             self._started(key, ev)
@@ -464,13 +346,12 @@ class KubernetesBackend(Backend):
         self._spawn(self._finish(key, ev, started=was == "running"))
 
     async def _finish(self, key: str, ev: Ending, started: bool) -> None:
-        if key in self._links:  # its log is archived line by line; the agent may go now
-            await self._drop_link(key, shutdown=True)
+        if key in self.agents.links:  # its log is archived line by line; the agent may go now
+            await self.agents.drop(key, shutdown=True)
         else:
             with contextlib.suppress(Exception):
                 await self._archive(key)
-        end = {"exit_code": ev.exit_code} if isinstance(ev, Exited) else {"message": ev.message}
-        await asyncio.to_thread(write_atomic, self._end_file(key), json.dumps(end))
+        await self.records.write_end(key, ev)
         if self._sink is not None:
             if not started and isinstance(ev, Exited):
                 self._sink(Started(key, ts=ev.ts))
@@ -482,7 +363,7 @@ class KubernetesBackend(Backend):
         await self._drop_service_if_idle(key.split("/")[0])
 
     async def _archive(self, key: str) -> None:
-        await archive_log(self.api, self.namespace, key, self.log_dir / f"{pod_name(key)}.log")
+        await archive_log(self.api, self.namespace, key, self.records.pod_log(key))
 
     async def _delete(self, key: str, grace: int | None = None) -> None:
         secret = key not in self._no_secret
@@ -492,29 +373,10 @@ class KubernetesBackend(Backend):
     async def _drop_service_if_idle(self, wf: str) -> None:
         if any(k.startswith(f"{wf}/") and p != "done" for k, p in self._known.items()):
             return
-        if wf in self._services:  # once (tasks end together); after a restart: the reaper's
-            self._services.discard(wf)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(
-                    self.api.delete_namespaced_service, service_name(wf), self.namespace
-                )
-        if self._podgroups.get(wf):
-            from kubernetes import client
-
-            custom = client.CustomObjectsApi(self._api)
-            for group, version, plural, name in self._podgroups.pop(wf):
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(
-                        custom.delete_namespaced_custom_object,
-                        group,
-                        version,
-                        self.namespace,
-                        plural,
-                        name,
-                    )
+        await self.shared.drop(self._api, wf)
 
     async def cancel(self, key: str, grace: float = 5.0) -> None:
-        link = self._links.get(key)
+        link = self.agents.links.get(key)
         if self._known.get(key) == "running" and link is not None and link.connected_now:
             # Through the agent, as on a host: a running command gets SIGTERM then SIGKILL, a
             # held one keeps its exit code; its end arrives as usual and removes the pod.
@@ -529,8 +391,8 @@ class KubernetesBackend(Backend):
         if self._known.get(key) in ("", "running"):
             self._known[key] = "ending"
             self._cancel_timer(key)
-            if key in self._links:  # deleting the pod stops the agent and its task
-                await self._drop_link(key, shutdown=False)
+            if key in self.agents.links:  # deleting the pod stops the agent and its task
+                await self.agents.drop(key, shutdown=False)
             else:
                 with contextlib.suppress(Exception):
                     await self._archive(key)
@@ -562,23 +424,25 @@ class KubernetesBackend(Backend):
         for key in keys:
             pod = by_key.get(key)
             if pod is None:
-                out[key] = self._ended_state(key)
+                out[key] = self.records.ended_state(key)
                 continue
             self._track(key)
             ev = classify(key, pod)
             if isinstance(ev, Exited):
-                out[key] = AttemptState(key, "exited", exit_code=ev.exit_code, info=self._info(key))
+                out[key] = AttemptState(
+                    key, "exited", exit_code=ev.exit_code, info=self.records.info(key)
+                )
             elif isinstance(ev, StartFailed):
                 out[key] = AttemptState(key, "failed_start", message=ev.message)
             elif isinstance(ev, Lost):
                 out[key] = AttemptState(key, "lost", message=ev.message)
             else:
                 agent_key = (pod.metadata.annotations or {}).get(AGENT_KEY_ANNOTATION)
-                if agent_key and self.agent is not None and self.hub is not None:
+                if agent_key and self.agent is not None and self.agents.hub is not None:
                     self._adopt(key, agent_key)
                 elif isinstance(ev, Started):
                     self._started(key)
-                out[key] = AttemptState(key, "running", info=self._info(key))
+                out[key] = AttemptState(key, "running", info=self.records.info(key))
                 continue
             self._end(key, ev)  # ended while we were away: archive and clean up
         return out
@@ -586,10 +450,10 @@ class KubernetesBackend(Backend):
     def _adopt(self, key: str, public: str) -> None:
         """An agent pod of the previous control plane: follow its attempt through its agent,
         from the last log line archived here."""
-        if key in self._links:
+        if key in self.agents.links:
             return
-        link = self._link(key, public)
-        link.follow(key, len(read_lines(self._agent_log(key), key)))
+        link = self.agents.link(key, public)
+        link.follow(key, len(read_lines(self.agents.log_path(key), key)))
         self._spawn(self._reclaim(key, link))
 
     async def _reclaim(self, key: str, link: PodAgentLink) -> None:
@@ -607,19 +471,6 @@ class KubernetesBackend(Backend):
             self._end(key, Lost(key, msg, time.time()))
         else:
             self._started(key)
-
-    def _end_file(self, key: str) -> Path:
-        return self.log_dir / f"{pod_name(key)}.end.json"
-
-    def _ended_state(self, key: str) -> AttemptState:
-        """An attempt whose pod is gone: how it ended, from the record kept at the end."""
-        try:
-            end = json.loads(self._end_file(key).read_text())
-        except (OSError, ValueError):
-            return AttemptState(key, "unknown")
-        if "exit_code" in end:
-            return AttemptState(key, "exited", exit_code=end["exit_code"], info=self._info(key))
-        return AttemptState(key, "lost", message=end.get("message", "pod deleted"))
 
     async def _reap_orphans_later(self) -> None:
         await asyncio.sleep(self.orphan_grace)
@@ -641,25 +492,15 @@ class KubernetesBackend(Backend):
                 await self._archive(key)
             await self._delete(key, 0)
             removed.append(pod.metadata.name)
-        live_wfs = {k.split("/")[0] for k, p in self._known.items() if p != "done"}
+        live = {k.split("/")[0] for k, p in self._known.items() if p != "done"}
         with contextlib.suppress(ApiException):
-            services = await asyncio.to_thread(
-                self.api.list_namespaced_service, self.namespace, label_selector=self.selector
-            )
-            for svc in services.items:
-                labels = svc.metadata.labels or {}
-                if labels.get(LABEL_BACKEND) != label_value(self.name):
-                    continue
-                if labels.get(LABEL_WORKFLOW) not in {label_value(w) for w in live_wfs}:
-                    await asyncio.to_thread(
-                        self.api.delete_namespaced_service, svc.metadata.name, self.namespace
-                    )
+            await self.shared.reap(self._api, self.selector, live)
         return removed
 
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
-        if self._agent_log(key).exists():  # an agent pod's: as delivered, streams kept
-            return await asyncio.to_thread(read_lines, self._agent_log(key), key, start, limit)
-        archived = self.log_dir / f"{pod_name(key)}.log"
+        if self.agents.log_path(key).exists():  # an agent pod's: as delivered, streams kept
+            return await asyncio.to_thread(read_lines, self.agents.log_path(key), key, start, limit)
+        archived = self.records.pod_log(key)
         return await log_lines(self.api, self.namespace, key, archived, start, limit)
 
     async def forget(self, key: str) -> None:

@@ -1,4 +1,15 @@
-"""A kubernetes backend's config: the keys it takes, their checks, and `agent_dial`."""
+"""A kubernetes backend's config: the keys it takes, their checks, and `agent_dial`.
+
+Config: `kubeconfig` + `context`, or `host` (a plain API URL, used by the tests), or
+`in_cluster: true`; `namespace`; optional `node_selector`, `tolerations`, `pod_template`,
+`default_image` (pool platforms may add their own `node_selector`, `tolerations`,
+`pod_template`, merged after these); `start_timeout` (s a pod may stay unscheduled or pulling,
+default 600); `keep_on_failure` (leave failed pods for debugging); `orphan_grace` (s after start
+before unclaimed pods of this backend are removed, default 60); `node_refresh` (s between
+listings of the nodes, default 60: the scheduler follows the cluster); `gang_scheduler`
+("volcano" | "kai": PodGroup objects for barrier groups; never required). The in-pod agent's
+keys (`agent_image`, ...) are described in agent.py.
+"""
 
 from __future__ import annotations
 
