@@ -28,7 +28,6 @@ from traitlets import (
 )
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
-from .backends.registry import backend_class
 from .errors import ConfigError, Problem
 
 if TYPE_CHECKING:
@@ -326,6 +325,8 @@ class OsmoConfig(Configurable):
 
     @validate("backends")
     def _check_backends(self, proposal: Any) -> dict[str, Any]:
+        from .backends.registry import backend_class  # late: `osmo --version` needs none
+
         value = proposal["value"]
         problems = []
         for name, spec in value.items():
@@ -453,6 +454,8 @@ def _platform_problems(p: PlatformConfig, backends: dict[str, Any], where: str) 
                 hint=f"configured: {sorted(backends)}",
             )
         ]
+    from .backends.registry import backend_class  # late: `osmo --version` needs none
+
     known = backend_class(backends[p.backend]["kind"]).host_names(backends[p.backend])
     if known is None:
         return []
