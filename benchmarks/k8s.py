@@ -149,7 +149,7 @@ async def _floor(url: str, n: int) -> float:
 
 
 async def _launch(url: str, n: int, root: str) -> tuple[float, float, float]:
-    from osmo_core.backends.kubernetes import KubernetesBackend
+    from osmo_core.backends.kubernetes.backend import KubernetesBackend
     from osmo_core.wire import LaunchRequest, Started
 
     started: set[str] = set()
@@ -189,8 +189,8 @@ def _rss() -> int:
 async def _watch_many(url: str, n: int, root: str, conn: Any) -> tuple[float, int, float]:
     """Preload n pods of another backend's attempts, then follow them all with a new one:
     (seconds until all were seen, RSS growth in bytes, CPU seconds of this process)."""
-    from osmo_core.backends.kubernetes import KubernetesBackend
-    from osmo_core.backends.kubernetes_pods import LABEL_BACKEND, LABEL_MANAGED
+    from osmo_core.backends.kubernetes.backend import KubernetesBackend
+    from osmo_core.backends.kubernetes.pods import LABEL_BACKEND, LABEL_MANAGED
 
     labels = {LABEL_MANAGED: "osmo", LABEL_BACKEND: "watched", "bench": "preloaded"}
     conn.send(("preload", n, labels))

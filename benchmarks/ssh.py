@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "ssh"))
 import asyncssh
 from sshhosts import Hosts, make_hosts, unavailable
 
-from osmo_core.backends import ssh_host
-from osmo_core.backends.ssh import SSHBackend
+from osmo_core.backends.ssh import host as ssh_host
+from osmo_core.backends.ssh.backend import SSHBackend
 from osmo_core.wire import BackendEvent, Exited, LaunchRequest
 
 N = 50

@@ -325,6 +325,8 @@ class OsmoConfig(Configurable):
 
     @validate("backends")
     def _check_backends(self, proposal: Any) -> dict[str, Any]:
+        from .backends.registry import backend_class  # late: `osmo --version` needs none
+
         value = proposal["value"]
         problems = []
         for name, spec in value.items():
@@ -335,14 +337,13 @@ class OsmoConfig(Configurable):
                         field=f"OsmoConfig.backends.{name}",
                     )
                 )
-            elif spec["kind"] == "ssh":
-                from .backends.ssh import check_config
-
-                problems += check_config(name, spec)
-            elif spec["kind"] == "kubernetes":
-                from .backends.kubernetes import check_config as check_kubernetes
-
-                problems += check_kubernetes(name, spec)
+            else:
+                try:
+                    cls = backend_class(spec["kind"], f"OsmoConfig.backends.{name}.kind")
+                except ConfigError as e:
+                    problems += e.problems
+                else:
+                    problems += cls.check_config(name, spec)
         if problems:
             raise ConfigError(problems)
         return value
@@ -453,11 +454,11 @@ def _platform_problems(p: PlatformConfig, backends: dict[str, Any], where: str) 
                 hint=f"configured: {sorted(backends)}",
             )
         ]
-    if backends[p.backend].get("kind") != "ssh":
-        return []
-    from .backends.ssh import host_names
+    from .backends.registry import backend_class  # late: `osmo --version` needs none
 
-    known = host_names(backends[p.backend])
+    known = backend_class(backends[p.backend]["kind"]).host_names(backends[p.backend])
+    if known is None:
+        return []
     hosts = p.extra.get("hosts") or []
     if not isinstance(hosts, list) or set(hosts) - set(known):
         return [

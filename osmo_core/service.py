@@ -19,8 +19,8 @@ from typing import Any
 from . import isolation
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
-from .backends import make_backend
 from .backends.base import Backend
+from .backends.registry import make_backend
 from .config import PRIORITIES, OsmoConfig
 from .data import plan as data_plan
 from .data.credentials import without_policy

@@ -1,7 +1,7 @@
 """`python -m osmo_core.agent.pod --dir /osmo`: the agent of one Kubernetes pod.
 
 The pod's task container runs this in place of the task's command (the Kubernetes backend's
-manifest, backends/kubernetes_agent.py). Under DIR, volumes that manifest mounts:
+manifest, backends/kubernetes/agent.py). Under DIR, volumes that manifest mounts:
 
     DIR/agent   the agent's Python (an init container copied it from the agent image)
     DIR/secret  the attempt's Secret: dialhome.json (where to dial, the control plane's client

@@ -14,21 +14,52 @@ starting it twice (this is what makes crash recovery safe).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..wire import AttemptState, EventSink, LaunchInfo, LaunchRequest, LogLine, Node
+
+if TYPE_CHECKING:
+    from ..errors import Problem
+    from ..interactive.hub import Interactive
 
 
 class Backend(ABC):
-    """A place tasks run. One instance per configured backend; owned by the engine."""
+    """A place tasks run. One instance per configured backend; owned by the engine.
+
+    Besides the abstract methods, every capability the rest of the platform uses is declared
+    here with a default that means "not supported", so callers never probe with `hasattr`:
+    config checks (`check_config`, `host_names`; classmethods, dispatched by
+    `registry.backend_class` before any instance exists), holds (`supports_hold`, `release`),
+    `{{host:TASK}}` (`host_of`) and interactive access (`dial_home_dir`, `set_dial_home`,
+    `attach_hub`, `agent_prefix`, `agent_of`)."""
 
     kind: str = "abstract"
     supports_hold: bool = False  # can keep an ended task's environment (LaunchRequest.hold)
     node_refresh: float | None = None  # seconds between listings of nodes() (None: at start)
+    # Agent ids starting with this are accepted by the interactive hub only once the backend
+    # has announced them (`hub.expect`): set by backends that make their agents' host keys.
+    agent_prefix: str | None = None
+
+    @classmethod
+    def check_config(cls, name: str, spec: dict[str, Any]) -> list[Problem]:
+        """Every problem of `spec` (OsmoConfig.backends[name], `kind` included), each naming
+        its field, so a typo fails when the config is loaded, not at the first launch."""
+        return []
+
+    @classmethod
+    def host_names(cls, spec: dict[str, Any]) -> list[str] | None:
+        """The hosts a pool platform of this backend may pin with `hosts: [...]` (checked when
+        the config is loaded); None: this backend's platforms do not name hosts."""
+        return None
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         self.name = name
         self.config = config or {}
+        problems = self.check_config(name, self.config)  # also when built without OsmoConfig
+        if problems:
+            raise ConfigError(problems)
         # Named credentials (OsmoConfig.credentials), set by the service before start(): a
         # backend hands them to its agents through a private channel, never in a request.
         self.credentials: dict[str, dict[str, Any]] = {}
@@ -85,3 +116,23 @@ class Backend(ABC):
     def host_of(self, key: str, node: str) -> str:
         """The name other tasks reach attempt `key` by ({{host:TASK}}); placed on `node`."""
         return node
+
+    # --- interactive access (osmo_core.interactive); the defaults: none --------------------
+
+    def dial_home_dir(self) -> Path | None:
+        """A folder on this machine where this backend's agent looks for where to dial home:
+        the hub writes its address there (the local backend). None: see `set_dial_home`."""
+        return None
+
+    def set_dial_home(self, host: str, port: int, client_key: str) -> None:  # noqa: B027
+        """Where remote agents dial home (the hub's listener) and the key the hub logs in
+        with: the backend passes it on to its agents. Default: it has no remote agents."""
+
+    def attach_hub(self, hub: Interactive) -> None:  # noqa: B027
+        """The hub, for a backend that drives its agents over their dial-home connections
+        (Kubernetes pods: `hub.expect`, `hub.open_agent_socket`). Default: it does not."""
+
+    def agent_of(self, key: str, node: str) -> str | None:
+        """The id of the agent that runs attempt `key` (placed on `node`), which interactive
+        access (exec, ports, kernels) goes through. None: no interactive access."""
+        return None

@@ -113,6 +113,15 @@ class LocalBackend(AgentLink, Backend):
             raise BackendError(str(e)) from None
         return await asyncio.to_thread(count_lines, path)  # newlines counted a chunk at a time
 
+    def host_of(self, key: str, node: str) -> str:
+        return "localhost"  # local tasks share this machine's network
+
+    def dial_home_dir(self) -> Path:
+        return self.root  # the agent reads dialhome.json in its root
+
+    def agent_of(self, key: str, node: str) -> str:
+        return self.name  # the hub names this backend's one agent after it (dialhome.json)
+
     async def shutdown_agent(self, force: bool = True) -> None:
         """Stop the agent (with `force`, its running tasks first) and wait until it is gone.
         For tests and the CLI's cleanup; the backend is stopped afterwards."""

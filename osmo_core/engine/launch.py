@@ -135,6 +135,6 @@ def launch_request(
 def host_of(backends: dict[str, Backend], wf: WorkflowRun, task: str) -> str:
     """Where `{{host:<task>}}` reaches that task of the workflow."""
     alloc = wf.tasks[task].current.alloc if task in wf.tasks else None
-    if alloc is None or backends[alloc.backend].kind == "local":
-        return "localhost"  # local tasks share this machine's network
+    if alloc is None:
+        return "localhost"
     return backends[alloc.backend].host_of(wf.tasks[task].current.key, alloc.node)

@@ -132,17 +132,17 @@ class Interactive:
         )
         self.port = self._listener.get_port()
         for name, backend in self.backends.items():
-            root = getattr(backend, "root", None)
-            if backend.kind == "local" and isinstance(root, Path):
+            root = backend.dial_home_dir()
+            if root is not None:  # an agent on this machine: it reads where to dial in root
                 self._roots[name] = root
                 DialHomeInfo(self.config.interactive_host, self.port, name, public_text(key)).write(
                     root
                 )
-            elif hasattr(backend, "set_dial_home"):  # remote agents: the backend tells them
+            else:  # remote agents: the backend tells them (a no-op for a backend with none)
                 backend.set_dial_home(self.config.interactive_host, self.port, public_text(key))
-                if hasattr(backend, "hub"):  # it drives its agents over their connections (pods)
-                    backend.hub = self
-                    self._managed.add(backend.agent_prefix)
+            backend.attach_hub(self)
+            if backend.agent_prefix is not None:
+                self._managed.add(backend.agent_prefix)
         log.info("interactive: agents dial in to %s:%d", self.config.interactive_host, self.port)
 
     async def stop(self) -> None:
@@ -267,14 +267,11 @@ class Interactive:
             )
         backend = row["backend"] or ""
         key = attempt_key(wf_id, task, row["retry_id"])
-        agent_of = getattr(self.backends.get(backend), "agent_of", None)
-        if agent_of is not None:  # one agent per host (ssh) or per pod (kubernetes)
-            agent_id = agent_of(key, row["node"] or "")
-            if agent_id is not None:
-                return agent_id, key
-        if backend not in self._roots:
+        found = self.backends.get(backend)
+        agent_id = found.agent_of(key, row["node"] or "") if found is not None else None
+        if agent_id is None:
             raise Conflict(f"backend {backend!r} of task {task!r} has no interactive access")
-        return backend, key
+        return agent_id, key
 
     def declared_ports(self, wf_id: str, task: str) -> list[int]:
         """The ports a task's spec declares (`ports:`), open to its owner for port-forward."""

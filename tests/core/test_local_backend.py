@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from osmo_core.backends import backend_class
 from osmo_core.backends.local import LocalBackend, socket_path
+from osmo_core.backends.registry import backend_class
 from osmo_core.errors import ConfigError
 from osmo_core.wire import Exited, LogLine, Lost, Started
 from tests.core.conftest import BackendFactory, Events, processes_of, sh, wait_gone

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from osmo_core.backends.kubernetes_pods import (
+from osmo_core.backends.kubernetes.pods import (
     build_pod,
     host_name,
     merge,
@@ -205,7 +205,7 @@ def test_gang_scheduler_podgroup(scheduler: str, annotation: str, api: str) -> N
 
 
 def test_agent_pod_runs_the_agent_from_an_init_container_and_one_secret() -> None:
-    from osmo_core.backends.kubernetes_agent import (
+    from osmo_core.backends.kubernetes.agent import (
         agent_secret_data,
         agent_settings,
         credentials_for,

@@ -10,7 +10,7 @@ from typing import Any
 
 import kmock as km
 
-from osmo_core.backends.kubernetes import KubernetesBackend
+from osmo_core.backends.kubernetes.backend import KubernetesBackend
 from osmo_core.config import OsmoConfig
 from osmo_core.service import Service
 from osmo_core.wire import Exited, LaunchRequest, Started

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from osmo_core.config import OsmoConfig
-from osmo_core.errors import PlacementError
+from osmo_core.errors import Conflict, PlacementError
 from osmo_core.service import Service
 from tests.k8s.conftest import NAMESPACE, Kubelet, until
 from tests.k8s.test_k8s_manifests import as_model
@@ -316,6 +316,16 @@ async def test_data_inputs_are_refused_not_dropped(k8s_service: Service) -> None
     assert tasks["a"]["status"] == "COMPLETED"
     assert tasks["b"]["status"].startswith("FAILED"), tasks["b"]
     assert "in-pod agent" in tasks["b"]["message"]
+
+
+async def test_pods_without_an_agent_offer_no_interactive_access(k8s_service: Service) -> None:
+    """Backend.agent_of declares interactive access: None without `agent_image`, so the hub
+    refuses clearly instead of probing the backend."""
+    wf_id = await k8s_service.submit({"workflow": {"name": "k", "tasks": [_task("a", "hang")]}})
+    await until(lambda: k8s_service.task(wf_id, "a")["status"] == "RUNNING")
+    with pytest.raises(Conflict, match="backend 'k8s' of task 'a' has no interactive access"):
+        k8s_service.interactive.placement(wf_id, "a")
+    await k8s_service.cancel(wf_id)
 
 
 def test_a_bad_backend_config_fails_at_start_naming_each_field() -> None:

@@ -182,8 +182,8 @@ def test_the_scrub_is_one_deny_list():
 def test_no_pod_gets_the_server_token_nor_an_api_credential(planted):
     """A pod's environment is the request's (the spec's and OSMO_*), never the server's; and
     it mounts no service-account token unless a pod template asks for one."""
-    from osmo_core.backends.kubernetes_agent import agent_settings
-    from osmo_core.backends.kubernetes_pods import build_pod
+    from osmo_core.backends.kubernetes.agent import agent_settings
+    from osmo_core.backends.kubernetes.pods import build_pod
     from osmo_core.wire import LaunchRequest
 
     req = LaunchRequest(key="wf-1/t/0", argv=["env"], env={"OSMO_WORKFLOW_ID": "wf-1"})

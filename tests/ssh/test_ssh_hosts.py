@@ -9,7 +9,7 @@ import pytest
 from sshhosts import Hosts, until
 
 from osmo_core.backends.local import LocalBackend
-from osmo_core.backends.ssh import SSHBackend
+from osmo_core.backends.ssh.backend import SSHBackend
 from osmo_core.errors import BackendError
 from osmo_core.wire import BackendEvent, Exited, InputSpec, LaunchRequest, LogLine
 

@@ -24,8 +24,8 @@ import contextlib
 import json
 from typing import Any
 
-from ..wire import LaunchRequest, LogLine
-from .agentlink import AgentLink
+from ...wire import LaunchRequest, LogLine
+from ..agentlink import AgentLink
 
 AGENT_DIR = "/osmo"
 AGENT_KEY_ANNOTATION = "osmo/agent-key"  # public host key: re-expected after a restart

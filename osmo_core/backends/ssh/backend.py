@@ -1,6 +1,6 @@
 """The SSH backend: machines reachable over SSH (workstations, NVIDIA Jetson devices) as nodes.
 
-Each host runs the same agent as the local backend (provisioned by ssh_host.py); this backend
+Each host runs the same agent as the local backend (provisioned by host.py); this backend
 is its client over one asyncssh connection per host, which carries everything: commands,
 SFTP, the agent's JSON-lines protocol (a direct-streamlocal channel to the agent's Unix
 socket) and, for interactive access, a reverse port forward the agent dials home through (so
@@ -37,14 +37,14 @@ from typing import Any
 
 import asyncssh
 
-from ..agent.logfile import count_lines, read_lines
-from ..agent.workdir import LOG, OUTPUT, attempt_dir
-from ..errors import BackendError, ConfigError, Problem
-from ..wire import AttemptState, EventSink, LaunchInfo, LaunchRequest, LogLine, Node
-from . import ssh_host
-from .base import Backend
-from .ssh_host import HostConfig
-from .ssh_link import HostLink
+from ...agent.logfile import count_lines, read_lines
+from ...agent.workdir import LOG, OUTPUT, attempt_dir
+from ...errors import BackendError, Problem
+from ...wire import AttemptState, EventSink, LaunchInfo, LaunchRequest, LogLine, Node
+from ..base import Backend
+from . import host as ssh_host
+from .host import HostConfig
+from .link import HostLink
 
 log = logging.getLogger("osmo_core.backends.ssh")
 
@@ -69,40 +69,36 @@ BACKEND_KEYS = {
 }
 
 
-def check_config(name: str, spec: dict[str, Any]) -> list[Problem]:
-    """Every problem of an ssh backend's config, naming the field (OsmoConfig validation)."""
-    where = f"OsmoConfig.backends.{name}"
-    problems = Problem.unknown_keys(spec, BACKEND_KEYS, where)
-    hosts = spec.get("hosts")
-    if not hosts or not isinstance(hosts, (list, dict)):
-        problems.append(
-            Problem(
-                f"expected a non-empty list or dict of hosts, got {hosts!r}",
-                field=f"{where}.hosts",
-                hint="e.g. ['gpu1.lab'] or {'jetson-1': {'arch': 'aarch64'}}",
-            )
-        )
-    elif isinstance(hosts, dict):
-        for alias, opts in hosts.items():
-            given = (opts or {}) if isinstance(opts, dict) else {"(not a dict)"}
-            problems += Problem.unknown_keys(given, HOST_KEYS, f"{where}.hosts.{alias}")
-    return problems
-
-
-def host_names(spec: dict[str, Any]) -> list[str]:
-    hosts = spec.get("hosts") or []
-    return list(hosts) if isinstance(hosts, (list, dict)) else []
-
-
 class SSHBackend(Backend):
     kind = "ssh"
     supports_hold = True  # the same agent as the local backend holds tasks
 
+    @classmethod
+    def check_config(cls, name: str, spec: dict[str, Any]) -> list[Problem]:
+        where = f"OsmoConfig.backends.{name}"
+        problems = Problem.unknown_keys(spec, BACKEND_KEYS, where)
+        hosts = spec.get("hosts")
+        if not hosts or not isinstance(hosts, (list, dict)):
+            problems.append(
+                Problem(
+                    f"expected a non-empty list or dict of hosts, got {hosts!r}",
+                    field=f"{where}.hosts",
+                    hint="e.g. ['gpu1.lab'] or {'jetson-1': {'arch': 'aarch64'}}",
+                )
+            )
+        elif isinstance(hosts, dict):
+            for alias, opts in hosts.items():
+                given = (opts or {}) if isinstance(opts, dict) else {"(not a dict)"}
+                problems += Problem.unknown_keys(given, HOST_KEYS, f"{where}.hosts.{alias}")
+        return problems
+
+    @classmethod
+    def host_names(cls, spec: dict[str, Any]) -> list[str]:
+        hosts = spec.get("hosts") or []
+        return list(hosts) if isinstance(hosts, (list, dict)) else []
+
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         super().__init__(name, config)
-        problems = check_config(name, self.config)
-        if problems:
-            raise ConfigError(problems)
         self.root = Path(self.config.get("root") or ".").expanduser().resolve()
         self.lost_grace = float(self.config.get("lost_grace", 30))
         self.recheck_max = float(self.config.get("recheck_max", 30))

@@ -16,8 +16,8 @@ import hashlib
 import re
 from typing import Any
 
-from ..wire import LaunchRequest
-from .kubernetes_agent import AGENT_KEY_ANNOTATION, add_agent
+from ...wire import LaunchRequest
+from .agent import AGENT_KEY_ANNOTATION, add_agent
 
 LABEL_WORKFLOW = "osmo.workflow"
 LABEL_TASK = "osmo.task"
@@ -264,7 +264,7 @@ def build_pod(
     """The pod for one attempt. `config` (the backend's) and `platform` (the pool platform's
     extra keys) may each hold `node_selector`, `tolerations`, `pod_template` (one PodSpec
     fragment or a list); `config` also `default_image`. `agent`: the in-pod agent's settings
-    (kubernetes_agent.py) plus its public host key as `key`."""
+    (agent.py) plus its public host key as `key`."""
     resources = _resources(req)
     env, mounts = _data_mounts(req) if agent is None else ([], [])
     container: dict[str, Any] = {

@@ -1,5 +1,5 @@
 """One host of the SSH backend: its SSH connection, its agent (an AgentLink over the
-connection), its node, and the data that crosses to and from it (see ssh.py)."""
+connection), its node, and the data that crosses to and from it (see backend.py)."""
 
 from __future__ import annotations
 
@@ -15,26 +15,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import asyncssh
 
-from ..agent.logfile import format_line, parse_line
-from ..agent.workdir import LOG, OUTPUT, attempt_dir
-from ..errors import BackendError
-from ..wire import (
-    DIALHOME,
-    BackendEvent,
-    DialHomeInfo,
-    EventSink,
-    Exited,
-    InputSpec,
-    LogLine,
-    Lost,
-    Node,
-)
-from . import ssh_host
-from .agentlink import AgentLink
-from .ssh_host import HostConfig, Remote
+from ...agent.logfile import format_line, parse_line
+from ...agent.workdir import LOG, OUTPUT, attempt_dir
+from ...errors import BackendError
+from ...wire import BackendEvent, EventSink, Exited, InputSpec, LogLine, Lost, Node
+from ..agentlink import AgentLink
+from . import host as ssh_host
+from .host import HostConfig, Remote
 
 if TYPE_CHECKING:
-    from .ssh import SSHBackend
+    from .backend import SSHBackend
 
 log = logging.getLogger("osmo_core.backends.ssh")
 
@@ -182,6 +172,8 @@ class HostLink(AgentLink):
     async def write_dial_home(self) -> None:
         """Forward a port on the host back to the control plane's interactive listener and
         tell the agent (ROOT/dialhome.json) to dial it."""
+        from ...wire import DIALHOME, DialHomeInfo
+
         assert self.backend.dial_home is not None
         if self.conn is None or self.remote is None:
             return

@@ -29,9 +29,9 @@ from typing import Any
 
 import asyncssh
 
-from .. import __version__
-from ..data import credentials
-from ..errors import BackendError
+from ... import __version__
+from ...data import credentials
+from ...errors import BackendError
 
 MIN_PYTHON = (3, 10)  # the package's requires-python
 MIN_DISK = 200 * 2**20  # bytes free in DIR
@@ -175,13 +175,15 @@ async def probe(conn: asyncssh.SSHClientConnection, host: HostConfig) -> dict[st
     return facts
 
 
+PACKAGE = Path(__file__).resolve().parents[2]  # osmo_core/ (this is backends/ssh/host.py)
+
+
 @functools.lru_cache(maxsize=1)
 def build_id() -> str:
     """This package's version plus a digest of its code: a changed checkout is a new build."""
-    pkg = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for p in sorted(pkg.rglob("*.py")):
-        h.update(str(p.relative_to(pkg)).encode() + b"\0" + p.read_bytes())
+    for p in sorted(PACKAGE.rglob("*.py")):
+        h.update(str(p.relative_to(PACKAGE)).encode() + b"\0" + p.read_bytes())
     return f"{__version__}-{h.hexdigest()[:12]}"
 
 
@@ -197,7 +199,7 @@ async def local_wheel(cache: Path, configured: str | None) -> Path:
         found = sorted(out.glob("*.whl"))
         if found:
             return found[0]
-        src = Path(__file__).resolve().parents[2]
+        src = PACKAGE.parent
         if not (src / "pyproject.toml").exists():
             raise BackendError(
                 "the SSH backend needs a wheel of osmo-jupyter to install on hosts: this "
