@@ -3,6 +3,7 @@ happened (engine, agents, mounts, folders), and the matrix written at the end of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -46,15 +47,15 @@ async def _shutdown(run: Run) -> None:
             for name in ("shutdown_agent", "shutdown_agents"):
                 stop = getattr(backend, name, None)
                 if stop is not None:
-                    with contextlib.suppress(Exception):  # already gone
-                        await stop()
+                    with contextlib.suppress(Exception):  # already gone, or its host is down
+                        await asyncio.wait_for(stop(), 15)
         with contextlib.suppress(Exception):  # a half-started engine
-            await run.service.stop()
+            await asyncio.wait_for(run.service.stop(), 15)
         run.service = None
     cleaner = LocalBackend("cleanup", {"root": str(run.data_dir)})
     if run.data_dir.exists() and cleaner.agent_running():  # an agent no service knew
         await cleaner.start(lambda ev: None)
-        await cleaner.shutdown_agent(force=True)
+        await asyncio.wait_for(cleaner.shutdown_agent(force=True), 15)
         await cleaner.stop()
 
 
@@ -64,7 +65,10 @@ async def fault_run(tmp_path: Path) -> AsyncIterator[RunFactory]:
     process or mount (the test fails if one was, after killing it)."""
     made: list[tuple[Run, Any]] = []
 
-    def factory(workflow: str, moment: Moment, fault: Any, **config: Any) -> Run:
+    def factory(
+        workflow: str, moment: Moment, fault: Any, config: Callable[..., Any] = make_config
+    ) -> Run:
+        """`config(data_dir, store_url)`: the OsmoConfig of each control plane it starts."""
         # world-writable and outside pytest's private tmp: SSH hosts' users write markers here
         tmp = Path(tempfile.mkdtemp(prefix="osmo-faults-"))
         data_dir = tmp_path / "osmo"
@@ -75,7 +79,7 @@ async def fault_run(tmp_path: Path) -> AsyncIterator[RunFactory]:
             store_url=store or f"sqlite:///{data_dir / 'osmo.db'}",
             workflow=workflow,
             moment=moment,
-            config=lambda: make_config(data_dir, store_url=run.store_url, **config),
+            config=lambda: config(data_dir, store_url=run.store_url),
         )
         run.prepare()
         made.append((run, fault))

@@ -1,10 +1,13 @@
 """The fault-injection harness: small workflows driven step by step, one fault injected at a
 seeded moment, and one check of everything that must hold afterwards.
 
-Every task of `workflows/*.yaml` runs `step.sh NAME` first: it appends its retry id to
-`markers/NAME` (a second line with the same id means an attempt ran twice), writes its pid
-and then waits for the gate file `gates/NAME`. The driver opens gates one by one, so a fault
-lands while a chosen task runs ("running") or just as it ends ("ending"), whatever the load.
+Every task of `workflows/*.yaml` checks its inputs, writes its output, then runs
+`step.sh NAME`: it appends its retry id to `markers/NAME` (a second line with the same id
+means an attempt ran twice), writes its pid and waits for the gate file `gates/NAME`. So
+once a gate opens only the platform writes (the exit, logs, outputs' upload): a storage fault
+then hits the platform's writes, not the user's command. The driver opens gates one by one,
+so a fault lands while a chosen task runs ("running") or just as it ends ("ending"), whatever
+the load.
 The moment (phase, target task, delay) comes from `OSMO_FAULT_SEED` and is printed with every
 failure, so a failing cell is replayed with the same seed.
 """
@@ -37,6 +40,7 @@ RUN_TIMEOUT = 45.0  # one workflow, fault and recovery included
 TERMINAL_TASK = {"COMPLETED", "FAILED", "RESCHEDULED"}  # plus every FAILED_*
 
 STEP = """\
+umask 000  # the next attempt may run as another user (SSH hosts)
 echo "$OSMO_RETRY_ID" >> {markers}/$1
 echo $$ > {markers}/$1.pid
 n=0
@@ -83,7 +87,7 @@ class Run:
     wf_id: str | None = None
     target: str = ""
     own_mounts: set[str] = field(default_factory=set)  # mounts the test holds on purpose
-    output_roots: list[Path] = field(default_factory=list)
+    output_roots: list[Path] = field(default_factory=list)  # agent roots: where tasks run
 
     @property
     def markers(self) -> Path:
@@ -310,7 +314,10 @@ async def check_invariants(run: Run, fault: Fault, status: str) -> None:
     attempts: dict[str, list[dict[str, Any]]] = {}
     for t in wf["tasks"]:
         attempts.setdefault(t["name"], []).append(t)
-    summary = {n: [(a["retry_id"], a["status"]) for a in ts] for n, ts in attempts.items()}
+    summary = {
+        n: [(a["retry_id"], a["status"], (a["message"] or "")[:80]) for a in ts]
+        for n, ts in attempts.items()
+    }
 
     # 1. it ends as the policy promises, and no attempt is left unfinished
     assert status == fault.expect, f"workflow {status}, expected {fault.expect}: {summary}"
@@ -337,9 +344,9 @@ async def check_invariants(run: Run, fault: Fault, status: str) -> None:
         assert found[0].read_text().strip() == name, f"{name}: output {found[0]} is wrong"
 
     # 4. no task process, no port of one, no mount left behind
-    left = await settled(lambda: task_processes(run.data_dir))
+    left = await settled(lambda: [p for r in run.output_roots for p in task_processes(r)])
     assert not left, f"task processes left: {[p.info for p in left]}"
-    ports = listening_ports(agent_processes(run.data_dir))
+    ports = listening_ports([p for r in run.output_roots for p in agent_processes(r)])
     assert not ports, f"ports left listening: {ports}"
     extra = mounts_under(run.tmp) - run.own_mounts
     extra |= mounts_under(run.data_dir) - run.own_mounts
