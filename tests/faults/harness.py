@@ -197,6 +197,10 @@ class Fault:
     async def teardown(self, run: Run) -> None:
         """After the checks: undo what setup made."""
 
+    async def leftovers(self, run: Run) -> list[str]:
+        """What of the run's attempts its world still holds besides local processes (pods)."""
+        return []
+
 
 async def drive(run: Run, fault: Fault, open_gate: Callable[[str], Awaitable[None]]) -> str:
     """Open gates until the workflow ends, injecting `fault` once at the run's moment; the
@@ -207,7 +211,8 @@ async def drive(run: Run, fault: Fault, open_gate: Callable[[str], Awaitable[Non
     while time.monotonic() < deadline:
         status, tasks = run.state()
         if run.service is not None and status is not None and _wf_terminal(status):
-            assert injected, f"the workflow ended ({status}) before the fault {run.where}"
+            seen = [(t["name"], t["retry_id"], t["status"], t.get("message")) for t in tasks]
+            assert injected, f"the workflow ended ({status}) before the fault: {seen}"
             return status
         for t in tasks:
             if t["name"] not in names:
@@ -346,6 +351,11 @@ async def check_invariants(run: Run, fault: Fault, status: str) -> None:
     # 4. no task process, no port of one, no mount left behind
     left = await settled(lambda: [p for r in run.output_roots for p in task_processes(r)])
     assert not left, f"task processes left: {[p.info for p in left]}"
+    for _ in range(50):  # a pod goes once its deletion is seen: bounded, 5 s
+        if not (kept := await fault.leftovers(run)):
+            break
+        await asyncio.sleep(0.1)
+    assert not kept, f"left behind: {kept}"
     ports = listening_ports([p for r in run.output_roots for p in agent_processes(r)])
     assert not ports, f"ports left listening: {ports}"
     extra = mounts_under(run.tmp) - run.own_mounts
