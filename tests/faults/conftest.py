@@ -24,6 +24,7 @@ from tests.faults.harness import (
     Run,
     agent_processes,
     mounts_under,
+    settled,
     task_processes,
     write_matrix,
 )
@@ -92,7 +93,8 @@ async def fault_run(tmp_path: Path) -> AsyncIterator[RunFactory]:
         await _shutdown(run)
         with contextlib.suppress(Exception):
             await fault.teardown(run)
-        left = task_processes(run.data_dir) + agent_processes(run.data_dir)
+        root = run.data_dir
+        left = await settled(lambda r=root: task_processes(r) + agent_processes(r))
         for p in left:
             with contextlib.suppress(Exception):
                 p.kill()

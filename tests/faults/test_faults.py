@@ -8,6 +8,7 @@ The default run takes one workflow and one phase per fault (chosen by `OSMO_FAUL
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -70,7 +71,8 @@ class TaskGroup(Fault):
     name = "task-group"
 
     async def inject(self, run: Run) -> None:
-        os.killpg(os.getpgid(run.task_pid(run.target)), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # "ending": it may have ended first
+            os.killpg(os.getpgid(run.task_pid(run.target)), signal.SIGKILL)
 
 
 class DiskFull(Fault):
