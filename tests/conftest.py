@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -75,6 +76,21 @@ async def osmo_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
         await backend.start(lambda ev: None)
         await backend.shutdown_agent(force=True)
         await backend.stop()
+
+
+@pytest.fixture(scope="session")
+def hosts() -> Iterator[Any]:
+    """Three SSH hosts (network namespaces with sshd, tests/ssh/sshhosts.py), made once per
+    session for the SSH and the fault-injection suites; skipped, saying why, where they
+    cannot be made."""
+    from tests.ssh.sshhosts import make_hosts, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(f"SSH hosts cannot be made here: {why}")
+    made = make_hosts(Path(f"/tmp/osmo-ssh-{int(time.time() * 1000) % 10**8}"), 3)
+    yield made
+    made.close()
 
 
 def osmo_cli(*args: str) -> list[str]:

@@ -59,6 +59,17 @@ class Kubelet:
         self.kmock, self.api = km, api
         self.done: set[str] = set()
         self.manifests: list[dict[str, Any]] = []
+        self.up = asyncio.Event()  # cleared: the kubelet is down (tests/faults/)
+        self.up.set()
+
+    def crash(self) -> None:
+        """The kubelet dies: it neither starts, stops nor reports pods until `restart`; the
+        containers it runs go on, as with a real kubelet's container runtime."""
+        self.up.clear()
+
+    def restart(self) -> None:
+        """Back with its state (the pods it runs): it catches up on what changed meanwhile."""
+        self.up.set()
 
     async def add_node(self, name: str, cpu: str, memory: str, **labels: str) -> None:
         body = {
@@ -123,6 +134,7 @@ class Kubelet:
         await self._patch(name, {"phase": phase, "containerStatuses": [_container(term, image)]})
 
     async def _patch(self, name: str, status: dict[str, Any]) -> None:
+        await self.up.wait()
         await asyncio.to_thread(
             self.api.patch_namespaced_pod_status, name, NAMESPACE, {"status": status}
         )
@@ -132,6 +144,7 @@ class Kubelet:
 
     async def run(self) -> None:
         while True:
+            await self.up.wait()
             with contextlib.suppress(Exception):
                 await self.step()
             await asyncio.sleep(0.1)

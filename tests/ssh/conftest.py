@@ -1,12 +1,12 @@
-"""Fixtures for the SSH backend: three real hosts (namespaces + sshd), services that use them."""
+"""Fixtures for the SSH backend: services over the three real hosts (namespaces + sshd) of the
+session-wide `hosts` fixture (tests/conftest.py, shared with tests/faults/)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sshhosts import Hosts, make_hosts, unavailable
+from sshhosts import Hosts
 
 from osmo_core.config import OsmoConfig
 from osmo_core.service import Service
-
-
-@pytest.fixture(scope="session")
-def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
-    why = unavailable()
-    if why:
-        pytest.skip(f"SSH hosts cannot be made here: {why}")
-    made = make_hosts(Path(f"/tmp/osmo-ssh-{int(time.time() * 1000) % 10**8}"), 3)
-    yield made
-    made.close()
-
 
 SshService = Callable[..., Awaitable[Service]]
 

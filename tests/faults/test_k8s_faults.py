@@ -1,0 +1,58 @@
+"""Fault injection on Kubernetes: the process kubelet of the Kubernetes tests
+(tests/k8s/pod_runner.py: kmock's API server, pods as local processes, the in-pod agent dialling
+home) goes down while a workflow runs and comes back; its containers go on meanwhile, as a real
+kubelet's container runtime keeps them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults.conftest import RunFactory
+from tests.faults.harness import SEED, Fault, Run, pick_moment
+from tests.faults.test_faults import cells, run_cell
+from tests.k8s.conftest import NAMESPACE, process_kubelet  # noqa: F401 (a fixture)
+from tests.k8s.test_k8s_pod_agent import pod_agent_config
+
+
+class Kubelet(Fault):
+    name = "kubelet"
+    hold = 2.0
+
+    def __init__(self) -> None:
+        self.kubelet: Any = None
+
+    async def inject(self, run: Run) -> None:
+        self.kubelet.crash()
+
+    async def recover(self, run: Run) -> None:
+        self.kubelet.restart()
+
+    async def leftovers(self, run: Run) -> list[str]:
+        listed = await asyncio.to_thread(self.kubelet.api.list_namespaced_pod, NAMESPACE)
+        pods = [f"pod {p.metadata.name}" for p in listed.items]
+        procs = [f"pid {p.pid}" for r in self.kubelet.pods.values() for p in r.live()]
+        return pods + procs
+
+
+@pytest.mark.parametrize(("fault", "workflow", "phase"), cells([Kubelet()]))
+async def test_kubelet_fault(
+    fault: Kubelet,
+    workflow: str,
+    phase: str,
+    kmock: Any,
+    process_kubelet: Any,  # noqa: F811
+    fault_run: RunFactory,  # after the kubelet: its control plane stops before the kubelet
+    tmp_path: Path,
+) -> None:
+    fault.kubelet = process_kubelet
+
+    def config(data_dir: Path, store_url: str) -> Any:
+        return pod_agent_config(tmp_path, str(kmock.url), data=data_dir.name)
+
+    run = fault_run(workflow, pick_moment(SEED, fault.name, workflow, phase), fault, config)
+    run.output_roots.append(process_kubelet.root)
+    await run_cell(run, fault)
