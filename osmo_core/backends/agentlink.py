@@ -35,7 +35,6 @@ from ..wire import (
     Lost,
     Started,
     StartFailed,
-    Transfer,
 )
 
 log = logging.getLogger("osmo_core.backends")
@@ -409,9 +408,9 @@ class AgentLink(ABC):
                 w.n = ev.n
             elif isinstance(ev, Started):
                 w.started = True
-            elif isinstance(ev, (Transfer, Held)):
-                pass  # not an end
-            else:
+            elif isinstance(ev, (Exited, StartFailed, Lost)):
+                # Only an end stops the watch: anything else (a usage sample, a transfer, a
+                # hold) leaves the attempt to the next resync, or its loss would go unseen.
                 del self._watch[ev.key]
         assert self._sink is not None
         try:
