@@ -85,3 +85,9 @@ class Backend(ABC):
     def host_of(self, key: str, node: str) -> str:
         """The name other tasks reach attempt `key` by ({{host:TASK}}); placed on `node`."""
         return node
+
+    async def running(self) -> set[str] | None:
+        """Keys of the attempts this backend runs (or holds) now, in one cheap answer: the
+        engine's reconciliation asks `status` only about launched attempts missing from it.
+        None: it cannot tell now (disconnected, or not implemented)."""
+        return None
