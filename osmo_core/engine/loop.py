@@ -40,7 +40,7 @@ from .launch import launch_request
 from .placement import Placement
 from .reconcile import ReconcileStats, Reconciling
 from .recovery import Recovery
-from .runs import Attempt, WorkflowRun
+from .runs import LAUNCHED, Attempt, WorkflowRun
 from .submit import Submission
 from .transitions import Transitions
 
@@ -105,7 +105,7 @@ class Engine(
         self.reconciled = ReconcileStats()
         self.lag = 0.0  # seconds the last tick took to get through the inbox
         self.tick_at: float | None = None  # wall-clock time of the last tick's answer
-        self.tick_started: float | None = None  # monotonic start of the tick under way
+        self.tick_started: float | None = None  # monotonic start of a tick not answered yet
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -158,6 +158,19 @@ class Engine(
     def attempt_counts(self) -> Counter[str]:
         """Task attempts per status, of the workflows in memory (the unfinished ones)."""
         return Counter(a.status.value for a in self._attempts.values() if a.status is not None)
+
+    @property
+    def lag_now(self) -> float:
+        """Seconds a no-op last took through the inbox, or has been waiting there so far (a
+        stuck engine never answers the tick: its lag grows)."""
+        started = self.tick_started
+        return max(self.lag, 0.0 if started is None else time.monotonic() - started)
+
+    def launched_by_backend(self) -> Counter[str]:
+        """INITIALIZING or RUNNING attempts per backend."""
+        return Counter(
+            a.alloc.backend for a in self._attempts.values() if a.status in LAUNCHED and a.alloc
+        )
 
     @property
     def usage_by_pool(self) -> dict[str, tuple[float, int]]:

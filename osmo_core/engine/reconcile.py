@@ -63,9 +63,12 @@ class Reconciling:
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(TICK)
-            self.tick_started = time.monotonic()
-            await self._call(lambda: None)
-            self.lag = time.monotonic() - self.tick_started
+            self.tick_started = started = time.monotonic()
+            try:
+                await self._call(lambda: None)
+            except Exception:  # the engine stopped (its failure is reported): lag grows
+                return
+            self.lag, self.tick_started = time.monotonic() - started, None
             self.tick_at = time.time()
 
     async def _reconcile_forever(self, every: float) -> None:

@@ -192,3 +192,27 @@ def test_osmo_workflow_run_settles_when_its_agent_is_killed(
     assert "two-1: COMPLETED" in out, out
     assert sorted(p.name for p in marks.iterdir()) == ["t0.0", "t0.1", "t1.0", "t1.1"]
     assert took < BOUND, f"the run ended {took:.1f} s after the kill"
+
+
+async def test_health_is_degraded_while_a_backend_with_tasks_is_disconnected(
+    service_factory, tmp_path: Path
+) -> None:
+    service = await service_factory(local={"cpus": 2})
+    spec = {"workflow": {"name": "h", "tasks": [task("t", f"touch {tmp_path}/m; sleep 60")]}}
+    wf_id = await service.submit(spec)
+    await wait_for(lambda: statuses(service, wf_id) == [("t", 0, "RUNNING")], 20, "RUNNING")
+    healthy = await service.health()
+    assert (healthy["status"], healthy["problems"]) == ("ok", [])
+    assert healthy["backends"][0]["tasks"] == 1
+    backend = service.backends["local"]
+    await backend.stop()  # the link goes; the agent and its task run on
+    try:
+        sick = await service.health()
+        assert sick["status"] == "degraded"
+        assert sick["problems"] == ["backend 'local' is not connected; 1 task(s) on it"]
+        assert sick["backends"][0]["connected"] is False
+    finally:
+        await backend.start(service.engine._on_backend_event)
+    assert (await service.health())["status"] == "ok"
+    await service.cancel(wf_id)
+    assert (await asyncio.wait_for(service.wait(wf_id), 20)).value == "FAILED_CANCELED"
