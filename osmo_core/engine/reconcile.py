@@ -50,7 +50,7 @@ def end_event(key: str, st: AttemptState | None, label: str) -> BackendEvent | N
     if state == "failed_start" and st is not None:
         return StartFailed(key, st.message)
     if state == "lost" and st is not None:
-        return Lost(key, st.message or f"the agent of {label} lost this attempt")
+        return Lost(key, st.message or f"{label} lost this attempt")
     return Lost(key, f"{label} no longer runs this attempt and has no record of its end")
 
 
@@ -101,7 +101,7 @@ class Reconciling:
             for key in missing:
                 ev = end_event(key, states.get(key), f"backend {name!r}")
                 if ev is not None:
-                    log.warning("reconciliation: %s has no process behind it: %s", key, ev)
+                    log.warning("reconciliation: %s has no process behind it (%s)", key, ev)
                     self._post(ev)
                     settled += 1
         stats = self.reconciled
