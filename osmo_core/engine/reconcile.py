@@ -41,17 +41,15 @@ class ReconcileStats:
 
 def end_event(key: str, st: AttemptState | None, label: str) -> BackendEvent | None:
     """The end a status answer tells of (None while the attempt runs or is held)."""
-    state = st.state if st is not None else "unknown"
-    if state in ("running", "held"):
-        return None
-    assert st is not None or state == "unknown"
-    if state == "exited" and st is not None:
+    if st is None or st.state == "unknown":
+        return Lost(key, f"{label} no longer runs this attempt and has no record of its end")
+    if st.state == "exited":
         return Exited(key, st.exit_code or 0, signal=st.signal, message=st.message)
-    if state == "failed_start" and st is not None:
+    if st.state == "failed_start":
         return StartFailed(key, st.message)
-    if state == "lost" and st is not None:
+    if st.state == "lost":
         return Lost(key, st.message or f"{label} lost this attempt")
-    return Lost(key, f"{label} no longer runs this attempt and has no record of its end")
+    return None  # running or held
 
 
 class Reconciling:
