@@ -40,7 +40,7 @@ from .launch import launch_request
 from .placement import Placement
 from .reconcile import ReconcileStats, Reconciling
 from .recovery import Recovery
-from .runs import LAUNCHED, Attempt, WorkflowRun
+from .runs import Attempt, WorkflowRun
 from .submit import Submission
 from .transitions import Transitions
 
@@ -89,6 +89,7 @@ class Engine(
         # Placement units (a barrier group is one unit), kept sorted by rank.
         self._queue: list[tuple[tuple[int, int], list[Attempt]]] = []
         self._unit_of: dict[Attempt, list[Attempt]] = {}  # a queued attempt -> its unit
+        self._launched: dict[str, Attempt] = {}  # INITIALIZING or RUNNING (transitions.py)
         self._queue_dirty = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._batch = Batch()
@@ -168,9 +169,7 @@ class Engine(
 
     def launched_by_backend(self) -> Counter[str]:
         """INITIALIZING or RUNNING attempts per backend."""
-        return Counter(
-            a.alloc.backend for a in self._attempts.values() if a.status in LAUNCHED and a.alloc
-        )
+        return Counter(a.alloc.backend for a in self._launched.values() if a.alloc)
 
     @property
     def usage_by_pool(self) -> dict[str, tuple[float, int]]:

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 
 from ..backends.base import AttemptState, BackendEvent, Exited, Lost, StartFailed
-from .runs import LAUNCHED
 
 log = logging.getLogger("osmo.engine")
 
@@ -114,6 +113,6 @@ class Reconciling:
         still launching may not be known to its backend yet)."""
         return [
             key
-            for key, a in self._attempts.items()
-            if a.status in LAUNCHED and not a.launching and a.alloc and a.alloc.backend == backend
+            for key, a in self._launched.items()
+            if not a.launching and a.alloc is not None and a.alloc.backend == backend
         ]
