@@ -25,9 +25,11 @@ import time
 from typing import Any
 
 from osmo_core.agent.protocol import decode, encode
-from osmo_core.backends.base import (
+from osmo_core.backends.base import Backend
+from osmo_core.config import OsmoConfig
+from osmo_core.service import Service
+from osmo_core.wire import (
     AttemptState,
-    Backend,
     EventSink,
     LaunchInfo,
     LaunchRequest,
@@ -35,8 +37,6 @@ from osmo_core.backends.base import (
     Node,
     Started,
 )
-from osmo_core.config import OsmoConfig
-from osmo_core.service import Service
 
 PASSES = 20
 

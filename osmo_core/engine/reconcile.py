@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ..backends.base import AttemptState, BackendEvent, Exited, Lost, StartFailed
+from ..wire import AttemptState, BackendEvent, Exited, Lost, StartFailed
 
 log = logging.getLogger("osmo.engine")
 
