@@ -7,6 +7,7 @@ time: `start()` takes an exclusive lock and refuses (Conflict) when another proc
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import getpass
 import json
@@ -33,6 +34,9 @@ from .spec import LoadedSpec, load_spec
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
 from .wire import LogLine, attempt_key
+
+LAG_LIMIT = 2.0  # seconds of engine lag above which health says "degraded"
+STORE_PROBE_TIMEOUT = 2.0  # seconds the store gets to answer the health probe
 
 
 class Service:
@@ -320,6 +324,58 @@ class Service:
             start = max(0, await backend.count_log(key) - tail)
             limit = tail if limit is None else min(limit, tail)
         return await backend.read_log(key, start, limit)
+
+    async def health(self) -> dict[str, Any]:
+        """What an operator's probe needs to tell "up" from "up but stuck": the engine's lag
+        (a timestamped tick through its inbox), each backend's link and its launched tasks,
+        the hosts, the reconciliation, the store. `status` is "degraded" with `problems`."""
+        eng, problems = self.engine, []
+        lag = eng.lag_now
+        if eng.failure is not None:
+            problems.append(f"the engine stopped: {eng.failure}")
+        elif lag > LAG_LIMIT:
+            problems.append(f"the engine lags {lag:.1f} s behind (limit {LAG_LIMIT:.0f} s)")
+        launched = eng.launched_by_backend()
+        backends = []
+        for name, b in self.backends.items():
+            connected = getattr(b, "connected_now", None)  # agent links say; others do not
+            if connected is False and launched[name]:
+                problems.append(
+                    f"backend {name!r} is not connected; {launched[name]} task(s) on it"
+                )
+            backends.append(
+                {"name": name, "kind": b.kind, "connected": connected, "tasks": launched[name]}
+            )
+        hosts = [
+            {"backend": u["backend"], "node": u["node"], "online": u["online"]}
+            for u in self.scheduler.usage()
+        ]
+        store: dict[str, Any] = {"reachable": True, "pending_writes": eng.inbox_length}
+        try:
+            store["schema_version"] = await asyncio.wait_for(
+                asyncio.to_thread(self.store.schema_version), STORE_PROBE_TIMEOUT
+            )
+        except Exception as e:  # unreachable, or too slow to count as up
+            store.update(reachable=False, error=str(e) or type(e).__name__)
+            problems.append(f"the store does not answer: {store['error']}")
+        rec = eng.reconciled
+        return {
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
+            "loop_lag": round(lag, 4),
+            "last_tick": eng.tick_at,
+            "backends": backends,
+            "hosts": hosts,
+            "reconcile": {
+                "interval": self.config.reconcile_interval,
+                "checking": len(rec.checking),
+                "passes": rec.passes,
+                "last_at": rec.last_at,
+                "last_seconds": round(rec.last_seconds, 4),
+                "settled": rec.settled,
+            },
+            "store": store,
+        }
 
     def resources(self) -> list[dict[str, Any]]:
         """Every machine: capacity, what is free, and the pools that use it."""

@@ -32,7 +32,7 @@ class Backend(ABC):
     here with a default that means "not supported", so callers never probe with `hasattr`:
     config checks (`check_config`, `host_names`; classmethods, dispatched by
     `registry.backend_class` before any instance exists), holds (`supports_hold`, `release`),
-    `{{host:TASK}}` (`host_of`) and interactive access (`dial_home_dir`, `set_dial_home`,
+    `{{host:TASK}}` (`host_of`), the engine's reconciliation (`running`) and interactive access (`dial_home_dir`, `set_dial_home`,
     `attach_hub`, `agent_prefix`, `agent_of`)."""
 
     kind: str = "abstract"
@@ -116,6 +116,12 @@ class Backend(ABC):
     def host_of(self, key: str, node: str) -> str:
         """The name other tasks reach attempt `key` by ({{host:TASK}}); placed on `node`."""
         return node
+
+    async def running(self) -> set[str] | None:
+        """Keys of the attempts this backend runs (or holds) now, in one cheap answer: the
+        engine's reconciliation asks `status` only about launched attempts missing from it.
+        None: it cannot tell now (disconnected, or not implemented)."""
+        return None
 
     # --- interactive access (osmo_core.interactive); the defaults: none --------------------
 

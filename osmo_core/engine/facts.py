@@ -65,7 +65,10 @@ class BackendFacts:
             failed = policy.start_failure_status(item.reason)
             self._end_attempt(att, failed, message=item.message)
         elif isinstance(item, Lost):
-            self._end_attempt(att, policy.lost_status(item.reason), message=item.message)
+            if att.cancel_reason is not None:  # stopped by us and gone: it ended as asked
+                self._end_attempt(att, att.cancel_reason)
+            else:
+                self._end_attempt(att, policy.lost_status(item.reason), message=item.message)
 
     def _publish_log(self, att: Attempt, line: LogLine) -> None:
         payload = {"n": line.n, "stream": line.stream, "text": line.text}

@@ -32,6 +32,7 @@ class Recovery:
                 att = t.current
                 if att.status in LAUNCHED and att.alloc is not None:
                     self.scheduler.adopt(att.alloc)
+                    self._launched[att.key] = att
                     to_ask.setdefault(att.alloc.backend, []).append(att)
         for backend_name, atts in to_ask.items():
             states = await self.backends[backend_name].status([a.key for a in atts])

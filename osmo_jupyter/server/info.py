@@ -1,9 +1,10 @@
-"""The server itself: health (no credentials), version, the caller (`me`), the OpenAPI
-document."""
+"""The server itself: health (no credentials; its detail for admins), version, the caller
+(`me`), the OpenAPI document."""
 
 from __future__ import annotations
 
 import osmo_core
+from osmo_core.errors import Forbidden
 
 from .base import OsmoHandler, allow_unauthenticated, api
 
@@ -11,7 +12,15 @@ from .base import OsmoHandler, allow_unauthenticated, api
 class HealthHandler(OsmoHandler):
     @allow_unauthenticated
     def get(self) -> None:
-        self.reply({"status": "ok"})
+        self.reply({"status": "ok"})  # liveness only: cheap for any probe
+
+
+class HealthDetailHandler(OsmoHandler):
+    @api
+    async def get(self) -> None:
+        if not self.who.is_admin:  # hosts, agents and store state are the operator's
+            raise Forbidden("the detailed health is for admins")
+        self.reply(await (await self.service()).health())
 
 
 class VersionHandler(OsmoHandler):

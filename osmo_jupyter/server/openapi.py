@@ -31,6 +31,7 @@ from ..schemas import (
     EventModel,
     FileEntry,
     FilesListing,
+    HealthDetail,
     HealthResponse,
     HoldResponse,
     KernelStarted,
@@ -125,7 +126,7 @@ MODELS: list[type[BaseModel]] = [
     LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
     MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
-    TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel,
+    TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel, HealthDetail,
 ]  # fmt: skip
 
 

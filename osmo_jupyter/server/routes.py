@@ -19,6 +19,7 @@ from ..schemas import (
     DryRunResponse,
     FilesListing,
     FilesQuery,
+    HealthDetail,
     HealthResponse,
     HoldResponse,
     KernelStarted,
@@ -52,7 +53,7 @@ from .base import API_PREFIX
 from .events import EventsWebSocket
 from .exec import ExecWebSocket, PortForwardWebSocket
 from .files import DirsHandler, FileContentHandler, FilesHandler
-from .info import HealthHandler, MeHandler, OpenAPIHandler, VersionHandler
+from .info import HealthDetailHandler, HealthHandler, MeHandler, OpenAPIHandler, VersionHandler
 from .kernels import KernelChannelWebSocket, TaskKernelHandler, TaskKernelsHandler
 from .logs import LogFollowWebSocket, LogsHandler
 from .metrics import MetricsHandler
@@ -112,6 +113,10 @@ ROUTES: list[Route] = [
     Route(api_route("health"), HealthHandler, {
         "get": Op("health", "Liveness", {200: json_reply(ref(HealthResponse), "alive")}, (),
                   public=True),
+    }),
+    Route(api_route("health/detail"), HealthDetailHandler, {
+        "get": Op("healthDetail", "Engine lag, agents, hosts, reconciliation, store (admins)",
+                  {200: json_reply(ref(HealthDetail), "ok or degraded")}, SERVICE),
     }),
     Route(api_route("version"), VersionHandler, {
         "get": Op("version", "Server version", {200: json_reply(ref(VersionResponse), "OK")},

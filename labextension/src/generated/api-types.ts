@@ -21,6 +21,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/health/detail': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Engine lag, agents, hosts, reconciliation, store (admins) */
+    get: operations['healthDetail'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/me': {
     parameters: {
       query?: never;
@@ -433,6 +450,23 @@ export interface components {
        */
       memory: number;
     };
+    /** BackendHealth */
+    BackendHealth: {
+      /**
+       * Connected
+       * @description whether its agent link is up; null: the backend does not say (its hosts do)
+       */
+      connected: boolean | null;
+      /** Kind */
+      kind: string;
+      /** Name */
+      name: string;
+      /**
+       * Tasks
+       * @description INITIALIZING or RUNNING tasks on it
+       */
+      tasks: number;
+    };
     /** CancelResponse */
     CancelResponse: {
       /** Id */
@@ -553,6 +587,35 @@ export interface components {
       /** Workflow Id */
       workflow_id: string;
     };
+    /**
+     * HealthDetail
+     * @description `GET /health/detail` (admins): "ok", or "degraded" with the problems found.
+     */
+    HealthDetail: {
+      /** Backends */
+      backends: components['schemas']['BackendHealth'][];
+      /** Hosts */
+      hosts: components['schemas']['HostHealth'][];
+      /**
+       * Last Tick
+       * @description when that no-op was answered (Unix time)
+       */
+      last_tick: number | null;
+      /**
+       * Loop Lag
+       * @description seconds a no-op last took through the engine's inbox (or waits there now)
+       */
+      loop_lag: number;
+      /** Problems */
+      problems: string[];
+      reconcile: components['schemas']['ReconcileHealth'];
+      /**
+       * Status
+       * @enum {string}
+       */
+      status: 'ok' | 'degraded';
+      store: components['schemas']['StoreHealth'];
+    };
     /** HealthResponse */
     HealthResponse: {
       /**
@@ -580,6 +643,15 @@ export interface components {
       retry_id: number;
       /** Task */
       task: string;
+    };
+    /** HostHealth */
+    HostHealth: {
+      /** Backend */
+      backend: string;
+      /** Node */
+      node: string;
+      /** Online */
+      online: boolean;
     };
     /**
      * KernelStarted
@@ -728,6 +800,39 @@ export interface components {
       };
     };
     /**
+     * ReconcileHealth
+     * @description The engine's check that every launched task still has a process behind it.
+     */
+    ReconcileHealth: {
+      /**
+       * Checking
+       * @description tasks being asked about right now
+       */
+      checking: number;
+      /**
+       * Interval
+       * @description seconds between passes (0: off)
+       */
+      interval: number;
+      /**
+       * Last At
+       * @description when the last pass ended (Unix time)
+       */
+      last_at: number | null;
+      /**
+       * Last Seconds
+       * @description how long the last pass took
+       */
+      last_seconds: number;
+      /** Passes */
+      passes: number;
+      /**
+       * Settled
+       * @description tasks passes found without a process, since the start
+       */
+      settled: number;
+    };
+    /**
      * ResourceModel
      * @description One machine of `GET /resources`.
      */
@@ -780,6 +885,27 @@ export interface components {
        * @description The validated spec as JSON text.
        */
       spec: string;
+    };
+    /** StoreHealth */
+    StoreHealth: {
+      /**
+       * Error
+       * @default null
+       */
+      error?: string | null;
+      /**
+       * Pending Writes
+       * @description commands and events the engine has not committed
+       */
+      pending_writes: number;
+      /** Reachable */
+      reachable: boolean;
+      /**
+       * Schema Version
+       * @description the store's migration revision
+       * @default null
+       */
+      schema_version?: string | null;
     };
     /**
      * SubmitRequest
@@ -1267,6 +1393,53 @@ export interface operations {
         };
         content: {
           'application/json': components['schemas']['HealthResponse'];
+        };
+      };
+    };
+  };
+  healthDetail: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description ok or degraded */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['HealthDetail'];
+        };
+      };
+      /** @description Not authenticated: no credentials, or an unknown, expired or revoked token */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not allowed: another user's workflow or token, a pool or a credential closed to the caller (`details` name each field that uses one), an admin-only action (or, with cookie auth, a POST without an XSRF token) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description The service is not running or its store is unavailable */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
         };
       };
     };
