@@ -32,8 +32,8 @@ class Backend(ABC):
     here with a default that means "not supported", so callers never probe with `hasattr`:
     config checks (`check_config`, `host_names`; classmethods, dispatched by
     `registry.backend_class` before any instance exists), holds (`supports_hold`, `release`),
-    `{{host:TASK}}` (`host_of`), the engine's reconciliation (`running`) and interactive access (`dial_home_dir`, `set_dial_home`,
-    `attach_hub`, `agent_prefix`, `agent_of`)."""
+    `{{host:TASK}}` (`host_of`), the engine's reconciliation (`running`) and interactive
+    access (`dial_home_dir`, `set_dial_home`, `attach_hub`, `agent_prefix`, `agent_of`)."""
 
     kind: str = "abstract"
     supports_hold: bool = False  # can keep an ended task's environment (LaunchRequest.hold)
