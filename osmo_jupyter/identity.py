@@ -32,8 +32,9 @@ from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvi
 from jupyter_server.base.handlers import APIHandler
 from tornado import web, websocket
 
-from osmo_core.auth import ADMIN, USER, Principal
+from osmo_core.auth import Principal
 from osmo_core.errors import Unauthorized
+from osmo_core.roles import ADMIN, USER
 
 _BEARER_SCHEMES = ("bearer", "token")
 
