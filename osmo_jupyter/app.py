@@ -25,6 +25,7 @@ from osmo_core.config import OsmoConfig
 from osmo_core.errors import ConfigError, Problem
 from osmo_core.service import Service
 
+from .access import ServiceUnavailable
 from .authorizer import OsmoAuthorizer
 from .client import export_server_environment
 from .identity import OsmoIdentityProvider
@@ -34,10 +35,6 @@ from .metrics import ServiceMetrics
 from .server.base import API_PREFIX
 from .server.proxy import install_app_host
 from .server.routes import handlers
-
-
-class ServiceUnavailable(Exception):
-    """The Service failed to start (or has stopped); carries the reason."""
 
 
 class OsmoApp(ExtensionApp):
