@@ -27,7 +27,6 @@ from osmo_core.service import Service
 
 from .access import ServiceUnavailable
 from .authorizer import OsmoAuthorizer
-from .client import export_server_environment
 from .identity import OsmoIdentityProvider
 from .kernel_env import install as install_kernel_env
 from .kernels import install as install_kernels
@@ -35,6 +34,7 @@ from .metrics import ServiceMetrics
 from .server.base import API_PREFIX
 from .server.proxy import install_app_host
 from .server.routes import handlers
+from .server_env import export_server_environment
 
 
 class OsmoApp(ExtensionApp):

@@ -34,8 +34,8 @@ from osmo_core.agent.environment import scrubbed
 from osmo_core.auth import Principal
 
 from .access import current_principal
-from .client import ENV_TOKEN, ENV_URL, server_url
 from .identity import OsmoIdentityProvider
+from .server_env import ENV_TOKEN, ENV_URL, server_url
 
 if TYPE_CHECKING:
     from .app import OsmoApp
