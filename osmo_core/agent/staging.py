@@ -22,8 +22,8 @@ from typing import Any
 from ..backends.base import LaunchRequest
 from ..data import transfer
 from ..data.credentials import storage_options
-from ..data.datasets import TransferStats
 from ..data.exit_codes import DataExit, TransferError
+from ..data.results import TransferStats
 from ..data.storage import redact
 from .identity import TaskIdentity, opener
 from .workdir import INPUTS, OUTPUT

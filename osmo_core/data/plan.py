@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from ..errors import InputError, Problem
 from ..spec.models import Workflow, task_fields
 from .credentials import POLICY
-from .datasets import parse_ref, validate_name
+from .refs import parse_ref, validate_name
 from .storage import redact
 
 # memory:// lives in one process: the agent, which moves the data, is another.
