@@ -29,12 +29,12 @@ from traitlets import (
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from .errors import ConfigError, Problem
+from .roles import ROLES
 
 if TYPE_CHECKING:
     from .spec.limits import SpecLimits
 
 PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}
-ROLES = ("admin", "user")
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,14 @@ groups, as in OSMO.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from .gcpause import gc_paused
-from .spec.models import Workflow
+
+if TYPE_CHECKING:  # only for annotations: spec.validate imports this module
+    from .spec.models import Workflow
 
 
 class WorkflowDAG:

@@ -14,6 +14,7 @@ command it stays up for debugging until retried, canceled or timed out).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -253,3 +254,12 @@ class WorkflowSpec(Model):
         if v != 2:
             raise ValueError(f"version {v} is not supported; use version: 2")
         return v
+
+
+def task_fields(workflow: Workflow) -> Iterator[tuple[str, Task]]:
+    """(field path, task) for every task, with the path as the spec writes it."""
+    for gi, g in enumerate(workflow.groups or []):
+        for ti, t in enumerate(g.tasks):
+            yield f"workflow.groups[{gi}].tasks[{ti}]", t
+    for ti, t in enumerate(workflow.tasks or []):
+        yield f"workflow.tasks[{ti}]", t

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 import networkx as nx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .. import dag  # a module import: dag imports spec.models, which imports this package
+from ..dag import WorkflowDAG
 from ..errors import Problem
 from .models import NAME_PATTERN, Workflow, WorkflowSpec
 from .templating import TOKEN
@@ -468,7 +468,7 @@ def _check_cycle(
         return
     graph: nx.DiGraph = nx.DiGraph(list(edges))
     task_group = {name: t.node for name, t in first.items() if t.node is not None}
-    cycle = dag.WorkflowDAG(graph, task_group).find_cycle()
+    cycle = WorkflowDAG(graph, task_group).find_cycle()
     if cycle:
         t, i = edges[(cycle[-2], cycle[-1])]
         report(

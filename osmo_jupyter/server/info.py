@@ -1,5 +1,5 @@
 """The server itself: health (no credentials; its detail for admins), version, the caller
-(`me`), the OpenAPI document."""
+(`me`). The OpenAPI document's handler is in routes.py, with the table it is built from."""
 
 from __future__ import annotations
 
@@ -33,13 +33,3 @@ class MeHandler(OsmoHandler):
     @api
     async def get(self) -> None:
         self.reply({"name": self.who.name, "role": self.who.role, "via": self.who.via})
-
-
-class OpenAPIHandler(OsmoHandler):
-    @api
-    async def get(self) -> None:
-        config = getattr(self.osmo_app.service, "config", None)  # the document needs no engine
-        pages = (config.max_page_size, config.max_log_page_size) if config else ()
-        from .routes import openapi  # built from the route table, which imports this module
-
-        self.reply(openapi(osmo_core.__version__, *pages))

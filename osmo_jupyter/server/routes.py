@@ -14,6 +14,8 @@ from typing import Any
 
 from tornado import web
 
+import osmo_core
+
 from ..schemas import (
     CancelResponse,
     DryRunResponse,
@@ -49,11 +51,11 @@ from ..schemas import (
     WorkflowSummary,
 )
 from .app_links import APP_ROUTE
-from .base import API_PREFIX
+from .base import API_PREFIX, OsmoHandler, api
 from .events import EventsWebSocket
 from .exec import ExecWebSocket, PortForwardWebSocket
 from .files import DirsHandler, FileContentHandler, FilesHandler
-from .info import HealthDetailHandler, HealthHandler, MeHandler, OpenAPIHandler, VersionHandler
+from .info import HealthDetailHandler, HealthHandler, MeHandler, VersionHandler
 from .kernels import KernelChannelWebSocket, TaskKernelHandler, TaskKernelsHandler
 from .logs import LogFollowWebSocket, LogsHandler
 from .metrics import MetricsHandler
@@ -78,6 +80,17 @@ KERNEL_ID = r"(?P<kernel_id>[^/]+)"
 CHANNEL = r"(?P<channel>[^/]+)"
 TERMINAL = r"(?P<name>[^/]+)"  # any: an unknown name is a JSON 404, not an HTML one
 PORT = r"(?P<port>[0-9]{1,5})"
+
+
+class OpenAPIHandler(OsmoHandler):
+    """The document built from ROUTES below: here rather than in info.py, since the table
+    imports every handler module."""
+
+    @api
+    async def get(self) -> None:
+        config = getattr(self.osmo_app.service, "config", None)  # the document needs no engine
+        pages = (config.max_page_size, config.max_log_page_size) if config else ()
+        self.reply(openapi(osmo_core.__version__, *pages))
 
 
 def api_route(path: str) -> str:
