@@ -4,11 +4,16 @@ REST routes, its operations, from which the OpenAPI document is built (openapi.p
 `OsmoApp.initialize_handlers` (app.py) gives `handlers()` to tornado, in this order; an app's
 own host name (`OsmoConfig.app_proxy_url`) is routed apart (`proxy.install_app_host`). A route
 without operations is not in the document: a WebSocket, the proxy to a task's web app, and
-`/metrics` (outside the API).
+`/metrics` (outside the API). `python -m osmo_jupyter.server.routes [--out FILE]` writes the
+document (the panel's TypeScript types are generated from it: `jlpm gen:api` in labextension/).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,3 +285,22 @@ def openapi(version: str, max_page: int = 1000, max_log_page: int = 10_000) -> d
     """The OpenAPI 3 document of the REST API; `limit`s say the server's page sizes
     (OsmoConfig.max_page_size, max_log_page_size)."""
     return document(version, ROUTES, max_page, max_log_page)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write the document of the server's route table, with its default page sizes."""
+    parser = argparse.ArgumentParser(
+        prog="python -m osmo_jupyter.server.routes", description=main.__doc__
+    )
+    parser.add_argument("--out", help="write it to this file (default: stdout)")
+    args = parser.parse_args(argv)
+    text = json.dumps(openapi(osmo_core.__version__), indent=2, sort_keys=True) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
