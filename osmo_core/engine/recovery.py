@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from ..backends.base import Exited, Held, Lost, StartFailed, attempt_key
 from ..states import TASK_TERMINAL, TaskStatus, workflow_outcome
-from .runs import LAUNCHED, Attempt, WorkflowRun, load_run
+from .runs import LAUNCHED, Attempt, WorkflowRun, run_from_rows
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
@@ -29,12 +31,15 @@ class Recovery:
         ids = []
         to_ask: dict[str, list[Attempt]] = {}
         for wf_id in self.store.unfinished_workflow_ids():
+            rows = self.store.get_workflow(wf_id)
+            group_rows, task_rows = self.store.groups_of(wf_id), self.store.tasks_of(wf_id)
             loaded: dict[str, Attempt] = {}
             try:
-                wf = load_run(self.store, wf_id, loaded)
+                wf = run_from_rows(rows, group_rows, task_rows, loaded)
             except Exception as e:  # e.g. a spec an older validator let through: it fails alone
                 log.exception("recovery: cannot load workflow %s", wf_id)
-                self._fail_unloadable(wf_id, f"cannot load the stored workflow: {e}")
+                reason = f"cannot load the stored workflow: {type(e).__name__}: {e}"
+                self._fail_unloadable(wf_id, group_rows, task_rows, reason)
                 continue
             ids.append(wf_id)
             self._attempts.update(loaded)
@@ -83,21 +88,27 @@ class Recovery:
         self._schedule()
         self._flush()
 
-    def _fail_unloadable(self, wf_id: str, reason: str) -> None:
+    def _fail_unloadable(
+        self,
+        wf_id: str,
+        group_rows: list[Mapping[str, Any]],
+        task_rows: list[Mapping[str, Any]],
+        reason: str,
+    ) -> None:
         """End, in the store, a workflow the engine cannot load: its unfinished tasks, groups
         and itself FAILED_SERVER_ERROR with `reason`; attempts a backend may still run are
         cancelled (by key: their records are all that is left). Statuses are compared as
         text: the rows may be what could not be loaded."""
         F = T.FAILED_SERVER_ERROR.value
         now = time.time()
-        for g in self.store.groups_of(wf_id):
+        for g in group_rows:
             if g["status"] not in ENDED:
                 self._batch.update(
                     "groups",
                     {"workflow_id": wf_id, "name": g["name"], "status": F, "end_time": now},
                 )
                 self._event("group.status", wf_id, group=g["name"], status=F, message=reason)
-        for r in self.store.tasks_of(wf_id):
+        for r in task_rows:
             if r["status"] in ENDED:
                 continue
             key = {"workflow_id": wf_id, "name": r["name"], "retry_id": r["retry_id"]}
