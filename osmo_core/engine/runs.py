@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import BackendEvent, LaunchInfo, Usage, attempt_key
-from ..dag import WorkflowDAG
+from ..dag import WorkflowDAG, acyclic
+from ..errors import SpecError
 from ..scheduler import Alloc
 from ..spec.models import Group, Task, Workflow
 from ..states import TaskStatus, WorkflowStatus
@@ -108,6 +109,15 @@ class WorkflowRun:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+def workflow_dag(spec: Workflow) -> WorkflowDAG:
+    """The spec's group graph. SpecError on a cycle: validation refuses one, and a workflow
+    that reached the engine without it would wait forever (no group of a cycle can start)."""
+    graph = WorkflowDAG.build(spec)
+    if not acyclic(graph.graph.edges):
+        raise SpecError(f"cycle: {' -> '.join(graph.find_cycle() or [])}")
+    return graph
+
+
 def run_from_rows(
     row: Mapping[str, Any],
     group_rows: list[Mapping[str, Any]],
@@ -122,7 +132,7 @@ def run_from_rows(
     wf = WorkflowRun(
         id=wf_id,
         spec=spec,
-        dag=WorkflowDAG.build(spec),
+        dag=workflow_dag(spec),
         pool=row["pool"],
         user=row["user"],
         priority=row["priority"],

@@ -468,7 +468,7 @@ def _check_input_task(
 def _check_cycle(
     report: _Reporter, first: dict[str, _Task], edges: dict[tuple[str, str], tuple[_Task, int]]
 ) -> None:
-    if _acyclic(edges):
+    if dag.acyclic(edges):
         return
     graph: nx.DiGraph = nx.DiGraph(list(edges))
     task_group = {name: t.node for name, t in first.items() if t.node is not None}
@@ -480,24 +480,6 @@ def _check_cycle(
             (*t.path, "inputs", i, "task"),
             hint="a task cannot wait, directly or through others, for its own output",
         )
-
-
-def _acyclic(edges: dict[tuple[str, str], Any]) -> bool:
-    """Kahn's algorithm on plain dicts: networkx is built only to name a cycle (it is slower)."""
-    succ: dict[str, list[str]] = {}
-    indegree: dict[str, int] = {}
-    for src, dst in edges:
-        succ.setdefault(src, []).append(dst)
-        indegree[dst] = indegree.get(dst, 0) + 1
-    ready = [n for n in succ if n not in indegree]
-    removed = 0
-    while ready:
-        for dst in succ.get(ready.pop(), ()):
-            indegree[dst] -= 1
-            if not indegree[dst]:
-                ready.append(dst)
-                removed += 1
-    return removed == len(indegree)
 
 
 def _check_tokens(

@@ -51,10 +51,18 @@ async def test_recovery_fails_poisoned_workflows_and_runs_the_rest(
     svc = await service_factory(home, local={"cpus": 0})
     bad = await svc.engine.submit(workflow("bad", BAD_BASE64))
     unloadable = await svc.engine.submit(workflow("unloadable"))
+    chain = {"name": "cyclic", "tasks": [{"name": "a", "command": ["true"]}]}
+    chain["tasks"].append({"name": "b", "command": ["true"], "inputs": [{"task": "a"}]})
+    cyclic = await svc.engine.submit(Workflow.model_validate(chain))
     good = await svc.engine.submit(workflow("good"))
     await svc.stop()
-    with sqlite3.connect(home / "osmo.db") as db:  # a stored spec that no longer parses
+    chain["tasks"][0]["inputs"] = [{"task": "b"}]  # a -> b -> a: no group could ever start
+    with sqlite3.connect(home / "osmo.db") as db:  # stored specs that no longer load
         db.execute("update workflows set spec_json = '{\"name\": 1' where id = ?", (unloadable,))
+        db.execute(
+            "update workflows set spec_json = ? where id = ?",
+            (Workflow.model_validate(chain).model_dump_json(by_alias=True), cyclic),
+        )
 
     resumed = subprocess.run(
         osmo_cli("workflow", "resume"), env=osmo_env, capture_output=True, text=True, timeout=120
@@ -66,9 +74,20 @@ async def test_recovery_fails_poisoned_workflows_and_runs_the_rest(
     assert statuses == {
         bad: "FAILED_SERVER_ERROR",
         unloadable: "FAILED_SERVER_ERROR",
+        cyclic: "FAILED_SERVER_ERROR",
         good: "COMPLETED",
     }
-    messages = dict(rows(home, "select workflow_id, message from tasks"))
+    messages = dict(rows(home, "select workflow_id, message from tasks where name != 'b'"))
+    assert (
+        rows(home, f"select message from tasks where workflow_id = '{cyclic}'")
+        == [
+            (
+                "cannot load the stored workflow: SpecError: invalid workflow spec: 1 problem\n"
+                "  cycle: a -> b -> a",
+            )
+        ]
+        * 2
+    )
     assert "cannot launch" in messages[bad] and "not valid base64" in messages[bad]
     assert messages[unloadable].startswith("cannot load the stored workflow")
     assert rows(home, f"select status from groups where workflow_id = '{unloadable}'") == [
