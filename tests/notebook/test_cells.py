@@ -116,9 +116,7 @@ def test_rerunning_a_cell_replaces_its_task(shell, capsys):
     capsys.readouterr()
     shell.run_line_magic("osmo", "export w")
     (task,) = yaml.safe_load(capsys.readouterr().out)["workflow"]["tasks"]
-    assert (
-        task["command"] == ["sh", "/cells/a.sh"] and task["files"][0]["contents"] == "echo 2\n"
-    )
+    assert task["command"] == ["sh", "/cells/a.sh"] and task["files"][0]["contents"] == "echo 2\n"
 
 
 def test_cell_task_mistakes(shell):
