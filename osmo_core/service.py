@@ -270,7 +270,7 @@ class Service:
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
         tasks = [_task_model(r) for r in task_rows]
-        order = {name: i for i, name in enumerate(_task_names(json.loads(spec_json)))}
+        order = {name: i for i, name in enumerate(_task_names(spec_json))}
         tasks.sort(key=lambda t: (order.get(t["name"], 0), t["retry_id"]))
         row["groups"] = [dict(g) for g in group_rows]
         row["tasks"] = tasks
@@ -410,7 +410,12 @@ def _task_model(r: Any) -> dict[str, Any]:
     return d
 
 
-def _task_names(spec: dict[str, Any]) -> list[str]:
-    """Task names in spec order, from the stored JSON (no model validation on a read path)."""
-    names = [t["name"] for g in spec.get("groups") or [] for t in g["tasks"]]
-    return names + [t["name"] for t in spec.get("tasks") or []]
+def _task_names(spec_json: str) -> list[str]:
+    """Task names in spec order, from the stored JSON (no model validation on a read path);
+    none from a stored spec that does not parse: its workflow stays readable (it failed)."""
+    try:
+        spec = json.loads(spec_json)
+        names = [t["name"] for g in spec.get("groups") or [] for t in g["tasks"]]
+        return names + [t["name"] for t in spec.get("tasks") or []]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []

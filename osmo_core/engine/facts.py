@@ -39,6 +39,11 @@ class BackendFacts:
                 att = item[1]
                 att.launching = False
                 self._end_attempt(att, T.FAILED_BACKEND_ERROR, message=f"launch failed: {item[2]}")
+            elif kind == "request_failed":  # the server could not turn the spec into a launch
+                item[1].launching = False
+                self._end_attempt(
+                    item[1], T.FAILED_SERVER_ERROR, message=f"cannot launch: {item[2]}"
+                )
             return
         att = self._attempts.get(item.key)
         if att is None or att.status is None or att.status.terminal:

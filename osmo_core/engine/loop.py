@@ -297,9 +297,13 @@ class Engine(
             self.bus.publish(ev)
         launches, self._launches = self._launches, []
         for att in launches:
-            self._spawn(
-                self._launch(att, launch_request(att, self.config, self.scheduler, self.backends))
-            )
+            try:
+                req = launch_request(att, self.config, self.scheduler, self.backends)
+            except Exception as e:  # this task's spec cannot be launched: it fails, not the engine
+                log.exception("engine: cannot build the launch of %s", att.key)
+                self._post(("request_failed", att, f"{type(e).__name__}: {e}"))
+                continue
+            self._spawn(self._launch(att, req))
         cancels, self._cancels = self._cancels, []
         for att in cancels:
             self._spawn(self._stop_process(att))
