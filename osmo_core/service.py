@@ -57,7 +57,7 @@ class Service:
         for backend in self.backends.values():  # handed to agents privately (data/credentials)
             backend.credentials = without_policy(self.config.credentials)
             backend.pools = {p.name: p for p in self.pools.values() if p.backend == backend.name}
-            if backend.kind == "local":
+            if backend.isolates_users:
                 backend.isolation = self.isolation
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
         self.auth = Authenticator(self.store, self.config)
@@ -66,13 +66,13 @@ class Service:
         self._umask: int | None = None
         logger = logging.getLogger("osmo_core")
         logger.info("osmo: %s", isolation.describe(self.isolation))
-        ssh = sorted(n for n, b in self.backends.items() if b.kind == "ssh")
-        if self.isolation is not None and ssh:
+        shared = sorted(n for n, b in self.backends.items() if b.shares_login_user)
+        if self.isolation is not None and shared:
             logger.warning(
                 "osmo: tasks on the SSH hosts of %s run as the SSH login user, not as their "
                 "users: there a task can read the agent's folder (the credentials pushed to "
                 "it, other tasks' folders on that host); give those pools to trusted users",
-                ", ".join(ssh),
+                ", ".join(shared),
             )
 
     # --- lifecycle --------------------------------------------------------------------------

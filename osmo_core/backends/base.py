@@ -23,6 +23,7 @@ from ..wire import AttemptState, EventSink, LaunchInfo, LaunchRequest, LogLine, 
 if TYPE_CHECKING:
     from ..errors import Problem
     from ..interactive.hub import Interactive
+    from ..isolation import Isolation
 
 
 class Backend(ABC):
@@ -41,6 +42,13 @@ class Backend(ABC):
     # Agent ids starting with this are accepted by the interactive hub only once the backend
     # has announced them (`hub.expect`): set by backends that make their agents' host keys.
     agent_prefix: str | None = None
+    # Whom tasks run as when the service isolates users (OsmoConfig.task_isolation): a backend
+    # with `isolates_users` runs each user's tasks as that user's own OS identity, given in
+    # `isolation` before start(); one with `shares_login_user` runs every task as one login
+    # user beside its agent's folder (SSH hosts), which the service warns about.
+    isolates_users: bool = False
+    shares_login_user: bool = False
+    isolation: Isolation | None = None
 
     @classmethod
     def check_config(cls, name: str, spec: dict[str, Any]) -> list[Problem]:
