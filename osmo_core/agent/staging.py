@@ -83,7 +83,7 @@ class Stager:
         url: str,
         dataset: str | None,
         credential: str | None,
-        fn: Callable[[dict[str, Any], transfer.Progress], TransferStats],
+        fn: Callable[..., TransferStats],  # (options, progress): lambdas bind the rest as defaults
     ) -> None:
         what = f"dataset {dataset} ({redact(url)})" if dataset else redact(url)
         verb = {"download": "downloading", "upload": "uploading", "checkpoint": "checkpoint to"}

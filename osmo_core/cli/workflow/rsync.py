@@ -185,12 +185,9 @@ class _Sync:
 
 def _same(entry: dict[str, Any] | None, size: int, mtime: float) -> bool:
     """rsync's quick check: same size and same modification time (whole seconds)."""
-    return (
-        bool(entry)
-        and entry["type"] == "file"
-        and (entry["size"], entry["mtime"])
-        == (
-            size,
-            int(mtime),
-        )
+    if not entry:
+        return False
+    return entry["type"] == "file" and (entry["size"], entry["mtime"]) == (
+        size,
+        int(mtime),
     )
