@@ -50,7 +50,7 @@ def current_principal(app: OsmoApp) -> Principal | None:
     if who is not None:
         return who
     svc = app.service
-    idp = app.serverapp.identity_provider
+    idp = app.server.identity_provider
     who = principal_of(User("?"), idp, svc.config.admin_users if svc else set())
     return who if who.is_admin else None
 

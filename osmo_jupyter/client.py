@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,7 @@ class Client:
         body: dict[str, Any],
         base: str | Path | None = None,
     ) -> dict[str, Any]:
+        text: str | Mapping[str, Any]
         text, file = spec_source(spec)
         if name is not None:
             text = with_workflow_name(text, name)

@@ -208,7 +208,7 @@ class Workflow:
 def _in_kernel() -> bool:
     """True inside a Jupyter kernel (widgets can be shown), False in a terminal IPython."""
     try:
-        from IPython import get_ipython
+        from IPython.core.getipython import get_ipython
     except ImportError:
         return False
     return getattr(get_ipython(), "kernel", None) is not None

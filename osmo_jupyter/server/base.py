@@ -49,11 +49,13 @@ from osmo_core.errors import (
 from ..access import ServiceUnavailable
 from ..identity import CHALLENGE, principal_of
 
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
 try:  # jupyter_server >= 2.13
     from jupyter_server.auth.decorator import allow_unauthenticated
 except ImportError:  # pragma: no cover - older servers have no global auth switch
 
-    def allow_unauthenticated(method: Any) -> Any:  # type: ignore[no-redef]
+    def allow_unauthenticated(method: FuncT) -> FuncT:
         return method
 
 
@@ -178,7 +180,8 @@ class OsmoMixin:
             found = principal_of(
                 self.current_user,  # type: ignore[attr-defined]
                 self.identity_provider,  # type: ignore[attr-defined]
-                self.osmo_app.service.config.admin_users,  # type: ignore[union-attr],
+                # requests reach handlers once the service is up
+                self.osmo_app.service.config.admin_users,  # type: ignore[union-attr]
             )
             self._osmo_who = found
         return found

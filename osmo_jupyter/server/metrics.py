@@ -21,7 +21,8 @@ class MetricsHandler(PrometheusMetricsHandler):
     auth_resource = "metrics"
 
     @allow_unauthenticated  # checked here: 401 (not a login redirect) without credentials
-    async def get(self) -> None:
+    # tornado awaits a handler method that is a coroutine; the base class's is not one
+    async def get(self) -> None:  # type: ignore[override]
         if self.settings["authenticate_prometheus"]:
             user = self.current_user
             if user is None:

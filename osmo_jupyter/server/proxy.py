@@ -82,7 +82,8 @@ class _TaskNetwork(httpcore.AsyncNetworkBackend):
     def __init__(self, open_port: Any):
         self._open = open_port
 
-    async def connect_tcp(
+    # httpcore passes local_address and socket_options by name; a channel has no use for them
+    async def connect_tcp(  # type: ignore[override]
         self, host: str, port: int, timeout: float | None = None, **kwargs: Any
     ) -> httpcore.AsyncNetworkStream:
         return _TaskStream(*await self._open())
@@ -407,7 +408,7 @@ class AppRootHandler(AppHandler):
         await self._forward(svc, *ticket.where, target)
 
     @allow_unauthenticated
-    async def get(self, *args: Any) -> None:  # type: ignore[override]
+    async def get(self, *args: Any) -> None:
         try:
             await self._serve()
         except OsmoError as e:
