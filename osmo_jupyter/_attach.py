@@ -100,6 +100,7 @@ def attach(transport: Any, wf_id: str, task: str, timeout: float = 60.0) -> Bloc
         kc.stop_channels()
         close()
         raise OsmoError(f"the kernel in {wf_id}/{task} did not answer: {e}") from None
+    # our handle, added to jupyter_client's client for the caller
     kc.osmo = Attached(kc, close, kernel_id)  # type: ignore[attr-defined]
     return kc
 

@@ -40,6 +40,7 @@ def started(app: OsmoApp | None) -> Service | None:
     task = getattr(app, "_start_task", None)
     if task is None or not task.done() or task.cancelled() or task.exception() is not None:
         return None
+    # the service task's result, typed Any
     return task.result()  # type: ignore[no-any-return]
 
 

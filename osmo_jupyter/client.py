@@ -128,6 +128,7 @@ class Client:
         )
         body = {**body, "set_values": set_values or {}}
         try:
+            # the server's answer is JSON (Any)
             return self.transport.request(  # type: ignore[no-any-return]
                 "POST", "workflows", body={"spec": text, **body}
             )
@@ -154,6 +155,7 @@ class Client:
 
     def list(self, status: str | list[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Workflows, newest first."""
+        # the server's answer is JSON (Any)
         return self.transport.request(  # type: ignore[no-any-return]
             "GET", "workflows", params={"status": status, "limit": limit}
         )

@@ -164,6 +164,7 @@ class OsmoTaskProvisioner(KernelProvisionerBase):
         app = getattr(ksm, "osmo_app", None)
         if app is None:
             raise web.HTTPError(500, "osmo kernels need the osmo_jupyter server extension")
+        # the app from tornado's settings (Any)
         return app  # type: ignore[no-any-return]
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        # a count of bytes (int) goes on as a float of KB, MB, GB
         n /= 1000  # type: ignore[assignment]
     return str(n)
 

@@ -34,4 +34,5 @@ class MetricsHandler(PrometheusMetricsHandler):
         self.write(prometheus_client.generate_latest(REGISTRY))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # OsmoHandler's error page on another tornado handler class
         OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]

@@ -66,6 +66,7 @@ class _TaskStream(httpcore.AsyncNetworkStream):
         self._r, self._w = reader, writer
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        # the SSH channel's reader is typed Any here
         return await self._r.read(max_bytes)  # type: ignore[no-any-return]
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -116,6 +117,7 @@ class ProxyHandler(OsmoMixin, JupyterHandler):
         pass
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # OsmoHandler's error page on another tornado handler class
         OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]
 
     def _split(self) -> tuple[str, str | None, str]:
@@ -368,12 +370,14 @@ class AppHandler(ProxyHandler):
         return True
 
     @allow_unauthenticated
+    # tornado passes the route's groups as arguments
     async def get(self, ticket: str, path: str | None) -> None:  # type: ignore[override]
         try:
             await self._app(ticket)
         except OsmoError as e:
             raise from_osmo_error(e) from e
 
+    # every HTTP verb goes through the one proxying method
     head = post = put = delete = patch = options = get  # type: ignore[assignment]
 
 
@@ -414,6 +418,7 @@ class AppRootHandler(AppHandler):
         except OsmoError as e:
             raise from_osmo_error(e) from e
 
+    # every HTTP verb goes through the one proxying method
     head = post = put = delete = patch = options = get  # type: ignore[assignment]
 
 

@@ -77,6 +77,7 @@ class _Sync:
         from ...client import ApiError
 
         try:
+            # the server's answer is JSON (Any)
             return self.client.request("GET", self.base, params={"path": remote})  # type: ignore[no-any-return]
         except ApiError as e:
             if e.status == 404:
