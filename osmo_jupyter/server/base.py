@@ -52,7 +52,7 @@ from ..identity import CHALLENGE, principal_of
 FuncT = TypeVar("FuncT", bound=Callable[..., Any])
 
 try:  # jupyter_server >= 2.13
-    from jupyter_server.auth.decorator import allow_unauthenticated
+    from jupyter_server.auth.decorator import allow_unauthenticated as allow_unauthenticated
 except ImportError:  # pragma: no cover - older servers have no global auth switch
 
     def allow_unauthenticated(method: FuncT) -> FuncT:
