@@ -26,7 +26,8 @@ from traitlets import (
     default,
     validate,
 )
-from traitlets.config import Config, Configurable, PyFileConfigLoader
+from traitlets.config import Config, Configurable
+from traitlets.config.loader import PyFileConfigLoader
 
 from .errors import ConfigError, Problem
 from .roles import ROLES
@@ -344,7 +345,7 @@ class OsmoConfig(Configurable):
     def _check_backends(self, proposal: Any) -> dict[str, Any]:
         from .backends.registry import backend_class  # late: `osmo --version` needs none
 
-        value = proposal["value"]
+        value: dict[str, Any] = proposal["value"]
         problems = []
         for name, spec in value.items():
             if not isinstance(spec, dict) or "kind" not in spec:

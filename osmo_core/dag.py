@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # only for annotations: spec.validate imports this module
 
 
 class WorkflowDAG:
-    def __init__(self, graph: nx.DiGraph, task_group: dict[str, str]):
+    def __init__(self, graph: nx.DiGraph[str], task_group: dict[str, str]):
         self.graph = graph
         self.task_group = task_group  # task name -> group name
 
@@ -31,7 +31,7 @@ class WorkflowDAG:
 
     @classmethod
     def _build(cls, workflow: Workflow) -> WorkflowDAG:
-        graph: nx.DiGraph = nx.DiGraph()
+        graph: nx.DiGraph[str] = nx.DiGraph()
         task_group: dict[str, str] = {}
         # Groups as (name, tasks) without building Group models: this runs for 10,000 tasks.
         groups = [(g.name, g.tasks) for g in workflow.groups or []]

@@ -8,11 +8,13 @@ time: `start()` takes an exclusive lock and refuses (Conflict) when another proc
 from __future__ import annotations
 
 import asyncio
+import builtins
 import fcntl
 import getpass
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -138,7 +140,7 @@ class Service:
 
     def load(
         self,
-        source: str | dict[str, Any],
+        source: str | Mapping[str, Any],
         *,
         file: str | None = None,
         set_values: dict[str, Any] | None = None,
@@ -305,7 +307,7 @@ class Service:
         start: int = 0,
         limit: int | None = None,
         tail: int | None = None,
-    ) -> list[LogLine]:
+    ) -> builtins.list[LogLine]:
         rows = self.store.tasks_of(wf_id, task)
         if not rows:
             raise NotFound(f"workflow {wf_id!r} has no task {task!r}")
@@ -377,7 +379,7 @@ class Service:
             "store": store,
         }
 
-    def resources(self) -> list[dict[str, Any]]:
+    def resources(self) -> builtins.list[dict[str, Any]]:
         """Every machine: capacity, what is free, and the pools that use it."""
         return [
             {
@@ -387,7 +389,7 @@ class Service:
             for u in self.scheduler.usage()
         ]
 
-    def pools_info(self) -> list[dict[str, Any]]:
+    def pools_info(self) -> builtins.list[dict[str, Any]]:
         usage = self.scheduler.usage()
         return [
             {

@@ -275,6 +275,7 @@ class Store:
 
         # Statements are compiled once per shape and run with the driver's executemany inside
         # SQLAlchemy's transaction: Core's per-execute overhead was most of a round's cost.
+        # (dbapi_connection is Optional in SQLAlchemy's types; a connection in use has one)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             for name, rows in batch.inserts.items():

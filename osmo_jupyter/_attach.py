@@ -23,9 +23,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.connect import KernelConnectionInfo
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -91,7 +92,7 @@ def attach(transport: Any, wf_id: str, task: str, timeout: float = 60.0) -> Bloc
             _loop.run(_close_all(tunnels), 10)
 
     kc = BlockingKernelClient()
-    kc.load_connection_info(info)
+    kc.load_connection_info(cast(KernelConnectionInfo, info))
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=timeout)
@@ -99,15 +100,16 @@ def attach(transport: Any, wf_id: str, task: str, timeout: float = 60.0) -> Bloc
         kc.stop_channels()
         close()
         raise OsmoError(f"the kernel in {wf_id}/{task} did not answer: {e}") from None
+    # our handle, added to jupyter_client's client for the caller
     kc.osmo = Attached(kc, close, kernel_id)  # type: ignore[attr-defined]
     return kc
 
 
 async def _shutdown_embedded(kernel: RemoteKernel, info: dict[str, Any]) -> None:
-    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.asynchronous.client import AsyncKernelClient
 
     kc = AsyncKernelClient()
-    kc.load_connection_info(info)
+    kc.load_connection_info(cast(KernelConnectionInfo, info))
     kc.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
     kc.shutdown()
     with contextlib.suppress(asyncio.TimeoutError):

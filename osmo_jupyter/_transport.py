@@ -154,8 +154,7 @@ class EmbeddedTransport:
                     limit=q.get("limit"),
                 )
                 return [
-                    {"n": ln.n, "ts": ln.ts, "stream": ln.stream, "text": ln.text}
-                    for ln in lines  # type: ignore[attr-defined]  # mypy: Service.list shadows list
+                    {"n": ln.n, "ts": ln.ts, "stream": ln.stream, "text": ln.text} for ln in lines
                 ]
         raise ApiError(404, f"no such API path: {method} {path}", "not found")
 

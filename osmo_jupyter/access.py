@@ -40,6 +40,7 @@ def started(app: OsmoApp | None) -> Service | None:
     task = getattr(app, "_start_task", None)
     if task is None or not task.done() or task.cancelled() or task.exception() is not None:
         return None
+    # the service task's result, typed Any
     return task.result()  # type: ignore[no-any-return]
 
 
@@ -50,7 +51,7 @@ def current_principal(app: OsmoApp) -> Principal | None:
     if who is not None:
         return who
     svc = app.service
-    idp = app.serverapp.identity_provider
+    idp = app.server.identity_provider
     who = principal_of(User("?"), idp, svc.config.admin_users if svc else set())
     return who if who.is_admin else None
 

@@ -17,7 +17,7 @@ access tokens and OIDC JWTs besides the server's own token) and its authorizer `
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
 
@@ -36,6 +36,9 @@ from .server.proxy import install_app_host
 from .server.routes import handlers
 from .server_env import export_server_environment
 
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
+
 
 class OsmoApp(ExtensionApp):
     name = "osmo"
@@ -51,11 +54,17 @@ class OsmoApp(ExtensionApp):
     _stopped = False
     _metrics: ServiceMetrics | None = None
 
+    @property
+    def server(self) -> ServerApp:
+        """The server this extension is loaded in: set before any hook of ours runs."""
+        assert self.serverapp is not None
+        return self.serverapp
+
     def _jupyter_server_config(self) -> dict[str, Any]:
         """Server settings applied when `jupyter osmo` starts the server (only then)."""
         from jupyter_server.serverapp import ServerApp
 
-        config = super()._jupyter_server_config()
+        config: dict[str, Any] = super()._jupyter_server_config()
         for trait, ours in (
             ("identity_provider_class", OsmoIdentityProvider),
             ("authorizer_class", OsmoAuthorizer),
@@ -74,7 +83,7 @@ class OsmoApp(ExtensionApp):
             except Exception as e:  # traitlets' TraitError: name the trait and the value
                 raise ConfigError(Problem(str(e), field="OsmoConfig")) from e
             # headless: `jupyter osmo`'s identity provider, a server for a team (isolation)
-            headless = isinstance(self.serverapp.identity_provider, OsmoIdentityProvider)
+            headless = isinstance(self.server.identity_provider, OsmoIdentityProvider)
             self.service = Service(config, headless=headless)
         except ConfigError as e:
             self.log.critical("osmo: the server cannot start: %s", e)
@@ -86,8 +95,8 @@ class OsmoApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
         if self.service is not None:  # a task app's own host name answers app links only
-            base_url = self.serverapp.base_url
-            install_app_host(self.serverapp.web_app, base_url, self.service.config.app_proxy_url)
+            base_url = self.server.base_url
+            install_app_host(self.server.web_app, base_url, self.service.config.app_proxy_url)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         export_server_environment(serverapp)  # kernels this server starts find it (Client())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,7 @@ class Client:
         body: dict[str, Any],
         base: str | Path | None = None,
     ) -> dict[str, Any]:
+        text: str | Mapping[str, Any]
         text, file = spec_source(spec)
         if name is not None:
             text = with_workflow_name(text, name)
@@ -127,6 +128,7 @@ class Client:
         )
         body = {**body, "set_values": set_values or {}}
         try:
+            # the server's answer is JSON (Any)
             return self.transport.request(  # type: ignore[no-any-return]
                 "POST", "workflows", body={"spec": text, **body}
             )
@@ -153,6 +155,7 @@ class Client:
 
     def list(self, status: str | list[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Workflows, newest first."""
+        # the server's answer is JSON (Any)
         return self.transport.request(  # type: ignore[no-any-return]
             "GET", "workflows", params={"status": status, "limit": limit}
         )

@@ -71,7 +71,7 @@ def who_is(handler: Any, user: User) -> Principal:
 
 
 class OsmoIdentityProvider(IdentityProvider):
-    async def get_user(self, handler: Any) -> User | None:  # type: ignore[override]
+    async def get_user(self, handler: Any) -> User | None:
         user = await self._identify(handler)
         if user is None:
             if _needs_credentials(handler):

@@ -26,8 +26,8 @@ from __future__ import annotations
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-from jupyter_client.provisioning import LocalProvisioner
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 
 from osmo_core.agent.environment import scrubbed
@@ -45,7 +45,7 @@ _STOCK = "local-provisioner"
 _SERVER_TOKEN_ONLY = (IdentityProvider, PasswordIdentityProvider)
 
 
-class OsmoLocalProvisioner(LocalProvisioner):  # type: ignore[misc]
+class OsmoLocalProvisioner(LocalProvisioner):
     """A local kernel whose environment names this server and carries its starter's token."""
 
     _token: str | None = None
@@ -79,7 +79,7 @@ class OsmoLocalProvisioner(LocalProvisioner):  # type: ignore[misc]
 
     async def _mint(self, app: OsmoApp, who: Principal | None) -> str | None:
         self._token_id = None
-        idp = app.serverapp.identity_provider
+        idp = app.server.identity_provider
         if who is None:
             return None
         if type(idp) in _SERVER_TOKEN_ONLY:  # `jupyter lab`: only the owner gets here

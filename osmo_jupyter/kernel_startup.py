@@ -11,6 +11,7 @@ import os
 
 # Not IPython, or the package cannot load: never break a kernel's start.
 with contextlib.suppress(Exception):
+    # get_ipython is a builtin inside IPython
     get_ipython().extension_manager.load_extension("osmo_jupyter")  # type: ignore[name-defined]  # noqa: F821
 
 _previous = os.environ.get("OSMO_USER_PYTHONSTARTUP")

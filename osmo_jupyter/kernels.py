@@ -25,11 +25,12 @@ import importlib.metadata
 import inspect
 import os
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
-from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from tornado import web
 from traitlets import Instance, Unicode
 
@@ -77,7 +78,7 @@ def task_spec(wf_id: str, task: str) -> KernelSpec:
 
 def _track_principal(app: OsmoApp) -> None:
     """Have the server's identity provider record each request's principal."""
-    idp = app.serverapp.identity_provider
+    idp = app.server.identity_provider
     if getattr(idp, "_osmo_tracked", False):
         return
     get_user = idp.get_user
@@ -91,8 +92,9 @@ def _track_principal(app: OsmoApp) -> None:
             CURRENT_PRINCIPAL.set(principal_of(user, idp, admins))
         return user
 
-    idp.get_user = tracked
-    idp._osmo_tracked = True
+    # the server's own provider, whatever its class: wrapped in place, and marked so once only
+    idp.get_user = tracked  # type: ignore[method-assign]
+    idp._osmo_tracked = True  # type: ignore[attr-defined]
 
 
 class OsmoKernelSpecManager(KernelSpecManager):
@@ -116,7 +118,7 @@ class OsmoKernelSpecManager(KernelSpecManager):
         """A user may start no kernel on the server itself under `OsmoAuthorizer`: the server's
         own specs are not theirs to see either."""
         app = self.osmo_app
-        if app is None or not isinstance(app.serverapp.authorizer, OsmoAuthorizer):
+        if app is None or not isinstance(app.server.authorizer, OsmoAuthorizer):
             return False
         who = current_principal(app)
         return who is None or not who.is_admin
@@ -145,7 +147,7 @@ class OsmoKernelSpecManager(KernelSpecManager):
         raise NoSuchKernel(kernel_name)
 
 
-class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+class OsmoTaskProvisioner(KernelProvisionerBase):
     """Starts ipykernel inside a running task and tunnels its ports here."""
 
     workflow = Unicode(config=True, help="the workflow id of the task")
@@ -162,6 +164,7 @@ class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         app = getattr(ksm, "osmo_app", None)
         if app is None:
             raise web.HTTPError(500, "osmo kernels need the osmo_jupyter server extension")
+        # the app from tornado's settings (Any)
         return app  # type: ignore[no-any-return]
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
@@ -178,8 +181,9 @@ class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         kwargs.pop("cmd", None)
         return await super().pre_launch(cmd=list(self.kernel_spec.argv), **kwargs)
 
-    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         km = self.parent
+        assert km is not None  # a provisioner belongs to its kernel manager
         svc = await self._app().ready()
         try:
             self.kernel = await RemoteKernel.start(
@@ -193,8 +197,9 @@ class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         except OsmoError as e:
             raise _http(e) from e
         self._ports = {ch: t.port for ch, t in self.kernel.tunnels.items()}
-        self.connection_info = self.kernel.connection_info()
-        return self.connection_info  # type: ignore[no-any-return]
+        # osmo_core knows no Jupyter type: its dict has the keys KernelConnectionInfo names
+        self.connection_info = cast(KernelConnectionInfo, self.kernel.connection_info())
+        return self.connection_info
 
     async def poll(self) -> int | None:
         k = self.kernel
@@ -208,6 +213,7 @@ class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     def _give_up(self, reason: str) -> None:
         """The task is gone: no auto-restart (it would fail); the server drops the kernel."""
         km = self.parent
+        assert km is not None  # a provisioner belongs to its kernel manager
         if getattr(km, "reason", None) != reason:
             self.log.warning("osmo: kernel %s: %s", self.kernel_id, reason)
             km.reason = reason
@@ -252,7 +258,7 @@ def _http(e: OsmoError) -> web.HTTPError:
 
 def install(app: OsmoApp) -> None:
     """Put the osmo kernel specs and provisioner in the server `app` extends."""
-    server = app.serverapp
+    server = app.server
     ksm = server.kernel_spec_manager
     if not isinstance(ksm, OsmoKernelSpecManager):
         ksm = OsmoKernelSpecManager(parent=server, inner=ksm)

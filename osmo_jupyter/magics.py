@@ -63,9 +63,11 @@ class _HelpShown(Exception):
 class _Parser(argparse.ArgumentParser):
     subcommands: dict[str, argparse.ArgumentParser]
 
+    # NoReturn in typeshed; raising UsageError never returns either
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
 
+    # NoReturn in typeshed; raising UsageError never returns either
     def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
         if message:
             raise UsageError(message.strip())

@@ -59,7 +59,9 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
-def task_rows(wf: dict[str, Any], upstream: dict[str, list[str]] | None = None) -> list[dict]:
+def task_rows(
+    wf: dict[str, Any], upstream: dict[str, list[str]] | None = None
+) -> list[dict[str, Any]]:
     """One JSON-ready row per task (its latest attempt): what every view shows."""
     upstream = upstream or {}
     return [

@@ -44,7 +44,7 @@ def with_workflow_name(spec: str | dict[str, Any], name: str) -> str | dict[str,
     data = yaml.safe_load(spec)
     if not isinstance(data, dict):
         return spec
-    return with_workflow_name(data, name)  # type: ignore[return-value]
+    return with_workflow_name(data, name)
 
 
 def _mapping_value(node: Any, key: str) -> Any:

@@ -55,6 +55,7 @@ class Workflow:
     def task(self, name: str) -> dict[str, Any]:
         """A task's latest attempt plus `attempts` (every attempt)."""
         try:
+            # the server's answer is JSON (Any)
             return self.client.transport.request(  # type: ignore[no-any-return]
                 "GET", f"workflows/{self.id}/tasks/{name}"
             )
@@ -117,6 +118,7 @@ class Workflow:
         """One page of a task's log lines as the API answers them: {n, ts, stream, text};
         `tail=N`: the last N lines instead."""
         params = {"retry_id": retry_id, "start": start, "limit": limit, "tail": tail}
+        # the server's answer is JSON (Any)
         return self.client.transport.request(  # type: ignore[no-any-return]
             "GET", f"workflows/{self.id}/tasks/{task}/logs", params=params
         )
@@ -146,12 +148,14 @@ class Workflow:
         """See `Client.done`."""
         answer = self.client.transport.request("POST", f"workflows/{self.id}/tasks/{task}/done")
         self._data = None
+        # the server's answer is JSON (Any)
         return answer  # type: ignore[no-any-return]
 
     def retry(self, task: str) -> dict[str, Any]:
         """See `Client.retry`."""
         answer = self.client.transport.request("POST", f"workflows/{self.id}/tasks/{task}/retry")
         self._data = None
+        # the server's answer is JSON (Any)
         return answer  # type: ignore[no-any-return]
 
     def restart(self) -> Workflow:
@@ -162,6 +166,7 @@ class Workflow:
     def validated_spec(self) -> dict[str, Any]:
         """The spec as the server validated it (JSON: tasks, inputs, resources...)."""
         answer = self.client.transport.request("GET", f"workflows/{self.id}/spec")
+        # a JSON document (Any)
         return json.loads(answer["spec"])  # type: ignore[no-any-return]
 
     def spec(self, rendered: bool = False) -> str:
@@ -208,7 +213,7 @@ class Workflow:
 def _in_kernel() -> bool:
     """True inside a Jupyter kernel (widgets can be shown), False in a terminal IPython."""
     try:
-        from IPython import get_ipython
+        from IPython.core.getipython import get_ipython
     except ImportError:
         return False
     return getattr(get_ipython(), "kernel", None) is not None

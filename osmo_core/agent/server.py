@@ -176,7 +176,8 @@ class AgentServer:
 
     async def _runtime(self) -> str | None:
         assert self._host is not None
-        return (await self._host)["container_runtime"]
+        runtime: str | None = (await self._host)["container_runtime"]
+        return runtime
 
     async def _hello(self, msg: dict[str, Any]) -> dict[str, Any]:
         assert self._host is not None

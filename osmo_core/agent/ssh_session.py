@@ -47,7 +47,7 @@ log = logging.getLogger("osmo_core.agent")
 _READ = 65536
 
 
-class Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
+class Session(asyncssh.SSHServerSession[bytes]):
     """One exec (or hello) channel; bytes in both directions, no encoding."""
 
     def __init__(self, home: DialHome):

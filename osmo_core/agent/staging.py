@@ -44,6 +44,7 @@ def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        # a count of bytes (int) goes on as a float of KB, MB, GB
         n /= 1000  # type: ignore[assignment]
     return str(n)
 
@@ -83,7 +84,7 @@ class Stager:
         url: str,
         dataset: str | None,
         credential: str | None,
-        fn: Callable[[dict[str, Any], transfer.Progress], TransferStats],
+        fn: Callable[..., TransferStats],  # (options, progress): lambdas bind the rest as defaults
     ) -> None:
         what = f"dataset {dataset} ({redact(url)})" if dataset else redact(url)
         verb = {"download": "downloading", "upload": "uploading", "checkpoint": "checkpoint to"}

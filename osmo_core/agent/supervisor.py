@@ -24,7 +24,7 @@ from typing import Any
 
 from ..data.credentials import CredentialFile
 from ..data.exit_codes import TransferError
-from ..wire import LaunchRequest
+from ..wire import LaunchInfo, LaunchRequest
 from .attempt import Attempt
 from .containers import container_argv, container_name
 from .environment import scrubbed
@@ -80,7 +80,7 @@ class Supervisor:
         """The task's own folder of attempt `key`: its cwd, output/, inputs/..."""
         return attempt_dir(self.tasks if self.tasks is not None else self.root, key)
 
-    def _info(self, key: str, already_known: bool = False) -> Any:
+    def _info(self, key: str, already_known: bool = False) -> LaunchInfo:
         return launch_info(self.root, key, already_known, self.tasks)
 
     # --- launch --------------------------------------------------------------------------

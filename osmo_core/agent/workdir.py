@@ -226,6 +226,7 @@ def _link_input(
     link.parent.mkdir(exist_ok=True)
     place = os.symlink
     if private is not None and Path(path).resolve().is_relative_to(private):
+        # copy2 returns its destination, symlink None; both are (src, dst)
         place = shutil.copy2  # type: ignore[assignment]
         if regex is None:
             shutil.copytree(path, link, symlinks=True)

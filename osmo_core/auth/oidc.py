@@ -31,6 +31,7 @@ def looks_like_jwt(text: str) -> bool:
 
 def _fetch_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as r:
+        # a JSON document (Any)
         return json.loads(r.read())  # type: ignore[no-any-return]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..config import PoolConfig
 from ..data.credentials import match as credential_for
 from ..errors import Forbidden, Problem
-from ..spec.models import Workflow, task_fields
+from ..spec.models import Input, Output, Workflow, task_fields
 from .principal import Principal
 
 
@@ -108,11 +108,15 @@ def credential_problems(
     for where, task in task_fields(workflow):
         for name in task.credentials:
             check(name, f"{where}.credentials.{name}", "the task asks for")
-        for kind, items in (("inputs", task.inputs), ("outputs", task.outputs)):
+        moved: list[tuple[str, Sequence[Input | Output]]] = [
+            ("inputs", task.inputs),
+            ("outputs", task.outputs),
+        ]
+        for kind, items in moved:
             for i, item in enumerate(items):
                 if item.url:
-                    name = credential_for(credentials, item.url)
-                    check(name, f"{where}.{kind}[{i}].url", "this URL would use")
+                    by_url = credential_for(credentials, item.url)
+                    check(by_url, f"{where}.{kind}[{i}].url", "this URL would use")
                 elif item.dataset:
                     check(store_cred, f"{where}.{kind}[{i}].dataset", "the dataset store uses")
         for i, c in enumerate(task.checkpoint):

@@ -228,7 +228,7 @@ class AgentLink(ABC):
         expiry = loop.call_later(timeout, _expire, fut)  # cheaper than wait_for's extra task
         try:
             self._writer.write(encode({"id": req_id, "op": op, **args}))
-            resp = await fut
+            resp: dict[str, Any] = await fut
         finally:
             expiry.cancel()
             self._pending.pop(req_id, None)

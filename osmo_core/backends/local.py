@@ -134,7 +134,8 @@ class LocalBackend(AgentLink, Backend):
 
     def _agent_fits(self, hello: dict[str, Any]) -> bool:
         want = "none" if self.isolation is None else self.isolation.label
-        return hello.get("isolation", "none") == want
+        got: str = hello.get("isolation", "none")
+        return got == want
 
     async def _open(self) -> tuple[Any, Any]:
         self._spawned = [p for p in self._spawned if p.poll() is None]

@@ -33,8 +33,10 @@ def backend_class(kind: str, field: str = "OsmoConfig.backends") -> type[Backend
                     hint=f"known kinds: {', '.join(known)}",
                 )
             )
+        # a backend class loaded by name (Any)
         return found[0].load()  # type: ignore[no-any-return]
     module, cls = target.split(":")
+    # a backend class loaded by name (Any)
     return getattr(import_module(module), cls)  # type: ignore[no-any-return]
 
 

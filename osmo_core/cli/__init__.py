@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.exec_server(argv[1:])  # its arguments are `jupyter osmo`'s, not parsed here
     args = build_parser().parse_args(argv)
     try:
-        return asyncio.run(args.run(args, Output(getattr(args, "format", "text"))))
+        code: int = asyncio.run(args.run(args, Output(getattr(args, "format", "text"))))
+        return code
     except KeyboardInterrupt:
         return 130

@@ -97,6 +97,7 @@ def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        # a count of bytes (int) goes on as a float of KB, MB, GB
         n /= 1000  # type: ignore[assignment]
     return str(n)
 

@@ -18,6 +18,7 @@ local files an upload sends, in local_files.py.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -125,15 +126,17 @@ class DatasetStore:
 
     def _cat_or_none(self, path: str) -> bytes | None:
         try:
-            return self.fs.cat_file(path)
+            data: bytes = self.fs.cat_file(path)  # fsspec is untyped
         except FileNotFoundError:
             return None
+        return data
 
     def _read_manifest(self, name: str, version: int) -> dict[str, Any]:
         data = self._cat_or_none(self._manifest(name, version))
         if data is None:
             raise NotFound(f"dataset {name} has no version {version}")
-        return json.loads(data)
+        manifest: dict[str, Any] = json.loads(data)
+        return manifest
 
     def _resolve(self, ref: str) -> tuple[str, int, dict[str, Any]]:
         name, sel = parse_ref(ref)
@@ -426,7 +429,7 @@ class DatasetStore:
                 raise NotFound(f"dataset {name} has no version {version}")
             self._write_tag(name, tag, version)
 
-    def delete(self, name: str, version: int | None = None) -> list[int]:
+    def delete(self, name: str, version: int | None = None) -> builtins.list[int]:
         """Remove one version (and the tags on it) or the whole dataset; blobs stay until gc()."""
         validate_name(name)
         with storage_errors(f"deleting dataset {name} in {self.url}"):

@@ -198,7 +198,7 @@ def run_many(
             tasks = (one(i, a) for i, a in enumerate(calls))
             return await asyncio.gather(*tasks, return_exceptions=True)
 
-        results = sync(fs.loop, all_calls)
+        results: list[Any] = sync(fs.loop, all_calls)  # fsspec is untyped
     else:
         fn = (lambda *a: get_file(fs, *a)) if method == "get_file" else getattr(fs, method)
 

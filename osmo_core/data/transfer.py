@@ -83,7 +83,7 @@ def _code_of(e: BaseException, default: DataExit) -> DataExit:
 def _describe(e: BaseException) -> str:
     """One line: the error's type, its service error code if any, its first line."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    found = next((x.error_code for x in _chain(e) if getattr(x, "error_code", None)), "")
+    found = next((c for x in _chain(e) if (c := getattr(x, "error_code", None))), "")
     code = str(getattr(found, "value", found))  # azure's codes are enums
     kind = f"{type(e).__name__} ({code})" if code and code not in text else type(e).__name__
     return redact(f"{kind}: {text}" if text else kind)
@@ -198,11 +198,11 @@ def download_url(
             calls.append((path, str(local)))
             sizes.append(int(info.get("size") or 0))
         stats = _copy(fs, "get_file", calls, sizes, progress, t0)
-        for _, local in calls:  # a stored file's setuid/setgid bit does not come along
+        for _, copied in calls:  # a stored file's setuid/setgid bit does not come along
             with contextlib.suppress(OSError):
-                mode = os.lstat(local).st_mode
+                mode = os.lstat(copied).st_mode
                 if stat.S_ISREG(mode) and mode & _SETID:
-                    os.chmod(local, stat.S_IMODE(mode) & ~_SETID)
+                    os.chmod(copied, stat.S_IMODE(mode) & ~_SETID)
         return stats
 
     return run("download of", url, DataExit.DOWNLOAD_FAILED, go)

@@ -13,6 +13,13 @@ cancel.py       stopping attempts; cancelling a workflow in slices
 recovery.py     restart: reload, reconcile with the backends, resume
 reconcile.py    the periodic check that every launched attempt has a process; the lag tick
 policy.py       the decisions as pure functions: exit actions, retry budget, holds, groups
+
+The parts (Transitions, Submission, GroupProgress, Placement, BackendFacts, Holds, Cancelling,
+Recovery, Reconciling) are mixed into `Engine` and never used alone, so their methods take
+`self: Engine` (imported under TYPE_CHECKING): mypy then checks each part against the one
+declaration of the engine's state in Engine.__init__ and the other parts' real signatures,
+with nothing declared twice. mypy calls a self-type that is a subclass an error [misc];
+pyproject.toml turns that code off for these modules only.
 """
 
 from .cancel import CANCEL_PAUSE, CANCEL_SLICE

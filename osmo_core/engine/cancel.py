@@ -10,11 +10,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..errors import BackendError, Conflict
 from ..states import TaskStatus, WorkflowStatus
 from .reconcile import end_event
 from .runs import UNPLACED, Attempt, WorkflowRun
+
+if TYPE_CHECKING:
+    from .loop import Engine
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
@@ -28,16 +32,18 @@ class Cancelling:
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
     """
 
-    async def cancel(self, wf_id: str) -> WorkflowStatus:
+    async def cancel(self: Engine, wf_id: str) -> WorkflowStatus:
         # A slice of the tasks per engine round: each round commits and yields the loop, so
         # cancelling 10,000 tasks never stalls other requests (GET /health) for long.
         first = True
         while (status := await self._call(self._cancel_workflow, wf_id, first)) is None:
             first = False
             await asyncio.sleep(CANCEL_PAUSE)  # let requests that queued up meanwhile through
-        return status  # type: ignore[no-any-return]
+        return status
 
-    def _stop(self, att: Attempt, reason: TaskStatus, message: str, *, follow: bool = True) -> None:
+    def _stop(
+        self: Engine, att: Attempt, reason: TaskStatus, message: str, *, follow: bool = True
+    ) -> None:
         """End an attempt for a reason of ours (cancel, timeout). Launched ones end when their
         process exits; the rest end now."""
         if att.status is None or att.status.terminal:
@@ -53,7 +59,7 @@ class Cancelling:
             if not att.launching:
                 self._cancels.append(att)
 
-    async def _stop_process(self, att: Attempt) -> None:
+    async def _stop_process(self: Engine, att: Attempt) -> None:
         """Ask the backend to stop the attempt's process; when none is left to stop (it died
         with its agent, or ended unheard), no exit will follow: end it now."""
         name = att.alloc.backend if att.alloc else "local"
@@ -68,7 +74,7 @@ class Cancelling:
         if ev is not None:
             self._post(ev)
 
-    def _cancel_workflow(self, wf_id: str, first: bool = True) -> WorkflowStatus | None:
+    def _cancel_workflow(self: Engine, wf_id: str, first: bool = True) -> WorkflowStatus | None:
         """Stop tasks for CANCEL_SLICE seconds; the workflow's status once all are stopped,
         None while some are left (the caller comes back in a later round)."""
         wf = self.workflows.get(wf_id)
@@ -89,7 +95,7 @@ class Cancelling:
                     return wf.status
         return None
 
-    def _cancel_steps(self, wf: WorkflowRun) -> Iterator[bool]:
+    def _cancel_steps(self: Engine, wf: WorkflowRun) -> Iterator[bool]:
         """Stops the workflow's tasks in topological order, one per step."""
         for name in wf.dag.topo_iter():
             g = wf.groups[name]

@@ -6,13 +6,16 @@ new one (`policy.retry_or_end`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..events import Event
 from ..states import TaskStatus
 from ..wire import Exited, Held, LaunchInfo, LogLine, Lost, Started, StartFailed, Transfer, Usage
 from . import policy
 from .runs import LAUNCHED, Attempt
+
+if TYPE_CHECKING:
+    from .loop import Engine
 
 T = TaskStatus
 
@@ -23,7 +26,7 @@ class BackendFacts:
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
     """
 
-    def _handle(self, item: Any) -> None:
+    def _handle(self: Engine, item: Any) -> None:
         if isinstance(item, tuple):
             kind = item[0]
             if kind == "timer":
@@ -75,11 +78,13 @@ class BackendFacts:
             else:
                 self._end_attempt(att, policy.lost_status(item.reason), message=item.message)
 
-    def _publish_log(self, att: Attempt, line: LogLine) -> None:
+    def _publish_log(self: Engine, att: Attempt, line: LogLine) -> None:
         payload = {"n": line.n, "stream": line.stream, "text": line.text}
         self._publish_live(att, "task.log", line.ts, payload)
 
-    def _publish_live(self, att: Attempt, type_: str, ts: float, payload: dict[str, Any]) -> None:
+    def _publish_live(
+        self: Engine, att: Attempt, type_: str, ts: float, payload: dict[str, Any]
+    ) -> None:
         """An event for the live streams only (not stored): log lines, usage samples."""
         self.bus.publish(
             Event(
@@ -93,7 +98,7 @@ class BackendFacts:
             )
         )
 
-    def _transfer_event(self, att: Attempt, t: Transfer) -> None:
+    def _transfer_event(self: Engine, att: Attempt, t: Transfer) -> None:
         """A finished transfer is persisted like a status change (byte counts and durations
         outlive the logs); a progress report is live only, like a log line."""
         wf = att.task.group.workflow
@@ -133,7 +138,7 @@ class BackendFacts:
             error=t.error,
         )
 
-    def _on_launched(self, att: Attempt, info: LaunchInfo) -> None:
+    def _on_launched(self: Engine, att: Attempt, info: LaunchInfo) -> None:
         att.launching = False
         att.info = info
         self._save(att, workdir=info.workdir, output_path=info.output, log_path=info.log)
@@ -143,13 +148,13 @@ class BackendFacts:
             pending, att.pending_end = att.pending_end, None
             self._handle(pending)
 
-    def _on_exit(self, att: Attempt, code: int, why: str = "") -> None:
+    def _on_exit(self: Engine, att: Attempt, code: int, why: str = "") -> None:
         """`why`: the agent's reason when it ended the task itself (a failed transfer)."""
         if att.cancel_reason is not None:
             self._end_attempt(att, att.cancel_reason, exit_code=code)
             return
         if att.hold == "retry":
-            message = f"exit code {code}; retried by the user"
+            message: str | None = f"exit code {code}; retried by the user"
             self._end_attempt(att, T.FAILED, exit_code=code, message=message, again=True)
             return
         action = policy.exit_action(att.task.spec, code)
@@ -157,7 +162,7 @@ class BackendFacts:
         self._end_attempt(att, status, exit_code=code, message=message)
 
     def _end_attempt(
-        self,
+        self: Engine,
         att: Attempt,
         status: TaskStatus,
         *,

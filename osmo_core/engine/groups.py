@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from ..states import TaskStatus, WorkflowStatus, workflow_outcome
 from . import policy
 from .runs import LAUNCHED, GroupRun, WorkflowRun
+
+if TYPE_CHECKING:
+    from .loop import Engine
 
 T = TaskStatus
 W = WorkflowStatus
@@ -19,7 +23,7 @@ class GroupProgress:
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
     """
 
-    def _start_group(self, g: GroupRun) -> None:
+    def _start_group(self: Engine, g: GroupRun) -> None:
         """Upstream done: the group's tasks go PROCESSING -> SCHEDULING and join the queue."""
         for t in g.tasks:
             self._set_task(t.current, T.PROCESSING)
@@ -28,7 +32,7 @@ class GroupProgress:
         units = [[t.current for t in g.tasks]] if g.spec.barrier else [[t.current] for t in g.tasks]
         self._enqueue(units)
 
-    def _group_follows(self, g: GroupRun) -> None:
+    def _group_follows(self: Engine, g: GroupRun) -> None:
         """Move the group's phase forward with its tasks; end it when its tasks say so."""
         if g.status is None or g.status.terminal:
             return
@@ -65,7 +69,7 @@ class GroupProgress:
         if phase is not None:
             self._set_group(g, phase)
 
-    def _group_ended(self, g: GroupRun) -> None:
+    def _group_ended(self: Engine, g: GroupRun) -> None:
         wf = g.workflow
         wf.groups_left -= 1
         if g.status == T.COMPLETED:
@@ -82,7 +86,7 @@ class GroupProgress:
                 if d.status is not None and d.status.terminal:
                     continue
                 for t in d.tasks:
-                    if not t.current.status.terminal:  # type: ignore[union-attr]
+                    if t.current.status is None or not t.current.status.terminal:
                         self._set_task(
                             t.current,
                             blocked,
@@ -95,7 +99,7 @@ class GroupProgress:
                 wf, workflow_outcome([x.status for x in wf.groups.values() if x.status is not None])
             )
 
-    def _workflow_progress(self, wf: WorkflowRun) -> None:
+    def _workflow_progress(self: Engine, wf: WorkflowRun) -> None:
         if wf.status is None or wf.status.terminal or not wf.id:
             return
         if wf.active:
@@ -105,7 +109,7 @@ class GroupProgress:
 
     # --- timers ------------------------------------------------------------------------------
 
-    def _arm_timer(self, g: GroupRun, seconds: float, kind: str, since: float) -> None:
+    def _arm_timer(self: Engine, g: GroupRun, seconds: float, kind: str, since: float) -> None:
         if g.timer:
             g.timer.cancel()
             g.timer = None
@@ -113,7 +117,7 @@ class GroupProgress:
             delay = max(0.0, since + seconds - time.time())
             g.timer = asyncio.get_running_loop().call_later(delay, self._post, ("timer", kind, g))
 
-    def _on_timer(self, kind: str, g: GroupRun) -> None:
+    def _on_timer(self: Engine, kind: str, g: GroupRun) -> None:
         if g.status is None or g.status.terminal:
             return
         if kind == "lead_grace":

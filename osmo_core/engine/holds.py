@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, NotFound
 from ..spec.models import ExitAction
@@ -17,6 +17,9 @@ from ..states import TaskStatus
 from ..wire import Held
 from . import policy
 from .runs import Attempt
+
+if TYPE_CHECKING:
+    from .loop import Engine
 
 T = TaskStatus
 
@@ -27,16 +30,16 @@ class Holds:
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
     """
 
-    async def done(self, wf_id: str, task: str) -> int:
+    async def done(self: Engine, wf_id: str, task: str) -> int:
         """An interactive task waiting for its user is done: its outputs are persisted and its
         downstream starts. Returns the attempt's retry_id; Conflict unless it is waiting."""
         return await self._call(self._done, wf_id, task)
 
-    async def retry(self, wf_id: str, task: str) -> int:
+    async def retry(self: Engine, wf_id: str, task: str) -> int:
         """A task held for debugging runs again (a new attempt); returns its retry_id."""
         return await self._call(self._retry, wf_id, task)
 
-    def _on_held(self, att: Attempt, ev: Held) -> None:
+    def _on_held(self: Engine, att: Attempt, ev: Held) -> None:
         """The command ended and the backend keeps the attempt: decide what it waits for."""
         if att.hold is not None or att.cancel_reason is not None:
             return  # a repeat (resync, recovery), or a cancel that ends the hold anyway
@@ -66,7 +69,7 @@ class Holds:
         self._hold_event(att, message, until=att.hold_until)
         self._arm_hold(att)
 
-    def _hold_event(self, att: Attempt, message: str, **payload: Any) -> None:
+    def _hold_event(self: Engine, att: Attempt, message: str, **payload: Any) -> None:
         assert att.status is not None
         self._event(
             "task.hold",
@@ -81,13 +84,13 @@ class Holds:
             **payload,
         )
 
-    def _hold_deadline(self, att: Attempt, since: float) -> float | None:
+    def _hold_deadline(self: Engine, att: Attempt, since: float) -> float | None:
         """The exec timeout (from the group's start), else OsmoConfig.hold_timeout from now."""
         g = att.task.group
         secs = g.workflow.spec.timeout.exec_timeout or self.config.default_exec_timeout
         return policy.hold_deadline(secs, self.config.hold_timeout, g.start_time, since)
 
-    def _arm_hold(self, att: Attempt) -> None:
+    def _arm_hold(self: Engine, att: Attempt) -> None:
         if att.hold_timer:
             att.hold_timer.cancel()
             att.hold_timer = None
@@ -97,7 +100,7 @@ class Holds:
                 delay, self._post, ("hold_timeout", att)
             )
 
-    def _on_hold_timeout(self, att: Attempt) -> None:
+    def _on_hold_timeout(self: Engine, att: Attempt) -> None:
         att.hold_timer = None
         if att.status != T.RUNNING or att.hold not in ("interactive", "debug"):
             return
@@ -107,7 +110,7 @@ class Holds:
         message = policy.hold_timeout_message(att.hold, att.exit_code, secs, what)
         self._stop(att, status, message or what)
 
-    def _held(self, wf_id: str, task: str, kind: str, verb: str) -> Attempt:
+    def _held(self: Engine, wf_id: str, task: str, kind: str, verb: str) -> Attempt:
         """The attempt `verb` acts on: Conflict unless it is held as `kind`."""
         wf = self.workflows.get(wf_id)
         if wf is None:
@@ -127,7 +130,7 @@ class Holds:
             raise Conflict(f"task {task!r} of {wf_id} is {described}; {verb} needs {want}")
         return att
 
-    def _decide(self, att: Attempt, hold: str, message: str) -> None:
+    def _decide(self: Engine, att: Attempt, hold: str, message: str) -> None:
         """Record the user's decision before acting on it: a restart resends it."""
         att.hold = hold
         if att.hold_timer:
@@ -136,13 +139,13 @@ class Holds:
         self._save(att, hold=hold)
         self._hold_event(att, message)
 
-    def _done(self, wf_id: str, task: str) -> int:
+    def _done(self: Engine, wf_id: str, task: str) -> int:
         att = self._held(wf_id, task, "interactive", "done")
         self._decide(att, "done", "marked done by the user")
         self._releases.append(att)
         return att.retry_id
 
-    def _retry(self, wf_id: str, task: str) -> int:
+    def _retry(self: Engine, wf_id: str, task: str) -> int:
         att = self._held(wf_id, task, "debug", "retry")
         self._decide(att, "retry", "retry requested by the user")
         self._cancels.append(att)

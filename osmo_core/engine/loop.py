@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..backends.base import Backend
 from ..config import OsmoConfig
@@ -46,6 +46,7 @@ from .transitions import Transitions
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
+R = TypeVar("R")
 
 
 @dataclass
@@ -98,15 +99,15 @@ class Engine(
         self._cancels: list[Attempt] = []
         self._releases: list[Attempt] = []  # held attempts the user is done with
         self._progress_due: set[WorkflowRun] = set()  # RUNNING/WAITING is settled per round
-        self._next_event_id = 1
-        self._seq = 0
+        self._next_event_id: int = 1
+        self._seq: int = 0
         self._runner: asyncio.Task[None] | None = None
         self.failure: Exception | None = None  # set when the engine had to stop
         self._bg: set[asyncio.Task[Any]] = set()
         self.reconciled = ReconcileStats()
-        self.lag = 0.0  # seconds the last tick took to get through the inbox
-        self.tick_at: float | None = None  # wall-clock time of the last tick's answer
-        self.tick_started: float | None = None  # monotonic start of a tick not answered yet
+        self.lag = 0.0  # the tick's measures: declared in Reconciling, which sets them
+        self.tick_at = None
+        self.tick_started = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -213,10 +214,10 @@ class Engine(
         assert wf.status is not None
         return wf.status
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _call(self, fn: Callable[..., R], *args: Any) -> R:
         if self.failure is not None:
             raise self.failure
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(_Call(fn, args, fut))
         return await fut
 

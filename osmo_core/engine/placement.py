@@ -11,11 +11,15 @@ import asyncio
 import bisect
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
 from ..states import TaskStatus
 from ..wire import LaunchRequest, Node
 from .runs import Attempt
+
+if TYPE_CHECKING:
+    from .loop import Engine
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
@@ -28,7 +32,7 @@ class Placement:
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
     """
 
-    def _enqueue(self, units: list[list[Attempt]]) -> None:
+    def _enqueue(self: Engine, units: list[list[Attempt]]) -> None:
         """Queue order: workflow priority, then first come first served."""
         for unit in units:
             self._seq += 1  # unique, so ranks never tie and units are never compared
@@ -38,14 +42,14 @@ class Placement:
                 self._unit_of[att] = unit
         self._queue_dirty = True
 
-    def _unqueue(self, att: Attempt) -> None:
+    def _unqueue(self: Engine, att: Attempt) -> None:
         # O(1) per attempt (cancelling 10,000 queued tasks must not scan the queue 10,000
         # times); the emptied unit leaves the queue at the next _schedule.
         unit = self._unit_of.pop(att, None)
         if unit is not None:
             unit.remove(att)
 
-    def _schedule(self) -> None:
+    def _schedule(self: Engine) -> None:
         if not self._queue_dirty or not self._queue:
             return
         self._queue_dirty = False
@@ -84,12 +88,12 @@ class Placement:
                 self._launches.append(att)
         self._queue = kept
 
-    def _release(self, att: Attempt) -> None:
+    def _release(self: Engine, att: Attempt) -> None:
         if att.alloc is not None:
             self.scheduler.release(att.alloc)
             self._queue_dirty = True
 
-    async def _launch(self, att: Attempt, req: LaunchRequest) -> None:
+    async def _launch(self: Engine, att: Attempt, req: LaunchRequest) -> None:
         assert att.alloc is not None
         backend = self.backends[att.alloc.backend]
         if req.hold and not backend.supports_hold:
@@ -109,7 +113,7 @@ class Placement:
             return
         self._post(("launched", att, info))
 
-    async def _refresh_nodes(self, name: str, backend: Backend, every: float) -> None:
+    async def _refresh_nodes(self: Engine, name: str, backend: Backend, every: float) -> None:
         """Nodes added, removed or resized (a cluster's autoscaler, one unreachable at start)
         reach the scheduler; waiting tasks are placed again."""
         while True:
@@ -122,6 +126,6 @@ class Placement:
             except Exception:  # the next listing may work; the engine must not stop for it
                 log.exception("listing the nodes of backend %s failed", name)
 
-    def _set_nodes(self, name: str, nodes: list[Node]) -> None:
+    def _set_nodes(self: Engine, name: str, nodes: list[Node]) -> None:
         self.scheduler.set_nodes(name, nodes)
         self._queue_dirty = True

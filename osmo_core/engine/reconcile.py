@@ -19,8 +19,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..wire import AttemptState, BackendEvent, Exited, Lost, StartFailed
+
+if TYPE_CHECKING:
+    from .loop import Engine
 
 log = logging.getLogger("osmo.engine")
 
@@ -55,9 +59,15 @@ class Reconciling:
     """The Engine's periodic check of launched attempts against its backends, and its tick.
 
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
+    The tick's measures are declared here, where they are set (mypy types an attribute where
+    a class first assigns it); Engine.__init__ starts them.
     """
 
-    async def _tick_forever(self) -> None:
+    lag: float  # seconds the last tick took to get through the inbox
+    tick_at: float | None  # wall-clock time of the last tick's answer
+    tick_started: float | None  # monotonic start of a tick not answered yet
+
+    async def _tick_forever(self: Engine) -> None:
         while True:
             await asyncio.sleep(TICK)
             self.tick_started = started = time.monotonic()
@@ -68,7 +78,7 @@ class Reconciling:
             self.lag, self.tick_started = time.monotonic() - started, None
             self.tick_at = time.time()
 
-    async def _reconcile_forever(self, every: float) -> None:
+    async def _reconcile_forever(self: Engine, every: float) -> None:
         while True:
             await asyncio.sleep(every)
             try:
@@ -76,7 +86,7 @@ class Reconciling:
             except Exception:  # a backend's bad answer must not end the checks
                 log.exception("reconciliation pass failed")
 
-    async def reconcile(self) -> int:
+    async def reconcile(self: Engine) -> int:
         """One pass over every backend; returns how many attempts it settled."""
         t0 = time.perf_counter()
         settled = 0
@@ -108,7 +118,7 @@ class Reconciling:
         stats.last_seconds = time.perf_counter() - t0
         return settled
 
-    def _launched_on(self, backend: str) -> list[str]:
+    def _launched_on(self: Engine, backend: str) -> list[str]:
         """Keys of the attempts launched on `backend` whose launch was answered (an attempt
         still launching may not be known to its backend yet)."""
         return [

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..states import TASK_TERMINAL, TaskStatus, workflow_outcome
 from ..wire import Exited, Held, Lost, StartFailed, attempt_key
 from .runs import LAUNCHED, Attempt, WorkflowRun, run_from_rows
+
+if TYPE_CHECKING:
+    from sqlalchemy import RowMapping
+
+    from .loop import Engine
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
@@ -26,7 +30,7 @@ class Recovery:
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
     """
 
-    async def _recover(self) -> None:
+    async def _recover(self: Engine) -> None:
         """Reload unfinished workflows and reconcile their attempts with the backends."""
         ids = []
         to_ask: dict[str, list[Attempt]] = {}
@@ -56,14 +60,14 @@ class Recovery:
                 st = states.get(att.key)
                 if st is not None and st.info is not None and att.info is None:
                     self._on_launched(att, st.info)
-                state = st.state if st else "unknown"
-                if state == "unknown":
+                if st is None or st.state == "unknown":
                     if att.status == T.INITIALIZING:
                         att.launching = True
                         self._launches.append(att)  # never reached the backend: launch now
                     else:
                         self._post(Lost(att.key, "the backend does not know this attempt"))
                     continue
+                state = st.state
                 if state in ("running", "held", "exited") and att.status == T.INITIALIZING:
                     self._set_task(att, T.RUNNING)
                 if state in ("running", "held"):  # decisions a crash may have kept from it
@@ -90,10 +94,10 @@ class Recovery:
         self._flush()
 
     def _fail_unloadable(
-        self,
+        self: Engine,
         wf_id: str,
-        group_rows: list[Mapping[str, Any]],
-        task_rows: list[Mapping[str, Any]],
+        group_rows: list[RowMapping],
+        task_rows: list[RowMapping],
         reason: str,
     ) -> None:
         """End, in the store, a workflow the engine cannot load: its unfinished tasks, groups
@@ -132,7 +136,7 @@ class Recovery:
         )
         self._event("workflow.status", wf_id, status=F, message=reason)
 
-    def _resume(self, wf: WorkflowRun) -> None:
+    def _resume(self: Engine, wf: WorkflowRun) -> None:
         """Carry on from where the store says we were (crash between two rounds)."""
         completed = {n for n, g in wf.groups.items() if g.status == T.COMPLETED}
         for name in wf.dag.topo_order():
@@ -145,9 +149,9 @@ class Recovery:
                 if upstream <= completed:
                     self._start_group(g)
                 elif any(
-                    wf.groups[u].status.terminal and wf.groups[u].status != T.COMPLETED
+                    (s := wf.groups[u].status) is not None and s.terminal and s != T.COMPLETED
                     for u in upstream
-                ):  # type: ignore[union-attr]
+                ):
                     for t in g.tasks:
                         self._set_task(
                             t.current, T.FAILED_UPSTREAM, message="upstream failed", follow=False
@@ -180,7 +184,7 @@ class Recovery:
                     g.start_time or time.time(),
                 )
             self._group_follows(g)
-        if wf.groups_left == 0 and not wf.status.terminal:  # type: ignore[union-attr]
+        if wf.groups_left == 0 and wf.status is not None and not wf.status.terminal:
             self._set_workflow(
                 wf, workflow_outcome([g.status for g in wf.groups.values() if g.status is not None])
             )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dag import WorkflowDAG, acyclic
 from ..errors import SpecError
@@ -18,6 +18,9 @@ from ..scheduler import Alloc
 from ..spec.models import Group, Task, Workflow
 from ..states import TaskStatus, WorkflowStatus
 from ..wire import BackendEvent, LaunchInfo, Usage, attempt_key
+
+if TYPE_CHECKING:
+    from sqlalchemy import RowMapping
 
 T = TaskStatus
 W = WorkflowStatus
@@ -119,9 +122,9 @@ def workflow_dag(spec: Workflow) -> WorkflowDAG:
 
 
 def run_from_rows(
-    row: Mapping[str, Any],
-    group_rows: list[Mapping[str, Any]],
-    task_rows: list[Mapping[str, Any]],
+    row: RowMapping,
+    group_rows: list[RowMapping],
+    task_rows: list[RowMapping],
     attempts: dict[str, Attempt],
 ) -> WorkflowRun:
     """An unfinished workflow from its stored rows; its attempts are added to `attempts` (the
@@ -147,17 +150,18 @@ def run_from_rows(
         by_task.setdefault(r["name"], []).append(r)
     for g_spec in spec.all_groups():
         gr = groups[g_spec.name]
+        status = T(gr["status"])
         g = GroupRun(
             g_spec,
             wf,
-            status=T(gr["status"]),
+            status=status,
             scheduling_time=gr["scheduling_time"],
             start_time=gr["start_time"],
             end_time=gr["end_time"],
             message=gr["message"],
         )
         wf.groups[g.name] = g
-        if not g.status.terminal:
+        if not status.terminal:
             wf.groups_left += 1
         for t_spec in g_spec.tasks:
             t = TaskRun(t_spec, g)

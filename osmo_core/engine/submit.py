@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import PRIORITIES
 from ..errors import Problem, SpecError
@@ -18,6 +18,9 @@ from ..spec.models import Workflow
 from ..states import TaskStatus, WorkflowStatus
 from ..store import Batch
 from .runs import Attempt, GroupRun, TaskRun, WorkflowRun, workflow_dag
+
+if TYPE_CHECKING:
+    from .loop import Engine
 
 T = TaskStatus
 W = WorkflowStatus
@@ -48,7 +51,7 @@ class Submission:
     """
 
     async def submit(
-        self,
+        self: Engine,
         spec: Workflow,
         *,
         pool: str | None = None,
@@ -75,7 +78,7 @@ class Submission:
         )
 
     def _submit(
-        self,
+        self: Engine,
         spec: Workflow,
         pool: str,
         user: str,

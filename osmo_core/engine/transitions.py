@@ -7,11 +7,14 @@ here touches the store or the bus directly.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..events import Event
 from ..states import TaskStatus, WorkflowStatus, check_group, check_task, check_workflow
 from .runs import LAUNCHED, Attempt, GroupRun, TaskRun, WorkflowRun
+
+if TYPE_CHECKING:
+    from .loop import Engine
 
 T = TaskStatus
 W = WorkflowStatus
@@ -26,7 +29,7 @@ class Transitions:
     # --- events ---------------------------------------------------------------------------
 
     def _event(
-        self,
+        self: Engine,
         type_: str,
         wf: WorkflowRun | str,
         *,
@@ -56,7 +59,7 @@ class Transitions:
     # --- state changes (the only places statuses change) ----------------------------------
 
     def _set_task(
-        self, att: Attempt, to: TaskStatus, *, follow: bool = True, **fields: Any
+        self: Engine, att: Attempt, to: TaskStatus, *, follow: bool = True, **fields: Any
     ) -> None:
         """Move an attempt. `follow=False` defers the group's reaction (bulk changes call
         `_group_follows` once when the whole group has moved)."""
@@ -105,13 +108,13 @@ class Transitions:
             self._group_follows(task.group)
         self._progress_due.add(wf)
 
-    def _save(self, att: Attempt, **columns: Any) -> None:
+    def _save(self: Engine, att: Attempt, **columns: Any) -> None:
         """Queue an update of the attempt's row for this round's commit."""
         wf = att.task.group.workflow
         key = {"workflow_id": wf.id, "name": att.task.name, "retry_id": att.retry_id}
         self._batch.update("tasks", {**key, **columns})
 
-    def _new_attempt(self, task: TaskRun, status: TaskStatus) -> Attempt:
+    def _new_attempt(self: Engine, task: TaskRun, status: TaskStatus) -> Attempt:
         wf = task.group.workflow
         retry_id = task.attempts[-1].retry_id + 1 if task.attempts else 0
         check_task(None, status)
@@ -138,7 +141,7 @@ class Transitions:
             )
         return att
 
-    def _set_group(self, g: GroupRun, to: TaskStatus, message: str | None = None) -> None:
+    def _set_group(self: Engine, g: GroupRun, to: TaskStatus, message: str | None = None) -> None:
         wf = g.workflow
         check_group(g.status, to, f"{wf.id}/group {g.name}")
         g.status = to
@@ -184,7 +187,7 @@ class Transitions:
             self._group_ended(g)
 
     def _set_workflow(
-        self, wf: WorkflowRun, to: WorkflowStatus, message: str | None = None
+        self: Engine, wf: WorkflowRun, to: WorkflowStatus, message: str | None = None
     ) -> None:
         if wf.status == to:
             return
@@ -212,7 +215,7 @@ class Transitions:
             wf.done.set()
             self._forget(wf)
 
-    def _forget(self, wf: WorkflowRun) -> None:
+    def _forget(self: Engine, wf: WorkflowRun) -> None:
         """A finished workflow leaves memory; the store keeps it."""
         for t in wf.tasks.values():
             for a in t.attempts:

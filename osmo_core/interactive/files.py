@@ -101,7 +101,7 @@ async def read(sftp: asyncssh.SFTPClient, path: str) -> tuple[dict[str, Any], As
     async def chunks() -> AsyncIterator[bytes]:
         try:
             while data := await f.read(CHUNK):
-                yield data
+                yield data  # type: ignore[misc]  # asyncssh types read() as AnyStr; "rb" gives bytes
         finally:
             await f.close()
 

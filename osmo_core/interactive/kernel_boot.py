@@ -55,7 +55,8 @@ def boot() -> int:
         s.close()
     d = tempfile.mkdtemp(prefix="osmo-kernel-")  # 0700
     conn = os.path.join(d, "kernel.json")
-    info: dict = {f"{c}_port": ports[i] for i, c in enumerate(CHANNELS)}  # any Python 3
+    # any Python 3
+    info: dict[str, object] = {f"{c}_port": ports[i] for i, c in enumerate(CHANNELS)}
     info.update(
         ip="127.0.0.1",
         transport="tcp",
@@ -162,7 +163,11 @@ def _control_conn(conn: socket.socket) -> None:
                 elif msg.get("op") == "end":
                     _end(str(msg.get("reason") or "the task ended"))
             except (ValueError, KeyError, TypeError, OSError) as e:
-                sys.__stderr__.write(f"osmo kernel: bad control message {line[:200]!r}: {e}\n")
+                # the kernel's own stderr (sys.stderr is the running cell's); a process started
+                # by `boot` always has one
+                sys.__stderr__.write(  # type: ignore[union-attr]
+                    f"osmo kernel: bad control message {line[:200]!r}: {e}\n"
+                )
 
 
 def _watch_task(pid: int) -> None:

@@ -8,8 +8,8 @@ a few hundred events, not after building 351 MB.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict
 
 import yaml
 from yaml.events import (
@@ -129,7 +129,12 @@ class NodeCounter:
         )
 
 
-def _at(ev: Any) -> dict[str, int]:
+class _Mark(TypedDict, total=False):
+    line: int
+    column: int
+
+
+def _at(ev: Any) -> _Mark:
     mark = getattr(ev, "start_mark", None)
     return {"line": mark.line + 1, "column": mark.column + 1} if mark is not None else {}
 
@@ -142,6 +147,7 @@ def check_yaml(text: str, limits: SpecLimits, file: str | None, first_line: int 
     try:
         while (ev := loader.get_event()) is not None:
             if isinstance(ev, AliasEvent):
+                assert ev.anchor is not None  # an alias always names its anchor
                 count.alias(ev.anchor, ev)
             elif isinstance(ev, CollectionStartEvent):
                 count.start(ev.anchor, ev)
@@ -154,10 +160,7 @@ def check_yaml(text: str, limits: SpecLimits, file: str | None, first_line: int 
     except SpecError as e:
         if first_line:
             raise SpecError(
-                [
-                    Problem(**{**p.to_dict(), "line": (p.line or 1) + first_line})  # type: ignore[arg-type]
-                    for p in e.problems
-                ]
+                [replace(p, line=(p.line or 1) + first_line) for p in e.problems]
             ) from None
         raise
     finally:

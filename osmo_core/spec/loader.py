@@ -310,7 +310,8 @@ def _construct(tag: str, ev: ScalarEvent, as_key: bool, problems: list[Problem],
             _problem(f"unsupported YAML tag {ev.tag or tag!r} on {ev.value!r}", ev, file)
         )
         return None
-    node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark)
+    # types-PyYAML: an event's marks may be the C parser's Mark, which ScalarNode takes too
+    node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark)  # type: ignore[arg-type]
     try:
         return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
     except (yaml.YAMLError, ValueError):

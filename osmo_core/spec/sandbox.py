@@ -142,7 +142,7 @@ class _Guard(NodeTransformer):
         return node
 
 
-def _call(name: str, arg: nodes.Expr) -> nodes.Call:
+def _call(name: str, arg: nodes.Node) -> nodes.Call:
     return nodes.Call(nodes.Name(name, "load"), [arg], [], None, None, lineno=arg.lineno)
 
 
@@ -199,6 +199,7 @@ class BudgetSandbox(SandboxedEnvironment):
         self.globals[_SIZED] = lambda v: budget().sized(v)
 
     def guarded_ast(self, ast: nodes.Template) -> nodes.Template:
+        # jinja2's NodeTransformer.visit returns Any
         return _Guard().visit(ast)  # type: ignore[no-any-return]
 
     def call(
@@ -237,11 +238,11 @@ _SEQ = (str, list, tuple)
 
 def _result_size(op: str, left: Any, right: Any) -> int:
     """About how big `left op right` would be: items of a sequence, bytes of an integer."""
-    ints = isinstance(left, int) and isinstance(right, int)
-    if op == "**" and ints and right > 0 and abs(left) > 1:
-        return left.bit_length() * right // 8
-    if op == "*" and ints:
-        return (left.bit_length() + right.bit_length()) // 8
+    if isinstance(left, int) and isinstance(right, int):
+        if op == "**" and right > 0 and abs(left) > 1:
+            return left.bit_length() * right // 8
+        if op == "*":
+            return (left.bit_length() + right.bit_length()) // 8
     if op == "*":
         for seq, n in ((left, right), (right, left)):
             if isinstance(seq, _SEQ) and isinstance(n, int):

@@ -470,7 +470,7 @@ def _check_cycle(
 ) -> None:
     if acyclic(edges):
         return
-    graph: nx.DiGraph = nx.DiGraph(list(edges))
+    graph: nx.DiGraph[str] = nx.DiGraph(list(edges))
     task_group = {name: t.node for name, t in first.items() if t.node is not None}
     cycle = WorkflowDAG(graph, task_group).find_cycle()
     if cycle:
@@ -499,7 +499,7 @@ def _check_tokens(
                 continue
             has = f"{n_inputs} input{'s' if n_inputs != 1 else ''}" if n_inputs else "no inputs"
             message = f"{{{{input:{arg}}}}} but the task has {has}"
-            hint = "inputs are numbered from 0 in the order of `inputs:`"
+            hint: str | None = "inputs are numbered from 0 in the order of `inputs:`"
         elif kind == "input" and arg not in input_tasks:
             message = f"{{{{input:{arg}}}}} but the task has no input from task '{arg}'"
             hint = f"add `- task: {arg}` under inputs"

@@ -49,11 +49,13 @@ from osmo_core.errors import (
 from ..access import ServiceUnavailable
 from ..identity import CHALLENGE, principal_of
 
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
 try:  # jupyter_server >= 2.13
-    from jupyter_server.auth.decorator import allow_unauthenticated
+    from jupyter_server.auth.decorator import allow_unauthenticated as allow_unauthenticated
 except ImportError:  # pragma: no cover - older servers have no global auth switch
 
-    def allow_unauthenticated(method: Any) -> Any:  # type: ignore[no-redef]
+    def allow_unauthenticated(method: FuncT) -> FuncT:
         return method
 
 
@@ -142,6 +144,7 @@ def api(method: F) -> F:
         except OsmoError as e:
             raise from_osmo_error(e) from e
 
+    # functools.wraps keeps the wrapped method's signature
     return wrapper  # type: ignore[return-value]
 
 
@@ -153,6 +156,7 @@ class OsmoMixin:
 
     @property
     def osmo_app(self) -> OsmoApp:
+        # tornado's settings are a dict of Any
         return self.settings["osmo_app"]  # type: ignore[no-any-return]
 
     async def service(self) -> Service:
@@ -162,6 +166,7 @@ class OsmoMixin:
             raise ApiError(503, str(e), "service unavailable") from e
 
     def require_user(self) -> None:
+        # OsmoMixin is only used with JupyterHandler, which has these
         if self.current_user is None:  # type: ignore[attr-defined]
             reason = getattr(self, "_osmo_auth_error", None)
             raise ApiError(
@@ -176,9 +181,11 @@ class OsmoMixin:
         found: Principal | None = getattr(self, "_osmo_who", None)
         if found is None:
             found = principal_of(
+                # OsmoMixin is only used with JupyterHandler, which has these
                 self.current_user,  # type: ignore[attr-defined]
                 self.identity_provider,  # type: ignore[attr-defined]
-                self.osmo_app.service.config.admin_users,  # type: ignore[union-attr],
+                # requests reach handlers once the service is up
+                self.osmo_app.service.config.admin_users,  # type: ignore[union-attr]
             )
             self._osmo_who = found
         return found
@@ -216,6 +223,7 @@ class OsmoHandler(OsmoMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
     _chunks: list[bytes] | None = None
 
+    # no login redirect to pass on: this API answers 401/403
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         if self._finished or type(self).data_received is not OsmoHandler.data_received:
@@ -332,6 +340,7 @@ class OsmoWebSocket(OsmoMixin, JupyterHandler, websocket.WebSocketHandler):
         """Validate the request before the upgrade (raise to refuse it)."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # OsmoHandler's error page on another tornado handler class
         OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]
 
     async def _send(self, msg: dict[str, Any] | str) -> None:

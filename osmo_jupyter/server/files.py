@@ -61,7 +61,8 @@ class FileContentHandler(OsmoHandler):
     _upload: files.Upload | None = None
     _sftp: Any = None
 
-    async def prepare(self) -> None:
+    # no login redirect to pass on: this API answers 401/403 (OsmoHandler.prepare)
+    async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         if self.request.method != "PUT" or self._finished:
             return
@@ -79,7 +80,8 @@ class FileContentHandler(OsmoHandler):
         except OsmoError as e:
             raise from_osmo_error(e) from e
 
-    async def data_received(self, chunk: bytes) -> None:
+    # tornado awaits data_received when it is a coroutine (stream_request_body)
+    async def data_received(self, chunk: bytes) -> None:  # type: ignore[override]
         if self._upload is not None:
             await self._upload.write(chunk)
 

@@ -21,7 +21,8 @@ class MetricsHandler(PrometheusMetricsHandler):
     auth_resource = "metrics"
 
     @allow_unauthenticated  # checked here: 401 (not a login redirect) without credentials
-    async def get(self) -> None:
+    # tornado awaits a handler method that is a coroutine; the base class's is not one
+    async def get(self) -> None:  # type: ignore[override]
         if self.settings["authenticate_prometheus"]:
             user = self.current_user
             if user is None:
@@ -33,4 +34,5 @@ class MetricsHandler(PrometheusMetricsHandler):
         self.write(prometheus_client.generate_latest(REGISTRY))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # OsmoHandler's error page on another tornado handler class
         OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]

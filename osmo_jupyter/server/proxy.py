@@ -66,6 +66,7 @@ class _TaskStream(httpcore.AsyncNetworkStream):
         self._r, self._w = reader, writer
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        # the SSH channel's reader is typed Any here
         return await self._r.read(max_bytes)  # type: ignore[no-any-return]
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -82,7 +83,8 @@ class _TaskNetwork(httpcore.AsyncNetworkBackend):
     def __init__(self, open_port: Any):
         self._open = open_port
 
-    async def connect_tcp(
+    # httpcore passes local_address and socket_options by name; a channel has no use for them
+    async def connect_tcp(  # type: ignore[override]
         self, host: str, port: int, timeout: float | None = None, **kwargs: Any
     ) -> httpcore.AsyncNetworkStream:
         return _TaskStream(*await self._open())
@@ -115,6 +117,7 @@ class ProxyHandler(OsmoMixin, JupyterHandler):
         pass
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # OsmoHandler's error page on another tornado handler class
         OsmoHandler.write_error(self, status_code, **kwargs)  # type: ignore[arg-type]
 
     def _split(self) -> tuple[str, str | None, str]:
@@ -367,12 +370,14 @@ class AppHandler(ProxyHandler):
         return True
 
     @allow_unauthenticated
+    # tornado passes the route's groups as arguments
     async def get(self, ticket: str, path: str | None) -> None:  # type: ignore[override]
         try:
             await self._app(ticket)
         except OsmoError as e:
             raise from_osmo_error(e) from e
 
+    # every HTTP verb goes through the one proxying method
     head = post = put = delete = patch = options = get  # type: ignore[assignment]
 
 
@@ -407,12 +412,13 @@ class AppRootHandler(AppHandler):
         await self._forward(svc, *ticket.where, target)
 
     @allow_unauthenticated
-    async def get(self, *args: Any) -> None:  # type: ignore[override]
+    async def get(self, *args: Any) -> None:
         try:
             await self._serve()
         except OsmoError as e:
             raise from_osmo_error(e) from e
 
+    # every HTTP verb goes through the one proxying method
     head = post = put = delete = patch = options = get  # type: ignore[assignment]
 
 

@@ -22,10 +22,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...wire import LaunchRequest, LogLine
+from ...wire import CheckpointSpec, InputSpec, LaunchRequest, LogLine, OutputSpec
 from ..agentlink import AgentLink
+
+if TYPE_CHECKING:
+    from asyncssh import SSHReader, SSHWriter
+
+    from ...interactive.hub import Interactive
 
 AGENT_DIR = "/osmo"
 AGENT_KEY_ANNOTATION = "osmo/agent-key"  # public host key: re-expected after a restart
@@ -85,11 +90,18 @@ def add_agent(spec: dict[str, Any], agent: dict[str, Any], secret: str) -> dict[
 def credentials_for(req: LaunchRequest, secrets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Only the credentials the task names (its `credentials:`, its data's `credential`)."""
     names = set(req.credentials)
-    names |= {x.credential for x in [*req.inputs, *req.outputs, *req.checkpoints] if x.credential}
+    moved: list[InputSpec | OutputSpec | CheckpointSpec] = [
+        *req.inputs,
+        *req.outputs,
+        *req.checkpoints,
+    ]
+    names |= {x.credential for x in moved if x.credential}
     return {n: secrets[n] for n in sorted(names) if n in secrets}
 
 
-def agent_secret_data(dialhome: dict[str, Any], host_key: bytes, creds: dict[str, Any]) -> dict:
+def agent_secret_data(
+    dialhome: dict[str, Any], host_key: bytes, creds: dict[str, Any]
+) -> dict[str, str]:
     """The Secret's data for the agent (base64 values)."""
     data = {
         "dialhome.json": json.dumps(dialhome).encode(),
@@ -103,12 +115,12 @@ def agent_secret_data(dialhome: dict[str, Any], host_key: bytes, creds: dict[str
 class PodAgentLink(AgentLink):
     """The agent protocol to one pod's agent, over its dial-home SSH connection."""
 
-    def __init__(self, hub: Any, agent_id: str, socket: str, wait: float):
+    def __init__(self, hub: Interactive, agent_id: str, socket: str, wait: float):
         super().__init__(f"pod {agent_id}")
         self.hub, self.agent_id, self.socket = hub, agent_id, socket
         self.start_timeout = wait  # a pod may take this long to be scheduled and pull images
 
-    async def _open(self) -> tuple[Any, Any]:
+    async def _open(self) -> tuple[SSHReader[bytes], SSHWriter[bytes]]:
         return await self.hub.open_agent_socket(self.agent_id, self.socket, self.start_timeout)
 
     async def _agent_alive(self) -> bool:
@@ -121,7 +133,9 @@ class PodAgentLink(AgentLink):
         out: list[LogLine] = []
         while limit is None or len(out) < limit:
             want = None if limit is None else limit - len(out)
-            args = {"key": key, "start": start + len(out)} | ({"limit": want} if want else {})
+            args: dict[str, Any] = {"key": key, "start": start + len(out)} | (
+                {"limit": want} if want else {}
+            )
             # the connection as it is: a resync reads the log before the link counts as up
             page = (await self._request("log", **args))["lines"]
             n0 = start + len(out)

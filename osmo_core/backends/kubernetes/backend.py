@@ -228,7 +228,7 @@ class KubernetesBackend(Backend):
     # --- launch (continued) -----------------------------------------------------------------
 
     async def launch(self, req: LaunchRequest) -> LaunchInfo:
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         unsupported = [w for w in ("inputs", "outputs", "checkpoints") if getattr(req, w)]
         if unsupported and self.agent is None:  # refuse rather than run without its data
@@ -293,11 +293,11 @@ class KubernetesBackend(Backend):
             listed = {key_of(p) for p in pods}
             for pod in pods:
                 self._on_pod("ADDED", pod)
-            for key, phase in list(self._known.items()):
+            for known, phase in list(self._known.items()):
                 # a pod created while the list was being answered may be missing from it
-                fresh = self._tracked_at.get(key, 0.0) >= asked
-                if phase in ("", "running") and key not in listed and not fresh:
-                    self._end(key, Lost(key, "pod deleted", time.time()))
+                fresh = self._tracked_at.get(known, 0.0) >= asked
+                if phase in ("", "running") and known not in listed and not fresh:
+                    self._end(known, Lost(known, "pod deleted", time.time()))
             return
         key = key_of(obj)
         if key not in self._known:
@@ -481,7 +481,7 @@ class KubernetesBackend(Backend):
         """Delete this backend's pods (and Secrets, Services) that no attempt claimed since
         start: left by a control plane that stopped before cleaning up. Logs are archived
         first. Returns the pod names removed."""
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         removed = []
         for pod in await self._pods():

@@ -89,7 +89,7 @@ async def list_nodes(api: Any, config: dict[str, Any]) -> list[Node]:
 
 async def create_object(fn: Any, *args: Any) -> None:
     """Create an object; one that exists already (409) is fine."""
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     try:
         await asyncio.to_thread(fn, *args)
@@ -131,7 +131,7 @@ async def delete_attempt(
 
 async def archive_log(api: Any, namespace: str, key: str, path: Path) -> None:
     """Copy the pod's log to `path` (atomically; kept after the pod)."""
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     try:
         text = await asyncio.to_thread(
@@ -146,7 +146,7 @@ async def log_lines(
     api: Any, namespace: str, key: str, archived: Path, start: int, limit: int | None
 ) -> list[LogLine]:
     """Lines of a pod's log: its archive when it has ended, else the live pod's."""
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     if archived.exists():
         text = await asyncio.to_thread(archived.read_text, errors="replace")

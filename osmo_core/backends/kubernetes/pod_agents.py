@@ -84,6 +84,7 @@ class PodAgents:
     def link(self, key: str, public: str) -> PodAgentLink:
         assert self.settings is not None  # only pods with an agent have a public key
         self.expect(key, public)
+        assert self.hub is not None  # as expect() found it
         link = self.links.get(key)
         if link is None:
             socket = f"{self.settings['dir']}/{SOCKET}"

@@ -69,7 +69,7 @@ class PodWatcher:
 
     def _run(self) -> None:
         from kubernetes import watch
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         version: str | None = None
         delay = self.backoff[0]

@@ -242,7 +242,7 @@ class HostLink(AgentLink):
             return
         super()._deliver(ev)
 
-    def running(self, key: str) -> bool:
+    def is_running(self, key: str) -> bool:
         return key in self._watch or key in self._finishing
 
     def _mirror_line(self, ev: LogLine) -> None:

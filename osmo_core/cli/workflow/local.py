@@ -107,7 +107,8 @@ async def _run(service: Service, args: argparse.Namespace, out: Output) -> int:
         sub = service.subscribe(logs=args.logs)
         # A Ctrl-C while submitting (the task may already be launched) is counted, and follow
         # acts on it; without this it interrupted the run and left the tasks running.
-        loop, early = asyncio.get_running_loop(), []
+        loop = asyncio.get_running_loop()
+        early: list[None] = []
         loop.add_signal_handler(signal.SIGINT, early.append, None)
         try:
             wf_id = await service.submit(loaded, pool=args.pool, priority=args.priority)

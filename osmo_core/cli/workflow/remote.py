@@ -166,6 +166,7 @@ async def _follow_events(client: Client, wf_id: str, out: Output) -> dict[str, A
                 last = ev["id"] or last
                 _show(ev, out)
                 if ev["type"] == "workflow.status" and WorkflowStatus(ev["status"]).terminal:
+                    # the server's answer is JSON (Any)
                     return client.get(f"workflows/{wf_id}")  # type: ignore[no-any-return]
         except Unreachable:
             if attempt == RECONNECTS:

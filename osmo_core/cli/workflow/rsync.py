@@ -77,6 +77,7 @@ class _Sync:
         from ...client import ApiError
 
         try:
+            # the server's answer is JSON (Any)
             return self.client.request("GET", self.base, params={"path": remote})  # type: ignore[no-any-return]
         except ApiError as e:
             if e.status == 404:
@@ -185,12 +186,9 @@ class _Sync:
 
 def _same(entry: dict[str, Any] | None, size: int, mtime: float) -> bool:
     """rsync's quick check: same size and same modification time (whole seconds)."""
-    return (
-        bool(entry)
-        and entry["type"] == "file"
-        and (entry["size"], entry["mtime"])
-        == (
-            size,
-            int(mtime),
-        )
+    if not entry:
+        return False
+    return entry["type"] == "file" and (entry["size"], entry["mtime"]) == (
+        size,
+        int(mtime),
     )
