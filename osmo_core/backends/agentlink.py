@@ -109,6 +109,9 @@ class AgentLink(ABC):
     def _reconnected(self) -> None:  # noqa: B027 - optional hook
         """Called once the connection is back (after the resync)."""
 
+    def _disconnected(self) -> None:  # noqa: B027 - optional hook
+        """Called as soon as the connection is seen to drop."""
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def _start_link(self, sink: EventSink, retry: bool = False) -> bool:
@@ -374,6 +377,7 @@ class AgentLink(ABC):
 
     def _drop_connection(self, exc: Exception) -> None:
         self._connected.clear()
+        self._disconnected()
         if self._writer is not None:
             with contextlib.suppress(Exception):  # a transport already gone
                 self._writer.close()

@@ -31,7 +31,7 @@ from ..events import Event, EventBus
 from ..scheduler import Scheduler
 from ..states import TaskStatus, WorkflowStatus
 from ..store import Batch, Store
-from ..wire import BackendEvent
+from ..wire import BackendEvent, NodeOnline
 from .cancel import Cancelling
 from .facts import BackendFacts
 from .groups import GroupProgress
@@ -220,7 +220,7 @@ class Engine(
         self._inbox.put_nowait(_Call(fn, args, fut))
         return await fut
 
-    def _on_backend_event(self, ev: BackendEvent) -> None:
+    def _on_backend_event(self, ev: BackendEvent | NodeOnline) -> None:
         self._inbox.put_nowait(ev)
 
     # --- the loop ---------------------------------------------------------------------------
