@@ -197,7 +197,7 @@ class SSHBackend(Backend):
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         alias = self._where.get(key)
         h = self.hosts.get(alias) if alias else None
-        if h is not None and h.connected and h.running(key):
+        if h is not None and h.connected and h.watching(key):
             return await h.read_log(key, start, limit)
         for other in [h] if h else self.hosts.values():  # ended: its log was copied here
             mirrored = attempt_dir(other.mirror, key) / LOG
@@ -208,7 +208,7 @@ class SSHBackend(Backend):
     async def count_log(self, key: str) -> int:
         alias = self._where.get(key)
         h = self.hosts.get(alias) if alias else None
-        if h is None or not (h.connected and h.running(key)):
+        if h is None or not (h.connected and h.watching(key)):
             for other in [h] if h else self.hosts.values():  # ended: counted here, in C
                 mirrored = attempt_dir(other.mirror, key) / LOG
                 if mirrored.exists():

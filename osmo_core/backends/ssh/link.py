@@ -253,7 +253,8 @@ class HostLink(AgentLink):
             return
         super()._deliver(ev)
 
-    def running(self, key: str) -> bool:
+    def watching(self, key: str) -> bool:
+        """Whether the attempt is live here: watched, or its end being fetched."""
         return key in self._watch or key in self._finishing
 
     def _mirror_line(self, ev: LogLine) -> None:
