@@ -230,7 +230,12 @@ class AgentLink(ABC):
         fut = self._pending[req_id] = loop.create_future()
         expiry = loop.call_later(timeout, _expire, fut)  # cheaper than wait_for's extra task
         try:
-            self._writer.write(encode({"id": req_id, "op": op, **args}))
+            try:
+                self._writer.write(encode({"id": req_id, "op": op, **args}))
+            except OSError:  # an SSH channel closed under us: down now (or _call would spin
+                self._pending.pop(req_id, None)  # on it), and sent again once reconnected
+                self._drop_connection(Disconnected())
+                raise Disconnected() from None
             resp = await fut
         finally:
             expiry.cancel()

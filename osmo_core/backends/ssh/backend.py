@@ -160,18 +160,21 @@ class SSHBackend(Backend):
         return dataclasses.replace(info, output=str(mirror / OUTPUT))
 
     async def cancel(self, key: str, grace: float = 5.0) -> None:
-        alias = self._where.get(key)
-        hosts = [self.hosts[alias]] if alias else list(self.hosts.values())
-        for h in hosts:
-            if h.connected:
-                await h.cancel(key, grace)
+        for h in self._hosts_of(key):
+            await h.cancel(key, grace)
 
     async def release(self, key: str) -> None:
+        for h in self._hosts_of(key):
+            await h.release(key)
+
+    def _hosts_of(self, key: str) -> list[HostLink]:
+        """Where to send a cancel or release: the attempt's host even while its link is down
+        (the request goes once it is back, within the link's CALL_TIMEOUT: one dropped during
+        an sshd restart would leave the task running there), else every connected host."""
         alias = self._where.get(key)
-        hosts = [self.hosts[alias]] if alias else list(self.hosts.values())
-        for h in hosts:
-            if h.connected:
-                await h.release(key)
+        if alias:
+            return [self.hosts[alias]]
+        return [h for h in self.hosts.values() if h.connected]
 
     async def status(self, keys: list[str]) -> dict[str, AttemptState]:
         out = {k: AttemptState(k, "unknown") for k in keys}
