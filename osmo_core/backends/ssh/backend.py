@@ -197,6 +197,18 @@ class SSHBackend(Backend):
                         out[k] = AttemptState(k, "lost", message=f"fetching its outputs: {e}")
         return out
 
+    async def running(self) -> set[str] | None:
+        """What each host's agent runs (and what its link is fetching), plus every attempt of
+        a host whose link is down: that link reports them lost after lost_grace or resyncs
+        them once back, so the reconciliation must not end them before."""
+        answers = await asyncio.gather(*(h.running() for h in self.hosts.values()))
+        keys: set[str] = set()
+        for h, got in zip(self.hosts.values(), answers, strict=True):
+            if got is None:
+                got = {k for k, alias in self._where.items() if alias == h.cfg.alias}
+            keys |= got
+        return keys
+
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         alias = self._where.get(key)
         h = self.hosts.get(alias) if alias else None

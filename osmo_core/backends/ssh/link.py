@@ -253,6 +253,10 @@ class HostLink(AgentLink):
             return
         super()._deliver(ev)
 
+    async def running(self) -> set[str] | None:
+        got = await super().running()
+        return None if got is None else got | self._finishing  # ended, its end not sent yet
+
     def watching(self, key: str) -> bool:
         """Whether the attempt is live here: watched, or its end being fetched."""
         return key in self._watch or key in self._finishing
