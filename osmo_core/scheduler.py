@@ -98,6 +98,12 @@ class Scheduler:
                 states.append(state)
         self._nodes[backend] = states
 
+    def set_online(self, backend: str, node: str, online: bool) -> None:
+        """A node went offline (nothing new is placed there) or came back."""
+        for s in self._nodes.get(backend, []):
+            if s.node.name == node:
+                s.node.online = online
+
     def platform_of(self, pool: str, res: Resource) -> str:
         return res.platform or self.pools[pool].default_platform
 

@@ -241,8 +241,18 @@ class Usage:
         return {k: v for k, v in vars(self).items() if k not in ("key", "ts")}
 
 
+@dataclass
+class NodeOnline:
+    """A node of `backend` went offline (its link is down: no new tasks there) or came back;
+    the engine's node view follows at once and waiting tasks are placed again."""
+
+    backend: str
+    node: str
+    online: bool
+
+
 BackendEvent = Started | LogLine | Exited | StartFailed | Lost | Transfer | Held | Usage
-EventSink = Callable[[BackendEvent], None]
+EventSink = Callable[[BackendEvent | NodeOnline], None]
 
 
 @dataclass

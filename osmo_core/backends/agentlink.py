@@ -109,6 +109,9 @@ class AgentLink(ABC):
     def _reconnected(self) -> None:  # noqa: B027 - optional hook
         """Called once the connection is back (after the resync)."""
 
+    def _disconnected(self) -> None:  # noqa: B027 - optional hook
+        """Called as soon as the connection is seen to drop."""
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def _start_link(self, sink: EventSink, retry: bool = False) -> bool:
@@ -227,7 +230,12 @@ class AgentLink(ABC):
         fut = self._pending[req_id] = loop.create_future()
         expiry = loop.call_later(timeout, _expire, fut)  # cheaper than wait_for's extra task
         try:
-            self._writer.write(encode({"id": req_id, "op": op, **args}))
+            try:
+                self._writer.write(encode({"id": req_id, "op": op, **args}))
+            except OSError:  # an SSH channel closed under us: down now (or _call would spin
+                self._pending.pop(req_id, None)  # on it), and sent again once reconnected
+                self._drop_connection(Disconnected())
+                raise Disconnected() from None
             resp: dict[str, Any] = await fut
         finally:
             expiry.cancel()
@@ -374,6 +382,7 @@ class AgentLink(ABC):
 
     def _drop_connection(self, exc: Exception) -> None:
         self._connected.clear()
+        self._disconnected()
         if self._writer is not None:
             with contextlib.suppress(Exception):  # a transport already gone
                 self._writer.close()

@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Event
 from ..states import TaskStatus
-from ..wire import Exited, Held, LaunchInfo, LogLine, Lost, Started, StartFailed, Transfer, Usage
+from ..wire import (
+    Exited,
+    Held,
+    LaunchInfo,
+    LogLine,
+    Lost,
+    NodeOnline,
+    Started,
+    StartFailed,
+    Transfer,
+    Usage,
+)
 from . import policy
 from .runs import LAUNCHED, Attempt
 
@@ -47,6 +58,12 @@ class BackendFacts:
                 self._end_attempt(
                     item[1], T.FAILED_SERVER_ERROR, message=f"cannot launch: {item[2]}"
                 )
+            elif kind == "requeue":
+                self._requeue(item[1])
+            return
+        if isinstance(item, NodeOnline):
+            self.scheduler.set_online(item.backend, item.node, item.online)
+            self._queue_dirty = True  # a node back: what waits may fit now
             return
         att = self._attempts.get(item.key)
         if att is None or att.status is None or att.status.terminal:
@@ -195,5 +212,5 @@ class BackendFacts:
         if retry:  # the new attempt exists before the group looks, so the group goes on
             nxt = self._new_attempt(att.task, T.PROCESSING)
             self._set_task(nxt, T.SCHEDULING, follow=False)
-            self._enqueue([[nxt]])
+            self._enqueue_after(nxt, policy.retry_delay(status, nxt.retry_id, again=again))
         self._group_follows(att.task.group)

@@ -31,7 +31,7 @@ from ..events import Event, EventBus
 from ..scheduler import Scheduler
 from ..states import TaskStatus, WorkflowStatus
 from ..store import Batch, Store
-from ..wire import BackendEvent
+from ..wire import BackendEvent, NodeOnline
 from .cancel import Cancelling
 from .facts import BackendFacts
 from .groups import GroupProgress
@@ -91,7 +91,7 @@ class Engine(
         self._queue: list[tuple[tuple[int, int], list[Attempt]]] = []
         self._unit_of: dict[Attempt, list[Attempt]] = {}  # a queued attempt -> its unit
         self._launched: dict[str, Attempt] = {}  # INITIALIZING or RUNNING (transitions.py)
-        self._queue_dirty = False
+        self._queue_dirty: bool = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._batch = Batch()
         self._announce: list[Event] = []
@@ -221,7 +221,7 @@ class Engine(
         self._inbox.put_nowait(_Call(fn, args, fut))
         return await fut
 
-    def _on_backend_event(self, ev: BackendEvent) -> None:
+    def _on_backend_event(self, ev: BackendEvent | NodeOnline) -> None:
         self._inbox.put_nowait(ev)
 
     # --- the loop ---------------------------------------------------------------------------

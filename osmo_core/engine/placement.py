@@ -42,6 +42,18 @@ class Placement:
                 self._unit_of[att] = unit
         self._queue_dirty = True
 
+    def _enqueue_after(self: Engine, att: Attempt, delay: float) -> None:
+        """Queue a new attempt after `delay` seconds (a retry's backoff), SCHEDULING meanwhile."""
+        if delay <= 0:
+            self._enqueue([[att]])
+        else:
+            asyncio.get_running_loop().call_later(delay, self._post, ("requeue", att))
+
+    def _requeue(self: Engine, att: Attempt) -> None:
+        """Its backoff is over: queue it, unless it ended meanwhile (a cancel)."""
+        if att.status == T.SCHEDULING and att not in self._unit_of:
+            self._enqueue([[att]])
+
     def _unqueue(self: Engine, att: Attempt) -> None:
         # O(1) per attempt (cancelling 10,000 queued tasks must not scan the queue 10,000
         # times); the emptied unit leaves the queue at the next _schedule.

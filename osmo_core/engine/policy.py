@@ -97,6 +97,20 @@ def retry_or_end(
     return retry, status, message
 
 
+RETRY_BACKOFF = 0.5  # seconds before the first retry after an infrastructure failure
+RETRY_BACKOFF_MAX = 30.0  # doubling per retry, at most this
+
+
+def retry_delay(status: TaskStatus, retry_id: int, *, again: bool = False) -> float:
+    """Seconds the new attempt `retry_id` waits before it is queued: after an infrastructure
+    failure (a host, an agent or a cluster failing) it backs off, doubling per retry and
+    bounded, so a retry budget is not spent in a second on a backend that is still down; a
+    reschedule by exit code or a retry the user asked for (`again`) is queued at once."""
+    if again or status not in INFRA_RESCHEDULE or retry_id < 1:
+        return 0.0
+    return min(RETRY_BACKOFF * 2.0 ** (retry_id - 1), RETRY_BACKOFF_MAX)
+
+
 # --- holds ----------------------------------------------------------------------------------
 
 

@@ -128,6 +128,16 @@ def test_a_users_retry_is_outside_the_budget() -> None:
     assert retry_or_end(T.FAILED, "m", again=True, retry_id=9, budget=0) == (True, T.FAILED, "m")
 
 
+def test_infrastructure_retries_back_off_doubling_and_bounded() -> None:
+    bad = T.FAILED_BACKEND_ERROR
+    delays = [policy.retry_delay(bad, n) for n in range(1, 12)]
+    assert delays[:3] == [policy.RETRY_BACKOFF, 2 * policy.RETRY_BACKOFF, 4 * policy.RETRY_BACKOFF]
+    assert delays == sorted(delays) and max(delays) == policy.RETRY_BACKOFF_MAX
+    # a reschedule by exit code, and a retry the user asked for, are queued at once
+    assert policy.retry_delay(T.RESCHEDULED, 3) == 0
+    assert policy.retry_delay(bad, 3, again=True) == 0
+
+
 # --- holds ----------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ processes: sshd, agent, tasks), or its network goes down; each comes back after 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ class SshFault(Fault):
     def __init__(self) -> None:
         self.hosts: Any = None
         self.victim: Any = None
+
+    async def teardown(self, run: Run) -> None:
+        """Leave nothing of this cell on the hosts, which every cell shares: the next cell's
+        workflow gets the same id (a new store), so an attempt folder left there would read as
+        its attempt already launched (the agent's launch is idempotent), which never starts."""
+        for h in self.hosts.hosts:
+            if (h.agent_root / "agent.pid").exists():  # one no service could stop (host down)
+                self.hosts.kill_agent(h)
+            for d in ("runs", "staged"):
+                shutil.rmtree(h.agent_root / d, ignore_errors=True)
 
 
 class Sshd(SshFault):

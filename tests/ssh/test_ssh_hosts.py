@@ -11,21 +11,21 @@ from sshhosts import Hosts, until
 from osmo_core.backends.local import LocalBackend
 from osmo_core.backends.ssh.backend import SSHBackend
 from osmo_core.errors import BackendError
-from osmo_core.wire import BackendEvent, Exited, InputSpec, LaunchRequest, LogLine
+from osmo_core.wire import BackendEvent, Exited, InputSpec, LaunchRequest, LogLine, NodeOnline
 
 
 class Sink:
     def __init__(self) -> None:
-        self.items: list[BackendEvent] = []
+        self.items: list[BackendEvent | NodeOnline] = []
 
-    def __call__(self, ev: BackendEvent) -> None:
+    def __call__(self, ev: BackendEvent | NodeOnline) -> None:
         self.items.append(ev)
 
     def end(self, key: str) -> Exited | None:
-        return next((e for e in self.items if e.key == key and isinstance(e, Exited)), None)
+        return next((e for e in self.items if isinstance(e, Exited) and e.key == key), None)
 
     def lines(self, key: str) -> list[str]:
-        return [e.text for e in self.items if e.key == key and isinstance(e, LogLine)]
+        return [e.text for e in self.items if isinstance(e, LogLine) and e.key == key]
 
 
 async def test_a_wrong_host_key_is_refused_and_an_unreachable_host_reported(
@@ -75,6 +75,8 @@ async def test_data_moves_between_the_local_machine_and_two_hosts(
     await lab.start(ssh_sink)
     try:
         await until(lambda: all(lab.hosts[a].node.online for a in ("h1", "h2")), what="hosts")
+        told = [(e.backend, e.node, e.online) for e in ssh_sink.items if isinstance(e, NodeOnline)]
+        assert {("lab", "h1", True), ("lab", "h2", True)} <= set(told), told  # the engine knows
         first = await local.launch(
             LaunchRequest("wf-1/a/0", ["sh", "-c", "echo from-local > $OSMO_OUTPUT/a.txt"])
         )
@@ -124,9 +126,7 @@ async def test_data_moves_between_the_local_machine_and_two_hosts(
             ("stderr", "warn"),
             ("stdout", "done"),
         ]
-        assert [ln.text for ln in lines] == [
-            e.text for e in ssh_sink.items if e.key == "wf-1/b/0" and isinstance(e, LogLine)
-        ]
+        assert [ln.text for ln in lines] == ssh_sink.lines("wf-1/b/0")
         assert ssh_sink.end("wf-1/b/0").exit_code == 0  # type: ignore[union-attr]
     finally:
         await lab.shutdown_agents()

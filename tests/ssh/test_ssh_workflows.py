@@ -170,6 +170,44 @@ async def test_a_host_lost_mid_task_reschedules_onto_the_other(ssh_service, host
     await until(lambda: svc.backends["lab"].host_status()[first]["online"], what="recheck")
 
 
+async def test_a_retry_does_not_go_to_an_offline_host(ssh_service, hosts: Hosts) -> None:
+    """The host dies while its finished task's outputs are being fetched: the attempt is lost
+    at once (not after lost_grace), and its retries go to the other host, not to the dead one
+    (whose link is down although no reconnection has failed yet), backing off meanwhile."""
+    svc = await ssh_service()
+    lab = svc.backends["lab"]
+    wf = await svc.submit(
+        "workflow:\n  name: fetched\n  pool: lab\n  tasks:\n  - name: main\n"
+        "    command: [sh, -c, 'head -c 200000000 /dev/zero > {{output}}/big']\n"
+    )
+    await until(lambda: svc.task(wf, "main")["node"], what="placed")
+    first = svc.task(wf, "main")["node"]
+    victim = next(h for h in hosts.hosts if h.alias == first)
+    mirrored = lab.hosts[first].mirror / "runs" / wf / "main" / "0" / "output" / "big"
+    for _ in range(WAIT * 100):  # the fetch has begun: bounded, 60 s
+        if mirrored.exists():
+            break
+        await asyncio.sleep(0.01)
+    assert mirrored.exists(), f"no fetch of the output seen: {svc.task(wf, 'main')}"
+    hosts.kill(victim)
+    try:
+        assert await finished(svc, wf) == "COMPLETED"
+        attempts = svc.task(wf, "main")["attempts"]
+        assert attempts[0]["status"] == "FAILED_BACKEND_ERROR"
+        assert "could not be fetched" in attempts[0]["message"], attempts[0]
+        other = "h2" if first == "h1" else "h1"
+        assert attempts[1:] and all(a["node"] == other for a in attempts[1:]), attempts
+        assert attempts[-1]["status"] == "COMPLETED"
+        online = {r["node"]: r["online"] for r in svc.resources() if r["backend"] == "lab"}
+        assert not online[first], online  # the engine's view, not only the backend's
+    finally:
+        hosts.start_sshd(victim)
+    # back: online again for the backend and for the engine's placement
+    await until(lambda: lab.host_status()[first]["online"], what="recheck")
+    online = {r["node"]: r["online"] for r in svc.resources() if r["backend"] == "lab"}
+    assert online[first], online
+
+
 async def test_a_restarted_control_plane_picks_up_a_task_on_a_host(
     ssh_service, hosts: Hosts
 ) -> None:

@@ -160,18 +160,21 @@ class SSHBackend(Backend):
         return dataclasses.replace(info, output=str(mirror / OUTPUT))
 
     async def cancel(self, key: str, grace: float = 5.0) -> None:
-        alias = self._where.get(key)
-        hosts = [self.hosts[alias]] if alias else list(self.hosts.values())
-        for h in hosts:
-            if h.connected:
-                await h.cancel(key, grace)
+        for h in self._hosts_of(key):
+            await h.cancel(key, grace)
 
     async def release(self, key: str) -> None:
+        for h in self._hosts_of(key):
+            await h.release(key)
+
+    def _hosts_of(self, key: str) -> list[HostLink]:
+        """Where to send a cancel or release: the attempt's host even while its link is down
+        (the request goes once it is back, within the link's CALL_TIMEOUT: one dropped during
+        an sshd restart would leave the task running there), else every connected host."""
         alias = self._where.get(key)
-        hosts = [self.hosts[alias]] if alias else list(self.hosts.values())
-        for h in hosts:
-            if h.connected:
-                await h.release(key)
+        if alias:
+            return [self.hosts[alias]]
+        return [h for h in self.hosts.values() if h.connected]
 
     async def status(self, keys: list[str]) -> dict[str, AttemptState]:
         out = {k: AttemptState(k, "unknown") for k in keys}
@@ -194,10 +197,22 @@ class SSHBackend(Backend):
                         out[k] = AttemptState(k, "lost", message=f"fetching its outputs: {e}")
         return out
 
+    async def running(self) -> set[str] | None:
+        """What each host's agent runs (and what its link is fetching), plus every attempt of
+        a host whose link is down: that link reports them lost after lost_grace or resyncs
+        them once back, so the reconciliation must not end them before."""
+        answers = await asyncio.gather(*(h.running() for h in self.hosts.values()))
+        keys: set[str] = set()
+        for h, got in zip(self.hosts.values(), answers, strict=True):
+            if got is None:
+                got = {k for k, alias in self._where.items() if alias == h.cfg.alias}
+            keys |= got
+        return keys
+
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         alias = self._where.get(key)
         h = self.hosts.get(alias) if alias else None
-        if h is not None and h.connected and h.is_running(key):
+        if h is not None and h.connected and h.watching(key):
             return await h.read_log(key, start, limit)
         for other in [h] if h else self.hosts.values():  # ended: its log was copied here
             mirrored = attempt_dir(other.mirror, key) / LOG
@@ -208,7 +223,7 @@ class SSHBackend(Backend):
     async def count_log(self, key: str) -> int:
         alias = self._where.get(key)
         h = self.hosts.get(alias) if alias else None
-        if h is None or not (h.connected and h.is_running(key)):
+        if h is None or not (h.connected and h.watching(key)):
             for other in [h] if h else self.hosts.values():  # ended: counted here, in C
                 mirrored = attempt_dir(other.mirror, key) / LOG
                 if mirrored.exists():

@@ -18,7 +18,7 @@ import asyncssh
 from ...agent.logfile import format_line, parse_line
 from ...agent.workdir import LOG, OUTPUT, attempt_dir
 from ...errors import BackendError
-from ...wire import BackendEvent, EventSink, Exited, InputSpec, LogLine, Lost, Node
+from ...wire import BackendEvent, EventSink, Exited, InputSpec, LogLine, Lost, Node, NodeOnline
 from ..agentlink import AgentLink
 from . import host as ssh_host
 from .host import HostConfig, Remote
@@ -120,7 +120,7 @@ class HostLink(AgentLink):
         await ssh_host.start_agent(self.conn, self.cfg, self.remote)
 
     def _unreachable(self, since: float) -> None:
-        self.node.online = False  # no new tasks here meanwhile; running ones get the grace
+        self._set_online(False)  # no new tasks here meanwhile; running ones get the grace
         if time.monotonic() - since < self.backend.lost_grace:
             return
         for key in list(self._watch):
@@ -128,7 +128,18 @@ class HostLink(AgentLink):
 
     def _reconnected(self) -> None:
         self.error = ""
-        self.node.online = True
+        self._set_online(True)
+
+    def _disconnected(self) -> None:
+        self._set_online(False)  # at once: a retry must not be placed on a host that is down
+
+    def _set_online(self, online: bool) -> None:
+        """Mark the node and tell the engine (its placement) when that changed."""
+        if self.node.online == online:
+            return
+        self.node.online = online
+        if self._sink is not None:
+            self._sink(NodeOnline(self.backend.name, self.cfg.alias, online))
 
     async def read_log(self, key: str, start: int = 0, limit: int | None = None) -> list[LogLine]:
         if self.sftp is None or self.remote is None:
@@ -242,7 +253,12 @@ class HostLink(AgentLink):
             return
         super()._deliver(ev)
 
-    def is_running(self, key: str) -> bool:
+    async def running(self) -> set[str] | None:
+        got = await super().running()
+        return None if got is None else got | self._finishing  # ended, its end not sent yet
+
+    def watching(self, key: str) -> bool:
+        """Whether the attempt is live here: watched, or its end being fetched."""
         return key in self._watch or key in self._finishing
 
     def _mirror_line(self, ev: LogLine) -> None:
@@ -263,6 +279,8 @@ class HostLink(AgentLink):
             await self.fetch(ev.key, ev.exit_code == 0, whole_log)
         except (asyncssh.Error, OSError, BackendError) as e:
             log.warning("host %s: fetching %s: %s", self.cfg.alias, ev.key, e)
+            if self.conn is None or self.conn.is_closed():  # before the reader notices
+                self._set_online(False)
             if ev.exit_code == 0:
                 end = Lost(ev.key, f"the outputs could not be fetched from {self.cfg.alias}: {e}")
         finally:
