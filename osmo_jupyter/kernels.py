@@ -246,8 +246,11 @@ class OsmoTaskProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
 
 def _http(e: OsmoError) -> web.HTTPError:
-    """The same status and JSON body as the osmo API gives for `e` (also on /api/kernels)."""
-    return from_osmo_error(e)
+    """The status and message the osmo API gives for `e`, as jupyter_server's own handlers
+    (/api/kernels) answer it: they reply `log_message` unformatted, so the message goes in as
+    it is, with no format arguments (tornado >= 6.5 then never formats it)."""
+    err = from_osmo_error(e)
+    return web.HTTPError(err.status_code, err.message, reason=err.reason)
 
 
 def _forget_failed_starts(mkm: Any) -> None:

@@ -219,6 +219,7 @@ async def test_a_task_without_ipykernel_gets_a_clear_error(
         body = json.dumps({"name": spec_name(wf, "main")})
         await jp_fetch("api", "kernels", method="POST", headers=alice, body=body)
     assert lab.value.code == 409
+    assert "pip install ipykernel" in json.loads(lab.value.response.body)["message"]
     await asyncio.wait_for(jp_serverapp.kernel_manager.shutdown_all(), 10)
     await end(api, service, wf, alice)
 
