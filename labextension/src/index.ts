@@ -252,7 +252,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           serverSettings: taskSettings(settings, workflowId, task)
         });
         const session = await manager.startNew();
-        const content = new Terminal(session);
+        // Kept open when the shell ends: the last lines say why (the task ended, say).
+        const content = new Terminal(session, { closeOnExit: false });
         // The widget names itself "Terminal N" on connect and after the shell's title escapes;
         // the tab keeps saying which task it is in.
         const label = `${workflowId}/${task}`;

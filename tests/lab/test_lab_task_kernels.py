@@ -1,11 +1,12 @@
 """A task's kernel from JupyterLab, in a real browser (Debian's Chromium, driven by Playwright)
 against a real `jupyter lab` (tests/lab/conftest.py): "New notebook" on a task whose Python has
-no ipykernel says what to install and leaves no notebook behind; the Launcher's card of a task
-goes when the task ends; and the server still stops at once on SIGTERM (a failed kernel start
-once left it hanging)."""
+no ipykernel says what to install and leaves no notebook behind; when the task ends, the
+Launcher's card of its kernel goes and its terminal says so; and the server still stops at once
+on SIGTERM (a failed kernel start once left it hanging)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.interactive.test_lab_task_terminal import call
 from tests.lab.conftest import CHROMIUM_ARGS, Lab, open_panel, submit_from_panel
+from tests.lab.test_lab_interactive import XTERM_TEXT
 from tests.notebook.test_browser import ARTIFACTS, CHROMIUM
 
 # python3 on the task's PATH, without site-packages: no ipykernel there.
@@ -99,7 +101,15 @@ def run_scenario(page: Page, lab: Lab) -> str:
     page.evaluate("window.jupyterapp.commands.execute('launcher:create')")
     card = page.locator(f'.jp-LauncherCard[title="OSMO: {wf}/main"]')
     expect(card.first).to_be_attached(timeout=30_000)
+    # A shell in the task, open when the task is cancelled: it says so, and stops.
+    details.get_by_role("button", name="Open terminal").click()
+    page.locator(".osmo-task-terminal .xterm").last.wait_for(timeout=30_000)
+    page.wait_for_function(f"({XTERM_TEXT})().trim().length > 0", timeout=15_000)  # a prompt
     call(lab.url, "POST", f"workflows/{wf}/cancel")
     expect(node).to_have_attribute("data-status", "FAILED_CANCELED", timeout=30_000)
     expect(card).to_have_count(0, timeout=10_000)
+    closed = re.escape(f"task {wf}/main ended (FAILED_CANCELED") + r".*; this terminal is closed"
+    ended = f"new RegExp({json.dumps(closed)}).test(({XTERM_TEXT})())"
+    page.wait_for_function(ended, timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "lab-task-terminal-ended.png"))
     return wf
