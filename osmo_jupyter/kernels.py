@@ -252,8 +252,34 @@ class OsmoTaskProvisioner(KernelProvisionerBase):
 
 
 def _http(e: OsmoError) -> web.HTTPError:
-    """The same status and JSON body as the osmo API gives for `e` (also on /api/kernels)."""
-    return from_osmo_error(e)
+    """The status and message the osmo API gives for `e`, as jupyter_server's own handlers
+    (/api/kernels) answer it: they reply `log_message` unformatted, so the message goes in as
+    it is, with no format arguments (tornado >= 6.5 then never formats it)."""
+    err = from_osmo_error(e)
+    return web.HTTPError(err.status_code, err.message, reason=err.reason)
+
+
+def _forget_failed_starts(mkm: Any) -> None:
+    """jupyter_client (8.x `MultiKernelManager._add_kernel_when_ready`) drops a kernel from
+    `_pending_kernels` only when its start succeeds: a failed one (a task without ipykernel:
+    409) stays there for good, `shutdown_all` asks the server for it, gets 404 "Kernel does not
+    exist", and `ServerApp._stop` never finishes (SIGTERM and SIGINT are ignored after it). So
+    a start that fails is forgotten at once."""
+    if getattr(mkm, "_osmo_forgets_failed", False):
+        return
+    start = mkm.start_kernel
+
+    async def start_kernel(*args: Any, **kwargs: Any) -> str:
+        try:
+            return await start(*args, **kwargs)  # type: ignore[no-any-return]
+        except BaseException:
+            for kid, pending in list(mkm._pending_kernels.items()):
+                if pending.done() and kid not in mkm._kernels:
+                    del mkm._pending_kernels[kid]
+            raise
+
+    mkm.start_kernel = start_kernel
+    mkm._osmo_forgets_failed = True
 
 
 def install(app: OsmoApp) -> None:
@@ -267,6 +293,7 @@ def install(app: OsmoApp) -> None:
     # The kernel manager and the web settings hold their own references (and the settings may
     # be built after this runs: `_start_jupyter_server_extension` calls this again).
     server.kernel_manager.kernel_spec_manager = ksm
+    _forget_failed_starts(server.kernel_manager)
     if server.web_app is not None:
         server.web_app.settings["kernel_spec_manager"] = ksm
     _track_principal(app)

@@ -38,6 +38,8 @@ export namespace CommandIDs {
   export const openNotebook = 'osmo:open-notebook';
 }
 
+const SPECS_REFRESH_MS = 300; // one refresh for a burst of task events
+
 /** The kernel spec of a running task (osmo_jupyter/_attach.py `spec_name`). */
 export function kernelName(workflowId: string, task: string): string {
   return `osmo--${workflowId}--${task}`.toLowerCase();
@@ -150,10 +152,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     }
 
+    // Kernel specs (the Launcher's cards, the kernel picker) follow the tasks that run: without
+    // a refresh JupyterLab polls them once a minute and offers a task that has ended.
+    let specsTimer = 0;
+    const tasksMoved = () => {
+      window.clearTimeout(specsTimer);
+      specsTimer = window.setTimeout(
+        () => void app.serviceManager.kernelspecs.refreshSpecs(),
+        SPECS_REFRESH_MS
+      );
+    };
     const panel = new OsmoPanel({
       client,
       actions,
       notifyError,
+      tasksMoved,
       openLogs: (workflowId, task) =>
         void app.commands.execute(CommandIDs.openLogs, { workflowId, task }),
       submitFile: async () =>
@@ -239,7 +252,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           serverSettings: taskSettings(settings, workflowId, task)
         });
         const session = await manager.startNew();
-        const content = new Terminal(session);
+        // Kept open when the shell ends: the last lines say why (the task ended, say).
+        const content = new Terminal(session, { closeOnExit: false });
         // The widget names itself "Terminal N" on connect and after the shell's title escapes;
         // the tab keeps saying which task it is in.
         const label = `${workflowId}/${task}`;
@@ -273,7 +287,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (!app.serviceManager.kernelspecs.specs?.kernelspecs[name]) {
           throw new Error(`no kernel for ${workflowId}/${task} (is it still running?)`);
         }
-        return app.commands.execute('notebook:create-new', { kernelName: name });
+        // The kernel first: a task that cannot run one (no ipykernel) answers 409 with what
+        // to install, shown whole by notifyError, and no empty notebook is left behind.
+        const kernel = await app.serviceManager.kernels.startNew({ name });
+        try {
+          return await app.commands.execute('notebook:create-new', {
+            kernelId: kernel.id,
+            kernelName: name
+          });
+        } finally {
+          kernel.dispose(); // this connection only: the notebook's session keeps the kernel
+        }
       }
     });
     if (restorer) {

@@ -18,6 +18,8 @@ export interface PanelEnv extends TaskDetailEnv {
   client: OsmoClient;
   /** Ask for a YAML file and submit it; resolves to the new workflow id (null if cancelled). */
   submitFile(): Promise<string | null>;
+  /** A task started or stopped running: its kernel spec came or went (kernels.py). */
+  tasksMoved(): void;
 }
 
 const LIST_LIMIT = 200;
@@ -119,6 +121,7 @@ export class OsmoPanel extends Widget {
     this.list.apply(ev);
     if (ev.type === 'task.status') {
       this.pools.taskMoved();
+      this.env.tasksMoved();
     }
   }
 

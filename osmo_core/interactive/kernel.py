@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, Conflict
 from . import kernel_boot
+from .taskend import wait_ended
 from .tunnel import PortTunnel
 
 if TYPE_CHECKING:
@@ -203,28 +204,9 @@ class RemoteKernel:
             log.info("kernel in %s: control connection re-opened", self.name)
 
     async def _watch_task(self) -> None:
-        sub = self.service.subscribe(self.wf_id, logs=False)
-        try:
-            while (why := self._task_end()) is None:
-                ev = await sub.get()
-                if ev is None:  # the service stops
-                    return
-            await self.end(why)
-        finally:
-            sub.close()
-
-    def _task_end(self) -> str | None:
-        t = self.service.task(self.wf_id, self.task)
-        if t["retry_id"] == self.retry_id and t["status"] == "RUNNING":
-            return None
-        mine = next((a for a in t["attempts"] if a["retry_id"] == self.retry_id), t)
-        why = f"task {self.name} ended ({mine['status']}"
-        if mine.get("exit_code") is not None:
-            why += f", exit code {mine['exit_code']}"
-        why += ")"
-        if mine.get("message") and mine["message"] != f"exit code {mine.get('exit_code')}":
-            why += f": {mine['message']}"
-        return why + "; its kernel is shut down"
+        why = await wait_ended(self.service, self.wf_id, self.task, self.retry_id)
+        if why is not None:
+            await self.end(why + "; its kernel is shut down")
 
     async def end(self, reason: str) -> None:
         """Tell the kernel why it goes (it prints that and exits), then wait for it a little."""

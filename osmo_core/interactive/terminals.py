@@ -4,7 +4,8 @@ Like terminado's named terminals (what JupyterLab's Terminal widget talks to), b
 is an `ExecSession` with a PTY inside a task instead of a local one. A terminal is created once
 (its shell starts), any number of viewers attach and detach (a reloaded browser tab re-attaches
 and gets the recent output again), and it ends when its shell exits, when it is terminated, when
-the connection to the agent is lost, or after `IDLE` seconds without a viewer.
+the connection to the agent is lost, when its task ends (the shell would go on in a task that
+is gone: viewers are told why, then it is hung up), or after `IDLE` seconds without a viewer.
 
 The PTY's size is the smallest of its viewers' (as terminado does), so every viewer sees it all.
 """
@@ -17,7 +18,7 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -90,6 +91,7 @@ class Terminals:
         self.idle = idle
         self._terms: dict[tuple[str, str, str], Terminal] = {}
         self._pumps: dict[Terminal, asyncio.Task[None]] = {}
+        self._watches: dict[Terminal, asyncio.Task[None]] = {}
         self._timers: dict[Terminal, asyncio.TimerHandle] = {}
         self._seq = itertools.count(1)
 
@@ -109,8 +111,11 @@ class Terminals:
         user: str,
         start: Callable[[tuple[int, int]], Any],
         name: str | None = None,
+        task_end: Callable[[], Awaitable[str | None]] | None = None,
     ) -> Terminal:
-        """`start((cols, rows))` starts the shell (an awaitable ExecSession with a PTY)."""
+        """`start((cols, rows))` starts the shell (an awaitable ExecSession with a PTY);
+        `task_end()` resolves with why the task ended (None: it did not): that ends the
+        terminal."""
         if name is None:
             name = str(next(self._seq))
             while (wf_id, task, name) in self._terms:
@@ -121,8 +126,21 @@ class Terminals:
         term = Terminal(name, wf_id, task, user, session)
         self._terms[(wf_id, task, name)] = term
         self._pumps[term] = asyncio.ensure_future(self._pump(term))
+        if task_end is not None:
+            self._watches[term] = asyncio.ensure_future(self._watch(term, task_end()))
         self._arm(term)
         return term
+
+    async def _watch(self, term: Terminal, task_end: Awaitable[str | None]) -> None:
+        why = await task_end
+        if why is None:
+            return
+        self._watches.pop(term, None)  # what follows ends the terminal: not to be cancelled
+        note = f"\r\n\x1b[1;31m{why}; this terminal is closed\x1b[0m\r\n"
+        term.recent.append(note)
+        for viewer in list(term.viewers):
+            viewer.output(note)
+        await self.terminate(term)
 
     def attach(self, term: Terminal, viewer: Viewer) -> None:
         term.viewers[viewer] = (0, 0)  # sized by its first set_size
@@ -170,6 +188,9 @@ class Terminals:
         pump = self._pumps.pop(term, None)
         if pump is not None and pump is not asyncio.current_task():
             pump.cancel()
+        watch = self._watches.pop(term, None)
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
         term.session.close()
         for viewer in list(term.viewers):
             viewer.ended()

@@ -26,8 +26,9 @@ In TypeScript (the side panel):
     const widget = new MainAreaWidget({ content: new Terminal(session) });
 
 A terminal outlives its viewers (a reloaded tab re-attaches and is sent recent output) until
-its shell exits, it is deleted, the task's agent connection is lost, or 10 minutes pass with no
-viewer (osmo_core/interactive/terminals.py).
+its shell exits, it is deleted, the task's agent connection is lost, its task ends (viewers are
+sent "task WF/TASK ended (STATUS); this terminal is closed", then ["disconnect", 1]), or 10
+minutes pass with no viewer (osmo_core/interactive/terminals.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado import websocket
 
+from osmo_core.interactive.taskend import wait_ended
 from osmo_core.interactive.terminals import SHELL, Terminal
 
 from ..schemas import TerminalRequest
@@ -64,8 +66,14 @@ class TerminalsHandler(OsmoHandler):
         def start(size: tuple[int, int]) -> Any:
             return svc.interactive.exec(wf_id, task, SHELL, pty=size)
 
+        attempt = int(svc.task(wf_id, task)["retry_id"])
         term = await svc.interactive.terminals.create(
-            wf_id, task, self.who.name, start, name=body.name
+            wf_id,
+            task,
+            self.who.name,
+            start,
+            name=body.name,
+            task_end=lambda: wait_ended(svc, wf_id, task, attempt),
         )
         self.log.info("osmo: %s opened terminal %s in %s/%s", self.who.name, term.name, wf_id, task)
         await audit(svc, self.who.name, wf_id, task, "terminal", terminal=term.name)

@@ -34,12 +34,12 @@ function drawDag(model, tasks) {
     for (const u of t.after)
       if (pos[u])
         svg.append(el_("line", { x1: pos[u].x + W, y1: pos[u].y + H / 2, x2: pos[t.name].x,
-          y2: pos[t.name].y + H / 2, stroke: "#999", "stroke-width": 1.5 }));
+          y2: pos[t.name].y + H / 2, "stroke-width": 1.5 }));
   for (const t of tasks) {
     const g = el_("g", { "data-task": t.name, style: "cursor:pointer" });
     const sel = model.get("selected") === t.name;
     g.append(el_("rect", { x: pos[t.name].x, y: pos[t.name].y, width: W, height: H, rx: 6,
-      fill: colour(model, t.status), stroke: sel ? "#000" : "none", "stroke-width": 2 }));
+      fill: colour(model, t.status), class: sel ? "osmo-selected" : "", "stroke-width": 2 }));
     g.append(el_("text", { x: pos[t.name].x + 8, y: pos[t.name].y + 18, fill: "#fff",
       "font-weight": "bold", "font-size": 12 }, t.name));
     g.append(el_("text", { x: pos[t.name].x + 8, y: pos[t.name].y + 35, fill: "#fff",
@@ -77,17 +77,18 @@ function render({ model, el }) {
       el_("span", { class: "osmo-status", style: `color:${colour(model, status)};font-weight:bold` }, status));
     // A finished workflow can be restarted, not canceled; a running one the other way round.
     const ended = status === "COMPLETED" || status.startsWith("FAILED");
-    const cancel = el_("button", { class: "osmo-cancel" }, "Cancel");
+    // jupyter-widgets' own button classes: styled (and themed) as every ipywidgets button.
+    const button = "jupyter-widgets jupyter-button widget-button";
+    const cancel = el_("button", { class: `osmo-cancel ${button}` }, "Cancel");
     cancel.disabled = ended;
     cancel.onclick = () => model.send({ action: "cancel" });
-    const restart = el_("button", { class: "osmo-restart" }, "Restart");
+    const restart = el_("button", { class: `osmo-restart ${button}` }, "Restart");
     restart.disabled = !ended;
     restart.onclick = () => model.send({ action: "restart" });
     head.append(" ", cancel, " ", restart);
-    const err = model.get("error") ? el_("div", { style: "color:#c62828" }, model.get("error")) : "";
+    const err = model.get("error") ? el_("div", { class: "osmo-error" }, model.get("error")) : "";
     const logHead = el_("div", {}, `log: ${model.get("selected")}`);
-    const log = el_("pre", { class: "osmo-log", style: "max-height:16em;overflow:auto;background:#f5f5f5;padding:4px" },
-      model.get("log_lines").join("\n"));
+    const log = el_("pre", { class: "osmo-log" }, model.get("log_lines").join("\n"));
     el.replaceChildren(head, err, drawDag(model, tasks), drawTable(model, tasks), logHead, log);
     log.scrollTop = log.scrollHeight;
   };

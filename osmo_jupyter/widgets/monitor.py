@@ -35,6 +35,7 @@ PANE_LINES = 200  # in the log pane
 
 class WorkflowMonitor(anywidget.AnyWidget):
     _esm = Path(__file__).with_name("monitor.js")
+    _css = Path(__file__).with_name("monitor.css")
 
     workflow_id = traitlets.Unicode("").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)

@@ -1,5 +1,6 @@
 """The quickstart notebook in JupyterLab, in a real browser (Debian's Chromium, driven by
-Playwright): run all cells, and the monitor widget shows every task COMPLETED.
+Playwright): run all cells, and the monitor widget shows every task COMPLETED, its log pane
+readable (WCAG contrast) in the light and the dark theme.
 
 A screenshot is saved as `notebook-monitor.png` in $OSMO_TEST_ARTIFACTS (default
 `test-artifacts/` at the repository root). `.ci/run` installs Chromium from Debian.
@@ -41,8 +42,33 @@ def lab(tmp_path: Path) -> Iterator[str]:
         shutil.copy(REPO / "examples" / name, root / name)
     env = base_env(tmp_path)
     env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")  # no user settings leak in
-    with jupyter("lab", root, env) as url:
+    with jupyter("lab", root, env, "--LabApp.expose_app_in_browser=True") as url:
         yield url
+
+
+# The log pane's text and background colours as the browser draws them: [r, g, b, a] each.
+LOG_COLOURS = """(el) => {
+  const rgba = (c) => {
+    const v = c.match(/[\\d.]+/g).map(Number);
+    return v.length === 3 ? [...v, 1] : v;
+  };
+  const s = getComputedStyle(el);
+  return [rgba(s.color), rgba(s.backgroundColor)];
+}"""
+
+
+def contrast(fg: list[float], bg: list[float]) -> float:
+    """WCAG 2 contrast ratio of text `fg` (its alpha blended over `bg`) on an opaque `bg`."""
+    assert bg[3] == 1, f"the log pane's background is not opaque: {bg}"
+    text = [fg[3] * f + (1 - fg[3]) * b for f, b in zip(fg[:3], bg[:3], strict=True)]
+
+    def luminance(rgb: list[float]) -> float:
+        lin = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4
+               for c in rgb]  # fmt: skip
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted([luminance(text), luminance(bg[:3])], reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
 
 
 def run_all_cells(page: Page) -> None:
@@ -75,6 +101,16 @@ def test_quickstart_monitor_turns_completed_in_jupyterlab(lab: str) -> None:
             expect(monitor.locator("svg.osmo-dag g[data-task]")).to_have_count(3)
             monitor.scroll_into_view_if_needed()
             monitor.screenshot(path=str(ARTIFACTS / "notebook-monitor.png"))
+            log = monitor.locator("pre.osmo-log")
+            assert contrast(*log.evaluate(LOG_COLOURS)) >= 4.5
+            page.evaluate(
+                "window.jupyterapp.commands.execute('apputils:change-theme', "
+                "{theme: 'JupyterLab Dark'})"
+            )
+            body = page.locator("body")
+            expect(body).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
+            assert contrast(*log.evaluate(LOG_COLOURS)) >= 4.5
+            monitor.screenshot(path=str(ARTIFACTS / "notebook-monitor-dark.png"))
         finally:
             browser.close()
     assert (ARTIFACTS / "notebook-monitor.png").stat().st_size > 1000

@@ -199,7 +199,9 @@ async def test_another_users_task_kernel_is_refused(api, service, pat, jp_fetch)
     await end(api, service, wf, alice)
 
 
-async def test_a_task_without_ipykernel_gets_a_clear_error(api, service, pat, tmp_path):
+async def test_a_task_without_ipykernel_gets_a_clear_error(
+    api, service, pat, tmp_path, jp_fetch, jp_serverapp
+):
     alice = await pat("alice")
     # a Python on the task's PATH that has no ipykernel: python3 -I -S hides site-packages
     bindir = tmp_path / "bin"
@@ -211,6 +213,14 @@ async def test_a_task_without_ipykernel_gets_a_clear_error(api, service, pat, tm
     err = await api("POST", f"workflows/{wf}/tasks/main/kernels", headers=alice, status=409)
     assert "no ipykernel in the task's Python" in err["message"]
     assert "pip install ipykernel" in err["message"]
+    # JupyterLab's way in fails the same, and leaves nothing behind that would stop the
+    # server's shutdown (once, `shutdown_all` asked for the failed kernel: 404, and hung).
+    with pytest.raises(HTTPClientError) as lab:
+        body = json.dumps({"name": spec_name(wf, "main")})
+        await jp_fetch("api", "kernels", method="POST", headers=alice, body=body)
+    assert lab.value.code == 409
+    assert "pip install ipykernel" in json.loads(lab.value.response.body)["message"]
+    await asyncio.wait_for(jp_serverapp.kernel_manager.shutdown_all(), 10)
     await end(api, service, wf, alice)
 
 

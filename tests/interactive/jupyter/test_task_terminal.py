@@ -129,3 +129,23 @@ async def test_interactive_actions_are_audited_in_the_event_stream(api, service,
         ("main", "alice", "exec"),
     ]
     assert seen[1]["payload"]["argv"] == ["true"] and seen[0]["id"] < seen[1]["id"]
+
+
+async def test_a_terminal_whose_task_ended_says_so_and_stops(api, service, pat, jp_ws_fetch):
+    alice = await pat("alice")
+    wf = await start_task(api, service, alice)
+    terms = f"workflows/{wf}/tasks/main/api/terminals"
+    name = (await api("POST", terms, headers=alice))["name"]
+    screen = Screen(await term_ws(jp_ws_fetch, wf, name, alice))
+    await screen.type("echo before-$((6*7))\r")
+    await screen.expect("before-42")
+
+    await api("POST", f"workflows/{wf}/cancel", headers=alice)
+    await screen.expect(f"task {wf}/main ended (FAILED_CANCELED")
+    await screen.expect("; this terminal is closed")
+    while (msg := await asyncio.wait_for(screen.ws.read_message(), 10)) is not None:
+        if json.loads(msg)[0] == "disconnect":
+            break
+    else:
+        pytest.fail("no disconnect message")
+    assert await api("GET", terms, headers=alice) == []
