@@ -32,7 +32,16 @@ from pydantic_core import PydanticCustomError
 
 from .quantities import parse_bytes, parse_cpu, parse_duration, parse_exit_codes
 
-NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$"
+# OSMO's rule (`[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?`), at most 64 characters: names become
+# Kubernetes label values and DNS labels there, and task folders and host names here.
+NAME_PATTERN = r"^[A-Za-z]([A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$"
+RESERVED_TASK_NAME = "osmo-ctrl"  # OSMO's sidecar container; refused as a task name there too
+
+
+def name_key(name: str) -> str:
+    """The name as OSMO compares it: case-insensitive, with '_' the same as '-'."""
+    return name.lower().replace("_", "-")
+
 
 Bytes = Annotated[int, BeforeValidator(parse_bytes)]
 Cpu = Annotated[float, BeforeValidator(parse_cpu)]
@@ -222,6 +231,7 @@ class Group(Model):
 
     @property
     def lead(self) -> Task:
+        """The task marked `lead: true`; a group of one task is led by it, as in OSMO."""
         leads = [t for t in self.tasks if t.lead]
         return leads[0] if leads else self.tasks[0]
 

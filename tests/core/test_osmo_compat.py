@@ -1,0 +1,130 @@
+"""OSMO's workflow files, run here: each test takes a difference found with OSMO's published
+files and code (`src/utils/job/workflow.py`, `task.py`, `jobs.py`) and expects OSMO's outcome,
+or the deliberate difference that docs/workflow-spec.md states."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from osmo_core.errors import Problem, SpecError
+from osmo_core.service import Service
+from osmo_core.spec import load_spec
+from tests.core.test_cli import osmo
+from tests.core.test_engine import latest, run, task
+
+
+def problems(text: str) -> list[Problem]:
+    with pytest.raises(SpecError) as info:
+        load_spec(textwrap.dedent(text), file="t.yaml")
+    return info.value.problems
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fix"),
+    [
+        ("1abc", "abc"),  # OSMO: a name begins with a letter
+        ("a.b", "a-b"),  # OSMO: no '.'
+        ("ends-", "ends"),  # OSMO: ends with a letter or digit
+        ("a" * 65, "a" * 64),
+    ],
+)
+def test_names_follow_osmos_rule_with_a_fix(name: str, fix: str) -> None:
+    (p,) = problems(f"""\
+        workflow:
+          name: w
+          tasks:
+          - name: "{name}"
+            command: [x]
+        """)
+    assert (p.line, p.field) == (4, "workflow.tasks[0].name")
+    assert p.message.startswith("invalid name ")
+    assert p.hint is not None and p.hint.startswith(f"did you mean '{fix}'? (use letters")
+
+
+def test_names_valid_in_osmo_pass() -> None:
+    spec = load_spec(
+        "workflow: {name: W_1, tasks: [{name: a, command: [x]}, {name: Bb_9-x, command: [x]}]}"
+    )
+    assert [t.name for t in spec.workflow.all_tasks()] == ["a", "Bb_9-x"]
+
+
+def test_names_share_one_namespace_ignoring_case_and_underscores() -> None:
+    found = problems("""\
+        workflow:
+          name: w
+          groups:
+          - name: Train_1
+            tasks:
+            - {name: a, command: [x]}
+          - name: g
+            tasks:
+            - {name: train-1, command: [x]}
+            - {name: g, command: [x], lead: true}
+        """)
+    assert [(p.line, p.field) for p in found] == [
+        (9, "workflow.groups[1].tasks[0].name"),
+        (10, "workflow.groups[1].tasks[1].name"),
+    ]
+    assert found[0].message == (
+        "duplicate task name 'train-1' (the same as 'Train_1'); also defined at line 4"
+    )
+    # OSMO compares a group's name with its own tasks' too
+    assert found[1].message == "duplicate task name 'g'; also defined at line 7"
+
+
+def test_osmo_ctrl_is_reserved() -> None:
+    (p,) = problems("""\
+        workflow:
+          name: w
+          tasks:
+          - {name: OSMO_ctrl, command: [x]}
+        """)
+    assert p.field == "workflow.tasks[0].name" and "reserved" in p.message
+
+
+# --- tasks and groups ----------------------------------------------------------------------------
+
+
+def test_tasks_and_groups_together_are_refused() -> None:
+    (p,) = problems("""\
+        workflow:
+          name: w
+          tasks:
+          - {name: a, command: [x]}
+          groups:
+          - name: g
+            tasks: [{name: b, command: [x]}]
+        """)
+    assert (p.line, p.field) == (5, "workflow.groups")
+    assert p.message == "Cannot use both groups and tasks in the same workflow"
+
+
+async def test_a_group_of_one_task_is_led_by_it(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "solo",
+            "groups": [{"name": "g", "tasks": [task("only", "echo hi")]}],
+        }
+    }
+    wf = await run(service, spec)
+    assert wf["status"] == "COMPLETED" and latest(wf)["only"]["status"] == "COMPLETED"
+
+
+# --- YAML ----------------------------------------------------------------------------------------
+
+
+def test_duplicate_key_warns_located_on_validate(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "dup.yaml"
+    f.write_text("workflow:\n  name: w\n  tasks:\n  - name: a\n    command: [x]\n    name: b\n")
+    r = osmo(osmo_env, "workflow", "validate", str(f))
+    assert r.returncode == 0, r.stderr
+    assert (
+        f"warning: {f}:6:5: workflow.tasks[0].name: duplicate key 'name'; the last one is kept"
+        in r.stderr
+    )
