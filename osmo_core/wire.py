@@ -167,7 +167,7 @@ class Exited:
     exit_code: int  # 128+N when killed by signal N, as a shell reports it
     ts: float = 0.0
     signal: int | None = None
-    message: str = ""  # why, when the agent ended it (e.g. a failed download: data/exit_codes)
+    message: str = ""  # why, when the agent ended it (e.g. a failed download: exit_codes.py)
 
 
 @dataclass

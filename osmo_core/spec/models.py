@@ -169,7 +169,21 @@ class ExitAction(str, Enum):
     COMPLETE = "COMPLETE"
     FAIL = "FAIL"
     RESCHEDULE = "RESCHEDULE"
-    RESTART = "RESTART"  # OSMO: re-run in place; here the same as RESCHEDULE (a new attempt)
+
+
+def _action_key(v: Any) -> Any:
+    # OSMO reads `complete:` as COMPLETE, and its code has no RESTART (only its docs do)
+    if not isinstance(v, str):
+        return v
+    if v.upper() == "RESTART":
+        raise ValueError(
+            "RESTART is not an exit action (OSMO's code refuses it too); use RESCHEDULE for a "
+            "new attempt"
+        )
+    return v.upper()
+
+
+ExitActionKey = Annotated[ExitAction, BeforeValidator(_action_key)]
 
 
 class Task(Model):
@@ -183,7 +197,7 @@ class Task(Model):
     outputs: list[Output] = Field(default_factory=list)
     files: list[File] = Field(default_factory=list)
     resource: str = "default"
-    exit_actions: dict[ExitAction, ExitCodes] = Field(default_factory=dict, alias="exitActions")
+    exit_actions: dict[ExitActionKey, ExitCodes] = Field(default_factory=dict, alias="exitActions")
     checkpoint: list[Checkpoint] = Field(default_factory=list)
     lead: bool = False
     privileged: bool = False

@@ -505,10 +505,23 @@ def _check_cycle(
     if cycle:
         t, i = edges[(cycle[-2], cycle[-1])]
         report(
-            f"cycle: {' -> '.join(cycle)}",
+            f"cycle: {_short_cycle(cycle)}",
             (*t.path, "inputs", i, "task"),
             hint="a task cannot wait, directly or through others, for its own output",
         )
+
+
+CYCLE_ENDS = 5  # names shown at each end of a long cycle
+
+
+def _short_cycle(cycle: list[str]) -> str:
+    """'a -> b -> a'; a long cycle keeps its first and last few names and says how many it
+    left out (a 3,000-task cycle made a 26 KB line)."""
+    if len(cycle) <= 2 * CYCLE_ENDS + 1:
+        return " -> ".join(cycle)
+    left_out = len(cycle) - 2 * CYCLE_ENDS
+    head, tail = " -> ".join(cycle[:CYCLE_ENDS]), " -> ".join(cycle[-CYCLE_ENDS:])
+    return f"{head} -> ... ({left_out} more) ... -> {tail} ({len(cycle) - 1} groups)"
 
 
 def _check_tokens(

@@ -50,7 +50,10 @@ def test_exit_outcome() -> None:
         "exit code 1: output upload failed",
     )
     assert policy.exit_outcome(A.RESCHEDULE, 3) == (T.RESCHEDULED, "exit code 3: RESCHEDULE")
-    assert policy.exit_outcome(A.RESTART, 3, "x") == (T.RESCHEDULED, "exit code 3: x: RESTART")
+    assert policy.exit_outcome(A.RESCHEDULE, 3, "x") == (
+        T.RESCHEDULED,
+        "exit code 3: x: RESCHEDULE",
+    )
 
 
 def test_start_failures_and_losses() -> None:

@@ -128,3 +128,78 @@ def test_duplicate_key_warns_located_on_validate(osmo_env: dict[str, str], tmp_p
         f"warning: {f}:6:5: workflow.tasks[0].name: duplicate key 'name'; the last one is kept"
         in r.stderr
     )
+
+
+# --- exit codes and exit actions -----------------------------------------------------------------
+
+
+async def test_exit_action_keys_ignore_case_and_upstream_failure_is_3000(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "codes",
+            "tasks": [
+                task("soft", "exit 3", exitActions={"complete": "3", "Fail": "1-2"}),
+                task("hard", "exit 1"),
+                task("after", "true", inputs=[{"task": "hard"}]),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert (t["soft"]["status"], t["soft"]["exit_code"]) == ("COMPLETED", 3)
+    assert (t["hard"]["status"], t["hard"]["exit_code"]) == ("FAILED", 1)
+    assert (t["after"]["status"], t["after"]["exit_code"]) == ("FAILED_UPSTREAM", 3000)
+
+
+def test_any_reserved_code_may_be_named() -> None:
+    spec = load_spec(
+        "workflow: {name: w, tasks: [{name: a, command: [x], "
+        "exitActions: {RESCHEDULE: '2010-2014,3001,3004,3006', FAIL: '4000'}}]}"
+    )
+    (a,) = spec.workflow.all_tasks()
+    assert [a.exit_action(c).value for c in (2011, 3006, 4000)] == ["RESCHEDULE"] * 2 + ["FAIL"]
+
+
+def test_restart_is_not_an_exit_action() -> None:
+    (p,) = problems("""\
+        workflow:
+          name: w
+          tasks:
+          - name: a
+            command: [x]
+            exitActions:
+              restart: 1
+        """)
+    assert (p.line, p.field) == (7, "workflow.tasks[0].exitActions.restart")
+    assert p.message.startswith("RESTART is not an exit action") and "RESCHEDULE" in p.message
+
+
+# --- long cycles ---------------------------------------------------------------------------------
+
+
+def test_a_long_cycle_is_shortened() -> None:
+    n = 3000
+    tasks = [
+        {"name": f"t{i}", "command": ["x"], "inputs": [{"task": f"t{(i + 1) % n}"}]}
+        for i in range(n)
+    ]
+    with pytest.raises(SpecError) as info:
+        load_spec({"workflow": {"name": "ring", "tasks": tasks}})
+    (p,) = info.value.problems
+    assert len(p.message) < 200, p.message
+    assert p.message.startswith("cycle: ") and "(2991 more)" in p.message
+    assert p.message.endswith("(3000 groups)")
+    names = p.message.removeprefix("cycle: ").split(" -> ")
+    assert names[0] == names[-1].split(" ")[0]  # the cycle closes on its first name
+
+
+# --- units ---------------------------------------------------------------------------------------
+
+
+def test_memory_1g_is_a_gibibyte_as_in_osmo() -> None:
+    spec = load_spec(
+        "workflow: {name: w, resources: {default: {memory: 1G, storage: 2GiB}}, "
+        "tasks: [{name: a, command: [x]}]}"
+    )
+    res = spec.workflow.resources["default"]
+    assert (res.memory, res.storage) == (2**30, 2 * 2**30)
