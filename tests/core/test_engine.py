@@ -364,9 +364,9 @@ async def test_group_lead_decides_and_stops_the_rest(service_factory) -> None:
                         task("finisher", "sleep 0.8; echo done-in-grace"),
                         task("broken", "exit 1"),
                     ],
-                }
+                },
+                {"name": "next", "tasks": [task("after", "echo after", inputs=[{"task": "lead"}])]},
             ],
-            "tasks": [task("after", "echo after", inputs=[{"task": "lead"}])],
         }
     }
     wf = await run(service, spec)

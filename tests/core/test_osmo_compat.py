@@ -203,3 +203,18 @@ def test_memory_1g_is_a_gibibyte_as_in_osmo() -> None:
     )
     res = spec.workflow.resources["default"]
     assert (res.memory, res.storage) == (2**30, 2 * 2**30)
+
+
+# --- retries -------------------------------------------------------------------------------------
+
+
+async def test_reschedule_on_exit_0_past_the_budget_stays_completed(service_factory) -> None:
+    service = await service_factory(max_retries=1)
+    spec = {
+        "workflow": {"name": "again", "tasks": [task("z", "true", exitActions={"RESCHEDULE": "0"})]}
+    }
+    wf = await run(service, spec)
+    tries = [t for t in wf["tasks"] if t["name"] == "z"]
+    assert [(t["status"], t["exit_code"]) for t in tries] == [("RESCHEDULED", 0), ("COMPLETED", 0)]
+    assert "retry budget (1) exhausted" in tries[-1]["message"]
+    assert wf["status"] == "COMPLETED"
