@@ -126,6 +126,9 @@ class Node:
     # Kubernetes taints that keep pods off (NoSchedule/NoExecute), as {key, value, effect}:
     # only platforms whose `tolerations` tolerate each of them may use the node
     taints: list[dict[str, str]] = field(default_factory=list)
+    # CPU requests share the machine instead of reserving cores (the local backend by default:
+    # a laptop runs OSMO's tutorials); memory and GPUs stay strict everywhere
+    cpu_shared: bool = False
 
 
 def tolerated(taint: dict[str, str], tolerations: list[dict[str, Any]]) -> bool:

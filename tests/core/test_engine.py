@@ -318,7 +318,8 @@ async def test_placement_errors(service: Service) -> None:
     too_big = {
         "workflow": {
             "name": "big",
-            "resources": {"default": {"cpu": 10_000}},
+            # memory: the local machine shares its CPUs by default (no limit to pass)
+            "resources": {"default": {"memory": "1Ei"}},
             "tasks": [task("t", "true")],
         }
     }

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.errors import Problem, SpecError
+from osmo_core.backends.local import LocalBackend
+from osmo_core.errors import PlacementError, Problem, SpecError
 from osmo_core.service import Service
 from osmo_core.spec import load_spec
 from tests.core.test_cli import osmo
@@ -218,3 +219,44 @@ async def test_reschedule_on_exit_0_past_the_budget_stays_completed(service_fact
     assert [(t["status"], t["exit_code"]) for t in tries] == [("RESCHEDULED", 0), ("COMPLETED", 0)]
     assert "retry budget (1) exhausted" in tries[-1]["message"]
     assert wf["status"] == "COMPLETED"
+
+
+# --- the local machine's CPUs --------------------------------------------------------------------
+
+GROUP_TASKS = """\
+workflow:
+  name: grouped-workflow
+  groups:
+  - name: parallel-processing
+    tasks:
+    - name: processor-1
+      lead: true
+      command: [bash, -c]
+      args: ["sleep 0.3; echo one"]
+    - name: processor-2
+      command: [bash, -c]
+      args: ["echo two"]
+    - name: processor-3
+      command: [bash, -c]
+      args: ["echo three"]
+"""
+
+
+async def test_osmos_group_tasks_tutorial_runs_on_two_shared_cores(service_factory) -> None:
+    """OSMO's cookbook/tutorials/group_tasks.yaml (images left out, shorter sleeps): a barrier
+    group of three 1-CPU tasks, on a 2-core local machine whose CPUs are shared."""
+    service = await service_factory(local={"cpus": 2, "cpu_shared": True})
+    wf = await run(service, GROUP_TASKS)
+    assert wf["status"] == "COMPLETED"
+    assert {n: t["status"] for n, t in latest(wf).items()} == dict.fromkeys(
+        ["processor-1", "processor-2", "processor-3"], "COMPLETED"
+    )
+
+
+async def test_declared_cores_are_strict_and_detected_ones_shared(service_factory) -> None:
+    strict = await service_factory(local={"cpus": 2})
+    with pytest.raises(PlacementError) as e:
+        await strict.submit(GROUP_TASKS)
+    assert "needs cpu 3, gpu 0 at once" in str(e.value)
+    (node,) = await LocalBackend("local", {"root": "/nonexistent-osmo-root"}).nodes()
+    assert node.cpu_shared  # no `cpus` given: the machine's CPUs are shared
