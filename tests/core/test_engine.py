@@ -314,12 +314,12 @@ async def test_gpus_assigned_per_task(service_factory) -> None:
     assert await log_text(service, cpu_only["id"], "c") == "[]"
 
 
-async def test_placement_errors(service: Service) -> None:
+async def test_placement_errors(service_factory) -> None:
+    service = await service_factory(local={"cpus": 2})  # declared cores: CPU is strict
     too_big = {
         "workflow": {
             "name": "big",
-            # memory: the local machine shares its CPUs by default (no limit to pass)
-            "resources": {"default": {"memory": "1Ei"}},
+            "resources": {"default": {"cpu": 10_000}},
             "tasks": [task("t", "true")],
         }
     }
