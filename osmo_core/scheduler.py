@@ -56,7 +56,7 @@ class _NodeState:
 
     def fits_total(self, r: Resource) -> bool:
         return (
-            r.cpu <= self.node.cpu
+            (self.node.cpu_shared or r.cpu <= self.node.cpu)
             and (r.memory or 0) <= self.node.memory
             and r.gpu <= len(self.node.gpus)
         )
@@ -64,7 +64,7 @@ class _NodeState:
     def fits_now(self, r: Resource) -> bool:
         # 1e-9: float cpu sums (0.1 + 0.2) must not refuse an exact fit
         return (
-            r.cpu <= self.free_cpu + 1e-9
+            (self.node.cpu_shared or r.cpu <= self.free_cpu + 1e-9)
             and (r.memory or 0) <= self.free_memory
             and r.gpu <= len(self.free_gpus)
         )

@@ -126,6 +126,9 @@ class Node:
     # Kubernetes taints that keep pods off (NoSchedule/NoExecute), as {key, value, effect}:
     # only platforms whose `tolerations` tolerate each of them may use the node
     taints: list[dict[str, str]] = field(default_factory=list)
+    # CPU requests share the machine instead of reserving cores (the local backend by default:
+    # a laptop runs OSMO's tutorials); memory and GPUs stay strict everywhere
+    cpu_shared: bool = False
 
 
 def tolerated(taint: dict[str, str], tolerations: list[dict[str, Any]]) -> bool:
@@ -167,7 +170,7 @@ class Exited:
     exit_code: int  # 128+N when killed by signal N, as a shell reports it
     ts: float = 0.0
     signal: int | None = None
-    message: str = ""  # why, when the agent ended it (e.g. a failed download: data/exit_codes)
+    message: str = ""  # why, when the agent ended it (e.g. a failed download: exit_codes.py)
 
 
 @dataclass

@@ -40,7 +40,7 @@ both pipes are closed, so no line of an attempt follows its end::
     {"ev": "usage", "key", "ts", "cpu", "cpu_seconds", "memory", "memory_peak", "procs"}
      (a running command's process tree, every OSMO_METRICS_INTERVAL seconds: agent/usage.py)
 
-An exit's `message` says why the agent ended it (a failed transfer: data/exit_codes.py); a
+An exit's `message` says why the agent ended it (a failed transfer: exit_codes.py); a
 `transfer` is one finished (or failed) input, output or checkpoint transfer, URL redacted.
 
 `ts` is seconds since the epoch; `n` is the 1-based line number in the attempt's log. File

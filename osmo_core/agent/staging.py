@@ -6,7 +6,7 @@ Transfers block (fsspec), so they run in a small thread pool of the agent's, nev
 Each one becomes two system lines in the attempt's log (start, result) and one `transfer` event
 {direction, url (redacted), dataset?, files, bytes, seconds, error?}; a long url transfer also
 sends progress events (`final: false`, with files_total/bytes_total) at most once a second. A
-failure raises TransferError, whose code the attempt ends with (data/exit_codes.py).
+failure raises TransferError, whose code the attempt ends with (exit_codes.py).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any
 
 from ..data import transfer
 from ..data.credentials import storage_options
-from ..data.exit_codes import DataExit, TransferError
 from ..data.results import TransferStats
 from ..data.storage import redact
+from ..data.transfer import TransferError
+from ..exit_codes import ExitCode
 from ..wire import LaunchRequest
 from .identity import TaskIdentity, opener
 from .workdir import INPUTS, OUTPUT
@@ -73,7 +74,7 @@ class Stager:
         cred = self.creds.get(credential)
         if cred is None:
             raise TransferError(
-                DataExit.CREDENTIALS,
+                ExitCode.DATA_AUTH_CHECK_FAILED,
                 f"credential {credential!r} (for {redact(url)}) is not configured on this host",
             )
         return storage_options(cred, url)
@@ -178,19 +179,16 @@ class Stager:
             if only is not None and n != only:
                 continue
             url, regex = c.url, c.regex
-            try:
-                await self._one(
-                    "checkpoint",
-                    url,
-                    None,
-                    c.credential,
-                    lambda o, p, url=url, regex=regex, local=local: transfer.upload_dir(
-                        local, url, regex, o, p, self._open
-                    ),
-                )
-            except TransferError as e:
-                code = DataExit.CREDENTIALS if e.code == DataExit.CREDENTIALS else None
-                raise TransferError(code or DataExit.CHECKPOINT_FAILED, str(e)) from e
+            # a failed checkpoint is a failed upload (2012) in OSMO, as upload_dir says
+            await self._one(
+                "checkpoint",
+                url,
+                None,
+                c.credential,
+                lambda o, p, url=url, regex=regex, local=local: transfer.upload_dir(
+                    local, url, regex, o, p, self._open
+                ),
+            )
 
     async def checkpoint_loop(self) -> None:
         """Periodic checkpoints while the command runs, each at its own frequency; a failed one
@@ -211,14 +209,15 @@ def task_credentials(
     req: LaunchRequest, creds: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """OSMO's task `credentials:` resolved on the agent: ({ENV_VAR: secret}, {folder: {key:
-    secret}}); TransferError (2012) for a credential or key this host does not know."""
+    secret}}); TransferError (2013) for a credential or key this host does not know."""
     env: dict[str, str] = {}
     files: dict[str, dict[str, str]] = {}
     for name, use in req.credentials.items():
         cred = creds.get(name)
         if cred is None:
             raise TransferError(
-                DataExit.CREDENTIALS, f"credential {name!r} is not configured on this host"
+                ExitCode.DATA_AUTH_CHECK_FAILED,
+                f"credential {name!r} is not configured on this host",
             )
         if isinstance(use, str):
             files[use] = {k: v for k, v in cred.items() if k != "url" and isinstance(v, str)}
@@ -226,7 +225,8 @@ def task_credentials(
         for var, key in use.items():
             if not isinstance(cred.get(key), str):
                 raise TransferError(
-                    DataExit.CREDENTIALS, f"credential {name!r} has no key {key!r} (for ${var})"
+                    ExitCode.DATA_AUTH_CHECK_FAILED,
+                    f"credential {name!r} has no key {key!r} (for ${var})",
                 )
             env[var] = cred[key]
     return env, files

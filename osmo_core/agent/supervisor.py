@@ -23,7 +23,7 @@ from subprocess import DEVNULL, PIPE
 from typing import Any
 
 from ..data.credentials import CredentialFile
-from ..data.exit_codes import TransferError
+from ..data.transfer import TransferError
 from ..wire import LaunchInfo, LaunchRequest
 from .attempt import Attempt
 from .containers import container_argv, container_name

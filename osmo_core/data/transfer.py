@@ -2,7 +2,7 @@
 
 Blocking functions, run by the agent in worker threads (never on the engine's loop). Each
 returns the TransferStats of what it moved, or raises TransferError carrying the exit code the
-task ends with (data/exit_codes.py) and a message naming the redacted URL and the storage error.
+task ends with (exit_codes.py) and a message naming the redacted URL and the storage error.
 
     download_url(url, dest, regex, options)          every object under url (or the one object)
     upload_dir(src, url, regex, options)             every file under src, to url/<relative path>
@@ -23,14 +23,25 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import InputError, NotFound
+from ..errors import InputError, OsmoError
+from ..exit_codes import ExitCode
 from .datasets import DatasetStore
-from .exit_codes import DataExit, TransferError
 from .refs import validate_path
 from .results import TransferStats
 from .storage import open_store, redact, run_many
 
 log = logging.getLogger("osmo_core.data")
+
+
+class TransferError(OsmoError):
+    """A transfer failed; `code` (exit_codes.py: 2010-2014) is the exit code the task ends with,
+    the message names the (redacted) URL and the storage error."""
+
+    def __init__(self, code: ExitCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 Opener = Callable[[str], int]  # path -> an fd open for reading
 OPEN_BATCH = 256  # files held open at once by an upload through an opener
 _SETID = stat.S_ISUID | stat.S_ISGID
@@ -63,20 +74,19 @@ def _chain(e: BaseException) -> Iterator[BaseException]:
         cur = cur.__cause__ or cur.__context__
 
 
-def _code_of(e: BaseException, default: DataExit) -> DataExit:
-    """2012 when the storage refused the credentials (or found none); else `default`."""
+def _code_of(e: BaseException, default: ExitCode) -> ExitCode:
+    """2014 when the storage refused the credentials (or found none); else `default` (OSMO
+    has no code of its own for a missing dataset: a download failed)."""
     for x in _chain(e):
-        if isinstance(x, NotFound) and default == DataExit.DOWNLOAD_FAILED:
-            return DataExit.DATASET_NOT_FOUND
         if isinstance(x, PermissionError) or getattr(x, "status_code", None) in (401, 403):
-            return DataExit.CREDENTIALS
+            return ExitCode.DATA_UNAUTHORIZED
         code = getattr(x, "error_code", "") or ""
         names = {type(x).__name__, str(getattr(code, "value", code))}
         err = getattr(x, "response", None)
         if isinstance(err, dict):
             names.add(str(err.get("Error", {}).get("Code", "")))
         if names & _AUTH_CODES:
-            return DataExit.CREDENTIALS
+            return ExitCode.DATA_UNAUTHORIZED
     return default
 
 
@@ -89,7 +99,7 @@ def _describe(e: BaseException) -> str:
     return redact(f"{kind}: {text}" if text else kind)
 
 
-def run(what: str, url: str, default: DataExit, fn: Callable[[], T]) -> T:
+def run(what: str, url: str, default: ExitCode, fn: Callable[[], T]) -> T:
     """`fn()`, with any failure turned into TransferError("<what> <url>: <error>")."""
     try:
         return fn()
@@ -205,7 +215,7 @@ def download_url(
                     os.chmod(copied, stat.S_IMODE(mode) & ~_SETID)
         return stats
 
-    return run("download of", url, DataExit.DOWNLOAD_FAILED, go)
+    return run("download of", url, ExitCode.DOWNLOAD_FAILED, go)
 
 
 def upload_dir(
@@ -237,7 +247,7 @@ def upload_dir(
         moved.seconds = time.monotonic() - t0
         return moved
 
-    return run("upload to", url, DataExit.UPLOAD_FAILED, go)
+    return run("upload to", url, ExitCode.UPLOAD_FAILED, go)
 
 
 @contextlib.contextmanager
@@ -265,7 +275,7 @@ def download_dataset(
     return run(
         f"download of {what}",
         store,
-        DataExit.DOWNLOAD_FAILED,
+        ExitCode.DOWNLOAD_FAILED,
         lambda: DatasetStore(store, workers=WORKERS, **options).download(ref, str(dest), regex),
     )
 
@@ -292,4 +302,4 @@ def upload_dataset(
         assert v.stats is not None
         return v.stats
 
-    return run(f"upload of dataset {ref} to", store, DataExit.UPLOAD_FAILED, go)
+    return run(f"upload of dataset {ref} to", store, ExitCode.UPLOAD_FAILED, go)

@@ -201,6 +201,7 @@ class BackendFacts:
             stopped_by_us=att.cancel_reason is not None,
             retry_id=att.retry_id,
             budget=policy.retry_budget(att.task.spec.max_retries, self.config.max_retries),
+            exit_code=exit_code,
         )
         self._set_task(
             att,

@@ -83,17 +83,19 @@ def retry_or_end(
     stopped_by_us: bool,
     retry_id: int,
     budget: int,
+    exit_code: int | None = None,
 ) -> tuple[bool, TaskStatus, str | None]:
     """Whether an attempt ending as `status` gets a new attempt, and the status and message it
     ends with. A reschedule or an infrastructure failure (unless we stopped the attempt) tries
-    again within the budget; past it a reschedule fails. `again`: the user asked for a new
-    attempt, outside the budget."""
+    again within the budget; past it a reschedule is not applied, as in OSMO's jobs.py: the
+    attempt ends as its exit code says without the action (0 COMPLETED, else FAILED). `again`:
+    the user asked for a new attempt, outside the budget."""
     retry = again or status == T.RESCHEDULED or (status in INFRA_RESCHEDULE and not stopped_by_us)
     if retry and not again and retry_id >= budget:
         retry = False
         message = f"{message + '; ' if message else ''}retry budget ({budget}) exhausted"
         if status == T.RESCHEDULED:
-            status = T.FAILED
+            status = T.COMPLETED if exit_code == 0 else T.FAILED
     return retry, status, message
 
 

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
+from ..exit_codes import status_exit_code
 from ..states import TaskStatus, WorkflowStatus, check_group, check_task, check_workflow
 from .runs import LAUNCHED, Attempt, GroupRun, TaskRun, WorkflowRun
 
@@ -82,6 +83,8 @@ class Transitions:
                 att.hold_timer = None
         for k, v in fields.items():
             setattr(att, k, v)
+        if to.terminal and att.exit_code is None:  # OSMO's 3000-3006 name the failure
+            att.exit_code = status_exit_code(to.value)
         wf.active += (to in LAUNCHED) - was_active
         self._save(
             att,

@@ -68,6 +68,8 @@ class LoadedSpec:
     values: dict[str, Any]  # template values used: default-values overlaid by --set
     file: str | None
     positions: Positions | None = field(default=None, repr=False, compare=False)
+    # Accepted as OSMO accepts them, but worth saying (a duplicate key: the last one is kept)
+    warnings: list[Problem] = field(default_factory=list, compare=False)
 
     @property
     def workflow(self) -> Workflow:
@@ -119,11 +121,12 @@ def _load_text(
     moved = rendered.templated and rendered.text.count("\n") != body.count("\n")
     where = f"{file} (rendered)" if moved else file
     positions = Positions(rendered.text, where)
-    data, problems = _build(rendered.text, where, limits)
+    warnings: list[Problem] = []
+    data, problems = _build(rendered.text, where, limits, warnings)
     if data is None:
         raise SpecError(problems)
     spec = _validate(data, where, positions, problems)
-    return LoadedSpec(spec, text, rendered.text, values, file, positions)
+    return LoadedSpec(spec, text, rendered.text, values, file, positions, warnings)
 
 
 def _load_dict(
@@ -173,11 +176,14 @@ def _validate(
 # --- YAML -> Python, fast ----------------------------------------------------------------------
 
 
-def _build(text: str, file: str, limits: SpecLimits = DEFAULT) -> tuple[Any, list[Problem]]:
+def _build(
+    text: str, file: str, limits: SpecLimits = DEFAULT, warnings: list[Problem] | None = None
+) -> tuple[Any, list[Problem]]:
     """(data, problems) from YAML text; data is None when the text is not usable YAML.
 
-    Semantics are PyYAML's SafeLoader (YAML 1.1 scalars, anchors, `<<` merges), except that a
-    duplicate key is a problem instead of silently keeping the last value. The loop runs once
+    Semantics are PyYAML's SafeLoader (YAML 1.1 scalars, anchors, `<<` merges): a duplicate
+    key keeps the last value, as OSMO (PyYAML) does, and adds a located entry to `warnings`
+    instead of passing in silence. The loop runs once
     per YAML event (a quarter of a million for 10,000 tasks): rare cases live in helpers.
     Nodes (an alias counts the nodes it repeats) and depth are limited (SpecError).
     """
@@ -248,7 +254,7 @@ def _build(text: str, file: str, limits: SpecLimits = DEFAULT) -> tuple[Any, lis
                 if value.__class__ is str and value not in c:
                     key = value
                 else:
-                    key = _key(value, c, stack, ev, problems, file)
+                    key = _key(value, c, stack, ev, problems, warnings, file)
             elif key is _MERGE:
                 _merge_later(merges, c, value, ev, problems, file)
                 key = _NOKEY
@@ -268,6 +274,7 @@ def _key(
     stack: list[tuple[Any, Any]],
     ev: Any,
     problems: list[Problem],
+    warnings: list[Problem] | None,
     file: str,
 ) -> Any:
     """The key to store the next value under: `value`, or _MERGE, or _SKIP (refused)."""
@@ -276,9 +283,9 @@ def _key(
     if isinstance(value, dict | list):
         problems.append(_problem("a mapping key must be a scalar", ev, file))
         return _SKIP
-    if value in mapping:
+    if value in mapping and warnings is not None:
         path = [*_path(stack[1:]), value]
-        problems.append(_problem(f"duplicate key '{value}'", ev, file, path))
+        warnings.append(_problem(f"duplicate key '{value}'; the last one is kept", ev, file, path))
     return value
 
 

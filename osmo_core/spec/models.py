@@ -32,7 +32,16 @@ from pydantic_core import PydanticCustomError
 
 from .quantities import parse_bytes, parse_cpu, parse_duration, parse_exit_codes
 
-NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$"
+# OSMO's rule (`[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?`), at most 64 characters: names become
+# Kubernetes label values and DNS labels there, and task folders and host names here.
+NAME_PATTERN = r"^[A-Za-z]([A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$"
+RESERVED_TASK_NAME = "osmo-ctrl"  # OSMO's sidecar container; refused as a task name there too
+
+
+def name_key(name: str) -> str:
+    """The name as OSMO compares it: case-insensitive, with '_' the same as '-'."""
+    return name.lower().replace("_", "-")
+
 
 Bytes = Annotated[int, BeforeValidator(parse_bytes)]
 Cpu = Annotated[float, BeforeValidator(parse_cpu)]
@@ -160,7 +169,21 @@ class ExitAction(str, Enum):
     COMPLETE = "COMPLETE"
     FAIL = "FAIL"
     RESCHEDULE = "RESCHEDULE"
-    RESTART = "RESTART"  # OSMO: re-run in place; here the same as RESCHEDULE (a new attempt)
+
+
+def _action_key(v: Any) -> Any:
+    # OSMO reads `complete:` as COMPLETE, and its code has no RESTART (only its docs do)
+    if not isinstance(v, str):
+        return v
+    if v.upper() == "RESTART":
+        raise ValueError(
+            "RESTART is not an exit action (OSMO's code refuses it too); use RESCHEDULE for a "
+            "new attempt"
+        )
+    return v.upper()
+
+
+ExitActionKey = Annotated[ExitAction, BeforeValidator(_action_key)]
 
 
 class Task(Model):
@@ -174,7 +197,7 @@ class Task(Model):
     outputs: list[Output] = Field(default_factory=list)
     files: list[File] = Field(default_factory=list)
     resource: str = "default"
-    exit_actions: dict[ExitAction, ExitCodes] = Field(default_factory=dict, alias="exitActions")
+    exit_actions: dict[ExitActionKey, ExitCodes] = Field(default_factory=dict, alias="exitActions")
     checkpoint: list[Checkpoint] = Field(default_factory=list)
     lead: bool = False
     privileged: bool = False
@@ -222,6 +245,7 @@ class Group(Model):
 
     @property
     def lead(self) -> Task:
+        """The task marked `lead: true`; a group of one task is led by it, as in OSMO."""
         leads = [t for t in self.tasks if t.lead]
         return leads[0] if leads else self.tasks[0]
 

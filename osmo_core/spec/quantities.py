@@ -5,24 +5,25 @@ from __future__ import annotations
 import math
 import re
 
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
+from ..exit_codes import MAX_EXIT_CODE
+
+# Sizes as OSMO's code reads them (src/lib/utils/resource_quantities.py): `G` is a gibibyte like
+# `Gi` and `GiB`, not Kubernetes's 10**9, so `memory: 1G` asks for what it asks for in OSMO.
+_SIZE_UNITS = {
     "": 1,
-    "k": 10**3,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
+    "B": 1,
+    **{p: 2 ** (10 * (i + 1)) for i, p in enumerate("KMGTPE")},
+    **{p + "i": 2 ** (10 * (i + 1)) for i, p in enumerate("KMGTPE")},
+    **{p + "iB": 2 ** (10 * (i + 1)) for i, p in enumerate("KMGTPE")},
+    "k": 2**10,
 }
-_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]i|[kKMGTPE]|m)?\s*$")
+_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]iB?|[kKMGTPEB]|m)?\s*$")
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd])\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_bytes(value: str | int | float) -> int:
-    """'16Gi' -> 17179869184, '500M' -> 500000000, 1024 -> 1024."""
+    """'16Gi' and '16G' -> 17179869184, '500M' -> 524288000, 1024 -> 1024 (OSMO's units)."""
     if isinstance(value, bool):
         raise ValueError("expected a size such as 16Gi, 512Mi or 1G")
     if isinstance(value, int | float):
@@ -33,7 +34,7 @@ def parse_bytes(value: str | int | float) -> int:
     if not m or m.group(2) == "m":
         raise ValueError(f"{value!r} is not a size; use e.g. 16Gi, 512Mi, 1G or a byte count")
     number, unit = float(m.group(1)), m.group(2) or ""
-    return int(number * (_BINARY.get(unit) or _DECIMAL[unit]))
+    return int(number * _SIZE_UNITS[unit])
 
 
 def parse_cpu(value: str | int | float) -> float:
@@ -71,8 +72,8 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def parse_exit_codes(value: str | int) -> list[tuple[int, int]]:
-    """'0,3-5' -> [(0, 0), (3, 5)]. Codes are 0..255 as on POSIX, plus OSMO's 2010-2014
-    with which the agent ends a task whose data transfer failed (data/exit_codes.py)."""
+    """'0,3-5' -> [(0, 0), (3, 5)]. Any code up to OSMO's highest may be named, as in OSMO: a
+    task's own are 0-255, OSMO's reserved ones (exit_codes.py) are 2002-4000."""
     text = str(value).strip()
     if not text:
         raise ValueError("empty exit-code list; use e.g. 0,3-5")
@@ -86,7 +87,7 @@ def parse_exit_codes(value: str | int) -> list[tuple[int, int]]:
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if lo > hi:
             raise ValueError(f"range {part!r} runs backwards; write it low-high")
-        if hi > 255 and not (lo >= 2010 and hi <= 2014):
-            raise ValueError(f"exit code {hi} is out of range 0-255 (or 2010-2014)")
+        if hi > MAX_EXIT_CODE:
+            raise ValueError(f"exit code {hi} is out of range 0-{MAX_EXIT_CODE}")
         ranges.append((lo, hi))
     return ranges

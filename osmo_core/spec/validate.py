@@ -23,7 +23,15 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..dag import WorkflowDAG, acyclic
 from ..errors import Problem
-from .models import NAME_PATTERN, RESERVED_DIR, Workflow, WorkflowSpec, decode_base64
+from .models import (
+    NAME_PATTERN,
+    RESERVED_DIR,
+    RESERVED_TASK_NAME,
+    Workflow,
+    WorkflowSpec,
+    decode_base64,
+    name_key,
+)
 from .templating import TOKEN
 
 if TYPE_CHECKING:
@@ -199,12 +207,26 @@ def _describe(err: Any) -> tuple[str, str | None]:
         bound = next(iter(ctx.values()))
         return f"must be {op} {bound}, got {_show(value)}", None
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
-        return (
-            f"invalid name {_show(value)}",
-            "use letters, digits, '-', '_' and '.', beginning and ending with a letter "
-            "or digit, at most 64 characters",
+        rule = (
+            "use letters, digits, '-' and '_', beginning with a letter and ending with a "
+            "letter or digit, at most 64 characters"
+        )
+        fixed = _name_fix(value)
+        return f"invalid name {_show(value)}", (
+            f"did you mean '{fixed}'? ({rule})" if fixed else rule
         )
     return str(err["msg"]), None
+
+
+def _name_fix(value: Any) -> str | None:
+    """The nearest valid name: other characters become '-', the ends are trimmed to a letter
+    (start) and a letter or digit (end), the length to 64. None when nothing is left."""
+    if not isinstance(value, str):
+        return None
+    fixed = re.sub(r"[^A-Za-z0-9_-]", "-", value)
+    fixed = re.sub(r"^[^A-Za-z]+", "", fixed)[:64]
+    fixed = re.sub(r"[_-]+$", "", fixed)
+    return fixed if fixed and re.match(NAME_PATTERN, fixed) else None
 
 
 def _show(value: Any) -> str:
@@ -298,20 +320,25 @@ def check_workflow_data(
 ) -> list[Problem]:
     """The cross-field problems of the `workflow:` mapping as parsed, valid or not."""
     report = _Reporter(file, positions)
+    if wf.get("tasks") and wf.get("groups"):
+        report(
+            "Cannot use both groups and tasks in the same workflow",
+            ("workflow", "groups"),
+            key=True,
+            hint="put the top-level tasks into groups of their own, or the groups' tasks "
+            "into `tasks`",
+        )
     tasks, groups = _collect(wf)
     first: dict[str, _Task] = {}
     for t in tasks:
-        if t.name is None:
-            continue
-        if t.name in first:
+        if t.name is not None and name_key(t.name) == RESERVED_TASK_NAME:
             report(
-                f"duplicate task name '{t.name}'; also defined at "
-                f"{report.where((*first[t.name].path, 'name'))}",
-                (*t.path, "name"),
+                f"task name '{t.name}' is reserved (OSMO's control container)", (*t.path, "name")
             )
-        else:
-            first[t.name] = t
-    _check_groups(report, groups, first)
+        if t.name is not None:
+            first.setdefault(t.name, t)
+    _check_names(report, tasks, groups)
+    _check_groups(report, groups)
     resources = wf.get("resources", {})
     defined = set(resources) if isinstance(resources, dict) else None
     edges: dict[tuple[str, str], tuple[_Task, int]] = {}  # group edge -> (task, input)
@@ -347,31 +374,33 @@ def _collect(wf: dict[str, Any]) -> tuple[list[_Task], list[_Group]]:
     return tasks, groups
 
 
-def _check_groups(report: _Reporter, groups: list[_Group], first: dict[str, _Task]) -> None:
-    seen: dict[str, _Group] = {}
+def _check_names(report: _Reporter, tasks: list[_Task], groups: list[_Group]) -> None:
+    """Tasks and groups share one namespace, compared as OSMO does (`Task_1` is `task-1`)."""
+    seen: dict[str, tuple[str, Path]] = {}
+    named: list[tuple[str, str, Path]] = [("group", g.name, g.path) for g in groups if g.name]
+    named += [("task", t.name, t.path) for t in tasks if t.name]
+    named.sort(key=lambda n: n[2])  # spec order: a group comes before its tasks
+    for kind, name, path in named:
+        earlier = seen.get(name_key(name))
+        if earlier is None:
+            seen[name_key(name)] = (name, path)
+            continue
+        same = f"'{name}'" if earlier[0] == name else f"'{name}' (the same as '{earlier[0]}')"
+        report(
+            f"duplicate {kind} name {same}; also defined at {report.where((*earlier[1], 'name'))}",
+            (*path, "name"),
+            hint="tasks and groups share one namespace; names ignore case and '_' is '-'",
+        )
+
+
+def _check_groups(report: _Reporter, groups: list[_Group]) -> None:
     for g in groups:
         label = f"'{g.name}'" if g.name else field_path(g.path)
-        if g.name is not None:
-            other = first.get(g.name)
-            if g.name in seen:
-                report(
-                    f"duplicate group name '{g.name}'; also defined at "
-                    f"{report.where((*seen[g.name].path, 'name'))}",
-                    (*g.path, "name"),
-                )
-            elif other is not None and other.group is None:
-                report(
-                    f"group name '{g.name}' is also the name of a top-level task (at "
-                    f"{report.where((*other.path, 'name'))}); group and task names share "
-                    "one namespace",
-                    (*g.path, "name"),
-                )
-            seen.setdefault(g.name, g)
         flags = [(t, _as_bool(t.data.get("lead", False))) for t in g.tasks]
         if not g.tasks or any(flag is None for _, flag in flags):
             continue  # the schema check reports an empty group or a lead that is not a boolean
         leads = [t for t, flag in flags if flag]
-        if not leads:
+        if not leads and len(g.tasks) > 1:  # a group of one is led by it, as in OSMO
             report(f"group {label} has no lead task; mark one task with lead: true", g.path)
         elif len(leads) > 1:
             names = ", ".join(f"'{t.name}'" for t in leads)
@@ -476,10 +505,23 @@ def _check_cycle(
     if cycle:
         t, i = edges[(cycle[-2], cycle[-1])]
         report(
-            f"cycle: {' -> '.join(cycle)}",
+            f"cycle: {_short_cycle(cycle)}",
             (*t.path, "inputs", i, "task"),
             hint="a task cannot wait, directly or through others, for its own output",
         )
+
+
+CYCLE_ENDS = 5  # names shown at each end of a long cycle
+
+
+def _short_cycle(cycle: list[str]) -> str:
+    """'a -> b -> a'; a long cycle keeps its first and last few names and says how many it
+    left out (a 3,000-task cycle made a 26 KB line)."""
+    if len(cycle) <= 2 * CYCLE_ENDS + 1:
+        return " -> ".join(cycle)
+    left_out = len(cycle) - 2 * CYCLE_ENDS
+    head, tail = " -> ".join(cycle[:CYCLE_ENDS]), " -> ".join(cycle[-CYCLE_ENDS:])
+    return f"{head} -> ... ({left_out} more) ... -> {tail} ({len(cycle) - 1} groups)"
 
 
 def _check_tokens(

@@ -76,7 +76,7 @@ def test_validate_reports_every_problem_with_line_and_field(
 def test_validate_placement_is_exit_3(osmo_env: dict[str, str], tmp_path: Path) -> None:
     f = tmp_path / "big.yaml"
     f.write_text(
-        "workflow:\n  name: big\n  resources:\n    default:\n      cpu: 4096\n"
+        "workflow:\n  name: big\n  resources:\n    default:\n      memory: 1Ei\n"
         "  tasks:\n  - name: t\n    command: [true]\n"
     )
     r = osmo(osmo_env, "workflow", "validate", str(f))

@@ -314,7 +314,8 @@ async def test_gpus_assigned_per_task(service_factory) -> None:
     assert await log_text(service, cpu_only["id"], "c") == "[]"
 
 
-async def test_placement_errors(service: Service) -> None:
+async def test_placement_errors(service_factory) -> None:
+    service = await service_factory(local={"cpus": 2})  # declared cores: CPU is strict
     too_big = {
         "workflow": {
             "name": "big",
@@ -364,9 +365,9 @@ async def test_group_lead_decides_and_stops_the_rest(service_factory) -> None:
                         task("finisher", "sleep 0.8; echo done-in-grace"),
                         task("broken", "exit 1"),
                     ],
-                }
+                },
+                {"name": "next", "tasks": [task("after", "echo after", inputs=[{"task": "lead"}])]},
             ],
-            "tasks": [task("after", "echo after", inputs=[{"task": "lead"}])],
         }
     }
     wf = await run(service, spec)

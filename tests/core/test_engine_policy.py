@@ -50,7 +50,10 @@ def test_exit_outcome() -> None:
         "exit code 1: output upload failed",
     )
     assert policy.exit_outcome(A.RESCHEDULE, 3) == (T.RESCHEDULED, "exit code 3: RESCHEDULE")
-    assert policy.exit_outcome(A.RESTART, 3, "x") == (T.RESCHEDULED, "exit code 3: x: RESTART")
+    assert policy.exit_outcome(A.RESCHEDULE, 3, "x") == (
+        T.RESCHEDULED,
+        "exit code 3: x: RESCHEDULE",
+    )
 
 
 def test_start_failures_and_losses() -> None:
@@ -78,6 +81,7 @@ def retry_or_end(
     stopped_by_us: bool = False,
     retry_id: int = 0,
     budget: int = 2,
+    exit_code: int | None = 3,
 ) -> tuple[bool, TaskStatus, str | None]:
     return policy.retry_or_end(
         status,
@@ -86,6 +90,7 @@ def retry_or_end(
         stopped_by_us=stopped_by_us,
         retry_id=retry_id,
         budget=budget,
+        exit_code=exit_code,
     )
 
 
@@ -108,6 +113,12 @@ def test_reschedule_retries_within_the_budget_then_fails() -> None:
     assert retry_or_end(T.RESCHEDULED, retry_id=0, budget=0) == (
         False,
         T.FAILED,
+        "retry budget (0) exhausted",
+    )
+    # OSMO does not apply the action past the limit: exit 0 stays COMPLETED
+    assert retry_or_end(T.RESCHEDULED, retry_id=0, budget=0, exit_code=0) == (
+        False,
+        T.COMPLETED,
         "retry budget (0) exhausted",
     )
 

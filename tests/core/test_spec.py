@@ -51,7 +51,7 @@ def test_every_osmo_field_loads() -> None:
     assert (gpu.cpu, gpu.gpu, gpu.platform) == (8.0, 2, "dgx")
     assert gpu.nodes_excluded == ["node-7", "node-9"]
 
-    (group,) = wf.groups or []
+    group, training = wf.groups or []
     server, client = group.tasks
     assert group.lead is server and not group.ignore_nonlead_status
     assert server.privileged and server.host_network and server.volume_mounts == ["/dev/shm"]
@@ -65,7 +65,8 @@ def test_every_osmo_field_loads() -> None:
     assert client.environment == {"SERVER": "{{host:server}}", "RETRIES": "5"}
     assert client.args == ["curl http://{{ host:server }}:8000 > {{output}}/page.html"]
 
-    (train,) = wf.tasks or []
+    (train,) = training.tasks
+    assert training.lead is train  # a group of one task is led by it, as in OSMO
     assert train.args[1::2] == ["{{input:0}}", "{{input:client}}", "{{output}}"]
     assert [i.task for i in train.inputs] == ["server", "client", None, None]
     assert train.inputs[3].dataset and train.inputs[3].dataset.regex == "^episode_[0-9]+/"
@@ -85,10 +86,11 @@ def test_templated_sweep_renders_groups_and_keeps_tokens() -> None:
     loaded = load_spec(text, file="sweep.yaml")
     wf = loaded.workflow
     assert wf.name == "lr-sweep" and wf.resources["default"].gpu == 1
-    assert [g.name for g in wf.groups or []] == ["lr-0", "lr-1", "lr-2"]
-    assert [t.command[3] for g in wf.groups or [] for t in g.tasks] == ["0.1", "0.01", "0.001"]
-    assert all(t.command[-1] == "{{output}}" for g in wf.groups or [] for t in g.tasks)
-    (report,) = wf.tasks or []
+    *lrs, summary = wf.groups or []
+    assert [g.name for g in lrs] == ["lr-0", "lr-1", "lr-2"]
+    assert [t.command[3] for g in lrs for t in g.tasks] == ["0.1", "0.01", "0.001"]
+    assert all(t.command[-1] == "{{output}}" for g in lrs for t in g.tasks)
+    (report,) = summary.tasks
     assert report.args == ["cat {{input:0}} {{input:1}} {{input:2}} > {{ output }}/all"]
     assert [i.task for i in report.inputs] == ["trainer-0", "trainer-1", "trainer-2"]
     # default-values is consumed; the reserved name `output` in it is ignored without a word
@@ -401,7 +403,7 @@ def test_wrong_types_read_as_plain_words() -> None:
         (
             9,
             "workflow.tasks[0].exitActions.DONE",
-            "expected 'COMPLETE', 'FAIL', 'RESCHEDULE' or 'RESTART', got 'DONE'",
+            "expected 'COMPLETE', 'FAIL' or 'RESCHEDULE', got 'DONE'",
         ),
     ]
     assert found[-1].column == 19  # the key, not its value
@@ -459,7 +461,7 @@ def test_a_workflow_needs_tasks() -> None:
     ("codes", "message", "column"),
     [
         ("5-3", "range '5-3' runs backwards", 17),
-        ("300", "exit code 300 is out of range 0-255", 17),
+        ("5000", "exit code 5000 is out of range 0-4000", 17),
         ("0,x", "'x' is not an exit code", 17),
     ],
 )
@@ -516,8 +518,8 @@ def test_yaml_tab_indent() -> None:
     assert (p.line, p.column) == (2, 1) and "cannot start any token" in p.message
 
 
-def test_duplicate_yaml_key() -> None:
-    p = only("""\
+def test_duplicate_yaml_key_warns_and_keeps_the_last() -> None:
+    loaded = load("""\
         workflow:
           name: w
           tasks:
@@ -525,8 +527,10 @@ def test_duplicate_yaml_key() -> None:
             command: [x]
             name: u
         """)
-    assert (p.line, p.column, p.field) == (6, 5, "workflow.tasks[0].name")
-    assert p.message == "duplicate key 'name'"
+    assert [t.name for t in loaded.workflow.all_tasks()] == ["u"]  # PyYAML's (OSMO's) choice
+    (w,) = loaded.warnings
+    assert (w.line, w.column, w.field) == (6, 5, "workflow.tasks[0].name")
+    assert w.message == "duplicate key 'name'; the last one is kept"
 
 
 @pytest.mark.parametrize(
@@ -645,13 +649,15 @@ def test_duplicate_task_names_across_groups() -> None:
           - name: g
             tasks:
             - name: train
-              lead: true
               command: [x]
-          tasks:
-          - name: train
-            command: [x]
+          - name: h
+            tasks:
+            - name: train
+              command: [x]
         """)
-    assert [(p.line, p.column, p.field) for p in found] == [(10, 11, "workflow.tasks[0].name")]
+    assert [(p.line, p.column, p.field) for p in found] == [
+        (10, 13, "workflow.groups[1].tasks[0].name")
+    ]
     assert found[0].message == "duplicate task name 'train'; also defined at line 6"
 
 
@@ -661,21 +667,21 @@ def test_duplicate_group_names_and_group_named_like_a_task() -> None:
           name: w
           groups:
           - name: g
-            tasks: [{name: a, lead: true, command: [x]}]
+            tasks: [{name: a, command: [x]}]
           - name: g
-            tasks: [{name: b, lead: true, command: [x]}]
+            tasks: [{name: b, command: [x]}]
+          - name: other
+            tasks: [{name: solo, command: [x]}]
           - name: solo
-            tasks: [{name: c, lead: true, command: [x]}]
-          tasks:
-          - name: solo
-            command: [x]
+            tasks: [{name: c, command: [x]}]
         """)
     assert [(p.line, p.field) for p in found] == [
         (6, "workflow.groups[1].name"),
-        (8, "workflow.groups[2].name"),
+        (10, "workflow.groups[3].name"),
     ]
     assert found[0].message == "duplicate group name 'g'; also defined at line 4"
-    assert "also the name of a top-level task (at line 11)" in found[1].message
+    assert found[1].message == "duplicate group name 'solo'; also defined at line 9"
+    assert found[1].hint == "tasks and groups share one namespace; names ignore case and '_' is '-'"
 
 
 def test_unknown_input_task_with_did_you_mean() -> None:
@@ -707,14 +713,15 @@ def test_input_from_the_same_group_or_itself() -> None:
             - name: b
               command: [x]
               inputs: [{task: a}]
-          tasks:
-          - name: c
-            command: [x]
-            inputs: [{task: c}]
+          - name: h
+            tasks:
+            - name: c
+              command: [x]
+              inputs: [{task: c}]
         """)
     assert [(p.line, p.field) for p in found] == [
         (11, "workflow.groups[0].tasks[1].inputs[0].task"),
-        (15, "workflow.tasks[0].inputs[0].task"),
+        (16, "workflow.groups[1].tasks[0].inputs[0].task"),
     ]
     assert "in the same group" in found[0].message
     assert found[1].message == "task 'c' takes its own output as input"
@@ -772,6 +779,7 @@ def test_group_leads() -> None:
           - name: none
             tasks:
             - {name: a, command: [x]}
+            - {name: a2, command: [x]}
           - name: two
             tasks:
             - {name: b, lead: true, command: [x]}
@@ -779,12 +787,13 @@ def test_group_leads() -> None:
             - name: d
               lead: true
               command: [x]
-          tasks:
-          - {name: e, lead: true, command: [x]}
+          - name: single  # a group of one task is led by it, as in OSMO
+            tasks:
+            - {name: e, command: [x]}
         """)
     assert [(p.line, p.field) for p in found] == [
         (4, "workflow.groups[0]"),
-        (12, "workflow.groups[1].tasks[2].lead"),
+        (13, "workflow.groups[1].tasks[2].lead"),
     ]
     assert found[0].message == "group 'none' has no lead task; mark one task with lead: true"
     assert (

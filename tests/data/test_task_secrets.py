@@ -82,7 +82,7 @@ async def test_task_credentials_reach_the_task_and_are_masked_everywhere(
     assert stat.S_IMODE(os.stat(root / FILE).st_mode) == 0o600
 
 
-async def test_a_credential_the_host_lacks_fails_the_task_with_2012(
+async def test_a_credential_the_host_lacks_fails_the_task_with_2013(
     service_factory: ServiceFactory,
 ) -> None:
     service = await service_factory(credentials={"omni": {"password": SECRET}})
@@ -101,8 +101,8 @@ async def test_a_credential_the_host_lacks_fails_the_task_with_2012(
     wf_id = await service.engine.submit(loaded.workflow, pool="local")
     await asyncio.wait_for(service.wait(wf_id), 30)
     (t,) = service.get(wf_id)["tasks"]
-    assert (t["status"], t["exit_code"]) == ("FAILED", 2012)
-    assert t["message"] == "exit code 2012: credential 'omni' is not configured on this host"
+    assert (t["status"], t["exit_code"]) == ("FAILED", 2013)  # OSMO: data credential check failed
+    assert t["message"] == "exit code 2013: credential 'omni' is not configured on this host"
 
 
 async def test_checkpoints_upload_while_the_task_runs_and_at_its_end(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.data.exit_codes import DataExit, TransferError
-from osmo_core.data.transfer import download_url, upload_dir
+from osmo_core.data.transfer import TransferError, download_url, upload_dir
+from osmo_core.exit_codes import ExitCode
 from tests.data.conftest import BUCKET, azurite_connection_string
 
 
@@ -38,7 +38,7 @@ def test_nothing_at_the_url_is_a_download_failure(s3_endpoint: str, tmp_path: Pa
     url = f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}/empty/"
     with pytest.raises(TransferError) as err:
         download_url(url, tmp_path / "in", None, {"endpoint_url": s3_endpoint})
-    assert err.value.code == DataExit.DOWNLOAD_FAILED
+    assert err.value.code == ExitCode.DOWNLOAD_FAILED
     assert str(err.value) == f"download of {url} failed: FileNotFoundError: no objects at {url}"
 
 
@@ -48,5 +48,5 @@ def test_a_secret_in_the_url_is_redacted_in_the_error(azurite: str, tmp_path: Pa
     (tmp_path / "f").write_text("x")
     with pytest.raises(TransferError) as err:
         upload_dir(tmp_path, url, None, options)
-    assert err.value.code == DataExit.UPLOAD_FAILED
+    assert err.value.code == ExitCode.UPLOAD_FAILED
     assert "SUPERSECRETSIGNATURE" not in str(err.value) and "sig=***" in str(err.value)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from osmo_core.data import DatasetStore
-from osmo_core.data.exit_codes import DataExit
 from osmo_core.errors import PlacementError
+from osmo_core.exit_codes import ExitCode
 from osmo_core.service import Service
 from tests.conftest import ServiceFactory
 from tests.data.conftest import AZURITE_KEY, BUCKET, azurite_connection_string
@@ -194,23 +194,23 @@ async def test_a_failed_transfer_fails_the_task_with_its_code_and_the_url(
         url = "s3://no-such-bucket/data/"
         creds["s3"] = s3_credential(s3_endpoint, "no-such-bucket")
         inputs.append({"url": url})
-        code, error = DataExit.DOWNLOAD_FAILED, "The specified bucket does not exist"
+        code, error = ExitCode.DOWNLOAD_FAILED, "The specified bucket does not exist"
     elif case == "missing output bucket":
         url = "s3://no-such-bucket/out"
         creds["s3"] = s3_credential(s3_endpoint, "no-such-bucket")
         outputs.append({"url": url})
-        code, error = DataExit.UPLOAD_FAILED, "The specified bucket does not exist"
+        code, error = ExitCode.UPLOAD_FAILED, "The specified bucket does not exist"
     elif case == "unreachable endpoint":
         url = f"s3://{BUCKET}/x/"
         creds["s3"] = s3_credential(f"http://127.0.0.1:{_closed_port()}")
         inputs.append({"url": url})
-        code, error = DataExit.DOWNLOAD_FAILED, "Could not connect to the endpoint URL"
+        code, error = ExitCode.DOWNLOAD_FAILED, "Could not connect to the endpoint URL"
     else:
         url = f"az://{container}/out"
         cs = azurite_connection_string(azurite, bad_key)
         creds["az"] = {"url": f"az://{container}", "connection_string": cs}
         outputs.append({"url": url})
-        code, error = DataExit.CREDENTIALS, "AuthorizationFailure"
+        code, error = ExitCode.DATA_UNAUTHORIZED, "AuthorizationFailure"
     service = await service_factory(credentials=creds)
     spec = {
         "workflow": {
@@ -237,7 +237,7 @@ async def test_a_failed_transfer_fails_the_task_with_its_code_and_the_url(
     assert bad_key not in everything and "testing-secret-key" not in everything
 
 
-async def test_a_missing_dataset_ends_the_task_with_2013(
+async def test_a_missing_dataset_ends_the_task_with_2010(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
     service = await service_factory(dataset_store=str(tmp_path / "datasets"))
@@ -249,7 +249,7 @@ async def test_a_missing_dataset_ends_the_task_with_2013(
     }
     wf = await run(service, spec)
     t = only(wf, "t")
-    assert (wf["status"], t["exit_code"]) == ("FAILED", DataExit.DATASET_NOT_FOUND)
+    assert (wf["status"], t["exit_code"]) == ("FAILED", ExitCode.DOWNLOAD_FAILED)
     assert "dataset nothing:v1" in t["message"] and "has no tag v1" in t["message"]
 
 

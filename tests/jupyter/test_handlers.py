@@ -33,7 +33,7 @@ TOO_BIG = """workflow:
   name: big
   resources:
     default:
-      cpu: 10000
+      memory: 1Ei
   tasks:
   - name: a
     command: [echo]

@@ -77,20 +77,25 @@ workflow:
   resources:
     one: {platform: on-h1}
     two: {platform: on-h2}
-  tasks:
-  - name: make
-    resource: one
-    command: [sh, -c, 'echo made-by-$(whoami) > {{output}}/data.txt']
-  - name: use
-    resource: two
-    inputs: [{task: make}]
-    command: [sh, -c]
-    args: ['cat {{input:0}}/data.txt; echo make-ran-on={{host:make}}; whoami > {{output}}/who']
-  - name: back
-    resource: one
-    inputs: [{task: use}, {task: make}]
-    command: [sh, -c, 'cat {{input:0}}/who {{input:1}}/data.txt']
-  groups:
+  groups:  # OSMO refuses `tasks` beside `groups`: each task is a group of its own
+  - name: make-group
+    tasks:
+    - name: make
+      resource: one
+      command: [sh, -c, 'echo made-by-$(whoami) > {{output}}/data.txt']
+  - name: use-group
+    tasks:
+    - name: use
+      resource: two
+      inputs: [{task: make}]
+      command: [sh, -c]
+      args: ['cat {{input:0}}/data.txt; echo make-ran-on={{host:make}}; whoami > {{output}}/who']
+  - name: back-group
+    tasks:
+    - name: back
+      resource: one
+      inputs: [{task: use}, {task: make}]
+      command: [sh, -c, 'cat {{input:0}}/who {{input:1}}/data.txt']
   - name: pair
     tasks:
     - {name: server, lead: true, resource: one, command: [echo, 'client-on={{host:client}}']}

@@ -62,7 +62,7 @@ def register(cmds: Any) -> None:
     rs.set_defaults(run=with_service(_resume))
 
 
-def _load(service: Service, args: argparse.Namespace) -> LoadedSpec:
+def _load(service: Service, args: argparse.Namespace, out: Output) -> LoadedSpec:
     from ...spec import parse_set_values
     from ...spec.localfiles import inline_localpaths
 
@@ -73,11 +73,14 @@ def _load(service: Service, args: argparse.Namespace) -> LoadedSpec:
     source, set_values = inline_localpaths(
         text, base=folder, file=name, set_values=parse_set_values(args.set_values)
     )
-    return service.load(source, file=name, set_values=set_values)
+    loaded = service.load(source, file=name, set_values=set_values)
+    for warning in loaded.warnings:
+        out.info(f"warning: {warning}")
+    return loaded
 
 
 async def _validate(service: Service, args: argparse.Namespace, out: Output) -> int:
-    loaded = _load(service, args)
+    loaded = _load(service, args, out)
     await load_capacity(service)
     pool = service.check_placement(loaded, args.pool)
     out.result(
@@ -95,7 +98,7 @@ async def _validate(service: Service, args: argparse.Namespace, out: Output) -> 
 async def _run(service: Service, args: argparse.Namespace, out: Output) -> int:
     from .live import follow
 
-    loaded = _load(service, args)
+    loaded = _load(service, args, out)
     if args.dry_run:
         print(
             loaded.rendered

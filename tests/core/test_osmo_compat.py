@@ -1,0 +1,262 @@
+"""OSMO's workflow files, run here: each test takes a difference found with OSMO's published
+files and code (`src/utils/job/workflow.py`, `task.py`, `jobs.py`) and expects OSMO's outcome,
+or the deliberate difference that docs/workflow-spec.md states."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from osmo_core.backends.local import LocalBackend
+from osmo_core.errors import PlacementError, Problem, SpecError
+from osmo_core.service import Service
+from osmo_core.spec import load_spec
+from tests.core.test_cli import osmo
+from tests.core.test_engine import latest, run, task
+
+
+def problems(text: str) -> list[Problem]:
+    with pytest.raises(SpecError) as info:
+        load_spec(textwrap.dedent(text), file="t.yaml")
+    return info.value.problems
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fix"),
+    [
+        ("1abc", "abc"),  # OSMO: a name begins with a letter
+        ("a.b", "a-b"),  # OSMO: no '.'
+        ("ends-", "ends"),  # OSMO: ends with a letter or digit
+        ("a" * 65, "a" * 64),
+    ],
+)
+def test_names_follow_osmos_rule_with_a_fix(name: str, fix: str) -> None:
+    (p,) = problems(f"""\
+        workflow:
+          name: w
+          tasks:
+          - name: "{name}"
+            command: [x]
+        """)
+    assert (p.line, p.field) == (4, "workflow.tasks[0].name")
+    assert p.message.startswith("invalid name ")
+    assert p.hint is not None and p.hint.startswith(f"did you mean '{fix}'? (use letters")
+
+
+def test_names_valid_in_osmo_pass() -> None:
+    spec = load_spec(
+        "workflow: {name: W_1, tasks: [{name: a, command: [x]}, {name: Bb_9-x, command: [x]}]}"
+    )
+    assert [t.name for t in spec.workflow.all_tasks()] == ["a", "Bb_9-x"]
+
+
+def test_names_share_one_namespace_ignoring_case_and_underscores() -> None:
+    found = problems("""\
+        workflow:
+          name: w
+          groups:
+          - name: Train_1
+            tasks:
+            - {name: a, command: [x]}
+          - name: g
+            tasks:
+            - {name: train-1, command: [x]}
+            - {name: g, command: [x], lead: true}
+        """)
+    assert [(p.line, p.field) for p in found] == [
+        (9, "workflow.groups[1].tasks[0].name"),
+        (10, "workflow.groups[1].tasks[1].name"),
+    ]
+    assert found[0].message == (
+        "duplicate task name 'train-1' (the same as 'Train_1'); also defined at line 4"
+    )
+    # OSMO compares a group's name with its own tasks' too
+    assert found[1].message == "duplicate task name 'g'; also defined at line 7"
+
+
+def test_osmo_ctrl_is_reserved() -> None:
+    (p,) = problems("""\
+        workflow:
+          name: w
+          tasks:
+          - {name: OSMO_ctrl, command: [x]}
+        """)
+    assert p.field == "workflow.tasks[0].name" and "reserved" in p.message
+
+
+# --- tasks and groups ----------------------------------------------------------------------------
+
+
+def test_tasks_and_groups_together_are_refused() -> None:
+    (p,) = problems("""\
+        workflow:
+          name: w
+          tasks:
+          - {name: a, command: [x]}
+          groups:
+          - name: g
+            tasks: [{name: b, command: [x]}]
+        """)
+    assert (p.line, p.field) == (5, "workflow.groups")
+    assert p.message == "Cannot use both groups and tasks in the same workflow"
+
+
+async def test_a_group_of_one_task_is_led_by_it(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "solo",
+            "groups": [{"name": "g", "tasks": [task("only", "echo hi")]}],
+        }
+    }
+    wf = await run(service, spec)
+    assert wf["status"] == "COMPLETED" and latest(wf)["only"]["status"] == "COMPLETED"
+
+
+# --- YAML ----------------------------------------------------------------------------------------
+
+
+def test_duplicate_key_warns_located_on_validate(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "dup.yaml"
+    f.write_text("workflow:\n  name: w\n  tasks:\n  - name: a\n    command: [x]\n    name: b\n")
+    r = osmo(osmo_env, "workflow", "validate", str(f))
+    assert r.returncode == 0, r.stderr
+    assert (
+        f"warning: {f}:6:5: workflow.tasks[0].name: duplicate key 'name'; the last one is kept"
+        in r.stderr
+    )
+
+
+# --- exit codes and exit actions -----------------------------------------------------------------
+
+
+async def test_exit_action_keys_ignore_case_and_upstream_failure_is_3000(service: Service) -> None:
+    spec = {
+        "workflow": {
+            "name": "codes",
+            "tasks": [
+                task("soft", "exit 3", exitActions={"complete": "3", "Fail": "1-2"}),
+                task("hard", "exit 1"),
+                task("after", "true", inputs=[{"task": "hard"}]),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert (t["soft"]["status"], t["soft"]["exit_code"]) == ("COMPLETED", 3)
+    assert (t["hard"]["status"], t["hard"]["exit_code"]) == ("FAILED", 1)
+    assert (t["after"]["status"], t["after"]["exit_code"]) == ("FAILED_UPSTREAM", 3000)
+
+
+def test_any_reserved_code_may_be_named() -> None:
+    spec = load_spec(
+        "workflow: {name: w, tasks: [{name: a, command: [x], "
+        "exitActions: {RESCHEDULE: '2010-2014,3001,3004,3006', FAIL: '4000'}}]}"
+    )
+    (a,) = spec.workflow.all_tasks()
+    assert [a.exit_action(c).value for c in (2011, 3006, 4000)] == ["RESCHEDULE"] * 2 + ["FAIL"]
+
+
+def test_restart_is_not_an_exit_action() -> None:
+    (p,) = problems("""\
+        workflow:
+          name: w
+          tasks:
+          - name: a
+            command: [x]
+            exitActions:
+              restart: 1
+        """)
+    assert (p.line, p.field) == (7, "workflow.tasks[0].exitActions.restart")
+    assert p.message.startswith("RESTART is not an exit action") and "RESCHEDULE" in p.message
+
+
+# --- long cycles ---------------------------------------------------------------------------------
+
+
+def test_a_long_cycle_is_shortened() -> None:
+    n = 3000
+    tasks = [
+        {"name": f"t{i}", "command": ["x"], "inputs": [{"task": f"t{(i + 1) % n}"}]}
+        for i in range(n)
+    ]
+    with pytest.raises(SpecError) as info:
+        load_spec({"workflow": {"name": "ring", "tasks": tasks}})
+    (p,) = info.value.problems
+    assert len(p.message) < 200, p.message
+    assert p.message.startswith("cycle: ") and "(2991 more)" in p.message
+    assert p.message.endswith("(3000 groups)")
+    names = p.message.removeprefix("cycle: ").split(" -> ")
+    assert names[0] == names[-1].split(" ")[0]  # the cycle closes on its first name
+
+
+# --- units ---------------------------------------------------------------------------------------
+
+
+def test_memory_1g_is_a_gibibyte_as_in_osmo() -> None:
+    spec = load_spec(
+        "workflow: {name: w, resources: {default: {memory: 1G, storage: 2GiB}}, "
+        "tasks: [{name: a, command: [x]}]}"
+    )
+    res = spec.workflow.resources["default"]
+    assert (res.memory, res.storage) == (2**30, 2 * 2**30)
+
+
+# --- retries -------------------------------------------------------------------------------------
+
+
+async def test_reschedule_on_exit_0_past_the_budget_stays_completed(service_factory) -> None:
+    service = await service_factory(max_retries=1)
+    spec = {
+        "workflow": {"name": "again", "tasks": [task("z", "true", exitActions={"RESCHEDULE": "0"})]}
+    }
+    wf = await run(service, spec)
+    tries = [t for t in wf["tasks"] if t["name"] == "z"]
+    assert [(t["status"], t["exit_code"]) for t in tries] == [("RESCHEDULED", 0), ("COMPLETED", 0)]
+    assert "retry budget (1) exhausted" in tries[-1]["message"]
+    assert wf["status"] == "COMPLETED"
+
+
+# --- the local machine's CPUs --------------------------------------------------------------------
+
+GROUP_TASKS = """\
+workflow:
+  name: grouped-workflow
+  groups:
+  - name: parallel-processing
+    tasks:
+    - name: processor-1
+      lead: true
+      command: [bash, -c]
+      args: ["sleep 0.3; echo one"]
+    - name: processor-2
+      command: [bash, -c]
+      args: ["echo two"]
+    - name: processor-3
+      command: [bash, -c]
+      args: ["echo three"]
+"""
+
+
+async def test_osmos_group_tasks_tutorial_runs_on_two_shared_cores(service_factory) -> None:
+    """OSMO's cookbook/tutorials/group_tasks.yaml (images left out, shorter sleeps): a barrier
+    group of three 1-CPU tasks, on a 2-core local machine whose CPUs are shared."""
+    service = await service_factory(local={"cpus": 2, "cpu_shared": True})
+    wf = await run(service, GROUP_TASKS)
+    assert wf["status"] == "COMPLETED"
+    assert {n: t["status"] for n, t in latest(wf).items()} == dict.fromkeys(
+        ["processor-1", "processor-2", "processor-3"], "COMPLETED"
+    )
+
+
+async def test_declared_cores_are_strict_and_detected_ones_shared(service_factory) -> None:
+    strict = await service_factory(local={"cpus": 2})
+    with pytest.raises(PlacementError) as e:
+        await strict.submit(GROUP_TASKS)
+    assert "needs cpu 3, gpu 0 at once" in str(e.value)
+    (node,) = await LocalBackend("local", {"root": "/nonexistent-osmo-root"}).nodes()
+    assert node.cpu_shared  # no `cpus` given: the machine's CPUs are shared
