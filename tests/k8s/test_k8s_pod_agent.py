@@ -70,8 +70,10 @@ def pod_agent_config(
 async def agent_service(tmp_path: Path, kmock: Any, process_kubelet: Any) -> Any:
     services: list[Service] = []
 
-    async def make(**extra: Any) -> Service:
-        svc = Service(pod_agent_config(tmp_path, str(kmock.url), **extra))
+    async def make(intermediate_url: str = "", **extra: Any) -> Service:
+        config = pod_agent_config(tmp_path, str(kmock.url), **extra)
+        config.intermediate_url = intermediate_url
+        svc = Service(config)
         await svc.start()
         services.append(svc)
         return svc
@@ -152,6 +154,54 @@ async def test_a_pod_stages_s3_data_streams_logs_and_uploads_its_output(
     creds = json.loads(base64.b64decode(secret["data"]["credentials.json"]))
     assert set(creds) == {"raw"}  # not "unused": a pod gets only what its task names
     assert await pods(process_kubelet) == []  # deleted at the end
+
+
+async def test_outputs_reach_downstream_pods_through_storage(
+    agent_service: Any, s3_endpoint: str, process_kubelet: Any
+) -> None:
+    """Pods share no disk: a's output goes to OsmoConfig.intermediate_url (per attempt) and b
+    downloads it from there; c reads b's output from b's own output url."""
+    import s3fs
+
+    s3 = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    prefix = f"{BUCKET}/{uuid.uuid4().hex[:8]}"
+    cred = {"url": f"s3://{BUCKET}", "endpoint_url": s3_endpoint}
+    cred |= {"access_key_id": "k", "secret_access_key": "s"}
+    svc = await agent_service(credentials={"lab": cred}, intermediate_url=f"s3://{prefix}/mid")
+    task = {"image": "busybox", "command": ["sh", "-c"]}
+    wf = await svc.submit(
+        {
+            "workflow": {
+                "name": "pod-chain",
+                "tasks": [
+                    {**task, "name": "a", "args": ["echo a > {{output}}/x"]},
+                    {
+                        **task,
+                        "name": "b",
+                        "inputs": [{"task": "a"}],
+                        "outputs": [{"url": f"s3://{prefix}/b/{{{{workflow_id}}}}"}],
+                        "args": ["cat {{input:0}}/x > {{output}}/x; echo b >> {{output}}/x"],
+                    },
+                    {
+                        **task,
+                        "name": "c",
+                        "inputs": [{"task": "b"}],
+                        "args": ["cat {{input:0}}/x"],
+                    },
+                ],
+            }
+        }
+    )
+    await asyncio.wait_for(svc.wait(wf), 90)
+    got = svc.get(wf)
+    assert got["status"] == "COMPLETED", (got, pod_logs(process_kubelet))
+    assert s3.cat(f"{prefix}/mid/{wf}/a/0/x") == b"a\n"
+    assert s3.cat(f"{prefix}/b/{wf}/x") == b"a\nb\n"
+    # only outputs someone reads are stored: b's own url serves c, nobody reads c
+    assert s3.ls(f"{prefix}/mid/{wf}") == [f"{prefix}/mid/{wf}/a"]
+    lines = await _lines(svc, wf, "c")
+    assert ("system", f"downloading s3://{prefix}/b/{wf}") in lines
+    assert [t for st, t in lines if st == "stdout"] == ["a", "b"]
 
 
 async def test_exec_and_port_forward_into_a_pod_then_a_hold_and_done(
