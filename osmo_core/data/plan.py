@@ -9,7 +9,6 @@ the workflow is refused at submit."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -106,14 +105,11 @@ def intermediate(base: str, workflow_id: str, task: str, retry_id: int) -> str:
     return f"{base.rstrip('/')}/{workflow_id}/{task}/{retry_id}"
 
 
-def upstream_url(base: str, workflow_id: str, up: Task, retry_id: int) -> tuple[str, str]:
-    """(as written, resolved): where a downstream task apart from `up` reads its output: `up`'s
-    own output url, else its attempt's folder under `base` (OsmoConfig.intermediate_url)."""
-    written = own_url(up)
-    if written is None:
-        url = intermediate(base, workflow_id, up.name, retry_id)
-        return url, url
-    return written, re.sub(r"\{\{\s*workflow_id\s*\}\}", workflow_id, written)
+def upstream_url(base: str, workflow_id: str, up: Task, retry_id: int) -> str:
+    """Where a downstream task apart from `up` reads its output, as written (tokens resolved at
+    launch): `up`'s own output url, else its attempt's folder under `base`
+    (OsmoConfig.intermediate_url)."""
+    return own_url(up) or intermediate(base, workflow_id, up.name, retry_id)
 
 
 def _flow_problems(
@@ -146,13 +142,13 @@ def _flow_problems(
 def check(
     workflow: Workflow,
     credentials: Mapping[str, Mapping[str, Any]],
-    pool: PoolConfig | None = None,
-    unshared: Collection[str] = (),
-    intermediate_url: str = "",
+    pool: PoolConfig | None,
+    unshared: Collection[str],
+    intermediate_url: str,
 ) -> list[Problem]:
     """Every problem with the data fields of `workflow`, one Problem each. `pool`: where it
-    runs; `unshared`: the backends whose tasks share no disk; `intermediate_url`: the
-    configured storage for outputs read across them."""
+    runs (None: an unknown pool, which the scheduler's check names); `unshared`: the backends
+    whose tasks share no disk; `intermediate_url`: the storage for outputs read across them."""
     from ..scheduler import task_fields  # not at import: spec <-> dag import each other
 
     problems: list[Problem] = []

@@ -52,9 +52,10 @@ def launch_request(
     for i, inp in enumerate(spec.inputs):
         if inp.task and far and apart(wf.spec, wf.tasks[inp.task].spec, spec, pool, far):
             up_task = wf.tasks[inp.task]  # its output is in storage (data/plan.py)
-            written, url = upstream_url(
+            written = upstream_url(
                 config.intermediate_url, wf.id, up_task.spec, up_task.current.retry_id
             )
+            url = _TOKEN_WF_ID.sub(wf.id, written)
             cred = match_resolved(creds, written, url)
             inputs.append(InputSpec(i, url=url, regex=inp.regex, credential=cred))
         elif inp.task:

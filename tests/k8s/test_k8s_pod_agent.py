@@ -204,6 +204,39 @@ async def test_outputs_reach_downstream_pods_through_storage(
     assert [t for st, t in lines if st == "stdout"] == ["a", "b"]
 
 
+async def test_an_output_made_on_this_machine_reaches_a_pod_through_storage(
+    tmp_path: Path, kmock: Any, s3_endpoint: str, process_kubelet: Any
+) -> None:
+    """One workflow on this machine and a cluster: the local task's output is uploaded for the
+    pod that reads it (one of the two apart is enough), and read back from there."""
+    import s3fs
+
+    prefix = f"{BUCKET}/{uuid.uuid4().hex[:8]}"
+    cred = {"url": f"s3://{BUCKET}", "endpoint_url": s3_endpoint}
+    cred |= {"access_key_id": "k", "secret_access_key": "s"}
+    config = pod_agent_config(tmp_path, str(kmock.url), {"lab": cred})
+    config.backends = {**config.backends, "local": {"kind": "local"}}
+    platforms = {"default": {}, "here": {"backend": "local"}}
+    config.pools = {"k8s": {"backend": "k8s", "platforms": platforms}}
+    config.intermediate_url = f"s3://{prefix}/mid"
+    svc = Service(config)
+    await svc.start()
+    try:
+        wf = await svc.submit(
+            "workflow:\n  name: span\n  resources:\n    here: {platform: here}\n  tasks:\n"
+            "  - {name: a, resource: here, command: [sh, -c, 'echo a > {{output}}/x']}\n"
+            "  - {name: b, image: busybox, inputs: [{task: a}], command: [cat, '{{input:0}}/x']}\n"
+        )
+        await asyncio.wait_for(svc.wait(wf), 60)
+        assert svc.get(wf)["status"] == "COMPLETED", pod_logs(process_kubelet)
+        assert {t: svc.task(wf, t)["backend"] for t in "ab"} == {"a": "local", "b": "k8s"}
+        s3 = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+        assert s3.cat(f"{prefix}/mid/{wf}/a/0/x") == b"a\n"
+        assert ("stdout", "a") in await _lines(svc, wf, "b")
+    finally:
+        await svc.stop()
+
+
 async def test_exec_and_port_forward_into_a_pod_then_a_hold_and_done(
     agent_service: Any, process_kubelet: Any
 ) -> None:
