@@ -188,6 +188,12 @@ class OsmoConfig(Configurable):
         help="Storage URL of the dataset store used by `dataset:` inputs/outputs and "
         "`osmo dataset` (default: $OSMO_DATASET_STORE or <data_dir>/datasets)."
     ).tag(config=True)
+    intermediate_url = Unicode(
+        help="Storage URL (e.g. s3://bucket/osmo) where a task's output is kept for the "
+        "downstream tasks that read it (`inputs: [{task: A}]`) when the two do not share a "
+        "disk (a Kubernetes backend): <url>/<workflow id>/<task>/<retry id>/. Empty: such a "
+        "workflow is refused at submit unless the upstream task has an output url.",
+    ).tag(config=True)
 
     # --- task isolation (osmo_core/isolation.py, osmo_core/agent/identity.py) --------------
     task_isolation = CaselessStrEnum(
@@ -304,6 +310,16 @@ class OsmoConfig(Configurable):
         from .data.credentials import validate as validate_credentials
 
         return validate_credentials(proposal["value"])
+
+    @validate("intermediate_url")
+    def _check_intermediate_url(self, proposal: Any) -> str:
+        from .data.plan import url_problem
+
+        url = str(proposal["value"])
+        problem = url_problem(url, "OsmoConfig.intermediate_url") if url else None
+        if problem is not None:
+            raise ConfigError(problem)
+        return url
 
     @validate("kernel_token_hours")
     def _check_kernel_token_hours(self, proposal: Any) -> float:

@@ -152,7 +152,13 @@ class Service:
         """The pool the workflow would run in; PlacementError when it cannot run there."""
         pool = pool or loaded.workflow.pool or self.config.default_pool
         problems = self.scheduler.check(loaded.workflow, pool)
-        problems += data_plan.check(loaded.workflow, self.config.credentials)
+        problems += data_plan.check(
+            loaded.workflow,
+            self.config.credentials,
+            self.pools.get(pool),
+            data_plan.unshared(self.backends),
+            self.config.intermediate_url,
+        )
         if problems:
             raise PlacementError([loaded.locate(p) for p in problems])
         return pool

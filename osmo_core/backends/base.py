@@ -33,11 +33,15 @@ class Backend(ABC):
     here with a default that means "not supported", so callers never probe with `hasattr`:
     config checks (`check_config`, `host_names`; classmethods, dispatched by
     `registry.backend_class` before any instance exists), holds (`supports_hold`, `release`),
-    `{{host:TASK}}` (`host_of`), the engine's reconciliation (`running`) and interactive
-    access (`dial_home_dir`, `set_dial_home`, `attach_hub`, `agent_prefix`, `agent_of`)."""
+    `{{host:TASK}}` (`host_of`), the engine's reconciliation (`running`), data between tasks
+    (`outputs_by_path`) and interactive access (`dial_home_dir`, `set_dial_home`, `attach_hub`,
+    `agent_prefix`, `agent_of`)."""
 
     kind: str = "abstract"
     supports_hold: bool = False  # can keep an ended task's environment (LaunchRequest.hold)
+    # A downstream task can read an upstream output by its path (InputSpec.path: the same
+    # disk, or copied by the backend); False: only through storage (data/plan.py).
+    outputs_by_path: bool = True
     node_refresh: float | None = None  # seconds between listings of nodes() (None: at start)
     # Agent ids starting with this are accepted by the interactive hub only once the backend
     # has announced them (`hub.expect`): set by backends that make their agents' host keys.

@@ -9,14 +9,15 @@ from __future__ import annotations
 import re
 
 from ..backends.base import Backend
-from ..config import OsmoConfig
+from ..config import OsmoConfig, PoolConfig
 from ..data.credentials import match as credential_for
 from ..data.credentials import match_resolved
+from ..data.plan import apart, intermediate, own_url, unshared, upstream_url
 from ..scheduler import Scheduler
 from ..spec.models import decode_base64
 from ..wire import CheckpointSpec, FileSpec, InputSpec, LaunchRequest, OutputSpec
 from . import policy
-from .runs import Attempt, WorkflowRun
+from .runs import Attempt, TaskRun, WorkflowRun
 
 _TOKEN_INPUT_NAME = re.compile(r"\{\{\s*input:([A-Za-z][A-Za-z0-9_.-]*)\s*\}\}")
 _TOKEN_WF_ID = re.compile(r"\{\{\s*workflow_id\s*\}\}")
@@ -46,9 +47,18 @@ def launch_request(
 
     creds, store = config.credentials, config.dataset_store
     store_cred = credential_for(creds, store)
+    pool, far = scheduler.pools[wf.pool], unshared(backends)
     inputs = []
     for i, inp in enumerate(spec.inputs):
-        if inp.task:
+        if inp.task and far and apart(wf.spec, wf.tasks[inp.task].spec, spec, pool, far):
+            up_task = wf.tasks[inp.task]  # its output is in storage (data/plan.py)
+            written = upstream_url(
+                config.intermediate_url, wf.id, up_task.spec, up_task.current.retry_id
+            )
+            url = _TOKEN_WF_ID.sub(wf.id, written)
+            cred = match_resolved(creds, written, url)
+            inputs.append(InputSpec(i, url=url, regex=inp.regex, credential=cred))
+        elif inp.task:
             up = wf.tasks[inp.task].current
             inputs.append(InputSpec(i, path=up.info.output if up.info else None, regex=inp.regex))
         elif inp.url:
@@ -84,6 +94,9 @@ def launch_request(
                     credential=store_cred,
                 )
             )
+    if far and config.intermediate_url and own_url(spec) is None and read_apart(task, pool, far):
+        url = intermediate(config.intermediate_url, wf.id, task.name, att.retry_id)
+        outputs.append(OutputSpec(len(outputs), url=url, credential=credential_for(creds, url)))
     checkpoints = [
         CheckpointSpec(
             c.path,
@@ -132,6 +145,19 @@ def launch_request(
         outputs=outputs,
         checkpoints=checkpoints,
         credentials=dict(spec.credentials),
+    )
+
+
+def read_apart(task: TaskRun, pool: PoolConfig, far: set[str]) -> bool:
+    """Whether a task reads `task`'s output from a backend of `far` (or `task` runs on one):
+    then its output must go to storage. Only the groups downstream of its own are looked at."""
+    wf = task.group.workflow
+    groups = [task.group.name, *wf.dag.graph.successors(task.group.name)]
+    return any(
+        inp.task == task.name and apart(wf.spec, task.spec, t.spec, pool, far) is not None
+        for g in groups
+        for t in wf.groups[g].tasks
+        for inp in t.spec.inputs
     )
 
 

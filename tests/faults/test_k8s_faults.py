@@ -1,16 +1,19 @@
 """Fault injection on Kubernetes: the process kubelet of the Kubernetes tests
 (tests/k8s/pod_runner.py: kmock's API server, pods as local processes, the in-pod agent dialling
 home) goes down while a workflow runs and comes back; its containers go on meanwhile, as a real
-kubelet's container runtime keeps them."""
+kubelet's container runtime keeps them. Pods share no disk: each task's output reaches the next
+through moto's S3 (OsmoConfig.intermediate_url)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import BUCKET
 from tests.faults.conftest import RunFactory
 from tests.faults.harness import SEED, Fault, Run, pick_moment
 from tests.faults.test_faults import cells, run_cell
@@ -46,12 +49,18 @@ async def test_kubelet_fault(
     kmock: Any,
     process_kubelet: Any,  # noqa: F811
     fault_run: RunFactory,  # after the kubelet: its control plane stops before the kubelet
+    s3_endpoint: str,
     tmp_path: Path,
 ) -> None:
     fault.kubelet = process_kubelet
+    s3 = {"url": f"s3://{BUCKET}", "endpoint_url": s3_endpoint, "access_key_id": "k"}
+    s3 |= {"secret_access_key": "s"}
+    between = f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}"
 
     def config(data_dir: Path, store_url: str) -> Any:
-        return pod_agent_config(tmp_path, str(kmock.url), data=data_dir.name)
+        cfg = pod_agent_config(tmp_path, str(kmock.url), {"s3": s3}, data=data_dir.name)
+        cfg.intermediate_url = between
+        return cfg
 
     run = fault_run(workflow, pick_moment(SEED, fault.name, workflow, phase), fault, config)
     run.output_roots.append(process_kubelet.root)

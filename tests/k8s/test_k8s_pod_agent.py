@@ -70,8 +70,10 @@ def pod_agent_config(
 async def agent_service(tmp_path: Path, kmock: Any, process_kubelet: Any) -> Any:
     services: list[Service] = []
 
-    async def make(**extra: Any) -> Service:
-        svc = Service(pod_agent_config(tmp_path, str(kmock.url), **extra))
+    async def make(intermediate_url: str = "", **extra: Any) -> Service:
+        config = pod_agent_config(tmp_path, str(kmock.url), **extra)
+        config.intermediate_url = intermediate_url
+        svc = Service(config)
         await svc.start()
         services.append(svc)
         return svc
@@ -152,6 +154,87 @@ async def test_a_pod_stages_s3_data_streams_logs_and_uploads_its_output(
     creds = json.loads(base64.b64decode(secret["data"]["credentials.json"]))
     assert set(creds) == {"raw"}  # not "unused": a pod gets only what its task names
     assert await pods(process_kubelet) == []  # deleted at the end
+
+
+async def test_outputs_reach_downstream_pods_through_storage(
+    agent_service: Any, s3_endpoint: str, process_kubelet: Any
+) -> None:
+    """Pods share no disk: a's output goes to OsmoConfig.intermediate_url (per attempt) and b
+    downloads it from there; c reads b's output from b's own output url."""
+    import s3fs
+
+    s3 = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    prefix = f"{BUCKET}/{uuid.uuid4().hex[:8]}"
+    cred = {"url": f"s3://{BUCKET}", "endpoint_url": s3_endpoint}
+    cred |= {"access_key_id": "k", "secret_access_key": "s"}
+    svc = await agent_service(credentials={"lab": cred}, intermediate_url=f"s3://{prefix}/mid")
+    task = {"image": "busybox", "command": ["sh", "-c"]}
+    wf = await svc.submit(
+        {
+            "workflow": {
+                "name": "pod-chain",
+                "tasks": [
+                    {**task, "name": "a", "args": ["echo a > {{output}}/x"]},
+                    {
+                        **task,
+                        "name": "b",
+                        "inputs": [{"task": "a"}],
+                        "outputs": [{"url": f"s3://{prefix}/b/{{{{workflow_id}}}}"}],
+                        "args": ["cat {{input:0}}/x > {{output}}/x; echo b >> {{output}}/x"],
+                    },
+                    {
+                        **task,
+                        "name": "c",
+                        "inputs": [{"task": "b"}],
+                        "args": ["cat {{input:0}}/x"],
+                    },
+                ],
+            }
+        }
+    )
+    await asyncio.wait_for(svc.wait(wf), 90)
+    got = svc.get(wf)
+    assert got["status"] == "COMPLETED", (got, pod_logs(process_kubelet))
+    assert s3.cat(f"{prefix}/mid/{wf}/a/0/x") == b"a\n"
+    assert s3.cat(f"{prefix}/b/{wf}/x") == b"a\nb\n"
+    # only outputs someone reads are stored: b's own url serves c, nobody reads c
+    assert s3.ls(f"{prefix}/mid/{wf}") == [f"{prefix}/mid/{wf}/a"]
+    lines = await _lines(svc, wf, "c")
+    assert ("system", f"downloading s3://{prefix}/b/{wf}") in lines
+    assert [t for st, t in lines if st == "stdout"] == ["a", "b"]
+
+
+async def test_an_output_made_on_this_machine_reaches_a_pod_through_storage(
+    tmp_path: Path, kmock: Any, s3_endpoint: str, process_kubelet: Any
+) -> None:
+    """One workflow on this machine and a cluster: the local task's output is uploaded for the
+    pod that reads it (one of the two apart is enough), and read back from there."""
+    import s3fs
+
+    prefix = f"{BUCKET}/{uuid.uuid4().hex[:8]}"
+    cred = {"url": f"s3://{BUCKET}", "endpoint_url": s3_endpoint}
+    cred |= {"access_key_id": "k", "secret_access_key": "s"}
+    config = pod_agent_config(tmp_path, str(kmock.url), {"lab": cred})
+    config.backends = {**config.backends, "local": {"kind": "local"}}
+    platforms = {"default": {}, "here": {"backend": "local"}}
+    config.pools = {"k8s": {"backend": "k8s", "platforms": platforms}}
+    config.intermediate_url = f"s3://{prefix}/mid"
+    svc = Service(config)
+    await svc.start()
+    try:
+        wf = await svc.submit(
+            "workflow:\n  name: span\n  resources:\n    here: {platform: here}\n  tasks:\n"
+            "  - {name: a, resource: here, command: [sh, -c, 'echo a > {{output}}/x']}\n"
+            "  - {name: b, image: busybox, inputs: [{task: a}], command: [cat, '{{input:0}}/x']}\n"
+        )
+        await asyncio.wait_for(svc.wait(wf), 60)
+        assert svc.get(wf)["status"] == "COMPLETED", pod_logs(process_kubelet)
+        assert {t: svc.task(wf, t)["backend"] for t in "ab"} == {"a": "local", "b": "k8s"}
+        s3 = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+        assert s3.cat(f"{prefix}/mid/{wf}/a/0/x") == b"a\n"
+        assert ("stdout", "a") in await _lines(svc, wf, "b")
+    finally:
+        await svc.stop()
 
 
 async def test_exec_and_port_forward_into_a_pod_then_a_hold_and_done(

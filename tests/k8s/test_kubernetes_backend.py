@@ -310,12 +310,36 @@ async def test_volcano_podgroup_for_a_barrier_group_when_configured(
 
 async def test_data_inputs_are_refused_not_dropped(k8s_service: Service) -> None:
     wf = await _run(
-        k8s_service, [_task("a", "echo a"), _task("b", "echo b", inputs=[{"task": "a"}])]
+        k8s_service, [_task("a", "echo a"), _task("b", "echo b", inputs=[{"url": "s3://x/y"}])]
     )
     tasks = {t["name"]: t for t in wf["tasks"]}
     assert tasks["a"]["status"] == "COMPLETED"
     assert tasks["b"]["status"].startswith("FAILED"), tasks["b"]
     assert "in-pod agent" in tasks["b"]["message"]
+
+
+async def test_an_upstream_output_with_nowhere_to_go_is_refused_at_submit(
+    k8s_service: Service,
+) -> None:
+    """Pods share no disk: without OsmoConfig.intermediate_url or an output url of its own,
+    task a's output cannot reach task b; refused at submit, naming b's input and the fixes."""
+    spec = {"workflow": {"name": "k", "tasks": [_task("a", "true")]}}
+    spec["workflow"]["tasks"].append(_task("b", "true", inputs=[{"task": "a"}]))
+    with pytest.raises(PlacementError) as err:
+        await k8s_service.submit(spec)
+    (problem,) = err.value.problems
+    assert problem.field == "workflow.tasks[1].inputs[0].task"
+    assert "task 'b' reads the output of task 'a'; on backend 'k8s'" in problem.message
+    assert "OsmoConfig.intermediate_url" in str(problem.hint)
+    assert "give task 'a' an output url" in str(problem.hint)
+    assert k8s_service.list() == [], "nothing was submitted"
+
+
+def test_an_intermediate_url_the_agents_cannot_use_fails_at_start() -> None:
+    from osmo_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"OsmoConfig\.intermediate_url: unsupported storage URL"):
+        OsmoConfig(intermediate_url="gs://bucket/between")
 
 
 async def test_pods_without_an_agent_offer_no_interactive_access(k8s_service: Service) -> None:

@@ -75,6 +75,7 @@ CANCEL_SLACK = 10.0  # s past a cancel's grace before the pod of an agent that d
 
 class KubernetesBackend(Backend):
     kind = "kubernetes"
+    outputs_by_path = False  # each pod has its own disk, gone with the pod
 
     @classmethod
     def check_config(cls, name: str, spec: dict[str, Any]) -> list[Problem]:
