@@ -27,7 +27,9 @@ from ..gcpause import gc_paused
 from . import templating
 from .limits import DEFAULT, NodeCounter, SpecLimits, check_data, check_text
 from .models import Workflow, WorkflowSpec
-from .validate import check_workflow_data, field_path, parse_field, schema_problems
+from .report import field_path, parse_field
+from .schema_errors import schema_problems
+from .validate import check_workflow_data
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import Problem, SpecError
 from .loader import LoadedSpec, _build, load_spec
 from .models import Task, Workflow
-from .validate import parse_field
+from .report import parse_field
 
 MAX_LOCALPATH_BYTES = 16 * 1024 * 1024  # per file; the server's spec size limit applies too
 
