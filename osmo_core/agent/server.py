@@ -58,6 +58,7 @@ class AgentServer:
             "launch": self._launch,
             "cancel": self._cancel,
             "release": self._release,
+            "ack": self._ack,
             "status": self._status,
             "log": self._log,
             "shutdown": self._shutdown,
@@ -115,7 +116,7 @@ class AgentServer:
         since = time.monotonic()
         while True:
             await asyncio.sleep(interval)
-            if self.sup.running or self._clients:
+            if self.sup.running or self._clients or self.sup.ends.unwritten:
                 since = time.monotonic()
             elif time.monotonic() - since >= self.idle_timeout:
                 log.info("idle for %.0f s: exiting", self.idle_timeout)
@@ -211,6 +212,10 @@ class AgentServer:
 
     async def _release(self, msg: dict[str, Any]) -> dict[str, Any]:
         self.sup.release(msg["key"])
+        return {}
+
+    async def _ack(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.sup.ends.ack(list(msg["keys"]))
         return {}
 
     async def _status(self, msg: dict[str, Any]) -> dict[str, Any]:

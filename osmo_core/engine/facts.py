@@ -1,4 +1,5 @@
-"""What the backends report (start, exit, hold, loss, logs, transfers, usage) applied to runs.
+"""What the backends report (start, exit, hold, loss, logs, transfers, usage, storage) applied
+to runs.
 
 An exit ends the attempt as the task's exit actions say and, within the retry budget, starts a
 new one (`policy.retry_or_end`).
@@ -10,7 +11,18 @@ from typing import Any
 
 from ..events import Event
 from ..states import TaskStatus
-from ..wire import Exited, Held, LaunchInfo, LogLine, Lost, Started, StartFailed, Transfer, Usage
+from ..wire import (
+    Exited,
+    Held,
+    LaunchInfo,
+    LogLine,
+    Lost,
+    Started,
+    StartFailed,
+    StorageTrouble,
+    Transfer,
+    Usage,
+)
 from . import policy
 from .runs import LAUNCHED, Attempt
 
@@ -41,6 +53,9 @@ class BackendFacts:
                 self._end_attempt(att, T.FAILED_BACKEND_ERROR, message=f"launch failed: {item[2]}")
             return
         att = self._attempts.get(item.key)
+        if isinstance(item, StorageTrouble) and att is not None:  # also after its end
+            self._storage_event(att, item)
+            return
         if att is None or att.status is None or att.status.terminal:
             if isinstance(item, LogLine) and att is not None:
                 self._publish_log(att, item)
@@ -123,6 +138,19 @@ class BackendFacts:
             bytes=t.bytes,
             seconds=round(t.seconds, 3),
             error=t.error,
+        )
+
+    def _storage_event(self, att: Attempt, t: StorageTrouble) -> None:
+        """The agent could not write the attempt's records (its end is safe in memory): the
+        user sees it in the workflow's events, not only in agent.log."""
+        self._event(
+            "task.storage",
+            att.task.group.workflow,
+            group=att.task.group.name,
+            task=att.task.name,
+            retry_id=att.retry_id,
+            message=t.message,
+            recovered=t.recovered,
         )
 
     def _on_launched(self, att: Attempt, info: LaunchInfo) -> None:
