@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import NotFound
 from ..events import Event
 from ..states import TaskStatus
 from ..wire import (
@@ -53,8 +54,8 @@ class BackendFacts:
                 self._end_attempt(att, T.FAILED_BACKEND_ERROR, message=f"launch failed: {item[2]}")
             return
         att = self._attempts.get(item.key)
-        if isinstance(item, StorageTrouble) and att is not None:  # also after its end
-            self._storage_event(att, item)
+        if isinstance(item, StorageTrouble):  # also after its end, even its workflow's
+            self._storage_event(item, att)
             return
         if att is None or att.status is None or att.status.terminal:
             if isinstance(item, LogLine) and att is not None:
@@ -140,15 +141,22 @@ class BackendFacts:
             error=t.error,
         )
 
-    def _storage_event(self, att: Attempt, t: StorageTrouble) -> None:
-        """The agent could not write the attempt's records (its end is safe in memory): the
-        user sees it in the workflow's events, not only in agent.log."""
+    def _storage_event(self, t: StorageTrouble, att: Attempt | None) -> None:
+        """The agent could not write the attempt's records (its end is safe in its memory):
+        the user sees it in the workflow's events, not only in agent.log. A recovery comes
+        when the disk is back, often after the workflow has ended and left memory."""
+        wf_id, task, retry_id = t.key.split("/")  # "<workflow_id>/<task>/<retry_id>"
+        if att is None:
+            try:
+                self.store.get_workflow(wf_id)  # rare: a read is cheap enough here
+            except NotFound:
+                return  # not a workflow of this store
         self._event(
             "task.storage",
-            att.task.group.workflow,
-            group=att.task.group.name,
-            task=att.task.name,
-            retry_id=att.retry_id,
+            wf_id,
+            group=att.task.group.name if att is not None else None,
+            task=task,
+            retry_id=int(retry_id),
             message=t.message,
             recovered=t.recovered,
         )
