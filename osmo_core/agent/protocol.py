@@ -23,7 +23,8 @@ Requests and responses::
     ack      {keys: [...]}      -> {}                the control plane has these attempts' ends: the
                                                      agent may forget them (once durably written)
     shutdown {force}            -> {}                force: kill running tasks first; without it
-                                                     the agent refuses while tasks run
+                                                     the agent refuses while tasks run or
+                                                     exit records wait to be written
 
 Events (no id) go to every client. Per key: started, its log lines, then exited; or, when the
 command could not start, one "system" log line and start_failed. An exit is sent only once

@@ -230,6 +230,11 @@ class AgentServer:
     async def _shutdown(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.sup.running and not msg.get("force"):
             raise RequestError(f"{len(self.sup.running)} task(s) running; shut down with force")
+        if self.sup.ends.unwritten and not msg.get("force"):  # they live in our memory only
+            raise RequestError(
+                f"{self.sup.ends.unwritten} exit record(s) not yet written (the disk refuses "
+                "them); shut down with force to lose them"
+            )
         await self.sup.stop(0)  # killed now, so each has its exit record before we answer
         self._stop_grace = 0
         self._stop.set()
