@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
+from osmo_core.agent import ends as ends_module
+from osmo_core.agent.ends import Ends
 from osmo_core.service import Service
 from tests.faults.conftest import RunFactory
 from tests.faults.harness import Fault, Moment, Run, is_terminal
@@ -162,3 +165,48 @@ async def test_cancel_ends_a_task_whose_records_cannot_be_written(
         lambda: all(r["free_cpu"] == r["cpu"] for r in svc.resources()),
     )
     assert free
+
+
+_RECORD = {"state": "exited", "exit_code": 3, "signal": None, "ts": 0.0, "log_lines": 0}
+
+
+async def test_an_end_is_kept_until_written_and_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _needs_root()
+    monkeypatch.setattr(ends_module, "RETRY_FIRST", 0.05)
+    told: list[dict[str, Any]] = []
+    ends = Ends(told.append)
+    d = tmp_path / "attempt"
+    d.mkdir()
+    with _read_only(d):
+        ends.record("wf/t/0", d, dict(_RECORD))
+        ends.ack(["wf/t/0"])  # the control plane has it, the disk not yet: kept
+        assert ends.records["wf/t/0"]["exit_code"] == 3 and ends.unwritten == 1
+    await _until("the record is written", lambda: not ends.unwritten)
+    assert json.loads((d / "exit.json").read_text())["exit_code"] == 3
+    assert "wf/t/0" not in ends.records  # written and acknowledged: forgotten
+    assert [t["recovered"] for t in told] == [False, True], told
+
+    ends.record("wf/t/1", d, dict(_RECORD))  # written at once, not acknowledged: kept
+    assert "wf/t/1" in ends.records
+    ends.ack(["wf/t/1"])
+    assert "wf/t/1" not in ends.records
+
+
+async def test_the_retries_of_a_write_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _needs_root()
+    monkeypatch.setattr(ends_module, "RETRY_FIRST", 0.01)
+    monkeypatch.setattr(ends_module, "RETRY_TRIES", 3)
+    told: list[dict[str, Any]] = []
+    ends = Ends(told.append)
+    d = tmp_path / "attempt"
+    d.mkdir()
+    with _read_only(d):
+        ends.record("wf/t/0", d, dict(_RECORD))
+        await _until("the retries end", lambda: not ends.unwritten)
+    assert "still not written after 3 retries (EROFS" in told[-1]["message"], told
+    assert ends.records["wf/t/0"]["exit_code"] == 3  # the end is still answered from memory
+    assert not (d / "exit.json").exists()
