@@ -29,12 +29,12 @@ from traitlets import (
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from .errors import ConfigError, Problem
+from .roles import ROLES
 
 if TYPE_CHECKING:
     from .spec.limits import SpecLimits
 
 PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}
-ROLES = ("admin", "user")
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,12 @@ class OsmoConfig(Configurable):
     cancel_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL on cancel.").tag(
         config=True
     )
+    reconcile_interval = Float(
+        5.0,
+        help="Seconds between two checks that every INITIALIZING or RUNNING task still has a "
+        "process behind it (one request per backend; only while tasks run). A task found "
+        "without one ends FAILED_BACKEND_ERROR and is retried per its exit actions. 0 = off.",
+    ).tag(config=True)
     credentials = Dict(
         help="Named credentials, OSMO-style: {name: {key: value}}. A data credential has "
         "`url` (a prefix, or a list) and is used for the transfers under it: S3 "
@@ -305,6 +311,17 @@ class OsmoConfig(Configurable):
                 Problem(
                     f"expected a positive number of hours, got {proposal['value']!r}",
                     field="OsmoConfig.kernel_token_hours",
+                )
+            )
+        return float(proposal["value"])
+
+    @validate("reconcile_interval")
+    def _check_reconcile_interval(self, proposal: Any) -> float:
+        if not proposal["value"] >= 0:  # NaN too: a loop with no sleep would spin
+            raise ConfigError(
+                Problem(
+                    f"expected 0 (off) or a positive number of seconds, got {proposal['value']!r}",
+                    field="OsmoConfig.reconcile_interval",
                 )
             )
         return float(proposal["value"])

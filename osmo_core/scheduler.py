@@ -7,12 +7,11 @@ exit code 3); `place()` answers "where can this task run *now*?" during the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from .config import PoolConfig
 from .errors import Problem
-from .spec.models import Resource, Task, Workflow
+from .spec.models import Resource, Workflow, task_fields
 from .wire import Node, tolerated
 
 _GI = 2**30
@@ -69,15 +68,6 @@ class _NodeState:
             and (r.memory or 0) <= self.free_memory
             and r.gpu <= len(self.free_gpus)
         )
-
-
-def task_fields(workflow: Workflow) -> Iterator[tuple[str, Task]]:
-    """(field path, task) for every task, with the path as the spec writes it."""
-    for gi, g in enumerate(workflow.groups or []):
-        for ti, t in enumerate(g.tasks):
-            yield f"workflow.groups[{gi}].tasks[{ti}]", t
-    for ti, t in enumerate(workflow.tasks or []):
-        yield f"workflow.tasks[{ti}]", t
 
 
 def _fmt(r: Resource) -> str:

@@ -7,6 +7,7 @@ time: `start()` takes an exclusive lock and refuses (Conflict) when another proc
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import getpass
 import json
@@ -34,6 +35,9 @@ from .states import TaskStatus, WorkflowStatus
 from .store import Store
 from .wire import LogLine, attempt_key
 
+LAG_LIMIT = 2.0  # seconds of engine lag above which health says "degraded"
+STORE_PROBE_TIMEOUT = 2.0  # seconds the store gets to answer the health probe
+
 
 class Service:
     def __init__(self, config: OsmoConfig | None = None, *, headless: bool = False):
@@ -53,7 +57,7 @@ class Service:
         for backend in self.backends.values():  # handed to agents privately (data/credentials)
             backend.credentials = without_policy(self.config.credentials)
             backend.pools = {p.name: p for p in self.pools.values() if p.backend == backend.name}
-            if backend.kind == "local":
+            if backend.isolates_users:
                 backend.isolation = self.isolation
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
         self.auth = Authenticator(self.store, self.config)
@@ -62,13 +66,13 @@ class Service:
         self._umask: int | None = None
         logger = logging.getLogger("osmo_core")
         logger.info("osmo: %s", isolation.describe(self.isolation))
-        ssh = sorted(n for n, b in self.backends.items() if b.kind == "ssh")
-        if self.isolation is not None and ssh:
+        shared = sorted(n for n, b in self.backends.items() if b.shares_login_user)
+        if self.isolation is not None and shared:
             logger.warning(
                 "osmo: tasks on the SSH hosts of %s run as the SSH login user, not as their "
                 "users: there a task can read the agent's folder (the credentials pushed to "
                 "it, other tasks' folders on that host); give those pools to trusted users",
-                ", ".join(ssh),
+                ", ".join(shared),
             )
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -266,7 +270,7 @@ class Service:
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
         tasks = [_task_model(r) for r in task_rows]
-        order = {name: i for i, name in enumerate(_task_names(json.loads(spec_json)))}
+        order = {name: i for i, name in enumerate(_task_names(spec_json))}
         tasks.sort(key=lambda t: (order.get(t["name"], 0), t["retry_id"]))
         row["groups"] = [dict(g) for g in group_rows]
         row["tasks"] = tasks
@@ -321,6 +325,58 @@ class Service:
             limit = tail if limit is None else min(limit, tail)
         return await backend.read_log(key, start, limit)
 
+    async def health(self) -> dict[str, Any]:
+        """What an operator's probe needs to tell "up" from "up but stuck": the engine's lag
+        (a timestamped tick through its inbox), each backend's link and its launched tasks,
+        the hosts, the reconciliation, the store. `status` is "degraded" with `problems`."""
+        eng, problems = self.engine, []
+        lag = eng.lag_now
+        if eng.failure is not None:
+            problems.append(f"the engine stopped: {eng.failure}")
+        elif lag > LAG_LIMIT:
+            problems.append(f"the engine lags {lag:.1f} s behind (limit {LAG_LIMIT:.0f} s)")
+        launched = eng.launched_by_backend()
+        backends = []
+        for name, b in self.backends.items():
+            connected = getattr(b, "connected_now", None)  # agent links say; others do not
+            if connected is False and launched[name]:
+                problems.append(
+                    f"backend {name!r} is not connected; {launched[name]} task(s) on it"
+                )
+            backends.append(
+                {"name": name, "kind": b.kind, "connected": connected, "tasks": launched[name]}
+            )
+        hosts = [
+            {"backend": u["backend"], "node": u["node"], "online": u["online"]}
+            for u in self.scheduler.usage()
+        ]
+        store: dict[str, Any] = {"reachable": True, "pending_writes": eng.inbox_length}
+        try:
+            store["schema_version"] = await asyncio.wait_for(
+                asyncio.to_thread(self.store.schema_version), STORE_PROBE_TIMEOUT
+            )
+        except Exception as e:  # unreachable, or too slow to count as up
+            store.update(reachable=False, error=str(e) or type(e).__name__)
+            problems.append(f"the store does not answer: {store['error']}")
+        rec = eng.reconciled
+        return {
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
+            "loop_lag": round(lag, 4),
+            "last_tick": eng.tick_at,
+            "backends": backends,
+            "hosts": hosts,
+            "reconcile": {
+                "interval": self.config.reconcile_interval,
+                "checking": len(rec.checking),
+                "passes": rec.passes,
+                "last_at": rec.last_at,
+                "last_seconds": round(rec.last_seconds, 4),
+                "settled": rec.settled,
+            },
+            "store": store,
+        }
+
     def resources(self) -> list[dict[str, Any]]:
         """Every machine: capacity, what is free, and the pools that use it."""
         return [
@@ -354,7 +410,12 @@ def _task_model(r: Any) -> dict[str, Any]:
     return d
 
 
-def _task_names(spec: dict[str, Any]) -> list[str]:
-    """Task names in spec order, from the stored JSON (no model validation on a read path)."""
-    names = [t["name"] for g in spec.get("groups") or [] for t in g["tasks"]]
-    return names + [t["name"] for t in spec.get("tasks") or []]
+def _task_names(spec_json: str) -> list[str]:
+    """Task names in spec order, from the stored JSON (no model validation on a read path);
+    none from a stored spec that does not parse: its workflow stays readable (it failed)."""
+    try:
+        spec = json.loads(spec_json)
+        names = [t["name"] for g in spec.get("groups") or [] for t in g["tasks"]]
+        return names + [t["name"] for t in spec.get("tasks") or []]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []

@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -330,6 +331,11 @@ class Store:
         return found
 
     # --- reads ---------------------------------------------------------------------------
+
+    def schema_version(self) -> str:
+        """The Alembic revision the store is at (a query: it also says the store answers)."""
+        with self.engine.connect() as conn:
+            return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
 
     def max_event_id(self) -> int:
         with self.engine.connect() as conn:

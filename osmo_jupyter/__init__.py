@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import Client, TaskInfo, Workflow
+from .client import Client
+from .records import TaskInfo
+from .workflow import Workflow
 
 __all__ = [
     "Client",

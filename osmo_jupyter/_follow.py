@@ -16,7 +16,7 @@ from osmo_core.client import ApiError
 from osmo_core.states import TaskStatus, WorkflowStatus
 
 if TYPE_CHECKING:
-    from .client import Workflow
+    from .workflow import Workflow
 
 Line = dict[str, Any]
 

@@ -25,8 +25,8 @@ from osmo_core.config import OsmoConfig
 from osmo_core.errors import ConfigError, Problem
 from osmo_core.service import Service
 
+from .access import ServiceUnavailable
 from .authorizer import OsmoAuthorizer
-from .client import export_server_environment
 from .identity import OsmoIdentityProvider
 from .kernel_env import install as install_kernel_env
 from .kernels import install as install_kernels
@@ -34,10 +34,7 @@ from .metrics import ServiceMetrics
 from .server.base import API_PREFIX
 from .server.proxy import install_app_host
 from .server.routes import handlers
-
-
-class ServiceUnavailable(Exception):
-    """The Service failed to start (or has stopped); carries the reason."""
+from .server_env import export_server_environment
 
 
 class OsmoApp(ExtensionApp):

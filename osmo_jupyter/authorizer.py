@@ -19,8 +19,8 @@ jupyter_server asks `ServerApp.authorizer` before each authorized handler method
     the owner's Lab and its OSMO panel are unchanged.
 
 Handlers that never ask an authorizer (JupyterLab's, for one) are closed to users one step
-earlier: `admits()`, which `OsmoIdentityProvider` calls once it knows who asks, lets a user
-reach only handlers of the resources above (and `/api/me`, and public ones).
+earlier: `OsmoAuthorizer.admits()`, which `OsmoIdentityProvider` calls once it knows who
+asks, lets a user reach only handlers of the resources above (and `/api/me`, and public ones).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from jupyter_server.auth.identity import User
 from osmo_core.auth import Principal
 
 from ._attach import spec_name
-from .identity import principal_of
+from .access import running_tasks, started
+from .identity import who_is
 from .server.base import AUTH_RESOURCE as OSMO
 
 if TYPE_CHECKING:
@@ -62,29 +63,17 @@ def _public(handler: Any) -> bool:
     return bool(getattr(method, "__allow_unauthenticated", False))
 
 
-def who_is(handler: Any, user: User) -> Principal:
-    """The caller as OSMO sees them (identity.principal_of), cached on the request."""
-    found: Principal | None = getattr(handler, "_osmo_who", None)
-    if found is None:
-        app = handler.settings.get("osmo_app")
-        service = getattr(app, "service", None)
-        admins = service.config.admin_users if service is not None else set()
-        found = principal_of(user, handler.identity_provider, admins)
-        handler._osmo_who = found
-    return found
-
-
-def admits(handler: Any, user: User) -> bool:
-    """Whether `user` may reach `handler` at all: admins everywhere, users only where a
-    resource of theirs is served (each still authorized per object) or nothing is at stake."""
-    if who_is(handler, user).is_admin or _public(handler):
-        return True
-    resource = getattr(handler, "auth_resource", None)
-    return resource in USER_RESOURCES or _qualname(handler) == _IDENTITY_HANDLER
-
-
 class OsmoAuthorizer(Authorizer):
     """OSMO's roles on every Jupyter resource (module docstring)."""
+
+    def admits(self, handler: Any, user: User) -> bool:
+        """Whether `user` may reach `handler` at all: admins everywhere, users only where a
+        resource of theirs is served (each still authorized per object) or nothing is at
+        stake. `OsmoIdentityProvider` asks (identity.Admission)."""
+        if who_is(handler, user).is_admin or _public(handler):
+            return True
+        resource = getattr(handler, "auth_resource", None)
+        return resource in USER_RESOURCES or _qualname(handler) == _IDENTITY_HANDLER
 
     def is_authorized(
         self, handler: Any, user: User, action: str, resource: str
@@ -167,15 +156,11 @@ class OsmoAuthorizer(Authorizer):
     # --- what belongs to whom --------------------------------------------------------------
 
     def _service(self, handler: Any) -> Service | None:
-        from .kernels import _started
-
-        return _started(handler.settings.get("osmo_app"))
+        return started(handler.settings.get("osmo_app"))
 
     def _own_spec(self, handler: Any, who: Principal, name: Any) -> bool:
         """`name` is the kernel spec of one of the caller's running tasks (which task exactly,
         and that it is theirs, the provisioner checks again when it starts)."""
-        from .kernels import running_tasks
-
         svc = self._service(handler)
         if svc is None or not isinstance(name, str):
             return False

@@ -6,8 +6,8 @@ file the way OSMO specs do:
 
     - name: NAME
       image: I
-      command: [python3, /osmo/cells/NAME.py]
-      files: [{path: /osmo/cells/NAME.py, contents: <cell body>}]
+      command: [python3, /cells/NAME.py]
+      files: [{path: /cells/NAME.py, contents: <cell body>}]
       inputs: [{task: a}, {url: s3://b}]
       resource: R
 
@@ -28,7 +28,7 @@ import yaml
 
 from osmo_core.errors import InputError, Problem
 
-CELL_DIR = "/osmo/cells"
+CELL_DIR = "/cells"
 INTERPRETERS = {"python3": "py", "sh": "sh"}
 
 

@@ -17,7 +17,7 @@ Two sources:
   401 with `WWW-Authenticate: Bearer` and the reason, before jupyter_server's XSRF check (which
   guards cookies; a request with none has nothing to forge), unless its method is marked
   `@allow_unauthenticated`. Pages without credentials still go to the login page. A user who
-  is not an admin reaches only what `authorizer.admits` lets them (403 elsewhere) when the
+  is not an admin reaches only what `OsmoAuthorizer.admits` lets them (403 elsewhere) when the
   server's authorizer is `OsmoAuthorizer`.
 """
 
@@ -26,14 +26,15 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider, User
 from jupyter_server.base.handlers import APIHandler
 from tornado import web, websocket
 
-from osmo_core.auth import ADMIN, USER, Principal
+from osmo_core.auth import Principal
 from osmo_core.errors import Unauthorized
+from osmo_core.roles import ADMIN, USER
 
 _BEARER_SCHEMES = ("bearer", "token")
 
@@ -48,10 +49,29 @@ class OsmoUser(User):
 CHALLENGE = 'Bearer realm="osmo"'
 
 
+@runtime_checkable
+class Admission(Protocol):
+    """An authorizer that closes whole handlers to a user (authorizer.OsmoAuthorizer): the
+    identity provider asks it once it knows who asks. A protocol here, because the authorizer
+    builds on this module and must not be imported back."""
+
+    def admits(self, handler: Any, user: User) -> bool: ...
+
+
+def who_is(handler: Any, user: User) -> Principal:
+    """The caller as OSMO sees them (principal_of), cached on the request."""
+    found: Principal | None = getattr(handler, "_osmo_who", None)
+    if found is None:
+        app = handler.settings.get("osmo_app")
+        service = getattr(app, "service", None)
+        admins = service.config.admin_users if service is not None else set()
+        found = principal_of(user, handler.identity_provider, admins)
+        handler._osmo_who = found
+    return found
+
+
 class OsmoIdentityProvider(IdentityProvider):
     async def get_user(self, handler: Any) -> User | None:  # type: ignore[override]
-        from .authorizer import OsmoAuthorizer, admits, who_is
-
         user = await self._identify(handler)
         if user is None:
             if _needs_credentials(handler):
@@ -65,7 +85,8 @@ class OsmoIdentityProvider(IdentityProvider):
                     )
                 _refuse(handler, 401, reason, "unauthorized")
             return None
-        if isinstance(handler.authorizer, OsmoAuthorizer) and not admits(handler, user):
+        authorizer = handler.authorizer
+        if isinstance(authorizer, Admission) and not authorizer.admits(handler, user):
             who = who_is(handler, user)
             _refuse(
                 handler,

@@ -33,8 +33,9 @@ from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvi
 from osmo_core.agent.environment import scrubbed
 from osmo_core.auth import Principal
 
-from .client import ENV_TOKEN, ENV_URL, server_url
+from .access import current_principal
 from .identity import OsmoIdentityProvider
+from .server_env import ENV_TOKEN, ENV_URL, server_url
 
 if TYPE_CHECKING:
     from .app import OsmoApp
@@ -62,8 +63,6 @@ class OsmoLocalProvisioner(LocalProvisioner):  # type: ignore[misc]
         if app is None:  # a kernel manager outside an osmo server: a plain local kernel
             return kwargs
         if not self._launched:  # the owner is who started it, whoever restarts it later
-            from .kernels import current_principal
-
             self._owner, self._launched = current_principal(app), True
         # A fresh token at each (re)start, so restarting renews an expired one.
         old, self._token = self._token_id, await self._mint(app, self._owner)

@@ -21,7 +21,6 @@ no kernel on the server itself, sees their own tasks' specs only (authorizer.py)
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib.metadata
 import inspect
 import os
@@ -31,31 +30,23 @@ from typing import TYPE_CHECKING, Any
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
-from jupyter_server.auth.identity import User
 from tornado import web
 from traitlets import Instance, Unicode
 
-from osmo_core.auth import Principal, policy
+from osmo_core.auth import policy
 from osmo_core.errors import BackendError, Forbidden, OsmoError
 from osmo_core.interactive.kernel import RemoteKernel
 
 from ._attach import PREFIX, spec_name
+from .access import CURRENT_PRINCIPAL, current_principal, running_tasks, started
+from .authorizer import OsmoAuthorizer
 from .identity import principal_of
 from .server.base import from_osmo_error
 
 if TYPE_CHECKING:
-    from osmo_core.service import Service
-
     from .app import OsmoApp
 
 PROVISIONER = "osmo-task"
-
-# The principal of the request being served, for what runs inside it without the handler (kernel
-# specs, provisioners): set by the identity provider's get_user (wrapped in `install`); each
-# request runs in its own asyncio task, so it never leaks into another.
-CURRENT_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
-    "osmo_principal", default=None
-)
 
 
 def _logo_dir() -> str:
@@ -84,25 +75,6 @@ def task_spec(wf_id: str, task: str) -> KernelSpec:
     )
 
 
-def _started(app: OsmoApp | None) -> Service | None:
-    task = getattr(app, "_start_task", None)
-    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-        return None
-    return task.result()  # type: ignore[no-any-return]
-
-
-def current_principal(app: OsmoApp) -> Principal | None:
-    """Who asks: the request's principal; outside a request, the owner under a single-user
-    identity provider (else nobody)."""
-    who = CURRENT_PRINCIPAL.get()
-    if who is not None:
-        return who
-    svc = app.service
-    idp = app.serverapp.identity_provider
-    who = principal_of(User("?"), idp, svc.config.admin_users if svc else set())
-    return who if who.is_admin else None
-
-
 def _track_principal(app: OsmoApp) -> None:
     """Have the server's identity provider record each request's principal."""
     idp = app.serverapp.identity_provider
@@ -123,25 +95,6 @@ def _track_principal(app: OsmoApp) -> None:
     idp._osmo_tracked = True
 
 
-def running_tasks(svc: Service, who: Principal | None) -> list[tuple[str, str]]:
-    """(workflow, task) of every RUNNING task `who` may reach, on a backend with interactive
-    access."""
-    if who is None:
-        return []
-    hub = svc.interactive
-    found = []
-    user = None if who.is_admin else who.name
-    for wf in svc.list(statuses=["RUNNING"], user=user, limit=1000):
-        for t in svc.get(wf["id"])["tasks"]:
-            if t["status"] == "RUNNING":
-                try:
-                    hub.placement(wf["id"], t["name"])
-                except OsmoError:
-                    continue
-                found.append((str(wf["id"]), str(t["name"])))
-    return found
-
-
 class OsmoKernelSpecManager(KernelSpecManager):
     """The server's kernel specs, plus one per running task of the caller."""
 
@@ -149,7 +102,7 @@ class OsmoKernelSpecManager(KernelSpecManager):
     osmo_app: Any = None
 
     def _ours(self) -> dict[str, tuple[str, str]]:
-        svc = _started(self.osmo_app)
+        svc = started(self.osmo_app)
         if svc is None:
             return {}
         who = current_principal(self.osmo_app)
@@ -162,8 +115,6 @@ class OsmoKernelSpecManager(KernelSpecManager):
     def _server_specs_hidden(self) -> bool:
         """A user may start no kernel on the server itself under `OsmoAuthorizer`: the server's
         own specs are not theirs to see either."""
-        from .authorizer import OsmoAuthorizer
-
         app = self.osmo_app
         if app is None or not isinstance(app.serverapp.authorizer, OsmoAuthorizer):
             return False
@@ -185,7 +136,7 @@ class OsmoKernelSpecManager(KernelSpecManager):
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if not kernel_name.lower().startswith(PREFIX):
             return self.inner.get_kernel_spec(kernel_name)
-        svc = _started(self.osmo_app)
+        svc = started(self.osmo_app)
         if svc is not None:  # any task by name; who may start it is checked at launch
             for wf in svc.list(statuses=["RUNNING"], limit=1000):
                 for t in svc.get(wf["id"])["tasks"]:

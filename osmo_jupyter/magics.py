@@ -32,7 +32,8 @@ from osmo_core.client import ApiError, Unreachable
 from osmo_core.errors import InputError, OsmoError
 
 from . import cells as cell_tasks
-from .client import Client, Workflow
+from .client import Client
+from .workflow import Workflow
 
 COMMANDS = (
     "submit",

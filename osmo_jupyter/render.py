@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from .client import latest_attempts
+from .records import latest_attempts
 
 # One colour per state family, shared with the widget's JavaScript (passed in its model).
 COLOURS = {

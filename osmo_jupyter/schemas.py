@@ -437,6 +437,54 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
 
 
+class BackendHealth(BaseModel):
+    name: str
+    kind: str
+    connected: bool | None = Field(
+        description="whether its agent link is up; null: the backend does not say (its hosts do)"
+    )
+    tasks: int = Field(description="INITIALIZING or RUNNING tasks on it")
+
+
+class HostHealth(BaseModel):
+    backend: str
+    node: str
+    online: bool
+
+
+class ReconcileHealth(BaseModel):
+    """The engine's check that every launched task still has a process behind it."""
+
+    interval: float = Field(description="seconds between passes (0: off)")
+    checking: int = Field(description="tasks being asked about right now")
+    passes: int
+    last_at: float | None = Field(description="when the last pass ended (Unix time)")
+    last_seconds: float = Field(description="how long the last pass took")
+    settled: int = Field(description="tasks passes found without a process, since the start")
+
+
+class StoreHealth(BaseModel):
+    reachable: bool
+    schema_version: str | None = Field(None, description="the store's migration revision")
+    pending_writes: int = Field(description="commands and events the engine has not committed")
+    error: str | None = None
+
+
+class HealthDetail(BaseModel):
+    """`GET /health/detail` (admins): "ok", or "degraded" with the problems found."""
+
+    status: Literal["ok", "degraded"]
+    problems: list[str]
+    loop_lag: float = Field(
+        description="seconds a no-op last took through the engine's inbox (or waits there now)"
+    )
+    last_tick: float | None = Field(description="when that no-op was answered (Unix time)")
+    backends: list[BackendHealth]
+    hosts: list[HostHealth]
+    reconcile: ReconcileHealth
+    store: StoreHealth
+
+
 class ErrorResponse(BaseModel):
     """jupyter_server's error body; `details` has one entry per problem."""
 

@@ -17,6 +17,7 @@ Requests and responses::
                                                      (a held attempt: end the hold, keep its code)
     release  {key}              -> {}                held attempt done: outputs, then exited
     status   {keys: [...]}      -> {states: {key: AttemptState dict (+ "pid" while running)}}
+    running                     -> {keys: [...]}     attempts running or held now (reconciliation)
     log      {key, start, limit} -> {lines: [[ts, stream, text], ...]}  the attempt's durable log
                                                      from 0-based line `start` (a pod's agent:
                                                      the control plane cannot read its disk)
@@ -81,7 +82,7 @@ from ..wire import (
 
 # Bumped whenever the agent's behaviour changes incompatibly (ops, launch fields, events), so a
 # long-lived agent started by older code of the same release is replaced rather than trusted.
-PROTOCOL = 6
+PROTOCOL = 7
 
 #: Stream buffer limit for one message: a 64 KiB log line escapes to at most ~6x its size, and
 #: a launch request carries its files inline.

@@ -60,6 +60,7 @@ class AgentServer:
             "release": self._release,
             "ack": self._ack,
             "status": self._status,
+            "running": self._running,
             "log": self._log,
             "shutdown": self._shutdown,
         }
@@ -220,6 +221,9 @@ class AgentServer:
 
     async def _status(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"states": self.sup.status(list(msg["keys"]))}
+
+    async def _running(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"keys": list(self.sup.running)}  # held ones too: their environment lives
 
     async def _log(self, msg: dict[str, Any]) -> dict[str, Any]:
         path = attempt_dir(self.root, str(msg["key"])) / LOG

@@ -21,8 +21,8 @@ from typing import Any
 
 from ..data import transfer
 from ..data.credentials import storage_options
-from ..data.datasets import TransferStats
 from ..data.exit_codes import DataExit, TransferError
+from ..data.results import TransferStats
 from ..data.storage import redact
 from ..wire import LaunchRequest
 from .identity import TaskIdentity, opener

@@ -11,7 +11,7 @@
 
 from .authenticator import Authenticator
 from .oidc import OIDCVerifier
-from .principal import ADMIN, ROLES, USER, Principal
+from .principal import Principal
 from .tokens import TokenManager
 
-__all__ = ["ADMIN", "ROLES", "USER", "Authenticator", "OIDCVerifier", "Principal", "TokenManager"]
+__all__ = ["Authenticator", "OIDCVerifier", "Principal", "TokenManager"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ..config import OsmoConfig
 from ..errors import Unauthorized
+from ..roles import ADMIN, USER
 from ..store import Store
 from .oidc import OIDCVerifier, looks_like_jwt
-from .principal import ADMIN, USER, Principal
+from .principal import Principal
 from .tokens import TokenManager, looks_like_pat
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import jwt
 
 from ..errors import Unauthorized
-from .principal import ADMIN, USER, Principal
+from ..roles import ADMIN, USER
+from .principal import Principal
 
 FETCH_TIMEOUT = 5.0
 

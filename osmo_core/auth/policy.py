@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import PoolConfig
 from ..data.credentials import match as credential_for
 from ..errors import Forbidden, Problem
+from ..spec.models import Workflow, task_fields
 from .principal import Principal
-
-if TYPE_CHECKING:
-    from ..spec.models import Workflow
 
 
 def check_owner(who: Principal, owner: str, wf_id: str) -> None:
@@ -91,8 +89,6 @@ def credential_problems(
     """One Problem per field of `workflow` that would hand `who` a credential not open to them:
     a task's `credentials:` entry, or data moved with one (the longest-prefix `url` match of a
     url input/output or checkpoint, the dataset store's for datasets)."""
-    from ..scheduler import task_fields  # not at import: spec <-> dag import each other
-
     problems: list[Problem] = []
 
     def check(name: str | None, field: str, use: str) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import ROLES
-
-ADMIN, USER = ROLES
+from ..roles import ADMIN, USER
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import Forbidden, InputError, NotFound, Problem, Unauthorized
+from ..roles import ROLES, USER
 from ..store import Store
-from .principal import ROLES, USER, Principal
+from .principal import Principal
 
 PREFIX = "osmo_"
 _TOKEN = re.compile(r"^osmo_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})$")

@@ -40,6 +40,7 @@ from ..wire import (
 log = logging.getLogger("osmo_core.backends")
 
 CALL_TIMEOUT = 30.0  # seconds for one request, reconnections included
+RUNNING_TIMEOUT = 5.0  # seconds for the list of running attempts (a reconciliation skips it)
 
 
 class _Reader(Protocol):
@@ -178,6 +179,14 @@ class AgentLink(ABC):
 
     async def forget(self, key: str) -> None:
         self._watch.pop(key, None)
+
+    async def running(self) -> set[str] | None:
+        if not self.connected_now:
+            return None  # the resync after the reconnection settles what ended meanwhile
+        try:
+            return set((await self._request("running", RUNNING_TIMEOUT))["keys"])
+        except (Disconnected, BackendError, asyncio.TimeoutError):
+            return None
 
     async def _shutdown(self, force: bool) -> None:
         """Ask the agent to stop (with `force`, its running tasks first)."""
@@ -409,7 +418,9 @@ class AgentLink(ABC):
                 w.n = ev.n
             elif isinstance(ev, Started):
                 w.started = True
-            elif isinstance(ev, (Exited, StartFailed, Lost)):  # an end: a usage sample is not
+            elif isinstance(ev, (Exited, StartFailed, Lost)):
+                # Only an end stops the watch: anything else (a usage sample, a transfer, a
+                # hold) leaves the attempt to the next resync, or its loss would go unseen.
                 del self._watch[ev.key]
         assert self._sink is not None
         try:

@@ -23,6 +23,7 @@ from ..wire import AttemptState, EventSink, LaunchInfo, LaunchRequest, LogLine, 
 if TYPE_CHECKING:
     from ..errors import Problem
     from ..interactive.hub import Interactive
+    from ..isolation import Isolation
 
 
 class Backend(ABC):
@@ -32,8 +33,8 @@ class Backend(ABC):
     here with a default that means "not supported", so callers never probe with `hasattr`:
     config checks (`check_config`, `host_names`; classmethods, dispatched by
     `registry.backend_class` before any instance exists), holds (`supports_hold`, `release`),
-    `{{host:TASK}}` (`host_of`) and interactive access (`dial_home_dir`, `set_dial_home`,
-    `attach_hub`, `agent_prefix`, `agent_of`)."""
+    `{{host:TASK}}` (`host_of`), the engine's reconciliation (`running`) and interactive
+    access (`dial_home_dir`, `set_dial_home`, `attach_hub`, `agent_prefix`, `agent_of`)."""
 
     kind: str = "abstract"
     supports_hold: bool = False  # can keep an ended task's environment (LaunchRequest.hold)
@@ -41,6 +42,13 @@ class Backend(ABC):
     # Agent ids starting with this are accepted by the interactive hub only once the backend
     # has announced them (`hub.expect`): set by backends that make their agents' host keys.
     agent_prefix: str | None = None
+    # Whom tasks run as when the service isolates users (OsmoConfig.task_isolation): a backend
+    # with `isolates_users` runs each user's tasks as that user's own OS identity, given in
+    # `isolation` before start(); one with `shares_login_user` runs every task as one login
+    # user beside its agent's folder (SSH hosts), which the service warns about.
+    isolates_users: bool = False
+    shares_login_user: bool = False
+    isolation: Isolation | None = None
 
     @classmethod
     def check_config(cls, name: str, spec: dict[str, Any]) -> list[Problem]:
@@ -116,6 +124,12 @@ class Backend(ABC):
     def host_of(self, key: str, node: str) -> str:
         """The name other tasks reach attempt `key` by ({{host:TASK}}); placed on `node`."""
         return node
+
+    async def running(self) -> set[str] | None:
+        """Keys of the attempts this backend runs (or holds) now, in one cheap answer: the
+        engine's reconciliation asks `status` only about launched attempts missing from it.
+        None: it cannot tell now (disconnected, or not implemented)."""
+        return None
 
     # --- interactive access (osmo_core.interactive); the defaults: none --------------------
 

@@ -30,7 +30,7 @@ from .agentlink import AgentLink
 from .base import Backend
 
 if TYPE_CHECKING:
-    from ..isolation import Isolation
+    pass
 
 START_TIMEOUT = AgentLink.start_timeout
 _SOCKET_MAX = 100  # bytes; sun_path holds 108 with its NUL, keep a margin
@@ -57,6 +57,7 @@ class LocalBackend(AgentLink, Backend):
 
     kind = "local"
     supports_hold = True
+    isolates_users = True
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         Backend.__init__(self, name, config)
@@ -67,8 +68,6 @@ class LocalBackend(AgentLink, Backend):
         self.idle_timeout = float(self.config.get("idle_timeout", 600))
         AgentLink.__init__(self, str(self.root))
         self._spawned: list[subprocess.Popen[bytes]] = []
-        # Whom tasks run as (osmo_core/isolation.py), set by the service before start().
-        self.isolation: Isolation | None = None
 
     # --- Backend ---------------------------------------------------------------------------
 

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import InputError, OsmoError, Problem
-from .common import EXIT_OK, Output, name_subcommands, report, with_service
-
-if TYPE_CHECKING:
-    from ..service import Service
+from .common import EXIT_OK, Output, name_subcommands, report
 
 
 def register(top: Any) -> None:
     """Add `dataset` and its subcommands to the top-level `add_subparsers()` object."""
     ds = top.add_parser("dataset", help="content-addressed datasets (versions, tags)")
-    # Run like every local command: with the embedded default's Service built from the config
-    # (which checks it), though the dataset commands use the config only.
-    ds.set_defaults(run=with_service(_without_service))
+    # No Service: the dataset commands need the config (its store and credentials) only.
+    ds.set_defaults(run=run_dataset)
     cmds = ds.add_subparsers(dest="cmd", required=True)
 
     def common(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -112,10 +108,6 @@ def _stats_text(verb: str, s: Any) -> str:
         f"skipped {s.skipped_files} ({_size(s.skipped_bytes)}) in {s.seconds:.2f}s"
         f" ({rate:.1f} MB/s)"
     )
-
-
-async def _without_service(service: Service, args: argparse.Namespace, out: Output) -> int:
-    return await run_dataset(args, out)
 
 
 async def run_dataset(args: argparse.Namespace, out: Output) -> int:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from .datasets import (
+from .datasets import DatasetStore
+from .refs import parse_ref, validate_name, validate_path
+from .results import (
     DatasetInfo,
-    DatasetStore,
     DatasetSummary,
     DiffResult,
     FileEntry,
     GcStats,
     TransferStats,
     VersionInfo,
-    parse_ref,
-    validate_name,
-    validate_path,
 )
 from .storage import StorageError, open_store, redact
 

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, Problem
+from ..roles import ROLES
 
 FILE = "credentials.json"
 _S3 = {
@@ -72,8 +73,6 @@ def validate(value: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _allow_list_problems(key: str, value: Any, where: str) -> list[Problem]:
-    from ..config import ROLES
-
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
         return [Problem(f"{key}: expected a list of names, got {value!r}", field=where)]
     if key == "roles" and set(value) - set(ROLES):

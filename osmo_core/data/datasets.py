@@ -11,12 +11,14 @@ after every blob it names, with a create-exclusive write: two uploads of one nam
 version N get N and N+1. An upload sends only the blobs the store lacks; a download skips files
 whose local sha256 already matches. `gc()` (an explicit admin action) removes blobs that no
 manifest references and that are older than a grace period (so it spares in-flight uploads).
+
+Names, tags and paths are checked in refs.py; what the operations answer is in results.py; which
+local files an upload sends, in local_files.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -25,11 +27,22 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from ..errors import InputError, NotFound, Problem
+from .local_files import collect, sha256_file
+from .refs import NAME, NO_SETID, SHA256, parse_ref, validate_name, validate_path, validate_tag
+from .results import (
+    DatasetInfo,
+    DatasetSummary,
+    DiffResult,
+    FileEntry,
+    GcStats,
+    TransferStats,
+    VersionInfo,
+)
 from .storage import (
     StorageError,
     create_exclusive,
@@ -41,199 +54,11 @@ from .storage import (
     write_atomic,
 )
 
-__all__ = [
-    "DatasetInfo",
-    "DatasetStore",
-    "DatasetSummary",
-    "DiffResult",
-    "FileEntry",
-    "GcStats",
-    "TransferStats",
-    "VersionInfo",
-    "parse_ref",
-    "validate_name",
-    "validate_path",
-]
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_SHA = re.compile(r"[0-9a-f]{64}")
-_CHUNK = 4 * 2**20
 # From this many files an upload to an object store lists blobs/ once (one request per 1,000
 # blobs) instead of asking about each blob (s3fs: a HEAD, and a LIST when it is missing).
 LIST_FROM = 64
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-# --- validation ------------------------------------------------------------------------------
-
-
-_NO_SETID = 0o1777  # file modes keep no setuid/setgid bit, whatever a manifest says
-
-
-def validate_name(name: str, what: str = "dataset name") -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InputError(
-            Problem(
-                f"invalid {what} {name!r}",
-                field=what.replace(" ", "_"),
-                hint="letters, digits, '_', '.', '-'; starting with a letter or digit; "
-                "at most 128 characters",
-            )
-        )
-    return name
-
-
-def _validate_tag(tag: str) -> str:
-    validate_name(tag, "tag")
-    if tag.isdigit() or tag == "latest":
-        raise InputError(
-            Problem(f"invalid tag {tag!r}", field="tag", hint="'latest' and numbers are reserved")
-        )
-    return tag
-
-
-def validate_path(path: str) -> str:
-    """A relative POSIX path that stays under its root: no '..', no absolute path, no
-    control characters, no empty or '.' components."""
-    problem = None
-    if not isinstance(path, str) or not path:
-        problem = "empty file path"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in path):
-        problem = "control character in file path"
-    elif path.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", path):
-        problem = "absolute file path"
-    elif "\\" in path:
-        problem = "backslash in file path"
-    else:
-        parts = path.split("/")
-        if ".." in parts:
-            problem = "'..' in file path"
-        elif any(p in ("", ".") for p in parts):
-            problem = "empty or '.' component in file path"
-    if problem:
-        raise InputError(Problem(problem, field="path", hint=f"got {path!r}"))
-    return path
-
-
-def parse_ref(ref: str) -> tuple[str, int | str]:
-    """'name' → (name, 'latest'); 'name:3' → (name, 3); 'name:tag' → (name, 'tag')."""
-    name, sep, sel = ref.partition(":")
-    validate_name(name)
-    if not sep or sel == "latest":
-        return name, "latest"
-    if sel.isdigit():
-        return name, int(sel)
-    return name, _validate_tag(sel)
-
-
-# --- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    sha256: str
-    size: int
-    mode: int
-
-
-@dataclass
-class TransferStats:
-    """What one upload or download moved; `transferred_bytes` is what crossed the wire."""
-
-    files: int = 0
-    transferred_files: int = 0
-    transferred_bytes: int = 0
-    skipped_files: int = 0
-    skipped_bytes: int = 0
-    seconds: float = 0.0
-
-    @property
-    def total_bytes(self) -> int:
-        return self.transferred_bytes + self.skipped_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "total_bytes": self.total_bytes}
-
-
-@dataclass
-class VersionInfo:
-    name: str
-    version: int
-    files: int
-    size: int
-    created: str
-    tags: list[str] = field(default_factory=list)
-    stats: TransferStats | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["stats"] = self.stats.to_dict() if self.stats else None
-        return d
-
-
-@dataclass
-class DatasetSummary:
-    name: str
-    versions: int
-    latest: int | None
-    tags: dict[str, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class DatasetInfo:
-    name: str
-    versions: list[VersionInfo]
-    tags: dict[str, int]
-
-    @property
-    def latest(self) -> int | None:
-        return self.versions[-1].version if self.versions else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "latest": self.latest,
-            "tags": self.tags,
-            "versions": [v.to_dict() for v in self.versions],
-        }
-
-
-@dataclass
-class DiffResult:
-    a: str
-    b: str
-    added: list[str]
-    removed: list[str]
-    changed: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class GcStats:
-    blobs_removed: int = 0
-    bytes_removed: int = 0
-    blobs_kept: int = 0
-    blobs_too_young: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _now() -> str:
@@ -248,59 +73,6 @@ def _mtime(info: Mapping[str, Any]) -> float | None:
         if isinstance(v, (int, float)):
             return float(v)
     return None
-
-
-def _collect(paths: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
-    """dataset path → local file. A directory gives its contents (relative to it), a file its
-    base name; a mapping is taken as {dataset path: local file}."""
-    out: dict[str, str] = {}
-    problems: list[Problem] = []
-
-    def add(rel: str, local: str) -> None:
-        try:
-            validate_path(rel)
-        except InputError as e:
-            problems.extend(e.problems)
-            return
-        if rel in out:
-            problems.append(Problem(f"two files map to {rel!r}", field="path"))
-            return
-        try:
-            st = os.stat(local)
-        except OSError as e:
-            problems.append(Problem(f"cannot read {local}: {e.strerror}", field="path"))
-            return
-        if not stat.S_ISREG(st.st_mode):
-            problems.append(Problem(f"{local} is not a regular file", field="path"))
-            return
-        out[rel] = local
-
-    if isinstance(paths, Mapping):
-        for rel, local in paths.items():
-            add(rel, local)
-    else:
-        for p in paths:
-            if os.path.isdir(p):
-                seen: set[str] = set()
-                for root, dirs, files in os.walk(p, followlinks=True):
-                    real = os.path.realpath(root)
-                    if real in seen:  # a symlink loop
-                        dirs[:] = []
-                        continue
-                    seen.add(real)
-                    dirs.sort()
-                    for f in sorted(files):
-                        local = os.path.join(root, f)
-                        add(os.path.relpath(local, p).replace(os.sep, "/"), local)
-            elif os.path.lexists(p):
-                add(os.path.basename(os.path.normpath(p)), p)
-            else:
-                problems.append(Problem(f"no such file or directory: {p}", field="path"))
-    if problems:
-        raise InputError(problems)
-    if not out:
-        raise InputError(Problem("no files to upload", field="path"))
-    return out
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -392,7 +164,7 @@ class DatasetStore:
                 validate_path(p)
             except InputError as err:
                 problems.extend(err.problems)
-            if not _SHA.fullmatch(e.sha256):
+            if not SHA256.fullmatch(e.sha256):
                 problems.append(Problem(f"bad sha256 for {p!r} in manifest", field="sha256"))
         if problems:
             raise InputError(problems)
@@ -412,8 +184,8 @@ class DatasetStore:
         a mapping is {dataset path: local file}. Nothing is visible until the manifest lands."""
         validate_name(name)
         if tag is not None:
-            _validate_tag(tag)
-        files = _collect(paths)
+            validate_tag(tag)
+        files = collect(paths)
         t0 = time.monotonic()
         stats = TransferStats(files=len(files))
         entries: dict[str, FileEntry] = {}
@@ -453,7 +225,7 @@ class DatasetStore:
         def hash_one(item: tuple[str, str]) -> tuple[str, os.stat_result]:
             try:
                 st = os.stat(item[1])
-                return _sha256_file(item[1]), st
+                return sha256_file(item[1]), st
             except OSError as e:
                 raise InputError(
                     Problem(f"cannot read {item[1]}: {e.strerror or e}", field="path")
@@ -462,7 +234,7 @@ class DatasetStore:
         hashed = self._map(hash_one, batch)
         first: dict[str, tuple[str, os.stat_result]] = {}  # sha → (local, stat) to send
         for (rel, local), (sha, st) in zip(batch, hashed, strict=True):
-            entries[rel] = FileEntry(sha, st.st_size, stat.S_IMODE(st.st_mode) & _NO_SETID)
+            entries[rel] = FileEntry(sha, st.st_size, stat.S_IMODE(st.st_mode) & NO_SETID)
             if sha in present or sha in first:
                 stats.skipped_files += 1
                 stats.skipped_bytes += st.st_size
@@ -504,7 +276,7 @@ class DatasetStore:
         for p in paths:
             parts = p.rstrip("/").split("/")
             sha = parts[-2] + parts[-1] if len(parts) >= 2 else ""
-            if _SHA.fullmatch(sha):
+            if SHA256.fullmatch(sha):
                 out.add(sha)
         return out
 
@@ -552,20 +324,20 @@ class DatasetStore:
                 if (
                     stat.S_ISREG(st.st_mode)
                     and st.st_size == e.size
-                    and _sha256_file(target) == e.sha256
+                    and sha256_file(target) == e.sha256
                 ):
-                    if stat.S_IMODE(st.st_mode) != e.mode & _NO_SETID:
-                        os.chmod(target, e.mode & _NO_SETID)
+                    if stat.S_IMODE(st.st_mode) != e.mode & NO_SETID:
+                        os.chmod(target, e.mode & NO_SETID)
                     return True
             os.makedirs(os.path.dirname(target), exist_ok=True)
             return False
 
         def install(item: tuple[str, FileEntry, str]) -> None:
             rel, e, tmp = item
-            got = _sha256_file(tmp)
+            got = sha256_file(tmp)
             if got != e.sha256:
                 raise StorageError(f"blob {e.sha256} of {name}:{version} is corrupt (read {got})")
-            os.chmod(tmp, e.mode & _NO_SETID)  # a manifest cannot make a setuid program
+            os.chmod(tmp, e.mode & NO_SETID)  # a manifest cannot make a setuid program
             os.replace(tmp, os.path.join(dest_real, *rel.split("/")))
 
         items = sorted(entries.items())
@@ -598,7 +370,7 @@ class DatasetStore:
 
     def list(self) -> list[DatasetSummary]:
         with storage_errors(f"listing datasets in {self.url}"):
-            names = sorted(n for n in self._ls_names(f"{self.root}/datasets") if _NAME.fullmatch(n))
+            names = sorted(n for n in self._ls_names(f"{self.root}/datasets") if NAME.fullmatch(n))
 
             def summary(n: str) -> DatasetSummary:
                 vs = self._versions(n)
@@ -648,7 +420,7 @@ class DatasetStore:
 
     def tag(self, name: str, version: int, tag: str) -> None:
         validate_name(name)
-        _validate_tag(tag)
+        validate_tag(tag)
         with storage_errors(f"tagging dataset {name} in {self.url}"):
             if not self.fs.exists(self._manifest(name, version)):
                 raise NotFound(f"dataset {name} has no version {version}")

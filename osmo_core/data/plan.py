@@ -5,16 +5,14 @@ reach, dataset names, and the named credentials a task asks for. Each problem na
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InputError, Problem
+from ..spec.models import Workflow, task_fields
 from .credentials import POLICY
-from .datasets import parse_ref, validate_name
+from .refs import parse_ref, validate_name
 from .storage import redact
-
-if TYPE_CHECKING:
-    from ..spec.models import Workflow
 
 # memory:// lives in one process: the agent, which moves the data, is another.
 SCHEMES = ("", "file", "s3", "s3a", "az", "abfs", "abfss")
@@ -65,8 +63,6 @@ def _unsupported(ref: Any, where: str, fields: tuple[str, ...]) -> list[Problem]
 
 def check(workflow: Workflow, credentials: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
     """Every problem with the data fields of `workflow`, one Problem each."""
-    from ..scheduler import task_fields  # not at import: spec <-> dag import each other
-
     problems: list[Problem] = []
 
     def url(u: str, where: str) -> None:

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import InputError, NotFound
-from .datasets import DatasetStore, TransferStats, validate_path
+from .datasets import DatasetStore
 from .exit_codes import DataExit, TransferError
+from .refs import validate_path
+from .results import TransferStats
 from .storage import open_store, redact, run_many
 
 log = logging.getLogger("osmo_core.data")

@@ -11,6 +11,7 @@ facts.py        what backends report: start, exit, hold, loss, logs, transfers, 
 holds.py        interactive and debug holds: done, retry, deadlines
 cancel.py       stopping attempts; cancelling a workflow in slices
 recovery.py     restart: reload, reconcile with the backends, resume
+reconcile.py    the periodic check that every launched attempt has a process; the lag tick
 policy.py       the decisions as pure functions: exit actions, retry budget, holds, groups
 """
 

@@ -7,13 +7,16 @@ and the caller waits CANCEL_PAUSE before the next: a 10,000-task cancel never ho
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 
-from ..errors import Conflict
+from ..errors import BackendError, Conflict
 from ..states import TaskStatus, WorkflowStatus
+from .reconcile import end_event
 from .runs import UNPLACED, Attempt, WorkflowRun
 
+log = logging.getLogger("osmo.engine")
 T = TaskStatus
 CANCEL_SLICE = 0.005
 CANCEL_PAUSE = 0.01
@@ -49,6 +52,21 @@ class Cancelling:
             self._save(att, cancel_reason=reason.value, message=message)
             if not att.launching:
                 self._cancels.append(att)
+
+    async def _stop_process(self, att: Attempt) -> None:
+        """Ask the backend to stop the attempt's process; when none is left to stop (it died
+        with its agent, or ended unheard), no exit will follow: end it now."""
+        name = att.alloc.backend if att.alloc else "local"
+        backend = self.backends[name]
+        try:
+            await backend.cancel(att.key, self.config.cancel_grace)
+            st = (await backend.status([att.key])).get(att.key)
+        except BackendError as e:  # unreachable: its link's resync or a reconciliation ends it
+            log.warning("cancel of %s: %s", att.key, e)
+            return
+        ev = end_event(att.key, st, f"backend {name!r}")
+        if ev is not None:
+            self._post(ev)
 
     def _cancel_workflow(self, wf_id: str, first: bool = True) -> WorkflowStatus | None:
         """Stop tasks for CANCEL_SLICE seconds; the workflow's status once all are stopped,

@@ -52,6 +52,11 @@ class BackendFacts:
                 att = item[1]
                 att.launching = False
                 self._end_attempt(att, T.FAILED_BACKEND_ERROR, message=f"launch failed: {item[2]}")
+            elif kind == "request_failed":  # the server could not turn the spec into a launch
+                item[1].launching = False
+                self._end_attempt(
+                    item[1], T.FAILED_SERVER_ERROR, message=f"cannot launch: {item[2]}"
+                )
             return
         att = self._attempts.get(item.key)
         if isinstance(item, StorageTrouble):  # also after its end, even its workflow's
@@ -81,7 +86,10 @@ class BackendFacts:
             failed = policy.start_failure_status(item.reason)
             self._end_attempt(att, failed, message=item.message)
         elif isinstance(item, Lost):
-            self._end_attempt(att, policy.lost_status(item.reason), message=item.message)
+            if att.cancel_reason is not None:  # stopped by us and gone: it ended as asked
+                self._end_attempt(att, att.cancel_reason)
+            else:
+                self._end_attempt(att, policy.lost_status(item.reason), message=item.message)
 
     def _publish_log(self, att: Attempt, line: LogLine) -> None:
         payload = {"n": line.n, "stream": line.stream, "text": line.text}

@@ -6,7 +6,6 @@ Placeholders are resolved here: `{{workflow_id}}`, `{{input:<task>}}` (to the in
 
 from __future__ import annotations
 
-import base64
 import re
 
 from ..backends.base import Backend
@@ -14,6 +13,7 @@ from ..config import OsmoConfig
 from ..data.credentials import match as credential_for
 from ..data.credentials import match_resolved
 from ..scheduler import Scheduler
+from ..spec.models import decode_base64
 from ..wire import CheckpointSpec, FileSpec, InputSpec, LaunchRequest, OutputSpec
 from . import policy
 from .runs import Attempt, WorkflowRun
@@ -95,10 +95,13 @@ def launch_request(
         for c in spec.checkpoint
     ]
     files = []
-    for f in spec.files:
-        data = (
-            base64.b64decode(f.contents or "") if f.base64 else resolve(f.contents or "").encode()
-        )
+    for i, f in enumerate(spec.files):
+        try:
+            data = (
+                decode_base64(f.contents or "") if f.base64 else resolve(f.contents or "").encode()
+            )
+        except ValueError as e:  # a spec validated before base64 was checked
+            raise ValueError(f"files[{i}] ({f.path}): contents are not valid base64: {e}") from e
         files.append(FileSpec(f.path, data, 0o755 if f.path.endswith(".sh") else 0o644))
     env = {k: resolve(v) for k, v in spec.environment.items()}
     env.update(

@@ -9,7 +9,8 @@ could forget, and a crash loses at most a round that nobody saw.
 
 The Engine is assembled from one part per concept, each a class of methods in its own module:
 transitions (state changes), submit, groups, placement (queue and launch), facts (what the
-backends report), holds, cancel and recovery; the decisions they apply are pure functions in
+backends report), holds, cancel, recovery and reconcile (the periodic check that every launched
+attempt still has a process behind it); the decisions they apply are pure functions in
 policy.py, the records they change are in runs.py.
 """
 
@@ -37,6 +38,7 @@ from .groups import GroupProgress
 from .holds import Holds
 from .launch import launch_request
 from .placement import Placement
+from .reconcile import ReconcileStats, Reconciling
 from .recovery import Recovery
 from .runs import Attempt, WorkflowRun
 from .submit import Submission
@@ -65,6 +67,7 @@ class Engine(
     Holds,
     Cancelling,
     Recovery,
+    Reconciling,
 ):
     """Runs workflows: commands and backend events go through its inbox, one round at a time."""
 
@@ -86,6 +89,7 @@ class Engine(
         # Placement units (a barrier group is one unit), kept sorted by rank.
         self._queue: list[tuple[tuple[int, int], list[Attempt]]] = []
         self._unit_of: dict[Attempt, list[Attempt]] = {}  # a queued attempt -> its unit
+        self._launched: dict[str, Attempt] = {}  # INITIALIZING or RUNNING (transitions.py)
         self._queue_dirty = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._batch = Batch()
@@ -99,6 +103,10 @@ class Engine(
         self._runner: asyncio.Task[None] | None = None
         self.failure: Exception | None = None  # set when the engine had to stop
         self._bg: set[asyncio.Task[Any]] = set()
+        self.reconciled = ReconcileStats()
+        self.lag = 0.0  # seconds the last tick took to get through the inbox
+        self.tick_at: float | None = None  # wall-clock time of the last tick's answer
+        self.tick_started: float | None = None  # monotonic start of a tick not answered yet
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -109,6 +117,9 @@ class Engine(
             self.scheduler.set_nodes(name, await backend.nodes())
         await self._recover()
         self._runner = asyncio.create_task(self._run(), name="osmo-engine")
+        self._spawn(self._tick_forever())
+        if self.config.reconcile_interval > 0:
+            self._spawn(self._reconcile_forever(self.config.reconcile_interval))
         for name, backend in self.backends.items():
             if backend.node_refresh:
                 self._spawn(self._refresh_nodes(name, backend, backend.node_refresh))
@@ -148,6 +159,17 @@ class Engine(
     def attempt_counts(self) -> Counter[str]:
         """Task attempts per status, of the workflows in memory (the unfinished ones)."""
         return Counter(a.status.value for a in self._attempts.values() if a.status is not None)
+
+    @property
+    def lag_now(self) -> float:
+        """Seconds a no-op last took through the inbox, or has been waiting there so far (a
+        stuck engine never answers the tick: its lag grows)."""
+        started = self.tick_started
+        return max(self.lag, 0.0 if started is None else time.monotonic() - started)
+
+    def launched_by_backend(self) -> Counter[str]:
+        """INITIALIZING or RUNNING attempts per backend."""
+        return Counter(a.alloc.backend for a in self._launched.values() if a.alloc)
 
     @property
     def usage_by_pool(self) -> dict[str, tuple[float, int]]:
@@ -275,13 +297,16 @@ class Engine(
             self.bus.publish(ev)
         launches, self._launches = self._launches, []
         for att in launches:
-            self._spawn(
-                self._launch(att, launch_request(att, self.config, self.scheduler, self.backends))
-            )
+            try:
+                req = launch_request(att, self.config, self.scheduler, self.backends)
+            except Exception as e:  # this task's spec cannot be launched: it fails, not the engine
+                log.exception("engine: cannot build the launch of %s", att.key)
+                self._post(("request_failed", att, f"{type(e).__name__}: {e}"))
+                continue
+            self._spawn(self._launch(att, req))
         cancels, self._cancels = self._cancels, []
         for att in cancels:
-            backend = self.backends[att.alloc.backend if att.alloc else "local"]
-            self._spawn(backend.cancel(att.key, self.config.cancel_grace))
+            self._spawn(self._stop_process(att))
         releases, self._releases = self._releases, []
         for att in releases:
             assert att.alloc is not None

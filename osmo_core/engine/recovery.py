@@ -6,13 +6,18 @@ only if the backend never heard of it: a task is never run twice, a completed ta
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
-from ..states import TaskStatus, workflow_outcome
-from ..wire import Exited, Held, Lost, StartFailed
-from .runs import LAUNCHED, Attempt, WorkflowRun, load_run
+from ..states import TASK_TERMINAL, TaskStatus, workflow_outcome
+from ..wire import Exited, Held, Lost, StartFailed, attempt_key
+from .runs import LAUNCHED, Attempt, WorkflowRun, run_from_rows
 
+log = logging.getLogger("osmo.engine")
 T = TaskStatus
+ENDED = {s.value for s in TASK_TERMINAL}
 
 
 class Recovery:
@@ -23,15 +28,27 @@ class Recovery:
 
     async def _recover(self) -> None:
         """Reload unfinished workflows and reconcile their attempts with the backends."""
-        ids = self.store.unfinished_workflow_ids()
+        ids = []
         to_ask: dict[str, list[Attempt]] = {}
-        for wf_id in ids:
-            wf = load_run(self.store, wf_id, self._attempts)
+        for wf_id in self.store.unfinished_workflow_ids():
+            rows = self.store.get_workflow(wf_id)
+            group_rows, task_rows = self.store.groups_of(wf_id), self.store.tasks_of(wf_id)
+            loaded: dict[str, Attempt] = {}
+            try:
+                wf = run_from_rows(rows, group_rows, task_rows, loaded)
+            except Exception as e:  # e.g. a spec an older validator let through: it fails alone
+                log.exception("recovery: cannot load workflow %s", wf_id)
+                reason = f"cannot load the stored workflow: {type(e).__name__}: {e}"
+                self._fail_unloadable(wf_id, group_rows, task_rows, reason)
+                continue
+            ids.append(wf_id)
+            self._attempts.update(loaded)
             self.workflows[wf.id] = wf
             for t in wf.tasks.values():
                 att = t.current
                 if att.status in LAUNCHED and att.alloc is not None:
                     self.scheduler.adopt(att.alloc)
+                    self._launched[att.key] = att
                     to_ask.setdefault(att.alloc.backend, []).append(att)
         for backend_name, atts in to_ask.items():
             states = await self.backends[backend_name].status([a.key for a in atts])
@@ -71,6 +88,49 @@ class Recovery:
             self._resume(wf)
         self._schedule()
         self._flush()
+
+    def _fail_unloadable(
+        self,
+        wf_id: str,
+        group_rows: list[Mapping[str, Any]],
+        task_rows: list[Mapping[str, Any]],
+        reason: str,
+    ) -> None:
+        """End, in the store, a workflow the engine cannot load: its unfinished tasks, groups
+        and itself FAILED_SERVER_ERROR with `reason`; attempts a backend may still run are
+        cancelled (by key: their records are all that is left). Statuses are compared as
+        text: the rows may be what could not be loaded."""
+        F = T.FAILED_SERVER_ERROR.value
+        now = time.time()
+        for g in group_rows:
+            if g["status"] not in ENDED:
+                self._batch.update(
+                    "groups",
+                    {"workflow_id": wf_id, "name": g["name"], "status": F, "end_time": now},
+                )
+                self._event("group.status", wf_id, group=g["name"], status=F, message=reason)
+        for r in task_rows:
+            if r["status"] in ENDED:
+                continue
+            key = {"workflow_id": wf_id, "name": r["name"], "retry_id": r["retry_id"]}
+            self._batch.update("tasks", {**key, "status": F, "end_time": now, "message": reason})
+            self._event(
+                "task.status",
+                wf_id,
+                group=r["group_name"],
+                task=r["name"],
+                retry_id=r["retry_id"],
+                status=F,
+                message=reason,
+            )
+            if r["backend"] in self.backends:
+                backend = self.backends[r["backend"]]
+                att_key = attempt_key(wf_id, r["name"], r["retry_id"])
+                self._spawn(backend.cancel(att_key, self.config.cancel_grace))
+        self._batch.update(
+            "workflows", {"id": wf_id, "status": F, "end_time": now, "message": reason}
+        )
+        self._event("workflow.status", wf_id, status=F, message=reason)
 
     def _resume(self, wf: WorkflowRun) -> None:
         """Carry on from where the store says we were (crash between two rounds)."""

@@ -1,4 +1,4 @@
-"""Run records: the in-memory model of unfinished workflows, and loading it from the store.
+"""Run records: the in-memory model of unfinished workflows, and building it from the store's rows.
 
 WorkflowRun -> GroupRun -> TaskRun -> Attempt mirror the store's workflows, groups and task rows;
 the engine keeps the unfinished ones in memory and changes them only inside its loop.
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..dag import WorkflowDAG
+from ..dag import WorkflowDAG, acyclic
+from ..errors import SpecError
 from ..scheduler import Alloc
 from ..spec.models import Group, Task, Workflow
 from ..states import TaskStatus, WorkflowStatus
-from ..store import Store
 from ..wire import BackendEvent, LaunchInfo, Usage, attempt_key
 
 T = TaskStatus
@@ -109,15 +109,30 @@ class WorkflowRun:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def load_run(store: Store, wf_id: str, attempts: dict[str, Attempt]) -> WorkflowRun:
-    """An unfinished workflow as the store last saw it; its attempts are added to `attempts`
-    (the engine's index by attempt key)."""
-    row = store.get_workflow(wf_id)
+def workflow_dag(spec: Workflow) -> WorkflowDAG:
+    """The spec's group graph. SpecError on a cycle: validation refuses one, and a workflow
+    that reached the engine without it would wait forever (no group of a cycle can start)."""
+    graph = WorkflowDAG.build(spec)
+    if not acyclic(graph.graph.edges):
+        raise SpecError(f"cycle: {' -> '.join(graph.find_cycle() or [])}")
+    return graph
+
+
+def run_from_rows(
+    row: Mapping[str, Any],
+    group_rows: list[Mapping[str, Any]],
+    task_rows: list[Mapping[str, Any]],
+    attempts: dict[str, Attempt],
+) -> WorkflowRun:
+    """An unfinished workflow from its stored rows; its attempts are added to `attempts` (the
+    engine's index by attempt key). Rows that do not make a workflow (a spec stored before a
+    rule that now refuses it, a damaged row) raise: ValueError, KeyError, TypeError..."""
+    wf_id = row["id"]
     spec = Workflow.model_validate_json(row["spec_json"])
     wf = WorkflowRun(
         id=wf_id,
         spec=spec,
-        dag=WorkflowDAG.build(spec),
+        dag=workflow_dag(spec),
         pool=row["pool"],
         user=row["user"],
         priority=row["priority"],
@@ -126,12 +141,12 @@ def load_run(store: Store, wf_id: str, attempts: dict[str, Attempt]) -> Workflow
         start_time=row["start_time"],
         message=row["message"],
     )
-    group_rows = {r["name"]: r for r in store.groups_of(wf_id)}
+    groups = {r["name"]: r for r in group_rows}
     by_task: dict[str, list[Any]] = {}
-    for r in store.tasks_of(wf_id):
+    for r in task_rows:
         by_task.setdefault(r["name"], []).append(r)
     for g_spec in spec.all_groups():
-        gr = group_rows[g_spec.name]
+        gr = groups[g_spec.name]
         g = GroupRun(
             g_spec,
             wf,

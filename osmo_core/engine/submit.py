@@ -11,14 +11,13 @@ import time
 from typing import Any
 
 from ..config import PRIORITIES
-from ..dag import WorkflowDAG
 from ..errors import Problem, SpecError
 from ..events import Event
 from ..spec.localfiles import localpath_fields
 from ..spec.models import Workflow
 from ..states import TaskStatus, WorkflowStatus
 from ..store import Batch
-from .runs import Attempt, GroupRun, TaskRun, WorkflowRun
+from .runs import Attempt, GroupRun, TaskRun, WorkflowRun, workflow_dag
 
 T = TaskStatus
 W = WorkflowStatus
@@ -90,7 +89,7 @@ class Submission:
         wf = WorkflowRun(
             id="",
             spec=spec,
-            dag=WorkflowDAG.build(spec),
+            dag=workflow_dag(spec),
             pool=pool,
             user=user,
             priority=priority,

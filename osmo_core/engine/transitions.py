@@ -65,6 +65,10 @@ class Transitions:
         check_task(att.status, to, f"{wf.id}/{task.name}/{att.retry_id}")
         was_active = att.status in LAUNCHED
         att.status = to
+        if to in LAUNCHED:  # the reconciliation's index: it never walks the queued ones
+            self._launched[att.key] = att
+        elif was_active:
+            self._launched.pop(att.key, None)  # one recovered without a placement is not in it
         now = time.time()
         if to == T.RUNNING and att.start_time is None:
             att.start_time = now

@@ -1,4 +1,5 @@
-"""Interactive access to running tasks, control-plane side (DESIGN.md, "the agent dials home").
+"""Interactive access to running tasks, control-plane side (docs/architecture.md, "Interactive
+access: the agent dials home").
 
     keys.py   the control plane's SSH client key and the pinned host keys of agents (TOFU)
     hub.py    Interactive: the reverse-SSH listener agents dial into, one connection per agent,

@@ -14,6 +14,8 @@ command it stays up for debugging until retried, canceled or timed out).
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -120,6 +122,18 @@ class Output(Model):
         if len(given) != 1:
             raise ValueError("an output needs exactly one of `url` or `dataset`")
         return self
+
+
+RESERVED_DIR = "/osmo"  # OSMO's own files in a task; a spec's `files:` may not write there
+
+
+def decode_base64(contents: str) -> bytes:
+    """A `files:` entry's `base64: true` contents as bytes: the standard alphabet with its `=`
+    padding; whitespace (the line breaks of wrapped `base64` output) is ignored. Anything else
+    raises ValueError (binascii.Error): the lenient decoder would drop stray characters and
+    write garbage.
+    Validation and launch both use this, so what validates decodes."""
+    return base64.b64decode("".join(contents.split()), validate=True)
 
 
 class File(Model):
@@ -253,3 +267,12 @@ class WorkflowSpec(Model):
         if v != 2:
             raise ValueError(f"version {v} is not supported; use version: 2")
         return v
+
+
+def task_fields(workflow: Workflow) -> Iterator[tuple[str, Task]]:
+    """(field path, task) for every task, with the path as the spec writes it."""
+    for gi, g in enumerate(workflow.groups or []):
+        for ti, t in enumerate(g.tasks):
+            yield f"workflow.groups[{gi}].tasks[{ti}]", t
+    for ti, t in enumerate(workflow.tasks or []):
+        yield f"workflow.tasks[{ti}]", t

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import posixpath
 import re
 import types
 from collections.abc import Collection, Sequence
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 import networkx as nx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .. import dag  # a module import: dag imports spec.models, which imports this package
+from ..dag import WorkflowDAG, acyclic
 from ..errors import Problem
-from .models import NAME_PATTERN, Workflow, WorkflowSpec
+from .models import NAME_PATTERN, RESERVED_DIR, Workflow, WorkflowSpec, decode_base64
 from .templating import TOKEN
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ Path = tuple[str | int, ...]
 
 _FIELD_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 _BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+NAME_MAX = 255  # bytes in one file name, on every file system a task may run on
 _SUGGESTIONS = 20  # did-you-mean searches per check: each scans every task name
 
 
@@ -433,6 +435,8 @@ def _check_task(
             _check_tokens(
                 report, t, ("files", i, "contents"), contents, len(inputs), input_tasks, first
             )
+    if "files" in data:
+        _check_files(report, t.path, _list(data["files"]))
 
 
 def _check_input_task(
@@ -464,11 +468,11 @@ def _check_input_task(
 def _check_cycle(
     report: _Reporter, first: dict[str, _Task], edges: dict[tuple[str, str], tuple[_Task, int]]
 ) -> None:
-    if _acyclic(edges):
+    if acyclic(edges):
         return
     graph: nx.DiGraph = nx.DiGraph(list(edges))
     task_group = {name: t.node for name, t in first.items() if t.node is not None}
-    cycle = dag.WorkflowDAG(graph, task_group).find_cycle()
+    cycle = WorkflowDAG(graph, task_group).find_cycle()
     if cycle:
         t, i = edges[(cycle[-2], cycle[-1])]
         report(
@@ -476,24 +480,6 @@ def _check_cycle(
             (*t.path, "inputs", i, "task"),
             hint="a task cannot wait, directly or through others, for its own output",
         )
-
-
-def _acyclic(edges: dict[tuple[str, str], Any]) -> bool:
-    """Kahn's algorithm on plain dicts: networkx is built only to name a cycle (it is slower)."""
-    succ: dict[str, list[str]] = {}
-    indegree: dict[str, int] = {}
-    for src, dst in edges:
-        succ.setdefault(src, []).append(dst)
-        indegree[dst] = indegree.get(dst, 0) + 1
-    ready = [n for n in succ if n not in indegree]
-    removed = 0
-    while ready:
-        for dst in succ.get(ready.pop(), ()):
-            indegree[dst] -= 1
-            if not indegree[dst]:
-                ready.append(dst)
-                removed += 1
-    return removed == len(indegree)
 
 
 def _check_tokens(
@@ -523,6 +509,64 @@ def _check_tokens(
         else:
             continue
         report(message, (*t.path, *where), hint=hint, needle=m.group(0))
+
+
+def _check_files(report: _Reporter, task: Path, files: list[Any]) -> None:
+    """What a task's `files:` would fail on at launch, refused now as OSMO refuses it at submit:
+    empty, folder-like, escaping, reserved (/osmo/) or repeated paths; invalid base64."""
+    seen: dict[str, int] = {}
+    for i, f in enumerate(files):
+        if not isinstance(f, dict):
+            continue
+        at = (*task, "files", i)
+        path = f.get("path")
+        if isinstance(path, str):
+            problem = _file_path_problem(path)
+            if problem:
+                report(problem[0], (*at, "path"), hint=problem[1])
+            else:
+                norm = posixpath.normpath(path)
+                if norm in seen:
+                    report(
+                        f"duplicate file path {path!r}; also written by "
+                        f"{report.where((*task, 'files', seen[norm], 'path'))}",
+                        (*at, "path"),
+                        hint="each file of a task needs its own path",
+                    )
+                seen.setdefault(norm, i)
+        contents = f.get("contents")
+        if isinstance(contents, str) and _as_bool(f.get("base64", False)):
+            try:
+                decode_base64(contents)
+            except ValueError as e:
+                report(
+                    f"contents are not valid base64: {e}",
+                    (*at, "contents"),
+                    hint="standard base64 (A-Z a-z 0-9 + /, '=' padding; line breaks are "
+                    "ignored), or drop `base64: true` for plain text",
+                )
+
+
+def _file_path_problem(path: str) -> tuple[str, str] | None:
+    """(message, what is valid) for a `files:` path no task can have, else None."""
+    valid = "a file path, relative to the task's directory or absolute"
+    if not path.strip():
+        return "file path is empty", valid
+    if "\0" in path:
+        return "file path contains a NUL character", valid
+    norm = posixpath.normpath(path)
+    if norm in (".", "/") or path.endswith("/"):
+        return f"file path {path!r} names a folder, not a file", valid
+    if norm == ".." or norm.startswith("../"):
+        return f"file path {path!r} leaves the task's directory", valid
+    if norm == RESERVED_DIR or norm.startswith(RESERVED_DIR + "/"):
+        return (
+            f"file path {path!r} is under {RESERVED_DIR}/, which OSMO reserves",
+            f"any path outside {RESERVED_DIR}/",
+        )
+    if any(len(part.encode()) > NAME_MAX for part in norm.split("/")):
+        return f"file path has a name longer than {NAME_MAX} bytes", valid
+    return None
 
 
 def _check_regexes(report: _Reporter, path: Path, item: dict[str, Any]) -> None:

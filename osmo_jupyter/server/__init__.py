@@ -2,9 +2,10 @@
 (as jupyter_server's `services/<x>/handlers.py`):
 
     base.py        OsmoHandler / OsmoWebSocket: authentication, osmo_core's errors → JSON body
-    routes.py      the one route table: every handler, its URL pattern, its documented operations
+    routes.py      the one route table: every handler, its URL pattern, its documented operations;
+                   and openapi.json's handler, which serves the document built from it
     openapi.py     the OpenAPI document, built from the route table
-    info.py        health, version, me, openapi.json        pools.py     pools, resources
+    info.py        health, version, me                      pools.py     pools, resources
     workflows.py   list, submit, get, cancel, restart, spec tasks.py     get, done, retry
     logs.py        a page of a task's log, log follow        events.py    the events WebSocket
     tokens.py      personal access tokens                   metrics.py   /metrics for admins

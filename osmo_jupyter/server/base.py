@@ -46,6 +46,7 @@ from osmo_core.errors import (
     Unauthorized,
 )
 
+from ..access import ServiceUnavailable
 from ..identity import CHALLENGE, principal_of
 
 try:  # jupyter_server >= 2.13
@@ -155,8 +156,6 @@ class OsmoMixin:
         return self.settings["osmo_app"]  # type: ignore[no-any-return]
 
     async def service(self) -> Service:
-        from ..app import ServiceUnavailable
-
         try:
             return await self.osmo_app.ready()
         except ServiceUnavailable as e:

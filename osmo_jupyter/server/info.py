@@ -1,9 +1,10 @@
-"""The server itself: health (no credentials), version, the caller (`me`), the OpenAPI
-document."""
+"""The server itself: health (no credentials; its detail for admins), version, the caller
+(`me`). The OpenAPI document's handler is in routes.py, with the table it is built from."""
 
 from __future__ import annotations
 
 import osmo_core
+from osmo_core.errors import Forbidden
 
 from .base import OsmoHandler, allow_unauthenticated, api
 
@@ -11,7 +12,15 @@ from .base import OsmoHandler, allow_unauthenticated, api
 class HealthHandler(OsmoHandler):
     @allow_unauthenticated
     def get(self) -> None:
-        self.reply({"status": "ok"})
+        self.reply({"status": "ok"})  # liveness only: cheap for any probe
+
+
+class HealthDetailHandler(OsmoHandler):
+    @api
+    async def get(self) -> None:
+        if not self.who.is_admin:  # hosts, agents and store state are the operator's
+            raise Forbidden("the detailed health is for admins")
+        self.reply(await (await self.service()).health())
 
 
 class VersionHandler(OsmoHandler):
@@ -24,13 +33,3 @@ class MeHandler(OsmoHandler):
     @api
     async def get(self) -> None:
         self.reply({"name": self.who.name, "role": self.who.role, "via": self.who.via})
-
-
-class OpenAPIHandler(OsmoHandler):
-    @api
-    async def get(self) -> None:
-        config = getattr(self.osmo_app.service, "config", None)  # the document needs no engine
-        pages = (config.max_page_size, config.max_log_page_size) if config else ()
-        from .routes import openapi  # built from the route table, which imports this module
-
-        self.reply(openapi(osmo_core.__version__, *pages))

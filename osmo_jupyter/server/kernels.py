@@ -29,7 +29,7 @@ from osmo_core.errors import NotFound
 from osmo_core.interactive.kernel import CHANNELS
 
 from .._attach import spec_name
-from ..kernels import CURRENT_PRINCIPAL
+from ..access import CURRENT_PRINCIPAL
 from .base import OsmoHandler, OsmoWebSocket, api
 
 

@@ -8,17 +8,14 @@ OpenAPI 3 cannot describe a WebSocket; the events stream's message is a componen
 (EventModel) all the same, for clients' generated types. Nor is the HTTP proxy to a task's
 port, whose answers are the task's web app's.
 
-`python -m osmo_jupyter.server.openapi [--out FILE]` writes the document (the panel's
+`python -m osmo_jupyter.server.routes [--out FILE]` writes the document (the panel's
 TypeScript types are generated from it: `jlpm gen:api` in labextension/).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +28,7 @@ from ..schemas import (
     EventModel,
     FileEntry,
     FilesListing,
+    HealthDetail,
     HealthResponse,
     HoldResponse,
     KernelStarted,
@@ -125,7 +123,7 @@ MODELS: list[type[BaseModel]] = [
     LogLineModel, WorkflowSummary, WorkflowModel, TaskDetail, PoolModel, ResourceModel,
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
     MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
-    TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel,
+    TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel, HealthDetail,
 ]  # fmt: skip
 
 
@@ -221,26 +219,3 @@ def document(
         "security": [{"bearer": []}],
         "paths": paths,
     }
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Write the document of the server's route table, with its default page sizes."""
-    import osmo_core
-
-    from .routes import openapi  # the route table imports this module
-
-    parser = argparse.ArgumentParser(
-        prog="python -m osmo_jupyter.server.openapi", description=main.__doc__
-    )
-    parser.add_argument("--out", help="write it to this file (default: stdout)")
-    args = parser.parse_args(argv)
-    text = json.dumps(openapi(osmo_core.__version__), indent=2, sort_keys=True) + "\n"
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-
-
-if __name__ == "__main__":
-    main()

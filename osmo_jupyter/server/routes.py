@@ -4,21 +4,29 @@ REST routes, its operations, from which the OpenAPI document is built (openapi.p
 `OsmoApp.initialize_handlers` (app.py) gives `handlers()` to tornado, in this order; an app's
 own host name (`OsmoConfig.app_proxy_url`) is routed apart (`proxy.install_app_host`). A route
 without operations is not in the document: a WebSocket, the proxy to a task's web app, and
-`/metrics` (outside the API).
+`/metrics` (outside the API). `python -m osmo_jupyter.server.routes [--out FILE]` writes the
+document (the panel's TypeScript types are generated from it: `jlpm gen:api` in labextension/).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tornado import web
+
+import osmo_core
 
 from ..schemas import (
     CancelResponse,
     DryRunResponse,
     FilesListing,
     FilesQuery,
+    HealthDetail,
     HealthResponse,
     HoldResponse,
     KernelStarted,
@@ -48,11 +56,11 @@ from ..schemas import (
     WorkflowSummary,
 )
 from .app_links import APP_ROUTE
-from .base import API_PREFIX
+from .base import API_PREFIX, OsmoHandler, api
 from .events import EventsWebSocket
 from .exec import ExecWebSocket, PortForwardWebSocket
 from .files import DirsHandler, FileContentHandler, FilesHandler
-from .info import HealthHandler, MeHandler, OpenAPIHandler, VersionHandler
+from .info import HealthDetailHandler, HealthHandler, MeHandler, VersionHandler
 from .kernels import KernelChannelWebSocket, TaskKernelHandler, TaskKernelsHandler
 from .logs import LogFollowWebSocket, LogsHandler
 from .metrics import MetricsHandler
@@ -77,6 +85,17 @@ KERNEL_ID = r"(?P<kernel_id>[^/]+)"
 CHANNEL = r"(?P<channel>[^/]+)"
 TERMINAL = r"(?P<name>[^/]+)"  # any: an unknown name is a JSON 404, not an HTML one
 PORT = r"(?P<port>[0-9]{1,5})"
+
+
+class OpenAPIHandler(OsmoHandler):
+    """The document built from ROUTES below: here rather than in info.py, since the table
+    imports every handler module."""
+
+    @api
+    async def get(self) -> None:
+        config = getattr(self.osmo_app.service, "config", None)  # the document needs no engine
+        pages = (config.max_page_size, config.max_log_page_size) if config else ()
+        self.reply(openapi(osmo_core.__version__, *pages))
 
 
 def api_route(path: str) -> str:
@@ -112,6 +131,10 @@ ROUTES: list[Route] = [
     Route(api_route("health"), HealthHandler, {
         "get": Op("health", "Liveness", {200: json_reply(ref(HealthResponse), "alive")}, (),
                   public=True),
+    }),
+    Route(api_route("health/detail"), HealthDetailHandler, {
+        "get": Op("healthDetail", "Engine lag, agents, hosts, reconciliation, store (admins)",
+                  {200: json_reply(ref(HealthDetail), "ok or degraded")}, SERVICE),
     }),
     Route(api_route("version"), VersionHandler, {
         "get": Op("version", "Server version", {200: json_reply(ref(VersionResponse), "OK")},
@@ -262,3 +285,22 @@ def openapi(version: str, max_page: int = 1000, max_log_page: int = 10_000) -> d
     """The OpenAPI 3 document of the REST API; `limit`s say the server's page sizes
     (OsmoConfig.max_page_size, max_log_page_size)."""
     return document(version, ROUTES, max_page, max_log_page)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write the document of the server's route table, with its default page sizes."""
+    parser = argparse.ArgumentParser(
+        prog="python -m osmo_jupyter.server.routes", description=main.__doc__
+    )
+    parser.add_argument("--out", help="write it to this file (default: stdout)")
+    args = parser.parse_args(argv)
+    text = json.dumps(openapi(osmo_core.__version__), indent=2, sort_keys=True) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

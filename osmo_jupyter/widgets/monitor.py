@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
@@ -21,8 +21,13 @@ import traitlets
 from osmo_core.errors import OsmoError
 from osmo_core.states import TaskStatus, WorkflowStatus
 
-from ..client import Client, Watch, Workflow, latest_attempts
+from ..records import latest_attempts
 from ..render import COLOURS, FAILED_COLOUR, UNKNOWN_COLOUR, upstream_of
+
+if TYPE_CHECKING:  # a widget is handed a Workflow; Workflow.monitor makes the widget
+    from ..client import Client
+    from ..watch import Watch
+    from ..workflow import Workflow
 
 LAST_LINES = 3  # per task, in the table
 PANE_LINES = 200  # in the log pane

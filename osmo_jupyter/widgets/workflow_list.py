@@ -4,15 +4,17 @@ re-reads them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
 from osmo_core.errors import OsmoError
 
-from ..client import Client
 from ..render import COLOURS, FAILED_COLOUR, UNKNOWN_COLOUR, workflows_html, workflows_text
+
+if TYPE_CHECKING:  # the widget is handed a Client; it never makes one
+    from ..client import Client
 
 
 class WorkflowList(anywidget.AnyWidget):

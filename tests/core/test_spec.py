@@ -852,6 +852,101 @@ def test_token_references() -> None:
     assert found[2].hint == "did you mean 'a'?"
 
 
+def test_bad_files_are_refused_where_they_are_written() -> None:
+    found = problems("""\
+        workflow:
+          name: w
+          tasks:
+          - name: a
+            command: [x]
+            files:
+            - {path: run.sh, contents: "echo"}
+            - {path: ./sub/../run.sh, contents: "echo"}
+            - {path: "", contents: "x"}
+            - {path: /osmo/run/x, contents: "x"}
+            - {path: ../x, contents: "x"}
+            - {path: d/, contents: "x"}
+            - {path: "a\\0b", contents: "x"}
+            - {path: /osmo, contents: "x"}
+            - path: b.bin
+              base64: true
+              contents: "!!!not base64"
+            - path: c.bin
+              base64: true
+              contents: |
+                aGVsbG8g
+                d29ybGQ=
+            - {path: /osmox/ok, contents: "plain text is never decoded: !!!"}
+        """)
+    assert [(p.line, p.column, p.field, p.message) for p in found] == [
+        (
+            8,
+            14,
+            "workflow.tasks[0].files[1].path",
+            "duplicate file path './sub/../run.sh'; also written by line 7",
+        ),
+        (9, 14, "workflow.tasks[0].files[2].path", "file path is empty"),
+        (
+            10,
+            14,
+            "workflow.tasks[0].files[3].path",
+            "file path '/osmo/run/x' is under /osmo/, which OSMO reserves",
+        ),
+        (11, 14, "workflow.tasks[0].files[4].path", "file path '../x' leaves the task's directory"),
+        (12, 14, "workflow.tasks[0].files[5].path", "file path 'd/' names a folder, not a file"),
+        (13, 14, "workflow.tasks[0].files[6].path", "file path contains a NUL character"),
+        (
+            14,
+            14,
+            "workflow.tasks[0].files[7].path",
+            "file path '/osmo' is under /osmo/, which OSMO reserves",
+        ),
+        (
+            17,
+            17,
+            "workflow.tasks[0].files[8].contents",
+            "contents are not valid base64: Only base64 data is allowed",
+        ),
+    ]
+    assert found[2].hint == "any path outside /osmo/"
+    assert found[-1].hint is not None and "line breaks are ignored" in found[-1].hint
+
+
+@pytest.mark.parametrize(
+    ("contents", "error"),
+    [
+        ("aGVsbG8", "Incorrect padding"),
+        ("aGVs-bG8=", "Only base64 data is allowed"),  # the URL-safe alphabet is not base64
+        ("aGVsbG8=aGVs", "Excess data after padding"),
+        ("aGVsbG8é", "string argument should contain only ASCII characters"),
+    ],
+)
+def test_base64_contents_must_decode(contents: str, error: str) -> None:
+    spec = f"""\
+        workflow:
+          name: w
+          tasks:
+          - name: a
+            command: [x]
+            files: [{{path: f, base64: true, contents: "{contents}"}}]
+        """
+    assert only(spec).message == f"contents are not valid base64: {error}"
+    assert load(spec.replace("base64: true, ", "")).workflow  # as plain text it is fine
+
+
+def test_a_file_name_longer_than_a_file_system_allows() -> None:
+    found = only(f"""\
+        workflow:
+          name: w
+          tasks:
+          - {{name: a, command: [x], files: [{{path: "d/{"n" * 256}", contents: x}}]}}
+        """)
+    assert (found.field, found.message) == (
+        "workflow.tasks[0].files[0].path",
+        "file path has a name longer than 255 bytes",
+    )
+
+
 def test_bad_regexes() -> None:
     found = problems("""\
         workflow:

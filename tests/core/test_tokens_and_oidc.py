@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from osmo_core.auth import ADMIN, USER, Authenticator, OIDCVerifier, Principal, TokenManager, policy
+from osmo_core.auth import Authenticator, OIDCVerifier, Principal, TokenManager, policy
 from osmo_core.config import PoolConfig
 from osmo_core.errors import Forbidden, InputError, NotFound, Unauthorized
+from osmo_core.roles import ADMIN, USER
 from osmo_core.store import Store
 from tests.conftest import make_config
 

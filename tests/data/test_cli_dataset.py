@@ -87,6 +87,18 @@ def test_storage_failure_exits_1(capsys, s3_endpoint: str, tmp_path: Path) -> No
     assert code == 1 and "StorageError" in err and "no-such-bucket" in err
 
 
+def test_dataset_commands_leave_the_control_plane_alone(
+    capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A store elsewhere: the data directory is not even created (no Service is built, which
+    would open the control plane's store and folders)."""
+    monkeypatch.setenv("OSMO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    code, rows, _ = run(capsys, "list", "--store", str(tmp_path / "store"), "--format", "json")
+    assert code == 0 and rows == []
+    assert not (tmp_path / "home").exists()
+
+
 def test_default_store_in_data_dir_subprocess(tmp_path: Path) -> None:
     """The text output and the default store (<data dir>/datasets) through a real process."""
     env = {**os.environ, "OSMO_HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path)}

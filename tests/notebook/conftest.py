@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from osmo_jupyter.client import ENV_TOKEN, ENV_URL
+from osmo_jupyter.server_env import ENV_TOKEN, ENV_URL
 from tests.conftest import free_port
 
 TOKEN = "notebook-test-token"

@@ -26,16 +26,16 @@ MIXED = textwrap.dedent(
       tasks:
       - name: prep
         image: python:3.11
-        command: [python3, /osmo/cells/prep.py]
+        command: [python3, /cells/prep.py]
         files:
-        - path: /osmo/cells/prep.py
+        - path: /cells/prep.py
           contents: |
             import os
             open(os.path.join("{{output}}", "msg.txt"), "w").write("hello {{who}}")
       - name: train
-        command: [sh, /osmo/cells/train.sh]
+        command: [sh, /cells/train.sh]
         files:
-        - path: /osmo/cells/train.sh
+        - path: /cells/train.sh
           contents: |
             cat {{input:prep}}/msg.txt
         inputs:
@@ -116,9 +116,7 @@ def test_rerunning_a_cell_replaces_its_task(shell, capsys):
     capsys.readouterr()
     shell.run_line_magic("osmo", "export w")
     (task,) = yaml.safe_load(capsys.readouterr().out)["workflow"]["tasks"]
-    assert (
-        task["command"] == ["sh", "/osmo/cells/a.sh"] and task["files"][0]["contents"] == "echo 2\n"
-    )
+    assert task["command"] == ["sh", "/cells/a.sh"] and task["files"][0]["contents"] == "echo 2\n"
 
 
 def test_cell_task_mistakes(shell):

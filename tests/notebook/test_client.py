@@ -10,7 +10,7 @@ import pytest
 from osmo_core.client import ApiError, Credentials
 from osmo_core.errors import SpecError
 from osmo_jupyter import Client
-from osmo_jupyter.client import with_workflow_name
+from osmo_jupyter.specfile import with_workflow_name
 from osmo_jupyter.widgets import WorkflowMonitor
 
 SPECS = Path(__file__).parent / "specs"
@@ -167,7 +167,7 @@ def test_kernel_startup_loads_the_magics_and_chains_the_users_file(tmp_path, mon
     import os
     from types import SimpleNamespace
 
-    from osmo_jupyter.client import export_server_environment
+    from osmo_jupyter.server_env import export_server_environment
 
     for var in ("OSMO_SERVER_URL", "OSMO_SERVER_TOKEN", "OSMO_USER_PYTHONSTARTUP"):
         monkeypatch.delenv(var, raising=False)  # restored after the test

@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
-from osmo_core.auth import USER, Principal
+from osmo_core.auth import Principal
 from osmo_core.config import OsmoConfig
 from osmo_core.errors import ConfigError
+from osmo_core.roles import USER
 from osmo_core.service import Service
+from osmo_jupyter.access import CURRENT_PRINCIPAL
 from osmo_jupyter.identity import OsmoIdentityProvider
-from osmo_jupyter.kernels import CURRENT_PRINCIPAL
 from tests.interactive.conftest import until
 from tests.jupyter.test_handlers import wait_for
 

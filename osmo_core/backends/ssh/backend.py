@@ -72,6 +72,7 @@ BACKEND_KEYS = {
 class SSHBackend(Backend):
     kind = "ssh"
     supports_hold = True  # the same agent as the local backend holds tasks
+    shares_login_user = True  # tasks run as the SSH login user
 
     @classmethod
     def check_config(cls, name: str, spec: dict[str, Any]) -> list[Problem]:

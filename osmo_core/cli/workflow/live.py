@@ -17,7 +17,7 @@ from ..common import EXIT_FAILED, EXIT_OK, Output
 if TYPE_CHECKING:
     from ...service import Service
 
-_QUIET = {"PROCESSING", "INITIALIZING"}  # momentary steps, left out of the plain progress log
+QUIET = {"PROCESSING", "INITIALIZING"}  # momentary steps, left out of the plain progress log
 
 
 async def follow(
@@ -116,7 +116,7 @@ class LiveView:
             return
         if self.live is not None:
             self.live.update(self._table())
-        elif ev.type == "workflow.status" or (ev.type == "task.status" and ev.status not in _QUIET):
+        elif ev.type == "workflow.status" or (ev.type == "task.status" and ev.status not in QUIET):
             what = ev.task or "workflow"
             extra = f" exit {ev.payload['exit_code']}" if "exit_code" in ev.payload else ""
             retry = f" (retry {ev.retry_id})" if ev.retry_id else ""

@@ -18,13 +18,13 @@ from ...config import PRIORITIES
 from ...states import WorkflowStatus
 from ..common import EXIT_FAILED, EXIT_OK, Output, add_format, add_set_values, read_spec
 from ..connect import api_failure, with_client
+from .live import QUIET
 
 if TYPE_CHECKING:
     from ...client import Client
 
 LOG_PAGE = 1000  # log lines per request: the server's default page size
 RECONNECTS = 5  # an events stream that drops is resumed this many times, then given up
-_QUIET = {"PROCESSING", "INITIALIZING"}
 
 
 def register(cmds: Any) -> None:
@@ -179,7 +179,7 @@ def _show(ev: dict[str, Any], out: Output) -> None:
     if out.json:
         return
     stamp = datetime.fromtimestamp(ev["ts"]).strftime("%H:%M:%S")
-    if ev["type"] == "task.status" and ev["status"] not in _QUIET:
+    if ev["type"] == "task.status" and ev["status"] not in QUIET:
         code = ev["payload"].get("exit_code")
         extra = "" if code is None else f" exit {code}"
         retry = f" (retry {ev['retry_id']})" if ev["retry_id"] else ""
