@@ -36,6 +36,8 @@ def _write(d: Path, record: dict[str, Any]) -> None:
 
 
 class Ends:
+    """One agent's ended attempts: each end in memory until written and acknowledged."""
+
     def __init__(self, emit: Callable[[dict[str, Any]], None]):
         self.emit = emit
         self.records: dict[str, dict[str, Any]] = {}  # key -> its exit record, oldest first
