@@ -10,6 +10,8 @@ Types (each versioned; payload fields listed):
                              files, bytes, seconds, error?}   one per finished data transfer
 - `task.transfer.progress` v1 {direction, url, files, bytes, files_total, bytes_total, seconds}
                              at most once a second while a url transfer runs; live only
+- `task.storage`       v1   {message, recovered}   an agent could not write the attempt's records
+                             (disk read-only, full, failing) and retries; recovered: written now
 - `task.access`        v1   {user, action: exec|terminal|port-forward|proxy|files, ...}
                              audit: someone stepped into a running task (osmo_jupyter/server/)
 

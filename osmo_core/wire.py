@@ -227,6 +227,17 @@ class Lost:
 
 
 @dataclass
+class StorageTrouble:
+    """The agent could not write an attempt's durable records (a read-only, full or failing
+    disk) and keeps retrying; `recovered`: the records it could not write are written now."""
+
+    key: str
+    message: str
+    ts: float = 0.0
+    recovered: bool = False
+
+
+@dataclass
 class Usage:
     """What a running attempt uses, sampled by its agent (`OSMO_METRICS_INTERVAL`, 10 s):
     its process tree's CPU (cores over the last interval, and CPU seconds so far), resident
@@ -254,7 +265,9 @@ class NodeOnline:
     online: bool
 
 
-BackendEvent = Started | LogLine | Exited | StartFailed | Lost | Transfer | Held | Usage
+BackendEvent = (
+    Started | LogLine | Exited | StartFailed | Lost | Transfer | Held | Usage | StorageTrouble
+)
 EventSink = Callable[[BackendEvent | NodeOnline], None]
 
 

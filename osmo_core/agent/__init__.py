@@ -8,6 +8,7 @@ ones. Modules, by concept:
     server.py      Unix-socket server: clients, requests, event broadcast, idle exit
     supervisor.py  the attempts: launch, cancel, release, status, usage, stop
     attempt.py     one attempt's process: pipes into its log, its exit, cancel
+    ends.py        ended attempts' records: kept until durable and acknowledged, retried
     holds.py       held attempts: the environment kept after the command ends
     containers.py  tasks with an image: the runtime (docker/podman) and its `run` command
     orphans.py     after a restart: attempts a previous agent left behind, recorded lost

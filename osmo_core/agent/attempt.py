@@ -24,7 +24,7 @@ from .holds import hold, holds, unhold
 from .identity import TaskIdentity
 from .logfile import MAX_LINE, format_line, now
 from .staging import Stager
-from .workdir import LOG
+from .workdir import LOG, why
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -70,6 +70,7 @@ class Attempt(asyncio.SubprocessProtocol):
         self.held: tuple[int, int | None] | None = None  # the command's (exit code, signal)
         self.holder: asyncio.subprocess.Process | None = None
         self.cancel_pending = False  # canceled while the holder was starting
+        self._log_trouble = False  # the user was told the log could not be written
 
     # asyncio calls these, in this order: connection_made, then data / pipe EOFs / exit.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,21 +125,43 @@ class Attempt(asyncio.SubprocessProtocol):
         if self.mask is not None:
             text = self.mask(text)
         self.n += 1
-        if self._log is None:
-            self._log = open(self.dir / LOG, "ab")  # noqa: SIM115 - closed when it ends
-        self._log.write(format_line(ts, stream, text))
+        try:
+            if self._log is None:
+                self._log = open(self.dir / LOG, "ab")  # noqa: SIM115 - closed when it ends
+            self._log.write(format_line(ts, stream, text))
+        except OSError as e:
+            self._log_failed(e)
         self.sup.emit(
             {"ev": "log", "key": self.key, "n": self.n, "ts": ts, "stream": stream, "text": text}
         )
 
     def _flush(self) -> None:
         if self._log is not None:
-            self._log.flush()
+            try:
+                self._log.flush()
+            except OSError as e:
+                self._log_failed(e)
 
     def close_log(self) -> None:
         if self._log is not None:
-            self._log.close()
+            try:
+                self._log.close()
+            except OSError as e:
+                self._log_failed(e)
             self._log = None
+
+    def _log_failed(self, e: OSError) -> None:
+        """The disk refuses the log (read-only, full): its lines still go out as events, and
+        the file gets those of after the disk is back (the next line reopens it)."""
+        broken, self._log = self._log, None
+        if broken is not None:
+            with contextlib.suppress(OSError):
+                broken.close()
+        if not self._log_trouble:  # once per attempt, not once per line
+            self._log_trouble = True
+            self.sup.ends.trouble(
+                self.key, f"storage: log lines not written ({why(e)}); they go on as events"
+            )
 
     def _pipes_held(self) -> None:
         self._kill()

@@ -20,6 +20,7 @@ from subprocess import DEVNULL
 from typing import TYPE_CHECKING
 
 from .logfile import now
+from .workdir import why
 
 if TYPE_CHECKING:
     from .attempt import Attempt
@@ -77,7 +78,10 @@ async def hold(att: Attempt, code: int, sig: int | None) -> None:
     what = "exited 0" if code == 0 else f"failed (exit code {code})"
     att.system(f"command {what}; holding the task's environment")
     ts = now()
-    (att.dir / HELD).write_text(json.dumps({"exit_code": code, "signal": sig, "ts": ts}))
+    try:
+        (att.dir / HELD).write_text(json.dumps({"exit_code": code, "signal": sig, "ts": ts}))
+    except OSError as e:  # the hold lives in memory: only a record of it is missing
+        att.sup.ends.trouble(att.key, f"storage: hold record not written ({why(e)})")
     att.sup.emit({"ev": "held", "key": att.key, "exit_code": code, "signal": sig, "ts": ts})
     if att.cancel_pending:  # canceled while the holder was starting
         unhold(att, complete=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from .logfile import count_lines, now
-from .workdir import ATTEMPT, EXIT, LOG, OUTPUT, write_exit
+from .workdir import ATTEMPT, EXIT, LOG, OUTPUT, why, write_exit
 
 log = logging.getLogger("osmo_core.agent")
 
@@ -37,17 +37,20 @@ def recover(root: Path, workspace: Callable[[str], Path]) -> int:
     for d in orphans.values():
         key = "/".join(d.parts[-3:])
         log.warning("attempt %s lost: its agent died while it ran", key)
-        write_exit(
-            d,
-            {
-                "state": "lost",
-                "message": "the agent supervising this attempt died; the task was stopped",
-                "exit_code": None,
-                "signal": None,
-                "ts": now(),
-                "log_lines": count_lines(d / LOG),
-            },
-        )
+        try:
+            write_exit(
+                d,
+                {
+                    "state": "lost",
+                    "message": "the agent supervising this attempt died; the task was stopped",
+                    "exit_code": None,
+                    "signal": None,
+                    "ts": now(),
+                    "log_lines": count_lines(d / LOG),
+                },
+            )
+        except OSError as e:  # a read-only or full disk: `status` says lost all the same
+            log.warning("attempt %s: lost record not written (%s)", key, why(e))
     return len(orphans)
 
 

@@ -21,8 +21,11 @@ Requests and responses::
     log      {key, start, limit} -> {lines: [[ts, stream, text], ...]}  the attempt's durable log
                                                      from 0-based line `start` (a pod's agent:
                                                      the control plane cannot read its disk)
+    ack      {keys: [...]}      -> {}                the control plane has these attempts' ends: the
+                                                     agent may forget them (once durably written)
     shutdown {force}            -> {}                force: kill running tasks first; without it
-                                                     the agent refuses while tasks run
+                                                     the agent refuses while tasks run or
+                                                     exit records wait to be written
 
 Events (no id) go to every client. Per key: started, its log lines, then exited; or, when the
 command could not start, one "system" log line and start_failed. An exit is sent only once
@@ -37,6 +40,9 @@ both pipes are closed, so no line of an attempt follows its end::
     {"ev": "transfer", "key", "direction": "download" | "upload" | "checkpoint", "url",
      "dataset"?, "files", "bytes", "seconds", "error"?, "ts"}
      (+ "final": false, "files_total", "bytes_total" for a progress report while it runs)
+    {"ev": "storage", "key", "message", "recovered", "ts"}   (the attempt's records could not
+     be written (EROFS, ENOSPC, EIO): the agent keeps its end in memory and retries; recovered:
+     written now)
     {"ev": "usage", "key", "ts", "cpu", "cpu_seconds", "memory", "memory_peak", "procs"}
      (a running command's process tree, every OSMO_METRICS_INTERVAL seconds: agent/usage.py)
 
@@ -69,13 +75,14 @@ from ..wire import (
     OutputSpec,
     Started,
     StartFailed,
+    StorageTrouble,
     Transfer,
     Usage,
 )
 
 # Bumped whenever the agent's behaviour changes incompatibly (ops, launch fields, events), so a
 # long-lived agent started by older code of the same release is replaced rather than trusted.
-PROTOCOL = 6
+PROTOCOL = 7
 
 #: Stream buffer limit for one message: a 64 KiB log line escapes to at most ~6x its size, and
 #: a launch request carries its files inline.
@@ -176,6 +183,8 @@ def event_from_wire(msg: dict[str, Any]) -> BackendEvent:
             files_total=msg.get("files_total"),
             bytes_total=msg.get("bytes_total"),
         )
+    if kind == "storage":
+        return StorageTrouble(key, msg["message"], ts, msg.get("recovered", False))
     if kind == "start_failed":
         return StartFailed(key, msg["message"], ts)
     raise ValueError(f"unknown event {kind!r}")

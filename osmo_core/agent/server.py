@@ -58,6 +58,7 @@ class AgentServer:
             "launch": self._launch,
             "cancel": self._cancel,
             "release": self._release,
+            "ack": self._ack,
             "status": self._status,
             "running": self._running,
             "log": self._log,
@@ -116,7 +117,7 @@ class AgentServer:
         since = time.monotonic()
         while True:
             await asyncio.sleep(interval)
-            if self.sup.running or self._clients:
+            if self.sup.running or self._clients or self.sup.ends.unwritten:
                 since = time.monotonic()
             elif time.monotonic() - since >= self.idle_timeout:
                 log.info("idle for %.0f s: exiting", self.idle_timeout)
@@ -215,6 +216,10 @@ class AgentServer:
         self.sup.release(msg["key"])
         return {}
 
+    async def _ack(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.sup.ends.ack(list(msg["keys"]))
+        return {}
+
     async def _status(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"states": self.sup.status(list(msg["keys"]))}
 
@@ -230,6 +235,11 @@ class AgentServer:
     async def _shutdown(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.sup.running and not msg.get("force"):
             raise RequestError(f"{len(self.sup.running)} task(s) running; shut down with force")
+        if self.sup.ends.unwritten and not msg.get("force"):  # they live in our memory only
+            raise RequestError(
+                f"{self.sup.ends.unwritten} exit record(s) not yet written (the disk refuses "
+                "them); shut down with force to lose them"
+            )
         await self.sup.stop(0)  # killed now, so each has its exit record before we answer
         self._stop_grace = 0
         self._stop.set()

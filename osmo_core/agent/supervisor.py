@@ -12,6 +12,7 @@ holds.py's; what a previous agent left behind is orphans.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -27,11 +28,12 @@ from ..data.transfer import TransferError
 from ..wire import LaunchInfo, LaunchRequest
 from .attempt import Attempt
 from .containers import container_argv, container_name
+from .ends import Ends
 from .environment import scrubbed
-from .holds import HELD, unhold
+from .holds import unhold
 from .identity import TaskIdentity, UidMap, hand_over, make_dir
 from .logfile import count_lines, now
-from .protocol import request_from_wire
+from .protocol import RequestError, request_from_wire
 from .staging import Stager, needs_staging, task_credentials
 from .usage import Sampler
 from .workdir import (
@@ -43,13 +45,40 @@ from .workdir import (
     attempt_dir,
     launch_info,
     prepare,
-    write_exit,
+    why,
 )
 
 log = logging.getLogger("osmo_core.agent")
 
 Emit = Callable[[dict[str, Any]], None]
+LAUNCH_RETRIES = (0.5, 1.0, 2.0, 4.0)  # seconds before each retry of a refused attempt record
 _SIGTERM_EXIT = 128 + signal.SIGTERM  # how an attempt canceled during a transfer ends
+
+
+async def _create_record(key: str, d: Path, record: dict[str, Any]) -> None:
+    """The attempt's record, created exclusively (FileExistsError: launched before). A disk
+    that refuses it (read-only, full, failing) gets a few seconds to come back; then the
+    launch fails, saying where and why."""
+    for delay in (*LAUNCH_RETRIES, None):
+        created = False
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with open(d / ATTEMPT, "x") as f:
+                created = True
+                f.write(json.dumps(record))  # dumps: json.dump is the slow pure-Python path
+            return
+        except FileExistsError:
+            raise
+        except OSError as e:
+            if created:  # a half-written record would read as a lost attempt
+                with contextlib.suppress(OSError):
+                    (d / ATTEMPT).unlink()
+            if delay is None:
+                raise RequestError(
+                    f"cannot record attempt {key} in {d}: {why(e)} "
+                    f"(retried for {sum(LAUNCH_RETRIES):g} s)"
+                ) from None
+            await asyncio.sleep(delay)
 
 
 class Supervisor:
@@ -70,6 +99,7 @@ class Supervisor:
         self.umask = umask
         self.emit = emit
         self.running: dict[str, Attempt] = {}
+        self.ends = Ends(emit)  # ended attempts, until durable and acknowledged (ends.py)
         self._runtime = runtime
         self._env = scrubbed(os.environ)  # no control-plane secret (environment.py)
         self._warned_image = False
@@ -93,7 +123,6 @@ class Supervisor:
         runtime = await self._runtime() if req.image else None
         container = container_name(req.key) if runtime else None
         info = self._info(req.key)
-        d.mkdir(parents=True, exist_ok=True)
         record = {
             "request": {**wire, "files": [{"path": f.path, "mode": f.mode} for f in req.files]},
             "info": vars(info),
@@ -101,8 +130,7 @@ class Supervisor:
             "ts": now(),
         }
         try:  # exclusive create: the one check that makes launch idempotent, even across agents
-            with open(d / ATTEMPT, "x") as f:
-                f.write(json.dumps(record))  # dumps: json.dump is the slow pure-Python path
+            await _create_record(req.key, d, record)
         except FileExistsError:
             return vars(self._info(req.key, already_known=True))
         w = self.workspace(req.key)
@@ -294,8 +322,8 @@ class Supervisor:
                 "log_lines": att.n,
                 "info": info,
             }
-        try:
-            ended = json.loads((d / EXIT).read_bytes())
+        try:  # memory first: the disk may not have it (yet)
+            ended = self.ends.records.get(key) or json.loads((d / EXIT).read_bytes())
         except FileNotFoundError:
             if not (d / ATTEMPT).exists():
                 return {"key": key, "state": "unknown"}
@@ -318,6 +346,7 @@ class Supervisor:
             att.cancel(grace)
         await asyncio.gather(*(att.ended for att in atts))
         await asyncio.gather(*self._bg)
+        self.ends.stop()
 
     async def report_usage(self, every: float) -> None:
         """Forever: every `every` seconds, a `usage` event per running command (not holders,
@@ -346,8 +375,7 @@ class Supervisor:
         self.running.pop(att.key, None)
         record.update(ts=now(), log_lines=att.n)
         shutil.rmtree(att.work / CREDENTIALS, ignore_errors=True)  # secrets live no longer
-        (att.dir / HELD).unlink(missing_ok=True)
-        write_exit(att.dir, record)  # before the event: a status() after it sees the end
+        self.ends.record(att.key, att.dir, record)  # before the event: a status() sees the end
         if record["state"] == "exited":
             ev = {"ev": "exited", "exit_code": record["exit_code"], "signal": record["signal"]}
             if record.get("message"):

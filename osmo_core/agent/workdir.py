@@ -25,6 +25,7 @@ log, held.json) stay in ROOT/runs/<key>/, root's, 0600: a task cannot swap them 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -61,6 +62,12 @@ class PrepareError(Exception):
 
 def attempt_dir(root: Path, key: str) -> Path:
     return root / "runs" / check_key(key)
+
+
+def why(e: OSError) -> str:
+    """ "EROFS: Read-only file system": what a user can search for, and read."""
+    name = errno.errorcode.get(e.errno or 0, type(e).__name__)
+    return f"{name}: {e.strerror or e}"
 
 
 def write_exit(d: Path, record: dict[str, Any]) -> None:

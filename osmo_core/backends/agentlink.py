@@ -84,6 +84,7 @@ class AgentLink(ABC):
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._watch: dict[str, _Watch] = {}
         self._held: list[BackendEvent] | None = None  # live events held during a resync
+        self._acks: list[str] = []  # ends delivered, to acknowledge to the agent
 
     # --- what a subclass provides ------------------------------------------------------------
 
@@ -435,6 +436,21 @@ class AgentLink(ABC):
             self._sink(ev)
         except Exception:
             log.exception("event sink failed on %r", ev)
+        if isinstance(ev, (Exited, StartFailed, Lost)):
+            self._ack(ev.key)
+
+    def _ack(self, key: str) -> None:
+        """The engine has the attempt's end: its agent may forget it (agent/ends.py). One
+        message per loop iteration; lost with the connection, the end comes again at the
+        resync and is acknowledged then."""
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._send_acks)
+        self._acks.append(key)
+
+    def _send_acks(self) -> None:
+        keys, self._acks = self._acks, []
+        if self._writer is not None:  # its answer is not waited for
+            self._writer.write(encode({"id": next(self._ids), "op": "ack", "keys": keys}))
 
 
 def _expire(fut: asyncio.Future[dict[str, Any]]) -> None:

@@ -1,4 +1,5 @@
-"""What the backends report (start, exit, hold, loss, logs, transfers, usage) applied to runs.
+"""What the backends report (start, exit, hold, loss, logs, transfers, usage, storage) applied
+to runs.
 
 An exit ends the attempt as the task's exit actions say and, within the retry budget, starts a
 new one (`policy.retry_or_end`).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import NotFound
 from ..events import Event
 from ..states import TaskStatus
 from ..wire import (
@@ -19,6 +21,7 @@ from ..wire import (
     NodeOnline,
     Started,
     StartFailed,
+    StorageTrouble,
     Transfer,
     Usage,
 )
@@ -66,6 +69,9 @@ class BackendFacts:
             self._queue_dirty = True  # a node back: what waits may fit now
             return
         att = self._attempts.get(item.key)
+        if isinstance(item, StorageTrouble):  # also after its end, even its workflow's
+            self._storage_event(item, att)
+            return
         if att is None or att.status is None or att.status.terminal:
             if isinstance(item, LogLine) and att is not None:
                 self._publish_log(att, item)
@@ -153,6 +159,26 @@ class BackendFacts:
             bytes=t.bytes,
             seconds=round(t.seconds, 3),
             error=t.error,
+        )
+
+    def _storage_event(self: Engine, t: StorageTrouble, att: Attempt | None) -> None:
+        """The agent could not write the attempt's records (its end is safe in its memory):
+        the user sees it in the workflow's events, not only in agent.log. A recovery comes
+        when the disk is back, often after the workflow has ended and left memory."""
+        wf_id, task, retry_id = t.key.split("/")  # "<workflow_id>/<task>/<retry_id>"
+        if att is None:
+            try:
+                self.store.get_workflow(wf_id)  # rare: a read is cheap enough here
+            except NotFound:
+                return  # not a workflow of this store
+        self._event(
+            "task.storage",
+            wf_id,
+            group=att.task.group.name if att is not None else None,
+            task=task,
+            retry_id=int(retry_id),
+            message=t.message,
+            recovered=t.recovered,
         )
 
     def _on_launched(self: Engine, att: Attempt, info: LaunchInfo) -> None:

@@ -16,7 +16,7 @@ import pytest
 from osmo_core.backends.local import LocalBackend, socket_path
 from osmo_core.backends.registry import backend_class
 from osmo_core.errors import ConfigError
-from osmo_core.wire import Exited, LogLine, Lost, Started
+from osmo_core.wire import Exited, LogLine, Lost, Started, Usage
 from tests.core.conftest import BackendFactory, Events, processes_of, sh, wait_gone
 
 
@@ -57,6 +57,28 @@ async def test_a_reconnection_delivers_what_was_missed(local: tuple[LocalBackend
     assert [(e.n, e.text) for e in events.of("wf/missed/0", LogLine)] == [(1, "a"), (2, "b")]
     info = await backend.launch(sh("wf/after/0", "true"))  # and the backend works on
     assert isinstance(await events.end("wf/after/0"), Exited) and not info.already_known
+
+
+async def test_a_reconnection_delivers_the_end_of_a_task_that_reported_usage(
+    backends: BackendFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A usage sample is not an end: the attempt stays watched, so the resync delivers it."""
+    monkeypatch.setenv("OSMO_METRICS_INTERVAL", "0.1")  # the agent it spawns reads it
+    backend, events = await backends()
+    sock = Path(backend.socket_path)
+    await backend.launch(sh("wf/sampled/0", "sleep 0.6; exit 5"))
+    await events.wait("wf/sampled/0", Usage)
+    os.rename(sock, sock.with_name("hidden.sock"))  # no reconnection until it has ended
+    assert backend._writer is not None
+    backend._writer.transport.abort()
+    exit_json = backend.root / "runs/wf/sampled/0/exit.json"
+    for _ in range(200):  # 10 s
+        if exit_json.exists():
+            break
+        await asyncio.sleep(0.05)
+    os.rename(sock.with_name("hidden.sock"), sock)
+    end = await events.end("wf/sampled/0")
+    assert isinstance(end, Exited) and end.exit_code == 5
 
 
 async def test_a_killed_agent_leaves_its_attempts_lost(local: tuple[LocalBackend, Events]) -> None:

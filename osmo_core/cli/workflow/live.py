@@ -107,7 +107,7 @@ class LiveView:
                 "ts": ev.ts,
                 "exit": ev.payload.get("exit_code"),
             }
-        if ev.type == "task.hold":  # waiting for the user: say what to do, also above a table
+        if ev.type in ("task.hold", "task.storage"):  # waiting for the user, or a disk fault
             line = f"{stamp} {ev.workflow_id} {ev.task} {ev.payload.get('message', '')}"
             if self.live is not None:
                 self.live.console.print(line, markup=False, highlight=False)

@@ -187,7 +187,7 @@ def _show(ev: dict[str, Any], out: Output) -> None:
         out.info(f"{stamp} {ev['workflow_id']} {ev['task']} {ev['status']}{extra}{retry}")
     elif ev["type"] == "workflow.status":
         out.info(f"{stamp} {ev['workflow_id']} workflow {ev['status']}")
-    elif ev["type"] == "task.hold":
+    elif ev["type"] in ("task.hold", "task.storage"):
         out.info(f"{stamp} {ev['workflow_id']} {ev['task']} {ev['payload'].get('message', '')}")
 
 

@@ -1,0 +1,212 @@
+"""An end is never lost to storage: a task that ends while the data folder is read-only or
+full ends with its real exit, the user is told why its record is missing (a `task.storage`
+event), and the record is written once the disk is back. A launch that cannot write fails,
+saying why. Real mounts (root only), a real agent and the embedded Service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from osmo_core.agent import ends as ends_module
+from osmo_core.agent.ends import Ends
+from osmo_core.service import Service
+from tests.faults.conftest import RunFactory
+from tests.faults.harness import Fault, Moment, Run, is_terminal
+from tests.faults.test_faults import DiskFull, ReadOnly, _mount, _needs_root
+
+SPEC = """\
+workflow:
+  name: storage
+  tasks:
+  - name: t
+    command: [sh, -c]
+    args: ["echo t > {{output}}/x && sh {{ step }} t; exit 3"]
+    exitActions: {COMPLETE: 3}
+"""
+BOUND = 30.0  # seconds for anything below to happen
+
+
+async def _until(what: str, check: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + BOUND
+    while not (got := check()):
+        assert time.monotonic() < deadline, f"not within {BOUND:.0f} s: {what}"
+        await asyncio.sleep(0.05)
+    return got
+
+
+def _ended(svc: Service, run: Run) -> dict[str, Any] | None:
+    """The task's (first) attempt once it has ended."""
+    assert run.wf_id is not None
+    task: dict[str, Any] = svc.get(run.wf_id)["tasks"][0]
+    return task if is_terminal(task["status"]) else None
+
+
+def _storage_events(svc: Service, run: Run) -> list[dict[str, Any]]:
+    events = svc.store.events_since(workflow_id=run.wf_id)
+    return [e["payload"] for e in events if e["type"] == "task.storage"]
+
+
+def _attempt_dir(run: Run) -> Path:
+    return run.data_dir / "runs" / f"{run.wf_id}/t/0"
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[None]:
+    """`path` read-only (a read-only bind over itself) until the block ends."""
+    _mount("--bind", str(path), str(path))
+    try:
+        _mount("-o", "remount,bind,ro", str(path))
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True, timeout=10)
+
+
+async def _at_gate(run: Run, fault: Fault) -> Service:
+    """The workflow submitted, its task waiting at its gate."""
+    await fault.setup(run)
+    svc = await run.start_service()
+    run.wf_id = await svc.submit(SPEC, set_values=run.values)
+    await _until("the task waits at its gate", (run.markers / "t.pid").exists)
+    return svc
+
+
+async def _ends_while_broken(fault: Fault, fault_run: RunFactory, errno_name: str) -> None:
+    _needs_root()
+    run = fault_run("storage", Moment("ending", 0, 0.0), fault)
+    svc = await _at_gate(run, fault)
+    exit_json = _attempt_dir(run) / "exit.json"
+    await fault.inject(run)
+    try:
+        (run.gates / "t").touch()
+        # the end reaches the control plane at once, from the agent's memory
+        task = await _until("the task ends", lambda: _ended(svc, run))
+        assert (task["status"], task["exit_code"]) == ("COMPLETED", 3), task
+        told = await _until("the user is told", lambda: _storage_events(svc, run))
+        assert "exit record not written" in told[0]["message"], told
+        assert errno_name in told[0]["message"] and not told[0]["recovered"], told
+        assert not exit_json.exists()
+    finally:  # the fixture's teardown needs a writable folder
+        await fault.recover(run)
+    record = await _until("the record is written", lambda: exit_json.exists())
+    record = json.loads(exit_json.read_text())
+    assert (record["state"], record["exit_code"]) == ("exited", 3), record
+    recovered = await _until(
+        "the recovery is told", lambda: [e for e in _storage_events(svc, run) if e["recovered"]]
+    )
+    assert len(recovered) == 1 and "exit record written" in recovered[0]["message"]
+    assert svc.get(run.wf_id or "")["status"] == "COMPLETED"
+
+
+async def test_an_end_while_read_only_is_recorded_once_writable(fault_run: RunFactory) -> None:
+    await _ends_while_broken(ReadOnly(), fault_run, "EROFS")
+
+
+async def test_an_end_on_a_full_disk_is_recorded_once_freed(fault_run: RunFactory) -> None:
+    await _ends_while_broken(DiskFull(), fault_run, "ENOSPC")
+
+
+async def test_a_launch_that_cannot_write_fails_clearly(fault_run: RunFactory) -> None:
+    """After the agent's few seconds of retries (supervisor.LAUNCH_RETRIES)."""
+    _needs_root()
+    run = fault_run("storage", Moment("running", 0, 0.0), ReadOnly())
+    (run.gates / "t").touch()  # once it runs, it ends
+    svc = await run.start_service()
+    with _read_only(run.data_dir):
+        run.wf_id = await svc.submit(SPEC, set_values=run.values)
+        first = await _until("the first attempt fails", lambda: _ended(svc, run))
+    assert first["status"] == "FAILED_BACKEND_ERROR", first
+    assert "cannot record attempt" in first["message"], first
+    assert "EROFS: Read-only file system" in first["message"], first
+    assert not (run.markers / "t").exists(), "the command ran"
+
+
+async def test_an_unwritten_end_survives_a_control_plane_restart(fault_run: RunFactory) -> None:
+    """The agent still runs: a new control plane learns the real end from its memory."""
+    _needs_root()
+    run = fault_run("storage", Moment("ending", 0, 0.0), ReadOnly())
+    await _at_gate(run, ReadOnly())
+    pid = int((run.markers / "t.pid").read_text())
+    await run.stop_service()
+    folder = _attempt_dir(run)
+    with _read_only(folder):
+        (run.gates / "t").touch()
+        await _until("the task's command ends", lambda: not psutil.pid_exists(pid))
+        svc = await run.start_service()
+        task = await _until("the task ends", lambda: _ended(svc, run))
+        assert (task["status"], task["exit_code"]) == ("COMPLETED", 3), task
+        assert not (folder / "exit.json").exists()
+    await _until("the record is written", (folder / "exit.json").exists)
+
+
+async def test_cancel_ends_a_task_whose_records_cannot_be_written(
+    fault_run: RunFactory,
+) -> None:
+    _needs_root()
+    run = fault_run("storage", Moment("running", 0, 0.0), ReadOnly())
+    svc = await _at_gate(run, ReadOnly())
+    with _read_only(_attempt_dir(run)):
+        await svc.cancel(run.wf_id or "")
+        task = await _until("the task ends", lambda: _ended(svc, run))
+        assert task["status"] == "FAILED_CANCELED", task
+        assert _storage_events(svc, run), "the user was not told"
+    free = await _until(
+        "its CPU is free",
+        lambda: all(r["free_cpu"] == r["cpu"] for r in svc.resources()),
+    )
+    assert free
+
+
+_RECORD = {"state": "exited", "exit_code": 3, "signal": None, "ts": 0.0, "log_lines": 0}
+
+
+async def test_an_end_is_kept_until_written_and_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _needs_root()
+    monkeypatch.setattr(ends_module, "RETRY_FIRST", 0.05)
+    told: list[dict[str, Any]] = []
+    ends = Ends(told.append)
+    d = tmp_path / "attempt"
+    d.mkdir()
+    with _read_only(d):
+        ends.record("wf/t/0", d, dict(_RECORD))
+        ends.ack(["wf/t/0"])  # the control plane has it, the disk not yet: kept
+        assert ends.records["wf/t/0"]["exit_code"] == 3 and ends.unwritten == 1
+    await _until("the record is written", lambda: not ends.unwritten)
+    assert json.loads((d / "exit.json").read_text())["exit_code"] == 3
+    assert "wf/t/0" not in ends.records  # written and acknowledged: forgotten
+    assert [t["recovered"] for t in told] == [False, True], told
+
+    ends.record("wf/t/1", d, dict(_RECORD))  # written at once, not acknowledged: kept
+    assert "wf/t/1" in ends.records
+    ends.ack(["wf/t/1"])
+    assert "wf/t/1" not in ends.records
+
+
+async def test_the_retries_of_a_write_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _needs_root()
+    monkeypatch.setattr(ends_module, "RETRY_FIRST", 0.01)
+    monkeypatch.setattr(ends_module, "RETRY_TRIES", 3)
+    told: list[dict[str, Any]] = []
+    ends = Ends(told.append)
+    d = tmp_path / "attempt"
+    d.mkdir()
+    with _read_only(d):
+        ends.record("wf/t/0", d, dict(_RECORD))
+        await _until("the retries end", lambda: not ends.unwritten)
+    assert "still not written after 3 retries (EROFS" in told[-1]["message"], told
+    assert ends.records["wf/t/0"]["exit_code"] == 3  # the end is still answered from memory
+    assert not (d / "exit.json").exists()
