@@ -53,9 +53,10 @@ class LocalBackend(AgentLink, Backend):
     no task and no client; default 600), and overrides of the detected capacity: `cpus`,
     `memory` (bytes) and `gpus` (a list of GPU indexes, which also lets tests declare GPUs on a
     machine without any: the tasks then get CUDA_VISIBLE_DEVICES as if they were there).
-    `cpu_shared`: CPU requests share the machine instead of reserving cores, so OSMO's
-    tutorials (a barrier group of three 1-CPU tasks) run on a 2-core laptop; memory and GPUs
-    stay strict. Default: true, unless `cpus` is set (declaring cores asks for a limit).
+    `cpu_shared`: CPU requests share the machine instead of reserving cores (up to
+    `scheduler.SHARED_CPU` times its cores at once), so OSMO's tutorials (a barrier group of
+    three 1-CPU tasks) run on a 2-core laptop; memory and GPUs stay strict. Default: true,
+    unless `cpus` is set (declaring cores asks for a limit).
     """
 
     kind = "local"

@@ -4,6 +4,7 @@ or the deliberate difference that docs/workflow-spec.md states."""
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from pathlib import Path
 
@@ -260,3 +261,22 @@ async def test_declared_cores_are_strict_and_detected_ones_shared(service_factor
     assert "needs cpu 3, gpu 0 at once" in str(e.value)
     (node,) = await LocalBackend("local", {"root": "/nonexistent-osmo-root"}).nodes()
     assert node.cpu_shared  # no `cpus` given: the machine's CPUs are shared
+
+
+async def test_shared_cores_take_at_most_four_times_the_machine_at_once(service_factory) -> None:
+    """Sharing is bounded: 12 one-CPU tasks on 2 shared cores run 8 at a time, the rest wait
+    (a wide workflow on a laptop must not start every task at once)."""
+    service = await service_factory(local={"cpus": 2, "cpu_shared": True})
+    tasks = "".join(f"  - name: t{i}\n    command: [sh, -c, 'sleep 30']\n" for i in range(12))
+    wf_id = await service.submit(f"workflow:\n  name: wide\n  tasks:\n{tasks}")
+    try:
+        for _ in range(200):  # bounded: 20 s
+            running = [t for t in latest(service.get(wf_id)).values() if t["status"] == "RUNNING"]
+            if len(running) == 8:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # a ninth would have started by now
+        statuses = [t["status"] for t in latest(service.get(wf_id)).values()]
+        assert statuses.count("RUNNING") == 8 and statuses.count("SCHEDULING") == 4
+    finally:
+        await service.cancel(wf_id)
