@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -47,14 +49,28 @@ def lab(tmp_path: Path) -> Iterator[str]:
 
 
 # The log pane's text and background colours as the browser draws them: [r, g, b, a] each.
+# null while a colour does not parse (the theme's stylesheet being swapped)
 LOG_COLOURS = """(el) => {
   const rgba = (c) => {
-    const v = c.match(/[\\d.]+/g).map(Number);
-    return v.length === 3 ? [...v, 1] : v;
+    const v = (c.match(/[\\d.]+/g) || []).map(Number);
+    return v.length === 3 ? [...v, 1] : v.length === 4 ? v : null;
   };
   const s = getComputedStyle(el);
-  return [rgba(s.color), rgba(s.backgroundColor)];
+  const fg = rgba(s.color), bg = rgba(s.backgroundColor);
+  return fg && bg ? [fg, bg] : null;
 }"""
+
+
+def log_colours(log: Any, unlike: list[list[float]] | None = None) -> list[list[float]]:
+    """The log pane's colours once they parse and (after a theme change) its background is no
+    longer `unlike`'s: the new theme has reached it. Bounded: 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = log.evaluate(LOG_COLOURS)
+        if got is not None and (unlike is None or got[1] != unlike[1]):
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"the log pane's colours did not settle (before: {unlike})")
 
 
 def contrast(fg: list[float], bg: list[float]) -> float:
@@ -102,14 +118,15 @@ def test_quickstart_monitor_turns_completed_in_jupyterlab(lab: str) -> None:
             monitor.scroll_into_view_if_needed()
             monitor.screenshot(path=str(ARTIFACTS / "notebook-monitor.png"))
             log = monitor.locator("pre.osmo-log")
-            assert contrast(*log.evaluate(LOG_COLOURS)) >= 4.5
+            light = log_colours(log)
+            assert contrast(*light) >= 4.5
             page.evaluate(
                 "window.jupyterapp.commands.execute('apputils:change-theme', "
                 "{theme: 'JupyterLab Dark'})"
             )
             body = page.locator("body")
             expect(body).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
-            assert contrast(*log.evaluate(LOG_COLOURS)) >= 4.5
+            assert contrast(*log_colours(log, unlike=light)) >= 4.5
             monitor.screenshot(path=str(ARTIFACTS / "notebook-monitor-dark.png"))
         finally:
             browser.close()
