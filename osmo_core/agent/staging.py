@@ -148,16 +148,7 @@ class Stager:
             if o.path:
                 src = src / o.path
             if o.url:
-                url, regex = o.url, o.regex
-                await self._one(
-                    "upload",
-                    url,
-                    None,
-                    o.credential,
-                    lambda opt, p, url=url, regex=regex, src=src: transfer.upload_dir(
-                        src, url, regex, opt, p, self._open
-                    ),
-                )
+                await self._upload_dir("upload", src, o.url, o.regex, o.credential)
             elif o.dataset and o.store:
                 ref, store, regex = o.dataset, o.store, o.regex
                 await self._one(
@@ -172,23 +163,26 @@ class Stager:
 
     async def checkpoint(self, only: int | None = None) -> None:
         """Upload every checkpoint folder (or checkpoint `only`) once; the first failure
-        raises (code 2014)."""
+        raises (code 2012)."""
         for n, (c, local) in enumerate(
             zip(self.req.checkpoints, self._checkpoint_dirs, strict=True)
         ):
             if only is not None and n != only:
                 continue
-            url, regex = c.url, c.regex
             # a failed checkpoint is a failed upload (2012) in OSMO, as upload_dir says
-            await self._one(
-                "checkpoint",
-                url,
-                None,
-                c.credential,
-                lambda o, p, url=url, regex=regex, local=local: transfer.upload_dir(
-                    local, url, regex, o, p, self._open
-                ),
-            )
+            await self._upload_dir("checkpoint", local, c.url, c.regex, c.credential)
+
+    async def _upload_dir(
+        self, direction: str, src: Path, url: str, regex: str | None, credential: str | None
+    ) -> None:
+        """Upload folder `src` to `url` (an output, or a checkpoint) as one transfer."""
+        await self._one(
+            direction,
+            url,
+            None,
+            credential,
+            lambda o, p: transfer.upload_dir(src, url, regex, o, p, self._open),
+        )
 
     async def checkpoint_loop(self) -> None:
         """Periodic checkpoints while the command runs, each at its own frequency; a failed one
