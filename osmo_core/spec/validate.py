@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import TypeAdapter, ValidationError
 
 from ..dag import WorkflowDAG, acyclic
@@ -249,6 +248,8 @@ def _check_cycle(
 ) -> None:
     if acyclic(edges):
         return
+    import networkx as nx  # only to name the cycle: see dag.py
+
     graph: nx.DiGraph[str] = nx.DiGraph(list(edges))
     task_group = {name: t.node for name, t in first.items() if t.node is not None}
     cycle = WorkflowDAG(graph, task_group).find_cycle()
