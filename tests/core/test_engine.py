@@ -583,3 +583,21 @@ async def test_cancel_right_after_submit(service_factory, tmp_path: Path) -> Non
     for pid in (int(p) for p in (marker.read_text().split() if marker.exists() else [])):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_a_failed_background_step_is_logged_by_name(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Launches, cancels and releases run beside the engine's loop: a failure of one is logged
+    with what it was for, not lost as an exception nobody retrieves."""
+
+    async def refused() -> None:
+        raise RuntimeError("the agent refused")
+
+    service.engine._spawn(refused(), "release of wf-1/t/0")
+    for _ in range(100):
+        if "release of wf-1/t/0 failed" in caplog.text:
+            break
+        await asyncio.sleep(0.02)
+    assert "engine: release of wf-1/t/0 failed: RuntimeError: the agent refused" in caplog.text
+    assert "release of wf-1/t/0" not in {t.get_name() for t in service.engine._bg}, "let go"
