@@ -168,10 +168,10 @@ class Service:
     ) -> str:
         """`who`: the caller, whose right to the credentials the spec uses is checked (the API
         checks before, to refuse a validation too; in-process callers are the OS user)."""
-        loaded = (
+        loaded = (  # off the loop: a big spec takes seconds to parse and validate
             source
             if isinstance(source, LoadedSpec)
-            else self.load(source, file=file, set_values=set_values)
+            else await asyncio.to_thread(self.load, source, file=file, set_values=set_values)
         )
         pool = self.check_placement(loaded, pool)
         if who is not None:
