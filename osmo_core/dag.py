@@ -1,8 +1,5 @@
 """The workflow's group graph (networkx): build, name a cycle, order, ready set, blocked set.
 
-networkx is imported where a graph is built: validation needs only `acyclic`, and
-`osmo workflow validate` should not pay networkx's import.
-
 Nodes are group names (a top-level task is a group of its own). An edge A -> B means some task
 of B takes an input from a task of A. Tasks of one group start together, so the graph is over
 groups, as in OSMO.
@@ -13,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import networkx as nx
+
 from .gcpause import gc_paused
 
 if TYPE_CHECKING:  # only for annotations: spec.validate imports this module
-    import networkx as nx
-
     from .spec.models import Workflow
 
 
@@ -34,8 +31,6 @@ class WorkflowDAG:
 
     @classmethod
     def _build(cls, workflow: Workflow) -> WorkflowDAG:
-        import networkx as nx
-
         graph: nx.DiGraph[str] = nx.DiGraph()
         task_group: dict[str, str] = {}
         # Groups as (name, tasks) without building Group models: this runs for 10,000 tasks.
@@ -57,8 +52,6 @@ class WorkflowDAG:
 
     def find_cycle(self) -> list[str] | None:
         """One cycle as [a, b, ..., a], or None when the graph is acyclic."""
-        import networkx as nx
-
         try:
             edges = nx.find_cycle(self.graph)
         except nx.NetworkXNoCycle:
@@ -66,12 +59,10 @@ class WorkflowDAG:
         return [u for u, _ in edges] + [edges[0][0]]
 
     def topo_order(self) -> list[str]:
-        return list(self.topo_iter())
+        return list(nx.topological_sort(self.graph))
 
     def topo_iter(self) -> Iterator[str]:
         """topo_order, lazily (a bulk change walks it a slice at a time)."""
-        import networkx as nx
-
         return iter(nx.topological_sort(self.graph))
 
     def upstream(self, group: str) -> set[str]:
@@ -79,8 +70,6 @@ class WorkflowDAG:
 
     def downstream(self, group: str) -> set[str]:
         """Every group that (transitively) depends on `group`: what a failure blocks."""
-        import networkx as nx
-
         return set(nx.descendants(self.graph, group))
 
     def ready(self, completed: set[str], candidates: Iterable[str]) -> list[str]:
@@ -90,21 +79,3 @@ class WorkflowDAG:
 
     def roots(self) -> list[str]:
         return [g for g in self.graph if self.graph.in_degree(g) == 0]
-
-
-def acyclic(edges: Iterable[tuple[str, str]]) -> bool:
-    """Kahn's algorithm on plain dicts: networkx is built only to name a cycle (it is slower)."""
-    succ: dict[str, list[str]] = {}
-    indegree: dict[str, int] = {}
-    for src, dst in edges:
-        succ.setdefault(src, []).append(dst)
-        indegree[dst] = indegree.get(dst, 0) + 1
-    ready = [n for n in succ if n not in indegree]
-    removed = 0
-    while ready:
-        for dst in succ.get(ready.pop(), ()):
-            indegree[dst] -= 1
-            if not indegree[dst]:
-                ready.append(dst)
-                removed += 1
-    return removed == len(indegree)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from ..dag import WorkflowDAG, acyclic
+from ..acyclic import acyclic
 from ..errors import Problem
 from .models import (
     RESERVED_DIR,
@@ -248,7 +248,9 @@ def _check_cycle(
 ) -> None:
     if acyclic(edges):
         return
-    import networkx as nx  # only to name the cycle: see dag.py
+    import networkx as nx  # only to name the cycle (acyclic.py says why)
+
+    from ..dag import WorkflowDAG
 
     graph: nx.DiGraph[str] = nx.DiGraph(list(edges))
     task_group = {name: t.node for name, t in first.items() if t.node is not None}
