@@ -63,8 +63,12 @@ class OsmoError(Exception):
     """Root of every error raised by osmo_core on purpose."""
 
 
+MAX_PROBLEMS = 50  # kept of one error: 10,000 tasks too big for every machine made 1.4 MB
+
+
 class InputError(OsmoError):
-    """Bad input; carries one Problem per thing wrong, found in one pass."""
+    """Bad input; carries one Problem per thing wrong, found in one pass: the first
+    MAX_PROBLEMS of them, and how many there were (`total`)."""
 
     kind = "invalid input"
 
@@ -73,13 +77,21 @@ class InputError(OsmoError):
             problems = [Problem(problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
-        self.problems: list[Problem] = list(problems)
+        self.total = len(problems)
+        self.problems: list[Problem] = list(problems[:MAX_PROBLEMS])
         super().__init__(self._summary())
 
+    @property
+    def left_out(self) -> str | None:
+        """"... and N more problems" when some were not kept."""
+        n = self.total - len(self.problems)
+        return f"... and {n} more problem{'s' if n != 1 else ''}" if n else None
+
     def _summary(self) -> str:
-        n = len(self.problems)
+        n = self.total
         head = f"{self.kind}: {n} problem{'s' if n != 1 else ''}"
-        return head + "".join(f"\n  {p}" for p in self.problems)
+        more = f"\n  {self.left_out}" if self.left_out else ""
+        return head + "".join(f"\n  {p}" for p in self.problems) + more
 
 
 class SpecError(InputError):

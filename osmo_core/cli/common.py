@@ -132,6 +132,8 @@ class Output:
         print(f"{e.kind}:", file=self.err)
         for p in e.problems:
             print(f"  {p}", file=self.err)
+        if e.left_out:
+            print(f"  {e.left_out}", file=self.err)
 
     def summary(self, wf: dict[str, Any]) -> None:
         if self.json:

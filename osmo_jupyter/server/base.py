@@ -103,7 +103,10 @@ def from_osmo_error(e: OsmoError) -> ApiError:
     for cls, status, reason in _STATUS:
         if isinstance(e, cls):
             problems = e.problems if isinstance(e, InputError | Forbidden) else []
-            return ApiError(status, str(e), reason, [p.to_dict() for p in problems])
+            details = [p.to_dict() for p in problems]
+            if isinstance(e, InputError) and e.left_out:  # a client shows it as one more line
+                details.append({"message": e.left_out})
+            return ApiError(status, str(e), reason, details)
     return ApiError(500, str(e), "server error")
 
 

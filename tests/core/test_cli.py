@@ -194,3 +194,21 @@ def test_ctrl_c_cancels_the_workflow(osmo_env: dict[str, str], tmp_path: Path) -
     assert proc.returncode == 130
     assert "interrupted: canceling" in err
     assert "slow-1: FAILED_CANCELED" in out and "canceled by user" in out
+
+
+def test_ten_thousand_problems_are_told_as_the_first_fifty_and_a_count(
+    tmp_path: Path, osmo_env: dict[str, str]
+) -> None:
+    """10,000 tasks too big for every machine: the error is 50 located lines and a count (it
+    was a 1.4 MB message), on the CLI as on the API (InputError keeps MAX_PROBLEMS)."""
+    tasks = "".join(f"  - {{name: t{i}, command: [true], resource: big}}\n" for i in range(10_000))
+    spec = tmp_path / "big.yaml"
+    spec.write_text(
+        "workflow:\n  name: big\n  resources:\n    big: {memory: 100Ti}\n  tasks:\n" + tasks
+    )
+    out = osmo(osmo_env, "workflow", "validate", str(spec))
+    assert out.returncode == 3, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 52, lines[:3]  # the kind, 50 problems, the count
+    assert "task 't0' asks" in lines[1], lines[1]
+    assert lines[-1] == "  ... and 9950 more problems"
