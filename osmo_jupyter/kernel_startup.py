@@ -10,9 +10,14 @@ import contextlib
 import os
 
 # Not IPython, or the package cannot load: never break a kernel's start.
+# The magics are registered without marking the extension loaded, so that a notebook's own
+# `%load_ext osmo_jupyter` (the quickstart's first cell, for other servers) stays silent
+# instead of printing IPython's "already loaded" as if something were wrong.
 with contextlib.suppress(Exception):
+    import osmo_jupyter
+
     # get_ipython is a builtin inside IPython
-    get_ipython().extension_manager.load_extension("osmo_jupyter")  # type: ignore[name-defined]  # noqa: F821
+    osmo_jupyter.load_ipython_extension(get_ipython())  # type: ignore[name-defined]  # noqa: F821
 
 _previous = os.environ.get("OSMO_USER_PYTHONSTARTUP")
 if _previous and os.path.isfile(_previous):

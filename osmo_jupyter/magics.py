@@ -2,7 +2,7 @@
 
     %osmo submit FILE [--set k=v ...] [--pool P] [--priority P] [--name N]
     %%osmo workflow [--name N] [--set k=v ...] [--pool P]     (the cell body is the YAML)
-    %osmo list [--status S ...] [--limit N]  |  status ID  |  logs ID --task T [-f]
+    %osmo list [--status S ...] [--count N]  |  status ID  |  logs ID --task T [-f]
     %osmo cancel ID  |  restart ID  |  help [COMMAND]
     %osmo done [WF/TASK]  |  retry WF/TASK       (held tasks: interactive, debug: on-failure)
     %osmo attach WF/TASK                   switch this notebook's kernel into a running task
@@ -93,7 +93,8 @@ def build_parser() -> _Parser:
 
     p = sub.add_parser("list", help="workflows on the server, newest first")
     p.add_argument("--status", action="append", default=[], help="only this status (repeatable)")
-    p.add_argument("--limit", type=int, default=20)
+    # --count, as `osmo workflow list` (ours and OSMO's) names it; --limit, its old name, too
+    p.add_argument("--count", "--limit", type=int, default=20, help="at most N workflows")
     p = sub.add_parser("status", help="a workflow's live monitor")
     p.add_argument("id")
     p = sub.add_parser("logs", help="a task's log")
@@ -214,7 +215,7 @@ class OsmoMagics(Magics):
     def _list(self, args: argparse.Namespace, cell: str | None) -> Any:
         from .widgets import WorkflowList
 
-        return WorkflowList(self.client, status=args.status or None, limit=args.limit)
+        return WorkflowList(self.client, status=args.status or None, limit=args.count)
 
     def _status(self, args: argparse.Namespace, cell: str | None) -> Workflow:
         return self.client.workflow(args.id)

@@ -193,6 +193,14 @@ def test_kernel_startup_loads_the_magics_and_chains_the_users_file(tmp_path, mon
         )
         assert reply["content"]["status"] == "ok", reply["content"]
         assert "".join(out).split() == ["True", "True"]
+        out.clear()  # a notebook's own %load_ext (the quickstart's first cell) says nothing
+        reply = kc.execute_interactive(
+            "%load_ext osmo_jupyter",
+            timeout=60,
+            output_hook=lambda m: out.append(m["content"].get("text", "")),
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert "".join(out) == ""
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

@@ -61,7 +61,7 @@ def test_status_list_logs_cancel(shell, wf_name, capsys):
     )
     status = shell.run_line_magic("osmo", f"status {wf.id}")
     assert isinstance(status, Workflow) and status.id == wf.id
-    listing = shell.run_line_magic("osmo", "list --limit 100")
+    listing = shell.run_line_magic("osmo", "list --count 100")
     assert isinstance(listing, WorkflowList) and wf.id in [r["id"] for r in listing.rows]
     assert next(iter(wf.logs("ticker", follow=True, timeout=30))) == "tick 1"  # it runs
     shell.run_line_magic("osmo", f"cancel {wf.id}")
