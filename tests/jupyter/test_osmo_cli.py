@@ -6,6 +6,7 @@ cancel, restart, spec, pools, profile, tokens, and who may see what."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import getpass
 import json
 import time
@@ -18,10 +19,23 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from osmo_core.auth import Principal, SessionTokens
 from osmo_jupyter.identity import OsmoIdentityProvider
 from tests.conftest import EXAMPLES
+from tests.jupyter.conftest import FixedIdentity
 from tests.jupyter.osmo_client import OsmoCli, OsmoError, claims
 
-SERIAL = (EXAMPLES / "serial.yaml").read_text()
 TEMPLATED = (EXAMPLES / "templated.yaml").read_text()
+# No image: the tests run the tasks as processes, whatever container engine the machine has.
+SERIAL = """workflow:
+  name: serial
+  tasks:
+  - name: task1
+    command: [sh, -c]
+    args: ["echo 'task1: writing data'; echo 'hello from task1' > {{output}}/data.txt"]
+  - name: task2
+    command: [sh, -c]
+    args: ["cat {{input:0}}/data.txt; echo 'hello from task2'"]
+    inputs:
+    - task: task1
+"""
 SLOW = """workflow:
   name: slow
   tasks:
@@ -77,6 +91,9 @@ async def until(client: OsmoCli, wf_id: str, statuses: set[str], timeout: float 
         wf = await client.request("GET", f"api/workflow/{wf_id}")
         if wf["status"] in statuses:
             return wf
+        ended = [(t["name"], t["status"], t["failure_message"]) for g in wf["groups"]
+                 for t in g["tasks"]]  # fmt: skip
+        assert wf["status"] in ("PENDING", "RUNNING", "WAITING"), (wf["status"], ended)
         assert time.monotonic() < deadline, f"{wf_id} still {wf['status']}"
         await asyncio.sleep(0.1)
 
@@ -184,3 +201,270 @@ async def test_login_info_advertises_the_oidc_issuer(login_url, oidc_issuer):
     assert info["device_endpoint"] == f"{oidc_issuer.url}/device"
     assert info["browser_endpoint"] == f"{oidc_issuer.url}/auth"
     assert info["device_client_id"] == "osmo"
+
+
+# --- workflows ------------------------------------------------------------------------------
+
+
+async def test_submit_query_logs_spec_as_osmo_does(cli):
+    alice = await cli("alice")
+    # `osmo workflow submit serial.yaml --pool local --priority HIGH` (no template: one POST)
+    done = await alice.request(
+        "POST", "api/pool/local/workflow", payload=submit_body(SERIAL),
+        params={"priority": "HIGH"},
+    )  # fmt: skip
+    wf_id = done["name"]
+    assert done["overview"].endswith(f"/osmo/api/workflow/{wf_id}") and done["warnings"] == []
+    wf = await until(alice, wf_id, {"COMPLETED"})
+    assert (wf["submitted_by"], wf["pool"], wf["priority"]) == ("alice", "local", "HIGH")
+    tasks = [(t["name"], t["status"]) for g in wf["groups"] for t in g["tasks"]]
+    assert tasks == [("task1", "COMPLETED"), ("task2", "COMPLETED")]
+    assert wf["submit_time"] and "+" not in wf["submit_time"]  # naive UTC, as OSMO's CLI parses
+
+    # `osmo workflow logs ID` and `--task task3 -n 1`
+    text = await alice.text("GET", f"api/workflow/{wf_id}/logs")
+    assert "[task1] task1: writing data" in text and "[task2] hello from task1" in text
+    tail = await alice.text(
+        "GET", f"api/workflow/{wf_id}/logs", params={"task_name": "task2", "last_n_lines": 1}
+    )
+    assert tail.count("\n") == 1 and tail.endswith("[task2] hello from task2\n")
+    # `osmo workflow spec ID`: rendered, as run
+    spec = await alice.text("GET", f"api/workflow/{wf_id}/spec", params={"use_template": False})
+    assert "name: serial" in spec
+    events = await alice.text("GET", f"api/workflow/{wf_id}/events", params={"task_name": "task1"})
+    assert "task.status COMPLETED" in events and "[task1]" in events
+
+
+async def test_a_templated_submit_keeps_the_template(cli):
+    alice = await cli("alice")
+    # the CLI first asks for a dry run to render it...
+    dry = await alice.request(
+        "POST", "api/pool/local/workflow", payload=submit_body(TEMPLATED, "shards=2"),
+        params={"dry_run": True},
+    )  # fmt: skip
+    assert "shard-1" in dry["spec"] and "shard-2" not in dry["spec"] and "{%" not in dry["spec"]
+    # ...then posts the rendered spec with the template beside it
+    done = await alice.request(
+        "POST", "api/pool/local/workflow",
+        payload=submit_body(dry["spec"], "shards=2", template=TEMPLATED),
+        params={"dry_run": False},
+    )  # fmt: skip
+    wf_id = done["name"]
+    template = await alice.text("GET", f"api/workflow/{wf_id}/spec", params={"use_template": True})
+    assert template == TEMPLATED
+    assert "shard-1" in await alice.text("GET", f"api/workflow/{wf_id}/spec")
+    await until(alice, wf_id, {"COMPLETED"})
+    # restart renders the template again with the values it was submitted with
+    again = await alice.request("POST", f"api/pool/local/workflow/{wf_id}/restart")
+    assert again["name"] != wf_id
+    wf = await until(alice, again["name"], {"COMPLETED"})
+    assert {t["name"] for g in wf["groups"] for t in g["tasks"]} == {"shard-0", "shard-1", "gather"}
+
+
+async def test_validate_reports_located_errors(cli):
+    alice = await cli("alice")
+    bad = SERIAL.replace("- task: task1", "- task: nosuch")
+    with pytest.raises(OsmoError) as e:  # `osmo workflow validate bad.yaml`
+        await alice.request(
+            "POST", "api/pool/local/workflow", payload=submit_body(bad),
+            params={"validation_only": True, "dry_run": False},
+        )  # fmt: skip
+    assert e.value.status == 422 and e.value.body["error_code"] == "USAGE"
+    assert "nosuch" in e.value.body["message"] and ":11:" in e.value.body["message"]
+    assert e.value.body["details"][0]["line"] == 11
+    ok = await alice.request(
+        "POST", "api/pool/local/workflow", payload=submit_body(SERIAL),
+        params={"validation_only": True, "dry_run": False},
+    )  # fmt: skip
+    assert "is valid" in ok["logs"]
+    assert await alice.request("GET", "api/workflow") == {"workflows": [], "more_entries": False}
+    with pytest.raises(OsmoError) as e:  # a pool that is not open to alice
+        await alice.request("POST", "api/pool/gpu/workflow", payload=submit_body(SERIAL))
+    assert e.value.status == 403 and "carol" in e.value.body["message"]
+    with pytest.raises(OsmoError) as e:  # what this server does not do is refused, named
+        await alice.request(
+            "POST", "api/pool/local/workflow", payload=submit_body(SERIAL),
+            params={"env_vars": ["A=1"]},
+        )  # fmt: skip
+    assert e.value.status == 422 and "--set-env" in e.value.body["message"]
+
+
+async def test_list_pages_with_more_entries(cli):
+    alice = await cli("alice")
+    ids = [
+        (await alice.request("POST", "api/pool/local/workflow", payload=submit_body(SERIAL)))[
+            "name"
+        ]
+        for _ in range(3)
+    ]
+    # `osmo workflow list --count 2` (the CLI always sends order=DESC and all_pools)
+    params = {"order": "DESC", "all_pools": True, "limit": 2, "offset": 0}
+    page = await alice.request("GET", "api/workflow", params=params)
+    assert [w["name"] for w in page["workflows"]] == ids[:0:-1] and page["more_entries"]
+    page = await alice.request("GET", "//api/workflow", params={**params, "offset": 2})
+    assert [w["name"] for w in page["workflows"]] == ids[:1] and not page["more_entries"]
+    entry = page["workflows"][0]
+    assert entry["user"] == "alice" and entry["priority"] == "NORMAL" and entry["pool"] == "local"
+    for wf_id in ids:
+        await until(alice, wf_id, {"COMPLETED"})
+    done = await alice.request("GET", "api/workflow", params={"statuses": ["COMPLETED"]})
+    assert len(done["workflows"]) == 3
+    tasks = await alice.request("GET", "api/task", params={"workflow_id": ids[0], "limit": 10})
+    assert [t["task_name"] for t in tasks["tasks"]] == ["task1", "task2"]
+
+
+async def test_logs_stream_until_the_task_ends_and_error_logs(cli):
+    alice = await cli("alice")
+    wf_id = (await alice.request("POST", "api/pool/local/workflow", payload=submit_body(SLOW)))[
+        "name"
+    ]
+    chunks: list[tuple[float, bytes]] = []
+    resp = await alice.raw(
+        "GET", f"api/workflow/{wf_id}/logs", params={"task_name": "talker"},
+        streaming=lambda b: chunks.append((time.monotonic(), b)),
+    )  # fmt: skip
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert resp.headers.get("Transfer-Encoding") == "chunked"
+    text = b"".join(c for _, c in chunks).decode()
+    assert [ln.split("] ")[1] for ln in text.splitlines()] == [
+        "line-1", "line-2", "line-3", "oops",
+    ]  # fmt: skip
+    assert chunks[-1][0] - chunks[0][0] > 0.3  # it came while the task ran, not at once
+    wf = await alice.request("GET", f"api/workflow/{wf_id}")  # the stream ended with the task
+    assert wf["groups"][0]["tasks"][0]["status"] == "FAILED"
+    errors = await alice.text(
+        "GET", f"api/workflow/{wf_id}/error_logs", params={"task_name": "talker"}
+    )
+    assert "[talker] oops" in errors and "exit code 3" in errors and "line-1" not in errors
+
+
+async def test_cancel_and_the_owner_rule(cli):
+    alice, bob = await cli("alice"), await cli("bob")
+    wf_id = (await alice.request("POST", "api/pool/local/workflow", payload=submit_body(SLOW)))[
+        "name"
+    ]
+    for method, endpoint in [
+        ("GET", f"api/workflow/{wf_id}"),
+        ("GET", f"api/workflow/{wf_id}/spec"),
+        ("GET", f"api/workflow/{wf_id}/logs"),
+        ("POST", f"api/workflow/{wf_id}/cancel"),
+        ("POST", f"api/pool/local/workflow/{wf_id}/restart"),
+    ]:
+        with pytest.raises(OsmoError) as e:
+            await bob.request(method, endpoint)
+        assert e.value.status == 403 and "belongs to another user" in e.value.body["message"]
+    assert (await bob.request("GET", "api/workflow", params={"all_users": True}))["workflows"] == []
+    with pytest.raises(OsmoError) as e:
+        await bob.request("GET", "api/workflow", params={"users": ["alice"]})
+    assert e.value.status == 403
+    # `osmo workflow cancel ID`
+    assert await alice.request("POST", f"api/workflow/{wf_id}/cancel", params={"force": False}) == {
+        "name": wf_id
+    }
+    wf = await until(alice, wf_id, {"FAILED_CANCELED"})
+    assert wf["status"] == "FAILED_CANCELED"
+    with pytest.raises(OsmoError) as e:
+        await alice.request("GET", "api/workflow/nosuch-1")
+    assert e.value.status == 404 and e.value.body["error_code"] == "NOTFOUND"
+
+
+# --- pools, profile, tokens -----------------------------------------------------------------
+
+
+async def test_pools_profile_version_and_tokens(cli, login_url):
+    alice = await cli("alice")
+    pools = await alice.request("GET", "/api/pool", params={"all_pools": True})  # `//api/pool`
+    (local,) = pools["node_sets"][0]["pools"]
+    assert local["name"] == "local" and local["status"] == "ONLINE"
+    assert set(local["resource_usage"]) >= {"quota_used", "quota_limit", "total_capacity"}
+    quota = await alice.request("GET", "/api/pool_quota", params={"pools": ["local"]})
+    assert [p["name"] for p in quota["node_sets"][0]["pools"]] == ["local"]
+    resources = await alice.request("GET", "api/resources", params={"all_pools": True})
+    assert resources["resources"][0]["exposed_fields"]["pool/platform"] == ["local/local"]
+    version = await alice.request("GET", "api/version")
+    assert set(version) == {"major", "minor", "revision", "hash"}
+
+    await alice.request("POST", "api/profile/settings", payload={"pool": "local"})
+    with pytest.raises(OsmoError) as e:
+        await alice.request("POST", "api/profile/settings", payload={"email_notification": True})
+    assert e.value.status == 422 and "notifications" in e.value.body["message"]
+
+    # `osmo token set laptop --expires-at <date>`, `token list`, `token delete laptop`
+    tomorrow = (datetime.date.today() + datetime.timedelta(days=2)).isoformat()
+    made = await alice.request(
+        "POST", "api/auth/access_token/laptop", params={"expires_at": tomorrow}
+    )
+    assert isinstance(made, str) and made.startswith("osmo_")
+    listed = await alice.request("GET", "api/auth/access_token")
+    assert sorted(t["token_name"] for t in listed) == ["cli", "laptop"]
+    with pytest.raises(OsmoError) as e:
+        await alice.request("POST", "api/auth/access_token/laptop")
+    assert e.value.status == 409
+    laptop = OsmoCli(login_url)
+    await laptop.login(made)  # the new token logs in
+    assert claims(laptop.id_token)["name"] == "alice"
+    await alice.request("DELETE", "api/auth/access_token/laptop")
+    assert [t["token_name"] for t in await alice.request("GET", "api/auth/access_token")] == ["cli"]
+    with pytest.raises(OsmoError) as e:  # another user's tokens are an admin's business
+        await alice.request("GET", "api/auth/user/bob/access_token")
+    assert e.value.status == 403
+    creds = await alice.request("GET", "api/credentials")
+    assert creds == {"credentials": []}
+    with pytest.raises(OsmoError) as e:
+        await alice.request("POST", "api/credentials/mine", payload={})
+    assert e.value.status == 422 and "no per-user credentials" in e.value.body["message"]
+
+
+async def test_a_task_and_what_is_not_served(cli):
+    alice = await cli("alice")
+    wf_id = (await alice.request("POST", "api/pool/local/workflow", payload=submit_body(SERIAL)))[
+        "name"
+    ]
+    await until(alice, wf_id, {"COMPLETED"})
+    task = await alice.request("GET", f"api/workflow/{wf_id}/task/task2")
+    assert (task["name"], task["status"], task["exit_code"]) == ("task2", "COMPLETED", 0)
+    with pytest.raises(OsmoError) as e:  # OSMO's rsync: refused with the way out
+        await alice.request("POST", f"api/workflow/{wf_id}/rsync/task/task2")
+    assert e.value.status == 422 and "rsync daemon" in e.value.body["message"]
+    with pytest.raises(OsmoError) as e:  # any other route of OSMO's: JSON, not an HTML page
+        await alice.request("GET", "api/bucket")
+    assert e.value.status == 404 and "not served here" in e.value.body["message"]
+
+
+class TestUnderJupyterLabsOwnIdentity:
+    """Inside `jupyter lab` the server's identity provider is Jupyter's (tests/jupyter's
+    FixedIdentity): OSMO's CLI still logs in and its session JWT is still honoured."""
+
+    @pytest.fixture
+    def jp_server_config(self, osmo_data_dir: Path) -> dict[str, Any]:
+        return {
+            "ServerApp": {
+                "jpserver_extensions": {"osmo_jupyter": True},
+                "identity_provider_class": FixedIdentity,
+            },
+            "OsmoConfig": {
+                "data_dir": str(osmo_data_dir),
+                "backends": {"local": {"kind": "local", "idle_timeout": 60}},
+            },
+        }
+
+    async def test_the_jupyter_token_and_a_pat_log_in(self, login_url, jp_serverapp, api, service):
+        native = await api("GET", "me")  # whom the native API makes of the Jupyter token
+        owner = OsmoCli(login_url)
+        await owner.login(jp_serverapp.identity_provider.token)
+        profile = await owner.request("GET", "api/profile/settings")
+        assert (profile["profile"]["username"], profile["roles"]) == (
+            native["name"], [native["role"]],
+        )  # fmt: skip
+        done = await owner.request("POST", "api/pool/local/workflow", payload=submit_body(SERIAL))
+        assert (await until(owner, done["name"], {"COMPLETED"}))["submitted_by"] == native["name"]
+
+        # a personal access token (made in-process: the Jupyter token is not an admin here)
+        pat, _ = service.auth.tokens.create(Principal("root", "admin"), name="cli", user="dave")
+        dave = OsmoCli(login_url)
+        await dave.login(pat)
+        assert (await dave.request("GET", "api/profile/settings"))["profile"]["username"] == "dave"
+        assert (await dave.request("GET", "api/workflow"))["workflows"] == []
+        with pytest.raises(OsmoError) as e:
+            await dave.request("GET", f"api/workflow/{done['name']}")
+        assert e.value.status == 403

@@ -14,6 +14,7 @@ is unchanged (these routes are OSMO's, documented in docs/osmo-cli.md).
     logs.py       log stream, error logs, events
     pools.py      pools, quotas, resources, task list
     info.py       version, profile, tags, credentials
+    router.py     exec and port-forward through OSMO's router protocol
 """
 
 from __future__ import annotations
@@ -31,17 +32,28 @@ from .info import (
     CredentialHandler,
     CredentialsHandler,
     ProfileHandler,
+    RsyncHandler,
     TagsHandler,
+    UnknownHandler,
     VersionHandler,
     WorkflowTagHandler,
 )
 from .logs import ErrorLogsHandler, EventsHandler, LogsHandler
 from .pools import PoolsHandler, ResourcesHandler, TasksHandler
+from .router import (
+    ExecGroupHandler,
+    ExecRouterWebSocket,
+    ExecTaskHandler,
+    PortForwardHandler,
+    PortForwardRouterWebSocket,
+    RouterVersionHandler,
+)
 from .workflows import (
     CancelHandler,
     RestartHandler,
     SpecHandler,
     SubmitHandler,
+    TaskHandler,
     WorkflowHandler,
     WorkflowsHandler,
 )
@@ -50,6 +62,8 @@ _NAME = r"(?P<name>[^/]+)"
 _USER = r"(?P<user>[^/]+)"
 _POOL = r"(?P<pool>[^/]+)"
 _WF = r"workflow/(?P<wf_id>[^/]+)"
+_TASK = r"(?P<task>[^/]+)"
+_KEY = r"(?P<key>[^/]+)"
 
 ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (route("auth/jwt/access_token"), AccessTokenExchangeHandler),
@@ -62,6 +76,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (route(f"pool/{_POOL}/{_WF}/restart"), RestartHandler),
     (route("workflow"), WorkflowsHandler),
     (route(_WF), WorkflowHandler),
+    (route(f"{_WF}/task/{_TASK}"), TaskHandler),
     (route(f"{_WF}/cancel"), CancelHandler),
     (route(f"{_WF}/spec"), SpecHandler),
     (route(f"{_WF}/logs"), LogsHandler),
@@ -77,6 +92,17 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (route("tag"), TagsHandler),
     (route("credentials"), CredentialsHandler),
     (route(f"credentials/{_NAME}"), CredentialHandler),
+    # interactive: a session, then the router's WebSockets
+    (route(f"{_WF}/exec/task/{_TASK}"), ExecTaskHandler),
+    (route(f"{_WF}/exec/group/(?P<group>[^/]+)"), ExecGroupHandler),
+    (route(f"{_WF}/portforward/{_TASK}"), PortForwardHandler),
+    (route("router/version"), RouterVersionHandler),
+    (route(f"router/exec/(?P<wf_id>[^/]+)/client/{_KEY}"), ExecRouterWebSocket),
+    (route(f"router/portforward/(?P<wf_id>[^/]+)/client/{_KEY}"), PortForwardRouterWebSocket),
+    (route(f"{_WF}/rsync/task/{_TASK}"), RsyncHandler),
+    (route("plugins/configs"), RsyncHandler),
+    # last: the rest of OSMO's API (never the native /osmo/api/v1, routed before this table)
+    (route("(?!v1/).*"), UnknownHandler),
 ]
 
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import getpass
 import hmac
 from typing import Any
-
-from jupyter_server.auth.identity import User
 
 from osmo_core.auth import Principal
 from osmo_core.auth.sessions import looks_like_session
@@ -49,10 +46,12 @@ class AccessTokenExchangeHandler(OsmoCliHandler):
                 "that is a session token; log in with a personal access token "
                 "(`osmo token set` on this server) or the Jupyter server's token"
             )
-        server_token = getattr(self.identity_provider, "token", "") or ""
+        idp = self.identity_provider
+        server_token = getattr(idp, "token", "") or ""
         if server_token and hmac.compare_digest(text.encode(), server_token.encode()):
-            owner = User(getpass.getuser())
-            return principal_of(owner, self.identity_provider, svc.config.admin_users)
+            # whom the identity provider makes of its own token, as on the native API
+            user = idp.generate_anonymous_user(self)
+            return principal_of(user, idp, svc.config.admin_users)
         raise Unauthorized(
             "unknown token: give a personal access token of this server or its Jupyter token"
         )

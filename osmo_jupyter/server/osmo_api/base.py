@@ -28,7 +28,14 @@ from osmo_core.errors import OsmoError, Unauthorized
 from osmo_core.roles import ADMIN
 
 from ...identity import CHALLENGE
-from ..base import AUTH_RESOURCE, ApiError, OsmoHandler, allow_unauthenticated, from_osmo_error
+from ..base import (
+    AUTH_RESOURCE,
+    ApiError,
+    OsmoHandler,
+    OsmoMixin,
+    allow_unauthenticated,
+    from_osmo_error,
+)
 
 PREFIX = "osmo"  # OSMO's CLI logs in to {base_url}osmo and calls {that}/api/...
 DEV_USER_HEADER = "x-osmo-user"
@@ -82,23 +89,17 @@ def _wrap(method: F, *, authenticate: bool) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class OsmoCliHandler(OsmoHandler):
-    """A handler of OSMO's API shapes (module docstring)."""
+class CliAuth(OsmoMixin):
+    """Who asks, for the REST handlers and the router's WebSockets (module docstring)."""
 
-    # Set on a handler that authenticates by its body alone (the token exchange).
-    reads_no_cookie = False
-
-    def check_xsrf_cookie(self) -> None:
-        # A header a cross-site form cannot send means the request carries its own credential
-        # (and the browser's cookie is not what authenticates it): no XSRF token to check.
-        headers = self.request.headers
-        if self.reads_no_cookie or "Authorization" in headers or DEV_USER_HEADER in headers:
-            return
-        super().check_xsrf_cookie()
+    _osmo_who: Principal
 
     async def authenticate(self) -> Principal:
-        if self.current_user is not None:
-            allowed = self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
+        handler: Any = self  # a JupyterHandler: current_user, authorizer
+        if handler.current_user is not None:
+            allowed = handler.authorizer.is_authorized(
+                self, handler.current_user, "read", AUTH_RESOURCE
+            )
             if asyncio.iscoroutine(allowed):
                 allowed = await allowed
             if not allowed:
@@ -112,7 +113,7 @@ class OsmoCliHandler(OsmoHandler):
                 raise Unauthorized("the bearer token is not one this server issued or knows")
             self._osmo_who = await svc.auth.authenticate(text)
         elif dev := self.request.headers.get(DEV_USER_HEADER):
-            self._osmo_who = self._dev_login(dev, svc.config.osmo_cli_dev_login)
+            self._osmo_who = _dev_login(dev, svc.config.osmo_cli_dev_login)
         else:
             raise Unauthorized(
                 getattr(self, "_osmo_auth_error", None)
@@ -120,25 +121,41 @@ class OsmoCliHandler(OsmoHandler):
             )
         return self._osmo_who
 
-    @staticmethod
-    def _dev_login(name: str, allowed: bool) -> Principal:
-        """OSMO's `--method dev`: a name and no credential, so only the server's owner, and
-        only when the admin said this server is single-user."""
-        owner = getpass.getuser()
-        if not allowed:
-            raise Unauthorized(
-                "`osmo login --method dev` is refused: this server needs a credential "
-                "(`--method token --token TOKEN`); a single-user server may allow it with "
-                "OsmoConfig.osmo_cli_dev_login"
-            )
-        if name != owner:
-            raise Unauthorized(f"`--method dev` is for this server's owner, {owner!r}, only")
-        return Principal(owner, ADMIN, via="dev")
+    def url(self, path: str, scheme: str | None = None) -> str:
+        """An absolute URL of this server's OSMO API (`path` under `{base_url}osmo/`)."""
+        handler: Any = self
+        base = handler.base_url.rstrip("/")
+        return f"{scheme or self.request.protocol}://{self.request.host}{base}/{PREFIX}/{path}"
 
-    def url(self, path: str) -> str:
-        """An absolute URL of this server's OSMO API (for OSMO's `overview`, `logs` links)."""
-        base = self.base_url.rstrip("/")
-        return f"{self.request.protocol}://{self.request.host}{base}/{PREFIX}/api/{path}"
+
+def _dev_login(name: str, allowed: bool) -> Principal:
+    """OSMO's `--method dev`: a name and no credential, so only the server's owner, and only
+    when the admin said this server is single-user."""
+    owner = getpass.getuser()
+    if not allowed:
+        raise Unauthorized(
+            "`osmo login --method dev` is refused: this server needs a credential "
+            "(`--method token --token TOKEN`); a single-user server may allow it with "
+            "OsmoConfig.osmo_cli_dev_login"
+        )
+    if name != owner:
+        raise Unauthorized(f"`--method dev` is for this server's owner, {owner!r}, only")
+    return Principal(owner, ADMIN, via="dev")
+
+
+class OsmoCliHandler(CliAuth, OsmoHandler):
+    """A handler of OSMO's API shapes (module docstring)."""
+
+    # Set on a handler that authenticates by its body alone (the token exchange).
+    reads_no_cookie = False
+
+    def check_xsrf_cookie(self) -> None:
+        # A header a cross-site form cannot send means the request carries its own credential
+        # (and the browser's cookie is not what authenticates it): no XSRF token to check.
+        headers = self.request.headers
+        if self.reads_no_cookie or "Authorization" in headers or DEV_USER_HEADER in headers:
+            return
+        super().check_xsrf_cookie()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]

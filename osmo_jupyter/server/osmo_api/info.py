@@ -1,10 +1,11 @@
 """OSMO's small routes: version, profile settings, tags, credentials.
 
-What this server does not keep is refused with the reason, never accepted and dropped: a
+What this server does not keep or do is refused with the reason, never accepted and dropped: a
 per-user default pool (the server's `OsmoConfig.default_pool` is everyone's), notification
 settings (no notifications), workflow tags, and per-user credentials (credentials are the
 admin's, named in `OsmoConfig.credentials`; storing users' secrets needs a secret store this
-server does not have).
+server does not have), OSMO's rsync (it needs an rsync daemon in the task; this project's
+own `osmo workflow rsync` syncs over SFTP instead), and any other route of OSMO's API.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 import osmo_core
 from osmo_core.auth import policy
-from osmo_core.errors import InputError, Problem
+from osmo_core.errors import InputError, NotFound, Problem
 
-from .base import OsmoCliHandler, osmo_route
+from .base import OsmoCliHandler, osmo_route, public_route
 from .models import ProfileUpdate
 
 
@@ -145,3 +146,45 @@ class CredentialHandler(OsmoCliHandler):
                 )
             ]
         )
+
+
+class RsyncHandler(OsmoCliHandler):
+    """`POST api/workflow/{id}/rsync/task/{task}` and `GET api/plugins/configs` (what OSMO's
+    `workflow rsync` asks first): refused (module docstring)."""
+
+    @osmo_route
+    async def get(self, **_: str) -> None:
+        raise _refuse_rsync()
+
+    @osmo_route
+    async def post(self, **_: str) -> None:
+        raise _refuse_rsync()
+
+
+def _refuse_rsync() -> InputError:
+    return InputError(
+        [
+            Problem(
+                "OSMO's `workflow rsync` needs an rsync daemon in the task, which this server "
+                "does not run",
+                field="rsync",
+                hint="use this project's own `osmo workflow rsync` (SFTP to the task), from "
+                "a second `osmo` command (docs/osmo-cli.md)",
+            )
+        ]
+    )
+
+
+class UnknownHandler(OsmoCliHandler):
+    """Any other `api/...` route of OSMO's: 404 in OSMO's error shape, not an HTML page."""
+
+    SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+
+    @public_route
+    async def get(self) -> None:
+        raise NotFound(
+            f"{self.request.method} {self.request.path}: this route of OSMO's API is not "
+            "served here (docs/osmo-cli.md lists what is)"
+        )
+
+    post = put = delete = patch = get

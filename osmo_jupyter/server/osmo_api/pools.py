@@ -113,7 +113,8 @@ class ResourcesHandler(OsmoCliHandler):
 
 class TasksHandler(OsmoCliHandler):
     """`GET api/task` (`osmo task list`): the latest attempt of each task of the caller's
-    workflows (admins with `all_users`: everyone's), newest workflow first."""
+    workflows (admins with `all_users`: everyone's), oldest workflow first (`order=DESC`:
+    newest first)."""
 
     @osmo_route
     async def get(self) -> None:
@@ -128,6 +129,8 @@ class TasksHandler(OsmoCliHandler):
             rows = svc.list(
                 user=policy.list_filter(self.who, wanted), limit=svc.config.max_page_size
             )
+        if q.order == "ASC":  # oldest workflow first; each one's tasks in spec order
+            rows = rows[::-1]
         users = set(q.users)
         statuses = {s.value for s in q.statuses}
         tasks: list[dict[str, Any]] = []
@@ -158,6 +161,4 @@ class TasksHandler(OsmoCliHandler):
                         "storage": 0,
                     }
                 )
-        if q.order.upper() == "ASC":
-            tasks.reverse()
         self.reply({"tasks": tasks[q.offset : q.offset + q.limit]})

@@ -95,8 +95,8 @@ class SubmitHandler(OsmoCliHandler):
     def _submitted(self, wf_id: str, warnings: list[str]) -> SubmitResponse:
         return SubmitResponse(
             name=wf_id,
-            overview=self.url(f"workflow/{wf_id}"),
-            logs=self.url(f"workflow/{wf_id}/logs"),
+            overview=self.url(f"api/workflow/{wf_id}"),
+            logs=self.url(f"api/workflow/{wf_id}/logs"),
             warnings=warnings,
         )
 
@@ -154,9 +154,9 @@ class WorkflowsHandler(OsmoCliHandler):
             ),
             duration=_span(r["start_time"], r["end_time"]),
             status=r["status"],
-            overview=self.url(f"workflow/{wf}"),
-            logs=self.url(f"workflow/{wf}/logs"),
-            error_logs=self.url(f"workflow/{wf}/error_logs") if failed else None,
+            overview=self.url(f"api/workflow/{wf}"),
+            logs=self.url(f"api/workflow/{wf}/logs"),
+            error_logs=self.url(f"api/workflow/{wf}/error_logs") if failed else None,
             pool=r["pool"],
             priority=_PRIORITY_NAMES.get(r["priority"], "NORMAL"),
         )
@@ -193,11 +193,11 @@ class WorkflowHandler(OsmoCliHandler):
                     name=wf_id,
                     uuid=wf_id,
                     submitted_by=wf["user"],
-                    spec=self.url(f"workflow/{wf_id}/spec"),
-                    template_spec=self.url(f"workflow/{wf_id}/spec?use_template=true"),
-                    logs=self.url(f"workflow/{wf_id}/logs"),
-                    events=self.url(f"workflow/{wf_id}/events"),
-                    overview=self.url(f"workflow/{wf_id}"),
+                    spec=self.url(f"api/workflow/{wf_id}/spec"),
+                    template_spec=self.url(f"api/workflow/{wf_id}/spec?use_template=true"),
+                    logs=self.url(f"api/workflow/{wf_id}/logs"),
+                    events=self.url(f"api/workflow/{wf_id}/events"),
+                    overview=self.url(f"api/workflow/{wf_id}"),
                     submit_time=iso(wf["submit_time"]) or "",
                     start_time=iso(wf["start_time"]),
                     end_time=iso(wf["end_time"]),
@@ -211,7 +211,7 @@ class WorkflowHandler(OsmoCliHandler):
         )
 
     def _task(self, wf_id: str, t: dict[str, Any], leads: set[str]) -> TaskEntry:
-        logs = f"workflow/{wf_id}/logs?task_name={t['name']}&retry_id={t['retry_id']}"
+        logs = f"api/workflow/{wf_id}/logs?task_name={t['name']}&retry_id={t['retry_id']}"
         failed = t["status"].startswith("FAILED")
         return TaskEntry(
             name=t["name"],
@@ -221,7 +221,7 @@ class WorkflowHandler(OsmoCliHandler):
             exit_code=t["exit_code"],
             logs=self.url(logs),
             error_logs=self.url(logs.replace("/logs?", "/error_logs?")) if failed else None,
-            events=self.url(f"workflow/{wf_id}/events?task_name={t['name']}"),
+            events=self.url(f"api/workflow/{wf_id}/events?task_name={t['name']}"),
             scheduling_start_time=iso(t["create_time"]),
             start_time=iso(t["start_time"]),
             end_time=iso(t["end_time"]),
@@ -230,6 +230,17 @@ class WorkflowHandler(OsmoCliHandler):
             node_name=t["node"],
             lead=t["name"] in leads,
         )
+
+
+class TaskHandler(WorkflowHandler):
+    """`GET api/workflow/{id}/task/{task}`: a task's latest attempt."""
+
+    @osmo_route
+    async def get(self, wf_id: str, task: str) -> None:  # type: ignore[override]
+        svc = await self.workflow_for(wf_id)
+        found = svc.task(wf_id, task)  # NotFound names the task
+        leads = _leads(svc.spec(wf_id)["spec"])
+        self.reply(dump(self._task(wf_id, found, leads)))
 
 
 def _leads(spec_json: str) -> set[str]:
