@@ -258,7 +258,8 @@ async def test_a_templated_submit_keeps_the_template(cli):
     again = await alice.request("POST", f"api/pool/local/workflow/{wf_id}/restart")
     assert again["name"] != wf_id
     wf = await until(alice, again["name"], {"COMPLETED"})
-    assert {t["name"] for g in wf["groups"] for t in g["tasks"]} == {"shard-0", "shard-1", "gather"}
+    # groups in spec order, as OSMO lists them
+    assert [t["name"] for g in wf["groups"] for t in g["tasks"]] == ["shard-0", "shard-1", "gather"]
 
 
 async def test_validate_reports_located_errors(cli):
@@ -397,6 +398,8 @@ async def test_pools_profile_version_and_tokens(cli, login_url):
     assert isinstance(made, str) and made.startswith("osmo_")
     listed = await alice.request("GET", "api/auth/access_token")
     assert sorted(t["token_name"] for t in listed) == ["cli", "laptop"]
+    (laptop_entry,) = [t for t in listed if t["token_name"] == "laptop"]
+    assert laptop_entry["expires_at"] == f"{tomorrow}T00:00:00"  # OSMO: expired from that day
     with pytest.raises(OsmoError) as e:
         await alice.request("POST", "api/auth/access_token/laptop")
     assert e.value.status == 409

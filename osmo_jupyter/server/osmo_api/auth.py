@@ -91,7 +91,8 @@ def _token_entry(record: dict[str, Any]) -> dict[str, Any]:
         "token_name": record["name"],
         "description": "",
         "user": record["user"],
-        "expires_at": iso(record["expires_at"]),
+        # to the second: the expiry is a day's start, give or take the clock's drift
+        "expires_at": iso(record["expires_at"] and round(record["expires_at"])),
         "roles": [record["role"]],
         "id": record["id"],
     }
@@ -148,10 +149,11 @@ def _role(roles: list[str]) -> str:
 
 
 def _until(date: datetime.date | None) -> float | None:
-    """Seconds from now to the end of `date` (UTC), as OSMO's `--expires-at YYYY-MM-DD`."""
+    """Seconds from now to `date` (its start, UTC): OSMO's `--expires-at YYYY-MM-DD`, which
+    its `token list` shows as expired from that day on."""
     if date is None:
         return None
-    end = calendar.timegm(date.timetuple()) + 86400
+    end = calendar.timegm(date.timetuple())
     left = end - datetime.datetime.now(datetime.UTC).timestamp()
     if left <= 0:
         raise InputError([Problem(f"{date} is in the past", field="expires_at")])

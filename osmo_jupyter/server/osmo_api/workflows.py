@@ -172,7 +172,10 @@ class WorkflowHandler(OsmoCliHandler):
         svc = await self.workflow_for(wf_id)
         wf = svc.get(wf_id)
         leads = _leads(svc.spec(wf_id)["spec"])
-        tasks = wf["tasks"]
+        tasks = wf["tasks"]  # in spec order: the groups follow their first task
+        first: dict[str, int] = {}
+        for i, t in enumerate(tasks):
+            first.setdefault(t["group_name"], i)
         if not q.verbose:
             latest = {t["name"]: t for t in tasks}  # attempts come oldest first
             tasks = [t for t in tasks if latest[t["name"]] is t]
@@ -185,7 +188,7 @@ class WorkflowHandler(OsmoCliHandler):
                 failure_message=g["message"],
                 tasks=[self._task(wf_id, t, leads) for t in tasks if t["group_name"] == g["name"]],
             )
-            for g in wf["groups"]
+            for g in sorted(wf["groups"], key=lambda g: first.get(g["name"], len(first)))
         ]
         self.reply(
             dump(
