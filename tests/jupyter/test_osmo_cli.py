@@ -471,3 +471,6 @@ class TestUnderJupyterLabsOwnIdentity:
         with pytest.raises(OsmoError) as e:
             await dave.request("GET", f"api/workflow/{done['name']}")
         assert e.value.status == 403
+        with pytest.raises(OsmoError) as e:  # no OIDC issuer here: no code/password login
+            await dave.request("GET", "api/auth/login")
+        assert e.value.status == 404 and "--method token" in e.value.body["message"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from osmo_core.auth import Principal
 from osmo_core.auth.sessions import looks_like_session
@@ -22,6 +22,9 @@ from osmo_core.roles import ROLES, USER
 from ...identity import principal_of
 from .base import OsmoCliHandler, iso, osmo_route, public_route
 from .models import AccessTokenQuery, TokenExchange
+
+if TYPE_CHECKING:
+    from osmo_core.service import Service
 
 
 class AccessTokenExchangeHandler(OsmoCliHandler):
@@ -117,7 +120,7 @@ class AccessTokenHandler(OsmoCliHandler):
         q = self.query_model(AccessTokenQuery, lists=("roles",))
         svc = await self.service()
         owner = user or self.who.name
-        if self._live(owner, name) is not None:
+        if self._live(svc, owner, name) is not None:
             raise Conflict(f"{owner!r} already has a token named {name!r}; delete it first")
         text, _ = svc.auth.tokens.create(
             self.who, name=name, user=owner, role=_role(q.roles), expires_in=_until(q.expires_at)
@@ -127,15 +130,14 @@ class AccessTokenHandler(OsmoCliHandler):
     @osmo_route
     async def delete(self, name: str, user: str | None = None) -> None:
         owner = user or self.who.name
-        found = self._live(owner, name)
+        svc = await self.service()
+        found = self._live(svc, owner, name)
         if found is None:
             raise NotFound(f"{owner!r} has no token named {name!r}")
-        svc = await self.service()
         self.reply(_token_entry(svc.auth.tokens.revoke(found["id"], self.who)))
 
-    def _live(self, owner: str, name: str) -> dict[str, Any] | None:
-        tokens = self.osmo_app.service.auth.tokens  # type: ignore[union-attr]
-        rows = tokens.list(self.who, owner)  # Forbidden: another user's, for a non-admin
+    def _live(self, svc: Service, owner: str, name: str) -> dict[str, Any] | None:
+        rows = svc.auth.tokens.list(self.who, owner)  # Forbidden: another's, for a non-admin
         return next((r for r in rows if r["name"] == name and r["revoked_at"] is None), None)
 
 

@@ -175,16 +175,3 @@ class OsmoCliHandler(CliAuth, OsmoHandler):
         self.set_header("Content-Type", "application/json")
         self.log.warning("osmo (OSMO API): wrote error %s: %s", status_code, reply["message"])
         self.finish(json.dumps(reply))
-
-    def flag(self, name: str) -> bool:
-        """A boolean query argument as `requests` writes one (`True`/`False`)."""
-        value = self.get_query_argument(name, "false").lower()
-        if value not in ("true", "false", "1", "0", ""):
-            raise ApiError(
-                400, f"query {name}: expected true or false, got {value!r}", "bad request"
-            )
-        return value in ("true", "1")
-
-    def repeated(self, name: str) -> list[str]:
-        """A query argument `requests` repeats for a list (`?pools=a&pools=b`)."""
-        return [v for v in self.get_query_arguments(name) if v]

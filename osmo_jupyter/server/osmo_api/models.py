@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from osmo_core.config import PRIORITIES
 from osmo_core.states import TaskStatus, WorkflowStatus
 
 from ...schemas import Priority
@@ -210,3 +211,11 @@ class WorkflowQuery(BaseModel):
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+_PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
+
+
+def priority_name(stored: int) -> str:
+    """A stored priority as OSMO names it (HIGH, NORMAL, LOW)."""
+    return _PRIORITY_NAMES.get(stored, "NORMAL")

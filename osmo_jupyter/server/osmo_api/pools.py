@@ -9,12 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from osmo_core.auth import policy
-from osmo_core.config import PRIORITIES
 
 from .base import OsmoCliHandler, iso, osmo_route
-from .models import PoolQuery, TaskListQuery
+from .models import PoolQuery, TaskListQuery, priority_name
 
-_PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
 GIB = 2**30
 
 
@@ -152,7 +150,7 @@ class TasksHandler(OsmoCliHandler):
                         "retry_id": t["retry_id"],
                         "status": t["status"],
                         "pool": row["pool"],
-                        "priority": _PRIORITY_NAMES.get(row["priority"], "NORMAL"),
+                        "priority": priority_name(row["priority"]),
                         "node": t["node"],
                         "start_time": iso(t["start_time"]),
                         "cpu": alloc.get("cpu", 0),

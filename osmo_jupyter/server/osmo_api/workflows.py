@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from osmo_core.auth import policy
-from osmo_core.config import PRIORITIES
 from osmo_core.errors import InputError, Problem
 from osmo_core.spec import parse_set_values
 from osmo_core.states import WorkflowStatus
@@ -32,9 +31,8 @@ from .models import (
     TaskEntry,
     WorkflowQuery,
     dump,
+    priority_name,
 )
-
-_PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
 
 
 def _one(values: list[str], field: str, what: str) -> str | None:
@@ -158,7 +156,7 @@ class WorkflowsHandler(OsmoCliHandler):
             logs=self.url(f"api/workflow/{wf}/logs"),
             error_logs=self.url(f"api/workflow/{wf}/error_logs") if failed else None,
             pool=r["pool"],
-            priority=_PRIORITY_NAMES.get(r["priority"], "NORMAL"),
+            priority=priority_name(r["priority"]),
         )
 
 
@@ -207,7 +205,7 @@ class WorkflowHandler(OsmoCliHandler):
                     duration=_span(wf["start_time"], wf["end_time"]),
                     status=wf["status"],
                     pool=wf["pool"],
-                    priority=_PRIORITY_NAMES.get(wf["priority"], "NORMAL"),
+                    priority=priority_name(wf["priority"]),
                     groups=groups,
                 )
             )
