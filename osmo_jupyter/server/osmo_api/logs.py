@@ -9,8 +9,9 @@ each exactly once (by line number); a slow reader gets what it missed re-read fr
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.iostream import StreamClosedError
 
@@ -19,6 +20,9 @@ from osmo_core.states import TaskStatus, WorkflowStatus
 
 from .base import OsmoCliHandler, osmo_route
 from .models import LogsQuery
+
+if TYPE_CHECKING:
+    from osmo_core.service import Service
 
 # How long a quiet stream waits before it checks that its reader is still there.
 IDLE_CHECK = 15.0
@@ -32,15 +36,15 @@ def log_text(ts: float, task: str, retry_id: int, text: str) -> str:
 class _Stream:
     """The log of one workflow's tasks (or one task, or one attempt) for one request."""
 
-    def __init__(self, handler: LogsHandler, wf_id: str, q: LogsQuery, sub: Subscription):
-        self.handler, self.wf_id, self.q, self.sub = handler, wf_id, q, sub
-        self.svc = handler.osmo_app.service
-        assert self.svc is not None  # the handler found it running
+    def __init__(
+        self, handler: LogsHandler, svc: Service, wf_id: str, q: LogsQuery, sub: Subscription
+    ):
+        self.handler, self.svc, self.wf_id, self.q, self.sub = handler, svc, wf_id, q, sub
         self.sent: dict[tuple[str, int], int] = {}  # (task, retry) → last line number sent
         self.first: dict[str, int] = {}  # task → the first attempt shown
 
     def _rows(self) -> list[Any]:
-        rows = self.svc.store.workflow_detail(self.wf_id)[2]  # type: ignore[union-attr]
+        rows = self.svc.store.workflow_detail(self.wf_id)[2]
         return [r for r in rows if self.q.task_name in (None, r["name"])]
 
     def _wants(self, task: str | None, retry: int | None) -> bool:
@@ -78,14 +82,14 @@ class _Stream:
 
     def _ended(self, rows: list[Any]) -> bool:
         if self.q.task_name is None:
-            status = self.svc.store.get_workflow(self.wf_id)["status"]  # type: ignore[union-attr]
+            status = self.svc.store.get_workflow(self.wf_id)["status"]
             return WorkflowStatus(status).terminal
         shown = [r for r in rows if self._in_scope(r["name"], r["retry_id"])]
         return bool(shown) and TaskStatus(shown[-1]["status"]).terminal
 
     async def _catch_up(self, rows: list[Any], tail: int | None = None) -> None:
         """Send the stored lines not sent yet of every attempt in scope, a page at a time."""
-        page = self.svc.config.log_page_size  # type: ignore[union-attr]
+        page = self.svc.config.log_page_size
         for r in rows:
             task, retry = r["name"], r["retry_id"]
             if not self._in_scope(task, retry):
@@ -93,7 +97,7 @@ class _Stream:
             first_page = True
             while True:
                 last = self.sent.get((task, retry), 0)
-                lines = await self.svc.logs(  # type: ignore[union-attr]
+                lines = await self.svc.logs(
                     self.wf_id,
                     task,
                     retry_id=retry,
@@ -127,7 +131,7 @@ class LogsHandler(OsmoCliHandler):
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         sub = svc.subscribe(wf_id, logs=True)  # first: every line is then in the log, here, or both
         try:
-            await _Stream(self, wf_id, q, sub).run()
+            await _Stream(self, svc, wf_id, q, sub).run()
         except StreamClosedError:
             return  # the reader went away
         finally:
@@ -155,15 +159,14 @@ class ErrorLogsHandler(OsmoCliHandler):
         attempt = svc.task(wf_id, task)
         retry = attempt["retry_id"] if q.retry_id is None else q.retry_id
         row = next((a for a in attempt["attempts"] if a["retry_id"] == retry), attempt)
-        page, start, out = svc.config.log_page_size, 0, []
-        while True:  # the whole stored log, a page at a time, keeping stderr
+        page, start = svc.config.log_page_size, 0
+        out: collections.deque[Any] = collections.deque(maxlen=q.last_n_lines)
+        while True:  # the whole stored log, a page at a time, keeping (the last of) stderr
             lines = await svc.logs(wf_id, task, retry_id=retry, start=start, limit=page)
-            out += [ln for ln in lines if ln.stream == "stderr"]
+            out.extend(ln for ln in lines if ln.stream == "stderr")
             start += len(lines)
             if len(lines) < page:
                 break
-        if q.last_n_lines:
-            out = out[-q.last_n_lines :]
         text = "".join(log_text(ln.ts, task, retry, ln.text) for ln in out)
         if row["status"].startswith("FAILED"):
             exit_code = row["exit_code"]
