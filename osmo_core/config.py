@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traitlets import (
+    Bool,
     CaselessStrEnum,
     Dict,
     Float,
@@ -256,6 +257,17 @@ class OsmoConfig(Configurable):
         "OSMO_SERVER_TOKEN, a personal access token of the user who started it (never the "
         "server's), renewed when it restarts and revoked when it shuts down.",
     ).tag(config=True)
+    session_token_minutes = Float(
+        15.0,
+        help="Minutes a session JWT lasts: what OSMO's CLI gets for its access token at "
+        "`{base_url}osmo/api/auth/jwt/access_token` (it asks for a new one before this ends).",
+    ).tag(config=True)
+    osmo_cli_dev_login = Bool(
+        False,
+        help="Accept OSMO's `osmo login --method dev` (a bare `x-osmo-user` header, no "
+        "credential) for the user this server runs as, who is then its owner. Only for a "
+        "single-user server on a machine nobody else can reach.",
+    ).tag(config=True)
     oidc_issuer = Unicode(
         "", help="OIDC issuer URL; bearer JWTs it signs are accepted. Empty: OIDC off."
     ).tag(config=True)
@@ -321,13 +333,15 @@ class OsmoConfig(Configurable):
             raise ConfigError(problem)
         return url
 
-    @validate("kernel_token_hours")
-    def _check_kernel_token_hours(self, proposal: Any) -> float:
+    @validate("kernel_token_hours", "session_token_minutes")
+    def _check_positive(self, proposal: Any) -> float:
+        name = proposal["trait"].name
         if not proposal["value"] > 0:
+            unit = "hours" if name.endswith("hours") else "minutes"
             raise ConfigError(
                 Problem(
-                    f"expected a positive number of hours, got {proposal['value']!r}",
-                    field="OsmoConfig.kernel_token_hours",
+                    f"expected a positive number of {unit}, got {proposal['value']!r}",
+                    field=f"OsmoConfig.{name}",
                 )
             )
         return float(proposal["value"])

@@ -31,6 +31,7 @@ from .identity import OsmoIdentityProvider
 from .kernel_env import install as install_kernel_env
 from .kernels import install as install_kernels
 from .metrics import ServiceMetrics
+from .server import osmo_api
 from .server.base import API_PREFIX
 from .server.proxy import install_app_host
 from .server.routes import handlers
@@ -94,6 +95,7 @@ class OsmoApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
+        self.handlers.extend(osmo_api.handlers())  # OSMO's own CLI (docs/osmo-cli.md)
         if self.service is not None:  # a task app's own host name answers app links only
             base_url = self.server.base_url
             install_app_host(self.server.web_app, base_url, self.service.config.app_proxy_url)

@@ -26,7 +26,13 @@ class LocalIssuer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks.json"}
+                    body = {
+                        "issuer": issuer.url,
+                        "jwks_uri": f"{issuer.url}/jwks.json",
+                        "token_endpoint": f"{issuer.url}/token",
+                        "device_authorization_endpoint": f"{issuer.url}/device",
+                        "authorization_endpoint": f"{issuer.url}/auth",
+                    }
                 elif self.path == "/jwks.json":
                     issuer.jwks_fetches += 1
                     body = issuer.jwks()

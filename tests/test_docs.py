@@ -5,7 +5,8 @@
 - docs/cli.md's command table has exactly the `osmo` subcommands the parser defines, and each
   row names every option of its command;
 - docs/api.md names every REST route of the OpenAPI document as `METHOD /path`, and its route
-  table matches the server's tornado routes both ways (WebSocket and proxy routes included).
+  table matches the server's tornado routes both ways (WebSocket and proxy routes included);
+- docs/osmo-cli.md's route table matches the routes of OSMO's API (osmo_api) both ways.
 """
 
 from __future__ import annotations
@@ -160,11 +161,13 @@ def api_rows() -> list[tuple[str, str]]:
 
 def server_routes() -> list[str]:
     from osmo_jupyter.app import OsmoApp
+    from osmo_jupyter.server.osmo_api import ROUTES as OSMO_ROUTES
 
     app = OsmoApp()
     app.initialize_handlers()
     prefix = "/osmo/api/v1"
-    routes = [r[0] for r in app.handlers]
+    osmo = {r[0] for r in OSMO_ROUTES}  # OSMO's API: docs/osmo-cli.md, checked below
+    routes = [r[0] for r in app.handlers if r[0] not in osmo]
     # Outside the API: jupyter_server's /metrics, which the extension guards (operations.md)
     outside = {r for r in routes if not r.startswith(prefix)}
     assert routes and outside <= {"/metrics"}, outside
@@ -198,3 +201,18 @@ def test_api_md_routes_are_the_servers() -> None:
     assert unknown == [], "docs/api.md documents routes the server does not have"
     undocumented = [r.pattern for r in routes if not any(r.match(_sample(p)) for _, p in rows)]
     assert undocumented == [], "server routes missing from docs/api.md"
+
+
+def test_osmo_cli_md_routes_are_osmo_apis() -> None:
+    from osmo_jupyter.server.osmo_api import ROUTES
+    from osmo_jupyter.server.osmo_api.info import UnknownHandler
+
+    rows = _ROW.findall((DOCS / "osmo-cli.md").read_text())
+    routes = [(re.compile(r + "$"), h) for r, h in ROUTES]
+    known = [r for r, h in routes if h is not UnknownHandler]  # the catch-all matches anything
+    unknown = [
+        f"{m} {p}" for m, p in rows if m != "ANY" and not any(r.match(_sample(p)) for r in known)
+    ]
+    assert unknown == [], "docs/osmo-cli.md documents routes the server does not have"
+    undocumented = [r.pattern for r, _ in routes if not any(r.match(_sample(p)) for _, p in rows)]
+    assert undocumented == [], "routes of OSMO's API missing from docs/osmo-cli.md"

@@ -109,6 +109,11 @@ class OIDCVerifier:
         role = ADMIN if self.admin_roles.intersection(roles) else USER
         return Principal(name, role, via="oidc")
 
+    async def discovery(self) -> dict[str, Any]:
+        """The issuer's discovery document (its endpoints), fetched off the loop."""
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        return await asyncio.to_thread(_fetch_json, url)
+
     async def _key(self, kid: str | None) -> Any:
         async with self._lock:
             now = self.clock()
@@ -129,8 +134,7 @@ class OIDCVerifier:
         try:
             url = self.jwks_url
             if not url:
-                discovery = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-                url = (await asyncio.to_thread(_fetch_json, discovery))["jwks_uri"]
+                url = (await self.discovery())["jwks_uri"]
             jwks = await asyncio.to_thread(_fetch_json, url)
             keys = {}
             for raw in jwks.get("keys", []):

@@ -140,8 +140,7 @@ def api(method: F) -> F:
     @functools.wraps(method)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         self.require_user()
-        if getattr(self, "_chunks", None) is not None:  # OsmoHandler read it, bounded
-            self.request.body, self._chunks = b"".join(self._chunks), None
+        self.take_body()
         try:
             return await checked(self, *args, **kwargs)
         except OsmoError as e:
@@ -247,6 +246,11 @@ class OsmoHandler(OsmoMixin, APIHandler):
     def data_received(self, chunk: bytes) -> None:
         if self._chunks is not None:
             self._chunks.append(chunk)
+
+    def take_body(self) -> None:
+        """The body read so far (bounded, by `data_received`) becomes `request.body`."""
+        if self._chunks is not None:
+            self.request.body, self._chunks = b"".join(self._chunks), None
 
     @property
     def username(self) -> str:

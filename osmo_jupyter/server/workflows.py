@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
-from osmo_core.auth import policy
+from osmo_core.auth import Principal, policy
 from osmo_core.errors import SpecError
 from osmo_core.spec.localfiles import localpath_problems
 
 from ..schemas import ListQuery, SubmitRequest
 from .base import API_PREFIX, OsmoHandler, api, check_page_limit
+
+if TYPE_CHECKING:
+    from osmo_core.service import Service
+    from osmo_core.spec import LoadedSpec
+
+
+async def checked_spec(
+    svc: Service,
+    who: Principal,
+    spec: str | dict[str, Any],
+    set_values: dict[str, Any],
+    pool: str | None,
+) -> tuple[LoadedSpec, str]:
+    """A spec loaded for `who` with every check a submit makes (templates, placement, the
+    pool's and the credentials' allow-lists), and the pool it runs in; raises on any problem.
+    Both front doors that submit (this API and OSMO's, osmo_api/) call it."""
+    # Off the loop: a big spec or a template at its render budget must not stall others.
+    loaded = await asyncio.to_thread(svc.load, spec, set_values=set_values)
+    if problems := localpath_problems(loaded):  # never read here, for anyone
+        raise SpecError(problems)
+    pool = svc.check_placement(loaded, pool)
+    policy.check_pool(who, svc.pools[pool])
+    svc.check_credentials(who, loaded, pool)
+    return loaded, pool
 
 
 class WorkflowsHandler(OsmoHandler):
@@ -32,13 +57,7 @@ class WorkflowsHandler(OsmoHandler):
     async def post(self) -> None:
         req = self.body_model(SubmitRequest)
         svc = await self.service()
-        # Off the loop: a big spec or a template at its render budget must not stall others.
-        loaded = await asyncio.to_thread(svc.load, req.spec, set_values=req.set_values)
-        if problems := localpath_problems(loaded):  # never read here, for anyone
-            raise SpecError(problems)
-        pool = svc.check_placement(loaded, req.pool)
-        policy.check_pool(self.who, svc.pools[pool])
-        svc.check_credentials(self.who, loaded, pool)
+        loaded, pool = await checked_spec(svc, self.who, req.spec, req.set_values, req.pool)
         if req.validation_only:
             self.reply({"valid": True, "pool": pool})
         elif req.dry_run:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from osmo_core.auth import Authenticator, OIDCVerifier, Principal, TokenManager, policy
+from osmo_core.auth import (
+    Authenticator,
+    OIDCVerifier,
+    Principal,
+    SessionTokens,
+    TokenManager,
+    policy,
+)
+from osmo_core.auth.sessions import looks_like_session
 from osmo_core.config import PoolConfig
 from osmo_core.errors import Forbidden, InputError, NotFound, Unauthorized
 from osmo_core.roles import ADMIN, USER
@@ -154,3 +162,37 @@ async def test_authenticator_dispatches_and_applies_admin_users(store, tmp_path,
     assert not auth.is_ours("a-jupyter-server-token")
     with pytest.raises(Unauthorized, match="unknown bearer token"):
         await auth.authenticate("a-jupyter-server-token")
+
+
+def test_session_tokens_are_signed_here_and_expire(tmp_path):
+    clock = Clock()
+    key = tmp_path / "data" / "session.key"
+    sessions = SessionTokens(key, ttl=60, clock=clock)
+    text, expires = sessions.issue(ALICE)
+    assert expires == clock.now + 60
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
+    assert looks_like_session(text) and not looks_like_session("osmo_x_y")
+    now = SessionTokens(key, ttl=60)  # the same key, read back; the real clock
+    assert now.verify(now.issue(ALICE)[0]) == Principal("alice", USER, via="session")
+    with pytest.raises(Unauthorized, match="expired"):
+        now.verify(text)  # issued at 1,000,000 s: long expired (jwt checks the real time)
+    other = SessionTokens(tmp_path / "other.key", ttl=3600).issue(ALICE)[0]
+    with pytest.raises(Unauthorized, match="invalid session token"):  # another server's key
+        SessionTokens(key, ttl=3600).verify(other)
+    header, payload, sig = SessionTokens(key, ttl=3600).issue(ALICE)[0].split(".")
+    forged = payload.replace(payload[5], "A" if payload[5] != "A" else "B", 1)
+    with pytest.raises(Unauthorized, match="invalid session token"):
+        SessionTokens(key, ttl=3600).verify(f"{header}.{forged}.{sig}")
+
+
+async def test_the_authenticator_takes_its_own_session_tokens(store, tmp_path, oidc_issuer):
+    config = make_config(tmp_path, oidc_issuer=oidc_issuer.url, admin_users={"alice"})
+    auth = Authenticator(store, config)
+    text, _ = auth.sessions.issue(BOB)
+    assert auth.is_ours(text) and auth.sessions.key_path == tmp_path / "session.key"
+    assert await auth.authenticate(text) == Principal("bob", USER, via="session")
+    # the role was settled at the exchange: the session carries it, admin_users or not
+    assert await auth.authenticate(auth.sessions.issue(ALICE)[0]) == Principal(
+        "alice", USER, via="session"
+    )
+    assert await auth.authenticate(oidc_issuer.sign("carol")) == Principal("carol", USER, "oidc")
