@@ -83,7 +83,7 @@ class InputError(OsmoError):
 
     @property
     def left_out(self) -> str | None:
-        """"... and N more problems" when some were not kept."""
+        """ "... and N more problems" when some were not kept."""
         n = self.total - len(self.problems)
         return f"... and {n} more problem{'s' if n != 1 else ''}" if n else None
 
