@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .config import PoolConfig
+from .config import PRIORITIES, PoolConfig
 from .errors import Problem
+from .scheduling_config import Usage
 from .spec.models import Resource, Workflow, task_fields
 from .wire import Node, tolerated
 
@@ -18,6 +19,7 @@ _GI = 2**30
 # A shared-CPU machine (the local default) runs CPU requests up to this many times its cores at
 # once: OSMO's tutorials fit on a laptop, and 10,000 queued tasks still do not all start.
 SHARED_CPU = 4.0
+NORMAL = PRIORITIES["NORMAL"]
 
 
 @dataclass
@@ -27,6 +29,10 @@ class Alloc:
     cpu: float
     memory: int
     gpus: list[int] = field(default_factory=list)
+    # Whose it is, for quotas, per-user limits and fair share (set by place/place_gang).
+    pool: str = ""
+    priority: int = NORMAL
+    user: str = ""
 
 
 @dataclass
@@ -86,6 +92,8 @@ class Scheduler:
     def __init__(self, pools: dict[str, PoolConfig]):
         self.pools = pools
         self._nodes: dict[str, list[_NodeState]] = {}  # backend name -> machines
+        # What each pool holds by priority, kept as allocations come and go (no scans).
+        self._held: dict[str, dict[int, Usage]] = {p: {} for p in pools}
 
     def set_nodes(self, backend: str, nodes: list[Node]) -> None:
         """A backend's machines as (re)listed: capacity and labels follow the listing, what
@@ -222,9 +230,43 @@ class Scheduler:
                 )
         return problems
 
-    def place(self, pool: str, res: Resource) -> Alloc | None:
+    def held(self, pool: str, priority: int | None = None) -> Usage:
+        """What the pool's running tasks hold: of one priority, or of all (None)."""
+        by_priority = self._held.get(pool, {})
+        if priority is not None:
+            return by_priority.get(priority, Usage())
+        total = Usage()
+        for u in by_priority.values():
+            total = total.plus(u.gpu, u.cpu, u.memory)
+        return total
+
+    def guaranteed(self, pool: str) -> Usage:
+        """What NORMAL and HIGH work of the pool holds: what its quota bounds."""
+        total = Usage()
+        for priority, u in self._held.get(pool, {}).items():
+            if priority >= NORMAL:
+                total = total.plus(u.gpu, u.cpu, u.memory)
+        return total
+
+    def entitled(self, pool: str, priority: int, res: Resource) -> bool:
+        """True when placing `res` for NORMAL/HIGH work keeps `pool` within its quota.
+
+        Always True for a pool with no quota configured; never for LOW work, which only ever
+        borrows (it may run past the quota on idle machines, and is what preemption reclaims).
+        The preemption pass asks this before it frees room: only entitled work may preempt.
+        """
+        if priority < NORMAL:
+            return False
+        quota = self.pools[pool].scheduling.quota
+        if quota is None:
+            return True
+        return quota.over(self.guaranteed(pool).plus(res.gpu, res.cpu, res.memory or 0)) is None
+
+    def place(
+        self, pool: str, res: Resource, priority: int = NORMAL, user: str = ""
+    ) -> Alloc | None:
         """Reserve room for one task now, or None when it must wait."""
-        allocs = self.place_gang(pool, [res])
+        allocs = self.place_gang(pool, [res], priority=priority, user=user)
         return allocs[0] if allocs else None
 
     def place_gang(
@@ -232,9 +274,12 @@ class Scheduler:
         pool: str,
         requests: list[Resource],
         nodes: dict[str, list[_NodeState]] | None = None,
+        priority: int = NORMAL,
+        user: str = "",
     ) -> list[Alloc] | None:
         """All-or-nothing placement of several tasks (a group with a barrier). `nodes`: place
-        on these machine states instead of the live ones (for "could it ever fit?")."""
+        on these machine states instead of the live ones (for "could it ever fit?"), which
+        leaves the pool's accounting alone."""
         taken: list[tuple[_NodeState, Alloc]] = []
         for res in requests:
             platform = self.platform_of(pool, res)
@@ -248,9 +293,21 @@ class Scheduler:
                     self._give_back(m, a)
                 return None
             m = candidates[0]
-            alloc = Alloc(m.backend, m.node.name, res.cpu, res.memory or 0, m.free_gpus[: res.gpu])
+            alloc = Alloc(
+                m.backend,
+                m.node.name,
+                res.cpu,
+                res.memory or 0,
+                m.free_gpus[: res.gpu],
+                pool=pool,
+                priority=priority,
+                user=user,
+            )
             self._take(m, alloc)
             taken.append((m, alloc))
+        if nodes is None:
+            for _, a in taken:
+                self._account(a, 1)
         return [a for _, a in taken]
 
     def adopt(self, alloc: Alloc) -> None:
@@ -258,11 +315,21 @@ class Scheduler:
         m = self._find(alloc)
         if m is not None:
             self._take(m, alloc)
+            self._account(alloc, 1)
 
     def release(self, alloc: Alloc) -> None:
         m = self._find(alloc)
         if m is not None:
             self._give_back(m, alloc)
+            self._account(alloc, -1)
+
+    def _account(self, a: Alloc, sign: int) -> None:
+        if a.pool not in self._held:
+            return  # a pool since removed from the configuration: nothing bounds it now
+        by_priority = self._held[a.pool]
+        by_priority[a.priority] = by_priority.get(a.priority, Usage()).plus(
+            len(a.gpus), a.cpu, a.memory, sign
+        )
 
     def usage(self) -> list[dict[str, object]]:
         return [

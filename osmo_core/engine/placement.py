@@ -78,7 +78,10 @@ class Placement:
                 kept.append((rank, unit))
                 continue
             allocs = self.scheduler.place_gang(
-                wf.pool, [wf.spec.resource_of(a.task.spec) for a in unit]
+                wf.pool,
+                [wf.spec.resource_of(a.task.spec) for a in unit],
+                priority=wf.priority,
+                user=wf.user,
             )
             if allocs is None:
                 kept.append((rank, unit))

@@ -169,7 +169,16 @@ def run_from_rows(
                 alloc = None
                 if r["alloc"]:
                     a = json.loads(r["alloc"])
-                    alloc = Alloc(r["backend"], r["node"], a["cpu"], a["memory"], a["gpus"])
+                    alloc = Alloc(
+                        r["backend"],
+                        r["node"],
+                        a["cpu"],
+                        a["memory"],
+                        a["gpus"],
+                        pool=wf.pool,
+                        priority=wf.priority,
+                        user=wf.user,
+                    )
                 info = (
                     LaunchInfo(t.name, r["workdir"], r["output_path"], r["log_path"])
                     if r["workdir"]
