@@ -47,6 +47,7 @@ class Attempt:
     hold_until: float | None = None
     hold_timer: asyncio.TimerHandle | None = None
     usage: Usage | None = None  # the agent's last sample while the command runs
+    pending_reason: str | None = None  # why it waited, as last announced (restored at restart)
 
     @property
     def key(self) -> str:
@@ -198,6 +199,7 @@ def run_from_rows(
                     message=r["message"],
                     hold=r["hold"],
                     hold_until=r["hold_until"],
+                    pending_reason=r["pending_reason"],
                 )
                 t.attempts.append(att)
                 attempts[att.key] = att
