@@ -7,7 +7,7 @@ exit code 3); `place()` answers "where can this task run *now*?" during the run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from .config import PRIORITIES, PoolConfig
 from .errors import Problem
@@ -443,14 +443,13 @@ class Scheduler:
         res = requests[0]
         platform = self.platform_of(pool, res)
         ix = self._index(pool, platform)
-        online = [m for m in ix.machines if ix.usable(m)]
-        if not online:
+        # free GPU counts with a machine online: one look per bucket, not per machine
+        free = [k for k, bucket in ix.buckets.items() if any(ix.usable(m) for m in bucket)]
+        if not free:
             return f"platform {platform} has no machine online"
-        if res.gpu:
-            largest = max(m.free_gpu_count for m in online)
-            if largest < res.gpu:
-                return f"needs {_n(res.gpu, 'GPU')} on one machine; the largest free has {largest}"
-            online = [m for m in online if m.free_gpu_count >= res.gpu]
+        if res.gpu and max(free) < res.gpu:
+            return f"needs {_n(res.gpu, 'GPU')} on one machine; the largest free has {max(free)}"
+        online = [m for m in ix.machines if ix.usable(m) and m.free_gpu_count >= res.gpu]
         if not any(m.fits_now(res.model_copy(update={"memory": 0})) for m in online):
             most = max(m.free_cpu for m in online)
             return f"needs cpu {res.cpu:g} on one machine; the most free has {max(most, 0):g}"
@@ -459,6 +458,26 @@ class Scheduler:
             f"needs memory {(res.memory or 0) / _GI:.3g}Gi on one machine; "
             f"the most free has {most_mem / _GI:.3g}Gi"
         )
+
+    def pool_summary(self, pool: str) -> dict[str, object]:
+        """Quota, capacity, what is held per priority and past the quota (borrowed)."""
+        cfg = self.pools[pool].scheduling
+        quota, held = cfg.quota, self.held(pool)
+        borrowed = Usage()
+        if quota is not None:  # all the pool holds past its quota is LOW work's
+            borrowed = Usage(
+                *(
+                    max(0, getattr(held, r) - limit) if (limit := quota.of(r)) is not None else 0
+                    for r in ("gpu", "cpu", "memory")
+                )
+            )
+        return {
+            "quota": asdict(quota) if quota else None,
+            "fair_share": cfg.fair_share,
+            "capacity": asdict(self.capacity(pool)),
+            "used": {name: asdict(self.held(pool, p)) for name, p in PRIORITIES.items()},
+            "borrowed": asdict(borrowed),
+        }
 
     def user_held(self, pool: str, user: str) -> tuple[int, Usage]:
         """The user's running tasks in the pool, and what they hold."""

@@ -149,6 +149,10 @@ class Engine(
         """Task attempts waiting for capacity."""
         return len(self._queue)
 
+    def queued_in(self, pool: str) -> int:
+        """Task attempts waiting for capacity in the pool."""
+        return self._queue.waiting_in(pool)
+
     @property
     def inbox_length(self) -> int:
         """Commands and backend events not yet taken by a round."""
@@ -192,6 +196,18 @@ class Engine(
         if att is None or att.usage is None or att.hold or (att.status and att.status.terminal):
             return None
         return {"ts": att.usage.ts, **att.usage.summary()}
+
+    def pending_reasons(self, wf_id: str) -> dict[str, str]:
+        """Why each waiting task of the workflow waits now, by task name."""
+        wf = self.workflows.get(wf_id)
+        if wf is None:
+            return {}
+        out = {}
+        for name, run in wf.tasks.items():
+            reason = self.pending_reason(run.current)
+            if reason is not None:
+                out[name] = reason
+        return out
 
     async def record(
         self, type_: str, wf_id: str, *, group: str | None, task: str, retry_id: int, **payload: Any

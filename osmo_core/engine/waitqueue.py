@@ -2,11 +2,12 @@
 them and says why each of the others still waits.
 
 Units sit by pool, then priority (a *level*), then user, each user's in submission order. A
-pass takes each pool's levels from HIGH to LOW; within a level the next unit comes from the
-user whose head was submitted first (`fifo`) or who holds the smallest weighted dominant share
-of the pool (`drf`), so one user's thousands of queued tasks do not starve a colleague's one.
-Each level stops after BACKFILL_WINDOW units that could not be placed: a pass costs
-O(pools x levels x window + placements), whatever the queue's length.
+pass takes the levels from HIGH to LOW across pools (pools may share machines), at one
+priority the pool whose oldest unit waits longest first; within a level the next unit comes
+from the user whose head was submitted first (`fifo`) or who holds the smallest weighted
+dominant share of the pool (`drf`), so one user's thousands of queued tasks do not starve a
+colleague's one. Each level stops after BACKFILL_WINDOW units that could not be placed: a pass
+costs O(pools x levels x (users + window) + placements), whatever the queue's length.
 
 A unit the pass looked at gets its specific reason (a user limit, the pool's quota, no room on
 any machine, a gang that does not fit); one it did not reach gets a reason derived from what
@@ -71,7 +72,6 @@ class _Level(Generic[A]):
     users: dict[str, _UserUnits[A]] = field(default_factory=dict)
     workflows: Counter[str] = field(default_factory=Counter)  # queued units per workflow
     first_reason: str | None = None  # the first unit this pass could not place, and why
-    blocked: dict[str, str] = field(default_factory=dict)  # user -> limit reached, this pass
 
 
 class WaitQueue(Generic[A]):
@@ -138,10 +138,26 @@ class WaitQueue(Generic[A]):
         self.passes += 1
         placed: list[tuple[list[A], list[Alloc]]] = []
         waiting: list[Unit[A]] = []
-        for pool, levels in self._levels.items():
-            for priority in sorted(levels, reverse=True):
-                self._pass_level(pool, priority, levels[priority], skip, placed, waiting)
+        # Higher priorities first across pools (pools may share machines); within a priority,
+        # the pool whose oldest unit waits longest first.
+        order = sorted(
+            (-priority, self._oldest(level), pool, priority)
+            for pool, levels in self._levels.items()
+            for priority, level in levels.items()
+        )
+        for _, _, pool, priority in order:
+            self._pass_level(pool, priority, self._levels[pool][priority], skip, placed, waiting)
         return placed, waiting
+
+    @staticmethod
+    def _oldest(level: _Level[A]) -> int:
+        """The submission order of the level's oldest waiting unit (O(users))."""
+        oldest = 2**63
+        for uu in level.users.values():
+            uu.compact()
+            if uu.head < len(uu.units):
+                oldest = min(oldest, uu.units[uu.head].seq)
+        return oldest
 
     def _pass_level(
         self,
@@ -156,7 +172,6 @@ class WaitQueue(Generic[A]):
         cfg = sched.pools[pool].scheduling
         drf = cfg.fair_share == "drf"
         level.first_reason = None
-        level.blocked = {}
         # (share, seq, user, position): the user whose turn it is comes first
         turns: list[tuple[float, int, str, int]] = []
         for user, uu in list(level.users.items()):
@@ -182,9 +197,7 @@ class WaitQueue(Generic[A]):
                 misses += bool(unit.items)  # skipped units count: a pass stays bounded
                 continue
             reason = self._limit(pool, user, unit)
-            if reason is not None:  # the user's other units wait for the same reason
-                level.blocked[user] = reason
-            else:
+            if reason is None:
                 reason, allocs = self._try(pool, priority, unit, failed)
                 if allocs is not None:
                     items, unit.items = unit.items, []
@@ -227,12 +240,14 @@ class WaitQueue(Generic[A]):
         """Place the unit, or say why not (quota first: it is the pool's rule, not its room)."""
         sched = self.scheduler
         requests = [self.resource_of(i) for i in unit.items]
-        if priority >= NORMAL:
-            total = Resource(
-                cpu=sum(r.cpu for r in requests),
-                memory=sum(r.memory or 0 for r in requests),
-                gpu=sum(r.gpu for r in requests),
-            )
+        if priority >= NORMAL and sched.pools[pool].scheduling.quota is not None:
+            total = requests[0]
+            if len(requests) > 1:  # a gang's sum (model_construct: these are validated parts)
+                total = Resource.model_construct(
+                    cpu=sum(r.cpu for r in requests),
+                    memory=sum(r.memory or 0 for r in requests),
+                    gpu=sum(r.gpu for r in requests),
+                )
             if not sched.entitled(pool, priority, total):
                 return self._quota_reason(pool, total), None
         shape = None
@@ -293,8 +308,9 @@ class WaitQueue(Generic[A]):
         if unit.seen == self.passes and unit.reason:
             return unit.reason
         level = self._levels[unit.pool][unit.priority]
-        if unit.user in level.blocked:
-            return level.blocked[unit.user]
+        limit = self._limit(unit.pool, unit.user, unit)
+        if limit is not None:
+            return limit
         ahead = self._ahead(unit.pool, unit.priority)
         if ahead:
             return ahead

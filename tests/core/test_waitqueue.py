@@ -98,7 +98,7 @@ def test_quota_queues_normal_work_and_low_borrows_a_shared_pool_idle_gpus() -> N
     shared = {"quota": {"gpu": 2}}
     c = Cluster({"pool1": shared, "pool2": shared}, machines(1, 4))
     c.submit("pool1", "WF1", NORMAL), c.submit("pool1", "WF2", LOW), c.submit("pool2", "WF4")
-    assert c.run() == ["WF1", "WF2", "WF4"]
+    assert c.run() == ["WF1", "WF4", "WF2"]  # NORMAL before LOW, across pools too
     c.submit("pool1", "WF3", LOW)  # pool2 uses 1 of its 2: pool1 borrows the idle GPU
     assert c.run() == ["WF3"]
     assert c.scheduler.held("pool1").gpu == 3 and c.scheduler.guaranteed("pool1").gpu == 1
