@@ -85,13 +85,13 @@ class _NodeState:
                 else r.cpu <= self.free_cpu + 1e-9
             )
             and (r.memory or 0) <= self.free_memory
-            and r.gpu <= len(self.free_gpus)
+            and r.gpu <= self.free_gpu_count
         )
 
 
 # A placement looks at this many fitting machines of one free-GPU count for the one with the
 # least free CPU, not at all of them: a bounded search on a 1,000-machine pool.
-BEST_OF = 16
+BEST_OF = 4
 
 
 class _Index:
@@ -160,6 +160,7 @@ class Scheduler:
     def __init__(self, pools: dict[str, PoolConfig]):
         self.pools = pools
         self._nodes: dict[str, list[_NodeState]] = {}  # backend name -> machines
+        self._by_name: dict[str, dict[str, _NodeState]] = {}  # backend -> node name -> machine
         # What each pool holds by priority, and each user by pool (running tasks, resources),
         # kept as allocations come and go: no scans.
         self._held: dict[str, dict[int, Usage]] = {p: {} for p in pools}
@@ -184,6 +185,7 @@ class Scheduler:
                 state.node = replace(state.node, online=False)
                 states.append(state)
         self._nodes[backend] = states
+        self._by_name[backend] = {s.node.name: s for s in states}
         self._forget_indexes()
 
     def _forget_indexes(self) -> None:
@@ -220,9 +222,9 @@ class Scheduler:
 
     def set_online(self, backend: str, node: str, online: bool) -> None:
         """A node went offline (nothing new is placed there) or came back."""
-        for s in self._nodes.get(backend, []):
-            if s.node.name == node:
-                s.node.online = online
+        state = self._by_name.get(backend, {}).get(node)
+        if state is not None:
+            state.node.online = online
         self._capacity.clear()
 
     def platform_of(self, pool: str, res: Resource) -> str:
@@ -486,6 +488,8 @@ class Scheduler:
     def dominant_share(self, pool: str, user: str) -> float:
         """The largest fraction of any one resource of the pool the user holds (DRF)."""
         _, held = self.user_held(pool, user)
+        if not (held.gpu or held.cpu or held.memory):
+            return 0.0
         cap = self.capacity(pool)
         return max(
             held.gpu / cap.gpu if cap.gpu else 0.0,
@@ -538,9 +542,7 @@ class Scheduler:
         ]
 
     def _find(self, alloc: Alloc) -> _NodeState | None:
-        return next(
-            (m for m in self._nodes.get(alloc.backend, []) if m.node.name == alloc.node), None
-        )
+        return self._by_name.get(alloc.backend, {}).get(alloc.node)
 
     @staticmethod
     def _take(m: _NodeState, a: Alloc) -> None:
