@@ -8,6 +8,7 @@ exit code 3); `place()` answers "where can this task run *now*?" during the run.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from .config import PRIORITIES, PoolConfig
 from .errors import Problem
@@ -461,7 +462,7 @@ class Scheduler:
             f"the most free has {most_mem / _GI:.3g}Gi"
         )
 
-    def pool_summary(self, pool: str) -> dict[str, object]:
+    def pool_summary(self, pool: str) -> dict[str, Any]:
         """Quota, capacity, what is held per priority and past the quota (borrowed)."""
         cfg = self.pools[pool].scheduling
         quota, held = cfg.quota, self.held(pool)

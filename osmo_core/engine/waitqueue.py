@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 
 from ..config import PRIORITIES
 from ..scheduler import Alloc, Scheduler
+from ..scheduling_config import Usage
 from ..spec.models import Resource
 
 A = TypeVar("A", bound=Hashable)
@@ -271,6 +272,11 @@ class WaitQueue(Generic[A]):
         over = quota.over(used.plus(want.gpu, want.cpu, want.memory or 0)) or "gpu"
         name = {"gpu": "GPU", "cpu": "CPU", "memory": "memory"}[over]
         have, limit = getattr(used, over), quota.of(over)
+        if quota.over(Usage().plus(want.gpu, want.cpu, want.memory or 0)):
+            return (
+                f"asks more {name} than pool {pool}'s {name} quota holds: "
+                "only LOW priority may run it (borrowing)"
+            )
         if over == "memory":
             return (
                 f"pool {pool} at its memory quota ({have / 2**30:.3g}Gi/"

@@ -177,9 +177,9 @@ async def test_fair_share_and_user_limits(service_factory: Any, tmp_path: Path) 
     gates = Gates(tmp_path / "gates")
 
     def status(name: str, task: str = "t0") -> str:  # one task's row: cheap to poll
-        return svc.task(gates.ids[name], task)["status"]
+        return str(svc.task(gates.ids[name], task)["status"])
 
-    def reason(name: str, task: str = "t0") -> str | None:
+    def reason(name: str, task: str = "t0") -> Any:
         return svc.task(gates.ids[name], task)["pending_reason"]
 
     bulk = await gates.submit(svc, "bulk", tasks=1000, user="ann")

@@ -180,7 +180,7 @@ def test_every_waiting_task_has_a_specific_reason() -> None:
     c.res["arm"] = Resource(cpu=1, platform="arm")
     c.queue.add(["arm"], "gpu", NORMAL, "ann", "arm")
     c.submit("gpu", "gang", gpu=1, n=4, gang=True)
-    c.submit("small", "q1"), c.submit("small", "q2")
+    c.submit("small", "q1"), c.submit("small", "q2"), c.submit("small", "huge", gpu=2)
     assert c.run() == ["q1"]
     gang = "gang: 2 of 4 tasks placeable"  # found before q1 took a GPU of the shared machine
     assert c.reasons() == {
@@ -188,4 +188,6 @@ def test_every_waiting_task_has_a_specific_reason() -> None:
         "arm": "platform arm has no machine online",
         **{f"gang.{i}": gang for i in range(4)},
         "q2": "pool small at its GPU quota (1/1 used by NORMAL/HIGH)",
+        "huge": "asks more GPU than pool small's GPU quota holds: only LOW priority may run it "
+        "(borrowing)",
     }
