@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Problem
-from .spec.quantities import parse_bytes, parse_cpu
 
 SCHEDULING_KEYS = frozenset({"quota", "fair_share", "weights", "limits"})
 FAIR_SHARES = ("fifo", "drf")
@@ -106,6 +105,9 @@ def _quota(raw: Any, where: str, problems: list[Problem]) -> Quota | None:
             )
         )
         return None
+    # here, not at the top: the CLI's argument parsing imports config, never the spec package
+    from .spec.quantities import parse_bytes, parse_cpu
+
     gpu, cpu, memory = raw.get("gpu"), raw.get("cpu"), raw.get("memory")
     if gpu is not None and not _count(gpu):
         problems.append(Problem(f"expected a whole number >= 0, got {gpu!r}", field=f"{where}.gpu"))

@@ -10,9 +10,14 @@ covers the same rules without the engine, on many machines.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from osmo_core.cli.common import Output
+from osmo_core.cli.workflow.remote import show_event
 from osmo_core.service import Service
 from tests.conftest import make_config
 
@@ -85,7 +90,7 @@ def pending_events(svc: Service) -> int:
 
 
 async def test_osmo_priority_queueing_order_with_reasons_kept_across_a_restart(
-    service_factory: Any, tmp_path: Path
+    service_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """OSMO's "Priority Queueing Order": WF1 and WF2 (NORMAL) hold the pool's 2 GPUs; WF3 LOW,
     WF4 NORMAL, WF5 HIGH, WF6 NORMAL queue and start by priority, then submission."""
@@ -107,6 +112,12 @@ async def test_osmo_priority_queueing_order_with_reasons_kept_across_a_restart(
     }
     await until(lambda: reasons(first, gates) == expected, "every waiting task has its reason")
     assert first.task(gates.ids["WF5"], "t0")["pending_reason"] == expected["WF5/t0"]
+    # `osmo workflow query` and `osmo workflow submit --wait` print them
+    Output("text").summary(first.get(gates.ids["WF5"]))
+    assert re.search(f"t0 +SCHEDULING +waiting: {expected['WF5/t0']}\n", capsys.readouterr().out)
+    [*_, last] = (e for e in first.store.events_since(0) if e["type"] == "task.pending")
+    show_event(last, Output("text"))
+    assert capsys.readouterr().err.endswith(f"t0 waiting: {expected['WF6/t0']}\n")
     announced = pending_events(first)
     await first.stop()  # the control plane restarts; the agent and WF1, WF2 run on
 
