@@ -115,7 +115,9 @@ async def test_osmo_priority_queueing_order_with_reasons_kept_across_a_restart(
     # `osmo workflow query` and `osmo workflow submit --wait` print them
     Output("text").summary(first.get(gates.ids["WF5"]))
     assert re.search(f"t0 +SCHEDULING +waiting: {expected['WF5/t0']}\n", capsys.readouterr().out)
-    [*_, last] = (e for e in first.store.events_since(0) if e["type"] == "task.pending")
+    [*_, last] = (
+        e for e in first.store.events_since(0, gates.ids["WF6"]) if e["type"] == "task.pending"
+    )
     show_event(last, Output("text"))
     assert capsys.readouterr().err.endswith(f"t0 waiting: {expected['WF6/t0']}\n")
     announced = pending_events(first)
