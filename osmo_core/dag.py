@@ -79,21 +79,3 @@ class WorkflowDAG:
 
     def roots(self) -> list[str]:
         return [g for g in self.graph if self.graph.in_degree(g) == 0]
-
-
-def acyclic(edges: Iterable[tuple[str, str]]) -> bool:
-    """Kahn's algorithm on plain dicts: networkx is built only to name a cycle (it is slower)."""
-    succ: dict[str, list[str]] = {}
-    indegree: dict[str, int] = {}
-    for src, dst in edges:
-        succ.setdefault(src, []).append(dst)
-        indegree[dst] = indegree.get(dst, 0) + 1
-    ready = [n for n in succ if n not in indegree]
-    removed = 0
-    while ready:
-        for dst in succ.get(ready.pop(), ()):
-            indegree[dst] -= 1
-            if not indegree[dst]:
-                ready.append(dst)
-                removed += 1
-    return removed == len(indegree)

@@ -20,19 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from . import isolation
+from .admission import Admission
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
-from .backends.base import Backend
-from .backends.registry import make_backend
 from .config import PRIORITIES, OsmoConfig
-from .data import plan as data_plan
-from .data.credentials import without_policy
 from .engine import Engine
-from .errors import Conflict, Forbidden, NotFound, PlacementError
+from .errors import Conflict, Forbidden, NotFound
 from .events import EventBus, Subscription
 from .interactive import Interactive
-from .scheduler import Scheduler
-from .spec import LoadedSpec, load_spec
+from .spec import LoadedSpec
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
 from .wire import LogLine, attempt_key
@@ -46,19 +42,14 @@ class Service:
         """`headless`: a team server (`jupyter osmo`), where task isolation is on by default
         (OsmoConfig.task_isolation)."""
         self.config = config or OsmoConfig()
-        self.pools = self.config.pool_configs()
-        self.limits = self.config.spec_limits()
+        self.admission = Admission(self.config)
+        # Its parts, named as every front door and the engine know them.
+        self.pools, self.limits = self.admission.pools, self.admission.limits
+        self.scheduler, self.backends = self.admission.scheduler, self.admission.backends
         self.isolation = isolation.resolve(self.config, headless)
         self.store = Store(self.config.store_url)
         self.bus = EventBus()
-        self.scheduler = Scheduler(self.pools)
-        self.backends: dict[str, Backend] = {
-            name: make_backend(name, spec, self.config.data_dir)
-            for name, spec in self.config.backends.items()
-        }
-        for backend in self.backends.values():  # handed to agents privately (data/credentials)
-            backend.credentials = without_policy(self.config.credentials)
-            backend.pools = {p.name: p for p in self.pools.values() if p.backend == backend.name}
+        for backend in self.backends.values():
             if backend.isolates_users:
                 backend.isolation = self.isolation
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
@@ -145,23 +136,10 @@ class Service:
         file: str | None = None,
         set_values: dict[str, Any] | None = None,
     ) -> LoadedSpec:
-        """Parse and validate a spec within this server's limits (SpecError on any problem)."""
-        return load_spec(source, file=file, set_values=set_values, limits=self.limits)
+        return self.admission.load(source, file=file, set_values=set_values)
 
     def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
-        """The pool the workflow would run in; PlacementError when it cannot run there."""
-        pool = pool or loaded.workflow.pool or self.config.default_pool
-        problems = self.scheduler.check(loaded.workflow, pool)
-        problems += data_plan.check(
-            loaded.workflow,
-            self.config.credentials,
-            self.pools.get(pool),
-            data_plan.unshared(self.backends),
-            self.config.intermediate_url,
-        )
-        if problems:
-            raise PlacementError([loaded.locate(p) for p in problems])
-        return pool
+        return self.admission.check_placement(loaded, pool)
 
     def check_credentials(self, who: Principal, loaded: LoadedSpec, pool: str) -> None:
         """Forbidden, naming each field, when the spec would hand `who` a credential that is
@@ -190,10 +168,10 @@ class Service:
     ) -> str:
         """`who`: the caller, whose right to the credentials the spec uses is checked (the API
         checks before, to refuse a validation too; in-process callers are the OS user)."""
-        loaded = (
+        loaded = (  # off the loop: a big spec takes seconds to parse and validate
             source
             if isinstance(source, LoadedSpec)
-            else self.load(source, file=file, set_values=set_values)
+            else await asyncio.to_thread(self.load, source, file=file, set_values=set_values)
         )
         pool = self.check_placement(loaded, pool)
         if who is not None:

@@ -17,7 +17,7 @@ import contextlib
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
@@ -27,10 +27,12 @@ from osmo_core.client import Client as RestClient
 from osmo_core.config import OsmoConfig
 from osmo_core.errors import NotFound
 from osmo_core.events import Event, Overflow
-from osmo_core.service import Service
 from osmo_core.states import WorkflowStatus
 
 from . import _loop
+
+if TYPE_CHECKING:
+    from osmo_core.service import Service
 
 CONNECT_TIMEOUT = 10.0
 REPLAY_PAGE = 1000
@@ -99,7 +101,9 @@ class EmbeddedTransport:
     kind = "embedded"
 
     def __init__(self, config: OsmoConfig | None = None):
-        self.service = Service(config or OsmoConfig())
+        from osmo_core.service import Service  # the engine's imports, only when it runs here
+
+        self.service: Service = Service(config or OsmoConfig())
         self.url = f"embedded:{self.service.config.data_dir}"
         _loop.run(self.service.start(), timeout=60)  # Conflict: another engine has the dir
         atexit.register(self.close)

@@ -28,10 +28,8 @@ from typing import Any
 
 from osmo_core.client import ApiError, Credentials
 from osmo_core.errors import InputError
-from osmo_core.spec.localfiles import inline_localpaths
 
 from . import _loop
-from ._attach import attach
 from ._transport import EmbeddedTransport, RestTransport, Transport
 from .server_env import ENV_TOKEN, ENV_URL
 from .specfile import located, renamed, spec_source, with_workflow_name
@@ -76,6 +74,8 @@ class Client:
         """A jupyter_client `BlockingKernelClient` connected to a new kernel running inside
         the RUNNING task (its environment and working directory; ipykernel must be installed
         there). `kc.execute_interactive(code)`; `kc.osmo.close()` shuts the kernel down."""
+        from ._attach import attach  # jupyter_client and the tunnels: only when attaching
+
         return attach(self.transport, wf_id, task, timeout)
 
     # --- workflows --------------------------------------------------------------------------
@@ -117,6 +117,8 @@ class Client:
         body: dict[str, Any],
         base: str | Path | None = None,
     ) -> dict[str, Any]:
+        from osmo_core.spec.localfiles import inline_localpaths  # the spec models: on use
+
         text: str | Mapping[str, Any]
         text, file = spec_source(spec)
         if name is not None:

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     # 1: the workflow as written
     "osmo_core.spec": 1,
     "osmo_core.dag": 1,
+    "osmo_core.acyclic": 1,  # the cycle check validation needs, without networkx
     # 2: moving data: storage URLs, transfers, datasets, credentials
     "osmo_core.data": 2,
     # 3: what runs next to a task; knows nothing of engine, scheduler, backends, service
@@ -61,6 +62,7 @@ LAYERS: dict[str, int] = {
     "osmo_core.scheduler": 6,
     "osmo_core.auth": 6,
     "osmo_core.interactive": 6,
+    "osmo_core.admission": 6,  # parse, validate, place: what `validate` needs of the service
     # 7: the only writer of workflow state
     "osmo_core.engine": 7,
     # 8: the façade every front door calls

@@ -13,7 +13,6 @@ pool.py, resource.py, dataset.py, login.py (login, logout), token.py, version.py
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -39,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # before the parser, whose groups import their modules
+        print(f"osmo {__version__}")
+        return 0
     if argv[:1] == [server.NAME]:
         server.exec_server(argv[1:])  # its arguments are `jupyter osmo`'s, not parsed here
     args = build_parser().parse_args(argv)
+    import asyncio  # not for --version or --help
+
     try:
         code: int = asyncio.run(args.run(args, Output(getattr(args, "format", "text"))))
         return code

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..errors import Conflict, InputError, NotFound, OsmoError, PlacementError
 
 if TYPE_CHECKING:
+    from ..admission import Admission
     from ..service import Service
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PLACEMENT, EXIT_CONFLICT = 0, 1, 2, 3, 4
@@ -75,10 +76,22 @@ def with_service(command: Callable[[Service, argparse.Namespace, Output], Awaita
     return run
 
 
-async def load_capacity(service: Service) -> None:
-    """Placement needs each backend's machines, not the engine or the store."""
-    for name, backend in service.backends.items():
-        service.scheduler.set_nodes(name, await backend.nodes())
+def with_admission(
+    command: Callable[[Admission, argparse.Namespace, Output], Awaitable[int]],
+) -> Run:
+    """A command that only checks specs: the config's pools, scheduler and backends, without
+    the store or the engine (nor their imports: validate starts fast)."""
+
+    async def run(args: argparse.Namespace, out: Output) -> int:
+        from ..admission import Admission
+        from ..config import load_config
+
+        try:
+            return await command(Admission(load_config(args.config)), args, out)
+        except OsmoError as e:
+            return report(e, out)
+
+    return run
 
 
 def report(e: OsmoError, out: Output) -> int:

@@ -22,7 +22,6 @@ from .common import (
     Output,
     Run,
     add_format,
-    load_capacity,
     name_subcommands,
     report,
     with_service,
@@ -138,7 +137,7 @@ def register_listing(
         return EXIT_OK
 
     async def here(service: Service, args: argparse.Namespace, out: Output) -> int:
-        await load_capacity(service)
+        await service.admission.load_capacity()
         show(read_here(service), out)
         return EXIT_OK
 

@@ -3,13 +3,14 @@
 loop.py         Engine: inbox, rounds, commit then announce, the commands' entry points
 runs.py         in-memory run records (WorkflowRun, GroupRun, TaskRun, Attempt) and their loading
 transitions.py  state changes, each checked against osmo_core.states, and their events
-submit.py       submit: checks, and the transaction that creates a workflow
+submit.py       submit: checks, the transaction that creates a workflow, its groups' start
 groups.py       group phases and ends, downstream, queue and exec timeouts
 placement.py    the queue, placement, launches, node refresh
 launch.py       task spec + placement -> LaunchRequest (placeholders resolved)
 facts.py        what backends report: start, exit, hold, loss, logs, transfers, usage
 holds.py        interactive and debug holds: done, retry, deadlines
 cancel.py       stopping attempts; cancelling a workflow in slices
+slices.py       bulk changes (cancel, start) a slice per engine round
 recovery.py     restart: reload, reconcile with the backends, resume
 reconcile.py    the periodic check that every launched attempt has a process; the lag tick
 policy.py       the decisions as pure functions: exit actions, retry budget, holds, groups
@@ -22,7 +23,6 @@ with nothing declared twice. mypy calls a self-type that is a subclass an error 
 pyproject.toml turns that code off for these modules only.
 """
 
-from .cancel import CANCEL_PAUSE, CANCEL_SLICE
 from .loop import Engine
 
-__all__ = ["CANCEL_PAUSE", "CANCEL_SLICE", "Engine"]
+__all__ = ["Engine"]

@@ -1,14 +1,10 @@
-"""Stopping attempts (cancel, timeouts) and cancelling a workflow in slices.
-
-A cancel stops tasks for CANCEL_SLICE seconds per engine round (then the round commits),
-and the caller waits CANCEL_PAUSE before the next: a 10,000-task cancel never holds the loop.
-"""
+"""Stopping attempts (cancel, timeouts) and cancelling a workflow in slices (slices.py): a
+10,000-task cancel never holds the loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -16,14 +12,13 @@ from ..errors import BackendError, Conflict
 from ..states import TaskStatus, WorkflowStatus
 from .reconcile import end_event
 from .runs import UNPLACED, Attempt, WorkflowRun
+from .slices import PAUSE, run_slice
 
 if TYPE_CHECKING:
     from .loop import Engine
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
-CANCEL_SLICE = 0.005
-CANCEL_PAUSE = 0.01
 
 
 class Cancelling:
@@ -38,7 +33,7 @@ class Cancelling:
         first = True
         while (status := await self._call(self._cancel_workflow, wf_id, first)) is None:
             first = False
-            await asyncio.sleep(CANCEL_PAUSE)  # let requests that queued up meanwhile through
+            await asyncio.sleep(PAUSE)  # let requests that queued up meanwhile through
         return status
 
     def _stop(
@@ -75,7 +70,7 @@ class Cancelling:
             self._post(ev)
 
     def _cancel_workflow(self: Engine, wf_id: str, first: bool = True) -> WorkflowStatus | None:
-        """Stop tasks for CANCEL_SLICE seconds; the workflow's status once all are stopped,
+        """Stop tasks for a slice; the workflow's status once all are stopped,
         None while some are left (the caller comes back in a later round)."""
         wf = self.workflows.get(wf_id)
         if wf is None:
@@ -86,14 +81,11 @@ class Cancelling:
         wf.canceling = True
         if wf.cancel_steps is None:
             wf.cancel_steps = self._cancel_steps(wf)
-        until = time.perf_counter() + CANCEL_SLICE
-        while time.perf_counter() < until:
-            for _ in range(16):
-                if next(wf.cancel_steps, None) is None:
-                    wf.cancel_steps = None
-                    assert wf.status is not None
-                    return wf.status
-        return None
+        if not run_slice(wf.cancel_steps):
+            return None
+        wf.cancel_steps = None
+        assert wf.status is not None
+        return wf.status
 
     def _cancel_steps(self: Engine, wf: WorkflowRun) -> Iterator[bool]:
         """Stops the workflow's tasks in topological order, one per step."""

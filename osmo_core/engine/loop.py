@@ -116,12 +116,14 @@ class Engine(
             self.scheduler.set_nodes(name, await backend.nodes())
         await self._recover()
         self._runner = asyncio.create_task(self._run(), name="osmo-engine")
-        self._spawn(self._tick_forever())
+        self._spawn(self._tick_forever(), "the lag tick")
         if self.config.reconcile_interval > 0:
-            self._spawn(self._reconcile_forever(self.config.reconcile_interval))
+            every = self.config.reconcile_interval
+            self._spawn(self._reconcile_forever(every), "the reconciliation")
         for name, backend in self.backends.items():
             if backend.node_refresh:
-                self._spawn(self._refresh_nodes(name, backend, backend.node_refresh))
+                every = backend.node_refresh
+                self._spawn(self._refresh_nodes(name, backend, every), f"{name}'s node listing")
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -318,19 +320,26 @@ class Engine(
                 log.exception("engine: cannot build the launch of %s", att.key)
                 self._post(("request_failed", att, f"{type(e).__name__}: {e}"))
                 continue
-            self._spawn(self._launch(att, req))
+            self._spawn(self._launch(att, req), f"launch of {att.key}")
         cancels, self._cancels = self._cancels, []
         for att in cancels:
-            self._spawn(self._stop_process(att))
+            self._spawn(self._stop_process(att), f"cancel of {att.key}")
         releases, self._releases = self._releases, []
         for att in releases:
             assert att.alloc is not None
-            self._spawn(self.backends[att.alloc.backend].release(att.key))
+            self._spawn(self.backends[att.alloc.backend].release(att.key), f"release of {att.key}")
 
-    def _spawn(self, coro: Any) -> None:
-        t = asyncio.create_task(coro)
+    def _spawn(self, coro: Any, name: str) -> None:
+        """Run `coro` beside the engine's loop; its failure is logged under `name` (asyncio
+        would only say "exception never retrieved", at garbage collection, if at all)."""
+        t = asyncio.create_task(coro, name=name)
         self._bg.add(t)
-        t.add_done_callback(self._bg.discard)
+        t.add_done_callback(self._background_done)
+
+    def _background_done(self, t: asyncio.Task[Any]) -> None:
+        self._bg.discard(t)
+        if not t.cancelled() and (e := t.exception()) is not None:
+            log.error("engine: %s failed: %s: %s", t.get_name(), type(e).__name__, e, exc_info=e)
 
     def _post(self, item: Any) -> None:
         self._inbox.put_nowait(item)

@@ -45,6 +45,11 @@ class Recovery:
                 reason = f"cannot load the stored workflow: {type(e).__name__}: {e}"
                 self._fail_unloadable(wf_id, group_rows, task_rows, reason)
                 continue
+            gone = self._unconfigured(wf)
+            if gone is not None:  # the config changed under it: it fails alone
+                log.error("recovery: workflow %s: %s", wf_id, gone)
+                self._fail_unloadable(wf_id, group_rows, task_rows, gone)
+                continue
             ids.append(wf_id)
             self._attempts.update(loaded)
             self.workflows[wf.id] = wf
@@ -93,6 +98,23 @@ class Recovery:
         self._schedule()
         self._flush()
 
+    def _unconfigured(self: Engine, wf: WorkflowRun) -> str | None:
+        """Why a stored workflow cannot go on under this configuration (its pool, or the
+        backend one of its attempts was launched on, was removed); None when it can."""
+        if wf.pool not in self.scheduler.pools:
+            return (
+                f"its pool {wf.pool!r} is no longer configured (OsmoConfig.pools has "
+                f"{sorted(self.scheduler.pools)})"
+            )
+        for t in wf.tasks.values():
+            alloc = t.current.alloc
+            if t.current.status in LAUNCHED and alloc and alloc.backend not in self.backends:
+                return (
+                    f"task {t.name!r} was launched on backend {alloc.backend!r}, which is no "
+                    "longer configured: its process, if any, cannot be reached"
+                )
+        return None
+
     def _fail_unloadable(
         self: Engine,
         wf_id: str,
@@ -100,10 +122,10 @@ class Recovery:
         task_rows: list[RowMapping],
         reason: str,
     ) -> None:
-        """End, in the store, a workflow the engine cannot load: its unfinished tasks, groups
-        and itself FAILED_SERVER_ERROR with `reason`; attempts a backend may still run are
-        cancelled (by key: their records are all that is left). Statuses are compared as
-        text: the rows may be what could not be loaded."""
+        """End, in the store, a workflow the engine cannot load or carry on: its unfinished
+        tasks, groups and itself FAILED_SERVER_ERROR with `reason`; attempts a configured
+        backend may still run are cancelled (by key: their records are all that is left).
+        Statuses are compared as text: the rows may be what could not be loaded."""
         F = T.FAILED_SERVER_ERROR.value
         now = time.time()
         for g in group_rows:
@@ -130,7 +152,9 @@ class Recovery:
             if r["backend"] in self.backends:
                 backend = self.backends[r["backend"]]
                 att_key = attempt_key(wf_id, r["name"], r["retry_id"])
-                self._spawn(backend.cancel(att_key, self.config.cancel_grace))
+                self._spawn(
+                    backend.cancel(att_key, self.config.cancel_grace), f"cancel of {att_key}"
+                )
         self._batch.update(
             "workflows", {"id": wf_id, "status": F, "end_time": now, "message": reason}
         )

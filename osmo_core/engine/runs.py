@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..dag import WorkflowDAG, acyclic
+from ..acyclic import acyclic
+from ..dag import WorkflowDAG
 from ..errors import SpecError
 from ..scheduler import Alloc
 from ..spec.models import Group, Task, Workflow
@@ -110,6 +111,7 @@ class WorkflowRun:
     active: int = 0  # attempts INITIALIZING or RUNNING
     canceling: bool = False
     cancel_steps: Iterator[bool] | None = None  # a cancel under way (Engine._cancel_steps)
+    start_steps: Iterator[bool] | None = None  # its groups being started (Engine._start_steps)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 

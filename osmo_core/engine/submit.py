@@ -1,13 +1,17 @@
 """Submission: a checked workflow spec becomes stored rows and in-memory runs.
 
-The submission is its own transaction (the store allocates the workflow id); its root groups
-then start and the rest wait.
+The submission is its own transaction (the store allocates the workflow id); then its groups
+start (those with no upstream) or wait, a slice per engine round (slices.py): the tasks'
+transitions of a 10,000-task workflow took seconds of the loop in one round. A crash between
+two slices leaves groups SUBMITTING, which recovery starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..config import PRIORITIES
@@ -18,6 +22,7 @@ from ..spec.models import Workflow
 from ..states import TaskStatus, WorkflowStatus
 from ..store import Batch
 from .runs import Attempt, GroupRun, TaskRun, WorkflowRun, workflow_dag
+from .slices import PAUSE, run_slice
 
 if TYPE_CHECKING:
     from .loop import Engine
@@ -44,6 +49,66 @@ def check_submission(spec: Workflow, priority: str, max_tasks: int) -> None:
         )
 
 
+def prepare(
+    spec: Workflow,
+    pool: str,
+    user: str,
+    priority: int,
+    original: str,
+    rendered: str,
+    values: dict[str, Any],
+    file: str | None,
+) -> tuple[WorkflowRun, dict[str, Any], Batch]:
+    """A submission's in-memory run and its rows (workflow row, then groups and tasks in a
+    batch): everything but the id, which the store allocates."""
+    now = time.time()
+    wf = WorkflowRun(
+        id="",
+        spec=spec,
+        dag=workflow_dag(spec),
+        pool=pool,
+        user=user,
+        priority=priority,
+        submit_time=now,
+        status=W.PENDING,
+    )
+    batch = Batch()
+    for g_spec in spec.all_groups():
+        g = GroupRun(g_spec, wf, status=T.SUBMITTING)
+        wf.groups[g.name] = g
+        batch.insert("groups", {"name": g.name, "status": T.SUBMITTING.value})
+        for t_spec in g_spec.tasks:
+            t = TaskRun(t_spec, g)
+            t.attempts.append(Attempt(t, 0, T.SUBMITTING, create_time=now))
+            g.tasks.append(t)
+            wf.tasks[t.name] = t
+            batch.insert(
+                "tasks",
+                {
+                    "name": t.name,
+                    "retry_id": 0,
+                    "group_name": g.name,
+                    "status": T.SUBMITTING.value,
+                    "create_time": now,
+                },
+            )
+    wf.groups_left = len(wf.groups)
+    row = {
+        "name": spec.name,
+        "user": user,
+        "pool": pool,
+        "status": W.PENDING.value,
+        "priority": priority,
+        "file": file,
+        "spec_original": original or "",
+        "spec_rendered": rendered or "",
+        "spec_json": spec.model_dump_json(by_alias=True),
+        "set_values": json.dumps(values, default=str),
+        "submit_time": now,
+    }
+    return wf, row, batch
+
+
 class Submission:
     """The Engine's `submit` command and the transaction that creates a workflow.
 
@@ -65,8 +130,10 @@ class Submission:
         """Start a workflow whose placement the caller has checked (Service.check_placement)."""
         pool = pool or spec.pool or self.config.default_pool
         check_submission(spec, priority, self.config.max_tasks_per_workflow)
-        return await self._call(
-            self._submit,
+        # The runs and rows are built off the loop (pure work on the spec: seconds for 10,000
+        # tasks); the engine's round only writes them and takes the workflow in.
+        wf, row, batch = await asyncio.to_thread(
+            prepare,
             spec,
             pool,
             user,
@@ -76,73 +143,28 @@ class Submission:
             values or {},
             file,
         )
+        wf_id: str = await self._call(self._submit, wf, row, batch)
+        while not await self._call(self._start_slice, wf_id):
+            await asyncio.sleep(PAUSE)
+        return wf_id
 
-    def _submit(
-        self: Engine,
-        spec: Workflow,
-        pool: str,
-        user: str,
-        priority: int,
-        original: str,
-        rendered: str,
-        values: dict[str, Any],
-        file: str | None,
-    ) -> str:
-        now = time.time()
-        wf = WorkflowRun(
-            id="",
-            spec=spec,
-            dag=workflow_dag(spec),
-            pool=pool,
-            user=user,
-            priority=priority,
-            submit_time=now,
-            status=W.PENDING,
-        )
-        self._flush()  # the submission is its own transaction (it allocates the id)
-        batch = Batch()
-        for g_spec in spec.all_groups():
-            g = GroupRun(g_spec, wf, status=T.SUBMITTING)
-            wf.groups[g.name] = g
-            batch.insert("groups", {"name": g.name, "status": T.SUBMITTING.value})
-            for t_spec in g_spec.tasks:
-                t = TaskRun(t_spec, g)
-                t.attempts.append(Attempt(t, 0, T.SUBMITTING, create_time=now))
-                g.tasks.append(t)
-                wf.tasks[t.name] = t
-                batch.insert(
-                    "tasks",
-                    {
-                        "name": t.name,
-                        "retry_id": 0,
-                        "group_name": g.name,
-                        "status": T.SUBMITTING.value,
-                        "create_time": now,
-                    },
-                )
-        wf.groups_left = len(wf.groups)
-        row = {
-            "name": spec.name,
-            "user": user,
-            "pool": pool,
-            "status": W.PENDING.value,
-            "priority": priority,
-            "file": file,
-            "spec_original": original or "",
-            "spec_rendered": rendered or "",
-            "spec_json": spec.model_dump_json(by_alias=True),
-            "set_values": json.dumps(values, default=str),
-            "submit_time": now,
-        }
+    def _submit(self: Engine, wf: WorkflowRun, row: dict[str, Any], batch: Batch) -> str:
+        """The submission's transaction (it allocates the id), then its groups' start begins."""
+        self._flush()  # the submission is its own transaction
         ev_id = self._next_event_id
         self._next_event_id += 1
         ev_row = {
             "id": ev_id,
-            "ts": now,
+            "ts": wf.submit_time,
             "type": "workflow.submitted",
             "version": 1,
             "status": W.PENDING.value,
-            "payload": {"name": spec.name, "pool": pool, "user": user, "tasks": len(wf.tasks)},
+            "payload": {
+                "name": wf.spec.name,
+                "pool": wf.pool,
+                "user": wf.user,
+                "tasks": len(wf.tasks),
+            },
         }
         batch.events.append(ev_row)
         wf.id = self.store.create_workflow(row, batch)
@@ -154,11 +176,31 @@ class Submission:
                 {**ev_row, "workflow_id": wf.id, "group_name": None, "task": None, "retry_id": None}
             )
         )
-        roots = set(wf.dag.roots())
-        for g in wf.groups.values():
-            if g.name in roots:
+        wf.start_steps = self._start_steps(wf)
+        return wf.id
+
+    def _start_steps(self: Engine, wf: WorkflowRun) -> Iterator[bool]:
+        """In topological order, each group still SUBMITTING starts when its upstream groups
+        have completed (they may have, between two slices) and waits otherwise. A group that
+        moved meanwhile (cancelled, blocked by a failed upstream) is left as it is."""
+        for name in wf.dag.topo_iter():
+            g = wf.groups[name]
+            if g.status != T.SUBMITTING:
+                continue
+            if all(wf.groups[u].status == T.COMPLETED for u in wf.dag.upstream(name)):
                 self._start_group(g)
             else:
                 for t in g.tasks:
                     self._set_task(t.current, T.WAITING)
-        return wf.id
+            yield True
+
+    def _start_slice(self: Engine, wf_id: str) -> bool:
+        """Start groups of a submitted workflow for a slice; True once all are started or
+        waiting (or the workflow ended meanwhile)."""
+        wf = self.workflows.get(wf_id)
+        if wf is None or wf.start_steps is None:
+            return True
+        if not run_slice(wf.start_steps):
+            return False
+        wf.start_steps = None
+        return True

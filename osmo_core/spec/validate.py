@@ -15,10 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import TypeAdapter, ValidationError
 
-from ..dag import WorkflowDAG, acyclic
+from ..acyclic import acyclic
 from ..errors import Problem
 from .models import (
     RESERVED_DIR,
@@ -249,6 +248,10 @@ def _check_cycle(
 ) -> None:
     if acyclic(edges):
         return
+    import networkx as nx  # only to name the cycle (acyclic.py says why)
+
+    from ..dag import WorkflowDAG
+
     graph: nx.DiGraph[str] = nx.DiGraph(list(edges))
     task_group = {name: t.node for name, t in first.items() if t.node is not None}
     cycle = WorkflowDAG(graph, task_group).find_cycle()

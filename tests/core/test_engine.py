@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from osmo_core.engine import slices
 from osmo_core.errors import Conflict, PlacementError, SpecError, StoreError
 from osmo_core.events import Event
 from osmo_core.service import Service
@@ -583,3 +584,38 @@ async def test_cancel_right_after_submit(service_factory, tmp_path: Path) -> Non
     for pid in (int(p) for p in (marker.read_text().split() if marker.exists() else [])):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_a_failed_background_step_is_logged_by_name(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Launches, cancels and releases run beside the engine's loop: a failure of one is logged
+    with what it was for, not lost as an exception nobody retrieves."""
+
+    async def refused() -> None:
+        raise RuntimeError("the agent refused")
+
+    service.engine._spawn(refused(), "release of wf-1/t/0")
+    for _ in range(100):
+        if "release of wf-1/t/0 failed" in caplog.text:
+            break
+        await asyncio.sleep(0.02)
+    assert "engine: release of wf-1/t/0 failed: RuntimeError: the agent refused" in caplog.text
+    assert "release of wf-1/t/0" not in {t.get_name() for t in service.engine._bg}, "let go"
+
+
+async def test_a_submission_starts_its_groups_a_slice_per_round(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big workflow's groups start a slice per engine round (the loop stays free between):
+    a group reached after its upstream completed starts, one reached before waits for it."""
+    monkeypatch.setattr(slices, "SLICE", 0.0)  # 16 steps per round
+    tasks: list[dict[str, object]] = [{"name": "first", "command": ["true"]}]
+    tasks += [{"name": f"w{i}", "command": ["true"]} for i in range(40)]
+    tasks += [
+        {"name": "after", "command": ["true"], "inputs": [{"task": f"w{i}"}]} for i in (0, 39)
+    ]
+    tasks[-1]["name"] = "last"
+    wf = await service.submit({"workflow": {"name": "sliced", "tasks": tasks}})
+    assert str(await asyncio.wait_for(service.wait(wf), 120)) == "COMPLETED"
+    assert {t["status"] for t in service.get(wf)["tasks"]} == {"COMPLETED"}

@@ -115,3 +115,31 @@ async def test_recovery_fails_poisoned_workflows_and_runs_the_rest(
     (task,) = svc.get(unloadable)["tasks"]
     assert task["status"] == "FAILED_SERVER_ERROR"
     assert svc.task(unloadable, "t")["message"] == messages[unloadable]
+
+
+async def test_recovery_fails_workflows_whose_pool_or_backend_was_removed(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    """An admin removed a pool or a backend while workflows used them: at the restart each of
+    those fails alone, saying what is gone; recovery and the other workflows go on."""
+    home = tmp_path / "home"
+    svc = await service_factory(home, local={"cpus": 0})  # nothing starts: all stay queued
+    on_gone_pool = await svc.engine.submit(workflow("gonepool"))
+    on_gone_backend = await svc.engine.submit(workflow("gonebackend"))
+    good = await svc.engine.submit(workflow("good"))
+    await svc.stop()
+    with sqlite3.connect(home / "osmo.db") as db:
+        db.execute("update workflows set pool = 'gpu' where id = ?", (on_gone_pool,))
+        db.execute(  # as if launched on a backend the config no longer has
+            "update tasks set status = 'RUNNING', backend = 'jetson', node = 'orin', "
+            'alloc = \'{"cpu": 1, "memory": 0, "gpus": []}\' where workflow_id = ?',
+            (on_gone_backend,),
+        )
+
+    svc = await service_factory(home)
+    assert str(await svc.wait(good)) == "COMPLETED"
+    assert str(await svc.wait(on_gone_pool)) == "FAILED_SERVER_ERROR"
+    assert str(await svc.wait(on_gone_backend)) == "FAILED_SERVER_ERROR"
+    assert "its pool 'gpu' is no longer configured" in svc.task(on_gone_pool, "t")["message"]
+    message = svc.task(on_gone_backend, "t")["message"]
+    assert "launched on backend 'jetson', which is no longer configured" in message

@@ -3,6 +3,8 @@ OSMO_TEST_POSTGRES_URL names a server (.ci/run starts one)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +58,39 @@ def test_migrations_create_schema_once(store: Store) -> None:
     with store.engine.connect() as c:
         assert c.execute(text("select version_num from alembic_version")).scalar() == _head()
     Store(store.url).open().close()  # reopening an up-to-date store is a no-op
+
+
+def test_schema_head_is_alembics_head_told_without_alembic() -> None:
+    """Every start compares the stored revision with `schema_head()` (file names) and imports
+    alembic only when they differ: the two must agree."""
+    assert osmo_core.store.schema_head() == _head()
+
+
+def test_an_up_to_date_store_opens_without_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'osmo.db'}"
+    Store(url).open().close()  # created: migrated by alembic
+    probe = (
+        "import sys; from osmo_core.store import Store; "
+        f"Store({url!r}).open().close(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_store_behind_is_upgraded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'osmo.db'}"
+    s = Store(url).open()
+    with s.engine.begin() as c:  # as a store written by the release before 0003
+        c.execute(text("ALTER TABLE tasks DROP COLUMN pending_reason"))  # 0004
+        c.execute(text("ALTER TABLE tasks DROP COLUMN hold_until"))
+        c.execute(text("ALTER TABLE tasks DROP COLUMN hold"))
+        c.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    s.close()
+    s = Store(url).open()
+    columns = {c["name"] for c in inspect(s.engine).get_columns("tasks")}
+    assert {"hold", "hold_until", "pending_reason"} <= columns
+    assert s.schema_version() == _head()
+    s.close()
 
 
 def test_ids_are_name_n_and_batches_are_atomic(store: Store) -> None:

@@ -371,3 +371,33 @@ def test_a_bad_backend_config_fails_at_start_naming_each_field() -> None:
     assert "agent_image" in text  # the valid keys are listed
     assert "OsmoConfig.backends.dgx.start_timeout" in text
     assert "OsmoConfig.backends.dgx.agent_dial: expected HOST:PORT" in text
+
+
+async def test_a_pod_deletion_the_watch_missed_is_settled_by_reconciliation(
+    k8s_service: Service, kubelet: Kubelet
+) -> None:
+    """The invariant on Kubernetes: with the watch deaf (it missed the pod's deletion), the
+    engine's periodic check lists the pods (`running()`, one call) and settles the attempt."""
+    backend: Any = k8s_service.backends["k8s"]
+    wf_id = await k8s_service.submit({"workflow": {"name": "r", "tasks": [_task("t", "hang")]}})
+    await until(lambda: k8s_service.get(wf_id)["tasks"][0]["status"] == "RUNNING", 15)
+    assert len(await backend.running()) == 1
+    watcher = backend._watcher
+    hears, watcher.on_event = watcher.on_event, lambda kind, obj: None
+    try:
+        (pod,) = await _pods(kubelet)
+        await asyncio.to_thread(
+            kubelet.api.delete_namespaced_pod, pod.metadata.name, NAMESPACE, grace_period_seconds=0
+        )
+        await until(lambda: _no_pods(kubelet), 10)
+        assert await backend.running() == set()
+        assert k8s_service.get(wf_id)["tasks"][0]["status"] == "RUNNING", "nobody told it yet"
+        assert await k8s_service.engine.reconcile() == 1
+        await until(lambda: k8s_service.get(wf_id)["tasks"][0]["status"] != "RUNNING", 5)
+    finally:
+        watcher.on_event = hears
+    first = k8s_service.get(wf_id)["tasks"][0]
+    assert first["status"] == "FAILED_BACKEND_ERROR", first
+    assert "no longer runs" in first["message"], first
+    await k8s_service.cancel(wf_id)
+    await asyncio.wait_for(k8s_service.wait(wf_id), 20)

@@ -419,6 +419,18 @@ class KubernetesBackend(Backend):
     async def _pods(self) -> list[Any]:
         return await list_pods(self.api, self.namespace, self.selector, self.name)
 
+    async def running(self) -> set[str] | None:
+        """Keys of this backend's pods that have not ended, in one list call (the watch may
+        have missed a deletion: the engine's reconciliation asks about the rest); None while
+        the API server cannot be reached (the watch relists once it can)."""
+        try:
+            pods = await self._pods()
+        except Exception as e:  # ApiException, connection refused, timeouts
+            log.info("kubernetes %s: cannot list pods for reconciliation: %s", self.name, e)
+            return None
+        ended = ("Succeeded", "Failed")
+        return {k for p in pods if (k := key_of(p)) and (p.status and p.status.phase) not in ended}
+
     async def status(self, keys: list[str]) -> dict[str, AttemptState]:
         by_key = {key_of(p): p for p in await self._pods()}
         out = {}

@@ -18,12 +18,13 @@ from ..common import (
     Output,
     add_format,
     add_set_values,
-    load_capacity,
     read_spec,
+    with_admission,
     with_service,
 )
 
 if TYPE_CHECKING:
+    from ...admission import Admission
     from ...service import Service
     from ...spec import LoadedSpec
 
@@ -42,7 +43,7 @@ def register(cmds: Any) -> None:
 
     v = cmds.add_parser("validate", help="check a spec and its placement; exit 2/3 on problems")
     spec_args(v)
-    v.set_defaults(run=with_service(_validate))
+    v.set_defaults(run=with_admission(_validate))
 
     r = cmds.add_parser("run", help="run a workflow here, showing live status; exit 0/1")
     spec_args(r)
@@ -62,7 +63,7 @@ def register(cmds: Any) -> None:
     rs.set_defaults(run=with_service(_resume))
 
 
-def _load(service: Service, args: argparse.Namespace, out: Output) -> LoadedSpec:
+def _load(admission: Admission, args: argparse.Namespace, out: Output) -> LoadedSpec:
     from ...spec import parse_set_values
     from ...spec.localfiles import inline_localpaths
 
@@ -73,16 +74,16 @@ def _load(service: Service, args: argparse.Namespace, out: Output) -> LoadedSpec
     source, set_values = inline_localpaths(
         text, base=folder, file=name, set_values=parse_set_values(args.set_values)
     )
-    loaded = service.load(source, file=name, set_values=set_values)
+    loaded = admission.load(source, file=name, set_values=set_values)
     for warning in loaded.warnings:
         out.info(f"warning: {warning}")
     return loaded
 
 
-async def _validate(service: Service, args: argparse.Namespace, out: Output) -> int:
-    loaded = _load(service, args, out)
-    await load_capacity(service)
-    pool = service.check_placement(loaded, args.pool)
+async def _validate(admission: Admission, args: argparse.Namespace, out: Output) -> int:
+    loaded = _load(admission, args, out)
+    await admission.load_capacity()  # after the spec's own errors: listing may dial SSH hosts
+    pool = admission.check_placement(loaded, args.pool)
     out.result(
         {
             "valid": True,
@@ -98,7 +99,7 @@ async def _validate(service: Service, args: argparse.Namespace, out: Output) -> 
 async def _run(service: Service, args: argparse.Namespace, out: Output) -> int:
     from .live import follow
 
-    loaded = _load(service, args, out)
+    loaded = _load(service.admission, args, out)
     if args.dry_run:
         print(
             loaded.rendered

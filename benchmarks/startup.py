@@ -1,0 +1,153 @@
+"""Start-up benchmark: what a user waits for before any command or magic does its work.
+
+    python benchmarks/startup.py            # about 30 s; exit 1 if a heavy import crept back
+
+Each command runs RUNS times as a fresh process, interleaved with the floor (`python -c pass`,
+or a bare IPython shell for the magic), so both see the same machine; medians are printed with
+the target and the time above the floor. Then each command runs once under `-X importtime`:
+a module of FORBIDDEN on its path (the store's SQLAlchemy, asyncssh, networkx, the Jupyter
+server...) fails the run, naming the module and the import that pulled it in.
+
+version    `osmo --version`                                        target <= 0.15 s
+validate   `osmo workflow validate examples/hello.yaml`            target <= 0.30 s
+list       `osmo workflow list` against a live `jupyter osmo`      target <= 0.30 s
+load_ext   `%load_ext osmo_jupyter` in an IPython shell, above it  target <= 0.30 s
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = int(os.environ.get("OSMO_BENCH_RUNS", "7"))
+SHELL = "from IPython.core.interactiveshell import InteractiveShell as S; s = S.instance()"
+LOAD_EXT = SHELL + "; s.run_line_magic('load_ext', 'osmo_jupyter')"
+
+# Top-level packages no start-up path may import: each costs 50-300 ms and belongs to the
+# engine, the SSH backend or the server, which these commands do not run.
+FORBIDDEN = ("sqlalchemy", "asyncssh", "networkx", "jupyter_server", "kubernetes", "jwt", "zmq")
+# A command talks to no server and runs no kernel: tornado and jupyter_client are heavy too.
+FORBIDDEN_CLI = (*FORBIDDEN, "tornado", "jupyter_client", "IPython")
+
+
+def osmo(*args: str) -> list[str]:
+    script = Path(sys.executable).parent / "osmo"  # the console script a user runs
+    return (
+        [str(script), *args] if script.exists() else [sys.executable, "-m", "osmo_core.cli", *args]
+    )
+
+
+def commands() -> dict[str, tuple[list[str], list[str], tuple[str, ...], float]]:
+    """name -> (argv, the floor's argv, forbidden packages, target in seconds above nothing)."""
+    floor = [sys.executable, "-c", "pass"]
+    hello = str(REPO / "examples" / "hello.yaml")
+    return {
+        "version": (osmo("--version"), floor, FORBIDDEN_CLI, 0.15),
+        "validate": (osmo("workflow", "validate", hello), floor, FORBIDDEN_CLI, 0.30),
+        "list": (osmo("workflow", "list"), floor, FORBIDDEN_CLI, 0.30),
+        "load_ext": (
+            [sys.executable, "-c", LOAD_EXT],
+            [sys.executable, "-c", SHELL],
+            FORBIDDEN,
+            0.30,
+        ),
+    }
+
+
+def imported(argv: list[str], env: dict[str, str]) -> dict[str, str]:
+    """Top-level package -> the first module that imported it (from `-X importtime`)."""
+    if argv[0] != sys.executable:
+        argv = [sys.executable, "-m", "osmo_core.cli", *argv[1:]]
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    stack: list[tuple[int, str]] = []
+    found: dict[str, str] = {}
+    for line in reversed(out.stderr.splitlines()):  # importtime prints children first
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        name = line.rsplit("|", 1)[1]
+        depth = (len(name) - len(name.lstrip())) // 2
+        name = name.strip()
+        if name == "imported package":
+            continue
+        del stack[depth:]
+        top = name.split(".")[0]
+        if top not in found:
+            found[top] = next((n for _, n in reversed(stack) if not n.startswith(top)), name)
+        stack.append((depth, name))
+    return found
+
+
+def creeping(argv: list[str], forbidden: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    """One line per forbidden package the command imports, naming who pulled it in."""
+    found = imported(argv, env)
+    return [f"{pkg} (imported by {found[pkg]})" for pkg in forbidden if pkg in found]
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, env=env, capture_output=True, timeout=60, check=True)
+    return time.perf_counter() - t
+
+
+async def with_server(root: Path, env: dict[str, str]) -> int:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from api import TOKEN, Server
+
+    async with Server(root / "server") as server:
+        subprocess.run(
+            osmo("login", server.url, "--token", TOKEN), env=env, check=True, capture_output=True
+        )
+        return report(env)
+
+
+def report(env: dict[str, str]) -> int:
+    failures = 0
+    print(f"{'command':10} {'median':>8} {'floor':>8} {'above':>8} {'target':>8}  heavy imports")
+    for name, (argv, floor, forbidden, target) in commands().items():
+        ours, base = [], []
+        for _ in range(RUNS):
+            ours.append(timed(argv, env))
+            base.append(timed(floor, env))
+        m, f = statistics.median(ours), statistics.median(base)
+        above = m - f if name == "load_ext" else m
+        creep = creeping(argv, forbidden, env)
+        failures += bool(creep)
+        verdict = "ok" if above <= target else "MISSED"
+        print(
+            f"{name:10} {m:8.3f} {f:8.3f} {m - f:8.3f} {target:8.2f}  {verdict}; "
+            + ("; ".join(creep) if creep else "none")
+        )
+    if failures:
+        print(f"FAIL: {failures} command(s) import what their start-up path must not")
+    return 1 if failures else 0
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="osmo-startup-") as tmp:
+        root = Path(tmp)
+        env = dict(os.environ)
+        env.update(
+            OSMO_HOME=str(root / "home"),
+            XDG_CONFIG_HOME=str(root / "config"),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        )
+        env.pop("OSMO_STORE_URL", None)
+        return asyncio.run(with_server(root, env))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

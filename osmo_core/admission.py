@@ -1,0 +1,66 @@
+"""What a spec must pass before it may run: parsing and validation within the server's limits,
+then placement on its pools (capacity, data paths, credentials' reach).
+
+It needs only the configuration, the scheduler and the backends' machine listings: no store,
+engine or interactive hub, so `osmo workflow validate` starts without importing them (the
+Service builds its scheduler and backends here and admits through the same object).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .backends.base import Backend
+from .backends.registry import make_backend
+from .config import OsmoConfig
+from .data import plan as data_plan
+from .data.credentials import without_policy
+from .errors import PlacementError
+from .scheduler import Scheduler
+from .spec import LoadedSpec, load_spec
+
+
+class Admission:
+    def __init__(self, config: OsmoConfig):
+        self.config = config
+        self.pools = config.pool_configs()
+        self.limits = config.spec_limits()
+        self.scheduler = Scheduler(self.pools)
+        self.backends: dict[str, Backend] = {
+            name: make_backend(name, spec, config.data_dir)
+            for name, spec in config.backends.items()
+        }
+        for backend in self.backends.values():  # handed to agents privately (data/credentials)
+            backend.credentials = without_policy(config.credentials)
+            backend.pools = {p.name: p for p in self.pools.values() if p.backend == backend.name}
+
+    async def load_capacity(self) -> None:
+        """Each backend's machines, for a placement check in a process that runs no engine."""
+        for name, backend in self.backends.items():
+            self.scheduler.set_nodes(name, await backend.nodes())
+
+    def load(
+        self,
+        source: str | Mapping[str, Any],
+        *,
+        file: str | None = None,
+        set_values: dict[str, Any] | None = None,
+    ) -> LoadedSpec:
+        """Parse and validate a spec within this server's limits (SpecError on any problem)."""
+        return load_spec(source, file=file, set_values=set_values, limits=self.limits)
+
+    def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
+        """The pool the workflow would run in; PlacementError when it cannot run there."""
+        pool = pool or loaded.workflow.pool or self.config.default_pool
+        problems = self.scheduler.check(loaded.workflow, pool)
+        problems += data_plan.check(
+            loaded.workflow,
+            self.config.credentials,
+            self.pools.get(pool),
+            data_plan.unshared(self.backends),
+            self.config.intermediate_url,
+        )
+        if problems:
+            raise PlacementError([loaded.locate(p) for p in problems])
+        return pool

@@ -1,0 +1,43 @@
+"""Start-up paths import only what they need: a heavy package (the store's SQLAlchemy, asyncssh,
+networkx, the Jupyter server) on the path of `osmo --version`, `osmo workflow validate` or
+`%load_ext osmo_jupyter` costs every user 50-300 ms per command. benchmarks/startup.py times
+these; this test keeps the import boundary (the same table, FORBIDDEN)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from startup import FORBIDDEN, FORBIDDEN_CLI, LOAD_EXT, creeping  # noqa: E402
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, OSMO_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.pop("OSMO_STORE_URL", None)
+    return env
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["workflow", "validate", str(REPO / "examples" / "hello.yaml")]],
+    ids=["version", "validate"],
+)
+def test_cli_start_up_imports_no_engine_server_or_ssh(argv: list[str], env: dict[str, str]):
+    assert creeping([sys.executable, "-m", "osmo_core.cli", *argv], FORBIDDEN_CLI, env) == []
+
+
+def test_load_ext_imports_no_engine_or_ssh(env: dict[str, str]):
+    assert creeping([sys.executable, "-c", LOAD_EXT], FORBIDDEN, env) == []
+
+
+def test_the_check_sees_a_heavy_import(env: dict[str, str]):
+    """The check itself: a command that imports the Service is caught, and its importer named."""
+    found = creeping([sys.executable, "-c", "import osmo_core.service"], FORBIDDEN, env)
+    assert any(line.startswith("sqlalchemy (imported by osmo_core.") for line in found), found
