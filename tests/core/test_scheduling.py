@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,14 @@ class Gates:
         return next(n for n, i in self.ids.items() if i == wf_id)
 
 
+@pytest.fixture
+def gates(tmp_path: Path) -> Iterator[Gates]:
+    g = Gates(tmp_path / "gates")
+    yield g
+    for name in g.ids:  # a failed test leaves no task waiting: its agent then idles out
+        g.open(name)
+
+
 async def until(check: Any, what: str, seconds: float = 20.0) -> Any:
     for _ in range(int(seconds / 0.05)):
         if value := check():
@@ -90,13 +99,12 @@ def pending_events(svc: Service) -> int:
 
 
 async def test_osmo_priority_queueing_order_with_reasons_kept_across_a_restart(
-    service_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    service_factory: Any, gates: Gates, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """OSMO's "Priority Queueing Order": WF1 and WF2 (NORMAL) hold the pool's 2 GPUs; WF3 LOW,
     WF4 NORMAL, WF5 HIGH, WF6 NORMAL queue and start by priority, then submission."""
     data = tmp_path / "osmo"
     config = {"local": {"gpus": [0, 1]}, "pools": {"gpu": {}}, "default_pool": "gpu"}
-    gates = Gates(tmp_path / "gates")
     first = Service(make_config(data, **config))
     await first.start()
     for name in ("WF1", "WF2"):
@@ -139,12 +147,11 @@ async def test_osmo_priority_queueing_order_with_reasons_kept_across_a_restart(
 
 
 async def test_low_work_borrows_a_shared_pool_idle_gpu_and_normal_work_gets_it_back(
-    service_factory: Any, tmp_path: Path
+    service_factory: Any, gates: Gates
 ) -> None:
     """OSMO's "Borrowing" example: pool1 and pool2 share 4 GPUs with a quota of 2 each."""
     pools = {"pool1": {"quota": {"gpu": 2}}, "pool2": {"quota": {"gpu": 2}}}
     svc = await service_factory(local={"gpus": [0, 1, 2, 3]}, pools=pools, default_pool="pool1")
-    gates = Gates(tmp_path / "gates")
     await gates.submit(svc, "WF1", pool="pool1")
     await gates.submit(svc, "WF2", pool="pool1", priority="LOW")
     await gates.submit(svc, "WF4", pool="pool2")
@@ -178,16 +185,13 @@ async def test_low_work_borrows_a_shared_pool_idle_gpu_and_normal_work_gets_it_b
     assert reasons(svc, gates) == {
         "WF9/t0": "pool pool1 at its GPU quota (2/2 used by NORMAL/HIGH)"
     }
-    for name in gates.ids:
-        gates.open(name)
 
 
-async def test_fair_share_and_user_limits(service_factory: Any, tmp_path: Path) -> None:
+async def test_fair_share_and_user_limits(service_factory: Any, gates: Gates) -> None:
     """ann queues 1,000 tasks, then bob 1: with DRF bob's starts at the next free GPU, not
     after ann's 1,000. cid's limit holds her back alone."""
     pools = {"gpu": {"fair_share": "drf", "limits": {"cid": {"max_tasks": 1}}}}
     svc = await service_factory(local={"gpus": [0, 1]}, pools=pools, default_pool="gpu")
-    gates = Gates(tmp_path / "gates")
 
     def status(name: str, task: str = "t0") -> str:  # one task's row: cheap to poll
         return str(svc.task(gates.ids[name], task)["status"])
