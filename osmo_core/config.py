@@ -32,6 +32,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from .errors import ConfigError, Problem
 from .roles import ROLES
+from .scheduling_config import SCHEDULING_KEYS, PoolScheduling, pool_scheduling
 
 if TYPE_CHECKING:
     from .spec.limits import SpecLimits
@@ -60,6 +61,8 @@ class PoolConfig:
     # Allow-lists: when either is non-empty, only these users / roles (and admins) may use it.
     users: frozenset[str] = frozenset()
     roles: tuple[str, ...] = ()
+    # Quota, fair share, user weights and limits (osmo_core/scheduling_config.py).
+    scheduling: PoolScheduling = field(default_factory=PoolScheduling)
 
     def backend_of(self, platform: str) -> str:
         return self.platforms[platform].backend or self.backend
@@ -468,6 +471,8 @@ class OsmoConfig(Configurable):
                         field=where,
                     )
                 )
+            scheduling, bad = pool_scheduling(raw, where)
+            problems += bad
             out[name] = PoolConfig(
                 name,
                 backend,
@@ -476,6 +481,7 @@ class OsmoConfig(Configurable):
                 raw.get("description", ""),
                 users=frozenset(users),
                 roles=tuple(roles),
+                scheduling=scheduling,
             )
         from .data.credentials import pool_problems
 
@@ -519,7 +525,14 @@ def _platform_problems(p: PlatformConfig, backends: dict[str, Any], where: str) 
     return []
 
 
-_POOL_KEYS = {"backend", "default_platform", "platforms", "description", "users", "roles"}
+_POOL_KEYS = {
+    "backend",
+    "default_platform",
+    "platforms",
+    "description",
+    "users",
+    "roles",
+} | SCHEDULING_KEYS
 
 
 def _str_list(value: Any) -> bool:

@@ -5,6 +5,7 @@ Types (each versioned; payload fields listed):
 - `workflow.status`    v1   {message?}
 - `group.status`       v1   {message?}
 - `task.status`        v1   {exit_code?, node?, message?}
+- `task.pending`       v1   {reason}   why a waiting attempt waits, when that changes
 - `task.log`           v1   {n, ts, stream, text}       live only: never stored (log files are)
 - `task.transfer`      v1   {direction: download|upload|checkpoint, url (redacted), dataset?,
                              files, bytes, seconds, error?}   one per finished data transfer

@@ -7,10 +7,12 @@ exit code 3); `place()` answers "where can this task run *now*?" during the run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
-from .config import PoolConfig
+from .config import PRIORITIES, PoolConfig
 from .errors import Problem
+from .scheduling_config import Usage
 from .spec.models import Resource, Workflow, task_fields
 from .wire import Node, tolerated
 
@@ -18,6 +20,7 @@ _GI = 2**30
 # A shared-CPU machine (the local default) runs CPU requests up to this many times its cores at
 # once: OSMO's tutorials fit on a laptop, and 10,000 queued tasks still do not all start.
 SHARED_CPU = 4.0
+NORMAL = PRIORITIES["NORMAL"]
 
 
 @dataclass
@@ -27,9 +30,13 @@ class Alloc:
     cpu: float
     memory: int
     gpus: list[int] = field(default_factory=list)
+    # Whose it is, for quotas, per-user limits and fair share (set by place/place_gang).
+    pool: str = ""
+    priority: int = NORMAL
+    user: str = ""
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: machines key the indexes' buckets
 class _NodeState:
     """What is taken of one machine. Free room is derived from the node's live totals, so a
     host whose capacity is learnt (or changes) after it was listed is used at once."""
@@ -39,6 +46,12 @@ class _NodeState:
     used_cpu: float = 0.0
     used_memory: int = 0
     used_gpus: set[int] = field(default_factory=set)
+    # The placement indexes this machine is in, kept in step as its free GPUs change.
+    indexes: list[_Index] = field(default_factory=list, repr=False)
+
+    @property
+    def free_gpu_count(self) -> int:
+        return len(self.node.gpus) - len(self.used_gpus)
 
     @property
     def free_cpu(self) -> float:
@@ -73,8 +86,70 @@ class _NodeState:
                 else r.cpu <= self.free_cpu + 1e-9
             )
             and (r.memory or 0) <= self.free_memory
-            and r.gpu <= len(self.free_gpus)
+            and r.gpu <= self.free_gpu_count
         )
+
+
+# A placement looks at this many fitting machines of one free-GPU count for the one with the
+# least free CPU, not at all of them: a bounded search on a 1,000-machine pool.
+BEST_OF = 4
+
+
+class _Index:
+    """The machines one pool's platform selects, bucketed by free GPU count: a placement looks
+    only at machines with enough free GPUs, fewest first (keeps big machines for big tasks).
+    Offline machines are kept (they come back); `online` and capacity are read live."""
+
+    def __init__(self, machines: list[_NodeState], arch: str | None):
+        self.machines = machines
+        self.arch = arch
+        self.buckets: dict[int, dict[_NodeState, None]] = {}  # free GPUs -> machines
+        self._key: dict[_NodeState, int] = {}
+        for m in machines:
+            self.put(m)
+            m.indexes.append(self)
+
+    def put(self, m: _NodeState) -> None:
+        """File `m` under its free GPU count now."""
+        old, new = self._key.get(m), m.free_gpu_count
+        if old == new:
+            return
+        if old is not None:
+            bucket = self.buckets[old]
+            del bucket[m]
+            if not bucket:
+                del self.buckets[old]
+        self.buckets.setdefault(new, {})[m] = None
+        self._key[m] = new
+
+    def usable(self, m: _NodeState) -> bool:
+        # arch may be learnt after the listing (an SSH host's first probe)
+        return m.node.online and (not self.arch or not m.node.arch or m.node.arch == self.arch)
+
+    def best(self, res: Resource) -> _NodeState | None:
+        """The machine with the fewest free GPUs that fits `res` now (then least free CPU)."""
+        for k in sorted(k for k in self.buckets if k >= res.gpu):
+            best, looked, stale = None, 0, []
+            for m in self.buckets.get(k, {}):
+                if m.free_gpu_count != k:  # its node's GPUs were re-listed in place
+                    stale.append(m)
+                    continue
+                if not (self.usable(m) and m.fits_now(res)):
+                    continue
+                if best is None or m.free_cpu < best.free_cpu:
+                    best = m
+                looked += 1
+                if looked >= BEST_OF:
+                    break
+            for m in stale:
+                self.put(m)
+            if best is not None:
+                return best
+        return None
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _fmt(r: Resource) -> str:
@@ -86,6 +161,13 @@ class Scheduler:
     def __init__(self, pools: dict[str, PoolConfig]):
         self.pools = pools
         self._nodes: dict[str, list[_NodeState]] = {}  # backend name -> machines
+        self._by_name: dict[str, dict[str, _NodeState]] = {}  # backend -> node name -> machine
+        # What each pool holds by priority, and each user by pool (running tasks, resources),
+        # kept as allocations come and go: no scans.
+        self._held: dict[str, dict[int, Usage]] = {p: {} for p in pools}
+        self._user_held: dict[tuple[str, str], tuple[int, Usage]] = {}
+        self._indexes: dict[tuple[str, str], _Index] = {}  # (pool, platform) -> machines
+        self._capacity: dict[str, Usage] = {}  # pool -> what its machines offer in all
 
     def set_nodes(self, backend: str, nodes: list[Node]) -> None:
         """A backend's machines as (re)listed: capacity and labels follow the listing, what
@@ -104,12 +186,47 @@ class Scheduler:
                 state.node = replace(state.node, online=False)
                 states.append(state)
         self._nodes[backend] = states
+        self._by_name[backend] = {s.node.name: s for s in states}
+        self._forget_indexes()
+
+    def _forget_indexes(self) -> None:
+        """The machine lists changed: indexes and capacities are rebuilt when next asked."""
+        for ms in self._nodes.values():
+            for m in ms:
+                m.indexes.clear()
+        self._indexes.clear()
+        self._capacity.clear()
+
+    def _index(self, pool: str, platform: str) -> _Index:
+        ix = self._indexes.get((pool, platform))
+        if ix is None:
+            machines = self._machines(pool, platform, offline=True)
+            ix = self._indexes[pool, platform] = _Index(
+                machines, self.pools[pool].platforms[platform].arch
+            )
+        return ix
+
+    def capacity(self, pool: str) -> Usage:
+        """What the machines of the pool's platforms offer, shared machines included."""
+        cap = self._capacity.get(pool)
+        if cap is None:
+            seen: dict[int, _NodeState] = {}
+            for platform in self.pools[pool].platforms:
+                for m in self._index(pool, platform).machines:
+                    seen[id(m)] = m
+            cap = Usage()
+            for m in seen.values():
+                if m.node.online:
+                    cap = cap.plus(len(m.node.gpus), m.node.cpu, m.node.memory)
+            self._capacity[pool] = cap
+        return cap
 
     def set_online(self, backend: str, node: str, online: bool) -> None:
         """A node went offline (nothing new is placed there) or came back."""
-        for s in self._nodes.get(backend, []):
-            if s.node.name == node:
-                s.node.online = online
+        state = self._by_name.get(backend, {}).get(node)
+        if state is not None:
+            state.node.online = online
+        self._capacity.clear()
 
     def platform_of(self, pool: str, res: Resource) -> str:
         return res.platform or self.pools[pool].default_platform
@@ -222,9 +339,43 @@ class Scheduler:
                 )
         return problems
 
-    def place(self, pool: str, res: Resource) -> Alloc | None:
+    def held(self, pool: str, priority: int | None = None) -> Usage:
+        """What the pool's running tasks hold: of one priority, or of all (None)."""
+        by_priority = self._held.get(pool, {})
+        if priority is not None:
+            return by_priority.get(priority, Usage())
+        total = Usage()
+        for u in by_priority.values():
+            total = total.plus(u.gpu, u.cpu, u.memory)
+        return total
+
+    def guaranteed(self, pool: str) -> Usage:
+        """What NORMAL and HIGH work of the pool holds: what its quota bounds."""
+        total = Usage()
+        for priority, u in self._held.get(pool, {}).items():
+            if priority >= NORMAL:
+                total = total.plus(u.gpu, u.cpu, u.memory)
+        return total
+
+    def entitled(self, pool: str, priority: int, res: Resource) -> bool:
+        """True when placing `res` for NORMAL/HIGH work keeps `pool` within its quota.
+
+        Always True for a pool with no quota configured; never for LOW work, which only ever
+        borrows (it may run past the quota on idle machines, and is what preemption reclaims).
+        The preemption pass asks this before it frees room: only entitled work may preempt.
+        """
+        if priority < NORMAL:
+            return False
+        quota = self.pools[pool].scheduling.quota
+        if quota is None:
+            return True
+        return quota.over(self.guaranteed(pool).plus(res.gpu, res.cpu, res.memory or 0)) is None
+
+    def place(
+        self, pool: str, res: Resource, priority: int = NORMAL, user: str = ""
+    ) -> Alloc | None:
         """Reserve room for one task now, or None when it must wait."""
-        allocs = self.place_gang(pool, [res])
+        allocs = self.place_gang(pool, [res], priority=priority, user=user)
         return allocs[0] if allocs else None
 
     def place_gang(
@@ -232,37 +383,146 @@ class Scheduler:
         pool: str,
         requests: list[Resource],
         nodes: dict[str, list[_NodeState]] | None = None,
+        priority: int = NORMAL,
+        user: str = "",
     ) -> list[Alloc] | None:
         """All-or-nothing placement of several tasks (a group with a barrier). `nodes`: place
-        on these machine states instead of the live ones (for "could it ever fit?")."""
+        on these machine states instead of the live ones (for "could it ever fit?"), which
+        leaves the pool's accounting alone."""
+        allocs, _ = self._try_gang(pool, requests, nodes, priority, user)
+        if allocs is not None and nodes is None:
+            for a in allocs:
+                self._account(a, 1)
+        return allocs
+
+    def _pick(
+        self, pool: str, res: Resource, nodes: dict[str, list[_NodeState]] | None
+    ) -> _NodeState | None:
+        platform = self.platform_of(pool, res)
+        if nodes is None:
+            return self._index(pool, platform).best(res)
+        # Fewest free GPUs that still fit first: keeps big machines free for big tasks.
+        return min(
+            (m for m in self._machines(pool, platform, nodes) if m.fits_now(res)),
+            key=lambda m: (m.free_gpu_count, m.free_cpu),
+            default=None,
+        )
+
+    def _try_gang(
+        self,
+        pool: str,
+        requests: list[Resource],
+        nodes: dict[str, list[_NodeState]] | None,
+        priority: int,
+        user: str,
+    ) -> tuple[list[Alloc] | None, int]:
+        """Place the requests in turn; all of them, or none and how many had fit."""
         taken: list[tuple[_NodeState, Alloc]] = []
         for res in requests:
-            platform = self.platform_of(pool, res)
-            # Fewest free GPUs that still fit first: keeps big machines free for big tasks.
-            candidates = sorted(
-                (m for m in self._machines(pool, platform, nodes) if m.fits_now(res)),
-                key=lambda m: (len(m.free_gpus), m.free_cpu),
-            )
-            if not candidates:
+            m = self._pick(pool, res, nodes)
+            if m is None:
                 for m, a in taken:
                     self._give_back(m, a)
-                return None
-            m = candidates[0]
-            alloc = Alloc(m.backend, m.node.name, res.cpu, res.memory or 0, m.free_gpus[: res.gpu])
+                return None, len(taken)
+            alloc = Alloc(
+                m.backend,
+                m.node.name,
+                res.cpu,
+                res.memory or 0,
+                m.free_gpus[: res.gpu],
+                pool=pool,
+                priority=priority,
+                user=user,
+            )
             self._take(m, alloc)
             taken.append((m, alloc))
-        return [a for _, a in taken]
+        return [a for _, a in taken], len(taken)
+
+    def why(self, pool: str, requests: list[Resource]) -> str:
+        """Why these requests cannot be placed now, in words (they just failed to)."""
+        if len(requests) > 1:
+            _, placeable = self._try_gang(pool, requests, None, NORMAL, "")
+            return f"gang: {placeable} of {_n(len(requests), 'task')} placeable"
+        res = requests[0]
+        platform = self.platform_of(pool, res)
+        ix = self._index(pool, platform)
+        # free GPU counts with a machine online: one look per bucket, not per machine
+        free = [k for k, bucket in ix.buckets.items() if any(ix.usable(m) for m in bucket)]
+        if not free:
+            return f"platform {platform} has no machine online"
+        if res.gpu and max(free) < res.gpu:
+            return f"needs {_n(res.gpu, 'GPU')} on one machine; the largest free has {max(free)}"
+        online = [m for m in ix.machines if ix.usable(m) and m.free_gpu_count >= res.gpu]
+        if not any(m.fits_now(res.model_copy(update={"memory": 0})) for m in online):
+            most = max(m.free_cpu for m in online)
+            return f"needs cpu {res.cpu:g} on one machine; the most free has {max(most, 0):g}"
+        most_mem = max(m.free_memory for m in online)
+        return (
+            f"needs memory {(res.memory or 0) / _GI:.3g}Gi on one machine; "
+            f"the most free has {most_mem / _GI:.3g}Gi"
+        )
+
+    def pool_summary(self, pool: str) -> dict[str, Any]:
+        """Quota, capacity, what is held per priority and past the quota (borrowed)."""
+        cfg = self.pools[pool].scheduling
+        quota, held = cfg.quota, self.held(pool)
+        borrowed = Usage()
+        if quota is not None:  # all the pool holds past its quota is LOW work's
+            borrowed = Usage(
+                *(
+                    max(0, getattr(held, r) - limit) if (limit := quota.of(r)) is not None else 0
+                    for r in ("gpu", "cpu", "memory")
+                )
+            )
+        return {
+            "quota": asdict(quota) if quota else None,
+            "fair_share": cfg.fair_share,
+            "capacity": asdict(self.capacity(pool)),
+            "used": {name: asdict(self.held(pool, p)) for name, p in PRIORITIES.items()},
+            "borrowed": asdict(borrowed),
+        }
+
+    def user_held(self, pool: str, user: str) -> tuple[int, Usage]:
+        """The user's running tasks in the pool, and what they hold."""
+        return self._user_held.get((pool, user), (0, Usage()))
+
+    def dominant_share(self, pool: str, user: str) -> float:
+        """The largest fraction of any one resource of the pool the user holds (DRF)."""
+        _, held = self.user_held(pool, user)
+        if not (held.gpu or held.cpu or held.memory):
+            return 0.0
+        cap = self.capacity(pool)
+        return max(
+            held.gpu / cap.gpu if cap.gpu else 0.0,
+            held.cpu / cap.cpu if cap.cpu else 0.0,
+            held.memory / cap.memory if cap.memory else 0.0,
+        )
 
     def adopt(self, alloc: Alloc) -> None:
         """Account for an attempt that was already running (after an engine restart)."""
         m = self._find(alloc)
         if m is not None:
             self._take(m, alloc)
+            self._account(alloc, 1)
 
     def release(self, alloc: Alloc) -> None:
         m = self._find(alloc)
         if m is not None:
             self._give_back(m, alloc)
+            self._account(alloc, -1)
+
+    def _account(self, a: Alloc, sign: int) -> None:
+        if a.pool not in self._held:
+            return  # a pool since removed from the configuration: nothing bounds it now
+        by_priority = self._held[a.pool]
+        by_priority[a.priority] = by_priority.get(a.priority, Usage()).plus(
+            len(a.gpus), a.cpu, a.memory, sign
+        )
+        tasks, held = self.user_held(a.pool, a.user)
+        self._user_held[a.pool, a.user] = (
+            tasks + sign,
+            held.plus(len(a.gpus), a.cpu, a.memory, sign),
+        )
 
     def usage(self) -> list[dict[str, object]]:
         return [
@@ -283,18 +543,20 @@ class Scheduler:
         ]
 
     def _find(self, alloc: Alloc) -> _NodeState | None:
-        return next(
-            (m for m in self._nodes.get(alloc.backend, []) if m.node.name == alloc.node), None
-        )
+        return self._by_name.get(alloc.backend, {}).get(alloc.node)
 
     @staticmethod
     def _take(m: _NodeState, a: Alloc) -> None:
         m.used_cpu += a.cpu
         m.used_memory += a.memory
         m.used_gpus |= set(a.gpus)
+        for ix in m.indexes:
+            ix.put(m)
 
     @staticmethod
     def _give_back(m: _NodeState, a: Alloc) -> None:
         m.used_cpu = max(0.0, m.used_cpu - a.cpu)
         m.used_memory = max(0, m.used_memory - a.memory)
         m.used_gpus -= set(a.gpus)
+        for ix in m.indexes:
+            ix.put(m)

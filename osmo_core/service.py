@@ -255,7 +255,8 @@ class Service:
         for k in ("spec_original", "spec_rendered"):
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
-        tasks = [_task_model(r) for r in task_rows]
+        live = self.engine.pending_reasons(wf_id)  # the queue's current word, when it has one
+        tasks = [_task_model(r, live) for r in task_rows]
         order = {name: i for i, name in enumerate(_task_names(spec_json))}
         tasks.sort(key=lambda t: (order.get(t["name"], 0), t["retry_id"]))
         row["groups"] = [dict(g) for g in group_rows]
@@ -266,7 +267,8 @@ class Service:
         """A task: its latest attempt's fields (with `usage`, the last sample of what its
         running command uses), plus every attempt under `attempts`."""
         self.store.get_workflow(wf_id)  # NotFound names the workflow first
-        attempts = [_task_model(r) for r in self.store.tasks_of(wf_id, name)]
+        live = self.engine.pending_reasons(wf_id)
+        attempts = [_task_model(r, live) for r in self.store.tasks_of(wf_id, name)]
         if not attempts:
             raise NotFound(f"workflow {wf_id!r} has no task {name!r}")
         return {**attempts[-1], "usage": self.engine.usage(wf_id, name), "attempts": attempts}
@@ -382,14 +384,20 @@ class Service:
                 "default_platform": p.default_platform,
                 "platforms": {k: asdict(v) for k, v in p.platforms.items()},
                 "nodes": [u for u in usage if u["backend"] in p.backends],
+                **self.scheduler.pool_summary(p.name),
+                "queued": self.engine.queued_in(p.name),
             }
             for p in self.pools.values()
         ]
 
 
-def _task_model(r: Any) -> dict[str, Any]:
+def _task_model(r: Any, pending: dict[str, str]) -> dict[str, Any]:
+    """A task row, JSON-ready; `pending`: the live reasons of waiting tasks, by name (the
+    stored one is the last announced: current after a restart until the first pass)."""
     d = dict(r)
     d["alloc"] = json.loads(d["alloc"]) if d["alloc"] else None
+    waiting = d["status"] == TaskStatus.SCHEDULING.value
+    d["pending_reason"] = pending.get(d["name"], d["pending_reason"]) if waiting else None
     running = d["status"] == TaskStatus.RUNNING.value and not d["cancel_reason"]
     d["waiting_for_user"] = running and d["hold"] == "interactive"
     d["held_for_debugging"] = running and d["hold"] == "debug"

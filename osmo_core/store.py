@@ -111,6 +111,8 @@ tasks = Table(
     Column("start_time", Float),
     Column("end_time", Float),
     Column("message", Text),
+    # Why a waiting attempt waits, as the scheduling pass last announced (engine/placement.py)
+    Column("pending_reason", Text),
 )
 
 events = Table(

@@ -16,6 +16,10 @@ memory, which holds only unfinished workflows.
                                     sampled them (task usage); osmo_tasks_memory_bytes{pool}:
                                     their resident memory
     osmo_engine_queue_length        task attempts waiting for capacity
+    osmo_pool_queued_tasks{pool}    of them, those waiting in each pool
+    osmo_pool_gpus{pool, kind}      kind=capacity (its machines, shared ones included),
+                                    quota (absent without one), borrowed (held past the quota)
+    osmo_pool_used_gpus{pool, priority}  GPUs running tasks hold, per priority
     osmo_engine_inbox_length        commands and backend events waiting for the engine's round
     osmo_event_loop_lag_seconds     the worst lag of the server's event loop over the last
                                     `LAG_WINDOW` seconds (a probe sleeping `LAG_INTERVAL`)
@@ -115,9 +119,35 @@ class ServiceMetrics(Collector):
         inbox.add_metric([], svc.engine.inbox_length)
         yield queue
         yield inbox
+        yield from self._pools()
         if self._lags:
             lag.add_metric([], max(self._lags))
             yield lag
+
+    def _pools(self) -> Iterator[GaugeMetricFamily]:
+        """Per pool: queue length, GPU capacity, quota, borrowed, used per priority."""
+        queued = GaugeMetricFamily(
+            "osmo_pool_queued_tasks", "Task attempts waiting in the pool", labels=["pool"]
+        )
+        gpus = GaugeMetricFamily(
+            "osmo_pool_gpus", "The pool's GPUs: capacity, quota, borrowed", labels=["pool", "kind"]
+        )
+        used = GaugeMetricFamily(
+            "osmo_pool_used_gpus", "GPUs running tasks hold", labels=["pool", "priority"]
+        )
+        svc = self.service
+        for pool in sorted(svc.pools):
+            summary = svc.scheduler.pool_summary(pool)
+            queued.add_metric([pool], svc.engine.queued_in(pool))
+            gpus.add_metric([pool, "capacity"], summary["capacity"]["gpu"])
+            gpus.add_metric([pool, "borrowed"], summary["borrowed"]["gpu"])
+            if summary["quota"] and summary["quota"]["gpu"] is not None:
+                gpus.add_metric([pool, "quota"], summary["quota"]["gpu"])
+            for priority, amount in summary["used"].items():
+                used.add_metric([pool, priority], amount["gpu"])
+        yield queued
+        yield gpus
+        yield used
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:

@@ -347,6 +347,11 @@ class TaskModel(BaseModel):
     start_time: float | None
     end_time: float | None
     message: str | None
+    pending_reason: str | None = Field(
+        None,
+        description='Why a waiting task (SCHEDULING) waits now, e.g. "pool gpu at its GPU '
+        'quota (8/8 used by NORMAL/HIGH)"; null otherwise (live: `task.pending` events)',
+    )
 
 
 class WorkflowModel(WorkflowSummary):
@@ -403,12 +408,32 @@ class ResourceModel(NodeUsage):
     pools: list[str]
 
 
+class AmountModel(BaseModel):
+    gpu: int
+    cpu: float
+    memory: int = Field(description="bytes")
+
+
+class QuotaModel(BaseModel):
+    gpu: int | None
+    cpu: float | None
+    memory: int | None = Field(description="bytes")
+
+
 class PoolModel(BaseModel):
     name: str
     backend: str = Field(description="the pool's default backend; a platform may name another")
     default_platform: str
     platforms: dict[str, PlatformModel]
     nodes: list[NodeUsage]
+    quota: QuotaModel | None = Field(description="what NORMAL/HIGH work may hold; null: no quota")
+    fair_share: Literal["fifo", "drf"]
+    capacity: AmountModel = Field(
+        description="what the machines of its platforms offer, shared machines included"
+    )
+    used: dict[str, AmountModel] = Field(description="held by running tasks, per priority")
+    borrowed: AmountModel = Field(description="held past the quota (LOW work only)")
+    queued: int = Field(description="task attempts waiting in the pool")
 
 
 class EventModel(BaseModel):

@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
     # 4: the server's configuration, checked with the rules of the layers below; the backend
     # interface and registry are here because config checks each backend's settings through them
     "osmo_core.config": 4,
+    "osmo_core.scheduling_config": 4,  # a pool's quota, fair share and limits, read by config
     "osmo_core.isolation": 4,  # config resolved: whom local tasks run as
     "osmo_core.backends": 4,  # the package: base.py (the interface), registry.py
     # 5: where tasks run

@@ -22,6 +22,7 @@ export interface TaskView extends Pick<
   | 'hold_until'
   | 'waiting_for_user'
   | 'held_for_debugging'
+  | 'pending_reason'
 > {
   status: string;
 }
@@ -440,6 +441,15 @@ export class WorkflowView {
       });
       return true;
     }
+    if (ev.type === 'task.pending' && ev.task) {
+      const waiting = this.tasks.get(ev.task);
+      if (!waiting || waiting.retry_id !== (ev.retry_id ?? 0)) {
+        return false;
+      }
+      const reason = typeof p.reason === 'string' ? p.reason : null;
+      this.tasks.set(ev.task, { ...waiting, pending_reason: reason });
+      return true;
+    }
     if (ev.type !== 'task.status' || !ev.task || !ev.status) {
       return false;
     }
@@ -466,7 +476,8 @@ export class WorkflowView {
           hold: null,
           hold_until: null,
           waiting_for_user: false,
-          held_for_debugging: false
+          held_for_debugging: false,
+          pending_reason: null
         }
       : { ...old };
     t.status = ev.status;
@@ -491,6 +502,9 @@ export class WorkflowView {
     if (ev.status !== 'RUNNING') {
       t.waiting_for_user = false;
       t.held_for_debugging = false;
+    }
+    if (ev.status !== 'SCHEDULING') {
+      t.pending_reason = null; // only a waiting task has a reason to wait
     }
     if (!this.order.includes(ev.task)) {
       this.order.push(ev.task);

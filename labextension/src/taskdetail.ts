@@ -1,5 +1,5 @@
 /**
- * The selected task's details: status, hold, attempts, exit code, node, usage while it runs,
+ * The selected task's details: status, hold, why it waits, attempts, exit code, node, usage while it runs,
  * timings, resources (requested and allocated), inputs, outputs, the last log lines, and its
  * buttons (Open logs, and the task actions of actions.ts).
  */
@@ -39,6 +39,9 @@ export function renderTask(
   const held = holdText(t);
   if (held) {
     field('held', h('span', { class: 'osmo-hold' }, held));
+  }
+  if (t.status === 'SCHEDULING' && t.pending_reason) {
+    field('waiting', h('span', { class: 'osmo-pending-reason' }, t.pending_reason));
   }
   field('attempt', `${t.retry_id + 1} of ${attempts.length}`);
   field('exit code', t.exit_code === null || t.exit_code === undefined ? '—' : String(t.exit_code));

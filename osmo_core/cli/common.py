@@ -149,6 +149,8 @@ class Output:
             code = "" if t["exit_code"] is None else f"exit {t['exit_code']}"
             retry = f" (attempt {t['retry_id'] + 1})" if t["retry_id"] else ""
             msg = f"  {t['message']}" if t["message"] and t["status"] != "COMPLETED" else ""
+            if t.get("pending_reason"):  # why it waits (a server without it: no key)
+                msg = f"  waiting: {t['pending_reason']}"
             print(
                 f"  {name:<{width}}  {t['status']:<20} {code:<8}"
                 f"{_duration(t['start_time'], t['end_time']):>8}{retry}{msg}"

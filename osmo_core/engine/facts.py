@@ -66,7 +66,7 @@ class BackendFacts:
             return
         if isinstance(item, NodeOnline):
             self.scheduler.set_online(item.backend, item.node, item.online)
-            self._queue_dirty = True  # a node back: what waits may fit now
+            self._queue.dirty = True  # a node back: what waits may fit now
             return
         att = self._attempts.get(item.key)
         if isinstance(item, StorageTrouble):  # also after its end, even its workflow's

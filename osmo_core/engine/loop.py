@@ -37,12 +37,13 @@ from .facts import BackendFacts
 from .groups import GroupProgress
 from .holds import Holds
 from .launch import launch_request
-from .placement import Placement
+from .placement import Placement, resource_of
 from .reconcile import ReconcileStats, Reconciling
 from .recovery import Recovery
 from .runs import Attempt, WorkflowRun
 from .submit import Submission
 from .transitions import Transitions
+from .waitqueue import WaitQueue
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
@@ -87,11 +88,9 @@ class Engine(
         self.bus = bus
         self.workflows: dict[str, WorkflowRun] = {}
         self._attempts: dict[str, Attempt] = {}
-        # Placement units (a barrier group is one unit), kept sorted by rank.
-        self._queue: list[tuple[tuple[int, int], list[Attempt]]] = []
-        self._unit_of: dict[Attempt, list[Attempt]] = {}  # a queued attempt -> its unit
+        # Placement units (a barrier group is one unit) waiting for capacity.
+        self._queue: WaitQueue[Attempt] = WaitQueue(scheduler, resource_of)
         self._launched: dict[str, Attempt] = {}  # INITIALIZING or RUNNING (transitions.py)
-        self._queue_dirty: bool = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._batch = Batch()
         self._announce: list[Event] = []
@@ -100,7 +99,6 @@ class Engine(
         self._releases: list[Attempt] = []  # held attempts the user is done with
         self._progress_due: set[WorkflowRun] = set()  # RUNNING/WAITING is settled per round
         self._next_event_id: int = 1
-        self._seq: int = 0
         self._runner: asyncio.Task[None] | None = None
         self.failure: Exception | None = None  # set when the engine had to stop
         self._bg: set[asyncio.Task[Any]] = set()
@@ -151,7 +149,11 @@ class Engine(
     @property
     def queue_length(self) -> int:
         """Task attempts waiting for capacity."""
-        return sum(len(unit) for _, unit in self._queue)
+        return len(self._queue)
+
+    def queued_in(self, pool: str) -> int:
+        """Task attempts waiting for capacity in the pool."""
+        return self._queue.waiting_in(pool)
 
     @property
     def inbox_length(self) -> int:
@@ -196,6 +198,18 @@ class Engine(
         if att is None or att.usage is None or att.hold or (att.status and att.status.terminal):
             return None
         return {"ts": att.usage.ts, **att.usage.summary()}
+
+    def pending_reasons(self, wf_id: str) -> dict[str, str]:
+        """Why each waiting task of the workflow waits now, by task name."""
+        wf = self.workflows.get(wf_id)
+        if wf is None:
+            return {}
+        out = {}
+        for name, run in wf.tasks.items():
+            reason = self.pending_reason(run.current)
+            if reason is not None:
+                out[name] = reason
+        return out
 
     async def record(
         self, type_: str, wf_id: str, *, group: str | None, task: str, retry_id: int, **payload: Any

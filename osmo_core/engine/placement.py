@@ -1,19 +1,21 @@
-"""The queue: attempts waiting for capacity, placed in rank order, then launched.
+"""The queue: attempts waiting for capacity, placed by the scheduling pass, then launched.
 
-Queue order is workflow priority, then first come first served; a barrier group is one unit.
-Past the first unit that does not fit, BACKFILL_WINDOW more are tried. Node listings refreshed
-from the backends (`Backend.node_refresh`) reach the scheduler and trigger a new pass.
+The order and the pass are engine/waitqueue.py's (priority, then submission order or fair
+share per pool, quotas, user limits, a bounded backfill). Every waiting attempt has a reason;
+one the pass looked at gets a `task.pending` event and its row's `pending_reason` when the
+reason changes, never once per pass. Node listings refreshed from the backends
+(`Backend.node_refresh`) reach the scheduler and trigger a new pass.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import logging
 from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
+from ..spec.models import Resource
 from ..states import TaskStatus
 from ..wire import LaunchRequest, Node
 from .runs import Attempt
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
-BACKFILL_WINDOW = 32  # queue units tried past the first that does not fit
+
+
+def resource_of(att: Attempt) -> Resource:
+    return att.task.group.workflow.spec.resource_of(att.task.spec)
 
 
 class Placement:
@@ -33,14 +38,10 @@ class Placement:
     """
 
     def _enqueue(self: Engine, units: list[list[Attempt]]) -> None:
-        """Queue order: workflow priority, then first come first served."""
         for unit in units:
-            self._seq += 1  # unique, so ranks never tie and units are never compared
-            rank = (-unit[0].task.group.workflow.priority, self._seq)
-            bisect.insort(self._queue, (rank, unit))
-            for att in unit:
-                self._unit_of[att] = unit
-        self._queue_dirty = True
+            wf = unit[0].task.group.workflow
+            queued = self._queue.add(unit, wf.pool, wf.priority, wf.user, wf.id)
+            queued.reported = unit[0].pending_reason  # a restart does not announce it again
 
     def _enqueue_after(self: Engine, att: Attempt, delay: float) -> None:
         """Queue a new attempt after `delay` seconds (a retry's backoff), SCHEDULING meanwhile."""
@@ -51,42 +52,23 @@ class Placement:
 
     def _requeue(self: Engine, att: Attempt) -> None:
         """Its backoff is over: queue it, unless it ended meanwhile (a cancel)."""
-        if att.status == T.SCHEDULING and att not in self._unit_of:
+        if att.status == T.SCHEDULING and self._queue.unit_of(att) is None:
             self._enqueue([[att]])
 
     def _unqueue(self: Engine, att: Attempt) -> None:
-        # O(1) per attempt (cancelling 10,000 queued tasks must not scan the queue 10,000
-        # times); the emptied unit leaves the queue at the next _schedule.
-        unit = self._unit_of.pop(att, None)
-        if unit is not None:
-            unit.remove(att)
+        # O(1) per attempt (cancelling 10,000 queued tasks must not scan the queue 10,000 times)
+        self._queue.remove(att)
 
     def _schedule(self: Engine) -> None:
-        if not self._queue_dirty or not self._queue:
+        if not self._queue.dirty or not len(self._queue):
             return
-        self._queue_dirty = False
-        kept: list[tuple[tuple[int, int], list[Attempt]]] = []
-        misses = 0
-        for i, (rank, unit) in enumerate(self._queue):
-            if misses > BACKFILL_WINDOW:
-                kept.extend(q for q in self._queue[i:] if q[1])
-                break
-            if not unit:
-                continue  # every attempt of it was unqueued
-            wf = unit[0].task.group.workflow
-            if wf.canceling:  # being cancelled a slice at a time: never launch more of it
-                kept.append((rank, unit))
-                continue
-            allocs = self.scheduler.place_gang(
-                wf.pool, [wf.spec.resource_of(a.task.spec) for a in unit]
-            )
-            if allocs is None:
-                kept.append((rank, unit))
-                misses += 1
-                continue
-            for att, alloc in zip(unit, allocs, strict=True):
-                self._unit_of.pop(att, None)
+        placed, waiting = self._queue.schedule(
+            skip=lambda unit: unit.items[0].task.group.workflow.canceling
+        )
+        for atts, allocs in placed:
+            for att, alloc in zip(atts, allocs, strict=True):
                 att.alloc = alloc
+                att.pending_reason = None
                 att.launching = True
                 self._save(
                     att,
@@ -95,15 +77,38 @@ class Placement:
                     alloc=json.dumps(
                         {"cpu": alloc.cpu, "memory": alloc.memory, "gpus": alloc.gpus}
                     ),
+                    pending_reason=None,
                 )
                 self._set_task(att, T.INITIALIZING)
                 self._launches.append(att)
-        self._queue = kept
+        for unit in waiting:
+            if unit.reason != unit.reported:  # announced when it changes, not every pass
+                unit.reported = unit.reason
+                for att in unit.items:
+                    self._pending(att, unit.reason)
+
+    def _pending(self: Engine, att: Attempt, reason: str | None) -> None:
+        task = att.task
+        att.pending_reason = reason
+        self._save(att, pending_reason=reason)
+        self._event(
+            "task.pending",
+            task.group.workflow,
+            group=task.group.name,
+            task=task.name,
+            retry_id=att.retry_id,
+            status=att.status.value if att.status else None,
+            reason=reason,
+        )
+
+    def pending_reason(self: Engine, att: Attempt) -> str | None:
+        """Why a waiting attempt waits, now (None once it is placed)."""
+        return self._queue.reason_of(att)
 
     def _release(self: Engine, att: Attempt) -> None:
         if att.alloc is not None:
             self.scheduler.release(att.alloc)
-            self._queue_dirty = True
+            self._queue.dirty = True
 
     async def _launch(self: Engine, att: Attempt, req: LaunchRequest) -> None:
         assert att.alloc is not None
@@ -140,4 +145,4 @@ class Placement:
 
     def _set_nodes(self: Engine, name: str, nodes: list[Node]) -> None:
         self.scheduler.set_nodes(name, nodes)
-        self._queue_dirty = True
+        self._queue.dirty = True

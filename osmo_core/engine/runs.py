@@ -48,6 +48,7 @@ class Attempt:
     hold_until: float | None = None
     hold_timer: asyncio.TimerHandle | None = None
     usage: Usage | None = None  # the agent's last sample while the command runs
+    pending_reason: str | None = None  # why it waited, as last announced (restored at restart)
 
     @property
     def key(self) -> str:
@@ -171,7 +172,16 @@ def run_from_rows(
                 alloc = None
                 if r["alloc"]:
                     a = json.loads(r["alloc"])
-                    alloc = Alloc(r["backend"], r["node"], a["cpu"], a["memory"], a["gpus"])
+                    alloc = Alloc(
+                        r["backend"],
+                        r["node"],
+                        a["cpu"],
+                        a["memory"],
+                        a["gpus"],
+                        pool=wf.pool,
+                        priority=wf.priority,
+                        user=wf.user,
+                    )
                 info = (
                     LaunchInfo(t.name, r["workdir"], r["output_path"], r["log_path"])
                     if r["workdir"]
@@ -191,6 +201,7 @@ def run_from_rows(
                     message=r["message"],
                     hold=r["hold"],
                     hold_until=r["hold_until"],
+                    pending_reason=r["pending_reason"],
                 )
                 t.attempts.append(att)
                 attempts[att.key] = att

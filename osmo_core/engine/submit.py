@@ -168,7 +168,6 @@ class Submission:
         }
         batch.events.append(ev_row)
         wf.id = self.store.create_workflow(row, batch)
-        self._seq += 1
         self.workflows[wf.id] = wf
         for t in wf.tasks.values():
             self._attempts[t.current.key] = t.current

@@ -58,6 +58,9 @@ function drawTable(model, tasks) {
   for (const t of tasks) {
     const tr = el_("tr", { "data-task": t.name });
     const state = el_("td", { style: `color:${colour(model, t.status)};font-weight:bold` }, t.status);
+    if (t.status === "SCHEDULING" && t.pending_reason) {  // why it waits, from the scheduler
+      state.append(el_("div", { class: "osmo-pending-reason", style: "font-weight:normal" }, t.pending_reason));
+    }
     tr.append(el_("td", {}, t.name), state, el_("td", {}, String(t.retry_id + 1)),
       el_("td", {}, duration(t)), el_("td", {}, t.exit_code == null ? "" : String(t.exit_code)),
       el_("td", { style: "font-family:monospace;white-space:pre" }, (t.last_lines || []).join("\n")));

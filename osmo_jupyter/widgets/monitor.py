@@ -102,6 +102,7 @@ class WorkflowMonitor(anywidget.AnyWidget):
                         "start_time": t.get("start_time"),
                         "end_time": t.get("end_time"),
                         "message": t.get("message") or "",
+                        "pending_reason": t.get("pending_reason") or "",
                         "after": self._upstream.get(t["name"], []),
                         "level": levels.get(t["name"], 0),
                         "last_lines": old.get(t["name"], {}).get("last_lines") or self._tail(t),
@@ -138,6 +139,9 @@ class WorkflowMonitor(anywidget.AnyWidget):
                 if TaskStatus(ev["status"]).terminal:
                     self.updated = time.time()
                     self._complete_lines(ev["task"], ev["retry_id"])
+            elif kind == "task.pending":
+                if not self._apply_pending(ev):
+                    return
             elif kind == "task.log":
                 self._apply_log(ev)
             else:
@@ -160,6 +164,8 @@ class WorkflowMonitor(anywidget.AnyWidget):
                 r.update(retry_id=ev["retry_id"], exit_code=None, start_time=None, end_time=None)
             status = TaskStatus(ev["status"])
             r["status"] = status.value
+            if status != TaskStatus.SCHEDULING:
+                r["pending_reason"] = ""  # only a waiting task has a reason to wait
             payload = ev.get("payload") or {}
             if "exit_code" in payload:
                 r["exit_code"] = payload["exit_code"]
@@ -169,6 +175,16 @@ class WorkflowMonitor(anywidget.AnyWidget):
                 r["start_time"] = ev["ts"]
             if status.terminal:
                 r["end_time"] = ev["ts"]
+        self.tasks = rows
+        return True
+
+    def _apply_pending(self, ev: dict[str, Any]) -> bool:
+        """Why a waiting task waits, as the scheduler last said; False for another attempt's."""
+        rows = [dict(r) for r in self.tasks]
+        row = next((r for r in rows if r["name"] == ev["task"]), None)
+        if row is None or ev["retry_id"] != row["retry_id"]:
+            return False
+        row["pending_reason"] = (ev.get("payload") or {}).get("reason") or ""
         self.tasks = rows
         return True
 

@@ -171,6 +171,12 @@ def test_pool_list(osmo_env: dict[str, str]) -> None:
     assert r.returncode == 0, r.stderr
     pools = json.loads(r.stdout)
     assert pools[0]["name"] == "local" and pools[0]["nodes"][0]["cpu"] >= 1
+    assert (pools[0]["quota"], pools[0]["fair_share"], pools[0]["queued"]) == (None, "fifo", 0)
+    assert pools[0]["used"]["NORMAL"] == {"gpu": 0, "cpu": 0.0, "memory": 0}
+    r = osmo(osmo_env, "pool", "list")
+    assert r.returncode == 0, r.stderr
+    assert "  quota: none | capacity: gpu " in r.stdout
+    assert "GPUs used: HIGH 0; NORMAL 0; LOW 0 | borrowed: 0 GPUs | queued: 0" in r.stdout
 
 
 def test_ctrl_c_cancels_the_workflow(osmo_env: dict[str, str], tmp_path: Path) -> None:

@@ -110,6 +110,10 @@ async def test_running_and_queued_tasks(api, jp_fetch, osmo):
     assert tasks["RUNNING"] == 1
     assert sum(tasks.values()) == 2
     assert m[("osmo_engine_queue_length", ())] == 1, "the second task waits for the CPU"
+    assert m[("osmo_pool_queued_tasks", (("pool", "local"),))] == 1
+    assert m[("osmo_pool_gpus", (("kind", "capacity"), ("pool", "local")))] >= 0  # its GPUs
+    assert ("osmo_pool_gpus", (("kind", "quota"), ("pool", "local"))) not in m  # no quota set
+    assert m[("osmo_pool_used_gpus", (("pool", "local"), ("priority", "NORMAL")))] == 0
     # the running sleeper's usage, once its agent sampled it (every 0.2 s here)
     for _ in range(100):
         m = await scrape(jp_fetch)

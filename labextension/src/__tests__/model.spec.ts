@@ -265,6 +265,20 @@ describe('WorkflowView', () => {
     expect(view.usage.has('task1')).toBe(false);
   });
 
+  it('keeps why a waiting task waits from task.pending events, until it is placed', () => {
+    const view = new WorkflowView(detail(), parseSpec(SERIAL));
+    view.apply(ev({ task: 'task1', retry_id: 0, status: 'SCHEDULING', ts: 3 }));
+    const pending = (reason: string, retry_id = 0) =>
+      ev({ type: 'task.pending', task: 'task1', retry_id, payload: { reason } });
+    expect(view.apply(pending('user limit: 4 running tasks', 1))).toBe(false); // not this attempt
+    expect(view.apply(pending('pool gpu at its GPU quota (8/8 used by NORMAL/HIGH)'))).toBe(true);
+    expect(view.tasks.get('task1')!.pending_reason).toBe(
+      'pool gpu at its GPU quota (8/8 used by NORMAL/HIGH)'
+    );
+    view.apply(ev({ task: 'task1', retry_id: 0, status: 'INITIALIZING', ts: 4 }));
+    expect(view.tasks.get('task1')!.pending_reason).toBeNull();
+  });
+
   it('shows a hold from task.hold events and clears it when the task moves on', () => {
     const view = new WorkflowView(detail(), parseSpec(SERIAL));
     const at = (s: number) => `t${s}`;

@@ -450,6 +450,18 @@ export interface components {
        */
       memory: number;
     };
+    /** AmountModel */
+    AmountModel: {
+      /** Cpu */
+      cpu: number;
+      /** Gpu */
+      gpu: number;
+      /**
+       * Memory
+       * @description bytes
+       */
+      memory: number;
+    };
     /** BackendHealth */
     BackendHealth: {
       /**
@@ -788,8 +800,17 @@ export interface components {
        * @description the pool's default backend; a platform may name another
        */
       backend: string;
+      /** @description held past the quota (LOW work only) */
+      borrowed: components['schemas']['AmountModel'];
+      /** @description what the machines of its platforms offer, shared machines included */
+      capacity: components['schemas']['AmountModel'];
       /** Default Platform */
       default_platform: string;
+      /**
+       * Fair Share
+       * @enum {string}
+       */
+      fair_share: 'fifo' | 'drf';
       /** Name */
       name: string;
       /** Nodes */
@@ -798,6 +819,32 @@ export interface components {
       platforms: {
         [key: string]: components['schemas']['PlatformModel'];
       };
+      /**
+       * Queued
+       * @description task attempts waiting in the pool
+       */
+      queued: number;
+      /** @description what NORMAL/HIGH work may hold; null: no quota */
+      quota: components['schemas']['QuotaModel'] | null;
+      /**
+       * Used
+       * @description held by running tasks, per priority
+       */
+      used: {
+        [key: string]: components['schemas']['AmountModel'];
+      };
+    };
+    /** QuotaModel */
+    QuotaModel: {
+      /** Cpu */
+      cpu: number | null;
+      /** Gpu */
+      gpu: number | null;
+      /**
+       * Memory
+       * @description bytes
+       */
+      memory: number | null;
     };
     /**
      * ReconcileHealth
@@ -1006,6 +1053,12 @@ export interface components {
       node: string | null;
       /** Output Path */
       output_path: string | null;
+      /**
+       * Pending Reason
+       * @description Why a waiting task (SCHEDULING) waits now, e.g. "pool gpu at its GPU quota (8/8 used by NORMAL/HIGH)"; null otherwise (live: `task.pending` events)
+       * @default null
+       */
+      pending_reason?: string | null;
       /** Retry Id */
       retry_id: number;
       /** Start Time */
@@ -1069,6 +1122,12 @@ export interface components {
       node: string | null;
       /** Output Path */
       output_path: string | null;
+      /**
+       * Pending Reason
+       * @description Why a waiting task (SCHEDULING) waits now, e.g. "pool gpu at its GPU quota (8/8 used by NORMAL/HIGH)"; null otherwise (live: `task.pending` events)
+       * @default null
+       */
+      pending_reason?: string | null;
       /** Retry Id */
       retry_id: number;
       /** Start Time */

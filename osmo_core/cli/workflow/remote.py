@@ -164,7 +164,7 @@ async def _follow_events(client: Client, wf_id: str, out: Output) -> dict[str, A
                 if ev.get("type") == "resync":
                     continue  # the stored events it missed are replayed next
                 last = ev["id"] or last
-                _show(ev, out)
+                show_event(ev, out)
                 if ev["type"] == "workflow.status" and WorkflowStatus(ev["status"]).terminal:
                     # the server's answer is JSON (Any)
                     return client.get(f"workflows/{wf_id}")  # type: ignore[no-any-return]
@@ -176,7 +176,7 @@ async def _follow_events(client: Client, wf_id: str, out: Output) -> dict[str, A
     raise Unreachable(client.url, f"the event stream kept dropping ({RECONNECTS} reconnects)")
 
 
-def _show(ev: dict[str, Any], out: Output) -> None:
+def show_event(ev: dict[str, Any], out: Output) -> None:
     if out.json:
         return
     stamp = datetime.fromtimestamp(ev["ts"]).strftime("%H:%M:%S")
@@ -189,6 +189,8 @@ def _show(ev: dict[str, Any], out: Output) -> None:
         out.info(f"{stamp} {ev['workflow_id']} workflow {ev['status']}")
     elif ev["type"] in ("task.hold", "task.storage"):
         out.info(f"{stamp} {ev['workflow_id']} {ev['task']} {ev['payload'].get('message', '')}")
+    elif ev["type"] == "task.pending" and ev["payload"].get("reason"):
+        out.info(f"{stamp} {ev['workflow_id']} {ev['task']} waiting: {ev['payload']['reason']}")
 
 
 async def _query(client: Client, args: argparse.Namespace, out: Output) -> int:

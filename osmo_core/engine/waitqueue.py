@@ -1,0 +1,338 @@
+"""The wait queue: units of attempts waiting for capacity, and the scheduling pass that places
+them and says why each of the others still waits.
+
+Units sit by pool, then priority (a *level*), then user, each user's in submission order. A
+pass takes the levels from HIGH to LOW across pools (pools may share machines), at one
+priority the pool whose oldest unit waits longest first; within a level the next unit comes
+from the user whose head was submitted first (`fifo`) or who holds the smallest weighted
+dominant share of the pool (`drf`), so one user's thousands of queued tasks do not starve a
+colleague's one. Each level stops after BACKFILL_WINDOW units that could not be placed: a pass
+costs O(pools x levels x (users + window) + placements), whatever the queue's length.
+
+A unit the pass looked at gets its specific reason (a user limit, the pool's quota, no room on
+any machine, a gang that does not fit); one it did not reach gets a reason derived from what
+it waits behind. Pure: no engine, no I/O (engine/placement.py and benchmarks/scheduler.py
+drive it).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from ..config import PRIORITIES
+from ..scheduler import Alloc, Scheduler
+from ..scheduling_config import Usage
+from ..spec.models import Resource
+
+A = TypeVar("A", bound=Hashable)
+BACKFILL_WINDOW = 32  # units tried per level past the first that does not fit
+NAMES = {v: k for k, v in PRIORITIES.items()}
+NORMAL = PRIORITIES["NORMAL"]
+
+
+@dataclass(eq=False)
+class Unit(Generic[A]):
+    """Attempts placed together (a barrier group), or one attempt."""
+
+    items: list[A]
+    pool: str
+    priority: int
+    user: str
+    workflow: str
+    seq: int  # submission order; unique
+    reason: str | None = None  # why it waits, as the pass that last looked at it found
+    seen: int = -1  # the pass that last looked at it
+    reported: str | None = None  # the reason last announced (the engine's to set)
+
+
+@dataclass(eq=False)
+class _UserUnits(Generic[A]):
+    units: list[Unit[A]] = field(default_factory=list)
+    head: int = 0  # units before it are placed or emptied
+    dead: int = 0  # placed or emptied units at or past head (backfilled ones, cancelled ones)
+
+    def compact(self) -> None:
+        """Step past gone units at the head; drop gone ones once they are half the list
+        (amortised O(1) per unit)."""
+        while self.head < len(self.units) and not self.units[self.head].items:
+            self.head += 1
+            self.dead -= 1
+        if (self.head > 64 and self.head * 2 > len(self.units)) or (
+            self.dead > 64 and self.dead * 2 > len(self.units) - self.head
+        ):
+            self.units = [u for u in self.units[self.head :] if u.items]
+            self.head = self.dead = 0
+
+
+@dataclass(eq=False)
+class _Level(Generic[A]):
+    users: dict[str, _UserUnits[A]] = field(default_factory=dict)
+    workflows: Counter[str] = field(default_factory=Counter)  # queued units per workflow
+    first_reason: str | None = None  # the first unit this pass could not place, and why
+
+
+class WaitQueue(Generic[A]):
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        resource_of: Callable[[A], Resource],
+        window: int = BACKFILL_WINDOW,
+    ):
+        self.scheduler = scheduler
+        self.resource_of = resource_of
+        self.window = window
+        self._levels: dict[str, dict[int, _Level[A]]] = {}
+        self._unit_of: dict[A, Unit[A]] = {}
+        self._waiting: Counter[str] = Counter()  # attempts waiting, per pool
+        self._seq = 0
+        self.passes = 0
+        self.dirty = False
+
+    def __len__(self) -> int:
+        """Attempts waiting."""
+        return len(self._unit_of)
+
+    def add(self, items: list[A], pool: str, priority: int, user: str, workflow: str) -> Unit[A]:
+        self._seq += 1
+        unit = Unit(list(items), pool, priority, user, workflow, self._seq)
+        level = self._levels.setdefault(pool, {}).setdefault(priority, _Level())
+        level.users.setdefault(user, _UserUnits()).units.append(unit)
+        level.workflows[workflow] += 1
+        for item in items:
+            self._unit_of[item] = unit
+        self._waiting[pool] += len(items)
+        self.dirty = True
+        return unit
+
+    def remove(self, item: A) -> None:
+        """It leaves the queue (cancelled, its workflow ended): O(1), never a scan."""
+        unit = self._unit_of.pop(item, None)
+        if unit is not None:
+            unit.items.remove(item)
+            self._waiting[unit.pool] -= 1
+            if not unit.items:
+                self._gone(unit)
+
+    def unit_of(self, item: A) -> Unit[A] | None:
+        return self._unit_of.get(item)
+
+    def _gone(self, unit: Unit[A]) -> None:
+        level = self._levels[unit.pool][unit.priority]
+        level.workflows[unit.workflow] -= 1
+        if not level.workflows[unit.workflow]:
+            del level.workflows[unit.workflow]
+        level.users[unit.user].dead += 1
+
+    # --- the pass ---------------------------------------------------------------------------
+
+    def schedule(
+        self, skip: Callable[[Unit[A]], bool] = lambda u: False
+    ) -> tuple[list[tuple[list[A], list[Alloc]]], list[Unit[A]]]:
+        """One pass: the attempts placed (a unit's, with its allocations, in start order) and
+        the units looked at and left waiting (with a fresh `reason`). `skip`: units not to place now
+        (a workflow being cancelled)."""
+        self.dirty = False
+        self.passes += 1
+        placed: list[tuple[list[A], list[Alloc]]] = []
+        waiting: list[Unit[A]] = []
+        # Higher priorities first across pools (pools may share machines); within a priority,
+        # the pool whose oldest unit waits longest first.
+        order = sorted(
+            (-priority, self._oldest(level), pool, priority)
+            for pool, levels in self._levels.items()
+            for priority, level in levels.items()
+        )
+        for _, _, pool, priority in order:
+            self._pass_level(pool, priority, self._levels[pool][priority], skip, placed, waiting)
+        return placed, waiting
+
+    @staticmethod
+    def _oldest(level: _Level[A]) -> int:
+        """The submission order of the level's oldest waiting unit (O(users))."""
+        oldest = 2**63
+        for uu in level.users.values():
+            uu.compact()
+            if uu.head < len(uu.units):
+                oldest = min(oldest, uu.units[uu.head].seq)
+        return oldest
+
+    def _pass_level(
+        self,
+        pool: str,
+        priority: int,
+        level: _Level[A],
+        skip: Callable[[Unit[A]], bool],
+        placed: list[tuple[list[A], list[Alloc]]],
+        waiting: list[Unit[A]],
+    ) -> None:
+        sched = self.scheduler
+        cfg = sched.pools[pool].scheduling
+        drf = cfg.fair_share == "drf"
+        level.first_reason = None
+        # (share, seq, user, position): the user whose turn it is comes first
+        turns: list[tuple[float, int, str, int]] = []
+        for user, uu in list(level.users.items()):
+            uu.compact()
+            if uu.head >= len(uu.units):
+                del level.users[user]
+                continue
+            share = sched.dominant_share(pool, user) / cfg.weight_of(user) if drf else 0.0
+            turns.append((share, uu.units[uu.head].seq, user, uu.head))
+        heapq.heapify(turns)
+        misses = 0
+        failed: dict[tuple[float, int, int, str], str] = {}  # shapes that did not fit this pass
+        while turns and misses <= self.window:
+            share, _, user, pos = heapq.heappop(turns)
+            uu = level.users[user]
+            unit = uu.units[pos]
+            nxt = pos + 1
+            while nxt < len(uu.units) and not uu.units[nxt].items:
+                nxt += 1
+            if not unit.items or skip(unit):
+                if nxt < len(uu.units):
+                    heapq.heappush(turns, (share, uu.units[nxt].seq, user, nxt))
+                misses += bool(unit.items)  # skipped units count: a pass stays bounded
+                continue
+            reason = self._limit(pool, user, unit)
+            if reason is None:
+                reason, allocs = self._try(pool, priority, unit, failed)
+                if allocs is not None:
+                    items, unit.items = unit.items, []
+                    placed.append((items, allocs))
+                    for item in items:
+                        del self._unit_of[item]
+                    self._waiting[pool] -= len(items)
+                    self._gone(unit)
+                    if nxt < len(uu.units):
+                        share = sched.dominant_share(pool, user) / cfg.weight_of(user) if drf else 0
+                        heapq.heappush(turns, (share, uu.units[nxt].seq, user, nxt))
+                    continue
+                if nxt < len(uu.units):
+                    heapq.heappush(turns, (share, uu.units[nxt].seq, user, nxt))
+            misses += 1
+            unit.reason, unit.seen = reason, self.passes
+            level.first_reason = level.first_reason or reason
+            waiting.append(unit)
+
+    def _limit(self, pool: str, user: str, unit: Unit[A]) -> str | None:
+        """The user's limit in the pool, if starting this unit would pass it."""
+        limit = self.scheduler.pools[pool].scheduling.limit_of(user)
+        if limit is None:
+            return None
+        tasks, held = self.scheduler.user_held(pool, user)
+        if limit.max_tasks is not None and tasks + len(unit.items) > limit.max_tasks:
+            return f"user limit: {limit.max_tasks} running tasks"
+        gpus = sum(self.resource_of(i).gpu for i in unit.items)
+        if limit.max_gpus is not None and gpus and held.gpu + gpus > limit.max_gpus:
+            return f"user limit: {limit.max_gpus} running GPUs"
+        return None
+
+    def _try(
+        self,
+        pool: str,
+        priority: int,
+        unit: Unit[A],
+        failed: dict[tuple[float, int, int, str], str],
+    ) -> tuple[str, list[Alloc] | None]:
+        """Place the unit, or say why not (quota first: it is the pool's rule, not its room)."""
+        sched = self.scheduler
+        requests = [self.resource_of(i) for i in unit.items]
+        if priority >= NORMAL and sched.pools[pool].scheduling.quota is not None:
+            total = requests[0]
+            if len(requests) > 1:  # a gang's sum (model_construct: these are validated parts)
+                total = Resource.model_construct(
+                    cpu=sum(r.cpu for r in requests),
+                    memory=sum(r.memory or 0 for r in requests),
+                    gpu=sum(r.gpu for r in requests),
+                )
+            if not sched.entitled(pool, priority, total):
+                return self._quota_reason(pool, total), None
+        shape = None
+        if len(requests) == 1:  # a shape that did not fit will not fit again this pass
+            r = requests[0]
+            shape = (r.cpu, r.memory or 0, r.gpu, sched.platform_of(pool, r))
+            if shape in failed:
+                return self._behind(pool, priority, failed[shape]), None
+        allocs = sched.place_gang(pool, requests, priority=priority, user=unit.user)
+        if allocs is not None:
+            return "", allocs
+        why = sched.why(pool, requests)
+        if shape is not None:
+            failed[shape] = why
+        return self._behind(pool, priority, why), None
+
+    def _quota_reason(self, pool: str, want: Resource) -> str:
+        quota = self.scheduler.pools[pool].scheduling.quota
+        assert quota is not None  # entitled() refuses NORMAL/HIGH work only past a quota
+        used = self.scheduler.guaranteed(pool)
+        over = quota.over(used.plus(want.gpu, want.cpu, want.memory or 0)) or "gpu"
+        name = {"gpu": "GPU", "cpu": "CPU", "memory": "memory"}[over]
+        have, limit = getattr(used, over), quota.of(over)
+        if quota.over(Usage().plus(want.gpu, want.cpu, want.memory or 0)):
+            return (
+                f"asks more {name} than pool {pool}'s {name} quota holds: "
+                "only LOW priority may run it (borrowing)"
+            )
+        if over == "memory":
+            return (
+                f"pool {pool} at its memory quota ({have / 2**30:.3g}Gi/"
+                f"{(limit or 0) / 2**30:.3g}Gi used by NORMAL/HIGH)"
+            )
+        return f"pool {pool} at its {name} quota ({have:g}/{limit:g} used by NORMAL/HIGH)"
+
+    def _behind(self, pool: str, priority: int, why: str) -> str:
+        """No room: higher-priority work waiting in the pool goes first when room comes."""
+        ahead = self._ahead(pool, priority)
+        return ahead or why
+
+    def _ahead(self, pool: str, priority: int) -> str | None:
+        counts = [
+            f"{len(level.workflows)} {NAMES.get(p, p)}"
+            for p, level in sorted(self._levels[pool].items(), reverse=True)
+            if p > priority and level.workflows
+        ]
+        if not counts:
+            return None
+        n = sum(len(lv.workflows) for p, lv in self._levels[pool].items() if p > priority)
+        noun = "workflow" if n == 1 else "workflows"
+        return f"queued behind {' and '.join(counts)} {noun} in pool {pool}"
+
+    # --- reasons ----------------------------------------------------------------------------
+
+    def reason_of(self, item: A) -> str | None:
+        """Why this waiting attempt waits now; None when it is not queued."""
+        unit = self._unit_of.get(item)
+        if unit is None:
+            return None
+        return self.reason_of_unit(unit)
+
+    def reason_of_unit(self, unit: Unit[A]) -> str:
+        if unit.seen == self.passes and unit.reason:
+            return unit.reason
+        level = self._levels[unit.pool][unit.priority]
+        limit = self._limit(unit.pool, unit.user, unit)
+        if limit is not None:
+            return limit
+        ahead = self._ahead(unit.pool, unit.priority)
+        if ahead:
+            return ahead
+        name = NAMES.get(unit.priority, str(unit.priority))
+        if level.first_reason is None:
+            return "waiting for the next scheduling pass"
+        order = (
+            "fair share"
+            if self.scheduler.pools[unit.pool].scheduling.fair_share == "drf"
+            else "submission order"
+        )
+        return (
+            f"queued behind earlier {name} work in pool {unit.pool} ({order}); "
+            f"the first waiting: {level.first_reason}"
+        )
+
+    def waiting_in(self, pool: str) -> int:
+        """Attempts waiting in the pool."""
+        return self._waiting[pool]

@@ -1,0 +1,221 @@
+"""Scheduling scenarios through the engine on the embedded default (issue 17): real agent,
+real processes, real SQLite. The local machine declares GPUs, so a pool of several GPUs runs
+here; each task waits for its gate file, so the test decides when each one ends.
+
+The exact start order is read from the stored `task.status` events, and every waiting task's
+reason from the API's model (`Service.get` / `Service.task`). tests/core/test_waitqueue.py
+covers the same rules without the engine, on many machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osmo_core.cli.common import Output
+from osmo_core.cli.workflow.remote import show_event
+from osmo_core.service import Service
+from tests.conftest import make_config
+
+GPU_TASK = {"gpu": 1, "cpu": 0.1}
+
+
+class Gates:
+    """Workflows of gated tasks: `open(name)` lets the tasks of that workflow end,
+    `open(f"{name}.{task}")` one of them."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir()
+        self.ids: dict[str, str] = {}  # workflow name -> id
+
+    def spec(self, name: str, tasks: int = 1) -> dict[str, Any]:
+        gate = f"{self.root}/{name}"
+        wait = "until [ -e {0} ] || [ -e {0}.t{1} ]; do sleep 0.1; done"
+        return {
+            "workflow": {
+                "name": name,
+                "resources": {"default": GPU_TASK},
+                "tasks": [
+                    {"name": f"t{i}", "command": ["sh", "-c", wait.format(gate, i)]}
+                    for i in range(tasks)
+                ],
+            }
+        }
+
+    async def submit(self, svc: Service, name: str, tasks: int = 1, **kw: Any) -> str:
+        self.ids[name] = await svc.submit(self.spec(name, tasks), **kw)
+        return self.ids[name]
+
+    def open(self, name: str) -> None:
+        (self.root / name).touch()
+
+    def name_of(self, wf_id: str) -> str:
+        return next(n for n, i in self.ids.items() if i == wf_id)
+
+
+@pytest.fixture
+def gates(tmp_path: Path) -> Iterator[Gates]:
+    g = Gates(tmp_path / "gates")
+    yield g
+    for name in g.ids:  # a failed test leaves no task waiting: its agent then idles out
+        g.open(name)
+
+
+async def until(check: Any, what: str, seconds: float = 20.0) -> Any:
+    for _ in range(int(seconds / 0.05)):
+        if value := check():
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: not true after {seconds}s (last: {check()!r})")
+
+
+def started(svc: Service, gates: Gates) -> list[str]:
+    """Workflow/task names in the order their tasks were placed (INITIALIZING)."""
+    return [
+        f"{gates.name_of(e['workflow_id'])}/{e['task']}"
+        for e in svc.store.events_since(0, limit=100_000)
+        if e["type"] == "task.status" and e["status"] == "INITIALIZING"
+    ]
+
+
+def reasons(svc: Service, gates: Gates) -> dict[str, str | None]:
+    """Every waiting task's reason, as `GET workflows/{id}` shows it."""
+    out = {}
+    for name, wf_id in gates.ids.items():
+        for t in svc.get(wf_id)["tasks"]:
+            if t["status"] == "SCHEDULING":
+                out[f"{name}/{t['name']}"] = t["pending_reason"]
+    return out
+
+
+def pending_events(svc: Service) -> int:
+    return sum(1 for e in svc.store.events_since(0, limit=100_000) if e["type"] == "task.pending")
+
+
+async def test_osmo_priority_queueing_order_with_reasons_kept_across_a_restart(
+    service_factory: Any, gates: Gates, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OSMO's "Priority Queueing Order": WF1 and WF2 (NORMAL) hold the pool's 2 GPUs; WF3 LOW,
+    WF4 NORMAL, WF5 HIGH, WF6 NORMAL queue and start by priority, then submission."""
+    data = tmp_path / "osmo"
+    config = {"local": {"gpus": [0, 1]}, "pools": {"gpu": {}}, "default_pool": "gpu"}
+    first = Service(make_config(data, **config))
+    await first.start()
+    for name in ("WF1", "WF2"):
+        await gates.submit(first, name)
+    await until(lambda: len(started(first, gates)) == 2, "WF1 and WF2 placed")
+    for name, priority in (("WF3", "LOW"), ("WF4", "NORMAL"), ("WF5", "HIGH"), ("WF6", "NORMAL")):
+        await gates.submit(first, name, priority=priority)
+    expected = {
+        "WF3/t0": "queued behind 1 HIGH and 2 NORMAL workflows in pool gpu",
+        "WF4/t0": "queued behind 1 HIGH workflow in pool gpu",
+        "WF5/t0": "needs 1 GPU on one machine; the largest free has 0",
+        "WF6/t0": "queued behind 1 HIGH workflow in pool gpu",
+    }
+    await until(lambda: reasons(first, gates) == expected, "every waiting task has its reason")
+    assert first.task(gates.ids["WF5"], "t0")["pending_reason"] == expected["WF5/t0"]
+    # `osmo workflow query` and `osmo workflow submit --wait` print them
+    Output("text").summary(first.get(gates.ids["WF5"]))
+    assert re.search(f"t0 +SCHEDULING +waiting: {expected['WF5/t0']}\n", capsys.readouterr().out)
+    [*_, last] = (
+        e for e in first.store.events_since(0, gates.ids["WF6"]) if e["type"] == "task.pending"
+    )
+    show_event(last, Output("text"))
+    assert capsys.readouterr().err.endswith(f"t0 waiting: {expected['WF6/t0']}\n")
+    announced = pending_events(first)
+    await first.stop()  # the control plane restarts; the agent and WF1, WF2 run on
+
+    second = await service_factory(data, **config)
+    assert reasons(second, gates) == expected  # as stored, before and after the first pass
+    await until(lambda: second.engine.pending_reasons(gates.ids["WF3"]), "the first pass")
+    assert reasons(second, gates) == expected
+    assert pending_events(second) == announced, "unchanged reasons are not announced again"
+    for done, nxt in (("WF1", "WF5"), ("WF2", "WF4"), ("WF5", "WF6"), ("WF4", "WF3")):
+        gates.open(done)
+        await until(lambda n=nxt: f"{n}/t0" in started(second, gates), f"{nxt} placed")
+    assert started(second, gates) == [f"WF{i}/t0" for i in (1, 2, 5, 4, 6, 3)]
+    for name in ("WF3", "WF6"):
+        gates.open(name)
+    for wf_id in gates.ids.values():
+        assert await asyncio.wait_for(second.wait(wf_id), 20) == "COMPLETED"
+
+
+async def test_low_work_borrows_a_shared_pool_idle_gpu_and_normal_work_gets_it_back(
+    service_factory: Any, gates: Gates
+) -> None:
+    """OSMO's "Borrowing" example: pool1 and pool2 share 4 GPUs with a quota of 2 each."""
+    pools = {"pool1": {"quota": {"gpu": 2}}, "pool2": {"quota": {"gpu": 2}}}
+    svc = await service_factory(local={"gpus": [0, 1, 2, 3]}, pools=pools, default_pool="pool1")
+    await gates.submit(svc, "WF1", pool="pool1")
+    await gates.submit(svc, "WF2", pool="pool1", priority="LOW")
+    await gates.submit(svc, "WF4", pool="pool2")
+    await gates.submit(svc, "WF3", pool="pool1", priority="LOW")  # borrows pool2's idle GPU
+    await until(lambda: len(started(svc, gates)) == 4, "WF1-WF4 placed")
+    await gates.submit(svc, "WF7", pool="pool1")  # NORMAL: pool1 holds 1 of its 2
+    await gates.submit(svc, "WF5", pool="pool2")
+    await until(lambda: len(reasons(svc, gates)) == 2 and all(reasons(svc, gates).values()), "why")
+    # no GPU left; reclaiming WF3 for WF5 is the preemption pass's (engine/preempt.py)
+    assert reasons(svc, gates) == {
+        "WF7/t0": "needs 1 GPU on one machine; the largest free has 0",
+        "WF5/t0": "needs 1 GPU on one machine; the largest free has 0",
+    }
+    view = {p["name"]: p for p in svc.pools_info()}
+    assert view["pool1"]["used"]["LOW"]["gpu"] == 2 and view["pool1"]["used"]["NORMAL"]["gpu"] == 1
+    assert view["pool1"]["borrowed"]["gpu"] == 1 and view["pool2"]["borrowed"]["gpu"] == 0
+    assert view["pool1"]["capacity"]["gpu"] == view["pool2"]["capacity"]["gpu"] == 4
+    assert (view["pool1"]["queued"], view["pool2"]["queued"]) == (1, 1)
+    assert view["pool1"]["quota"] == {"gpu": 2, "cpu": None, "memory": None}
+    gates.open("WF1")  # pool1 back to 0 of 2 NORMAL: WF7 may start, and it is first in line
+    await until(lambda: "WF7/t0" in started(svc, gates), "WF7 placed")
+    await gates.submit(svc, "WF8", pool="pool1")
+    await until(lambda: reasons(svc, gates).get("WF8/t0"), "WF8 waits")
+    gates.open("WF3")  # the borrowed GPU back: both pools are under quota, WF5 waited longer
+    await until(lambda: "WF5/t0" in started(svc, gates), "WF5 placed")
+    assert reasons(svc, gates) == {"WF8/t0": "needs 1 GPU on one machine; the largest free has 0"}
+    await gates.submit(svc, "WF9", pool="pool1")  # pool1's NORMAL work would hold 3 of 2
+    await until(lambda: reasons(svc, gates).get("WF9/t0"), "WF9 waits")
+    gates.open("WF2")  # a GPU frees: WF8 takes it, WF9 stays within pool1's quota
+    await until(lambda: "WF8/t0" in started(svc, gates), "WF8 placed")
+    assert reasons(svc, gates) == {
+        "WF9/t0": "pool pool1 at its GPU quota (2/2 used by NORMAL/HIGH)"
+    }
+
+
+async def test_fair_share_and_user_limits(service_factory: Any, gates: Gates) -> None:
+    """ann queues 1,000 tasks, then bob 1: with DRF bob's starts at the next free GPU, not
+    after ann's 1,000. cid's limit holds her back alone."""
+    pools = {"gpu": {"fair_share": "drf", "limits": {"cid": {"max_tasks": 1}}}}
+    svc = await service_factory(local={"gpus": [0, 1]}, pools=pools, default_pool="gpu")
+
+    def status(name: str, task: str = "t0") -> str:  # one task's row: cheap to poll
+        return str(svc.task(gates.ids[name], task)["status"])
+
+    def reason(name: str, task: str = "t0") -> Any:
+        return svc.task(gates.ids[name], task)["pending_reason"]
+
+    bulk = await gates.submit(svc, "bulk", tasks=1000, user="ann")
+    await until(lambda: status("bulk", "t1") != "SCHEDULING", "two of ann's tasks placed")
+    await gates.submit(svc, "single", user="bob")
+    await gates.submit(svc, "limited", tasks=2, user="cid")
+    await until(lambda: reason("limited", "t1"), "cid's second task waits")
+    assert reason("single") == "needs 1 GPU on one machine; the largest free has 0"
+    assert reason("bulk", "t999") == (
+        "queued behind earlier NORMAL work in pool gpu (fair share); "
+        "the first waiting: needs 1 GPU on one machine; the largest free has 0"
+    )
+    gates.open("bulk.t0")  # ann holds 1 GPU, bob none: bob's turn, not ann's 998 others
+    await until(lambda: status("single") != "SCHEDULING", "bob's task placed")
+    gates.open("single")  # ann holds 1, cid none: cid's turn
+    await until(lambda: status("limited") != "SCHEDULING", "cid's first task placed")
+    assert started(svc, gates)[:4] == ["bulk/t0", "bulk/t1", "single/t0", "limited/t0"]
+    assert reason("limited", "t1") == "user limit: 1 running tasks"
+    await svc.cancel(bulk)
+    for name in ("single", "limited"):
+        gates.open(name)
+        assert await asyncio.wait_for(svc.wait(gates.ids[name]), 20) == "COMPLETED"
