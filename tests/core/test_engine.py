@@ -117,7 +117,8 @@ async def test_environment_and_files(service: Service) -> None:
     ]
 
 
-async def test_exit_actions_reschedule_then_complete(service: Service) -> None:
+async def test_exit_actions_reschedule_then_complete(service_factory) -> None:
+    service = await service_factory(max_retries=3)  # OSMO's default budget is 0
     spec = {
         "workflow": {
             "name": "flaky",
@@ -440,7 +441,8 @@ async def test_events_are_persisted_before_announced(service: Service) -> None:
     sub.close()
 
 
-async def test_agent_loss_reschedules_onto_new_attempt(service: Service, tmp_path: Path) -> None:
+async def test_agent_loss_reschedules_onto_new_attempt(service_factory, tmp_path: Path) -> None:
+    service = await service_factory(max_retries=1)  # OSMO's default budget is 0
     marker = tmp_path / "started"
     spec = {
         "workflow": {

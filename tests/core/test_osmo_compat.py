@@ -210,6 +210,26 @@ def test_memory_1g_is_a_gibibyte_as_in_osmo() -> None:
 # --- retries -------------------------------------------------------------------------------------
 
 
+async def test_the_default_retry_budget_is_osmos_zero(service: Service) -> None:
+    """OSMO's `max_retry_per_task` defaults to 0: a RESCHEDULE applies only within a budget
+    configured for it; past it the attempt ends as its exit code says (jobs.py)."""
+    spec = {
+        "workflow": {
+            "name": "again",
+            "tasks": [
+                task("z", "true", exitActions={"RESCHEDULE": "0"}),
+                task("three", "exit 3", exitActions={"RESCHEDULE": "3"}),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    assert [(t["name"], t["retry_id"], t["status"], t["exit_code"]) for t in wf["tasks"]] == [
+        ("z", 0, "COMPLETED", 0),
+        ("three", 0, "FAILED", 3),
+    ]
+    assert all("retry budget (0) exhausted" in t["message"] for t in wf["tasks"])
+
+
 async def test_reschedule_on_exit_0_past_the_budget_stays_completed(service_factory) -> None:
     service = await service_factory(max_retries=1)
     spec = {
