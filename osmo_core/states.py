@@ -84,6 +84,9 @@ GroupStatus = TaskStatus
 
 T = TaskStatus
 _ACTIVE_FAILURES = {T.FAILED_CANCELED, T.FAILED_SERVER_ERROR, T.FAILED_EXEC_TIMEOUT}
+# A task not yet placed ends with its group's lead (OSMO's "Lead task finished": COMPLETED, or
+# FAILED) or with a failed non-lead of a strict group (FAILED).
+_PEER_ENDS = {T.COMPLETED, T.FAILED}
 _RUNTIME_ENDS = {
     T.COMPLETED,
     T.FAILED,
@@ -102,8 +105,10 @@ TASK_TRANSITIONS: dict[TaskStatus | None, frozenset[TaskStatus]] = {
     None: frozenset({T.SUBMITTING, T.PROCESSING}),
     T.SUBMITTING: frozenset({T.WAITING, T.PROCESSING, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES),
     T.WAITING: frozenset({T.PROCESSING, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES),
-    T.PROCESSING: frozenset({T.SCHEDULING} | _ACTIVE_FAILURES),
-    T.SCHEDULING: frozenset({T.INITIALIZING, T.FAILED_QUEUE_TIMEOUT} | _ACTIVE_FAILURES),
+    T.PROCESSING: frozenset({T.SCHEDULING} | _ACTIVE_FAILURES | _PEER_ENDS),
+    T.SCHEDULING: frozenset(
+        {T.INITIALIZING, T.FAILED_QUEUE_TIMEOUT} | _ACTIVE_FAILURES | _PEER_ENDS
+    ),
     T.INITIALIZING: frozenset(
         {T.RUNNING, T.FAILED_START_ERROR, T.FAILED_START_TIMEOUT, T.FAILED_IMAGE_PULL}
         | _RUNTIME_ENDS

@@ -118,6 +118,28 @@ async def test_a_group_of_one_task_is_led_by_it(service: Service) -> None:
     assert wf["status"] == "COMPLETED" and latest(wf)["only"]["status"] == "COMPLETED"
 
 
+async def test_a_failed_lead_fails_its_running_peers(service: Service) -> None:
+    """OSMO's jobs.py: when the lead ends, the peers still running end with it, FAILED when
+    the lead failed (not with the lead's own failure status), "Lead task finished"."""
+    spec = {
+        "workflow": {
+            "name": "led",
+            "resources": {"default": {"cpu": 0.5}},
+            "groups": [
+                {
+                    "name": "g",
+                    "tasks": [task("lead", "exit 7", lead=True), task("peer", "sleep 60")],
+                }
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert (t["lead"]["status"], t["lead"]["exit_code"]) == ("FAILED", 7)
+    assert (t["peer"]["status"], t["peer"]["message"]) == ("FAILED", "Lead task finished")
+    assert wf["status"] == "FAILED"
+
+
 # --- YAML ----------------------------------------------------------------------------------------
 
 

@@ -81,7 +81,7 @@ def test_every_status_reachable_from_creation() -> None:
         (T.RUNNING, T.SCHEDULING),
         (T.RUNNING, T.FAILED_UPSTREAM),
         (None, T.RUNNING),
-        (T.SCHEDULING, T.COMPLETED),
+        (T.WAITING, T.COMPLETED),
     ],
 )
 def test_illegal_task_moves_raise(frm, to) -> None:
@@ -103,6 +103,7 @@ def test_illegal_task_moves_raise(frm, to) -> None:
         (T.RUNNING, T.FAILED_EXEC_TIMEOUT),
         (T.RUNNING, T.FAILED_CANCELED),
         (None, T.PROCESSING),
+        (T.SCHEDULING, T.COMPLETED),  # its group's lead completed (OSMO's "Lead task finished")
     ],
 )
 def test_legal_task_moves(frm, to) -> None:
