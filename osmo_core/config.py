@@ -35,7 +35,12 @@ from .roles import ROLES
 if TYPE_CHECKING:
     from .spec.limits import SpecLimits
 
-PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}
+PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}  # stored as numbers: the queue orders by them
+
+
+def priority_name(stored: int) -> str:
+    """The name a stored priority is shown by (OSMO's HIGH/NORMAL/LOW)."""
+    return next((k for k, v in PRIORITIES.items() if v == stored), "NORMAL")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from . import isolation
 from .admission import Admission
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
-from .config import PRIORITIES, OsmoConfig
+from .config import OsmoConfig, priority_name
 from .engine import Engine
 from .errors import Conflict, Forbidden, NotFound
 from .events import EventBus, Subscription
@@ -196,7 +196,7 @@ class Service:
         row = self.store.get_workflow(wf_id)
         if not WorkflowStatus(row["status"]).terminal:
             raise Conflict(f"workflow {wf_id!r} is still {row['status']}; cancel it first")
-        priority = next((k for k, v in PRIORITIES.items() if v == row["priority"]), "NORMAL")
+        priority = priority_name(row["priority"])
         return await self.submit(
             row["spec_original"],
             file=row["file"],
@@ -255,6 +255,7 @@ class Service:
         for k in ("spec_original", "spec_rendered"):
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
+        row["priority"] = priority_name(row["priority"])
         tasks = [_task_model(r) for r in task_rows]
         order = {name: i for i, name in enumerate(_task_names(spec_json))}
         tasks.sort(key=lambda t: (order.get(t["name"], 0), t["retry_id"]))
@@ -273,7 +274,14 @@ class Service:
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         rows = self.store.list_workflows(**filters)
-        return [{**r, "set_values": json.loads(r["set_values"])} for r in rows]  # as get()
+        return [  # as get()
+            {
+                **r,
+                "set_values": json.loads(r["set_values"]),
+                "priority": priority_name(r["priority"]),
+            }
+            for r in rows
+        ]
 
     def spec(self, wf_id: str) -> dict[str, str]:
         row = self.store.get_workflow(wf_id)

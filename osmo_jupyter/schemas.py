@@ -290,7 +290,7 @@ class WorkflowSummary(BaseModel):
     user: str
     pool: str
     status: WorkflowStatus
-    priority: int = Field(description="2 HIGH, 1 NORMAL, 0 LOW.")
+    priority: Priority = Field(description="OSMO's names: HIGH, NORMAL or LOW.")
     file: str | None
     set_values: dict[str, Any]
     submit_time: float

@@ -5,6 +5,7 @@ or the deliberate difference that docs/workflow-spec.md states."""
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from pathlib import Path
 
@@ -198,6 +199,23 @@ def test_restart_is_not_an_exit_action() -> None:
     assert p.message.startswith("RESTART is not an exit action") and "RESCHEDULE" in p.message
 
 
+async def test_a_workflow_takes_its_failed_groups_one_cause(service: Service) -> None:
+    """OSMO's workflow statuses include the task failures; a workflow whose failed groups
+    (but those blocked upstream) failed the same way ends so (OSMO's workflow.py)."""
+    spec = {
+        "workflow": {
+            "name": "nostart",
+            "tasks": [
+                {"name": "t", "command": ["/definitely/not/a/command"]},
+                task("after", "true", inputs=[{"task": "t"}]),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    assert [t["status"] for t in wf["tasks"]] == ["FAILED_START_ERROR", "FAILED_UPSTREAM"]
+    assert wf["status"] == "FAILED_START_ERROR"
+
+
 # --- long cycles ---------------------------------------------------------------------------------
 
 
@@ -215,6 +233,17 @@ def test_a_long_cycle_is_shortened() -> None:
     assert p.message.endswith("(3000 groups)")
     names = p.message.removeprefix("cycle: ").split(" -> ")
     assert names[0] == names[-1].split(" ")[0]  # the cycle closes on its first name
+
+
+# --- what the API and the CLI show ---------------------------------------------------------------
+
+
+def test_priority_shows_by_its_name(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("workflow: {name: p, tasks: [{name: a, command: [true]}]}\n")
+    r = osmo(osmo_env, "workflow", "run", str(f), "--priority", "LOW", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["priority"] == "LOW"  # OSMO's JSON; 0 before (API: test_handlers)
 
 
 # --- units ---------------------------------------------------------------------------------------

@@ -117,7 +117,9 @@ async def test_submit_a_dict_spec_with_priority(api):
         "id"
     ]
     wf = await wait_for(api, wf_id, TERMINAL)
-    assert (wf["name"], wf["status"]) == ("from-dict", "COMPLETED")
+    assert (wf["name"], wf["status"], wf["priority"]) == ("from-dict", "COMPLETED", "HIGH")
+    (row,) = [w for w in await api("GET", "workflows") if w["id"] == wf_id]
+    assert row["priority"] == "HIGH"  # OSMO's names, not the stored 2
 
 
 async def test_set_values_template_yaml_text(api):

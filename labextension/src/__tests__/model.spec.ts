@@ -36,7 +36,7 @@ const row = (id: string, extra: Partial<WorkflowRow> = {}): WorkflowRow => ({
   user: 'me',
   pool: 'local',
   status: 'RUNNING',
-  priority: 1,
+  priority: 'NORMAL',
   file: null,
   set_values: {},
   submit_time: 1,

@@ -1292,9 +1292,10 @@ export interface components {
       pool: string;
       /**
        * Priority
-       * @description 2 HIGH, 1 NORMAL, 0 LOW.
+       * @description OSMO's names: HIGH, NORMAL or LOW.
+       * @enum {string}
        */
-      priority: number;
+      priority: 'HIGH' | 'NORMAL' | 'LOW';
       /**
        * Seq
        * @description N in the id NAME-N.
@@ -1328,7 +1329,13 @@ export interface components {
       | 'FAILED_CANCELED'
       | 'FAILED_SERVER_ERROR'
       | 'FAILED_EXEC_TIMEOUT'
-      | 'FAILED_QUEUE_TIMEOUT';
+      | 'FAILED_QUEUE_TIMEOUT'
+      | 'FAILED_BACKEND_ERROR'
+      | 'FAILED_IMAGE_PULL'
+      | 'FAILED_EVICTED'
+      | 'FAILED_START_ERROR'
+      | 'FAILED_START_TIMEOUT'
+      | 'FAILED_PREEMPTED';
     /**
      * WorkflowSummary
      * @description One row of `GET /workflows`.
@@ -1348,9 +1355,10 @@ export interface components {
       pool: string;
       /**
        * Priority
-       * @description 2 HIGH, 1 NORMAL, 0 LOW.
+       * @description OSMO's names: HIGH, NORMAL or LOW.
+       * @enum {string}
        */
-      priority: number;
+      priority: 'HIGH' | 'NORMAL' | 'LOW';
       /**
        * Seq
        * @description N in the id NAME-N.
