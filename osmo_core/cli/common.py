@@ -40,7 +40,16 @@ def add_set_values(sp: argparse.ArgumentParser) -> None:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="override default-values (repeatable)",
+        help="override default-values (repeatable); a number is an int or a float, as in OSMO",
+    )
+    sp.add_argument(
+        "--set-string",
+        dest="set_strings",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override default-values with strings, kept as typed (repeatable)",
     )
 
 

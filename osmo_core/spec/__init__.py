@@ -1,7 +1,7 @@
 """OSMO workflow specs: load (template, parse, validate) with every problem located.
 
 load_spec(text_or_dict, file=..., set_values=...) -> LoadedSpec   (SpecError on problems)
-parse_set_values(["k=v", ...]) -> {"k": "v"}                       (the CLI's --set)
+parse_set_values(["k=2"], ["s=2"]) -> {"k": 2, "s": "2"}     (the CLI's --set, --set-string)
 validate_workflow(workflow) -> [Problem]                           (cross-field rules)
 """
 

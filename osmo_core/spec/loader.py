@@ -43,20 +43,30 @@ _MERGE: Any = object()  # the `<<` merge key
 _SKIP: Any = object()  # a key we refused; its value is dropped
 
 
-def parse_set_values(pairs: list[str]) -> dict[str, str]:
-    """["k=v", "a=b"] -> {"k": "v", "a": "b"}; values stay strings, as typed."""
-    values: dict[str, str] = {}
+def set_value(text: str) -> int | float | str:
+    """A `--set` value as OSMO reads it (workflow.py's TemplateSpec): an int, else a float,
+    else the string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_set_values(pairs: list[str], strings: Sequence[str] = ()) -> dict[str, Any]:
+    """The CLI's `--set` pairs (["k=v", ...], typed by set_value) then its `--set-string`
+    pairs (kept strings), as OSMO applies them: {"k": v, ...}."""
+    values: dict[str, Any] = {}
     bad: list[Problem] = []
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            bad.append(
-                Problem(
-                    f"{pair!r} is not KEY=VALUE", field="--set", hint="write e.g. --set lr=0.01"
-                )
-            )
-        else:
-            values[key.strip()] = value
+    for flag, given, typed in (("--set", pairs, True), ("--set-string", strings, False)):
+        for pair in given:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                hint = f"write e.g. {flag} lr=0.01"
+                bad.append(Problem(f"{pair!r} is not KEY=VALUE", field=flag, hint=hint))
+            else:
+                values[key.strip()] = set_value(value) if typed else value
     if bad:
         raise SpecError(bad)
     return values

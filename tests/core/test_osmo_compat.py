@@ -15,6 +15,7 @@ from osmo_core.backends.local import LocalBackend
 from osmo_core.errors import PlacementError, Problem, SpecError
 from osmo_core.service import Service
 from osmo_core.spec import load_spec
+from osmo_core.spec.localfiles import inline_localpaths
 from tests.core.test_cli import osmo
 from tests.core.test_engine import latest, run, task
 
@@ -233,6 +234,64 @@ def test_a_long_cycle_is_shortened() -> None:
     assert p.message.endswith("(3000 groups)")
     names = p.message.removeprefix("cycle: ").split(" -> ")
     assert names[0] == names[-1].split(" ")[0]  # the cycle closes on its first name
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ("[{path: a.sh, contents: x}, {path: ./a.sh, contents: y}]", "duplicate file path"),
+        ("[{path: '', contents: x}]", "file path is empty"),
+        ("[{path: /osmo/run.sh, contents: x}]", "/osmo"),
+        ("[{path: b.bin, contents: '@@', base64: true}]", "not valid base64"),
+    ],
+)
+def test_files_osmo_refuses_at_submit_are_refused_at_validate(files: str, message: str) -> None:
+    (p,) = problems(f"""\
+        workflow:
+          name: w
+          tasks:
+          - name: a
+            command: [x]
+            files: {files}
+        """)
+    assert p.line == 6 and p.field.startswith("workflow.tasks[0].files[")
+    assert message in p.message
+
+
+async def test_tokens_in_a_localpath_file_are_substituted(service: Service, tmp_path: Path) -> None:
+    """OSMO's CLI inlines a `localpath` file's text before submitting, so the tokens in it are
+    substituted like those of `contents`."""
+    (tmp_path / "run.sh").write_text("echo out={{output}} wf={{workflow_id}}\n")
+    text = (
+        "workflow:\n  name: lp\n  tasks:\n  - name: t\n    command: [sh, run.sh]\n"
+        "    files:\n    - path: run.sh\n      localpath: run.sh\n"
+    )
+    inline, _ = inline_localpaths(text, base=tmp_path, file=str(tmp_path / "w.yaml"))
+    wf = await run(service, inline)
+    (line,) = await service.logs(wf["id"], "t")
+    assert line.text.startswith("out=/") and line.text.endswith(f" wf={wf['id']}"), line.text
+
+
+# --- submit options -----------------------------------------------------------------------------
+
+
+def test_set_types_values_as_osmo_and_set_string_keeps_strings(
+    osmo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """OSMO's TemplateSpec: `--set` tries int, then float, then string, with or without a
+    default; `--set-string` keeps the string."""
+    f = tmp_path / "t.yaml"
+    f.write_text(
+        "workflow:\n  name: t\n  tasks:\n  - name: a\n"
+        "    command: [echo, '{{ n + 1 }}', '{{ x * 2 }}', '{{ s ~ 1 }}', '{{ w }}']\n"
+    )
+    sets = ["--set", "n=2", "x=0.5", "w=word", "--set-string", "s=2"]
+    r = osmo(osmo_env, "workflow", "run", str(f), "--dry-run", *sets)
+    assert r.returncode == 0, r.stderr
+    assert "command: [echo, '3', '1.0', '21', 'word']" in r.stdout, r.stdout
 
 
 # --- what the API and the CLI show ---------------------------------------------------------------

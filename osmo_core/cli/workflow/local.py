@@ -72,7 +72,7 @@ def _load(admission: Admission, args: argparse.Namespace, out: Output) -> Loaded
     # and hands them to the engine inline, as `osmo workflow submit` sends them to a server.
     folder = Path(name).parent if args.file != "-" else Path.cwd()
     source, set_values = inline_localpaths(
-        text, base=folder, file=name, set_values=parse_set_values(args.set_values)
+        text, base=folder, file=name, set_values=parse_set_values(args.set_values, args.set_strings)
     )
     loaded = admission.load(source, file=name, set_values=set_values)
     for warning in loaded.warnings:

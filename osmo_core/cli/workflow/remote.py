@@ -111,7 +111,7 @@ async def _submit(client: Client, args: argparse.Namespace, out: Output) -> int:
     # folder) are read here and sent inline.
     folder = Path(name).parent if name != "<stdin>" else Path.cwd()
     spec, set_values = inline_localpaths(
-        text, base=folder, file=name, set_values=parse_set_values(args.set_values)
+        text, base=folder, file=name, set_values=parse_set_values(args.set_values, args.set_strings)
     )
     body: dict[str, Any] = {
         "spec": spec,
