@@ -14,7 +14,7 @@ import getpass
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from .errors import Conflict, Forbidden, NotFound
 from .events import EventBus, Subscription
 from .interactive import Interactive
 from .spec import LoadedSpec
+from .spec.labels import parse_selector
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
 from .wire import LogLine, attempt_key
@@ -135,8 +136,12 @@ class Service:
         *,
         file: str | None = None,
         set_values: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> LoadedSpec:
-        return self.admission.load(source, file=file, set_values=set_values)
+        return self.admission.load(
+            source, file=file, set_values=set_values, env=env, labels=labels
+        )
 
     def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
         return self.admission.check_placement(loaded, pool)
@@ -256,6 +261,7 @@ class Service:
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
         row["priority"] = priority_name(row["priority"])
+        row["labels"] = self.store.labels_of([wf_id])[wf_id]
         tasks = [_task_model(r) for r in task_rows]
         order = {name: i for i, name in enumerate(_task_names(spec_json))}
         tasks.sort(key=lambda t: (order.get(t["name"], 0), t["retry_id"]))
@@ -272,13 +278,17 @@ class Service:
             raise NotFound(f"workflow {wf_id!r} has no task {name!r}")
         return {**attempts[-1], "usage": self.engine.usage(wf_id, name), "attempts": attempts}
 
-    def list(self, **filters: Any) -> list[dict[str, Any]]:
-        rows = self.store.list_workflows(**filters)
+    def list(self, *, labels: Sequence[str] = (), **filters: Any) -> list[dict[str, Any]]:
+        """`labels`: OSMO's `KEY=SELECTOR` filters, all to match (InputError if one is bad)."""
+        selectors = [parse_selector(s) for s in labels]
+        rows = self.store.list_workflows(labels=selectors, **filters)
+        labels = self.store.labels_of([r["id"] for r in rows])
         return [  # as get()
             {
                 **r,
                 "set_values": json.loads(r["set_values"]),
                 "priority": priority_name(r["priority"]),
+                "labels": labels[r["id"]],
             }
             for r in rows
         ]

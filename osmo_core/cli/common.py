@@ -53,6 +53,27 @@ def add_set_values(sp: argparse.ArgumentParser) -> None:
     )
 
 
+def add_submit_options(sp: argparse.ArgumentParser) -> None:
+    """OSMO's `--set-env` and `--label` of `osmo workflow submit`."""
+    sp.add_argument(
+        "--set-env",
+        dest="set_env",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for every task, over the spec's (repeatable)",
+    )
+    sp.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a workflow label, over the spec's (repeatable)",
+    )
+
+
 def name_subcommands(subparsers: Any) -> None:
     """Name the subcommands registered so far in usage and errors: `{a,b,c}`, not `cmd`."""
     subparsers.metavar = "{" + ",".join(subparsers.choices) + "}"

@@ -121,6 +121,8 @@ class Submission:
                     },
                 )
         wf.groups_left = len(wf.groups)
+        for key, value in spec.labels.items():
+            batch.insert("workflow_labels", {"key": key, "value": value})
         row = {
             "name": spec.name,
             "user": user,

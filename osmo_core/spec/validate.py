@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..dag import WorkflowDAG, acyclic
 from ..errors import Problem
+from .labels import MAX_LABELS, key_problem, value_problem
 from .models import (
     RESERVED_DIR,
     RESERVED_TASK_NAME,
@@ -77,6 +78,7 @@ def check_workflow_data(
             hint="put the top-level tasks into groups of their own, or the groups' tasks "
             "into `tasks`",
         )
+    _check_labels(report, wf.get("labels"))
     tasks, groups = _collect(wf)
     first: dict[str, _Task] = {}
     for t in tasks:
@@ -95,6 +97,20 @@ def check_workflow_data(
         _check_task(report, t, first, defined, edges)
     _check_cycle(report, first, edges)
     return report.problems
+
+
+def _check_labels(report: Reporter, labels: Any) -> None:
+    """OSMO's label syntax (spec/labels.py); a value of the wrong type is the schema's."""
+    if not isinstance(labels, dict):
+        return
+    for k, v in labels.items():
+        why = key_problem(str(k))
+        if why is None and isinstance(v, str | int | float):
+            why = value_problem(str(v))
+        if why is not None:
+            report(why, ("workflow", "labels", str(k)), key=True)
+    if len(labels) > MAX_LABELS:
+        report(f"{len(labels)} labels; at most {MAX_LABELS}", ("workflow", "labels"), key=True)
 
 
 def _collect(wf: dict[str, Any]) -> tuple[list[_Task], list[_Group]]:

@@ -15,7 +15,7 @@ from .base import API_PREFIX, OsmoHandler, api, check_page_limit
 class WorkflowsHandler(OsmoHandler):
     @api
     async def get(self) -> None:
-        q = self.query_model(ListQuery, lists=("status",))
+        q = self.query_model(ListQuery, lists=("status", "label"))
         svc = await self.service()
         check_page_limit(q.limit, svc.config.max_page_size, "max_page_size")
         rows = svc.list(
@@ -23,6 +23,7 @@ class WorkflowsHandler(OsmoHandler):
             user=policy.list_filter(self.who, q.user),
             pool=q.pool,
             name=q.name,
+            labels=q.label,
             limit=q.limit,
             offset=q.offset,
         )
@@ -33,7 +34,9 @@ class WorkflowsHandler(OsmoHandler):
         req = self.body_model(SubmitRequest)
         svc = await self.service()
         # Off the loop: a big spec or a template at its render budget must not stall others.
-        loaded = await asyncio.to_thread(svc.load, req.spec, set_values=req.set_values)
+        loaded = await asyncio.to_thread(
+            svc.load, req.spec, set_values=req.set_values, env=req.env, labels=req.labels
+        )
         if problems := localpath_problems(loaded):  # never read here, for anyone
             raise SpecError(problems)
         pool = svc.check_placement(loaded, req.pool)

@@ -294,6 +294,26 @@ def test_set_types_values_as_osmo_and_set_string_keeps_strings(
     assert "command: [echo, '3', '1.0', '21', 'word']" in r.stdout, r.stdout
 
 
+def test_set_env_and_label_on_submit(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    """OSMO's submit: `--set-env K=V` sets the variable in every task, over the spec's;
+    `--label K=V` sets a label over the spec's, and the labels are stored and shown."""
+    f = tmp_path / "e.yaml"
+    f.write_text(
+        "workflow:\n  name: e\n  labels: {team: a, stage: dev}\n  tasks:\n"
+        "  - name: t\n    environment: {GREETING: spec}\n"
+        "    command: [sh, -c, 'echo $GREETING $OTHER']\n"
+    )
+    opts = ["--set-env", "GREETING=hi", "OTHER=x=y", "--label", "stage=prod"]
+    r = osmo(osmo_env, "workflow", "run", str(f), *opts, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    wf = json.loads(r.stdout)
+    assert wf["labels"] == {"team": "a", "stage": "prod"}
+    log = Path(osmo_env["OSMO_HOME"]) / "runs" / wf["id"] / "t" / "0" / "log"
+    assert log.read_text().split(" ", 2)[2] == "hi x=y\n"  # OSMO's server would cut at a 2nd =
+    r = osmo(osmo_env, "workflow", "run", str(f), "--label", "bad key=1")
+    assert r.returncode == 2 and "--label.bad key: invalid label key 'bad key'" in r.stderr
+
+
 # --- what the API and the CLI show ---------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ const row = (id: string, extra: Partial<WorkflowRow> = {}): WorkflowRow => ({
   priority: 'NORMAL',
   file: null,
   set_values: {},
+  labels: {},
   submit_time: 1,
   start_time: 2,
   end_time: null,

@@ -922,6 +922,20 @@ export interface components {
        */
       dry_run?: boolean;
       /**
+       * Env
+       * @description Environment variables for every task, over the spec's (OSMO's `--set-env`).
+       */
+      env?: {
+        [key: string]: string;
+      };
+      /**
+       * Labels
+       * @description Labels over the spec's (OSMO's `--label`).
+       */
+      labels?: {
+        [key: string]: string;
+      };
+      /**
        * Pool
        * @description Pool to run in (default: the spec's, then the server's).
        * @default null
@@ -1284,6 +1298,13 @@ export interface components {
       groups: components['schemas']['GroupModel'][];
       /** Id */
       id: string;
+      /**
+       * Labels
+       * @description The workflow's labels (OSMO's).
+       */
+      labels: {
+        [key: string]: string;
+      };
       /** Message */
       message: string | null;
       /** Name */
@@ -1347,6 +1368,13 @@ export interface components {
       file: string | null;
       /** Id */
       id: string;
+      /**
+       * Labels
+       * @description The workflow's labels (OSMO's).
+       */
+      labels: {
+        [key: string]: string;
+      };
       /** Message */
       message: string | null;
       /** Name */
@@ -1853,6 +1881,8 @@ export interface operations {
         user?: string;
         pool?: string;
         name?: string;
+        /** @description OSMO's `KEY=SELECTOR` label filters, all to match: a value with `*` wildcards and `(a|b)` alternatives. */
+        label?: string[];
         /** @description At most OsmoConfig.max_page_size (default 1000). */
         limit?: number;
         offset?: number;

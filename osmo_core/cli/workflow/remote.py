@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from ...config import PRIORITIES
 from ...states import WorkflowStatus
-from ..common import EXIT_FAILED, EXIT_OK, Output, add_format, add_set_values, read_spec
+from ..common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Output,
+    add_format,
+    add_set_values,
+    add_submit_options,
+    read_spec,
+)
 from ..connect import api_failure, with_client
 from .live import QUIET
 
@@ -32,6 +40,7 @@ def register(cmds: Any) -> None:
     s = cmds.add_parser("submit", help="submit a workflow to the server; prints its id")
     s.add_argument("file", help="workflow YAML file ('-' for stdin)")
     add_set_values(s)
+    add_submit_options(s)
     s.add_argument("--pool", help="pool to run in (default: the spec's, then the server's)")
     s.add_argument("--priority", choices=list(PRIORITIES), default="NORMAL")
     s.add_argument("--wait", action="store_true", help="follow it to the end; exit 0/1 like run")
@@ -58,6 +67,15 @@ def register(cmds: Any) -> None:
     )
     ls.add_argument("--user")
     ls.add_argument("--pool")
+    ls.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=SELECTOR",
+        help="only workflows whose label KEY matches: a value, with * wildcards and (a|b) "
+        "alternatives (repeatable: all must match)",
+    )
     ls.add_argument("--count", type=int, default=20, help="at most N workflows (default 20)")
     ls.add_argument("--offset", type=int, default=0)
     add_format(ls)
@@ -102,7 +120,8 @@ def register(cmds: Any) -> None:
 
 
 async def _submit(client: Client, args: argparse.Namespace, out: Output) -> int:
-    from ...spec import parse_set_values  # here: spec's import order starts at .config
+    # here: spec's import order starts at .config
+    from ...spec import parse_assignments, parse_set_values
     from ...spec.localfiles import inline_localpaths
 
     text, name = read_spec(args.file)
@@ -117,6 +136,8 @@ async def _submit(client: Client, args: argparse.Namespace, out: Output) -> int:
         "spec": spec,
         "set_values": set_values or {},
         "priority": args.priority,
+        "env": parse_assignments(args.set_env, "--set-env"),
+        "labels": parse_assignments(args.labels, "--label"),
     }
     if args.pool:
         body["pool"] = args.pool
@@ -202,6 +223,7 @@ async def _list(client: Client, args: argparse.Namespace, out: Output) -> int:
         status=",".join(args.status) or None,
         user=args.user,
         pool=args.pool,
+        label=args.labels,
         limit=args.count,
         offset=args.offset,
     )
