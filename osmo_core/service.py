@@ -24,12 +24,14 @@ from .admission import Admission
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
 from .config import OsmoConfig, priority_name
+from .data import plan as data_plan
 from .engine import Engine
-from .errors import Conflict, Forbidden, NotFound
+from .errors import Conflict, Forbidden, NotFound, PlacementError, Problem
 from .events import EventBus, Subscription
 from .interactive import Interactive
 from .spec import LoadedSpec
 from .spec.labels import parse_selector
+from .spec.models import task_fields
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
 from .wire import LogLine, attempt_key
@@ -160,6 +162,44 @@ class Service:
                 located,
             )
 
+    def check_previous(self, loaded: LoadedSpec, pool: str, who: Principal) -> None:
+        """Inputs `task: <workflow_id>:<task>` (OSMO's: a task of an earlier workflow) name a
+        COMPLETED task of a workflow `who` may read, whose output folder this pool's task can
+        read by its path (both on a backend whose tasks share the disk); PlacementError,
+        located at each input that does not."""
+        far = data_plan.unshared(self.backends)
+        problems = []
+        for where, task in task_fields(loaded.workflow):
+            for i, inp in enumerate(task.inputs):
+                if inp.previous is None:
+                    continue
+                why = self._previous_problem(*inp.previous, who)
+                here = data_plan.backend_of(loaded.workflow, task, self.pools[pool])
+                if why is None and here in far:
+                    why = f"task {task.name!r} runs on backend {here!r}, apart from its disk"
+                if why is not None:
+                    problems.append(loaded.locate(Problem(why, field=f"{where}.inputs[{i}].task")))
+        if problems:
+            raise PlacementError(problems)
+
+    def _previous_problem(self, wf_id: str, name: str, who: Principal) -> str | None:
+        """Why `who`'s task cannot read task `name` of the earlier workflow `wf_id`, or None."""
+        try:
+            owner = self.store.workflow_owner(wf_id)
+        except NotFound:
+            owner = None
+        if owner is None or (owner != who.name and not who.is_admin):
+            return f"no workflow {wf_id!r} of yours"  # another's is not even confirmed
+        attempts = self.store.tasks_of(wf_id, name)
+        if not attempts:
+            return f"workflow {wf_id!r} has no task {name!r}"
+        last = attempts[-1]
+        if last["status"] != TaskStatus.COMPLETED.value:
+            return f"task {name!r} of workflow {wf_id!r} is {last['status']}, not COMPLETED"
+        if last["backend"] in data_plan.unshared(self.backends) or not last["output_path"]:
+            return f"task {name!r} of workflow {wf_id!r} kept no output folder here"
+        return None
+
     async def submit(
         self,
         source: str | dict[str, Any] | LoadedSpec,
@@ -181,6 +221,7 @@ class Service:
         pool = self.check_placement(loaded, pool)
         if who is not None:
             self.check_credentials(who, loaded, pool)
+        self.check_previous(loaded, pool, who or Principal(user or getpass.getuser()))
         return await self.engine.submit(
             loaded.workflow,
             pool=pool,

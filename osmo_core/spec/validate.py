@@ -21,6 +21,7 @@ from ..dag import WorkflowDAG, acyclic
 from ..errors import Problem
 from .labels import MAX_LABELS, key_problem, value_problem
 from .models import (
+    NAME_PATTERN,
     RESERVED_DIR,
     RESERVED_TASK_NAME,
     Workflow,
@@ -191,7 +192,17 @@ def _check_task(
         if not isinstance(inp, dict):
             continue
         src = inp.get("task")
-        if isinstance(src, str):
+        if isinstance(src, str) and ":" in src:  # <workflow_id>:<task>, of an earlier workflow
+            wf_id, _, name = src.partition(":")
+            input_tasks.append(name)
+            if not (re.fullmatch(NAME_PATTERN, wf_id) and re.fullmatch(NAME_PATTERN, name)):
+                report(
+                    f"invalid input task {src!r}",
+                    (*t.path, "inputs", i, "task"),
+                    hint="a task of this workflow, or <workflow_id>:<task> for a task of an "
+                    "earlier one",
+                )
+        elif isinstance(src, str):
             input_tasks.append(src)
             _check_input_task(report, t, i, src, first, edges)
         if "regex" in inp or "dataset" in inp:

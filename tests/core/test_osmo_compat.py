@@ -236,6 +236,48 @@ def test_a_long_cycle_is_shortened() -> None:
     assert names[0] == names[-1].split(" ")[0]  # the cycle closes on its first name
 
 
+# --- inputs from an earlier workflow -------------------------------------------------------------
+
+
+async def test_an_input_from_a_task_of_an_earlier_workflow(service: Service) -> None:
+    """OSMO's `task: <workflow_id>:<task>`: the output of a task of an earlier workflow, its
+    name usable in `{{input:<task>}}`; refused, located, unless that task COMPLETED in a
+    workflow of the submitter's."""
+    first = await run(
+        service,
+        {
+            "workflow": {
+                "name": "make",
+                "tasks": [
+                    task("data", "echo made > {{output}}/x.txt"),
+                    task("broken", "exit 1"),
+                ],
+            }
+        },
+        user="alice",
+    )
+
+    def reader(ref: str) -> dict:
+        name = ref.partition(":")[2]  # `{{input:<task>}}` names it by its task, as in OSMO
+        script = f"cat {{{{input:{name}}}}}/x.txt {{{{input:0}}}}/x.txt"
+        return {"workflow": {"name": "use", "tasks": [task("r", script, inputs=[{"task": ref}])]}}
+
+    wf = await run(service, reader(f"{first['id']}:data"), user="alice")
+    assert wf["status"] == "COMPLETED"
+    assert [ln.text for ln in await service.logs(wf["id"], "r")] == ["made", "made"]
+
+    for ref, user, why in [
+        (f"{first['id']}:broken", "alice", "is FAILED, not COMPLETED"),
+        (f"{first['id']}:nope", "alice", "has no task 'nope'"),
+        ("gone-1:data", "alice", "no workflow 'gone-1' of yours"),
+        (f"{first['id']}:data", "bob", f"no workflow '{first['id']}' of yours"),
+    ]:
+        with pytest.raises(PlacementError) as e:
+            await service.submit(reader(ref), user=user)
+        (p,) = e.value.problems
+        assert p.field == "workflow.tasks[0].inputs[0].task" and why in p.message, p
+
+
 # --- files ----------------------------------------------------------------------------------------
 
 
