@@ -141,9 +141,7 @@ class Service:
         env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> LoadedSpec:
-        return self.admission.load(
-            source, file=file, set_values=set_values, env=env, labels=labels
-        )
+        return self.admission.load(source, file=file, set_values=set_values, env=env, labels=labels)
 
     def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
         return self.admission.check_placement(loaded, pool)

@@ -1,13 +1,13 @@
 """Workflow labels (OSMO's `labels`, `--label`), one row each, for `list --label` filters.
 
-Revision ID: 0004_labels
+Revision ID: 0004
 Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_labels"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
