@@ -81,12 +81,14 @@ def test_a_store_behind_is_upgraded(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'osmo.db'}"
     s = Store(url).open()
     with s.engine.begin() as c:  # as a store written by the release before 0003
+        c.execute(text("DROP TABLE workflow_labels"))  # 0004
         c.execute(text("ALTER TABLE tasks DROP COLUMN hold_until"))
         c.execute(text("ALTER TABLE tasks DROP COLUMN hold"))
         c.execute(text("UPDATE alembic_version SET version_num = '0002'"))
     s.close()
     s = Store(url).open()
     assert {"hold", "hold_until"} <= {c["name"] for c in inspect(s.engine).get_columns("tasks")}
+    assert "workflow_labels" in inspect(s.engine).get_table_names()
     assert s.schema_version() == _head()
     s.close()
 
