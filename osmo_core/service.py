@@ -30,7 +30,7 @@ from .errors import Conflict, Forbidden, NotFound, PlacementError, Problem
 from .events import EventBus, Subscription
 from .interactive import Interactive
 from .spec import LoadedSpec
-from .spec.labels import parse_selector
+from .spec.labels import selector_patterns
 from .spec.models import task_fields
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
@@ -318,8 +318,9 @@ class Service:
         return {**attempts[-1], "usage": self.engine.usage(wf_id, name), "attempts": attempts}
 
     def list(self, *, labels: Sequence[str] = (), **filters: Any) -> list[dict[str, Any]]:
-        """`labels`: OSMO's `KEY=SELECTOR` filters, all to match (InputError if one is bad)."""
-        selectors = [parse_selector(s) for s in labels]
+        """`labels`: OSMO's `KEY=SELECTOR` filters, all to match (one no label can match
+        matches nothing; the CLI checks them first, as OSMO's does)."""
+        selectors = [selector_patterns(s) for s in labels]
         rows = self.store.list_workflows(labels=selectors, **filters)
         labels = self.store.labels_of([r["id"] for r in rows])
         return [  # as get()

@@ -7,9 +7,9 @@ from the route table: server/routes.py, server/openapi.py) and built by `osmo_co
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from osmo_core.states import TaskStatus, WorkflowStatus
 
@@ -63,11 +63,11 @@ class ListQuery(BaseModel):
     user: str | None = None
     pool: str | None = None
     name: str | None = None
-    label: list[str] = Field(
+    label: list[Annotated[str, StringConstraints(pattern=r"^[^=]+=.*$")]] = Field(
         default_factory=list,
         max_length=32,
         description="OSMO's `KEY=SELECTOR` label filters, all to match: a value with `*` "
-        "wildcards and `(a|b)` alternatives.",
+        "wildcards and `(a|b)` alternatives (one no label can match matches nothing).",
     )
     limit: int = Field(
         50, ge=1, le=BIG, description="At most OsmoConfig.max_page_size (default 1000)."

@@ -46,19 +46,24 @@ def label_problems(labels: Mapping[str, str], field: str) -> list[Problem]:
     return problems
 
 
-def parse_selector(text: str) -> tuple[str, list[str]]:
-    """`KEY=SELECTOR` -> (key, the glob patterns a value may match); InputError if invalid."""
-    key, sep, selector = text.partition("=")
-    if not sep:
-        raise InputError(Problem(f"{text!r} is not KEY=SELECTOR", field="--label"))
-    if why := key_problem(key):
-        raise InputError(Problem(why, field="--label"))
+def selector_patterns(text: str) -> tuple[str, list[str]]:
+    """`KEY=SELECTOR` -> (key, the glob patterns a value may match), unchecked: a selector no
+    label can match matches nothing (the server's filter); parse_selector checks it."""
+    key, _, selector = text.partition("=")
     alternatives = [
         p.strip("()").split("|") if p.startswith("(") else [p] for p in _parts(selector)
     ]
-    patterns = [
-        "".join(c) for c in itertools.islice(itertools.product(*alternatives), MAX_PATTERNS + 1)
-    ]
+    product = itertools.product(*alternatives)
+    return key, ["".join(c) for c in itertools.islice(product, MAX_PATTERNS + 1)]
+
+
+def parse_selector(text: str) -> tuple[str, list[str]]:
+    """`KEY=SELECTOR` -> (key, patterns), as OSMO's CLI checks it; InputError if invalid."""
+    if "=" not in text:
+        raise InputError(Problem(f"{text!r} is not KEY=SELECTOR", field="--label"))
+    key, patterns = selector_patterns(text)
+    if why := key_problem(key):
+        raise InputError(Problem(why, field="--label"))
     if len(patterns) > MAX_PATTERNS:
         why = f"expands to more than {MAX_PATTERNS} patterns"
     elif (

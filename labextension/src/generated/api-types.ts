@@ -1881,7 +1881,7 @@ export interface operations {
         user?: string;
         pool?: string;
         name?: string;
-        /** @description OSMO's `KEY=SELECTOR` label filters, all to match: a value with `*` wildcards and `(a|b)` alternatives. */
+        /** @description OSMO's `KEY=SELECTOR` label filters, all to match: a value with `*` wildcards and `(a|b)` alternatives (one no label can match matches nothing). */
         label?: string[];
         /** @description At most OsmoConfig.max_page_size (default 1000). */
         limit?: number;

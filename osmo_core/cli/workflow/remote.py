@@ -218,6 +218,10 @@ async def _query(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 async def _list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    from ...spec.labels import parse_selector
+
+    for selector in args.labels:  # a clear error here, as OSMO's CLI gives
+        parse_selector(selector)
     rows: list[dict[str, Any]] = client.get(
         "workflows",
         status=",".join(args.status) or None,
