@@ -18,7 +18,7 @@ from .data import plan as data_plan
 from .data.credentials import without_policy
 from .errors import PlacementError
 from .scheduler import Scheduler
-from .spec import LoadedSpec, load_spec
+from .spec import LoadedSpec, load_spec, with_submit_options
 
 
 class Admission:
@@ -46,9 +46,13 @@ class Admission:
         *,
         file: str | None = None,
         set_values: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> LoadedSpec:
-        """Parse and validate a spec within this server's limits (SpecError on any problem)."""
-        return load_spec(source, file=file, set_values=set_values, limits=self.limits)
+        """Parse and validate a spec within this server's limits (SpecError on any problem);
+        `env` and `labels`: OSMO's `--set-env` and `--label` (with_submit_options)."""
+        loaded = load_spec(source, file=file, set_values=set_values, limits=self.limits)
+        return with_submit_options(loaded, env, labels)
 
     def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
         """The pool the workflow would run in; PlacementError when it cannot run there."""

@@ -37,7 +37,12 @@ from .scheduling_config import SCHEDULING_KEYS, PoolScheduling, pool_scheduling
 if TYPE_CHECKING:
     from .spec.limits import SpecLimits
 
-PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}
+PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}  # stored as numbers: the queue orders by them
+
+
+def priority_name(stored: int) -> str:
+    """The name a stored priority is shown by (OSMO's HIGH/NORMAL/LOW)."""
+    return next((k for k, v in PRIORITIES.items() if v == stored), "NORMAL")
 
 
 @dataclass(frozen=True)
@@ -106,10 +111,10 @@ class OsmoConfig(Configurable):
         "local", help="Pool used when neither the spec nor the request names one."
     ).tag(config=True)
     max_retries = Int(
-        3,
+        0,
         help="Retry budget per task: new attempts created by RESCHEDULE exit "
-        "actions or infrastructure failures. A task's `maxRetries` "
-        "overrides it.",
+        "actions or infrastructure failures. 0 (OSMO's `max_retry_per_task` default): "
+        "no attempt is retried unless a budget is set here or in a task's `maxRetries`.",
     ).tag(config=True)
     max_tasks_per_workflow = Int(100_000, help="Refuse workflows with more tasks.").tag(config=True)
     # --- what one request may cost (osmo_core/spec/limits.py; the API answers 4xx past them) ---

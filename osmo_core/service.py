@@ -14,7 +14,7 @@ import getpass
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,15 @@ from . import isolation
 from .admission import Admission
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
-from .config import PRIORITIES, OsmoConfig
+from .config import OsmoConfig, priority_name
+from .data import plan as data_plan
 from .engine import Engine
-from .errors import Conflict, Forbidden, NotFound
+from .errors import Conflict, Forbidden, NotFound, PlacementError, Problem
 from .events import EventBus, Subscription
 from .interactive import Interactive
 from .spec import LoadedSpec
+from .spec.labels import selector_patterns
+from .spec.models import task_fields
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
 from .wire import LogLine, attempt_key
@@ -135,8 +138,10 @@ class Service:
         *,
         file: str | None = None,
         set_values: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> LoadedSpec:
-        return self.admission.load(source, file=file, set_values=set_values)
+        return self.admission.load(source, file=file, set_values=set_values, env=env, labels=labels)
 
     def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
         return self.admission.check_placement(loaded, pool)
@@ -154,6 +159,44 @@ class Service:
                 + "".join(f"\n  {p}" for p in located),
                 located,
             )
+
+    def check_previous(self, loaded: LoadedSpec, pool: str, who: Principal) -> None:
+        """Inputs `task: <workflow_id>:<task>` (OSMO's: a task of an earlier workflow) name a
+        COMPLETED task of a workflow `who` may read, whose output folder this pool's task can
+        read by its path (both on a backend whose tasks share the disk); PlacementError,
+        located at each input that does not."""
+        far = data_plan.unshared(self.backends)
+        problems = []
+        for where, task in task_fields(loaded.workflow):
+            for i, inp in enumerate(task.inputs):
+                if inp.previous is None:
+                    continue
+                why = self._previous_problem(*inp.previous, who)
+                here = data_plan.backend_of(loaded.workflow, task, self.pools[pool])
+                if why is None and here in far:
+                    why = f"task {task.name!r} runs on backend {here!r}, apart from its disk"
+                if why is not None:
+                    problems.append(loaded.locate(Problem(why, field=f"{where}.inputs[{i}].task")))
+        if problems:
+            raise PlacementError(problems)
+
+    def _previous_problem(self, wf_id: str, name: str, who: Principal) -> str | None:
+        """Why `who`'s task cannot read task `name` of the earlier workflow `wf_id`, or None."""
+        try:
+            owner = self.store.workflow_owner(wf_id)
+        except NotFound:
+            owner = None
+        if owner is None or (owner != who.name and not who.is_admin):
+            return f"no workflow {wf_id!r} of yours"  # another's is not even confirmed
+        attempts = self.store.tasks_of(wf_id, name)
+        if not attempts:
+            return f"workflow {wf_id!r} has no task {name!r}"
+        last = attempts[-1]
+        if last["status"] != TaskStatus.COMPLETED.value:
+            return f"task {name!r} of workflow {wf_id!r} is {last['status']}, not COMPLETED"
+        if last["backend"] in data_plan.unshared(self.backends) or not last["output_path"]:
+            return f"task {name!r} of workflow {wf_id!r} kept no output folder here"
+        return None
 
     async def submit(
         self,
@@ -176,6 +219,7 @@ class Service:
         pool = self.check_placement(loaded, pool)
         if who is not None:
             self.check_credentials(who, loaded, pool)
+        self.check_previous(loaded, pool, who or Principal(user or getpass.getuser()))
         return await self.engine.submit(
             loaded.workflow,
             pool=pool,
@@ -196,7 +240,7 @@ class Service:
         row = self.store.get_workflow(wf_id)
         if not WorkflowStatus(row["status"]).terminal:
             raise Conflict(f"workflow {wf_id!r} is still {row['status']}; cancel it first")
-        priority = next((k for k, v in PRIORITIES.items() if v == row["priority"]), "NORMAL")
+        priority = priority_name(row["priority"])
         return await self.submit(
             row["spec_original"],
             file=row["file"],
@@ -255,6 +299,8 @@ class Service:
         for k in ("spec_original", "spec_rendered"):
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
+        row["priority"] = priority_name(row["priority"])
+        row["labels"] = self.store.labels_of([wf_id])[wf_id]
         live = self.engine.pending_reasons(wf_id)  # the queue's current word, when it has one
         tasks = [_task_model(r, live) for r in task_rows]
         order = {name: i for i, name in enumerate(_task_names(spec_json))}
@@ -273,9 +319,21 @@ class Service:
             raise NotFound(f"workflow {wf_id!r} has no task {name!r}")
         return {**attempts[-1], "usage": self.engine.usage(wf_id, name), "attempts": attempts}
 
-    def list(self, **filters: Any) -> list[dict[str, Any]]:
-        rows = self.store.list_workflows(**filters)
-        return [{**r, "set_values": json.loads(r["set_values"])} for r in rows]  # as get()
+    def list(self, *, labels: Sequence[str] = (), **filters: Any) -> list[dict[str, Any]]:
+        """`labels`: OSMO's `KEY=SELECTOR` filters, all to match (one no label can match
+        matches nothing; the CLI checks them first, as OSMO's does)."""
+        selectors = [selector_patterns(s) for s in labels]
+        rows = self.store.list_workflows(labels=selectors, **filters)
+        labels = self.store.labels_of([r["id"] for r in rows])
+        return [  # as get()
+            {
+                **r,
+                "set_values": json.loads(r["set_values"]),
+                "priority": priority_name(r["priority"]),
+                "labels": labels[r["id"]],
+            }
+            for r in rows
+        ]
 
     def spec(self, wf_id: str) -> dict[str, str]:
         row = self.store.get_workflow(wf_id)

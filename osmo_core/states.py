@@ -66,6 +66,12 @@ class WorkflowStatus(str, Enum):
     FAILED_SERVER_ERROR = "FAILED_SERVER_ERROR"
     FAILED_EXEC_TIMEOUT = "FAILED_EXEC_TIMEOUT"
     FAILED_QUEUE_TIMEOUT = "FAILED_QUEUE_TIMEOUT"
+    FAILED_BACKEND_ERROR = "FAILED_BACKEND_ERROR"
+    FAILED_IMAGE_PULL = "FAILED_IMAGE_PULL"
+    FAILED_EVICTED = "FAILED_EVICTED"
+    FAILED_START_ERROR = "FAILED_START_ERROR"
+    FAILED_START_TIMEOUT = "FAILED_START_TIMEOUT"
+    FAILED_PREEMPTED = "FAILED_PREEMPTED"
 
     def __str__(self) -> str:
         return self.value
@@ -84,6 +90,9 @@ GroupStatus = TaskStatus
 
 T = TaskStatus
 _ACTIVE_FAILURES = {T.FAILED_CANCELED, T.FAILED_SERVER_ERROR, T.FAILED_EXEC_TIMEOUT}
+# A task not yet placed ends with its group's lead (OSMO's "Lead task finished": COMPLETED, or
+# FAILED) or with a failed non-lead of a strict group (FAILED).
+_PEER_ENDS = {T.COMPLETED, T.FAILED}
 _RUNTIME_ENDS = {
     T.COMPLETED,
     T.FAILED,
@@ -102,8 +111,10 @@ TASK_TRANSITIONS: dict[TaskStatus | None, frozenset[TaskStatus]] = {
     None: frozenset({T.SUBMITTING, T.PROCESSING}),
     T.SUBMITTING: frozenset({T.WAITING, T.PROCESSING, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES),
     T.WAITING: frozenset({T.PROCESSING, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES),
-    T.PROCESSING: frozenset({T.SCHEDULING} | _ACTIVE_FAILURES),
-    T.SCHEDULING: frozenset({T.INITIALIZING, T.FAILED_QUEUE_TIMEOUT} | _ACTIVE_FAILURES),
+    T.PROCESSING: frozenset({T.SCHEDULING} | _ACTIVE_FAILURES | _PEER_ENDS),
+    T.SCHEDULING: frozenset(
+        {T.INITIALIZING, T.FAILED_QUEUE_TIMEOUT} | _ACTIVE_FAILURES | _PEER_ENDS
+    ),
     T.INITIALIZING: frozenset(
         {T.RUNNING, T.FAILED_START_ERROR, T.FAILED_START_TIMEOUT, T.FAILED_IMAGE_PULL}
         | _RUNTIME_ENDS
@@ -163,18 +174,25 @@ INFRA_RESCHEDULE: frozenset[TaskStatus] = frozenset(
 
 
 def workflow_outcome(group_statuses: list[TaskStatus]) -> WorkflowStatus:
-    """Aggregate the final workflow status once every group has ended."""
+    """Aggregate the final workflow status once every group has ended, as OSMO's
+    workflow.py does: a cancel, a server error or a timeout names it; else, when the failed
+    groups (but those blocked upstream) all failed the same way, the workflow fails that way
+    (FAILED_EVICTED, FAILED_IMAGE_PULL...); else FAILED."""
     assert all(s.terminal for s in group_statuses), "workflow_outcome needs ended groups"
     if all(s == T.COMPLETED for s in group_statuses):
         return W.COMPLETED
     for special in (
         T.FAILED_CANCELED,
+        T.FAILED_SERVER_ERROR,
         T.FAILED_EXEC_TIMEOUT,
         T.FAILED_QUEUE_TIMEOUT,
-        T.FAILED_SERVER_ERROR,
     ):
         if special in group_statuses:
             return WorkflowStatus(special.value)
+    causes = {s for s in group_statuses if s.failed and s != T.FAILED_UPSTREAM}
+    if len(causes) == 1:
+        (cause,) = causes
+        return WorkflowStatus.__members__.get(cause.value, W.FAILED)
     return W.FAILED
 
 

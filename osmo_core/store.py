@@ -11,6 +11,7 @@ Log lines are not stored here: they live in per-attempt log files; rows keep the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,10 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    exists,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -131,6 +134,17 @@ events = Table(
     Index("ix_events_workflow", "workflow_id", "id"),
 )
 
+# A workflow's labels (OSMO's `labels`, with `--label` overrides), one row each, so that a list
+# filters on them in SQL on SQLite and PostgreSQL alike.
+workflow_labels = Table(
+    "workflow_labels",
+    metadata,
+    Column("workflow_id", String(128), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_workflow_labels_key_value", "key", "value"),
+)
+
 # Personal access tokens: only a hash of the secret is kept (see osmo_core.auth.tokens).
 tokens = Table(
     "tokens",
@@ -148,7 +162,13 @@ tokens = Table(
     Index("ix_tokens_user", "user"),
 )
 
-TABLES = {"workflows": workflows, "groups": groups, "tasks": tasks, "events": events}
+TABLES = {
+    "workflows": workflows,
+    "groups": groups,
+    "tasks": tasks,
+    "events": events,
+    "workflow_labels": workflow_labels,
+}
 _KEYS = {
     "workflows": ("id",),
     "groups": ("workflow_id", "name"),
@@ -396,12 +416,24 @@ class Store:
         user: str | None = None,
         pool: str | None = None,
         name: str | None = None,
+        labels: Sequence[tuple[str, Sequence[str]]] = (),
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = True,
     ) -> list[RowMapping]:
+        """`labels`: (key, patterns) a workflow must all match, its value matching one of the
+        patterns, in which `*` is any run of characters (spec/labels.py: OSMO's selectors)."""
         cols = [c for c in workflows.c if not c.name.startswith("spec_")]
         q = select(*cols)
+        for key, patterns in labels:
+            likes = [re.sub(r"([\\%_])", r"\\\1", p).replace("*", "%") for p in patterns]
+            q = q.where(
+                exists().where(
+                    workflow_labels.c.workflow_id == workflows.c.id,
+                    workflow_labels.c.key == key,
+                    or_(*(workflow_labels.c.value.like(like, escape="\\") for like in likes)),
+                )
+            )
         if statuses:
             q = q.where(workflows.c.status.in_(list(statuses)))
         if user:
@@ -414,6 +446,15 @@ class Store:
         q = q.order_by(order, workflows.c.seq.desc()).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return list(conn.execute(q).mappings())
+
+    def labels_of(self, wf_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each workflow's labels ({} for one without), in one read."""
+        found: dict[str, dict[str, str]] = {i: {} for i in wf_ids}
+        q = select(workflow_labels).where(workflow_labels.c.workflow_id.in_(list(wf_ids)))
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                found[r.workflow_id][r.key] = r.value
+        return found
 
     def unfinished_workflow_ids(self) -> list[str]:
         with self.engine.connect() as conn:

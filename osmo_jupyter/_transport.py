@@ -122,14 +122,20 @@ class EmbeddedTransport:
         svc = self.service
         match method, path.strip("/").split("/"):
             case "GET", ["workflows"]:
-                status = q.get("status")
+                status, label = q.get("status"), q.get("label")
                 return svc.list(
                     statuses=[status] if isinstance(status, str) else status or None,
+                    labels=[label] if isinstance(label, str) else label or (),
                     limit=int(q.get("limit") or 50),
                     offset=int(q.get("offset") or 0),
                 )
             case "POST", ["workflows"]:
-                loaded = svc.load(body["spec"], set_values=body.get("set_values") or {})
+                loaded = svc.load(
+                    body["spec"],
+                    set_values=body.get("set_values") or {},
+                    env=body.get("env"),
+                    labels=body.get("labels"),
+                )
                 if body.get("dry_run") or body.get("validation_only"):
                     return {"valid": True, "pool": svc.check_placement(loaded, body.get("pool"))}
                 wf_id = await svc.submit(

@@ -30,6 +30,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from osmo_core.client import ApiError, Unreachable
 from osmo_core.errors import InputError, OsmoError
+from osmo_core.spec import parse_set_values
 
 from . import cells as cell_tasks
 from .client import Client
@@ -74,11 +75,16 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown()
 
 
-def _set_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
+def _set_value(text: str) -> str:
+    key, sep, _ = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+    return text
+
+
+def _set_values(args: argparse.Namespace) -> dict[str, Any]:
+    """`--set` typed as OSMO types it (int, float, else string), then `--set-string`."""
+    return parse_set_values(args.set_values, args.set_strings)
 
 
 def build_parser() -> _Parser:
@@ -142,6 +148,8 @@ def build_parser() -> _Parser:
 def submit_opts(p: argparse.ArgumentParser, *, name: bool = True) -> None:
     p.add_argument("--set", dest="set_values", type=_set_value, action="append", default=[],
                    metavar="KEY=VALUE", help="template value (repeatable)")  # fmt: skip
+    p.add_argument("--set-string", dest="set_strings", type=_set_value, action="append",
+                   default=[], metavar="KEY=VALUE", help="kept a string")  # fmt: skip
     p.add_argument("--pool", help="pool to run in (default: the spec's, then the server's)")
     p.add_argument("--priority", choices=["HIGH", "NORMAL", "LOW"], default="NORMAL")
     if name:
@@ -206,7 +214,7 @@ class OsmoMagics(Magics):
     def _submit_spec(self, spec: Any, args: argparse.Namespace) -> Workflow:
         return self.client.submit(
             spec,
-            set_values=dict(args.set_values),
+            set_values=_set_values(args),
             pool=args.pool,
             priority=args.priority,
             name=getattr(args, "name", None),
@@ -299,7 +307,7 @@ class OsmoMagics(Magics):
     def _run_tasks(self, args: argparse.Namespace, cell: str | None) -> Workflow:
         doc = cell_tasks.to_yaml(self.cells.compose(args.name))
         return self.client.submit(
-            doc, set_values=dict(args.set_values), pool=args.pool, priority=args.priority
+            doc, set_values=_set_values(args), pool=args.pool, priority=args.priority
         )
 
     def _export(self, args: argparse.Namespace, cell: str | None) -> None:

@@ -7,9 +7,9 @@ from the route table: server/routes.py, server/openapi.py) and built by `osmo_co
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from osmo_core.states import TaskStatus, WorkflowStatus
 
@@ -41,6 +41,13 @@ class SubmitRequest(BaseModel):
         None, description="Pool to run in (default: the spec's, then the server's)."
     )
     priority: Priority = "NORMAL"
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels over the spec's (OSMO's `--label`)."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables for every task, over the spec's (OSMO's `--set-env`).",
+    )
     dry_run: bool = Field(
         False, description="Validate and answer the rendered spec; store nothing."
     )
@@ -56,6 +63,12 @@ class ListQuery(BaseModel):
     user: str | None = None
     pool: str | None = None
     name: str | None = None
+    label: list[Annotated[str, StringConstraints(pattern=r"^[^=]+=.*$")]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="OSMO's `KEY=SELECTOR` label filters, all to match: a value with `*` "
+        "wildcards and `(a|b)` alternatives (one no label can match matches nothing).",
+    )
     limit: int = Field(
         50, ge=1, le=BIG, description="At most OsmoConfig.max_page_size (default 1000)."
     )
@@ -290,7 +303,8 @@ class WorkflowSummary(BaseModel):
     user: str
     pool: str
     status: WorkflowStatus
-    priority: int = Field(description="2 HIGH, 1 NORMAL, 0 LOW.")
+    priority: Priority = Field(description="OSMO's names: HIGH, NORMAL or LOW.")
+    labels: dict[str, str] = Field(description="The workflow's labels (OSMO's).")
     file: str | None
     set_values: dict[str, Any]
     submit_time: float

@@ -40,7 +40,37 @@ def add_set_values(sp: argparse.ArgumentParser) -> None:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="override default-values (repeatable)",
+        help="override default-values (repeatable); a number is an int or a float, as in OSMO",
+    )
+    sp.add_argument(
+        "--set-string",
+        dest="set_strings",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override default-values with strings, kept as typed (repeatable)",
+    )
+
+
+def add_submit_options(sp: argparse.ArgumentParser) -> None:
+    """OSMO's `--set-env` and `--label` of `osmo workflow submit`."""
+    sp.add_argument(
+        "--set-env",
+        dest="set_env",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for every task, over the spec's (repeatable)",
+    )
+    sp.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a workflow label, over the spec's (repeatable)",
     )
 
 

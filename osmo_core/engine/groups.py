@@ -38,19 +38,17 @@ class GroupProgress:
             return
         currents = [t.current.status for t in g.tasks]
         lead = g.lead.current.status
-        # A non-lead counts as failed for the group only with ignoreNonleadStatus: false, and
-        # not when it was stopped by us (cancel, a finished lead).
         failed_nonlead = policy.nonlead_failed(
             g.spec.ignore_nonlead_status,
-            (s for t, s in zip(g.tasks, currents, strict=True) if t is not g.lead),
+            ((t.name, s) for t, s in zip(g.tasks, currents, strict=True) if t is not g.lead),
         )
         lead_done = policy.lead_done(lead)
-        if lead_done or failed_nonlead:
-            # The group's outcome is decided; whatever still runs in it is stopped: at once
-            # after a failure, after a grace period when the lead simply finished (its peers
-            # are often just finishing too).
-            grace = self.config.group_stop_grace if not failed_nonlead else 0.0
-            reason = "group lead finished" if lead_done else "a task of the group failed"
+        if lead_done or failed_nonlead is not None:
+            # The group's outcome is decided; whatever still runs in it ends as OSMO ends it:
+            # at once after a failure, after a grace period when the lead completed (its
+            # peers are often just finishing too, and keep their own outcome if they do).
+            ends, message = policy.peers_end(lead if lead_done else None, failed_nonlead)
+            grace = self.config.group_stop_grace if ends == T.COMPLETED else 0.0
             for t in g.tasks:
                 att = t.current
                 if grace > 0 and att.status in LAUNCHED:
@@ -59,7 +57,7 @@ class GroupProgress:
                             grace, self._post, ("timer", "lead_grace", g)
                         )
                     continue
-                self._stop(att, T.FAILED_CANCELED, reason, follow=False)
+                self._stop(att, ends, message, follow=False)
             if all(t.current.status is not None and t.current.status.terminal for t in g.tasks):
                 assert lead is not None
                 status, message = policy.group_outcome(lead, failed_nonlead, g.lead.current.message)
@@ -122,8 +120,8 @@ class GroupProgress:
             return
         if kind == "lead_grace":
             g.grace_timer = None
-            for t in g.tasks:
-                self._stop(t.current, T.FAILED_CANCELED, "group lead finished", follow=False)
+            for t in g.tasks:  # the lead completed: its peers end COMPLETED with it
+                self._stop(t.current, T.COMPLETED, policy.LEAD_FINISHED, follow=False)
             self._group_follows(g)
             return
         g.timer = None

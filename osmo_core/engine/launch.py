@@ -7,6 +7,7 @@ Placeholders are resolved here: `{{workflow_id}}`, `{{input:<task>}}` (to the in
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ..backends.base import Backend
 from ..config import OsmoConfig, PoolConfig
@@ -15,6 +16,7 @@ from ..data.credentials import match_resolved
 from ..data.plan import apart, intermediate, own_url, unshared, upstream_url
 from ..scheduler import Scheduler
 from ..spec.models import decode_base64
+from ..store import Store
 from ..wire import CheckpointSpec, FileSpec, InputSpec, LaunchRequest, OutputSpec
 from . import policy
 from .runs import Attempt, TaskRun, WorkflowRun
@@ -25,13 +27,18 @@ _TOKEN_HOST = re.compile(r"\{\{\s*host:([A-Za-z0-9_.-]+)\s*\}\}")
 
 
 def launch_request(
-    att: Attempt, config: OsmoConfig, scheduler: Scheduler, backends: dict[str, Backend]
+    att: Attempt,
+    config: OsmoConfig,
+    scheduler: Scheduler,
+    backends: dict[str, Backend],
+    previous: Callable[[str, str], str | None],
 ) -> LaunchRequest:
-    """What the backend placed on by the scheduler (`att.alloc`) is asked to launch."""
+    """What the backend placed on by the scheduler (`att.alloc`) is asked to launch.
+    `previous(workflow_id, task)`: the output folder of a task of an earlier workflow."""
     task = att.task
     wf = task.group.workflow
     spec = task.spec
-    input_index = {inp.task: i for i, inp in enumerate(spec.inputs) if inp.task}
+    input_index = {inp.task_name: i for i, inp in enumerate(spec.inputs) if inp.task}
 
     def resolve(text: str) -> str:
         text = _TOKEN_WF_ID.sub(wf.id, text)
@@ -50,7 +57,9 @@ def launch_request(
     pool, far = scheduler.pools[wf.pool], unshared(backends)
     inputs = []
     for i, inp in enumerate(spec.inputs):
-        if inp.task and far and apart(wf.spec, wf.tasks[inp.task].spec, spec, pool, far):
+        if inp.previous:  # checked at submit: completed, readable by the user, on a shared disk
+            inputs.append(InputSpec(i, path=previous(*inp.previous), regex=inp.regex))
+        elif inp.task and far and apart(wf.spec, wf.tasks[inp.task].spec, spec, pool, far):
             up_task = wf.tasks[inp.task]  # its output is in storage (data/plan.py)
             written = upstream_url(
                 config.intermediate_url, wf.id, up_task.spec, up_task.current.retry_id
@@ -146,6 +155,12 @@ def launch_request(
         checkpoints=checkpoints,
         credentials=dict(spec.credentials),
     )
+
+
+def previous_output(store: Store, wf_id: str, task: str) -> str | None:
+    """The output folder of the latest attempt of `task` in the earlier workflow `wf_id`."""
+    attempts = store.tasks_of(wf_id, task)
+    return attempts[-1]["output_path"] if attempts else None
 
 
 def read_apart(task: TaskRun, pool: PoolConfig, far: set[str]) -> bool:

@@ -17,6 +17,7 @@ policy.py, the records they change are in runs.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -36,7 +37,7 @@ from .cancel import Cancelling
 from .facts import BackendFacts
 from .groups import GroupProgress
 from .holds import Holds
-from .launch import launch_request
+from .launch import launch_request, previous_output
 from .placement import Placement, resource_of
 from .reconcile import ReconcileStats, Reconciling
 from .recovery import Recovery
@@ -315,7 +316,13 @@ class Engine(
         launches, self._launches = self._launches, []
         for att in launches:
             try:
-                req = launch_request(att, self.config, self.scheduler, self.backends)
+                req = launch_request(
+                    att,
+                    self.config,
+                    self.scheduler,
+                    self.backends,
+                    functools.partial(previous_output, self.store),
+                )
             except Exception as e:  # this task's spec cannot be launched: it fails, not the engine
                 log.exception("engine: cannot build the launch of %s", att.key)
                 self._post(("request_failed", att, f"{type(e).__name__}: {e}"))

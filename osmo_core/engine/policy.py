@@ -186,11 +186,15 @@ def utc(ts: float) -> str:
 # --- groups ---------------------------------------------------------------------------------
 
 
-def nonlead_failed(ignore_nonlead_status: bool, nonleads: Iterable[TaskStatus | None]) -> bool:
-    """A non-lead counts as failed for the group only with ignoreNonleadStatus: false, and not
-    when it was stopped by us (cancel, a finished lead)."""
-    return not ignore_nonlead_status and any(
-        s is not None and s.failed and s != T.FAILED_CANCELED for s in nonleads
+def nonlead_failed(
+    ignore_nonlead_status: bool, nonleads: Iterable[tuple[str, TaskStatus | None]]
+) -> str | None:
+    """The non-lead whose failure fails the group: only with ignoreNonleadStatus: false, and
+    not one stopped by a cancel; None when there is none."""
+    if ignore_nonlead_status:
+        return None
+    return next(
+        (n for n, s in nonleads if s is not None and s.failed and s != T.FAILED_CANCELED), None
     )
 
 
@@ -199,12 +203,24 @@ def lead_done(lead: TaskStatus | None) -> bool:
     return lead is not None and lead.terminal and lead != T.RESCHEDULED
 
 
+LEAD_FINISHED = "Lead task finished"  # OSMO's words (jobs.py)
+
+
+def peers_end(lead: TaskStatus | None, failed_nonlead: str | None) -> tuple[TaskStatus, str]:
+    """How a group's other tasks end once its outcome is decided, as OSMO's jobs.py ends them:
+    after a non-lead's failure (ignoreNonleadStatus: false) FAILED, naming it; after the lead,
+    the lead's COMPLETED, or FAILED whatever failure the lead had (not its FAILED_EVICTED...)."""
+    if failed_nonlead is not None:
+        return T.FAILED, f"Task {failed_nonlead} Failed."
+    return (T.FAILED if lead is None or lead.failed else T.COMPLETED), LEAD_FINISHED
+
+
 def group_outcome(
-    lead: TaskStatus, failed_nonlead: bool, lead_message: str | None
+    lead: TaskStatus, failed_nonlead: str | None, lead_message: str | None
 ) -> tuple[TaskStatus, str | None]:
     """How a group whose tasks all ended ends, and with what message."""
-    if failed_nonlead and lead in (T.COMPLETED, T.FAILED_CANCELED):
-        return T.FAILED, "a non-lead task failed"
+    if failed_nonlead is not None and lead in (T.COMPLETED, T.FAILED_CANCELED):
+        return T.FAILED, f"Task {failed_nonlead} Failed."
     if lead != T.COMPLETED:
         return lead, lead_message
     return T.COMPLETED, None

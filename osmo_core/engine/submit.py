@@ -93,6 +93,8 @@ def prepare(
                 },
             )
     wf.groups_left = len(wf.groups)
+    for key, value in spec.labels.items():
+        batch.insert("workflow_labels", {"key": key, "value": value})
     row = {
         "name": spec.name,
         "user": user,

@@ -8,7 +8,7 @@ problem's field path is looked up in that node tree (`Positions`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,9 +22,10 @@ from yaml.events import (
     SequenceStartEvent,
 )
 
-from ..errors import Problem, SpecError
+from ..errors import InputError, Problem, SpecError
 from ..gcpause import gc_paused
 from . import templating
+from .labels import label_problems
 from .limits import DEFAULT, NodeCounter, SpecLimits, check_data, check_text
 from .models import Workflow, WorkflowSpec
 from .report import field_path, parse_field
@@ -43,23 +44,70 @@ _MERGE: Any = object()  # the `<<` merge key
 _SKIP: Any = object()  # a key we refused; its value is dropped
 
 
-def parse_set_values(pairs: list[str]) -> dict[str, str]:
-    """["k=v", "a=b"] -> {"k": "v", "a": "b"}; values stay strings, as typed."""
-    values: dict[str, str] = {}
+def set_value(text: str) -> int | float | str:
+    """A `--set` value as OSMO reads it (workflow.py's TemplateSpec): an int, else a float,
+    else the string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_set_values(pairs: Sequence[str], strings: Sequence[str] = ()) -> dict[str, Any]:
+    """The CLI's `--set` pairs (["k=v", ...], typed by set_value) then its `--set-string`
+    pairs (kept strings), as OSMO applies them: {"k": v, ...}."""
     bad: list[Problem] = []
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            bad.append(
-                Problem(
-                    f"{pair!r} is not KEY=VALUE", field="--set", hint="write e.g. --set lr=0.01"
-                )
-            )
-        else:
-            values[key.strip()] = value
+    values: dict[str, Any] = {k: set_value(v) for k, v in _pairs(pairs, "--set", bad)}
+    values.update(_pairs(strings, "--set-string", bad))
     if bad:
         raise SpecError(bad)
     return values
+
+
+def parse_assignments(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    """["k=v", ...] -> {"k": "v"} (`--label`, `--set-env`); SpecError naming `flag`."""
+    bad: list[Problem] = []
+    found = dict(_pairs(pairs, flag, bad))
+    if bad:
+        raise SpecError(bad)
+    return found
+
+
+def _pairs(pairs: Sequence[str], flag: str, bad: list[Problem]) -> Iterator[tuple[str, str]]:
+    """The (key, value) of each `KEY=VALUE`; a problem in `bad` for each other one."""
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            hint = f"write {flag} KEY=VALUE"
+            bad.append(Problem(f"{pair!r} is not KEY=VALUE", field=flag, hint=hint))
+        else:
+            yield key.strip(), value
+
+
+def with_submit_options(
+    loaded: LoadedSpec,
+    env: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> LoadedSpec:
+    """OSMO's submit options on a loaded spec (its workflow_service.py): `--set-env` sets every
+    task's environment over the spec's, `--label` the workflow's labels over the spec's.
+    InputError naming the option for a bad name or label."""
+    bad = [
+        Problem(f"invalid environment variable name {k!r}", field=f"--set-env.{k}")
+        for k in env or {}
+        if not k or "=" in k or "\0" in k
+    ]
+    merged = {**loaded.workflow.labels, **(labels or {})}
+    if labels:
+        bad += label_problems(merged, "--label")
+    if bad:
+        raise InputError(bad)
+    for task in loaded.workflow.all_tasks():
+        task.environment.update(env or {})
+    loaded.workflow.labels = merged
+    return loaded
 
 
 @dataclass

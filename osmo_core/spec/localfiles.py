@@ -1,9 +1,10 @@
 """`files: [{localpath: ...}]`: read by the client that has the file, never by the server.
 
 A spec names a file of the submitter's machine with `localpath`; the client (the CLI, `Client`,
-the magics) reads it and sends it inline (`contents` + `base64: true`), as OSMO's client
-uploads it. The server refuses a spec that still has a `localpath` (`localpath_problems`): it
-must never read its own files on behalf of a remote caller.
+the magics) reads it and sends it inline as `contents`, as OSMO's client does (so the tokens
+in it are substituted; a file that is not UTF-8 text goes as `base64: true`). The server
+refuses a spec that still has a `localpath` (`localpath_problems`): it must never read its own
+files on behalf of a remote caller.
 
 Reading opens regular files only, without blocking (a FIFO or a device is refused at once,
 not waited on) and up to a size bound.
@@ -116,7 +117,10 @@ def inline_localpaths(
             problems.append(loaded.locate(Problem(f"cannot read {path}: {reason}", field=field)))
             continue
         del entry["localpath"]
-        entry["contents"], entry["base64"] = base64.b64encode(raw).decode(), True
+        try:  # text, as OSMO's CLI inlines it: its {{output}}, {{input:N}}... are substituted
+            entry["contents"] = raw.decode("utf-8")
+        except UnicodeDecodeError:  # binary (OSMO's CLI could not read it): sent as it is
+            entry["contents"], entry["base64"] = base64.b64encode(raw).decode(), True
     if problems:
         raise SpecError(problems)
     return data, None

@@ -117,6 +117,20 @@ class Input(Model):
             )
         return self
 
+    @property
+    def previous(self) -> tuple[str, str] | None:
+        """(workflow id, task) of `task: <workflow_id>:<task>`, a task of an earlier workflow
+        (OSMO's form); None for a task of this workflow or another kind of input."""
+        if self.task is None or ":" not in self.task:
+            return None
+        wf_id, _, name = self.task.partition(":")
+        return wf_id, name
+
+    @property
+    def task_name(self) -> str | None:
+        """The name `{{input:NAME}}` gives this input: its task's (OSMO: the part after ':')."""
+        return self.previous[1] if self.previous else self.task
+
 
 class Output(Model):
     """Exactly one of url / dataset."""

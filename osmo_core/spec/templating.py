@@ -102,25 +102,16 @@ def split_default_values(
 def template_values(defaults: dict[str, Any], set_values: dict[str, Any] | None) -> dict[str, Any]:
     """default-values overlaid by --set, without the reserved names (OSMO ignores those).
 
-    A --set string stays a string, unless its default is a number or boolean and the string
-    reads as one: `--set n_nodes=4` must still work in `range(n_nodes)`, as in OSMO's examples.
+    Values come typed (the CLI types `--set` as OSMO does: int, float, else string). One
+    deliberate difference: a `true`/`false` string for a boolean default becomes that boolean,
+    where OSMO keeps the string (and `{% if flag %}` would be true for "false").
     """
     merged = dict(defaults)
     for k, v in (set_values or {}).items():
-        merged[k] = _like(defaults[k], v) if k in defaults and isinstance(v, str) else v
+        if isinstance(defaults.get(k), bool) and isinstance(v, str):
+            v = {"true": True, "false": False}.get(v.strip().lower(), v)
+        merged[k] = v
     return {k: v for k, v in merged.items() if k not in RESERVED}
-
-
-def _like(default: Any, text: str) -> Any:
-    if isinstance(default, bool):
-        return {"true": True, "false": False}.get(text.strip().lower(), text)
-    for kind in (int, float):
-        if isinstance(default, kind):
-            try:
-                return kind(text)
-            except ValueError:
-                return text
-    return text
 
 
 def render(

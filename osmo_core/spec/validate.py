@@ -19,7 +19,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..acyclic import acyclic
 from ..errors import Problem
+from .labels import MAX_LABELS, key_problem, value_problem
 from .models import (
+    NAME_PATTERN,
     RESERVED_DIR,
     RESERVED_TASK_NAME,
     Workflow,
@@ -77,6 +79,7 @@ def check_workflow_data(
             hint="put the top-level tasks into groups of their own, or the groups' tasks "
             "into `tasks`",
         )
+    _check_labels(report, wf.get("labels"))
     tasks, groups = _collect(wf)
     first: dict[str, _Task] = {}
     for t in tasks:
@@ -95,6 +98,20 @@ def check_workflow_data(
         _check_task(report, t, first, defined, edges)
     _check_cycle(report, first, edges)
     return report.problems
+
+
+def _check_labels(report: Reporter, labels: Any) -> None:
+    """OSMO's label syntax (spec/labels.py); a value of the wrong type is the schema's."""
+    if not isinstance(labels, dict):
+        return
+    for k, v in labels.items():
+        why = key_problem(str(k))
+        if why is None and isinstance(v, str | int | float):
+            why = value_problem(str(v))
+        if why is not None:
+            report(why, ("workflow", "labels", str(k)), key=True)
+    if len(labels) > MAX_LABELS:
+        report(f"{len(labels)} labels; at most {MAX_LABELS}", ("workflow", "labels"), key=True)
 
 
 def _collect(wf: dict[str, Any]) -> tuple[list[_Task], list[_Group]]:
@@ -175,7 +192,17 @@ def _check_task(
         if not isinstance(inp, dict):
             continue
         src = inp.get("task")
-        if isinstance(src, str):
+        if isinstance(src, str) and ":" in src:  # <workflow_id>:<task>, of an earlier workflow
+            wf_id, _, name = src.partition(":")
+            input_tasks.append(name)
+            if not (re.fullmatch(NAME_PATTERN, wf_id) and re.fullmatch(NAME_PATTERN, name)):
+                report(
+                    f"invalid input task {src!r}",
+                    (*t.path, "inputs", i, "task"),
+                    hint="a task of this workflow, or <workflow_id>:<task> for a task of an "
+                    "earlier one",
+                )
+        elif isinstance(src, str):
             input_tasks.append(src)
             _check_input_task(report, t, i, src, first, edges)
         if "regex" in inp or "dataset" in inp:

@@ -23,12 +23,16 @@ async def checked_spec(
     spec: str | dict[str, Any],
     set_values: dict[str, Any],
     pool: str | None,
+    *,
+    env: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> tuple[LoadedSpec, str]:
     """A spec loaded for `who` with every check a submit makes (templates, placement, the
     pool's and the credentials' allow-lists), and the pool it runs in; raises on any problem.
-    Both front doors that submit (this API and OSMO's, osmo_api/) call it."""
+    Both front doors that submit (this API and OSMO's, osmo_api/) call it. `env` and `labels`:
+    the submit's `--set-env` and `--label`, over the spec's."""
     # Off the loop: a big spec or a template at its render budget must not stall others.
-    loaded = await asyncio.to_thread(svc.load, spec, set_values=set_values)
+    loaded = await asyncio.to_thread(svc.load, spec, set_values=set_values, env=env, labels=labels)
     if problems := localpath_problems(loaded):  # never read here, for anyone
         raise SpecError(problems)
     pool = svc.check_placement(loaded, pool)
@@ -40,7 +44,7 @@ async def checked_spec(
 class WorkflowsHandler(OsmoHandler):
     @api
     async def get(self) -> None:
-        q = self.query_model(ListQuery, lists=("status",))
+        q = self.query_model(ListQuery, lists=("status", "label"))
         svc = await self.service()
         check_page_limit(q.limit, svc.config.max_page_size, "max_page_size")
         rows = svc.list(
@@ -48,6 +52,7 @@ class WorkflowsHandler(OsmoHandler):
             user=policy.list_filter(self.who, q.user),
             pool=q.pool,
             name=q.name,
+            labels=q.label,
             limit=q.limit,
             offset=q.offset,
         )
@@ -57,7 +62,9 @@ class WorkflowsHandler(OsmoHandler):
     async def post(self) -> None:
         req = self.body_model(SubmitRequest)
         svc = await self.service()
-        loaded, pool = await checked_spec(svc, self.who, req.spec, req.set_values, req.pool)
+        loaded, pool = await checked_spec(
+            svc, self.who, req.spec, req.set_values, req.pool, env=req.env, labels=req.labels
+        )
         if req.validation_only:
             self.reply({"valid": True, "pool": pool})
         elif req.dry_run:

@@ -226,9 +226,17 @@ def test_utc() -> None:
 
 
 def test_nonlead_failed() -> None:
-    assert not policy.nonlead_failed(True, [T.FAILED])  # ignoreNonleadStatus (the default)
-    assert policy.nonlead_failed(False, [T.RUNNING, T.FAILED])
-    assert not policy.nonlead_failed(False, [T.FAILED_CANCELED, None, T.COMPLETED])
+    assert policy.nonlead_failed(True, [("a", T.FAILED)]) is None  # ignoreNonleadStatus
+    assert policy.nonlead_failed(False, [("a", T.RUNNING), ("b", T.FAILED)]) == "b"
+    nonleads = [("a", T.FAILED_CANCELED), ("b", None), ("c", T.COMPLETED)]
+    assert policy.nonlead_failed(False, nonleads) is None
+
+
+def test_peers_end_as_in_osmo() -> None:
+    assert policy.peers_end(T.COMPLETED, None) == (T.COMPLETED, "Lead task finished")
+    assert policy.peers_end(T.FAILED_EVICTED, None) == (T.FAILED, "Lead task finished")
+    assert policy.peers_end(None, "w") == (T.FAILED, "Task w Failed.")
+    assert policy.peers_end(T.COMPLETED, "w") == (T.FAILED, "Task w Failed.")
 
 
 def test_lead_done() -> None:
@@ -240,14 +248,11 @@ def test_lead_done() -> None:
 
 
 def test_group_outcome() -> None:
-    assert policy.group_outcome(T.COMPLETED, False, "m") == (T.COMPLETED, None)
-    assert policy.group_outcome(T.COMPLETED, True, None) == (T.FAILED, "a non-lead task failed")
-    assert policy.group_outcome(T.FAILED_CANCELED, True, None) == (
-        T.FAILED,
-        "a non-lead task failed",
-    )
-    assert policy.group_outcome(T.FAILED, True, "exit code 1") == (T.FAILED, "exit code 1")
-    assert policy.group_outcome(T.FAILED_EXEC_TIMEOUT, False, "ran past 5s") == (
+    assert policy.group_outcome(T.COMPLETED, None, "m") == (T.COMPLETED, None)
+    assert policy.group_outcome(T.COMPLETED, "w", None) == (T.FAILED, "Task w Failed.")
+    assert policy.group_outcome(T.FAILED_CANCELED, "w", None) == (T.FAILED, "Task w Failed.")
+    assert policy.group_outcome(T.FAILED, "w", "exit code 1") == (T.FAILED, "exit code 1")
+    assert policy.group_outcome(T.FAILED_EXEC_TIMEOUT, None, "ran past 5s") == (
         T.FAILED_EXEC_TIMEOUT,
         "ran past 5s",
     )

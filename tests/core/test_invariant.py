@@ -43,7 +43,8 @@ async def test_sigkill_of_the_agent_settles_every_running_task(
     # Usage samples flow while the tasks run (the agent the service spawns reads this): a
     # sample must not make the link forget an attempt whose end it has not delivered.
     monkeypatch.setenv("OSMO_METRICS_INTERVAL", "0.1")
-    service = await service_factory(local={"cpus": n}, reconcile_interval=0)  # the link alone
+    # the link alone; a budget for the lost attempts' retries (OSMO's default is 0)
+    service = await service_factory(local={"cpus": n}, reconcile_interval=0, max_retries=1)
     marks = tmp_path / "marks"
     marks.mkdir()
     # Retry 0 sleeps (and is lost with its agent); retry 1 completes at once.
@@ -109,7 +110,7 @@ def free_cpu(service: Service) -> float:
 async def test_a_reconciliation_pass_settles_a_running_task_without_a_process(
     service_factory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 2}, reconcile_interval=0)
+    service = await service_factory(local={"cpus": 2}, reconcile_interval=0, max_retries=1)
     wf_id, _ = await _running_then_unseen_loss(service, tmp_path)
     assert free_cpu(service) == 1
     assert await service.engine.reconcile() == 1
@@ -128,7 +129,7 @@ async def test_a_reconciliation_pass_settles_a_running_task_without_a_process(
 
 
 async def test_reconciliation_runs_periodically(service_factory, tmp_path: Path) -> None:
-    service = await service_factory(local={"cpus": 2}, reconcile_interval=0.5)
+    service = await service_factory(local={"cpus": 2}, reconcile_interval=0.5, max_retries=1)
     wf_id, _ = await _running_then_unseen_loss(service, tmp_path)
     status = await asyncio.wait_for(service.wait(wf_id), 10)
     assert [s for _, _, s in statuses(service, wf_id)] == ["FAILED_BACKEND_ERROR", "COMPLETED"]
@@ -164,7 +165,10 @@ def test_osmo_workflow_run_settles_when_its_agent_is_killed(
     script = f'touch {marks}/$OSMO_TASK_NAME.$OSMO_RETRY_ID; [ "$OSMO_RETRY_ID" -ge 1 ] || sleep 60'
     f.write_text(
         "workflow:\n  name: two\n  tasks:\n"
-        + "".join(f"  - name: t{i}\n    command: [sh, -c, '{script}']\n" for i in range(2))
+        + "".join(
+            f"  - name: t{i}\n    maxRetries: 1\n    command: [sh, -c, '{script}']\n"
+            for i in range(2)
+        )
     )
     proc = subprocess.Popen(
         osmo_cli("workflow", "run", str(f)),

@@ -5,6 +5,7 @@ or the deliberate difference that docs/workflow-spec.md states."""
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from osmo_core.backends.local import LocalBackend
 from osmo_core.errors import PlacementError, Problem, SpecError
 from osmo_core.service import Service
 from osmo_core.spec import load_spec
+from osmo_core.spec.localfiles import inline_localpaths
 from tests.core.test_cli import osmo
 from tests.core.test_engine import latest, run, task
 
@@ -118,6 +120,28 @@ async def test_a_group_of_one_task_is_led_by_it(service: Service) -> None:
     assert wf["status"] == "COMPLETED" and latest(wf)["only"]["status"] == "COMPLETED"
 
 
+async def test_a_failed_lead_fails_its_running_peers(service: Service) -> None:
+    """OSMO's jobs.py: when the lead ends, the peers still running end with it, FAILED when
+    the lead failed (not with the lead's own failure status), "Lead task finished"."""
+    spec = {
+        "workflow": {
+            "name": "led",
+            "resources": {"default": {"cpu": 0.5}},
+            "groups": [
+                {
+                    "name": "g",
+                    "tasks": [task("lead", "exit 7", lead=True), task("peer", "sleep 60")],
+                }
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    t = latest(wf)
+    assert (t["lead"]["status"], t["lead"]["exit_code"]) == ("FAILED", 7)
+    assert (t["peer"]["status"], t["peer"]["message"]) == ("FAILED", "Lead task finished")
+    assert wf["status"] == "FAILED"
+
+
 # --- YAML ----------------------------------------------------------------------------------------
 
 
@@ -176,6 +200,23 @@ def test_restart_is_not_an_exit_action() -> None:
     assert p.message.startswith("RESTART is not an exit action") and "RESCHEDULE" in p.message
 
 
+async def test_a_workflow_takes_its_failed_groups_one_cause(service: Service) -> None:
+    """OSMO's workflow statuses include the task failures; a workflow whose failed groups
+    (but those blocked upstream) failed the same way ends so (OSMO's workflow.py)."""
+    spec = {
+        "workflow": {
+            "name": "nostart",
+            "tasks": [
+                {"name": "t", "command": ["/definitely/not/a/command"]},
+                task("after", "true", inputs=[{"task": "t"}]),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    assert [t["status"] for t in wf["tasks"]] == ["FAILED_START_ERROR", "FAILED_UPSTREAM"]
+    assert wf["status"] == "FAILED_START_ERROR"
+
+
 # --- long cycles ---------------------------------------------------------------------------------
 
 
@@ -195,6 +236,137 @@ def test_a_long_cycle_is_shortened() -> None:
     assert names[0] == names[-1].split(" ")[0]  # the cycle closes on its first name
 
 
+# --- inputs from an earlier workflow -------------------------------------------------------------
+
+
+async def test_an_input_from_a_task_of_an_earlier_workflow(service: Service) -> None:
+    """OSMO's `task: <workflow_id>:<task>`: the output of a task of an earlier workflow, its
+    name usable in `{{input:<task>}}`; refused, located, unless that task COMPLETED in a
+    workflow of the submitter's."""
+    first = await run(
+        service,
+        {
+            "workflow": {
+                "name": "make",
+                "tasks": [
+                    task("data", "echo made > {{output}}/x.txt"),
+                    task("broken", "exit 1"),
+                ],
+            }
+        },
+        user="alice",
+    )
+
+    def reader(ref: str) -> dict:
+        name = ref.partition(":")[2]  # `{{input:<task>}}` names it by its task, as in OSMO
+        script = f"cat {{{{input:{name}}}}}/x.txt {{{{input:0}}}}/x.txt"
+        return {"workflow": {"name": "use", "tasks": [task("r", script, inputs=[{"task": ref}])]}}
+
+    wf = await run(service, reader(f"{first['id']}:data"), user="alice")
+    assert wf["status"] == "COMPLETED"
+    assert [ln.text for ln in await service.logs(wf["id"], "r")] == ["made", "made"]
+
+    for ref, user, why in [
+        (f"{first['id']}:broken", "alice", "is FAILED, not COMPLETED"),
+        (f"{first['id']}:nope", "alice", "has no task 'nope'"),
+        ("gone-1:data", "alice", "no workflow 'gone-1' of yours"),
+        (f"{first['id']}:data", "bob", f"no workflow '{first['id']}' of yours"),
+    ]:
+        with pytest.raises(PlacementError) as e:
+            await service.submit(reader(ref), user=user)
+        (p,) = e.value.problems
+        assert p.field == "workflow.tasks[0].inputs[0].task" and why in p.message, p
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ("[{path: a.sh, contents: x}, {path: ./a.sh, contents: y}]", "duplicate file path"),
+        ("[{path: '', contents: x}]", "file path is empty"),
+        ("[{path: /osmo/run.sh, contents: x}]", "/osmo"),
+        ("[{path: b.bin, contents: '@@', base64: true}]", "not valid base64"),
+    ],
+)
+def test_files_osmo_refuses_at_submit_are_refused_at_validate(files: str, message: str) -> None:
+    (p,) = problems(f"""\
+        workflow:
+          name: w
+          tasks:
+          - name: a
+            command: [x]
+            files: {files}
+        """)
+    assert p.line == 6 and p.field.startswith("workflow.tasks[0].files[")
+    assert message in p.message
+
+
+async def test_tokens_in_a_localpath_file_are_substituted(service: Service, tmp_path: Path) -> None:
+    """OSMO's CLI inlines a `localpath` file's text before submitting, so the tokens in it are
+    substituted like those of `contents`."""
+    (tmp_path / "run.sh").write_text("echo out={{output}} wf={{workflow_id}}\n")
+    text = (
+        "workflow:\n  name: lp\n  tasks:\n  - name: t\n    command: [sh, run.sh]\n"
+        "    files:\n    - path: run.sh\n      localpath: run.sh\n"
+    )
+    inline, _ = inline_localpaths(text, base=tmp_path, file=str(tmp_path / "w.yaml"))
+    wf = await run(service, inline)
+    (line,) = await service.logs(wf["id"], "t")
+    assert line.text.startswith("out=/") and line.text.endswith(f" wf={wf['id']}"), line.text
+
+
+# --- submit options -----------------------------------------------------------------------------
+
+
+def test_set_types_values_as_osmo_and_set_string_keeps_strings(
+    osmo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """OSMO's TemplateSpec: `--set` tries int, then float, then string, with or without a
+    default; `--set-string` keeps the string."""
+    f = tmp_path / "t.yaml"
+    f.write_text(
+        "workflow:\n  name: t\n  tasks:\n  - name: a\n"
+        "    command: [echo, '{{ n + 1 }}', '{{ x * 2 }}', '{{ s ~ 1 }}', '{{ w }}']\n"
+    )
+    sets = ["--set", "n=2", "x=0.5", "w=word", "--set-string", "s=2"]
+    r = osmo(osmo_env, "workflow", "run", str(f), "--dry-run", *sets)
+    assert r.returncode == 0, r.stderr
+    assert "command: [echo, '3', '1.0', '21', 'word']" in r.stdout, r.stdout
+
+
+def test_set_env_and_label_on_submit(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    """OSMO's submit: `--set-env K=V` sets the variable in every task, over the spec's;
+    `--label K=V` sets a label over the spec's, and the labels are stored and shown."""
+    f = tmp_path / "e.yaml"
+    f.write_text(
+        "workflow:\n  name: e\n  labels: {team: a, stage: dev}\n  tasks:\n"
+        "  - name: t\n    environment: {GREETING: spec}\n"
+        "    command: [sh, -c, 'echo $GREETING $OTHER']\n"
+    )
+    opts = ["--set-env", "GREETING=hi", "OTHER=x=y", "--label", "stage=prod"]
+    r = osmo(osmo_env, "workflow", "run", str(f), *opts, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    wf = json.loads(r.stdout)
+    assert wf["labels"] == {"team": "a", "stage": "prod"}
+    log = Path(osmo_env["OSMO_HOME"]) / "runs" / wf["id"] / "t" / "0" / "log"
+    assert log.read_text().split(" ", 2)[2] == "hi x=y\n"  # OSMO's server would cut at a 2nd =
+    r = osmo(osmo_env, "workflow", "run", str(f), "--label", "bad key=1")
+    assert r.returncode == 2 and "--label.bad key: invalid label key 'bad key'" in r.stderr
+
+
+# --- what the API and the CLI show ---------------------------------------------------------------
+
+
+def test_priority_shows_by_its_name(osmo_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("workflow: {name: p, tasks: [{name: a, command: [true]}]}\n")
+    r = osmo(osmo_env, "workflow", "run", str(f), "--priority", "LOW", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["priority"] == "LOW"  # OSMO's JSON; 0 before (API: test_handlers)
+
+
 # --- units ---------------------------------------------------------------------------------------
 
 
@@ -208,6 +380,26 @@ def test_memory_1g_is_a_gibibyte_as_in_osmo() -> None:
 
 
 # --- retries -------------------------------------------------------------------------------------
+
+
+async def test_the_default_retry_budget_is_osmos_zero(service: Service) -> None:
+    """OSMO's `max_retry_per_task` defaults to 0: a RESCHEDULE applies only within a budget
+    configured for it; past it the attempt ends as its exit code says (jobs.py)."""
+    spec = {
+        "workflow": {
+            "name": "again",
+            "tasks": [
+                task("z", "true", exitActions={"RESCHEDULE": "0"}),
+                task("three", "exit 3", exitActions={"RESCHEDULE": "3"}),
+            ],
+        }
+    }
+    wf = await run(service, spec)
+    assert [(t["name"], t["retry_id"], t["status"], t["exit_code"]) for t in wf["tasks"]] == [
+        ("z", 0, "COMPLETED", 0),
+        ("three", 0, "FAILED", 3),
+    ]
+    assert all("retry budget (0) exhausted" in t["message"] for t in wf["tasks"])
 
 
 async def test_reschedule_on_exit_0_past_the_budget_stays_completed(service_factory) -> None:

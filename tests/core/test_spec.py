@@ -271,17 +271,22 @@ def test_dict_spec_is_not_templated() -> None:
 
 
 def test_parse_set_values() -> None:
-    assert parse_set_values(["a=1", "b=x=y", "c=", " k =  v "]) == {
-        "a": "1",
+    assert parse_set_values(["a=1", "b=x=y", "c=", " k =  v ", "f=2.5", "e=1e3"]) == {
+        "a": 1,  # OSMO's rule: an int, else a float, else the string
         "b": "x=y",
         "c": "",
         "k": "  v ",
+        "f": 2.5,
+        "e": 1000.0,
     }
+    # --set-string keeps strings, and wins over --set (OSMO applies it after)
+    assert parse_set_values(["a=1", "b=2"], ["a=01"]) == {"a": "01", "b": 2}
     with pytest.raises(SpecError) as info:
-        parse_set_values(["ok=1", "novalue", "=2"])
+        parse_set_values(["ok=1", "novalue", "=2"], ["bad"])
     assert [
-        (p.field, "novalue" in p.message or "'=2'" in p.message) for p in info.value.problems
-    ] == [("--set", True), ("--set", True)]
+        (p.field, any(s in p.message for s in ("novalue", "'=2'", "'bad'")))
+        for p in info.value.problems
+    ] == [("--set", True), ("--set", True), ("--set-string", True)]
 
 
 def test_locate_places_later_problems() -> None:

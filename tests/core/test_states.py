@@ -81,7 +81,7 @@ def test_every_status_reachable_from_creation() -> None:
         (T.RUNNING, T.SCHEDULING),
         (T.RUNNING, T.FAILED_UPSTREAM),
         (None, T.RUNNING),
-        (T.SCHEDULING, T.COMPLETED),
+        (T.WAITING, T.COMPLETED),
     ],
 )
 def test_illegal_task_moves_raise(frm, to) -> None:
@@ -103,6 +103,7 @@ def test_illegal_task_moves_raise(frm, to) -> None:
         (T.RUNNING, T.FAILED_EXEC_TIMEOUT),
         (T.RUNNING, T.FAILED_CANCELED),
         (None, T.PROCESSING),
+        (T.SCHEDULING, T.COMPLETED),  # its group's lead completed (OSMO's "Lead task finished")
     ],
 )
 def test_legal_task_moves(frm, to) -> None:
@@ -136,6 +137,15 @@ def test_workflow_moves() -> None:
         ([T.FAILED_EXEC_TIMEOUT, T.COMPLETED, T.FAILED_UPSTREAM], W.FAILED_EXEC_TIMEOUT),
         ([T.FAILED_QUEUE_TIMEOUT, T.FAILED], W.FAILED_QUEUE_TIMEOUT),
         ([T.FAILED_CANCELED, T.FAILED_CANCELED], W.FAILED_CANCELED),
+        ([T.FAILED_SERVER_ERROR, T.FAILED_EXEC_TIMEOUT], W.FAILED_SERVER_ERROR),  # OSMO's order
+        # the failed groups' one cause names the workflow, as in OSMO's workflow.py
+        ([T.FAILED_EVICTED, T.COMPLETED, T.FAILED_UPSTREAM], W.FAILED_EVICTED),
+        ([T.FAILED_PREEMPTED, T.FAILED_PREEMPTED], W.FAILED_PREEMPTED),
+        ([T.FAILED_IMAGE_PULL], W.FAILED_IMAGE_PULL),
+        ([T.FAILED_START_ERROR], W.FAILED_START_ERROR),
+        ([T.FAILED_START_TIMEOUT], W.FAILED_START_TIMEOUT),
+        ([T.FAILED_BACKEND_ERROR], W.FAILED_BACKEND_ERROR),
+        ([T.FAILED_EVICTED, T.FAILED], W.FAILED),
     ],
 )
 def test_workflow_outcome(groups, outcome) -> None:

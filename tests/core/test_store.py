@@ -82,6 +82,7 @@ def test_a_store_behind_is_upgraded(tmp_path: Path) -> None:
     s = Store(url).open()
     with s.engine.begin() as c:  # as a store written by the release before 0003
         c.execute(text("ALTER TABLE tasks DROP COLUMN pending_reason"))  # 0004
+        c.execute(text("DROP TABLE workflow_labels"))  # 0005
         c.execute(text("ALTER TABLE tasks DROP COLUMN hold_until"))
         c.execute(text("ALTER TABLE tasks DROP COLUMN hold"))
         c.execute(text("UPDATE alembic_version SET version_num = '0002'"))
@@ -89,6 +90,7 @@ def test_a_store_behind_is_upgraded(tmp_path: Path) -> None:
     s = Store(url).open()
     columns = {c["name"] for c in inspect(s.engine).get_columns("tasks")}
     assert {"hold", "hold_until", "pending_reason"} <= columns
+    assert "workflow_labels" in inspect(s.engine).get_table_names()
     assert s.schema_version() == _head()
     s.close()
 

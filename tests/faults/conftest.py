@@ -60,6 +60,14 @@ async def _shutdown(run: Run) -> None:
         await cleaner.stop()
 
 
+FAULT_RETRIES = 3  # a fault is survived by a retry; OSMO's default budget (0) would end the run
+
+
+def fault_config(data_dir: Path, **overrides: Any) -> Any:
+    """The suite's OsmoConfig: make_config's, with a retry budget."""
+    return make_config(data_dir, max_retries=FAULT_RETRIES, **overrides)
+
+
 @pytest.fixture
 async def fault_run(tmp_path: Path) -> AsyncIterator[RunFactory]:
     """Make the run of a cell; at teardown nothing of it may be left: no engine, agent, task
@@ -67,7 +75,7 @@ async def fault_run(tmp_path: Path) -> AsyncIterator[RunFactory]:
     made: list[tuple[Run, Any]] = []
 
     def factory(
-        workflow: str, moment: Moment, fault: Any, config: Callable[..., Any] = make_config
+        workflow: str, moment: Moment, fault: Any, config: Callable[..., Any] = fault_config
     ) -> Run:
         """`config(data_dir, store_url)`: the OsmoConfig of each control plane it starts."""
         # world-writable and outside pytest's private tmp: SSH hosts' users write markers here

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from osmo_core.config import OsmoConfig
-from tests.faults.conftest import RunFactory
+from tests.faults.conftest import FAULT_RETRIES, RunFactory
 from tests.faults.harness import SEED, Fault, Run, pick_moment
 from tests.faults.test_faults import cells, run_cell
 
@@ -115,6 +115,7 @@ async def test_ssh_fault(
             backends={"local": {"kind": "local", "idle_timeout": 60}, "lab": hosts.backend()},
             pools={"lab": {"backend": "lab", "platforms": PLATFORMS}},
             default_pool="lab",
+            max_retries=FAULT_RETRIES,
         )
 
     run = fault_run(workflow, pick_moment(SEED, fault.name, workflow, phase), fault, config)

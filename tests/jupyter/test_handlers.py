@@ -117,7 +117,45 @@ async def test_submit_a_dict_spec_with_priority(api):
         "id"
     ]
     wf = await wait_for(api, wf_id, TERMINAL)
-    assert (wf["name"], wf["status"]) == ("from-dict", "COMPLETED")
+    assert (wf["name"], wf["status"], wf["priority"]) == ("from-dict", "COMPLETED", "HIGH")
+    (row,) = [w for w in await api("GET", "workflows") if w["id"] == wf_id]
+    assert row["priority"] == "HIGH"  # OSMO's names, not the stored 2
+
+
+async def test_labels_are_stored_shown_and_filter_the_list(api):
+    """OSMO's `labels`: the spec's, with the submit's `labels` over them; `label=KEY=SELECTOR`
+    filters the list (all to match; `*` and `(a|b)`); `env` reaches every task."""
+    spec = {
+        "workflow": {
+            "name": "labelled",
+            "labels": {"team": "robotics", "stage": "dev"},
+            "tasks": [{"name": "t", "command": ["sh", "-c", "echo $GREETING"]}],
+        }
+    }
+    body = {"spec": spec, "labels": {"stage": "prod"}, "env": {"GREETING": "hi"}}
+    wf_id = (await api("POST", "workflows", body=body, status=201))["id"]
+    plain = (await api("POST", "workflows", body={"spec": SERIAL}, status=201))["id"]
+    wf = await wait_for(api, wf_id, TERMINAL)
+    assert wf["labels"] == {"team": "robotics", "stage": "prod"}
+    logs = await api("GET", f"workflows/{wf_id}/tasks/t/logs")
+    assert [ln["text"] for ln in logs if ln["stream"] == "stdout"] == ["hi"]
+
+    async def listed(*selectors: str) -> list[str]:
+        rows = await api("GET", "workflows", params={"label": ",".join(selectors)})
+        return [r["id"] for r in rows]
+
+    assert await listed("team=robotics") == [wf_id]
+    assert await listed("team=rob*", "stage=(dev|prod)") == [wf_id]
+    assert await listed("team=robotics", "stage=dev") == []
+    assert await listed("team=robo_ics") == []  # `_` is itself, not SQL's any character
+    row = next(r for r in await api("GET", "workflows") if r["id"] == plain)
+    assert row["labels"] == {}
+    assert await listed("team=(a|b c)") == []  # no label can match (the CLI refuses it)
+    err = await api("GET", "workflows", params={"label": "team"}, status=400)
+    assert err["details"][0]["field"].startswith("label")
+    bad = {"spec": SERIAL, "labels": {"bad key": "x"}, "env": {"A=B": "x"}}
+    err = await api("POST", "workflows", body=bad, status=422)
+    assert [d["field"] for d in err["details"]] == ["--set-env.A=B", "--label.bad key"]
 
 
 async def test_set_values_template_yaml_text(api):
@@ -265,7 +303,7 @@ async def test_openapi_document_lists_the_routes(api):
     body = doc["components"]["schemas"]["SubmitRequest"]
     assert body["required"] == ["spec"] and "dry_run" in body["properties"]
     params = [p["name"] for p in doc["paths"]["/workflows"]["get"]["parameters"]]
-    assert params == ["status", "user", "pool", "name", "limit", "offset"]
+    assert params == ["status", "user", "pool", "name", "label", "limit", "offset"]
     refs = json.dumps(doc)
     for name in set(re.findall(r"#/components/schemas/(\w+)", refs)):
         assert name in doc["components"]["schemas"], name

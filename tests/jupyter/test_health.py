@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from osmo_core.store import schema_head
 from osmo_jupyter.identity import OsmoIdentityProvider
 from osmo_jupyter.schemas import HealthDetail
 from tests.jupyter.test_auth import bearer
@@ -43,7 +44,7 @@ async def test_health_detail_for_admins_only(api: Any) -> None:
     store = detail["store"]
     assert (store["reachable"], store["schema_version"], store["pending_writes"]) == (
         True,
-        "0003",
+        schema_head(),  # the newest migration's
         0,
     )
     assert detail["reconcile"]["interval"] == 5.0 and detail["reconcile"]["checking"] == 0

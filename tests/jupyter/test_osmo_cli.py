@@ -282,12 +282,18 @@ async def test_validate_reports_located_errors(cli):
     with pytest.raises(OsmoError) as e:  # a pool that is not open to alice
         await alice.request("POST", "api/pool/gpu/workflow", payload=submit_body(SERIAL))
     assert e.value.status == 403 and "carol" in e.value.body["message"]
-    with pytest.raises(OsmoError) as e:  # what this server does not do is refused, named
+    with pytest.raises(OsmoError) as e:  # a bad --set-env is refused, named
         await alice.request(
             "POST", "api/pool/local/workflow", payload=submit_body(SERIAL),
-            params={"env_vars": ["A=1"]},
+            params={"env_vars": ["A"]},
         )  # fmt: skip
     assert e.value.status == 422 and "--set-env" in e.value.body["message"]
+    labelled = await alice.request(
+        "POST", "api/pool/local/workflow", payload=submit_body(SERIAL),
+        params={"env_vars": ["A=1"], "label": ["team=vision"]},
+    )  # fmt: skip
+    native = await alice.request("GET", f"api/v1/workflows/{labelled['name']}")
+    assert native["labels"] == {"team": "vision"}
 
 
 async def test_list_pages_with_more_entries(cli):

@@ -109,7 +109,7 @@ async def test_pod_troubles_map_onto_osmo_statuses(
     k8s_service: Service, image: str, script: str, status: str, message: str
 ) -> None:
     wf = await _run(k8s_service, [{**_task("t", script), "image": image}])
-    first = wf["tasks"][0]  # infrastructure failures are retried (OSMO's default exit actions)
+    first = wf["tasks"][0]  # the first attempt (retried only within a budget)
     assert (first["retry_id"], first["status"]) == (0, status), wf["tasks"]
     assert message in first["message"]
 

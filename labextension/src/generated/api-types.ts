@@ -969,6 +969,20 @@ export interface components {
        */
       dry_run?: boolean;
       /**
+       * Env
+       * @description Environment variables for every task, over the spec's (OSMO's `--set-env`).
+       */
+      env?: {
+        [key: string]: string;
+      };
+      /**
+       * Labels
+       * @description Labels over the spec's (OSMO's `--label`).
+       */
+      labels?: {
+        [key: string]: string;
+      };
+      /**
        * Pool
        * @description Pool to run in (default: the spec's, then the server's).
        * @default null
@@ -1343,6 +1357,13 @@ export interface components {
       groups: components['schemas']['GroupModel'][];
       /** Id */
       id: string;
+      /**
+       * Labels
+       * @description The workflow's labels (OSMO's).
+       */
+      labels: {
+        [key: string]: string;
+      };
       /** Message */
       message: string | null;
       /** Name */
@@ -1351,9 +1372,10 @@ export interface components {
       pool: string;
       /**
        * Priority
-       * @description 2 HIGH, 1 NORMAL, 0 LOW.
+       * @description OSMO's names: HIGH, NORMAL or LOW.
+       * @enum {string}
        */
-      priority: number;
+      priority: 'HIGH' | 'NORMAL' | 'LOW';
       /**
        * Seq
        * @description N in the id NAME-N.
@@ -1387,7 +1409,13 @@ export interface components {
       | 'FAILED_CANCELED'
       | 'FAILED_SERVER_ERROR'
       | 'FAILED_EXEC_TIMEOUT'
-      | 'FAILED_QUEUE_TIMEOUT';
+      | 'FAILED_QUEUE_TIMEOUT'
+      | 'FAILED_BACKEND_ERROR'
+      | 'FAILED_IMAGE_PULL'
+      | 'FAILED_EVICTED'
+      | 'FAILED_START_ERROR'
+      | 'FAILED_START_TIMEOUT'
+      | 'FAILED_PREEMPTED';
     /**
      * WorkflowSummary
      * @description One row of `GET /workflows`.
@@ -1399,6 +1427,13 @@ export interface components {
       file: string | null;
       /** Id */
       id: string;
+      /**
+       * Labels
+       * @description The workflow's labels (OSMO's).
+       */
+      labels: {
+        [key: string]: string;
+      };
       /** Message */
       message: string | null;
       /** Name */
@@ -1407,9 +1442,10 @@ export interface components {
       pool: string;
       /**
        * Priority
-       * @description 2 HIGH, 1 NORMAL, 0 LOW.
+       * @description OSMO's names: HIGH, NORMAL or LOW.
+       * @enum {string}
        */
-      priority: number;
+      priority: 'HIGH' | 'NORMAL' | 'LOW';
       /**
        * Seq
        * @description N in the id NAME-N.
@@ -1904,6 +1940,8 @@ export interface operations {
         user?: string;
         pool?: string;
         name?: string;
+        /** @description OSMO's `KEY=SELECTOR` label filters, all to match: a value with `*` wildcards and `(a|b)` alternatives (one no label can match matches nothing). */
+        label?: string[];
         /** @description At most OsmoConfig.max_page_size (default 1000). */
         limit?: number;
         offset?: number;

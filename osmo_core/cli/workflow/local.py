@@ -18,6 +18,7 @@ from ..common import (
     Output,
     add_format,
     add_set_values,
+    add_submit_options,
     read_spec,
     with_admission,
     with_service,
@@ -35,6 +36,7 @@ def register(cmds: Any) -> None:
     def spec_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("file", help="workflow YAML file ('-' for stdin)")
         add_set_values(sp)
+        add_submit_options(sp)
         sp.add_argument(
             "--pool",
             help="pool to place the workflow in (default: the spec's or the configured default)",
@@ -64,7 +66,7 @@ def register(cmds: Any) -> None:
 
 
 def _load(admission: Admission, args: argparse.Namespace, out: Output) -> LoadedSpec:
-    from ...spec import parse_set_values
+    from ...spec import parse_assignments, parse_set_values
     from ...spec.localfiles import inline_localpaths
 
     text, name = read_spec(args.file)
@@ -72,9 +74,15 @@ def _load(admission: Admission, args: argparse.Namespace, out: Output) -> Loaded
     # and hands them to the engine inline, as `osmo workflow submit` sends them to a server.
     folder = Path(name).parent if args.file != "-" else Path.cwd()
     source, set_values = inline_localpaths(
-        text, base=folder, file=name, set_values=parse_set_values(args.set_values)
+        text, base=folder, file=name, set_values=parse_set_values(args.set_values, args.set_strings)
     )
-    loaded = admission.load(source, file=name, set_values=set_values)
+    loaded = admission.load(
+        source,
+        file=name,
+        set_values=set_values,
+        env=parse_assignments(args.set_env, "--set-env"),
+        labels=parse_assignments(args.labels, "--label"),
+    )
     for warning in loaded.warnings:
         out.info(f"warning: {warning}")
     return loaded

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from ...config import PRIORITIES
 from ...states import WorkflowStatus
-from ..common import EXIT_FAILED, EXIT_OK, Output, add_format, add_set_values, read_spec
+from ..common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Output,
+    add_format,
+    add_set_values,
+    add_submit_options,
+    read_spec,
+)
 from ..connect import api_failure, with_client
 from .live import QUIET
 
@@ -32,6 +40,7 @@ def register(cmds: Any) -> None:
     s = cmds.add_parser("submit", help="submit a workflow to the server; prints its id")
     s.add_argument("file", help="workflow YAML file ('-' for stdin)")
     add_set_values(s)
+    add_submit_options(s)
     s.add_argument("--pool", help="pool to run in (default: the spec's, then the server's)")
     s.add_argument("--priority", choices=list(PRIORITIES), default="NORMAL")
     s.add_argument("--wait", action="store_true", help="follow it to the end; exit 0/1 like run")
@@ -58,6 +67,15 @@ def register(cmds: Any) -> None:
     )
     ls.add_argument("--user")
     ls.add_argument("--pool")
+    ls.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=SELECTOR",
+        help="only workflows whose label KEY matches: a value, with * wildcards and (a|b) "
+        "alternatives (repeatable: all must match)",
+    )
     ls.add_argument("--count", type=int, default=20, help="at most N workflows (default 20)")
     ls.add_argument("--offset", type=int, default=0)
     add_format(ls)
@@ -102,7 +120,8 @@ def register(cmds: Any) -> None:
 
 
 async def _submit(client: Client, args: argparse.Namespace, out: Output) -> int:
-    from ...spec import parse_set_values  # here: spec's import order starts at .config
+    # here: spec's import order starts at .config
+    from ...spec import parse_assignments, parse_set_values
     from ...spec.localfiles import inline_localpaths
 
     text, name = read_spec(args.file)
@@ -111,12 +130,14 @@ async def _submit(client: Client, args: argparse.Namespace, out: Output) -> int:
     # folder) are read here and sent inline.
     folder = Path(name).parent if name != "<stdin>" else Path.cwd()
     spec, set_values = inline_localpaths(
-        text, base=folder, file=name, set_values=parse_set_values(args.set_values)
+        text, base=folder, file=name, set_values=parse_set_values(args.set_values, args.set_strings)
     )
     body: dict[str, Any] = {
         "spec": spec,
         "set_values": set_values or {},
         "priority": args.priority,
+        "env": parse_assignments(args.set_env, "--set-env"),
+        "labels": parse_assignments(args.labels, "--label"),
     }
     if args.pool:
         body["pool"] = args.pool
@@ -199,11 +220,16 @@ async def _query(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 async def _list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    from ...spec.labels import parse_selector
+
+    for selector in args.labels:  # a clear error here, as OSMO's CLI gives
+        parse_selector(selector)
     rows: list[dict[str, Any]] = client.get(
         "workflows",
         status=",".join(args.status) or None,
         user=args.user,
         pool=args.pool,
+        label=args.labels,
         limit=args.count,
         offset=args.offset,
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from osmo_core.auth import policy
 from osmo_core.errors import InputError, Problem
-from osmo_core.spec import parse_set_values
+from osmo_core.spec import parse_assignments, parse_set_values
 from osmo_core.states import WorkflowStatus
 
 from ..base import check_page_limit
@@ -53,17 +53,8 @@ class SubmitHandler(OsmoCliHandler):
     @osmo_route
     async def post(self, pool: str) -> None:
         q = self.query_model(SubmitQuery, lists=("label", "env_vars"))
-        if q.env_vars:
-            raise InputError(
-                [
-                    Problem(
-                        "`--set-env` is not supported by this server yet",
-                        field="env_vars",
-                        hint="set the variables under the tasks' `environment:`",
-                    )
-                ]
-            )
-        warnings = [f"labels are not stored by this server yet: {q.label}"] if q.label else []
+        env = parse_assignments(q.env_vars, "--set-env")
+        labels = parse_assignments(q.label, "--label")
         svc = await self.service()
         if q.workflow_id is not None:  # `osmo workflow submit <workflow id>`: its spec again
             row = svc.store.get_workflow(q.workflow_id)
@@ -73,22 +64,29 @@ class SubmitHandler(OsmoCliHandler):
         else:
             body = self.body_model(SubmitBody)
             source, template = body.file, body.uploaded_templated_spec
-            values = {
-                **parse_set_values(body.set_variables),
-                **parse_set_values(body.set_string_variables),
-            }
-        loaded, pool = await checked_spec(svc, self.who, source, values, pool)
+            values = parse_set_values(body.set_variables, body.set_string_variables)
+        loaded, pool = await checked_spec(
+            svc, self.who, source, values, pool, env=env, labels=labels
+        )
         if q.dry_run:
-            self.reply(dump(SubmitResponse(name="", spec=loaded.rendered, warnings=warnings)))
+            self.reply(
+                dump(
+                    SubmitResponse(
+                        name="", spec=loaded.rendered, warnings=[str(w) for w in loaded.warnings]
+                    )
+                )
+            )
             return
         if q.validation_only:
             logs = f"Workflow {loaded.workflow.name} is valid; it would run in pool {pool}."
-            self.reply(dump(SubmitResponse(name="", logs=logs, warnings=warnings)))
+            self.reply(
+                dump(SubmitResponse(name="", logs=logs, warnings=[str(w) for w in loaded.warnings]))
+            )
             return
         if template is not None:  # the CLI rendered it with our dry run: keep the template
             loaded = dataclasses.replace(loaded, original=template)
         wf_id = await svc.submit(loaded, pool=pool, user=self.who.name, priority=q.priority)
-        self.reply(dump(self._submitted(wf_id, warnings)))
+        self.reply(dump(self._submitted(wf_id, [str(w) for w in loaded.warnings])))
 
     def _submitted(self, wf_id: str, warnings: list[str]) -> SubmitResponse:
         return SubmitResponse(
