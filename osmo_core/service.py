@@ -324,13 +324,13 @@ class Service:
         matches nothing; the CLI checks them first, as OSMO's does)."""
         selectors = [selector_patterns(s) for s in labels]
         rows = self.store.list_workflows(labels=selectors, **filters)
-        labels = self.store.labels_of([r["id"] for r in rows])
+        labelled = self.store.labels_of([r["id"] for r in rows])
         return [  # as get()
             {
                 **r,
                 "set_values": json.loads(r["set_values"]),
                 "priority": priority_name(r["priority"]),
-                "labels": labels[r["id"]],
+                "labels": labelled[r["id"]],
             }
             for r in rows
         ]

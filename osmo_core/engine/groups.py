@@ -60,8 +60,8 @@ class GroupProgress:
                 self._stop(att, ends, message, follow=False)
             if all(t.current.status is not None and t.current.status.terminal for t in g.tasks):
                 assert lead is not None
-                status, message = policy.group_outcome(lead, failed_nonlead, g.lead.current.message)
-                self._set_group(g, status, message)
+                status, why = policy.group_outcome(lead, failed_nonlead, g.lead.current.message)
+                self._set_group(g, status, why)
             return
         phase = policy.group_phase(g.status, currents)
         if phase is not None:
