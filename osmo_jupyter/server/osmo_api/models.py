@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from osmo_core.config import PRIORITIES
+from osmo_core.config import priority_name as stored_priority_name
 from osmo_core.states import TaskStatus, WorkflowStatus
 
 from ...schemas import Priority
@@ -213,9 +213,7 @@ def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
 
-_PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
-
-
-def priority_name(stored: int) -> str:
-    """A stored priority as OSMO names it (HIGH, NORMAL, LOW)."""
-    return _PRIORITY_NAMES.get(stored, "NORMAL")
+def priority_name(priority: int | str) -> str:
+    """A priority as OSMO names it (HIGH, NORMAL, LOW): the Service's rows carry the name
+    already, the store's the number."""
+    return priority if isinstance(priority, str) else stored_priority_name(priority)
