@@ -48,6 +48,8 @@ class Attempt:
     hold_until: float | None = None
     hold_timer: asyncio.TimerHandle | None = None
     usage: Usage | None = None  # the agent's last sample while the command runs
+    reused_from: str | None = None  # it did not run: the attempt key whose outputs it has
+    cache_key: str | None = None  # the task cache's key (engine/cache.py)
 
     @property
     def key(self) -> str:
@@ -191,6 +193,8 @@ def run_from_rows(
                     message=r["message"],
                     hold=r["hold"],
                     hold_until=r["hold_until"],
+                    reused_from=r["reused_from"],
+                    cache_key=r["cache_key"],
                 )
                 t.attempts.append(att)
                 attempts[att.key] = att

@@ -80,13 +80,18 @@ def test_an_up_to_date_store_opens_without_alembic(tmp_path: Path) -> None:
 def test_a_store_behind_is_upgraded(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'osmo.db'}"
     s = Store(url).open()
-    with s.engine.begin() as c:  # as a store written by the release before 0003
+    with s.engine.begin() as c:  # as a store written by the release before 0003 (and 0004)
+        c.execute(text("DROP INDEX ix_tasks_cache_key"))
+        c.execute(text("ALTER TABLE tasks DROP COLUMN cache_key"))
+        c.execute(text("ALTER TABLE tasks DROP COLUMN reused_from"))
+        c.execute(text("ALTER TABLE workflows DROP COLUMN parent_workflow_id"))
         c.execute(text("ALTER TABLE tasks DROP COLUMN hold_until"))
         c.execute(text("ALTER TABLE tasks DROP COLUMN hold"))
         c.execute(text("UPDATE alembic_version SET version_num = '0002'"))
     s.close()
     s = Store(url).open()
-    assert {"hold", "hold_until"} <= {c["name"] for c in inspect(s.engine).get_columns("tasks")}
+    columns = {c["name"] for c in inspect(s.engine).get_columns("tasks")}
+    assert {"hold", "hold_until", "reused_from", "cache_key"} <= columns
     assert s.schema_version() == _head()
     s.close()
 

@@ -43,7 +43,7 @@ async def test_health_detail_for_admins_only(api: Any) -> None:
     store = detail["store"]
     assert (store["reachable"], store["schema_version"], store["pending_writes"]) == (
         True,
-        "0003",
+        "0004",
         0,
     )
     assert detail["reconcile"]["interval"] == 5.0 and detail["reconcile"]["checking"] == 0
