@@ -147,6 +147,8 @@ class Output:
             code = "" if t["exit_code"] is None else f"exit {t['exit_code']}"
             retry = f" (attempt {t['retry_id'] + 1})" if t["retry_id"] else ""
             msg = f"  {t['message']}" if t["message"] and t["status"] != "COMPLETED" else ""
+            if t.get("reused_from"):  # it did not run: a restart or the task cache reused it
+                msg = f"  reused from {t['reused_from']}"
             print(
                 f"  {name:<{width}}  {t['status']:<20} {code:<8}"
                 f"{_duration(t['start_time'], t['end_time']):>8}{retry}{msg}"

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from ..schemas import (
+    CacheClearRequest,
+    CacheClearResponse,
     CancelResponse,
     DryRunResponse,
     ErrorResponse,
@@ -38,6 +40,7 @@ from ..schemas import (
     MkdirRequest,
     PoolModel,
     ResourceModel,
+    RestartRequest,
     RestartResponse,
     SpecResponse,
     SubmitRequest,
@@ -124,6 +127,7 @@ MODELS: list[type[BaseModel]] = [
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
     MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
     TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel, HealthDetail,
+    RestartRequest, CacheClearRequest, CacheClearResponse,
 ]  # fmt: skip
 
 
