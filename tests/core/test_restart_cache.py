@@ -120,6 +120,9 @@ workflow:
     cache: false
     inputs: [{{task: prep}}]
     command: [sh, -c, "echo run >> {d}/use.runs; cat {{{{input:0}}}}/x > {d}/use.saw"]
+  - name: count
+    inputs: [{{task: prep}}]
+    command: [sh, -c, "echo run >> {d}/count.runs; wc -c < {{{{input:0}}}}/x > {{{{output}}}}/n"]
 """
 
 
@@ -137,13 +140,19 @@ async def test_cache_hits_across_workflows_and_misses_when_contents_change(
 
     wf1 = await run()
     wf2 = await run()
-    assert (runs(d, "prep"), runs(d, "use")) == (1, 2)  # the cached task ran once
+    # the cached tasks ran once (count: its input, prep's reused output, has the same bytes)
+    assert (runs(d, "prep"), runs(d, "use"), runs(d, "count")) == (1, 2, 1)
     prep = last(service, wf2)["prep"]
     assert prep["status"] == "COMPLETED" and prep["reused_from"] == f"{wf1}/prep/0"
     assert prep["message"].startswith("cache hit")
     assert (d / "use.saw").read_text() == "v1\nc1"  # downstream read the reused output
-    (ev,) = [e for e in service.store.events_since(0, wf2) if e["type"] == "task.cache"]
-    assert ev["payload"]["result"] == "hit" and ev["payload"]["reused_from"] == f"{wf1}/prep/0"
+    hits = {
+        e["task"]: e["payload"]
+        for e in service.store.events_since(0, wf2)
+        if e["type"] == "task.cache"
+    }
+    assert hits["prep"]["result"] == "hit" and hits["prep"]["reused_from"] == f"{wf1}/prep/0"
+    assert hits["count"]["reused_from"] == f"{wf1}/count/0"
     lines = await service.logs(wf2, "prep")
     assert "cache hit" in lines[0].text
 
@@ -152,8 +161,13 @@ async def test_cache_hits_across_workflows_and_misses_when_contents_change(
     (d / "in" / "data").write_text("v2\n")  # an input's contents changed
     wf4 = await run(cfg="c2")
     assert runs(d, "prep") == 3 and (d / "use.saw").read_text() == "v2\nc2"
-    (ev,) = [e for e in service.store.events_since(0, wf4) if e["type"] == "task.cache"]
-    assert ev["payload"]["result"] == "miss"
+    misses = {
+        e["task"]: e["payload"]["result"]
+        for e in service.store.events_since(0, wf4)
+        if e["type"] == "task.cache"
+    }
+    assert misses == {"prep": "miss", "count": "miss"}  # count: its input's bytes changed
+    assert runs(d, "count") == 3
 
     assert await service.clear_cache(task="use") == 0  # never cached
     assert await service.clear_cache(task="prep", user="someone-else") == 0
