@@ -5,6 +5,7 @@ sha256 of what decides its outputs, resources left out: image, command and args,
 `files` contents, credentials' names, where its outputs go, and the *contents* of its inputs:
 
 - `{task: X}`: X's output folder, read here file by file (sha256 of each path and its bytes);
+  a folder on another host (SSH, Kubernetes) is not readable here, so such a task runs;
 - a URL on a local path or `memory://`: its files' bytes, the same way;
 - a URL in object storage: the checksums the store keeps (S3's ETag, Azure's Content-MD5),
   with each object's path and size;
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..backends.base import Backend
+from ..config import OsmoConfig
 from ..dag import WorkflowDAG
 from ..data.credentials import match_resolved, storage_options
 from ..data.storage import is_local, open_store
@@ -118,7 +121,7 @@ def restart_reuse(
     return kept
 
 
-def plan_key(att: Attempt, config: Any, backends: dict[str, Any]) -> KeyPlan:
+def plan_key(att: Attempt, config: OsmoConfig, backends: dict[str, Backend]) -> KeyPlan:
     task = att.task
     spec, wf = task.spec, task.group.workflow
     resolve = resolver(task, backends)
