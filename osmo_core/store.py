@@ -442,13 +442,16 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q.order_by(tasks.c.create_time, tasks.c.retry_id)).mappings())
 
-    def cache_entry(self, key: str) -> RowMapping | None:
-        """The newest attempt that ran with task-cache key `key` and COMPLETED (its outputs
-        recorded): a reused one names it in `reused_from`, so the one that ran is found."""
+    def cache_entry(self, key: str, user: str) -> RowMapping | None:
+        """The newest attempt of `user`'s workflows that ran with task-cache key `key` and
+        COMPLETED (its outputs recorded): a reused one names it in `reused_from`, so the one
+        that ran is found. Per user: another user's outputs are theirs (and, with task
+        isolation, not readable by this user's tasks)."""
+        owned = select(workflows.c.id).where(workflows.c.user == user)
         q = (
             select(tasks)
             .where(tasks.c.cache_key == key, tasks.c.status == "COMPLETED")
-            .where(tasks.c.reused_from.is_(None))
+            .where(tasks.c.reused_from.is_(None), tasks.c.workflow_id.in_(owned))
             .order_by(tasks.c.end_time.desc())
             .limit(1)
         )

@@ -12,11 +12,12 @@ sha256 of what decides its outputs, resources left out: image, command and args,
 - a dataset: not hashed yet, so the task runs (the `task.cache` event says why).
 
 Placeholders are resolved first, so a task that uses `{{workflow_id}}` never hits across
-workflows. A group is reused from the cache only when every one of its tasks hits (a group's
-lead ending stops its peers, so half a group cannot be reused). A miss stores the key on the
-attempt; the attempt is a cache entry once it is COMPLETED, which the engine records only after
-its backend reported the end, i.e. after the outputs were written: an engine that dies first
-leaves no entry (`Store.cache_entry`).
+workflows. Entries are per user: a hit reuses an attempt of the same user's workflows. A group
+is reused from the cache only when every one of its tasks hits (a group's lead ending stops its
+peers, so half a group cannot be reused). A miss stores the key on the attempt; the attempt is
+a cache entry once it is COMPLETED, which the engine records only after its backend reported
+the end, i.e. after the outputs were written: an engine that dies first leaves no entry
+(`Store.cache_entry`).
 
 A reused attempt (cache hit, or a restart keeping a completed group) moves straight to
 COMPLETED with `reused_from` naming the attempt that ran, and that attempt's output, workdir
@@ -208,7 +209,8 @@ def check(plan: KeyPlan, store: Any) -> CacheCheck:
         return CacheCheck(plan.att, None, f"inputs not hashed: {type(e).__name__}: {e}", None)
     body = json.dumps({**plan.spec_part, "inputs": digests}, sort_keys=True, default=str)
     key = hashlib.sha256(body.encode()).hexdigest()
-    return CacheCheck(plan.att, key, None, store.cache_entry(key))
+    user = plan.att.task.group.workflow.user
+    return CacheCheck(plan.att, key, None, store.cache_entry(key, user))
 
 
 class TaskCache:

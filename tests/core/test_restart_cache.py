@@ -240,3 +240,49 @@ def rows(home: Path) -> list[tuple]:
             ).fetchall()
     except sqlite3.OperationalError:  # no file or no tables yet: the engine is starting
         return []
+
+
+GROUP = """
+workflow:
+  name: grp
+  cache: true
+  groups:
+  - name: g
+    tasks:
+    - name: lead
+      lead: true
+      command: [sh, -c, "echo run >> {d}/lead.runs; echo l > {{{{output}}}}/x"]
+    - name: peer
+      files: [{{path: /tmp/p.txt, contents: "{p}"}}]
+      command: [sh, -c, "echo run >> {d}/peer.runs; cat /tmp/p.txt > {{{{output}}}}/x"]
+"""
+
+
+async def test_a_group_is_reused_only_when_every_task_hits_and_only_for_its_user(
+    service: Service, tmp_path: Path
+) -> None:
+    d = tmp_path
+
+    async def run(p: str, user: str = "ann") -> str:
+        wf = await service.submit(GROUP.format(d=d, p=p), user=user)
+        assert await service.wait(wf) == "COMPLETED"
+        return wf
+
+    await run("p1")
+    wf2 = await run("p1")
+    assert (runs(d, "lead"), runs(d, "peer")) == (1, 1)
+    assert {t["reused_from"] is not None for t in last(service, wf2).values()} == {True}
+    # peer misses (its file changed): the lead would hit, but the group runs whole
+    wf3 = await run("p2")
+    assert (runs(d, "lead"), runs(d, "peer")) == (2, 2)
+    reasons = {
+        e["task"]: (e["payload"]["result"], e["payload"].get("reason"))
+        for e in service.store.events_since(0, wf3)
+        if e["type"] == "task.cache"
+    }
+    assert reasons == {
+        "lead": ("miss", "another task of the group missed"),
+        "peer": ("miss", "no completed attempt has this key"),
+    }
+    await run("p2", user="bo")  # another user's entries are not bo's
+    assert (runs(d, "lead"), runs(d, "peer")) == (3, 3)
