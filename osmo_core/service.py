@@ -26,7 +26,7 @@ from .auth import Authenticator, Principal, policy
 from .config import PRIORITIES, OsmoConfig
 from .engine import Engine
 from .engine.cache import restart_reuse
-from .errors import Conflict, Forbidden, InputError, NotFound
+from .errors import Conflict, Forbidden, NotFound
 from .events import EventBus, Subscription
 from .interactive import Interactive
 from .spec import LoadedSpec
@@ -208,13 +208,12 @@ class Service:
         """A new workflow from an ended one's stored spec (same values, pool and priority),
         OSMO's way: it reruns the groups that failed or never ran and reuses the completed
         ones' outputs (engine/cache.py `restart_reuse`); `from_task` reruns that task's group
-        and everything downstream too, `rerun_all` reruns everything. Any ended workflow may
-        be restarted (OSMO: only failed ones); a running one is refused (Conflict: cancel it
-        first). A default restart with nothing to rerun (every group completed) reruns
-        everything: restarting a completed workflow runs it again, as it always did here.
-        `who` as for `submit` (the credentials' allow-lists may have changed since)."""
-        if from_task is not None and rerun_all:
-            raise InputError("restart: give `from` or `all`, not both")
+        and everything downstream too, `rerun_all` reruns everything (`from_task` aside). Any
+        ended workflow may be restarted (OSMO: only failed ones); a running one is refused
+        (Conflict: cancel it first). A default restart with nothing to rerun (every group
+        completed) reruns everything: restarting a completed workflow runs it again, as it
+        always did here. `who` as for `submit` (the credentials' allow-lists may have
+        changed since)."""
         row, group_rows, task_rows = self.store.workflow_detail(wf_id)
         if not WorkflowStatus(row["status"]).terminal:
             raise Conflict(f"workflow {wf_id!r} is still {row['status']}; cancel it first")

@@ -196,7 +196,7 @@ ROUTES: list[Route] = [
                    "A new workflow from an ended one: reruns the groups that failed or never "
                    "ran and reuses the completed ones' outputs (`from_task`, `all`: rerun more)",
                    {201: json_reply(ref(RestartResponse), "the new workflow")},
-                   (400, 404, 409, 422, *SERVICE), body=RestartRequest),
+                   (400, 404, 409, 422, *SERVICE), body=RestartRequest, body_optional=True),
     }),
     Route(api_route("cache/clear"), CacheClearHandler, {
         "post": Op("clearCache",
