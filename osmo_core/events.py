@@ -1,11 +1,16 @@
 """Events: what the engine announces, and an in-process async pub/sub to deliver them.
 
 Types (each versioned; payload fields listed):
-- `workflow.submitted` v1   {name, pool, user, tasks}
+- `workflow.submitted` v1   {name, pool, user, tasks, restarted?, reused?}   restarted: the
+                             workflow a restart made this one from; reused: tasks it keeps
 - `workflow.status`    v1   {message?}
 - `group.status`       v1   {message?}
 - `task.status`        v1   {exit_code?, node?, message?}
 - `task.pending`       v1   {reason}   why a waiting attempt waits, when that changes
+- `task.status`        v1   {exit_code?, node?, message?, reused_from?}   reused_from: a
+                             COMPLETED attempt that did not run (restart, task cache)
+- `task.cache`         v1   {result: hit|miss|off, key?, reused_from?, reason?}   the task
+                             cache's lookup for an attempt (engine/cache.py)
 - `task.log`           v1   {n, ts, stream, text}       live only: never stored (log files are)
 - `task.transfer`      v1   {direction: download|upload|checkpoint, url (redacted), dataset?,
                              files, bytes, seconds, error?}   one per finished data transfer

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import isolation
 from .admission import Admission
@@ -26,6 +26,7 @@ from .auth import Authenticator, Principal, policy
 from .config import OsmoConfig, priority_name
 from .data import plan as data_plan
 from .engine import Engine
+from .engine.cache import restart_reuse
 from .errors import Conflict, Forbidden, NotFound, PlacementError, Problem
 from .events import EventBus, Subscription
 from .interactive import Interactive
@@ -35,6 +36,9 @@ from .spec.models import task_fields
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
 from .wire import LogLine, attempt_key
+
+if TYPE_CHECKING:
+    from sqlalchemy import RowMapping
 
 LAG_LIMIT = 2.0  # seconds of engine lag above which health says "degraded"
 STORE_PROBE_TIMEOUT = 2.0  # seconds the store gets to answer the health probe
@@ -208,9 +212,12 @@ class Service:
         user: str | None = None,
         priority: str = "NORMAL",
         who: Principal | None = None,
+        parent: str | None = None,
+        reuse: Mapping[str, RowMapping] | None = None,
     ) -> str:
         """`who`: the caller, whose right to the credentials the spec uses is checked (the API
-        checks before, to refuse a validation too; in-process callers are the OS user)."""
+        checks before, to refuse a validation too; in-process callers are the OS user).
+        `parent`, `reuse`: a restart's (see `restart`)."""
         loaded = (  # off the loop: a big spec takes seconds to parse and validate
             source
             if isinstance(source, LoadedSpec)
@@ -229,27 +236,56 @@ class Service:
             rendered=loaded.rendered,
             values=loaded.values,
             file=loaded.file,
+            parent=parent,
+            reuse=reuse,
         )
 
     async def restart(
-        self, wf_id: str, *, user: str | None = None, who: Principal | None = None
+        self,
+        wf_id: str,
+        *,
+        user: str | None = None,
+        who: Principal | None = None,
+        from_task: str | None = None,
+        rerun_all: bool = False,
     ) -> str:
-        """Submit a finished workflow's stored spec again (same values, pool and priority), as
-        a new workflow; Conflict while it is still running. `who` as for `submit` (the
-        credentials' allow-lists may have changed since)."""
-        row = self.store.get_workflow(wf_id)
+        """A new workflow from an ended one's stored spec (same values, pool and priority),
+        OSMO's way: it reruns the groups that failed or never ran and reuses the completed
+        ones' outputs (engine/cache.py `restart_reuse`); `from_task` reruns that task's group
+        and everything downstream too, `rerun_all` reruns everything (`from_task` aside). Any
+        ended workflow may be restarted (OSMO: only failed ones); a running one is refused
+        (Conflict: cancel it first). A default restart with nothing to rerun (every group
+        completed) reruns everything: restarting a completed workflow runs it again, as it
+        always did here. `who` as for `submit` (the credentials' allow-lists may have
+        changed since)."""
+        row, group_rows, task_rows = self.store.workflow_detail(wf_id)
         if not WorkflowStatus(row["status"]).terminal:
             raise Conflict(f"workflow {wf_id!r} is still {row['status']}; cancel it first")
+        values = json.loads(row["set_values"])
+        loaded = await asyncio.to_thread(  # off the loop, as for submit
+            self.load, row["spec_original"], file=row["file"], set_values=values
+        )
+        reuse = (
+            {} if rerun_all else restart_reuse(loaded.workflow, group_rows, task_rows, from_task)
+        )
+        if len(reuse) == len(loaded.workflow.all_tasks()):
+            reuse = {}  # nothing failed: run it all again
         priority = priority_name(row["priority"])
         return await self.submit(
-            row["spec_original"],
-            file=row["file"],
-            set_values=json.loads(row["set_values"]),
+            loaded,
             pool=row["pool"],
             user=user or row["user"],
             priority=priority,
             who=who,
+            parent=wf_id,
+            reuse=reuse,
         )
+
+    async def clear_cache(self, *, task: str | None = None, user: str | None = None) -> int:
+        """Forget task-cache entries: of task `task` (every task when None), of `user`'s
+        workflows (everyone's when None); how many attempts were entries. Through the engine,
+        the one writer of task rows."""
+        return await self.engine.clear_cache(task=task, user=user)
 
     async def cancel(self, wf_id: str) -> WorkflowStatus:
         return await self.engine.cancel(wf_id)
@@ -365,11 +401,17 @@ class Service:
         backend = self.backends.get(row["backend"] or "")
         if backend is None:
             return []  # never placed: no log yet
-        key = attempt_key(wf_id, task, row["retry_id"])
+        # a reused attempt did not run: the log is the one of the attempt that did, after a
+        # line that says so
+        key = row["reused_from"] or attempt_key(wf_id, task, row["retry_id"])
         if tail is not None:  # the last `tail` lines
             start = max(0, await backend.count_log(key) - tail)
             limit = tail if limit is None else min(limit, tail)
-        return await backend.read_log(key, start, limit)
+        lines = await backend.read_log(key, start, limit)
+        if row["reused_from"] and start == 0 and tail is None:
+            note = f"osmo: not run ({row['message']}); the log of {key} follows"
+            lines.insert(0, LogLine(key, 0, row["end_time"] or 0.0, "system", note))
+        return lines
 
     async def health(self) -> dict[str, Any]:
         """What an operator's probe needs to tell "up" from "up but stuck": the engine's lag

@@ -4,7 +4,10 @@ Names are OSMO's, verbatim. Pure: no I/O, no engine. The engine asks `check_task
 `check_workflow()` before every change; a refused change is a bug and raises InvalidTransition.
 
 A task *attempt* is one row (workflow, task, retry_id). A new attempt is created (from `None`)
-in SUBMITTING for the first try and in PROCESSING for a retry. An attempt that ended
+in SUBMITTING for the first try and in PROCESSING for a retry. A *reused* attempt does not run:
+a restart that keeps a completed group's outputs moves it SUBMITTING -> COMPLETED, the task
+cache PROCESSING -> COMPLETED; its row's `reused_from` names the attempt that ran
+(engine/cache.py). An attempt that ended
 RESCHEDULED (or in an infrastructure failure that the exit actions reschedule) is followed by a
 new attempt; the task's status is its latest attempt's status.
 
@@ -109,9 +112,11 @@ TASK_TERMINAL: frozenset[TaskStatus] = frozenset(
 #: from-status -> statuses it may move to. `None` is "not yet created".
 TASK_TRANSITIONS: dict[TaskStatus | None, frozenset[TaskStatus]] = {
     None: frozenset({T.SUBMITTING, T.PROCESSING}),
-    T.SUBMITTING: frozenset({T.WAITING, T.PROCESSING, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES),
+    T.SUBMITTING: frozenset(
+        {T.WAITING, T.PROCESSING, T.COMPLETED, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES
+    ),
     T.WAITING: frozenset({T.PROCESSING, T.FAILED_UPSTREAM} | _ACTIVE_FAILURES),
-    T.PROCESSING: frozenset({T.SCHEDULING} | _ACTIVE_FAILURES | _PEER_ENDS),
+    T.PROCESSING: frozenset({T.SCHEDULING, T.COMPLETED} | _ACTIVE_FAILURES | _PEER_ENDS),
     T.SCHEDULING: frozenset(
         {T.INITIALIZING, T.FAILED_QUEUE_TIMEOUT} | _ACTIVE_FAILURES | _PEER_ENDS
     ),

@@ -73,6 +73,7 @@ workflows = Table(
     Column("start_time", Float),
     Column("end_time", Float),
     Column("message", Text),
+    Column("parent_workflow_id", String(128)),  # the workflow a restart made this one from
     Index("ix_workflows_name_seq", "name", "seq", unique=True),
     Index("ix_workflows_status", "status"),
     Index("ix_workflows_user", "user"),
@@ -116,6 +117,12 @@ tasks = Table(
     Column("message", Text),
     # Why a waiting attempt waits, as the scheduling pass last announced (engine/placement.py)
     Column("pending_reason", Text),
+    # A reused attempt (restart, task cache) did not run: the attempt key whose outputs it
+    # has. `cache_key`: the task cache's key (engine/cache.py); an attempt with one is a cache
+    # entry only once COMPLETED, i.e. after its outputs were recorded.
+    Column("reused_from", String(255)),
+    Column("cache_key", String(64)),
+    Index("ix_tasks_cache_key", "cache_key"),
 )
 
 events = Table(
@@ -477,6 +484,34 @@ class Store:
             q = q.where(tasks.c.name == name)
         with self.engine.connect() as conn:
             return list(conn.execute(q.order_by(tasks.c.create_time, tasks.c.retry_id)).mappings())
+
+    def cache_entry(self, key: str, user: str) -> RowMapping | None:
+        """The newest attempt of `user`'s workflows that ran with task-cache key `key` and
+        COMPLETED (its outputs recorded): a reused one names it in `reused_from`, so the one
+        that ran is found. Per user: another user's outputs are theirs (and, with task
+        isolation, not readable by this user's tasks)."""
+        owned = select(workflows.c.id).where(workflows.c.user == user)
+        q = (
+            select(tasks)
+            .where(tasks.c.cache_key == key, tasks.c.status == "COMPLETED")
+            .where(tasks.c.reused_from.is_(None), tasks.c.workflow_id.in_(owned))
+            .order_by(tasks.c.end_time.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).mappings().first()
+
+    def clear_cache(self, *, task: str | None = None, user: str | None = None) -> int:
+        """Forget task-cache entries (of task `task`, of `user`'s workflows); how many went.
+        The engine calls it between rounds: it is a write to task rows."""
+        q = update(tasks).where(tasks.c.cache_key.is_not(None)).values(cache_key=None)
+        if task is not None:
+            q = q.where(tasks.c.name == task)
+        if user is not None:
+            owned = select(workflows.c.id).where(workflows.c.user == user)
+            q = q.where(tasks.c.workflow_id.in_(owned))
+        with self.engine.begin() as conn:
+            return int(conn.execute(q).rowcount)
 
     def workflow_owner(self, wf_id: str) -> str:
         with self.engine.connect() as conn:  # on every workflow request: a statement built once

@@ -27,7 +27,6 @@ from osmo_core.client import Client as RestClient
 from osmo_core.config import OsmoConfig
 from osmo_core.errors import NotFound
 from osmo_core.events import Event, Overflow
-from osmo_core.states import WorkflowStatus
 
 from . import _loop
 
@@ -147,7 +146,11 @@ class EmbeddedTransport:
             case "POST", ["workflows", wf_id, "cancel"]:
                 return {"id": wf_id, "status": (await svc.cancel(wf_id)).value}
             case "POST", ["workflows", wf_id, "restart"]:
-                return {"id": await self._restart(wf_id), "restarted": wf_id}
+                new_id = await svc.restart(
+                    wf_id, from_task=body.get("from_task"), rerun_all=bool(body.get("all"))
+                )
+                reused = [t["name"] for t in svc.get(new_id)["tasks"] if t["reused_from"]]
+                return {"id": new_id, "restarted": wf_id, "reused": reused}
             case "GET", ["workflows", wf_id, "spec"]:
                 return svc.spec(wf_id)
             case "GET", ["workflows", wf_id, "tasks", task]:
@@ -167,19 +170,6 @@ class EmbeddedTransport:
                     {"n": ln.n, "ts": ln.ts, "stream": ln.stream, "text": ln.text} for ln in lines
                 ]
         raise ApiError(404, f"no such API path: {method} {path}", "not found")
-
-    async def _restart(self, wf_id: str) -> str:
-        from osmo_core.errors import Conflict
-
-        row = self.service.store.get_workflow(wf_id)
-        if not WorkflowStatus(row["status"]).terminal:
-            raise Conflict(f"workflow {wf_id!r} is still {row['status']}; cancel it first")
-        return await self.service.submit(
-            row["spec_original"],
-            file=row["file"],
-            set_values=json.loads(row["set_values"]),
-            pool=row["pool"],
-        )
 
     async def messages(self, path: str, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         if path != "events":

@@ -3,7 +3,7 @@
     %osmo submit FILE [--set k=v ...] [--pool P] [--priority P] [--name N]
     %%osmo workflow [--name N] [--set k=v ...] [--pool P]     (the cell body is the YAML)
     %osmo list [--status S ...] [--count N]  |  status ID  |  logs ID --task T [-f]
-    %osmo cancel ID  |  restart ID  |  help [COMMAND]
+    %osmo cancel ID  |  restart ID [--from TASK | --all]  |  help [COMMAND]
     %osmo done [WF/TASK]  |  retry WF/TASK       (held tasks: interactive, debug: on-failure)
     %osmo attach WF/TASK                   switch this notebook's kernel into a running task
     %%osmo task NAME [--image I] [--inputs a,b] [--resource R] [--output [URL]] [--shell]
@@ -110,8 +110,13 @@ def build_parser() -> _Parser:
     p.add_argument("-f", "--follow", action="store_true", help="follow until the attempt ends")
     p = sub.add_parser("cancel", help="cancel a workflow")
     p.add_argument("id")
-    p = sub.add_parser("restart", help="run a finished workflow's spec again, as a new workflow")
+    p = sub.add_parser("restart", help="a new workflow from an ended one: reruns what failed or "
+                       "never ran, reuses the completed groups' outputs")  # fmt: skip
     p.add_argument("id")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--from", dest="from_task", metavar="TASK",
+                       help="rerun TASK's group and everything downstream")  # fmt: skip
+    which.add_argument("--all", action="store_true", help="rerun everything")
     p = sub.add_parser("done", help="an interactive task waiting for you is done: its outputs "
                        "are kept and its downstream starts")  # fmt: skip
     p.add_argument("target", nargs="*", metavar="WF/TASK",
@@ -244,7 +249,7 @@ class OsmoMagics(Magics):
         print(f"{args.id}: {Workflow(self.client, args.id).cancel()}")
 
     def _restart(self, args: argparse.Namespace, cell: str | None) -> Workflow:
-        return Workflow(self.client, args.id).restart()
+        return Workflow(self.client, args.id).restart(args.from_task, args.all)
 
     def _done(self, args: argparse.Namespace, cell: str | None) -> None:
         wf, task = _task_target(args.target, "done")

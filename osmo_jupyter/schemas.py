@@ -233,9 +233,40 @@ class HoldResponse(BaseModel):
     hold: Literal["done", "retry"]
 
 
+class RestartRequest(BaseModel):
+    """Body of `POST /workflows/{wf_id}/restart` (none: the default, OSMO's restart)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    from_task: str | None = Field(
+        None, description="Rerun this task's group and everything downstream too."
+    )
+    all: bool = Field(False, description="Rerun everything (reuse nothing), as a new submit.")
+
+
 class RestartResponse(BaseModel):
     id: str = Field(description="The new workflow.")
     restarted: str
+    reused: list[str] = Field(
+        description="Tasks whose outputs the new workflow reuses (COMPLETED, `reused_from` set)"
+    )
+
+
+class CacheClearRequest(BaseModel):
+    """Body of `POST /cache/clear`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    task: str | None = Field(None, description="Only this task's entries (default: all).")
+    user: str | None = Field(
+        None,
+        description="Admins: only this user's workflows (default: everyone's). Users "
+        "always clear their own workflows' entries only.",
+    )
+
+
+class CacheClearResponse(BaseModel):
+    cleared: int = Field(description="Attempts that were cache entries and no longer are.")
 
 
 class KernelStarted(BaseModel):
@@ -311,6 +342,9 @@ class WorkflowSummary(BaseModel):
     start_time: float | None
     end_time: float | None
     message: str | None
+    parent_workflow_id: str | None = Field(
+        description="The workflow this one restarted (OSMO's parent workflow)"
+    )
 
 
 class GroupModel(BaseModel):
@@ -350,6 +384,11 @@ class TaskModel(BaseModel):
         "(waiting for its user), debug (failed, kept for debugging); done / retry once decided"
     )
     hold_until: float | None = Field(description="When the hold times out")
+    reused_from: str | None = Field(
+        description="A reused attempt (status COMPLETED, it did not run: a restart kept its "
+        "group, or the task cache hit): the `<workflow>/<task>/<retry>` whose outputs it has"
+    )
+    cache_key: str | None = Field(description="The task cache's key of this attempt (sha256)")
     waiting_for_user: bool = Field(
         description="An interactive task waiting for `done` (status RUNNING)"
     )

@@ -158,9 +158,13 @@ class Workflow:
         # the server's answer is JSON (Any)
         return answer  # type: ignore[no-any-return]
 
-    def restart(self) -> Workflow:
-        """Run the stored spec again (same values and pool) as a new workflow."""
-        answer = self.client.transport.request("POST", f"workflows/{self.id}/restart")
+    def restart(self, from_task: str | None = None, all: bool = False) -> Workflow:
+        """A new workflow from this ended one (same spec, values and pool), OSMO's way: the
+        groups that failed or never ran run again, the completed ones' outputs are reused
+        (their tasks show `reused_from`). `from_task`: rerun that task's group and everything
+        downstream too; `all`: rerun everything."""
+        body = {"from_task": from_task, "all": all}
+        answer = self.client.transport.request("POST", f"workflows/{self.id}/restart", body=body)
         return Workflow(self.client, answer["id"])
 
     def validated_spec(self) -> dict[str, Any]:

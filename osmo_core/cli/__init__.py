@@ -7,7 +7,8 @@ common.py   exit codes, Output, shared options, the Service for commands that ru
 connect.py  the client for commands that talk to a server, its answers as exit codes
 workflow/   `osmo workflow ...` (local.py runs here, remote.py on the server, interactive.py,
             rsync.py and kernel.py reach into a running task)
-pool.py, resource.py, dataset.py, login.py (login, logout), token.py, version.py, server.py
+pool.py, resource.py, dataset.py, cache.py, login.py (login, logout), token.py, version.py,
+server.py
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from . import server
 from .common import Output, name_subcommands
 
 # The modules whose `register(top)` adds the command groups, in the order `--help` lists them.
-GROUPS = ("workflow", "pool", "resource", "dataset", "login", "token", "version", "server")
+GROUPS = (
+    "workflow",
+    "pool",
+    "resource",
+    "dataset",
+    "cache",
+    "login",
+    "token",
+    "version",
+    "server",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -181,6 +181,8 @@ class Output:
             msg = f"  {t['message']}" if t["message"] and t["status"] != "COMPLETED" else ""
             if t.get("pending_reason"):  # why it waits (a server without it: no key)
                 msg = f"  waiting: {t['pending_reason']}"
+            if t.get("reused_from"):  # it did not run: a restart or the task cache reused it
+                msg = f"  reused from {t['reused_from']}"
             print(
                 f"  {name:<{width}}  {t['status']:<20} {code:<8}"
                 f"{_duration(t['start_time'], t['end_time']):>8}{retry}{msg}"

@@ -7,6 +7,7 @@ submit.py       submit: checks, the transaction that creates a workflow, its gro
 groups.py       group phases and ends, downstream, queue and exec timeouts
 placement.py    the queue, placement, launches, node refresh
 launch.py       task spec + placement -> LaunchRequest (placeholders resolved)
+cache.py        the task cache and reuse: attempts that take another attempt's outputs
 facts.py        what backends report: start, exit, hold, loss, logs, transfers, usage
 holds.py        interactive and debug holds: done, retry, deadlines
 cancel.py       stopping attempts; cancelling a workflow in slices
@@ -16,8 +17,8 @@ reconcile.py    the periodic check that every launched attempt has a process; th
 policy.py       the decisions as pure functions: exit actions, retry budget, holds, groups
 
 The parts (Transitions, Submission, GroupProgress, Placement, BackendFacts, Holds, Cancelling,
-Recovery, Reconciling) are mixed into `Engine` and never used alone, so their methods take
-`self: Engine` (imported under TYPE_CHECKING): mypy then checks each part against the one
+Recovery, Reconciling, TaskCache) are mixed into `Engine` and never used alone, so their methods
+take `self: Engine` (imported under TYPE_CHECKING): mypy then checks each part against the one
 declaration of the engine's state in Engine.__init__ and the other parts' real signatures,
 with nothing declared twice. mypy calls a self-type that is a subclass an error [misc];
 pyproject.toml turns that code off for these modules only.

@@ -63,6 +63,8 @@ class BackendFacts:
                 )
             elif kind == "requeue":
                 self._requeue(item[1])
+            elif kind == "cache_checked":
+                self._on_cache_checked(item[1], item[2])
             return
         if isinstance(item, NodeOnline):
             self.scheduler.set_online(item.backend, item.node, item.online)
@@ -238,6 +240,9 @@ class BackendFacts:
         )
         if retry:  # the new attempt exists before the group looks, so the group goes on
             nxt = self._new_attempt(att.task, T.PROCESSING)
+            if att.cache_key is not None:  # same inputs: its completion is a cache entry too
+                nxt.cache_key = att.cache_key
+                self._save(nxt, cache_key=att.cache_key)
             self._set_task(nxt, T.SCHEDULING, follow=False)
             self._enqueue_after(nxt, policy.retry_delay(status, nxt.retry_id, again=again))
         self._group_follows(att.task.group)

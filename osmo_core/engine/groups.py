@@ -24,9 +24,17 @@ class GroupProgress:
     """
 
     def _start_group(self: Engine, g: GroupRun) -> None:
-        """Upstream done: the group's tasks go PROCESSING -> SCHEDULING and join the queue."""
+        """Upstream done: the group's tasks go PROCESSING -> SCHEDULING and join the queue,
+        or first ask the task cache (engine/cache.py)."""
         for t in g.tasks:
             self._set_task(t.current, T.PROCESSING)
+        if self._group_cached(g):
+            self._check_cache(g)
+        else:
+            self._queue_group(g)
+
+    def _queue_group(self: Engine, g: GroupRun) -> None:
+        """The group's PROCESSING tasks go SCHEDULING and join the queue."""
         for t in g.tasks:
             self._set_task(t.current, T.SCHEDULING)
         units = [[t.current for t in g.tasks]] if g.spec.barrier else [[t.current] for t in g.tasks]

@@ -15,7 +15,7 @@ from ..data.credentials import match as credential_for
 from ..data.credentials import match_resolved
 from ..data.plan import apart, intermediate, own_url, unshared, upstream_url
 from ..scheduler import Scheduler
-from ..spec.models import decode_base64
+from ..spec.models import Task, decode_base64
 from ..store import Store
 from ..wire import CheckpointSpec, FileSpec, InputSpec, LaunchRequest, OutputSpec
 from . import policy
@@ -38,19 +38,7 @@ def launch_request(
     task = att.task
     wf = task.group.workflow
     spec = task.spec
-    input_index = {inp.task_name: i for i, inp in enumerate(spec.inputs) if inp.task}
-
-    def resolve(text: str) -> str:
-        text = _TOKEN_WF_ID.sub(wf.id, text)
-        text = _TOKEN_INPUT_NAME.sub(
-            lambda m: (
-                f"{{{{input:{input_index[m.group(1)]}}}}}"
-                if m.group(1) in input_index
-                else m.group(0)
-            ),
-            text,
-        )
-        return _TOKEN_HOST.sub(lambda m: host_of(backends, wf, m.group(1)), text)
+    resolve = resolver(task, backends)
 
     creds, store = config.credentials, config.dataset_store
     store_cred = credential_for(creds, store)
@@ -60,11 +48,7 @@ def launch_request(
         if inp.previous:  # checked at submit: completed, readable by the user, on a shared disk
             inputs.append(InputSpec(i, path=previous(*inp.previous), regex=inp.regex))
         elif inp.task and far and apart(wf.spec, wf.tasks[inp.task].spec, spec, pool, far):
-            up_task = wf.tasks[inp.task]  # its output is in storage (data/plan.py)
-            written = upstream_url(
-                config.intermediate_url, wf.id, up_task.spec, up_task.current.retry_id
-            )
-            url = _TOKEN_WF_ID.sub(wf.id, written)
+            written, url = upstream_of(config, wf.tasks[inp.task])  # in storage (data/plan.py)
             cred = match_resolved(creds, written, url)
             inputs.append(InputSpec(i, url=url, regex=inp.regex, credential=cred))
         elif inp.task:
@@ -116,15 +100,10 @@ def launch_request(
         )
         for c in spec.checkpoint
     ]
-    files = []
-    for i, f in enumerate(spec.files):
-        try:
-            data = (
-                decode_base64(f.contents or "") if f.base64 else resolve(f.contents or "").encode()
-            )
-        except ValueError as e:  # a spec validated before base64 was checked
-            raise ValueError(f"files[{i}] ({f.path}): contents are not valid base64: {e}") from e
-        files.append(FileSpec(f.path, data, 0o755 if f.path.endswith(".sh") else 0o644))
+    files = [
+        FileSpec(path, data, 0o755 if path.endswith(".sh") else 0o644)
+        for path, data in file_contents(spec, resolve)
+    ]
     env = {k: resolve(v) for k, v in spec.environment.items()}
     env.update(
         OSMO_WORKFLOW_ID=wf.id,
@@ -161,6 +140,53 @@ def previous_output(store: Store, wf_id: str, task: str) -> str | None:
     """The output folder of the latest attempt of `task` in the earlier workflow `wf_id`."""
     attempts = store.tasks_of(wf_id, task)
     return attempts[-1]["output_path"] if attempts else None
+
+
+def resolver(task: TaskRun, backends: dict[str, Backend]) -> Callable[[str], str]:
+    """The task's placeholders resolved in a text: `{{workflow_id}}`, `{{input:<task>}}` (to
+    the input's index), `{{host:<task>}}`."""
+    wf = task.group.workflow
+    input_index = {inp.task_name: i for i, inp in enumerate(task.spec.inputs) if inp.task}
+
+    def resolve(text: str) -> str:
+        text = _TOKEN_WF_ID.sub(wf.id, text)
+        text = _TOKEN_INPUT_NAME.sub(
+            lambda m: (
+                f"{{{{input:{input_index[m.group(1)]}}}}}"
+                if m.group(1) in input_index
+                else m.group(0)
+            ),
+            text,
+        )
+        return _TOKEN_HOST.sub(lambda m: host_of(backends, wf, m.group(1)), text)
+
+    return resolve
+
+
+def file_contents(spec: Task, resolve: Callable[[str], str]) -> list[tuple[str, bytes]]:
+    """(path, bytes) of each `files:` entry, placeholders resolved."""
+    out = []
+    for i, f in enumerate(spec.files):
+        try:
+            data = (
+                decode_base64(f.contents or "") if f.base64 else resolve(f.contents or "").encode()
+            )
+        except ValueError as e:  # a spec validated before base64 was checked
+            raise ValueError(f"files[{i}] ({f.path}): contents are not valid base64: {e}") from e
+        out.append((f.path, data))
+    return out
+
+
+def upstream_of(config: OsmoConfig, up: TaskRun) -> tuple[str, str]:
+    """Where a task apart from `up` reads its output in storage: (as written, resolved). A
+    reused attempt's output is where the attempt it reuses wrote it."""
+    att = up.current
+    wf_id, retry_id = up.group.workflow.id, att.retry_id
+    if att.reused_from is not None:
+        wf_id, _, retry = att.reused_from.rsplit("/", 2)
+        retry_id = int(retry)
+    written = upstream_url(config.intermediate_url, wf_id, up.spec, retry_id)
+    return written, _TOKEN_WF_ID.sub(wf_id, written)
 
 
 def read_apart(task: TaskRun, pool: PoolConfig, far: set[str]) -> bool:

@@ -9,9 +9,9 @@ could forget, and a crash loses at most a round that nobody saw.
 
 The Engine is assembled from one part per concept, each a class of methods in its own module:
 transitions (state changes), submit, groups, placement (queue and launch), facts (what the
-backends report), holds, cancel, recovery and reconcile (the periodic check that every launched
-attempt still has a process behind it); the decisions they apply are pure functions in
-policy.py, the records they change are in runs.py.
+backends report), holds, cancel, cache (the task cache and reuse), recovery and reconcile (the
+periodic check that every launched attempt still has a process behind it); the decisions they
+apply are pure functions in policy.py, the records they change are in runs.py.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from ..scheduler import Scheduler
 from ..states import TaskStatus, WorkflowStatus
 from ..store import Batch, Store
 from ..wire import BackendEvent, NodeOnline
+from .cache import TaskCache
 from .cancel import Cancelling
 from .facts import BackendFacts
 from .groups import GroupProgress
@@ -71,6 +72,7 @@ class Engine(
     Cancelling,
     Recovery,
     Reconciling,
+    TaskCache,
 ):
     """Runs workflows: commands and backend events go through its inbox, one round at a time."""
 

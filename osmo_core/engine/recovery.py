@@ -182,6 +182,9 @@ class Recovery:
                         )
                     self._group_follows(g)
                 continue
+            if statuses == {T.PROCESSING} and self._group_cached(g):
+                self._check_cache(g)  # the lookup a crash interrupted
+                continue
             units = []
             for t in g.tasks:
                 att = t.current

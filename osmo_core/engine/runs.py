@@ -49,6 +49,8 @@ class Attempt:
     hold_timer: asyncio.TimerHandle | None = None
     usage: Usage | None = None  # the agent's last sample while the command runs
     pending_reason: str | None = None  # why it waited, as last announced (restored at restart)
+    reused_from: str | None = None  # it did not run: the attempt key whose outputs it has
+    cache_key: str | None = None  # the task cache's key (engine/cache.py)
 
     @property
     def key(self) -> str:
@@ -202,6 +204,8 @@ def run_from_rows(
                     hold=r["hold"],
                     hold_until=r["hold_until"],
                     pending_reason=r["pending_reason"],
+                    reused_from=r["reused_from"],
+                    cache_key=r["cache_key"],
                 )
                 t.attempts.append(att)
                 attempts[att.key] = att

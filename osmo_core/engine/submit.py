@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import PRIORITIES
@@ -25,6 +25,8 @@ from .runs import Attempt, GroupRun, TaskRun, WorkflowRun, workflow_dag
 from .slices import PAUSE, run_slice
 
 if TYPE_CHECKING:
+    from sqlalchemy import RowMapping
+
     from .loop import Engine
 
 T = TaskStatus
@@ -58,6 +60,7 @@ def prepare(
     rendered: str,
     values: dict[str, Any],
     file: str | None,
+    parent: str | None = None,
 ) -> tuple[WorkflowRun, dict[str, Any], Batch]:
     """A submission's in-memory run and its rows (workflow row, then groups and tasks in a
     batch): everything but the id, which the store allocates."""
@@ -107,6 +110,7 @@ def prepare(
         "spec_json": spec.model_dump_json(by_alias=True),
         "set_values": json.dumps(values, default=str),
         "submit_time": now,
+        "parent_workflow_id": parent,
     }
     return wf, row, batch
 
@@ -128,8 +132,12 @@ class Submission:
         rendered: str = "",
         values: dict[str, Any] | None = None,
         file: str | None = None,
+        parent: str | None = None,
+        reuse: Mapping[str, RowMapping] | None = None,
     ) -> str:
-        """Start a workflow whose placement the caller has checked (Service.check_placement)."""
+        """Start a workflow whose placement the caller has checked (Service.check_placement).
+        A restart names its `parent` and the tasks to `reuse`: task -> the parent's attempt
+        row whose outputs it keeps (whole groups: Service.restart decides)."""
         pool = pool or spec.pool or self.config.default_pool
         check_submission(spec, priority, self.config.max_tasks_per_workflow)
         # The runs and rows are built off the loop (pure work on the spec: seconds for 10,000
@@ -144,13 +152,21 @@ class Submission:
             rendered,
             values or {},
             file,
+            parent,
         )
-        wf_id: str = await self._call(self._submit, wf, row, batch)
+        wf_id: str = await self._call(self._submit, wf, row, batch, parent, reuse or {})
         while not await self._call(self._start_slice, wf_id):
             await asyncio.sleep(PAUSE)
         return wf_id
 
-    def _submit(self: Engine, wf: WorkflowRun, row: dict[str, Any], batch: Batch) -> str:
+    def _submit(
+        self: Engine,
+        wf: WorkflowRun,
+        row: dict[str, Any],
+        batch: Batch,
+        parent: str | None,
+        reuse: Mapping[str, RowMapping],
+    ) -> str:
         """The submission's transaction (it allocates the id), then its groups' start begins."""
         self._flush()  # the submission is its own transaction
         ev_id = self._next_event_id
@@ -166,6 +182,7 @@ class Submission:
                 "pool": wf.pool,
                 "user": wf.user,
                 "tasks": len(wf.tasks),
+                **({"restarted": parent, "reused": len(reuse)} if parent else {}),
             },
         }
         batch.events.append(ev_row)
@@ -178,18 +195,25 @@ class Submission:
                 {**ev_row, "workflow_id": wf.id, "group_name": None, "task": None, "retry_id": None}
             )
         )
-        wf.start_steps = self._start_steps(wf)
+        wf.start_steps = self._start_steps(wf, parent, reuse)
         return wf.id
 
-    def _start_steps(self: Engine, wf: WorkflowRun) -> Iterator[bool]:
-        """In topological order, each group still SUBMITTING starts when its upstream groups
-        have completed (they may have, between two slices) and waits otherwise. A group that
-        moved meanwhile (cancelled, blocked by a failed upstream) is left as it is."""
+    def _start_steps(
+        self: Engine, wf: WorkflowRun, parent: str | None, reuse: Mapping[str, RowMapping]
+    ) -> Iterator[bool]:
+        """In topological order, each group still SUBMITTING is reused (a restart keeps it:
+        its tasks take the parent's outputs, engine/cache.py), starts when its upstream groups
+        have completed (they may have, between two slices) or waits. A group that moved
+        meanwhile (cancelled, blocked by a failed upstream) is left as it is."""
         for name in wf.dag.topo_iter():
             g = wf.groups[name]
             if g.status != T.SUBMITTING:
                 continue
-            if all(wf.groups[u].status == T.COMPLETED for u in wf.dag.upstream(name)):
+            if all(t.name in reuse for t in g.tasks):
+                for t in g.tasks:
+                    self._reuse(t.current, reuse[t.name], f"restart of {parent}")
+                self._group_follows(g)
+            elif all(wf.groups[u].status == T.COMPLETED for u in wf.dag.upstream(name)):
                 self._start_group(g)
             else:
                 for t in g.tasks:

@@ -104,6 +104,7 @@ class Transitions:
             exit_code=att.exit_code,
             node=att.alloc.node if att.alloc else None,
             message=att.message,
+            reused_from=att.reused_from if to == T.COMPLETED else None,
             # what the command used, as last sampled: kept with its end (the samples are not)
             usage=att.usage.summary() if to.terminal and att.usage else None,
         )

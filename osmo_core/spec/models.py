@@ -9,7 +9,9 @@ Extensions of OSMO's spec (documented in the README): `image` is optional (local
 can run a bare command), a task may set `maxRetries`, `ports` (the TCP ports its owner may
 port-forward to while it runs), `interactive: true` (after its command succeeds the task holds
 its resources and waits for its owner to mark it done) and `debug: on-failure` (after a failed
-command it stays up for debugging until retried, canceled or timed out).
+command it stays up for debugging until retried, canceled or timed out), and `cache: true` on a
+task or the workflow (the task cache: a task whose inputs match a completed attempt reuses its
+outputs instead of running).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -224,6 +227,9 @@ class Task(Model):
     # ends, for its owner to exec/attach into (engine/holds.py, agent/holds.py).
     interactive: bool = False
     debug: Literal["on-failure"] | None = None
+    # The task cache (an extension; engine/cache.py): reuse a completed attempt's outputs when
+    # this task's key matches. None: the workflow's `cache` decides.
+    cache: StrictBool | None = None
 
     @field_validator("exit_actions")
     @classmethod
@@ -270,6 +276,7 @@ class Workflow(Model):
     labels: dict[str, Str] = Field(default_factory=dict)
     timeout: Timeout = Field(default_factory=Timeout)
     resources: dict[str, Resource] = Field(default_factory=dict)
+    cache: StrictBool = False  # the default of every task's `cache`
     tasks: list[Task] | None = None
     groups: list[Group] | None = None
 
@@ -288,6 +295,10 @@ class Workflow(Model):
 
     def all_tasks(self) -> list[Task]:
         return [t for g in self.all_groups() for t in g.tasks]
+
+    def cached(self, task: Task) -> bool:
+        """Whether the task cache applies to `task` (its own `cache`, else the workflow's)."""
+        return self.cache if task.cache is None else task.cache
 
     def resource_of(self, task: Task) -> Resource:
         return self.resources.get(task.resource) or Resource()

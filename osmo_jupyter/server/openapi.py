@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from ..schemas import (
+    CacheClearRequest,
+    CacheClearResponse,
     CancelResponse,
     DryRunResponse,
     ErrorResponse,
@@ -38,6 +40,7 @@ from ..schemas import (
     MkdirRequest,
     PoolModel,
     ResourceModel,
+    RestartRequest,
     RestartResponse,
     SpecResponse,
     SubmitRequest,
@@ -124,6 +127,7 @@ MODELS: list[type[BaseModel]] = [
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
     MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
     TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel, HealthDetail,
+    RestartRequest, CacheClearRequest, CacheClearResponse,
 ]  # fmt: skip
 
 
@@ -138,6 +142,7 @@ class Op:
     errors: tuple[int, ...]
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
+    body_optional: bool = False  # the body may be left out (its fields' defaults apply)
     raw_body: dict[str, Any] | None = None  # a request body that is not JSON (its content)
     public: bool = False
     limit: Literal["max_page", "max_log_page"] | None = None
@@ -163,7 +168,7 @@ class Op:
             op["parameters"] = params
         if self.body is not None:
             op["requestBody"] = {
-                "required": True,
+                "required": not self.body_optional,
                 "content": {"application/json": {"schema": ref(self.body)}},
             }
         responses = {str(code): r for code, r in self.ok.items()}

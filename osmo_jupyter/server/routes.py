@@ -22,6 +22,8 @@ from tornado import web
 import osmo_core
 
 from ..schemas import (
+    CacheClearRequest,
+    CacheClearResponse,
     CancelResponse,
     DryRunResponse,
     FilesListing,
@@ -39,6 +41,7 @@ from ..schemas import (
     PoolModel,
     PutFileQuery,
     ResourceModel,
+    RestartRequest,
     RestartResponse,
     SpecResponse,
     SubmitRequest,
@@ -71,6 +74,7 @@ from .tasks import TaskDoneHandler, TaskHandler, TaskRetryHandler
 from .terminals import TerminalHandler, TerminalsHandler, TerminalWebSocket
 from .tokens import TokenHandler, TokensHandler
 from .workflows import (
+    CacheClearHandler,
     CancelHandler,
     RestartHandler,
     SpecHandler,
@@ -188,9 +192,17 @@ ROUTES: list[Route] = [
                    {200: json_reply(ref(CancelResponse), "OK")}, (404, 409, *SERVICE)),
     }),
     Route(api_route(f"{_WF}/restart"), RestartHandler, {
-        "post": Op("restartWorkflow", "Run an ended workflow again as a new one",
+        "post": Op("restartWorkflow",
+                   "A new workflow from an ended one: reruns the groups that failed or never "
+                   "ran and reuses the completed ones' outputs (`from_task`, `all`: rerun more)",
                    {201: json_reply(ref(RestartResponse), "the new workflow")},
-                   (404, 409, 422, *SERVICE)),
+                   (400, 404, 409, 422, *SERVICE), body=RestartRequest, body_optional=True),
+    }),
+    Route(api_route("cache/clear"), CacheClearHandler, {
+        "post": Op("clearCache",
+                   "Forget task-cache entries (users: of their own workflows; admins: anyone's)",
+                   {200: json_reply(ref(CacheClearResponse), "OK")}, (400, 403, 422, *SERVICE),
+                   body=CacheClearRequest),
     }),
     Route(api_route(f"{_WF}/spec"), SpecHandler, {
         "get": Op("getSpec", "The spec as submitted, rendered and validated",

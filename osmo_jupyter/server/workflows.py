@@ -1,4 +1,5 @@
-"""Workflows: list, submit (or validate, or dry-run), get, cancel, restart, their spec."""
+"""Workflows: list, submit (or validate, or dry-run), get, cancel, restart, their spec; the
+task cache (clear)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from osmo_core.auth import Principal, policy
-from osmo_core.errors import SpecError
+from osmo_core.errors import Forbidden, SpecError
 from osmo_core.spec.localfiles import localpath_problems
 
-from ..schemas import ListQuery, SubmitRequest
+from ..schemas import CacheClearRequest, ListQuery, RestartRequest, SubmitRequest
 from .base import API_PREFIX, OsmoHandler, api, check_page_limit
 
 if TYPE_CHECKING:
@@ -92,10 +93,26 @@ class RestartHandler(OsmoHandler):
     @api
     async def post(self, wf_id: str) -> None:
         svc = await self.workflow_for(wf_id)
+        # no body: the default restart (the panel's button)
+        req = self.body_model(RestartRequest) if self.request.body else RestartRequest()
         policy.check_pool(self.who, svc.pools[svc.store.get_workflow(wf_id)["pool"]])
-        new_id = await svc.restart(wf_id, user=self.who.name, who=self.who)
+        new_id = await svc.restart(
+            wf_id, user=self.who.name, who=self.who, from_task=req.from_task, rerun_all=req.all
+        )
+        reused = [t["name"] for t in svc.get(new_id)["tasks"] if t["reused_from"]]
         self.set_header("Location", f"/{API_PREFIX}/workflows/{new_id}")
-        self.reply({"id": new_id, "restarted": wf_id}, status=201)
+        self.reply({"id": new_id, "restarted": wf_id, "reused": reused}, status=201)
+
+
+class CacheClearHandler(OsmoHandler):
+    @api
+    async def post(self) -> None:
+        req = self.body_model(CacheClearRequest)
+        svc = await self.service()
+        user = req.user if self.who.is_admin else self.who.name  # users: their own entries
+        if req.user not in (None, user):
+            raise Forbidden(f"{self.who.name!r} may only clear their own workflows' cache entries")
+        self.reply({"cleared": await svc.clear_cache(task=req.task, user=user)})
 
 
 class SpecHandler(OsmoHandler):

@@ -8,8 +8,10 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +82,16 @@ def env(osmo_env: dict[str, str], server: str) -> dict[str, str]:
     r = osmo(osmo_env, "login", server, "--token", TOKEN)
     assert r.returncode == 0, r.stderr
     return osmo_env
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder the server's tasks can write: they run as users of their own (isolation), and
+    pytest's tmp_path is its user's alone."""
+    d = Path(tempfile.mkdtemp(prefix="osmo-shared-"))
+    d.chmod(0o777)
+    yield d
+    shutil.rmtree(d)
 
 
 def query(env: dict[str, str], wf_id: str) -> dict[str, Any]:
@@ -314,3 +326,40 @@ def test_submit_wait_timeout(env: dict[str, str], tmp_path: Path) -> None:
     wf_id = r.stdout.strip().splitlines()[0]
     assert f"{wf_id} is still RUNNING after 1s; it goes on running" in r.stderr
     assert osmo(env, "workflow", "cancel", wf_id).returncode == 0
+
+
+def test_restart_reuses_completed_groups_and_the_cache_is_cleared_per_owner(
+    env: dict[str, str], server: str, tmp_path: Path, shared_dir: Path
+) -> None:
+    from tests.core.test_restart_cache import CHAIN, runs
+
+    d = shared_dir
+    spec = tmp_path / "chain.yaml"
+    spec.write_text(CHAIN.format(d=d))
+    wf1 = osmo(env, "workflow", "submit", str(spec)).stdout.strip()
+    wait_for(env, wf1, lambda w: w["status"] == "FAILED")
+    (d / "ok").touch()
+    r = osmo(env, "workflow", "restart", wf1)
+    assert r.returncode == 0, r.stderr
+    wf2 = r.stdout.strip()
+    assert f"restarted {wf1} as {wf2}; reused: a" in r.stderr
+    wait_for(env, wf2, lambda w: w["status"] == "COMPLETED")
+    assert [runs(d, t) for t in "abc"] == [1, 2, 1]
+    r = osmo(env, "workflow", "query", wf2)
+    assert re.search(rf"a +COMPLETED +exit 0 .*reused from {wf1}/a/0", r.stdout), r.stdout
+
+    r = osmo(env, "workflow", "restart", wf2, "--from", "b", "--all")
+    assert r.returncode == 2 and "not allowed with" in r.stderr
+    r = osmo(env, "workflow", "restart", wf2, "--from", "zz")
+    assert r.returncode == 4 and "no task 'zz'" in r.stderr
+    r = osmo(env, "workflow", "restart", wf2, "--from", "b", "--format", "json")
+    assert json.loads(r.stdout)["reused"] == ["a"]
+
+    r = osmo(env, "cache", "clear", "--task", "a")
+    assert r.returncode == 0 and "0 cache entries cleared" in r.stdout, r.stderr
+    made = osmo(env, "token", "create", "bob-cache", "--user", "bob").stdout.strip()
+    bob = {**env, "XDG_CONFIG_HOME": str(tmp_path / "bob-config")}
+    assert osmo(bob, "login", server, "--token", made).returncode == 0
+    assert "0 cache entries cleared" in osmo(bob, "cache", "clear").stdout
+    r = osmo(bob, "cache", "clear", "--user", "someone")
+    assert r.returncode != 0 and "may only clear their own" in r.stderr

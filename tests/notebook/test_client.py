@@ -136,6 +136,11 @@ def test_embedded_default_without_server_or_login(tmp_path, monkeypatch, wf_name
             time.sleep(0.02)
         assert monitor.status == "COMPLETED"
         monitor.close()
+        # OSMO's restart, from `use`: `make` is reused (not run), `use` reads its output
+        third = again.restart(from_task="use")
+        assert third.wait(timeout=60) == "COMPLETED"
+        assert third.task("make")["reused_from"] == f"{again.id}/make/0"
+        assert third.logs("use") == ["hello from make"]
         with pytest.raises(SpecError) as e:
             client.submit(SPECS / "bad.yaml")
         assert e.value.problems[0].file == str(SPECS / "bad.yaml")

@@ -44,6 +44,7 @@ const row = (id: string, extra: Partial<WorkflowRow> = {}): WorkflowRow => ({
   start_time: 2,
   end_time: null,
   message: null,
+  parent_workflow_id: null,
   ...extra
 });
 
@@ -206,6 +207,8 @@ describe('WorkflowView', () => {
       cancel_reason: null,
       hold: null,
       hold_until: null,
+      reused_from: null,
+      cache_key: null,
       waiting_for_user: false,
       held_for_debugging: false,
       create_time: 1,

@@ -4,6 +4,23 @@
  * Committed: the build uses it without Python, and tests/lab/ checks that it is current.
  */
 export interface paths {
+  '/cache/clear': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Forget task-cache entries (users: of their own workflows; admins: anyone's) */
+    post: operations['clearCache'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/health': {
     parameters: {
       query?: never;
@@ -219,7 +236,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Run an ended workflow again as a new one */
+    /** A new workflow from an ended one: reruns the groups that failed or never ran and reuses the completed ones' outputs (`from_task`, `all`: rerun more) */
     post: operations['restartWorkflow'];
     delete?: never;
     options?: never;
@@ -478,6 +495,32 @@ export interface components {
        * @description INITIALIZING or RUNNING tasks on it
        */
       tasks: number;
+    };
+    /**
+     * CacheClearRequest
+     * @description Body of `POST /cache/clear`.
+     */
+    CacheClearRequest: {
+      /**
+       * Task
+       * @description Only this task's entries (default: all).
+       * @default null
+       */
+      task?: string | null;
+      /**
+       * User
+       * @description Admins: only this user's workflows (default: everyone's). Users always clear their own workflows' entries only.
+       * @default null
+       */
+      user?: string | null;
+    };
+    /** CacheClearResponse */
+    CacheClearResponse: {
+      /**
+       * Cleared
+       * @description Attempts that were cache entries and no longer are.
+       */
+      cleared: number;
     };
     /** CancelResponse */
     CancelResponse: {
@@ -911,6 +954,24 @@ export interface components {
       /** Pools */
       pools: string[];
     };
+    /**
+     * RestartRequest
+     * @description Body of `POST /workflows/{wf_id}/restart` (none: the default, OSMO's restart).
+     */
+    RestartRequest: {
+      /**
+       * All
+       * @description Rerun everything (reuse nothing), as a new submit.
+       * @default false
+       */
+      all?: boolean;
+      /**
+       * From Task
+       * @description Rerun this task's group and everything downstream too.
+       * @default null
+       */
+      from_task?: string | null;
+    };
     /** RestartResponse */
     RestartResponse: {
       /**
@@ -920,6 +981,11 @@ export interface components {
       id: string;
       /** Restarted */
       restarted: string;
+      /**
+       * Reused
+       * @description Tasks whose outputs the new workflow reuses (COMPLETED, `reused_from` set)
+       */
+      reused: string[];
     };
     /** SpecResponse */
     SpecResponse: {
@@ -1032,6 +1098,11 @@ export interface components {
       attempts: components['schemas']['TaskModel'][];
       /** Backend */
       backend: string | null;
+      /**
+       * Cache Key
+       * @description The task cache's key of this attempt (sha256)
+       */
+      cache_key: string | null;
       /** Cancel Reason */
       cancel_reason: string | null;
       /** Create Time */
@@ -1075,6 +1146,11 @@ export interface components {
       pending_reason?: string | null;
       /** Retry Id */
       retry_id: number;
+      /**
+       * Reused From
+       * @description A reused attempt (status COMPLETED, it did not run: a restart kept its group, or the task cache hit): the `<workflow>/<task>/<retry>` whose outputs it has
+       */
+      reused_from: string | null;
       /** Start Time */
       start_time: number | null;
       status: components['schemas']['TaskStatus'];
@@ -1101,6 +1177,11 @@ export interface components {
       alloc: components['schemas']['AllocModel'] | null;
       /** Backend */
       backend: string | null;
+      /**
+       * Cache Key
+       * @description The task cache's key of this attempt (sha256)
+       */
+      cache_key: string | null;
       /** Cancel Reason */
       cancel_reason: string | null;
       /** Create Time */
@@ -1144,6 +1225,11 @@ export interface components {
       pending_reason?: string | null;
       /** Retry Id */
       retry_id: number;
+      /**
+       * Reused From
+       * @description A reused attempt (status COMPLETED, it did not run: a restart kept its group, or the task cache hit): the `<workflow>/<task>/<retry>` whose outputs it has
+       */
+      reused_from: string | null;
       /** Start Time */
       start_time: number | null;
       status: components['schemas']['TaskStatus'];
@@ -1368,6 +1454,11 @@ export interface components {
       message: string | null;
       /** Name */
       name: string;
+      /**
+       * Parent Workflow Id
+       * @description The workflow this one restarted (OSMO's parent workflow)
+       */
+      parent_workflow_id: string | null;
       /** Pool */
       pool: string;
       /**
@@ -1438,6 +1529,11 @@ export interface components {
       message: string | null;
       /** Name */
       name: string;
+      /**
+       * Parent Workflow Id
+       * @description The workflow this one restarted (OSMO's parent workflow)
+       */
+      parent_workflow_id: string | null;
       /** Pool */
       pool: string;
       /**
@@ -1472,6 +1568,75 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+  clearCache: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CacheClearRequest'];
+      };
+    };
+    responses: {
+      /** @description OK */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['CacheClearResponse'];
+        };
+      };
+      /** @description Bad request: bad JSON, or a body or query value of the wrong shape; `details` name each bad field */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not authenticated: no credentials, or an unknown, expired or revoked token */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not allowed: another user's workflow or token, a pool or a credential closed to the caller (`details` name each field that uses one), an admin-only action (or, with cookie auth, a POST without an XSRF token) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Well-formed but invalid: the spec, its set values or its placement; `details` has one entry per problem with file, line and field */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description The service is not running or its store is unavailable */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
   health: {
     parameters: {
       query?: never;
@@ -2214,7 +2379,11 @@ export interface operations {
       };
       cookie?: never;
     };
-    requestBody?: never;
+    requestBody?: {
+      content: {
+        'application/json': components['schemas']['RestartRequest'];
+      };
+    };
     responses: {
       /** @description the new workflow */
       201: {
@@ -2223,6 +2392,15 @@ export interface operations {
         };
         content: {
           'application/json': components['schemas']['RestartResponse'];
+        };
+      };
+      /** @description Bad request: bad JSON, or a body or query value of the wrong shape; `details` name each bad field */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
         };
       };
       /** @description Not authenticated: no credentials, or an unknown, expired or revoked token */

@@ -97,8 +97,17 @@ def register(cmds: Any) -> None:
     add_format(c)
     c.set_defaults(run=with_client(_cancel))
 
-    rs = cmds.add_parser("restart", help="submit a finished workflow again; prints the new id")
+    rs = cmds.add_parser(
+        "restart",
+        help="a new workflow from an ended one: reruns what failed or never ran, reuses the "
+        "completed groups' outputs; prints the new id",
+    )
     rs.add_argument("id")
+    which = rs.add_mutually_exclusive_group()
+    which.add_argument(
+        "--from", dest="from_task", metavar="TASK", help="rerun TASK's group and all downstream"
+    )
+    which.add_argument("--all", action="store_true", help="rerun everything (reuse nothing)")
     add_format(rs)
     rs.set_defaults(run=with_client(_restart))
 
@@ -297,8 +306,11 @@ async def _follow_logs(client: Client, args: argparse.Namespace, out: Output) ->
 
 
 async def _restart(client: Client, args: argparse.Namespace, out: Output) -> int:
-    res = client.post(f"workflows/{args.id}/restart")
-    out.info(f"restarted {args.id} as {res['id']}")
+    res = client.post(
+        f"workflows/{args.id}/restart", {"from_task": args.from_task, "all": args.all}
+    )
+    reused = f"; reused: {', '.join(res['reused'])}" if res["reused"] else ""
+    out.info(f"restarted {args.id} as {res['id']}{reused}")
     out.result(res, res["id"])
     return EXIT_OK
 
