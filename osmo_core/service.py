@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import isolation
+from . import containers, isolation
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
 from .backends.base import Backend
@@ -152,6 +152,14 @@ class Service:
         """The pool the workflow would run in; PlacementError when it cannot run there."""
         pool = pool or loaded.workflow.pool or self.config.default_pool
         problems = self.scheduler.check(loaded.workflow, pool)
+        if not problems:  # the pool exists and its platforms are known
+            problems += containers.placement_problems(
+                loaded.workflow,
+                self.scheduler.pools[pool],
+                self.config.containers,
+                lambda res: self.scheduler.platform_of(pool, res),
+                lambda platform: self.scheduler.nodes_of(pool, platform),
+            )
         problems += data_plan.check(
             loaded.workflow,
             self.config.credentials,

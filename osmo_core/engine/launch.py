@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from .. import containers
 from ..backends.base import Backend
 from ..config import OsmoConfig, PoolConfig
 from ..data.credentials import match as credential_for
@@ -145,6 +146,9 @@ def launch_request(
         outputs=outputs,
         checkpoints=checkpoints,
         credentials=dict(spec.credentials),
+        containers=containers.mode_of(
+            config.containers, scheduler.pools[wf.pool], scheduler.platform_of(wf.pool, res)
+        ),
     )
 
 
