@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -209,21 +210,27 @@ def _build_test_image() -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def container_image() -> Iterator[str]:
-    """The test image in podman's store (built once, kept across runs), also tagged as OSMO's
-    `ubuntu:24.04`; skips where podman is missing or cannot run a container. At the end, no
-    container of a test may be left (label osmo.root, agent/containers.py)."""
+@functools.cache
+def _container_setup() -> str:
+    """ "" when podman runs the test image here (built once, kept in podman's store across runs;
+    also tagged as OSMO's `ubuntu:24.04`), else why not."""
     if not shutil.which("podman") or not Path("/bin/busybox").exists():
-        pytest.skip("podman or busybox-static is not installed (.ci/run installs both)")
+        return "podman or busybox-static is not installed (.ci/run installs both)"
     if subprocess.run(["podman", "image", "exists", TEST_IMAGE]).returncode != 0:
         _build_test_image()
     subprocess.run(["podman", "tag", TEST_IMAGE, UBUNTU], check=True, capture_output=True)
     ran = subprocess.run(
         ["podman", "run", "--rm", TEST_IMAGE, "true"], capture_output=True, text=True, timeout=60
     )
-    if ran.returncode != 0:
-        pytest.skip(f"podman cannot run a container here: {ran.stderr.strip()[-300:]}")
+    return "" if ran.returncode == 0 else f"podman cannot run a container here: {ran.stderr[-300:]}"
+
+
+@pytest.fixture(scope="session")
+def container_image() -> Iterator[str]:
+    """The test image; skips where podman cannot run it. At the end, no container of a test
+    may be left (label osmo.root, agent/containers.py)."""
+    if why := _container_setup():
+        pytest.skip(why)
     yield TEST_IMAGE
     left = subprocess.run(
         ["podman", "ps", "-a", "--filter", "label=osmo.root", "--format", "{{.Names}}"],
@@ -233,3 +240,10 @@ def container_image() -> Iterator[str]:
     if left:
         subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
     assert not left, f"containers left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def offline_ubuntu() -> bool:
+    """Whether tasks with OSMO's `ubuntu:24.04` run in a container here (the test image tagged
+    so: the trick docs/operations.md gives offline users), else on the host."""
+    return not _container_setup()

@@ -69,6 +69,8 @@ class Attempt(asyncio.SubprocessProtocol):
         self.env: dict[str, str] = {}  # the command's environment (the holder gets it too)
         self.held: tuple[int, int | None] | None = None  # the command's (exit code, signal)
         self.holder: asyncio.subprocess.Process | None = None
+        self.holder_argv: list[str] | None = None  # a container's hold (holds.py)
+        self.inner_pid: int | None = None  # a container's first process, on the host
         self.cancel_pending = False  # canceled while the holder was starting
         self._log_trouble = False  # the user was told the log could not be written
         self.memory: int | None = None  # its memory limit (a container's OOM is told apart)

@@ -97,6 +97,12 @@ async def remove_container(runtime: str, name: str) -> None:
     await proc.wait()
 
 
+async def container_pid(runtime: str, name: str) -> int | None:
+    """The host pid of the container's first process; None before it started or after."""
+    out = await run_probe(runtime, "inspect", "--format", "{{.State.Pid}}", name)
+    return int(out) if out and out.strip().isdigit() and int(out) > 0 else None
+
+
 def container_name(key: str) -> str:
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return f"osmo-{key.replace('/', '-')}-{digest}"
@@ -131,9 +137,11 @@ def container_argv(
     prep: Prepared,
     secret_names: list[str],
     user: str | None = None,
+    command: list[str] | None = None,
 ) -> list[str]:
-    """`<rt> run` of the task. CUDA_VISIBLE_DEVICES is left to the runtime: inside, the given
-    GPUs are renumbered. ValueError: the task's GPUs cannot be handed over here."""
+    """`<rt> run` of the task (or of `command` in its place: a hold's). As on Kubernetes, the
+    command replaces the image's entrypoint. CUDA_VISIBLE_DEVICES is left to the runtime:
+    inside, the given GPUs are renumbered. ValueError: the GPUs cannot be handed over here."""
     assert req.image is not None
     argv = [runtime, "run", "--rm", "--name", name, "--label", f"{LABEL}={root}"]
     argv += ["--network", "host", "-v", f"{work}:{WORKDIR_IN}", "-w", WORKDIR_IN]
@@ -151,7 +159,8 @@ def container_argv(
     for k in secret_names:  # the value comes from the client's environment, not its argv
         argv += ["-e", k]
     argv += gpu_args(runtime, req.gpus, CDI_DIRS, JETSON.exists())
-    return [*argv, req.image, *prep.argv]
+    first, *rest = command or prep.argv
+    return [*argv, "--entrypoint", first, req.image, *rest]
 
 
 def user_of(identity: TaskIdentity | None) -> str | None:

@@ -31,6 +31,7 @@ from .containers import (
     PullError,
     container_argv,
     container_name,
+    container_pid,
     ensure_image,
     not_enforced,
     registry_auth,
@@ -38,7 +39,7 @@ from .containers import (
 )
 from .ends import Ends
 from .environment import scrubbed
-from .holds import unhold
+from .holds import HOLDER, unhold
 from .identity import TaskIdentity, UidMap, hand_over, make_dir
 from .logfile import count_lines, now
 from .protocol import RequestError, request_from_wire
@@ -195,17 +196,11 @@ class Supervisor:
         att.env = env
         argv = prep.argv
         if runtime and container:
+            args = (runtime, container, self.root, w, req, prep, list(secret_env))
             try:
-                argv = container_argv(
-                    runtime,
-                    container,
-                    self.root,
-                    w,
-                    req,
-                    prep,
-                    list(secret_env),
-                    user_of(att.identity),
-                )
+                argv = container_argv(*args, user_of(att.identity))
+                if req.hold:  # the held environment: the same container, doing nothing
+                    att.holder_argv = container_argv(*args, user_of(att.identity), HOLDER)
             except ValueError as e:
                 att.fail_start(str(e))
                 return vars(info)
@@ -418,16 +413,19 @@ class Supervisor:
         self.ends.stop()
 
     async def report_usage(self, every: float) -> None:
-        """Forever: every `every` seconds, a `usage` event per running command (not holders,
-        not containers: their processes are not ours to read)."""
+        """Forever: every `every` seconds, a `usage` event per running command (not holders;
+        a container's: the tree of its first process, as the host sees it)."""
         samplers: dict[str, Sampler] = {}
         while True:
             await asyncio.sleep(every)
-            live = {
-                k: a.pid
-                for k, a in self.running.items()
-                if a.pid is not None and a.held is None and a.container is None
-            }
+            live = {}
+            for k, a in list(self.running.items()):
+                if a.pid is None or a.held is not None:
+                    continue
+                if a.runtime and a.container and a.inner_pid is None:
+                    a.inner_pid = await container_pid(a.runtime, a.container)  # once started
+                if pid := (a.inner_pid if a.container else a.pid):
+                    live[k] = pid
             for k in set(samplers) - set(live):
                 del samplers[k]
             for k, pid in live.items():

@@ -390,5 +390,5 @@ async def test_image_with_a_runtime_runs_in_a_container(
     assert ("-e", "A=1") in pairs and ("-e", "OSMO_OUTPUT=/osmo/data/output") in pairs
     assert ("--gpus", "device=1") in pairs and ("--memory", str(2**30)) in pairs
     assert ("--label", f"osmo.root={backend.root}") in pairs and "--init" in argv
-    assert argv[-4:] == ["alpine:3", "sh", "/tmp/run.sh", "/osmo/data/output"]
+    assert argv[-5:] == ["--entrypoint", "sh", "alpine:3", "/tmp/run.sh", "/osmo/data/output"]
     assert (d / "files/tmp/run.sh").read_text() == "echo hi /osmo/data/output\n"
