@@ -14,11 +14,14 @@ The agent's side (the runtime, `run` arguments, pulls) is osmo_core/agent/contai
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Problem
 from .spec.models import Workflow, task_fields
 from .wire import Node
+
+if TYPE_CHECKING:  # config imports this module
+    from .config import PoolConfig
 
 MODES = ("auto", "required", "off")
 
@@ -46,8 +49,8 @@ def config_problems(pools: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-def mode_of(default: str, pool: Any, platform: str) -> str:
-    """The mode for tasks of `platform` in `pool` (a PoolConfig): the platform's, else the
+def mode_of(default: str, pool: PoolConfig, platform: str) -> str:
+    """The mode for tasks of `platform` in `pool`: the platform's, else the
     pool's, else `default` (OsmoConfig.containers)."""
     plat = pool.platforms.get(platform)
     return str((plat.extra.get("containers") if plat else None) or pool.containers or default)
@@ -55,7 +58,7 @@ def mode_of(default: str, pool: Any, platform: str) -> str:
 
 def placement_problems(
     workflow: Workflow,
-    pool: Any,
+    pool: PoolConfig,
     default: str,
     platform_of: Callable[[Any], str],
     machines: Callable[[str], list[Node]],

@@ -286,7 +286,8 @@ class Supervisor:
                 stdout=PIPE,
                 stderr=PIPE,
                 start_new_session=True,  # its own process group: cancel reaches every child
-                **self.as_task(att),
+                # a runtime's client is the agent's; the container runs as the task (`--user`)
+                **({} if att.container else self.as_task(att)),
             )
         except Exception as e:  # not found, not executable, a NUL in argv...
             att.fail_start(str(e))

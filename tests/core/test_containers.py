@@ -5,6 +5,8 @@ where podman cannot run a container (the `container_image` fixture says why)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import shutil
 import signal
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.agent.containers import Runtimes, container_name, gpu_args
+from osmo_core.agent.containers import Runtimes, container_name, gpu_args, registry_auth
+from osmo_core.errors import ConfigError
 from osmo_core.wire import Exited, FileSpec, InputSpec, LogLine, Started, StartFailed
+from tests.conftest import make_config
 from tests.core.conftest import BackendFactory, req, sh
 from tests.core.test_agent import Local, run, without_runtimes
 
@@ -187,3 +191,24 @@ def test_gpu_arguments_per_runtime(tmp_path: Path) -> None:
         "--device=nvidia.com/gpu=1",
         "--device=nvidia.com/gpu=3",
     ]
+
+
+def test_a_bad_containers_mode_is_a_located_config_error(tmp_path: Path) -> None:
+    pools = {"local": {"backend": "local", "platforms": {"p": {"containers": "sometimes"}}}}
+    with pytest.raises(ConfigError) as err:
+        make_config(tmp_path, pools=pools).pool_configs()
+    assert "OsmoConfig.pools.local.platforms.p.containers" in str(err.value)
+    assert "'sometimes' is not one of auto, required, off" in str(err.value)
+
+
+def test_registry_credentials_become_an_auth_file_for_their_registry_only() -> None:
+    creds: dict[str, dict[str, object]] = {
+        "ngc": {"registry": "nvcr.io", "username": "$oauthtoken", "auth": "k3y-secret"},
+        "s3": {"url": "s3://b", "access_key_id": "a", "secret_access_key": "b"},
+    }
+    auth = registry_auth("nvcr.io/nvidia/pytorch:24.01", creds)
+    assert auth is not None
+    token = json.loads(auth["config.json"])["auths"]["nvcr.io"]["auth"]
+    assert base64.b64decode(token) == b"$oauthtoken:k3y-secret"
+    assert registry_auth("ubuntu:24.04", creds) is None  # Docker Hub: no credential for it
+    assert registry_auth("localhost/osmo-test:busybox", creds) is None
