@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from osmo_core.errors import PlacementError
+from osmo_core.errors import Conflict, PlacementError
 from osmo_core.interactive.kernel import KernelUnavailable, RemoteKernel
 from osmo_core.service import Service
-from tests.conftest import BUCKET, ServiceFactory, make_config
+from tests.conftest import BUCKET, ServiceFactory, free_port, make_config
 from tests.core.test_agent import without_runtimes
 from tests.data.test_workflow_data import s3, s3_credential
 from tests.interactive.conftest import running, until
@@ -156,3 +156,33 @@ async def test_a_control_plane_restart_finds_the_container_running(
     assert [ln.text for ln in await second.logs(wf, "main")] == ["adopted"]
     record = json.loads((data / "runs" / wf / "main/0/attempt.json").read_text())
     assert record["container"].startswith(f"osmo-{wf}-main-0-")
+
+
+async def test_usage_and_a_forwarded_port_of_a_task_in_a_container(
+    service_factory: ServiceFactory, monkeypatch: pytest.MonkeyPatch, container_image: str
+) -> None:
+    monkeypatch.setenv("OSMO_METRICS_INTERVAL", "0.2")  # the agent it spawns reads it
+    svc = await service_factory()
+    port = free_port()
+    script = f"echo served > index.html; httpd -f -p 127.0.0.1:{port} -h /osmo/run & "
+    script += "x=$(head -c 50000000 /dev/zero | tr '\\0' a); sleep 60"
+    wf = await svc.submit(one_task(container_image, script, ports=[port]))
+    await running(svc, wf)
+    # the container's processes, as the host sees them: the shell holding ~50 MB, httpd, sleep
+    usage = await until(lambda: (u := svc.task(wf, "main")["usage"]) and u["memory"] > 40e6 and u)
+    assert usage["procs"] >= 3
+
+    async def get() -> bytes:
+        try:
+            reader, writer = await svc.interactive.open_port(wf, "main", port)
+        except Conflict:  # httpd does not listen yet
+            return b""
+        writer.write(b"GET /index.html HTTP/1.0\r\n\r\n")
+        reply = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return reply
+
+    reply = await until(get, what="the container's web server through a forward")
+    assert reply.startswith(b"HTTP/1.") and reply.endswith(b"served\n")
+    await svc.cancel(wf)
+    assert await asyncio.wait_for(svc.wait(wf), 30) == "FAILED_CANCELED"
