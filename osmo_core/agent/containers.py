@@ -32,7 +32,6 @@ from .workdir import OUTPUT_IN, WORKDIR_IN, Prepared
 LABEL = "osmo.root"  # the agent root whose attempt a container is
 PIDS_LIMIT = 4096  # processes per container: a fork bomb stays in its task
 RUNTIMES = ("docker", "podman")
-MODES = ("auto", "required", "off")  # LaunchRequest.containers
 REPROBE_NONE = 30.0  # seconds: a runtime that did not answer (daemon down) is asked again
 PULL_TIMEOUT = 1800.0  # seconds for one image pull
 IMAGE_SEEN = 60.0  # seconds an image found here is trusted to still be here
