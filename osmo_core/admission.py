@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import containers
 from .backends.base import Backend
 from .backends.registry import make_backend
 from .config import OsmoConfig
@@ -58,6 +59,14 @@ class Admission:
         """The pool the workflow would run in; PlacementError when it cannot run there."""
         pool = pool or loaded.workflow.pool or self.config.default_pool
         problems = self.scheduler.check(loaded.workflow, pool)
+        if not problems:  # the pool exists and its platforms are known
+            problems += containers.placement_problems(
+                loaded.workflow,
+                self.scheduler.pools[pool],
+                self.config.containers,
+                lambda res: self.scheduler.platform_of(pool, res),
+                lambda platform: self.scheduler.nodes_of(pool, platform),
+            )
         problems += data_plan.check(
             loaded.workflow,
             self.config.credentials,

@@ -68,6 +68,7 @@ class PoolConfig:
     roles: tuple[str, ...] = ()
     # Quota, fair share, user weights and limits (osmo_core/scheduling_config.py).
     scheduling: PoolScheduling = field(default_factory=PoolScheduling)
+    containers: str = ""  # "": OsmoConfig.containers (osmo_core/containers.py)
 
     def backend_of(self, platform: str) -> str:
         return self.platforms[platform].backend or self.backend
@@ -220,6 +221,14 @@ class OsmoConfig(Configurable):
         help="With task isolation: the uids (and same-numbered gids) given to OSMO users, "
         "LO-HI, allocated at a user's first task and kept in <data_dir>/task-uids.json. Two "
         "servers on one host need disjoint ranges; no /etc/passwd entries are needed.",
+    ).tag(config=True)
+    containers = CaselessStrEnum(
+        ["auto", "required", "off"],
+        "auto",
+        help="Whether a task's `image` runs in a container on the local and SSH backends: "
+        "'auto' where docker or podman answers (else on the host, the log says so), "
+        "'required' (submit refuses a pool without a runtime), 'off' (always on the host). "
+        "A pool's or a platform's `containers` key overrides it (osmo_core/containers.py).",
     ).tag(config=True)
     task_runs_dir = Unicode(
         help="With task isolation: where the tasks' own folders live (the data folder is "
@@ -487,9 +496,12 @@ class OsmoConfig(Configurable):
                 users=frozenset(users),
                 roles=tuple(roles),
                 scheduling=scheduling,
+                containers=raw.get("containers", ""),
             )
+        from .containers import config_problems
         from .data.credentials import pool_problems
 
+        problems += config_problems(self.pools)
         problems += pool_problems(self.credentials, self.pools)
         if self.default_pool not in self.pools:
             problems.append(
@@ -537,6 +549,7 @@ _POOL_KEYS = {
     "description",
     "users",
     "roles",
+    "containers",
 } | SCHEDULING_KEYS
 
 

@@ -231,6 +231,10 @@ class Scheduler:
     def platform_of(self, pool: str, res: Resource) -> str:
         return res.platform or self.pools[pool].default_platform
 
+    def nodes_of(self, pool: str, platform: str) -> list[Node]:
+        """The machines of a pool's platform, offline ones too."""
+        return [s.node for s in self._machines(pool, platform, offline=True)]
+
     def _machines(
         self,
         pool: str,

@@ -100,6 +100,9 @@ class LaunchRequest:
     # Keep the task's environment alive after its command ends: "success" (interactive: true),
     # "failure" (debug: on-failure) or "always" (both); None: end as usual. See `Held`.
     hold: str | None = None
+    # Whether an `image` runs in a container (agent/containers.py): "auto" (where a runtime
+    # answers), "required" (refuse to run it on the host) or "off" (always on the host)
+    containers: str = "auto"
 
 
 @dataclass
@@ -129,6 +132,8 @@ class Node:
     # CPU requests share the machine instead of reserving cores (the local backend by default:
     # a laptop runs OSMO's tutorials); memory and GPUs stay strict everywhere
     cpu_shared: bool = False
+    # docker/podman where a task's image runs ("kubernetes": every pod), "" none, None unknown
+    container_runtime: str | None = None
 
 
 def tolerated(taint: dict[str, str], tolerations: list[dict[str, Any]]) -> bool:
@@ -282,6 +287,7 @@ class AttemptState:
     message: str = ""
     log_lines: int = 0  # lines in the durable log so far
     info: LaunchInfo | None = None
+    reason: str = ""  # of a failed_start: StartFailed.reason
 
 
 # --- interactive access: what the hub and the agent's SSH server share -----------------------

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -172,3 +177,73 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# --- containers (podman + runc, configured by .ci/run) -----------------------------------------
+
+TEST_IMAGE = "localhost/osmo-test:busybox"
+UBUNTU = "docker.io/library/ubuntu:24.04"  # OSMO's cookbook image, the test image tagged so
+
+
+def _build_test_image() -> None:
+    """A static busybox as an image's whole file system (no registry, seconds): `sh` and the
+    usual commands, no Python."""
+    busybox = Path("/bin/busybox")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tar = Path(tmp) / "rootfs.tar"
+        with tarfile.open(tar, "w") as t:
+            for d in ("bin", "tmp", "etc", "root", "usr", "usr/bin"):
+                info = tarfile.TarInfo(d)
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+                t.addfile(info)
+            t.add(busybox, "bin/busybox")
+            for name in applets.stdout.split():
+                if name != "busybox":
+                    link = tarfile.TarInfo(f"bin/{name}")
+                    link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                    t.addfile(link)
+        subprocess.run(
+            ["podman", "import", "-q", "-c", "ENV PATH=/usr/bin:/bin", str(tar), TEST_IMAGE],
+            check=True,
+            capture_output=True,
+        )
+
+
+@functools.cache
+def _container_setup() -> str:
+    """ "" when podman runs the test image here (built once, kept in podman's store across runs;
+    also tagged as OSMO's `ubuntu:24.04`), else why not."""
+    if not shutil.which("podman") or not Path("/bin/busybox").exists():
+        return "podman or busybox-static is not installed (.ci/run installs both)"
+    if subprocess.run(["podman", "image", "exists", TEST_IMAGE]).returncode != 0:
+        _build_test_image()
+    subprocess.run(["podman", "tag", TEST_IMAGE, UBUNTU], check=True, capture_output=True)
+    ran = subprocess.run(
+        ["podman", "run", "--rm", TEST_IMAGE, "true"], capture_output=True, text=True, timeout=60
+    )
+    return "" if ran.returncode == 0 else f"podman cannot run a container here: {ran.stderr[-300:]}"
+
+
+@pytest.fixture(scope="session")
+def container_image() -> Iterator[str]:
+    """The test image; skips where podman cannot run it. At the end, no container of a test
+    may be left (label osmo.root, agent/containers.py)."""
+    if why := _container_setup():
+        pytest.skip(why)
+    yield TEST_IMAGE
+    left = subprocess.run(
+        ["podman", "ps", "-a", "--filter", "label=osmo.root", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if left:
+        subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
+    assert not left, f"containers left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def offline_ubuntu() -> bool:
+    """Whether tasks with OSMO's `ubuntu:24.04` run in a container here (the test image tagged
+    so: the trick docs/operations.md gives offline users), else on the host."""
+    return not _container_setup()

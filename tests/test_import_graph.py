@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "osmo_core.config": 4,
     "osmo_core.scheduling_config": 4,  # a pool's quota, fair share and limits, read by config
     "osmo_core.isolation": 4,  # config resolved: whom local tasks run as
+    "osmo_core.containers": 4,  # config resolved: where an `image` runs (agent/containers.py)
     "osmo_core.backends": 4,  # the package: base.py (the interface), registry.py
     # 5: where tasks run
     "osmo_core.backends.local": 5,

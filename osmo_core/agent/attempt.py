@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..data.credentials import Masker
-from .containers import remove_container
+from .containers import oom_message, remove_container
 from .holds import hold, holds, unhold
 from .identity import TaskIdentity
 from .logfile import MAX_LINE, format_line, now
@@ -51,7 +51,7 @@ class Attempt(asyncio.SubprocessProtocol):
         self.pid: int | None = None
         self.n = 0  # log lines so far
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._runtime, self.container = runtime, container
+        self.runtime, self.container = runtime, container
         self._notes = notes  # system lines, logged once started so `started` comes first
         self._log: BinaryIO | None = None  # opened at the first line: `true` writes none
         self._transport: asyncio.SubprocessTransport | None = None
@@ -69,8 +69,12 @@ class Attempt(asyncio.SubprocessProtocol):
         self.env: dict[str, str] = {}  # the command's environment (the holder gets it too)
         self.held: tuple[int, int | None] | None = None  # the command's (exit code, signal)
         self.holder: asyncio.subprocess.Process | None = None
+        self.holder_argv: list[str] | None = None  # a container's hold (holds.py)
+        self.inner_pid: int | None = None  # a container's first process, on the host
         self.cancel_pending = False  # canceled while the holder was starting
         self._log_trouble = False  # the user was told the log could not be written
+        self.memory: int | None = None  # its memory limit (a container's OOM is told apart)
+        self.exit_message = ""  # why the command ended, when the exit code alone hides it
 
     # asyncio calls these, in this order: connection_made, then data / pipe EOFs / exit.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -185,6 +189,10 @@ class Attempt(asyncio.SubprocessProtocol):
         self._transport.close()
         rc = self._returncode
         code, sig = (128 - rc, -rc) if rc < 0 else (rc, None)
+        if self.container and not self._canceled:
+            self.exit_message = oom_message(self.memory, code)
+            if self.exit_message:
+                self.system(self.exit_message)
         if holds(self.hold, code) and not self._canceled:
             self.sup.background(hold(self, code, sig))
             return
@@ -193,7 +201,10 @@ class Attempt(asyncio.SubprocessProtocol):
             return
         if self.staging is not None:  # the periodic checkpoints of a canceled task
             self.staging.cancel()
-        self.sup.ended(self, {"state": "exited", "exit_code": code, "signal": sig})
+        self.sup.ended(
+            self,
+            {"state": "exited", "exit_code": code, "signal": sig, "message": self.exit_message},
+        )
 
     def end_early(self, code: int, message: str, sig: int | None = None) -> None:
         """End an attempt whose command never ran (a transfer or a credential failed)."""
@@ -204,11 +215,12 @@ class Attempt(asyncio.SubprocessProtocol):
             self, {"state": "exited", "exit_code": code, "signal": sig, "message": message}
         )
 
-    def fail_start(self, message: str) -> None:
+    def fail_start(self, message: str, reason: str = "") -> None:
+        """`reason`: StartFailed.reason ("image_pull")."""
         self._done = True
         self._line("system", f"could not start: {message}", now())
         self.close_log()
-        self.sup.ended(self, {"state": "failed_start", "message": message})
+        self.sup.ended(self, {"state": "failed_start", "message": message, "reason": reason})
 
     def cancel(self, grace: float) -> None:
         self._canceled = True
@@ -236,8 +248,8 @@ class Attempt(asyncio.SubprocessProtocol):
 
     def _kill(self) -> None:
         self._signal(signal.SIGKILL)
-        if self._runtime and self.container:  # SIGKILL of the client leaves the container
-            self.sup.background(remove_container(self._runtime, self.container))
+        if self.runtime and self.container:  # SIGKILL of the client leaves the container
+            self.sup.background(remove_container(self.runtime, self.container))
 
     def _signal(self, sig: int) -> None:
         if self.pid is not None:

@@ -19,6 +19,7 @@ import signal
 from subprocess import DEVNULL
 from typing import TYPE_CHECKING
 
+from .containers import container_pid, remove_container
 from .logfile import now
 from .workdir import why
 
@@ -26,8 +27,23 @@ if TYPE_CHECKING:
     from .attempt import Attempt
 
 HELD = "held.json"  # in a held attempt's folder: the command's exit, while the hold lasts
-# What a held attempt runs: nothing, in the task's cwd and environment (exec reads them from it).
-_HOLDER = [shutil.which("sleep") or "/bin/sleep", "2147483647"]
+# What a held attempt runs: nothing, in the task's cwd and environment (exec reads them from it);
+# a task in a container: a container of its image, mounts and environment running HOLDER.
+HOLDER = ["sleep", "2147483647"]
+HOLD_START = 30.0  # seconds for a holding container to run
+_HOLDER = [shutil.which("sleep") or "/bin/sleep", HOLDER[1]]
+
+
+async def _container_up(att: Attempt, proc: asyncio.subprocess.Process) -> bool:
+    """Whether the holding container runs (exec needs it), asked until HOLD_START."""
+    assert att.runtime and att.container
+    for _ in range(int(HOLD_START / 0.1)):
+        if proc.returncode is not None:
+            return False
+        if await container_pid(att.runtime, att.container):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 def holds(hold: str | None, code: int) -> bool:
@@ -44,6 +60,8 @@ def unhold(att: Attempt, *, complete: bool, holder_failed: bool = False) -> None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(att.holder.pid, signal.SIGKILL)
         att.holder = None
+        if att.runtime and att.container:  # the holding container outlives its client
+            att.sup.background(remove_container(att.runtime, att.container))
     if not holder_failed:
         att.system("hold released" + ("" if complete else " without completing"))
     att.close_log()
@@ -60,21 +78,25 @@ async def hold(att: Attempt, code: int, sig: int | None) -> None:
     att.held = (code, sig)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *_HOLDER,
+            *(att.holder_argv or _HOLDER),
             cwd=att.work,
             env=att.env,
             stdin=DEVNULL,
             stdout=DEVNULL,
             stderr=DEVNULL,
             start_new_session=True,
-            **att.sup.as_task(att),
+            **({} if att.holder_argv else att.sup.as_task(att)),  # a runtime client: ours
         )
     except OSError as e:
         att.system(f"cannot hold the task ({e}); it ends now")
         unhold(att, complete=True, holder_failed=True)
         return
-    att.pid = proc.pid
     att.holder = proc
+    if att.runtime and att.container and not await _container_up(att, proc):
+        att.system(f"cannot hold the task (its container did not start in {HOLD_START:g} s)")
+        unhold(att, complete=True, holder_failed=True)
+        return
+    att.pid = proc.pid
     what = "exited 0" if code == 0 else f"failed (exit code {code})"
     att.system(f"command {what}; holding the task's environment")
     ts = now()

@@ -2,12 +2,14 @@
 
 Their pipes broke with the agent that started them, so nobody can collect their output or
 their exit any more: what is left of them is killed (found by the OSMO_OUTPUT in their
-environment, never by an old pid that may have been reused) and each is recorded as lost, so
-the engine's `status` learns their fate.
+environment, never by an old pid that may have been reused; a container by the name in its
+attempt record) and each is recorded as lost, so the engine's `status` learns their fate.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import signal
@@ -22,20 +24,25 @@ from .workdir import ATTEMPT, EXIT, LOG, OUTPUT, why, write_exit
 log = logging.getLogger("osmo_core.agent")
 
 
-def recover(root: Path, workspace: Callable[[str], Path]) -> int:
+def recover(root: Path, workspace: Callable[[str], Path]) -> list[str]:
     """Attempts of a previous agent that never got an exit record are lost: their pipes
     broke with that agent, so nobody can collect their output. Kill what is left of them
-    and record it. Returns how many there were."""
+    and record it. Returns the containers they ran in (for the caller to remove: the
+    runtime keeps a container whose client was killed)."""
     orphans = {
         str(workspace("/".join(rec.parent.parts[-3:])) / OUTPUT): rec.parent
         for rec in root.glob(f"runs/*/*/*/{ATTEMPT}")
         if not (rec.parent / EXIT).exists()
     }
     if not orphans:
-        return 0
+        return []
     _kill_groups_with_output(set(orphans))
+    containers = []
     for d in orphans.values():
         key = "/".join(d.parts[-3:])
+        with contextlib.suppress(OSError, ValueError):
+            if name := json.loads((d / ATTEMPT).read_bytes()).get("container"):
+                containers.append(str(name))
         log.warning("attempt %s lost: its agent died while it ran", key)
         try:
             write_exit(
@@ -51,7 +58,7 @@ def recover(root: Path, workspace: Callable[[str], Path]) -> int:
             )
         except OSError as e:  # a read-only or full disk: `status` says lost all the same
             log.warning("attempt %s: lost record not written (%s)", key, why(e))
-    return len(orphans)
+    return containers
 
 
 def _kill_groups_with_output(outputs: set[str]) -> None:

@@ -36,7 +36,8 @@ both pipes are closed, so no line of an attempt follows its end::
     {"ev": "held", "key", "exit_code", "signal", "ts"}   (launch's `hold`: the command ended,
                                                           the attempt waits; exited follows)
     {"ev": "exited", "key", "exit_code", "signal", "ts", "message"?}
-    {"ev": "start_failed", "key", "message", "ts"}
+    {"ev": "start_failed", "key", "message", "ts", "reason"?}  (reason "image_pull": the
+                                                          image could not be pulled)
     {"ev": "transfer", "key", "direction": "download" | "upload" | "checkpoint", "url",
      "dataset"?, "files", "bytes", "seconds", "error"?, "ts"}
      (+ "final": false, "files_total", "bytes_total" for a progress report while it runs)
@@ -186,5 +187,5 @@ def event_from_wire(msg: dict[str, Any]) -> BackendEvent:
     if kind == "storage":
         return StorageTrouble(key, msg["message"], ts, msg.get("recovered", False))
     if kind == "start_failed":
-        return StartFailed(key, msg["message"], ts)
+        return StartFailed(key, msg["message"], ts, msg.get("reason", ""))
     raise ValueError(f"unknown event {kind!r}")

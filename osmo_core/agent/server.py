@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import __version__
 from . import host, usage
-from .containers import detect_runtime
+from .containers import Runtimes, remove_container
 from .dialhome import DialHome
 from .identity import UidMap
 from .logfile import read_lines
@@ -50,6 +50,7 @@ class AgentServer:
         self.sup = Supervisor(root, self._broadcast, self._runtime, tasks, uids, task_umask)
         self._clients: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         self._host: asyncio.Task[dict[str, Any]] | None = None
+        self.runtimes = Runtimes()
         self._stop = asyncio.Event()
         self._stop_grace = STOP_GRACE
         self._outbox: dict[asyncio.StreamWriter, list[bytes]] = {}
@@ -66,8 +67,9 @@ class AgentServer:
         }
 
     async def serve(self) -> None:
-        self._host = asyncio.ensure_future(_probe())  # slow (`docker info`): in background
+        self._host = asyncio.ensure_future(host.capacity())  # nvidia-smi: in background
         lost = recover(self.root, self.sup.workspace)
+        self.sup.background(self._remove(lost))
         server = await asyncio.start_unix_server(
             self._serve_client, path=self.socket_path, limit=MAX_MESSAGE
         )
@@ -77,12 +79,12 @@ class AgentServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         log.info(
-            "agent %s (pid %d) serving %s on %s; %d lost attempt(s) recorded; %s",
+            "agent %s (pid %d) serving %s on %s; %d container(s) of lost attempts to remove; %s",
             __version__,
             os.getpid(),
             self.root,
             self.socket_path,
-            lost,
+            len(lost),
             self._isolation_note(),
         )
         idle = asyncio.ensure_future(self._watch_idle())
@@ -176,14 +178,19 @@ class AgentServer:
     # --- ops -------------------------------------------------------------------------------
 
     async def _runtime(self) -> str | None:
-        assert self._host is not None
-        runtime: str | None = (await self._host)["container_runtime"]
-        return runtime
+        return await self.runtimes.current()
+
+    async def _remove(self, containers: list[str]) -> None:
+        """The containers of a predecessor's lost attempts (their clients are dead)."""
+        runtime = await self._runtime() if containers else None
+        if runtime is not None:
+            await asyncio.gather(*(remove_container(runtime, c) for c in containers))
 
     async def _hello(self, msg: dict[str, Any]) -> dict[str, Any]:
         assert self._host is not None
         return {
             **await self._host,
+            "container_runtime": await self._runtime(),
             "version": __version__,
             "protocol": PROTOCOL,
             "pid": os.getpid(),
@@ -244,9 +251,3 @@ class AgentServer:
         self._stop_grace = 0
         self._stop.set()
         return {}
-
-
-async def _probe() -> dict[str, Any]:
-    """The host's facts for `hello`, the container runtime among them."""
-    facts, runtime = await asyncio.gather(host.capacity(), detect_runtime())
-    return {**facts, "container_runtime": runtime}

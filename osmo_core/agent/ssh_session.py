@@ -37,6 +37,7 @@ from asyncssh.stream import SSHServerStreamSession
 
 from .. import __version__
 from ..wire import SFTP_ATTEMPT, DialHomeInfo
+from .containers import exec_argv, user_of
 from .sftp import TaskSFTP
 
 if TYPE_CHECKING:
@@ -144,12 +145,14 @@ class Session(asyncssh.SSHServerSession[bytes]):
         att = self.home.sup.running.get(str(key))
         if att is None or att.pid is None:
             raise _Refused(f"task attempt {key} is not running on this agent")
-        if getattr(att, "_container", None):  # its cwd/env would be the container runtime's
-            raise _Refused(
-                f"task attempt {key} runs in a container: exec there is not supported yet"
-            )
-        cwd, env = _context_of(att.pid, self.home.sup.workspace(str(key)))
-        self.as_task = self.home.sup.as_task(att)  # a user's shell is never the agent's
+        if att.runtime and att.container:  # in the task's container, with its cwd and env
+            tty = self.term is not None
+            argv = exec_argv(att.runtime, att.container, argv, tty, user_of(att.identity))
+            cwd, env = str(att.work), att.env
+            self.as_task = {}  # the runtime's client is the agent's; `--user` is the task's
+        else:
+            cwd, env = _context_of(att.pid, self.home.sup.workspace(str(key)))
+            self.as_task = self.home.sup.as_task(att)  # a user's shell is never the agent's
         if self.term is not None:
             code = await self._run_pty(argv, cwd, env)
         else:

@@ -27,10 +27,19 @@ from ..data.credentials import CredentialFile
 from ..data.transfer import TransferError
 from ..wire import LaunchInfo, LaunchRequest
 from .attempt import Attempt
-from .containers import container_argv, container_name
+from .containers import (
+    PullError,
+    container_argv,
+    container_name,
+    container_pid,
+    ensure_image,
+    not_enforced,
+    registry_auth,
+    user_of,
+)
 from .ends import Ends
 from .environment import scrubbed
-from .holds import unhold
+from .holds import HOLDER, unhold
 from .identity import TaskIdentity, UidMap, hand_over, make_dir
 from .logfile import count_lines, now
 from .protocol import RequestError, request_from_wire
@@ -103,6 +112,7 @@ class Supervisor:
         self._runtime = runtime
         self._env = scrubbed(os.environ)  # no control-plane secret (environment.py)
         self._warned_image = False
+        self._images: dict[tuple[str, str], float] = {}  # (runtime, image) -> seen here at
         self._bg: set[asyncio.Task[None]] = set()
         self.credentials = CredentialFile(root)  # written by the backend; names -> secrets
 
@@ -120,7 +130,8 @@ class Supervisor:
         d = attempt_dir(self.root, req.key)
         if req.key in self.running:
             return vars(self._info(req.key, already_known=True))
-        runtime = await self._runtime() if req.image else None
+        contained = req.image is not None and req.containers != "off"
+        runtime = await self._runtime() if contained else None
         container = container_name(req.key) if runtime else None
         info = self._info(req.key)
         record = {
@@ -135,19 +146,26 @@ class Supervisor:
             return vars(self._info(req.key, already_known=True))
         w = self.workspace(req.key)
 
-        notes: list[str] = []
-        if req.image and runtime is None:
+        notes: list[str] = not_enforced(req) if container else []
+        if contained and runtime is None and req.containers == "auto":
             notes.append(
-                f"image {req.image} ignored: no docker/podman on this host; "
+                f"image {req.image} ignored: no docker/podman answers on this host; "
                 "running the command on the host"
             )
-            if not self._warned_image:
+            if not self._warned_image:  # the agent's log says it once; each task's log too
                 self._warned_image = True
-                log.warning(notes[0])
+                log.warning(notes[-1])
         att = self.running[req.key] = Attempt(self, req.key, d, runtime, container, notes)
+        att.memory = req.memory
         att.work = w
         att.mask = self.credentials.masker() or None
         att.hold = req.hold
+        if contained and runtime is None and req.containers == "required":
+            att.fail_start(
+                f"image {req.image}: its pool requires a container (containers: required) "
+                "and no docker/podman answers on this host"
+            )
+            return vars(info)
         try:
             secret_env, secret_files = task_credentials(req, self.credentials.load())
         except TransferError as e:
@@ -177,10 +195,15 @@ class Supervisor:
             env["HOME"] = str(w)
         att.env = env
         argv = prep.argv
-        if runtime and container and req.image:
-            argv = container_argv(
-                runtime, container, w, req.image, req.gpus, prep, info.output, list(secret_env)
-            )
+        if runtime and container:
+            args = (runtime, container, self.root, w, req, prep, list(secret_env))
+            try:
+                argv = container_argv(*args, user_of(att.identity))
+                if req.hold:  # the held environment: the same container, doing nothing
+                    att.holder_argv = container_argv(*args, user_of(att.identity), HOLDER)
+            except ValueError as e:
+                att.fail_start(str(e))
+                return vars(info)
         if needs_staging(req):
             att.stager = Stager(
                 req.key,
@@ -192,10 +215,50 @@ class Supervisor:
                 prep.checkpoint_dirs,
                 att.identity,
             )
+        if runtime and container:  # the image first, while the task is still initializing
+            att.staging = asyncio.ensure_future(self._pull(att, runtime, req, argv, w, env))
+            return vars(info)
+        if att.stager is not None:
             att.staging = asyncio.ensure_future(self._staged(att, req, argv, w, env))
             return vars(info)
         await self._spawn(att, argv, w, env)
         return vars(info)
+
+    async def _pull(
+        self,
+        att: Attempt,
+        runtime: str,
+        req: LaunchRequest,
+        argv: list[str],
+        w: Path,
+        env: dict[str, str],
+    ) -> None:
+        """The task's image, pulled if it is not here; then on as any task."""
+        assert req.image is not None
+        auth = registry_auth(req.image, self.credentials.load())
+        auth_dir = att.dir / "registry-auth" if auth else None
+        try:
+            if auth_dir is not None and auth is not None:  # root's, 0700, gone after the pull
+                auth_dir.mkdir(mode=0o700, exist_ok=True)
+                for name, content in auth.items():
+                    fd = os.open(auth_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "w") as f:
+                        f.write(content)
+            await ensure_image(runtime, req.image, auth_dir, att.system, self._images)
+        except PullError as e:
+            att.fail_start(str(e), reason="image_pull")
+            return
+        except asyncio.CancelledError:
+            att.end_early(_SIGTERM_EXIT, "canceled while pulling its image", signal.SIGTERM)
+            return
+        finally:
+            if auth_dir is not None:
+                shutil.rmtree(auth_dir, ignore_errors=True)
+        if att.stager is not None:  # att.staging stays this task: cancel reaches the inputs
+            await self._staged(att, req, argv, w, env)
+        else:
+            att.staging = None
+            await self._spawn(att, argv, w, env)
 
     def _make_workspace(self, w: Path, owner: TaskIdentity) -> None:
         """TASKS/runs/<wf>/<task>/<retry>: the folders above it searchable (0711), not
@@ -223,7 +286,8 @@ class Supervisor:
                 stdout=PIPE,
                 stderr=PIPE,
                 start_new_session=True,  # its own process group: cancel reaches every child
-                **self.as_task(att),
+                # a runtime's client is the agent's; the container runs as the task (`--user`)
+                **({} if att.container else self.as_task(att)),
             )
         except Exception as e:  # not found, not executable, a NUL in argv...
             att.fail_start(str(e))
@@ -260,7 +324,7 @@ class Supervisor:
 
     async def _stage_out(self, att: Attempt, code: int, sig: int | None) -> None:
         assert att.stager is not None
-        message = ""
+        message = att.exit_message
         try:
             await att.stager.checkpoint()
             if code == 0:
@@ -335,6 +399,7 @@ class Supervisor:
             "exit_code": ended.get("exit_code"),
             "signal": ended.get("signal"),
             "message": ended.get("message", ""),
+            "reason": ended.get("reason", ""),
             "log_lines": ended.get("log_lines", 0),
             "info": info,
         }
@@ -349,16 +414,19 @@ class Supervisor:
         self.ends.stop()
 
     async def report_usage(self, every: float) -> None:
-        """Forever: every `every` seconds, a `usage` event per running command (not holders,
-        not containers: their processes are not ours to read)."""
+        """Forever: every `every` seconds, a `usage` event per running command (not holders;
+        a container's: the tree of its first process, as the host sees it)."""
         samplers: dict[str, Sampler] = {}
         while True:
             await asyncio.sleep(every)
-            live = {
-                k: a.pid
-                for k, a in self.running.items()
-                if a.pid is not None and a.held is None and a.container is None
-            }
+            live = {}
+            for k, a in list(self.running.items()):
+                if a.pid is None or a.held is not None:
+                    continue
+                if a.runtime and a.container and a.inner_pid is None:
+                    a.inner_pid = await container_pid(a.runtime, a.container)  # once started
+                if pid := (a.inner_pid if a.container else a.pid):
+                    live[k] = pid
             for k in set(samplers) - set(live):
                 del samplers[k]
             for k, pid in live.items():
@@ -382,5 +450,7 @@ class Supervisor:
                 ev["message"] = record["message"]
         else:
             ev = {"ev": "start_failed", "message": record["message"]}
+            if record.get("reason"):
+                ev["reason"] = record["reason"]
         self.emit({**ev, "key": att.key, "ts": record["ts"]})
         att.ended.set_result(None)

@@ -49,6 +49,9 @@ ATTEMPT, EXIT, LOG, OUTPUT, INPUTS, FILES, CHECKPOINTS, CREDENTIALS = (
     "credentials",
 )
 _RECORDS = {ATTEMPT, EXIT, EXIT + ".tmp", LOG, CREDENTIALS}
+# Inside a container (containers.py), OSMO's paths: {{output}}, {{input:N}} under INPUT_IN/N
+# (read-only), and the task's folder as the working directory.
+OUTPUT_IN, INPUT_IN, WORKDIR_IN = "/osmo/data/output", "/osmo/data/input", "/osmo/run"
 
 # {{output}} and {{input:N}}, spaces tolerated inside the braces.
 _TOKEN = r"\{\{\s*(?:(output)|input:\s*(\d+))\s*\}\}"
@@ -90,16 +93,17 @@ def launch_info(
 class Prepared:
     argv: list[str]
     env: dict[str, str]  # the request's env, resolved; the supervisor adds its own on top
-    mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, container) paths
+    # (host path, container path, read-only) of what a container needs mounted
+    mounts: list[tuple[str, str, bool]] = field(default_factory=list)
     checkpoint_dirs: list[Path] = field(default_factory=list)  # host folder of each checkpoint
 
 
 class _Rewriter:
     """Resolves placeholders and rebases declared absolute file paths, in one regex pass."""
 
-    def __init__(self, d: Path, rebased: dict[str, str]):
-        self._output = str(d / OUTPUT)
-        self._inputs = str(d / INPUTS)
+    def __init__(self, d: Path, rebased: dict[str, str], in_container: bool = False):
+        self._output = OUTPUT_IN if in_container else str(d / OUTPUT)
+        self._inputs = INPUT_IN if in_container else str(d / INPUTS)
         self._rebased = rebased
         pattern = _TOKEN
         if rebased:
@@ -139,10 +143,16 @@ def prepare(
     there (an SSH host's output mirrored by the control plane) is copied in, not linked."""
     os.mkdir(d / OUTPUT)
     mounts = [
-        m
+        (m, m, True)
         for i in req.inputs
         if (m := _link_input(d, i.index, i.path, i.url or i.dataset, i.regex, private)) is not None
     ]
+    if in_container:
+        mounts.append((str(d / OUTPUT), OUTPUT_IN, False))
+        mounts += [
+            (os.path.realpath(d / INPUTS / str(i.index)), f"{INPUT_IN}/{i.index}", True)
+            for i in req.inputs
+        ]
     targets: list[tuple[Path, bytes, int]] = []
     rebased: dict[str, str] = {}
     for n, (folder, contents) in enumerate((secret_files or {}).items()):
@@ -166,16 +176,17 @@ def prepare(
         if os.path.isabs(f.path):
             target = d / FILES / os.path.normpath(f.path).lstrip("/")
             if in_container:
-                mounts.append((str(target), f.path))
+                mounts.append((str(target), f.path, True))
             else:
                 rebased[f.path] = str(target)
         else:
             target = _inside(d, f.path, "file")
         targets.append((target, f.content, drop_setid(f.mode)))  # never a setuid program
-    rw = _Rewriter(d, rebased)
+    rw = _Rewriter(d, rebased, in_container)
+    on_host = _Rewriter(d, rebased) if in_container else rw  # the agent's view, for staging
     for n, c in enumerate(req.checkpoints):
         if "{{" in c.path:  # e.g. {{output}}/ckpt
-            checkpoint_dirs[n] = Path(rw.text(c.path))
+            checkpoint_dirs[n] = Path(on_host.text(c.path))
             checkpoint_dirs[n].mkdir(parents=True, exist_ok=True)
     for target, content, mode in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +212,7 @@ def _place(
     host: Path,
     d: Path,
     in_container: bool,
-    mounts: list[tuple[str, str]],
+    mounts: list[tuple[str, str, bool]],
     rebased: dict[str, str],
 ) -> None:
     """An absolute folder the task expects at `path`: mounted there in a container, else its
@@ -209,7 +220,7 @@ def _place(
     if not os.path.isabs(path):
         raise PrepareError(f"{path!r} must be an absolute path")
     if in_container:
-        mounts.append((str(host), path))
+        mounts.append((str(host), path, False))
     else:
         rebased[path] = str(host)
 
@@ -221,8 +232,9 @@ def _link_input(
     remote: str | None,
     regex: str | None,
     private: Path | None = None,
-) -> tuple[str, str] | None:
-    """Make inputs/<index>; returns the source as a mount (containers see the same path).
+) -> str | None:
+    """Make inputs/<index>; returns a source that a container must see at the same path (the
+    targets of a regex input's links).
     A url or dataset input (`remote`) gets an empty folder, filled by the agent's staging."""
     if remote is not None:
         (d / INPUTS / str(index)).mkdir(parents=True)
@@ -240,7 +252,7 @@ def _link_input(
             return None
     if regex is None:
         os.symlink(path, link)
-        return (path, path)
+        return None
     try:
         pattern = re.compile(regex)
     except re.error as e:
@@ -255,4 +267,4 @@ def _link_input(
             if pattern.search(rel):
                 (link / rel).parent.mkdir(parents=True, exist_ok=True)
                 place(os.path.join(dirpath, name), link / rel)
-    return (path, path) if place is os.symlink else None
+    return path if place is os.symlink else None

@@ -414,7 +414,7 @@ class AgentLink(ABC):
                 exited.message = st.get("message") or ""
                 self._deliver(exited)
             elif st["state"] == "failed_start":
-                self._deliver(StartFailed(key, st["message"]))
+                self._deliver(StartFailed(key, st["message"], reason=st.get("reason", "")))
             elif st["state"] == "lost":
                 self._deliver(Lost(key, st["message"]))
 

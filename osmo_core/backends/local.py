@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..agent import host
+from ..agent.containers import Runtimes
 from ..agent.environment import scrubbed
 from ..agent.logfile import count_lines, read_lines
 from ..agent.protocol import MAX_MESSAGE
@@ -72,6 +73,7 @@ class LocalBackend(AgentLink, Backend):
         self.idle_timeout = float(self.config.get("idle_timeout", 600))
         AgentLink.__init__(self, str(self.root))
         self._spawned: list[subprocess.Popen[bytes]] = []
+        self._runtimes = Runtimes()  # this host's, before an agent tells
 
     # --- Backend ---------------------------------------------------------------------------
 
@@ -88,7 +90,10 @@ class LocalBackend(AgentLink, Backend):
 
     async def nodes(self) -> list[Node]:
         # Same host: without an agent yet (placement checks), probe the machine ourselves.
-        a = self.agent or await host.capacity()
+        a = self.agent or {
+            **await host.capacity(),
+            "container_runtime": await self._runtimes.current(),
+        }
         names = {g["index"]: g["name"] for g in a.get("gpus", [])}
         gpus = [int(g) for g in self.config.get("gpus", names)]
         return [
@@ -100,6 +105,7 @@ class LocalBackend(AgentLink, Backend):
                 gpu_names=[names.get(g, "") for g in gpus],
                 arch=a.get("arch", ""),
                 cpu_shared=bool(self.config.get("cpu_shared", "cpus" not in self.config)),
+                container_runtime=a.get("container_runtime") or "",
             )
         ]
 

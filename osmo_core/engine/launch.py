@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from .. import containers
 from ..backends.base import Backend
 from ..config import OsmoConfig, PoolConfig
 from ..data.credentials import match as credential_for
@@ -133,6 +134,9 @@ def launch_request(
         outputs=outputs,
         checkpoints=checkpoints,
         credentials=dict(spec.credentials),
+        containers=containers.mode_of(
+            config.containers, scheduler.pools[wf.pool], scheduler.platform_of(wf.pool, res)
+        ),
     )
 
 

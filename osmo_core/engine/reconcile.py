@@ -49,7 +49,7 @@ def end_event(key: str, st: AttemptState | None, label: str) -> BackendEvent | N
     if st.state == "exited":
         return Exited(key, st.exit_code or 0, signal=st.signal, message=st.message)
     if st.state == "failed_start":
-        return StartFailed(key, st.message)
+        return StartFailed(key, st.message, reason=st.reason)
     if st.state == "lost":
         return Lost(key, st.message or f"{label} lost this attempt")
     return None  # running or held

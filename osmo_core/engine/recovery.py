@@ -89,7 +89,7 @@ class Recovery:
                     code = st.exit_code or 0
                     self._post(Exited(att.key, code, signal=st.signal, message=st.message))
                 elif state == "failed_start":
-                    self._post(StartFailed(att.key, st.message))
+                    self._post(StartFailed(att.key, st.message, reason=st.reason))
                 elif state == "lost":
                     self._post(Lost(att.key, st.message or "the backend lost this attempt"))
         for wf_id in ids:

@@ -134,6 +134,8 @@ class RemoteKernel:
             ) from None
         text = err.decode(errors="replace").strip()
         code = status["exit_code"]
+        if code == 127 and not text:  # podman exec may lose the stderr of a quick exit
+            text = "no python3 or python on the task's PATH"
         if code == kernel_boot.NO_IPYKERNEL or code == 127:
             raise KernelUnavailable(
                 f"task {self.name} cannot run a Jupyter kernel: {text}; install ipykernel in "

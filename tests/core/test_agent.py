@@ -206,15 +206,25 @@ async def test_url_inputs_are_downloaded_before_the_command_starts(
     assert (moved.direction, moved.files, moved.bytes, moved.error) == ("download", 2, 2, None)
 
 
-async def test_image_without_a_runtime_runs_on_the_host_with_a_warning(local: Local) -> None:
-    backend, _ = local
-    if backend.agent["container_runtime"]:
-        pytest.skip("a container runtime works here")
+def without_runtimes(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    """docker and podman that do not answer (installed, no daemon or no permission) first on
+    PATH: the agents started next inherit it."""
+    for rt in ("docker", "podman"):
+        _fake_tool(bin_dir, rt, "echo cannot connect >&2; exit 125\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+async def test_image_without_a_runtime_runs_on_the_host_with_a_warning(
+    backends: BackendFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    without_runtimes(monkeypatch, tmp_path / "bin")
+    local = backend, _ = await backends()
+    assert backend.agent["container_runtime"] is None
     _, lines = await run(local, req("wf/img/0", "echo", "on host", image="ubuntu:24.04"))
     assert [(ln.stream, ln.text) for ln in lines] == [
         (
             "system",
-            "image ubuntu:24.04 ignored: no docker/podman on this host; "
+            "image ubuntu:24.04 ignored: no docker/podman answers on this host; "
             "running the command on the host",
         ),
         ("stdout", "on host"),
@@ -350,13 +360,14 @@ def _fake_tool(bin_dir: Path, name: str, script: str) -> None:
 async def test_image_with_a_runtime_runs_in_a_container(
     tmp_path: Path, backends: BackendFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A stand-in `docker` whose `info` succeeds and whose `run` prints its arguments: the
-    # agent (started with this PATH) takes it for a working runtime.
-    _fake_tool(tmp_path / "bin", "docker", '[ "$1" = info ] && exit 0\nprintf "%s\\n" "$@"\n')
+    # A stand-in `docker` whose `info` and `image inspect` succeed and whose `run` prints its
+    # arguments: the agent (started with this PATH) takes it for a working runtime. Real
+    # containers (podman): tests/core/test_containers.py.
+    _fake_tool(tmp_path / "bin", "docker", '[ "$1" = run ] || exit 0\nprintf "%s\\n" "$@"\n')
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     backend, events = await backends()
     assert backend.agent["container_runtime"] == "docker"
-    files = [FileSpec("/tmp/run.sh", b"echo hi\n", 0o755)]
+    files = [FileSpec("/tmp/run.sh", b"echo hi {{output}}\n", 0o755)]
     request = req(
         "wf/ctr/0",
         "sh",
@@ -366,15 +377,18 @@ async def test_image_with_a_runtime_runs_in_a_container(
         gpus=[1],
         env={"A": "1"},
         files=files,
+        memory=2**30,
     )
     _, lines = await run((backend, events), request)
     d = backend.root / "runs/wf/ctr/0"
     argv = [ln.text for ln in lines]
     assert argv[:4] == ["run", "--rm", "--name", argv[3]] and argv[3].startswith("osmo-wf-ctr-0-")
     pairs = list(itertools.pairwise(argv))
-    assert ("-v", f"{d}:{d}") in pairs and ("-w", str(d)) in pairs
-    assert ("-v", f"{d}/files/tmp/run.sh:/tmp/run.sh") in pairs  # mounted, not rebased
-    assert ("-e", "A=1") in pairs and ("-e", f"OSMO_OUTPUT={d}/output") in pairs
-    assert ("--gpus", "device=1") in pairs
-    assert argv[-4:] == ["alpine:3", "sh", "/tmp/run.sh", f"{d}/output"]
-    assert (d / "files/tmp/run.sh").read_text() == "echo hi\n"
+    assert ("-v", f"{d}:/osmo/run") in pairs and ("-w", "/osmo/run") in pairs
+    assert ("-v", f"{d}/output:/osmo/data/output") in pairs
+    assert ("-v", f"{d}/files/tmp/run.sh:/tmp/run.sh:ro") in pairs  # mounted, not rebased
+    assert ("-e", "A=1") in pairs and ("-e", "OSMO_OUTPUT=/osmo/data/output") in pairs
+    assert ("--gpus", "device=1") in pairs and ("--memory", str(2**30)) in pairs
+    assert ("--label", f"osmo.root={backend.root}") in pairs and "--init" in argv
+    assert argv[-5:] == ["--entrypoint", "sh", "alpine:3", "/tmp/run.sh", "/osmo/data/output"]
+    assert (d / "files/tmp/run.sh").read_text() == "echo hi /osmo/data/output\n"

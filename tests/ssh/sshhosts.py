@@ -142,6 +142,12 @@ class Hosts:
     def close(self) -> None:
         for h in self.hosts:
             self.kill(h)
+            # what outlives sshd: rootless podman's pause process (an agent's `podman info`)
+            left = [p for p in psutil.process_iter(["username"]) if p.info["username"] == h.user]
+            for p in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.send_signal(signal.SIGKILL)
+            psutil.wait_procs(left, timeout=5)
             subprocess.run(["ip", "netns", "del", h.ns], capture_output=True)
             subprocess.run(["userdel", h.user], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)

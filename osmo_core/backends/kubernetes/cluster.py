@@ -82,6 +82,7 @@ async def list_nodes(api: Any, config: dict[str, Any]) -> list[Node]:
                 arch=labels.get("kubernetes.io/arch", ""),
                 labels=dict(labels),
                 taints=taints,
+                container_runtime="kubernetes",
             )
         )
     return out
