@@ -44,7 +44,7 @@ async def test_a_pull_failure_is_failed_image_pull_with_the_registry_message(
     service: Service, container_image: str
 ) -> None:
     wf = await service.submit(one_task("127.0.0.1:9/osmo/missing:1", "true"))
-    assert await asyncio.wait_for(service.wait(wf), 60) == "FAILED"
+    assert await asyncio.wait_for(service.wait(wf), 60) == "FAILED_IMAGE_PULL"  # as OSMO's
     t = service.task(wf, "main")
     assert t["status"] == "FAILED_IMAGE_PULL"
     assert "cannot pull image 127.0.0.1:9/osmo/missing:1" in t["message"]
