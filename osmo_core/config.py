@@ -56,9 +56,11 @@ class PoolConfig:
     default_platform: str
     platforms: dict[str, PlatformConfig]
     description: str = ""
-    # Allow-lists: when either is non-empty, only these users / roles (and admins) may use it.
+    # Allow-lists: when any is non-empty, only these users / roles / groups (and admins) may use
+    # it. Groups are JupyterHub's (a Principal's `groups`).
     users: frozenset[str] = frozenset()
     roles: tuple[str, ...] = ()
+    groups: frozenset[str] = frozenset()
 
     def backend_of(self, platform: str) -> str:
         return self.platforms[platform].backend or self.backend
@@ -256,6 +258,13 @@ class OsmoConfig(Configurable):
         "OSMO_SERVER_TOKEN, a personal access token of the user who started it (never the "
         "server's), renewed when it restarts and revoked when it shuts down.",
     ).tag(config=True)
+    hub_group_roles = Dict(
+        value_trait=Unicode(),
+        key_trait=Unicode(),
+        help="Run as a JupyterHub service: the OSMO role each Hub group gives its members, e.g. "
+        "`{'osmo-admins': 'admin'}`. A Hub admin is an OSMO admin; everyone else the Hub "
+        "authenticates is a `user`. Groups also open pools whose `groups` allow-list names them.",
+    ).tag(config=True)
     oidc_issuer = Unicode(
         "", help="OIDC issuer URL; bearer JWTs it signs are accepted. Empty: OIDC off."
     ).tag(config=True)
@@ -320,6 +329,20 @@ class OsmoConfig(Configurable):
         if problem is not None:
             raise ConfigError(problem)
         return url
+
+    @validate("hub_group_roles")
+    def _check_hub_group_roles(self, proposal: Any) -> dict[str, str]:
+        value: dict[str, str] = proposal["value"]
+        for group, role in value.items():
+            if role not in ROLES:
+                raise ConfigError(
+                    Problem(
+                        f"unknown role {role!r}",
+                        field=f"OsmoConfig.hub_group_roles.{group}",
+                        hint=f"roles: {', '.join(ROLES)}",
+                    )
+                )
+        return value
 
     @validate("kernel_token_hours")
     def _check_kernel_token_hours(self, proposal: Any) -> float:
@@ -413,10 +436,12 @@ class OsmoConfig(Configurable):
                     )
                 )
             users, roles = raw.get("users") or [], raw.get("roles") or []
-            if not _str_list(users):
-                problems.append(
-                    Problem(f"expected a list of user names, got {users!r}", field=f"{where}.users")
-                )
+            groups = raw.get("groups") or []
+            for key, names in (("users", users), ("groups", groups)):
+                if not _str_list(names):
+                    problems.append(
+                        Problem(f"expected a list of names, got {names!r}", field=f"{where}.{key}")
+                    )
             if not _str_list(roles) or set(roles) - set(ROLES):
                 problems.append(
                     Problem(
@@ -462,6 +487,7 @@ class OsmoConfig(Configurable):
                 raw.get("description", ""),
                 users=frozenset(users),
                 roles=tuple(roles),
+                groups=frozenset(groups),
             )
         from .data.credentials import pool_problems
 
@@ -505,7 +531,15 @@ def _platform_problems(p: PlatformConfig, backends: dict[str, Any], where: str) 
     return []
 
 
-_POOL_KEYS = {"backend", "default_platform", "platforms", "description", "users", "roles"}
+_POOL_KEYS = {
+    "backend",
+    "default_platform",
+    "platforms",
+    "description",
+    "users",
+    "roles",
+    "groups",
+}
 
 
 def _str_list(value: Any) -> bool:

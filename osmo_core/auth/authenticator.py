@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..config import OsmoConfig
 from ..errors import Unauthorized
 from ..roles import ADMIN, USER
@@ -44,5 +46,5 @@ class Authenticator:
     def with_config_role(self, who: Principal) -> Principal:
         """`admin_users` are admins however they signed in."""
         if who.role == USER and who.name in self.config.admin_users:
-            return Principal(who.name, ADMIN, who.via)
+            return dataclasses.replace(who, role=ADMIN)
         return who
