@@ -35,6 +35,7 @@ SERVICE_TOKEN = "osmo-service-token-for-tests"
 TESTER_TOKEN = "hub-tester-token-for-tests"
 OWNER_TOKEN = "osmo-owner-token-for-tests"
 STARTUP = 90.0  # a Lab starts in seconds; a loaded CI machine needs more
+SLEEPER = "workflow:\n  name: {name}\n  tasks:\n  - name: t\n    command: [sleep, '600']\n"
 
 try:
     import jupyterhub  # noqa: F401
@@ -210,6 +211,25 @@ c.JupyterHub.load_roles.append({{
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     with running_hub(tmp_path_factory.mktemp("hub")) as h:
         yield h
+
+
+def submit(hub: Hub, user: str, name: str) -> str:
+    """A long task of `user`'s, submitted from their Lab; its id once it runs."""
+    lab = f"{hub.lab(user)}/osmo/api/v1"
+    body = {"spec": SLEEPER.format(name=name)}
+    status, made = call(f"{lab}/workflows", hub.tokens[user], "POST", body)
+    assert status == 201, made
+
+    def running() -> bool:
+        return call(f"{lab}/workflows/{made['id']}", hub.tokens[user])[1]["status"] == "RUNNING"
+
+    wait_until(f"{made['id']} running", running, 60)
+    return str(made["id"])
+
+
+@pytest.fixture(scope="package")
+def workflows(hub: Hub) -> dict[str, str]:
+    return {user: submit(hub, user, f"wf-{user}") for user in ("alice", "bob")}
 
 
 @contextlib.contextmanager

@@ -7,32 +7,12 @@ import time
 
 import pytest
 
-from tests.hub.conftest import Hub, KernelChannels, TaskTerminal, call, wait_until
+from tests.hub.conftest import SLEEPER, Hub, KernelChannels, TaskTerminal, call
 
 # the first test also waits for the Hub, the service and two Labs to start
 pytestmark = pytest.mark.timeout(300)
 
 API = "osmo/api/v1"
-SLEEPER = "workflow:\n  name: {name}\n  tasks:\n  - name: t\n    command: [sleep, '600']\n"
-
-
-def submit(hub: Hub, user: str, name: str) -> str:
-    """A long task of `user`'s, submitted from their Lab; its id once it runs."""
-    lab = f"{hub.lab(user)}/{API}"
-    body = {"spec": SLEEPER.format(name=name)}
-    status, made = call(f"{lab}/workflows", hub.tokens[user], "POST", body)
-    assert status == 201, made
-
-    def running() -> bool:
-        return call(f"{lab}/workflows/{made['id']}", hub.tokens[user])[1]["status"] == "RUNNING"
-
-    wait_until(f"{made['id']} running", running, 60)
-    return str(made["id"])
-
-
-@pytest.fixture(scope="module")
-def workflows(hub: Hub) -> dict[str, str]:
-    return {user: submit(hub, user, f"wf-{user}") for user in ("alice", "bob")}
 
 
 def ids(answer: list[dict]) -> set[str]:
