@@ -63,12 +63,14 @@ class PoolConfig:
     default_platform: str
     platforms: dict[str, PlatformConfig]
     description: str = ""
-    # Allow-lists: when either is non-empty, only these users / roles (and admins) may use it.
+    # Allow-lists: when any is non-empty, only these users / roles / groups (and admins) may use
+    # it. Groups are JupyterHub's (a Principal's `groups`).
     users: frozenset[str] = frozenset()
     roles: tuple[str, ...] = ()
     # Quota, fair share, user weights and limits (osmo_core/scheduling_config.py).
     scheduling: PoolScheduling = field(default_factory=PoolScheduling)
     containers: str = ""  # "": OsmoConfig.containers (osmo_core/containers.py)
+    groups: frozenset[str] = frozenset()
 
     def backend_of(self, platform: str) -> str:
         return self.platforms[platform].backend or self.backend
@@ -285,6 +287,13 @@ class OsmoConfig(Configurable):
         "credential) for the user this server runs as, who is then its owner. Only for a "
         "single-user server on a machine nobody else can reach.",
     ).tag(config=True)
+    hub_group_roles = Dict(
+        value_trait=Unicode(),
+        key_trait=Unicode(),
+        help="Run as a JupyterHub service: the OSMO role each Hub group gives its members, e.g. "
+        "`{'osmo-admins': 'admin'}`. A Hub admin is an OSMO admin; everyone else the Hub "
+        "authenticates is a `user`. Groups also open pools whose `groups` allow-list names them.",
+    ).tag(config=True)
     oidc_issuer = Unicode(
         "", help="OIDC issuer URL; bearer JWTs it signs are accepted. Empty: OIDC off."
     ).tag(config=True)
@@ -349,6 +358,20 @@ class OsmoConfig(Configurable):
         if problem is not None:
             raise ConfigError(problem)
         return url
+
+    @validate("hub_group_roles")
+    def _check_hub_group_roles(self, proposal: Any) -> dict[str, str]:
+        value: dict[str, str] = proposal["value"]
+        for group, role in value.items():
+            if role not in ROLES:
+                raise ConfigError(
+                    Problem(
+                        f"unknown role {role!r}",
+                        field=f"OsmoConfig.hub_group_roles.{group}",
+                        hint=f"roles: {', '.join(ROLES)}",
+                    )
+                )
+        return value
 
     @validate("kernel_token_hours", "session_token_minutes")
     def _check_positive(self, proposal: Any) -> float:
@@ -444,10 +467,12 @@ class OsmoConfig(Configurable):
                     )
                 )
             users, roles = raw.get("users") or [], raw.get("roles") or []
-            if not _str_list(users):
-                problems.append(
-                    Problem(f"expected a list of user names, got {users!r}", field=f"{where}.users")
-                )
+            groups = raw.get("groups") or []
+            for key, names in (("users", users), ("groups", groups)):
+                if not _str_list(names):
+                    problems.append(
+                        Problem(f"expected a list of names, got {names!r}", field=f"{where}.{key}")
+                    )
             if not _str_list(roles) or set(roles) - set(ROLES):
                 problems.append(
                     Problem(
@@ -497,6 +522,7 @@ class OsmoConfig(Configurable):
                 roles=tuple(roles),
                 scheduling=scheduling,
                 containers=raw.get("containers", ""),
+                groups=frozenset(groups),
             )
         from .containers import config_problems
         from .data.credentials import pool_problems
@@ -550,6 +576,7 @@ _POOL_KEYS = {
     "users",
     "roles",
     "containers",
+    "groups",
 } | SCHEDULING_KEYS
 
 

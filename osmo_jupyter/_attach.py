@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import threading
 import time
 import urllib.error
@@ -63,6 +64,69 @@ class Attached:
         self._close()
 
 
+class ServerKernel:
+    """A kernel inside a task, started as a kernel of a server (`POST .../tasks/{task}/kernels`);
+    each ZMQ channel listens here, its connections travelling as WebSockets to the server.
+    The shape of osmo_core's RemoteKernel, for the task-kernel provisioner in client mode."""
+
+    reason: str | None = None
+
+    def __init__(self, transport: Any, base: str, made: dict[str, Any], tunnels: Any):
+        self.transport, self.base, self.made, self.tunnels = transport, base, made, tunnels
+        self.kernel_id: str = made["kernel_id"]
+        self._code: int | None = None
+        self._ended = asyncio.Event()
+
+    @classmethod
+    async def start(cls, transport: Any, wf_id: str, task: str) -> ServerKernel:
+        path = f"workflows/{wf_id}/tasks/{task}/kernels"
+        made = await asyncio.to_thread(transport.request, "POST", path)
+        base = f"{path}/{made['kernel_id']}"
+        try:
+            tunnels = await _ws_tunnels(transport, base)
+        except BaseException:
+            with contextlib.suppress(OsmoError):
+                await asyncio.to_thread(transport.request, "DELETE", base)
+            raise
+        return cls(transport, base, made, tunnels)
+
+    def connection_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {f"{ch}_port": t.port for ch, t in self.tunnels.items()}
+        info.update(
+            ip="127.0.0.1",
+            transport="tcp",
+            key=self.made["key"].encode(),
+            signature_scheme=self.made["signature_scheme"],
+        )
+        return info
+
+    def poll(self) -> int | None:
+        return self._code
+
+    async def wait(self) -> int | None:
+        await self._ended.wait()
+        return self._code
+
+    async def signal(self, signum: int) -> None:
+        """SIGINT interrupts (the server's kernel API); anything else ends the kernel."""
+        if signum == signal.SIGINT:
+            url, token = self.transport.url, self.transport.token
+            path = f"api/kernels/{self.kernel_id}/interrupt"
+            await asyncio.to_thread(_call, url, token, "POST", path)
+        else:
+            await self.kill()
+
+    async def kill(self) -> None:
+        if self._code is None:
+            with contextlib.suppress(OsmoError):  # already gone there
+                await asyncio.to_thread(self.transport.request, "DELETE", self.base)
+            self._code = -signal.SIGKILL
+            self._ended.set()
+
+    async def close(self) -> None:
+        await _close_all(self.tunnels)
+
+
 def attach(transport: Any, wf_id: str, task: str, timeout: float = 60.0) -> BlockingKernelClient:
     if transport.kind == "embedded":
         key = uuid.uuid4().hex.encode()
@@ -74,22 +138,11 @@ def attach(transport: Any, wf_id: str, task: str, timeout: float = 60.0) -> Bloc
             _loop.run(_shutdown_embedded(kernel, info), SHUTDOWN_WAIT + 15)
 
     else:
-        made = transport.request("POST", f"workflows/{wf_id}/tasks/{task}/kernels")
-        kernel_id = made["kernel_id"]
-        base = f"workflows/{wf_id}/tasks/{task}/kernels/{kernel_id}"
-        tunnels = _loop.run(_ws_tunnels(transport, base), timeout)
-        info = {f"{ch}_port": t.port for ch, t in tunnels.items()}
-        info.update(
-            ip="127.0.0.1",
-            transport="tcp",
-            key=made["key"].encode(),
-            signature_scheme=made["signature_scheme"],
-        )
+        remote = _loop.run(ServerKernel.start(transport, wf_id, task), timeout)
+        info, kernel_id = remote.connection_info(), remote.kernel_id
 
         def close() -> None:
-            with contextlib.suppress(OsmoError):
-                transport.request("DELETE", base)
-            _loop.run(_close_all(tunnels), 10)
+            _loop.run(_kill_and_close(remote), 30)
 
     kc = BlockingKernelClient()
     kc.load_connection_info(cast(KernelConnectionInfo, info))
@@ -103,6 +156,11 @@ def attach(transport: Any, wf_id: str, task: str, timeout: float = 60.0) -> Bloc
     # our handle, added to jupyter_client's client for the caller
     kc.osmo = Attached(kc, close, kernel_id)  # type: ignore[attr-defined]
     return kc
+
+
+async def _kill_and_close(kernel: ServerKernel) -> None:
+    await kernel.kill()
+    await kernel.close()
 
 
 async def _shutdown_embedded(kernel: RemoteKernel, info: dict[str, Any]) -> None:

@@ -10,8 +10,10 @@ Two sources:
 - **`OsmoIdentityProvider`** (headless, `jupyter osmo`; or set
   `c.ServerApp.identity_provider_class = "osmo_jupyter.identity.OsmoIdentityProvider"`):
   additionally accepts `Authorization: Bearer <token>` with an osmo personal access token or an
-  OIDC JWT. Such requests count as token-authenticated (no XSRF cookie, no origin check),
-  exactly like jupyter_server's own token. The server's token still works and means the owner.
+  OIDC JWT, and, run as a JupyterHub service, the Hub's tokens and login cookie (hub.py).
+  Requests with a token in a header count as token-authenticated (no XSRF cookie, no origin
+  check), exactly like jupyter_server's own token. The server's token still works and means the
+  owner.
   Without valid credentials, every request a browser's login page cannot serve — an API or
   WebSocket route, a method other than GET/HEAD, or one with a rejected `Authorization` — gets
   401 with `WWW-Authenticate: Bearer` and the reason, before jupyter_server's XSRF check (which
@@ -113,8 +115,21 @@ class OsmoIdentityProvider(IdentityProvider):
                 except Unauthorized as e:
                     handler._osmo_auth_error = str(e)  # the 401's reason
                     return None
-                return OsmoUser(who.name, who.name, who.name, who.name[:1].upper(), principal=who)
+                return _user(who)
+        hub = getattr(osmo_app, "hub_users", None)
+        if hub is not None:  # a JupyterHub service: the Hub's tokens and login cookie (hub.py)
+            try:
+                found = await hub.principal(handler)
+            except Unauthorized as e:
+                handler._osmo_auth_error = str(e)
+                return None
+            if found is not None:
+                return _user((await osmo_app.ready()).auth.with_config_role(found))
         return await super()._get_user(handler)
+
+
+def _user(who: Principal) -> OsmoUser:
+    return OsmoUser(who.name, who.name, who.name, who.name[:1].upper(), principal=who)
 
 
 def _needs_credentials(handler: Any) -> bool:

@@ -11,7 +11,9 @@ it). A kernel started through the server gets, in its own environment only:
   `%osmo` magics in a notebook then act as that user, never as the server's admin. Under
   jupyter_server's own single-user identity providers (`jupyter lab`), which accept only the
   server's token, the owner's kernels get that token: the owner is the admin, it is theirs.
-  Under any other provider (JupyterHub's) no token is added.
+  Under any other provider (JupyterHub's) no token is added, except in client mode
+  (remote.py): there the token is the user's own Hub token (`OsmoApp.service_token`), which
+  this server accepts and forwards to the shared service.
 - for a starter who is not an admin (a user of a team server), nothing else of the server's
   secrets either: the environment is scrubbed as a task's is (osmo_core/agent/environment.py).
   The owner's kernels keep the server's environment, which is theirs.
@@ -62,12 +64,15 @@ class OsmoLocalProvisioner(LocalProvisioner):
         app = self._app()
         if app is None:  # a kernel manager outside an osmo server: a plain local kernel
             return kwargs
+        env: dict[str, str] = kwargs["env"]
+        if app.upstream is not None:  # client mode: the user's own token reaches the service
+            env[ENV_URL], env[ENV_TOKEN] = server_url(app.serverapp), app.upstream.token
+            return kwargs
         if not self._launched:  # the owner is who started it, whoever restarts it later
             self._owner, self._launched = current_principal(app), True
         # A fresh token at each (re)start, so restarting renews an expired one.
         old, self._token = self._token_id, await self._mint(app, self._owner)
         self._revoke(old)
-        env: dict[str, str] = kwargs["env"]
         env.pop(ENV_TOKEN, None)  # whatever the server's environment had: never the admin's
         if self._owner is not None and not self._owner.is_admin:
             # Not the server's owner: none of the server's secrets either (JUPYTER_TOKEN, ...)

@@ -38,7 +38,7 @@ from osmo_core.auth import policy
 from osmo_core.errors import BackendError, Forbidden, OsmoError
 from osmo_core.interactive.kernel import RemoteKernel
 
-from ._attach import PREFIX, spec_name
+from ._attach import PREFIX, ServerKernel, spec_name
 from .access import CURRENT_PRINCIPAL, current_principal, running_tasks, started
 from .authorizer import OsmoAuthorizer
 from .identity import principal_of
@@ -103,13 +103,17 @@ class OsmoKernelSpecManager(KernelSpecManager):
     inner = Instance(KernelSpecManager, help="the server's own kernel spec manager")
     osmo_app: Any = None
 
-    def _ours(self) -> dict[str, tuple[str, str]]:
+    def _tasks(self) -> list[tuple[str, str]]:
+        """The running tasks the caller may reach: the service's answer in client mode."""
+        upstream = getattr(self.osmo_app, "upstream", None)
+        if upstream is not None:
+            return upstream.running_tasks()  # type: ignore[no-any-return]
         svc = started(self.osmo_app)
-        if svc is None:
-            return {}
-        who = current_principal(self.osmo_app)
+        return [] if svc is None else running_tasks(svc, current_principal(self.osmo_app))
+
+    def _ours(self) -> dict[str, tuple[str, str]]:
         try:
-            return {spec_name(w, t): (w, t) for w, t in running_tasks(svc, who)}
+            return {spec_name(w, t): (w, t) for w, t in self._tasks()}
         except OsmoError as e:  # the server's own kernels stay listed
             self.log.warning("osmo: no task kernel specs: %s", e)
             return {}
@@ -138,6 +142,17 @@ class OsmoKernelSpecManager(KernelSpecManager):
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if not kernel_name.lower().startswith(PREFIX):
             return self.inner.get_kernel_spec(kernel_name)
+        upstream = getattr(self.osmo_app, "upstream", None)
+        if upstream is not None:  # the service says who may
+            for w, t in self._ours().values():
+                if kernel_name.lower() == spec_name(w, t):
+                    return task_spec(w, t)
+            raise web.HTTPError(
+                404,
+                f"{kernel_name} is not a running task of yours on the OSMO service at "
+                f"{upstream.url}: a task's kernels are for its workflow's owner (and admins)",
+                reason="not found",
+            )
         svc = started(self.osmo_app)
         if svc is not None:  # any task by name; who may start it is checked at launch
             for wf in svc.list(statuses=["RUNNING"], limit=1000):
@@ -148,11 +163,12 @@ class OsmoKernelSpecManager(KernelSpecManager):
 
 
 class OsmoTaskProvisioner(KernelProvisionerBase):
-    """Starts ipykernel inside a running task and tunnels its ports here."""
+    """Starts ipykernel inside a running task and tunnels its ports here: through this
+    server's own agents, or in client mode (remote.py) as a kernel of the shared service."""
 
     workflow = Unicode(config=True, help="the workflow id of the task")
     task = Unicode(config=True, help="the task's name")
-    kernel: RemoteKernel | None = None
+    kernel: RemoteKernel | ServerKernel | None = None
     _ports: dict[str, int]
 
     @property
@@ -169,6 +185,9 @@ class OsmoTaskProvisioner(KernelProvisionerBase):
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         app = self._app()
+        kwargs.pop("cmd", None)
+        if app.upstream is not None:  # the service checks who asks when it starts the kernel
+            return await super().pre_launch(cmd=list(self.kernel_spec.argv), **kwargs)
         svc = await app.ready()
         who = current_principal(app)
         try:
@@ -178,22 +197,25 @@ class OsmoTaskProvisioner(KernelProvisionerBase):
             svc.interactive.placement(self.workflow, self.task)
         except OsmoError as e:
             raise _http(e) from e
-        kwargs.pop("cmd", None)
         return await super().pre_launch(cmd=list(self.kernel_spec.argv), **kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         km = self.parent
         assert km is not None  # a provisioner belongs to its kernel manager
-        svc = await self._app().ready()
+        app = self._app()
         try:
-            self.kernel = await RemoteKernel.start(
-                svc,
-                self.workflow,
-                self.task,
-                km.session.key,
-                km.session.signature_scheme,
-                getattr(self, "_ports", None),
-            )
+            if app.upstream is not None:  # its key is the service's: the manager takes it
+                transport = app.upstream.transport()
+                self.kernel = await ServerKernel.start(transport, self.workflow, self.task)
+            else:
+                self.kernel = await RemoteKernel.start(
+                    await app.ready(),
+                    self.workflow,
+                    self.task,
+                    km.session.key,
+                    km.session.signature_scheme,
+                    getattr(self, "_ports", None),
+                )
         except OsmoError as e:
             raise _http(e) from e
         self._ports = {ch: t.port for ch, t in self.kernel.tunnels.items()}
@@ -230,6 +252,13 @@ class OsmoTaskProvisioner(KernelProvisionerBase):
                 await self.kernel.signal(signum)
             except BackendError as e:  # as for a local process that is gone: nothing to signal
                 self.log.warning("osmo: kernel %s: %s", self.kernel_id, e)
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        """A kernel of the shared service (client mode) is shut down there, by its API: a
+        shutdown message through the tunnel would end it behind the service's back, and the
+        service would restart it."""
+        if isinstance(self.kernel, ServerKernel):
+            await self.kernel.kill()
 
     async def kill(self, restart: bool = False) -> None:
         if self.kernel is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..config import OsmoConfig
@@ -56,5 +57,5 @@ class Authenticator:
     def with_config_role(self, who: Principal) -> Principal:
         """`admin_users` are admins however they signed in."""
         if who.role == USER and who.name in self.config.admin_users:
-            return Principal(who.name, ADMIN, who.via)
+            return dataclasses.replace(who, role=ADMIN)
         return who

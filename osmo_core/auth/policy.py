@@ -31,12 +31,16 @@ def list_filter(who: Principal, requested_user: str | None) -> str | None:
 
 
 def check_pool(who: Principal, pool: PoolConfig) -> None:
-    """A pool with allow-lists admits the users and roles listed (and admins)."""
-    if who.is_admin or not (pool.users or pool.roles):
+    """A pool with allow-lists admits the users, roles and groups listed (and admins)."""
+    if who.is_admin or not (pool.users or pool.roles or pool.groups):
         return
-    if who.name in pool.users or who.role in pool.roles:
+    if who.name in pool.users or who.role in pool.roles or pool.groups.intersection(who.groups):
         return
-    allowed = [*(f"user {u}" for u in sorted(pool.users)), *(f"role {r}" for r in pool.roles)]
+    allowed = [
+        *(f"user {u}" for u in sorted(pool.users)),
+        *(f"role {r}" for r in pool.roles),
+        *(f"group {g}" for g in sorted(pool.groups)),
+    ]
     raise Forbidden(
         f"pool {pool.name!r} is open to {', '.join(allowed)}; {who.name!r} (role {who.role}) "
         "is not among them"

@@ -14,6 +14,9 @@ class Principal:
     # How they proved it: "jupyter" (the server's own identity), "token" (a personal access
     # token), "oidc" (a JWT), "local" (in-process: CLI, embedded Client).
     via: str = "local"
+    # Groups the identity provider vouches for (JupyterHub's): pools' `groups` allow-lists. A
+    # tuple, so the principal stays JSON-ready (jupyter_server's /api/me writes the user out).
+    groups: tuple[str, ...] = ()
 
     @property
     def is_admin(self) -> bool:

@@ -33,6 +33,8 @@ from pydantic import BaseModel, ValidationError
 from tornado import web, websocket
 
 from osmo_core.auth import Principal, policy
+from osmo_core.client import ApiError as RemoteApiError
+from osmo_core.client import Unreachable
 from osmo_core.errors import (
     BackendError,
     Conflict,
@@ -99,7 +101,12 @@ class ApiError(web.HTTPError):
 
 
 def from_osmo_error(e: OsmoError) -> ApiError:
-    """osmo_core's error as its HTTP status and JSON body (`_STATUS`; 500 for any other)."""
+    """osmo_core's error as its HTTP status and JSON body (`_STATUS`; 500 for any other). A
+    shared service's answer (client mode, remote.py) passes on as it came; no answer is 502."""
+    if isinstance(e, RemoteApiError):
+        return ApiError(e.status, e.message, e.reason, e.details)
+    if isinstance(e, Unreachable):
+        return ApiError(502, str(e), "bad gateway")
     for cls, status, reason in _STATUS:
         if isinstance(e, cls):
             problems = e.problems if isinstance(e, InputError | Forbidden) else []

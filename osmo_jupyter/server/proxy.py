@@ -52,7 +52,13 @@ if TYPE_CHECKING:
 
 # In the sandbox, cookies would be the server origin's, and CORS is answered by the proxy.
 _SANDBOX_OURS = ("set-cookie", "access-control-allow-")
-_CREDENTIALS = {"authorization", "cookie", "x-xsrftoken", "x-csrftoken", "forwarded", "x-real-ip"}
+# A user's own Lab in client mode (remote.py) forwards a browser's request with its user's token
+# and this header: it is a browser all the same, and goes to an app link.
+BROWSER_HEADER = "X-Osmo-Browser"
+_CREDENTIALS = {
+    "authorization", "cookie", "x-xsrftoken", "x-csrftoken", "forwarded", "x-real-ip",
+    BROWSER_HEADER.lower(),
+}  # fmt: skip
 _HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "content-length", "host",
@@ -148,7 +154,8 @@ class ProxyHandler(OsmoMixin, JupyterHandler):
         port = int(port_text)
         prefix, rest, target = self._split()
         svc = await self._allowed(wf_id, task, port)
-        if not (self.token_authenticated and "Authorization" in self.request.headers):
+        program = self.token_authenticated and "Authorization" in self.request.headers
+        if not program or self.request.headers.get(BROWSER_HEADER):
             self._to_app_link(svc, wf_id, task, port, target)
             return
         if rest is None:  # the app's root is "/": relative links need the slash
@@ -264,26 +271,7 @@ class ProxyHandler(OsmoMixin, JupyterHandler):
         keep += [("Connection", "Upgrade"), ("Upgrade", self.request.headers["Upgrade"])]
         head += "".join(f"{k}: {v}\r\n" for k, v in keep) + "\r\n"
         writer.write(head.encode("latin-1"))
-        self._auto_finish = False
-        stream = self.request.connection.detach()
-
-        async def up() -> None:
-            with contextlib.suppress(StreamClosedError, OSError):
-                while data := await stream.read_bytes(65536, partial=True):
-                    writer.write(data)
-                    await writer.drain()
-            writer.write_eof()
-
-        pump = asyncio.ensure_future(up())
-        try:
-            while data := await reader.read(65536):
-                await stream.write(data)
-        except (StreamClosedError, OSError):
-            pass
-        finally:
-            pump.cancel()
-            writer.close()
-            stream.close()
+        await splice(self, reader, writer)
 
     @api
     async def get(self, wf_id: str, task: str, port: str, path: str | None) -> None:
@@ -294,6 +282,32 @@ class ProxyHandler(OsmoMixin, JupyterHandler):
     @api
     async def options(self, wf_id: str, task: str, port: str, path: str | None) -> None:
         await self._proxy(wf_id, task, port, path)
+
+
+async def splice(handler: web.RequestHandler, reader: Any, writer: Any) -> None:
+    """Bytes both ways between the handler's client (its connection taken from tornado) and
+    `reader`/`writer` (the upgrade request already sent there), until either side closes."""
+    handler._auto_finish = False
+    connection: Any = handler.request.connection  # tornado's HTTP1ServerConnection
+    stream = connection.detach()
+
+    async def up() -> None:
+        with contextlib.suppress(StreamClosedError, OSError):
+            while data := await stream.read_bytes(65536, partial=True):
+                writer.write(data)
+                await writer.drain()
+        writer.write_eof()
+
+    pump = asyncio.ensure_future(up())
+    try:
+        while data := await reader.read(65536):
+            await stream.write(data)
+    except (StreamClosedError, OSError):
+        pass
+    finally:
+        pump.cancel()
+        writer.close()
+        stream.close()
 
 
 class AppHandler(ProxyHandler):

@@ -15,7 +15,7 @@ from osmo_core.auth import (
 )
 from osmo_core.auth.sessions import looks_like_session
 from osmo_core.config import PoolConfig
-from osmo_core.errors import Forbidden, InputError, NotFound, Unauthorized
+from osmo_core.errors import ConfigError, Forbidden, InputError, NotFound, Unauthorized
 from osmo_core.roles import ADMIN, USER
 from osmo_core.store import Store
 from tests.conftest import make_config
@@ -103,6 +103,25 @@ def test_pool_allow_lists():
     with pytest.raises(Forbidden):
         policy.check_owner(BOB, "alice", "wf-1")
     policy.check_owner(ADMIN_P, "alice", "wf-1")
+
+
+def test_pool_group_allow_list_and_hub_group_roles(tmp_path):
+    """JupyterHub's groups (a principal's `groups`) open pools that name them."""
+    cfg = make_config(
+        tmp_path,
+        pools={"gpu": {"backend": "local", "groups": ["vision"]}},
+        default_pool="gpu",
+        hub_group_roles={"osmo-admins": "admin"},
+    )
+    gpu = cfg.pool_configs()["gpu"]
+    policy.check_pool(Principal("dana", groups=("vision", "x")), gpu)
+    with pytest.raises(Forbidden, match=r"open to group vision; 'alice' \(role user\)"):
+        policy.check_pool(ALICE, gpu)
+    with pytest.raises(ConfigError, match=r"hub_group_roles.osmo-admins: unknown role 'boss'"):
+        make_config(tmp_path, hub_group_roles={"osmo-admins": "boss"})
+    with pytest.raises(ConfigError, match=r"pools.gpu.groups: expected a list of names"):
+        pools = {"gpu": {"backend": "local", "groups": "vision"}}
+        make_config(tmp_path, pools=pools, default_pool="gpu").pool_configs()
 
 
 async def test_oidc_happy_path_roles_and_key_rotation(oidc_issuer):
