@@ -163,6 +163,10 @@ class OsmoMixin:
     settings: dict[str, Any]
     request: Any
 
+    def take_body(self) -> None:
+        """Nothing to take: a handler that reads its body as a whole (tornado's default) or
+        streams it on (the task proxy). OsmoHandler collects a bounded body and overrides this."""
+
     @property
     def osmo_app(self) -> OsmoApp:
         # tornado's settings are a dict of Any

@@ -4,6 +4,7 @@ test kubelet: statuses, templates, cleanup, groups, validation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -399,5 +400,6 @@ async def test_a_pod_deletion_the_watch_missed_is_settled_by_reconciliation(
     first = k8s_service.get(wf_id)["tasks"][0]
     assert first["status"] == "FAILED_BACKEND_ERROR", first
     assert "no longer runs" in first["message"], first
-    await k8s_service.cancel(wf_id)
+    with contextlib.suppress(Conflict):  # ended already without a retry budget (OSMO's default)
+        await k8s_service.cancel(wf_id)
     await asyncio.wait_for(k8s_service.wait(wf_id), 20)
