@@ -421,7 +421,8 @@ async def test_a_pod_whose_agent_never_got_its_task_before_a_restart_is_placed_a
     slow_init = ["sh", "-c", f"sleep 1.5; cp -a {tree}/. {tmp_path / 'm'}/agent/"]
     first = await agent_service(data="cp", interactive_port=port, agent_init_command=slow_init)
     wf = await first.submit(
-        "workflow:\n  name: early\n  tasks:\n  - {name: t, image: busybox, command: [echo, hi]}\n"
+        "workflow:\n  name: early\n  tasks:\n"
+        "  - {name: t, image: busybox, command: [echo, hi], maxRetries: 1}\n"
     )
     await until(lambda: process_kubelet.manifests, 10)
     await first.stop()  # the init container still sleeps: its agent never met this one

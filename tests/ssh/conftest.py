@@ -32,6 +32,7 @@ async def ssh_service(tmp_path: Path, hosts: Hosts) -> AsyncIterator[SshService]
         config = OsmoConfig(
             data_dir=str(tmp_path / "osmo"),
             store_url=f"sqlite:///{tmp_path / 'osmo.db'}",
+            max_retries=3,  # these tests reschedule after a lost host (OSMO's default is 0)
             backends={
                 "local": {"kind": "local", "idle_timeout": 60},
                 "lab": hosts.backend(**backend),

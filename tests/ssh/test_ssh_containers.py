@@ -10,10 +10,12 @@ podman on cgroup v1 ignores resource limits, and says so in the task's log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from sshhosts import Host, Hosts
 
@@ -55,6 +57,14 @@ def host_image(hosts: Hosts, container_image: str) -> Iterator[tuple[Host, str]]
     h = hosts.hosts[0]
     assert h.sshd is not None
     mount_cgroups(h.sshd.pid)
+    # What an earlier test left running as the host's user (its agent, rootless podman's pause
+    # process, whose namespaces podman joins) lives in a mount namespace without these cgroups
+    # (CI: runc "no cgroup mount found in mountinfo"): they go, and start again here.
+    left = [p for p in psutil.process_iter(["username"]) if p.info["username"] == h.user]
+    for p in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(left, timeout=5)
     tar = h.home / "osmo-test-image.tar"
     subprocess.run(["podman", "save", "-q", "-o", str(tar), container_image], check=True)
     tar.chmod(0o644)
