@@ -40,7 +40,7 @@ from ..config import OsmoConfig
 from ..dag import WorkflowDAG
 from ..data.credentials import match_resolved, storage_options
 from ..data.storage import is_local, open_store
-from ..errors import NotFound
+from ..errors import InputError, Problem
 from ..spec.models import Workflow
 from ..states import TaskStatus
 from ..wire import LaunchInfo, attempt_key
@@ -103,7 +103,14 @@ def restart_reuse(
         owner = {t.name: g.name for g in groups.values() for t in g.tasks}
         start = owner.get(from_task)
         if start is None:
-            raise NotFound(f"--from: the workflow has no task {from_task!r}")
+            # bad input about a workflow that exists: 422 naming the field, not a 404
+            raise InputError(
+                Problem(
+                    f"--from: the workflow has no task {from_task!r}",
+                    field="from_task",
+                    hint=f"its tasks: {', '.join(sorted(owner))}",
+                )
+            )
         rerun = {start} | dag.downstream(start)
     completed = {r["name"] for r in group_rows if r["status"] == T.COMPLETED.value}
     last = {r["name"]: r for r in task_rows}  # rows come in attempt order: the last wins

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.errors import Conflict, NotFound, SpecError
+from osmo_core.errors import Conflict, InputError, SpecError
 from osmo_core.service import Service
 from osmo_core.spec import load_spec
 from tests.conftest import osmo_cli
@@ -87,7 +87,7 @@ async def test_restart_reruns_the_failed_task_and_downstream_and_reuses_upstream
         assert all(t["reused_from"] is None for t in last(service, wf).values())
     assert [runs(d, t) for t in "abc"] == [3, 5, 4]
 
-    with pytest.raises(NotFound, match="no task 'zz'"):
+    with pytest.raises(InputError, match="no task 'zz'"):
         await service.restart(wf3, from_task="zz")
 
 
