@@ -17,10 +17,10 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from osmo_core.auth import Principal, SessionTokens
-from osmo_jupyter.identity import OsmoIdentityProvider
 from tests.conftest import EXAMPLES
 from tests.jupyter.conftest import FixedIdentity
 from tests.jupyter.osmo_client import OsmoCli, OsmoError, claims
+from tests.jupyter.test_auth import jp_server_config  # noqa: F401  (the same server as test_auth)
 
 TEMPLATED = (EXAMPLES / "templated.yaml").read_text()
 # No image: the tests run the tasks as processes, whatever container engine the machine has.
@@ -43,26 +43,6 @@ SLOW = """workflow:
     command: [sh, -c]
     args: ["for i in 1 2 3; do echo line-$i; sleep 0.3; done; echo oops >&2; exit 3"]
 """
-
-
-@pytest.fixture
-def jp_server_config(osmo_data_dir: Path, oidc_issuer: Any) -> dict[str, Any]:
-    platforms = {"local": {}}
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"osmo_jupyter": True},
-            "identity_provider_class": OsmoIdentityProvider,
-        },
-        "OsmoConfig": {
-            "data_dir": str(osmo_data_dir),
-            "backends": {"local": {"kind": "local", "idle_timeout": 60}},
-            "pools": {
-                "local": {"backend": "local", "platforms": platforms},
-                "gpu": {"backend": "local", "platforms": platforms, "users": ["carol"]},
-            },
-            "oidc_issuer": oidc_issuer.url,
-        },
-    }
 
 
 @pytest.fixture
