@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from .spec.limits import SpecLimits
 
 PRIORITIES = {"HIGH": 2, "NORMAL": 1, "LOW": 0}
+# Seconds a preempted task gets between SIGTERM and SIGKILL to checkpoint, unless its pool or
+# its spec says otherwise (Kubernetes' default terminationGracePeriodSeconds).
+PREEMPTION_GRACE = 30.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class PoolConfig:
     # Allow-lists: when either is non-empty, only these users / roles (and admins) may use it.
     users: frozenset[str] = frozenset()
     roles: tuple[str, ...] = ()
+    preemption_grace: float = PREEMPTION_GRACE
 
     def backend_of(self, platform: str) -> str:
         return self.platforms[platform].backend or self.backend
@@ -425,6 +429,15 @@ class OsmoConfig(Configurable):
                         hint=f"roles: {', '.join(ROLES)}",
                     )
                 )
+            grace = _seconds(raw.get("preemption_grace", PREEMPTION_GRACE))
+            if grace is None:
+                problems.append(
+                    Problem(
+                        f"expected seconds (a number >= 0 or a duration such as 30s, 2m), got "
+                        f"{raw.get('preemption_grace')!r}",
+                        field=f"{where}.preemption_grace",
+                    )
+                )
             backend = raw.get("backend", "local")
             if backend not in self.backends:
                 problems.append(
@@ -462,6 +475,7 @@ class OsmoConfig(Configurable):
                 raw.get("description", ""),
                 users=frozenset(users),
                 roles=tuple(roles),
+                preemption_grace=PREEMPTION_GRACE if grace is None else grace,
             )
         from .data.credentials import pool_problems
 
@@ -505,7 +519,29 @@ def _platform_problems(p: PlatformConfig, backends: dict[str, Any], where: str) 
     return []
 
 
-_POOL_KEYS = {"backend", "default_platform", "platforms", "description", "users", "roles"}
+_POOL_KEYS = {
+    "backend",
+    "default_platform",
+    "platforms",
+    "description",
+    "users",
+    "roles",
+    "preemption_grace",
+}
+
+
+def _seconds(value: Any) -> float | None:
+    """A number of seconds >= 0, or a duration string ('30s', '2m'); None when it is neither."""
+    from .spec.quantities import parse_duration
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if 0 <= value < float("inf") else None
+    try:
+        return parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _str_list(value: Any) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .config import PoolConfig
+from .config import PRIORITIES, PoolConfig
 from .errors import Problem
 from .spec.models import Resource, Workflow, task_fields
 from .wire import Node, tolerated
@@ -221,6 +221,28 @@ class Scheduler:
                     )
                 )
         return problems
+
+    def entitled(self, pool: str, priority: int, res: Resource) -> bool:
+        """Whether placing `res` for work of `priority` keeps the pool within its quota (no
+        quota: True); LOW work is never entitled. A stub until quotas land: NORMAL and HIGH
+        are always entitled."""
+        return priority > PRIORITIES["LOW"]
+
+    def fits_after(self, pool: str, requests: list[Resource], freed: list[Alloc]) -> bool:
+        """Whether `requests` would all fit now were `freed` given back: simulated on copies of
+        the machines, nothing is taken (what preemption checks before it kills anything)."""
+        nodes = {
+            b: [
+                _NodeState(m.backend, m.node, m.used_cpu, m.used_memory, set(m.used_gpus))
+                for m in ms
+            ]
+            for b, ms in self._nodes.items()
+        }
+        for a in freed:
+            m = next((m for m in nodes.get(a.backend, []) if m.node.name == a.node), None)
+            if m is not None:
+                self._give_back(m, a)
+        return self.place_gang(pool, requests, nodes) is not None
 
     def place(self, pool: str, res: Resource) -> Alloc | None:
         """Reserve room for one task now, or None when it must wait."""
