@@ -38,6 +38,7 @@ from .groups import GroupProgress
 from .holds import Holds
 from .launch import launch_request
 from .placement import Placement
+from .preempt import Claim, Preempting, Requeue
 from .reconcile import ReconcileStats, Reconciling
 from .recovery import Recovery
 from .runs import Attempt, WorkflowRun
@@ -64,6 +65,7 @@ class Engine(
     Submission,
     GroupProgress,
     Placement,
+    Preempting,
     BackendFacts,
     Holds,
     Cancelling,
@@ -90,6 +92,11 @@ class Engine(
         # Placement units (a barrier group is one unit), kept sorted by rank.
         self._queue: list[tuple[tuple[int, int], list[Attempt]]] = []
         self._unit_of: dict[Attempt, list[Attempt]] = {}  # a queued attempt -> its unit
+        # Preemption (engine/preempt.py): claims by id of the waiting unit, victim -> its claim,
+        # victim -> how its retry goes back to the queue.
+        self._claims: dict[int, Claim] = {}
+        self._claim_of: dict[Attempt, Claim] = {}
+        self._requeue_of: dict[Attempt, Requeue] = {}
         self._launched: dict[str, Attempt] = {}  # INITIALIZING or RUNNING (transitions.py)
         self._queue_dirty: bool = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()

@@ -32,12 +32,15 @@ class Placement:
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
     """
 
-    def _enqueue(self: Engine, units: list[list[Attempt]]) -> None:
-        """Queue order: workflow priority, then first come first served."""
+    def _enqueue(
+        self: Engine, units: list[list[Attempt]], rank: tuple[int, int] | None = None
+    ) -> None:
+        """Queue order: workflow priority, then first come first served. `rank`: the place a
+        preempted unit had (one unit; its old rank left the queue when it was placed)."""
         for unit in units:
             self._seq += 1  # unique, so ranks never tie and units are never compared
-            rank = (-unit[0].task.group.workflow.priority, self._seq)
-            bisect.insort(self._queue, (rank, unit))
+            place = rank or (-unit[0].task.group.workflow.priority, self._seq)
+            bisect.insort(self._queue, (place, unit))
             for att in unit:
                 self._unit_of[att] = unit
         self._queue_dirty = True
@@ -62,7 +65,10 @@ class Placement:
             unit.remove(att)
 
     def _schedule(self: Engine) -> None:
-        if not self._queue_dirty or not self._queue:
+        if not self._queue_dirty:
+            return
+        self._settle_claims()  # engine/preempt.py: even with nothing queued, a claim may end
+        if not self._queue:
             return
         self._queue_dirty = False
         kept: list[tuple[tuple[int, int], list[Attempt]]] = []
@@ -77,16 +83,18 @@ class Placement:
             if wf.canceling:  # being cancelled a slice at a time: never launch more of it
                 kept.append((rank, unit))
                 continue
-            allocs = self.scheduler.place_gang(
+            allocs = self._reclaimed(unit) or self.scheduler.place_gang(
                 wf.pool, [wf.spec.resource_of(a.task.spec) for a in unit]
             )
             if allocs is None:
+                self._preempt_for(unit)  # engine/preempt.py
                 kept.append((rank, unit))
                 misses += 1
                 continue
             for att, alloc in zip(unit, allocs, strict=True):
                 self._unit_of.pop(att, None)
                 att.alloc = alloc
+                att.rank = rank
                 att.launching = True
                 self._save(
                     att,
@@ -102,7 +110,8 @@ class Placement:
 
     def _release(self: Engine, att: Attempt) -> None:
         if att.alloc is not None:
-            self.scheduler.release(att.alloc)
+            if not self._claim_keeps(att):  # a victim's room stays taken for its preemptor
+                self.scheduler.release(att.alloc)
             self._queue_dirty = True
 
     async def _launch(self: Engine, att: Attempt, req: LaunchRequest) -> None:

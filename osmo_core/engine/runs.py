@@ -47,6 +47,7 @@ class Attempt:
     hold_until: float | None = None
     hold_timer: asyncio.TimerHandle | None = None
     usage: Usage | None = None  # the agent's last sample while the command runs
+    rank: tuple[int, int] | None = None  # its unit's place in the queue when it was placed
 
     @property
     def key(self) -> str:
