@@ -97,6 +97,7 @@ class Engine(
         self._claims: dict[int, Claim] = {}
         self._claim_of: dict[Attempt, Claim] = {}
         self._requeue_of: dict[Attempt, Requeue] = {}
+        self._no_victims: bool = False  # this scheduling pass found no LOW work to preempt
         self._launched: dict[str, Attempt] = {}  # INITIALIZING or RUNNING (transitions.py)
         self._queue_dirty: bool = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()

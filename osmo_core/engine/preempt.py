@@ -66,13 +66,14 @@ class Preempting:
     def _preempt_for(self: Engine, unit: list[Attempt]) -> None:
         """`unit` does not fit now: preempt the LOW work whose room makes it fit, if any."""
         wf = unit[0].task.group.workflow
-        if wf.priority <= LOW or id(unit) in self._claims:
+        if wf.priority <= LOW or id(unit) in self._claims or self._no_victims:
             return
         requests = [wf.spec.resource_of(a.task.spec) for a in unit]
         if not all(self.scheduler.entitled(wf.pool, wf.priority, r) for r in requests):
             return
         units, pending = self._preemptible()
         if not units:
+            self._no_victims = True  # none for the rest of this pass: no more scans of it
             return
 
         def fits(freed: list[Alloc]) -> bool:
@@ -177,7 +178,9 @@ class Preempting:
         return self.scheduler.place_gang(wf.pool, [wf.spec.resource_of(a.task.spec) for a in unit])
 
     def _settle_claims(self: Engine) -> None:
-        """Drop the claims of units placed elsewhere, cancelled or emptied: their room is free."""
+        """A scheduling pass begins: drop the claims of units placed elsewhere, cancelled or
+        emptied (their room is free), and look for victims again."""
+        self._no_victims = False
         for claim in list(self._claims.values()):
             first = claim.unit[0] if claim.unit else None
             if first is None or first.status != T.SCHEDULING or first.task.group.workflow.canceling:

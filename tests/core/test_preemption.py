@@ -344,3 +344,20 @@ async def test_exit_actions_may_fail_a_preempted_task_instead(
     assert t["message"].endswith("exit action FAIL for exit code 3006")
     g.open("high")
     assert (await asyncio.wait_for(service.wait(high), 20)).value == "COMPLETED"
+
+
+async def test_low_work_of_another_pool_on_shared_machines_is_reclaimed(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    pools = {"a": {"backend": "local"}, "b": {"backend": "local"}}  # one machine, two pools
+    service = await service_factory(local={"cpus": 1}, pools=pools, default_pool="a")
+    g = Gates(tmp_path / "gates")
+    borrower = await service.submit(gated(g, "borrower"), pool="b", priority="LOW")
+    await until(service, borrower, last("RUNNING"))
+    owner = await service.submit(gated(g, "owner"), pool="a", priority="NORMAL")
+    await until(service, owner, last("RUNNING"))
+    first = service.get(borrower)["tasks"][0]
+    assert first["message"] == f"preempted by NORMAL workflow {owner} (task t) in pool a"
+    g.open("owner", "borrower")
+    for wf in (owner, borrower):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
