@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from osmo_core.config import OsmoConfig
+from osmo_core.config import PRIORITIES, OsmoConfig, PlatformConfig, PoolConfig
 from osmo_core.errors import ConfigError
 from osmo_core.preemption import Candidate, choose_victims
-from osmo_core.scheduler import Alloc
+from osmo_core.scheduler import Alloc, Scheduler
 from osmo_core.service import Service
+from osmo_core.spec.models import Resource
+from osmo_core.wire import Node
 from tests.conftest import ServiceFactory
 
 # --- the choice alone -----------------------------------------------------------------------
@@ -61,6 +63,22 @@ def test_a_unit_that_does_not_help_is_spared() -> None:
 def test_nothing_is_chosen_when_even_all_would_not_make_room() -> None:
     assert choose_victims([unit("a", 1, 1), unit("b", 2, 1)], need(3)) is None
     assert choose_victims([], need(0)) is None
+
+
+def test_fits_after_simulates_and_changes_nothing() -> None:
+    pool = PoolConfig("p", "b", "any", {"any": PlatformConfig("any")})
+    s = Scheduler({"p": pool})
+    s.set_nodes("b", [Node("m1", cpu=2, memory=0, gpus=[0, 1]), Node("m2", cpu=2, memory=0)])
+    two_gpus = Resource(cpu=1, gpu=2)
+    held = [s.place("p", Resource(cpu=1, gpu=1)), s.place("p", Resource(cpu=1, gpu=1))]
+    assert all(a is not None and a.node == "m1" for a in held)
+    before = s.usage()
+    assert not s.fits_after("p", [two_gpus], [])
+    assert not s.fits_after("p", [two_gpus], [held[0]])  # one GPU back is not enough
+    assert s.fits_after("p", [two_gpus], [a for a in held if a is not None])
+    assert s.usage() == before  # nothing was taken or given back for real
+    assert s.entitled("p", PRIORITIES["NORMAL"], two_gpus)
+    assert not s.entitled("p", PRIORITIES["LOW"], two_gpus)
 
 
 def test_preemption_grace_is_checked_with_the_config() -> None:
