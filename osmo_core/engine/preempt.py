@@ -75,9 +75,11 @@ class Preempting:
         if not units:
             self._no_victims = True  # none for the rest of this pass: no more scans of it
             return
+        sim = self.scheduler.simulation(wf.pool, requests)
+        units = [u for u in units if any(a.alloc and sim.helps(a.alloc) for a in u)]
 
         def fits(freed: list[Alloc]) -> bool:
-            return self.scheduler.fits_after(wf.pool, requests, pending + freed)
+            return sim.fits(pending + freed)
 
         if pending and fits([]):
             return  # room is being freed already (a cancel under way): wait for it

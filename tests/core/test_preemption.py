@@ -65,7 +65,7 @@ def test_nothing_is_chosen_when_even_all_would_not_make_room() -> None:
     assert choose_victims([], need(0)) is None
 
 
-def test_fits_after_simulates_and_changes_nothing() -> None:
+def test_a_simulation_changes_nothing() -> None:
     pool = PoolConfig("p", "b", "any", {"any": PlatformConfig("any")})
     s = Scheduler({"p": pool})
     s.set_nodes("b", [Node("m1", cpu=2, memory=0, gpus=[0, 1]), Node("m2", cpu=2, memory=0)])
@@ -73,9 +73,11 @@ def test_fits_after_simulates_and_changes_nothing() -> None:
     held = [s.place("p", Resource(cpu=1, gpu=1)), s.place("p", Resource(cpu=1, gpu=1))]
     assert all(a is not None and a.node == "m1" for a in held)
     before = s.usage()
-    assert not s.fits_after("p", [two_gpus], [])
-    assert not s.fits_after("p", [two_gpus], [held[0]])  # one GPU back is not enough
-    assert s.fits_after("p", [two_gpus], [a for a in held if a is not None])
+    sim = s.simulation("p", [two_gpus])
+    assert not sim.fits([])
+    assert not sim.fits([held[0]])  # one GPU back is not enough
+    assert sim.fits([a for a in held if a is not None])
+    assert sim.fits([a for a in held if a is not None])  # asked again: the same answer
     assert s.usage() == before  # nothing was taken or given back for real
     assert s.entitled("p", PRIORITIES["NORMAL"], two_gpus)
     assert not s.entitled("p", PRIORITIES["LOW"], two_gpus)
