@@ -20,7 +20,7 @@ from osmo_core.scheduler import Alloc, Scheduler
 from osmo_core.service import Service
 from osmo_core.spec.models import Resource
 from osmo_core.wire import Node
-from tests.conftest import ServiceFactory
+from tests.conftest import ServiceFactory, make_config
 
 # --- the choice alone -----------------------------------------------------------------------
 
@@ -381,3 +381,27 @@ async def test_low_work_of_another_pool_on_shared_machines_is_reclaimed(
     g.open("owner", "borrower")
     for wf in (owner, borrower):
         assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+
+
+async def test_a_preemption_under_way_survives_a_control_plane_restart(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    data = tmp_path / "osmo"
+    first = Service(make_config(data, local={"cpus": 1}))
+    await first.start()
+    g = Gates(tmp_path / "gates")
+    # takes 2 s to save its state on SIGTERM: the control plane stops meanwhile
+    low = await first.submit(gated(g, "low", on_term="sleep 2; exit 0"), priority="LOW")
+    await until(first, low, last("RUNNING"))
+    high = await first.submit(gated(g, "high"), priority="HIGH")
+    await until(first, low, lambda ts: bool(preempt_events(first, low)))
+    await first.stop()  # the agent and the terminating task go on
+
+    second = await service_factory(data, local={"cpus": 1})
+    await until(second, high, last("RUNNING"))
+    first_attempt, retry = second.get(low)["tasks"]
+    assert (first_attempt["status"], first_attempt["exit_code"]) == ("FAILED_PREEMPTED", 3006)
+    assert retry["status"] == "SCHEDULING"  # rescheduled, behind the HIGH work
+    g.open("high", "low")
+    for wf in (high, low):
+        assert (await asyncio.wait_for(second.wait(wf), 20)).value == "COMPLETED"
