@@ -405,3 +405,30 @@ async def test_a_preemption_under_way_survives_a_control_plane_restart(
     g.open("high", "low")
     for wf in (high, low):
         assert (await asyncio.wait_for(second.wait(wf), 20)).value == "COMPLETED"
+
+
+async def test_a_victim_terminating_is_not_preempted_twice(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    service = await service_factory(local={"cpus": 2})
+    g = Gates(tmp_path / "gates")
+    slow = "sleep 1; exit 0"  # a second to save its state: still terminating when asked again
+    a = await service.submit(gated(g, "a", on_term=slow), priority="LOW")
+    await until(service, a, last("RUNNING"))
+    b = await service.submit(gated(g, "b", on_term=slow), priority="LOW")
+    await until(service, b, last("RUNNING"))
+    h1 = await service.submit(gated(g, "h1"), priority="HIGH")
+    await until(service, b, lambda ts: bool(preempt_events(service, b)))
+    h2 = await service.submit(gated(g, "h2"), priority="HIGH")  # b is still terminating
+    for wf in (h1, h2):
+        await until(service, wf, last("RUNNING"))
+    victims = {
+        wf: next(e for e in preempt_events(service, wf) if e["type"] == "task.preempting")
+        for wf in (h1, h2)
+    }
+    assert victims[h1]["payload"]["victims"] == [f"{b}/t/0"]  # the youngest
+    assert victims[h2]["payload"]["victims"] == [f"{a}/t/0"]  # not b again
+    assert len(preempt_events(service, a)) == len(preempt_events(service, b)) == 1
+    g.open("a", "b", "h1", "h2")
+    for wf in (a, b, h1, h2):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
