@@ -45,6 +45,11 @@ def priority_name(stored: int) -> str:
     return next((k for k, v in PRIORITIES.items() if v == stored), "NORMAL")
 
 
+# Seconds a preempted task gets between SIGTERM and SIGKILL to checkpoint, unless its pool or
+# its spec says otherwise (Kubernetes' default terminationGracePeriodSeconds).
+PREEMPTION_GRACE = 30.0
+
+
 @dataclass(frozen=True)
 class PlatformConfig:
     name: str
@@ -68,6 +73,7 @@ class PoolConfig:
     roles: tuple[str, ...] = ()
     # Quota, fair share, user weights and limits (osmo_core/scheduling_config.py).
     scheduling: PoolScheduling = field(default_factory=PoolScheduling)
+    preemption_grace: float = PREEMPTION_GRACE
 
     def backend_of(self, platform: str) -> str:
         return self.platforms[platform].backend or self.backend
@@ -447,6 +453,15 @@ class OsmoConfig(Configurable):
                         hint=f"roles: {', '.join(ROLES)}",
                     )
                 )
+            grace = _seconds(raw.get("preemption_grace", PREEMPTION_GRACE))
+            if grace is None:
+                problems.append(
+                    Problem(
+                        f"expected seconds (a number >= 0 or a duration such as 30s, 2m), got "
+                        f"{raw.get('preemption_grace')!r}",
+                        field=f"{where}.preemption_grace",
+                    )
+                )
             backend = raw.get("backend", "local")
             if backend not in self.backends:
                 problems.append(
@@ -487,6 +502,7 @@ class OsmoConfig(Configurable):
                 users=frozenset(users),
                 roles=tuple(roles),
                 scheduling=scheduling,
+                preemption_grace=PREEMPTION_GRACE if grace is None else grace,
             )
         from .data.credentials import pool_problems
 
@@ -537,7 +553,22 @@ _POOL_KEYS = {
     "description",
     "users",
     "roles",
+    "preemption_grace",
 } | SCHEDULING_KEYS
+
+
+def _seconds(value: Any) -> float | None:
+    """A number of seconds >= 0, or a duration string ('30s', '2m'); None when it is neither."""
+    from .spec.quantities import parse_duration
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if 0 <= value < float("inf") else None
+    try:
+        return parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _str_list(value: Any) -> bool:

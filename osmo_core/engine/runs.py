@@ -49,6 +49,7 @@ class Attempt:
     hold_timer: asyncio.TimerHandle | None = None
     usage: Usage | None = None  # the agent's last sample while the command runs
     pending_reason: str | None = None  # why it waited, as last announced (restored at restart)
+    seq: int | None = None  # its unit's submission order in the queue (preemption requeues by it)
 
     @property
     def key(self) -> str:
