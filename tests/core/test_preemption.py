@@ -383,6 +383,29 @@ async def test_low_work_of_another_pool_on_shared_machines_is_reclaimed(
         assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
 
 
+async def test_work_past_its_pool_quota_preempts_nothing(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    """Only entitled work preempts (Scheduler.entitled): NORMAL work that would take its pool
+    past its quota waits for the pool's own work to end, and the LOW task keeps running."""
+    pools = {"p": {"backend": "local", "quota": {"cpu": 1}}}
+    service = await service_factory(local={"cpus": 2}, max_retries=1, pools=pools, default_pool="p")
+    g = Gates(tmp_path / "gates")
+    first = await service.submit(gated(g, "first"), priority="NORMAL")
+    low = await service.submit(gated(g, "low"), priority="LOW")  # borrows the idle core
+    for wf in (first, low):
+        await until(service, wf, last("RUNNING"))
+    second = await service.submit(gated(g, "second"), priority="NORMAL")
+    quota = "pool p at its CPU quota (1/1 used by NORMAL/HIGH)"
+    await until(service, second, lambda ts: ts[0]["pending_reason"] == quota)
+    g.open("first")
+    await until(service, second, last("RUNNING"))
+    assert statuses(service, low) == ["RUNNING"] and not preempt_events(service, low)
+    g.open("second", "low")
+    for wf in (first, second, low):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+
+
 async def test_a_preemption_under_way_survives_a_control_plane_restart(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
