@@ -45,6 +45,11 @@ def priority_name(stored: int) -> str:
     return next((k for k, v in PRIORITIES.items() if v == stored), "NORMAL")
 
 
+# Seconds a preempted task gets between SIGTERM and SIGKILL to checkpoint, unless its pool or
+# its spec says otherwise (Kubernetes' default terminationGracePeriodSeconds).
+PREEMPTION_GRACE = 30.0
+
+
 @dataclass(frozen=True)
 class PlatformConfig:
     name: str
@@ -71,6 +76,7 @@ class PoolConfig:
     scheduling: PoolScheduling = field(default_factory=PoolScheduling)
     containers: str = ""  # "": OsmoConfig.containers (osmo_core/containers.py)
     groups: frozenset[str] = frozenset()
+    preemption_grace: float = PREEMPTION_GRACE
 
     def backend_of(self, platform: str) -> str:
         return self.platforms[platform].backend or self.backend
@@ -481,6 +487,15 @@ class OsmoConfig(Configurable):
                         hint=f"roles: {', '.join(ROLES)}",
                     )
                 )
+            grace = _seconds(raw.get("preemption_grace", PREEMPTION_GRACE))
+            if grace is None:
+                problems.append(
+                    Problem(
+                        f"expected seconds (a number >= 0 or a duration such as 30s, 2m), got "
+                        f"{raw.get('preemption_grace')!r}",
+                        field=f"{where}.preemption_grace",
+                    )
+                )
             backend = raw.get("backend", "local")
             if backend not in self.backends:
                 problems.append(
@@ -523,6 +538,7 @@ class OsmoConfig(Configurable):
                 scheduling=scheduling,
                 containers=raw.get("containers", ""),
                 groups=frozenset(groups),
+                preemption_grace=PREEMPTION_GRACE if grace is None else grace,
             )
         from .containers import config_problems
         from .data.credentials import pool_problems
@@ -577,7 +593,22 @@ _POOL_KEYS = {
     "roles",
     "containers",
     "groups",
+    "preemption_grace",
 } | SCHEDULING_KEYS
+
+
+def _seconds(value: Any) -> float | None:
+    """A number of seconds >= 0, or a duration string ('30s', '2m'); None when it is neither."""
+    from .spec.quantities import parse_duration
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if 0 <= value < float("inf") else None
+    try:
+        return parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _str_list(value: Any) -> bool:

@@ -152,6 +152,41 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+class Simulation:
+    """Would `requests` (one queued unit) all fit now were some allocations given back? Asked
+    many times for one unit, so the machines it may use, and those with room for a part of it
+    now, are found once; each answer copies only those with room and those given back to, and
+    changes nothing of the scheduler's."""
+
+    def __init__(self, scheduler: Scheduler, pool: str, requests: list[Resource]):
+        self._scheduler, self._pool, self._requests = scheduler, pool, requests
+        platforms = {scheduler.platform_of(pool, r) for r in requests}
+        self._usable = {
+            (m.backend, m.node.name): m for p in platforms for m in scheduler._machines(pool, p)
+        }
+        # A machine with no room for any part of the unit takes none unless room is given back.
+        self._roomy = [m for m in self._usable.values() if any(m.fits_now(r) for r in requests)]
+
+    def helps(self, alloc: Alloc) -> bool:
+        """`alloc` is on a machine the unit may use."""
+        return (alloc.backend, alloc.node) in self._usable
+
+    def fits(self, freed: list[Alloc]) -> bool:
+        copies = {id(m): _copy(m) for m in self._roomy}
+        for a in freed:
+            m = self._usable.get((a.backend, a.node))
+            if m is not None:
+                Scheduler._give_back(copies.setdefault(id(m), _copy(m)), a)
+        nodes: dict[str, list[_NodeState]] = {}
+        for c in copies.values():
+            nodes.setdefault(c.backend, []).append(c)
+        return self._scheduler.place_gang(self._pool, self._requests, nodes) is not None
+
+
+def _copy(m: _NodeState) -> _NodeState:
+    return _NodeState(m.backend, m.node, m.used_cpu, m.used_memory, set(m.used_gpus))
+
+
 def _fmt(r: Resource) -> str:
     mem = f", memory {r.memory / _GI:.3g}Gi" if r.memory else ""
     return f"cpu {r.cpu:g}, gpu {r.gpu}{mem}"
@@ -374,6 +409,11 @@ class Scheduler:
         if quota is None:
             return True
         return quota.over(self.guaranteed(pool).plus(res.gpu, res.cpu, res.memory or 0)) is None
+
+    def simulation(self, pool: str, requests: list[Resource]) -> Simulation:
+        """Questions of the kind "would these requests fit were those allocations given
+        back?" (what preemption asks before it stops anything)."""
+        return Simulation(self, pool, requests)
 
     def place(
         self, pool: str, res: Resource, priority: int = NORMAL, user: str = ""

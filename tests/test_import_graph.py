@@ -61,6 +61,7 @@ LAYERS: dict[str, int] = {
     "osmo_core.backends.kubernetes": 5,
     # 6: what the engine and service lean on
     "osmo_core.scheduler": 6,
+    "osmo_core.preemption": 6,  # which LOW work to preempt: pure, on the scheduler's allocations
     "osmo_core.auth": 6,
     "osmo_core.interactive": 6,
     "osmo_core.admission": 6,  # parse, validate, place: what `validate` needs of the service

@@ -65,6 +65,7 @@ class Attempt(asyncio.SubprocessProtocol):
         self.stager: Stager | None = None  # set when it has data to move
         self.staging: asyncio.Task[None] | None = None  # a transfer in progress
         self._canceled = False
+        self.kill_at: float | None = None  # loop time a cancel's grace ends (SIGKILL)
         self.hold: str | None = None  # LaunchRequest.hold
         self.env: dict[str, str] = {}  # the command's environment (the holder gets it too)
         self.held: tuple[int, int | None] | None = None  # the command's (exit code, signal)
@@ -196,11 +197,11 @@ class Attempt(asyncio.SubprocessProtocol):
         if holds(self.hold, code) and not self._canceled:
             self.sup.background(hold(self, code, sig))
             return
-        if self.stager is not None and not self._canceled:
-            self.sup.stage_out(self, code, sig)
+        if self.stager is not None:
+            # canceled (or preempted): no outputs, but its last checkpoint in the grace left
+            until = (self.kill_at or asyncio.get_running_loop().time()) if self._canceled else None
+            self.sup.stage_out(self, code, sig, until)
             return
-        if self.staging is not None:  # the periodic checkpoints of a canceled task
-            self.staging.cancel()
         self.sup.ended(
             self,
             {"state": "exited", "exit_code": code, "signal": sig, "message": self.exit_message},
@@ -240,6 +241,7 @@ class Attempt(asyncio.SubprocessProtocol):
         if self.pid is None:  # still being spawned
             self._early_cancel = grace
             return
+        self.kill_at = asyncio.get_running_loop().time() + max(grace, 0.0)
         if grace <= 0:
             self._kill()
             return

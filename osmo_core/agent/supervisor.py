@@ -316,19 +316,31 @@ class Supervisor:
         if req.checkpoints and not att.ended.done():
             att.staging = asyncio.ensure_future(att.stager.checkpoint_loop())
 
-    def stage_out(self, att: Attempt, code: int, sig: int | None) -> None:
-        """The command ended: a last checkpoint, then (if it succeeded) the outputs."""
+    def stage_out(
+        self, att: Attempt, code: int, sig: int | None, until: float | None = None
+    ) -> None:
+        """The command ended: a last checkpoint, then (if it succeeded) the outputs. `until`:
+        it was stopped (a cancel, a preemption), so only the checkpoint goes, by that loop
+        time (the end of its grace, when it would have been SIGKILLed)."""
         if att.staging is not None:
             att.staging.cancel()  # the periodic checkpoints
-        att.staging = asyncio.ensure_future(self._stage_out(att, code, sig))
+        att.staging = asyncio.ensure_future(self._stage_out(att, code, sig, until))
 
-    async def _stage_out(self, att: Attempt, code: int, sig: int | None) -> None:
+    async def _stage_out(
+        self, att: Attempt, code: int, sig: int | None, until: float | None
+    ) -> None:
         assert att.stager is not None
         message = att.exit_message
         try:
-            await att.stager.checkpoint()
-            if code == 0:
-                await att.stager.outputs()
+            if until is None:
+                await att.stager.checkpoint()
+                if code == 0:
+                    await att.stager.outputs()
+            else:
+                left = until - asyncio.get_running_loop().time()
+                await asyncio.wait_for(att.stager.checkpoint(), max(left, 0.0))
+        except TimeoutError:
+            att.system("last checkpoint not uploaded: the grace period ran out")
         except TransferError as e:
             att.system(str(e))
             if code == 0:  # a failed command keeps its own exit code

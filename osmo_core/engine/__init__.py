@@ -6,6 +6,7 @@ transitions.py  state changes, each checked against osmo_core.states, and their 
 submit.py       submit: checks, the transaction that creates a workflow, its groups' start
 groups.py       group phases and ends, downstream, queue and exec timeouts
 placement.py    the queue, placement, launches, node refresh
+preempt.py      preemption: LOW work stopped to make room for NORMAL/HIGH work, claims, requeue
 launch.py       task spec + placement -> LaunchRequest (placeholders resolved)
 cache.py        the task cache and reuse: attempts that take another attempt's outputs
 facts.py        what backends report: start, exit, hold, loss, logs, transfers, usage
@@ -16,11 +17,11 @@ recovery.py     restart: reload, reconcile with the backends, resume
 reconcile.py    the periodic check that every launched attempt has a process; the lag tick
 policy.py       the decisions as pure functions: exit actions, retry budget, holds, groups
 
-The parts (Transitions, Submission, GroupProgress, Placement, BackendFacts, Holds, Cancelling,
-Recovery, Reconciling, TaskCache) are mixed into `Engine` and never used alone, so their methods
-take `self: Engine` (imported under TYPE_CHECKING): mypy then checks each part against the one
-declaration of the engine's state in Engine.__init__ and the other parts' real signatures,
-with nothing declared twice. mypy calls a self-type that is a subclass an error [misc];
+The parts (Transitions, Submission, GroupProgress, Placement, Preempting, BackendFacts, Holds,
+Cancelling, Recovery, Reconciling, TaskCache) are mixed into `Engine` and never used alone, so
+their methods take `self: Engine` (imported under TYPE_CHECKING): mypy then checks each part
+against the one declaration of the engine's state in Engine.__init__ and the other parts' real
+signatures, with nothing declared twice. mypy calls a self-type that is a subclass an error [misc];
 pyproject.toml turns that code off for these modules only.
 """
 

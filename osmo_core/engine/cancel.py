@@ -47,11 +47,13 @@ class Cancelling:
             self._unqueue(att)
             self._set_task(att, reason, message=message, follow=follow)
             return
-        if att.cancel_reason is None:
+        # A cancel or timeout overrides a preemption under way (its signals are already sent).
+        if att.cancel_reason in (None, T.FAILED_PREEMPTED) and reason != att.cancel_reason:
+            first = att.cancel_reason is None
             att.cancel_reason = reason
             att.message = message
             self._save(att, cancel_reason=reason.value, message=message)
-            if not att.launching:
+            if first and not att.launching:
                 self._cancels.append(att)
 
     async def _stop_process(self: Engine, att: Attempt) -> None:
@@ -59,8 +61,13 @@ class Cancelling:
         with its agent, or ended unheard), no exit will follow: end it now."""
         name = att.alloc.backend if att.alloc else "local"
         backend = self.backends[name]
+        grace = (
+            self._preemption_grace(att)
+            if att.cancel_reason == T.FAILED_PREEMPTED
+            else self.config.cancel_grace
+        )
         try:
-            await backend.cancel(att.key, self.config.cancel_grace)
+            await backend.cancel(att.key, grace)
             st = (await backend.status([att.key])).get(att.key)
         except BackendError as e:  # unreachable: its link's resync or a reconciliation ends it
             log.warning("cancel of %s: %s", att.key, e)

@@ -222,11 +222,14 @@ class BackendFacts:
         if att.status not in LAUNCHED:  # e.g. a failed launch of an attempt not yet placed
             self._unqueue(att)
         self._release(att)
+        if att.cancel_reason == T.FAILED_PREEMPTED:  # however its process ended
+            status, exit_code, message = policy.preempted_outcome(att.task.spec, att.message)
         retry, status, message = policy.retry_or_end(
             status,
             message,
             again=again,
-            stopped_by_us=att.cancel_reason is not None,
+            # a preemption is not a stop its user asked for: it is rescheduled
+            stopped_by_us=att.cancel_reason not in (None, T.FAILED_PREEMPTED),
             retry_id=att.retry_id,
             budget=policy.retry_budget(att.task.spec.max_retries, self.config.max_retries),
             exit_code=exit_code,
@@ -238,11 +241,13 @@ class BackendFacts:
             follow=False,
             message=message if message is not None else att.message,
         )
+        nxt = None
         if retry:  # the new attempt exists before the group looks, so the group goes on
             nxt = self._new_attempt(att.task, T.PROCESSING)
             if att.cache_key is not None:  # same inputs: its completion is a cache entry too
                 nxt.cache_key = att.cache_key
                 self._save(nxt, cache_key=att.cache_key)
             self._set_task(nxt, T.SCHEDULING, follow=False)
+        if not self._preempted_ended(att, nxt) and nxt is not None:
             self._enqueue_after(nxt, policy.retry_delay(status, nxt.retry_id, again=again))
         self._group_follows(att.task.group)

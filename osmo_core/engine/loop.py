@@ -40,6 +40,7 @@ from .groups import GroupProgress
 from .holds import Holds
 from .launch import launch_request, previous_output
 from .placement import Placement, resource_of
+from .preempt import Claim, Preempting, Requeue
 from .reconcile import ReconcileStats, Reconciling
 from .recovery import Recovery
 from .runs import Attempt, WorkflowRun
@@ -67,6 +68,7 @@ class Engine(
     Submission,
     GroupProgress,
     Placement,
+    Preempting,
     BackendFacts,
     Holds,
     Cancelling,
@@ -93,6 +95,12 @@ class Engine(
         self._attempts: dict[str, Attempt] = {}
         # Placement units (a barrier group is one unit) waiting for capacity.
         self._queue: WaitQueue[Attempt] = WaitQueue(scheduler, resource_of)
+        # Preemption (engine/preempt.py): claims by id of the waiting unit, victim -> its claim,
+        # victim -> how its retry goes back to the queue.
+        self._claims: dict[int, Claim] = {}
+        self._claim_of: dict[Attempt, Claim] = {}
+        self._requeue_of: dict[Attempt, Requeue] = {}
+        self._no_victims: bool = False  # this scheduling pass found no LOW work to preempt
         self._launched: dict[str, Attempt] = {}  # INITIALIZING or RUNNING (transitions.py)
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._batch = Batch()

@@ -19,6 +19,7 @@ from ..spec.models import Resource
 from ..states import TaskStatus
 from ..wire import LaunchRequest, Node
 from .runs import Attempt
+from .waitqueue import Unit
 
 if TYPE_CHECKING:
     from .loop import Engine
@@ -37,11 +38,15 @@ class Placement:
     A part of `Engine` (engine/loop.py): methods only, on the engine's state, run in its loop.
     """
 
-    def _enqueue(self: Engine, units: list[list[Attempt]]) -> None:
+    def _enqueue(self: Engine, units: list[list[Attempt]], seq: int | None = None) -> None:
+        """`seq`: the submission order a preempted unit had (one unit), so it goes back to the
+        place it had in the queue (engine/waitqueue.py orders a user's units by it)."""
         for unit in units:
             wf = unit[0].task.group.workflow
-            queued = self._queue.add(unit, wf.pool, wf.priority, wf.user, wf.id)
+            queued = self._queue.add(unit, wf.pool, wf.priority, wf.user, wf.id, seq)
             queued.reported = unit[0].pending_reason  # a restart does not announce it again
+            for att in unit:
+                att.seq = queued.seq
 
     def _enqueue_after(self: Engine, att: Attempt, delay: float) -> None:
         """Queue a new attempt after `delay` seconds (a retry's backoff), SCHEDULING meanwhile."""
@@ -60,11 +65,17 @@ class Placement:
         self._queue.remove(att)
 
     def _schedule(self: Engine) -> None:
-        if not self._queue.dirty or not len(self._queue):
+        if not self._queue.dirty:
             return
-        placed, waiting = self._queue.schedule(
-            skip=lambda unit: unit.items[0].task.group.workflow.canceling
-        )
+        self._settle_claims()  # engine/preempt.py: even with nothing queued, a claim may end
+        placed = self._reclaimed()  # the room its victims freed goes to the preemptor first
+        waiting: list[Unit[Attempt]] = []
+        if len(self._queue):
+            passed, waiting = self._queue.schedule(
+                skip=lambda unit: unit.items[0].task.group.workflow.canceling
+            )
+            placed += passed
+        self._queue.dirty = False
         for atts, allocs in placed:
             for att, alloc in zip(atts, allocs, strict=True):
                 att.alloc = alloc
@@ -86,6 +97,8 @@ class Placement:
                 unit.reported = unit.reason
                 for att in unit.items:
                     self._pending(att, unit.reason)
+        for unit in waiting:
+            self._preempt_for(unit)  # engine/preempt.py: LOW work may hold its room
 
     def _pending(self: Engine, att: Attempt, reason: str | None) -> None:
         task = att.task
@@ -107,7 +120,8 @@ class Placement:
 
     def _release(self: Engine, att: Attempt) -> None:
         if att.alloc is not None:
-            self.scheduler.release(att.alloc)
+            if not self._claim_keeps(att):  # a victim's room stays taken for its preemptor
+                self.scheduler.release(att.alloc)
             self._queue.dirty = True
 
     async def _launch(self: Engine, att: Attempt, req: LaunchRequest) -> None:

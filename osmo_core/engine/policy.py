@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from ..exit_codes import ExitCode
 from ..spec.models import ExitAction, Task
 from ..states import INFRA_RESCHEDULE, TaskStatus
 
@@ -55,6 +56,18 @@ def exit_outcome(
     if action == ExitAction.FAIL:
         return T.FAILED, f"exit code {code}{why}"
     return T.RESCHEDULED, f"exit code {code}{why}: {action.value}"
+
+
+def preempted_outcome(spec: Task, message: str | None) -> tuple[TaskStatus, int, str | None]:
+    """How a preempted attempt ends, whatever its process exited with: FAILED_PREEMPTED with
+    OSMO's code 3006 (rescheduled as an infrastructure failure), unless its exitActions name
+    3006, as OSMO applies them to that code."""
+    code = int(ExitCode.FAILED_PREEMPTED)
+    action = spec.exit_action(code)
+    if action is None:
+        return T.FAILED_PREEMPTED, code, message
+    status, _ = exit_outcome(action, code)
+    return status, code, f"{message}; exit action {action.value} for exit code {code}"
 
 
 def start_failure_status(reason: str) -> TaskStatus:

@@ -51,6 +51,7 @@ class Attempt:
     pending_reason: str | None = None  # why it waited, as last announced (restored at restart)
     reused_from: str | None = None  # it did not run: the attempt key whose outputs it has
     cache_key: str | None = None  # the task cache's key (engine/cache.py)
+    seq: int | None = None  # its unit's submission order in the queue (preemption requeues by it)
 
     @property
     def key(self) -> str:

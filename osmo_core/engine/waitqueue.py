@@ -17,6 +17,7 @@ drive it).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import Counter
 from collections.abc import Callable, Hashable
@@ -32,6 +33,18 @@ A = TypeVar("A", bound=Hashable)
 BACKFILL_WINDOW = 32  # units tried per level past the first that does not fit
 NAMES = {v: k for k, v in PRIORITIES.items()}
 NORMAL = PRIORITIES["NORMAL"]
+
+
+def total_of(requests: list[Resource]) -> Resource:
+    """What a unit asks in all: what a pool's quota is checked against."""
+    if len(requests) == 1:
+        return requests[0]
+    # a gang's sum (model_construct: these are validated parts)
+    return Resource.model_construct(
+        cpu=sum(r.cpu for r in requests),
+        memory=sum(r.memory or 0 for r in requests),
+        gpu=sum(r.gpu for r in requests),
+    )
 
 
 @dataclass(eq=False)
@@ -96,11 +109,28 @@ class WaitQueue(Generic[A]):
         """Attempts waiting."""
         return len(self._unit_of)
 
-    def add(self, items: list[A], pool: str, priority: int, user: str, workflow: str) -> Unit[A]:
-        self._seq += 1
-        unit = Unit(list(items), pool, priority, user, workflow, self._seq)
+    def add(
+        self,
+        items: list[A],
+        pool: str,
+        priority: int,
+        user: str,
+        workflow: str,
+        seq: int | None = None,
+    ) -> Unit[A]:
+        """Queue a unit last in its user's order, or, given the `seq` a unit had before (a
+        preempted unit going back), at the place that submission order gives it."""
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
+        unit = Unit(list(items), pool, priority, user, workflow, seq)
         level = self._levels.setdefault(pool, {}).setdefault(priority, _Level())
-        level.users.setdefault(user, _UserUnits()).units.append(unit)
+        uu = level.users.setdefault(user, _UserUnits())
+        # Appending keeps the list in seq order; only an old seq needs a search (O(log n)).
+        if uu.units and uu.units[-1].seq > seq:
+            uu.units.insert(bisect.bisect(uu.units, seq, lo=uu.head, key=lambda u: u.seq), unit)
+        else:
+            uu.units.append(unit)
         level.workflows[workflow] += 1
         for item in items:
             self._unit_of[item] = unit
@@ -218,6 +248,10 @@ class WaitQueue(Generic[A]):
             level.first_reason = level.first_reason or reason
             waiting.append(unit)
 
+    def user_limit(self, unit: Unit[A]) -> str | None:
+        """The user's limit that starting this unit would pass (preemption cannot help it)."""
+        return self._limit(unit.pool, unit.user, unit)
+
     def _limit(self, pool: str, user: str, unit: Unit[A]) -> str | None:
         """The user's limit in the pool, if starting this unit would pass it."""
         limit = self.scheduler.pools[pool].scheduling.limit_of(user)
@@ -242,13 +276,7 @@ class WaitQueue(Generic[A]):
         sched = self.scheduler
         requests = [self.resource_of(i) for i in unit.items]
         if priority >= NORMAL and sched.pools[pool].scheduling.quota is not None:
-            total = requests[0]
-            if len(requests) > 1:  # a gang's sum (model_construct: these are validated parts)
-                total = Resource.model_construct(
-                    cpu=sum(r.cpu for r in requests),
-                    memory=sum(r.memory or 0 for r in requests),
-                    gpu=sum(r.gpu for r in requests),
-                )
+            total = total_of(requests)
             if not sched.entitled(pool, priority, total):
                 return self._quota_reason(pool, total), None
         shape = None

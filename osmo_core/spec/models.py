@@ -88,6 +88,9 @@ class Resource(Model):
     platform: str | None = None
     nodes_excluded: list[str] = Field(default_factory=list, alias="nodesExcluded")
     topology: list[dict[str, Any]] = Field(default_factory=list)
+    # Not in OSMO's spec: seconds a preempted task gets between SIGTERM and SIGKILL (to
+    # checkpoint); the pool's `preemption_grace` when unset.
+    preemption_grace: Seconds | None = Field(None, alias="preemptionGrace")
 
 
 class Timeout(Model):

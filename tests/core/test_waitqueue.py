@@ -191,3 +191,24 @@ def test_every_waiting_task_has_a_specific_reason() -> None:
         "huge": "asks more GPU than pool small's GPU quota holds: only LOW priority may run it "
         "(borrowing)",
     }
+
+
+def test_a_unit_requeued_with_its_old_seq_goes_back_in_front_of_later_work() -> None:
+    """A preempted unit is queued again with the submission order it had (engine/preempt.py):
+    in front of its user's later units and of other users' later ones, behind earlier ones."""
+    c = Cluster({"gpu": {}}, machines(1, 1))
+    c.submit("gpu", "early", priority=LOW, user="bob")
+    assert c.run() == ["early"]
+    [victim] = c.submit("gpu", "victim", priority=LOW)
+    assert c.run() == []
+    c.end("early")
+    assert c.run() == ["victim"]
+    c.submit("gpu", "later", priority=LOW), c.submit("gpu", "other", priority=LOW, user="bob")
+    seq = 2  # the victim's unit was the second one queued
+    c.end("victim")
+    c.queue.add([victim], "gpu", LOW, "ann", "victim", seq=seq)
+    assert c.run() == ["victim"]  # without its seq it would come after "later" and "other"
+    c.end("victim")
+    assert c.run() == ["later"]  # ann's, submitted before bob's "other"
+    c.end("later")
+    assert c.run() == ["other"]

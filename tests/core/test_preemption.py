@@ -1,0 +1,457 @@
+"""Preemption: LOW work stopped to make room for NORMAL/HIGH work, on the local backend with
+declared cores (real agent, real processes), and the victim choice alone.
+
+Each task waits at a gate file the test opens, so what runs when is the test's to decide."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osmo_core.config import PRIORITIES, OsmoConfig, PlatformConfig, PoolConfig
+from osmo_core.errors import ConfigError
+from osmo_core.preemption import Candidate, choose_victims
+from osmo_core.scheduler import Alloc, Scheduler
+from osmo_core.service import Service
+from osmo_core.spec.models import Resource
+from osmo_core.wire import Node
+from tests.conftest import ServiceFactory, make_config
+
+# --- the choice alone -----------------------------------------------------------------------
+
+
+def unit(key: str, started: float, cpu: float) -> Candidate[str]:
+    return Candidate(key, started, (Alloc("local", "m", cpu, 0),))
+
+
+def need(cpu: float) -> Callable[[list[Alloc]], bool]:
+    """Work that fits once `cpu` cores are given back."""
+    return lambda freed: sum(a.cpu for a in freed) >= cpu
+
+
+def keys(chosen: list[Candidate[str]] | None) -> list[str] | None:
+    return None if chosen is None else sorted(c.key for c in chosen)
+
+
+def test_the_youngest_single_unit_that_makes_room_goes() -> None:
+    units = [unit("old", 1, 1), unit("mid", 2, 1), unit("young", 3, 1)]
+    assert keys(choose_victims(units, need(1))) == ["young"]
+
+
+def test_fewest_before_youngest() -> None:
+    # two small young units would do, one bigger older unit does alone: one unit goes
+    units = [unit("old", 1, 1), unit("big", 2, 2), unit("young", 3, 1)]
+    assert keys(choose_victims(units, need(2))) == ["big"]
+
+
+def test_several_units_youngest_first_and_none_spared_that_is_needed() -> None:
+    units = [unit("a", 1, 1), unit("b", 2, 1), unit("c", 3, 1), unit("d", 4, 1)]
+    assert keys(choose_victims(units, need(3))) == ["b", "c", "d"]
+
+
+def test_a_unit_that_does_not_help_is_spared() -> None:
+    # "gpu" frees what the work does not need (fits ignores it): only the cpu units count
+    units = [unit("a", 1, 2), Candidate("gpu", 5, (Alloc("local", "n", 0, 0, [0]),))]
+    assert keys(choose_victims(units, need(2))) == ["a"]
+
+
+def test_nothing_is_chosen_when_even_all_would_not_make_room() -> None:
+    assert choose_victims([unit("a", 1, 1), unit("b", 2, 1)], need(3)) is None
+    assert choose_victims([], need(0)) is None
+
+
+def test_a_simulation_changes_nothing() -> None:
+    pool = PoolConfig("p", "b", "any", {"any": PlatformConfig("any")})
+    s = Scheduler({"p": pool})
+    s.set_nodes("b", [Node("m1", cpu=2, memory=0, gpus=[0, 1]), Node("m2", cpu=2, memory=0)])
+    two_gpus = Resource(cpu=1, gpu=2)
+    held = [s.place("p", Resource(cpu=1, gpu=1)), s.place("p", Resource(cpu=1, gpu=1))]
+    assert all(a is not None and a.node == "m1" for a in held)
+    before = s.usage()
+    sim = s.simulation("p", [two_gpus])
+    assert not sim.fits([])
+    assert not sim.fits([held[0]])  # one GPU back is not enough
+    assert sim.fits([a for a in held if a is not None])
+    assert sim.fits([a for a in held if a is not None])  # asked again: the same answer
+    assert s.usage() == before  # nothing was taken or given back for real
+    assert s.entitled("p", PRIORITIES["NORMAL"], two_gpus)
+    assert not s.entitled("p", PRIORITIES["LOW"], two_gpus)
+
+
+def test_preemption_grace_is_checked_with_the_config() -> None:
+    def pools(grace: Any) -> OsmoConfig:
+        return OsmoConfig(
+            backends={"local": {"kind": "local"}},
+            pools={"local": {"backend": "local", "preemption_grace": grace}},
+        )
+
+    assert pools("2m").pool_configs()["local"].preemption_grace == 120
+    assert pools(0).pool_configs()["local"].preemption_grace == 0
+    with pytest.raises(ConfigError) as e:
+        pools(-1).pool_configs()
+    assert "OsmoConfig.pools.local.preemption_grace" in str(e.value)
+    assert "got -1" in str(e.value)
+
+
+# --- end to end on the local backend ---------------------------------------------------------
+
+
+class Gates:
+    """Files tasks wait for: `task(name)` waits at gate `name`, `open(name)` lets it end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir()
+
+    def script(self, name: str, on_term: str | None = None) -> str:
+        trap = f"trap '{on_term}' TERM; " if on_term is not None else ""
+        gate = self.root / name
+        return f"{trap}while [ ! -e {gate} ]; do sleep 0.05; done"
+
+    def open(self, *names: str) -> None:
+        for name in names:
+            (self.root / name).touch()
+
+
+def gated(
+    gates: Gates, name: str, cpu: float = 1, on_term: str | None = None, **task: Any
+) -> dict[str, Any]:
+    """A one-task workflow waiting at gate `name` (running `on_term` on SIGTERM)."""
+    command = ["sh", "-c", gates.script(name, on_term)]
+    return {
+        "workflow": {
+            "name": name,
+            "resources": {"default": {"cpu": cpu, **task.pop("resource", {})}},
+            "tasks": [{"name": "t", "command": command, **task}],
+        }
+    }
+
+
+async def until(
+    service: Service, wf_id: str, check: Callable[[list[dict[str, Any]]], bool], timeout=20.0
+) -> list[dict[str, Any]]:
+    """Poll the workflow's attempts until `check` holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = service.get(wf_id)["tasks"]
+        if check(tasks):
+            return tasks
+        assert time.monotonic() < deadline, f"{wf_id}: {[(t['name'], t['status']) for t in tasks]}"
+        await asyncio.sleep(0.05)
+
+
+def last(status: str, name: str = "t") -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda ts: [t for t in ts if t["name"] == name][-1]["status"] == status
+
+
+def statuses(service: Service, wf_id: str) -> list[str]:
+    return [t["status"] for t in service.get(wf_id)["tasks"]]
+
+
+def preempt_events(service: Service, wf_id: str) -> list[dict[str, Any]]:
+    return [
+        ev
+        for ev in service.store.events_since(0, wf_id, limit=10_000)
+        if ev["type"] in ("task.preempt", "task.preempting")
+    ]
+
+
+async def test_osmo_example_wf1_is_preempted_and_goes_back_in_front_of_later_low_work(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    """OSMO's scheduling guide: WF1 (LOW) and WF2 (NORMAL) run, WF3 and WF4 (LOW) wait; WF5
+    (NORMAL) preempts WF1, which is queued again in front of WF3 and WF4, and finishes later."""
+    service = await service_factory(local={"cpus": 2}, max_retries=1)
+    g = Gates(tmp_path / "gates")
+    wf1 = await service.submit(gated(g, "wf1"), priority="LOW")
+    await until(service, wf1, last("RUNNING"))
+    wf2 = await service.submit(gated(g, "wf2"), priority="NORMAL")
+    await until(service, wf2, last("RUNNING"))
+    wf3 = await service.submit(gated(g, "wf3"), priority="LOW")
+    wf4 = await service.submit(gated(g, "wf4"), priority="LOW")
+    wf5 = await service.submit(gated(g, "wf5"), priority="NORMAL")
+    await until(service, wf5, last("RUNNING"))
+    first, retry = service.get(wf1)["tasks"]
+    assert (first["status"], first["exit_code"]) == ("FAILED_PREEMPTED", 3006)
+    assert first["message"] == f"preempted by NORMAL workflow {wf5} (task t) in pool local"
+    assert retry["retry_id"] == 1 and retry["status"] == "SCHEDULING"
+    assert statuses(service, wf3) == statuses(service, wf4) == ["SCHEDULING"]
+    [ev] = preempt_events(service, wf1)
+    assert ev["type"] == "task.preempt" and ev["payload"]["by"] == wf5
+    [ev] = preempt_events(service, wf5)
+    assert ev["payload"]["victims"] == [f"{wf1}/t/0"]
+
+    g.open("wf2")  # a core frees: WF1's retry, not WF3 or WF4, takes it
+    await until(service, wf1, last("RUNNING"))
+    assert statuses(service, wf3) == statuses(service, wf4) == ["SCHEDULING"]
+    g.open("wf5")
+    await until(service, wf3, last("RUNNING"))
+    assert statuses(service, wf4) == ["SCHEDULING"]
+    g.open("wf1", "wf3", "wf4")
+    for wf in (wf1, wf2, wf3, wf4, wf5):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+    assert statuses(service, wf1) == ["FAILED_PREEMPTED", "COMPLETED"]
+    assert service.scheduler.usage()[0]["free_cpu"] == 2  # nothing left reserved
+
+
+async def test_fewest_then_youngest_are_preempted(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    service = await service_factory(local={"cpus": 4}, max_retries=1)
+    g = Gates(tmp_path / "gates")
+    old = await service.submit(gated(g, "old"), priority="LOW")
+    await until(service, old, last("RUNNING"))
+    big = await service.submit(gated(g, "big", cpu=2), priority="LOW")
+    await until(service, big, last("RUNNING"))
+    young = await service.submit(gated(g, "young"), priority="LOW")
+    await until(service, young, last("RUNNING"))
+    # needs 2 cores: "young" alone frees 1; "big" alone frees 2, so one unit goes, not two
+    high = await service.submit(gated(g, "high", cpu=2), priority="HIGH")
+    await until(service, high, last("RUNNING"))
+    assert statuses(service, big)[0] == "FAILED_PREEMPTED"
+    assert statuses(service, old) == statuses(service, young) == ["RUNNING"]
+    # one core more: the youngest LOW task goes ("big"'s retry waits, it does not run)
+    normal = await service.submit(gated(g, "normal"), priority="NORMAL")
+    await until(service, normal, last("RUNNING"))
+    assert statuses(service, young)[0] == "FAILED_PREEMPTED"
+    assert statuses(service, old) == ["RUNNING"]
+    g.open("old", "big", "young", "high", "normal")
+    for wf in (old, big, young, high, normal):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+
+
+async def test_a_barrier_group_is_preempted_as_a_gang_and_requeued_whole(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    service = await service_factory(local={"cpus": 3}, max_retries=1)
+    g = Gates(tmp_path / "gates")
+    gang_spec = {
+        "workflow": {
+            "name": "gang",
+            "groups": [
+                {
+                    "name": "pair",
+                    "tasks": [
+                        {"name": "a", "command": ["sh", "-c", g.script("gang")], "lead": True},
+                        {"name": "b", "command": ["sh", "-c", g.script("gang")]},
+                    ],
+                }
+            ],
+        }
+    }
+    gang = await service.submit(gang_spec, priority="LOW")
+    await until(service, gang, lambda ts: [t["status"] for t in ts] == ["RUNNING"] * 2)
+    solo = await service.submit(gated(g, "solo"), priority="LOW")  # younger, but 1 core only
+    await until(service, solo, last("RUNNING"))
+    high = await service.submit(gated(g, "high", cpu=2), priority="HIGH")
+    await until(service, high, last("RUNNING"))
+    tasks = service.get(gang)["tasks"]
+    assert [(t["name"], t["retry_id"], t["status"]) for t in tasks] == [
+        ("a", 0, "FAILED_PREEMPTED"),
+        ("a", 1, "SCHEDULING"),
+        ("b", 0, "FAILED_PREEMPTED"),
+        ("b", 1, "SCHEDULING"),
+    ]
+    assert statuses(service, solo) == ["RUNNING"]
+    g.open("solo")  # one core free: the gang needs two at once, so it still waits
+    assert (await asyncio.wait_for(service.wait(solo), 20)).value == "COMPLETED"
+    await asyncio.sleep(0.3)
+    assert [t["status"] for t in service.get(gang)["tasks"]][1::2] == ["SCHEDULING"] * 2
+    g.open("high")  # both retries start together
+    await until(service, gang, lambda ts: [t["status"] for t in ts][1::2] == ["RUNNING"] * 2)
+    g.open("gang")
+    assert (await asyncio.wait_for(service.wait(gang), 20)).value == "COMPLETED"
+
+
+async def test_no_preemption_when_it_would_not_make_room(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    service = await service_factory(local={"cpus": 2}, max_retries=1)
+    g = Gates(tmp_path / "gates")
+    low = await service.submit(gated(g, "low"), priority="LOW")
+    await until(service, low, last("RUNNING"))
+    normal = await service.submit(gated(g, "normal"), priority="NORMAL")
+    await until(service, normal, last("RUNNING"))
+    # 2 cores: preempting the LOW task frees 1, and NORMAL work is never preempted
+    high = await service.submit(gated(g, "high", cpu=2), priority="HIGH")
+    await asyncio.sleep(1.0)
+    assert statuses(service, low) == statuses(service, normal) == ["RUNNING"]
+    assert statuses(service, high) == ["SCHEDULING"]
+    assert preempt_events(service, low) == preempt_events(service, high) == []
+    # nor does LOW work preempt LOW work
+    other = await service.submit(gated(g, "other"), priority="LOW")
+    await asyncio.sleep(0.5)
+    assert statuses(service, low) == ["RUNNING"] and statuses(service, other) == ["SCHEDULING"]
+    g.open("low", "normal", "high", "other")
+    for wf in (low, normal, high, other):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+
+
+async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_killed(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    pools = {"local": {"backend": "local", "preemption_grace": 30}}
+    service = await service_factory(local={"cpus": 2}, max_retries=1, pools=pools)
+    g = Gates(tmp_path / "gates")
+    dest = tmp_path / "ckpt"
+    # traps SIGTERM: writes its state to the checkpoint folder and exits; the agent uploads it
+    saver = await service.submit(
+        {
+            "workflow": {
+                "name": "saver",
+                "tasks": [
+                    {
+                        "name": "t",
+                        "command": [
+                            "sh",
+                            "-c",
+                            g.script("saver", on_term="echo step-7 > /ckpt/state; exit 0")
+                            + "; echo done > /ckpt/state",
+                        ],
+                        "checkpoint": [
+                            {"path": "/ckpt", "url": f"file://{dest}", "frequency": "1h"}
+                        ],
+                    }
+                ],
+            }
+        },
+        priority="LOW",
+    )
+    await until(service, saver, last("RUNNING"))
+    # ignores SIGTERM: killed once its own grace (the spec's, 1s, not the pool's 30s) is over
+    stubborn = await service.submit(
+        gated(g, "stubborn", on_term="", resource={"preemptionGrace": "1s"}), priority="LOW"
+    )
+    await until(service, stubborn, last("RUNNING"))
+    high = await service.submit(gated(g, "high", cpu=2), priority="HIGH")
+    await until(service, high, last("RUNNING"), timeout=30)
+    assert (dest / "state").read_text() == "step-7\n"
+    ups = [
+        ev
+        for ev in service.store.events_since(0, saver, limit=1000)
+        if ev["type"] == "task.transfer"
+    ]
+    assert [(u["retry_id"], u["payload"]["direction"]) for u in ups] == [(0, "checkpoint")]
+    assert "error" not in ups[0]["payload"]
+    first = service.get(stubborn)["tasks"][0]
+    [ev] = [e for e in preempt_events(service, stubborn) if e["type"] == "task.preempt"]
+    assert ev["payload"]["grace"] == 1
+    assert first["status"] == "FAILED_PREEMPTED"
+    assert 0.9 <= first["end_time"] - ev["ts"] < 10  # SIGKILL after the grace, not 30 s
+    g.open("saver", "stubborn", "high")
+    for wf in (saver, stubborn, high):
+        assert (await asyncio.wait_for(service.wait(wf), 30)).value == "COMPLETED"
+    assert (dest / "state").read_text() == "done\n"  # the retry ran to its end
+
+
+async def test_exit_actions_may_fail_a_preempted_task_instead(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    service = await service_factory(local={"cpus": 1}, max_retries=1)
+    g = Gates(tmp_path / "gates")
+    low = await service.submit(gated(g, "low", exitActions={"FAIL": "3006"}), priority="LOW")
+    await until(service, low, last("RUNNING"))
+    high = await service.submit(gated(g, "high"), priority="HIGH")
+    await until(service, high, last("RUNNING"))
+    assert (await asyncio.wait_for(service.wait(low), 20)).value == "FAILED"
+    [t] = service.get(low)["tasks"]
+    assert (t["status"], t["exit_code"]) == ("FAILED", 3006)
+    assert t["message"].endswith("exit action FAIL for exit code 3006")
+    g.open("high")
+    assert (await asyncio.wait_for(service.wait(high), 20)).value == "COMPLETED"
+
+
+async def test_low_work_of_another_pool_on_shared_machines_is_reclaimed(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    pools = {"a": {"backend": "local"}, "b": {"backend": "local"}}  # one machine, two pools
+    service = await service_factory(local={"cpus": 1}, max_retries=1, pools=pools, default_pool="a")
+    g = Gates(tmp_path / "gates")
+    borrower = await service.submit(gated(g, "borrower"), pool="b", priority="LOW")
+    await until(service, borrower, last("RUNNING"))
+    owner = await service.submit(gated(g, "owner"), pool="a", priority="NORMAL")
+    await until(service, owner, last("RUNNING"))
+    first = service.get(borrower)["tasks"][0]
+    assert first["message"] == f"preempted by NORMAL workflow {owner} (task t) in pool a"
+    g.open("owner", "borrower")
+    for wf in (owner, borrower):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+
+
+async def test_work_past_its_pool_quota_preempts_nothing(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    """Only entitled work preempts (Scheduler.entitled): NORMAL work that would take its pool
+    past its quota waits for the pool's own work to end, and the LOW task keeps running."""
+    pools = {"p": {"backend": "local", "quota": {"cpu": 1}}}
+    service = await service_factory(local={"cpus": 2}, max_retries=1, pools=pools, default_pool="p")
+    g = Gates(tmp_path / "gates")
+    first = await service.submit(gated(g, "first"), priority="NORMAL")
+    low = await service.submit(gated(g, "low"), priority="LOW")  # borrows the idle core
+    for wf in (first, low):
+        await until(service, wf, last("RUNNING"))
+    second = await service.submit(gated(g, "second"), priority="NORMAL")
+    quota = "pool p at its CPU quota (1/1 used by NORMAL/HIGH)"
+    await until(service, second, lambda ts: ts[0]["pending_reason"] == quota)
+    g.open("first")
+    await until(service, second, last("RUNNING"))
+    assert statuses(service, low) == ["RUNNING"] and not preempt_events(service, low)
+    g.open("second", "low")
+    for wf in (first, second, low):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+
+
+async def test_a_preemption_under_way_survives_a_control_plane_restart(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    data = tmp_path / "osmo"
+    first = Service(make_config(data, local={"cpus": 1}, max_retries=1))
+    await first.start()
+    g = Gates(tmp_path / "gates")
+    # takes 2 s to save its state on SIGTERM: the control plane stops meanwhile
+    low = await first.submit(gated(g, "low", on_term="sleep 2; exit 0"), priority="LOW")
+    await until(first, low, last("RUNNING"))
+    high = await first.submit(gated(g, "high"), priority="HIGH")
+    await until(first, low, lambda ts: bool(preempt_events(first, low)))
+    await first.stop()  # the agent and the terminating task go on
+
+    second = await service_factory(data, local={"cpus": 1}, max_retries=1)
+    await until(second, high, last("RUNNING"))
+    first_attempt, retry = second.get(low)["tasks"]
+    assert (first_attempt["status"], first_attempt["exit_code"]) == ("FAILED_PREEMPTED", 3006)
+    assert retry["status"] == "SCHEDULING"  # rescheduled, behind the HIGH work
+    g.open("high", "low")
+    for wf in (high, low):
+        assert (await asyncio.wait_for(second.wait(wf), 20)).value == "COMPLETED"
+
+
+async def test_a_victim_terminating_is_not_preempted_twice(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    service = await service_factory(local={"cpus": 2}, max_retries=1)
+    g = Gates(tmp_path / "gates")
+    slow = "sleep 1; exit 0"  # a second to save its state: still terminating when asked again
+    a = await service.submit(gated(g, "a", on_term=slow), priority="LOW")
+    await until(service, a, last("RUNNING"))
+    b = await service.submit(gated(g, "b", on_term=slow), priority="LOW")
+    await until(service, b, last("RUNNING"))
+    h1 = await service.submit(gated(g, "h1"), priority="HIGH")
+    await until(service, b, lambda ts: bool(preempt_events(service, b)))
+    h2 = await service.submit(gated(g, "h2"), priority="HIGH")  # b is still terminating
+    for wf in (h1, h2):
+        await until(service, wf, last("RUNNING"))
+    victims = {
+        wf: next(e for e in preempt_events(service, wf) if e["type"] == "task.preempting")
+        for wf in (h1, h2)
+    }
+    assert victims[h1]["payload"]["victims"] == [f"{b}/t/0"]  # the youngest
+    assert victims[h2]["payload"]["victims"] == [f"{a}/t/0"]  # not b again
+    assert len(preempt_events(service, a)) == len(preempt_events(service, b)) == 1
+    g.open("a", "b", "h1", "h2")
+    for wf in (a, b, h1, h2):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
