@@ -20,8 +20,9 @@ timeouts) is a `%%osmo workflow-settings` cell. So YAML → cells → YAML is lo
 from __future__ import annotations
 
 import copy
+import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -38,10 +39,14 @@ class CellTasks:
 
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # the document without its tasks
+    # where each came from: the execution count (`In [n]`) of the cell that last recorded it
+    cells: dict[str, int | None] = field(default_factory=dict)
+    settings_cell: int | None = None
 
-    def record(self, task: dict[str, Any]) -> None:
+    def record(self, task: dict[str, Any], cell: int | None = None) -> None:
         self.tasks.pop(task["name"], None)  # re-running a cell moves it to the end
         self.tasks[task["name"]] = task
+        self.cells[task["name"]] = cell
 
     def compose(self, name: str) -> dict[str, Any]:
         """The workflow document: the settings, this name, the tasks."""
@@ -52,6 +57,102 @@ class CellTasks:
         doc["workflow"] = {"name": name, **{k: v for k, v in wf.items() if k != "name"}}
         doc["workflow"]["tasks"] = [copy.deepcopy(t) for t in self.tasks.values()]
         return doc
+
+    def locate(self, error: InputError, text: str) -> InputError:
+        """`error`, found in `text` (the YAML `compose` made), told in the cells' terms: each
+        problem names the cell (`Cell In[5] (%%osmo task train)`) instead of `<spec>:42:13`,
+        a problem in a script at its line and column in the cell, and a flag by its name."""
+        try:
+            contents = _script_starts(text)
+        except yaml.YAMLError:
+            return error
+        names = list(self.tasks)
+        problems = []
+        for p in error.problems:
+            m = _TASK_FIELD.match(p.field)
+            if m is None or int(m[1]) >= len(names):
+                label = _cell_label(self.settings_cell, "%%osmo workflow-settings")
+                problems.append(replace(p, file=label, line=None, column=None))
+                continue
+            name, rest = names[int(m[1])], m[2] or ""
+            label = _cell_label(self.cells.get(name), f"%%osmo task {name}")
+            start = contents.get(int(m[1]))
+            if rest == "files[0].contents" and start is not None and p.line is not None:
+                first, indent = start
+                line = p.line - first + 2  # the cell's first line is the magic's
+                column = None if p.column is None else p.column - indent
+                problems.append(replace(p, field="", file=label, line=line, column=column))
+                continue
+            flag = _FLAGS.get(rest.split("[")[0]) if _as_script(self.tasks[name]) else None
+            problems.append(replace(p, field=flag or rest, file=label, line=None, column=None))
+        located = InputError(problems)
+        located.total = error.total
+        return located
+
+    def sources(self) -> dict[str, str]:
+        """Each script's file name (`train.py`) -> the cell it came from, for `annotate`."""
+        out = {}
+        for name, task in self.tasks.items():
+            if _as_script(task) is not None:
+                out[task["command"][1].rsplit("/", 1)[-1]] = _cell_label(self.cells.get(name), "")
+        return out
+
+
+_TASK_FIELD = re.compile(r"^workflow\.tasks\[(\d+)\](?:\.(.*))?$")
+_FLAGS = {"inputs": "--inputs", "outputs": "--output", "resource": "--resource", "image": "--image"}
+
+
+def _cell_label(count: int | None, magic: str) -> str:
+    cell = f"Cell In[{count}]" if count is not None else "the cell"
+    return f"{cell} ({magic})" if magic else cell
+
+
+# A script's line in a traceback: Python's `File ".../cells/x.py", line 3`, sh's
+# `.../cells/x.sh: line 3:` (bash) or `.../cells/x.sh: 3:` (dash). On the host the file sits
+# under the attempt's folder, in a container at /cells.
+_SCRIPT_LINE = re.compile(
+    rf'(?:File "[^"]*{CELL_DIR}/(?P<py>[^"/]+\.py)", line (?P<pyline>\d+)'
+    rf"|\S*{CELL_DIR}/(?P<sh>[^:/\s]+\.sh): (?:line )?(?P<shline>\d+):)"
+)
+
+
+def annotate(text: str, sources: dict[str, str]) -> str:
+    """A log line that names a cell's script, followed by the cell and its line there (the
+    script is the cell's body: its line n is the cell's line n + 1, after the magic)."""
+    if not sources or CELL_DIR not in text:
+        return text
+
+    def cell(m: re.Match[str]) -> str:
+        script, line = (m["py"], m["pyline"]) if m["py"] else (m["sh"], m["shline"])
+        label = sources.get(script)
+        return f"{m[0]} [{label}, line {int(line) + 1}]" if label else m[0]
+
+    return _SCRIPT_LINE.sub(cell, text)
+
+
+def _script_starts(text: str) -> dict[int, tuple[int, int]]:
+    """For each task (by index) whose `files[0].contents` is a block in `text`: the 1-based
+    line of its first content line, and that block's indentation."""
+    lines = text.splitlines()
+    out: dict[int, tuple[int, int]] = {}
+    root = yaml.compose(text)
+    wf = _get(root, "workflow")
+    for i, task in enumerate(getattr(_get(wf, "tasks"), "value", None) or []):
+        files = _get(task, "files")
+        node = _get(files.value[0], "contents") if files is not None and files.value else None
+        if node is None or getattr(node, "style", None) != "|":
+            continue
+        first = node.start_mark.line + 2  # the block starts on the line after its `|`
+        if first - 1 < len(lines):
+            body = lines[first - 1]
+            out[i] = (first, len(body) - len(body.lstrip(" ")))
+    return out
+
+
+def _get(node: Any, key: str) -> Any:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((v for k, v in node.value if getattr(k, "value", None) == key), None)
 
 
 def script_task(

@@ -301,19 +301,25 @@ class OsmoMagics(Magics):
                 outputs=[o for o in args.output if o],
                 shell=args.shell,
             )
-        self.cells.record(task)
+        self.cells.record(task, cell=self.shell.execution_count if self.shell else None)
         ups = [i.get("task") or i.get("url") for i in task.get("inputs") or []]
         print(f"recorded task {args.name}" + (f" (inputs: {', '.join(ups)})" if ups else ""))
 
     def _workflow_settings(self, args: argparse.Namespace, cell: str | None) -> None:
         self.cells.settings = cell_tasks.settings_from(cell or "")
+        self.cells.settings_cell = self.shell.execution_count if self.shell else None
         print("recorded workflow settings")
 
     def _run_tasks(self, args: argparse.Namespace, cell: str | None) -> Workflow:
         doc = cell_tasks.to_yaml(self.cells.compose(args.name))
-        return self.client.submit(
-            doc, set_values=_set_values(args), pool=args.pool, priority=args.priority
-        )
+        try:
+            wf = self.client.submit(
+                doc, set_values=_set_values(args), pool=args.pool, priority=args.priority
+            )
+        except InputError as e:  # located in the cells, not in the YAML they were made into
+            raise self.cells.locate(e, doc) from None
+        wf.sources = self.cells.sources()
+        return wf
 
     def _export(self, args: argparse.Namespace, cell: str | None) -> None:
         print(cell_tasks.to_yaml(self.cells.compose(args.name)), end="")

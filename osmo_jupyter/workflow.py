@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from osmo_core.client import ApiError
 
 from ._follow import follow
+from .cells import annotate
 from .records import TaskInfo, latest_attempts, workflow_ended
 from .render import upstream_of, workflow_html, workflow_markdown, workflow_text
 
@@ -29,6 +30,8 @@ class Workflow:
         self.id = wf_id
         self._data: dict[str, Any] | None = None
         self._monitor: Any = None
+        # cell scripts' file names -> their cells (`%osmo run-tasks`), named in log lines
+        self.sources: dict[str, str] = {}
 
     def __repr__(self) -> str:
         status = self._data["status"] if self._data else "?"
@@ -102,7 +105,7 @@ class Workflow:
         texts: list[str] = []
         while True:  # the server answers a page at a time
             page = self.log_lines(task, retry_id=retry_id, start=start + len(texts), limit=LOG_PAGE)
-            texts += [ln["text"] for ln in page]
+            texts += [self.annotate(ln["text"]) for ln in page]
             if len(page) < LOG_PAGE:
                 return texts
 
@@ -115,8 +118,8 @@ class Workflow:
         limit: int | None = None,
         tail: int | None = None,
     ) -> list[dict[str, Any]]:
-        """One page of a task's log lines as the API answers them: {n, ts, stream, text};
-        `tail=N`: the last N lines instead."""
+        """One page of a task's log lines as the API answers them (not annotated): {n, ts,
+        stream, text}; `tail=N`: the last N lines instead."""
         params = {"retry_id": retry_id, "start": start, "limit": limit, "tail": tail}
         # the server's answer is JSON (Any)
         return self.client.transport.request(  # type: ignore[no-any-return]
@@ -133,7 +136,15 @@ class Workflow:
     ) -> Iterator[dict[str, Any]]:
         """Lines as they are written, until the attempt ends: the server's log-follow
         WebSocket, or where it has none, the stored lines then the events WebSocket's."""
-        return follow(self, task, retry_id=retry_id, start=start, timeout=timeout)
+        lines = follow(self, task, retry_id=retry_id, start=start, timeout=timeout)
+        return (self._annotated(ln) for ln in lines)
+
+    def annotate(self, text: str) -> str:
+        """A log line naming a cell's script, with the notebook cell it came from."""
+        return annotate(text, self.sources)
+
+    def _annotated(self, line: dict[str, Any]) -> dict[str, Any]:
+        return {**line, "text": self.annotate(line["text"])} if self.sources else line
 
     def outputs(self, task: str) -> str | None:
         """Where the task's latest attempt put its `{{output}}` (as the API reports it)."""
@@ -165,7 +176,9 @@ class Workflow:
         downstream too; `all`: rerun everything."""
         body = {"from_task": from_task, "all": all}
         answer = self.client.transport.request("POST", f"workflows/{self.id}/restart", body=body)
-        return Workflow(self.client, answer["id"])
+        new = Workflow(self.client, answer["id"])
+        new.sources = self.sources  # the same scripts
+        return new
 
     def validated_spec(self) -> dict[str, Any]:
         """The spec as the server validated it (JSON: tasks, inputs, resources...)."""

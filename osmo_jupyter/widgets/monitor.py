@@ -122,7 +122,7 @@ class WorkflowMonitor(anywidget.AnyWidget):
             lines = self.workflow.log_lines(task["name"], retry_id=task["retry_id"])
         except OsmoError:
             return []
-        return [ln["text"] for ln in lines[-LAST_LINES:]]
+        return [self.workflow.annotate(ln["text"]) for ln in lines[-LAST_LINES:]]
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         """Apply one event (runs on the client's background thread)."""
@@ -191,7 +191,8 @@ class WorkflowMonitor(anywidget.AnyWidget):
     def _complete_lines(self, name: str, retry_id: int) -> None:
         """An attempt ended: its log is complete, so fill in lines written before we listened."""
         try:
-            lines = [ln["text"] for ln in self.workflow.log_lines(name, retry_id=retry_id)]
+            got = self.workflow.log_lines(name, retry_id=retry_id)
+            lines = [self.workflow.annotate(ln["text"]) for ln in got]
         except OsmoError:
             return
         rows = [dict(r) for r in self.tasks]
@@ -203,7 +204,7 @@ class WorkflowMonitor(anywidget.AnyWidget):
             self.log_lines = lines[-PANE_LINES:]
 
     def _apply_log(self, ev: dict[str, Any]) -> None:
-        text = ev["payload"]["text"]
+        text = self.workflow.annotate(ev["payload"]["text"])
         rows = [dict(r) for r in self.tasks]
         for r in rows:
             if r["name"] == ev["task"]:
@@ -228,7 +229,7 @@ class WorkflowMonitor(anywidget.AnyWidget):
                 got = self.workflow.log_lines(  # `start` is 0-based, line numbers 1-based
                     self.selected, retry_id=retry_id, start=first - 1, limit=n - first
                 )
-                missed = [ln["text"] for ln in got if ln["n"] < n]
+                missed = [self.workflow.annotate(ln["text"]) for ln in got if ln["n"] < n]
             except OsmoError:
                 pass  # the pane shows a gap rather than nothing
         self._pane_at = (retry_id, n + 1)
@@ -252,7 +253,7 @@ class WorkflowMonitor(anywidget.AnyWidget):
             row = next((r for r in self.tasks if r["name"] == task), None)
             # (attempt, next line number) the pane has reached: live lines continue from there
             self._pane_at = (row["retry_id"] if row else 0, got[-1]["n"] + 1 if got else 1)
-            self.log_lines = [ln["text"] for ln in got]
+            self.log_lines = [self.workflow.annotate(ln["text"]) for ln in got]
 
     def cancel(self) -> None:
         try:

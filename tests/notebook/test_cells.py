@@ -127,3 +127,54 @@ def test_cell_task_mistakes(shell):
     shell.run_cell_magic("osmo", "task t --inputs nope", "print(1)\n")
     with pytest.raises(UsageError, match="unknown input task 'nope'"):
         shell.run_line_magic("osmo", "run-tasks --name w")
+
+
+def run_numbered(shell, sources):
+    """As a notebook runs cells: each gets its `In [n]`."""
+    for src in sources:
+        result = shell.run_cell(src, store_history=True)
+        assert result.success, (src, result.error_in_exec)
+
+
+def test_a_spec_error_names_the_cell_and_its_line(shell):
+    first = shell.execution_count
+    run_numbered(
+        shell,
+        [
+            "%%osmo task prep\nprint(1)\nprint('{{input:zz}}')\n",
+            "%%osmo task train --inputs nope --resource big\nprint(2)\n",
+        ],
+    )
+    with pytest.raises(UsageError) as e:
+        shell.run_line_magic("osmo", "run-tasks --name w")
+    text = str(e.value)
+    # not `<spec>:12:16` (the YAML the cells were made into): the cell, its line and column
+    assert f"Cell In[{first}] (%%osmo task prep):3:8: {{{{input:zz}}}}" in text
+    assert f"Cell In[{first + 1}] (%%osmo task train): --inputs: unknown input task 'nope'" in text
+    assert f"Cell In[{first + 1}] (%%osmo task train): --resource: unknown resource" in text
+    assert "<spec>" not in text
+
+
+def test_a_traceback_in_a_task_names_the_cell(shell, wf_name):
+    first = shell.execution_count
+    run_numbered(
+        shell,
+        [
+            "%%osmo task ok --shell\necho fine\n",
+            "%%osmo task boom\nx = 1\n\nraise RuntimeError('bad ' + str(x))\n",
+        ],
+    )
+    shell.user_ns["wfname"] = wf_name
+    result = shell.run_cell("wf = %osmo run-tasks --name $wfname")
+    assert result.success, result.error_in_exec
+    wf = shell.user_ns["wf"]
+    assert wf.wait(timeout=60) == "FAILED"
+    log = wf.logs("boom")
+    # the script's line 3 is the cell's line 4 (the first line of the cell is the magic)
+    (line,) = [ln for ln in log if "boom.py" in ln]
+    assert line.endswith(f"line 3 [Cell In[{first + 1}], line 4], in <module>"), log
+    assert "RuntimeError: bad 1" in log[-1]
+    # the monitor's pane shows the same line
+    monitor = wf.monitor
+    monitor.select("boom")
+    assert any(f"[Cell In[{first + 1}], line 4]" in t for t in monitor.log_lines)
