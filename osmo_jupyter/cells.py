@@ -81,7 +81,11 @@ class CellTasks:
                 first, indent = start
                 line = p.line - first + 2  # the cell's first line is the magic's
                 column = None if p.column is None else p.column - indent
-                problems.append(replace(p, field="", file=label, line=line, column=column))
+                # the validator's hint in YAML's words, in the flag's
+                hint = _INPUT_HINT.sub(r"add \1 to --inputs", p.hint) if p.hint else None
+                problems.append(
+                    replace(p, field="", file=label, line=line, column=column, hint=hint)
+                )
                 continue
             flag = _FLAGS.get(rest.split("[")[0]) if _as_script(self.tasks[name]) else None
             problems.append(replace(p, field=flag or rest, file=label, line=None, column=None))
@@ -99,6 +103,7 @@ class CellTasks:
 
 
 _TASK_FIELD = re.compile(r"^workflow\.tasks\[(\d+)\](?:\.(.*))?$")
+_INPUT_HINT = re.compile(r"^add `- task: (.+)` under inputs$")
 _FLAGS = {"inputs": "--inputs", "outputs": "--output", "resource": "--resource", "image": "--image"}
 
 

@@ -150,6 +150,7 @@ def test_a_spec_error_names_the_cell_and_its_line(shell):
     text = str(e.value)
     # not `<spec>:12:16` (the YAML the cells were made into): the cell, its line and column
     assert f"Cell In[{first}] (%%osmo task prep):3:8: {{{{input:zz}}}}" in text
+    assert "(add zz to --inputs)" in text
     assert f"Cell In[{first + 1}] (%%osmo task train): --inputs: unknown input task 'nope'" in text
     assert f"Cell In[{first + 1}] (%%osmo task train): --resource: unknown resource" in text
     assert "<spec>" not in text
