@@ -110,7 +110,7 @@ async def measure(hub: Hub) -> dict[str, Any]:
 def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="osmo-hub-bench-") as tmp,
-        running_hub(Path(tmp)) as hub,
+        running_hub(Path(tmp), users=("alice",)) as hub,
     ):
         figures = asyncio.run(measure(hub))
     print(f"JupyterHub hop (n={N} each; loopback; {os.cpu_count()} CPUs)")

@@ -147,7 +147,6 @@ class OsmoApp(ExtensionApp):
         self.handlers.extend(osmo_api.handlers())  # OSMO's own CLI (docs/osmo-cli.md)
         if self.hub_users is not None:  # the end of the Hub's OAuth flow for a browser
             self.handlers.append(self.hub_users.callback_handler())
-            self.settings["hub_auth"] = self.hub_users.oauth
         if self.service is not None:  # a task app's own host name answers app links only
             base_url = self.server.base_url
             install_app_host(self.server.web_app, base_url, self.service.config.app_proxy_url)

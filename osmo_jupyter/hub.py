@@ -4,9 +4,10 @@
 external one: `JUPYTERHUB_SERVICE_NAME`, `JUPYTERHUB_API_TOKEN`, `JUPYTERHUB_API_URL`, ...)
 accepts, beside its own tokens, what the Hub issues for its users: API tokens, OAuth access
 tokens, and the cookie its OAuth flow (`{prefix}oauth_callback`, jupyterhub's own handler)
-leaves. The token must carry the service's access scope (`access:services!service=NAME`), so a
-single-user server's `JUPYTERHUB_API_TOKEN` reaches this service only where the Hub's config
-grants it (docs/jupyterhub.md).
+leaves; a browser without them is sent into that flow (`login_redirect`). The token must carry
+the service's access scope (`access:services!service=NAME`), so a single-user server's
+`JUPYTERHUB_API_TOKEN` reaches this service only where the Hub's config grants it
+(docs/jupyterhub.md).
 
 OSMO's role: `admin` for Hub admins and members of a group `OsmoConfig.hub_group_roles` maps to
 `admin`; `user` otherwise. The Hub's groups travel in the principal (pools' `groups`
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from osmo_core.auth import Principal
 from osmo_core.errors import Unauthorized
@@ -40,10 +41,13 @@ class HubUsers:
     def __init__(self, group_roles: dict[str, str]):
         from jupyterhub.services.auth import HubOAuth
 
-        # reads JUPYTERHUB_* now; the token then leaves the environment, which terminals and
-        # the agent start from (the deny-list keeps it from tasks as well)
-        self.oauth = HubOAuth(cache_max_age=ADMIN_TTL)
-        os.environ.pop("JUPYTERHUB_API_TOKEN", None)
+        # The token leaves the environment, which terminals and the agent start from (the
+        # deny-list keeps it from tasks as well), so it is given explicitly: the trait's default
+        # reads the environment on first use. The process-wide instance, because jupyterhub's
+        # OAuth callback handler uses `HubOAuth.instance()`: one made apart from it would exchange
+        # the Hub's code with no client secret (`invalid_client`).
+        token = os.environ.pop("JUPYTERHUB_API_TOKEN", "")
+        self.oauth = HubOAuth.instance(api_token=token, cache_max_age=ADMIN_TTL)
         self.name = os.environ.get("JUPYTERHUB_SERVICE_NAME", "")
         self.group_roles = group_roles
         self._admins: dict[str, tuple[float, bool]] = {}
@@ -54,6 +58,22 @@ class HubUsers:
         from jupyterhub.services.auth import HubOAuthCallbackHandler
 
         return "/oauth_callback", HubOAuthCallbackHandler
+
+    def login_redirect(self, handler: Any, next_url: str) -> NoReturn:
+        """Send a browser into the Hub's OAuth flow (as jupyterhub's `HubOAuthenticated`
+        does); the callback leaves the login cookie and sends it back to `next_url`."""
+        from tornado.httputil import url_concat
+        from tornado.web import Finish
+
+        auth = self.oauth
+        params: dict[str, str] = {}
+        verifier = None
+        if auth.pkce_enabled:
+            verifier, challenge, method = auth.generate_pkce_code_challenge()
+            params.update(code_challenge=challenge, code_challenge_method=method)
+        params["state"] = auth.set_state_cookie(handler, next_url=next_url, code_verifier=verifier)
+        handler.redirect(url_concat(auth.login_url, params))
+        raise Finish()
 
     async def principal(self, handler: Any) -> Principal | None:
         """Who the request's Hub token (or Hub login cookie) belongs to; None when it has

@@ -18,7 +18,9 @@ Two sources:
   WebSocket route, a method other than GET/HEAD, or one with a rejected `Authorization` — gets
   401 with `WWW-Authenticate: Bearer` and the reason, before jupyter_server's XSRF check (which
   guards cookies; a request with none has nothing to forge), unless its method is marked
-  `@allow_unauthenticated`. Pages without credentials still go to the login page. A user who
+  `@allow_unauthenticated`. Pages without credentials still go to the login page; run as a
+  JupyterHub service, a browser opening any route that needs credentials (a page or the API)
+  goes through the Hub's OAuth flow instead and comes back logged in. A user who
   is not an admin reaches only what `OsmoAuthorizer.admits` lets them (403 elsewhere) when the
   server's authorizer is `OsmoAuthorizer`.
 """
@@ -76,6 +78,10 @@ class OsmoIdentityProvider(IdentityProvider):
     async def get_user(self, handler: Any) -> User | None:
         user = await self._identify(handler)
         if user is None:
+            hub = getattr(handler.settings.get("osmo_app"), "hub_users", None)
+            if hub is not None and _browser_visit(handler):
+                # as Hub services do: the Hub's OAuth flow, back here logged in (hub.py)
+                hub.login_redirect(handler, handler.request.uri)
             if _needs_credentials(handler):
                 reason = getattr(handler, "_osmo_auth_error", None)
                 if reason is None:
@@ -132,14 +138,35 @@ def _user(who: Principal) -> OsmoUser:
     return OsmoUser(who.name, who.name, who.name, who.name[:1].upper(), principal=who)
 
 
+def _public(handler: Any) -> bool:
+    """The route answers without credentials, or checks them itself (osmo's WebSockets,
+    /metrics)."""
+    method = getattr(handler, (handler.request.method or "").lower(), None)
+    return method is None or getattr(method, "__allow_unauthenticated", False)
+
+
 def _needs_credentials(handler: Any) -> bool:
     """No login page can serve this request: answer 401 rather than a redirect or 403."""
+    if _public(handler):
+        return False
     request = handler.request
-    method = getattr(handler, (request.method or "").lower(), None)
-    if method is None or getattr(method, "__allow_unauthenticated", False):
-        return False  # public, or checks for itself (osmo's WebSockets, /metrics)
     api = isinstance(handler, (APIHandler, websocket.WebSocketHandler))
     return api or request.method not in ("GET", "HEAD") or "Authorization" in request.headers
+
+
+def _browser_visit(handler: Any) -> bool:
+    """A browser opening a route that needs credentials (a page, or an API answer to show),
+    with none sent and none refused: a login can serve it. Scripts send a token, or no
+    `Accept: text/html`, and keep their 401."""
+    request = handler.request
+    return (
+        request.method == "GET"
+        and "Authorization" not in request.headers
+        and "text/html" in request.headers.get("Accept", "")
+        and getattr(handler, "_osmo_auth_error", None) is None
+        and not isinstance(handler, websocket.WebSocketHandler)
+        and not _public(handler)
+    )
 
 
 def _refuse(handler: Any, status: int, message: str, reason: str) -> NoReturn:

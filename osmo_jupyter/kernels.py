@@ -20,6 +20,7 @@ no kernel on the server itself, sees their own tasks' specs only (authorizer.py)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import inspect
@@ -132,9 +133,13 @@ class OsmoKernelSpecManager(KernelSpecManager):
         found.update({name: _logo_dir() for name in self._ours()})
         return found
 
-    def get_all_specs(self) -> dict[str, dict[str, Any]]:
+    async def get_all_specs(self) -> dict[str, dict[str, Any]]:  # type: ignore[override]
+        """Awaited by jupyter_server's kernelspecs API. In client mode the service's list
+        comes from a thread: a slow service must not hold this server's loop."""
         specs = {} if self._server_specs_hidden() else dict(self.inner.get_all_specs())
-        for name, (wf, task) in self._ours().items():
+        client_mode = getattr(self.osmo_app, "upstream", None) is not None
+        ours = await asyncio.to_thread(self._ours) if client_mode else self._ours()
+        for name, (wf, task) in ours.items():
             spec = task_spec(wf, task)
             specs[name] = {"resource_dir": spec.resource_dir, "spec": spec.to_dict()}
         return specs

@@ -251,7 +251,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const manager = new TerminalManager({
           serverSettings: taskSettings(settings, workflowId, task)
         });
-        const session = await manager.startNew();
+        let session: Awaited<ReturnType<TerminalManager['startNew']>>;
+        try {
+          session = await manager.startNew();
+        } catch (e) {
+          manager.dispose();
+          // reported here, whoever ran the command: the API's refusal says why (whose task)
+          notifyError(`Could not open a terminal in ${workflowId}/${task}`, e);
+          return null;
+        }
         // Kept open when the shell ends: the last lines say why (the task ended, say).
         const content = new Terminal(session, { closeOnExit: false });
         // The widget names itself "Terminal N" on connect and after the shell's title escapes;
@@ -282,14 +290,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const workflowId = String(args.workflowId);
         const task = String(args.task);
         const name = kernelName(workflowId, task);
-        // The spec exists only while the task runs: refresh before looking for it.
-        await app.serviceManager.kernelspecs.refreshSpecs();
-        if (!app.serviceManager.kernelspecs.specs?.kernelspecs[name]) {
-          throw new Error(`no kernel for ${workflowId}/${task} (is it still running?)`);
+        let kernel: Awaited<ReturnType<typeof app.serviceManager.kernels.startNew>>;
+        try {
+          // The spec exists only while the task runs: refresh before looking for it.
+          await app.serviceManager.kernelspecs.refreshSpecs();
+          if (!app.serviceManager.kernelspecs.specs?.kernelspecs[name]) {
+            // No spec: the task is not the caller's (the API's refusal names whose it is) or
+            // no longer runs.
+            const info = await client.task(workflowId, task);
+            throw new Error(`no kernel for ${workflowId}/${task}: it is ${info.status}`);
+          }
+          // The kernel first: a task that cannot run one (no ipykernel) answers 409 with what
+          // to install, shown whole, and no empty notebook is left behind.
+          kernel = await app.serviceManager.kernels.startNew({ name });
+        } catch (e) {
+          notifyError(`Could not open a kernel in ${workflowId}/${task}`, e);
+          return null;
         }
-        // The kernel first: a task that cannot run one (no ipykernel) answers 409 with what
-        // to install, shown whole by notifyError, and no empty notebook is left behind.
-        const kernel = await app.serviceManager.kernels.startNew({ name });
         try {
           return await app.commands.execute('notebook:create-new', {
             kernelId: kernel.id,

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ PASSWORD = "hub-test-password"
 SERVICE_TOKEN = "osmo-service-token-for-tests"
 TESTER_TOKEN = "hub-tester-token-for-tests"
 OWNER_TOKEN = "osmo-owner-token-for-tests"
+USERS = ("alice", "bob", "carol")  # the users with a Lab; dave has none
 STARTUP = 90.0  # a Lab starts in seconds; a loaded CI machine needs more
 SLEEPER = "workflow:\n  name: {name}\n  tasks:\n  - name: t\n    command: [sleep, '600']\n"
 
@@ -86,8 +88,10 @@ class Hub:
     tmp: Path
     port: int
     service_port: int
+    managed: bool = False  # the Hub starts the service itself (its `command`)
     tokens: dict[str, str] = field(default_factory=dict)
     service: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -112,6 +116,18 @@ class Hub:
         assert status == 201, made
         return str(made["token"])
 
+    def stop(self) -> None:
+        """The Hub stopped: its proxy, the Labs (`cleanup_servers`) and a managed service go
+        with it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def start_service(self) -> None:
         env = {
             **os.environ,
@@ -134,14 +150,22 @@ class Hub:
                 f"--port={self.service_port}",
                 "--ServerApp.base_url=/services/osmo/",
                 f"--IdentityProvider.token={OWNER_TOKEN}",
-                f"--OsmoConfig.data_dir={self.tmp / 'osmo'}",
-                "--OsmoConfig.task_isolation=none",
                 "--OsmoConfig.hub_group_roles={'osmo-admins': 'admin'}",
+                *self.service_args,
             ],
             env=env,
             stdout=open(self.tmp / "service.log", "ab"),  # noqa: SIM115 (the process owns it)
             stderr=subprocess.STDOUT,
         )
+
+    @property
+    def service_args(self) -> list[str]:
+        """What the tests add to the service's command line: as root, with their own data."""
+        return [
+            "--allow-root",
+            f"--OsmoConfig.data_dir={self.tmp / 'osmo'}",
+            "--OsmoConfig.task_isolation=none",
+        ]
 
     def wait_service(self) -> None:
         health = f"{self.service_url}/osmo/api/v1/health"
@@ -157,10 +181,12 @@ class Hub:
                 self.service.wait(10)
 
     def start_labs(self, *users: str) -> None:
-        """The users' Labs, started side by side (and beside the service)."""
-        for user in users:
-            status, body = self.hub_api(f"users/{user}/server", "POST", {})
-            assert status in (201, 202), body
+        """The users' Labs, started side by side (and beside the service): the Hub answers a
+        spawn request only once the spawn is done or 10 s passed, so one thread each."""
+        with ThreadPoolExecutor(len(users)) as pool:
+            answers = pool.map(lambda u: self.hub_api(f"users/{u}/server", "POST", {}), users)
+            for status, body in answers:
+                assert status in (201, 202), body
         self.wait_service()
 
         def ready() -> bool:
@@ -191,13 +217,22 @@ c.Authenticator.admin_users = {{"carol"}}
 c.JupyterHub.load_groups = {{"osmo-admins": {{"users": ["dave"]}}}}
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/home/{{username}}"
-c.Spawner.args = ["--allow-root"]
+c.Spawner.args = [
+    "--allow-root",
+    # this checkout's panel, and the app object for the browser tests' commands
+    "--LabApp.extra_labextensions_path={extensions}",
+    "--LabApp.expose_app_in_browser=True",
+]
+c.Spawner.environment["JUPYTERLAB_SETTINGS_DIR"] = "{tmp}/lab-settings"
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
-# the service runs apart (the tests restart it): the example's command goes, a token comes
 osmo = c.JupyterHub.services[0]
-osmo.pop("command")
-osmo["api_token"] = {service_token!r}
+if {managed!r}:  # the example's command, with a data folder of the test's and as root
+    osmo["command"] = [a for a in osmo["command"] if not a.startswith("--OsmoConfig.data_dir")]
+    osmo["command"] += {service_args!r}
+else:  # the service runs apart (the tests restart it): the command goes, a token comes
+    osmo.pop("command")
+    osmo["api_token"] = {service_token!r}
 c.JupyterHub.services.append({{"name": "tester", "api_token": {tester_token!r}}})
 c.JupyterHub.load_roles.append({{
     "name": "tester",
@@ -233,10 +268,17 @@ def workflows(hub: Hub) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_hub(tmp: Path) -> Iterator[Hub]:
-    """The Hub, the service and alice's and bob's Labs, up; all stopped at the end (also by
-    benchmarks/hub.py)."""
-    h = Hub(tmp, free_port(), free_port())
+def running_hub(tmp: Path, users: tuple[str, ...] = USERS, managed: bool = False) -> Iterator[Hub]:
+    """The Hub, the service and the users' Labs, up; all stopped at the end (also by
+    benchmarks/hub.py). `managed`: the Hub starts the service (docs/jupyterhub_config.py's
+    `command`) and stops it; else the tests run it as an external service."""
+    h = Hub(tmp, free_port(), free_port(), managed=managed)
+    extensions = tmp / "labextensions" / "@osmo-jupyter"
+    extensions.mkdir(parents=True)
+    (extensions / "labextension").symlink_to(REPO / "osmo_jupyter" / "labextension")
+    news = tmp / "lab-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no news prompt over the panel
     (tmp / "jupyterhub_config.py").write_text(
         HUB_CONFIG.format(
             docs=str(REPO / "docs/jupyterhub_config.py"),
@@ -248,12 +290,15 @@ def running_hub(tmp: Path) -> Iterator[Hub]:
             password=PASSWORD,
             service_token=SERVICE_TOKEN,
             tester_token=TESTER_TOKEN,
+            extensions=tmp / "labextensions",
+            managed=managed,
+            service_args=h.service_args,
         )
     )
     env = {**os.environ, "OSMO_SERVICE_PORT": str(h.service_port)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     log = open(tmp / "hub.log", "ab")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
+    h.proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
         cwd=tmp,
         env=env,
@@ -261,9 +306,10 @@ def running_hub(tmp: Path) -> Iterator[Hub]:
         stderr=subprocess.STDOUT,
     )
     try:
-        h.start_service()  # it needs the Hub only once requests come
+        if not managed:
+            h.start_service()  # it needs the Hub only once requests come
         wait_until("the Hub", lambda: h.hub_api("")[0] == 200)
-        h.start_labs("alice", "bob")
+        h.start_labs(*users)
         h.tokens = {u: h.token(u) for u in ("alice", "bob", "carol", "dave")}
         yield h
     except BaseException:
@@ -271,14 +317,7 @@ def running_hub(tmp: Path) -> Iterator[Hub]:
         print((tmp / "service.log").read_text()[-6000:] if (tmp / "service.log").exists() else "")
         raise
     finally:
-        for user in ("alice", "bob"):
-            with contextlib.suppress(OSError):
-                h.hub_api(f"users/{user}/server", "DELETE")
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        h.stop()
         h.stop_service()
         log.close()
         _stop_agent(tmp / "osmo")

@@ -106,6 +106,14 @@ def open_panel(page: Page, lab: Lab) -> Locator:
     return panel
 
 
+def submit_from_context_menu(page: Page, name: str) -> None:
+    """Right-click the file in the file browser; the panel comes back with the new workflow."""
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
+    item = page.locator(".jp-DirListing-item[data-file-type='yaml']", has_text=name)
+    item.click(button="right")
+    page.locator(".lm-Menu-item", has_text="Submit to OSMO").click()
+
+
 def submit_from_panel(page: Page, panel: Locator, name: str) -> None:
     """The panel's Submit YAML… button, through JupyterLab's file dialog."""
     panel.get_by_role("button", name="Submit YAML…").click()

@@ -23,6 +23,7 @@ from tests.lab.conftest import (
     PANEL_TAB,
     Lab,
     open_panel,
+    submit_from_context_menu,
     submit_from_panel,
 )
 from tests.notebook.conftest import TOKEN
@@ -43,14 +44,6 @@ def loaded_build(lab: Lab) -> str:
 
 def workflow_row(panel: Locator, prefix: str) -> Locator:
     return panel.locator(f'li.osmo-wf[data-id^="{prefix}-"]').first
-
-
-def submit_from_context_menu(page: Page, name: str) -> None:
-    """Right-click the file in the file browser; the panel comes back with the new workflow."""
-    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
-    item = page.locator(".jp-DirListing-item[data-file-type='yaml']", has_text=name)
-    item.click(button="right")
-    page.locator(".lm-Menu-item", has_text="Submit to OSMO").click()
 
 
 def test_panel_submit_follow_logs_cancel_and_themes(lab: Lab) -> None:

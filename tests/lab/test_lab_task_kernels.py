@@ -85,7 +85,7 @@ def run_scenario(page: Page, lab: Lab) -> str:
     node.click()
     details = detail.locator('[data-task-details="main"]')
     details.get_by_role("button", name="New notebook").click()
-    toast = page.locator(".Toastify__toast", has_text="New notebook failed")
+    toast = page.locator(".Toastify__toast", has_text=f"Could not open a kernel in {wf}/main")
     expect(toast).to_be_visible(timeout=30_000)
     toast.get_by_role("button", name="Details").click()
     message = page.locator(".jp-Dialog .osmo-error-details")
