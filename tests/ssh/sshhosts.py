@@ -23,6 +23,7 @@ from typing import Any
 import asyncssh
 import psutil
 
+from osmo_core.backends.ssh.host import control_plane_id
 from tests.interactive.conftest import until as _until
 
 SSHD = "/usr/sbin/sshd"
@@ -67,9 +68,17 @@ class Host:
     sshd_config: Path
     sshd: subprocess.Popen[bytes] | None = None
 
-    @property
-    def agent_root(self) -> Path:
-        return self.home / ".osmo-agent" / "root"
+    def agent_root(self, data_dir: Path) -> Path:
+        """The agent root here of the control plane whose data folder is `data_dir`."""
+        return self.home / ".osmo-agent" / f"cp-{control_plane_id(data_dir)}"
+
+    def agent_pids(self) -> list[int]:
+        """The agents running here, of every control plane."""
+        pids = []
+        for f in (self.home / ".osmo-agent").glob("cp-*/agent.pid"):
+            with contextlib.suppress(OSError, ValueError):  # one being written or removed
+                pids.append(int(f.read_text()))
+        return pids
 
 
 @dataclass
@@ -120,9 +129,8 @@ class Hosts:
         procs: list[psutil.Process] = []
         if h.sshd is not None:
             procs += _tree(h.sshd.pid)
-        pid_file = h.agent_root / "agent.pid"
-        if pid_file.exists():
-            procs += _tree(int(pid_file.read_text()))
+        for pid in h.agent_pids():
+            procs += _tree(pid)
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.send_signal(signal.SIGKILL)
@@ -132,8 +140,8 @@ class Hosts:
             h.sshd = None
 
     def kill_agent(self, h: Host) -> None:
-        """Only the agent (and its tasks) dies; sshd stays."""
-        procs = _tree(int((h.agent_root / "agent.pid").read_text()))
+        """Only the agents (and their tasks) die; sshd stays."""
+        procs = [p for pid in h.agent_pids() for p in _tree(pid)]
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.send_signal(signal.SIGKILL)
