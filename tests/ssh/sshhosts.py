@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -157,6 +158,10 @@ class Hosts:
                     p.send_signal(signal.SIGKILL)
             psutil.wait_procs(left, timeout=5)
             subprocess.run(["ip", "netns", "del", h.ns], capture_output=True)
+            with contextlib.suppress(KeyError):  # rootless podman's folders (no XDG_RUNTIME_DIR)
+                uid = pwd.getpwnam(h.user).pw_uid
+                for d in (f"podman-run-{uid}", f"containers-user-{uid}"):
+                    shutil.rmtree(Path("/tmp") / d, ignore_errors=True)
             subprocess.run(["userdel", h.user], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
