@@ -56,8 +56,13 @@ async def probed(what: str, work: Coroutine[Any, Any, T]) -> T:
 
 
 async def main(n: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="osmo-bench-") as data_dir:  # nothing left in /tmp
+        await run(n, data_dir)
+
+
+async def run(n: int, data_dir: str) -> None:
     cfg = OsmoConfig(
-        data_dir=tempfile.mkdtemp(prefix="osmo-bench-"),
+        data_dir=data_dir,
         backends={"local": {"kind": "local", "idle_timeout": 60}},
     )
     async with Service(cfg) as svc:

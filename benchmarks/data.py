@@ -27,7 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from osmo_core.data import DatasetStore, transfer
+from osmo_core.data import transfer
+from osmo_core.data.datasets import DatasetStore
 
 MB = 2**20
 TOTAL_MB = float(os.environ.get("OSMO_BENCH_DATA_MB", "32"))

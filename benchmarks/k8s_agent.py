@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -173,12 +174,15 @@ async def main() -> None:
         sys.exit(f"k8s_agent benchmark: {reason}")
     root = Path(tempfile.mkdtemp(prefix="osmo-bench-k8s-agent-"))
     results = {}
-    for agent in (False, True):  # a fresh emulator each: kmock slows with what it holds
-        async with kmock.KubernetesEmulator() as km, kmock.Server(km) as server:
-            declare_kinds(km)
-            results[agent] = await one(km, str(server.url).rstrip("/"), root, agent)
+    try:
+        for agent in (False, True):  # a fresh emulator each: kmock slows with what it holds
+            async with kmock.KubernetesEmulator() as km, kmock.Server(km) as server:
+                declare_kinds(km)
+                results[agent] = await one(km, str(server.url).rstrip("/"), root, agent)
+        local_s = await local_logs(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # nothing left in /tmp
     plain, with_agent = results[False], results[True]
-    local_s = await local_logs(root)
     print(f"{PODS} pods in parallel, {LINES} log lines; kmock + process kubelet, this machine")
     for label, key in (
         ("submit -> all RUNNING (s)", "running_s"),

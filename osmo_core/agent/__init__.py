@@ -17,6 +17,7 @@ ones. Modules, by concept:
     identity.py    task isolation: a uid per OSMO user, handing folders over, file modes
     environment.py what a task's environment never inherits from the agent
     logfile.py     the durable per-attempt log format
+    logwriter.py   an attempt's log as written: lines the disk refuses kept, retried
     usage.py       a running command's CPU and memory
     host.py        host facts: capacity, GPUs
     dialhome.py    dial home: the reverse SSH connection to the control plane, kept up

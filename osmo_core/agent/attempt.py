@@ -16,15 +16,16 @@ import contextlib
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from ..data.credentials import Masker
 from .containers import oom_message, remove_container
 from .holds import hold, holds, unhold
 from .identity import TaskIdentity
-from .logfile import MAX_LINE, format_line, now
+from .logfile import MAX_LINE, now
+from .logwriter import LogWriter
 from .staging import Stager
-from .workdir import LOG, why
+from .workdir import LOG
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -53,7 +54,9 @@ class Attempt(asyncio.SubprocessProtocol):
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.runtime, self.container = runtime, container
         self._notes = notes  # system lines, logged once started so `started` comes first
-        self._log: BinaryIO | None = None  # opened at the first line: `true` writes none
+        self._log = LogWriter(
+            d / LOG, lambda message, recovered: sup.ends.trouble(key, message, recovered)
+        )
         self._transport: asyncio.SubprocessTransport | None = None
         self._partial = {1: b"", 2: b""}
         self._open_pipes = {1, 2}
@@ -73,7 +76,6 @@ class Attempt(asyncio.SubprocessProtocol):
         self.holder_argv: list[str] | None = None  # a container's hold (holds.py)
         self.inner_pid: int | None = None  # a container's first process, on the host
         self.cancel_pending = False  # canceled while the holder was starting
-        self._log_trouble = False  # the user was told the log could not be written
         self.memory: int | None = None  # its memory limit (a container's OOM is told apart)
         self.exit_message = ""  # why the command ended, when the exit code alone hides it
 
@@ -130,43 +132,16 @@ class Attempt(asyncio.SubprocessProtocol):
         if self.mask is not None:
             text = self.mask(text)
         self.n += 1
-        try:
-            if self._log is None:
-                self._log = open(self.dir / LOG, "ab")  # noqa: SIM115 - closed when it ends
-            self._log.write(format_line(ts, stream, text))
-        except OSError as e:
-            self._log_failed(e)
+        self._log.add(ts, stream, text)
         self.sup.emit(
             {"ev": "log", "key": self.key, "n": self.n, "ts": ts, "stream": stream, "text": text}
         )
 
     def _flush(self) -> None:
-        if self._log is not None:
-            try:
-                self._log.flush()
-            except OSError as e:
-                self._log_failed(e)
+        self._log.flush()
 
     def close_log(self) -> None:
-        if self._log is not None:
-            try:
-                self._log.close()
-            except OSError as e:
-                self._log_failed(e)
-            self._log = None
-
-    def _log_failed(self, e: OSError) -> None:
-        """The disk refuses the log (read-only, full): its lines still go out as events, and
-        the file gets those of after the disk is back (the next line reopens it)."""
-        broken, self._log = self._log, None
-        if broken is not None:
-            with contextlib.suppress(OSError):
-                broken.close()
-        if not self._log_trouble:  # once per attempt, not once per line
-            self._log_trouble = True
-            self.sup.ends.trouble(
-                self.key, f"storage: log lines not written ({why(e)}); they go on as events"
-            )
+        self._log.close()
 
     def _pipes_held(self) -> None:
         self._kill()

@@ -120,7 +120,7 @@ async def run_dataset(args: argparse.Namespace, out: Output) -> int:
 
 
 def _run(args: argparse.Namespace, out: Output) -> int:
-    from ..data import DatasetStore
+    from ..data.datasets import DatasetStore
 
     url, options = _store(args)
     store = DatasetStore(url, **options)

@@ -1,33 +1,4 @@
-"""The data layer: storage URLs (fsspec) and content-addressed datasets."""
-
-from __future__ import annotations
-
-from .datasets import DatasetStore
-from .refs import parse_ref, validate_name, validate_path
-from .results import (
-    DatasetInfo,
-    DatasetSummary,
-    DiffResult,
-    FileEntry,
-    GcStats,
-    TransferStats,
-    VersionInfo,
-)
-from .storage import StorageError, open_store, redact
-
-__all__ = [
-    "DatasetInfo",
-    "DatasetStore",
-    "DatasetSummary",
-    "DiffResult",
-    "FileEntry",
-    "GcStats",
-    "StorageError",
-    "TransferStats",
-    "VersionInfo",
-    "open_store",
-    "parse_ref",
-    "redact",
-    "validate_name",
-    "validate_path",
-]
+"""The data layer: storage URLs (fsspec, `storage.py`), content-addressed datasets
+(`datasets.py`, with `refs.py` and `results.py`), a task's transfers (`transfer.py`) and
+credentials (`credentials.py`). Nothing is imported here, so a module that needs one part (the
+agent: transfers and credentials) does not pay for the others at start-up."""

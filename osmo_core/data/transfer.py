@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 from ..errors import InputError, OsmoError
 from ..exit_codes import ExitCode
-from .datasets import DatasetStore
 from .refs import validate_path
 from .results import TransferStats
 from .storage import open_store, redact, run_many
@@ -271,6 +270,8 @@ def _opened(files: dict[str, str], opener: Opener) -> Iterator[dict[str, str]]:
 def download_dataset(
     store: str, ref: str, dest: Path, regex: str | None, options: dict[str, Any]
 ) -> TransferStats:
+    from .datasets import DatasetStore  # only for datasets: the in-pod agent starts without it
+
     what = f"dataset {ref} from"
     return run(
         f"download of {what}",
@@ -288,6 +289,8 @@ def upload_dataset(
     options: dict[str, Any],
     opener: Opener | None = None,
 ) -> TransferStats:
+    from .datasets import DatasetStore  # only for datasets: the in-pod agent starts without it
+
     name, _, tag = ref.partition(":")
 
     def go() -> TransferStats:

@@ -8,7 +8,9 @@ ipykernel. Standard library only, except ipykernel in the kernel process.
               ipykernel is missing; else picks six free ports on 127.0.0.1, writes the connection
               file (0600, in a private temp dir), starts the kernel detached (its own session: it
               outlives this exec channel and any drop of the agent's SSH connection) and prints
-              {"pid", "ports", "osmo_port", "python", "dir"}.
+              {"pid", "ports", "osmo_port", "python"}. The temp dir is removed once the kernel is
+              up (it has read all of it by then) or has failed to come up: however the kernel
+              ends later, even by SIGKILL, it leaves nothing behind.
     kernel    ipykernel's IPKernelApp on that connection file (what `python -m ipykernel_launcher
               -f FILE` runs) plus a small line-JSON control port, `osmo_port`, for the control
               plane: {"op": "signal", "signal": N} signals the kernel's process group (interrupt,
@@ -26,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,7 +57,19 @@ def boot() -> int:
     for s in socks:
         s.close()
     d = tempfile.mkdtemp(prefix="osmo-kernel-")  # 0700
-    conn = os.path.join(d, "kernel.json")
+    try:
+        child = _start(cfg, ports, d)
+    finally:  # the kernel has read it all once it listens (or it failed): nothing stays
+        shutil.rmtree(d, ignore_errors=True)
+    if child is None:
+        return 1
+    info = _connection(cfg, ports)
+    out = {"pid": child.pid, "ports": info, "osmo_port": ports[-1], "python": sys.executable}
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+def _connection(cfg: dict[str, str], ports: list[int]) -> dict[str, object]:
     # any Python 3
     info: dict[str, object] = {f"{c}_port": ports[i] for i, c in enumerate(CHANNELS)}
     info.update(
@@ -64,32 +79,39 @@ def boot() -> int:
         signature_scheme=cfg.get("signature_scheme", "hmac-sha256"),
         kernel_name="",
     )
+    return info
+
+
+def _start(cfg: dict[str, str], ports: list[int], d: str) -> subprocess.Popen[bytes] | None:
+    """The kernel, started from the files it needs in `d`, once it listens; None (with the
+    reason on stderr) when it does not come up."""
+    conn = os.path.join(d, "kernel.json")
     fd = os.open(conn, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(info, f)
+        json.dump(_connection(cfg, ports), f)
     script = os.path.join(d, "osmo_kernel.py")
     with open(script, "w") as f:
         f.write(cfg["source"])
-    log = open(os.path.join(d, "kernel.log"), "ab")  # noqa: SIM115 (handed to the child)
-    child = subprocess.Popen(
-        [sys.executable, script, "kernel", conn, str(ports[-1]), str(_task_pid() or 0)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,  # not in this exec's process group: survives its end
-    )
+    with open(os.path.join(d, "kernel.log"), "ab") as log:  # the child keeps its own copy
+        child = subprocess.Popen(
+            [sys.executable, script, "kernel", conn, str(ports[-1]), str(_task_pid() or 0)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # not in this exec's process group: survives its end
+        )
     deadline = time.monotonic() + START_WAIT
-    while not _listening(ports[-1]):  # the kernel opens it once its ZMQ sockets are bound
+    # the kernel opens it after reading the connection file and binding its ZMQ sockets
+    while not _listening(ports[-1]):
         if child.poll() is not None or time.monotonic() > deadline:
             child.kill()
+            child.wait()
             with open(os.path.join(d, "kernel.log"), "rb") as f:
                 tail = f.read()[-2000:].decode(errors="replace")
             sys.stderr.write(f"the kernel did not come up (exit {child.poll()}):\n{tail}\n")
-            return 1
+            return None
         time.sleep(0.02)
-    out = {"pid": child.pid, "ports": info, "osmo_port": ports[-1], "python": sys.executable}
-    print(json.dumps({**out, "dir": d}), flush=True)
-    return 0
+    return child
 
 
 def _listening(port: int) -> bool:

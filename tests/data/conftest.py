@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from osmo_core.data import DatasetStore
+from osmo_core.data.datasets import DatasetStore
 
 # the S3 server (moto) is tests/conftest.py's: the Kubernetes tests use it too
 from tests.conftest import BUCKET, free_port

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.data import DatasetStore, StorageError, parse_ref, validate_path
-from osmo_core.data.datasets import LIST_FROM
+from osmo_core.data.datasets import LIST_FROM, DatasetStore
+from osmo_core.data.refs import parse_ref, validate_path
+from osmo_core.data.storage import StorageError
 from osmo_core.errors import InputError, NotFound
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.data import StorageError, open_store, redact
-from osmo_core.data.storage import create_exclusive
+from osmo_core.data.storage import StorageError, create_exclusive, open_store, redact
 
 
 def test_plain_path_and_file_url(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from osmo_core.data import DatasetStore
+from osmo_core.data.datasets import DatasetStore
 from osmo_core.errors import PlacementError
 from osmo_core.exit_codes import ExitCode
 from osmo_core.service import Service

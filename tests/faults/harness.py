@@ -202,6 +202,10 @@ class Fault:
         """What of the run's attempts its world still holds besides local processes (pods)."""
         return []
 
+    def evidence(self) -> list[str]:
+        """What a failed cell's message adds to find the cause: logs its world keeps (pods')."""
+        return []
+
 
 async def drive(run: Run, fault: Fault, open_gate: Callable[[str], Awaitable[None]]) -> str:
     """Open gates until the workflow ends, injecting `fault` once at the run's moment; the

@@ -162,7 +162,7 @@ async def run_cell(run: Run, fault: Fault, pool: str | None = None) -> None:
         await check_invariants(run, fault, status)
     except AssertionError as e:
         outcome = "FAIL: " + str(e).splitlines()[0][:160]
-        raise AssertionError(f"{e}\n{run.where}") from None
+        raise AssertionError("\n".join([str(e), run.where, *fault.evidence()])) from None
     except pytest.skip.Exception:
         outcome = "skipped"
         raise

@@ -40,6 +40,19 @@ class Kubelet(Fault):
         procs = [f"pid {p.pid}" for r in self.kubelet.pods.values() for p in r.live()]
         return pods + procs
 
+    def evidence(self) -> list[str]:
+        """The end of each pod's container logs (the in-pod agent's own log): why a task's pod
+        ended as it did (a cell once saw `src` exit 1, "Error", before the fault: the agent's
+        status when it stops with no attempt launched, agent/pod.py)."""
+        runs = [*self.kubelet.pods.values(), *self.kubelet.gone]
+        found = []
+        for r in runs[-12:]:
+            for log in sorted((r.dir / "logs").glob("*.log")):
+                tail = log.read_bytes()[-800:].decode(errors="replace").strip()
+                if tail:
+                    found.append(f"pod {r.name}, container {log.stem}: ...{tail}")
+        return found
+
 
 @pytest.mark.parametrize(("fault", "workflow", "phase"), cells([Kubelet()]))
 async def test_kubelet_fault(

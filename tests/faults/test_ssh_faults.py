@@ -36,14 +36,11 @@ class SshFault(Fault):
         self.victim: Any = None
 
     async def teardown(self, run: Run) -> None:
-        """Leave nothing of this cell on the hosts, which every cell shares: the next cell's
-        workflow gets the same id (a new store), so an attempt folder left there would read as
-        its attempt already launched (the agent's launch is idempotent), which never starts."""
+        """Leave nothing of this cell on the hosts, which every cell shares (each cell is its
+        own control plane, with its own agent root there)."""
         for h in self.hosts.hosts:
-            if (h.agent_root / "agent.pid").exists():  # one no service could stop (host down)
-                self.hosts.kill_agent(h)
-            for d in ("runs", "staged"):
-                shutil.rmtree(h.agent_root / d, ignore_errors=True)
+            self.hosts.kill_agent(h)  # one no service could stop (host down)
+            shutil.rmtree(h.agent_root(run.data_dir), ignore_errors=True)
 
 
 class Sshd(SshFault):
@@ -119,5 +116,5 @@ async def test_ssh_fault(
         )
 
     run = fault_run(workflow, pick_moment(SEED, fault.name, workflow, phase), fault, config)
-    run.output_roots += [h.agent_root for h in hosts.hosts]
+    run.output_roots += [h.agent_root(run.data_dir) for h in hosts.hosts]
     await run_cell(run, fault)

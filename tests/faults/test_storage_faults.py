@@ -1,7 +1,8 @@
 """An end is never lost to storage: a task that ends while the data folder is read-only or
 full ends with its real exit, the user is told why its record is missing (a `task.storage`
-event), and the record is written once the disk is back. A launch that cannot write fails,
-saying why. Real mounts (root only), a real agent and the embedded Service.
+event), and the record is written once the disk is back. Log lines written meanwhile are kept
+and written then too (or counted, when more than the agent keeps). A launch that cannot write
+fails, saying why. Real mounts (root only), a real agent and the embedded Service.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import psutil
 import pytest
 
 from osmo_core.agent import ends as ends_module
+from osmo_core.agent import logwriter
 from osmo_core.agent.ends import Ends
+from osmo_core.agent.logfile import count_lines, format_line, read_lines
+from osmo_core.agent.logwriter import LogWriter
 from osmo_core.service import Service
 from tests.faults.conftest import RunFactory
 from tests.faults.harness import Fault, Moment, Run, is_terminal
@@ -114,6 +118,87 @@ async def test_an_end_while_read_only_is_recorded_once_writable(fault_run: RunFa
 
 async def test_an_end_on_a_full_disk_is_recorded_once_freed(fault_run: RunFactory) -> None:
     await _ends_while_broken(DiskFull(), fault_run, "ENOSPC")
+
+
+LINES = """\
+workflow:
+  name: lines
+  tasks:
+  - name: t
+    command: [sh, -c]
+    args: ["echo before; sh {{ step }} t; pad=$(printf %0100d 0);
+            for i in $(seq 1 100); do echo during-$i-$pad; done; sh {{ step }} u; echo after"]
+"""  # 100 lines: more than the page the log's first line left room in
+
+
+async def test_log_lines_written_on_a_full_disk_reach_the_log_once_freed(
+    fault_run: RunFactory,
+) -> None:
+    fault = DiskFull()
+    run = fault_run("storage", Moment("running", 0, 0.0), fault)
+    await fault.setup(run)
+    svc = await run.start_service()
+    run.wf_id = await svc.submit(LINES, set_values=run.values)
+    await _until("the task waits at its first gate", (run.markers / "t.pid").exists)
+    await fault.inject(run)
+    try:
+        (run.gates / "t").touch()
+        await _until("the task waits at its second gate", (run.markers / "u.pid").exists)
+        told = await _until("the user is told", lambda: _storage_events(svc, run))
+        assert "log lines not written (ENOSPC" in told[0]["message"], told
+        assert "kept in memory" in told[0]["message"] and not told[0]["recovered"], told
+        on_disk = count_lines(_attempt_dir(run) / "log")  # the rest waits in memory
+        assert on_disk < 101
+    finally:
+        await fault.recover(run)
+    recovered = await _until(
+        "the recovery is told", lambda: [e for e in _storage_events(svc, run) if e["recovered"]]
+    )
+    message = f"storage: log written again: {101 - on_disk} lines from memory"
+    assert [e["message"] for e in recovered] == [message]
+    (run.gates / "u").touch()
+    task = await _until("the task ends", lambda: _ended(svc, run))
+    assert task["status"] == "COMPLETED", task
+    lines = [ln.text for ln in await svc.logs(run.wf_id, "t") if ln.stream == "stdout"]
+    pad = "0" * 100
+    assert lines == ["before", *(f"during-{i}-{pad}" for i in range(1, 101)), "after"]
+
+
+async def test_log_lines_past_the_backlog_are_dropped_counted_and_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More lines than the agent keeps while the log's folder is read-only."""
+    _needs_root()
+    monkeypatch.setattr(ends_module, "RETRY_FIRST", 0.05)
+    monkeypatch.setattr(logwriter, "RETRY_FIRST", 0.05)
+    monkeypatch.setattr(logwriter, "BACKLOG_MAX", 2**20)
+    told: list[tuple[str, bool]] = []
+    d = tmp_path / "attempt"
+    d.mkdir()
+    log = LogWriter(d / "log", lambda message, recovered: told.append((message, recovered)))
+    text = "x" * 1000
+    fit = 2**20 // len(format_line(0.0, "stdout", f"0000 {text}"))  # 1007
+    with _read_only(d):
+        for i in range(1500):
+            log.add(float(i), "stdout", f"{i:04d} {text}")
+            log.flush()
+        assert told == [
+            (
+                "storage: log lines not written (EROFS: Read-only file system); kept in "
+                "memory (at most 1 MiB) and written when storage is back",
+                False,
+            )
+        ]
+    await _until("the backlog is written", lambda: len(told) == 2)
+    message = f"storage: log written again: {fit} lines from memory, {1500 - fit} dropped"
+    assert told[1] == (message, True)
+    log.add(2000.0, "stdout", "later")
+    log.close()
+    got = read_lines(d / "log", "k")
+    assert [ln.text.split()[0] for ln in got[:fit]] == [f"{i:04d}" for i in range(fit)]
+    assert got[fit].stream == "system", got[fit]
+    assert got[fit].text.startswith(f"osmo: {1500 - fit} log lines dropped here"), got[fit]
+    assert [ln.text for ln in got[fit + 1 :]] == ["later"]
 
 
 async def test_a_launch_that_cannot_write_fails_clearly(fault_run: RunFactory) -> None:

@@ -18,13 +18,16 @@ workflow:
     command: [sh, -c]
     args: ["echo ready > marker; {cmd}"]
     environment:
-      TASK_SECRET: inside-the-task
+      TASK_SECRET: inside-the-task{env}
     ports: [{ports}]
 """
 
 
-def long_spec(name: str = "long", cmd: str = "sleep 120", ports: str = "") -> str:
-    return LONG.format(name=name, cmd=cmd, ports=ports)
+def long_spec(
+    name: str = "long", cmd: str = "sleep 120", ports: str = "", env: dict[str, str] | None = None
+) -> str:
+    more = "".join(f"\n      {k}: {v}" for k, v in (env or {}).items())
+    return LONG.format(name=name, cmd=cmd, ports=ports, env=more)
 
 
 async def until(cond: Any, timeout: float = 20.0, what: str = "condition") -> Any:

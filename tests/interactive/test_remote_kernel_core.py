@@ -4,14 +4,19 @@ osmo_core/interactive/kernel.py), with a real ipykernel and jupyter_client."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from osmo_core.errors import Conflict
+from osmo_core.interactive import kernel_boot
 from osmo_core.interactive.kernel import RemoteKernel
 from tests.interactive.conftest import long_spec, running, until
 
@@ -28,8 +33,10 @@ async def stream_of(kc: AsyncKernelClient, msg_id: str, until_text: str, timeout
     return out
 
 
-async def test_kernel_runs_in_the_task_and_ends_with_it_saying_why(service):
-    wf = await service.submit(long_spec())
+async def test_kernel_runs_in_the_task_and_ends_with_it_saying_why(service, tmp_path: Path):
+    tmp = tmp_path / "task-tmp"  # the task's TMPDIR: where the kernel's boot makes its folder
+    tmp.mkdir()
+    wf = await service.submit(long_spec(env={"TMPDIR": str(tmp)}))
     await running(service, wf)
     k = await RemoteKernel.start(service, wf, "main", uuid.uuid4().hex.encode())
     kc = AsyncKernelClient()
@@ -37,8 +44,13 @@ async def test_kernel_runs_in_the_task_and_ends_with_it_saying_why(service):
     kc.start_channels()
     try:
         await kc.wait_for_ready(timeout=20)
-        code = "import os; print(open('marker').read().strip(), os.environ['TASK_SECRET'])"
-        assert "ready inside-the-task" in await stream_of(kc, kc.execute(code), "task", 20)
+        code = (
+            "import os, tempfile; print(open('marker').read().strip(), "
+            "os.environ['TASK_SECRET'], tempfile.gettempdir())"
+        )
+        said = await stream_of(kc, kc.execute(code), str(tmp), 20)
+        assert f"ready inside-the-task {tmp}" in said
+        assert list(tmp.iterdir()) == []  # its boot folder went once the kernel was up
 
         busy = kc.execute("import time; print('busy', flush=True); time.sleep(60)")
         await stream_of(kc, busy, "busy", 20)
@@ -56,8 +68,27 @@ async def test_kernel_runs_in_the_task_and_ends_with_it_saying_why(service):
             return False
 
         await until(gone, timeout=10, what="the kernel process to exit")
+        assert list(tmp.iterdir()) == []
     finally:
         kc.stop_channels()
         await k.close()
     with pytest.raises(Conflict, match="needs a RUNNING task"):
         await RemoteKernel.start(service, wf, "main", b"k")
+
+
+def test_a_kernel_that_does_not_come_up_leaves_no_folder(tmp_path: Path) -> None:
+    """The boot's own path, as the control plane runs it in a task (`python -c SOURCE boot`),
+    with a kernel script that exits at once."""
+    source = Path(kernel_boot.__file__).read_text()
+    cfg = {"key": "k", "source": "import sys; sys.stderr.write('no luck'); sys.exit(5)"}
+    done = subprocess.run(
+        [sys.executable, "-c", source, "boot"],
+        input=json.dumps(cfg),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    assert "the kernel did not come up (exit 5)" in done.stderr and "no luck" in done.stderr
+    assert list(tmp_path.iterdir()) == []

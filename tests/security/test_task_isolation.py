@@ -27,7 +27,7 @@ from tornado.httpclient import HTTPClientError
 from osmo_core.agent.identity import UIDS, TaskIdentity, UidMap, opener
 from osmo_core.agent.workdir import prepare
 from osmo_core.config import OsmoConfig
-from osmo_core.data import DatasetStore
+from osmo_core.data.datasets import DatasetStore
 from osmo_core.data.transfer import TransferError, upload_dir
 from osmo_core.errors import ConfigError
 from osmo_core.service import Service

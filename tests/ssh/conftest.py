@@ -25,13 +25,16 @@ SshService = Callable[..., Awaitable[Service]]
 @pytest.fixture
 async def ssh_service(tmp_path: Path, hosts: Hosts) -> AsyncIterator[SshService]:
     """Services with a local backend and an ssh backend `lab` over the test hosts; pools
-    `local` and `lab` (platforms given by the test, default: all hosts)."""
+    `local` and `lab` (platforms given by the test, default: all hosts). Each `home` is one
+    control plane (its data folder and store)."""
     started: list[Service] = []
 
-    async def factory(platforms: dict[str, Any] | None = None, **backend: Any) -> Service:
+    async def factory(
+        platforms: dict[str, Any] | None = None, *, home: str = "osmo", **backend: Any
+    ) -> Service:
         config = OsmoConfig(
-            data_dir=str(tmp_path / "osmo"),
-            store_url=f"sqlite:///{tmp_path / 'osmo.db'}",
+            data_dir=str(tmp_path / home),
+            store_url=f"sqlite:///{tmp_path / f'{home}.db'}",
             max_retries=3,  # these tests reschedule after a lost host (OSMO's default is 0)
             backends={
                 "local": {"kind": "local", "idle_timeout": 60},

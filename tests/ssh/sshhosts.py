@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ from typing import Any
 import asyncssh
 import psutil
 
+from osmo_core.backends.ssh.host import control_plane_id
 from tests.interactive.conftest import until as _until
 
 SSHD = "/usr/sbin/sshd"
@@ -67,9 +69,17 @@ class Host:
     sshd_config: Path
     sshd: subprocess.Popen[bytes] | None = None
 
-    @property
-    def agent_root(self) -> Path:
-        return self.home / ".osmo-agent" / "root"
+    def agent_root(self, data_dir: Path) -> Path:
+        """The agent root here of the control plane whose data folder is `data_dir`."""
+        return self.home / ".osmo-agent" / f"cp-{control_plane_id(data_dir)}"
+
+    def agent_pids(self) -> list[int]:
+        """The agents running here, of every control plane."""
+        pids = []
+        for f in (self.home / ".osmo-agent").glob("cp-*/agent.pid"):
+            with contextlib.suppress(OSError, ValueError):  # one being written or removed
+                pids.append(int(f.read_text()))
+        return pids
 
 
 @dataclass
@@ -120,9 +130,8 @@ class Hosts:
         procs: list[psutil.Process] = []
         if h.sshd is not None:
             procs += _tree(h.sshd.pid)
-        pid_file = h.agent_root / "agent.pid"
-        if pid_file.exists():
-            procs += _tree(int(pid_file.read_text()))
+        for pid in h.agent_pids():
+            procs += _tree(pid)
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.send_signal(signal.SIGKILL)
@@ -132,8 +141,8 @@ class Hosts:
             h.sshd = None
 
     def kill_agent(self, h: Host) -> None:
-        """Only the agent (and its tasks) dies; sshd stays."""
-        procs = _tree(int((h.agent_root / "agent.pid").read_text()))
+        """Only the agents (and their tasks) die; sshd stays."""
+        procs = [p for pid in h.agent_pids() for p in _tree(pid)]
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.send_signal(signal.SIGKILL)
@@ -149,6 +158,10 @@ class Hosts:
                     p.send_signal(signal.SIGKILL)
             psutil.wait_procs(left, timeout=5)
             subprocess.run(["ip", "netns", "del", h.ns], capture_output=True)
+            with contextlib.suppress(KeyError):  # rootless podman's folders (no XDG_RUNTIME_DIR)
+                uid = pwd.getpwnam(h.user).pw_uid
+                for d in (f"podman-run-{uid}", f"containers-user-{uid}"):
+                    shutil.rmtree(Path("/tmp") / d, ignore_errors=True)
             subprocess.run(["userdel", h.user], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)

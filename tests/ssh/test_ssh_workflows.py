@@ -250,13 +250,43 @@ async def test_an_agent_killed_on_a_live_host_is_replaced_and_its_task_reschedul
     )
     await until(lambda: svc.task(wf, "main")["status"] == "RUNNING", what="RUNNING")
     h1 = hosts.hosts[0]
-    pid = int((h1.agent_root / "agent.pid").read_text())
+    pid_file = h1.agent_root(svc.backends["lab"].root) / "agent.pid"
+    pid = int(pid_file.read_text())
     hosts.kill_agent(h1)
     assert await finished(svc, wf) == "COMPLETED"
     attempts = svc.task(wf, "main")["attempts"]
     assert [a["status"] for a in attempts] == ["FAILED_BACKEND_ERROR", "COMPLETED"]
     assert await text_of(svc, wf, "main") == ["second-try-done"]
-    assert int((h1.agent_root / "agent.pid").read_text()) != pid  # a new agent took over
+    assert int(pid_file.read_text()) != pid  # a new agent took over
+
+
+async def test_two_control_planes_on_one_host_keep_to_their_own_attempts(
+    ssh_service, hosts: Hosts
+) -> None:
+    """Two control planes (two data folders) log in to h1 as the same user and run workflows
+    whose attempt keys are equal: each has its own agent root there, so both run, neither
+    adopts the other's attempt, and one's restart finds only its own."""
+    h1 = hosts.hosts[0]
+    spec = (
+        "workflow:\n  name: twin\n  pool: lab\n  resources: {default: {platform: on-h1}}\n"
+        "  tasks:\n  - {name: main, command: [sh, -c, 'sleep 3; echo from-%s']}\n"
+    )
+    on_h1 = {"on-h1": {"hosts": ["h1"]}}
+    a, b = await ssh_service(on_h1, home="a"), await ssh_service(on_h1, home="b")
+    wf_a, wf_b = await a.submit(spec % "a"), await b.submit(spec % "b")
+    assert wf_a == wf_b  # the same attempt key on the same host and login
+    for svc in (a, b):
+        await until(lambda s=svc: s.task(wf_a, "main")["status"] == "RUNNING", what="RUNNING")
+    roots = {h1.agent_root(svc.backends["lab"].root) for svc in (a, b)}
+    assert len(roots) == 2 and all((r / "agent.pid").exists() for r in roots), roots
+    assert len(h1.agent_pids()) == 2  # an agent each
+    await a.stop()  # a's agent goes on running its task meanwhile
+    again = await ssh_service(on_h1, home="a")
+    for svc, who in ((again, "a"), (b, "b")):
+        assert await finished(svc, wf_a) == "COMPLETED"
+        attempts = svc.task(wf_a, "main")["attempts"]
+        assert [x["status"] for x in attempts] == ["COMPLETED"], attempts
+        assert await text_of(svc, wf_a, "main") == [f"from-{who}"]
 
 
 SPANNING = """

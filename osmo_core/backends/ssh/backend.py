@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,11 @@ class SSHBackend(Backend):
 
     async def nodes(self) -> list[Node]:
         return [h.node for h in self.hosts.values()]  # the same objects: online is kept live
+
+    @functools.cached_property
+    def cp_id(self) -> str:
+        """This control plane's id (its agents' root on each host), made at first connection."""
+        return ssh_host.control_plane_id(self.root)
 
     def host_status(self) -> dict[str, dict[str, Any]]:
         """Per host: online, address, the last error (why it is offline)."""

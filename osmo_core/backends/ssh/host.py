@@ -6,7 +6,9 @@ never turned off. Provisioning installs this package into a venv per build on th
 
     DIR/builds/<version>-<digest>/venv   python -m venv --system-site-packages, then
                                          pip install --no-deps --no-index <the wheel>
-    DIR/root/                            the agent's root (runs/, agent.log, agent.sock)
+    DIR/cp-<id>/                         this control plane's agent root (runs/, agent.log,
+                                         agent.sock, pushed credentials); <id> is made once
+                                         and kept in the data folder (control_plane_id)
 
 The wheel is built once per build here (`pip wheel` of the source tree) and pushed over SFTP,
 so the host needs no route to a package index. Its dependencies (asyncssh, psutil, fsspec)
@@ -20,6 +22,9 @@ import asyncio
 import functools
 import hashlib
 import json
+import os
+import re
+import secrets
 import shlex
 import sys
 import tempfile
@@ -33,6 +38,7 @@ from ... import __version__
 from ...data import credentials
 from ...errors import BackendError
 
+ID_FILE = "control-plane-id"  # in the data folder's ssh/
 MIN_PYTHON = (3, 10)  # the package's requires-python
 MIN_DISK = 200 * 2**20  # bytes free in DIR
 _SOCKET_MAX = 100
@@ -144,6 +150,32 @@ async def run(
     return str(done.stdout or "")
 
 
+def control_plane_id(data_dir: Path) -> str:
+    """This control plane's id, made once and kept in its data folder.
+
+    Its agents' root on a host is DIR/cp-<id>: control planes that share a host (and its
+    login user) never see, adopt or stop each other's attempts, whose keys may be equal, nor
+    read each other's pushed credentials."""
+    path = data_dir / "ssh" / ID_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{ID_FILE}.{os.getpid()}")
+        tmp.write_text(secrets.token_hex(8) + "\n")
+        try:
+            os.link(tmp, path)  # atomic, never replaces: two at once agree on the first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    found = path.read_text().strip()
+    if not re.fullmatch(r"[0-9a-f]{16}", found):
+        raise BackendError(
+            f"{path}: expected this control plane's id (16 hex digits), got {found[:40]!r}; "
+            "remove the file to make a new one (its SSH hosts' running attempts are then lost)"
+        )
+    return found
+
+
 @dataclass
 class Remote:
     """Where things are on a provisioned host."""
@@ -225,15 +257,20 @@ async def local_wheel(cache: Path, configured: str | None) -> Path:
 
 
 async def provision(
-    conn: asyncssh.SSHClientConnection, host: HostConfig, cache: Path, wheel: str | None
+    conn: asyncssh.SSHClientConnection,
+    host: HostConfig,
+    cache: Path,
+    wheel: str | None,
+    cp_id: str,
 ) -> Remote:
-    """Check the host and install this build of the agent there unless it already is."""
+    """Check the host and install this build of the agent there unless it already is; the
+    agent's root is control plane `cp_id`'s own."""
     facts = await probe(conn, host)
     d = facts["dir"]
     build = f"{d}/builds/{build_id()}"
     q = shlex.quote
     venv_py = f"{build}/venv/bin/python"
-    root = f"{d}/root"
+    root = f"{d}/cp-{cp_id}"
     sock = f"{root}/agent.sock"
     if len(sock.encode()) > _SOCKET_MAX:
         sock = f"/tmp/osmo-agent-{hashlib.sha256(root.encode()).hexdigest()[:16]}.sock"

@@ -159,7 +159,11 @@ class HostLink(AgentLink):
         conn = await ssh_host.connect(self.cfg)
         try:
             remote = await ssh_host.provision(
-                conn, self.cfg, self.backend.root / "ssh" / "wheels", self.backend.wheel
+                conn,
+                self.cfg,
+                self.backend.root / "ssh" / "wheels",
+                self.backend.wheel,
+                self.backend.cp_id,
             )
             sftp = await conn.start_sftp_client()
             await sftp.makedirs(remote.root, exist_ok=True)
