@@ -166,7 +166,7 @@ async def test_osmo_example_wf1_is_preempted_and_goes_back_in_front_of_later_low
 ) -> None:
     """OSMO's scheduling guide: WF1 (LOW) and WF2 (NORMAL) run, WF3 and WF4 (LOW) wait; WF5
     (NORMAL) preempts WF1, which is queued again in front of WF3 and WF4, and finishes later."""
-    service = await service_factory(local={"cpus": 2}, max_retries=1)
+    service = await service_factory(local={"cpus": 2})
     g = Gates(tmp_path / "gates")
     wf1 = await service.submit(gated(g, "wf1"), priority="LOW")
     await until(service, wf1, last("RUNNING"))
@@ -202,7 +202,7 @@ async def test_osmo_example_wf1_is_preempted_and_goes_back_in_front_of_later_low
 async def test_fewest_then_youngest_are_preempted(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 4}, max_retries=1)
+    service = await service_factory(local={"cpus": 4})
     g = Gates(tmp_path / "gates")
     old = await service.submit(gated(g, "old"), priority="LOW")
     await until(service, old, last("RUNNING"))
@@ -228,7 +228,7 @@ async def test_fewest_then_youngest_are_preempted(
 async def test_a_barrier_group_is_preempted_as_a_gang_and_requeued_whole(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 3}, max_retries=1)
+    service = await service_factory(local={"cpus": 3})
     g = Gates(tmp_path / "gates")
     gang_spec = {
         "workflow": {
@@ -271,7 +271,7 @@ async def test_a_barrier_group_is_preempted_as_a_gang_and_requeued_whole(
 async def test_no_preemption_when_it_would_not_make_room(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 2}, max_retries=1)
+    service = await service_factory(local={"cpus": 2})
     g = Gates(tmp_path / "gates")
     low = await service.submit(gated(g, "low"), priority="LOW")
     await until(service, low, last("RUNNING"))
@@ -296,7 +296,7 @@ async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_kille
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
     pools = {"local": {"backend": "local", "preemption_grace": 30}}
-    service = await service_factory(local={"cpus": 2}, max_retries=1, pools=pools)
+    service = await service_factory(local={"cpus": 2}, pools=pools)
     g = Gates(tmp_path / "gates")
     dest = tmp_path / "ckpt"
     # traps SIGTERM: writes its state to the checkpoint folder and exits; the agent uploads it
@@ -352,7 +352,7 @@ async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_kille
 async def test_exit_actions_may_fail_a_preempted_task_instead(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 1}, max_retries=1)
+    service = await service_factory(local={"cpus": 1})
     g = Gates(tmp_path / "gates")
     low = await service.submit(gated(g, "low", exitActions={"FAIL": "3006"}), priority="LOW")
     await until(service, low, last("RUNNING"))
@@ -366,11 +366,38 @@ async def test_exit_actions_may_fail_a_preempted_task_instead(
     assert (await asyncio.wait_for(service.wait(high), 20)).value == "COMPLETED"
 
 
+async def test_a_preempted_task_keeps_its_retry_budget(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    """A preemption is rescheduled outside the budget: the victim's retry still has its one
+    retry for its own RESCHEDULE exit (exit 3), and only then is the budget exhausted."""
+    service = await service_factory(local={"cpus": 1})
+    g = Gates(tmp_path / "gates")
+    command = ["sh", "-c", g.script("low") + "; exit 3"]
+    low = await service.submit(
+        gated(g, "low", maxRetries=1, exitActions={"RESCHEDULE": "3"}, command=command),
+        priority="LOW",
+    )
+    await until(service, low, last("RUNNING"))
+    high = await service.submit(gated(g, "high"), priority="HIGH")
+    await until(service, high, last("RUNNING"))
+    assert statuses(service, low) == ["FAILED_PREEMPTED", "SCHEDULING"]
+    g.open("high", "low")
+    assert (await asyncio.wait_for(service.wait(low), 20)).value == "FAILED"
+    tasks = service.get(low)["tasks"]
+    assert [(t["status"], t["exit_code"]) for t in tasks] == [
+        ("FAILED_PREEMPTED", 3006),
+        ("RESCHEDULED", 3),
+        ("FAILED", 3),
+    ]
+    assert tasks[-1]["message"] == "exit code 3: RESCHEDULE; retry budget (1) exhausted"
+
+
 async def test_low_work_of_another_pool_on_shared_machines_is_reclaimed(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
     pools = {"a": {"backend": "local"}, "b": {"backend": "local"}}  # one machine, two pools
-    service = await service_factory(local={"cpus": 1}, max_retries=1, pools=pools, default_pool="a")
+    service = await service_factory(local={"cpus": 1}, pools=pools, default_pool="a")
     g = Gates(tmp_path / "gates")
     borrower = await service.submit(gated(g, "borrower"), pool="b", priority="LOW")
     await until(service, borrower, last("RUNNING"))
@@ -389,7 +416,7 @@ async def test_work_past_its_pool_quota_preempts_nothing(
     """Only entitled work preempts (Scheduler.entitled): NORMAL work that would take its pool
     past its quota waits for the pool's own work to end, and the LOW task keeps running."""
     pools = {"p": {"backend": "local", "quota": {"cpu": 1}}}
-    service = await service_factory(local={"cpus": 2}, max_retries=1, pools=pools, default_pool="p")
+    service = await service_factory(local={"cpus": 2}, pools=pools, default_pool="p")
     g = Gates(tmp_path / "gates")
     first = await service.submit(gated(g, "first"), priority="NORMAL")
     low = await service.submit(gated(g, "low"), priority="LOW")  # borrows the idle core
@@ -410,7 +437,7 @@ async def test_a_preemption_under_way_survives_a_control_plane_restart(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "osmo"
-    first = Service(make_config(data, local={"cpus": 1}, max_retries=1))
+    first = Service(make_config(data, local={"cpus": 1}))
     await first.start()
     g = Gates(tmp_path / "gates")
     # takes 2 s to save its state on SIGTERM: the control plane stops meanwhile
@@ -420,7 +447,7 @@ async def test_a_preemption_under_way_survives_a_control_plane_restart(
     await until(first, low, lambda ts: bool(preempt_events(first, low)))
     await first.stop()  # the agent and the terminating task go on
 
-    second = await service_factory(data, local={"cpus": 1}, max_retries=1)
+    second = await service_factory(data, local={"cpus": 1})
     await until(second, high, last("RUNNING"))
     first_attempt, retry = second.get(low)["tasks"]
     assert (first_attempt["status"], first_attempt["exit_code"]) == ("FAILED_PREEMPTED", 3006)
@@ -433,7 +460,7 @@ async def test_a_preemption_under_way_survives_a_control_plane_restart(
 async def test_a_victim_terminating_is_not_preempted_twice(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 2}, max_retries=1)
+    service = await service_factory(local={"cpus": 2})
     g = Gates(tmp_path / "gates")
     slow = "sleep 1; exit 0"  # a second to save its state: still terminating when asked again
     a = await service.submit(gated(g, "a", on_term=slow), priority="LOW")

@@ -160,22 +160,40 @@ async def test_low_work_borrows_a_shared_pool_idle_gpu_and_normal_work_gets_it_b
     await gates.submit(svc, "WF7", pool="pool1")  # NORMAL: pool1 holds 1 of its 2
     await gates.submit(svc, "WF5", pool="pool2")
     # No GPU is free, both are entitled: each preempts a LOW task (engine/preempt.py), the
-    # youngest first, so WF3 gives pool2's borrowed GPU back; no retry budget: neither returns.
+    # youngest first, so WF3 gives pool2's borrowed GPU back; both are rescheduled.
     await until(lambda: {"WF7/t0", "WF5/t0"} <= set(started(svc, gates)), "WF7 and WF5 placed")
     for name in ("WF2", "WF3"):
-        assert await asyncio.wait_for(svc.wait(gates.ids[name]), 20) == "FAILED_PREEMPTED"
+        tasks = svc.get(gates.ids[name])["tasks"]
+        assert [t["status"] for t in tasks] == ["FAILED_PREEMPTED", "SCHEDULING"]
+    no_gpu = "needs 1 GPU on one machine; the largest free has 0"
+    await until(lambda: reasons(svc, gates) == {"WF2/t0": no_gpu, "WF3/t0": no_gpu}, "reasons")
     view = {p["name"]: p for p in svc.pools_info()}
     assert view["pool1"]["used"]["LOW"]["gpu"] == 0 and view["pool1"]["used"]["NORMAL"]["gpu"] == 2
     assert view["pool1"]["borrowed"]["gpu"] == view["pool2"]["borrowed"]["gpu"] == 0
     assert view["pool1"]["capacity"]["gpu"] == view["pool2"]["capacity"]["gpu"] == 4
-    assert (view["pool1"]["queued"], view["pool2"]["queued"]) == (0, 0)
+    assert (view["pool1"]["queued"], view["pool2"]["queued"]) == (2, 0)
     assert view["pool1"]["quota"] == {"gpu": 2, "cpu": None, "memory": None}
     await gates.submit(svc, "WF9", pool="pool1")  # pool1's NORMAL work would hold 3 of 2
-    await until(lambda: reasons(svc, gates).get("WF9/t0"), "WF9 waits")
-    quota = "pool pool1 at its GPU quota (2/2 used by NORMAL/HIGH)"
-    assert reasons(svc, gates) == {"WF9/t0": quota}
+    behind = "queued behind 1 NORMAL workflow in pool pool1"
+    expected = {
+        "WF2/t0": behind,
+        "WF3/t0": behind,
+        "WF9/t0": "pool pool1 at its GPU quota (2/2 used by NORMAL/HIGH)",
+    }
+    await until(lambda: reasons(svc, gates) == expected, "WF9 waits at the quota")
     gates.open("WF1")  # pool1 back to 1 of 2 NORMAL: WF9 may start
     await until(lambda: "WF9/t0" in started(svc, gates), "WF9 placed")
+    # the preempted LOW work comes back in its old order as GPUs free, WF3 borrowing again
+    for done, nxt in (("WF7", "WF2"), ("WF4", "WF3")):
+        gates.open(done)
+        await until(lambda n=nxt: started(svc, gates).count(f"{n}/t0") == 2, f"{nxt} back")
+    assert started(svc, gates) == [
+        f"{n}/t0" for n in ("WF1", "WF2", "WF4", "WF3", "WF7", "WF5", "WF9", "WF2", "WF3")
+    ]
+    for name in ("WF2", "WF3", "WF5", "WF9"):
+        gates.open(name)
+    for wf_id in gates.ids.values():
+        assert await asyncio.wait_for(svc.wait(wf_id), 20) == "COMPLETED"
 
 
 async def test_fair_share_and_user_limits(service_factory: Any, gates: Gates) -> None:
