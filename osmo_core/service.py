@@ -23,7 +23,7 @@ from . import isolation
 from .admission import Admission
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
-from .config import OsmoConfig, priority_name
+from .config import PRIORITIES, OsmoConfig, priority_name
 from .data import plan as data_plan
 from .engine import Engine
 from .engine.cache import restart_reuse
@@ -224,6 +224,8 @@ class Service:
             else await asyncio.to_thread(self.load, source, file=file, set_values=set_values)
         )
         pool = self.check_placement(loaded, pool)
+        if priority in PRIORITIES:  # an unknown one: the engine's check names it
+            self.admission.check_quota(loaded, pool, PRIORITIES[priority])
         if who is not None:
             self.check_credentials(who, loaded, pool)
         self.check_previous(loaded, pool, who or Principal(user or getpass.getuser()))

@@ -64,6 +64,7 @@ class BackendFacts:
                 )
             elif kind == "requeue":
                 self._requeue(item[1])
+            # "reasons": nothing to apply; the round's _schedule reports the next slice
             elif kind == "cache_checked":
                 self._on_cache_checked(item[1], item[2])
             return
@@ -253,5 +254,6 @@ class BackendFacts:
                 self._save(nxt, cache_key=att.cache_key)
             self._set_task(nxt, T.SCHEDULING, follow=False)
         if not self._preempted_ended(att, nxt) and nxt is not None:
-            self._enqueue_after(nxt, policy.retry_delay(status, nxt.retry_id, again=again or free))
+            delay = policy.retry_delay(status, nxt.retry_id, again=again or free)
+            self._enqueue_after(nxt, delay, status)
         self._group_follows(att.task.group)

@@ -11,15 +11,15 @@ costs O(pools x levels x (users + window) + placements), whatever the queue's le
 
 A unit the pass looked at gets its specific reason (a user limit, the pool's quota, no room on
 any machine, a gang that does not fit); one it did not reach gets a reason derived from what
-it waits behind. Pure: no engine, no I/O (engine/placement.py and benchmarks/scheduler.py
-drive it).
+it waits behind, handed out a slice at a time after the pass (`unreached`). Pure: no engine,
+no I/O (engine/placement.py and benchmarks/scheduler.py drive it).
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -104,6 +104,10 @@ class WaitQueue(Generic[A]):
         self._seq = 0
         self.passes = 0
         self.dirty = False
+        # Every queued unit in turn, for `unreached` (gone ones are dropped as they come up),
+        # and how many to visit before each was met once since the last pass.
+        self._rota: deque[Unit[A]] = deque()
+        self._rota_left = 0
 
     def __len__(self) -> int:
         """Attempts waiting."""
@@ -135,6 +139,7 @@ class WaitQueue(Generic[A]):
         for item in items:
             self._unit_of[item] = unit
         self._waiting[pool] += len(items)
+        self._rota.append(unit)
         self.dirty = True
         return unit
 
@@ -178,7 +183,29 @@ class WaitQueue(Generic[A]):
         )
         for _, _, pool, priority in order:
             self._pass_level(pool, priority, self._levels[pool][priority], skip, placed, waiting)
+        self._rota_left = len(self._rota)
         return placed, waiting
+
+    def unreached(self, limit: int) -> list[Unit[A]]:
+        """Up to `limit` waiting units the last pass did not look at, in turn, until each was
+        met once since that pass (then none): their reasons (`reason_of_unit`) are brought up
+        to date a slice at a time, as a pass looks at O(window) units of a queue of 100,000."""
+        out: list[Unit[A]] = []
+        steps = 0
+        while self._rota_left > 0 and len(out) < limit and steps < 4 * limit:
+            unit = self._rota.popleft()
+            self._rota_left -= 1
+            steps += 1
+            if unit.items:
+                self._rota.append(unit)
+                if unit.seen != self.passes:
+                    out.append(unit)
+        return out
+
+    @property
+    def sweeping(self) -> bool:
+        """Some units have not been met by `unreached` since the last pass."""
+        return self._rota_left > 0
 
     @staticmethod
     def _oldest(level: _Level[A]) -> int:

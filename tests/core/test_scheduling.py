@@ -19,6 +19,7 @@ import pytest
 
 from osmo_core.cli.common import Output
 from osmo_core.cli.workflow.remote import show_event
+from osmo_core.errors import PlacementError
 from osmo_core.service import Service
 from tests.conftest import make_config
 
@@ -91,6 +92,16 @@ def reasons(svc: Service, gates: Gates) -> dict[str, str | None]:
         for t in svc.get(wf_id)["tasks"]:
             if t["status"] == "SCHEDULING":
                 out[f"{name}/{t['name']}"] = t["pending_reason"]
+    return out
+
+
+def stored_reasons(svc: Service, gates: Gates) -> dict[str, str | None]:
+    """Every waiting task's reason as its row stores it (what a restart starts from)."""
+    out = {}
+    for name, wf_id in gates.ids.items():
+        for r in svc.store.workflow_detail(wf_id)[2]:
+            if r["status"] == "SCHEDULING":
+                out[f"{name}/{r['name']}"] = r["pending_reason"]
     return out
 
 
@@ -213,6 +224,10 @@ async def test_fair_share_and_user_limits(service_factory: Any, gates: Gates) ->
     await gates.submit(svc, "single", user="bob")
     await gates.submit(svc, "limited", tasks=2, user="cid")
     await until(lambda: reason("limited", "t1"), "cid's second task waits")
+    # every waiting task has a reason, the 965 the pass did not reach too, stored as read
+    await until(lambda: stored_reasons(svc, gates) == reasons(svc, gates), "reasons stored")
+    waiting = reasons(svc, gates)
+    assert len(waiting) == 998 + 1 + 2 and all(waiting.values())  # ann's, bob's, cid's
     assert reason("single") == "needs 1 GPU on one machine; the largest free has 0"
     assert reason("bulk", "t999") == (
         "queued behind earlier NORMAL work in pool gpu (fair share); "
@@ -228,3 +243,29 @@ async def test_fair_share_and_user_limits(service_factory: Any, gates: Gates) ->
     for name in ("single", "limited"):
         gates.open(name)
         assert await asyncio.wait_for(svc.wait(gates.ids[name]), 20) == "COMPLETED"
+
+
+async def test_normal_work_larger_than_its_pool_quota_is_refused_at_submit(
+    service_factory: Any, gates: Gates
+) -> None:
+    """The quota changes only with the config: NORMAL/HIGH work that could never start under
+    it is refused with a located error naming it; LOW work may borrow past it."""
+    pools = {"gpu": {"quota": {"gpu": 1}}}
+    svc = await service_factory(local={"gpus": [0, 1]}, pools=pools, default_pool="gpu")
+    big = gates.spec("big")
+    big["workflow"]["resources"]["default"] = {"gpu": 2, "cpu": 0.1}
+    for priority in ("NORMAL", "HIGH"):
+        with pytest.raises(PlacementError) as e:
+            await svc.submit(big, priority=priority)
+        [problem] = e.value.problems
+        assert problem.field == "workflow.tasks[0]"
+        assert problem.message == (
+            "task 't0' asks gpu 2, more than pool 'gpu''s gpu quota (1) that NORMAL and HIGH "
+            "work may hold"
+        )
+        assert "OsmoConfig.pools.gpu.quota.gpu" in (problem.hint or "")
+    assert svc.list() == []  # nothing was written
+    gates.ids["big"] = await svc.submit(big, priority="LOW")  # borrows both GPUs
+    await until(lambda: started(svc, gates) == ["big/t0"], "the LOW work placed")
+    gates.open("big")
+    assert await asyncio.wait_for(svc.wait(gates.ids["big"]), 20) == "COMPLETED"

@@ -212,3 +212,22 @@ def test_a_unit_requeued_with_its_old_seq_goes_back_in_front_of_later_work() -> 
     assert c.run() == ["later"]  # ann's, submitted before bob's "other"
     c.end("later")
     assert c.run() == ["other"]
+
+
+def test_units_the_pass_did_not_reach_are_handed_out_a_slice_at_a_time() -> None:
+    """A pass looks at the window only; `unreached` gives every other waiting unit once,
+    bounded per call, and then none until the next pass."""
+    c = Cluster({"gpu": {}}, machines(1, 1))
+    c.submit("gpu", "bulk", n=100)
+    c.submit("gpu", "hi", priority=HIGH, gpu=2)  # too big for the machine: it waits
+    assert c.run() == ["bulk.0"]
+    slices = []
+    while c.queue.sweeping:
+        slices.append(c.queue.unreached(30))
+    # 99 wait; the pass looked at hi and bulk.1-33 (a miss each, the window's 32 and one)
+    assert [len(s) for s in slices] == [30, 30, 6]
+    assert [u.items[0] for s in slices for u in s] == [f"bulk.{i}" for i in range(34, 100)]
+    assert not c.queue.unreached(30)  # every one met once since the pass
+    assert c.queue.reason_of("bulk.99") == "queued behind 1 HIGH workflow in pool gpu"
+    c.run()  # a new pass: they come round again
+    assert c.queue.sweeping and c.queue.unreached(1000)
