@@ -46,7 +46,7 @@ class Placement:
         place it had in the queue (engine/waitqueue.py orders a user's units by it)."""
         for unit in units:
             wf = unit[0].task.group.workflow
-            queued = self._queue.add(unit, wf.pool, wf.priority, wf.user, wf.id, seq)
+            queued = self._queue.add(unit, wf.pool, wf.priority, wf.user, wf.id, seq, wf.role)
             queued.reported = unit[0].pending_reason  # a restart does not announce it again
             for att in unit:
                 att.seq = queued.seq

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ..config import PRIORITIES
+from ..roles import USER
 from ..scheduler import Alloc, Scheduler
 from ..scheduling_config import Usage
 from ..spec.models import Resource
@@ -64,6 +65,7 @@ class Unit(Generic[A]):
 
 @dataclass(eq=False)
 class _UserUnits(Generic[A]):
+    role: str  # the user's auth role, as their latest unit was submitted with (drf's weight)
     units: list[Unit[A]] = field(default_factory=list)
     head: int = 0  # units before it are placed or emptied
     dead: int = 0  # placed or emptied units at or past head (backfilled ones, cancelled ones)
@@ -121,15 +123,18 @@ class WaitQueue(Generic[A]):
         user: str,
         workflow: str,
         seq: int | None = None,
+        role: str = USER,
     ) -> Unit[A]:
         """Queue a unit last in its user's order, or, given the `seq` a unit had before (a
-        preempted unit going back), at the place that submission order gives it."""
+        preempted unit going back), at the place that submission order gives it. `role`: the
+        submitter's auth role (fair share weighs by it)."""
         if seq is None:
             self._seq += 1
             seq = self._seq
         unit = Unit(list(items), pool, priority, user, workflow, seq)
         level = self._levels.setdefault(pool, {}).setdefault(priority, _Level())
-        uu = level.users.setdefault(user, _UserUnits())
+        uu = level.users.setdefault(user, _UserUnits(role))
+        uu.role = role
         # Appending keeps the list in seq order; only an old seq needs a search (O(log n)).
         if uu.units and uu.units[-1].seq > seq:
             uu.units.insert(bisect.bisect(uu.units, seq, lo=uu.head, key=lambda u: u.seq), unit)
@@ -237,7 +242,7 @@ class WaitQueue(Generic[A]):
             if uu.head >= len(uu.units):
                 del level.users[user]
                 continue
-            share = sched.dominant_share(pool, user) / cfg.weight_of(user) if drf else 0.0
+            share = sched.dominant_share(pool, user) / cfg.weight_of(user, uu.role) if drf else 0.0
             turns.append((share, uu.units[uu.head].seq, user, uu.head))
         heapq.heapify(turns)
         misses = 0
@@ -265,7 +270,8 @@ class WaitQueue(Generic[A]):
                     self._waiting[pool] -= len(items)
                     self._gone(unit)
                     if nxt < len(uu.units):
-                        share = sched.dominant_share(pool, user) / cfg.weight_of(user) if drf else 0
+                        weight = cfg.weight_of(user, uu.role)
+                        share = sched.dominant_share(pool, user) / weight if drf else 0
                         heapq.heappush(turns, (share, uu.units[nxt].seq, user, nxt))
                     continue
                 if nxt < len(uu.units):

@@ -269,3 +269,30 @@ async def test_normal_work_larger_than_its_pool_quota_is_refused_at_submit(
     await until(lambda: started(svc, gates) == ["big/t0"], "the LOW work placed")
     gates.open("big")
     assert await asyncio.wait_for(svc.wait(gates.ids["big"]), 20) == "COMPLETED"
+
+
+async def test_role_weights_come_from_the_submitter_and_survive_a_restart(
+    service_factory: Any, gates: Gates, tmp_path: Path
+) -> None:
+    """ann submits as an admin, whose role weighs 3: once cid's work ends she gets 3 of the
+    4 GPUs to bob's 1, also after the control plane restarted (the role is stored)."""
+    data = tmp_path / "osmo"
+    pools = {"gpu": {"fair_share": "drf", "role_weights": {"admin": 3}}}
+    config = {"local": {"gpus": [0, 1, 2, 3]}, "pools": pools, "default_pool": "gpu"}
+    first = Service(make_config(data, **config))
+    await first.start()
+    await gates.submit(first, "hold", tasks=4, user="cid")
+    await until(lambda: len(started(first, gates)) == 4, "cid holds the 4 GPUs")
+    await gates.submit(first, "a", tasks=4, user="ann", role="admin")
+    await gates.submit(first, "b", tasks=4, user="bob")
+    await until(lambda: len(stored_reasons(first, gates)) == 8, "ann's and bob's tasks wait")
+    await first.stop()
+
+    second = await service_factory(data, **config)
+    gates.open("hold")
+    await until(lambda: len(started(second, gates)) == 8, "4 more placed")
+    assert sorted(started(second, gates)[4:]) == ["a/t0", "a/t1", "a/t2", "b/t0"]
+    for name in ("a", "b"):
+        gates.open(name)
+    for wf_id in gates.ids.values():
+        assert await asyncio.wait_for(second.wait(wf_id), 20) == "COMPLETED"

@@ -40,13 +40,14 @@ class Cluster:
         gpu: int = 1,
         n: int = 1,
         gang: bool = False,
+        role: str = "user",
     ) -> list[str]:
         """A workflow of `n` tasks: one unit each, or one unit for all (`gang`, a barrier)."""
         names = [name] if n == 1 else [f"{name}.{i}" for i in range(n)]
         for t in names:
             self.res[t] = Resource(cpu=1, gpu=gpu)
         for unit in [names] if gang else [[t] for t in names]:
-            self.queue.add(unit, pool, priority, user, workflow=name)
+            self.queue.add(unit, pool, priority, user, workflow=name, role=role)
         return names
 
     def run(self) -> list[str]:
@@ -153,6 +154,17 @@ def test_weights_give_a_user_a_larger_share() -> None:
     c.run()
     # ann's share counts a third: she gets 3 GPUs to bob's 1
     assert sorted(c.started) == ["a.0", "a.1", "a.2", "b.0"]
+
+
+def test_role_weights_weigh_the_users_weights_do_not_name() -> None:
+    drf = {"fair_share": "drf", "role_weights": {"admin": 3}, "weights": {"cid": 1}}
+    c = Cluster({"gpu": drf}, machines(1, 5))
+    c.submit("gpu", "a", user="ann", n=10, role="admin")
+    c.submit("gpu", "b", user="bob", n=10)
+    c.submit("gpu", "c", user="cid", n=10, role="admin")  # his own weight, 1, comes first
+    c.run()
+    # ann's share counts a third (her role's weight): 3 GPUs to bob's 1 and cid's 1
+    assert sorted(c.started) == ["a.0", "a.1", "a.2", "b.0", "c.0"]
 
 
 def test_user_limits_hold_a_user_back_and_not_the_others() -> None:
