@@ -382,13 +382,11 @@ async def test_no_preemption_when_it_would_not_make_room(
         assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
 
 
-async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_killed(
-    service_factory: ServiceFactory, tmp_path: Path
-) -> None:
-    pools = {"local": {"backend": "local", "preemption_grace": 30}}
-    service = await service_factory(local={"cpus": 2}, pools=pools)
-    g = Gates(tmp_path / "gates")
-    dest = tmp_path / "ckpt"
+async def scenario_grace(start: Start, g: Gates) -> None:
+    """A preempted task that traps SIGTERM writes its checkpoint, which is uploaded; one that
+    ignores SIGTERM is killed once its own grace (1 s, not its pool's 30 s) is over."""
+    service = await start(2, {"p": {"preemption_grace": 30}})
+    dest = g.root / "ckpt-out"
     # traps SIGTERM: writes its state to the checkpoint folder and exits; the agent uploads it
     saver = await service.submit(
         {
@@ -437,6 +435,12 @@ async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_kille
     for wf in (saver, stubborn, high):
         assert (await asyncio.wait_for(service.wait(wf), 30)).value == "COMPLETED"
     assert (dest / "state").read_text() == "done\n"  # the retry ran to its end
+
+
+async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_killed(
+    start: Start, gates: Gates
+) -> None:
+    await scenario_grace(start, gates)
 
 
 async def test_exit_actions_may_fail_a_preempted_task_instead(

@@ -1,6 +1,6 @@
 """Preemption on the SSH test hosts: the scenarios of tests/core/test_preemption.py (the same
 functions, not copies) on one host, h1, with declared cores, where the preempted tasks are real
-processes of the host's user that get SIGTERM there."""
+processes of the host's user that get SIGTERM there (and SIGKILL after their grace)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,20 @@ from tests.core.test_preemption import (
     Gates,
     Start,
     scenario_gang,
+    scenario_grace,
     scenario_osmo_wf1,
     scenario_reclaim,
 )
 
 
 @pytest.fixture
-def start(ssh_service: Any) -> Start:
+def start(ssh_service: Any, hosts: Hosts) -> Start:
+    # Every test's store numbers its workflows from 1, so the scenarios' ids repeat (high-1):
+    # an attempt folder an earlier test left on h1 would read as that attempt already launched
+    # (the agent's launch is idempotent per key; issue 15's key collision). Start clean.
+    for d in ("runs", "staged"):
+        shutil.rmtree(hosts.hosts[0].agent_root / d, ignore_errors=True)
+
     async def start(cpus: int, pools: dict[str, dict[str, Any]] | None = None) -> Service:
         return await ssh_service(
             platforms={"h1": {"hosts": ["h1"]}},
@@ -60,3 +67,7 @@ async def test_a_gang_on_a_host_is_preempted_whole(start: Start, gates: Gates) -
 
 async def test_a_host_shared_by_two_pools_is_reclaimed(start: Start, gates: Gates) -> None:
     await scenario_reclaim(start, gates)
+
+
+async def test_grace_on_a_host_lets_a_task_checkpoint(start: Start, gates: Gates) -> None:
+    await scenario_grace(start, gates)
