@@ -198,9 +198,10 @@ async def test_low_work_borrows_a_shared_pool_idle_gpu_and_normal_work_gets_it_b
     for done, nxt in (("WF7", "WF2"), ("WF4", "WF3")):
         gates.open(done)
         await until(lambda n=nxt: started(svc, gates).count(f"{n}/t0") == 2, f"{nxt} back")
-    assert started(svc, gates) == [
-        f"{n}/t0" for n in ("WF1", "WF2", "WF4", "WF3", "WF7", "WF5", "WF9", "WF2", "WF3")
-    ]
+    order = [s.removesuffix("/t0") for s in started(svc, gates)]
+    # WF7 and WF5 start as their own victim ends: in either order
+    assert order[:4] == ["WF1", "WF2", "WF4", "WF3"] and set(order[4:6]) == {"WF7", "WF5"}
+    assert order[6:] == ["WF9", "WF2", "WF3"]
     for name in ("WF2", "WF3", "WF5", "WF9"):
         gates.open(name)
     for wf_id in gates.ids.values():
