@@ -11,6 +11,9 @@ priorities 10% HIGH, 60% NORMAL, 30% LOW. The fleet is filled by the first passe
 - steady state: 10 (then 100) random running tasks end, one pass places what fits and says
   why the rest wait (reported: median, p99, worst of 50 passes). Target < 50 ms.
 - burst: 10,000 submissions at once, then one pass. Target < 500 ms.
+- reasons: after that pass, the reasons of the units it did not reach, a slice per engine
+  round as engine/placement.py hands them out (`WaitQueue.unreached`): the slowest slice (what
+  a round adds) and all of them.
 - memory: the process's peak RSS. Target < 500 MB.
 - growth: the steady-state pass with the queue at 10k..300k tasks (1,000 machines), and with
   250..4,000 machines (100k queued). Linear or flatter is the target, never quadratic.
@@ -25,6 +28,7 @@ import sys
 import time
 
 from osmo_core.config import PRIORITIES, load_config
+from osmo_core.engine.placement import REASON_SLICE
 from osmo_core.engine.waitqueue import WaitQueue
 from osmo_core.scheduler import Alloc, Scheduler
 from osmo_core.spec.models import Resource
@@ -97,6 +101,21 @@ class Bench:
         return self.one_pass()
 
 
+def reasons(b: Bench) -> tuple[float, float, int]:
+    """The reasons of the units the last pass did not reach, REASON_SLICE at a time: the
+    slowest slice, all slices, and how many units."""
+    worst = total = 0.0
+    n = 0
+    while b.queue.sweeping:
+        t0 = time.perf_counter()
+        units = b.queue.unreached(REASON_SLICE)
+        for unit in units:
+            b.queue.reason_of_unit(unit)
+        took = time.perf_counter() - t0
+        worst, total, n = max(worst, took), total + took, n + len(units)
+    return worst, total, n
+
+
 def steady(b: Bench, passes: int = 50, ends: int = 100) -> list[float]:
     return sorted(b.churn(ends) for _ in range(passes))
 
@@ -123,6 +142,11 @@ def main(quick: bool) -> None:
         b.submit(10_000)
         print(f"burst of 10,000 submissions, then one pass: {ms(b.churn(100))}  (target < 500 ms)")
         print(f"queue after: {len(b.queue)} waiting, {len(b.running)} running")
+        worst, total, n = reasons(b)
+        print(
+            f"reasons of the {n:,} units that pass did not reach, {REASON_SLICE} per round: "
+            f"slowest slice {ms(worst)}, all {ms(total)}"
+        )
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS: {rss:.0f} MB  (target < 500 MB)")
     scale = 10 if quick else 1

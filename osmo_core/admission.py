@@ -55,6 +55,11 @@ class Admission:
         loaded = load_spec(source, file=file, set_values=set_values, limits=self.limits)
         return with_submit_options(loaded, env, labels)
 
+    def check_quota(self, loaded: LoadedSpec, pool: str, priority: int) -> None:
+        """PlacementError when NORMAL/HIGH work asks more than the pool's quota holds."""
+        if problems := self.scheduler.check_quota(loaded.workflow, pool, priority):
+            raise PlacementError([loaded.locate(p) for p in problems])
+
     def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
         """The pool the workflow would run in; PlacementError when it cannot run there."""
         pool = pool or loaded.workflow.pool or self.config.default_pool

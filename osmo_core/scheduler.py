@@ -353,6 +353,53 @@ class Scheduler:
             problems += self._check_barriers(workflow, pool)
         return problems
 
+    def check_quota(self, workflow: Workflow, pool: str, priority: int) -> list[Problem]:
+        """NORMAL/HIGH work asking more than its pool's quota holds could never start: one
+        Problem per task (per barrier group: its tasks start together) past it. Refused at
+        submit, not queued: the quota changes only with the config, so the user learns now
+        (LOW work is never refused: it borrows, past the quota)."""
+        quota = self.pools[pool].scheduling.quota
+        if priority < NORMAL or quota is None:
+            return []
+        asks: list[tuple[str, str, Usage]] = []  # (what, field, total)
+        for path, task in task_fields(workflow):
+            res = workflow.resource_of(task)
+            asks.append((f"task {task.name!r}", path, Usage(res.gpu, res.cpu, res.memory or 0)))
+        for gi, g in enumerate(workflow.groups or []):
+            if g.barrier and len(g.tasks) > 1:
+                total = Usage()
+                for t in g.tasks:
+                    r = workflow.resource_of(t)
+                    total = total.plus(r.gpu, r.cpu, r.memory or 0)
+                asks.append(
+                    (
+                        f"group {g.name!r} (barrier: its tasks start together)",
+                        f"workflow.groups[{gi}]",
+                        total,
+                    )
+                )
+        problems = []
+        for what, path, total in asks:
+            over = quota.over(total)
+            if over is None:
+                continue
+            limit, want = quota.of(over), getattr(total, over)
+            shown = (
+                (f"{want / _GI:.3g}Gi", f"{(limit or 0) / _GI:.3g}Gi")
+                if over == "memory"
+                else (f"{want:g}", f"{limit:g}")
+            )
+            problems.append(
+                Problem(
+                    f"{what} asks {over} {shown[0]}, more than pool {pool!r}'s {over} quota "
+                    f"({shown[1]}) that NORMAL and HIGH work may hold",
+                    field=path,
+                    hint="submit it at priority LOW (it borrows idle machines and may be "
+                    f"preempted), or ask an admin to raise OsmoConfig.pools.{pool}.quota.{over}",
+                )
+            )
+        return problems
+
     def _check_barriers(self, workflow: Workflow, pool: str) -> list[Problem]:
         """A group with a barrier starts all its tasks at once: it must fit the empty pool."""
         problems = []

@@ -5,6 +5,8 @@ Kept apart from config.py, which reads them from each `OsmoConfig.pools.<name>` 
     quota:      {gpu: 8, cpu: 64, memory: 512Gi}  # guaranteed to NORMAL/HIGH work; absent = none
     fair_share: fifo | drf                         # order between users within a priority
     weights:    {alice: 2}                         # drf: a user's share counts 1/weight
+    role_weights: {admin: 2}                       # drf: the same per auth role (roles.py),
+                                                   # for users `weights` does not name
     limits:     {"*": {max_tasks: 4}, bob: {max_gpus: 8}}  # running at once, per user
 
 A pool's *capacity* is every machine its platforms select, machines shared with other pools
@@ -19,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Problem
+from .roles import ROLES
 
-SCHEDULING_KEYS = frozenset({"quota", "fair_share", "weights", "limits"})
+SCHEDULING_KEYS = frozenset({"quota", "fair_share", "weights", "role_weights", "limits"})
 FAIR_SHARES = ("fifo", "drf")
 ANY_USER = "*"  # the key in `limits` that applies to every user not named
 
@@ -72,9 +75,12 @@ class PoolScheduling:
     fair_share: str = "fifo"
     weights: dict[str, float] = field(default_factory=dict)
     limits: dict[str, UserLimit] = field(default_factory=dict)
+    role_weights: dict[str, float] = field(default_factory=dict)
 
-    def weight_of(self, user: str) -> float:
-        return self.weights.get(user, 1.0)
+    def weight_of(self, user: str, role: str) -> float:
+        """The user's weight, else their role's (the submitter's auth role), else 1."""
+        weight = self.weights.get(user)
+        return weight if weight is not None else self.role_weights.get(role, 1.0)
 
     def limit_of(self, user: str) -> UserLimit | None:
         return self.limits.get(user) or self.limits.get(ANY_USER)
@@ -171,16 +177,36 @@ def pool_scheduling(raw: dict[str, Any], where: str) -> tuple[PoolScheduling, li
             )
         )
         fair_share = "fifo"
-    weights = raw.get("weights") or {}
-    if not isinstance(weights, dict) or not all(_positive_number(w) for w in weights.values()):
+    weights = _weights(raw.get("weights"), f"{where}.weights", "user", "alice", problems)
+    role_weights = _weights(
+        raw.get("role_weights"), f"{where}.role_weights", "role", "admin", problems
+    )
+    for role in sorted(set(role_weights) - set(ROLES)):
         problems.append(
             Problem(
-                f"expected a dict of user -> a number > 0, got {weights!r}",
-                field=f"{where}.weights",
-                hint="e.g. {'alice': 2}",
+                f"unknown role {role!r}",
+                field=f"{where}.role_weights.{role}",
+                hint=f"roles: {', '.join(ROLES)} (OsmoConfig.hub_group_roles maps Hub groups "
+                "to them)",
             )
         )
-        weights = {}
+        del role_weights[role]
     limits = _limits(raw.get("limits") or {}, f"{where}.limits", problems)
-    weights = {str(u): float(w) for u, w in weights.items()}
-    return PoolScheduling(quota, fair_share, weights, limits), problems
+    return PoolScheduling(quota, fair_share, weights, limits, role_weights), problems
+
+
+def _weights(
+    raw: Any, where: str, key: str, example: str, problems: list[Problem]
+) -> dict[str, float]:
+    """A dict of name -> weight (a number > 0); {} and a Problem at `where` otherwise."""
+    raw = raw or {}
+    if not isinstance(raw, dict) or not all(_positive_number(w) for w in raw.values()):
+        problems.append(
+            Problem(
+                f"expected a dict of {key} -> a number > 0, got {raw!r}",
+                field=where,
+                hint=f"e.g. {{'{example}': 2}}",
+            )
+        )
+        return {}
+    return {str(k): float(w) for k, w in raw.items()}

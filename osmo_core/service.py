@@ -23,13 +23,14 @@ from . import isolation
 from .admission import Admission
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
-from .config import OsmoConfig, priority_name
+from .config import PRIORITIES, OsmoConfig, priority_name
 from .data import plan as data_plan
 from .engine import Engine
 from .engine.cache import restart_reuse
 from .errors import Conflict, Forbidden, NotFound, PlacementError, Problem
 from .events import EventBus, Subscription
 from .interactive import Interactive
+from .roles import USER
 from .spec import LoadedSpec
 from .spec.labels import selector_patterns
 from .spec.models import task_fields
@@ -210,6 +211,7 @@ class Service:
         set_values: dict[str, Any] | None = None,
         pool: str | None = None,
         user: str | None = None,
+        role: str | None = None,
         priority: str = "NORMAL",
         who: Principal | None = None,
         parent: str | None = None,
@@ -217,13 +219,16 @@ class Service:
     ) -> str:
         """`who`: the caller, whose right to the credentials the spec uses is checked (the API
         checks before, to refuse a validation too; in-process callers are the OS user).
-        `parent`, `reuse`: a restart's (see `restart`)."""
+        `role`: the submitter's auth role (fair share's `role_weights`), else `who`'s, else
+        user. `parent`, `reuse`: a restart's (see `restart`)."""
         loaded = (  # off the loop: a big spec takes seconds to parse and validate
             source
             if isinstance(source, LoadedSpec)
             else await asyncio.to_thread(self.load, source, file=file, set_values=set_values)
         )
         pool = self.check_placement(loaded, pool)
+        if priority in PRIORITIES:  # an unknown one: the engine's check names it
+            self.admission.check_quota(loaded, pool, PRIORITIES[priority])
         if who is not None:
             self.check_credentials(who, loaded, pool)
         self.check_previous(loaded, pool, who or Principal(user or getpass.getuser()))
@@ -231,6 +236,7 @@ class Service:
             loaded.workflow,
             pool=pool,
             user=user or getpass.getuser(),
+            role=role or (who.role if who is not None else USER),
             priority=priority,
             original=loaded.original,
             rendered=loaded.rendered,
@@ -275,6 +281,7 @@ class Service:
             loaded,
             pool=row["pool"],
             user=user or row["user"],
+            role=row["role"],
             priority=priority,
             who=who,
             parent=wf_id,
@@ -332,7 +339,7 @@ class Service:
         wf, group_rows, task_rows = self.store.workflow_detail(wf_id)
         row = dict(wf)
         spec_json = row.pop("spec_json")
-        for k in ("spec_original", "spec_rendered"):
+        for k in ("spec_original", "spec_rendered", "role"):  # role: the scheduler's
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
         row["priority"] = priority_name(row["priority"])

@@ -74,6 +74,7 @@ workflows = Table(
     Column("end_time", Float),
     Column("message", Text),
     Column("parent_workflow_id", String(128)),  # the workflow a restart made this one from
+    Column("role", String(16)),  # the submitter's (fair share's role_weights); None: user
     Index("ix_workflows_name_seq", "name", "seq", unique=True),
     Index("ix_workflows_status", "status"),
     Index("ix_workflows_user", "user"),
@@ -430,7 +431,8 @@ class Store:
     ) -> list[RowMapping]:
         """`labels`: (key, patterns) a workflow must all match, its value matching one of the
         patterns, in which `*` is any run of characters (spec/labels.py: OSMO's selectors)."""
-        cols = [c for c in workflows.c if not c.name.startswith("spec_")]
+        # the submitter's role is the scheduler's to read, not a listing's
+        cols = [c for c in workflows.c if not c.name.startswith("spec_") and c.name != "role"]
         q = select(*cols)
         for key, patterns in labels:
             likes = [re.sub(r"([\\%_])", r"\\\1", p).replace("*", "%") for p in patterns]

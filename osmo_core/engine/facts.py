@@ -2,7 +2,8 @@
 to runs.
 
 An exit ends the attempt as the task's exit actions say and, within the retry budget, starts a
-new one (`policy.retry_or_end`).
+new one (`policy.retry_or_end`); a preempted attempt gets one outside the budget, up to
+`policy.MAX_PREEMPTIONS` per task.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class BackendFacts:
                 )
             elif kind == "requeue":
                 self._requeue(item[1])
+            # "reasons": nothing to apply; the round's _schedule reports the next slice
             elif kind == "cache_checked":
                 self._on_cache_checked(item[1], item[2])
             return
@@ -224,13 +226,16 @@ class BackendFacts:
         self._release(att)
         if att.cancel_reason == T.FAILED_PREEMPTED:  # however its process ended
             status, exit_code, message = policy.preempted_outcome(att.task.spec, att.message)
+        preempted = sum(a.status == T.FAILED_PREEMPTED for a in att.task.attempts if a is not att)
+        # a preemption is not the task's fault: it is rescheduled outside the budget (bounded)
+        free = policy.preemption_retry(status, preempted)
         retry, status, message = policy.retry_or_end(
             status,
             message,
-            again=again,
+            again=again or free,
             # a preemption is not a stop its user asked for: it is rescheduled
             stopped_by_us=att.cancel_reason not in (None, T.FAILED_PREEMPTED),
-            retry_id=att.retry_id,
+            retry_id=policy.budget_spent(att.retry_id, preempted),
             budget=policy.retry_budget(att.task.spec.max_retries, self.config.max_retries),
             exit_code=exit_code,
         )
@@ -249,5 +254,6 @@ class BackendFacts:
                 self._save(nxt, cache_key=att.cache_key)
             self._set_task(nxt, T.SCHEDULING, follow=False)
         if not self._preempted_ended(att, nxt) and nxt is not None:
-            self._enqueue_after(nxt, policy.retry_delay(status, nxt.retry_id, again=again))
+            delay = policy.retry_delay(status, nxt.retry_id, again=again or free)
+            self._enqueue_after(nxt, delay, status)
         self._group_follows(att.task.group)

@@ -2,9 +2,10 @@
 
 The order and the pass are engine/waitqueue.py's (priority, then submission order or fair
 share per pool, quotas, user limits, a bounded backfill). Every waiting attempt has a reason;
-one the pass looked at gets a `task.pending` event and its row's `pending_reason` when the
-reason changes, never once per pass. Node listings refreshed from the backends
-(`Backend.node_refresh`) reach the scheduler and trigger a new pass.
+one the pass looked at, and then a slice per round of those it did not reach, gets a
+`task.pending` event and its row's `pending_reason` when the reason changes, never once per
+pass. Node listings refreshed from the backends (`Backend.node_refresh`) reach the scheduler
+and trigger a new pass.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("osmo.engine")
 T = TaskStatus
+REASON_SLICE = 500  # reasons of units the pass did not reach, brought up to date per round
 
 
 def resource_of(att: Attempt) -> Resource:
@@ -43,17 +46,20 @@ class Placement:
         place it had in the queue (engine/waitqueue.py orders a user's units by it)."""
         for unit in units:
             wf = unit[0].task.group.workflow
-            queued = self._queue.add(unit, wf.pool, wf.priority, wf.user, wf.id, seq)
+            queued = self._queue.add(unit, wf.pool, wf.priority, wf.user, wf.id, seq, wf.role)
             queued.reported = unit[0].pending_reason  # a restart does not announce it again
             for att in unit:
                 att.seq = queued.seq
 
-    def _enqueue_after(self: Engine, att: Attempt, delay: float) -> None:
-        """Queue a new attempt after `delay` seconds (a retry's backoff), SCHEDULING meanwhile."""
+    def _enqueue_after(self: Engine, att: Attempt, delay: float, after: TaskStatus) -> None:
+        """Queue a new attempt after `delay` seconds (a retry's backoff after its previous
+        attempt ended `after`), SCHEDULING meanwhile, with that as its reason."""
         if delay <= 0:
             self._enqueue([[att]])
-        else:
-            asyncio.get_running_loop().call_later(delay, self._post, ("requeue", att))
+            return
+        at = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + delay))
+        self._pending(att, f"retry {att.retry_id} after {after}: backing off {delay:g}s until {at}")
+        asyncio.get_running_loop().call_later(delay, self._post, ("requeue", att))
 
     def _requeue(self: Engine, att: Attempt) -> None:
         """Its backoff is over: queue it, unless it ended meanwhile (a cancel)."""
@@ -65,8 +71,16 @@ class Placement:
         self._queue.remove(att)
 
     def _schedule(self: Engine) -> None:
-        if not self._queue.dirty:
-            return
+        if self._queue.dirty:
+            self._pass()
+        # The units the pass did not reach: their reasons too are stored and announced when
+        # they change, a slice per round (the rest in the rounds that follow).
+        for unit in self._queue.unreached(REASON_SLICE):
+            self._report(unit, self._queue.reason_of_unit(unit))
+        if self._queue.sweeping:
+            self._post(("reasons",))
+
+    def _pass(self: Engine) -> None:
         self._settle_claims()  # engine/preempt.py: even with nothing queued, a claim may end
         placed = self._reclaimed()  # the room its victims freed goes to the preemptor first
         waiting: list[Unit[Attempt]] = []
@@ -93,12 +107,16 @@ class Placement:
                 self._set_task(att, T.INITIALIZING)
                 self._launches.append(att)
         for unit in waiting:
-            if unit.reason != unit.reported:  # announced when it changes, not every pass
-                unit.reported = unit.reason
-                for att in unit.items:
-                    self._pending(att, unit.reason)
+            self._report(unit, unit.reason)
         for unit in waiting:
             self._preempt_for(unit)  # engine/preempt.py: LOW work may hold its room
+
+    def _report(self: Engine, unit: Unit[Attempt], reason: str | None) -> None:
+        """Store and announce a waiting unit's reason when it changed, not every pass."""
+        if reason != unit.reported:
+            unit.reported = reason
+            for att in unit.items:
+                self._pending(att, reason)
 
     def _pending(self: Engine, att: Attempt, reason: str | None) -> None:
         task = att.task

@@ -112,6 +112,24 @@ def retry_or_end(
     return retry, status, message
 
 
+# A task's preemptions rescheduled outside its retry budget (a preemption is not the task's
+# fault); past this many, each one counts against the budget like any infrastructure failure.
+MAX_PREEMPTIONS = 10
+
+
+def preemption_retry(status: TaskStatus, preempted_before: int) -> bool:
+    """Whether an attempt ending `status` gets a new attempt outside the retry budget: one
+    ended FAILED_PREEMPTED (its exitActions do not name 3006), while its task was preempted
+    fewer than MAX_PREEMPTIONS times before."""
+    return status == T.FAILED_PREEMPTED and preempted_before < MAX_PREEMPTIONS
+
+
+def budget_spent(retry_id: int, preempted_before: int) -> int:
+    """The retries of its budget a task spent before attempt `retry_id`: every earlier attempt
+    but the preempted ones rescheduled outside the budget (`preemption_retry`)."""
+    return retry_id - min(preempted_before, MAX_PREEMPTIONS)
+
+
 RETRY_BACKOFF = 0.5  # seconds before the first retry after an infrastructure failure
 RETRY_BACKOFF_MAX = 30.0  # doubling per retry, at most this
 

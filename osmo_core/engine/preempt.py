@@ -9,9 +9,10 @@ after its grace (the spec's `preemptionGrace`, else the pool's `preemption_grace
 `checkpoint:` is uploaded. While victims terminate, a `Claim` keeps what they free taken for the
 preemptor, so nothing else is placed there; once the last has ended the room goes to it first.
 A victim ends FAILED_PREEMPTED (exit code 3006) unless its exitActions name 3006, and is
-rescheduled within its retry budget: its new attempt (a gang's, together) goes back to the
-queue with the submission order (`seq`) its unit had, the earliest of its tasks', so the wait
-queue puts it in front of LOW work submitted after it (OSMO's example).
+rescheduled outside its retry budget (up to `policy.MAX_PREEMPTIONS` times per task): its new
+attempt (a gang's, together) goes back to the queue with the submission order (`seq`) its unit
+had, the earliest of its tasks', so the wait queue puts it in front of LOW work submitted after
+it (OSMO's example).
 
 The wait queue's pass runs after claims are settled: a unit whose victims have all ended is
 placed on their room before the pass, and the units the pass leaves waiting are the ones that

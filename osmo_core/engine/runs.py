@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..acyclic import acyclic
 from ..dag import WorkflowDAG
 from ..errors import SpecError
+from ..roles import USER
 from ..scheduler import Alloc
 from ..spec.models import Group, Task, Workflow
 from ..states import TaskStatus, WorkflowStatus
@@ -104,6 +105,7 @@ class WorkflowRun:
     user: str
     priority: int
     submit_time: float
+    role: str = USER  # the submitter's (auth roles): fair share weighs by it
     status: WorkflowStatus | None = None
     start_time: float | None = None
     end_time: float | None = None
@@ -146,6 +148,7 @@ def run_from_rows(
         user=row["user"],
         priority=row["priority"],
         submit_time=row["submit_time"],
+        role=row["role"] or USER,  # stored before 0007: no role kept
         status=W(row["status"]),
         start_time=row["start_time"],
         message=row["message"],

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import PRIORITIES
 from ..errors import Problem, SpecError
 from ..events import Event
+from ..roles import USER
 from ..spec.localfiles import localpath_fields
 from ..spec.models import Workflow
 from ..states import TaskStatus, WorkflowStatus
@@ -55,6 +56,7 @@ def prepare(
     spec: Workflow,
     pool: str,
     user: str,
+    role: str,
     priority: int,
     original: str,
     rendered: str,
@@ -71,6 +73,7 @@ def prepare(
         dag=workflow_dag(spec),
         pool=pool,
         user=user,
+        role=role,
         priority=priority,
         submit_time=now,
         status=W.PENDING,
@@ -101,6 +104,7 @@ def prepare(
     row = {
         "name": spec.name,
         "user": user,
+        "role": role,
         "pool": pool,
         "status": W.PENDING.value,
         "priority": priority,
@@ -127,6 +131,7 @@ class Submission:
         *,
         pool: str | None = None,
         user: str = "local",
+        role: str = USER,
         priority: str = "NORMAL",
         original: str = "",
         rendered: str = "",
@@ -147,6 +152,7 @@ class Submission:
             spec,
             pool,
             user,
+            role,
             PRIORITIES[priority],
             original,
             rendered,

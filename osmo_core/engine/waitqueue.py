@@ -11,20 +11,21 @@ costs O(pools x levels x (users + window) + placements), whatever the queue's le
 
 A unit the pass looked at gets its specific reason (a user limit, the pool's quota, no room on
 any machine, a gang that does not fit); one it did not reach gets a reason derived from what
-it waits behind. Pure: no engine, no I/O (engine/placement.py and benchmarks/scheduler.py
-drive it).
+it waits behind, handed out a slice at a time after the pass (`unreached`). Pure: no engine,
+no I/O (engine/placement.py and benchmarks/scheduler.py drive it).
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ..config import PRIORITIES
+from ..roles import USER
 from ..scheduler import Alloc, Scheduler
 from ..scheduling_config import Usage
 from ..spec.models import Resource
@@ -64,6 +65,7 @@ class Unit(Generic[A]):
 
 @dataclass(eq=False)
 class _UserUnits(Generic[A]):
+    role: str  # the user's auth role, as their latest unit was submitted with (drf's weight)
     units: list[Unit[A]] = field(default_factory=list)
     head: int = 0  # units before it are placed or emptied
     dead: int = 0  # placed or emptied units at or past head (backfilled ones, cancelled ones)
@@ -104,6 +106,10 @@ class WaitQueue(Generic[A]):
         self._seq = 0
         self.passes = 0
         self.dirty = False
+        # Every queued unit in turn, for `unreached` (gone ones are dropped as they come up),
+        # and how many to visit before each was met once since the last pass.
+        self._rota: deque[Unit[A]] = deque()
+        self._rota_left = 0
 
     def __len__(self) -> int:
         """Attempts waiting."""
@@ -117,15 +123,18 @@ class WaitQueue(Generic[A]):
         user: str,
         workflow: str,
         seq: int | None = None,
+        role: str = USER,
     ) -> Unit[A]:
         """Queue a unit last in its user's order, or, given the `seq` a unit had before (a
-        preempted unit going back), at the place that submission order gives it."""
+        preempted unit going back), at the place that submission order gives it. `role`: the
+        submitter's auth role (fair share weighs by it)."""
         if seq is None:
             self._seq += 1
             seq = self._seq
         unit = Unit(list(items), pool, priority, user, workflow, seq)
         level = self._levels.setdefault(pool, {}).setdefault(priority, _Level())
-        uu = level.users.setdefault(user, _UserUnits())
+        uu = level.users.setdefault(user, _UserUnits(role))
+        uu.role = role
         # Appending keeps the list in seq order; only an old seq needs a search (O(log n)).
         if uu.units and uu.units[-1].seq > seq:
             uu.units.insert(bisect.bisect(uu.units, seq, lo=uu.head, key=lambda u: u.seq), unit)
@@ -135,6 +144,7 @@ class WaitQueue(Generic[A]):
         for item in items:
             self._unit_of[item] = unit
         self._waiting[pool] += len(items)
+        self._rota.append(unit)
         self.dirty = True
         return unit
 
@@ -178,7 +188,29 @@ class WaitQueue(Generic[A]):
         )
         for _, _, pool, priority in order:
             self._pass_level(pool, priority, self._levels[pool][priority], skip, placed, waiting)
+        self._rota_left = len(self._rota)
         return placed, waiting
+
+    def unreached(self, limit: int) -> list[Unit[A]]:
+        """Up to `limit` waiting units the last pass did not look at, in turn, until each was
+        met once since that pass (then none): their reasons (`reason_of_unit`) are brought up
+        to date a slice at a time, as a pass looks at O(window) units of a queue of 100,000."""
+        out: list[Unit[A]] = []
+        steps = 0
+        while self._rota_left > 0 and len(out) < limit and steps < 4 * limit:
+            unit = self._rota.popleft()
+            self._rota_left -= 1
+            steps += 1
+            if unit.items:
+                self._rota.append(unit)
+                if unit.seen != self.passes:
+                    out.append(unit)
+        return out
+
+    @property
+    def sweeping(self) -> bool:
+        """Some units have not been met by `unreached` since the last pass."""
+        return self._rota_left > 0
 
     @staticmethod
     def _oldest(level: _Level[A]) -> int:
@@ -210,7 +242,7 @@ class WaitQueue(Generic[A]):
             if uu.head >= len(uu.units):
                 del level.users[user]
                 continue
-            share = sched.dominant_share(pool, user) / cfg.weight_of(user) if drf else 0.0
+            share = sched.dominant_share(pool, user) / cfg.weight_of(user, uu.role) if drf else 0.0
             turns.append((share, uu.units[uu.head].seq, user, uu.head))
         heapq.heapify(turns)
         misses = 0
@@ -238,7 +270,8 @@ class WaitQueue(Generic[A]):
                     self._waiting[pool] -= len(items)
                     self._gone(unit)
                     if nxt < len(uu.units):
-                        share = sched.dominant_share(pool, user) / cfg.weight_of(user) if drf else 0
+                        weight = cfg.weight_of(user, uu.role)
+                        share = sched.dominant_share(pool, user) / weight if drf else 0
                         heapq.heappush(turns, (share, uu.units[nxt].seq, user, nxt))
                     continue
                 if nxt < len(uu.units):

@@ -71,7 +71,9 @@ class WorkflowsHandler(OsmoHandler):
         elif req.dry_run:
             self.reply({"pool": pool, "rendered": loaded.rendered, "values": loaded.values})
         else:
-            wf_id = await svc.submit(loaded, pool=pool, user=self.who.name, priority=req.priority)
+            wf_id = await svc.submit(
+                loaded, pool=pool, user=self.who.name, role=self.who.role, priority=req.priority
+            )
             self.set_header("Location", self.request.path.rstrip("/") + f"/{wf_id}")
             self.reply({"id": wf_id}, status=201)
 

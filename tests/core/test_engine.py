@@ -469,6 +469,15 @@ async def test_agent_loss_reschedules_onto_new_attempt(service_factory, tmp_path
     tries = attempts(service.get(wf_id), "t")
     assert [t["status"] for t in tries] == ["FAILED_BACKEND_ERROR", "COMPLETED"]
     assert status == WorkflowStatus.COMPLETED
+    # while it backed off before the retry, it had a reason to wait too
+    pending = [
+        e["payload"]["reason"]
+        for e in service.store.events_since(0, wf_id)
+        if e["type"] == "task.pending" and e["retry_id"] == 1
+    ]
+    assert pending and pending[0].startswith(
+        "retry 1 after FAILED_BACKEND_ERROR: backing off 0.5s until "
+    ), pending
 
 
 async def test_workflow_on_postgres(service_factory, pg_database) -> None:

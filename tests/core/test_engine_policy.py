@@ -139,6 +139,19 @@ def test_a_users_retry_is_outside_the_budget() -> None:
     assert retry_or_end(T.FAILED, "m", again=True, retry_id=9, budget=0) == (True, T.FAILED, "m")
 
 
+def test_a_preemption_is_rescheduled_outside_the_budget_up_to_a_cap() -> None:
+    cap = policy.MAX_PREEMPTIONS
+    assert policy.preemption_retry(T.FAILED_PREEMPTED, 0)
+    assert policy.preemption_retry(T.FAILED_PREEMPTED, cap - 1)
+    assert not policy.preemption_retry(T.FAILED_PREEMPTED, cap)  # then it spends the budget
+    assert not policy.preemption_retry(T.RESCHEDULED, 0)  # exitActions naming 3006 rule
+    assert not policy.preemption_retry(T.FAILED_BACKEND_ERROR, 0)
+    # earlier preempted attempts spend nothing, up to the cap
+    assert policy.budget_spent(3, 2) == 1
+    assert policy.budget_spent(cap + 3, cap + 3) == 3
+    assert policy.budget_spent(2, 0) == 2
+
+
 def test_infrastructure_retries_back_off_doubling_and_bounded() -> None:
     bad = T.FAILED_BACKEND_ERROR
     delays = [policy.retry_delay(bad, n) for n in range(1, 12)]

@@ -6,8 +6,9 @@ Each task waits at a gate file the test opens, so what runs when is the test's t
 from __future__ import annotations
 
 import asyncio
+import getpass
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from osmo_core.config import PRIORITIES, OsmoConfig, PlatformConfig, PoolConfig
 from osmo_core.errors import ConfigError
 from osmo_core.preemption import Candidate, choose_victims
 from osmo_core.scheduler import Alloc, Scheduler
+from osmo_core.scheduling_config import Usage
 from osmo_core.service import Service
 from osmo_core.spec.models import Resource
 from osmo_core.wire import Node
@@ -161,14 +163,61 @@ def preempt_events(service: Service, wf_id: str) -> list[dict[str, Any]]:
     ]
 
 
-async def test_osmo_example_wf1_is_preempted_and_goes_back_in_front_of_later_low_work(
-    service_factory: ServiceFactory, tmp_path: Path
-) -> None:
+# --- scenarios shared with the SSH test hosts (tests/ssh/test_ssh_preemption.py) -------------
+
+Start = Callable[..., Awaitable[Service]]
+"""`await start(cpus, pools)`: a service whose pools (name -> scheduling settings; the first is
+the default, `{"p": {}}` when none) share one machine of `cpus` declared cores: this machine
+here, an SSH test host in tests/ssh (real processes on it preempted)."""
+
+FULL = "needs cpu 1 on one machine; the most free has 0"
+
+
+@pytest.fixture
+def start(service_factory: ServiceFactory) -> Start:
+    async def start(cpus: int, pools: dict[str, dict[str, Any]] | None = None) -> Service:
+        pools = pools or {"p": {}}
+        return await service_factory(
+            local={"cpus": cpus},
+            pools={name: {"backend": "local", **p} for name, p in pools.items()},
+            default_pool=next(iter(pools)),
+        )
+
+    return start
+
+
+@pytest.fixture
+def gates(tmp_path: Path) -> Gates:
+    return Gates(tmp_path / "gates")
+
+
+def waiting_reasons(service: Service, *wf_ids: str) -> list[str | None]:
+    """The reason of each workflow's waiting attempt (None when none waits)."""
+    return [
+        next(
+            (t["pending_reason"] for t in service.get(w)["tasks"] if t["status"] == "SCHEDULING"),
+            None,
+        )
+        for w in wf_ids
+    ]
+
+
+async def until_reasons(service: Service, expected: dict[str, str]) -> None:
+    """Poll until each workflow's waiting attempt has the expected reason (bounded)."""
+    deadline = time.monotonic() + 20
+    while (got := waiting_reasons(service, *expected)) != list(expected.values()):
+        assert time.monotonic() < deadline, f"reasons: {got}"
+        await asyncio.sleep(0.05)
+
+
+async def scenario_osmo_wf1(start: Start, g: Gates) -> tuple[Service, str]:
     """OSMO's scheduling guide: WF1 (LOW) and WF2 (NORMAL) run, WF3 and WF4 (LOW) wait; WF5
-    (NORMAL) preempts WF1, which is queued again in front of WF3 and WF4, and finishes later."""
-    service = await service_factory(local={"cpus": 2}, max_retries=1)
-    g = Gates(tmp_path / "gates")
-    wf1 = await service.submit(gated(g, "wf1"), priority="LOW")
+    (NORMAL) preempts WF1 (SIGTERM reaches its process, which leaves `wf1.term`, naming its
+    user), which is queued again in front of WF3 and WF4, and finishes later. The default
+    retry budget (0): a preemption is rescheduled outside it. Returns WF1's id."""
+    service = await start(2)
+    mark = f"echo $(whoami) > {g.root}/wf1.term; exit 0"
+    wf1 = await service.submit(gated(g, "wf1", on_term=mark), priority="LOW")
     await until(service, wf1, last("RUNNING"))
     wf2 = await service.submit(gated(g, "wf2"), priority="NORMAL")
     await until(service, wf2, last("RUNNING"))
@@ -178,9 +227,11 @@ async def test_osmo_example_wf1_is_preempted_and_goes_back_in_front_of_later_low
     await until(service, wf5, last("RUNNING"))
     first, retry = service.get(wf1)["tasks"]
     assert (first["status"], first["exit_code"]) == ("FAILED_PREEMPTED", 3006)
-    assert first["message"] == f"preempted by NORMAL workflow {wf5} (task t) in pool local"
+    assert first["message"] == f"preempted by NORMAL workflow {wf5} (task t) in pool p"
     assert retry["retry_id"] == 1 and retry["status"] == "SCHEDULING"
+    assert (g.root / "wf1.term").read_text().strip()  # its real process got SIGTERM
     assert statuses(service, wf3) == statuses(service, wf4) == ["SCHEDULING"]
+    await until_reasons(service, {wf1: FULL, wf3: FULL, wf4: FULL})
     [ev] = preempt_events(service, wf1)
     assert ev["type"] == "task.preempt" and ev["payload"]["by"] == wf5
     [ev] = preempt_events(service, wf5)
@@ -194,45 +245,20 @@ async def test_osmo_example_wf1_is_preempted_and_goes_back_in_front_of_later_low
     assert statuses(service, wf4) == ["SCHEDULING"]
     g.open("wf1", "wf3", "wf4")
     for wf in (wf1, wf2, wf3, wf4, wf5):
-        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+        assert (await asyncio.wait_for(service.wait(wf), 30)).value == "COMPLETED"
     assert statuses(service, wf1) == ["FAILED_PREEMPTED", "COMPLETED"]
-    assert service.scheduler.usage()[0]["free_cpu"] == 2  # nothing left reserved
+    assert service.scheduler.held("p") == Usage()  # nothing left reserved
+    return service, wf1
 
 
-async def test_fewest_then_youngest_are_preempted(
-    service_factory: ServiceFactory, tmp_path: Path
-) -> None:
-    service = await service_factory(local={"cpus": 4}, max_retries=1)
-    g = Gates(tmp_path / "gates")
-    old = await service.submit(gated(g, "old"), priority="LOW")
-    await until(service, old, last("RUNNING"))
-    big = await service.submit(gated(g, "big", cpu=2), priority="LOW")
-    await until(service, big, last("RUNNING"))
-    young = await service.submit(gated(g, "young"), priority="LOW")
-    await until(service, young, last("RUNNING"))
-    # needs 2 cores: "young" alone frees 1; "big" alone frees 2, so one unit goes, not two
-    high = await service.submit(gated(g, "high", cpu=2), priority="HIGH")
-    await until(service, high, last("RUNNING"))
-    assert statuses(service, big)[0] == "FAILED_PREEMPTED"
-    assert statuses(service, old) == statuses(service, young) == ["RUNNING"]
-    # one core more: the youngest LOW task goes ("big"'s retry waits, it does not run)
-    normal = await service.submit(gated(g, "normal"), priority="NORMAL")
-    await until(service, normal, last("RUNNING"))
-    assert statuses(service, young)[0] == "FAILED_PREEMPTED"
-    assert statuses(service, old) == ["RUNNING"]
-    g.open("old", "big", "young", "high", "normal")
-    for wf in (old, big, young, high, normal):
-        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
-
-
-async def test_a_barrier_group_is_preempted_as_a_gang_and_requeued_whole(
-    service_factory: ServiceFactory, tmp_path: Path
-) -> None:
-    service = await service_factory(local={"cpus": 3}, max_retries=1)
-    g = Gates(tmp_path / "gates")
+async def scenario_gang(start: Start, g: Gates) -> None:
+    """A barrier group is preempted as a whole (though a younger single task would free one
+    core) and its retries start together, when two cores are free at once."""
+    service = await start(3)
     gang_spec = {
         "workflow": {
             "name": "gang",
+            "resources": {"default": {"cpu": 1}},
             "groups": [
                 {
                     "name": "pair",
@@ -259,19 +285,83 @@ async def test_a_barrier_group_is_preempted_as_a_gang_and_requeued_whole(
     ]
     assert statuses(service, solo) == ["RUNNING"]
     g.open("solo")  # one core free: the gang needs two at once, so it still waits
-    assert (await asyncio.wait_for(service.wait(solo), 20)).value == "COMPLETED"
-    await asyncio.sleep(0.3)
+    assert (await asyncio.wait_for(service.wait(solo), 30)).value == "COMPLETED"
+    await until_reasons(service, {gang: "gang: 1 of 2 tasks placeable"})
     assert [t["status"] for t in service.get(gang)["tasks"]][1::2] == ["SCHEDULING"] * 2
     g.open("high")  # both retries start together
     await until(service, gang, lambda ts: [t["status"] for t in ts][1::2] == ["RUNNING"] * 2)
     g.open("gang")
-    assert (await asyncio.wait_for(service.wait(gang), 20)).value == "COMPLETED"
+    assert (await asyncio.wait_for(service.wait(gang), 30)).value == "COMPLETED"
+
+
+async def scenario_reclaim(start: Start, g: Gates) -> None:
+    """Pools a and b share one machine: b's LOW work borrows it, a's NORMAL work reclaims it;
+    the borrower waits, saying why, and runs again once a's work ends."""
+    service = await start(1, {"a": {}, "b": {}})
+    borrower = await service.submit(gated(g, "borrower"), pool="b", priority="LOW")
+    await until(service, borrower, last("RUNNING"))
+    owner = await service.submit(gated(g, "owner"), pool="a", priority="NORMAL")
+    await until(service, owner, last("RUNNING"))
+    first = service.get(borrower)["tasks"][0]
+    assert first["message"] == f"preempted by NORMAL workflow {owner} (task t) in pool a"
+    await until_reasons(service, {borrower: FULL})
+    g.open("owner")
+    await until(service, borrower, last("RUNNING"))
+    g.open("borrower")
+    for wf in (owner, borrower):
+        assert (await asyncio.wait_for(service.wait(wf), 30)).value == "COMPLETED"
+    assert statuses(service, borrower) == ["FAILED_PREEMPTED", "COMPLETED"]
+
+
+async def test_osmo_example_wf1_is_preempted_and_goes_back_in_front_of_later_low_work(
+    start: Start, gates: Gates
+) -> None:
+    await scenario_osmo_wf1(start, gates)
+    assert (gates.root / "wf1.term").read_text().strip() == getpass.getuser()
+
+
+async def test_a_barrier_group_is_preempted_as_a_gang_and_requeued_whole(
+    start: Start, gates: Gates
+) -> None:
+    await scenario_gang(start, gates)
+
+
+async def test_low_work_of_another_pool_on_shared_machines_is_reclaimed(
+    start: Start, gates: Gates
+) -> None:
+    await scenario_reclaim(start, gates)
+
+
+async def test_fewest_then_youngest_are_preempted(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    service = await service_factory(local={"cpus": 4})
+    g = Gates(tmp_path / "gates")
+    old = await service.submit(gated(g, "old"), priority="LOW")
+    await until(service, old, last("RUNNING"))
+    big = await service.submit(gated(g, "big", cpu=2), priority="LOW")
+    await until(service, big, last("RUNNING"))
+    young = await service.submit(gated(g, "young"), priority="LOW")
+    await until(service, young, last("RUNNING"))
+    # needs 2 cores: "young" alone frees 1; "big" alone frees 2, so one unit goes, not two
+    high = await service.submit(gated(g, "high", cpu=2), priority="HIGH")
+    await until(service, high, last("RUNNING"))
+    assert statuses(service, big)[0] == "FAILED_PREEMPTED"
+    assert statuses(service, old) == statuses(service, young) == ["RUNNING"]
+    # one core more: the youngest LOW task goes ("big"'s retry waits, it does not run)
+    normal = await service.submit(gated(g, "normal"), priority="NORMAL")
+    await until(service, normal, last("RUNNING"))
+    assert statuses(service, young)[0] == "FAILED_PREEMPTED"
+    assert statuses(service, old) == ["RUNNING"]
+    g.open("old", "big", "young", "high", "normal")
+    for wf in (old, big, young, high, normal):
+        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
 
 
 async def test_no_preemption_when_it_would_not_make_room(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 2}, max_retries=1)
+    service = await service_factory(local={"cpus": 2})
     g = Gates(tmp_path / "gates")
     low = await service.submit(gated(g, "low"), priority="LOW")
     await until(service, low, last("RUNNING"))
@@ -292,13 +382,11 @@ async def test_no_preemption_when_it_would_not_make_room(
         assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
 
 
-async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_killed(
-    service_factory: ServiceFactory, tmp_path: Path
-) -> None:
-    pools = {"local": {"backend": "local", "preemption_grace": 30}}
-    service = await service_factory(local={"cpus": 2}, max_retries=1, pools=pools)
-    g = Gates(tmp_path / "gates")
-    dest = tmp_path / "ckpt"
+async def scenario_grace(start: Start, g: Gates) -> None:
+    """A preempted task that traps SIGTERM writes its checkpoint, which is uploaded; one that
+    ignores SIGTERM is killed once its own grace (1 s, not its pool's 30 s) is over."""
+    service = await start(2, {"p": {"preemption_grace": 30}})
+    dest = g.root / "ckpt-out"
     # traps SIGTERM: writes its state to the checkpoint folder and exits; the agent uploads it
     saver = await service.submit(
         {
@@ -349,10 +437,16 @@ async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_kille
     assert (dest / "state").read_text() == "done\n"  # the retry ran to its end
 
 
+async def test_grace_lets_a_task_checkpoint_and_a_task_ignoring_sigterm_is_killed(
+    start: Start, gates: Gates
+) -> None:
+    await scenario_grace(start, gates)
+
+
 async def test_exit_actions_may_fail_a_preempted_task_instead(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 1}, max_retries=1)
+    service = await service_factory(local={"cpus": 1})
     g = Gates(tmp_path / "gates")
     low = await service.submit(gated(g, "low", exitActions={"FAIL": "3006"}), priority="LOW")
     await until(service, low, last("RUNNING"))
@@ -366,21 +460,31 @@ async def test_exit_actions_may_fail_a_preempted_task_instead(
     assert (await asyncio.wait_for(service.wait(high), 20)).value == "COMPLETED"
 
 
-async def test_low_work_of_another_pool_on_shared_machines_is_reclaimed(
+async def test_a_preempted_task_keeps_its_retry_budget(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    pools = {"a": {"backend": "local"}, "b": {"backend": "local"}}  # one machine, two pools
-    service = await service_factory(local={"cpus": 1}, max_retries=1, pools=pools, default_pool="a")
+    """A preemption is rescheduled outside the budget: the victim's retry still has its one
+    retry for its own RESCHEDULE exit (exit 3), and only then is the budget exhausted."""
+    service = await service_factory(local={"cpus": 1})
     g = Gates(tmp_path / "gates")
-    borrower = await service.submit(gated(g, "borrower"), pool="b", priority="LOW")
-    await until(service, borrower, last("RUNNING"))
-    owner = await service.submit(gated(g, "owner"), pool="a", priority="NORMAL")
-    await until(service, owner, last("RUNNING"))
-    first = service.get(borrower)["tasks"][0]
-    assert first["message"] == f"preempted by NORMAL workflow {owner} (task t) in pool a"
-    g.open("owner", "borrower")
-    for wf in (owner, borrower):
-        assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+    command = ["sh", "-c", g.script("low") + "; exit 3"]
+    low = await service.submit(
+        gated(g, "low", maxRetries=1, exitActions={"RESCHEDULE": "3"}, command=command),
+        priority="LOW",
+    )
+    await until(service, low, last("RUNNING"))
+    high = await service.submit(gated(g, "high"), priority="HIGH")
+    await until(service, high, last("RUNNING"))
+    assert statuses(service, low) == ["FAILED_PREEMPTED", "SCHEDULING"]
+    g.open("high", "low")
+    assert (await asyncio.wait_for(service.wait(low), 20)).value == "FAILED"
+    tasks = service.get(low)["tasks"]
+    assert [(t["status"], t["exit_code"]) for t in tasks] == [
+        ("FAILED_PREEMPTED", 3006),
+        ("RESCHEDULED", 3),
+        ("FAILED", 3),
+    ]
+    assert tasks[-1]["message"] == "exit code 3: RESCHEDULE; retry budget (1) exhausted"
 
 
 async def test_work_past_its_pool_quota_preempts_nothing(
@@ -389,7 +493,7 @@ async def test_work_past_its_pool_quota_preempts_nothing(
     """Only entitled work preempts (Scheduler.entitled): NORMAL work that would take its pool
     past its quota waits for the pool's own work to end, and the LOW task keeps running."""
     pools = {"p": {"backend": "local", "quota": {"cpu": 1}}}
-    service = await service_factory(local={"cpus": 2}, max_retries=1, pools=pools, default_pool="p")
+    service = await service_factory(local={"cpus": 2}, pools=pools, default_pool="p")
     g = Gates(tmp_path / "gates")
     first = await service.submit(gated(g, "first"), priority="NORMAL")
     low = await service.submit(gated(g, "low"), priority="LOW")  # borrows the idle core
@@ -410,7 +514,7 @@ async def test_a_preemption_under_way_survives_a_control_plane_restart(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "osmo"
-    first = Service(make_config(data, local={"cpus": 1}, max_retries=1))
+    first = Service(make_config(data, local={"cpus": 1}))
     await first.start()
     g = Gates(tmp_path / "gates")
     # takes 2 s to save its state on SIGTERM: the control plane stops meanwhile
@@ -420,7 +524,7 @@ async def test_a_preemption_under_way_survives_a_control_plane_restart(
     await until(first, low, lambda ts: bool(preempt_events(first, low)))
     await first.stop()  # the agent and the terminating task go on
 
-    second = await service_factory(data, local={"cpus": 1}, max_retries=1)
+    second = await service_factory(data, local={"cpus": 1})
     await until(second, high, last("RUNNING"))
     first_attempt, retry = second.get(low)["tasks"]
     assert (first_attempt["status"], first_attempt["exit_code"]) == ("FAILED_PREEMPTED", 3006)
@@ -433,7 +537,7 @@ async def test_a_preemption_under_way_survives_a_control_plane_restart(
 async def test_a_victim_terminating_is_not_preempted_twice(
     service_factory: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = await service_factory(local={"cpus": 2}, max_retries=1)
+    service = await service_factory(local={"cpus": 2})
     g = Gates(tmp_path / "gates")
     slow = "sleep 1; exit 0"  # a second to save its state: still terminating when asked again
     a = await service.submit(gated(g, "a", on_term=slow), priority="LOW")

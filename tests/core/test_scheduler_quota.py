@@ -58,6 +58,8 @@ def test_a_pool_without_quota_entitles_any_normal_work() -> None:
         ({"quota": {"memory": "lots"}}, "OsmoConfig.pools.gpu.quota.memory", "not a size"),
         ({"fair_share": "lottery"}, "OsmoConfig.pools.gpu.fair_share", "lottery"),
         ({"weights": {"ann": 0}}, "OsmoConfig.pools.gpu.weights", "number > 0"),
+        ({"role_weights": {"admin": -2}}, "OsmoConfig.pools.gpu.role_weights", "number > 0"),
+        ({"role_weights": {"boss": 2}}, "OsmoConfig.pools.gpu.role_weights.boss", "unknown role"),
         ({"limits": {"ann": {"max_jobs": 1}}}, "OsmoConfig.pools.gpu.limits.ann", "max_tasks"),
         ({"limits": {"*": {"max_gpus": 1.5}}}, "OsmoConfig.pools.gpu.limits.*.max_gpus", "whole"),
     ],

@@ -40,13 +40,14 @@ class Cluster:
         gpu: int = 1,
         n: int = 1,
         gang: bool = False,
+        role: str = "user",
     ) -> list[str]:
         """A workflow of `n` tasks: one unit each, or one unit for all (`gang`, a barrier)."""
         names = [name] if n == 1 else [f"{name}.{i}" for i in range(n)]
         for t in names:
             self.res[t] = Resource(cpu=1, gpu=gpu)
         for unit in [names] if gang else [[t] for t in names]:
-            self.queue.add(unit, pool, priority, user, workflow=name)
+            self.queue.add(unit, pool, priority, user, workflow=name, role=role)
         return names
 
     def run(self) -> list[str]:
@@ -155,6 +156,17 @@ def test_weights_give_a_user_a_larger_share() -> None:
     assert sorted(c.started) == ["a.0", "a.1", "a.2", "b.0"]
 
 
+def test_role_weights_weigh_the_users_weights_do_not_name() -> None:
+    drf = {"fair_share": "drf", "role_weights": {"admin": 3}, "weights": {"cid": 1}}
+    c = Cluster({"gpu": drf}, machines(1, 5))
+    c.submit("gpu", "a", user="ann", n=10, role="admin")
+    c.submit("gpu", "b", user="bob", n=10)
+    c.submit("gpu", "c", user="cid", n=10, role="admin")  # his own weight, 1, comes first
+    c.run()
+    # ann's share counts a third (her role's weight): 3 GPUs to bob's 1 and cid's 1
+    assert sorted(c.started) == ["a.0", "a.1", "a.2", "b.0", "c.0"]
+
+
 def test_user_limits_hold_a_user_back_and_not_the_others() -> None:
     limits = {"*": {"max_tasks": 2}, "bob": {"max_gpus": 3}}
     c = Cluster({"gpu": {"limits": limits}}, machines(2, 8))
@@ -212,3 +224,22 @@ def test_a_unit_requeued_with_its_old_seq_goes_back_in_front_of_later_work() -> 
     assert c.run() == ["later"]  # ann's, submitted before bob's "other"
     c.end("later")
     assert c.run() == ["other"]
+
+
+def test_units_the_pass_did_not_reach_are_handed_out_a_slice_at_a_time() -> None:
+    """A pass looks at the window only; `unreached` gives every other waiting unit once,
+    bounded per call, and then none until the next pass."""
+    c = Cluster({"gpu": {}}, machines(1, 1))
+    c.submit("gpu", "bulk", n=100)
+    c.submit("gpu", "hi", priority=HIGH, gpu=2)  # too big for the machine: it waits
+    assert c.run() == ["bulk.0"]
+    slices = []
+    while c.queue.sweeping:
+        slices.append(c.queue.unreached(30))
+    # 99 wait; the pass looked at hi and bulk.1-33 (a miss each, the window's 32 and one)
+    assert [len(s) for s in slices] == [30, 30, 6]
+    assert [u.items[0] for s in slices for u in s] == [f"bulk.{i}" for i in range(34, 100)]
+    assert not c.queue.unreached(30)  # every one met once since the pass
+    assert c.queue.reason_of("bulk.99") == "queued behind 1 HIGH workflow in pool gpu"
+    c.run()  # a new pass: they come round again
+    assert c.queue.sweeping and c.queue.unreached(1000)

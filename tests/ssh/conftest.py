@@ -30,8 +30,16 @@ async def ssh_service(tmp_path: Path, hosts: Hosts) -> AsyncIterator[SshService]
     started: list[Service] = []
 
     async def factory(
-        platforms: dict[str, Any] | None = None, *, home: str = "osmo", **backend: Any
+        platforms: dict[str, Any] | None = None,
+        pools: dict[str, dict[str, Any]] | None = None,
+        *,
+        home: str = "osmo",
+        **backend: Any,
     ) -> Service:
+        """`pools`: the ssh backend's pools (name -> settings), the first the default,
+        instead of `lab`."""
+        lab = {"backend": "lab", "platforms": platforms or {"any": {"hosts": ["h1", "h2"]}}}
+        ssh_pools = {name: {**lab, **p} for name, p in (pools or {"lab": {}}).items()}
         config = OsmoConfig(
             data_dir=str(tmp_path / home),
             store_url=f"sqlite:///{tmp_path / f'{home}.db'}",
@@ -40,13 +48,8 @@ async def ssh_service(tmp_path: Path, hosts: Hosts) -> AsyncIterator[SshService]
                 "local": {"kind": "local", "idle_timeout": 60},
                 "lab": hosts.backend(**backend),
             },
-            pools={
-                "local": {"backend": "local", "platforms": {"local": {}}},
-                "lab": {
-                    "backend": "lab",
-                    "platforms": platforms or {"any": {"hosts": ["h1", "h2"]}},
-                },
-            },
+            pools={"local": {"backend": "local", "platforms": {"local": {}}}, **ssh_pools},
+            **({"default_pool": next(iter(ssh_pools))} if pools else {}),
         )
         svc = Service(config)
         await svc.start()

@@ -85,7 +85,9 @@ class SubmitHandler(OsmoCliHandler):
             return
         if template is not None:  # the CLI rendered it with our dry run: keep the template
             loaded = dataclasses.replace(loaded, original=template)
-        wf_id = await svc.submit(loaded, pool=pool, user=self.who.name, priority=q.priority)
+        wf_id = await svc.submit(
+            loaded, pool=pool, user=self.who.name, role=self.who.role, priority=q.priority
+        )
         self.reply(dump(self._submitted(wf_id, [str(w) for w in loaded.warnings])))
 
     def _submitted(self, wf_id: str, warnings: list[str]) -> SubmitResponse:
