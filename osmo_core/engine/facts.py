@@ -219,6 +219,9 @@ class BackendFacts:
         the user asked for one, outside the retry budget)."""
         if att.status is None or att.status.terminal:
             return
+        if status == T.RESCHEDULED and att.cancel_reason == T.RESCHEDULED:
+            self._restart_in_place(att, exit_code)  # its group restarts it (engine/groups.py)
+            return
         if att.status not in LAUNCHED:  # e.g. a failed launch of an attempt not yet placed
             self._unqueue(att)
         self._release(att)
@@ -230,7 +233,7 @@ class BackendFacts:
             again=again,
             # a preemption is not a stop its user asked for: it is rescheduled
             stopped_by_us=att.cancel_reason not in (None, T.FAILED_PREEMPTED),
-            retry_id=att.retry_id,
+            retry_id=att.retries,  # a restart in place by its group spends none of it
             budget=policy.retry_budget(att.task.spec.max_retries, self.config.max_retries),
             exit_code=exit_code,
         )
@@ -250,4 +253,6 @@ class BackendFacts:
             self._set_task(nxt, T.SCHEDULING, follow=False)
         if not self._preempted_ended(att, nxt) and nxt is not None:
             self._enqueue_after(nxt, policy.retry_delay(status, nxt.retry_id, again=again))
+        if retry and not again and att.cancel_reason is None:  # not a preemption's victim
+            self._restart_peers(att)
         self._group_follows(att.task.group)
