@@ -13,6 +13,7 @@ import pytest
 
 from osmo_core.engine import policy
 from osmo_core.service import Service
+from tests.conftest import make_config
 from tests.core.test_engine import attempts, latest, log_text, run, task
 
 PEERS = ("b", "c")
@@ -203,14 +204,11 @@ async def test_past_the_budget_the_group_ends_as_before(service_factory, tmp_pat
     assert {n: runs(marks, n) for n in "abc"} == dict.fromkeys("abc", 2)
 
 
-async def test_cancel_during_a_restart_frees_the_kept_room(service_factory, tmp_path) -> None:
-    """Cancelled while the peers wait, parked on their room, for the rescheduled lead to get
-    a core: every attempt ends FAILED_CANCELED and the peers' room is free again."""
-    service = await service_factory(max_retries=1, local={"cpus": 3})
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    spec = group_spec(marks)
-    wf_id = await service.submit(spec)
+async def parked_behind_a_blocker(service: Service, marks: Path) -> tuple[str, str]:
+    """The group running on a strict 3-core machine, a one-core `blocker` workflow queued
+    behind it; once the lead is rescheduled the blocker takes its core and the peers wait,
+    parked on theirs. (workflow id, blocker id)"""
+    wf_id = await service.submit(group_spec(marks))
     await until_group_runs(service, wf_id)
     blocker = await service.submit(
         {"workflow": {"name": "blocker", "resources": ONE_CORE, "tasks": [task("x", "sleep 60")]}}
@@ -218,10 +216,35 @@ async def test_cancel_during_a_restart_frees_the_kept_room(service_factory, tmp_
     for _ in range(200):  # bounded: 20 s, until the peers are parked and the lead waits
         wf = service.get(wf_id)
         if [t["status"] for t in wf["tasks"] if t["retry_id"] == 1] == ["SCHEDULING"] * 3:
-            break
+            return wf_id, blocker
         await asyncio.sleep(0.1)
-    else:
-        raise AssertionError(f"the group never waited to meet again: {wf['tasks']}")
+    raise AssertionError(f"the group never waited to meet again: {wf['tasks']}")
+
+
+async def test_the_kept_room_survives_a_control_plane_restart(service_factory, tmp_path) -> None:
+    """The engine stops while the peers are parked: the next one keeps their cores (the
+    blocker's task is adopted), and the group meets again once the blocker is gone."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    first = Service(make_config(tmp_path / "osmo", max_retries=1, local={"cpus": 3}))
+    await first.start()
+    wf_id, blocker = await parked_behind_a_blocker(first, marks)
+    await first.stop()  # the agent and the blocker's task go on
+    second = await service_factory(tmp_path / "osmo", max_retries=1, local={"cpus": 3})
+    assert free_cpu(second) == 0
+    await second.cancel(blocker)
+    assert (await asyncio.wait_for(second.wait(wf_id), 60)).value == "COMPLETED"
+    assert {n: runs(marks, n) for n in "abc"} == dict.fromkeys("abc", 2)
+
+
+async def test_cancel_during_a_restart_frees_the_kept_room(service_factory, tmp_path) -> None:
+    """Cancelled while the peers wait, parked on their room, for the rescheduled lead to get
+    a core: every attempt ends FAILED_CANCELED and the peers' room is free again."""
+    service = await service_factory(max_retries=1, local={"cpus": 3})
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    wf_id, blocker = await parked_behind_a_blocker(service, marks)
+    wf = service.get(wf_id)
     assert free_cpu(service) == 0  # the blocker has the lead's core, the peers keep theirs
     waiting = {t["name"]: t["pending_reason"] for t in wf["tasks"] if t["retry_id"] == 1}
     assert waiting["b"] == waiting["c"] == policy.MEET_AGAIN
