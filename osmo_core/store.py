@@ -69,6 +69,7 @@ workflows = Table(
     Column("spec_rendered", Text, nullable=False),
     Column("spec_json", Text, nullable=False),
     Column("set_values", Text, nullable=False, default="{}"),
+    Column("set_env", Text, nullable=False, default="{}"),  # --set-env, for a restart
     Column("submit_time", Float, nullable=False),
     Column("start_time", Float),
     Column("end_time", Float),
@@ -430,7 +431,7 @@ class Store:
     ) -> list[RowMapping]:
         """`labels`: (key, patterns) a workflow must all match, its value matching one of the
         patterns, in which `*` is any run of characters (spec/labels.py: OSMO's selectors)."""
-        cols = [c for c in workflows.c if not c.name.startswith("spec_")]
+        cols = [c for c in workflows.c if not c.name.startswith("spec_") and c.name != "set_env"]
         q = select(*cols)
         for key, patterns in labels:
             likes = [re.sub(r"([\\%_])", r"\\\1", p).replace("*", "%") for p in patterns]
