@@ -219,8 +219,10 @@ class BackendFacts:
         the user asked for one, outside the retry budget)."""
         if att.status is None or att.status.terminal:
             return
-        if status == T.RESCHEDULED and att.cancel_reason == T.RESCHEDULED:
-            self._restart_in_place(att, exit_code)  # its group restarts it (engine/groups.py)
+        if status == T.RESCHEDULED and att.cancel_reason == T.RESCHEDULED and exit_code is not None:
+            # its group restarts it on the same room (engine/groups.py); one that was lost
+            # instead (its host or agent gone) is queued again like any retry
+            self._restart_in_place(att, exit_code)
             return
         if att.status not in LAUNCHED:  # e.g. a failed launch of an attempt not yet placed
             self._unqueue(att)

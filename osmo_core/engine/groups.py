@@ -94,7 +94,7 @@ class GroupProgress:
             if peer.hold is None and peer.cancel_reason is None:
                 self._stop(peer, T.RESCHEDULED, message, follow=False)
 
-    def _restart_in_place(self: Engine, att: Attempt, exit_code: int | None) -> None:
+    def _restart_in_place(self: Engine, att: Attempt, exit_code: int) -> None:
         """A peer stopped for its group's restart has ended: it ends RESCHEDULED and its next
         attempt takes over its placement (machine, cores, memory, GPUs) without releasing it,
         so no other work can take the room meanwhile; it launches when its group meets."""
