@@ -129,7 +129,7 @@ class GroupProgress:
         the group starts together again (OSMO's barrier, re-entered after a restart)."""
         currents = [t.current for t in g.tasks]
         parked = [a for a in currents if a.parked]
-        if not parked:
+        if not parked or g.workflow.canceling:  # a cancel under way ends them, unlaunched
             return
         if g.spec.barrier and any(
             a.restarting or (a.status in UNPLACED and a.alloc is None) for a in currents
