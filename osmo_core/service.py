@@ -244,6 +244,7 @@ class Service:
             file=loaded.file,
             parent=parent,
             reuse=reuse,
+            env=loaded.env,
         )
 
     async def restart(
@@ -255,21 +256,24 @@ class Service:
         from_task: str | None = None,
         rerun_all: bool = False,
     ) -> str:
-        """A new workflow from an ended one's stored spec (same values, pool and priority),
-        OSMO's way: it reruns the groups that failed or never ran and reuses the completed
-        ones' outputs (engine/cache.py `restart_reuse`); `from_task` reruns that task's group
-        and everything downstream too, `rerun_all` reruns everything (`from_task` aside). Any
+        """A new workflow from an ended one's stored spec (same values, `--set-env`, labels, pool
+        and priority), OSMO's way: it reruns the groups that failed or never ran and reuses the
+        completed ones' outputs (engine/cache.py `restart_reuse`); `from_task` reruns that task's
+        group and everything downstream too, `rerun_all` reruns everything (`from_task` aside). Any
         ended workflow may be restarted (OSMO: only failed ones); a running one is refused
-        (Conflict: cancel it first). A default restart with nothing to rerun (every group
-        completed) reruns everything: restarting a completed workflow runs it again, as it
-        always did here. `who` as for `submit` (the credentials' allow-lists may have
-        changed since)."""
+        (Conflict: cancel it first). A default restart with nothing to rerun (every group completed)
+        reruns everything: restarting a completed workflow runs it again, as it always did here.
+        `who` as for `submit` (the credentials' allow-lists may have changed since)."""
         row, group_rows, task_rows = self.store.workflow_detail(wf_id)
         if not WorkflowStatus(row["status"]).terminal:
             raise Conflict(f"workflow {wf_id!r} is still {row['status']}; cancel it first")
-        values = json.loads(row["set_values"])
         loaded = await asyncio.to_thread(  # off the loop, as for submit
-            self.load, row["spec_original"], file=row["file"], set_values=values
+            self.load,
+            row["spec_original"],
+            file=row["file"],
+            set_values=json.loads(row["set_values"]),
+            env=json.loads(row["set_env"]),  # the submission's --set-env and --label
+            labels=self.store.labels_of([wf_id])[wf_id],
         )
         reuse = (
             {} if rerun_all else restart_reuse(loaded.workflow, group_rows, task_rows, from_task)
@@ -342,6 +346,7 @@ class Service:
         for k in ("spec_original", "spec_rendered", "role"):  # role: the scheduler's
             row.pop(k)
         row["set_values"] = json.loads(row["set_values"])
+        row.pop("set_env")  # kept for a restart; the environment's values are not shown
         row["priority"] = priority_name(row["priority"])
         row["labels"] = self.store.labels_of([wf_id])[wf_id]
         live = self.engine.pending_reasons(wf_id)  # the queue's current word, when it has one

@@ -69,6 +69,7 @@ workflows = Table(
     Column("spec_rendered", Text, nullable=False),
     Column("spec_json", Text, nullable=False),
     Column("set_values", Text, nullable=False, default="{}"),
+    Column("set_env", Text, nullable=False, default="{}"),  # --set-env, for a restart
     Column("submit_time", Float, nullable=False),
     Column("start_time", Float),
     Column("end_time", Float),
@@ -431,8 +432,12 @@ class Store:
     ) -> list[RowMapping]:
         """`labels`: (key, patterns) a workflow must all match, its value matching one of the
         patterns, in which `*` is any run of characters (spec/labels.py: OSMO's selectors)."""
-        # the submitter's role is the scheduler's to read, not a listing's
-        cols = [c for c in workflows.c if not c.name.startswith("spec_") and c.name != "role"]
+        # the submitter's role and --set-env are the engine's to read, not a listing's
+        cols = [
+            c
+            for c in workflows.c
+            if not c.name.startswith("spec_") and c.name not in ("role", "set_env")
+        ]
         q = select(*cols)
         for key, patterns in labels:
             likes = [re.sub(r"([\\%_])", r"\\\1", p).replace("*", "%") for p in patterns]

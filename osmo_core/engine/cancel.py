@@ -45,10 +45,15 @@ class Cancelling:
             return
         if att.status in UNPLACED:
             self._unqueue(att)
+            self._release(att)  # one parked for its group's restart holds its room
             self._set_task(att, reason, message=message, follow=follow)
             return
-        # A cancel or timeout overrides a preemption under way (its signals are already sent).
-        if att.cancel_reason in (None, T.FAILED_PREEMPTED) and reason != att.cancel_reason:
+        # A cancel or timeout overrides a preemption or a group's restart under way (its
+        # signals are already sent).
+        if (
+            att.cancel_reason in (None, T.FAILED_PREEMPTED, T.RESCHEDULED)
+            and reason != att.cancel_reason
+        ):
             first = att.cancel_reason is None
             att.cancel_reason = reason
             att.message = message

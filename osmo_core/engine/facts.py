@@ -221,6 +221,11 @@ class BackendFacts:
         the user asked for one, outside the retry budget)."""
         if att.status is None or att.status.terminal:
             return
+        if status == T.RESCHEDULED and att.cancel_reason == T.RESCHEDULED and exit_code is not None:
+            # its group restarts it on the same room (engine/groups.py); one that was lost
+            # instead (its host or agent gone) is queued again like any retry
+            self._restart_in_place(att, exit_code)
+            return
         if att.status not in LAUNCHED:  # e.g. a failed launch of an attempt not yet placed
             self._unqueue(att)
         self._release(att)
@@ -235,7 +240,8 @@ class BackendFacts:
             again=again or free,
             # a preemption is not a stop its user asked for: it is rescheduled
             stopped_by_us=att.cancel_reason not in (None, T.FAILED_PREEMPTED),
-            retry_id=policy.budget_spent(att.retry_id, preempted),
+            # the budget spent: not preemptions (bounded), nor its group's restarts in place
+            retry_id=policy.budget_spent(att.retries, preempted),
             budget=policy.retry_budget(att.task.spec.max_retries, self.config.max_retries),
             exit_code=exit_code,
         )
@@ -256,4 +262,6 @@ class BackendFacts:
         if not self._preempted_ended(att, nxt) and nxt is not None:
             delay = policy.retry_delay(status, nxt.retry_id, again=again or free)
             self._enqueue_after(nxt, delay, status)
+        if retry and not again and att.cancel_reason is None:  # not a preemption's victim
+            self._restart_peers(att)
         self._group_follows(att.task.group)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..states import TaskStatus, WorkflowStatus, workflow_outcome
 from . import policy
-from .runs import LAUNCHED, GroupRun, WorkflowRun
+from .runs import LAUNCHED, UNPLACED, Attempt, GroupRun, WorkflowRun
 
 if TYPE_CHECKING:
     from .loop import Engine
@@ -74,6 +74,69 @@ class GroupProgress:
         phase = policy.group_phase(g.status, currents)
         if phase is not None:
             self._set_group(g, phase)
+
+    # --- a rescheduled task restarts its peers in place ------------------------------------
+
+    def _restart_peers(self: Engine, att: Attempt) -> None:
+        """`att` was rescheduled (its exit action, or the infrastructure, within its budget):
+        as OSMO's jobs.py does, its group's other running tasks restart too. Each is stopped
+        (cancel_reason RESCHEDULED); when it has ended, `_restart_in_place` gives its next
+        attempt the same placement. Held peers (their command has ended) and peers already
+        being stopped are left alone."""
+        g = att.task.group
+        if not policy.restarts_peers(att.task is g.lead, g.spec.ignore_nonlead_status):
+            return
+        message = policy.restart_message(att.task.name)
+        for t in g.tasks:
+            peer = t.current
+            if t is att.task or peer.status not in LAUNCHED:
+                continue
+            if peer.hold is None and peer.cancel_reason is None:
+                self._stop(peer, T.RESCHEDULED, message, follow=False)
+
+    def _restart_in_place(self: Engine, att: Attempt, exit_code: int) -> None:
+        """A peer stopped for its group's restart has ended: it ends RESCHEDULED and its next
+        attempt takes over its placement (machine, cores, memory, GPUs) without releasing it,
+        so no other work can take the room meanwhile; it launches when its group meets."""
+        alloc = att.alloc
+        assert alloc is not None
+        self._set_task(att, T.RESCHEDULED, exit_code=exit_code, follow=False)
+        nxt = self._new_attempt(att.task, T.PROCESSING)
+        if att.cache_key is not None:
+            nxt.cache_key = att.cache_key
+            self._save(nxt, cache_key=att.cache_key)
+        self._set_task(nxt, T.SCHEDULING, follow=False)
+        self._take_alloc(nxt, alloc)
+        self._pending(nxt, policy.MEET_AGAIN)
+        self._meet(att.task.group)
+        self._group_follows(att.task.group)
+
+    def _placed(self: Engine, att: Attempt) -> None:
+        """The scheduling pass gave `att` its room: it launches now, unless its barrier group
+        is restarting, where it waits (parked) for its peers to meet again."""
+        g = att.task.group
+        if g.spec.barrier and any(
+            a.parked or a.restarting for a in (t.current for t in g.tasks) if a is not att
+        ):
+            self._pending(att, policy.MEET_AGAIN)
+            self._meet(g)
+        else:
+            self._start_launch(att)
+
+    def _meet(self: Engine, g: GroupRun) -> None:
+        """Launch the group's parked attempts: at once without a barrier; with one, once no
+        task of the group is still being stopped for the restart or waiting for a place, so
+        the group starts together again (OSMO's barrier, re-entered after a restart)."""
+        currents = [t.current for t in g.tasks]
+        parked = [a for a in currents if a.parked]
+        if not parked or g.workflow.canceling:  # a cancel under way ends them, unlaunched
+            return
+        if g.spec.barrier and any(
+            a.restarting or (a.status in UNPLACED and a.alloc is None) for a in currents
+        ):
+            return
+        for a in parked:
+            self._start_launch(a)
 
     def _group_ended(self: Engine, g: GroupRun) -> None:
         wf = g.workflow

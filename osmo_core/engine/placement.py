@@ -14,9 +14,10 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend
+from ..scheduler import Alloc
 from ..spec.models import Resource
 from ..states import TaskStatus
 from ..wire import LaunchRequest, Node
@@ -92,20 +93,9 @@ class Placement:
         self._queue.dirty = False
         for atts, allocs in placed:
             for att, alloc in zip(atts, allocs, strict=True):
-                att.alloc = alloc
                 att.pending_reason = None
-                att.launching = True
-                self._save(
-                    att,
-                    backend=alloc.backend,
-                    node=alloc.node,
-                    alloc=json.dumps(
-                        {"cpu": alloc.cpu, "memory": alloc.memory, "gpus": alloc.gpus}
-                    ),
-                    pending_reason=None,
-                )
-                self._set_task(att, T.INITIALIZING)
-                self._launches.append(att)
+                self._take_alloc(att, alloc, pending_reason=None)
+                self._placed(att)  # engine/groups.py: launched now, or parked for its group
         for unit in waiting:
             self._report(unit, unit.reason)
         for unit in waiting:
@@ -117,6 +107,26 @@ class Placement:
             unit.reported = reason
             for att in unit.items:
                 self._pending(att, reason)
+
+    def _take_alloc(self: Engine, att: Attempt, alloc: Alloc, **fields: Any) -> None:
+        """`att` holds `alloc` (stored with its row, so a restart knows its room)."""
+        att.alloc = alloc
+        self._save(
+            att,
+            backend=alloc.backend,
+            node=alloc.node,
+            alloc=json.dumps({"cpu": alloc.cpu, "memory": alloc.memory, "gpus": alloc.gpus}),
+            **fields,
+        )
+
+    def _start_launch(self: Engine, att: Attempt) -> None:
+        """A placed attempt goes INITIALIZING; its launch starts once the round is stored."""
+        if att.pending_reason is not None:  # it waited, placed, for its group (groups.py)
+            att.pending_reason = None
+            self._save(att, pending_reason=None)
+        att.launching = True
+        self._set_task(att, T.INITIALIZING)
+        self._launches.append(att)
 
     def _pending(self: Engine, att: Attempt, reason: str | None) -> None:
         task = att.task

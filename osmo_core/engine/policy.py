@@ -237,6 +237,22 @@ def lead_done(lead: TaskStatus | None) -> bool:
 LEAD_FINISHED = "Lead task finished"  # OSMO's words (jobs.py)
 
 
+def restarts_peers(is_lead: bool, ignore_nonlead_status: bool) -> bool:
+    """Whether a task rescheduled within its budget restarts its group's other tasks in place,
+    as OSMO's jobs.py (UpdateGroup) does: always when it is the lead, otherwise only with
+    ignoreNonleadStatus: false. (OSMO's docs say a rescheduled lead leaves its peers running
+    under the default ignoreNonleadStatus: true; its code restarts them, and so does this.)"""
+    return is_lead or not ignore_nonlead_status
+
+
+MEET_AGAIN = "restarted in place: waiting, on its room, for its group to start together again"
+
+
+def restart_message(task: str) -> str:
+    """What a peer's attempt stopped for its group's restart ends with (RESCHEDULED)."""
+    return f"restarted in place: task {task} of its group was rescheduled"
+
+
 def peers_end(lead: TaskStatus | None, failed_nonlead: str | None) -> tuple[TaskStatus, str]:
     """How a group's other tasks end once its outcome is decided, as OSMO's jobs.py ends them:
     after a non-lead's failure (ignoreNonleadStatus: false) FAILED, naming it; after the lead,

@@ -59,6 +59,9 @@ class Recovery:
                     self.scheduler.adopt(att.alloc)
                     self._launched[att.key] = att
                     to_ask.setdefault(att.alloc.backend, []).append(att)
+                elif att.parked:  # it keeps the room its group's restart kept for it
+                    assert att.alloc is not None
+                    self.scheduler.adopt(att.alloc)
         for backend_name, atts in to_ask.items():
             states = await self.backends[backend_name].status([a.key for a in atts])
             for att in atts:
@@ -108,7 +111,8 @@ class Recovery:
             )
         for t in wf.tasks.values():
             alloc = t.current.alloc
-            if t.current.status in LAUNCHED and alloc and alloc.backend not in self.backends:
+            held = t.current.status in LAUNCHED or t.current.parked
+            if held and alloc and alloc.backend not in self.backends:
                 return (
                     f"task {t.name!r} was launched on backend {alloc.backend!r}, which is no "
                     "longer configured: its process, if any, cannot be reached"
@@ -190,12 +194,13 @@ class Recovery:
                 att = t.current
                 if att.status == T.PROCESSING:
                     self._set_task(att, T.SCHEDULING)
-                if att.status == T.SCHEDULING:
+                if att.status == T.SCHEDULING and not att.parked:
                     units.append(att)
             if units:
                 self._enqueue(
                     [units] if g.spec.barrier and g.status == T.SCHEDULING else [[a] for a in units]
                 )
+            self._meet(g)  # parked by a restart in place: they launch once the group meets
             if g.status == T.SCHEDULING:
                 self._arm_timer(
                     g,

@@ -58,6 +58,29 @@ class Attempt:
     def key(self) -> str:
         return attempt_key(self.task.group.workflow.id, self.task.name, self.retry_id)
 
+    @property
+    def retries(self) -> int:
+        """Earlier attempts of its task that spent its retry budget: not those its group
+        restarted in place (stopped with cancel_reason RESCHEDULED, engine/groups.py), as a
+        restart leaves OSMO's retry id alone."""
+        restarted = sum(
+            1
+            for a in self.task.attempts
+            if a.retry_id < self.retry_id and a.cancel_reason == T.RESCHEDULED
+        )
+        return self.retry_id - restarted
+
+    @property
+    def restarting(self) -> bool:
+        """Being stopped for its group's restart in place (engine/groups.py)."""
+        return self.status in LAUNCHED and self.cancel_reason == T.RESCHEDULED
+
+    @property
+    def parked(self) -> bool:
+        """Placed but not launched: it keeps its room while its group meets again after a
+        restart in place (engine/groups.py)."""
+        return self.status == T.SCHEDULING and self.alloc is not None
+
 
 @dataclass(eq=False)
 class TaskRun:

@@ -63,6 +63,7 @@ def prepare(
     values: dict[str, Any],
     file: str | None,
     parent: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[WorkflowRun, dict[str, Any], Batch]:
     """A submission's in-memory run and its rows (workflow row, then groups and tasks in a
     batch): everything but the id, which the store allocates."""
@@ -113,6 +114,7 @@ def prepare(
         "spec_rendered": rendered or "",
         "spec_json": spec.model_dump_json(by_alias=True),
         "set_values": json.dumps(values, default=str),
+        "set_env": json.dumps(env or {}),
         "submit_time": now,
         "parent_workflow_id": parent,
     }
@@ -139,10 +141,12 @@ class Submission:
         file: str | None = None,
         parent: str | None = None,
         reuse: Mapping[str, RowMapping] | None = None,
+        env: dict[str, str] | None = None,
     ) -> str:
         """Start a workflow whose placement the caller has checked (Service.check_placement).
         A restart names its `parent` and the tasks to `reuse`: task -> the parent's attempt
-        row whose outputs it keeps (whole groups: Service.restart decides)."""
+        row whose outputs it keeps (whole groups: Service.restart decides). `env`: the
+        submission's `--set-env` (already in the spec), kept for a restart."""
         pool = pool or spec.pool or self.config.default_pool
         check_submission(spec, priority, self.config.max_tasks_per_workflow)
         # The runs and rows are built off the loop (pure work on the spec: seconds for 10,000
@@ -159,6 +163,7 @@ class Submission:
             values or {},
             file,
             parent,
+            env,
         )
         wf_id: str = await self._call(self._submit, wf, row, batch, parent, reuse or {})
         while not await self._call(self._start_slice, wf_id):

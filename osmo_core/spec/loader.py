@@ -107,6 +107,7 @@ def with_submit_options(
     for task in loaded.workflow.all_tasks():
         task.environment.update(env or {})
     loaded.workflow.labels = merged
+    loaded.env = {**loaded.env, **(env or {})}
     return loaded
 
 
@@ -120,6 +121,7 @@ class LoadedSpec:
     positions: Positions | None = field(default=None, repr=False, compare=False)
     # Accepted as OSMO accepts them, but worth saying (a duplicate key: the last one is kept)
     warnings: list[Problem] = field(default_factory=list, compare=False)
+    env: dict[str, str] = field(default_factory=dict)  # `--set-env` (with_submit_options)
 
     @property
     def workflow(self) -> Workflow:

@@ -252,6 +252,18 @@ def test_peers_end_as_in_osmo() -> None:
     assert policy.peers_end(T.COMPLETED, "w") == (T.FAILED, "Task w Failed.")
 
 
+@pytest.mark.parametrize(
+    ("is_lead", "ignore_nonlead", "restarts"),
+    [(True, True, True), (True, False, True), (False, True, False), (False, False, True)],
+)
+def test_who_restarts_its_peers_as_osmos_code_says(
+    is_lead: bool, ignore_nonlead: bool, restarts: bool
+) -> None:
+    """OSMO's jobs.py: a rescheduled lead always restarts its peers (its docs say not under
+    the default ignoreNonleadStatus: true), a non-lead only with ignoreNonleadStatus: false."""
+    assert policy.restarts_peers(is_lead, ignore_nonlead) is restarts
+
+
 def test_lead_done() -> None:
     assert policy.lead_done(T.COMPLETED)
     assert policy.lead_done(T.FAILED)

@@ -318,6 +318,24 @@ def test_logs_follow_restart_resources_and_version(env: dict[str, str], tmp_path
     assert info["client"] == info["server"] and info["url"].startswith("http://127.0.0.1:")
 
 
+def test_restart_keeps_the_submits_labels_and_env(env: dict[str, str], tmp_path: Path) -> None:
+    spec = tmp_path / "greet.yaml"
+    spec.write_text(
+        "workflow:\n  name: greet\n  tasks:\n  - name: t\n    command: [sh, -c, 'echo $WORD']\n"
+    )
+    r = osmo(env, "workflow", "submit", str(spec), "--label", "stage=prod", "--set-env", "WORD=hi")
+    assert r.returncode == 0, r.stderr
+    wf_id = r.stdout.strip()
+    wait_for(env, wf_id, lambda w: w["status"] == "COMPLETED")
+    r = osmo(env, "workflow", "restart", wf_id, "--all")
+    assert r.returncode == 0, r.stderr
+    new_id = r.stdout.strip().split()[-1]
+    wf = wait_for(env, new_id, lambda w: w["status"] == "COMPLETED")
+    assert wf["labels"] == {"stage": "prod"}
+    r = osmo(env, "workflow", "logs", new_id, "--task", "t")
+    assert r.stdout.splitlines() == ["hi"], r.stderr
+
+
 def test_submit_wait_timeout(env: dict[str, str], tmp_path: Path) -> None:
     spec = tmp_path / "sleeper.yaml"
     spec.write_text(SLEEP_SPEC)

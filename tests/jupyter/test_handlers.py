@@ -156,6 +156,15 @@ async def test_labels_are_stored_shown_and_filter_the_list(api):
     bad = {"spec": SERIAL, "labels": {"bad key": "x"}, "env": {"A=B": "x"}}
     err = await api("POST", "workflows", body=bad, status=422)
     assert [d["field"] for d in err["details"]] == ["--set-env.A=B", "--label.bad key"]
+    assert "set_env" not in wf and "set_env" not in row  # kept for a restart, not shown
+
+    # a restart carries the submission's labels and environment (OSMO's restart resubmits them)
+    again = (await api("POST", f"workflows/{wf_id}/restart", body={"all": True}, status=201))["id"]
+    wf = await wait_for(api, again, TERMINAL)
+    assert (wf["status"], wf["labels"]) == ("COMPLETED", {"team": "robotics", "stage": "prod"})
+    logs = await api("GET", f"workflows/{again}/tasks/t/logs")
+    assert [ln["text"] for ln in logs if ln["stream"] == "stdout"] == ["hi"]
+    assert await listed("stage=prod") == [again, wf_id]
 
 
 async def test_set_values_template_yaml_text(api):

@@ -309,6 +309,35 @@ async def test_volcano_podgroup_for_a_barrier_group_when_configured(
         )
 
 
+async def test_a_rescheduled_lead_restarts_its_peers_as_new_pods_of_the_same_gang(
+    tmp_path: Path, kmock: Any, kubelet: Kubelet
+) -> None:
+    """On Kubernetes a peer restarted in place is a new pod (one pod per attempt) with the
+    same PodGroup as before; the lead reschedules every time, so past its budget of 1 the
+    group ends FAILED and its peers FAILED with "Lead task finished", as OSMO ends them."""
+    kmock.resources["scheduling.volcano.sh/v1beta1/podgroups"] = {}
+    config = k8s_config(tmp_path, str(kmock.url), gang_scheduler="volcano")
+    config.max_retries = 1
+    async with Service(config) as svc:
+        tasks = [_task("a", "exit 7", lead=True, exitActions={"RESCHEDULE": "7"})]
+        tasks += [_task(n, "hang") for n in ("b", "c")]
+        wf = await _run(
+            svc, {"workflow": {"name": "gang", "groups": [{"name": "g", "tasks": tasks}]}}
+        )
+        assert wf["status"] == "FAILED"
+        for peer in ("b", "c"):
+            tries = [t for t in wf["tasks"] if t["name"] == peer]
+            assert [t["status"] for t in tries] == ["RESCHEDULED", "FAILED"]
+            assert tries[0]["message"] == "restarted in place: task a of its group was rescheduled"
+            assert tries[1]["message"] == "Lead task finished"
+        keys = sorted(m["metadata"]["annotations"]["osmo/key"] for m in kubelet.manifests)
+        assert keys == [f"{wf['id']}/{n}/{r}" for n in "abc" for r in (0, 1)]  # a pod each
+        gangs = {
+            m["metadata"]["annotations"]["scheduling.k8s.io/group-name"] for m in kubelet.manifests
+        }
+        assert len(gangs) == 1
+
+
 async def test_data_inputs_are_refused_not_dropped(k8s_service: Service) -> None:
     wf = await _run(
         k8s_service, [_task("a", "echo a"), _task("b", "echo b", inputs=[{"url": "s3://x/y"}])]

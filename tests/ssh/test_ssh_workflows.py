@@ -4,12 +4,17 @@ mid-task, and interactive exec into a task on a host."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from sshhosts import Hosts, until
 
 from osmo_core.errors import Conflict, PlacementError
 from osmo_core.service import Service
+from tests.core.test_engine import attempts
+from tests.core.test_group_restart import group_spec, runs
 
 WAIT = 60  # seconds a workflow may take here, at most
 
@@ -356,3 +361,29 @@ async def test_a_log_is_paged_and_tailed_on_a_host(ssh_service, hosts: Hosts) ->
     assert await finished(svc, wf) == "FAILED_CANCELED"
     tail = await svc.logs(wf, "t", tail=5)
     assert len(tail) == 5 and "3000" in [ln.text for ln in tail if ln.stream == "stdout"]
+
+
+async def test_a_rescheduled_lead_restarts_its_peers_in_place_on_hosts(
+    ssh_service, hosts: Hosts, tmp_path_factory
+) -> None:
+    """tests/core/test_group_restart.py's barrier group on the hosts: the lead exits with its
+    RESCHEDULE code once, its two peers are restarted on the host and cores they had, and
+    all end COMPLETED; each command leaves a mark per run in a folder the hosts' users share."""
+    svc = await ssh_service(hosts={"h1": {"cpus": 2}, "h2": {"cpus": 2}})
+    marks = Path(tempfile.mkdtemp(prefix="osmo-marks-", dir="/tmp"))  # hosts' users reach it
+    marks.chmod(0o1777)
+    try:
+        spec = group_spec(marks)
+        spec["workflow"]["pool"] = "lab"
+        wf_id = await svc.submit(spec)
+        assert await finished(svc, wf_id) == "COMPLETED"
+        wf = svc.get(wf_id)
+        assert {n: runs(marks, n) for n in "abc"} == dict.fromkeys("abc", 2)
+        assert [t["status"] for t in attempts(wf, "a")] == ["RESCHEDULED", "COMPLETED"]
+        for peer in ("b", "c"):
+            first, second = svc.task(wf_id, peer)["attempts"]
+            assert (first["status"], second["status"]) == ("RESCHEDULED", "COMPLETED")
+            assert second["node"] == first["node"] in ("h1", "h2")
+            assert await text_of(svc, wf_id, peer) == ["run 2"]  # the latest attempt's log
+    finally:
+        shutil.rmtree(marks, ignore_errors=True)
