@@ -102,7 +102,9 @@ async def test_a_pod_without_an_agent_is_deleted_with_the_grace_period(
             if r.method.value == "DELETE" and r.url.path.endswith("/pods/" + pod_name(f"{low}/t/0"))
         ]
         assert deletes and deletes[0].params.get("gracePeriodSeconds") == "7"
-        # no retry budget (OSMO's default 0): the preempted workflow ends, not rescheduled
-        assert (await asyncio.wait_for(svc.wait(low), WAIT)).value == "FAILED_PREEMPTED"
+        # rescheduled by default, outside the retry budget (OSMO's default is 0): a new attempt
+        await until(lambda: len(svc.task(low, "t")["attempts"]) == 2, 20)
+        await svc.cancel(low)
+        assert (await asyncio.wait_for(svc.wait(low), WAIT)).value == "FAILED_CANCELED"
     finally:
         await svc.stop()
