@@ -7,8 +7,10 @@ its pool says `containers: "off"`. Inside, paths are OSMO's: {{output}} is /osmo
 /osmo/run, and `files:`, checkpoints and credential folders sit at their absolute paths. The
 container shares the host's network (ports, kernels and forwards work as for a host task).
 The runtime's client is the attempt's process: SIGTERM reaches the container through it, and a
-SIGKILL of the client is followed by `remove_container`. Every container is labelled with the
-agent's root, so a restarted agent finds (and removes) those its predecessor left.
+SIGKILL of the client is followed by `remove_container`. A container is not started with `--rm`:
+the agent removes it once its attempt has ended, so a container whose agent died keeps its exit
+code. Every container is labelled with the agent's root, so a restarted agent finds those its
+predecessor left and adopts them (adopt.py).
 """
 
 from __future__ import annotations
@@ -89,11 +91,35 @@ class Runtimes:
         return self._value
 
 
-async def remove_container(runtime: str, name: str) -> None:
+async def _quietly(*argv: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        runtime, "rm", "-f", name, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
+        *argv, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
     )
     await proc.wait()
+
+
+async def remove_container(runtime: str, name: str) -> None:
+    await _quietly(runtime, "rm", "-f", name)
+
+
+async def kill_container(runtime: str, name: str, sig: str) -> None:
+    """Send `sig` to the container's first process (its init passes it on)."""
+    await _quietly(runtime, "kill", "--signal", sig, name)
+
+
+async def probe_container(runtime: str, name: str) -> dict[str, str] | None:
+    """The container's status and LABEL; None when there is no such container."""
+    fmt = f'{{{{.State.Status}}}} {{{{index .Config.Labels "{LABEL}"}}}}'
+    out = await run_probe(runtime, "container", "inspect", "--format", fmt, name)
+    if out is None or not out.strip():
+        return None
+    status, _, label = out.strip().partition(" ")
+    return {"status": status, LABEL: label}
+
+
+# An adopted container's process (adopt.py), run as `sh -c ADOPT_SCRIPT osmo-adopt RUNTIME NAME`:
+# its log from the start (the agent skips what it has), then its exit code as this exit status.
+ADOPT_SCRIPT = '"$1" logs -f "$2"; code=$("$1" wait "$2") && exit "$code"; exit 125'
 
 
 async def container_pid(runtime: str, name: str) -> int | None:
@@ -142,7 +168,7 @@ def container_argv(
     command replaces the image's entrypoint. CUDA_VISIBLE_DEVICES is left to the runtime:
     inside, the given GPUs are renumbered. ValueError: the GPUs cannot be handed over here."""
     assert req.image is not None
-    argv = [runtime, "run", "--rm", "--name", name, "--label", f"{LABEL}={root}"]
+    argv = [runtime, "run", "--name", name, "--label", f"{LABEL}={root}"]
     argv += ["--network", "host", "-v", f"{work}:{WORKDIR_IN}", "-w", WORKDIR_IN]
     argv += ["--pull", "never", "--pids-limit", str(PIDS_LIMIT), "--cpus", f"{req.cpu:g}"]
     if req.memory:

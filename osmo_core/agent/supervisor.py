@@ -35,6 +35,7 @@ from .containers import (
     ensure_image,
     not_enforced,
     registry_auth,
+    remove_container,
     user_of,
 )
 from .ends import Ends
@@ -455,6 +456,8 @@ class Supervisor:
         self.running.pop(att.key, None)
         record.update(ts=now(), log_lines=att.n)
         shutil.rmtree(att.work / CREDENTIALS, ignore_errors=True)  # secrets live no longer
+        if att.runtime and att.container:  # kept until now for its exit code (adopt.py)
+            self.background(remove_container(att.runtime, att.container))
         self.ends.record(att.key, att.dir, record)  # before the event: a status() sees the end
         if record["state"] == "exited":
             ev = {"ev": "exited", "exit_code": record["exit_code"], "signal": record["signal"]}

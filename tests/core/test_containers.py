@@ -125,18 +125,75 @@ async def test_cancel_stops_and_removes_the_container(local: Local, container_im
     assert await _until_gone(name)
 
 
-async def test_an_agent_killed_under_its_container_is_followed_by_its_removal(
+async def test_an_agent_killed_under_its_container_is_succeeded_by_one_that_adopts_it(
+    local: Local, container_image: str
+) -> None:
+    backend, events = local
+    key, name = "wf/adopt/0", container_name("wf/adopt/0")
+    # `ran` (in its workdir) proves it ran once and to its end; `gap` is printed while no
+    # agent reads it, `late` after the new agent re-attached; `go` lets it end
+    script = (
+        "echo start >> ran; echo up; sleep 1; echo gap; echo gap-err >&2; "
+        "for i in $(seq 600); do test -e go && break; sleep 0.1; done; "
+        "echo late; echo end >> ran; exit 3"
+    )
+    await backend.launch(sh(key, script, image=container_image))
+    await events.wait(key, LogLine, timeout=30)
+    first = backend.agent["pid"]
+    os.kill(first, signal.SIGKILL)
+    workdir = backend.root / "runs" / key
+    for _ in range(300):  # the backend reconnects, starting a new agent on the same root
+        if backend.connected_now and backend.agent["pid"] != first:
+            break
+        await asyncio.sleep(0.1)
+    assert backend.agent["pid"] != first
+    assert name in _containers()
+    assert (await backend.status([key]))[key].state == "running"
+    (workdir / "go").touch()
+    end = await events.end(key, timeout=60)
+    assert isinstance(end, Exited) and end.exit_code == 3, end
+    assert (workdir / "ran").read_text() == "start\nend\n"  # once, to its end
+    lines = [e for e in events.of(key, LogLine) if isinstance(e, LogLine)]
+    assert [ln.n for ln in lines] == list(range(1, len(lines) + 1))  # none lost or repeated
+    texts = [ln.text for ln in lines if ln.stream != "system"]
+    assert texts == ["up", "gap", "gap-err", "late"] or texts == ["up", "gap-err", "gap", "late"]
+    assert f"agent restarted: re-attached to container {name} (running)" in [
+        ln.text for ln in lines if ln.stream == "system"
+    ]
+    assert await _until_gone(name)  # removed once its end was recorded
+    assert (await backend.status([key]))[key].exit_code == 3
+
+
+async def test_a_cancel_reaches_an_adopted_container(
     backends: BackendFactory, container_image: str
 ) -> None:
     backend, events = await backends()
-    name = container_name("wf/kill/0")
-    await backend.launch(sh("wf/kill/0", "echo up; sleep 120", image=container_image))
-    await events.wait("wf/kill/0", LogLine, timeout=30)
+    key, name = "wf/adoptcancel/0", container_name("wf/adoptcancel/0")
+    await backend.launch(sh(key, "echo up; sleep 120", image=container_image))
+    await events.wait(key, LogLine, timeout=30)
     os.kill(backend.agent["pid"], signal.SIGKILL)
     await backend.stop()
-    second, _ = await backends()  # a new agent on the same root
+    second, events = await backends()  # a new agent on the same root, a new control plane
+    assert (await second.status([key]))[key].state == "running"
+    second.follow(key, 1)
+    await second.cancel(key, grace=5)
+    end = await events.end(key, timeout=30)
+    assert isinstance(end, Exited) and end.exit_code == 143  # sh got the SIGTERM inside
     assert await _until_gone(name)
-    st = (await second.status(["wf/kill/0"]))["wf/kill/0"]
+
+
+async def test_a_container_gone_while_its_agent_was_dead_is_lost(
+    backends: BackendFactory, container_image: str
+) -> None:
+    backend, events = await backends()
+    key, name = "wf/kill/0", container_name("wf/kill/0")
+    await backend.launch(sh(key, "echo up; sleep 120", image=container_image))
+    await events.wait(key, LogLine, timeout=30)
+    os.kill(backend.agent["pid"], signal.SIGKILL)
+    await backend.stop()
+    subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=True)
+    second, _ = await backends()
+    st = (await second.status([key]))[key]
     assert st.state == "lost"
 
 
