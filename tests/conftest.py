@@ -182,6 +182,7 @@ def free_port() -> int:
 # --- containers (podman + runc, configured by .ci/run) -----------------------------------------
 
 TEST_IMAGE = "localhost/osmo-test:busybox"
+PYTHON_IMAGE = "localhost/osmo-test:python"
 UBUNTU = "docker.io/library/ubuntu:24.04"  # OSMO's cookbook image, the test image tagged so
 
 
@@ -240,6 +241,15 @@ def container_image() -> Iterator[str]:
     if left:
         subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
     assert not left, f"containers left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def python_image(container_image: str) -> str:
+    """Debian with Python and ipykernel, built by .ci/run with mmdebstrap (it needs Debian's
+    package mirror, so never here); skips where it is not in podman's store."""
+    if subprocess.run(["podman", "image", "exists", PYTHON_IMAGE]).returncode != 0:
+        pytest.skip(f"{PYTHON_IMAGE} is not built (.ci/run builds it with mmdebstrap)")
+    return PYTHON_IMAGE
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_client.asynchronous import AsyncKernelClient
 
 from osmo_core.errors import Conflict, PlacementError
 from osmo_core.interactive.kernel import KernelUnavailable, RemoteKernel
@@ -19,6 +20,7 @@ from tests.conftest import BUCKET, ServiceFactory, free_port, make_config
 from tests.core.test_agent import without_runtimes
 from tests.data.test_workflow_data import s3, s3_credential
 from tests.interactive.conftest import running, until
+from tests.interactive.test_remote_kernel_core import stream_of
 
 SECRET = "s3cr3t-registry-or-not"
 
@@ -87,6 +89,27 @@ async def test_exec_terminal_and_kernel_inside_the_container(
         seen += await asyncio.wait_for(sess.read(), 20)
     with pytest.raises(KernelUnavailable, match="no python3 or python on the task's PATH"):
         await RemoteKernel.start(service, wf, "main", uuid.uuid4().hex.encode())
+    await service.cancel(wf)
+    assert await asyncio.wait_for(service.wait(wf), 30) == "FAILED_CANCELED"
+
+
+async def test_a_kernel_inside_a_container_of_an_image_with_ipykernel(
+    service: Service, python_image: str
+) -> None:
+    wf = await service.submit(one_task(python_image, "sleep 120"))
+    await running(service, wf)
+    k = await RemoteKernel.start(service, wf, "main", uuid.uuid4().hex.encode())
+    kc = AsyncKernelClient()
+    kc.load_connection_info(k.connection_info())
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        code = "import os, sys; print(os.path.exists('/osmo/data/output'), sys.prefix)"
+        out = await stream_of(kc, kc.execute(code), "\n", 30)
+        assert out.split() == ["True", "/usr"]  # the image's Python, in OSMO's paths
+    finally:
+        kc.stop_channels()
+        await k.close()
     await service.cancel(wf)
     assert await asyncio.wait_for(service.wait(wf), 30) == "FAILED_CANCELED"
 
