@@ -23,16 +23,16 @@ from tests.core.conftest import BackendFactory, req, sh
 from tests.core.test_agent import Local, run, without_runtimes
 
 
-def _containers() -> list[str]:
+def _containers(runtime: str = "podman") -> list[str]:
     out = subprocess.run(
-        ["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
+        [runtime, "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
     )
     return out.stdout.split()
 
 
-async def _until_gone(name: str, timeout: float = 10.0) -> bool:
+async def _until_gone(name: str, timeout: float = 10.0, runtime: str = "podman") -> bool:
     for _ in range(int(timeout / 0.1)):
-        if name not in _containers():
+        if name not in _containers(runtime):
             return True
         await asyncio.sleep(0.1)
     return False
@@ -128,6 +128,11 @@ async def test_cancel_stops_and_removes_the_container(local: Local, container_im
 async def test_an_agent_killed_under_its_container_is_succeeded_by_one_that_adopts_it(
     local: Local, container_image: str
 ) -> None:
+    await adoption(local, container_image, "podman")
+
+
+async def adoption(local: Local, image: str, runtime: str) -> None:
+    """SIGKILL the agent under a running container: the backend's new agent adopts it."""
     backend, events = local
     key, name = "wf/adopt/0", container_name("wf/adopt/0")
     # `ran` (in its workdir) proves it ran once and to its end; `gap` is printed while no
@@ -137,7 +142,7 @@ async def test_an_agent_killed_under_its_container_is_succeeded_by_one_that_adop
         "for i in $(seq 600); do test -e go && break; sleep 0.1; done; "
         "echo late; echo end >> ran; exit 3"
     )
-    await backend.launch(sh(key, script, image=container_image))
+    await backend.launch(sh(key, script, image=image))
     await events.wait(key, LogLine, timeout=30)
     first = backend.agent["pid"]
     os.kill(first, signal.SIGKILL)
@@ -147,7 +152,7 @@ async def test_an_agent_killed_under_its_container_is_succeeded_by_one_that_adop
             break
         await asyncio.sleep(0.1)
     assert backend.agent["pid"] != first
-    assert name in _containers()
+    assert name in _containers(runtime)
     assert (await backend.status([key]))[key].state == "running"
     (workdir / "go").touch()
     end = await events.end(key, timeout=60)
@@ -160,7 +165,7 @@ async def test_an_agent_killed_under_its_container_is_succeeded_by_one_that_adop
     assert f"agent restarted: re-attached to container {name} (running)" in [
         ln.text for ln in lines if ln.stream == "system"
     ]
-    assert await _until_gone(name)  # removed once its end was recorded
+    assert await _until_gone(name, runtime=runtime)  # removed once its end was recorded
     assert (await backend.status([key]))[key].exit_code == 3
 
 
