@@ -181,6 +181,48 @@ async def test_a_control_plane_restart_finds_the_container_running(
     assert record["container"].startswith(f"osmo-{wf}-main-0-")
 
 
+# In the manner of OSMO's cookbook tutorials (groups with a lead, `ubuntu:24.04`, bash brace
+# expansion, data through {{output}} and {{input:0}}): it runs unchanged, in the container.
+COOKBOOK = """
+workflow:
+  name: data-pipeline
+  groups:
+  - name: prepare
+    tasks:
+    - name: generate
+      lead: true
+      image: ubuntu:24.04
+      command: ["bash", "-c"]
+      args:
+      - |
+        mkdir -p {{output}}/data
+        for i in {1..10}; do echo "sample_$i" >> {{output}}/data/train.csv; done
+    - name: check
+      image: ubuntu:24.04
+      command: ["bash", "-c", "echo checked"]
+  - name: train
+    tasks:
+    - name: count
+      lead: true
+      image: ubuntu:24.04
+      command: ["bash", "-c"]
+      args: ["wc -l {{input:0}}/data/train.csv; tail -n 1 {{input:0}}/data/train.csv"]
+      inputs:
+      - task: generate
+"""
+
+
+async def test_a_cookbook_style_workflow_on_ubuntu_runs_unchanged_in_containers(
+    service: Service, offline_ubuntu: bool
+) -> None:
+    if not offline_ubuntu:
+        pytest.skip("ubuntu:24.04 is not tagged here (no podman)")
+    wf = await service.submit(COOKBOOK)
+    assert await asyncio.wait_for(service.wait(wf), 90) == "COMPLETED", service.get(wf)
+    out = [ln.text for ln in await service.logs(wf, "count") if ln.stream == "stdout"]
+    assert out == ["10 /osmo/data/input/0/data/train.csv", "sample_10"]
+
+
 async def test_usage_and_a_forwarded_port_of_a_task_in_a_container(
     service_factory: ServiceFactory, monkeypatch: pytest.MonkeyPatch, container_image: str
 ) -> None:
