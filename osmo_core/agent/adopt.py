@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .attempt import Attempt
 from .containers import ADOPT_SCRIPT, LABEL, kill_container, probe_container
 from .holds import HELD
-from .logfile import count_lines
+from .logfile import MAX_LINE, count_lines
 from .protocol import request_from_wire
 from .staging import Stager, needs_staging
 from .workdir import ATTEMPT, LOG, OUTPUT
@@ -34,14 +34,17 @@ log = logging.getLogger("osmo_core.agent")
 
 
 def recorded_lines(path: Path) -> dict[int, int]:
-    """How many stdout (1) and stderr (2) lines the attempt's log already has."""
+    """How many lines of stdout (1) and stderr (2) the attempt's log already has: output
+    lines, as the container's log counts them (a line longer than MAX_LINE was recorded as
+    several, each but the last exactly MAX_LINE long)."""
     counts = {1: 0, 2: 0}
     fds = {b"stdout": 1, b"stderr": 2}
     try:
         with open(path, "rb") as f:
             for raw in f:
-                fd = fds.get(raw.split(b" ", 2)[1])
-                if fd is not None:
+                _, stream, text = raw.split(b" ", 2)
+                fd = fds.get(stream)
+                if fd is not None and len(text) - 1 < MAX_LINE:  # - 1: its newline
                     counts[fd] += 1
     except FileNotFoundError:
         pass
@@ -84,6 +87,8 @@ async def adopt(sup: Supervisor, runtime: str | None, d: Path, container: str) -
     notes = [f"agent restarted: re-attached to container {container} ({state['status']})"]
     if req.checkpoints:
         notes.append("its checkpoints are no longer uploaded (the agent that knew them died)")
+    if req.hold:
+        notes.append("it will not be held when its command ends (the agent that knew how died)")
     att = Adopted(sup, key, d, runtime, container, notes)
     att.skip = recorded_lines(d / LOG)
     att.n = count_lines(d / LOG)  # its log goes on where the predecessor's stopped

@@ -37,6 +37,7 @@ RUNTIMES = ("docker", "podman")
 REPROBE_NONE = 30.0  # seconds: a runtime that did not answer (daemon down) is asked again
 PULL_TIMEOUT = 1800.0  # seconds for one image pull
 IMAGE_SEEN = 60.0  # seconds an image found here is trusted to still be here
+REMOVE_BATCH = 1.0  # seconds an ended container waits to be removed with others (Removals)
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))  # where NVIDIA's CDI spec is generated
 JETSON = Path("/etc/nv_tegra_release")  # present on NVIDIA Jetson (L4T)
 # podman's `--init` (catatonit): PID 1 that passes SIGTERM on; docker brings its own
@@ -100,6 +101,26 @@ async def _quietly(*argv: str) -> None:
 
 async def remove_container(runtime: str, name: str) -> None:
     await _quietly(runtime, "rm", "-f", name)
+
+
+class Removals:
+    """Ended containers, removed in batches: one `<rt> rm` costs about as much CPU as a
+    container's start, so those that end within REMOVE_BATCH seconds of each other go in one
+    call (a fan-out's tasks ending together, a chain's tasks one after another)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[str]] = {}  # runtime -> names of the batch being gathered
+
+    async def remove(self, runtime: str, name: str) -> None:
+        """Remove container `name`, in the batch of those queued within REMOVE_BATCH seconds
+        (only the batch's first call waits and removes; the others return at once)."""
+        names = self._pending.setdefault(runtime, [])
+        names.append(name)
+        if len(names) > 1:
+            return
+        await asyncio.sleep(REMOVE_BATCH)
+        del self._pending[runtime]
+        await _quietly(runtime, "rm", "-f", *names)
 
 
 async def kill_container(runtime: str, name: str, sig: str) -> None:

@@ -29,13 +29,13 @@ from ..wire import LaunchInfo, LaunchRequest
 from .attempt import Attempt
 from .containers import (
     PullError,
+    Removals,
     container_argv,
     container_name,
     container_pid,
     ensure_image,
     not_enforced,
     registry_auth,
-    remove_container,
     user_of,
 )
 from .ends import Ends
@@ -116,6 +116,7 @@ class Supervisor:
         self._images: dict[tuple[str, str], float] = {}  # (runtime, image) -> seen here at
         self._bg: set[asyncio.Task[None]] = set()
         self.credentials = CredentialFile(root)  # written by the backend; names -> secrets
+        self.removals = Removals()  # ended attempts' containers
 
     def workspace(self, key: str) -> Path:
         """The task's own folder of attempt `key`: its cwd, output/, inputs/..."""
@@ -457,7 +458,7 @@ class Supervisor:
         record.update(ts=now(), log_lines=att.n)
         shutil.rmtree(att.work / CREDENTIALS, ignore_errors=True)  # secrets live no longer
         if att.runtime and att.container:  # kept until now for its exit code (adopt.py)
-            self.background(remove_container(att.runtime, att.container))
+            self.background(self.removals.remove(att.runtime, att.container))
         self.ends.record(att.key, att.dir, record)  # before the event: a status() sees the end
         if record["state"] == "exited":
             ev = {"ev": "exited", "exit_code": record["exit_code"], "signal": record["signal"]}

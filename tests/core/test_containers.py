@@ -15,11 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.agent.containers import Runtimes, container_name, gpu_args, registry_auth
+from osmo_core.agent.containers import (
+    REMOVE_BATCH,
+    Removals,
+    Runtimes,
+    container_name,
+    gpu_args,
+    registry_auth,
+)
+from osmo_core.agent.logfile import MAX_LINE
 from osmo_core.errors import ConfigError
 from osmo_core.wire import Exited, FileSpec, InputSpec, LogLine, Started, StartFailed
 from tests.conftest import make_config
-from tests.core.conftest import BackendFactory, req, sh
+from tests.core.conftest import BackendFactory, Events, req, sh
 from tests.core.test_agent import Local, run, without_runtimes
 
 
@@ -131,19 +139,29 @@ async def test_an_agent_killed_under_its_container_is_succeeded_by_one_that_adop
     await adoption(local, container_image, "podman")
 
 
+async def until_line(events: Events, key: str, text: str, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if any(getattr(e, "text", None) == text for e in events.of(key, LogLine)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no line {text!r} from {key} in {timeout:g} s")
+
+
 async def adoption(local: Local, image: str, runtime: str) -> None:
     """SIGKILL the agent under a running container: the backend's new agent adopts it."""
     backend, events = local
     key, name = "wf/adopt/0", container_name("wf/adopt/0")
     # `ran` (in its workdir) proves it ran once and to its end; `gap` is printed while no
     # agent reads it, `late` after the new agent re-attached; `go` lets it end
+    # a line over MAX_LINE is two log lines here, one line in the container's log
     script = (
-        "echo start >> ran; echo up; sleep 1; echo gap; echo gap-err >&2; "
+        "echo start >> ran; head -c 70000 /dev/zero | tr '\\0' x; echo; echo up; sleep 1; "
+        "echo gap; echo gap-err >&2; "
         "for i in $(seq 600); do test -e go && break; sleep 0.1; done; "
         "echo late; echo end >> ran; exit 3"
     )
     await backend.launch(sh(key, script, image=image))
-    await events.wait(key, LogLine, timeout=30)
+    await until_line(events, key, "up")
     first = backend.agent["pid"]
     os.kill(first, signal.SIGKILL)
     workdir = backend.root / "runs" / key
@@ -161,7 +179,8 @@ async def adoption(local: Local, image: str, runtime: str) -> None:
     lines = [e for e in events.of(key, LogLine) if isinstance(e, LogLine)]
     assert [ln.n for ln in lines] == list(range(1, len(lines) + 1))  # none lost or repeated
     texts = [ln.text for ln in lines if ln.stream != "system"]
-    assert texts == ["up", "gap", "gap-err", "late"] or texts == ["up", "gap-err", "gap", "late"]
+    assert texts[:3] == ["x" * MAX_LINE, "x" * (70000 - MAX_LINE), "up"]
+    assert texts[3:] in (["gap", "gap-err", "late"], ["gap-err", "gap", "late"])
     assert f"agent restarted: re-attached to container {name} (running)" in [
         ln.text for ln in lines if ln.stream == "system"
     ]
@@ -200,6 +219,21 @@ async def test_a_container_gone_while_its_agent_was_dead_is_lost(
     second, _ = await backends()
     st = (await second.status([key]))[key]
     assert st.state == "lost"
+
+
+async def test_containers_that_end_together_are_removed_together(container_image: str) -> None:
+    names = [f"osmo-test-removals-{i}" for i in range(3)]
+    for name in names:
+        create = ["podman", "create", "--name", name, container_image, "true"]
+        subprocess.run(create, check=True, capture_output=True)
+    removals, t0 = Removals(), asyncio.get_running_loop().time()
+    first = asyncio.ensure_future(removals.remove("podman", names[0]))
+    await asyncio.sleep(0.1)
+    await asyncio.gather(*(removals.remove("podman", n) for n in names[1:]))
+    assert asyncio.get_running_loop().time() - t0 < REMOVE_BATCH  # queued, not waited for
+    assert set(names) <= set(_containers())
+    await first  # the batch's first removes them all, in one call
+    assert not set(names) & set(_containers())
 
 
 async def test_containers_off_runs_the_image_task_on_the_host(

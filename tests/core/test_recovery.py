@@ -128,7 +128,9 @@ workflow:
     image: {image}
     command: [sh, -c]
     args: ["echo run >> ran; echo line 1; n=0; while [ ! -e go ] && [ $n -lt 600 ]; do
-            sleep 0.1; n=$((n+1)); done; echo line 2; echo end >> ran"]
+            sleep 0.1; n=$((n+1)); done; echo line 2; echo end >> ran; echo out > {{{{output}}}}/r"]
+    outputs:
+    - url: file://{dest}
 """
 
 
@@ -140,7 +142,7 @@ def test_sigkill_engine_under_a_running_container(
     agent killed too, the new agent adopts the container) and records its end."""
     home = Path(osmo_env["OSMO_HOME"])
     spec = tmp_path / "crash.yaml"
-    spec.write_text(CONTAINER_SPEC.format(image=container_image))
+    spec.write_text(CONTAINER_SPEC.format(image=container_image, dest=tmp_path / "dest"))
     engine = subprocess.Popen(
         osmo_cli("workflow", "run", str(spec)),
         env=osmo_env,
@@ -175,3 +177,4 @@ def test_sigkill_engine_under_a_running_container(
     assert (workdir / "ran").read_text() == "run\nend\n"  # once, to its end
     assert task_rows(home) == [("t1", 0, "COMPLETED", 0)]
     assert [ln for ln in log_lines(home, "t1") if ln.startswith("line")] == ["line 1", "line 2"]
+    assert (tmp_path / "dest" / "r").read_text() == "out\n"  # its outputs went up
