@@ -37,6 +37,7 @@ RUNTIMES = ("docker", "podman")
 REPROBE_NONE = 30.0  # seconds: a runtime that did not answer (daemon down) is asked again
 PULL_TIMEOUT = 1800.0  # seconds for one image pull
 IMAGE_SEEN = 60.0  # seconds an image found here is trusted to still be here
+START_WAIT = 30.0  # seconds an exec waits for the container of a RUNNING attempt to run
 REMOVE_BATCH = 1.0  # seconds an ended container waits to be removed with others (Removals)
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))  # where NVIDIA's CDI spec is generated
 JETSON = Path("/etc/nv_tegra_release")  # present on NVIDIA Jetson (L4T)
@@ -147,6 +148,17 @@ async def container_pid(runtime: str, name: str) -> int | None:
     """The host pid of the container's first process; None before it started or after."""
     out = await run_probe(runtime, "inspect", "--format", "{{.State.Pid}}", name)
     return int(out) if out and out.strip().isdigit() and int(out) > 0 else None
+
+
+async def first_pid(runtime: str, name: str, timeout: float = START_WAIT) -> int | None:
+    """The container's first process once it runs, asked every 0.1 s for up to `timeout`
+    seconds: an attempt is RUNNING from its runtime client's start, a moment before its
+    container is."""
+    for _ in range(int(timeout / 0.1)):
+        if pid := await container_pid(runtime, name):
+            return pid
+        await asyncio.sleep(0.1)
+    return None
 
 
 def container_name(key: str) -> str:

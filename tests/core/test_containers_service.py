@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from osmo_core.errors import Conflict, PlacementError
 from osmo_core.interactive.kernel import KernelUnavailable, RemoteKernel
 from osmo_core.service import Service
-from tests.conftest import BUCKET, ServiceFactory, free_port, make_config
+from tests.conftest import BUCKET, UBUNTU, ServiceFactory, free_port, make_config
 from tests.core.test_agent import without_runtimes
 from tests.data.test_workflow_data import s3, s3_credential
 from tests.interactive.conftest import running, until
@@ -213,10 +214,11 @@ workflow:
 
 
 async def test_a_cookbook_style_workflow_on_ubuntu_runs_unchanged_in_containers(
-    service: Service, offline_ubuntu: bool
+    service: Service, python_image: str
 ) -> None:
-    if not offline_ubuntu:
-        pytest.skip("ubuntu:24.04 is not tagged here (no podman)")
+    # tagged at the session's start too; again here, for a test session of an older checkout
+    # running at the same time may have tagged the busybox image (no bash) since
+    subprocess.run(["podman", "tag", python_image, UBUNTU], check=True, capture_output=True)
     wf = await service.submit(COOKBOOK)
     assert await asyncio.wait_for(service.wait(wf), 90) == "COMPLETED", service.get(wf)
     out = [ln.text for ln in await service.logs(wf, "count") if ln.stream == "stdout"]
