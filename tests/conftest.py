@@ -182,6 +182,7 @@ def free_port() -> int:
 # --- containers (podman + runc, configured by .ci/run) -----------------------------------------
 
 TEST_IMAGE = "localhost/osmo-test:busybox"
+PYTHON_IMAGE = "localhost/osmo-test:python"
 UBUNTU = "docker.io/library/ubuntu:24.04"  # OSMO's cookbook image, the test image tagged so
 
 
@@ -210,15 +211,21 @@ def _build_test_image() -> None:
         )
 
 
+def _exists(image: str) -> bool:
+    return subprocess.run(["podman", "image", "exists", image]).returncode == 0
+
+
 @functools.cache
 def _container_setup() -> str:
-    """ "" when podman runs the test image here (built once, kept in podman's store across runs;
-    also tagged as OSMO's `ubuntu:24.04`), else why not."""
+    """ "" when podman runs the test image here (built once, kept in podman's store across runs),
+    else why not. OSMO's `ubuntu:24.04` is the Debian image where .ci/run built it (bash and
+    coreutils, as OSMO's tutorials expect), else the test image."""
     if not shutil.which("podman") or not Path("/bin/busybox").exists():
         return "podman or busybox-static is not installed (.ci/run installs both)"
-    if subprocess.run(["podman", "image", "exists", TEST_IMAGE]).returncode != 0:
+    if not _exists(TEST_IMAGE):
         _build_test_image()
-    subprocess.run(["podman", "tag", TEST_IMAGE, UBUNTU], check=True, capture_output=True)
+    ubuntu = PYTHON_IMAGE if _exists(PYTHON_IMAGE) else TEST_IMAGE
+    subprocess.run(["podman", "tag", ubuntu, UBUNTU], check=True, capture_output=True)
     ran = subprocess.run(
         ["podman", "run", "--rm", TEST_IMAGE, "true"], capture_output=True, text=True, timeout=60
     )
@@ -240,6 +247,15 @@ def container_image() -> Iterator[str]:
     if left:
         subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
     assert not left, f"containers left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def python_image(container_image: str) -> str:
+    """Debian with Python and ipykernel, built by .ci/run with mmdebstrap (it needs Debian's
+    package mirror, so never here); skips where it is not in podman's store."""
+    if not _exists(PYTHON_IMAGE):
+        pytest.skip(f"{PYTHON_IMAGE} is not built (.ci/run builds it with mmdebstrap)")
+    return PYTHON_IMAGE
 
 
 @pytest.fixture(scope="session", autouse=True)

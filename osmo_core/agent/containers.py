@@ -7,8 +7,10 @@ its pool says `containers: "off"`. Inside, paths are OSMO's: {{output}} is /osmo
 /osmo/run, and `files:`, checkpoints and credential folders sit at their absolute paths. The
 container shares the host's network (ports, kernels and forwards work as for a host task).
 The runtime's client is the attempt's process: SIGTERM reaches the container through it, and a
-SIGKILL of the client is followed by `remove_container`. Every container is labelled with the
-agent's root, so a restarted agent finds (and removes) those its predecessor left.
+SIGKILL of the client is followed by `remove_container`. A container is not started with `--rm`:
+the agent removes it once its attempt has ended, so a container whose agent died keeps its exit
+code. Every container is labelled with the agent's root, so a restarted agent finds those its
+predecessor left and adopts them (adopt.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ RUNTIMES = ("docker", "podman")
 REPROBE_NONE = 30.0  # seconds: a runtime that did not answer (daemon down) is asked again
 PULL_TIMEOUT = 1800.0  # seconds for one image pull
 IMAGE_SEEN = 60.0  # seconds an image found here is trusted to still be here
+START_WAIT = 30.0  # seconds an exec waits for the container of a RUNNING attempt to run
+REMOVE_BATCH = 1.0  # seconds an ended container waits to be removed with others (Removals)
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))  # where NVIDIA's CDI spec is generated
 JETSON = Path("/etc/nv_tegra_release")  # present on NVIDIA Jetson (L4T)
 # podman's `--init` (catatonit): PID 1 that passes SIGTERM on; docker brings its own
@@ -89,17 +93,72 @@ class Runtimes:
         return self._value
 
 
-async def remove_container(runtime: str, name: str) -> None:
+async def _quietly(*argv: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        runtime, "rm", "-f", name, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
+        *argv, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL
     )
     await proc.wait()
+
+
+async def remove_container(runtime: str, name: str) -> None:
+    await _quietly(runtime, "rm", "-f", name)
+
+
+class Removals:
+    """Ended containers, removed in batches: one `<rt> rm` costs about as much CPU as a
+    container's start, so those that end within REMOVE_BATCH seconds of each other go in one
+    call (a fan-out's tasks ending together, a chain's tasks one after another)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[str]] = {}  # runtime -> names of the batch being gathered
+
+    async def remove(self, runtime: str, name: str) -> None:
+        """Remove container `name`, in the batch of those queued within REMOVE_BATCH seconds
+        (only the batch's first call waits and removes; the others return at once)."""
+        names = self._pending.setdefault(runtime, [])
+        names.append(name)
+        if len(names) > 1:
+            return
+        await asyncio.sleep(REMOVE_BATCH)
+        del self._pending[runtime]
+        await _quietly(runtime, "rm", "-f", *names)
+
+
+async def kill_container(runtime: str, name: str, sig: str) -> None:
+    """Send `sig` to the container's first process (its init passes it on)."""
+    await _quietly(runtime, "kill", "--signal", sig, name)
+
+
+async def probe_container(runtime: str, name: str) -> dict[str, str] | None:
+    """The container's status and LABEL; None when there is no such container."""
+    fmt = f'{{{{.State.Status}}}} {{{{index .Config.Labels "{LABEL}"}}}}'
+    out = await run_probe(runtime, "container", "inspect", "--format", fmt, name)
+    if out is None or not out.strip():
+        return None
+    status, _, label = out.strip().partition(" ")
+    return {"status": status, LABEL: label}
+
+
+# An adopted container's process (adopt.py), run as `sh -c ADOPT_SCRIPT osmo-adopt RUNTIME NAME`:
+# its log from the start (the agent skips what it has), then its exit code as this exit status.
+ADOPT_SCRIPT = '"$1" logs -f "$2"; code=$("$1" wait "$2") && exit "$code"; exit 125'
 
 
 async def container_pid(runtime: str, name: str) -> int | None:
     """The host pid of the container's first process; None before it started or after."""
     out = await run_probe(runtime, "inspect", "--format", "{{.State.Pid}}", name)
     return int(out) if out and out.strip().isdigit() and int(out) > 0 else None
+
+
+async def first_pid(runtime: str, name: str, timeout: float = START_WAIT) -> int | None:
+    """The container's first process once it runs, asked every 0.1 s for up to `timeout`
+    seconds: an attempt is RUNNING from its runtime client's start, a moment before its
+    container is."""
+    for _ in range(int(timeout / 0.1)):
+        if pid := await container_pid(runtime, name):
+            return pid
+        await asyncio.sleep(0.1)
+    return None
 
 
 def container_name(key: str) -> str:
@@ -142,7 +201,7 @@ def container_argv(
     command replaces the image's entrypoint. CUDA_VISIBLE_DEVICES is left to the runtime:
     inside, the given GPUs are renumbered. ValueError: the GPUs cannot be handed over here."""
     assert req.image is not None
-    argv = [runtime, "run", "--rm", "--name", name, "--label", f"{LABEL}={root}"]
+    argv = [runtime, "run", "--name", name, "--label", f"{LABEL}={root}"]
     argv += ["--network", "host", "-v", f"{work}:{WORKDIR_IN}", "-w", WORKDIR_IN]
     argv += ["--pull", "never", "--pids-limit", str(PIDS_LIMIT), "--cpus", f"{req.cpu:g}"]
     if req.memory:

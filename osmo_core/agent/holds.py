@@ -59,9 +59,7 @@ def unhold(att: Attempt, *, complete: bool, holder_failed: bool = False) -> None
     if att.holder is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(att.holder.pid, signal.SIGKILL)
-        att.holder = None
-        if att.runtime and att.container:  # the holding container outlives its client
-            att.sup.background(remove_container(att.runtime, att.container))
+        att.holder = None  # a holding container outlives its client: removed at the end
     if not holder_failed:
         att.system("hold released" + ("" if complete else " without completing"))
     att.close_log()
@@ -76,6 +74,8 @@ def unhold(att: Attempt, *, complete: bool, holder_failed: bool = False) -> None
 async def hold(att: Attempt, code: int, sig: int | None) -> None:
     """The command ended and the hold applies: start the holder, record and announce it."""
     att.held = (code, sig)
+    if att.runtime and att.container:  # the command's, ended: the holder takes its name
+        await remove_container(att.runtime, att.container)
     try:
         proc = await asyncio.create_subprocess_exec(
             *(att.holder_argv or _HOLDER),

@@ -19,11 +19,12 @@ from typing import Any
 
 from .. import __version__
 from . import host, usage
+from .adopt import adopt
 from .containers import Runtimes, remove_container
 from .dialhome import DialHome
 from .identity import UidMap
 from .logfile import read_lines
-from .orphans import recover
+from .orphans import record_lost, recover
 from .protocol import MAX_MESSAGE, PROTOCOL, RequestError, decode, encode
 from .supervisor import Supervisor
 from .workdir import LOG, attempt_dir
@@ -68,7 +69,7 @@ class AgentServer:
 
     async def serve(self) -> None:
         self._host = asyncio.ensure_future(host.capacity())  # nvidia-smi: in background
-        lost = recover(self.root, self.sup.workspace)
+        adopted, lost = await self._adopt(recover(self.root, self.sup.workspace))
         self.sup.background(self._remove(lost))
         server = await asyncio.start_unix_server(
             self._serve_client, path=self.socket_path, limit=MAX_MESSAGE
@@ -79,11 +80,13 @@ class AgentServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         log.info(
-            "agent %s (pid %d) serving %s on %s; %d container(s) of lost attempts to remove; %s",
+            "agent %s (pid %d) serving %s on %s; %d container(s) adopted, %d of lost attempts "
+            "to remove; %s",
             __version__,
             os.getpid(),
             self.root,
             self.socket_path,
+            adopted,
             len(lost),
             self._isolation_note(),
         )
@@ -179,6 +182,24 @@ class AgentServer:
 
     async def _runtime(self) -> str | None:
         return await self.runtimes.current()
+
+    async def _adopt(self, orphans: list[tuple[Path, str]]) -> tuple[int, list[str]]:
+        """A predecessor's containers, adopted where they still exist; the others' attempts
+        recorded lost. Returns how many were adopted, and the containers left to remove."""
+        runtime = await self._runtime() if orphans else None
+
+        async def one(d: Path, name: str) -> bool:
+            try:
+                return await adopt(self.sup, runtime, d, name)
+            except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged record
+                log.warning("attempt folder %s: container %s not adopted: %s", d, name, e)
+                return False
+
+        done = await asyncio.gather(*(one(d, name) for d, name in orphans))
+        for (d, _), ok in zip(orphans, done, strict=True):
+            if not ok:
+                record_lost(d)
+        return sum(done), [name for (_, name), ok in zip(orphans, done, strict=True) if not ok]
 
     async def _remove(self, containers: list[str]) -> None:
         """The containers of a predecessor's lost attempts (their clients are dead)."""

@@ -37,7 +37,7 @@ from asyncssh.stream import SSHServerStreamSession
 
 from .. import __version__
 from ..wire import SFTP_ATTEMPT, DialHomeInfo
-from .containers import exec_argv, user_of
+from .containers import exec_argv, first_pid, user_of
 from .sftp import TaskSFTP
 
 if TYPE_CHECKING:
@@ -146,6 +146,10 @@ class Session(asyncssh.SSHServerSession[bytes]):
         if att is None or att.pid is None:
             raise _Refused(f"task attempt {key} is not running on this agent")
         if att.runtime and att.container:  # in the task's container, with its cwd and env
+            if att.inner_pid is None:
+                att.inner_pid = await first_pid(att.runtime, att.container)
+            if att.inner_pid is None:
+                raise _Refused(f"the container of task attempt {key} does not run")
             tty = self.term is not None
             argv = exec_argv(att.runtime, att.container, argv, tty, user_of(att.identity))
             cwd, env = str(att.work), att.env

@@ -29,6 +29,7 @@ from ..wire import LaunchInfo, LaunchRequest
 from .attempt import Attempt
 from .containers import (
     PullError,
+    Removals,
     container_argv,
     container_name,
     container_pid,
@@ -115,6 +116,7 @@ class Supervisor:
         self._images: dict[tuple[str, str], float] = {}  # (runtime, image) -> seen here at
         self._bg: set[asyncio.Task[None]] = set()
         self.credentials = CredentialFile(root)  # written by the backend; names -> secrets
+        self.removals = Removals()  # ended attempts' containers
 
     def workspace(self, key: str) -> Path:
         """The task's own folder of attempt `key`: its cwd, output/, inputs/..."""
@@ -455,6 +457,8 @@ class Supervisor:
         self.running.pop(att.key, None)
         record.update(ts=now(), log_lines=att.n)
         shutil.rmtree(att.work / CREDENTIALS, ignore_errors=True)  # secrets live no longer
+        if att.runtime and att.container:  # kept until now for its exit code (adopt.py)
+            self.background(self.removals.remove(att.runtime, att.container))
         self.ends.record(att.key, att.dir, record)  # before the event: a status() sees the end
         if record["state"] == "exited":
             ev = {"ev": "exited", "exit_code": record["exit_code"], "signal": record["signal"]}

@@ -43,7 +43,7 @@ _S3 = {
     "endpoint_url": "endpoint_url",
 }
 _AZURE = ("account_name", "account_key", "connection_string", "sas_token", "account_url")
-_PUBLIC = frozenset({"url", "endpoint_url", "region", "account_name", "account_url"})
+_PUBLIC = frozenset({"url", "endpoint_url", "region", "account_name", "account_url", "registry"})
 MIN_SECRET = 8  # as OSMO: shorter values are not masked (they would mask ordinary words)
 POLICY = ("users", "roles", "pools")  # allow-lists: who may use it, not part of the secret
 

@@ -382,7 +382,8 @@ async def test_image_with_a_runtime_runs_in_a_container(
     _, lines = await run((backend, events), request)
     d = backend.root / "runs/wf/ctr/0"
     argv = [ln.text for ln in lines]
-    assert argv[:4] == ["run", "--rm", "--name", argv[3]] and argv[3].startswith("osmo-wf-ctr-0-")
+    # no --rm: the agent removes it once its end is recorded (agent/adopt.py)
+    assert argv[:3] == ["run", "--name", argv[2]] and argv[2].startswith("osmo-wf-ctr-0-")
     pairs = list(itertools.pairwise(argv))
     assert ("-v", f"{d}:/osmo/run") in pairs and ("-w", "/osmo/run") in pairs
     assert ("-v", f"{d}/output:/osmo/data/output") in pairs

@@ -15,24 +15,32 @@ from pathlib import Path
 
 import pytest
 
-from osmo_core.agent.containers import Runtimes, container_name, gpu_args, registry_auth
+from osmo_core.agent.containers import (
+    REMOVE_BATCH,
+    Removals,
+    Runtimes,
+    container_name,
+    gpu_args,
+    registry_auth,
+)
+from osmo_core.agent.logfile import MAX_LINE
 from osmo_core.errors import ConfigError
 from osmo_core.wire import Exited, FileSpec, InputSpec, LogLine, Started, StartFailed
 from tests.conftest import make_config
-from tests.core.conftest import BackendFactory, req, sh
+from tests.core.conftest import BackendFactory, Events, req, sh
 from tests.core.test_agent import Local, run, without_runtimes
 
 
-def _containers() -> list[str]:
+def _containers(runtime: str = "podman") -> list[str]:
     out = subprocess.run(
-        ["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
+        [runtime, "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
     )
     return out.stdout.split()
 
 
-async def _until_gone(name: str, timeout: float = 10.0) -> bool:
+async def _until_gone(name: str, timeout: float = 10.0, runtime: str = "podman") -> bool:
     for _ in range(int(timeout / 0.1)):
-        if name not in _containers():
+        if name not in _containers(runtime):
             return True
         await asyncio.sleep(0.1)
     return False
@@ -125,19 +133,108 @@ async def test_cancel_stops_and_removes_the_container(local: Local, container_im
     assert await _until_gone(name)
 
 
-async def test_an_agent_killed_under_its_container_is_followed_by_its_removal(
+async def test_an_agent_killed_under_its_container_is_succeeded_by_one_that_adopts_it(
+    local: Local, container_image: str
+) -> None:
+    await adoption(local, container_image, "podman")
+
+
+async def until_line(events: Events, key: str, text: str, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if any(getattr(e, "text", None) == text for e in events.of(key, LogLine)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no line {text!r} from {key} in {timeout:g} s")
+
+
+async def adoption(local: Local, image: str, runtime: str) -> None:
+    """SIGKILL the agent under a running container: the backend's new agent adopts it."""
+    backend, events = local
+    key, name = "wf/adopt/0", container_name("wf/adopt/0")
+    # `ran` (in its workdir) proves it ran once and to its end; `gap` is printed while no
+    # agent reads it, `late` after the new agent re-attached; `go` lets it end
+    # a line over MAX_LINE is two log lines here, one line in the container's log
+    script = (
+        "echo start >> ran; head -c 70000 /dev/zero | tr '\\0' x; echo; echo up; sleep 1; "
+        "echo gap; echo gap-err >&2; "
+        "for i in $(seq 600); do test -e go && break; sleep 0.1; done; "
+        "echo late; echo end >> ran; exit 3"
+    )
+    await backend.launch(sh(key, script, image=image))
+    await until_line(events, key, "up")
+    first = backend.agent["pid"]
+    os.kill(first, signal.SIGKILL)
+    workdir = backend.root / "runs" / key
+    for _ in range(300):  # the backend reconnects, starting a new agent on the same root
+        if backend.connected_now and backend.agent["pid"] != first:
+            break
+        await asyncio.sleep(0.1)
+    assert backend.agent["pid"] != first
+    assert name in _containers(runtime)
+    assert (await backend.status([key]))[key].state == "running"
+    (workdir / "go").touch()
+    end = await events.end(key, timeout=60)
+    assert isinstance(end, Exited) and end.exit_code == 3, end
+    assert (workdir / "ran").read_text() == "start\nend\n"  # once, to its end
+    lines = [e for e in events.of(key, LogLine) if isinstance(e, LogLine)]
+    assert [ln.n for ln in lines] == list(range(1, len(lines) + 1))  # none lost or repeated
+    # in order per stream (docker's log replay does not keep the order across streams)
+    out = [ln.text for ln in lines if ln.stream == "stdout"]
+    assert out == ["x" * MAX_LINE, "x" * (70000 - MAX_LINE), "up", "gap", "late"]
+    assert [ln.text for ln in lines if ln.stream == "stderr"] == ["gap-err"]
+    assert f"agent restarted: re-attached to container {name} (running)" in [
+        ln.text for ln in lines if ln.stream == "system"
+    ]
+    assert await _until_gone(name, runtime=runtime)  # removed once its end was recorded
+    assert (await backend.status([key]))[key].exit_code == 3
+
+
+async def test_a_cancel_reaches_an_adopted_container(
     backends: BackendFactory, container_image: str
 ) -> None:
     backend, events = await backends()
-    name = container_name("wf/kill/0")
-    await backend.launch(sh("wf/kill/0", "echo up; sleep 120", image=container_image))
-    await events.wait("wf/kill/0", LogLine, timeout=30)
+    key, name = "wf/adoptcancel/0", container_name("wf/adoptcancel/0")
+    await backend.launch(sh(key, "echo up; sleep 120", image=container_image))
+    await events.wait(key, LogLine, timeout=30)
     os.kill(backend.agent["pid"], signal.SIGKILL)
     await backend.stop()
-    second, _ = await backends()  # a new agent on the same root
+    second, events = await backends()  # a new agent on the same root, a new control plane
+    assert (await second.status([key]))[key].state == "running"
+    second.follow(key, 1)
+    await second.cancel(key, grace=5)
+    end = await events.end(key, timeout=30)
+    assert isinstance(end, Exited) and end.exit_code == 143  # sh got the SIGTERM inside
     assert await _until_gone(name)
-    st = (await second.status(["wf/kill/0"]))["wf/kill/0"]
+
+
+async def test_a_container_gone_while_its_agent_was_dead_is_lost(
+    backends: BackendFactory, container_image: str
+) -> None:
+    backend, events = await backends()
+    key, name = "wf/kill/0", container_name("wf/kill/0")
+    await backend.launch(sh(key, "echo up; sleep 120", image=container_image))
+    await events.wait(key, LogLine, timeout=30)
+    os.kill(backend.agent["pid"], signal.SIGKILL)
+    await backend.stop()
+    subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=True)
+    second, _ = await backends()
+    st = (await second.status([key]))[key]
     assert st.state == "lost"
+
+
+async def test_containers_that_end_together_are_removed_together(container_image: str) -> None:
+    names = [f"osmo-test-removals-{i}" for i in range(3)]
+    for name in names:
+        create = ["podman", "create", "--name", name, container_image, "true"]
+        subprocess.run(create, check=True, capture_output=True)
+    removals, t0 = Removals(), asyncio.get_running_loop().time()
+    first = asyncio.ensure_future(removals.remove("podman", names[0]))
+    await asyncio.sleep(0.1)
+    await asyncio.gather(*(removals.remove("podman", n) for n in names[1:]))
+    assert asyncio.get_running_loop().time() - t0 < REMOVE_BATCH  # queued, not waited for
+    assert set(names) <= set(_containers())
+    await first  # the batch's first removes them all, in one call
+    assert not set(names) & set(_containers())
 
 
 async def test_containers_off_runs_the_image_task_on_the_host(

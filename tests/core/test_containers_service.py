@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_client.asynchronous import AsyncKernelClient
 
 from osmo_core.errors import Conflict, PlacementError
 from osmo_core.interactive.kernel import KernelUnavailable, RemoteKernel
 from osmo_core.service import Service
-from tests.conftest import BUCKET, ServiceFactory, free_port, make_config
+from tests.conftest import BUCKET, UBUNTU, ServiceFactory, free_port, make_config
 from tests.core.test_agent import without_runtimes
 from tests.data.test_workflow_data import s3, s3_credential
 from tests.interactive.conftest import running, until
+from tests.interactive.test_remote_kernel_core import stream_of
 
 SECRET = "s3cr3t-registry-or-not"
 
@@ -91,6 +94,27 @@ async def test_exec_terminal_and_kernel_inside_the_container(
     assert await asyncio.wait_for(service.wait(wf), 30) == "FAILED_CANCELED"
 
 
+async def test_a_kernel_inside_a_container_of_an_image_with_ipykernel(
+    service: Service, python_image: str
+) -> None:
+    wf = await service.submit(one_task(python_image, "sleep 120"))
+    await running(service, wf)
+    k = await RemoteKernel.start(service, wf, "main", uuid.uuid4().hex.encode())
+    kc = AsyncKernelClient()
+    kc.load_connection_info(k.connection_info())
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        code = "import os, sys; print(os.path.exists('/osmo/data/output'), sys.prefix)"
+        out = await stream_of(kc, kc.execute(code), "\n", 30)
+        assert out.split() == ["True", "/usr"]  # the image's Python, in OSMO's paths
+    finally:
+        kc.stop_channels()
+        await k.close()
+    await service.cancel(wf)
+    assert await asyncio.wait_for(service.wait(wf), 30) == "FAILED_CANCELED"
+
+
 async def test_an_interactive_task_holds_its_container_until_done(
     service: Service, container_image: str
 ) -> None:
@@ -156,6 +180,49 @@ async def test_a_control_plane_restart_finds_the_container_running(
     assert [ln.text for ln in await second.logs(wf, "main")] == ["adopted"]
     record = json.loads((data / "runs" / wf / "main/0/attempt.json").read_text())
     assert record["container"].startswith(f"osmo-{wf}-main-0-")
+
+
+# In the manner of OSMO's cookbook tutorials (groups with a lead, `ubuntu:24.04`, bash brace
+# expansion, data through {{output}} and {{input:0}}): it runs unchanged, in the container.
+COOKBOOK = """
+workflow:
+  name: data-pipeline
+  groups:
+  - name: prepare
+    tasks:
+    - name: generate
+      lead: true
+      image: ubuntu:24.04
+      command: ["bash", "-c"]
+      args:
+      - |
+        mkdir -p {{output}}/data
+        for i in {1..10}; do echo "sample_$i" >> {{output}}/data/train.csv; done
+    - name: check
+      image: ubuntu:24.04
+      command: ["bash", "-c", "echo checked"]
+  - name: train
+    tasks:
+    - name: count
+      lead: true
+      image: ubuntu:24.04
+      command: ["bash", "-c"]
+      args: ["wc -l {{input:0}}/data/train.csv; tail -n 1 {{input:0}}/data/train.csv"]
+      inputs:
+      - task: generate
+"""
+
+
+async def test_a_cookbook_style_workflow_on_ubuntu_runs_unchanged_in_containers(
+    service: Service, python_image: str
+) -> None:
+    # tagged at the session's start too; again here, for a test session of an older checkout
+    # running at the same time may have tagged the busybox image (no bash) since
+    subprocess.run(["podman", "tag", python_image, UBUNTU], check=True, capture_output=True)
+    wf = await service.submit(COOKBOOK)
+    assert await asyncio.wait_for(service.wait(wf), 90) == "COMPLETED", service.get(wf)
+    out = [ln.text for ln in await service.logs(wf, "count") if ln.stream == "stdout"]
+    assert out == ["10 /osmo/data/input/0/data/train.csv", "sample_10"]
 
 
 async def test_usage_and_a_forwarded_port_of_a_task_in_a_container(

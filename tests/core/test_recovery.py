@@ -6,6 +6,7 @@ completed tasks never run again, and no log line is lost.
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -117,3 +118,63 @@ def test_sigkill_engine_mid_workflow(
     ]
     assert log_lines(home, "t2") == [f"line {i}" for i in range(1, lines + 1)]
     assert log_lines(home, "t3") == ["from-t1"]
+
+
+CONTAINER_SPEC = """
+workflow:
+  name: crash
+  tasks:
+  - name: t1
+    image: {image}
+    command: [sh, -c]
+    args: ["echo run >> ran; echo line 1; n=0; while [ ! -e go ] && [ $n -lt 600 ]; do
+            sleep 0.1; n=$((n+1)); done; echo line 2; echo end >> ran; echo out > {{{{output}}}}/r"]
+    outputs:
+    - url: file://{dest}
+"""
+
+
+@pytest.mark.parametrize("agent_too", [False, True], ids=["engine", "engine-and-agent"])
+def test_sigkill_engine_under_a_running_container(
+    tmp_path: Path, osmo_env: dict[str, str], container_image: str, agent_too: bool
+) -> None:
+    """The container goes on through the crash; a new engine finds it running (with its
+    agent killed too, the new agent adopts the container) and records its end."""
+    home = Path(osmo_env["OSMO_HOME"])
+    spec = tmp_path / "crash.yaml"
+    spec.write_text(CONTAINER_SPEC.format(image=container_image, dest=tmp_path / "dest"))
+    engine = subprocess.Popen(
+        osmo_cli("workflow", "run", str(spec)),
+        env=osmo_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: any((home / "runs").glob("crash-*/t1/0/log")), timeout=60)
+    finally:  # also when the wait fails: no engine outlives the test
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(10)
+    if agent_too:
+        os.kill(int((home / "agent.pid").read_text()), signal.SIGKILL)
+    workdir = next((home / "runs").glob("crash-*/t1/0"))
+
+    resumed = subprocess.Popen(
+        osmo_cli("workflow", "resume"),
+        env=osmo_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lock = home / "engine.lock"
+        wait_for(lambda: lock.exists() and lock.read_text().strip() == str(resumed.pid), 30)
+        (workdir / "go").touch()
+        out, err = resumed.communicate(timeout=60)
+    finally:
+        resumed.kill()
+    assert resumed.returncode == 0, err
+    assert "crash-1: COMPLETED" in out
+    assert (workdir / "ran").read_text() == "run\nend\n"  # once, to its end
+    assert task_rows(home) == [("t1", 0, "COMPLETED", 0)]
+    assert [ln for ln in log_lines(home, "t1") if ln.startswith("line")] == ["line 1", "line 2"]
+    assert (tmp_path / "dest" / "r").read_text() == "out\n"  # its outputs went up
