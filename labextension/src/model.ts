@@ -80,6 +80,20 @@ export function duration(
 export interface TaskState {
   status: string;
   retry_id: number;
+  /** What a running attempt is held for ('interactive', 'debug'), from `task.hold` events. */
+  hold: string | null;
+}
+
+/** How a task waits for its user, or null: a held task needs someone, unlike a running one. */
+export function heldKind(t: {
+  status: string;
+  waiting_for_user?: boolean;
+  held_for_debugging?: boolean;
+}): 'waiting' | 'debug' | null {
+  if (t.status !== 'RUNNING') {
+    return null;
+  }
+  return t.waiting_for_user ? 'waiting' : t.held_for_debugging ? 'debug' : null;
 }
 
 /**
@@ -107,6 +121,8 @@ type Listener = () => void;
 /** Every workflow the user may see, by id. */
 export class WorkflowList {
   readonly rows = new Map<string, WorkflowState>();
+  /** Read over REST at least once (before that, an empty list means "not known yet"). */
+  loaded = false;
   private listeners: Listener[] = [];
 
   onChange(fn: Listener): void {
@@ -125,6 +141,7 @@ export class WorkflowList {
       const old = this.rows.get(r.id);
       this.rows.set(r.id, { ...r, total: old?.total ?? null, tasks: old?.tasks ?? {} });
     }
+    this.loaded = true;
     this.changed();
   }
 
@@ -165,7 +182,19 @@ export class WorkflowList {
       if (old && old.retry_id > retry) {
         return false; // an older attempt's late news
       }
-      row.tasks[ev.task] = { status: ev.status, retry_id: retry };
+      // a new status ends a hold (done, retry, timeout, cancel) unless it is the hold's own
+      const hold = old && old.retry_id === retry && ev.status === 'RUNNING' ? old.hold : null;
+      row.tasks[ev.task] = { status: ev.status, retry_id: retry, hold };
+    } else if (ev.type === 'task.hold' && ev.task) {
+      const old = row.tasks[ev.task];
+      const retry = ev.retry_id ?? 0;
+      if (old && old.retry_id > retry) {
+        return false;
+      }
+      const kind = ev.payload?.hold;
+      // 'done' (and any later word) ends the wait
+      const hold = kind === 'interactive' || kind === 'debug' ? kind : null;
+      row.tasks[ev.task] = { status: ev.status ?? old?.status ?? 'RUNNING', retry_id: retry, hold };
     } else {
       return false;
     }
@@ -185,12 +214,24 @@ export class WorkflowList {
     return { done, total: row.total ?? (states.length || null) };
   }
 
+  /** How many of the workflow's tasks are held, waiting for their user. */
+  held(id: string): number {
+    const row = this.rows.get(id);
+    return row
+      ? Object.values(row.tasks).filter(t => t.status === 'RUNNING' && t.hold !== null).length
+      : 0;
+  }
+
   filtered(filter: Filter): WorkflowState[] {
     const search = filter.search.trim().toLowerCase();
     return [...this.rows.values()]
       .filter(r => !filter.pool || r.pool === filter.pool)
       .filter(
-        r => !filter.status || r.status === filter.status || statusKind(r.status) === filter.status
+        r =>
+          !filter.status ||
+          r.status === filter.status ||
+          statusKind(r.status) === filter.status ||
+          (filter.status === 'held' && this.held(r.id) > 0)
       )
       .filter(
         r => !search || r.id.toLowerCase().includes(search) || r.name.toLowerCase().includes(search)
@@ -519,15 +560,28 @@ export function holdText(
   t: TaskView,
   time = (s: number) => new Date(s * 1000).toLocaleTimeString()
 ): string | null {
-  if (t.status !== 'RUNNING') {
+  const kind = heldKind(t);
+  if (!kind) {
     return null;
   }
   const until = t.hold_until ? ` until ${time(t.hold_until)}` : '';
-  if (t.waiting_for_user) {
-    return `waiting for you${until}`;
-  }
-  if (t.held_for_debugging) {
-    return `held for debugging${until}`;
-  }
-  return null;
+  return `${kind === 'waiting' ? 'waiting for you' : 'held for debugging'}${until}`;
+}
+
+/** A status as shown: a held task's badge says it needs its user, not RUNNING. */
+export function shownStatus(t: TaskView): string {
+  const kind = heldKind(t);
+  return kind === 'waiting' ? 'WAITING FOR YOU' : kind === 'debug' ? 'HELD (DEBUG)' : t.status;
+}
+
+/** The colour family of a task: held tasks have their own. */
+export function taskKind(t: TaskView): string {
+  return heldKind(t) ? 'held' : statusKind(t.status);
+}
+
+/** The held tasks of a workflow, in spec order. */
+export function heldTasks(view: WorkflowView): TaskView[] {
+  return view.order
+    .map(n => view.tasks.get(n))
+    .filter((t): t is TaskView => !!t && heldKind(t) !== null);
 }

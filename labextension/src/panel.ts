@@ -8,9 +8,11 @@ import { Widget } from '@lumino/widgets';
 
 import { ApiError, EventStream, OsmoClient, OsmoEvent, TaskInfo } from './api';
 import { WorkflowDetailView } from './detail';
+import { heldNews, renderHeldBanner } from './held';
 import { isTerminal, parseSpec, WorkflowList, WorkflowView } from './model';
 import { PoolsView } from './pools';
 import { renderTask, TaskDetailEnv } from './taskdetail';
+import { DEFAULT_SETTINGS, PanelSettings } from './settings';
 import { Toolbar } from './toolbar';
 import { WorkflowListView } from './workflows';
 
@@ -20,6 +22,8 @@ export interface PanelEnv extends TaskDetailEnv {
   submitFile(): Promise<string | null>;
   /** A task started or stopped running: its kernel spec came or went (kernels.py). */
   tasksMoved(): void;
+  /** Tell the user a task became held; `show` opens it in the panel. */
+  notifyHeld(message: string, show: () => void): void;
 }
 
 const LIST_LIMIT = 200;
@@ -34,6 +38,12 @@ export class OsmoPanel extends Widget {
   private taskInfo: TaskInfo | null = null;
   private pending = false;
   private ticker: ReturnType<typeof setInterval> | null = null;
+  private poller: ReturnType<typeof setInterval> | null = null;
+  private settings: PanelSettings = DEFAULT_SETTINGS;
+  /** The events stream's state: null until it first connects, then up (true) or away. */
+  private connected: boolean | null = null;
+  /** Held-task events older than this (seconds) are replays, not news. */
+  private since = Date.now() / 1000;
 
   private readonly toolbar = new Toolbar({
     submit: () => void this.submit(),
@@ -41,7 +51,8 @@ export class OsmoPanel extends Widget {
   });
   private readonly listView = new WorkflowListView(this.list, {
     changed: () => this.schedule(),
-    select: id => void this.select(id)
+    select: id => void this.select(id),
+    submit: () => void this.submit()
   });
   private readonly detailView = new WorkflowDetailView({
     act: (what, id) => void this.act(what, id),
@@ -53,6 +64,7 @@ export class OsmoPanel extends Widget {
     },
     selectTask: task => void this.selectTask(task),
     renderTask: (view, task) => renderTask(view, task, this.taskInfo, this.env),
+    renderHeld: view => renderHeldBanner(view, this.env, task => void this.selectTask(task)),
     changed: () => this.schedule()
   });
   private readonly pools: PoolsView;
@@ -89,7 +101,26 @@ export class OsmoPanel extends Widget {
     if (this.ticker) {
       clearInterval(this.ticker);
     }
+    if (this.poller) {
+      clearInterval(this.poller);
+    }
     super.dispose();
+  }
+
+  /** New user settings (settings.ts): the list's refresh and held-task notifications. */
+  configure(settings: PanelSettings): void {
+    this.settings = settings;
+    if (this.poller) {
+      clearInterval(this.poller);
+      this.poller = null;
+    }
+    if (settings.refreshSeconds > 0) {
+      this.poller = setInterval(() => {
+        if (this.connected !== false) {
+          void this.reload();
+        }
+      }, settings.refreshSeconds * 1000);
+    }
   }
 
   /** The list over REST, then the events stream (stored events replay, then live ones). */
@@ -99,13 +130,16 @@ export class OsmoPanel extends Widget {
       {
         onEvent: ev => this.onEvent(ev),
         onResync: () => void this.reload(),
-        onConnection: up => this.toolbar.setConnected(up)
+        onConnection: up => this.setConnected(up)
       },
       { logs: false }
     );
   }
 
   async reload(): Promise<void> {
+    if (this.connected === false) {
+      return; // the list is read again when the server is back
+    }
     try {
       this.list.load(await this.env.client.listWorkflows({ limit: LIST_LIMIT }));
     } catch (e) {
@@ -117,8 +151,25 @@ export class OsmoPanel extends Widget {
     }
   }
 
+  /** The server came back (reload what was missed) or went away (actions wait for it). */
+  private setConnected(up: boolean): void {
+    const back = up && this.connected === false;
+    this.connected = up;
+    this.toolbar.setConnected(up);
+    this.node.dataset.connection = up ? 'live' : 'down';
+    if (back) {
+      void this.reload();
+    }
+    this.schedule();
+  }
+
   private onEvent(ev: OsmoEvent): void {
     this.list.apply(ev);
+    const news = this.settings.notifyHeld ? heldNews(ev, this.since) : null;
+    if (news && ev.task) {
+      const { workflow_id: id, task } = ev;
+      this.env.notifyHeld(news, () => void this.select(id).then(() => this.selectTask(task)));
+    }
     if (ev.type === 'task.status') {
       this.pools.taskMoved();
       this.env.tasksMoved();
@@ -166,6 +217,12 @@ export class OsmoPanel extends Widget {
   private render(): void {
     this.listView.render(this.view?.id ?? null);
     this.detailView.render(this.view, this.selectedTask);
+    if (this.connected === false) {
+      // what needs the server waits for it (the toolbar's buttons follow setConnected)
+      for (const b of this.node.querySelectorAll<HTMLButtonElement>('button[data-server]')) {
+        b.disabled = true;
+      }
+    }
   }
 
   /** Show workflow `id`: its detail and spec over REST, then its events (live log lines too). */

@@ -2,12 +2,23 @@
 import { activateOnKeys, h, replaceKeepingFocus } from './dom';
 import { duration, Filter, formatDuration, statusKind, WorkflowList } from './model';
 
-const STATUS_FILTERS = ['', 'running', 'pending', 'waiting', 'completed', 'failed', 'canceled'];
+const STATUS_FILTERS = [
+  '',
+  'held',
+  'running',
+  'pending',
+  'waiting',
+  'completed',
+  'failed',
+  'canceled'
+];
 
 export interface ListHandlers {
   /** The filter changed: draw again. */
   changed(): void;
   select(id: string): void;
+  /** Ask for a YAML file and submit it (the empty list's hint offers it). */
+  submit(): void;
 }
 
 export class WorkflowListView {
@@ -23,25 +34,27 @@ export class WorkflowListView {
     class: 'osmo-filter-pool jp-mod-styled',
     'aria-label': 'Filter by pool'
   });
+  private readonly search = h('input', {
+    type: 'search',
+    class: 'osmo-search jp-mod-styled',
+    placeholder: 'Search by name or id',
+    'aria-label': 'Search workflows'
+  });
+  private readonly status = h('select', {
+    class: 'osmo-filter-status jp-mod-styled',
+    'aria-label': 'Filter by status'
+  });
 
   constructor(
     private readonly list: WorkflowList,
     private readonly on: ListHandlers
   ) {
-    const search = h('input', {
-      type: 'search',
-      class: 'osmo-search jp-mod-styled',
-      placeholder: 'Search by name or id',
-      'aria-label': 'Search workflows'
-    });
+    const search = this.search;
     search.addEventListener('input', () => {
       this.filter.search = search.value;
       on.changed();
     });
-    const status = h('select', {
-      class: 'osmo-filter-status jp-mod-styled',
-      'aria-label': 'Filter by status'
-    });
+    const status = this.status;
     for (const s of STATUS_FILTERS) {
       status.append(h('option', { value: s }, s || 'any status'));
     }
@@ -91,6 +104,7 @@ export class WorkflowListView {
     const items = rows.map(r => {
       const { done, total } = this.list.progress(r.id);
       const selected = selectedId === r.id;
+      const held = this.list.held(r.id);
       const li = h(
         'li',
         {
@@ -111,15 +125,62 @@ export class WorkflowListView {
           `${done}/${total ?? '?'}`
         ),
         h('span', { class: 'osmo-wf-duration' }, formatDuration(duration(r, now))),
+        held
+          ? h(
+              'span',
+              { class: 'osmo-wf-held', title: 'tasks waiting for their user' },
+              `${held} held`
+            )
+          : '',
         h('span', { class: 'osmo-wf-meta' }, `${r.pool}${r.user ? ` · ${r.user}` : ''}`)
       );
       activateOnKeys(li, () => this.on.select(r.id));
       return li;
     });
     if (!items.length) {
-      items.push(h('li', { class: 'osmo-empty' }, 'No workflows'));
+      items.push(this.empty());
     }
     replaceKeepingFocus(this.listEl, ...items);
+  }
+
+  /** What an empty list says: loading, nothing yet (and how to start), or nothing matches. */
+  private empty(): HTMLLIElement {
+    if (!this.list.loaded) {
+      return h('li', { class: 'osmo-empty' }, 'Loading workflows…');
+    }
+    if (this.list.rows.size) {
+      const clear = h(
+        'button',
+        { class: 'jp-Button jp-mod-styled osmo-clear-filter', type: 'button', 'data-key': 'clear' },
+        'Clear filter'
+      );
+      clear.addEventListener('click', () => this.clearFilter());
+      return h('li', { class: 'osmo-empty' }, 'No workflow matches the filter. ', clear);
+    }
+    const submit = h(
+      'button',
+      { class: 'osmo-link', type: 'button', 'data-key': 'empty-submit', 'data-server': true },
+      'submit a workflow YAML'
+    );
+    submit.addEventListener('click', () => this.on.submit());
+    return h(
+      'li',
+      { class: 'osmo-empty osmo-empty-hint' },
+      'No workflows yet: ',
+      submit,
+      ', right-click a .yaml file and choose Submit to OSMO, or run one from a notebook ',
+      h('code', {}, '%%osmo'),
+      '.'
+    );
+  }
+
+  private clearFilter(): void {
+    Object.assign(this.filter, { status: '', pool: '', search: '' });
+    this.search.value = '';
+    this.status.value = '';
+    this.poolSelect.value = '';
+    this.on.changed();
+    this.search.focus();
   }
 
   /** Arrow keys move between workflows (the list is one tab stop's worth of options). */
