@@ -4,6 +4,7 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import {
+  Clipboard,
   Dialog,
   ICommandPalette,
   MainAreaWidget,
@@ -26,6 +27,7 @@ import { ApiError, OsmoClient, relocated, SocketLike, Transport } from './api';
 import { h } from './dom';
 import { hideTaskCards, pickTask, TaskCard, taskKernels } from './launcher';
 import { LogViewer } from './logs';
+import { isTerminal } from './model';
 import { OsmoPanel } from './panel';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
 import iconSvg from '../style/icon.svg';
@@ -41,6 +43,12 @@ export namespace CommandIDs {
   export const openTerminal = 'osmo:open-terminal';
   export const openNotebook = 'osmo:open-notebook';
   export const taskKernel = 'osmo:task-kernel';
+  // the workflow list's context menu: the row right-clicked (and the selection, for cancel)
+  export const openWorkflow = 'osmo:workflow-open';
+  export const copyId = 'osmo:workflow-copy-id';
+  export const cancelWorkflows = 'osmo:workflow-cancel';
+  export const restartWorkflow = 'osmo:workflow-restart';
+  export const viewSpec = 'osmo:workflow-spec';
 }
 
 const SPECS_REFRESH_MS = 300; // one refresh for a burst of task events
@@ -189,6 +197,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
         void app.commands.execute(CommandIDs.openLogs, { workflowId, task }),
       submitFile: async () =>
         (await app.commands.execute(CommandIDs.submitFile, {})) as string | null,
+      confirm: async (title, body, action) =>
+        (
+          await showDialog({
+            title,
+            body,
+            buttons: [
+              Dialog.cancelButton({ label: 'Keep running' }),
+              Dialog.warnButton({ label: action })
+            ]
+          })
+        ).button.accept,
+      notify: message => void Notification.success(message, { autoClose: 5000 }),
       notifyHeld: (message, show) =>
         void Notification.warning(message, {
           autoClose: false,
@@ -358,6 +378,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           : app.commands.execute(CommandIDs.openNotebook, { workflowId, task });
       }
     });
+    addWorkflowMenu(app, panel, client, notifyError);
     if (launcher) {
       hideTaskCards(launcher);
       const card = new TaskCard(launcher, CommandIDs.taskKernel, () =>
@@ -378,5 +399,74 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
   }
 };
+
+/** The workflow list's context menu: open, copy its id, cancel (it, or the selection it is in),
+ * restart, view its spec. */
+function addWorkflowMenu(
+  app: JupyterFrontEnd,
+  panel: OsmoPanel,
+  client: OsmoClient,
+  notifyError: (title: string, e: unknown) => void
+): void {
+  const target = (): string => {
+    const row = app.contextMenuHitTest(n => n.classList.contains('osmo-wf') && !!n.dataset.id);
+    return row?.dataset.id ?? '';
+  };
+  const status = (id: string) => panel.list.rows.get(id)?.status ?? '';
+  const targets = (): string[] => {
+    const id = target();
+    const checked = panel.listView.checked;
+    return checked.has(id) ? [...checked] : id ? [id] : [];
+  };
+  app.commands.addCommand(CommandIDs.openWorkflow, {
+    label: 'Open',
+    execute: () => panel.select(target())
+  });
+  app.commands.addCommand(CommandIDs.copyId, {
+    label: 'Copy ID',
+    execute: () => {
+      Clipboard.copyToSystem(target());
+    }
+  });
+  app.commands.addCommand(CommandIDs.cancelWorkflows, {
+    label: () => {
+      const n = targets().filter(id => !isTerminal(status(id))).length;
+      return n > 1 ? `Cancel ${n} Workflows…` : 'Cancel…';
+    },
+    isEnabled: () => targets().some(id => !isTerminal(status(id))),
+    execute: () => panel.cancel(targets())
+  });
+  app.commands.addCommand(CommandIDs.restartWorkflow, {
+    label: 'Restart',
+    isEnabled: () => isTerminal(status(target())),
+    execute: () => panel.restart(target())
+  });
+  app.commands.addCommand(CommandIDs.viewSpec, {
+    label: 'View Spec',
+    execute: async () => {
+      const id = target();
+      try {
+        const { original } = await client.spec(id);
+        const content = new Widget({ node: h('pre', { class: 'osmo-spec-view' }, original) });
+        content.id = `osmo-spec-${id}`.replace(/[^\w-]/g, '_');
+        content.title.label = `${id} spec`;
+        const widget = new MainAreaWidget({ content });
+        widget.title.icon = osmoIcon;
+        widget.title.caption = `The spec ${id} was submitted with`;
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+      } catch (e) {
+        notifyError(`Could not read the spec of ${id}`, e);
+      }
+    }
+  });
+  [
+    CommandIDs.openWorkflow,
+    CommandIDs.copyId,
+    CommandIDs.cancelWorkflows,
+    CommandIDs.restartWorkflow,
+    CommandIDs.viewSpec
+  ].forEach((command, rank) => app.contextMenu.addItem({ command, selector: '.osmo-wf', rank }));
+}
 
 export default plugin;

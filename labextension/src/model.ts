@@ -102,7 +102,7 @@ export function heldKind(t: {
  */
 export interface WorkflowState extends Pick<
   WorkflowRow,
-  'id' | 'name' | 'user' | 'pool' | 'submit_time' | 'start_time' | 'end_time' | 'message'
+  'id' | 'name' | 'user' | 'pool' | 'labels' | 'submit_time' | 'start_time' | 'end_time' | 'message'
 > {
   status: string;
   /** Number of tasks, from `workflow.submitted` (null until known). */
@@ -111,9 +111,29 @@ export interface WorkflowState extends Pick<
 }
 
 export interface Filter {
-  status: string; // '' = any; a status or a kind ('failed')
+  status: string; // '' = any; a status, a kind ('failed') or 'held'
   pool: string; // '' = any
-  search: string; // substring of id or name, case-insensitive
+  /** Words that must all match the id, name, user or a label (`key=value` or its value),
+   * case-insensitive. */
+  search: string;
+  user?: string; // '' = anyone
+  sort?: SortKey;
+}
+
+/** The list's orders; 'newest' (by submit time) by default. */
+export const SORTS = {
+  newest: 'newest first',
+  oldest: 'oldest first',
+  name: 'name',
+  status: 'status',
+  duration: 'longest first'
+} as const;
+export type SortKey = keyof typeof SORTS;
+
+/** What a workflow's search words are matched against. */
+function searchable(r: WorkflowState): string {
+  const labels = Object.entries(r.labels ?? {}).map(([k, v]) => `${k}=${v}`);
+  return [r.id, r.name, r.user, ...labels].join('\n').toLowerCase();
 }
 
 type Listener = () => void;
@@ -160,6 +180,7 @@ export class WorkflowList {
         start_time: null,
         end_time: null,
         message: null,
+        labels: {},
         ...row,
         total: typeof p.tasks === 'number' ? p.tasks : (row?.total ?? null),
         tasks: row?.tasks ?? {}
@@ -222,10 +243,20 @@ export class WorkflowList {
       : 0;
   }
 
-  filtered(filter: Filter): WorkflowState[] {
-    const search = filter.search.trim().toLowerCase();
+  filtered(filter: Filter, now = Date.now() / 1000): WorkflowState[] {
+    const words = filter.search.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const newest = (a: WorkflowState, b: WorkflowState) =>
+      (b.submit_time ?? 0) - (a.submit_time ?? 0) || b.id.localeCompare(a.id);
+    const orders: Record<SortKey, (a: WorkflowState, b: WorkflowState) => number> = {
+      newest,
+      oldest: (a, b) => -newest(a, b),
+      name: (a, b) => a.id.localeCompare(b.id, undefined, { numeric: true }),
+      status: (a, b) => a.status.localeCompare(b.status) || newest(a, b),
+      duration: (a, b) => (duration(b, now) ?? -1) - (duration(a, now) ?? -1) || newest(a, b)
+    };
     return [...this.rows.values()]
       .filter(r => !filter.pool || r.pool === filter.pool)
+      .filter(r => !filter.user || r.user === filter.user)
       .filter(
         r =>
           !filter.status ||
@@ -233,10 +264,12 @@ export class WorkflowList {
           statusKind(r.status) === filter.status ||
           (filter.status === 'held' && this.held(r.id) > 0)
       )
-      .filter(
-        r => !search || r.id.toLowerCase().includes(search) || r.name.toLowerCase().includes(search)
-      )
-      .sort((a, b) => (b.submit_time ?? 0) - (a.submit_time ?? 0) || b.id.localeCompare(a.id));
+      .filter(r => words.every(w => searchable(r).includes(w)))
+      .sort(orders[filter.sort ?? 'newest']);
+  }
+
+  users(): string[] {
+    return [...new Set([...this.rows.values()].map(r => r.user).filter(Boolean))].sort();
   }
 
   pools(): string[] {

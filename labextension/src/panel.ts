@@ -24,6 +24,10 @@ export interface PanelEnv extends TaskDetailEnv {
   tasksMoved(): void;
   /** Tell the user a task became held; `show` opens it in the panel. */
   notifyHeld(message: string, show: () => void): void;
+  /** Ask before doing something that cannot be undone; true to go on. */
+  confirm(title: string, body: string, action: string): Promise<boolean>;
+  /** A short-lived success message. */
+  notify(message: string): void;
 }
 
 const LIST_LIMIT = 200;
@@ -49,10 +53,11 @@ export class OsmoPanel extends Widget {
     submit: () => void this.submit(),
     refresh: () => void this.reload()
   });
-  private readonly listView = new WorkflowListView(this.list, {
+  readonly listView = new WorkflowListView(this.list, {
     changed: () => this.schedule(),
     select: id => void this.select(id),
-    submit: () => void this.submit()
+    submit: () => void this.submit(),
+    cancel: ids => void this.cancel(ids)
   });
   private readonly detailView = new WorkflowDetailView({
     act: (what, id) => void this.act(what, id),
@@ -290,15 +295,48 @@ export class OsmoPanel extends Widget {
   }
 
   private async act(what: 'cancel' | 'restart', id: string): Promise<void> {
-    try {
-      if (what === 'cancel') {
+    await (what === 'cancel' ? this.cancel([id]) : this.restart(id));
+  }
+
+  /** Cancel `ids` once the user confirms; one toast for what was canceled. */
+  async cancel(ids: string[]): Promise<void> {
+    const live = ids.filter(id => !isTerminal(this.list.rows.get(id)?.status ?? ''));
+    if (!live.length) {
+      return;
+    }
+    const what = live.length === 1 ? live[0] : `${live.length} workflows`;
+    const ok = await this.env.confirm(
+      `Cancel ${what}?`,
+      `Their running tasks are stopped and their waiting tasks never start: ${live.join(', ')}.`,
+      'Cancel workflows'
+    );
+    if (!ok) {
+      return;
+    }
+    const done: string[] = [];
+    for (const id of live) {
+      try {
         await this.env.client.cancel(id);
-      } else {
-        const { id: fresh } = await this.env.client.restart(id);
-        await this.select(fresh);
+        done.push(id);
+        this.listView.checked.delete(id);
+      } catch (e) {
+        this.env.notifyError(`Could not cancel ${id}`, e);
       }
+    }
+    if (done.length) {
+      this.env.notify(`Canceled ${done.join(', ')}`);
+    }
+    this.schedule();
+  }
+
+  /** Run workflow `id` again as a new one, and show it. */
+  async restart(id: string): Promise<void> {
+    try {
+      const { id: fresh } = await this.env.client.restart(id);
+      this.env.notify(`Restarted ${id} as ${fresh}`);
+      await this.select(fresh);
     } catch (e) {
-      this.env.notifyError(`Could not ${what} ${id}`, e);
+      this.env.notifyError(`Could not restart ${id}`, e);
     }
   }
 }

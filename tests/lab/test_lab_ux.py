@@ -319,3 +319,125 @@ def states_scenario(page: Page, lab: Lab) -> None:
     expect(cancel).to_be_enabled()
     expect(panel.get_by_role("button", name="Submit YAML…")).to_be_enabled()
     call(lab.url, "POST", f"workflows/{wf}/cancel")
+
+
+QUICK = """\
+workflow:
+  name: {name}
+  resources:
+    default:
+      cpu: 0
+  tasks:
+  - name: a
+    command: [echo, hi]
+"""
+LONG = "train-shard-0-with-a-name-longer-than-the-panel-is-wide"
+
+# How many of the list's rows are wholly in its visible box.
+ROWS_IN_VIEW = """(list) => {
+  const box = list.getBoundingClientRect();
+  return [...list.querySelectorAll('li.osmo-wf')].filter(li => {
+    const r = li.getBoundingClientRect();
+    return r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+  }).length;
+}"""
+
+
+def test_workflow_list_names_times_sort_filters_menu_and_bulk_cancel(lab: Lab) -> None:
+    for i in range(11):
+        labels = {"team": "vision" if i % 2 else "speech"}
+        call(lab.url, "POST", "workflows", {"spec": QUICK.format(name="quick"), "labels": labels})
+    call(lab.url, "POST", "workflows", {"spec": QUICK.format(name=LONG)})
+    one = {"spec": many_spec(1)}
+    running_ids = [str(call(lab.url, "POST", "workflows", one)["id"]) for _ in "ab"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page = context.new_page()
+        try:
+            list_scenario(page, lab, running_ids)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-list-failed.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
+    panel = open_panel(page, lab)
+    rows = panel.locator("li.osmo-wf")
+    expect(rows).to_have_count(14, timeout=30_000)
+    for wf in running_ids:
+        expect(panel.locator(f'li.osmo-wf[data-id="{wf}"]')).to_have_attribute(
+            "data-status", "RUNNING", timeout=60_000
+        )
+    # More than 9 rows at once; full names (wrapped, never cut); start time and duration.
+    assert panel.locator(".osmo-workflows").evaluate(ROWS_IN_VIEW) >= 10
+    long = panel.locator(f'li.osmo-wf[data-id="{LONG}-1"]')
+    expect(long.locator(".osmo-wf-id")).to_have_text(f"{LONG}-1")
+    assert long.locator(".osmo-wf-id").evaluate("e => e.scrollWidth <= e.clientWidth")
+    expect(long.locator(".osmo-wf-meta")).to_contain_text("started ", timeout=30_000)
+    expect(long.locator(".osmo-wf-duration")).to_have_text(re.compile(r"\d"))
+    panel.screenshot(path=str(ARTIFACTS / "lab-list-light.png"))
+
+    # Sort and filters: by name, oldest first; a label; a user.
+    sort = panel.get_by_label("Sort workflows")
+    sort.select_option("name")
+    expect(rows.first).to_have_attribute("data-id", running_ids[0])
+    sort.select_option("oldest")
+    expect(rows.first).to_have_attribute("data-id", "quick-1")
+    panel.get_by_label("Search workflows").fill("team=vision")
+    expect(rows).to_have_count(5)
+    panel.get_by_label("Search workflows").fill("")
+    users = panel.get_by_label("Filter by user")
+    expect(users.locator("option")).to_have_count(2)  # anyone, and the one user here
+    users.select_option(index=1)
+    expect(rows).to_have_count(14)
+    sort.select_option("newest")
+
+    # The context menu: copy the id, view the spec, restart a finished workflow.
+    quick = panel.locator('li.osmo-wf[data-id="quick-1"]')
+    menu = page.locator(".lm-Menu")
+    quick.click(button="right")
+    expect(menu.locator(".lm-Menu-item", has_text="Cancel…")).to_have_class(
+        re.compile(r"lm-mod-disabled")
+    )  # it ended
+    menu.locator(".lm-Menu-item", has_text="Copy ID").click()
+    page.wait_for_function("navigator.clipboard.readText().then(t => t === 'quick-1')")
+    quick.click(button="right")
+    menu.locator(".lm-Menu-item", has_text="View Spec").click()
+    expect(page.locator(".osmo-spec-view:visible")).to_contain_text("name: quick")
+    quick.click(button="right")
+    menu.locator(".lm-Menu-item", has_text="Restart").click()
+    restarted = page.locator(".Toastify__toast", has_text="Restarted quick-1 as quick-12")
+    expect(restarted).to_be_visible(timeout=15_000)
+    expect(panel.locator(".osmo-detail-id")).to_have_text("quick-12")
+
+    # Cancel asks first; "Keep running" keeps it running.
+    first = panel.locator(f'li.osmo-wf[data-id="{running_ids[0]}"]')
+    first.click(button="right")
+    menu.locator(".lm-Menu-item", has_text="Cancel…").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text(f"Cancel {running_ids[0]}?")
+    dialog.get_by_role("button", name="Keep running").click()
+    expect(first).to_have_attribute("data-status", "RUNNING")
+
+    # Select both running workflows (Ctrl-click) and cancel them at once.
+    second = panel.locator(f'li.osmo-wf[data-id="{running_ids[1]}"]')
+    first.click(modifiers=["Control"])
+    second.click(modifiers=["Control"])
+    expect(panel.locator(".osmo-bulk")).to_contain_text("2 selected")
+    second.click(button="right")
+    expect(menu.locator(".lm-Menu-item", has_text="Cancel 2 Workflows…")).to_be_visible()
+    page.keyboard.press("Escape")
+    panel.get_by_role("button", name="Cancel selected").click()
+    expect(dialog).to_contain_text("Cancel 2 workflows?")
+    dialog.get_by_role("button", name="Cancel workflows").click()
+    expect(page.locator(".Toastify__toast", has_text="Canceled ")).to_contain_text(
+        ", ".join(running_ids), timeout=15_000
+    )
+    for row in (first, second):
+        expect(row).to_have_attribute("data-status", "FAILED_CANCELED", timeout=30_000)
+    expect(panel.locator(".osmo-bulk")).to_be_hidden()

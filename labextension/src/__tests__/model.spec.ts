@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import type { OsmoEvent, WorkflowDetail, WorkflowRow } from '../api';
 import {
+  Filter,
   formatDuration,
   heldTasks,
   holdText,
@@ -159,6 +160,26 @@ describe('WorkflowList', () => {
     expect(ids({ pool: 'gpu' })).toEqual(['train-2', 'train-1']);
     expect(ids({ search: ' TRAIN ' })).toEqual(['train-2', 'train-1']);
     expect(list.pools()).toEqual(['gpu', 'local']);
+  });
+
+  it('filters by user and label, and sorts by name, status, age or duration', () => {
+    const list = new WorkflowList();
+    list.load([
+      row('train-10', { submit_time: 1, user: 'ana', labels: { team: 'vision' }, end_time: 9 }),
+      row('train-9', { submit_time: 3, user: 'bo', status: 'COMPLETED', end_time: 3 }),
+      row('eval-1', { submit_time: 2, user: 'ana', labels: { team: 'speech' }, start_time: null })
+    ]);
+    const ids = (f: Partial<Filter>) =>
+      list.filtered({ status: '', pool: '', search: '', ...f }, 100).map(r => r.id);
+    expect(list.users()).toEqual(['ana', 'bo']);
+    expect(ids({ user: 'ana' })).toEqual(['eval-1', 'train-10']);
+    expect(ids({ search: 'team=vision' })).toEqual(['train-10']);
+    expect(ids({ search: 'speech ana' })).toEqual(['eval-1']); // every word
+    expect(ids({ search: 'bo' })).toEqual(['train-9']); // the user
+    expect(ids({ sort: 'oldest' })).toEqual(['train-10', 'eval-1', 'train-9']);
+    expect(ids({ sort: 'name' })).toEqual(['eval-1', 'train-9', 'train-10']); // numeric
+    expect(ids({ sort: 'status' })).toEqual(['train-9', 'eval-1', 'train-10']);
+    expect(ids({ sort: 'duration' })).toEqual(['train-10', 'train-9', 'eval-1']);
   });
 });
 
