@@ -441,3 +441,58 @@ def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
     for row in (first, second):
         expect(row).to_have_attribute("data-status", "FAILED_CANCELED", timeout=30_000)
     expect(panel.locator(".osmo-bulk")).to_be_hidden()
+
+
+RETRIED = """\
+workflow:
+  name: retried
+  resources:
+    default:
+      cpu: 0
+  tasks:
+  - name: r
+    command: [sh, -c, "echo line-of-attempt-$OSMO_RETRY_ID; exit 3"]
+    exitActions: {RESCHEDULE: "3"}
+    maxRetries: 1
+"""
+
+
+def test_log_viewer_attempt_picker_times_wrap_and_download(lab: Lab) -> None:
+    wf = str(call(lab.url, "POST", "workflows", {"spec": RETRIED})["id"])
+    wait_for(
+        lambda: str(call(lab.url, "GET", f"workflows/{wf}")["status"]).startswith("FAILED"),
+        "the retried workflow to fail",
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with browser_page() as page:
+        try:
+            open_panel(page, lab)
+            page.evaluate(
+                "([w, t]) => window.jupyterapp.commands.execute('osmo:open-logs', "
+                "{workflowId: w, task: t})",
+                [wf, "r"],
+            )
+            viewer = page.locator(".osmo-log-viewer:visible")
+            lines = viewer.locator(".osmo-log-line.osmo-log-stdout")
+            expect(lines).to_have_text(["line-of-attempt-0", "line-of-attempt-1"], timeout=30_000)
+            attempt = viewer.get_by_label("Attempt")
+            expect(attempt.locator("option")).to_have_text(
+                ["all attempts", "attempt 1", "attempt 2"]
+            )
+            attempt.select_option(label="attempt 2")
+            expect(lines).to_have_text(["line-of-attempt-1"])
+            viewer.get_by_label("Times").check()
+            stamp = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} line-of-attempt-1$")
+            expect(lines).to_have_text([stamp])
+            body = viewer.locator(".osmo-log-lines")
+            assert body.evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"
+            viewer.get_by_label("Wrap").uncheck()
+            assert body.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
+            with page.expect_download() as got:
+                viewer.get_by_role("button", name="Download").click()
+            assert got.value.suggested_filename == f"{wf}-r.log"
+            saved = got.value.path().read_text()
+            assert stamp.match(saved.strip()), saved
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-logs-failed.png"))
+            raise
