@@ -1,6 +1,15 @@
 /** A workflow's DAG as SVG: tasks as nodes coloured by status, groups boxed, edges by inputs. */
 import { activateOnKeys, h } from './dom';
-import { holdText, Layout, NODE_H, NODE_W, statusKind, WorkflowView } from './model';
+import {
+  heldKind,
+  holdText,
+  Layout,
+  NODE_H,
+  NODE_W,
+  shownStatus,
+  taskKind,
+  WorkflowView
+} from './model';
 
 export function renderDag(
   view: WorkflowView,
@@ -65,15 +74,15 @@ export function renderDag(
     const t = view.tasks.get(n.name);
     const status = t?.status ?? 'UNKNOWN';
     const held = t ? holdText(t) : null;
-    const shown = held ? (t?.waiting_for_user ? 'WAITING FOR YOU' : 'HELD (DEBUG)') : status;
+    const shown = t ? shownStatus(t) : status;
     const node = h(
       'g',
       {
-        class: `osmo-dag-node osmo-status-${statusKind(status)}${
+        class: `osmo-dag-node osmo-status-${t ? taskKind(t) : 'unknown'}${
           selected === n.name ? ' osmo-selected' : ''
         }${held ? ' osmo-held' : ''}`,
         'data-task': n.name,
-        'data-hold': held ? (t?.waiting_for_user ? 'waiting' : 'debug') : undefined,
+        'data-hold': t ? (heldKind(t) ?? undefined) : undefined,
         'data-key': `task:${n.name}`,
         'data-status': status,
         tabindex: 0,

@@ -11,6 +11,8 @@ export interface DetailHandlers {
   close(): void;
   selectTask(task: string): void;
   renderTask(view: WorkflowView, task: string): HTMLElement;
+  /** The banner of the workflow's held tasks, or null. */
+  renderHeld(view: WorkflowView): HTMLElement | null;
   /** The graph was zoomed: draw again. */
   changed(): void;
 }
@@ -41,11 +43,13 @@ export class WorkflowDetailView {
       );
     const cancel = button('cancel', 'Cancel', {
       disabled: ended,
+      'data-server': true,
       'aria-label': `Cancel ${view.id}`
     });
     cancel.addEventListener('click', () => this.on.act('cancel', view.id));
     const restart = button('restart', 'Restart', {
       disabled: !ended,
+      'data-server': true,
       'aria-label': `Restart ${view.id}`
     });
     restart.addEventListener('click', () => this.on.act('restart', view.id));
@@ -81,6 +85,7 @@ export class WorkflowDetailView {
         restart,
         close
       ),
+      this.on.renderHeld(view) ?? '',
       view.message ? h('div', { class: 'osmo-message' }, view.message) : '',
       dag,
       selectedTask

@@ -4,6 +4,7 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import {
+  Clipboard,
   Dialog,
   ICommandPalette,
   MainAreaWidget,
@@ -14,7 +15,9 @@ import {
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { URLExt } from '@jupyterlab/coreutils';
+import { ILauncher } from '@jupyterlab/launcher';
 import { ServerConnection, TerminalManager } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { Terminal } from '@jupyterlab/terminal';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
@@ -22,8 +25,11 @@ import { Widget } from '@lumino/widgets';
 import { interactiveActions, TaskActions } from './actions';
 import { ApiError, OsmoClient, relocated, SocketLike, Transport } from './api';
 import { h } from './dom';
+import { hideTaskCards, pickTask, TaskCard, taskKernels } from './launcher';
 import { LogViewer } from './logs';
+import { isTerminal } from './model';
 import { OsmoPanel } from './panel';
+import { DEFAULT_SETTINGS, readSettings } from './settings';
 import iconSvg from '../style/icon.svg';
 
 export const API_ROOT = 'osmo/api/v1/';
@@ -36,6 +42,13 @@ export namespace CommandIDs {
   export const refresh = 'osmo:refresh';
   export const openTerminal = 'osmo:open-terminal';
   export const openNotebook = 'osmo:open-notebook';
+  export const taskKernel = 'osmo:task-kernel';
+  // the workflow list's context menu: the row right-clicked (and the selection, for cancel)
+  export const openWorkflow = 'osmo:workflow-open';
+  export const copyId = 'osmo:workflow-copy-id';
+  export const cancelWorkflows = 'osmo:workflow-cancel';
+  export const restartWorkflow = 'osmo:workflow-restart';
+  export const viewSpec = 'osmo:workflow-spec';
 }
 
 const SPECS_REFRESH_MS = 300; // one refresh for a burst of task events
@@ -103,19 +116,31 @@ function notifyError(title: string, error: unknown): void {
   });
 }
 
+const PLUGIN_ID = '@osmo-jupyter/labextension:plugin';
+
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: '@osmo-jupyter/labextension:plugin',
+  id: PLUGIN_ID,
   description: 'OSMO workflows in JupyterLab: live list, DAG, logs, submit, cancel, pools',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette, IFileBrowserFactory, IDocumentManager],
+  optional: [
+    ILayoutRestorer,
+    ICommandPalette,
+    IFileBrowserFactory,
+    IDocumentManager,
+    ILauncher,
+    ISettingRegistry
+  ],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
     browsers: IFileBrowserFactory | null,
-    docs: IDocumentManager | null
+    docs: IDocumentManager | null,
+    launcher: ILauncher | null,
+    registry: ISettingRegistry | null
   ) => {
     const client = new OsmoClient(labTransport(app.serviceManager.serverSettings));
+    let prefs = DEFAULT_SETTINGS;
     const actions = new TaskActions();
     const settings = app.serviceManager.serverSettings;
     for (const action of interactiveActions({
@@ -140,7 +165,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         });
         let id: string;
         try {
-          ({ id } = await client.submit(String(file.content)));
+          const pool = prefs.defaultPool;
+          ({ id } = await client.submit(String(file.content), pool ? { pool } : {}));
         } catch (e) {
           throw e instanceof ApiError ? relocated(e, path) : e;
         }
@@ -170,9 +196,41 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openLogs: (workflowId, task) =>
         void app.commands.execute(CommandIDs.openLogs, { workflowId, task }),
       submitFile: async () =>
-        (await app.commands.execute(CommandIDs.submitFile, {})) as string | null
+        (await app.commands.execute(CommandIDs.submitFile, {})) as string | null,
+      confirm: async (title, body, action) =>
+        (
+          await showDialog({
+            title,
+            body,
+            buttons: [
+              Dialog.cancelButton({ label: 'Keep running' }),
+              Dialog.warnButton({ label: action })
+            ]
+          })
+        ).button.accept,
+      notify: message => void Notification.success(message, { autoClose: 5000 }),
+      notifyHeld: (message, show) =>
+        void Notification.warning(message, {
+          autoClose: false,
+          actions: [{ label: 'Show', caption: 'Show the task in the OSMO panel', callback: show }]
+        })
     });
     panel.title.icon = osmoIcon;
+    if (registry) {
+      void registry
+        .load(PLUGIN_ID)
+        .then(loaded => {
+          const apply = () => {
+            prefs = readSettings(loaded.composite as Record<string, unknown>);
+            panel.configure(prefs);
+          };
+          apply();
+          loaded.changed.connect(apply);
+        })
+        .catch(e => notifyError('Could not read the OSMO settings', e));
+    } else {
+      panel.configure(prefs);
+    }
     app.shell.add(panel, 'left', { rank: 650 });
     restorer?.add(panel, 'osmo-panel');
 
@@ -317,6 +375,35 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    app.commands.addCommand(CommandIDs.taskKernel, {
+      label: 'Task notebook…',
+      caption: 'A notebook or console on the kernel of a running OSMO task',
+      icon: osmoIcon,
+      execute: async () => {
+        await app.serviceManager.kernelspecs.refreshSpecs();
+        const kernels = taskKernels(app.serviceManager.kernelspecs.specs);
+        if (!kernels.length) {
+          throw new Error('no OSMO task is running');
+        }
+        const picked = await pickTask(kernels);
+        if (!picked) {
+          return null;
+        }
+        const { name, workflowId, task } = picked.kernel;
+        return picked.kind === 'console'
+          ? app.commands.execute('console:create', { kernelPreference: { name } })
+          : app.commands.execute(CommandIDs.openNotebook, { workflowId, task });
+      }
+    });
+    addWorkflowMenu(app, panel, client, notifyError);
+    if (launcher) {
+      hideTaskCards(launcher);
+      const card = new TaskCard(launcher, CommandIDs.taskKernel, () =>
+        taskKernels(app.serviceManager.kernelspecs.specs)
+      );
+      app.serviceManager.kernelspecs.specsChanged.connect(() => card.update());
+      void app.serviceManager.kernelspecs.ready.then(() => card.update());
+    }
     if (restorer) {
       void restorer.restore(logs, {
         command: CommandIDs.openLogs,
@@ -329,5 +416,74 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
   }
 };
+
+/** The workflow list's context menu: open, copy its id, cancel (it, or the selection it is in),
+ * restart, view its spec. */
+function addWorkflowMenu(
+  app: JupyterFrontEnd,
+  panel: OsmoPanel,
+  client: OsmoClient,
+  notifyError: (title: string, e: unknown) => void
+): void {
+  const target = (): string => {
+    const row = app.contextMenuHitTest(n => n.classList.contains('osmo-wf') && !!n.dataset.id);
+    return row?.dataset.id ?? '';
+  };
+  const status = (id: string) => panel.list.rows.get(id)?.status ?? '';
+  const targets = (): string[] => {
+    const id = target();
+    const checked = panel.listView.checked;
+    return checked.has(id) ? [...checked] : id ? [id] : [];
+  };
+  app.commands.addCommand(CommandIDs.openWorkflow, {
+    label: 'Open',
+    execute: () => panel.select(target())
+  });
+  app.commands.addCommand(CommandIDs.copyId, {
+    label: 'Copy ID',
+    execute: () => {
+      Clipboard.copyToSystem(target());
+    }
+  });
+  app.commands.addCommand(CommandIDs.cancelWorkflows, {
+    label: () => {
+      const n = targets().filter(id => !isTerminal(status(id))).length;
+      return n > 1 ? `Cancel ${n} Workflows…` : 'Cancel…';
+    },
+    isEnabled: () => targets().some(id => !isTerminal(status(id))),
+    execute: () => panel.cancel(targets())
+  });
+  app.commands.addCommand(CommandIDs.restartWorkflow, {
+    label: 'Restart',
+    isEnabled: () => isTerminal(status(target())),
+    execute: () => panel.restart(target())
+  });
+  app.commands.addCommand(CommandIDs.viewSpec, {
+    label: 'View Spec',
+    execute: async () => {
+      const id = target();
+      try {
+        const { original } = await client.spec(id);
+        const content = new Widget({ node: h('pre', { class: 'osmo-spec-view' }, original) });
+        content.id = `osmo-spec-${id}`.replace(/[^\w-]/g, '_');
+        content.title.label = `${id} spec`;
+        const widget = new MainAreaWidget({ content });
+        widget.title.icon = osmoIcon;
+        widget.title.caption = `The spec ${id} was submitted with`;
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+      } catch (e) {
+        notifyError(`Could not read the spec of ${id}`, e);
+      }
+    }
+  });
+  [
+    CommandIDs.openWorkflow,
+    CommandIDs.copyId,
+    CommandIDs.cancelWorkflows,
+    CommandIDs.restartWorkflow,
+    CommandIDs.viewSpec
+  ].forEach((command, rank) => app.contextMenu.addItem({ command, selector: '.osmo-wf', rank }));
+}
 
 export default plugin;

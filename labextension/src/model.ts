@@ -80,6 +80,20 @@ export function duration(
 export interface TaskState {
   status: string;
   retry_id: number;
+  /** What a running attempt is held for ('interactive', 'debug'), from `task.hold` events. */
+  hold: string | null;
+}
+
+/** How a task waits for its user, or null: a held task needs someone, unlike a running one. */
+export function heldKind(t: {
+  status: string;
+  waiting_for_user?: boolean;
+  held_for_debugging?: boolean;
+}): 'waiting' | 'debug' | null {
+  if (t.status !== 'RUNNING') {
+    return null;
+  }
+  return t.waiting_for_user ? 'waiting' : t.held_for_debugging ? 'debug' : null;
 }
 
 /**
@@ -88,7 +102,7 @@ export interface TaskState {
  */
 export interface WorkflowState extends Pick<
   WorkflowRow,
-  'id' | 'name' | 'user' | 'pool' | 'submit_time' | 'start_time' | 'end_time' | 'message'
+  'id' | 'name' | 'user' | 'pool' | 'labels' | 'submit_time' | 'start_time' | 'end_time' | 'message'
 > {
   status: string;
   /** Number of tasks, from `workflow.submitted` (null until known). */
@@ -97,9 +111,29 @@ export interface WorkflowState extends Pick<
 }
 
 export interface Filter {
-  status: string; // '' = any; a status or a kind ('failed')
+  status: string; // '' = any; a status, a kind ('failed') or 'held'
   pool: string; // '' = any
-  search: string; // substring of id or name, case-insensitive
+  /** Words that must all match the id, name, user or a label (`key=value` or its value),
+   * case-insensitive. */
+  search: string;
+  user?: string; // '' = anyone
+  sort?: SortKey;
+}
+
+/** The list's orders; 'newest' (by submit time) by default. */
+export const SORTS = {
+  newest: 'newest first',
+  oldest: 'oldest first',
+  name: 'name',
+  status: 'status',
+  duration: 'longest first'
+} as const;
+export type SortKey = keyof typeof SORTS;
+
+/** What a workflow's search words are matched against. */
+function searchable(r: WorkflowState): string {
+  const labels = Object.entries(r.labels ?? {}).map(([k, v]) => `${k}=${v}`);
+  return [r.id, r.name, r.user, ...labels].join('\n').toLowerCase();
 }
 
 type Listener = () => void;
@@ -107,6 +141,8 @@ type Listener = () => void;
 /** Every workflow the user may see, by id. */
 export class WorkflowList {
   readonly rows = new Map<string, WorkflowState>();
+  /** Read over REST at least once (before that, an empty list means "not known yet"). */
+  loaded = false;
   private listeners: Listener[] = [];
 
   onChange(fn: Listener): void {
@@ -125,6 +161,7 @@ export class WorkflowList {
       const old = this.rows.get(r.id);
       this.rows.set(r.id, { ...r, total: old?.total ?? null, tasks: old?.tasks ?? {} });
     }
+    this.loaded = true;
     this.changed();
   }
 
@@ -143,6 +180,7 @@ export class WorkflowList {
         start_time: null,
         end_time: null,
         message: null,
+        labels: {},
         ...row,
         total: typeof p.tasks === 'number' ? p.tasks : (row?.total ?? null),
         tasks: row?.tasks ?? {}
@@ -165,7 +203,19 @@ export class WorkflowList {
       if (old && old.retry_id > retry) {
         return false; // an older attempt's late news
       }
-      row.tasks[ev.task] = { status: ev.status, retry_id: retry };
+      // a new status ends a hold (done, retry, timeout, cancel) unless it is the hold's own
+      const hold = old && old.retry_id === retry && ev.status === 'RUNNING' ? old.hold : null;
+      row.tasks[ev.task] = { status: ev.status, retry_id: retry, hold };
+    } else if (ev.type === 'task.hold' && ev.task) {
+      const old = row.tasks[ev.task];
+      const retry = ev.retry_id ?? 0;
+      if (old && old.retry_id > retry) {
+        return false;
+      }
+      const kind = ev.payload?.hold;
+      // 'done' (and any later word) ends the wait
+      const hold = kind === 'interactive' || kind === 'debug' ? kind : null;
+      row.tasks[ev.task] = { status: ev.status ?? old?.status ?? 'RUNNING', retry_id: retry, hold };
     } else {
       return false;
     }
@@ -185,17 +235,41 @@ export class WorkflowList {
     return { done, total: row.total ?? (states.length || null) };
   }
 
-  filtered(filter: Filter): WorkflowState[] {
-    const search = filter.search.trim().toLowerCase();
+  /** How many of the workflow's tasks are held, waiting for their user. */
+  held(id: string): number {
+    const row = this.rows.get(id);
+    return row
+      ? Object.values(row.tasks).filter(t => t.status === 'RUNNING' && t.hold !== null).length
+      : 0;
+  }
+
+  filtered(filter: Filter, now = Date.now() / 1000): WorkflowState[] {
+    const words = filter.search.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const newest = (a: WorkflowState, b: WorkflowState) =>
+      (b.submit_time ?? 0) - (a.submit_time ?? 0) || b.id.localeCompare(a.id);
+    const orders: Record<SortKey, (a: WorkflowState, b: WorkflowState) => number> = {
+      newest,
+      oldest: (a, b) => -newest(a, b),
+      name: (a, b) => a.id.localeCompare(b.id, undefined, { numeric: true }),
+      status: (a, b) => a.status.localeCompare(b.status) || newest(a, b),
+      duration: (a, b) => (duration(b, now) ?? -1) - (duration(a, now) ?? -1) || newest(a, b)
+    };
     return [...this.rows.values()]
       .filter(r => !filter.pool || r.pool === filter.pool)
+      .filter(r => !filter.user || r.user === filter.user)
       .filter(
-        r => !filter.status || r.status === filter.status || statusKind(r.status) === filter.status
+        r =>
+          !filter.status ||
+          r.status === filter.status ||
+          statusKind(r.status) === filter.status ||
+          (filter.status === 'held' && this.held(r.id) > 0)
       )
-      .filter(
-        r => !search || r.id.toLowerCase().includes(search) || r.name.toLowerCase().includes(search)
-      )
-      .sort((a, b) => (b.submit_time ?? 0) - (a.submit_time ?? 0) || b.id.localeCompare(a.id));
+      .filter(r => words.every(w => searchable(r).includes(w)))
+      .sort(orders[filter.sort ?? 'newest']);
+  }
+
+  users(): string[] {
+    return [...new Set([...this.rows.values()].map(r => r.user).filter(Boolean))].sort();
   }
 
   pools(): string[] {
@@ -519,15 +593,28 @@ export function holdText(
   t: TaskView,
   time = (s: number) => new Date(s * 1000).toLocaleTimeString()
 ): string | null {
-  if (t.status !== 'RUNNING') {
+  const kind = heldKind(t);
+  if (!kind) {
     return null;
   }
   const until = t.hold_until ? ` until ${time(t.hold_until)}` : '';
-  if (t.waiting_for_user) {
-    return `waiting for you${until}`;
-  }
-  if (t.held_for_debugging) {
-    return `held for debugging${until}`;
-  }
-  return null;
+  return `${kind === 'waiting' ? 'waiting for you' : 'held for debugging'}${until}`;
+}
+
+/** A status as shown: a held task's badge says it needs its user, not RUNNING. */
+export function shownStatus(t: TaskView): string {
+  const kind = heldKind(t);
+  return kind === 'waiting' ? 'WAITING FOR YOU' : kind === 'debug' ? 'HELD (DEBUG)' : t.status;
+}
+
+/** The colour family of a task: held tasks have their own. */
+export function taskKind(t: TaskView): string {
+  return heldKind(t) ? 'held' : statusKind(t.status);
+}
+
+/** The held tasks of a workflow, in spec order. */
+export function heldTasks(view: WorkflowView): TaskView[] {
+  return view.order
+    .map(n => view.tasks.get(n))
+    .filter((t): t is TaskView => !!t && heldKind(t) !== null);
 }

@@ -8,9 +8,11 @@ import { Widget } from '@lumino/widgets';
 
 import { ApiError, EventStream, OsmoClient, OsmoEvent, TaskInfo } from './api';
 import { WorkflowDetailView } from './detail';
+import { heldNews, renderHeldBanner } from './held';
 import { isTerminal, parseSpec, WorkflowList, WorkflowView } from './model';
 import { PoolsView } from './pools';
 import { renderTask, TaskDetailEnv } from './taskdetail';
+import { DEFAULT_SETTINGS, PanelSettings } from './settings';
 import { Toolbar } from './toolbar';
 import { WorkflowListView } from './workflows';
 
@@ -20,6 +22,12 @@ export interface PanelEnv extends TaskDetailEnv {
   submitFile(): Promise<string | null>;
   /** A task started or stopped running: its kernel spec came or went (kernels.py). */
   tasksMoved(): void;
+  /** Tell the user a task became held; `show` opens it in the panel. */
+  notifyHeld(message: string, show: () => void): void;
+  /** Ask before doing something that cannot be undone; true to go on. */
+  confirm(title: string, body: string, action: string): Promise<boolean>;
+  /** A short-lived success message. */
+  notify(message: string): void;
 }
 
 const LIST_LIMIT = 200;
@@ -34,14 +42,22 @@ export class OsmoPanel extends Widget {
   private taskInfo: TaskInfo | null = null;
   private pending = false;
   private ticker: ReturnType<typeof setInterval> | null = null;
+  private poller: ReturnType<typeof setInterval> | null = null;
+  private settings: PanelSettings = DEFAULT_SETTINGS;
+  /** The events stream's state: null until it first connects, then up (true) or away. */
+  private connected: boolean | null = null;
+  /** Held-task events older than this (seconds) are replays, not news. */
+  private since = Date.now() / 1000;
 
   private readonly toolbar = new Toolbar({
     submit: () => void this.submit(),
     refresh: () => void this.reload()
   });
-  private readonly listView = new WorkflowListView(this.list, {
+  readonly listView = new WorkflowListView(this.list, {
     changed: () => this.schedule(),
-    select: id => void this.select(id)
+    select: id => void this.select(id),
+    submit: () => void this.submit(),
+    cancel: ids => void this.cancel(ids)
   });
   private readonly detailView = new WorkflowDetailView({
     act: (what, id) => void this.act(what, id),
@@ -53,6 +69,7 @@ export class OsmoPanel extends Widget {
     },
     selectTask: task => void this.selectTask(task),
     renderTask: (view, task) => renderTask(view, task, this.taskInfo, this.env),
+    renderHeld: view => renderHeldBanner(view, this.env, task => void this.selectTask(task)),
     changed: () => this.schedule()
   });
   private readonly pools: PoolsView;
@@ -89,7 +106,26 @@ export class OsmoPanel extends Widget {
     if (this.ticker) {
       clearInterval(this.ticker);
     }
+    if (this.poller) {
+      clearInterval(this.poller);
+    }
     super.dispose();
+  }
+
+  /** New user settings (settings.ts): the list's refresh and held-task notifications. */
+  configure(settings: PanelSettings): void {
+    this.settings = settings;
+    if (this.poller) {
+      clearInterval(this.poller);
+      this.poller = null;
+    }
+    if (settings.refreshSeconds > 0) {
+      this.poller = setInterval(() => {
+        if (this.connected !== false) {
+          void this.reload();
+        }
+      }, settings.refreshSeconds * 1000);
+    }
   }
 
   /** The list over REST, then the events stream (stored events replay, then live ones). */
@@ -99,13 +135,16 @@ export class OsmoPanel extends Widget {
       {
         onEvent: ev => this.onEvent(ev),
         onResync: () => void this.reload(),
-        onConnection: up => this.toolbar.setConnected(up)
+        onConnection: up => this.setConnected(up)
       },
       { logs: false }
     );
   }
 
   async reload(): Promise<void> {
+    if (this.connected === false) {
+      return; // the list is read again when the server is back
+    }
     try {
       this.list.load(await this.env.client.listWorkflows({ limit: LIST_LIMIT }));
     } catch (e) {
@@ -117,8 +156,25 @@ export class OsmoPanel extends Widget {
     }
   }
 
+  /** The server came back (reload what was missed) or went away (actions wait for it). */
+  private setConnected(up: boolean): void {
+    const back = up && this.connected === false;
+    this.connected = up;
+    this.toolbar.setConnected(up);
+    this.node.dataset.connection = up ? 'live' : 'down';
+    if (back) {
+      void this.reload();
+    }
+    this.schedule();
+  }
+
   private onEvent(ev: OsmoEvent): void {
     this.list.apply(ev);
+    const news = this.settings.notifyHeld ? heldNews(ev, this.since) : null;
+    if (news && ev.task) {
+      const { workflow_id: id, task } = ev;
+      this.env.notifyHeld(news, () => void this.select(id).then(() => this.selectTask(task)));
+    }
     if (ev.type === 'task.status') {
       this.pools.taskMoved();
       this.env.tasksMoved();
@@ -166,6 +222,12 @@ export class OsmoPanel extends Widget {
   private render(): void {
     this.listView.render(this.view?.id ?? null);
     this.detailView.render(this.view, this.selectedTask);
+    if (this.connected === false) {
+      // what needs the server waits for it (the toolbar's buttons follow setConnected)
+      for (const b of this.node.querySelectorAll<HTMLButtonElement>('button[data-server]')) {
+        b.disabled = true;
+      }
+    }
   }
 
   /** Show workflow `id`: its detail and spec over REST, then its events (live log lines too). */
@@ -233,15 +295,48 @@ export class OsmoPanel extends Widget {
   }
 
   private async act(what: 'cancel' | 'restart', id: string): Promise<void> {
-    try {
-      if (what === 'cancel') {
+    await (what === 'cancel' ? this.cancel([id]) : this.restart(id));
+  }
+
+  /** Cancel `ids` once the user confirms; one toast for what was canceled. */
+  async cancel(ids: string[]): Promise<void> {
+    const live = ids.filter(id => !isTerminal(this.list.rows.get(id)?.status ?? ''));
+    if (!live.length) {
+      return;
+    }
+    const what = live.length === 1 ? live[0] : `${live.length} workflows`;
+    const ok = await this.env.confirm(
+      `Cancel ${what}?`,
+      `Their running tasks are stopped and their waiting tasks never start: ${live.join(', ')}.`,
+      'Cancel workflows'
+    );
+    if (!ok) {
+      return;
+    }
+    const done: string[] = [];
+    for (const id of live) {
+      try {
         await this.env.client.cancel(id);
-      } else {
-        const { id: fresh } = await this.env.client.restart(id);
-        await this.select(fresh);
+        done.push(id);
+        this.listView.checked.delete(id);
+      } catch (e) {
+        this.env.notifyError(`Could not cancel ${id}`, e);
       }
+    }
+    if (done.length) {
+      this.env.notify(`Canceled ${done.join(', ')}`);
+    }
+    this.schedule();
+  }
+
+  /** Run workflow `id` again as a new one, and show it. */
+  async restart(id: string): Promise<void> {
+    try {
+      const { id: fresh } = await this.env.client.restart(id);
+      this.env.notify(`Restarted ${id} as ${fresh}`);
+      await this.select(fresh);
     } catch (e) {
-      this.env.notifyError(`Could not ${what} ${id}`, e);
+      this.env.notifyError(`Could not restart ${id}`, e);
     }
   }
 }

@@ -3,10 +3,18 @@
  * timings, resources (requested and allocated), inputs, outputs, the last log lines, and its
  * buttons (Open logs, and the task actions of actions.ts).
  */
-import { TaskActions } from './actions';
+import { TaskAction, TaskActions, TaskContext } from './actions';
 import { TaskInfo } from './api';
 import { h } from './dom';
-import { duration, formatDuration, holdText, statusKind, WorkflowView } from './model';
+import {
+  duration,
+  formatDuration,
+  holdText,
+  shownStatus,
+  statusKind,
+  taskKind,
+  WorkflowView
+} from './model';
 
 export interface TaskDetailEnv {
   actions: TaskActions;
@@ -35,7 +43,7 @@ export function renderTask(
     typeof res === 'string' ? { name: res, ...(view.spec.resources[res] as object) } : res;
   const dl = h('dl', { class: 'osmo-task-fields' });
   const field = (k: string, v: string | Node) => dl.append(h('dt', {}, k), h('dd', {}, v));
-  field('status', h('span', { class: `osmo-badge osmo-status-${statusKind(t.status)}` }, t.status));
+  field('status', h('span', { class: `osmo-badge osmo-status-${taskKind(t)}` }, shownStatus(t)));
   const held = holdText(t);
   if (held) {
     field('held', h('span', { class: 'osmo-hold' }, held));
@@ -99,26 +107,7 @@ export function renderTask(
   logs.addEventListener('click', () => env.openLogs(view.id, name));
   const buttons = h('div', { class: 'osmo-task-actions' }, logs);
   const ctx = { workflowId: view.id, task: t, spec };
-  for (const action of env.actions.for(ctx)) {
-    const b = h(
-      'button',
-      {
-        class: 'jp-Button jp-mod-styled',
-        type: 'button',
-        'data-action': action.id,
-        'data-key': `action:${action.id}`
-      },
-      action.label
-    );
-    b.addEventListener('click', async () => {
-      try {
-        await action.execute(ctx);
-      } catch (e) {
-        env.notifyError(`${action.label} failed`, e);
-      }
-    });
-    buttons.append(b);
-  }
+  buttons.append(...env.actions.for(ctx).map(action => actionButton(action, ctx, env)));
   box.append(
     h('h4', {}, `Task ${name}`),
     buttons,
@@ -132,6 +121,34 @@ export function renderTask(
     )
   );
   return box;
+}
+
+/** A task action's button; `data-server`: it needs the server (disabled while it is away). */
+export function actionButton(
+  action: TaskAction,
+  ctx: TaskContext,
+  env: Pick<TaskDetailEnv, 'notifyError'>,
+  key = `action:${action.id}`
+): HTMLButtonElement {
+  const b = h(
+    'button',
+    {
+      class: 'jp-Button jp-mod-styled',
+      type: 'button',
+      'data-action': action.id,
+      'data-key': key,
+      'data-server': true
+    },
+    action.label
+  );
+  b.addEventListener('click', async () => {
+    try {
+      await action.execute(ctx);
+    } catch (e) {
+      env.notifyError(`${action.label} failed`, e);
+    }
+  });
+  return b;
 }
 
 /** A spec or API object as one readable line: `cpu 1, memory 256Mi`. */

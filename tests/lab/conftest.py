@@ -55,7 +55,7 @@ def built_extension() -> Path:
     """This checkout's build; (re)built here (needs node and labextension/node_modules) when
     absent or older than a source file, so a test never runs a stale panel."""
     ext = REPO / "labextension"
-    sources = [p for d in ("src", "style") for p in (ext / d).rglob("*") if p.is_file()]
+    sources = [p for d in ("src", "style", "schema") for p in (ext / d).rglob("*") if p.is_file()]
     sources.append(ext / "package.json")
     stamp = BUILD / "package.json"
     if not stamp.exists() or max(p.stat().st_mtime for p in sources) > stamp.stat().st_mtime:

@@ -143,5 +143,6 @@ def run_scenario(page: Page, context: BrowserContext, lab: Lab, port: int) -> No
 
     # Cancel: the task ends, its interactive buttons go.
     detail.get_by_role("button", name=re.compile("^Cancel web-")).click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Cancel workflows").click()
     expect(row).to_have_attribute("data-status", "FAILED_CANCELED", timeout=30_000)
     expect(srv.get_by_role("button", name="Open terminal")).to_have_count(0, timeout=15_000)

@@ -129,6 +129,7 @@ def run_scenario(page: Page, lab: Lab) -> None:
     expect(live).to_have_attribute("data-state", "live")
     panel.locator(".osmo-wf", has_text="slow-").click()  # back to the panel's selection
     detail.get_by_role("button", name=re.compile("^Cancel slow-")).click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Cancel workflows").click()
     expect(slow).to_have_attribute("data-status", "FAILED_CANCELED", timeout=30_000)
     expect(detail.locator(".osmo-detail-status")).to_have_text("FAILED_CANCELED")
     expect(live).to_have_attribute("data-state", "FAILED_CANCELED", timeout=30_000)

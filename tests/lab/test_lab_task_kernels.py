@@ -96,11 +96,13 @@ def run_scenario(page: Page, lab: Lab) -> str:
     page.locator(".jp-Dialog").get_by_role("button", name="Close").click()
     expect(page.locator(".jp-NotebookPanel")).to_have_count(0)
 
-    # The Launcher offers the running task's kernel; once the task ended, no more (at once,
-    # not at JupyterLab's next poll a minute later).
+    # The Launcher's OSMO card offers the running task's kernel; once the task ended, no card
+    # (at once, not at JupyterLab's next poll a minute later).
     page.evaluate("window.jupyterapp.commands.execute('launcher:create')")
-    card = page.locator(f'.jp-LauncherCard[title="OSMO: {wf}/main"]')
-    expect(card.first).to_be_attached(timeout=30_000)
+    card = page.locator('.jp-LauncherCard[data-category="OSMO"]')
+    page.locator('.jp-Launcher:visible .jp-LauncherCard[data-category="OSMO"]').click()
+    expect(page.locator(".jp-Dialog select.osmo-task-picker")).to_have_text(f"{wf}/main")
+    page.locator(".jp-Dialog").get_by_role("button", name="Cancel").click()
     # A shell in the task, open when the task is cancelled: it says so, and stops.
     details.get_by_role("button", name="Open terminal").click()
     page.locator(".osmo-task-terminal .xterm").last.wait_for(timeout=30_000)

@@ -2,12 +2,16 @@ import { describe, expect, it } from 'vitest';
 
 import type { OsmoEvent, WorkflowDetail, WorkflowRow } from '../api';
 import {
+  Filter,
   formatDuration,
+  heldTasks,
   holdText,
   layout,
   levels,
   parseSpec,
+  shownStatus,
   statusKind,
+  taskKind,
   WorkflowList,
   WorkflowView
 } from '../model';
@@ -92,6 +96,39 @@ describe('WorkflowList', () => {
     expect(changes).toBe(6);
   });
 
+  it('counts held tasks from task.hold events until their task moves on', () => {
+    const list = new WorkflowList();
+    list.load([row('serial-1'), row('other-2')]);
+    const hold = (task: string, kind: string, retry = 0) =>
+      list.apply(
+        ev({ type: 'task.hold', task, retry_id: retry, status: 'RUNNING', payload: { hold: kind } })
+      );
+    list.apply(ev({ task: 'a', retry_id: 0, status: 'RUNNING' }));
+    list.apply(ev({ task: 'b', retry_id: 0, status: 'RUNNING' }));
+    expect(list.held('serial-1')).toBe(0);
+    hold('a', 'debug');
+    hold('b', 'interactive');
+    expect(list.held('serial-1')).toBe(2);
+    const filter = { status: 'held', pool: '', search: '' };
+    expect(list.filtered(filter).map(r => r.id)).toEqual(['serial-1']);
+    hold('b', 'done'); // Done was pressed: no longer waiting
+    expect(list.held('serial-1')).toBe(1);
+    expect(hold('a', 'debug', -1)).toBe(false); // an older attempt's news
+    list.apply(ev({ task: 'a', retry_id: 1, status: 'SCHEDULING' })); // Retry: a new attempt
+    expect(list.held('serial-1')).toBe(0);
+    hold('a', 'debug', 1);
+    list.apply(ev({ task: 'a', retry_id: 1, status: 'FAILED_CANCELED' }));
+    expect(list.held('serial-1')).toBe(0);
+    expect(list.filtered(filter)).toEqual([]);
+  });
+
+  it('knows whether it was loaded (an empty list before that is not "no workflows")', () => {
+    const list = new WorkflowList();
+    expect(list.loaded).toBe(false);
+    list.load([]);
+    expect(list.loaded).toBe(true);
+  });
+
   it('ignores events of workflows it has not loaded, except their submission', () => {
     const list = new WorkflowList();
     expect(
@@ -123,6 +160,26 @@ describe('WorkflowList', () => {
     expect(ids({ pool: 'gpu' })).toEqual(['train-2', 'train-1']);
     expect(ids({ search: ' TRAIN ' })).toEqual(['train-2', 'train-1']);
     expect(list.pools()).toEqual(['gpu', 'local']);
+  });
+
+  it('filters by user and label, and sorts by name, status, age or duration', () => {
+    const list = new WorkflowList();
+    list.load([
+      row('train-10', { submit_time: 1, user: 'ana', labels: { team: 'vision' }, end_time: 9 }),
+      row('train-9', { submit_time: 3, user: 'bo', status: 'COMPLETED', end_time: 3 }),
+      row('eval-1', { submit_time: 2, user: 'ana', labels: { team: 'speech' }, start_time: null })
+    ]);
+    const ids = (f: Partial<Filter>) =>
+      list.filtered({ status: '', pool: '', search: '', ...f }, 100).map(r => r.id);
+    expect(list.users()).toEqual(['ana', 'bo']);
+    expect(ids({ user: 'ana' })).toEqual(['eval-1', 'train-10']);
+    expect(ids({ search: 'team=vision' })).toEqual(['train-10']);
+    expect(ids({ search: 'speech ana' })).toEqual(['eval-1']); // every word
+    expect(ids({ search: 'bo' })).toEqual(['train-9']); // the user
+    expect(ids({ sort: 'oldest' })).toEqual(['train-10', 'eval-1', 'train-9']);
+    expect(ids({ sort: 'name' })).toEqual(['eval-1', 'train-9', 'train-10']); // numeric
+    expect(ids({ sort: 'status' })).toEqual(['train-9', 'eval-1', 'train-10']);
+    expect(ids({ sort: 'duration' })).toEqual(['train-10', 'train-9', 'eval-1']);
   });
 });
 
@@ -303,6 +360,8 @@ describe('WorkflowView', () => {
     const t = view.tasks.get('task1')!;
     expect(t).toMatchObject({ hold: 'interactive', hold_until: 500, waiting_for_user: true });
     expect(holdText(t, at)).toBe('waiting for you until t500');
+    expect([shownStatus(t), taskKind(t)]).toEqual(['WAITING FOR YOU', 'held']);
+    expect(heldTasks(view).map(h => h.name)).toEqual(['task1']);
     view.apply(ev({ type: 'task.hold', task: 'task1', retry_id: 0, payload: { hold: 'done' } }));
     expect(holdText(view.tasks.get('task1')!, at)).toBeNull();
     view.apply(
@@ -315,9 +374,15 @@ describe('WorkflowView', () => {
     );
     expect(view.tasks.get('task1')).toMatchObject({ exit_code: 2, held_for_debugging: true });
     expect(holdText(view.tasks.get('task1')!, at)).toBe('held for debugging until t500');
+    expect(shownStatus(view.tasks.get('task1')!)).toBe('HELD (DEBUG)');
     view.apply(ev({ task: 'task1', retry_id: 0, status: 'FAILED', payload: { exit_code: 2 } }));
     expect(view.tasks.get('task1')).toMatchObject({ held_for_debugging: false });
     expect(holdText(view.tasks.get('task1')!, at)).toBeNull();
+    expect([shownStatus(view.tasks.get('task1')!), taskKind(view.tasks.get('task1')!)]).toEqual([
+      'FAILED',
+      'failed'
+    ]);
+    expect(heldTasks(view)).toEqual([]);
   });
 
   it('reads the ports a task declares', () => {

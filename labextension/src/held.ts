@@ -1,0 +1,76 @@
+/**
+ * Held tasks (`interactive: true` waiting for its user, `debug: on-failure` kept after a failure)
+ * need someone: a banner at the top of the workflow's details with their Done / Retry, and a
+ * notification when a task becomes held while the panel is open.
+ */
+import type { OsmoEvent } from './api';
+import { h } from './dom';
+import { heldTasks, holdText, WorkflowView } from './model';
+import { actionButton, TaskDetailEnv } from './taskdetail';
+
+/** The banner of `view`'s held tasks (null when none): each with what it waits for, a link to
+ * its details and the actions a held task has (Done, Retry). */
+export function renderHeldBanner(
+  view: WorkflowView,
+  env: TaskDetailEnv,
+  selectTask: (task: string) => void
+): HTMLElement | null {
+  const held = heldTasks(view);
+  if (!held.length) {
+    return null;
+  }
+  const items = held.map(t => {
+    const ctx = { workflowId: view.id, task: t, spec: view.spec.tasks[t.name] };
+    const show = h(
+      'button',
+      {
+        class: 'osmo-link osmo-held-task',
+        type: 'button',
+        'data-key': `held:${t.name}`,
+        title: `Show task ${t.name}`
+      },
+      t.name
+    );
+    show.addEventListener('click', () => selectTask(t.name));
+    const actions = env.actions
+      .for(ctx)
+      .filter(a => a.id === 'done' || a.id === 'retry')
+      .map(a => actionButton(a, ctx, env, `held:${t.name}:${a.id}`));
+    const why = [
+      holdText(t),
+      t.exit_code !== null && t.exit_code !== undefined ? `exit code ${t.exit_code}` : ''
+    ]
+      .filter(Boolean)
+      .join(' · ');
+    return h(
+      'li',
+      { class: 'osmo-held-item', 'data-held-task': t.name },
+      show,
+      h('span', { class: 'osmo-held-why' }, why),
+      ...actions
+    );
+  });
+  const title = held.length === 1 ? '1 task needs you' : `${held.length} tasks need you`;
+  return h(
+    'div',
+    { class: 'osmo-held-banner', role: 'status', 'aria-label': title },
+    h('strong', {}, title),
+    h('ul', {}, ...items)
+  );
+}
+
+/** The text of a notification for a `task.hold` event, or null when it is no news (a replayed
+ * event older than `since`, seconds since the epoch). */
+export function heldNews(ev: OsmoEvent, since: number): string | null {
+  if (ev.type !== 'task.hold' || !ev.task || ev.ts < since) {
+    return null;
+  }
+  const hold = ev.payload?.hold;
+  const what =
+    hold === 'interactive'
+      ? 'is waiting for you'
+      : hold === 'debug'
+        ? 'is held for debugging'
+        : null;
+  return what ? `${ev.workflow_id}/${ev.task} ${what}` : null;
+}
