@@ -55,8 +55,14 @@ class Admission:
         loaded = load_spec(source, file=file, set_values=set_values, limits=self.limits)
         return with_submit_options(loaded, env, labels)
 
-    def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
-        """The pool the workflow would run in; PlacementError when it cannot run there."""
+    def check_placement(
+        self,
+        loaded: LoadedSpec,
+        pool: str | None = None,
+        own: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> str:
+        """The pool the workflow would run in; PlacementError when it cannot run there.
+        `own`: the submitter's credentials (UserCredentials.views), over the admin's."""
         pool = pool or loaded.workflow.pool or self.config.default_pool
         problems = self.scheduler.check(loaded.workflow, pool)
         if not problems:  # the pool exists and its platforms are known
@@ -69,7 +75,7 @@ class Admission:
             )
         problems += data_plan.check(
             loaded.workflow,
-            self.config.credentials,
+            {**self.config.credentials, **(own or {})},
             self.pools.get(pool),
             data_plan.unshared(self.backends),
             self.config.intermediate_url,

@@ -7,7 +7,7 @@ Placeholders are resolved here: `{{workflow_id}}`, `{{input:<task>}}` (to the in
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .. import containers
 from ..backends.base import Backend
@@ -33,15 +33,19 @@ def launch_request(
     scheduler: Scheduler,
     backends: dict[str, Backend],
     previous: Callable[[str, str], str | None],
+    own: Mapping[str, tuple[str, dict[str, str]]],
 ) -> LaunchRequest:
     """What the backend placed on by the scheduler (`att.alloc`) is asked to launch.
-    `previous(workflow_id, task)`: the output folder of a task of an earlier workflow."""
+    `previous(workflow_id, task)`: the output folder of a task of an earlier workflow.
+    `own`: the workflow owner's credentials (user_credentials.py), name -> (kind, agent form):
+    a name of theirs wins over the admin's, and the ones the task uses go in its request."""
     task = att.task
     wf = task.group.workflow
     spec = task.spec
     resolve = resolver(task, backends)
 
-    creds, store = config.credentials, config.dataset_store
+    creds = {**config.credentials, **{name: form for name, (_, form) in own.items()}}
+    store = config.dataset_store
     store_cred = credential_for(creds, store)
     pool, far = scheduler.pools[wf.pool], unshared(backends)
     inputs = []
@@ -114,6 +118,13 @@ def launch_request(
     )
     res = wf.spec.resource_of(spec)
     assert att.alloc is not None
+    moved = [*inputs, *outputs, *checkpoints]
+    used = {*spec.credentials, *(m.credential for m in moved if m.credential)}
+    secrets = {
+        name: form
+        for name, (kind, form) in own.items()
+        if name in used or (kind == "REGISTRY" and spec.image)
+    }
     return LaunchRequest(
         hold=policy.launch_hold(spec.interactive, spec.debug),
         key=att.key,
@@ -134,6 +145,7 @@ def launch_request(
         outputs=outputs,
         checkpoints=checkpoints,
         credentials=dict(spec.credentials),
+        secrets=secrets,
         containers=containers.mode_of(
             config.containers, scheduler.pools[wf.pool], scheduler.platform_of(wf.pool, res)
         ),
