@@ -62,7 +62,7 @@ class Admission:
         own: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> str:
         """The pool the workflow would run in; PlacementError when it cannot run there.
-        `own`: the submitter's credentials (UserCredentials.views), over the admin's."""
+        `own`: the submitter's credentials (auth/user_credentials.py), over the admin's."""
         pool = pool or loaded.workflow.pool or self.config.default_pool
         problems = self.scheduler.check(loaded.workflow, pool)
         if not problems:  # the pool exists and its platforms are known

@@ -23,6 +23,7 @@ from . import isolation
 from .admission import Admission
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
+from .auth.user_credentials import UserCredentials
 from .config import OsmoConfig, priority_name
 from .data import plan as data_plan
 from .engine import Engine
@@ -35,7 +36,6 @@ from .spec.labels import selector_patterns
 from .spec.models import task_fields
 from .states import TaskStatus, WorkflowStatus
 from .store import Store
-from .user_credentials import UserCredentials
 from .wire import LogLine, attempt_key
 
 if TYPE_CHECKING:

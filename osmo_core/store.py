@@ -169,7 +169,7 @@ tokens = Table(
     Index("ix_tokens_user", "user"),
 )
 
-# Users' own credentials (osmo_core/user_credentials.py): the public fields as JSON, the
+# Users' own credentials (osmo_core/auth/user_credentials.py): the public fields as JSON, the
 # secret ones sealed with the server's secrets.key (AES-GCM), never returned by any API.
 user_credentials = Table(
     "user_credentials",

@@ -39,7 +39,7 @@ FILE = "credentials.json"
 _S3 = {
     "access_key_id": "key",
     "secret_access_key": "secret",
-    "access_key": "secret",  # OSMO's DATA fields (user_credentials.py)
+    "access_key": "secret",  # OSMO's DATA fields (auth/user_credentials.py)
     "session_token": "token",
     "endpoint_url": "endpoint_url",
     "override_url": "endpoint_url",

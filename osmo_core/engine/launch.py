@@ -37,7 +37,7 @@ def launch_request(
 ) -> LaunchRequest:
     """What the backend placed on by the scheduler (`att.alloc`) is asked to launch.
     `previous(workflow_id, task)`: the output folder of a task of an earlier workflow.
-    `own`: the workflow owner's credentials (user_credentials.py), name -> (kind, agent form):
+    `own`: the workflow owner's credentials (auth/user_credentials.py), name -> (kind, agent form):
     a name of theirs wins over the admin's, and the ones the task uses go in its request."""
     task = att.task
     wf = task.group.workflow

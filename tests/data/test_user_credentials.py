@@ -14,10 +14,10 @@ import psutil
 import pytest
 
 from osmo_core.auth import Principal
+from osmo_core.auth.user_credentials import UnsealError, UserCredentials
 from osmo_core.errors import ConfigError, Forbidden, InputError, NotFound, PlacementError
 from osmo_core.service import Service
 from osmo_core.store import Store
-from osmo_core.user_credentials import UnsealError, UserCredentials
 from tests.conftest import ServiceFactory
 from tests.data.conftest import BUCKET
 
@@ -190,6 +190,6 @@ def test_validation_is_located_and_listing_is_per_user(tmp_path: Path) -> None:
         fresh.for_launch("bob")
     assert [r["name"] for r in fresh.list(BOB)] == ["ngc"]  # names survive
     (tmp_path / "secrets.key").write_bytes(b"short")
-    with pytest.raises(ConfigError, match="secrets.key"):
+    with pytest.raises(ConfigError, match=r"secrets\.key"):
         UserCredentials(store, tmp_path / "secrets.key").for_launch("bob")
     store.close()

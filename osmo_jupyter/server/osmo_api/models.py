@@ -129,6 +129,21 @@ class ProfileUpdate(BaseModel):
     slack_notification: bool | None = None
 
 
+class GenericCredential(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    credential: dict[str, Any]
+
+
+class CredentialBody(BaseModel):
+    """Body of `POST api/credentials/{name}` (OSMO's CredentialOptions, as its CLI's
+    credential_payload.py wraps a payload): exactly one of the three."""
+
+    model_config = ConfigDict(extra="forbid")
+    data_credential: dict[str, Any] | None = None
+    registry_credential: dict[str, Any] | None = None
+    generic_credential: GenericCredential | None = None
+
+
 # --- answers --------------------------------------------------------------------------------
 
 

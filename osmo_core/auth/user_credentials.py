@@ -35,10 +35,10 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .auth.keyfile import load_key
-from .auth.principal import Principal
-from .errors import ConfigError, Forbidden, InputError, NotFound, OsmoError, Problem
-from .store import Store
+from ..errors import ConfigError, Forbidden, InputError, NotFound, OsmoError, Problem
+from ..store import Store
+from .keyfile import load_key
+from .principal import Principal
 
 KINDS = ("DATA", "REGISTRY", "GENERIC")
 NAME = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$")  # OSMO's CREDNAMEREGEX
