@@ -155,20 +155,25 @@ class CredentialRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(
+    type: Literal["DATA", "REGISTRY", "GENERIC"] = Field(
         "GENERIC",
         description="DATA (endpoint, access_key_id, access_key; region, override_url, "
         "addressing_style), REGISTRY (auth or password; registry, username) or GENERIC "
         "(any keys)",
     )
-    payload: dict[str, Any] = Field(
+    payload: dict[str, str] = Field(
+        min_length=1,
         description="The credential's fields; the secret ones are never returned",
         json_schema_extra={"writeOnly": True},
     )
 
 
 class CredentialCreate(CredentialRequest):
-    name: str = Field(description="Letters, digits, - and _, starting with a letter")
+    name: str = Field(
+        pattern=r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$",  # OSMO's, as user_credentials checks
+        max_length=128,
+        description="Letters, digits, - and _, starting with a letter",
+    )
 
 
 class TerminalRequest(BaseModel):

@@ -34,6 +34,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.engine import RowMapping
 
 from ..errors import ConfigError, Forbidden, InputError, NotFound, OsmoError, Problem
 from ..store import Store
@@ -167,7 +168,7 @@ class UserCredentials:
         sealed = self.aead.encrypt(nonce, json.dumps(secret).encode(), self._aad(user, name))
         return base64.b64encode(nonce + sealed).decode()
 
-    def _unseal(self, row: Mapping[str, Any]) -> dict[str, str]:
+    def _unseal(self, row: RowMapping) -> dict[str, str]:
         blob = base64.b64decode(row["sealed"])
         try:
             text = self.aead.decrypt(blob[:12], blob[12:], self._aad(row["user"], row["name"]))
@@ -188,7 +189,7 @@ class UserCredentials:
             raise InputError(Problem(f"invalid credential name {name!r}", "name", hint=_NAME_HINT))
         fields = validate(kind, payload, where)
         public_keys = _FIELDS[kind][2] if kind in _FIELDS else frozenset()
-        public = {k: v for k, v in fields.items() if k in public_keys}
+        public: dict[str, Any] = {k: v for k, v in fields.items() if k in public_keys}
         public["keys"] = sorted(agent_form(kind, fields))  # {ENV: key} is checked at submit
         secret = {k: v for k, v in fields.items() if k not in public_keys}
         same = {"DATA": "endpoint", "REGISTRY": "registry"}.get(kind)
@@ -245,7 +246,7 @@ class UserCredentials:
         return out
 
 
-def _record(row: Mapping[str, Any]) -> dict[str, Any]:
+def _record(row: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
     public = json.loads(row["public"])
     return {
         "name": row["name"],

@@ -118,7 +118,7 @@ def launch_request(
     )
     res = wf.spec.resource_of(spec)
     assert att.alloc is not None
-    moved = [*inputs, *outputs, *checkpoints]
+    moved: list[InputSpec | OutputSpec | CheckpointSpec] = [*inputs, *outputs, *checkpoints]
     used = {*spec.credentials, *(m.credential for m in moved if m.credential)}
     secrets = {
         name: form

@@ -176,7 +176,7 @@ ROUTES: list[Route] = [
     }),
     Route(api_route(f"credentials/{CRED_NAME}"), CredentialHandler, {
         "put": Op("putCredential", "Create or replace a credential of yours",
-                  {200: json_reply(ref(CredentialRecord), "stored")}, (400, 422, *SERVICE),
+                  {200: json_reply(ref(CredentialRecord), "stored")}, (400, 404, 422, *SERVICE),
                   body=CredentialRequest),
         "delete": Op("deleteCredential", "Delete a credential of yours (admins: `user=NAME`)",
                      {200: json_reply(ref(CredentialRecord), "deleted")}, (400, 404, *SERVICE),
