@@ -140,6 +140,8 @@ def storage_options(cred: Mapping[str, Any] | None, url: str) -> dict[str, Any]:
         out: dict[str, Any] = {_S3[k]: cred[k] for k in _S3 if cred.get(k)}
         if cred.get("region"):
             out["client_kwargs"] = {"region_name": cred["region"]}
+        if cred.get("addressing_style") in ("virtual", "path"):  # OSMO's DATA field
+            out["config_kwargs"] = {"s3": {"addressing_style": cred["addressing_style"]}}
         return out
     if scheme in ("az", "abfs", "abfss"):
         return {k: cred[k] for k in _AZURE if cred.get(k)}

@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from osmo_core.auth import Principal
-from osmo_core.auth.user_credentials import UnsealError, UserCredentials
+from osmo_core.auth.user_credentials import UnsealError, UserCredentials, agent_form, validate
+from osmo_core.data.credentials import match, storage_options
 from osmo_core.errors import ConfigError, Forbidden, InputError, NotFound, PlacementError
 from osmo_core.service import Service
 from osmo_core.store import Store
@@ -139,6 +140,50 @@ async def test_a_user_s_own_name_wins_over_the_admin_s(
         wf_id = await service.submit(doc, user=who.name, who=who)
         await asyncio.wait_for(service.wait(wf_id), 60)
         assert service.get(wf_id)["status"] == "COMPLETED", who
+
+
+async def test_a_registry_credential_goes_only_with_its_owner_s_image_tasks(
+    service_factory: ServiceFactory,
+) -> None:
+    service = await service_factory(containers="off")  # the image is named, not pulled
+    pw = "ngc-registry-password-42"
+    service.credentials.set(ALICE, "ngc", "REGISTRY", {"registry": "nvcr.io", "auth": pw}, "p")
+    service.credentials.set(ALICE, "unused", "GENERIC", {"k": "generic-unused-value"}, "p")
+    root = Path(service.config.data_dir)
+    sent = {}
+    for who, image in ((ALICE, "nvcr.io/nvidia/pytorch:24.01"), (ALICE, None), (BOB, "nvcr.io/x")):
+        task = {"name": "t", "command": ["true"], **({"image": image} if image else {})}
+        wf_id = await service.submit(
+            {"workflow": {"name": "w", "tasks": [task]}}, user=who.name, who=who
+        )
+        await asyncio.wait_for(service.wait(wf_id), 60)
+        record = (root / "runs" / wf_id / "t" / "0" / "attempt.json").read_text()
+        assert pw not in record and "generic-unused-value" not in record
+        sent[(who.name, image is not None)] = json.loads(record)["request"]["secrets"]
+    assert sent == {("alice", True): ["ngc"], ("alice", False): [], ("bob", True): []}
+
+
+def test_osmo_s_data_fields_become_the_sdk_s_options() -> None:
+    s3_form = agent_form("DATA", validate("DATA", data_payload("http://minio:9000"), "p"))
+    assert storage_options(s3_form, f"s3://{BUCKET}/x") == {
+        "key": "alice-key-id",
+        "secret": ACCESS_KEY,
+        "endpoint_url": "http://minio:9000",
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
+    virtual = {**data_payload("https://caios"), "addressing_style": "virtual"}
+    form = agent_form("DATA", validate("DATA", virtual, "p"))
+    assert storage_options(form, f"s3://{BUCKET}/x")["config_kwargs"] == {
+        "s3": {"addressing_style": "virtual"}
+    }
+    az = {"endpoint": "az://results", "access_key_id": "acct", "access_key": "azure-key-0123"}
+    form = agent_form("DATA", validate("DATA", az, "p"))
+    assert storage_options(form, "az://results/x") == {
+        "account_name": "acct",
+        "account_key": "azure-key-0123",
+    }
+    assert match({"mine": s3_form}, f"s3://{BUCKET}/deep/x") == "mine"  # the endpoint prefixes
+    assert match({"mine": s3_form}, f"s3://{BUCKET}x/y") is None
 
 
 def test_validation_is_located_and_listing_is_per_user(tmp_path: Path) -> None:
