@@ -298,6 +298,23 @@ async def test_list_pages_with_more_entries(cli):
     assert len(done["workflows"]) == 3
     tasks = await alice.request("GET", "api/task", params={"workflow_id": ids[0], "limit": 10})
     assert [t["task_name"] for t in tasks["tasks"]] == ["task1", "task2"]
+    # `osmo task list --summary` / `--aggregate-by-workflow` (what the CLI sends)
+    params = {"limit": 20, "offset": 0, "all_users": False, "order": "ASC", "all_pools": True}
+    listed = (await alice.request("GET", "api/task", params=params))["tasks"]
+    assert len(listed) == 6
+    total = {k: sum(t[k] for t in listed) for k in ("cpu", "gpu", "storage")}
+    assert total["cpu"] > 0
+    (summary,) = (await alice.request("GET", "api/task", params={**params, "summary": True}))[
+        "summaries"
+    ]
+    assert summary == {"user": "alice", "pool": "local", "priority": "NORMAL", **total,
+                       "memory": summary["memory"]}  # fmt: skip
+    assert summary["memory"] == round(sum(t["memory"] for t in listed), 3)
+    by_wf = await alice.request("GET", "api/task", params={**params, "aggregate_by_workflow": True})
+    assert [e["workflow_id"] for e in by_wf["summaries"]] == ids
+    assert sum(e["cpu"] for e in by_wf["summaries"]) == total["cpu"]
+    low = await alice.request("GET", "api/task", params={**params, "priority": ["LOW"]})
+    assert low["tasks"] == []
 
 
 async def test_logs_stream_until_the_task_ends_and_error_logs(cli):

@@ -106,7 +106,9 @@ class PoolQuery(_Query):
 
 
 class TaskListQuery(_Query):
-    """`GET api/task`: `osmo task list` without `--summary` or `--aggregate-by-workflow`."""
+    """`GET api/task`: `osmo task list`; `summary` (`--summary`) and `aggregate_by_workflow`
+    (`--aggregate-by-workflow`) add up the listed tasks' resources per user, pool and
+    priority (and workflow)."""
 
     users: list[str] = Field(default_factory=list)
     statuses: list[TaskStatus] = Field(default_factory=list)
@@ -118,6 +120,9 @@ class TaskListQuery(_Query):
     order: Literal["ASC", "DESC"] = "ASC"
     limit: int = Field(20, ge=1, le=BIG)
     offset: int = Field(0, ge=0, le=BIG)
+    priority: list[Priority] = Field(default_factory=list)
+    summary: bool = False
+    aggregate_by_workflow: bool = False
 
 
 class ProfileUpdate(BaseModel):
