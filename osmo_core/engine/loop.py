@@ -338,7 +338,7 @@ class Engine(
                     self.scheduler,
                     self.backends,
                     functools.partial(previous_output, self.store),
-                    self.own_credentials(att.task.group.workflow.user),
+                    functools.partial(self.own_credentials, att.task.group.workflow.user),
                 )
             except Exception as e:  # this task's spec cannot be launched: it fails, not the engine
                 log.exception("engine: cannot build the launch of %s", att.key)
