@@ -96,7 +96,7 @@ def credentials_for(req: LaunchRequest, secrets: dict[str, dict[str, Any]]) -> d
         *req.checkpoints,
     ]
     names |= {x.credential for x in moved if x.credential}
-    return {n: secrets[n] for n in sorted(names) if n in secrets and n not in req.secrets}
+    return {n: secrets[n] for n in sorted(names) if n in secrets}
 
 
 def agent_secret_data(

@@ -188,7 +188,7 @@ def secret_for(
     for i, f in enumerate([] if agent_data else req.files):
         data[f"f{i}"] = base64.b64encode(f.content).decode()
     for name, use in ({} if agent_data else req.credentials).items():
-        values = req.secrets.get(name) or secrets.get(name) or {}  # the owner's own first
+        values = secrets.get(name) or {}
         fields = sorted(values) if isinstance(use, str) else sorted(set(use.values()) & set(values))
         for field in fields:  # a folder gets every field; env vars only those they name
             data[_cred_key(name, field)] = base64.b64encode(str(values[field]).encode()).decode()
