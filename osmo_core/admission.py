@@ -60,8 +60,14 @@ class Admission:
         if problems := self.scheduler.check_quota(loaded.workflow, pool, priority):
             raise PlacementError([loaded.locate(p) for p in problems])
 
-    def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
-        """The pool the workflow would run in; PlacementError when it cannot run there."""
+    def check_placement(
+        self,
+        loaded: LoadedSpec,
+        pool: str | None = None,
+        own: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> str:
+        """The pool the workflow would run in; PlacementError when it cannot run there.
+        `own`: the submitter's credentials (auth/user_credentials.py), over the admin's."""
         pool = pool or loaded.workflow.pool or self.config.default_pool
         problems = self.scheduler.check(loaded.workflow, pool)
         if not problems:  # the pool exists and its platforms are known
@@ -74,7 +80,7 @@ class Admission:
             )
         problems += data_plan.check(
             loaded.workflow,
-            self.config.credentials,
+            {**self.config.credentials, **(own or {})},
             self.pools.get(pool),
             data_plan.unshared(self.backends),
             self.config.intermediate_url,

@@ -23,6 +23,7 @@ from . import isolation
 from .admission import Admission
 from .agent.identity import secure_dir
 from .auth import Authenticator, Principal, policy
+from .auth.user_credentials import UserCredentials
 from .config import PRIORITIES, OsmoConfig, priority_name
 from .data import plan as data_plan
 from .engine import Engine
@@ -62,6 +63,8 @@ class Service:
                 backend.isolation = self.isolation
         self.engine = Engine(self.config, self.store, self.backends, self.scheduler, self.bus)
         self.auth = Authenticator(self.store, self.config)
+        self.credentials = UserCredentials(self.store, Path(self.config.data_dir) / "secrets.key")
+        self.engine.own_credentials = self.credentials.for_launch
         self.interactive = Interactive(self.config, self.backends, self.store)
         self._lock_fd: int | None = None
         self._umask: int | None = None
@@ -148,14 +151,20 @@ class Service:
     ) -> LoadedSpec:
         return self.admission.load(source, file=file, set_values=set_values, env=env, labels=labels)
 
-    def check_placement(self, loaded: LoadedSpec, pool: str | None = None) -> str:
-        return self.admission.check_placement(loaded, pool)
+    def check_placement(
+        self, loaded: LoadedSpec, pool: str | None = None, user: str | None = None
+    ) -> str:
+        """As Admission's; `user`'s own credentials count beside the admin's (a name the spec
+        uses must be one of them: never another user's)."""
+        own = self.credentials.views(user) if user else None
+        return self.admission.check_placement(loaded, pool, own)
 
     def check_credentials(self, who: Principal, loaded: LoadedSpec, pool: str) -> None:
         """Forbidden, naming each field, when the spec would hand `who` a credential that is
-        not open to them (OsmoConfig.credentials allow-lists)."""
+        not open to them (OsmoConfig.credentials allow-lists; their own are open to them)."""
+        creds = {**self.config.credentials, **self.credentials.views(who.name)}
         problems = policy.credential_problems(
-            who, loaded.workflow, self.config.credentials, pool, self.config.dataset_store
+            who, loaded.workflow, creds, pool, self.config.dataset_store
         )
         if problems:
             located = [loaded.locate(p) for p in problems]
@@ -226,7 +235,7 @@ class Service:
             if isinstance(source, LoadedSpec)
             else await asyncio.to_thread(self.load, source, file=file, set_values=set_values)
         )
-        pool = self.check_placement(loaded, pool)
+        pool = self.check_placement(loaded, pool, user or getpass.getuser())
         if priority in PRIORITIES:  # an unknown one: the engine's check names it
             self.admission.check_quota(loaded, pool, PRIORITIES[priority])
         if who is not None:

@@ -171,6 +171,20 @@ tokens = Table(
     Index("ix_tokens_user", "user"),
 )
 
+# Users' own credentials (osmo_core/auth/user_credentials.py): the public fields as JSON, the
+# secret ones sealed with the server's secrets.key (AES-GCM), never returned by any API.
+user_credentials = Table(
+    "user_credentials",
+    metadata,
+    Column("user", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("public", Text, nullable=False),
+    Column("sealed", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 TABLES = {
     "workflows": workflows,
     "groups": groups,
@@ -565,6 +579,35 @@ class Store:
     def update_token(self, token_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(tokens).where(tokens.c.id == token_id).values(**values))
+
+    # --- users' credentials (not engine state: written directly) --------------------------
+
+    def put_credential(self, row: dict[str, Any], replaces: Sequence[str] = ()) -> None:
+        """Create or replace `row` (by user and name), and remove the same user's `replaces`
+        in the same transaction."""
+        uc = user_credentials.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                user_credentials.delete().where(
+                    uc.user == row["user"], uc.name.in_([row["name"], *replaces])
+                )
+            )
+            conn.execute(insert(user_credentials), [row])
+
+    def credentials_of(self, user: str | None = None) -> list[RowMapping]:
+        """`user`'s credentials (everyone's: None), by user and name."""
+        q = select(user_credentials)
+        if user is not None:
+            q = q.where(user_credentials.c.user == user)
+        with self.engine.connect() as conn:
+            order = (user_credentials.c.user, user_credentials.c.name)
+            return list(conn.execute(q.order_by(*order)).mappings())
+
+    def delete_credential(self, user: str, name: str) -> bool:
+        uc = user_credentials.c
+        with self.engine.begin() as conn:
+            gone = conn.execute(user_credentials.delete().where(uc.user == user, uc.name == name))
+            return bool(gone.rowcount)
 
 
 _WORKFLOW = select(workflows).where(workflows.c.id == bindparam("wf_id"))

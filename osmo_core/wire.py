@@ -97,6 +97,9 @@ class LaunchRequest:
     checkpoints: list[CheckpointSpec] = field(default_factory=list)
     # OSMO's task `credentials:`: name -> {ENV_VAR: key} or a folder path; names, never secrets
     credentials: dict[str, dict[str, str] | str] = field(default_factory=dict)
+    # The owner's own credentials this task uses (auth/user_credentials.py), name -> secrets: over
+    # the agent's configured ones for this task only; never written to the attempt's records
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     # Keep the task's environment alive after its command ends: "success" (interactive: true),
     # "failure" (debug: on-failure) or "always" (both); None: end as usual. See `Held`.
     hold: str | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import getpass
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -136,7 +137,9 @@ class EmbeddedTransport:
                     labels=body.get("labels"),
                 )
                 if body.get("dry_run") or body.get("validation_only"):
-                    return {"valid": True, "pool": svc.check_placement(loaded, body.get("pool"))}
+                    # the same user as submit's (the OS user): their own credentials count
+                    pool = svc.check_placement(loaded, body.get("pool"), getpass.getuser())
+                    return {"valid": True, "pool": pool}
                 wf_id = await svc.submit(
                     loaded, pool=body.get("pool"), priority=body.get("priority") or "NORMAL"
                 )

@@ -143,6 +143,39 @@ class TokenRequest(BaseModel):
     )
 
 
+class CredentialQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(None, description="Admins: one user's credentials (`*`: all).")
+
+
+class CredentialRequest(BaseModel):
+    """Body of `PUT /credentials/{name}` (and of `POST /credentials`, with `name`): OSMO's
+    `osmo credential set NAME --type TYPE --payload KEY=VALUE ...`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["DATA", "REGISTRY", "GENERIC"] = Field(
+        "GENERIC",
+        description="DATA (endpoint, access_key_id, access_key; region, override_url, "
+        "addressing_style), REGISTRY (auth or password; registry, username) or GENERIC "
+        "(any keys)",
+    )
+    payload: dict[str, str] = Field(
+        min_length=1,
+        description="The credential's fields; the secret ones are never returned",
+        json_schema_extra={"writeOnly": True},
+    )
+
+
+class CredentialCreate(CredentialRequest):
+    name: str = Field(
+        pattern=r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$",  # OSMO's, as user_credentials checks
+        max_length=128,
+        description="Letters, digits, - and _, starting with a letter",
+    )
+
+
 class TerminalRequest(BaseModel):
     """Body of `POST .../tasks/{task}/api/terminals` (what JupyterLab's TerminalManager sends)."""
 
@@ -212,6 +245,21 @@ class TokenRecord(BaseModel):
     expires_at: float | None
     revoked_at: float | None
     last_used_at: float | None
+
+
+class CredentialRecord(BaseModel):
+    """A user's credential as every API shows it: never a secret."""
+
+    name: str
+    user: str
+    type: Literal["DATA", "REGISTRY", "GENERIC"]
+    fields: dict[str, str] = Field(
+        description="The public fields: DATA's endpoint, region, override_url, "
+        "addressing_style; REGISTRY's registry"
+    )
+    keys: list[str] = Field(description="The keys a task's `credentials:` may name")
+    created_at: float
+    updated_at: float
 
 
 class TokenCreated(TokenRecord):

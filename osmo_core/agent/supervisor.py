@@ -122,6 +122,10 @@ class Supervisor:
         """The task's own folder of attempt `key`: its cwd, output/, inputs/..."""
         return attempt_dir(self.tasks if self.tasks is not None else self.root, key)
 
+    def _credentials(self, req: LaunchRequest) -> dict[str, dict[str, Any]]:
+        """The configured credentials and, over them, the task owner's own (its request's)."""
+        return {**self.credentials.load(), **req.secrets}
+
     def _info(self, key: str, already_known: bool = False) -> LaunchInfo:
         return launch_info(self.root, key, already_known, self.tasks)
 
@@ -137,7 +141,11 @@ class Supervisor:
         container = container_name(req.key) if runtime else None
         info = self._info(req.key)
         record = {
-            "request": {**wire, "files": [{"path": f.path, "mode": f.mode} for f in req.files]},
+            "request": {  # a record: names, never contents or secrets
+                **wire,
+                "files": [{"path": f.path, "mode": f.mode} for f in req.files],
+                "secrets": sorted(req.secrets),
+            },
             "info": vars(info),
             "container": container,
             "ts": now(),
@@ -160,7 +168,7 @@ class Supervisor:
         att = self.running[req.key] = Attempt(self, req.key, d, runtime, container, notes)
         att.memory = req.memory
         att.work = w
-        att.mask = self.credentials.masker() or None
+        att.mask = self.credentials.masker(req.secrets.values()) or None
         att.hold = req.hold
         if contained and runtime is None and req.containers == "required":
             att.fail_start(
@@ -169,7 +177,7 @@ class Supervisor:
             )
             return vars(info)
         try:
-            secret_env, secret_files = task_credentials(req, self.credentials.load())
+            secret_env, secret_files = task_credentials(req, self._credentials(req))
         except TransferError as e:
             att.end_early(int(e.code), str(e))
             return vars(info)
@@ -211,7 +219,7 @@ class Supervisor:
                 req.key,
                 w,
                 req,
-                self.credentials.load(),
+                self._credentials(req),
                 att.system,
                 self.emit,
                 prep.checkpoint_dirs,
@@ -237,7 +245,7 @@ class Supervisor:
     ) -> None:
         """The task's image, pulled if it is not here; then on as any task."""
         assert req.image is not None
-        auth = registry_auth(req.image, self.credentials.load())
+        auth = registry_auth(req.image, self._credentials(req))
         auth_dir = att.dir / "registry-auth" if auth else None
         try:
             if auth_dir is not None and auth is not None:  # root's, 0700, gone after the pull

@@ -5,6 +5,7 @@
   and revocation.
 - `OIDCVerifier`: bearer JWTs checked against an issuer's published keys (JWKS).
 - `SessionTokens`: short-lived JWTs this server signs (OSMO's CLI trades a token for one).
+- `UserCredentials` (user_credentials.py): users' own credentials, OSMO's kinds, sealed at rest.
 - `Authenticator`: a bearer token of either kind → Principal (Unauthorized with the reason).
 - `policy`: the rules — users see and act on their own workflows; admins on all; pools may be
   restricted to listed users and roles.

@@ -13,9 +13,6 @@ header's key id (`kid`), before anything is verified.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +21,7 @@ import jwt
 
 from ..errors import Unauthorized
 from ..roles import ROLES
+from .keyfile import load_key
 from .principal import Principal
 
 KID = "osmo-session"
@@ -41,19 +39,6 @@ def looks_like_session(text: str) -> bool:
         return False
 
 
-def _load_key(path: Path) -> bytes:
-    """The signing key, made once: O_EXCL so two servers starting together agree on one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-    key = path.read_bytes()
-    if len(key) < 32:
-        raise Unauthorized(f"the session key {path} is shorter than 32 bytes; remove it")
-    return key
-
-
 class SessionTokens:
     """Issue and verify this server's session JWTs."""
 
@@ -66,7 +51,10 @@ class SessionTokens:
     @property
     def key(self) -> bytes:
         if self._key is None:  # read on first use: a server that never issues one makes none
-            self._key = _load_key(self.key_path)
+            try:
+                self._key = load_key(self.key_path)
+            except ValueError as e:
+                raise Unauthorized(f"{e}; remove it") from None
         return self._key
 
     def issue(self, who: Principal) -> tuple[str, float]:

@@ -125,6 +125,11 @@ class Backend(ABC):
     async def forget(self, key: str) -> None:  # noqa: B027 - optional hook
         """The engine no longer needs the attempt's process state (its files stay)."""
 
+    def credentials_of(self, req: LaunchRequest) -> dict[str, dict[str, Any]]:
+        """The named credentials and, over them, those of the task's owner its request carries
+        (auth/user_credentials.py): what a backend that resolves credentials itself uses."""
+        return {**self.credentials, **req.secrets}
+
     def host_of(self, key: str, node: str) -> str:
         """The name other tasks reach attempt `key` by ({{host:TASK}}); placed on `node`."""
         return node

@@ -7,8 +7,8 @@ common.py   exit codes, Output, shared options, the Service for commands that ru
 connect.py  the client for commands that talk to a server, its answers as exit codes
 workflow/   `osmo workflow ...` (local.py runs here, remote.py on the server, interactive.py,
             rsync.py and kernel.py reach into a running task)
-pool.py, resource.py, dataset.py, cache.py, login.py (login, logout), token.py, version.py,
-server.py
+pool.py, resource.py, dataset.py, cache.py, login.py (login, logout), token.py, credential.py,
+version.py, server.py
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ GROUPS = (
     "cache",
     "login",
     "token",
+    "credential",
     "version",
     "server",
 )

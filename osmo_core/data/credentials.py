@@ -39,11 +39,16 @@ FILE = "credentials.json"
 _S3 = {
     "access_key_id": "key",
     "secret_access_key": "secret",
+    "access_key": "secret",  # OSMO's DATA fields (auth/user_credentials.py)
     "session_token": "token",
     "endpoint_url": "endpoint_url",
+    "override_url": "endpoint_url",
 }
 _AZURE = ("account_name", "account_key", "connection_string", "sas_token", "account_url")
-_PUBLIC = frozenset({"url", "endpoint_url", "region", "account_name", "account_url", "registry"})
+_PUBLIC = frozenset(
+    {"url", "endpoint_url", "region", "account_name", "account_url"}
+    | {"endpoint", "override_url", "addressing_style", "registry"}  # OSMO's (user_credentials)
+)
 MIN_SECRET = 8  # as OSMO: shorter values are not masked (they would mask ordinary words)
 POLICY = ("users", "roles", "pools")  # allow-lists: who may use it, not part of the secret
 
@@ -135,6 +140,8 @@ def storage_options(cred: Mapping[str, Any] | None, url: str) -> dict[str, Any]:
         out: dict[str, Any] = {_S3[k]: cred[k] for k in _S3 if cred.get(k)}
         if cred.get("region"):
             out["client_kwargs"] = {"region_name": cred["region"]}
+        if cred.get("addressing_style") in ("virtual", "path"):  # OSMO's DATA field
+            out["config_kwargs"] = {"s3": {"addressing_style": cred["addressing_style"]}}
         return out
     if scheme in ("az", "abfs", "abfss"):
         return {k: cred[k] for k in _AZURE if cred.get(k)}
@@ -207,8 +214,10 @@ class CredentialFile:
             self._stamp = stamp
         return self._creds
 
-    def masker(self) -> Masker:
+    def masker(self, own: Iterable[Mapping[str, Any]] = ()) -> Masker:
         """Masks the secrets of every configured credential (a task may print any of them,
-        e.g. from an inherited SDK variable or a file it was given)."""
-        self.load()
-        return self._masker
+        e.g. from an inherited SDK variable or a file it was given), and of `own` (the task
+        owner's credentials, user_credentials.py)."""
+        creds = self.load()
+        own = list(own)
+        return Masker(secret_values([*creds.values(), *own])) if own else self._masker

@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -129,11 +130,17 @@ def restart_reuse(
     return kept
 
 
-def plan_key(att: Attempt, config: OsmoConfig, backends: dict[str, Backend]) -> KeyPlan:
+def plan_key(
+    att: Attempt,
+    config: OsmoConfig,
+    backends: dict[str, Backend],
+    own: Mapping[str, tuple[str, dict[str, str]]],
+) -> KeyPlan:
+    """`own`: the owner's credentials, as for launch_request (their URLs are read with them)."""
     task = att.task
     spec, wf = task.spec, task.group.workflow
     resolve = resolver(task, backends)
-    creds = config.credentials
+    creds = {**config.credentials, **{name: form for name, (_, form) in own.items()}}
     inputs: list[tuple[Any, ...]] = []
     for i, inp in enumerate(spec.inputs):
         if inp.task:
@@ -234,7 +241,8 @@ class TaskCache:
         plans = []
         for t in g.tasks:
             try:
-                plans.append(plan_key(t.current, self.config, self.backends))
+                own = self.own_credentials(g.workflow.user)
+                plans.append(plan_key(t.current, self.config, self.backends, own))
             except Exception as e:  # e.g. bad base64: the launch fails and says why
                 log.info("task cache: no key for %s: %s", t.current.key, e)
                 self._post(("cache_checked", g, [CacheCheck(t.current, None, str(e), None)]))

@@ -6,8 +6,10 @@ Placeholders are resolved here: `{{workflow_id}}`, `{{input:<task>}}` (to the in
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .. import containers
 from ..backends.base import Backend
@@ -33,16 +35,20 @@ def launch_request(
     scheduler: Scheduler,
     backends: dict[str, Backend],
     previous: Callable[[str, str], str | None],
+    own: Callable[[], Mapping[str, tuple[str, dict[str, str]]]],
 ) -> LaunchRequest:
     """What the backend placed on by the scheduler (`att.alloc`) is asked to launch.
-    `previous(workflow_id, task)`: the output folder of a task of an earlier workflow."""
+    `previous(workflow_id, task)`: the output folder of a task of an earlier workflow.
+    `own()`: the workflow owner's credentials (auth/user_credentials.py), name -> (kind, agent
+    form): a name of theirs wins over the admin's, and the ones the task uses go in its
+    request."""
     task = att.task
     wf = task.group.workflow
     spec = task.spec
     resolve = resolver(task, backends)
 
-    creds, store = config.credentials, config.dataset_store
-    store_cred = credential_for(creds, store)
+    creds = _Credentials(config.credentials, own)
+    store = config.dataset_store
     pool, far = scheduler.pools[wf.pool], unshared(backends)
     inputs = []
     for i, inp in enumerate(spec.inputs):
@@ -50,14 +56,14 @@ def launch_request(
             inputs.append(InputSpec(i, path=previous(*inp.previous), regex=inp.regex))
         elif inp.task and far and apart(wf.spec, wf.tasks[inp.task].spec, spec, pool, far):
             written, url = upstream_of(config, wf.tasks[inp.task])  # in storage (data/plan.py)
-            cred = match_resolved(creds, written, url)
+            cred = match_resolved(creds.all, written, url)
             inputs.append(InputSpec(i, url=url, regex=inp.regex, credential=cred))
         elif inp.task:
             up = wf.tasks[inp.task].current
             inputs.append(InputSpec(i, path=up.info.output if up.info else None, regex=inp.regex))
         elif inp.url:
             url = resolve(inp.url)
-            cred = match_resolved(creds, inp.url, url)
+            cred = match_resolved(creds.all, inp.url, url)
             inputs.append(InputSpec(i, url=url, regex=inp.regex, credential=cred))
         elif inp.dataset:
             ds = inp.dataset
@@ -67,14 +73,14 @@ def launch_request(
                     dataset=resolve(ds.name),
                     store=store,
                     regex=ds.regex or inp.regex,
-                    credential=store_cred,
+                    credential=credential_for(creds.all, store),
                 )
             )
     outputs = []
     for i, out in enumerate(spec.outputs):
         if out.url:
             url = resolve(out.url)
-            cred = match_resolved(creds, out.url, url)
+            cred = match_resolved(creds.all, out.url, url)
             outputs.append(OutputSpec(i, url=url, regex=out.regex, credential=cred))
         elif out.dataset:
             ds = out.dataset
@@ -85,19 +91,19 @@ def launch_request(
                     store=store,
                     regex=ds.regex or out.regex,
                     path=ds.path,
-                    credential=store_cred,
+                    credential=credential_for(creds.all, store),
                 )
             )
     if far and config.intermediate_url and own_url(spec) is None and read_apart(task, pool, far):
         url = intermediate(config.intermediate_url, wf.id, task.name, att.retry_id)
-        outputs.append(OutputSpec(len(outputs), url=url, credential=credential_for(creds, url)))
+        outputs.append(OutputSpec(len(outputs), url=url, credential=credential_for(creds.all, url)))
     checkpoints = [
         CheckpointSpec(
             c.path,
             resolve(c.url),
             c.frequency,
             c.regex,
-            match_resolved(creds, c.url, resolve(c.url)),
+            match_resolved(creds.all, c.url, resolve(c.url)),
         )
         for c in spec.checkpoint
     ]
@@ -114,6 +120,13 @@ def launch_request(
     )
     res = wf.spec.resource_of(spec)
     assert att.alloc is not None
+    moved: list[InputSpec | OutputSpec | CheckpointSpec] = [*inputs, *outputs, *checkpoints]
+    used = {*spec.credentials, *(m.credential for m in moved if m.credential)}
+    secrets = {
+        name: form
+        for name, (kind, form) in (creds.own if used or spec.image else {}).items()
+        if name in used or (kind == "REGISTRY" and spec.image)
+    }
     return LaunchRequest(
         hold=policy.launch_hold(spec.interactive, spec.debug),
         key=att.key,
@@ -134,6 +147,7 @@ def launch_request(
         outputs=outputs,
         checkpoints=checkpoints,
         credentials=dict(spec.credentials),
+        secrets=secrets,
         containers=containers.mode_of(
             config.containers, scheduler.pools[wf.pool], scheduler.platform_of(wf.pool, res)
         ),
@@ -179,6 +193,26 @@ def file_contents(spec: Task, resolve: Callable[[str], str]) -> list[tuple[str, 
             raise ValueError(f"files[{i}] ({f.path}): contents are not valid base64: {e}") from e
         out.append((f.path, data))
     return out
+
+
+class _Credentials:
+    """The admin's credentials and, over them, the owner's, opened when first needed: a task
+    that moves no data, names none and pulls no image costs no store read."""
+
+    def __init__(
+        self,
+        admin: Mapping[str, dict[str, Any]],
+        own: Callable[[], Mapping[str, tuple[str, dict[str, str]]]],
+    ):
+        self._admin, self._own = admin, own
+
+    @functools.cached_property
+    def own(self) -> dict[str, tuple[str, dict[str, str]]]:
+        return dict(self._own())
+
+    @functools.cached_property
+    def all(self) -> dict[str, dict[str, Any]]:
+        return {**self._admin, **{name: form for name, (_, form) in self.own.items()}}
 
 
 def upstream_of(config: OsmoConfig, up: TaskRun) -> tuple[str, str]:

@@ -63,6 +63,10 @@ class _Call:
 # --- the engine -----------------------------------------------------------------------------
 
 
+def _none(user: str) -> dict[str, tuple[str, dict[str, str]]]:
+    return {}
+
+
 class Engine(
     Transitions,
     Submission,
@@ -92,6 +96,8 @@ class Engine(
         self.scheduler = scheduler
         self.bus = bus
         self.workflows: dict[str, WorkflowRun] = {}
+        # A user's own credentials, opened at launch (the Service sets UserCredentials')
+        self.own_credentials: Callable[[str], dict[str, tuple[str, dict[str, str]]]] = _none
         self._attempts: dict[str, Attempt] = {}
         # Placement units (a barrier group is one unit) waiting for capacity.
         self._queue: WaitQueue[Attempt] = WaitQueue(scheduler, resource_of)
@@ -332,6 +338,7 @@ class Engine(
                     self.scheduler,
                     self.backends,
                     functools.partial(previous_output, self.store),
+                    functools.partial(self.own_credentials, att.task.group.workflow.user),
                 )
             except Exception as e:  # this task's spec cannot be launched: it fails, not the engine
                 log.exception("engine: cannot build the launch of %s", att.key)

@@ -25,6 +25,9 @@ from ..schemas import (
     CacheClearRequest,
     CacheClearResponse,
     CancelResponse,
+    CredentialCreate,
+    CredentialRecord,
+    CredentialRequest,
     DryRunResponse,
     ErrorResponse,
     EventModel,
@@ -68,7 +71,7 @@ _ERRORS = {
     403: "Not allowed: another user's workflow or token, a pool or a credential closed to the "
     "caller (`details` name each field that uses one), an admin-only action (or, with cookie "
     "auth, a POST without an XSRF token)",
-    404: "No such workflow, task, attempt or token",
+    404: "No such workflow, task, attempt, token or credential",
     409: "Conflict with the resource's state (e.g. the workflow already ended)",
     422: "Well-formed but invalid: the spec, its set values or its placement; `details` has "
     "one entry per problem with file, line and field",
@@ -127,7 +130,8 @@ MODELS: list[type[BaseModel]] = [
     VersionResponse, HealthResponse, ErrorResponse, TokenRequest, TokenRecord, TokenCreated,
     MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
     TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel, HealthDetail,
-    RestartRequest, CacheClearRequest, CacheClearResponse,
+    RestartRequest, CacheClearRequest, CacheClearResponse, CredentialRequest, CredentialCreate,
+    CredentialRecord,
 ]  # fmt: skip
 
 

@@ -25,6 +25,10 @@ from ..schemas import (
     CacheClearRequest,
     CacheClearResponse,
     CancelResponse,
+    CredentialCreate,
+    CredentialQuery,
+    CredentialRecord,
+    CredentialRequest,
     DryRunResponse,
     FilesListing,
     FilesQuery,
@@ -60,6 +64,7 @@ from ..schemas import (
 )
 from .app_links import APP_ROUTE
 from .base import API_PREFIX, OsmoHandler, api
+from .credentials import CredentialHandler, CredentialsHandler
 from .events import EventsWebSocket
 from .exec import ExecWebSocket, PortForwardWebSocket
 from .files import DirsHandler, FileContentHandler, FilesHandler
@@ -85,6 +90,7 @@ from .workflows import (
 WF_ID = r"(?P<wf_id>[^/]+)"
 TASK = r"(?P<task>[^/]+)"
 TOKEN_ID = r"(?P<token_id>[^/]+)"
+CRED_NAME = r"(?P<name>[^/]+)"
 KERNEL_ID = r"(?P<kernel_id>[^/]+)"
 CHANNEL = r"(?P<channel>[^/]+)"
 TERMINAL = r"(?P<name>[^/]+)"  # any: an unknown name is a JSON 404, not an HTML one
@@ -158,6 +164,23 @@ ROUTES: list[Route] = [
     Route(api_route("resources"), ResourcesHandler, {
         "get": Op("listResources", "Every machine: capacity, what is free, the pools using it",
                   {200: json_reply(array_of(ResourceModel), "OK")}, SERVICE),
+    }),
+    Route(api_route("credentials"), CredentialsHandler, {
+        "get": Op("listCredentials",
+                  "Your own credentials, without their secrets (admins: `user=NAME` or `*`)",
+                  {200: json_reply(array_of(CredentialRecord), "OK")}, (400, *SERVICE),
+                  query=CredentialQuery),
+        "post": Op("createCredential", "Create a credential of yours (OSMO's `credential set`)",
+                   {201: json_reply(ref(CredentialRecord), "created")},
+                   (400, 409, 422, *SERVICE), body=CredentialCreate),
+    }),
+    Route(api_route(f"credentials/{CRED_NAME}"), CredentialHandler, {
+        "put": Op("putCredential", "Create or replace a credential of yours",
+                  {200: json_reply(ref(CredentialRecord), "stored")}, (400, 404, 422, *SERVICE),
+                  body=CredentialRequest),
+        "delete": Op("deleteCredential", "Delete a credential of yours (admins: `user=NAME`)",
+                     {200: json_reply(ref(CredentialRecord), "deleted")}, (400, 404, *SERVICE),
+                     query=CredentialQuery),
     }),
     Route(api_route("tokens"), TokensHandler, {
         "get": Op("listTokens", "Personal access tokens (admins: anyone's)",

@@ -36,7 +36,7 @@ async def checked_spec(
     loaded = await asyncio.to_thread(svc.load, spec, set_values=set_values, env=env, labels=labels)
     if problems := localpath_problems(loaded):  # never read here, for anyone
         raise SpecError(problems)
-    pool = svc.check_placement(loaded, pool)
+    pool = svc.check_placement(loaded, pool, who.name)
     policy.check_pool(who, svc.pools[pool])
     svc.check_credentials(who, loaded, pool)
     return loaded, pool

@@ -81,6 +81,7 @@ def test_a_store_behind_is_upgraded(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'osmo.db'}"
     s = Store(url).open()
     with s.engine.begin() as c:  # as a store written by the release before 0003
+        c.execute(text("DROP TABLE user_credentials"))  # 0009
         c.execute(text("ALTER TABLE workflows DROP COLUMN set_env"))  # 0008
         c.execute(text("ALTER TABLE workflows DROP COLUMN role"))  # 0007
         c.execute(text("DROP INDEX ix_tasks_cache_key"))  # 0006
@@ -96,7 +97,7 @@ def test_a_store_behind_is_upgraded(tmp_path: Path) -> None:
     s = Store(url).open()
     columns = {c["name"] for c in inspect(s.engine).get_columns("tasks")}
     assert {"hold", "hold_until", "pending_reason", "reused_from", "cache_key"} <= columns
-    assert "workflow_labels" in inspect(s.engine).get_table_names()
+    assert {"workflow_labels", "user_credentials"} <= set(inspect(s.engine).get_table_names())
     assert {"role", "set_env"} <= {c["name"] for c in inspect(s.engine).get_columns("workflows")}
     assert s.schema_version() == _head()
     s.close()

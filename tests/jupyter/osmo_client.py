@@ -9,7 +9,11 @@ What it reproduces, request by request:
   `Authorization: Bearer <JWT>`, `x-osmo-client-version`, `Content-Type: application/json` and
   `User-Agent: osmo-cli/<version>`, a JSON body or none; query strings as `requests` writes
   them (lists repeat their key, booleans `True`/`False`, None left out);
-- errors: a 4xx body is JSON with `message` (and `error_code`).
+- errors: a 4xx body is JSON with `message` (and `error_code`);
+- `credential set NAME --type T --payload K=V ...`: `POST api/credentials/NAME` with the body
+  `credential_body` builds (src/lib/api/credential_payload.py); `credential list`: `GET
+  api/credentials`; `credential delete NAME`: `DELETE api/credentials/NAME`, whose answer's
+  `credentials[0]` it reads (`cred_type`, `profile`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ def query(params: dict[str, Any] | None) -> str:
             if v is not None:
                 pairs.append((key, str(v)))
     return "?" + urllib.parse.urlencode(pairs) if pairs else ""
+
+
+def credential_body(kind: str, payload: dict[str, str]) -> dict[str, Any]:
+    """OSMO's `build_credential_request_envelope`: one credential in Core's request shape."""
+    if kind == "DATA":
+        return {"data_credential": {**payload, "endpoint": payload["endpoint"].rstrip("/")}}
+    if kind == "REGISTRY":
+        return {"registry_credential": dict(payload)}
+    return {"generic_credential": {"credential": dict(payload)}}
 
 
 class OsmoError(Exception):

@@ -134,6 +134,43 @@ async def test_token_management_rules(api, pat):
     await api("DELETE", f"tokens/{bob_token['id']}", headers=alice, status=403)
 
 
+async def test_credentials_are_each_user_s_own_and_their_secrets_never_come_back(api, pat):
+    alice, bob = bearer(await pat("alice")), bearer(await pat("bob"))
+    secret = "alice-access-key-0123456789"
+    body = {
+        "name": "lake",
+        "type": "DATA",
+        "payload": {"endpoint": "s3://lake/", "access_key_id": "AKIA1", "access_key": secret},
+    }
+    made = await api("POST", "credentials", body=body, headers=alice, status=201)
+    assert made["fields"] == {"endpoint": "s3://lake"} and made["user"] == "alice"
+    err = await api("POST", "credentials", body=body, headers=alice, status=409)
+    assert "PUT replaces it" in err["message"]
+    token = {"type": "GENERIC", "payload": {"token": secret + "-generic"}}
+    await api("PUT", "credentials/tok", body=token, headers=alice)
+    listed = await api("GET", "credentials", headers=alice)
+    assert [(c["name"], c["type"]) for c in listed] == [("lake", "DATA"), ("tok", "GENERIC")]
+    assert next(c["keys"] for c in listed if c["name"] == "tok") == ["token"]
+    assert await api("GET", "credentials", headers=bob) == []  # bob sees none of alice's
+    await api("GET", "credentials", params={"user": "alice"}, headers=bob, status=403)
+    await api("DELETE", "credentials/lake", params={"user": "alice"}, headers=bob, status=403)
+    await api("DELETE", "credentials/lake", headers=bob, status=404)
+    everyone = await api("GET", "credentials", params={"user": "*"})  # the server's owner: admin
+    assert {(c["user"], c["name"]) for c in everyone} == {("alice", "lake"), ("alice", "tok")}
+    assert secret not in json.dumps([made, listed, everyone])
+
+    bad = {"type": "DATA", "payload": {"endpoint": "https://minio:9000", "access_key": "x"}}
+    err = await api("PUT", "credentials/lake2", body=bad, headers=alice, status=422)
+    fields = {d["field"]: d for d in err["details"]}
+    assert set(fields) == {"payload.endpoint", "payload.access_key_id"}
+    assert "override_url" in fields["payload.endpoint"]["hint"]
+    err = await api("PUT", "credentials/9x", body=token, headers=alice, status=422)
+    assert err["details"][0]["field"] == "name"
+    deleted = await api("DELETE", "credentials/lake", headers=alice)
+    assert deleted["name"] == "lake"
+    assert [c["name"] for c in await api("GET", "credentials", headers=alice)] == ["tok"]
+
+
 async def test_pool_allow_lists(api, pat):
     alice, carol = bearer(await pat("alice")), bearer(await pat("carol"))
     assert [p["name"] for p in await api("GET", "pools", headers=alice)] == ["local"]

@@ -288,6 +288,34 @@ def test_tokens_users_and_refusals(env: dict[str, str], tmp_path: Path, server: 
     assert f"personal access token {mine['id']} has been revoked" in r.stderr
 
 
+def test_credentials_set_list_delete(env: dict[str, str], tmp_path: Path) -> None:
+    secret = "omni-password-0123456789"
+    key = tmp_path / "id_key"
+    key.write_text("-----KEY----- abcdefghijkl\n")
+    r = osmo(env, "credential", "set", "omni", "--payload", "user=alice", f"pass={secret}")
+    assert r.returncode == 0 and r.stdout.strip() == "Set GENERIC credential omni.", r.stderr
+    r = osmo(env, "credential", "set", "ssh", "--payload-file", f"private={key}")
+    assert r.returncode == 0, r.stderr
+    r = osmo(env, "credential", "set", "lake", "--type", "DATA", "--payload", "endpoint=s3:/x")
+    assert r.returncode == 2  # invalid input, each field named
+    assert "payload.endpoint" in r.stderr and "payload.access_key_id" in r.stderr
+    r = osmo(env, "credential", "set", "x", "--payload", "novalue")
+    assert r.returncode == 2 and "--payload[0]" in r.stderr
+    r = osmo(env, "credential", "list", "--format", "json")
+    listed = json.loads(r.stdout)
+    assert [(c["name"], c["keys"]) for c in listed] == [
+        ("omni", ["pass", "user"]),
+        ("ssh", ["private"]),
+    ]
+    assert secret not in r.stdout and "abcdefghijkl" not in r.stdout
+    r = osmo(env, "credential", "list")
+    assert r.stdout.splitlines()[1].split()[:2] == ["omni", "GENERIC"]
+    r = osmo(env, "credential", "delete", "omni")
+    assert r.returncode == 0 and r.stdout.strip() == "Deleted credential omni."
+    r = osmo(env, "credential", "delete", "omni")
+    assert r.returncode == 4 and "has no credential 'omni'" in r.stderr
+
+
 def test_logs_follow_restart_resources_and_version(env: dict[str, str], tmp_path: Path) -> None:
     spec = tmp_path / "ticker.yaml"
     spec.write_text(

@@ -19,7 +19,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from osmo_core.auth import Principal, SessionTokens
 from tests.conftest import EXAMPLES
 from tests.jupyter.conftest import FixedIdentity
-from tests.jupyter.osmo_client import OsmoCli, OsmoError, claims
+from tests.jupyter.osmo_client import OsmoCli, OsmoError, claims, credential_body
 from tests.jupyter.test_auth import jp_server_config  # noqa: F401  (the same server as test_auth)
 
 TEMPLATED = (EXAMPLES / "templated.yaml").read_text()
@@ -298,6 +298,23 @@ async def test_list_pages_with_more_entries(cli):
     assert len(done["workflows"]) == 3
     tasks = await alice.request("GET", "api/task", params={"workflow_id": ids[0], "limit": 10})
     assert [t["task_name"] for t in tasks["tasks"]] == ["task1", "task2"]
+    # `osmo task list --summary` / `--aggregate-by-workflow` (what the CLI sends)
+    params = {"limit": 20, "offset": 0, "all_users": False, "order": "ASC", "all_pools": True}
+    listed = (await alice.request("GET", "api/task", params=params))["tasks"]
+    assert len(listed) == 6
+    total = {k: sum(t[k] for t in listed) for k in ("cpu", "gpu", "storage")}
+    assert total["cpu"] > 0
+    (summary,) = (await alice.request("GET", "api/task", params={**params, "summary": True}))[
+        "summaries"
+    ]
+    assert summary == {"user": "alice", "pool": "local", "priority": "NORMAL", **total,
+                       "memory": summary["memory"]}  # fmt: skip
+    assert summary["memory"] == round(sum(t["memory"] for t in listed), 3)
+    by_wf = await alice.request("GET", "api/task", params={**params, "aggregate_by_workflow": True})
+    assert [e["workflow_id"] for e in by_wf["summaries"]] == ids
+    assert sum(e["cpu"] for e in by_wf["summaries"]) == total["cpu"]
+    low = await alice.request("GET", "api/task", params={**params, "priority": ["LOW"]})
+    assert low["tasks"] == []
 
 
 async def test_logs_stream_until_the_task_ends_and_error_logs(cli):
@@ -397,11 +414,43 @@ async def test_pools_profile_version_and_tokens(cli, login_url):
     with pytest.raises(OsmoError) as e:  # another user's tokens are an admin's business
         await alice.request("GET", "api/auth/user/bob/access_token")
     assert e.value.status == 403
-    creds = await alice.request("GET", "api/credentials")
-    assert creds == {"credentials": []}
+    # `osmo credential set/list/delete`, OSMO's three kinds
+    assert await alice.request("GET", "api/credentials") == {"credentials": []}
+    secret = "ngc-api-key-0123456789"
+    sets = {
+        "lake": ("DATA", {"endpoint": "s3://lake/", "access_key_id": "A1", "access_key": secret}),
+        "ngc": ("REGISTRY", {"registry": "nvcr.io", "username": "$oauthtoken", "auth": secret}),
+        "omni": ("GENERIC", {"omni_user": "alice", "omni_pass": secret}),
+    }
+    for name, (kind, payload) in sets.items():
+        answer = await alice.request(
+            "POST", f"api/credentials/{name}", payload=credential_body(kind, payload)
+        )
+        assert answer is None  # OSMO answers null
+    listed = await alice.request("GET", "api/credentials")
+    assert listed["credentials"] == [
+        {"cred_name": "lake", "cred_type": "DATA", "profile": "s3://lake", "owner": "alice"},
+        {"cred_name": "ngc", "cred_type": "REGISTRY", "profile": "nvcr.io", "owner": "alice"},
+        {"cred_name": "omni", "cred_type": "GENERIC", "profile": None, "owner": "alice"},
+    ]
+    bob = await cli("bob")
+    assert (await bob.request("GET", "api/credentials"))["credentials"] == []
+    with pytest.raises(OsmoError) as e:  # bob cannot delete alice's, nor learn it exists
+        await bob.request("DELETE", "api/credentials/lake")
+    assert e.value.status == 404
+    with pytest.raises(OsmoError) as e:  # OSMO's CLI checks DATA locally; the server too
+        await alice.request(
+            "POST",
+            "api/credentials/x",
+            payload=credential_body("DATA", {"endpoint": "s3://b", "access_key": "k"}),
+        )
+    assert e.value.status == 422 and "data_credential.access_key_id" in e.value.body["message"]
     with pytest.raises(OsmoError) as e:
-        await alice.request("POST", "api/credentials/mine", payload={})
-    assert e.value.status == 422 and "no per-user credentials" in e.value.body["message"]
+        await alice.request("POST", "api/credentials/x", payload={})
+    assert e.value.status == 422 and "exactly one of" in e.value.body["message"]
+    deleted = await alice.request("DELETE", "api/credentials/lake")
+    assert deleted == {"credentials": [listed["credentials"][0]]}  # the CLI reads [0]
+    assert secret not in json.dumps([listed, deleted])
 
 
 async def test_a_task_and_what_is_not_served(cli):

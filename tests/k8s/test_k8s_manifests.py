@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,6 +177,32 @@ def test_files_and_credentials_come_from_one_secret() -> None:
         build_pod(req, "osmo", {}, secrets=secrets)
     )  # names only
     assert secret_for(LaunchRequest(key="w/t/0", argv=["true"]), "osmo", "k8s", {}) is None
+
+
+def test_the_owner_s_own_credentials_shadow_the_admin_s_in_the_task_s_secret(
+    tmp_path: Path,
+) -> None:
+    from osmo_core.backends.local import LocalBackend
+
+    backend = LocalBackend("local", {"root": str(tmp_path)})  # credentials_of: every backend's
+    backend.credentials = {"ngc": {"password": "admin-pw"}, "s3": {"secret_access_key": "a"}}
+    req = LaunchRequest(
+        key="w/t/0",
+        argv=["true"],
+        credentials={"ngc": "/creds/ngc", "s3": {"S3": "secret_access_key"}},
+        secrets={"ngc": {"user": "alice", "password": "alice-pw"}},  # alice's own `ngc`
+    )
+    creds = backend.credentials_of(req)
+    data = secret_for(req, "osmo", "k8s", creds)["data"]
+    assert {k: base64.b64decode(v) for k, v in data.items()} == {
+        "c-ngc-user": b"alice",
+        "c-ngc-password": b"alice-pw",
+        "c-s3-secret_access_key": b"a",
+    }
+    pod = as_model(build_pod(req, "osmo", {}, secrets=creds))
+    vols = {v.name: v for v in pod.spec.volumes}
+    assert sorted(i.path for i in vols["osmo-cred-ngc"].secret.items) == ["password", "user"]
+    assert backend.credentials["ngc"] == {"password": "admin-pw"}  # the backend's unchanged
 
 
 def test_headless_service_selects_the_workflow_pods() -> None:

@@ -21,6 +21,42 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/credentials': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Your own credentials, without their secrets (admins: `user=NAME` or `*`) */
+    get: operations['listCredentials'];
+    put?: never;
+    /** Create a credential of yours (OSMO's `credential set`) */
+    post: operations['createCredential'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/credentials/{name}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    /** Create or replace a credential of yours */
+    put: operations['putCredential'];
+    post?: never;
+    /** Delete a credential of yours (admins: `user=NAME`) */
+    delete: operations['deleteCredential'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/health': {
     parameters: {
       query?: never;
@@ -527,6 +563,80 @@ export interface components {
       /** Id */
       id: string;
       status: components['schemas']['WorkflowStatus'];
+    };
+    /** CredentialCreate */
+    CredentialCreate: {
+      /**
+       * Name
+       * @description Letters, digits, - and _, starting with a letter
+       */
+      name: string;
+      /**
+       * Payload
+       * @description The credential's fields; the secret ones are never returned
+       */
+      payload: {
+        [key: string]: string;
+      };
+      /**
+       * Type
+       * @description DATA (endpoint, access_key_id, access_key; region, override_url, addressing_style), REGISTRY (auth or password; registry, username) or GENERIC (any keys)
+       * @default GENERIC
+       * @enum {string}
+       */
+      type?: 'DATA' | 'REGISTRY' | 'GENERIC';
+    };
+    /**
+     * CredentialRecord
+     * @description A user's credential as every API shows it: never a secret.
+     */
+    CredentialRecord: {
+      /** Created At */
+      created_at: number;
+      /**
+       * Fields
+       * @description The public fields: DATA's endpoint, region, override_url, addressing_style; REGISTRY's registry
+       */
+      fields: {
+        [key: string]: string;
+      };
+      /**
+       * Keys
+       * @description The keys a task's `credentials:` may name
+       */
+      keys: string[];
+      /** Name */
+      name: string;
+      /**
+       * Type
+       * @enum {string}
+       */
+      type: 'DATA' | 'REGISTRY' | 'GENERIC';
+      /** Updated At */
+      updated_at: number;
+      /** User */
+      user: string;
+    };
+    /**
+     * CredentialRequest
+     * @description Body of `PUT /credentials/{name}` (and of `POST /credentials`, with `name`): OSMO's
+     *     `osmo credential set NAME --type TYPE --payload KEY=VALUE ...`.
+     */
+    CredentialRequest: {
+      /**
+       * Payload
+       * @description The credential's fields; the secret ones are never returned
+       */
+      payload: {
+        [key: string]: string;
+      };
+      /**
+       * Type
+       * @description DATA (endpoint, access_key_id, access_key; region, override_url, addressing_style), REGISTRY (auth or password; registry, username) or GENERIC (any keys)
+       * @default GENERIC
+       * @enum {string}
+       */
+      type?: 'DATA' | 'REGISTRY' | 'GENERIC';
     };
     /** DryRunResponse */
     DryRunResponse: {
@@ -1637,6 +1747,293 @@ export interface operations {
       };
     };
   };
+  listCredentials: {
+    parameters: {
+      query?: {
+        /** @description Admins: one user's credentials (`*`: all). */
+        user?: string;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description OK */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['CredentialRecord'][];
+        };
+      };
+      /** @description Bad request: bad JSON, or a body or query value of the wrong shape; `details` name each bad field */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not authenticated: no credentials, or an unknown, expired or revoked token */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not allowed: another user's workflow or token, a pool or a credential closed to the caller (`details` name each field that uses one), an admin-only action (or, with cookie auth, a POST without an XSRF token) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description The service is not running or its store is unavailable */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  createCredential: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CredentialCreate'];
+      };
+    };
+    responses: {
+      /** @description created */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['CredentialRecord'];
+        };
+      };
+      /** @description Bad request: bad JSON, or a body or query value of the wrong shape; `details` name each bad field */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not authenticated: no credentials, or an unknown, expired or revoked token */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not allowed: another user's workflow or token, a pool or a credential closed to the caller (`details` name each field that uses one), an admin-only action (or, with cookie auth, a POST without an XSRF token) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Conflict with the resource's state (e.g. the workflow already ended) */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Well-formed but invalid: the spec, its set values or its placement; `details` has one entry per problem with file, line and field */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description The service is not running or its store is unavailable */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  putCredential: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        name: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CredentialRequest'];
+      };
+    };
+    responses: {
+      /** @description stored */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['CredentialRecord'];
+        };
+      };
+      /** @description Bad request: bad JSON, or a body or query value of the wrong shape; `details` name each bad field */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not authenticated: no credentials, or an unknown, expired or revoked token */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not allowed: another user's workflow or token, a pool or a credential closed to the caller (`details` name each field that uses one), an admin-only action (or, with cookie auth, a POST without an XSRF token) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description No such workflow, task, attempt, token or credential */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Well-formed but invalid: the spec, its set values or its placement; `details` has one entry per problem with file, line and field */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description The service is not running or its store is unavailable */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  deleteCredential: {
+    parameters: {
+      query?: {
+        /** @description Admins: one user's credentials (`*`: all). */
+        user?: string;
+      };
+      header?: never;
+      path: {
+        name: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description deleted */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['CredentialRecord'];
+        };
+      };
+      /** @description Bad request: bad JSON, or a body or query value of the wrong shape; `details` name each bad field */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not authenticated: no credentials, or an unknown, expired or revoked token */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not allowed: another user's workflow or token, a pool or a credential closed to the caller (`details` name each field that uses one), an admin-only action (or, with cookie auth, a POST without an XSRF token) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description No such workflow, task, attempt, token or credential */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description The service is not running or its store is unavailable */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
   health: {
     parameters: {
       query?: never;
@@ -2040,7 +2437,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2283,7 +2680,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2341,7 +2738,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2421,7 +2818,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2497,7 +2894,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2556,7 +2953,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2615,7 +3012,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2687,7 +3084,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2765,7 +3162,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2823,7 +3220,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2882,7 +3279,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -2962,7 +3359,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -3060,7 +3457,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -3166,7 +3563,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -3265,7 +3662,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -3351,7 +3748,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -3429,7 +3826,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -3505,7 +3902,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;
@@ -3573,7 +3970,7 @@ export interface operations {
           'application/json': components['schemas']['ErrorResponse'];
         };
       };
-      /** @description No such workflow, task, attempt or token */
+      /** @description No such workflow, task, attempt, token or credential */
       404: {
         headers: {
           [name: string]: unknown;

@@ -181,7 +181,7 @@ class KubernetesBackend(Backend):
             self.config,
             self.platform_config(req),
             self.name,
-            self.credentials,
+            self.credentials_of(req),
             None if self.agent is None else {**self.agent, "key": agent_key or ""},
         )
 
@@ -239,12 +239,12 @@ class KubernetesBackend(Backend):
                 "the backend"
             )
         agent_data, public = (
-            self.agents.secret(req, self.credentials) if self.agent else (None, None)
+            self.agents.secret(req, self.credentials_of(req)) if self.agent else (None, None)
         )
         body = self.manifest(req, public)  # first: a bad template fails before anything exists
         api = self.api
         await self.shared.ensure(self._api, req)
-        secret = secret_for(req, self.namespace, self.name, self.credentials, agent_data)
+        secret = secret_for(req, self.namespace, self.name, self.credentials_of(req), agent_data)
         if secret is not None:
             await create_object(api.create_namespaced_secret, self.namespace, secret)
         else:

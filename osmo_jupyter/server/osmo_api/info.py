@@ -1,11 +1,11 @@
-"""OSMO's small routes: version, profile settings, tags, credentials.
+"""OSMO's small routes: version, profile settings, tags, credentials (users' own, of OSMO's
+kinds, in osmo_core/auth/user_credentials.py; beside them, the admin's named ones).
 
 What this server does not keep or do is refused with the reason, never accepted and dropped: a
 per-user default pool (the server's `OsmoConfig.default_pool` is everyone's), notification
-settings (no notifications), workflow tags, and per-user credentials (credentials are the
-admin's, named in `OsmoConfig.credentials`; storing users' secrets needs a secret store this
-server does not have), OSMO's rsync (it needs an rsync daemon in the task; this project's
-own `osmo workflow rsync` syncs over SFTP instead), and any other route of OSMO's API.
+settings (no notifications), workflow tags, OSMO's rsync (it needs an rsync daemon in the
+task; this project's own `osmo workflow rsync` syncs over SFTP instead), and any other route
+of OSMO's API.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from osmo_core.auth import policy
 from osmo_core.errors import InputError, NotFound, Problem
 
 from .base import OsmoCliHandler, osmo_route, public_route
-from .models import ProfileUpdate
+from .models import CredentialBody, ProfileUpdate
 
 
 class VersionHandler(OsmoCliHandler):
@@ -93,23 +93,57 @@ class WorkflowTagHandler(OsmoCliHandler):
 
 
 def _kind(cred: dict[str, Any]) -> str:
-    """OSMO's credential kinds: DATA (used for storage URLs), REGISTRY, GENERIC."""
+    """OSMO's credential kinds of an admin's credential: DATA (used for storage URLs),
+    REGISTRY, GENERIC."""
     if cred.get("url"):
         return "DATA"
     return "REGISTRY" if cred.get("registry") else "GENERIC"
 
 
+def _entry(record: dict[str, Any]) -> dict[str, Any]:
+    """A user's credential (UserCredentials' record) as OSMO lists it: the profile is a DATA
+    credential's endpoint, a REGISTRY's registry."""
+    fields = record["fields"]
+    return {
+        "cred_name": record["name"],
+        "cred_type": record["type"],
+        "profile": fields.get("endpoint") or fields.get("registry"),
+        "owner": record["user"],
+    }
+
+
+def _unwrap(body: CredentialBody) -> tuple[str, dict[str, Any], str]:
+    """(type, payload, the body's field holding it) of OSMO's `credential set` body."""
+    given = [k for k, v in body if v is not None]
+    if len(given) != 1:
+        raise InputError(
+            Problem(
+                f"expected exactly one of {', '.join(CredentialBody.model_fields)}, got "
+                f"{', '.join(given) or 'none'}",
+                field="body",
+            )
+        )
+    if body.generic_credential is not None:
+        return "GENERIC", body.generic_credential.credential, "generic_credential.credential"
+    if body.data_credential is not None:
+        return "DATA", body.data_credential, "data_credential"
+    assert body.registry_credential is not None
+    return "REGISTRY", body.registry_credential, "registry_credential"
+
+
 class CredentialsHandler(OsmoCliHandler):
-    """`GET api/credentials`: the admin's named credentials the caller may use (names, kinds
-    and storage prefixes; never a secret)."""
+    """`GET api/credentials`: the caller's own credentials, then the admin's named ones the
+    caller may use and has not shadowed with one of the same name (names, kinds and
+    profiles; never a secret)."""
 
     @osmo_route
     async def get(self) -> None:
         svc = await self.service()
+        visible = [_entry(r) for r in svc.credentials.list(self.who)]
+        own = {e["cred_name"] for e in visible}
         pools = list(svc.pools)
-        visible = []
         for name, cred in sorted(svc.config.credentials.items()):
-            if not any(policy.may_use_credential(self.who, cred, p) for p in pools):
+            if name in own or not any(policy.may_use_credential(self.who, cred, p) for p in pools):
                 continue
             url = cred.get("url") or ""
             visible.append(
@@ -124,28 +158,19 @@ class CredentialsHandler(OsmoCliHandler):
 
 
 class CredentialHandler(OsmoCliHandler):
-    """`POST|DELETE api/credentials/{name}`: refused (module docstring)."""
+    """`POST api/credentials/{name}` (`osmo credential set`: create or replace) and `DELETE`
+    (`osmo credential delete`: answers the deleted entry, as OSMO)."""
 
     @osmo_route
     async def post(self, name: str) -> None:
-        raise self._refusal(name)
+        kind, payload, where = _unwrap(self.body_model(CredentialBody))
+        (await self.service()).credentials.set(self.who, name, kind, payload, where)
+        self.reply(None)
 
     @osmo_route
     async def delete(self, name: str) -> None:
-        raise self._refusal(name)
-
-    @staticmethod
-    def _refusal(name: str) -> InputError:
-        return InputError(
-            [
-                Problem(
-                    f"credential {name!r}: this server keeps no per-user credentials",
-                    field="credentials",
-                    hint="an admin names credentials in OsmoConfig.credentials (allow-lists "
-                    "say who may use each); `osmo credential list` shows yours",
-                )
-            ]
-        )
+        record = (await self.service()).credentials.delete(self.who, name)
+        self.reply({"credentials": [_entry(record)]})
 
 
 class RsyncHandler(OsmoCliHandler):

@@ -106,7 +106,9 @@ class PoolQuery(_Query):
 
 
 class TaskListQuery(_Query):
-    """`GET api/task`: `osmo task list` without `--summary` or `--aggregate-by-workflow`."""
+    """`GET api/task`: `osmo task list`; `summary` (`--summary`) and `aggregate_by_workflow`
+    (`--aggregate-by-workflow`) add up the listed tasks' resources per user, pool and
+    priority (and workflow)."""
 
     users: list[str] = Field(default_factory=list)
     statuses: list[TaskStatus] = Field(default_factory=list)
@@ -118,6 +120,9 @@ class TaskListQuery(_Query):
     order: Literal["ASC", "DESC"] = "ASC"
     limit: int = Field(20, ge=1, le=BIG)
     offset: int = Field(0, ge=0, le=BIG)
+    priority: list[Priority] = Field(default_factory=list)
+    summary: bool = False
+    aggregate_by_workflow: bool = False
 
 
 class ProfileUpdate(BaseModel):
@@ -127,6 +132,21 @@ class ProfileUpdate(BaseModel):
     pool: str | None = None
     email_notification: bool | None = None
     slack_notification: bool | None = None
+
+
+class GenericCredential(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    credential: dict[str, Any]
+
+
+class CredentialBody(BaseModel):
+    """Body of `POST api/credentials/{name}` (OSMO's CredentialOptions, as its CLI's
+    credential_payload.py wraps a payload): exactly one of the three."""
+
+    model_config = ConfigDict(extra="forbid")
+    data_credential: dict[str, Any] | None = None
+    registry_credential: dict[str, Any] | None = None
+    generic_credential: GenericCredential | None = None
 
 
 # --- answers --------------------------------------------------------------------------------

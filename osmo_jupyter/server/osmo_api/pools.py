@@ -116,7 +116,8 @@ class TasksHandler(OsmoCliHandler):
 
     @osmo_route
     async def get(self) -> None:
-        q = self.query_model(TaskListQuery, lists=("users", "statuses", "pools", "nodes"))
+        lists = ("users", "statuses", "pools", "nodes", "priority")
+        q = self.query_model(TaskListQuery, lists=lists)
         svc = await self.service()
         wanted = None if q.all_users else (q.users[0] if len(q.users) == 1 else self.who.name)
         rows: list[Any]
@@ -134,6 +135,8 @@ class TasksHandler(OsmoCliHandler):
         tasks: list[dict[str, Any]] = []
         for row in rows:
             if (q.pools and row["pool"] not in q.pools) or (users and row["user"] not in users):
+                continue
+            if q.priority and priority_name(row["priority"]) not in q.priority:
                 continue
             latest = {t["name"]: t for t in svc.get(row["id"])["tasks"]}
             for t in latest.values():
@@ -159,4 +162,27 @@ class TasksHandler(OsmoCliHandler):
                         "storage": 0,
                     }
                 )
+        if q.summary or q.aggregate_by_workflow:
+            sums = _summaries(tasks, q.aggregate_by_workflow)
+            self.reply({"summaries": sums[q.offset : q.offset + q.limit]})
+            return
         self.reply({"tasks": tasks[q.offset : q.offset + q.limit]})
+
+
+_SUMMED = ("cpu", "memory", "gpu", "storage")
+
+
+def _summaries(tasks: list[dict[str, Any]], by_workflow: bool) -> list[dict[str, Any]]:
+    """OSMO's `task list --summary` (`--aggregate-by-workflow`): the tasks' resources added up
+    per user, pool and priority (and workflow), in the tasks' order."""
+    keys = ("user", "pool", "priority", *(("workflow_id",) if by_workflow else ()))
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for t in tasks:
+        entry = groups.setdefault(
+            tuple(t[k] for k in keys), {**{k: t[k] for k in keys}, **dict.fromkeys(_SUMMED, 0)}
+        )
+        for k in _SUMMED:
+            entry[k] += t[k]
+    for entry in groups.values():
+        entry["memory"] = round(entry["memory"], 3)
+    return list(groups.values())
