@@ -509,3 +509,21 @@ class TestUnderJupyterLabsOwnIdentity:
         with pytest.raises(OsmoError) as e:  # no OIDC issuer here: no code/password login
             await dave.request("GET", "api/auth/login")
         assert e.value.status == 404 and "--method token" in e.value.body["message"]
+
+
+def test_pool_quota_columns_follow_the_pool_quota() -> None:
+    """OSMO's `pool list` columns: the quota is what NORMAL/HIGH work may hold (LOW borrows
+    past it); a pool without a GPU quota has its capacity as its quota."""
+    from osmo_jupyter.server.osmo_api.pools import _usage
+
+    nodes = [{"gpus": [0, 1, 2, 3], "free_gpus": [3], "online": True}]  # 3 of 4 held
+    held = {"HIGH": {"gpu": 0}, "NORMAL": {"gpu": 1}, "LOW": {"gpu": 2}}
+    with_quota = _usage(nodes, {"quota": {"gpu": 2, "cpu": None, "memory": None}, "used": held})
+    assert (with_quota["quota_limit"], with_quota["quota_used"], with_quota["quota_free"]) == (
+        2,
+        1,
+        1,
+    )
+    assert (with_quota["total_capacity"], with_quota["total_usage"]) == (4, 3)
+    without = _usage(nodes, {"quota": None, "used": held})
+    assert (without["quota_limit"], without["quota_used"], without["quota_free"]) == (4, 3, 1)

@@ -1,7 +1,8 @@
 """OSMO's capacity routes: pools (`pool list`, `pool_quota`), resources, and `task list`.
 
-This server has no quotas: a pool's quota is its capacity, so OSMO's quota columns show the
-same numbers as its totals. Counts are GPUs, as OSMO's `pool list` shows them.
+Counts are GPUs, as OSMO's `pool list` shows them. A pool's GPU quota (its `quota.gpu`) is what
+NORMAL and HIGH work may hold, so `quota_used` counts theirs and `total_usage` everything (LOW
+work borrows past the quota); a pool without one has its capacity as its quota.
 """
 
 from __future__ import annotations
@@ -16,14 +17,21 @@ from .models import PoolQuery, TaskListQuery, priority_name
 GIB = 2**30
 
 
-def _usage(nodes: list[dict[str, Any]]) -> dict[str, int]:
+def _usage(nodes: list[dict[str, Any]], pool: dict[str, Any] | None = None) -> dict[str, int]:
+    """OSMO's `resource_usage` of these machines; `pool`: a pool's summary (its quota and what
+    each priority holds, Scheduler.pool_summary) for the quota columns."""
     capacity = sum(len(n["gpus"]) for n in nodes)
     free = sum(len(n["free_gpus"]) for n in nodes if n["online"])
     used = capacity - sum(len(n["free_gpus"]) for n in nodes)
+    limit, quota_used, quota_free = capacity, used, free
+    if pool is not None and (pool.get("quota") or {}).get("gpu") is not None:
+        limit = int(pool["quota"]["gpu"])
+        quota_used = sum(int(pool["used"][p]["gpu"]) for p in ("HIGH", "NORMAL"))
+        quota_free = max(0, limit - quota_used)
     return {
-        "quota_used": used,
-        "quota_free": free,
-        "quota_limit": capacity,
+        "quota_used": quota_used,
+        "quota_free": quota_free,
+        "quota_limit": limit,
         "total_usage": used,
         "total_capacity": capacity,
         "total_free": free,
@@ -53,7 +61,7 @@ class PoolsHandler(OsmoCliHandler):
                     "backend": pool.backend,
                     "default_platform": pool.default_platform,
                     "platforms": sorted(pool.platforms),
-                    "resource_usage": _usage(info["nodes"]),
+                    "resource_usage": _usage(info["nodes"], info),
                 }
             )
         nodes = {(n["backend"], n["node"]): n for i in svc.pools_info() for n in i["nodes"]}
