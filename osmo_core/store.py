@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -582,11 +583,21 @@ class Store:
 
     # --- users' credentials (not engine state: written directly) --------------------------
 
+    @contextmanager
+    def _credentials(self, write: bool = False) -> Iterator[Connection]:
+        """A connection for the credentials' own reads and writes, which a submit's checks make
+        before the engine does: a database gone is a StoreError (503), not the driver's."""
+        try:
+            with self.engine.begin() if write else self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as e:
+            raise StoreError(f"could not use {self.url!r} for credentials: {e}") from e
+
     def put_credential(self, row: dict[str, Any], replaces: Sequence[str] = ()) -> None:
         """Create or replace `row` (by user and name), and remove the same user's `replaces`
         in the same transaction."""
         uc = user_credentials.c
-        with self.engine.begin() as conn:
+        with self._credentials(write=True) as conn:
             conn.execute(
                 user_credentials.delete().where(
                     uc.user == row["user"], uc.name.in_([row["name"], *replaces])
@@ -599,13 +610,13 @@ class Store:
         q = select(user_credentials)
         if user is not None:
             q = q.where(user_credentials.c.user == user)
-        with self.engine.connect() as conn:
+        with self._credentials() as conn:
             order = (user_credentials.c.user, user_credentials.c.name)
             return list(conn.execute(q.order_by(*order)).mappings())
 
     def delete_credential(self, user: str, name: str) -> bool:
         uc = user_credentials.c
-        with self.engine.begin() as conn:
+        with self._credentials(write=True) as conn:
             gone = conn.execute(user_credentials.delete().where(uc.user == user, uc.name == name))
             return bool(gone.rowcount)
 
