@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,11 +208,22 @@ async def test_low_work_borrows_a_shared_pool_idle_gpu_and_normal_work_gets_it_b
         assert await asyncio.wait_for(svc.wait(wf_id), 20) == "COMPLETED"
 
 
+# a pool `gpu` of 2 GPUs with these settings (the local machine's, or an SSH host's)
+StartGpuPool = Callable[[dict[str, Any]], Awaitable[Service]]
+
+
 async def test_fair_share_and_user_limits(service_factory: Any, gates: Gates) -> None:
+    async def start(settings: dict[str, Any]) -> Service:
+        pools = {"gpu": settings}
+        return await service_factory(local={"gpus": [0, 1]}, pools=pools, default_pool="gpu")
+
+    await scenario_fair_share_and_limits(start, gates)
+
+
+async def scenario_fair_share_and_limits(start: StartGpuPool, gates: Gates) -> None:
     """ann queues 1,000 tasks, then bob 1: with DRF bob's starts at the next free GPU, not
-    after ann's 1,000. cid's limit holds her back alone."""
-    pools = {"gpu": {"fair_share": "drf", "limits": {"cid": {"max_tasks": 1}}}}
-    svc = await service_factory(local={"gpus": [0, 1]}, pools=pools, default_pool="gpu")
+    after ann's 1,000. cid's limit holds her back alone. (tests/ssh runs it on a host too.)"""
+    svc = await start({"fair_share": "drf", "limits": {"cid": {"max_tasks": 1}}})
 
     def status(name: str, task: str = "t0") -> str:  # one task's row: cheap to poll
         return str(svc.task(gates.ids[name], task)["status"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +67,12 @@ async def ssh_service(tmp_path: Path, hosts: Hosts) -> AsyncIterator[SshService]
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(stop(), 15)
         await svc.stop()
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A folder the hosts' users can read (tmp_path is root's only)."""
+    base = Path(tempfile.mkdtemp(prefix="osmo-gates-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)

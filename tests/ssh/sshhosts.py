@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -175,10 +176,46 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _ip(*argv: str) -> str:
+    return subprocess.run(["ip", *argv], capture_output=True, text=True, timeout=30).stdout
+
+
+def clear_stale() -> None:
+    """Remove the hosts of test sessions that were killed (their pid is gone): their bridge,
+    namespaces, users and processes outlive them, and their subnet could be a later session's."""
+    for tag in re.findall(r"^\d+: obr(\d+)[:@]", _ip("-o", "link", "show"), re.M):
+        if psutil.pid_exists(int(tag)):
+            continue
+        users = [u.pw_name for u in pwd.getpwall() if re.fullmatch(rf"osmo{tag}h\d+", u.pw_name)]
+        left = [p for p in psutil.process_iter(["username"]) if p.info["username"] in users]
+        for p in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(left, timeout=5)
+        for ns in re.findall(rf"^(osmo{tag}h\d+)\b", _ip("netns", "list"), re.M):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for user in users:
+            subprocess.run(["userdel", user], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"obr{tag}"], capture_output=True)
+
+
+def _free_net() -> str:
+    """A 10.231.N/24 no other session's bridge has, starting from one our pid picks."""
+    used = set(re.findall(r"inet 10\.231\.(\d+)\.", _ip("-o", "addr")))
+    start = os.getpid() % 200
+    n = next(
+        (20 + (start + k) % 200 for k in range(200) if str(20 + (start + k) % 200) not in used),
+        None,
+    )
+    assert n is not None, "every 10.231.N/24 is taken by other test sessions' hosts"
+    return f"10.231.{n}"
+
+
 def make_hosts(base: Path, n: int) -> Hosts:
     """`n` hosts h1..hn; close() undoes everything."""
-    tag = f"{os.getpid() % 100000}"
-    net = f"10.231.{os.getpid() % 200 + 20}"
+    clear_stale()
+    tag = str(os.getpid())  # clear_stale() reads it back as the pid
+    net = _free_net()
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)  # the hosts' users live below
     hosts = Hosts(base, net, f"obr{tag}")

@@ -4,9 +4,6 @@ processes of the host's user that get SIGTERM there (and SIGKILL after their gra
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +36,11 @@ def start(ssh_service: Any, hosts: Hosts) -> Start:
 
 
 @pytest.fixture
-def gates() -> Iterator[Gates]:
-    """Gates the hosts' users can read and leave their marks in (tmp_path is root's only)."""
-    base = Path(tempfile.mkdtemp(prefix="osmo-gates-"))
-    base.chmod(0o755)
-    g = Gates(base / "gates")
+def gates(open_dir: Path) -> Gates:
+    """Gates the hosts' users can read and leave their marks in."""
+    g = Gates(open_dir / "gates")
     g.root.chmod(0o777)
-    yield g
-    shutil.rmtree(base, ignore_errors=True)
+    return g
 
 
 async def test_osmo_example_wf1_on_a_host(start: Start, gates: Gates, hosts: Hosts) -> None:

@@ -1,13 +1,19 @@
-"""Pending reasons on the SSH test hosts: a retry after its only host went down says why it
-waits, first its backoff, then that its platform has no machine online, until the host is back."""
+"""Scheduling on the SSH test hosts: a retry after its only host went down says why it waits,
+first its backoff, then that its platform has no machine online, until the host is back; and
+tests/core/test_scheduling.py's fair share and user limits, on a host's processes."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 from sshhosts import Hosts, until
 
 from osmo_core.service import Service
+from tests.core.test_scheduling import Gates, scenario_fair_share_and_limits
 
 
 def reasons_of(svc: Service, wf: str) -> list[str]:
@@ -43,3 +49,23 @@ async def test_a_retry_waiting_for_its_host_to_come_back_says_why(
         "FAILED_BACKEND_ERROR",
         "COMPLETED",
     ]
+
+
+@pytest.fixture
+def gates(open_dir: Path) -> Iterator[Gates]:
+    """Gates the hosts' users can read."""
+    g = Gates(open_dir / "gates")
+    yield g
+    for name in g.ids:  # a failed test leaves no task waiting
+        g.open(name)
+
+
+async def test_fair_share_and_user_limits_on_a_host(ssh_service: Any, gates: Gates) -> None:
+    async def start(settings: dict[str, Any]) -> Service:
+        return await ssh_service(
+            platforms={"h1": {"hosts": ["h1"]}},
+            pools={"gpu": settings},
+            hosts={"h1": {"gpus": [0, 1], "cpus": 4}},
+        )
+
+    await scenario_fair_share_and_limits(start, gates)
