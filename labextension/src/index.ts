@@ -425,10 +425,14 @@ function addWorkflowMenu(
   client: OsmoClient,
   notifyError: (title: string, e: unknown) => void
 ): void {
-  const target = (): string => {
-    const row = app.contextMenuHitTest(n => n.classList.contains('osmo-wf') && !!n.dataset.id);
-    return row?.dataset.id ?? '';
-  };
+  // The row is read when the menu opens, not when an item runs: the list re-renders every
+  // second while a workflow runs, and JupyterLab's hit test cannot walk up from a detached row.
+  let menuRow = '';
+  panel.listView.node.addEventListener('contextmenu', ev => {
+    const row = (ev.target as Element | null)?.closest<HTMLElement>('.osmo-wf[data-id]');
+    menuRow = row?.dataset.id ?? '';
+  });
+  const target = (): string => menuRow;
   const status = (id: string) => panel.list.rows.get(id)?.status ?? '';
   const targets = (): string[] => {
     const id = target();

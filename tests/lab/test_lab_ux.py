@@ -406,7 +406,11 @@ def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
     )  # it ended
     menu.locator(".lm-Menu-item", has_text="Copy ID").click()
     page.wait_for_function("navigator.clipboard.readText().then(t => t === 'quick-1')")
+    # The list re-renders every second while a workflow runs: the menu still acts on the row
+    # it was opened on after that row's element is gone (it acted on nothing before).
+    row = quick.element_handle()
     quick.click(button="right")
+    page.wait_for_function("row => !row.isConnected", arg=row, timeout=10_000)
     menu.locator(".lm-Menu-item", has_text="View Spec").click()
     expect(page.locator(".osmo-spec-view:visible")).to_contain_text("name: quick")
     quick.click(button="right")
