@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -133,11 +134,21 @@ class OsmoApp(ExtensionApp):
         except ConfigError as e:
             self.log.critical("osmo: the server cannot start: %s", e)
             self.exit(1)
+        if headless:
+            self._stop_on_sigint()
         if headless and hub_service_environment():  # a JupyterHub service: the Hub's users too
             self.hub_users = HubUsers(config.hub_group_roles)
             self.log.info("osmo: a JupyterHub service (%s)", self.hub_users.name)
         install_kernels(self)  # "OSMO: WF/TASK" kernel specs for running tasks
         install_kernel_env()  # local kernels get the server's URL and their starter's token
+
+    def _stop_on_sigint(self) -> None:
+        """SIGINT stops the headless server as SIGTERM does, even where the parent ignored it
+        (a shell's background job, nohup): Python then leaves SIGINT ignored, and JupyterHub,
+        which stops its managed services with SIGINT, sends SIGTERM only 30 s later. A clean
+        stop loses nothing here (workflows resume, agents outlive the server), so there is no
+        "Shutdown this Jupyter server (y/[n])?" prompt either (JupyterHub's Labs skip it too)."""
+        signal.signal(signal.SIGINT, self.server._signal_stop)
 
     def initialize_handlers(self) -> None:
         if self.upstream is not None:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -304,6 +305,9 @@ def running_hub(tmp: Path, users: tuple[str, ...] = USERS, managed: bool = False
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # as under systemd, whoever started the tests: a background job's ignored SIGINT would
+        # reach the Labs, which the Hub stops with SIGINT (SIGTERM only 30 s later)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         if not managed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -40,8 +41,13 @@ def call(url: str, body: dict | None = None, token: str = TOKEN) -> tuple[int, d
         return e.code, json.loads(e.read())
 
 
+def ignore_sigint() -> None:
+    """As a shell's background job (or nohup) starts a command: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_server(
-    env: dict[str, str], port: int, command: list[str] | None = None
+    env: dict[str, str], port: int, command: list[str] | None = None, sigint_ignored: bool = False
 ) -> subprocess.Popen[str]:
     """`jupyter osmo` (or `command`) on `port`, once it answers its health check."""
     proc = subprocess.Popen(
@@ -50,6 +56,7 @@ def start_server(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=ignore_sigint if sigint_ignored else None,
     )
     deadline = time.monotonic() + 30
     while True:
@@ -97,6 +104,20 @@ def test_osmo_server_is_the_headless_server(osmo_env: dict[str, str]) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_sigint_stops_it_even_where_its_parent_ignored_sigint(osmo_env: dict[str, str]) -> None:
+    """JupyterHub stops a managed service with SIGINT, and sends SIGTERM only 30 s later; a
+    Hub started as a shell's background job or under nohup passes SIGINT on ignored (a CI run
+    started so saw the service outlive its Hub)."""
+    proc = start_server(osmo_env, free_port(), sigint_ignored=True)
+    try:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "received signal 2, stopping" in out
 
 
 def test_bad_config_refuses_to_start(osmo_env: dict[str, str]) -> None:
