@@ -331,6 +331,15 @@ export function parseSpec(specJson: string): SpecInfo {
   return { tasks, upstream, resources: (spec.resources as Record<string, unknown>) ?? {} };
 }
 
+/** What task `name` asks for: its resource's fields, with `name` when it names one of the
+ * spec's resources (the server's spec names one for every task). */
+export function askedResource(spec: SpecInfo, name: string): Record<string, unknown> | undefined {
+  const res = spec.tasks[name]?.resource;
+  return typeof res === 'string'
+    ? { name: res, ...(spec.resources[res] as object) }
+    : (res as Record<string, unknown> | undefined);
+}
+
 /** Longest-path level of each task (0 = no upstream); a cycle cannot reach here (validated). */
 export function levels(upstream: Record<string, string[]>): Record<string, number> {
   const out: Record<string, number> = {};

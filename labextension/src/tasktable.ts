@@ -1,9 +1,19 @@
 /**
- * A workflow's tasks as a table: name, group, status, attempts, exit code, start, duration,
- * node; sorted by a column, filtered by text and status; virtualised (virtual.ts).
+ * A workflow's tasks as a table, sorted by a column, filtered by text and status, virtualised
+ * (virtual.ts). Two sets of columns: the tasks (name, group, status, attempts, exit code, start,
+ * duration, node) and their resources (CPU, GPU and memory asked, what was allocated, node,
+ * pool).
  */
 import { activateOnKeys, h } from './dom';
-import { duration, formatDuration, shownStatus, taskKind, WorkflowView } from './model';
+import {
+  askedResource,
+  duration,
+  formatDuration,
+  shownStatus,
+  taskKind,
+  WorkflowView
+} from './model';
+import { bytes, describe } from './taskdetail';
 import { VirtualRows } from './virtual';
 
 export const COLUMNS = {
@@ -14,9 +24,34 @@ export const COLUMNS = {
   exit: 'Exit',
   start: 'Start',
   duration: 'Duration',
-  node: 'Node'
+  node: 'Node',
+  pool: 'Pool',
+  cpu: 'CPU',
+  gpu: 'GPU',
+  memory: 'Memory',
+  allocated: 'Allocated'
 } as const;
 export type Column = keyof typeof COLUMNS;
+export const TASK_COLUMNS: Column[] = [
+  'name',
+  'group',
+  'status',
+  'attempts',
+  'exit',
+  'start',
+  'duration',
+  'node'
+];
+export const RESOURCE_COLUMNS: Column[] = [
+  'name',
+  'status',
+  'cpu',
+  'gpu',
+  'memory',
+  'allocated',
+  'node',
+  'pool'
+];
 
 export interface TableQuery {
   sort: Column;
@@ -37,7 +72,16 @@ export interface TableRow {
   start: number | null;
   duration: number | null;
   node: string;
+  pool: string;
+  /** What the task asks for (its spec's resource). */
+  cpu: number | null;
+  gpu: number | null;
+  memory: number | null;
+  /** What its attempt was given, in words. */
+  allocated: string;
 }
+
+const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 
 /** The rows `query` asks for, from the latest attempt of each task (ties in spec order). */
 export function tableRows(view: WorkflowView, query: TableQuery, now: number): TableRow[] {
@@ -48,6 +92,7 @@ export function tableRows(view: WorkflowView, query: TableQuery, now: number): T
     if (!t) {
       continue;
     }
+    const asked = askedResource(view.spec, name);
     const row: TableRow = {
       name,
       group: t.group_name || (view.spec.tasks[name]?.group ?? ''),
@@ -57,7 +102,12 @@ export function tableRows(view: WorkflowView, query: TableQuery, now: number): T
       exit: t.exit_code,
       start: t.start_time,
       duration: duration(t, now),
-      node: t.node ?? ''
+      node: t.node ?? '',
+      pool: view.detail.pool,
+      cpu: num(asked?.cpu),
+      gpu: num(asked?.gpu),
+      memory: num(asked?.memory),
+      allocated: describe(t.alloc)
     };
     const text = `${row.name}\n${row.group}\n${row.status}\n${row.node}`.toLowerCase();
     if ((!query.kind || row.kind === query.kind) && words.every(w => text.includes(w))) {
@@ -90,7 +140,7 @@ const ROW_H = 26;
 const KINDS = ['completed', 'running', 'held', 'pending', 'waiting', 'failed', 'upstream'];
 
 export class TaskTable {
-  readonly node = h('div', { class: 'osmo-table', role: 'table', 'aria-label': 'Tasks' });
+  readonly node: HTMLElement;
   private query: TableQuery = { sort: 'name', descending: false, text: '', kind: '' };
   private rows: TableRow[] = [];
   private view: WorkflowView | null = null;
@@ -99,7 +149,17 @@ export class TaskTable {
   private readonly count = h('span', { class: 'osmo-table-count', 'aria-live': 'polite' });
   private readonly list = new VirtualRows(ROW_H, i => this.renderRow(i), 'Task rows');
 
-  constructor(private readonly onSelect: (task: string) => void) {
+  constructor(
+    private readonly onSelect: (task: string) => void,
+    private readonly columns: Column[] = TASK_COLUMNS,
+    label = 'Tasks'
+  ) {
+    this.node = h('div', { class: 'osmo-table', role: 'table', 'aria-label': label });
+    // the name is wide, the status fits its badge, the rest share what is left
+    const widths = columns.map(c =>
+      c === 'name' ? 'minmax(200px, 3fr)' : c === 'status' ? '150px' : 'minmax(60px, 1fr)'
+    );
+    this.node.style.setProperty('--osmo-columns', widths.join(' '));
     const search = h('input', {
       type: 'search',
       class: 'jp-mod-styled osmo-table-search',
@@ -141,7 +201,8 @@ export class TaskTable {
     this.rows = tableRows(view, this.query, Date.now() / 1000);
     this.count.textContent = `${this.rows.length} of ${view.order.length} tasks`;
     this.head.replaceChildren(
-      ...(Object.entries(COLUMNS) as Array<[Column, string]>).map(([key, label]) => {
+      ...this.columns.map(key => {
+        const label = COLUMNS[key];
         const sorted = this.query.sort === key;
         const cell = h(
           'div',
@@ -165,15 +226,21 @@ export class TaskTable {
   private renderRow(i: number): HTMLElement {
     const r = this.rows[i];
     const time = (s: number | null) => (s ? new Date(s * 1000).toLocaleTimeString() : '');
+    const text = (v: number | null) => (v === null ? '' : String(v));
     const cells: Record<Column, string | HTMLElement> = {
       name: r.name,
       group: r.group,
       status: h('span', { class: `osmo-badge osmo-status-${r.kind}` }, r.status),
       attempts: String(r.attempts),
-      exit: r.exit === null ? '' : String(r.exit),
+      exit: text(r.exit),
       start: time(r.start),
       duration: formatDuration(r.duration),
-      node: r.node
+      node: r.node,
+      pool: r.pool,
+      cpu: text(r.cpu),
+      gpu: text(r.gpu),
+      memory: r.memory === null ? '' : bytes(r.memory),
+      allocated: r.allocated
     };
     const row = h(
       'div',
@@ -184,7 +251,7 @@ export class TaskTable {
         'data-task': r.name,
         'aria-selected': r.name === this.selected ? 'true' : 'false'
       },
-      ...(Object.keys(COLUMNS) as Column[]).map(key =>
+      ...this.columns.map(key =>
         h(
           'div',
           {

@@ -1,6 +1,6 @@
 /**
  * One workflow in a main-area tab: its graph (graph.ts), its attempts on a timeline
- * (timeline.ts) and its tasks as a table (tasktable.ts). Read over REST once, then moved by the
+ * (timeline.ts), and its tasks and their resources as tables (tasktable.ts). Read over REST once, then moved by the
  * workflow's events, as the side panel's detail is; selecting a task selects it in the panel.
  */
 import { Widget } from '@lumino/widgets';
@@ -10,7 +10,7 @@ import { h } from './dom';
 import { GraphView } from './graph';
 import { collapsedGroups, COLLAPSE_ABOVE } from './graphlayout';
 import { isTerminal, parseSpec, statusKind, WorkflowView } from './model';
-import { TaskTable } from './tasktable';
+import { RESOURCE_COLUMNS, TaskTable } from './tasktable';
 import { Timeline } from './timeline';
 
 export interface WorkflowTabEnv {
@@ -22,7 +22,12 @@ export interface WorkflowTabEnv {
   lastEventId(): number;
 }
 
-export const VIEWS = { graph: 'Graph', timeline: 'Timeline', table: 'Tasks' } as const;
+export const VIEWS = {
+  graph: 'Graph',
+  timeline: 'Timeline',
+  table: 'Tasks',
+  resources: 'Resources'
+} as const;
 export type ViewName = keyof typeof VIEWS;
 
 export class WorkflowTab extends Widget {
@@ -46,12 +51,19 @@ export class WorkflowTab extends Widget {
   });
   private readonly timeline = new Timeline(task => this.select(task));
   private readonly table = new TaskTable(task => this.select(task));
+  private readonly resources = new TaskTable(
+    task => this.select(task),
+    RESOURCE_COLUMNS,
+    'Resources of the tasks'
+  );
   private readonly status = h('span', { class: 'osmo-badge osmo-wv-status' });
   private readonly tabs = h('div', { class: 'osmo-wv-tabs', role: 'tablist' });
+  /** Each view in a tab panel of its own (the views keep their own roles: table, …). */
   private readonly panes: Record<ViewName, HTMLElement> = {
-    graph: this.graph.node,
-    timeline: this.timeline.node,
-    table: this.table.node
+    graph: h('div', {}, this.graph.node),
+    timeline: h('div', {}, this.timeline.node),
+    table: h('div', {}, this.table.node),
+    resources: h('div', {}, this.resources.node)
   };
 
   constructor(
@@ -234,7 +246,7 @@ export class WorkflowTab extends Widget {
     } else if (this.shownView === 'timeline') {
       this.timeline.render(view, this.selected);
     } else {
-      this.table.render(view, this.selected);
+      this[this.shownView].render(view, this.selected);
     }
   }
 }

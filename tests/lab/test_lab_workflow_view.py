@@ -191,10 +191,13 @@ def workflow_tab_scenario(page: Page, lab: Lab, wf: str, go: Any) -> None:
         0
     )  # it never ran
     assert view.locator(".osmo-timeline-tick").count() >= 2
+    view.screenshot(path=str(ARTIFACTS / "lab-workflow-timeline-light.png"))
 
-    # The table: sort by a column (again: the other way), filter by text and by status.
-    view.get_by_role("tab", name="Tasks").click()
-    table = view.locator(".osmo-table")
+    # The table (the arrow keys move between the tabs): sort by a column (again: the other
+    # way), filter by text and by status.
+    view.get_by_role("tab", name="Timeline").press("ArrowRight")
+    expect(view.get_by_role("tab", name="Tasks")).to_have_attribute("aria-selected", "true")
+    table = view.get_by_role("table", name="Tasks", exact=True)
     body = table.locator(".osmo-vrows-body .osmo-table-row")
     expect(body).to_have_count(5)
     expect(body.first).to_have_attribute("data-task", "fetch-the-training-data")
@@ -215,6 +218,19 @@ def workflow_tab_scenario(page: Page, lab: Lab, wf: str, go: Any) -> None:
     expect(body).to_have_count(1)
     expect(body.first).to_have_attribute("data-task", "report")
     table.get_by_label("Filter by status").select_option("")
+
+    # The resources: what each task asks for, what it was given, where.
+    view.get_by_role("tab", name="Resources").click()
+    resources = view.get_by_role("table", name="Resources of the tasks")
+    heads = resources.locator('[role="columnheader"]').all_inner_texts()
+    assert [h.rstrip(" ▴▾") for h in heads] == [
+        *("Task", "Status", "CPU", "GPU", "Memory", "Allocated", "Node", "Pool")
+    ], heads
+    fetch_row = resources.locator('.osmo-table-row[data-task="fetch-the-training-data"]')
+    expect(fetch_row.locator(".osmo-col-cpu")).to_have_text("0")
+    expect(fetch_row.locator(".osmo-col-pool")).to_have_text("local")
+    expect(fetch_row.locator(".osmo-col-allocated")).to_contain_text("cpu 0")
+    view.screenshot(path=str(ARTIFACTS / "lab-workflow-resources-light.png"))
 
     # Dark: the graph's texts readable on their nodes, the legend on its background.
     view.get_by_role("tab", name="Graph").click()
@@ -296,20 +312,31 @@ def pan_and_zoom(page: Page, graph: Locator) -> None:
     expect(graph.locator('g.osmo-graph-node[aria-pressed="true"]')).to_have_count(0)
 
 
-# Frame intervals (ms) while the graph zooms in and out a step per animation frame, 40 times.
-FRAMES = """async (selector) => {
+# Frame intervals (ms) over 40 animation frames, each zooming the graph in or out a step
+# (a wheel event), panning it (an arrow key), or doing nothing (the page's own frame time).
+FRAMES = """async ([selector, step]) => {
   const svg = document.querySelector(selector);
   const box = svg.getBoundingClientRect();
   const times = [];
+  const act = (i) => {
+    const back = i % 20 >= 10;
+    if (step === 'zoom') {
+      svg.dispatchEvent(new WheelEvent('wheel', {
+        deltaY: back ? 40 : -40, clientX: box.left + box.width / 2,
+        clientY: box.top + box.height / 2, bubbles: true, cancelable: true
+      }));
+    } else if (step === 'pan') {
+      svg.dispatchEvent(new KeyboardEvent('keydown', {
+        key: back ? 'ArrowRight' : 'ArrowLeft', bubbles: true, cancelable: true
+      }));
+    }
+  };
   await new Promise(done => {
     let i = 0;
     const frame = (t) => {
       times.push(t);
       if (i++ >= 40) return done();
-      svg.dispatchEvent(new WheelEvent('wheel', {
-        deltaY: i % 20 < 10 ? -40 : 40, clientX: box.left + box.width / 2,
-        clientY: box.top + box.height / 2, bubbles: true, cancelable: true
-      }));
+      act(i);
       requestAnimationFrame(frame);
     };
     requestAnimationFrame(frame);
@@ -368,10 +395,12 @@ def wide_scenario(page: Page, lab: Lab, wf: str, submitted: float) -> None:
     expect(group.locator("title")).to_contain_text("click to expand")
     page.screenshot(path=str(ARTIFACTS / "lab-workflow-wide.png"))
 
-    frames = page.evaluate(FRAMES, f"#{view.get_attribute('id')}-graph svg")
-    median, worst = statistics.median(frames), max(frames)
-    print(f"zoom steps: frame median {median:.1f} ms, worst {worst:.1f} ms ({len(frames)} frames)")
-    assert median < 50, frames
+    svg = f"#{view.get_attribute('id')}-graph svg.osmo-graph-svg"
+    for step in ("idle", "zoom", "pan"):
+        frames = page.evaluate(FRAMES, [svg, step])
+        median, worst = statistics.median(frames), max(frames)
+        print(f"{step}: frame median {median:.1f} ms, worst {worst:.1f} ms ({len(frames)} frames)")
+        assert median < 50, (step, frames)
 
     # Expanded, the group's tasks are drawn and boxed; collapsed again from its box.
     # (by the keyboard: the group is out of view, below the fold)
@@ -388,7 +417,7 @@ def wide_scenario(page: Page, lab: Lab, wf: str, submitted: float) -> None:
 
     # The table: 2,001 tasks, under 200 rows in the DOM, the last one reached by scrolling.
     view.get_by_role("tab", name="Tasks").click()
-    table = view.locator(".osmo-table")
+    table = view.get_by_role("table", name="Tasks", exact=True)
     total = GROUPS * PER + 1
     expect(table.locator(".osmo-table-count")).to_have_text(f"{total} of {total} tasks")
     in_dom = table.locator(".osmo-vrows-body .osmo-table-row").count()
@@ -397,3 +426,17 @@ def wide_scenario(page: Page, lab: Lab, wf: str, submitted: float) -> None:
     table.locator(".osmo-vrows").evaluate("e => { e.scrollTop = e.scrollHeight; }")
     expect(table.locator('.osmo-table-row[data-task="shard-39-task-49"]')).to_be_visible()
     assert table.locator(".osmo-vrows-body .osmo-table-row").count() < 200
+
+    # The timeline: a row per attempt, virtualised; the running root's bar reaches now, live.
+    view.get_by_role("tab", name="Timeline").click()
+    timeline = view.get_by_role("table", name="Timeline")
+    root = timeline.locator('.osmo-timeline-row[data-task="root"]')
+    expect(root).to_have_attribute("aria-label", re.compile(r"^root attempt 1: RUNNING, "))
+    label = root.get_attribute("aria-label")
+    expect(root).not_to_have_attribute("aria-label", label or "", timeout=5_000)  # it moves
+    ends = root.evaluate(
+        "r => [r.querySelector('.osmo-timeline-bar'), r.querySelector('.osmo-timeline-track')]"
+        ".map(e => e.getBoundingClientRect().right)"
+    )
+    assert abs(ends[0] - ends[1]) < 3, ends  # the bar ends at the axis's end: now
+    assert timeline.locator(".osmo-timeline-row").count() < 200

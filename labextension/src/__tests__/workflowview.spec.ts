@@ -10,8 +10,9 @@ import { visibleRange } from '../virtual';
 
 const SPEC = JSON.stringify({
   tasks: null,
+  resources: { default: { cpu: 2, gpu: 1, memory: 2 ** 30 } },
   groups: [
-    { name: 'prep', tasks: [{ name: 'fetch', inputs: [] }] },
+    { name: 'prep', tasks: [{ name: 'fetch', inputs: [], resource: 'default' }] },
     {
       name: 'shards',
       tasks: [
@@ -79,7 +80,8 @@ function view(): WorkflowView {
         exit_code: 0,
         start_time: 101,
         end_time: 111,
-        node: 'h1'
+        node: 'h1',
+        alloc: { cpu: 2, memory: 2 ** 30, gpus: [3] }
       }),
       attempt('train-2', 0, {
         group_name: 'shards',
@@ -137,6 +139,19 @@ describe('tableRows', () => {
     });
     expect(rows[3].duration).toBe(28); // running: until now
     expect(rows[1].kind).toBe('upstream');
+  });
+
+  it('says what each task asks for and was given, and where', () => {
+    const [fetch, report] = tableRows(view(), query(), 140);
+    expect(fetch).toMatchObject({
+      cpu: 2,
+      gpu: 1,
+      memory: 2 ** 30,
+      allocated: 'cpu 2, memory 1.0Gi, gpus 3',
+      node: 'h1',
+      pool: 'local'
+    });
+    expect(report).toMatchObject({ cpu: null, gpu: null, memory: null, allocated: '' });
   });
 
   it('sorts by a column either way, empty values last', () => {
