@@ -1,7 +1,6 @@
 /**
- * The main-area graph: graphlayout.ts's layout as SVG with pan (drag, arrow keys), zoom (wheel,
- * +/- buttons and keys) and fit; a legend of the status colours; each node's status, duration
- * and exit code. Statuses are updated in place: the layout is redone only when the set of
+ * The main-area graph: graphlayout.ts's layout as SVG, panned and zoomed by panzoom.ts; a legend
+ * of the status colours; each node's status, duration and exit code. Statuses are updated in place: the layout is redone only when the set of
  * tasks (or of collapsed groups) changes.
  */
 import { activateOnKeys, h } from './dom';
@@ -15,12 +14,8 @@ import {
   taskKind,
   WorkflowView
 } from './model';
+import { PanZoom, ZOOM_STEP } from './panzoom';
 
-const MIN_SCALE = 0.1;
-const MAX_SCALE = 3;
-/** "Fit" never goes below this: smaller text cannot be read (pan to the rest). */
-const MIN_FIT = 0.8;
-const PAN_STEP = 60;
 const KEYS = 'Drag or arrow keys to pan, wheel or +/- to zoom, 0 to fit, Escape to unselect.';
 
 export interface GraphHandlers {
@@ -96,9 +91,8 @@ export class GraphView {
     string,
     { el: SVGGElement; text: SVGTextElement; shown: string }
   >();
-  private scale = 1;
-  private tx = 0;
-  private ty = 0;
+  /** The view's pan and zoom (fitted once the graph is first drawn in a view with a size). */
+  readonly view: PanZoom;
   private fitted = false;
   private selected: string | null = null;
 
@@ -120,9 +114,9 @@ export class GraphView {
     const tools = h(
       'div',
       { class: 'osmo-graph-tools', role: 'toolbar', 'aria-label': 'Zoom' },
-      button('−', 'Zoom out', () => this.zoomBy(1 / 1.25)),
-      button('+', 'Zoom in', () => this.zoomBy(1.25)),
-      button('Fit', 'Fit the graph to the view', () => this.fit())
+      button('−', 'Zoom out', () => this.view.zoomBy(1 / ZOOM_STEP)),
+      button('+', 'Zoom in', () => this.view.zoomBy(ZOOM_STEP)),
+      button('Fit', 'Fit the graph to the view', () => this.view.fit())
     );
     const legend = h(
       'ul',
@@ -138,7 +132,17 @@ export class GraphView {
     );
     this.svg.append(this.defs(), this.world);
     this.node.append(h('div', { class: 'osmo-graph-bar' }, legend, tools), this.svg);
-    this.listen();
+    this.view = new PanZoom(this.svg, this.world, scale => {
+      this.node.dataset.scale = scale.toFixed(3);
+    });
+    // a node reached by the keyboard is brought into view
+    this.svg.addEventListener('focusin', ev => {
+      const id = (ev.target as Element).getAttribute('data-node');
+      const n = id === null ? undefined : this.plan?.nodes.find(p => p.id === id);
+      if (n) {
+        this.view.reveal(n);
+      }
+    });
   }
 
   private defs(): SVGElement {
@@ -274,119 +278,14 @@ export class GraphView {
     }
     this.world.replaceChildren(...parts);
     this.svg.setAttribute('aria-label', `Graph of ${view.id}, ${view.order.length} tasks. ${KEYS}`);
-    if (!this.fitted) {
-      this.fitted = this.fit();
-    }
-  }
-
-  /** Fit the whole graph in view (not below MIN_FIT); false while the view has no size. */
-  fit(): boolean {
-    const box = this.svg.getBoundingClientRect();
-    if (!this.plan || !box.width || !box.height) {
-      return false;
-    }
-    const { width, height } = this.plan;
-    this.scale = Math.min(1, Math.max(MIN_FIT, Math.min(box.width / width, box.height / height)));
-    this.tx = Math.max(0, (box.width - width * this.scale) / 2);
-    this.ty = Math.max(0, (box.height - height * this.scale) / 2);
-    this.apply();
-    return true;
+    this.view.content = plan;
+    this.shown();
   }
 
   /** The view became visible: fit the graph if it could not be fitted while hidden. */
   shown(): void {
-    if (!this.fitted) {
-      this.fitted = this.fit();
+    if (!this.fitted && this.plan) {
+      this.fitted = this.view.fit();
     }
-  }
-
-  /** Zoom by `factor` around a point of the view (its centre by default). */
-  zoomBy(factor: number, at?: Point): void {
-    const box = this.svg.getBoundingClientRect();
-    const c = at ?? { x: box.width / 2, y: box.height / 2 };
-    const scale = Math.min(MAX_SCALE, Math.max(MIN_SCALE, this.scale * factor));
-    this.tx = c.x - ((c.x - this.tx) * scale) / this.scale;
-    this.ty = c.y - ((c.y - this.ty) * scale) / this.scale;
-    this.scale = scale;
-    this.apply();
-  }
-
-  panBy(dx: number, dy: number): void {
-    this.tx += dx;
-    this.ty += dy;
-    this.apply();
-  }
-
-  /** The current view: scale and translation. */
-  get transform(): { scale: number; x: number; y: number } {
-    return { scale: this.scale, x: this.tx, y: this.ty };
-  }
-
-  private apply(): void {
-    this.world.setAttribute(
-      'transform',
-      `translate(${this.tx.toFixed(1)},${this.ty.toFixed(1)}) scale(${this.scale.toFixed(4)})`
-    );
-    this.node.dataset.scale = this.scale.toFixed(3);
-  }
-
-  private listen(): void {
-    let drag: { id: number; x: number; y: number } | null = null;
-    this.svg.addEventListener('pointerdown', ev => {
-      if ((ev.target as Element).closest('[role="button"]')) {
-        return; // a node's click, not a pan
-      }
-      drag = { id: ev.pointerId, x: ev.clientX, y: ev.clientY };
-      this.svg.setPointerCapture(ev.pointerId);
-      this.svg.classList.add('osmo-panning');
-    });
-    this.svg.addEventListener('pointermove', ev => {
-      if (drag?.id === ev.pointerId) {
-        this.panBy(ev.clientX - drag.x, ev.clientY - drag.y);
-        drag.x = ev.clientX;
-        drag.y = ev.clientY;
-      }
-    });
-    const end = (ev: PointerEvent) => {
-      if (drag?.id === ev.pointerId) {
-        drag = null;
-        this.svg.classList.remove('osmo-panning');
-      }
-    };
-    this.svg.addEventListener('pointerup', end);
-    this.svg.addEventListener('pointercancel', end);
-    this.svg.addEventListener(
-      'wheel',
-      ev => {
-        ev.preventDefault();
-        const box = this.svg.getBoundingClientRect();
-        const at = { x: ev.clientX - box.left, y: ev.clientY - box.top };
-        this.zoomBy(Math.exp(-ev.deltaY * 0.0015), at);
-      },
-      { passive: false }
-    );
-    this.svg.addEventListener('keydown', ev => {
-      const moves: Record<string, [number, number]> = {
-        ArrowLeft: [PAN_STEP, 0],
-        ArrowRight: [-PAN_STEP, 0],
-        ArrowUp: [0, PAN_STEP],
-        ArrowDown: [0, -PAN_STEP]
-      };
-      if (ev.target !== this.svg) {
-        return; // a node has focus: its keys are its own (Enter, Space)
-      }
-      if (ev.key in moves) {
-        this.panBy(...moves[ev.key]);
-      } else if (ev.key === '+' || ev.key === '=') {
-        this.zoomBy(1.25);
-      } else if (ev.key === '-') {
-        this.zoomBy(1 / 1.25);
-      } else if (ev.key === '0') {
-        this.fit();
-      } else {
-        return;
-      }
-      ev.preventDefault();
-    });
   }
 }
