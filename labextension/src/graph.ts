@@ -286,6 +286,9 @@ export class GraphView {
   shown(): void {
     if (!this.fitted && this.plan) {
       this.fitted = this.view.fit();
+      if (this.fitted && this.plan.nodes.length) {
+        this.view.centreOn(this.plan.nodes[0]); // a big graph starts where the workflow does
+      }
     }
   }
 }

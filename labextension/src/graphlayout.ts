@@ -193,7 +193,7 @@ function layered(nodes: GraphNode[], links: Array<[string, string]>): GraphLayou
   for (const [a, b] of links) {
     g.setEdge(a, b);
   }
-  dagre.layout(g);
+  dagre.layout(g, { constraints: siblingOrder(nodes, links, boxes) });
   for (const n of nodes) {
     const at = g.node(n.id);
     n.x = at.x - n.width / 2;
@@ -207,6 +207,31 @@ function layered(nodes: GraphNode[], links: Array<[string, string]>): GraphLayou
   const edges = g.edges().map(e => ({ from: e.v, to: e.w, points: g.edge(e).points ?? [] }));
   const size = g.graph();
   return { nodes, edges, groups, width: size.width ?? 0, height: size.height ?? 0 };
+}
+
+/** Siblings (the same upstream nodes, in the same box) in spec order: dagre's own order of a
+ * fan-out is reversed (shard-39 above shard-00). */
+function siblingOrder(
+  nodes: GraphNode[],
+  links: Array<[string, string]>,
+  boxes: ReadonlySet<string>
+): Array<{ left: string; right: string }> {
+  const ups = new Map<string, string[]>();
+  for (const [a, b] of links) {
+    ups.set(b, [...(ups.get(b) ?? []), a]);
+  }
+  const last = new Map<string, string>();
+  const constraints: Array<{ left: string; right: string }> = [];
+  for (const n of nodes) {
+    const box = n.group !== null && !n.collapsed && boxes.has(n.group) ? n.group : '';
+    const key = `${box}\n${(ups.get(n.id) ?? []).sort().join('\n')}`;
+    const before = last.get(key);
+    if (before !== undefined) {
+      constraints.push({ left: before, right: n.id });
+    }
+    last.set(key, n.id);
+  }
+  return constraints;
 }
 
 /** Too many nodes for dagre: a column per level (longest path), straight edges, no boxes. */

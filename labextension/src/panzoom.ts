@@ -81,6 +81,18 @@ export class PanZoom {
     }
   }
 
+  /** Centre `box` (content units) along each axis the content overflows. */
+  centreOn(box: Box): void {
+    const view = this.svg.getBoundingClientRect();
+    if (this.content.width * this.scale > view.width) {
+      this.tx = view.width / 2 - (box.x + box.width / 2) * this.scale;
+    }
+    if (this.content.height * this.scale > view.height) {
+      this.ty = view.height / 2 - (box.y + box.height / 2) * this.scale;
+    }
+    this.apply();
+  }
+
   private apply(): void {
     this.world.setAttribute(
       'transform',

@@ -104,6 +104,17 @@ describe('graphLayout', () => {
     expect(plan.groups.map(g => g.name)).toEqual(['shard-1']); // 'start' has one task
   });
 
+  it('keeps siblings in spec order, in a fan-out and inside a box', () => {
+    const { info, order } = wide(12, 4);
+    const plan = graphLayout(order, info, new Set(['shard-0', 'shard-1', 'shard-3']));
+    const y = (id: string) => plan.nodes.find(n => n.id === id)!.y;
+    const folded = ['shard-0', 'shard-1', 'shard-3'].map(groupNodeId);
+    expect(folded.map(y)).toEqual([...folded.map(y)].sort((a, b) => a - b));
+    const inBox = Array.from({ length: 4 }, (_, t) => `shard-2-task-${t}`);
+    expect(inBox.map(y)).toEqual([...inBox.map(y)].sort((a, b) => a - b));
+    expect(new Set(inBox.map(y)).size).toBe(4);
+  });
+
   it('collapses groups only above the threshold, and not the ones expanded', () => {
     const small = wide(2, 3);
     expect(collapsedGroups(small.order, small.info, new Set())).toEqual(new Set());
