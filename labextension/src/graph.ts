@@ -1,9 +1,9 @@
 /**
  * The main-area graph: graphlayout.ts's layout as SVG, panned and zoomed by panzoom.ts; a legend
- * of the status colours; each node's status, duration and exit code. Statuses are updated in place: the layout is redone only when the set of
- * tasks (or of collapsed groups) changes.
+ * of the status colours; each node's status, duration and exit code. Statuses are updated in
+ * place: the layout is redone only when the set of tasks (or of collapsed groups) changes.
  */
-import { activateOnKeys, h } from './dom';
+import { activateOnKeys, h, replaceKeepingFocus } from './dom';
 import { GraphLayout, GraphNode, graphLayout, Point } from './graphlayout';
 import {
   duration,
@@ -187,7 +187,7 @@ export class GraphView {
   }
 
   /** Node statuses, durations and the selection, in place. */
-  update(view: WorkflowView): void {
+  private update(view: WorkflowView): void {
     const now = Date.now() / 1000;
     for (const n of this.plan?.nodes ?? []) {
       const drawn = this.nodes.get(n.id)!;
@@ -276,7 +276,7 @@ export class GraphView {
       this.nodes.set(n.id, { el, text: text as SVGTextElement, shown: '' });
       parts.push(el);
     }
-    this.world.replaceChildren(...parts);
+    replaceKeepingFocus(this.world, ...parts); // a focused task keeps focus when others come
     this.svg.setAttribute('aria-label', `Graph of ${view.id}, ${view.order.length} tasks. ${KEYS}`);
     this.view.content = plan;
     this.shown();

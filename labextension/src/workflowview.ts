@@ -149,7 +149,7 @@ export class WorkflowTab extends Widget {
     super.dispose();
   }
 
-  /** Show the graph, the timeline or the table. */
+  /** Show one of the views: the graph, the timeline, the tasks or their resources. */
   showView(name: ViewName): void {
     this.shownView = name;
     for (const tab of this.tabs.querySelectorAll<HTMLButtonElement>('[role="tab"]')) {
