@@ -24,7 +24,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
 from tests.lab.conftest import Lab, open_panel
-from tests.lab.test_lab_ux import browser_page
+from tests.lab.test_lab_ux import COLOURS, browser_page, opaque_background
 from tests.notebook.test_browser import ARTIFACTS, contrast
 
 LONG = "train-shard-0-with-a-name-longer-than-the-panel-is-wide"
@@ -232,7 +232,7 @@ def workflow_tab_scenario(page: Page, lab: Lab, wf: str, go: Any) -> None:
     expect(fetch_row.locator(".osmo-col-allocated")).to_contain_text("cpu 0")
     view.screenshot(path=str(ARTIFACTS / "lab-workflow-resources-light.png"))
 
-    # Dark: the graph's texts readable on their nodes, the legend on its background.
+    # Dark: the texts of both graphs readable on their nodes, the badges on theirs.
     view.get_by_role("tab", name="Graph").click()
     page.evaluate(
         "window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})"
@@ -240,9 +240,18 @@ def workflow_tab_scenario(page: Page, lab: Lab, wf: str, go: Any) -> None:
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
     page.wait_for_timeout(500)  # the theme's stylesheet applied
     page.screenshot(path=str(ARTIFACTS / "lab-workflow-graph-dark.png"))
-    low = [(n, round(contrast(fg, bg), 2)) for n, fg, bg in graph.evaluate(NODE_COLOURS)]
-    assert len(low) >= 5, low
-    assert all(c >= 4.5 for _, c in low), low
+    nodes = graph.evaluate(NODE_COLOURS, "g.osmo-graph-node")
+    nodes += panel.evaluate(NODE_COLOURS, "g.osmo-dag-node")  # the side panel's small graph
+    ratios = [(n, round(contrast(fg, bg), 2)) for n, fg, bg in nodes]
+    assert len(ratios) >= 10 and "FAILED_UPSTREAM" in str(ratios), ratios
+    assert all(c >= 4.5 for _, c in ratios), ratios
+    view.get_by_role("tab", name="Tasks").click()
+    badges = opaque_background(view, view.evaluate(COLOURS))
+    assert len(badges) >= 6, badges  # the workflow's and each task's
+    low = [(n, round(contrast(fg, bg), 2)) for n, fg, bg in badges if contrast(fg, bg) < 4.5]
+    assert not low, low
+    view.screenshot(path=str(ARTIFACTS / "lab-workflow-tasks-dark.png"))
+    view.get_by_role("tab", name="Graph").click()
     page.evaluate(
         "window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})"
     )
@@ -258,14 +267,14 @@ def workflow_tab_scenario(page: Page, lab: Lab, wf: str, go: Any) -> None:
     expect(node(tab_of(page, wf), "report")).to_have_attribute("data-status", "FAILED_UPSTREAM")
 
 
-# Each node's name and status text against its box's fill, as rgba lists.
-NODE_COLOURS = """(graph) => {
+# Each node's (`sel`) name and status text against its box's fill, as rgba lists.
+NODE_COLOURS = """(root, sel) => {
   const rgba = (c) => {
     const v = (c.match(/[\\d.]+/g) || []).map(Number);
     return v.length === 3 ? [...v, 1] : v;
   };
-  return [...graph.querySelectorAll('g.osmo-graph-node')].map(g => [
-    g.getAttribute('data-node') + ' ' + g.getAttribute('data-status'),
+  return [...root.querySelectorAll(sel)].map(g => [
+    g.getAttribute('data-task') + ' ' + g.getAttribute('data-status'),
     rgba(getComputedStyle(g.querySelector('text')).fill),
     rgba(getComputedStyle(g.querySelector('rect')).fill),
   ]);
