@@ -409,6 +409,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: "The workflow's graph, timeline and task table in a main-area tab",
       execute: args => {
         const workflowId = String(args.workflowId ?? menuRow());
+        if (!workflowId) {
+          return null; // neither named nor right-clicked: nothing to open
+        }
         const open = views.find(w => w.content.workflowId === workflowId);
         if (open) {
           app.shell.activateById(open.id); // one tab per workflow

@@ -387,6 +387,9 @@ def test_two_thousand_tasks_open_fast_and_stay_smooth(lab: Lab) -> None:
 
 def wide_scenario(page: Page, lab: Lab, wf: str, submitted: float) -> None:
     open_panel(page, lab)
+    # The command with no workflow named and no row right-clicked opens nothing.
+    page.evaluate("window.jupyterapp.commands.execute('osmo:open-workflow-view')")
+    expect(page.locator(".osmo-workflow-view")).to_have_count(0)
     opened = page.evaluate(OPEN_TIMED, wf)
     view = tab_of(page, wf)
     graph = view.locator(".osmo-graph")
