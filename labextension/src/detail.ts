@@ -56,7 +56,7 @@ export class WorkflowDetailView {
     });
     restart.addEventListener('click', () => this.on.act('restart', view.id));
     const tab = button('tab', 'Open in Tab', {
-      title: 'The graph, a timeline and the task table in a main-area tab'
+      title: 'The graph, a timeline, the tasks and their resources in a main-area tab'
     });
     tab.addEventListener('click', () => this.on.openTab(view.id));
     const close = button('close', '×', { 'aria-label': 'Close details' });

@@ -29,8 +29,8 @@ import { hideTaskCards, pickTask, TaskCard, taskKernels } from './launcher';
 import { LogViewer } from './logs';
 import { isTerminal } from './model';
 import { OsmoPanel } from './panel';
-import { WorkflowTab } from './workflowview';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
+import { WorkflowTab } from './workflowview';
 import iconSvg from '../style/icon.svg';
 
 export const API_ROOT = 'osmo/api/v1/';
@@ -406,7 +406,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const menuRow = addWorkflowMenu(app, panel, client, notifyError);
     app.commands.addCommand(CommandIDs.openWorkflowView, {
       label: args => (args.workflowId ? `Open ${args.workflowId} in a Tab` : 'Open in Tab'),
-      caption: "The workflow's graph, timeline and task table in a main-area tab",
+      caption: "The workflow's graph, timeline, tasks and resources in a main-area tab",
       execute: args => {
         const workflowId = String(args.workflowId ?? menuRow());
         if (!workflowId) {

@@ -74,7 +74,7 @@ export class WorkflowTab extends Widget {
     this.id = `osmo-workflow-${workflowId}`.replace(/[^\w-]/g, '_');
     this.addClass('osmo-workflow-view');
     this.title.label = workflowId;
-    this.title.caption = `OSMO workflow ${workflowId}: graph, timeline and tasks`;
+    this.title.caption = `OSMO workflow ${workflowId}: graph, timeline, tasks, resources`;
     this.node.dataset.workflow = workflowId;
     this.node.tabIndex = -1;
     for (const [name, label] of Object.entries(VIEWS) as Array<[ViewName, string]>) {
