@@ -8,6 +8,8 @@ import { isTerminal, layout, statusKind, WorkflowView } from './model';
 
 export interface DetailHandlers {
   act(what: 'cancel' | 'restart', id: string): void;
+  /** Open the workflow in a main-area tab. */
+  openTab(id: string): void;
   close(): void;
   selectTask(task: string): void;
   renderTask(view: WorkflowView, task: string): HTMLElement;
@@ -53,6 +55,10 @@ export class WorkflowDetailView {
       'aria-label': `Restart ${view.id}`
     });
     restart.addEventListener('click', () => this.on.act('restart', view.id));
+    const tab = button('tab', 'Open in Tab', {
+      title: 'The graph, a timeline, the tasks and their resources in a main-area tab'
+    });
+    tab.addEventListener('click', () => this.on.openTab(view.id));
     const close = button('close', '×', { 'aria-label': 'Close details' });
     close.addEventListener('click', () => this.on.close());
     const zoom = button('zoom', this.fit ? 'Full size' : 'Fit', {
@@ -80,6 +86,7 @@ export class WorkflowDetailView {
           view.status
         ),
         h('span', { class: 'osmo-spacer' }),
+        tab,
         zoom,
         cancel,
         restart,

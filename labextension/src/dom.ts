@@ -1,6 +1,17 @@
 /** A small element builder: `h('button', {class: 'x', 'aria-label': 'Cancel'}, 'Cancel')`. */
 const SVG_NS = 'http://www.w3.org/2000/svg';
-const SVG_TAGS = new Set(['svg', 'g', 'rect', 'line', 'path', 'text', 'title', 'defs', 'marker']);
+const SVG_TAGS = new Set([
+  'svg',
+  'g',
+  'rect',
+  'line',
+  'path',
+  'text',
+  'tspan',
+  'title',
+  'defs',
+  'marker'
+]);
 
 type Child = Node | string | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | null | undefined>;

@@ -30,6 +30,7 @@ import { LogViewer } from './logs';
 import { isTerminal } from './model';
 import { OsmoPanel } from './panel';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
+import { WorkflowTab } from './workflowview';
 import iconSvg from '../style/icon.svg';
 
 export const API_ROOT = 'osmo/api/v1/';
@@ -49,6 +50,8 @@ export namespace CommandIDs {
   export const cancelWorkflows = 'osmo:workflow-cancel';
   export const restartWorkflow = 'osmo:workflow-restart';
   export const viewSpec = 'osmo:workflow-spec';
+  /** A workflow in a main-area tab: `workflowId`, else the list's row right-clicked. */
+  export const openWorkflowView = 'osmo:open-workflow-view';
 }
 
 const SPECS_REFRESH_MS = 300; // one refresh for a burst of task events
@@ -209,6 +212,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           })
         ).button.accept,
       notify: message => void Notification.success(message, { autoClose: 5000 }),
+      openWorkflowView: workflowId =>
+        void app.commands.execute(CommandIDs.openWorkflowView, { workflowId }),
       notifyHeld: (message, show) =>
         void Notification.warning(message, {
           autoClose: false,
@@ -395,7 +400,44 @@ const plugin: JupyterFrontEndPlugin<void> = {
           : app.commands.execute(CommandIDs.openNotebook, { workflowId, task });
       }
     });
-    addWorkflowMenu(app, panel, client, notifyError);
+    const views = new WidgetTracker<MainAreaWidget<WorkflowTab>>({
+      namespace: 'osmo-workflow-views'
+    });
+    const menuRow = addWorkflowMenu(app, panel, client, notifyError);
+    app.commands.addCommand(CommandIDs.openWorkflowView, {
+      label: args => (args.workflowId ? `Open ${args.workflowId} in a Tab` : 'Open in Tab'),
+      caption: "The workflow's graph, timeline, tasks and resources in a main-area tab",
+      execute: args => {
+        const workflowId = String(args.workflowId ?? menuRow());
+        if (!workflowId) {
+          return null; // neither named nor right-clicked: nothing to open
+        }
+        const open = views.find(w => w.content.workflowId === workflowId);
+        if (open) {
+          app.shell.activateById(open.id); // one tab per workflow
+          return open;
+        }
+        const content = new WorkflowTab(
+          {
+            client,
+            notifyError,
+            showTask: (id, task) => {
+              app.shell.activateById(panel.id);
+              void panel.showTask(id, task);
+            },
+            lastEventId: () => panel.lastEventId
+          },
+          workflowId
+        );
+        const widget = new MainAreaWidget({ content });
+        widget.id = `${content.id}-tab`;
+        widget.title.icon = osmoIcon;
+        void views.add(widget);
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+        return widget;
+      }
+    });
     if (launcher) {
       hideTaskCards(launcher);
       const card = new TaskCard(launcher, CommandIDs.taskKernel, () =>
@@ -405,6 +447,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       void app.serviceManager.kernelspecs.ready.then(() => card.update());
     }
     if (restorer) {
+      void restorer.restore(views, {
+        command: CommandIDs.openWorkflowView,
+        args: w => ({ workflowId: w.content.workflowId }),
+        name: w => w.content.workflowId
+      });
       void restorer.restore(logs, {
         command: CommandIDs.openLogs,
         args: w => ({ workflowId: w.content.workflowId, task: w.content.task }),
@@ -417,14 +464,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-/** The workflow list's context menu: open, copy its id, cancel (it, or the selection it is in),
- * restart, view its spec. */
+/** The workflow list's context menu: open (in the panel or a tab), copy its id, cancel (it, or
+ * the selection it is in), restart, view its spec. Returns the row right-clicked last. */
 function addWorkflowMenu(
   app: JupyterFrontEnd,
   panel: OsmoPanel,
   client: OsmoClient,
   notifyError: (title: string, e: unknown) => void
-): void {
+): () => string {
   // The row is read when the menu opens, not when an item runs: the list re-renders every
   // second while a workflow runs, and JupyterLab's hit test cannot walk up from a detached row.
   let menuRow = '';
@@ -483,11 +530,13 @@ function addWorkflowMenu(
   });
   [
     CommandIDs.openWorkflow,
+    CommandIDs.openWorkflowView,
     CommandIDs.copyId,
     CommandIDs.cancelWorkflows,
     CommandIDs.restartWorkflow,
     CommandIDs.viewSpec
   ].forEach((command, rank) => app.contextMenu.addItem({ command, selector: '.osmo-wf', rank }));
+  return target;
 }
 
 export default plugin;

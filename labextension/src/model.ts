@@ -46,6 +46,8 @@ export function statusKind(status: string): string {
       return 'rescheduled';
     case 'FAILED_CANCELED':
       return 'canceled';
+    case 'FAILED_UPSTREAM':
+      return 'upstream'; // skipped: it never ran, which is not its own failure
     default:
       return status.startsWith('FAILED') ? 'failed' : 'unknown';
   }
@@ -329,6 +331,15 @@ export function parseSpec(specJson: string): SpecInfo {
   return { tasks, upstream, resources: (spec.resources as Record<string, unknown>) ?? {} };
 }
 
+/** What task `name` asks for: its resource's fields, with `name` when it names one of the
+ * spec's resources (the server's spec names one for every task). */
+export function askedResource(spec: SpecInfo, name: string): Record<string, unknown> | undefined {
+  const res = spec.tasks[name]?.resource;
+  return typeof res === 'string'
+    ? { name: res, ...(spec.resources[res] as object) }
+    : (res as Record<string, unknown> | undefined);
+}
+
 /** Longest-path level of each task (0 = no upstream); a cycle cannot reach here (validated). */
 export function levels(upstream: Record<string, string[]>): Record<string, number> {
   const out: Record<string, number> = {};
@@ -436,6 +447,8 @@ export class WorkflowView {
   /** Task names in spec order. */
   readonly order: string[];
   readonly tasks = new Map<string, TaskView>();
+  /** Every attempt, keyed by attemptKey (a timeline draws retries and preemptions apart). */
+  readonly attempts = new Map<string, TaskView>();
   readonly groups = new Map<string, string>();
   /** The last log lines seen per task (live ones come with `task.log` events). */
   readonly tail = new Map<string, string[]>();
@@ -450,6 +463,7 @@ export class WorkflowView {
     this.status = detail.status;
     this.message = detail.message;
     for (const t of detail.tasks) {
+      this.attempts.set(attemptKey(t), t);
       const old = this.tasks.get(t.name);
       if (!old || old.retry_id <= t.retry_id) {
         this.tasks.set(t.name, t);
@@ -504,7 +518,7 @@ export class WorkflowView {
         return false;
       }
       const hold = (p.hold as TaskAttempt['hold']) ?? null;
-      this.tasks.set(ev.task, {
+      this.put({
         ...held,
         hold,
         hold_until: typeof p.until === 'number' ? p.until : (held.hold_until ?? null),
@@ -521,7 +535,7 @@ export class WorkflowView {
         return false;
       }
       const reason = typeof p.reason === 'string' ? p.reason : null;
-      this.tasks.set(ev.task, { ...waiting, pending_reason: reason });
+      this.put({ ...waiting, pending_reason: reason });
       return true;
     }
     if (ev.type !== 'task.status' || !ev.task || !ev.status) {
@@ -583,9 +597,20 @@ export class WorkflowView {
     if (!this.order.includes(ev.task)) {
       this.order.push(ev.task);
     }
-    this.tasks.set(ev.task, t);
+    this.put(t);
     return true;
   }
+
+  /** `t` is its task's latest attempt. */
+  private put(t: TaskView): void {
+    this.tasks.set(t.name, t);
+    this.attempts.set(attemptKey(t), t);
+  }
+}
+
+/** One attempt's key in `WorkflowView.attempts`. */
+export function attemptKey(t: { name: string; retry_id: number }): string {
+  return `${t.name}#${t.retry_id}`;
 }
 
 /** A held task in words ("waiting for you" / "held for debugging until 10:42:07"), or null. */

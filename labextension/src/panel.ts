@@ -28,6 +28,8 @@ export interface PanelEnv extends TaskDetailEnv {
   confirm(title: string, body: string, action: string): Promise<boolean>;
   /** A short-lived success message. */
   notify(message: string): void;
+  /** Open workflow `id` in a main-area tab (workflowview.ts). */
+  openWorkflowView(id: string): void;
 }
 
 const LIST_LIMIT = 200;
@@ -61,6 +63,7 @@ export class OsmoPanel extends Widget {
   });
   private readonly detailView = new WorkflowDetailView({
     act: (what, id) => void this.act(what, id),
+    openTab: id => this.env.openWorkflowView(id),
     close: () => {
       this.detailStream?.close();
       this.detailStream = null;
@@ -173,7 +176,7 @@ export class OsmoPanel extends Widget {
     const news = this.settings.notifyHeld ? heldNews(ev, this.since) : null;
     if (news && ev.task) {
       const { workflow_id: id, task } = ev;
-      this.env.notifyHeld(news, () => void this.select(id).then(() => this.selectTask(task)));
+      this.env.notifyHeld(news, () => void this.showTask(id, task));
     }
     if (ev.type === 'task.status') {
       this.pools.taskMoved();
@@ -249,6 +252,21 @@ export class OsmoPanel extends Widget {
       this.schedule();
     } catch (e) {
       this.env.notifyError(`Could not open ${id}`, e);
+    }
+  }
+
+  /** The id of the last event of the list's stream (0 before the first). */
+  get lastEventId(): number {
+    return this.stream?.lastId ?? 0;
+  }
+
+  /** Show `task` of workflow `id` (the workflow is opened first unless it is shown). */
+  async showTask(id: string, task: string): Promise<void> {
+    if (this.view?.id !== id) {
+      await this.select(id);
+    }
+    if (this.view?.id === id) {
+      await this.selectTask(task); // not if the workflow could not be read (already told)
     }
   }
 

@@ -7,6 +7,7 @@ import { TaskAction, TaskActions, TaskContext } from './actions';
 import { TaskInfo } from './api';
 import { h } from './dom';
 import {
+  askedResource,
   duration,
   formatDuration,
   holdText,
@@ -38,9 +39,6 @@ export function renderTask(
   }
   const read = info?.name === name ? info : null;
   const attempts = read ? read.attempts : [t];
-  const res = spec?.resource;
-  const resource =
-    typeof res === 'string' ? { name: res, ...(view.spec.resources[res] as object) } : res;
   const dl = h('dl', { class: 'osmo-task-fields' });
   const field = (k: string, v: string | Node) => dl.append(h('dt', {}, k), h('dd', {}, v));
   field('status', h('span', { class: `osmo-badge osmo-status-${taskKind(t)}` }, shownStatus(t)));
@@ -71,7 +69,7 @@ export function renderTask(
   if (t.message) {
     field('message', t.message);
   }
-  field('resources', describe(resource) || '—');
+  field('resources', describe(askedResource(view.spec, name)) || '—');
   if (t.alloc) {
     field('allocated', describe(t.alloc));
   }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import type { OsmoEvent, WorkflowDetail, WorkflowRow } from '../api';
 import {
+  attemptKey,
   Filter,
   formatDuration,
   heldTasks,
@@ -59,6 +60,7 @@ describe('statuses', () => {
     expect(statusKind('SCHEDULING')).toBe('pending');
     expect(statusKind('FAILED_CANCELED')).toBe('canceled');
     expect(statusKind('FAILED_EXEC_TIMEOUT')).toBe('failed');
+    expect(statusKind('FAILED_UPSTREAM')).toBe('upstream');
     expect(statusKind('SOMETHING_NEW')).toBe('unknown');
   });
 
@@ -291,6 +293,13 @@ describe('WorkflowView', () => {
       end_time: null
     });
     expect(view.apply(ev({ task: 'task1', retry_id: 0, status: 'FAILED' }))).toBe(false);
+    // every attempt is kept apart, the failed one as it ended
+    expect(view.attempts.get(attemptKey({ name: 'task1', retry_id: 0 }))).toMatchObject({
+      status: 'FAILED',
+      exit_code: 3
+    });
+    expect(view.attempts.get('task1#1')).toBe(view.tasks.get('task1'));
+    expect(view.attempts.size).toBe(4);
     for (const text of ['a', 'b', 'c']) {
       view.apply(
         ev({ id: null, type: 'task.log', task: 'task1', retry_id: 1, payload: { n: 1, text } })
