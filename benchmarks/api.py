@@ -135,11 +135,8 @@ class Server:
         if self.osmo:  # agents outlive servers by design; this one is ours to stop
             from osmo_core.backends.local import LocalBackend
 
-            backend = LocalBackend("local", {"root": str(self.root / "osmo")})
-            await backend.start(lambda ev: None)
             with contextlib.suppress(Exception):
-                await backend.shutdown_agent(force=True)
-            await backend.stop()
+                await LocalBackend("local", {"root": str(self.root / "osmo")}).shutdown_agent()
 
     def agent_pids(self) -> list[int]:
         assert self.proc is not None

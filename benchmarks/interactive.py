@@ -230,10 +230,7 @@ async def through_jupyter(tmp: Path) -> dict[str, float]:
     finally:
         server.terminate()
         server.wait(30)
-        backend = LocalBackend("local", {"root": str(data)})
-        await backend.start(lambda ev: None)
-        await backend.shutdown_agent(force=True)
-        await backend.stop()
+        await LocalBackend("local", {"root": str(data)}).shutdown_agent(force=True)
     return out
 
 

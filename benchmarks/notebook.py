@@ -161,10 +161,7 @@ _STOP_AGENT = """
 import asyncio, sys
 from osmo_core.backends.local import LocalBackend
 async def main():
-    b = LocalBackend("local", {"root": sys.argv[1]})
-    await b.start(lambda ev: None)
-    await b.shutdown_agent(force=True)
-    await b.stop()
+    await LocalBackend("local", {"root": sys.argv[1]}).shutdown_agent(force=True)
 asyncio.run(main())
 """
 

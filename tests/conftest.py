@@ -77,10 +77,7 @@ async def osmo_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
     if (home / "agent.lock").exists():
         from osmo_core.backends.local import LocalBackend
 
-        backend = LocalBackend("local", {"root": str(home)})
-        await backend.start(lambda ev: None)
-        await backend.shutdown_agent(force=True)
-        await backend.stop()
+        await LocalBackend("local", {"root": str(home)}).shutdown_agent(force=True)
 
 
 @pytest.fixture(scope="session")

@@ -134,7 +134,16 @@ class LocalBackend(AgentLink, Backend):
 
     async def shutdown_agent(self, force: bool = True) -> None:
         """Stop the agent (with `force`, its running tasks first) and wait until it is gone.
-        For tests and the CLI's cleanup; the backend is stopped afterwards."""
+        A backend that is not connected (stopped, or never started) reaches a running agent
+        over a link of its own; none running, it returns at once. For tests and benchmarks;
+        the backend is stopped afterwards."""
+        if self._writer is None:
+            if self.agent_running():
+                own = LocalBackend(self.name, self.config)
+                await own.start(lambda ev: None)
+                await own.shutdown_agent(force)
+            await self.stop()
+            return
         await self._shutdown(force)
         await self.stop()
         deadline = time.monotonic() + START_TIMEOUT

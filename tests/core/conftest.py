@@ -100,10 +100,7 @@ async def backends(root: Path) -> AsyncIterator[BackendFactory]:
     for backend in started:
         await backend.stop()
     for r in {b.root for b in started}:
-        cleaner = LocalBackend("cleanup", {"root": str(r)})
-        if cleaner.agent_running():
-            await cleaner.start(lambda ev: None)
-            await cleaner.shutdown_agent(force=True)
+        await LocalBackend("cleanup", {"root": str(r)}).shutdown_agent(force=True)
         deadline = time.monotonic() + 5
         while (left := processes_of(r)) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -17,7 +17,7 @@ from osmo_core.backends.local import LocalBackend, socket_path
 from osmo_core.backends.registry import backend_class
 from osmo_core.errors import ConfigError
 from osmo_core.wire import Exited, LogLine, Lost, Started, Usage
-from tests.core.conftest import BackendFactory, Events, processes_of, sh, wait_gone
+from tests.core.conftest import BackendFactory, Events, gone, processes_of, sh, wait_gone
 
 
 async def test_the_agent_outlives_its_client(backends: BackendFactory) -> None:
@@ -34,6 +34,18 @@ async def test_the_agent_outlives_its_client(backends: BackendFactory) -> None:
     assert (st.state, st.exit_code, st.log_lines) == ("exited", 4, 3)
     assert [ln.text for ln in await second.read_log("wf/outlive/0")] == ["1", "2", "3"]
     assert not events.items  # nothing replayed to a client that never watched it
+
+
+async def test_a_stopped_backend_still_shuts_its_agent_down(backends: BackendFactory) -> None:
+    """Over a link of its own (it used to wait 10 s for its stopped one and leave the agent
+    running); with no agent left, it starts none."""
+    backend, _ = await backends()
+    agent_pid = backend.agent["pid"]
+    await backend.stop()
+    await backend.shutdown_agent(force=True)
+    assert gone(agent_pid)
+    await backend.shutdown_agent(force=True)
+    assert not backend.agent_running()
 
 
 async def test_a_reconnection_delivers_what_was_missed(local: tuple[LocalBackend, Events]) -> None:

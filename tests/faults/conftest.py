@@ -53,11 +53,9 @@ async def _shutdown(run: Run) -> None:
         with contextlib.suppress(Exception):  # a half-started engine
             await asyncio.wait_for(run.service.stop(), 15)
         run.service = None
-    cleaner = LocalBackend("cleanup", {"root": str(run.data_dir)})
-    if run.data_dir.exists() and cleaner.agent_running():  # an agent no service knew
-        await cleaner.start(lambda ev: None)
-        await asyncio.wait_for(cleaner.shutdown_agent(force=True), 15)
-        await cleaner.stop()
+    if run.data_dir.exists():  # an agent no service knew
+        cleaner = LocalBackend("cleanup", {"root": str(run.data_dir)})
+        await asyncio.wait_for(cleaner.shutdown_agent(force=True), 30)
 
 
 FAULT_RETRIES = 3  # a fault is survived by a retry; OSMO's default budget (0) would end the run

@@ -333,13 +333,7 @@ def _stop_agent(data_dir: Path) -> None:
         return
     from osmo_core.backends.local import LocalBackend
 
-    async def stop() -> None:
-        backend = LocalBackend("local", {"root": str(data_dir)})
-        await backend.start(lambda ev: None)
-        await backend.shutdown_agent(force=True)
-        await backend.stop()
-
-    asyncio.run(stop())
+    asyncio.run(LocalBackend("local", {"root": str(data_dir)}).shutdown_agent(force=True))
 
 
 class KernelChannels:

@@ -29,10 +29,7 @@ BAD_SPEC = "workflow:\n  name: bad\n  tasks:\n  - name: t\n    command: [echo]\n
 async def _stop_agent(home: Path) -> None:
     from osmo_core.backends.local import LocalBackend
 
-    backend = LocalBackend("local", {"root": str(home)})
-    await backend.start(lambda ev: None)
-    await backend.shutdown_agent(force=True)
-    await backend.stop()
+    await LocalBackend("local", {"root": str(home)}).shutdown_agent(force=True)
 
 
 @pytest.fixture(scope="module")

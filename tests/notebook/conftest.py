@@ -113,13 +113,7 @@ def stop_agent(home: Path) -> None:
         return
     from osmo_core.backends.local import LocalBackend
 
-    async def shutdown() -> None:
-        backend = LocalBackend("local", {"root": str(home)})
-        await backend.start(lambda ev: None)
-        await backend.shutdown_agent(force=True)
-        await backend.stop()
-
-    asyncio.run(shutdown())
+    asyncio.run(LocalBackend("local", {"root": str(home)}).shutdown_agent(force=True))
 
 
 @pytest.fixture
