@@ -40,6 +40,8 @@ export namespace CommandIDs {
   export const submitFile = 'osmo:submit-file';
   export const submitSelected = 'osmo:submit-selected';
   export const openLogs = 'osmo:open-logs';
+  /** Select `task` of `workflowId` in the panel, and in its workflow tab when one is open. */
+  export const showTask = 'osmo:show-task';
   export const refresh = 'osmo:refresh';
   export const openTerminal = 'osmo:open-terminal';
   export const openNotebook = 'osmo:open-notebook';
@@ -296,7 +298,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
           app.shell.activateById(open.id);
           return open;
         }
-        const content = new LogViewer(client, workflowId, task, notifyError);
+        const content = new LogViewer(
+          client,
+          workflowId,
+          task,
+          notifyError,
+          () => void app.commands.execute(CommandIDs.showTask, { workflowId, task })
+        );
         const widget = new MainAreaWidget({ content });
         widget.id = content.id;
         widget.title.icon = osmoIcon;
@@ -425,6 +433,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
               app.shell.activateById(panel.id);
               void panel.showTask(id, task);
             },
+            openLogs: (id, task) =>
+              void app.commands.execute(CommandIDs.openLogs, { workflowId: id, task }),
             lastEventId: () => panel.lastEventId
           },
           workflowId
@@ -436,6 +446,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.shell.add(widget, 'main');
         app.shell.activateById(widget.id);
         return widget;
+      }
+    });
+    app.commands.addCommand(CommandIDs.showTask, {
+      label: args => `Show ${args.task} in the OSMO panel`,
+      execute: async args => {
+        const workflowId = String(args.workflowId);
+        const task = String(args.task);
+        views.find(w => w.content.workflowId === workflowId)?.content.highlight(task);
+        app.shell.activateById(panel.id);
+        await panel.showTask(workflowId, task);
       }
     });
     if (launcher) {

@@ -500,3 +500,105 @@ def test_log_viewer_attempt_picker_times_wrap_and_download(lab: Lab) -> None:
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "lab-logs-failed.png"))
             raise
+
+
+SEARCHED = """\
+workflow:
+  name: searched
+  resources:
+    default:
+      cpu: 0
+  tasks:
+  - name: talk
+    command:
+    - sh
+    - -c
+    - "for i in 1 2 3 4 5 6; do echo out-$i; done; echo Needle-err >&2; echo needle-end"
+  - name: after
+    command: [sh, -c, "echo after"]
+    inputs: [{task: talk}]
+"""
+
+
+def test_log_viewer_numbers_search_copy_and_jumps_between_log_and_task(lab: Lab) -> None:
+    wf = str(call(lab.url, "POST", "workflows", {"spec": SEARCHED})["id"])
+    wait_for(
+        lambda: call(lab.url, "GET", f"workflows/{wf}")["status"] == "COMPLETED",
+        "the searched workflow to complete",
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page = context.new_page()
+        try:
+            log_jumps_scenario(page, lab, wf)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-log-search-failed.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def dock_tab(page: Page, label: str) -> Any:
+    """The main area's tab whose label is exactly `label`."""
+    return page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab").filter(
+        has=page.locator(".lm-TabBar-tabLabel", has_text=re.compile(f"^{re.escape(label)}$"))
+    )
+
+
+def log_jumps_scenario(page: Page, lab: Lab, wf: str) -> None:
+    panel = open_panel(page, lab)
+    page.evaluate(
+        "w => window.jupyterapp.commands.execute('osmo:open-workflow-view', {workflowId: w})", wf
+    )
+    view = page.locator(".osmo-workflow-view:visible")
+    node = view.locator('g.osmo-graph-node[data-node="talk"]')
+    node.click()
+    expect(panel.locator('[data-task-details="talk"]')).to_be_visible(timeout=30_000)
+    # task → log: L in the workflow tab opens the selected task's log
+    page.keyboard.press("l")
+    viewer = page.locator(".osmo-log-viewer:visible")
+    lines = viewer.locator(".osmo-log-line[data-ln]")
+    expect(lines).to_have_count(8, timeout=30_000)
+    expect(viewer.locator(".osmo-log-stderr")).to_have_text(["Needle-err"])
+    # the gutter shows 1..8 but is not text: a selection of the lines copies no numbers
+    assert lines.first.evaluate("e => getComputedStyle(e, '::before').content") == '"1"'
+    selected = viewer.locator(".osmo-log-lines").evaluate(
+        "e => { const r = document.createRange(); r.selectNodeContents(e);"
+        " const s = getSelection(); s.removeAllRanges(); s.addRange(r); return s.toString(); }"
+    )
+    assert selected.split("\n")[:2] == ["out-1", "out-2"], selected
+    search = viewer.get_by_label("Search the log")
+    search.fill("NEEDLE")
+    marks = viewer.locator("mark.osmo-log-match")
+    # stdout and stderr are two pipes: their lines may interleave either way
+    expect(marks).to_have_count(2)
+    assert sorted(marks.all_text_contents()) == ["Needle", "needle"]
+    count = viewer.locator(".osmo-log-count")
+    expect(count).to_have_text("\N{EN DASH} of 2")  # none picked yet
+    search.press("Enter")
+    expect(count).to_have_text("1 of 2")
+    expect(marks.nth(0)).to_have_class(re.compile("osmo-log-match-current"))
+    search.press("Enter")
+    expect(count).to_have_text("2 of 2")
+    search.press("Shift+Enter")
+    expect(count).to_have_text("1 of 2")
+    expect(lines).to_have_count(8)  # search highlights, it does not filter
+    shown = lines.all_text_contents()
+    assert sorted(shown) == sorted([*(f"out-{i}" for i in range(1, 7)), "Needle-err", "needle-end"])
+    viewer.get_by_role("button", name="Copy").click()
+    page.wait_for_function(
+        "want => navigator.clipboard.readText().then(t => t === want)", arg="\n".join(shown)
+    )
+    # log → task: select another task in the tab first, so the jump is seen to move it
+    view_tab = dock_tab(page, wf)
+    view_tab.click()
+    view.locator('g.osmo-graph-node[data-node="after"]').click()
+    expect(panel.locator('[data-task-details="after"]')).to_be_visible(timeout=30_000)
+    dock_tab(page, f"talk · {wf}").click()
+    viewer.get_by_role("button", name="Show task").click()
+    expect(panel.locator('[data-task-details="talk"]')).to_be_visible(timeout=30_000)
+    view_tab.click()
+    expect(node).to_have_class(re.compile("osmo-selected"))
