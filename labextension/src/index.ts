@@ -1,6 +1,7 @@
 /**
  * The OSMO JupyterLab extension: a left-sidebar panel over the osmo server extension's API,
- * a log viewer tab per task, and "Submit to OSMO" on YAML files.
+ * a log viewer tab per task, "Submit to OSMO" on YAML files, and Validate / Submit in a YAML
+ * file's editor.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import {
@@ -31,6 +32,7 @@ import { isTerminal } from './model';
 import { OsmoPanel } from './panel';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
 import { WorkflowTab } from './workflowview';
+import { YamlTools } from './yamltools';
 import iconSvg from '../style/icon.svg';
 
 export const API_ROOT = 'osmo/api/v1/';
@@ -283,6 +285,29 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    app.docRegistry.addWidgetExtension(
+      'Editor',
+      new YamlTools({
+        client,
+        pool: () => prefs.defaultPool,
+        notifyError,
+        submitted: (id, path) => {
+          Notification.success(`Submitted ${path} as ${id}`, {
+            autoClose: 5000,
+            actions: [
+              {
+                label: 'Open in Tab',
+                caption: "The workflow's graph, timeline and tasks in a main-area tab",
+                callback: () =>
+                  void app.commands.execute(CommandIDs.openWorkflowView, { workflowId: id })
+              }
+            ]
+          });
+          app.shell.activateById(panel.id);
+          void panel.select(id);
+        }
+      })
+    );
     app.contextMenu.addItem({
       command: CommandIDs.submitSelected,
       selector: '.jp-DirListing-item[data-file-type="yaml"]',

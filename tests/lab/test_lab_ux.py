@@ -602,3 +602,62 @@ def log_jumps_scenario(page: Page, lab: Lab, wf: str) -> None:
     expect(panel.locator('[data-task-details="talk"]')).to_be_visible(timeout=30_000)
     view_tab.click()
     expect(node).to_have_class(re.compile("osmo-selected"))
+
+
+TWO_ERRORS = """\
+workflow:
+  name: two-errors
+  tasks:
+  - name: a
+    command: [echo, a]
+    imag: ubuntu
+  - name: b
+    command: [echo, b]
+    inputs: [{task: nowhere}]
+"""
+CURSOR_LINE = "() => window.jupyterapp.shell.currentWidget.content.editor.getCursorPosition().line"
+
+
+def test_yaml_editor_validates_into_located_problems_and_submits(lab: Lab) -> None:
+    (lab.root / "two.yaml").write_text(TWO_ERRORS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with browser_page() as page:
+        try:
+            panel = open_panel(page, lab)
+            page.evaluate(
+                "() => window.jupyterapp.commands.execute('docmanager:open', {path: 'two.yaml'})"
+            )
+            toolbar = page.locator(".jp-MainAreaWidget:visible .jp-Toolbar")
+            toolbar.get_by_role("button", name="Validate").click()
+            problems = page.locator(".osmo-problems:visible")
+            expect(problems.locator(".osmo-problems-title")).to_have_text(
+                "2 problems in two.yaml", timeout=15_000
+            )
+            items = problems.locator(".osmo-problem")
+            expect(items).to_have_count(2)
+            expect(items.nth(0)).to_contain_text("6:5")
+            expect(items.nth(0)).to_contain_text("unknown field 'imag'")
+            expect(items.nth(1)).to_contain_text("9:")
+            expect(items.nth(1)).to_contain_text("nowhere")
+            items.nth(1).locator("a").click()
+            assert page.evaluate(CURSOR_LINE) == 8  # 0-based: line 9
+            items.nth(0).locator("a").click()
+            assert page.evaluate(CURSOR_LINE) == 5
+            # Submit shows the same problems, and submits nothing
+            toolbar.get_by_role("button", name="Submit").click()
+            expect(items).to_have_count(2)
+            assert call(lab.url, "GET", "workflows?name=two-errors") == []
+            # the fixed spec (unsaved: the editor's text is what goes) is submitted and shown
+            page.evaluate(
+                "() => { const m = window.jupyterapp.shell.currentWidget.context.model;"
+                " m.sharedModel.setSource(m.sharedModel.getSource()"
+                ".replace('imag:', 'image:').replace('nowhere', 'a')); }"
+            )
+            toolbar.get_by_role("button", name="Submit").click()
+            expect(problems).to_have_count(0)
+            expect(panel.locator(".osmo-detail-id")).to_have_text(
+                re.compile(r"^two-errors-\d+$"), timeout=15_000
+            )
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-yaml-tools-failed.png"))
+            raise
