@@ -215,8 +215,7 @@ export class LogViewer extends Widget {
     while (this.body.childElementCount > MAX_ROWS) {
       this.body.firstElementChild?.remove();
     }
-    this.counted();
-    this.scroll();
+    this.counted(); // scrolls too, once a frame: a scroll per line is a layout per line
   }
 
   private marker(text: string): void {
@@ -236,13 +235,15 @@ export class LogViewer extends Widget {
     this.scroll();
   }
 
-  /** The cap notice and the match count ("3 of 17"), once a frame however many lines came. */
+  /** The cap notice, the match count ("3 of 17") and auto-scroll, once a frame however many
+   * lines came. */
   private counted(): void {
     if (!this.countPending) {
       this.countPending = true;
       requestAnimationFrame(() => {
         this.countPending = false;
         this.count();
+        this.scroll();
       });
     }
   }

@@ -661,3 +661,41 @@ def test_yaml_editor_validates_into_located_problems_and_submits(lab: Lab) -> No
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "lab-yaml-tools-failed.png"))
             raise
+
+
+BIG_LOG = """\
+workflow:
+  name: big-log
+  resources:
+    default:
+      cpu: 0
+  tasks:
+  - name: many
+    command: [seq, "1", "12000"]
+"""
+
+
+def test_a_long_log_keeps_the_page_bounded_and_responsive(lab: Lab) -> None:
+    wf = str(call(lab.url, "POST", "workflows", {"spec": BIG_LOG})["id"])
+    wait_for(
+        lambda: call(lab.url, "GET", f"workflows/{wf}")["status"] == "COMPLETED",
+        "the big-log workflow to complete",
+    )
+    with browser_page() as page:
+        open_panel(page, lab)
+        started = page.evaluate(
+            "([w, t]) => { window.jupyterapp.commands.execute('osmo:open-logs',"
+            " {workflowId: w, task: t}); return performance.now(); }",
+            [wf, "many"],
+        )
+        viewer = page.locator(".osmo-log-viewer:visible")
+        # the server sends ~1,000 lines a second (a flush per line): 12,000 lines, not 100,000
+        expect(viewer.locator(".osmo-log-line[data-ln]").last).to_have_text("12000", timeout=60_000)
+        took = page.evaluate("() => performance.now()") - started
+        rows = viewer.locator(".osmo-log-line").count()
+        assert rows == 5000, rows  # the newest only, whatever the log's length
+        expect(viewer.locator(".osmo-log-capped")).to_contain_text("The first 7001 lines")
+        # the page still answers at once: a search over the drawn lines counts its matches
+        viewer.get_by_label("Search the log").fill("11999")
+        expect(viewer.locator(".osmo-log-count")).to_have_text("\N{EN DASH} of 1")
+        print(f"12,000-line log: last line drawn {took / 1000:.1f} s after the command")
