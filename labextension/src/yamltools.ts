@@ -93,7 +93,7 @@ export class YamlTools implements DocumentRegistry.WidgetExtension {
   createNew(widget: Widget, context: DocumentRegistry.Context): IDisposable {
     const doc = widget as EditorWidget;
     if (!/\.ya?ml$/i.test(context.path) || !doc.content.editor) {
-      return new Widget(); // nothing added: disposing it is a no-op
+      return { isDisposed: true, dispose: () => undefined }; // nothing added
     }
     const problems = new Problems(doc.content.editor);
     (doc.layout as BoxLayout).addWidget(problems);
