@@ -163,6 +163,12 @@ export class OsmoClient {
     return this.post('workflows', { spec, ...opts });
   }
 
+  /** Every check a submission gets, nothing stored: resolves when valid, else an ApiError
+   * whose details are the problems (file/line/column/field). */
+  async validate(spec: string, opts: SubmitOptions = {}): Promise<void> {
+    await this.post('workflows', { spec, ...opts, validation_only: true });
+  }
+
   cancel(id: string): Promise<Schemas['CancelResponse']> {
     return this.post(`workflows/${q(id)}/cancel`);
   }

@@ -1,6 +1,7 @@
 /**
  * The OSMO JupyterLab extension: a left-sidebar panel over the osmo server extension's API,
- * a log viewer tab per task, and "Submit to OSMO" on YAML files.
+ * a log viewer tab per task, "Submit to OSMO" on YAML files, and Validate / Submit in a YAML
+ * file's editor.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import {
@@ -31,6 +32,7 @@ import { isTerminal } from './model';
 import { OsmoPanel } from './panel';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
 import { WorkflowTab } from './workflowview';
+import { YamlTools } from './yamltools';
 import iconSvg from '../style/icon.svg';
 
 export const API_ROOT = 'osmo/api/v1/';
@@ -40,6 +42,8 @@ export namespace CommandIDs {
   export const submitFile = 'osmo:submit-file';
   export const submitSelected = 'osmo:submit-selected';
   export const openLogs = 'osmo:open-logs';
+  /** Select `task` of `workflowId` in the panel, and in its workflow tab when one is open. */
+  export const showTask = 'osmo:show-task';
   export const refresh = 'osmo:refresh';
   export const openTerminal = 'osmo:open-terminal';
   export const openNotebook = 'osmo:open-notebook';
@@ -281,6 +285,29 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    app.docRegistry.addWidgetExtension(
+      'Editor',
+      new YamlTools({
+        client,
+        pool: () => prefs.defaultPool,
+        notifyError,
+        submitted: (id, path) => {
+          Notification.success(`Submitted ${path} as ${id}`, {
+            autoClose: 5000,
+            actions: [
+              {
+                label: 'Open in Tab',
+                caption: "The workflow's graph, timeline and tasks in a main-area tab",
+                callback: () =>
+                  void app.commands.execute(CommandIDs.openWorkflowView, { workflowId: id })
+              }
+            ]
+          });
+          app.shell.activateById(panel.id);
+          void panel.select(id);
+        }
+      })
+    );
     app.contextMenu.addItem({
       command: CommandIDs.submitSelected,
       selector: '.jp-DirListing-item[data-file-type="yaml"]',
@@ -296,7 +323,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
           app.shell.activateById(open.id);
           return open;
         }
-        const content = new LogViewer(client, workflowId, task, notifyError);
+        const content = new LogViewer(
+          client,
+          workflowId,
+          task,
+          notifyError,
+          () => void app.commands.execute(CommandIDs.showTask, { workflowId, task })
+        );
         const widget = new MainAreaWidget({ content });
         widget.id = content.id;
         widget.title.icon = osmoIcon;
@@ -425,6 +458,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
               app.shell.activateById(panel.id);
               void panel.showTask(id, task);
             },
+            openLogs: (id, task) =>
+              void app.commands.execute(CommandIDs.openLogs, { workflowId: id, task }),
             lastEventId: () => panel.lastEventId
           },
           workflowId
@@ -436,6 +471,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.shell.add(widget, 'main');
         app.shell.activateById(widget.id);
         return widget;
+      }
+    });
+    app.commands.addCommand(CommandIDs.showTask, {
+      label: args => `Show ${args.task} in the OSMO panel`,
+      execute: async args => {
+        const workflowId = String(args.workflowId);
+        const task = String(args.task);
+        views.find(w => w.content.workflowId === workflowId)?.content.highlight(task);
+        app.shell.activateById(panel.id);
+        await panel.showTask(workflowId, task);
       }
     });
     if (launcher) {

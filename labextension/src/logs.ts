@@ -1,14 +1,18 @@
 /**
  * A task's log in a main-area tab: the stored lines, then live ones as the task writes them,
- * across its attempts, until it ends (a finished task's log is shown whole). Search filters
- * the lines, the attempt picker shows one attempt's; times and wrapping can be turned on and
- * off; Download saves what is shown; auto-scroll keeps the newest in view until the user
- * scrolls up.
+ * across its attempts, until it ends (a finished task's log is shown whole). Lines carry their
+ * number in a gutter (CSS, so a copied selection leaves it out); stderr lines are marked. Search
+ * highlights every match and steps between them (Enter / Shift+Enter); the attempt picker shows
+ * one attempt's lines; times and wrapping can be turned on and off; Copy and Download take what
+ * is shown; auto-scroll keeps the newest in view until the user scrolls up. Show task selects the
+ * task in the panel. At most MAX_ROWS lines are in the DOM (the newest), so a 100k-line log does
+ * not freeze the tab; Copy and Download still take every line.
  */
 import { Widget } from '@lumino/widgets';
 
 import type { LogFollow, LogLine, OsmoClient } from './api';
 import { h } from './dom';
+import { logTime, splitMatches } from './logtext';
 
 /** A log line and the attempt (retry_id) it belongs to. */
 interface Shown {
@@ -16,17 +20,16 @@ interface Shown {
   attempt: number;
 }
 
-/** A line's time as the log shows it: `14:02:03.250`. */
-export function logTime(ts: number): string {
-  const d = new Date(ts * 1000);
-  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-}
+/** Lines drawn at most: the newest; older ones stay in memory for Copy and Download. */
+export const MAX_ROWS = 5000;
 
 export class LogViewer extends Widget {
   private follow: LogFollow | null = null;
   private lines: Shown[] = [];
   private needle = '';
+  /** The match Enter/Shift+Enter moved to (an index into the drawn matches), -1 for none. */
+  private current = -1;
+  private countPending = false;
   /** The attempt the stream is on (its `attempt` messages move it). */
   private attempt = 0;
   readonly attemptSelect = h('select', {
@@ -41,6 +44,8 @@ export class LogViewer extends Widget {
     placeholder: 'Search the log',
     'aria-label': 'Search the log'
   });
+  private readonly matchCount = h('span', { class: 'osmo-log-count', 'aria-live': 'polite' });
+  private readonly capped = h('div', { class: 'osmo-log-capped', hidden: true });
   readonly autoScroll = h('input', {
     type: 'checkbox',
     class: 'osmo-log-autoscroll',
@@ -62,7 +67,8 @@ export class LogViewer extends Widget {
     private client: OsmoClient,
     readonly workflowId: string,
     readonly task: string,
-    private onError: (title: string, e: unknown) => void
+    private onError: (title: string, e: unknown) => void,
+    showTask: () => void
   ) {
     super();
     this.addClass('osmo-log-viewer');
@@ -73,6 +79,12 @@ export class LogViewer extends Widget {
     this.search.addEventListener('input', () => {
       this.needle = this.search.value.toLowerCase();
       this.redraw();
+    });
+    this.search.addEventListener('keydown', ev => {
+      if (ev.key === 'Enter') {
+        ev.preventDefault();
+        this.step(ev.shiftKey ? -1 : 1);
+      }
     });
     this.autoScroll.addEventListener('change', () => this.scroll());
     this.attemptSelect.append(h('option', { value: '' }, 'all attempts'));
@@ -87,6 +99,22 @@ export class LogViewer extends Widget {
       'Download'
     );
     download.addEventListener('click', () => this.download());
+    const copy = h(
+      'button',
+      { class: 'jp-Button jp-mod-styled osmo-log-copy', type: 'button' },
+      'Copy'
+    );
+    copy.addEventListener('click', () => void this.copy(copy));
+    const show = h(
+      'button',
+      {
+        class: 'jp-Button jp-mod-styled osmo-log-show-task',
+        type: 'button',
+        title: 'Select this task in the OSMO panel (and in its workflow tab)'
+      },
+      'Show task'
+    );
+    show.addEventListener('click', showTask);
     this.body.addEventListener('scroll', () => {
       const atEnd = this.body.scrollHeight - this.body.scrollTop - this.body.clientHeight < 4;
       if (!atEnd && this.autoScroll.checked && this.lines.length) {
@@ -98,13 +126,17 @@ export class LogViewer extends Widget {
         'div',
         { class: 'osmo-log-bar' },
         this.search,
+        this.matchCount,
         this.attemptSelect,
         h('label', {}, this.times, ' Times'),
         h('label', {}, this.wrap, ' Wrap'),
         h('label', { class: 'osmo-log-autoscroll-label' }, this.autoScroll, ' Auto-scroll'),
+        copy,
         download,
+        show,
         this.stateEl
       ),
+      this.capped,
       this.body
     );
     this.start();
@@ -145,31 +177,45 @@ export class LogViewer extends Widget {
   }
 
   private row({ line }: Shown): HTMLElement {
+    const parts = splitMatches(line.text, this.needle).map((part, i) =>
+      i % 2 ? h('mark', { class: 'osmo-log-match' }, part) : part
+    );
     return h(
       'div',
-      { class: `osmo-log-line osmo-log-${line.stream}`, 'data-n': line.n },
+      {
+        class: `osmo-log-line osmo-log-${line.stream}`,
+        'data-n': line.n,
+        // the gutter shows it through CSS, so a copied selection does not include it
+        ...(line.n >= 0 ? { 'data-ln': line.n } : {}) // 1-based within its attempt
+      },
       this.times.checked && line.ts
         ? h('span', { class: 'osmo-log-ts' }, `${logTime(line.ts)} `)
         : '',
-      line.text
+      ...parts
     );
   }
 
-  private matches({ line, attempt }: Shown): boolean {
+  /** Whether a line is shown: of the attempt picked, or of any. */
+  private matches({ attempt }: Shown): boolean {
     const picked = this.attemptSelect.value;
-    return (
-      (!picked || Number(picked) === attempt) &&
-      (!this.needle || line.text.toLowerCase().includes(this.needle))
-    );
+    return !picked || Number(picked) === attempt;
   }
 
   private add(line: LogLine): void {
     const shown = { line, attempt: this.attempt };
     this.lines.push(shown);
     if (this.matches(shown)) {
-      this.body.append(this.row(shown));
-      this.scroll();
+      this.append(this.row(shown));
     }
+  }
+
+  /** A drawn row at the end, the oldest dropped beyond MAX_ROWS. */
+  private append(row: HTMLElement): void {
+    this.body.append(row);
+    while (this.body.childElementCount > MAX_ROWS) {
+      this.body.firstElementChild?.remove();
+    }
+    this.counted(); // scrolls too, once a frame: a scroll per line is a layout per line
   }
 
   private marker(text: string): void {
@@ -178,21 +224,84 @@ export class LogViewer extends Widget {
       attempt: this.attempt
     };
     this.lines.push(shown);
-    this.body.append(this.row(shown));
-    this.scroll();
+    this.append(this.row(shown));
   }
 
   private redraw(): void {
-    this.body.replaceChildren(...this.lines.filter(l => this.matches(l)).map(l => this.row(l)));
+    const shown = this.lines.filter(l => this.matches(l));
+    this.body.replaceChildren(...shown.slice(-MAX_ROWS).map(l => this.row(l)));
+    this.current = -1;
+    this.counted();
     this.scroll();
   }
 
-  /** The lines shown (with their times when shown), as a file `WF-TASK.log`. */
-  private download(): void {
-    const text = this.lines
+  /** The cap notice, the match count ("3 of 17") and auto-scroll, once a frame however many
+   * lines came. */
+  private counted(): void {
+    if (!this.countPending) {
+      this.countPending = true;
+      requestAnimationFrame(() => {
+        this.countPending = false;
+        this.count();
+        this.scroll();
+      });
+    }
+  }
+
+  private count(): void {
+    const hidden = this.lines.filter(l => this.matches(l)).length - this.body.childElementCount;
+    this.capped.hidden = hidden <= 0;
+    this.capped.textContent =
+      hidden > 0
+        ? `The first ${hidden} lines are not drawn (at most ${MAX_ROWS}); Copy and Download take all.`
+        : '';
+    const total = this.needle ? this.body.querySelectorAll('.osmo-log-match').length : 0;
+    this.matchCount.textContent = !this.needle
+      ? ''
+      : total
+        ? `${this.current + 1 || '–'} of ${total}`
+        : 'no matches';
+  }
+
+  /** Move to the next (`by` 1) or previous (-1) match, wrapping around. */
+  private step(by: 1 | -1): void {
+    const marks = [...this.body.querySelectorAll<HTMLElement>('.osmo-log-match')];
+    if (!marks.length) {
+      return;
+    }
+    marks[this.current]?.classList.remove('osmo-log-match-current');
+    this.current =
+      this.current < 0 && by < 0
+        ? marks.length - 1
+        : (this.current + by + marks.length) % marks.length;
+    const mark = marks[this.current];
+    mark.classList.add('osmo-log-match-current');
+    this.autoScroll.checked = false; // the user is reading a match, not the tail
+    mark.scrollIntoView({ block: 'center' });
+    this.count();
+  }
+
+  /** The lines shown (with their times when shown), one per line. */
+  private shownText(): string {
+    return this.lines
       .filter(l => this.matches(l) && l.line.n >= 0)
       .map(({ line }) => (this.times.checked ? `${logTime(line.ts)} ${line.text}` : line.text))
       .join('\n');
+  }
+
+  private async copy(button: HTMLElement): Promise<void> {
+    try {
+      await navigator.clipboard.writeText(this.shownText());
+      button.textContent = 'Copied';
+      setTimeout(() => (button.textContent = 'Copy'), 1500);
+    } catch (e) {
+      this.onError(`Could not copy the log of ${this.task}`, e);
+    }
+  }
+
+  /** The lines shown, as a file `WF-TASK.log`. */
+  private download(): void {
+    const text = this.shownText();
     const url = URL.createObjectURL(new Blob([`${text}\n`], { type: 'text/plain' }));
     const a = h('a', { href: url, download: `${this.workflowId}-${this.task}.log` });
     a.click();

@@ -1,7 +1,8 @@
 /**
  * One workflow in a main-area tab: its graph (graph.ts), its attempts on a timeline
  * (timeline.ts), and its tasks and their resources as tables (tasktable.ts). Read over REST once, then moved by the
- * workflow's events, as the side panel's detail is; selecting a task selects it in the panel.
+ * workflow's events, as the side panel's detail is; selecting a task selects it in the panel, and
+ * the L key opens the selected task's log.
  */
 import { Widget } from '@lumino/widgets';
 
@@ -18,6 +19,7 @@ export interface WorkflowTabEnv {
   notifyError(title: string, error: unknown): void;
   /** Show `task` of `workflowId` in the side panel (its details and log tail). */
   showTask(workflowId: string, task: string): void;
+  openLogs(workflowId: string, task: string): void;
   /** The id of the last event the panel has seen: the tab's stream starts after it. */
   lastEventId(): number;
 }
@@ -112,6 +114,8 @@ export class WorkflowTab extends Widget {
     this.node.addEventListener('keydown', ev => {
       if (ev.key === 'Escape' && this.selected) {
         this.select(null);
+      } else if (ev.key === 'l' && this.selected && !(ev.target instanceof HTMLInputElement)) {
+        this.env.openLogs(this.workflowId, this.selected); // the selected task's log
       }
     });
     this.showView('graph');
@@ -205,6 +209,12 @@ export class WorkflowTab extends Widget {
     if (this.view?.apply(ev)) {
       this.schedule();
     }
+  }
+
+  /** Select `task` as shown elsewhere (the panel is told already). */
+  highlight(task: string): void {
+    this.selected = task;
+    this.schedule();
   }
 
   private select(task: string | null): void {

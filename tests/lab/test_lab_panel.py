@@ -107,9 +107,10 @@ def run_scenario(page: Page, lab: Lab) -> None:
     viewer = page.locator(".osmo-log-viewer").first
     expect(viewer.locator(".osmo-log-lines")).to_contain_text("hello from task1", timeout=30_000)
     expect(viewer.locator(".osmo-log-lines")).to_contain_text("task3 COMPLETED")
+    lines = viewer.locator(".osmo-log-line").count()
     viewer.get_by_label("Search the log").fill("from task2")
-    expect(viewer.locator(".osmo-log-line")).to_have_count(1)
-    expect(viewer.locator(".osmo-log-line")).to_have_text("hello from task2")
+    expect(viewer.locator("mark.osmo-log-match")).to_have_text(["from task2"])
+    expect(viewer.locator(".osmo-log-line")).to_have_count(lines)  # highlighted, not filtered
 
     # Pools and resources, with capacity and use.
     panel.locator(".osmo-pools summary").click()

@@ -500,3 +500,202 @@ def test_log_viewer_attempt_picker_times_wrap_and_download(lab: Lab) -> None:
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "lab-logs-failed.png"))
             raise
+
+
+SEARCHED = """\
+workflow:
+  name: searched
+  resources:
+    default:
+      cpu: 0
+  tasks:
+  - name: talk
+    command:
+    - sh
+    - -c
+    - "for i in 1 2 3 4 5 6; do echo out-$i; done; echo Needle-err >&2; echo needle-end"
+  - name: after
+    command: [sh, -c, "echo after"]
+    inputs: [{task: talk}]
+"""
+
+
+def test_log_viewer_numbers_search_copy_and_jumps_between_log_and_task(lab: Lab) -> None:
+    wf = str(call(lab.url, "POST", "workflows", {"spec": SEARCHED})["id"])
+    wait_for(
+        lambda: call(lab.url, "GET", f"workflows/{wf}")["status"] == "COMPLETED",
+        "the searched workflow to complete",
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page = context.new_page()
+        try:
+            log_jumps_scenario(page, lab, wf)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-log-search-failed.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def dock_tab(page: Page, label: str) -> Any:
+    """The main area's tab whose label is exactly `label`."""
+    return page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab").filter(
+        has=page.locator(".lm-TabBar-tabLabel", has_text=re.compile(f"^{re.escape(label)}$"))
+    )
+
+
+def log_jumps_scenario(page: Page, lab: Lab, wf: str) -> None:
+    panel = open_panel(page, lab)
+    page.evaluate(
+        "w => window.jupyterapp.commands.execute('osmo:open-workflow-view', {workflowId: w})", wf
+    )
+    view = page.locator(".osmo-workflow-view:visible")
+    node = view.locator('g.osmo-graph-node[data-node="talk"]')
+    node.click()
+    expect(panel.locator('[data-task-details="talk"]')).to_be_visible(timeout=30_000)
+    # task → log: L in the workflow tab opens the selected task's log
+    page.keyboard.press("l")
+    viewer = page.locator(".osmo-log-viewer:visible")
+    lines = viewer.locator(".osmo-log-line[data-ln]")
+    expect(lines).to_have_count(8, timeout=30_000)
+    expect(viewer.locator(".osmo-log-stderr")).to_have_text(["Needle-err"])
+    # the gutter shows 1..8 but is not text: a selection of the lines copies no numbers
+    assert lines.first.evaluate("e => getComputedStyle(e, '::before').content") == '"1"'
+    selected = viewer.locator(".osmo-log-lines").evaluate(
+        "e => { const r = document.createRange(); r.selectNodeContents(e);"
+        " const s = getSelection(); s.removeAllRanges(); s.addRange(r); return s.toString(); }"
+    )
+    assert selected.split("\n")[:2] == ["out-1", "out-2"], selected
+    search = viewer.get_by_label("Search the log")
+    search.fill("NEEDLE")
+    marks = viewer.locator("mark.osmo-log-match")
+    # stdout and stderr are two pipes: their lines may interleave either way
+    expect(marks).to_have_count(2)
+    assert sorted(marks.all_text_contents()) == ["Needle", "needle"]
+    count = viewer.locator(".osmo-log-count")
+    expect(count).to_have_text("\N{EN DASH} of 2")  # none picked yet
+    search.press("Enter")
+    expect(count).to_have_text("1 of 2")
+    expect(marks.nth(0)).to_have_class(re.compile("osmo-log-match-current"))
+    search.press("Enter")
+    expect(count).to_have_text("2 of 2")
+    search.press("Shift+Enter")
+    expect(count).to_have_text("1 of 2")
+    expect(lines).to_have_count(8)  # search highlights, it does not filter
+    shown = lines.all_text_contents()
+    assert sorted(shown) == sorted([*(f"out-{i}" for i in range(1, 7)), "Needle-err", "needle-end"])
+    viewer.get_by_role("button", name="Copy").click()
+    page.wait_for_function(
+        "want => navigator.clipboard.readText().then(t => t === want)", arg="\n".join(shown)
+    )
+    # log → task: select another task in the tab first, so the jump is seen to move it
+    view_tab = dock_tab(page, wf)
+    view_tab.click()
+    view.locator('g.osmo-graph-node[data-node="after"]').click()
+    expect(panel.locator('[data-task-details="after"]')).to_be_visible(timeout=30_000)
+    dock_tab(page, f"talk · {wf}").click()
+    viewer.get_by_role("button", name="Show task").click()
+    expect(panel.locator('[data-task-details="talk"]')).to_be_visible(timeout=30_000)
+    view_tab.click()
+    expect(node).to_have_class(re.compile("osmo-selected"))
+
+
+TWO_ERRORS = """\
+workflow:
+  name: two-errors
+  tasks:
+  - name: a
+    command: [echo, a]
+    imag: ubuntu
+  - name: b
+    command: [echo, b]
+    inputs: [{task: nowhere}]
+"""
+CURSOR_LINE = "() => window.jupyterapp.shell.currentWidget.content.editor.getCursorPosition().line"
+
+
+def test_yaml_editor_validates_into_located_problems_and_submits(lab: Lab) -> None:
+    (lab.root / "two.yaml").write_text(TWO_ERRORS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with browser_page() as page:
+        try:
+            panel = open_panel(page, lab)
+            page.evaluate(
+                "() => window.jupyterapp.commands.execute('docmanager:open', {path: 'two.yaml'})"
+            )
+            toolbar = page.locator(".jp-MainAreaWidget:visible .jp-Toolbar")
+            toolbar.get_by_role("button", name="Validate").click()
+            problems = page.locator(".osmo-problems:visible")
+            expect(problems.locator(".osmo-problems-title")).to_have_text(
+                "2 problems in two.yaml", timeout=15_000
+            )
+            items = problems.locator(".osmo-problem")
+            expect(items).to_have_count(2)
+            expect(items.nth(0)).to_contain_text("6:5")
+            expect(items.nth(0)).to_contain_text("unknown field 'imag'")
+            expect(items.nth(1)).to_contain_text("9:")
+            expect(items.nth(1)).to_contain_text("nowhere")
+            items.nth(1).locator("a").click()
+            assert page.evaluate(CURSOR_LINE) == 8  # 0-based: line 9
+            items.nth(0).locator("a").click()
+            assert page.evaluate(CURSOR_LINE) == 5
+            # Submit shows the same problems, and submits nothing
+            toolbar.get_by_role("button", name="Submit").click()
+            expect(items).to_have_count(2)
+            assert call(lab.url, "GET", "workflows?name=two-errors") == []
+            # the fixed spec (unsaved: the editor's text is what goes) is submitted and shown
+            page.evaluate(
+                "() => { const m = window.jupyterapp.shell.currentWidget.context.model;"
+                " m.sharedModel.setSource(m.sharedModel.getSource()"
+                ".replace('imag:', 'image:').replace('nowhere', 'a')); }"
+            )
+            toolbar.get_by_role("button", name="Submit").click()
+            expect(problems).to_have_count(0)
+            expect(panel.locator(".osmo-detail-id")).to_have_text(
+                re.compile(r"^two-errors-\d+$"), timeout=15_000
+            )
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-yaml-tools-failed.png"))
+            raise
+
+
+BIG_LOG = """\
+workflow:
+  name: big-log
+  resources:
+    default:
+      cpu: 0
+  tasks:
+  - name: many
+    command: [seq, "1", "12000"]
+"""
+
+
+def test_a_long_log_keeps_the_page_bounded_and_responsive(lab: Lab) -> None:
+    wf = str(call(lab.url, "POST", "workflows", {"spec": BIG_LOG})["id"])
+    wait_for(
+        lambda: call(lab.url, "GET", f"workflows/{wf}")["status"] == "COMPLETED",
+        "the big-log workflow to complete",
+    )
+    with browser_page() as page:
+        open_panel(page, lab)
+        started = page.evaluate(
+            "([w, t]) => { window.jupyterapp.commands.execute('osmo:open-logs',"
+            " {workflowId: w, task: t}); return performance.now(); }",
+            [wf, "many"],
+        )
+        viewer = page.locator(".osmo-log-viewer:visible")
+        # the server sends ~1,000 lines a second (a flush per line): 12,000 lines, not 100,000
+        expect(viewer.locator(".osmo-log-line[data-ln]").last).to_have_text("12000", timeout=60_000)
+        took = page.evaluate("() => performance.now()") - started
+        rows = viewer.locator(".osmo-log-line").count()
+        assert rows == 5000, rows  # the newest only, whatever the log's length
+        expect(viewer.locator(".osmo-log-capped")).to_contain_text("The first 7001 lines")
+        # the page still answers at once: a search over the drawn lines counts its matches
+        viewer.get_by_label("Search the log").fill("11999")
+        expect(viewer.locator(".osmo-log-count")).to_have_text("\N{EN DASH} of 1")
+        print(f"12,000-line log: last line drawn {took / 1000:.1f} s after the command")
