@@ -52,11 +52,15 @@ def many_spec(n: int) -> str:
 
 
 @contextmanager
-def browser_page() -> Iterator[Page]:
+def browser_page(clipboard: bool = False) -> Iterator[Page]:
+    """A page of a fresh Chromium; `clipboard`: it may read and write the clipboard."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            yield browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            if clipboard:
+                context.grant_permissions(["clipboard-read", "clipboard-write"])
+            yield context.new_page()
         finally:
             browser.close()
 
@@ -351,18 +355,12 @@ def test_workflow_list_names_times_sort_filters_menu_and_bulk_cancel(lab: Lab) -
     one = {"spec": many_spec(1)}
     running_ids = [str(call(lab.url, "POST", "workflows", one)["id"]) for _ in "ab"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        context.grant_permissions(["clipboard-read", "clipboard-write"])
-        page = context.new_page()
+    with browser_page(clipboard=True) as page:
         try:
             list_scenario(page, lab, running_ids)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "lab-list-failed.png"))
             raise
-        finally:
-            browser.close()
 
 
 def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
@@ -527,18 +525,12 @@ def test_log_viewer_numbers_search_copy_and_jumps_between_log_and_task(lab: Lab)
         "the searched workflow to complete",
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        context.grant_permissions(["clipboard-read", "clipboard-write"])
-        page = context.new_page()
+    with browser_page(clipboard=True) as page:
         try:
             log_jumps_scenario(page, lab, wf)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "lab-log-search-failed.png"))
             raise
-        finally:
-            browser.close()
 
 
 def dock_tab(page: Page, label: str) -> Any:
