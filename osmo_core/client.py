@@ -16,7 +16,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,29 @@ class Client:
             raise Unreachable(self.url, text) from None
         except (TimeoutError, ConnectionError) as e:
             raise Unreachable(self.url, str(e) or type(e).__name__) from None
+
+
+async def follow_log(
+    stream: Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]], params: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    """A log-follow WebSocket's messages (`stream(params)` opens it), its lines batched. A
+    server from before batching refuses `batch` at the handshake (400) and is asked again
+    without it: read the lines with `log_lines_of`, which takes both forms."""
+    try:
+        async for msg in stream({**params, "batch": "true"}):
+            yield msg
+    except ApiError as e:
+        if e.status != 400 or "batch" not in e.message:
+            raise
+        async for msg in stream(params):
+            yield msg
+
+
+def log_lines_of(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The log lines one log-follow message carries: a batch, one line, or none."""
+    if msg.get("type") == "lines":
+        return list(msg["lines"])
+    return [msg] if msg.get("type") == "log" else []
 
 
 def _api_error(e: urllib.error.HTTPError) -> ApiError:

@@ -125,6 +125,11 @@ class Subscription:
             # The end-of-stream marker must never be the one dropped.
             self._queue.put_nowait(None if ev is None else Overflow(dropped))
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is waiting: the next `get` would wait."""
+        return self._queue.empty()
+
     async def get(self) -> Event | Overflow | None:
         """Next event; None once the bus closed."""
         if self._closed:

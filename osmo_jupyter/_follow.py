@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from osmo_core.client import ApiError
+from osmo_core.client import ApiError, follow_log, log_lines_of
 from osmo_core.states import TaskStatus, WorkflowStatus
 
 if TYPE_CHECKING:
@@ -24,13 +24,14 @@ Line = dict[str, Any]
 def follow(
     wf: Workflow, task: str, *, retry_id: int | None, start: int, timeout: float | None
 ) -> Iterator[Line]:
+    path = f"workflows/{wf.id}/tasks/{task}/logs/follow"
     params = {"retry_id": retry_id, "start": start}
-    stream = wf.client.transport.messages(f"workflows/{wf.id}/tasks/{task}/logs/follow", params)
+    stream = follow_log(lambda p: wf.client.transport.messages(path, p), params)
     try:
         for msg in wf.client.iterate(stream, timeout):
-            if msg.get("type") == "log":
-                yield {k: msg.get(k) for k in ("n", "ts", "stream", "text")}
-            elif msg.get("type") == "end":
+            for ln in log_lines_of(msg):
+                yield {k: ln.get(k) for k in ("n", "ts", "stream", "text")}
+            if msg.get("type") == "end":
                 return
         return
     except ApiError as e:

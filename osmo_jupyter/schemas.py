@@ -118,6 +118,11 @@ class LogFollowQuery(BaseModel):
         description="Follow this attempt only (default: the task, across attempts).",
     )
     start: int = Field(0, ge=0, le=BIG, description="Skip the first `start` lines.")
+    batch: bool = Field(
+        False,
+        description='Send lines as `{"type": "lines", "lines": [...]}`, many to a message '
+        '(default: one `{"type": "log"}` message per line).',
+    )
 
 
 class TokenListQuery(BaseModel):

@@ -208,12 +208,16 @@ export class OsmoClient {
   /** A task's log, stored lines then live ones, across its attempts, until it ends. */
   followLogs(id: string, task: string, handlers: LogHandlers, start = 0): LogFollow {
     const socket = this.transport.socket(
-      `workflows/${q(id)}/tasks/${q(task)}/logs/follow${query({ start: start || undefined })}`
+      `workflows/${q(id)}/tasks/${q(task)}/logs/follow${query({ start: start || undefined, batch: true })}`
     );
     let ended = false;
     socket.onmessage = ev => {
       const msg = parse(ev.data);
-      if (msg?.type === 'log') {
+      if (msg?.type === 'lines') {
+        for (const line of msg.lines as LogLine[]) {
+          handlers.onLine(line);
+        }
+      } else if (msg?.type === 'log') {
         handlers.onLine(msg as unknown as LogLine);
       } else if (msg?.type === 'attempt') {
         handlers.onAttempt?.(Number(msg.retry_id));

@@ -5,6 +5,11 @@ The log-follow WebSocket sends a task's stored log lines from `start`, then live
 rescheduled it continues with the next (`{"type": "attempt", "retry_id": N}`), and it ends with
 `{"type": "end", "status": S}` when the task's last attempt has finished. A slow client gets the
 lines it missed re-read from the log, never a gap.
+
+With `batch=true` the lines come as `{"type": "lines", "lines": [...]}` instead: a stored page,
+or the live lines that arrived together, in one message (a message per line costs the server
+a JSON encoding, a frame and a flush each: a long log took a minute to catch up). One line per
+message stays the default so that older clients keep working.
 """
 
 from __future__ import annotations
@@ -44,12 +49,14 @@ class LogFollowWebSocket(OsmoWebSocket):
 
     _pump: asyncio.Task[None] | None = None
     _sub: Any = None
+    _pending: list[dict[str, Any]]  # lines not sent yet (batch mode)
 
     async def handshake(self, wf_id: str, task: str) -> None:
         self._query = self.query_model(LogFollowQuery)
         self._svc = await self.workflow_for(wf_id)
         self._svc.task(wf_id, task)  # 404 now, not after the upgrade
         self._wf_id, self._task = wf_id, task
+        self._pending = []
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         # Subscribe first: every line is then in the file, the queue, or both (skipped by n).
@@ -72,6 +79,7 @@ class LogFollowWebSocket(OsmoWebSocket):
                     if row is not None and TaskStatus(row["status"]).terminal:
                         last = await self._catch_up(retry, last)  # lines that raced the status
                         later = [r["retry_id"] for r in rows if r["retry_id"] > retry]
+                        await self._flush()
                         if q.retry_id is None and later:
                             retry = later[0]
                             await self._send({"type": "attempt", "retry_id": retry})
@@ -81,6 +89,8 @@ class LogFollowWebSocket(OsmoWebSocket):
                             {"type": "end", "status": row["status"], "retry_id": retry}
                         )
                         break
+                if self._sub.idle:  # send what arrived together before waiting for more
+                    await self._flush()
                 item = await self._sub.get()
                 if item is None:
                     self.close(1001, "server shutting down")
@@ -95,7 +105,7 @@ class LogFollowWebSocket(OsmoWebSocket):
                     and (item.task, item.retry_id) == (self._task, retry)
                     and item.payload["n"] > last
                 ):
-                    await self._send({"type": "log", **item.payload, "ts": item.ts})
+                    await self._emit([{**item.payload, "ts": item.ts}])
                     last = item.payload["n"]
             self.close(1000, "task finished")
         except websocket.WebSocketClosedError:
@@ -118,12 +128,25 @@ class LogFollowWebSocket(OsmoWebSocket):
                 self._wf_id, self._task, retry_id=retry, start=last, limit=page
             )
             before = last
-            for ln in lines:
-                if ln.n > last:
-                    await self._send({"type": "log", **log_line(ln)})
-                    last = ln.n
+            await self._emit([log_line(ln) for ln in lines if ln.n > last])
+            last = max([last, *(ln.n for ln in lines)])
+            await self._flush()
             if len(lines) < page or last == before:
                 return last
+
+    async def _emit(self, lines: list[dict[str, Any]]) -> None:
+        if not self._query.batch:
+            for ln in lines:
+                await self._send({"type": "log", **ln})
+            return
+        self._pending += lines
+        if len(self._pending) >= self._svc.config.log_page_size:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._pending:
+            lines, self._pending = self._pending, []
+            await self._send({"type": "lines", "lines": lines})
 
     def on_close(self) -> None:
         if self._sub is not None:

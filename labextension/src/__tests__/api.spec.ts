@@ -230,14 +230,21 @@ describe('followLogs', () => {
       onEnd: s => ends.push(s),
       onError: e => errors.push(e.message)
     });
-    expect(t.sockets[0].path).toBe('workflows/w-1/tasks/task1/logs/follow');
+    expect(t.sockets[0].path).toBe('workflows/w-1/tasks/task1/logs/follow?batch=true');
     const s = t.sockets[0].socket;
     s.send({ type: 'log', n: 1, ts: 1, stream: 'stdout', text: 'hello' });
+    s.send({
+      type: 'lines',
+      lines: [
+        { n: 2, ts: 1, stream: 'stdout', text: 'one' },
+        { n: 3, ts: 1, stream: 'stdout', text: 'two' }
+      ]
+    });
     s.send({ type: 'attempt', retry_id: 1 });
     s.send({ type: 'log', n: 1, ts: 2, stream: 'stderr', text: 'again' });
     s.send({ type: 'end', status: 'COMPLETED', retry_id: 1 });
     s.onclose?.({ code: 1000, reason: 'task finished' });
-    expect(lines).toEqual(['hello', 'again']);
+    expect(lines).toEqual(['hello', 'one', 'two', 'again']);
     expect(attempts).toEqual([1]);
     expect(ends).toEqual(['COMPLETED']);
     expect(errors).toEqual([]);

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...client import follow_log, log_lines_of
 from ...config import PRIORITIES
 from ...states import WorkflowStatus
 from ..common import (
@@ -291,9 +292,11 @@ async def _follow_logs(client: Client, args: argparse.Namespace, out: Output) ->
         start = max(0, len(_log_lines(client, args)) - max(args.lines, 0))
     path = f"workflows/{args.id}/tasks/{args.task}/logs/follow"
     status = None
-    async for msg in client.stream(path, retry_id=args.retry_id, start=start):
-        if msg["type"] == "log":
-            print(json.dumps(msg) if out.json else msg["text"], flush=True)
+    params = {"retry_id": args.retry_id, "start": start}
+    async for msg in follow_log(lambda p: client.stream(path, **p), params):
+        if lines := log_lines_of(msg):  # one write per batch, as JSON lines or text
+            shown = (json.dumps({"type": "log", **ln}) if out.json else ln["text"] for ln in lines)
+            print("\n".join(shown), flush=True)
         elif msg["type"] == "attempt":
             out.info(f"--- attempt {msg['retry_id']} ---")
         elif msg["type"] == "end":
