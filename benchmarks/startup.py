@@ -15,6 +15,10 @@ load_ext   `%load_ext osmo_jupyter` in an IPython shell, above it  target <= 0.3
 pod_agent  the in-pod agent's start (`python -m osmo_core.agent.pod`, as the Kubernetes
            backend runs it, with --help: all of its imports, then exit), above `python -c pass`
                                                                    target <= 0.20 s
+
+Then the same pod agent start without bytecode (an empty PYTHONPYCACHEPREFIX, nothing written):
+what every pod pays when its agent image was installed without compiling it (each pod starts
+from a fresh copy of the image's tree, so nothing compiled in one pod helps the next).
 """
 
 from __future__ import annotations
@@ -145,6 +149,14 @@ def report(env: dict[str, str]) -> int:
             f"{name:10} {m:8.3f} {f:8.3f} {m - f:8.3f} {target:8.2f}  {verdict}; "
             + ("; ".join(creep) if creep else "none")
         )
+    with tempfile.TemporaryDirectory(prefix="osmo-nopyc-") as empty:
+        cold_env = env | {"PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
+        warm, cold = [], []
+        for _ in range(RUNS):
+            warm.append(timed(POD_AGENT, env))
+            cold.append(timed(POD_AGENT, cold_env))
+    w, c = statistics.median(warm), statistics.median(cold)
+    print(f"pod agent without bytecode {c:.3f} s, with it {w:.3f} s: {c / w:.1f}x")
     if failures:
         print(f"FAIL: {failures} command(s) import what their start-up path must not")
     return 1 if failures else 0
