@@ -57,7 +57,7 @@ export type NodeUsage = Schemas['NodeUsage'];
 /** One machine of `resources`, with the pools it serves. */
 export type Resource = Schemas['ResourceModel'];
 export type PoolInfo = Schemas['PoolModel'];
-export type SubmitOptions = Pick<Schemas['SubmitRequest'], 'pool' | 'set_values'>;
+export type SubmitOptions = Pick<Schemas['SubmitRequest'], 'pool' | 'priority' | 'set_values'>;
 
 export interface ListQuery {
   status?: Schemas['WorkflowStatus'][];

@@ -19,18 +19,21 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { ServerConnection, TerminalManager } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStateDB } from '@jupyterlab/statedb';
 import { Terminal } from '@jupyterlab/terminal';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { interactiveActions, TaskActions } from './actions';
-import { ApiError, OsmoClient, relocated, SocketLike, Transport } from './api';
+import { ApiError, OsmoClient, relocated, SocketLike, SubmitOptions, Transport } from './api';
 import { h } from './dom';
 import { hideTaskCards, pickTask, TaskCard, taskKernels } from './launcher';
 import { LogViewer } from './logs';
 import { isTerminal } from './model';
 import { OsmoPanel } from './panel';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
+import { initialChoices, readMemory, remember, SUBMIT_STATE, submitOptions } from './submitchoices';
+import { askSubmitOptions } from './submitdialog';
 import { WorkflowTab } from './workflowview';
 import { YamlTools } from './yamltools';
 import iconSvg from '../style/icon.svg';
@@ -135,7 +138,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     IFileBrowserFactory,
     IDocumentManager,
     ILauncher,
-    ISettingRegistry
+    ISettingRegistry,
+    IStateDB
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -144,7 +148,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     browsers: IFileBrowserFactory | null,
     docs: IDocumentManager | null,
     launcher: ILauncher | null,
-    registry: ISettingRegistry | null
+    registry: ISettingRegistry | null,
+    state: IStateDB | null
   ) => {
     const client = new OsmoClient(labTransport(app.serviceManager.serverSettings));
     let prefs = DEFAULT_SETTINGS;
@@ -164,7 +169,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
     const logs = new WidgetTracker<MainAreaWidget<LogViewer>>({ namespace: 'osmo-logs' });
 
-    async function submitPath(path: string): Promise<string | null> {
+    async function submitPath(path: string, opts?: SubmitOptions): Promise<string | null> {
       try {
         const file = await app.serviceManager.contents.get(path, {
           content: true,
@@ -173,7 +178,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         let id: string;
         try {
           const pool = prefs.defaultPool;
-          ({ id } = await client.submit(String(file.content), pool ? { pool } : {}));
+          ({ id } = await client.submit(String(file.content), opts ?? (pool ? { pool } : {})));
         } catch (e) {
           throw e instanceof ApiError ? relocated(e, path) : e;
         }
@@ -254,6 +259,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.submitFile, {
       label: 'OSMO: Submit Workflow YAML…',
       execute: async args => {
+        const memory = readMemory(await state?.fetch(SUBMIT_STATE).catch(() => null));
         let path = args.path as string | undefined;
         if (!path) {
           if (!docs) {
@@ -262,14 +268,41 @@ const plugin: JupyterFrontEndPlugin<void> = {
           const result = await FileDialog.getOpenFiles({
             manager: docs,
             title: 'Submit a workflow to OSMO',
+            defaultPath: await existingFolder(memory.folder),
             filter: model =>
               model.type === 'directory' || /\.ya?ml$/i.test(model.name) ? {} : null
           });
-          path = result.button.accept ? result.value?.[0]?.path : undefined;
+          const chosen = result.button.accept ? result.value?.[0] : undefined;
+          path = chosen?.type === 'directory' ? undefined : chosen?.path; // accepted empty
         }
-        return path ? submitPath(path) : null;
+        if (!path) {
+          return null;
+        }
+        const choices = await askSubmitOptions(
+          `Submit ${path.split('/').pop()}`,
+          await client.pools().catch(() => []),
+          initialChoices(memory, path, prefs.defaultPool)
+        );
+        if (!choices) {
+          return null;
+        }
+        const id = await submitPath(path, submitOptions(choices));
+        if (id) {
+          await state?.save(SUBMIT_STATE, remember(memory, path, choices, prefs.defaultPool));
+        }
+        return id;
       }
     });
+    /** `folder` when it still exists, else undefined (the file browser's root). */
+    async function existingFolder(folder: string): Promise<string | undefined> {
+      if (!folder) {
+        return undefined;
+      }
+      const model = await app.serviceManager.contents
+        .get(folder, { content: false })
+        .catch(() => null);
+      return model?.type === 'directory' ? folder : undefined;
+    }
     app.commands.addCommand(CommandIDs.submitSelected, {
       label: 'Submit to OSMO',
       icon: osmoIcon,

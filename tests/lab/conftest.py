@@ -115,8 +115,22 @@ def submit_from_context_menu(page: Page, name: str) -> None:
 
 
 def submit_from_panel(page: Page, panel: Locator, name: str) -> None:
-    """The panel's Submit YAML… button, through JupyterLab's file dialog."""
+    """The panel's Submit YAML… button: JupyterLab's file dialog, then the options dialog,
+    submitted as it opens."""
+    choose_file(page, panel, name)
+    submit_options(page).get_by_role("button", name="Submit").click()
+
+
+def choose_file(page: Page, panel: Locator, name: str) -> None:
+    """Submit YAML…, and `name` chosen in the file dialog's folder as it opens."""
     panel.get_by_role("button", name="Submit YAML…").click()
     dialog = page.locator(".jp-Dialog")
     dialog.locator(".jp-DirListing-item", has_text=name).click()
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+
+
+def submit_options(page: Page) -> Locator:
+    """The submit dialog's options (pool, priority, values), once open."""
+    dialog = page.locator(".jp-Dialog", has=page.locator(".osmo-submit-options"))
+    expect(dialog).to_be_visible()
+    return dialog
