@@ -34,6 +34,7 @@ import { OsmoPanel } from './panel';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
 import { initialChoices, readMemory, remember, SUBMIT_STATE, submitOptions } from './submitchoices';
 import { askSubmitOptions } from './submitdialog';
+import { addTaskMenu } from './taskmenu';
 import { WorkflowTab } from './workflowview';
 import { YamlTools } from './yamltools';
 import iconSvg from '../style/icon.svg';
@@ -470,6 +471,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       namespace: 'osmo-workflow-views'
     });
     const menuRow = addWorkflowMenu(app, panel, client, notifyError);
+    addTaskMenu(app, {
+      commands: {
+        openLogs: CommandIDs.openLogs,
+        showTask: CommandIDs.showTask,
+        openTerminal: CommandIDs.openTerminal
+      },
+      status: (workflowId, task) =>
+        views.find(w => w.content.workflowId === workflowId)?.content.taskStatus(task) ?? ''
+    });
     app.commands.addCommand(CommandIDs.openWorkflowView, {
       label: args => (args.workflowId ? `Open ${args.workflowId} in a Tab` : 'Open in Tab'),
       caption: "The workflow's graph, timeline, tasks and resources in a main-area tab",

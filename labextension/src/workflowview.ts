@@ -211,6 +211,11 @@ export class WorkflowTab extends Widget {
     }
   }
 
+  /** The latest attempt's status of `task` ('' before the workflow is read). */
+  taskStatus(task: string): string {
+    return this.view?.tasks.get(task)?.status ?? '';
+  }
+
   /** Select `task` as shown elsewhere (the panel is told already). */
   highlight(task: string): void {
     this.selected = task;

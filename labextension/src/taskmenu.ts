@@ -1,0 +1,59 @@
+/**
+ * The context menu of a task in a workflow tab — a graph node, a timeline bar, a table row:
+ * its log, the task in the side panel, a terminal in it while it runs, a copy of its name.
+ */
+import type { JupyterFrontEnd } from '@jupyterlab/application';
+import { Clipboard } from '@jupyterlab/apputils';
+
+export interface TaskMenuEnv {
+  /** The commands it runs, with `{workflowId, task}`. */
+  commands: { openLogs: string; showTask: string; openTerminal: string };
+  /** The status of `task` as its open workflow tab shows it ('' when unknown). */
+  status(workflowId: string, task: string): string;
+}
+
+export const TaskMenuIDs = {
+  log: 'osmo:task-menu-log',
+  show: 'osmo:task-menu-show',
+  terminal: 'osmo:task-menu-terminal',
+  copy: 'osmo:task-menu-copy'
+} as const;
+
+/** Where a task of a workflow tab is drawn (a collapsed group has no `data-task`). */
+export const TASK_SELECTOR = '.osmo-workflow-view [data-task]';
+
+export function addTaskMenu(app: JupyterFrontEnd, env: TaskMenuEnv): void {
+  // Read when the menu opens: a live workflow re-renders its tab and replaces these elements.
+  let target = { workflowId: '', task: '' };
+  document.addEventListener(
+    'contextmenu',
+    ev => {
+      const el = ev.target as Element | null;
+      const tab = el?.closest<HTMLElement>('.osmo-workflow-view[data-workflow]');
+      const task = el?.closest<HTMLElement>('[data-task]')?.dataset.task;
+      target = tab && task ? { workflowId: tab.dataset.workflow ?? '', task } : target;
+    },
+    true
+  );
+  const run = (command: string) => () => app.commands.execute(command, { ...target });
+  app.commands.addCommand(TaskMenuIDs.log, {
+    label: 'Open Log',
+    execute: run(env.commands.openLogs)
+  });
+  app.commands.addCommand(TaskMenuIDs.show, {
+    label: 'Show in OSMO Panel',
+    execute: run(env.commands.showTask)
+  });
+  app.commands.addCommand(TaskMenuIDs.terminal, {
+    label: 'Open Terminal in Task',
+    isEnabled: () => env.status(target.workflowId, target.task) === 'RUNNING',
+    execute: run(env.commands.openTerminal)
+  });
+  app.commands.addCommand(TaskMenuIDs.copy, {
+    label: 'Copy Task Name',
+    execute: () => Clipboard.copyToSystem(target.task)
+  });
+  Object.values(TaskMenuIDs).forEach((command, rank) =>
+    app.contextMenu.addItem({ command, selector: TASK_SELECTOR, rank })
+  );
+}

@@ -1,0 +1,83 @@
+"""A task's context menu in a workflow tab (labextension/src/taskmenu.ts), in a real browser
+(Debian's Chromium, driven by Playwright) against a real `jupyter lab` with the local backend:
+on a graph node and a table row (a timeline bar has it too) it opens the task's log, shows it in
+the side panel, copies its name, and opens a terminal in it — only while it runs."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Locator, Page, expect
+
+from tests.interactive.test_lab_task_terminal import call, wait_for
+from tests.lab.conftest import Lab, open_panel
+from tests.lab.test_lab_ux import browser_page
+from tests.lab.test_lab_workflow_view import tab_of, task
+from tests.notebook.test_browser import ARTIFACTS
+
+SPEC = """\
+workflow:
+  name: menus
+  resources:
+    default:
+      cpu: 0
+  tasks:
+  - name: done-one
+    command: [sh, -c, "echo finished here"]
+  - name: runner
+    command: [sleep, "600"]
+"""
+
+
+def test_a_task_menu_opens_its_log_panel_name_and_terminal_while_it_runs(lab: Lab) -> None:
+    wf = str(call(lab.url, "POST", "workflows", {"spec": SPEC})["id"])
+    wait_for(lambda: task(lab, wf, "runner")["status"] == "RUNNING", "runner running")
+    wait_for(lambda: task(lab, wf, "done-one")["status"] == "COMPLETED", "done-one completed")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with browser_page(clipboard=True) as page:
+        try:
+            task_menu_scenario(page, lab, wf)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-task-menu-failed.png"))
+            raise
+        finally:
+            call(lab.url, "POST", f"workflows/{wf}/cancel")
+
+
+def menu(page: Page, target: Locator) -> Locator:
+    target.click(button="right")
+    items = page.locator(".lm-Menu-item")
+    expect(items.filter(has_text="Open Log")).to_be_visible()
+    return items
+
+
+def task_menu_scenario(page: Page, lab: Lab, wf: str) -> None:
+    panel = open_panel(page, lab)
+    page.evaluate(
+        "w => window.jupyterapp.commands.execute('osmo:open-workflow-view', {workflowId: w})", wf
+    )
+    view = tab_of(page, wf)
+    done_node = view.locator('g.osmo-graph-node[data-task="done-one"]')
+    expect(done_node).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
+
+    # A finished task: no terminal; its log opens in a tab.
+    items = menu(page, done_node)
+    disabled = re.compile(r"\blm-mod-disabled\b")
+    expect(items.filter(has_text="Open Terminal in Task")).to_have_class(disabled)
+    items.filter(has_text="Open Log").click()
+    log = page.locator(".osmo-log-viewer:visible .osmo-log-line.osmo-log-stdout")
+    expect(log).to_have_text(["finished here"], timeout=30_000)
+
+    # Back in the workflow tab: its name copied, then shown in the side panel.
+    page.locator(".lm-TabBar-tab", has_text=wf).first.click()
+    menu(page, done_node).filter(has_text="Copy Task Name").click()
+    assert page.evaluate("navigator.clipboard.readText()") == "done-one"
+    menu(page, done_node).filter(has_text="Show in OSMO Panel").click()
+    expect(panel.locator('[data-task-details="done-one"]')).to_be_visible(timeout=30_000)
+
+    # A running task, from the task table: a terminal in it.
+    view.get_by_role("tab", name="Tasks").click()
+    row = view.locator('.osmo-table-row[data-task="runner"]')
+    menu(page, row).filter(has_text="Open Terminal in Task").click()
+    expect(page.locator(".osmo-task-terminal .xterm").last).to_be_visible(timeout=30_000)
+    expect(page.locator(".lm-TabBar-tab.lm-mod-current", has_text="/runner")).to_be_visible()
