@@ -1,8 +1,11 @@
 /**
  * Validate and Submit in the toolbar of a YAML file's editor. Either one lists the spec's
- * problems under the editor, each `LINE:COL field: message` a link that puts the cursor there;
- * a successful submit opens the workflow in the panel.
+ * problems under the editor, each `LINE:COL field: message` a link that puts the cursor there,
+ * and marks them in the text as CodeMirror diagnostics (diagnostics.ts); a successful submit
+ * opens the workflow in the panel.
  */
+import { lintGutter, setDiagnostics } from '@codemirror/lint';
+import type { EditorView } from '@codemirror/view';
 import { ToolbarButton } from '@jupyterlab/apputils';
 import type { CodeEditor } from '@jupyterlab/codeeditor';
 import type { DocumentRegistry, DocumentWidget } from '@jupyterlab/docregistry';
@@ -10,6 +13,7 @@ import type { IDisposable } from '@lumino/disposable';
 import { BoxLayout, Widget } from '@lumino/widgets';
 
 import { ApiError, OsmoClient, relocated } from './api';
+import { diagnosticsFor, Located } from './diagnostics';
 import { h } from './dom';
 
 export interface YamlToolsEnv {
@@ -22,11 +26,7 @@ export interface YamlToolsEnv {
 }
 
 /** A problem of the spec where the editor can show it (1-based, as the server names them). */
-interface Problem {
-  line: number | null;
-  column: number | null;
-  text: string;
-}
+type Problem = Located;
 
 function problemsOf(error: ApiError): Problem[] {
   const found = error.details.map(d => ({
@@ -41,6 +41,8 @@ type EditorWidget = DocumentWidget<Widget & { editor: CodeEditor.IEditor }>;
 
 /** The problems list under one editor. */
 class Problems extends Widget {
+  private gutter = false;
+
   constructor(private readonly editor: CodeEditor.IEditor) {
     super();
     this.addClass('osmo-problems');
@@ -49,6 +51,7 @@ class Problems extends Widget {
   }
 
   report(title: string, problems: Problem[]): void {
+    this.mark(problems);
     this.node.replaceChildren(
       h('div', { class: 'osmo-problems-title' }, title),
       h(
@@ -75,8 +78,26 @@ class Problems extends Widget {
   }
 
   clear(): void {
+    this.mark([]);
     this.node.replaceChildren();
     this.hide();
+  }
+
+  /** The problems as diagnostics in the text (JupyterLab's editors are CodeMirror 6 ones). */
+  private mark(problems: Problem[]): void {
+    const cm = this.editor as CodeEditor.IEditor & {
+      editor?: EditorView;
+      injectExtension?(ext: unknown): void;
+    };
+    const view = cm.editor;
+    if (!view?.state) {
+      return; // another editor: the list alone
+    }
+    if (!this.gutter) {
+      cm.injectExtension?.(lintGutter()); // a marker beside each problem's line
+      this.gutter = true;
+    }
+    view.dispatch(setDiagnostics(view.state, diagnosticsFor(view.state.doc, problems)));
   }
 
   private goTo({ line, column }: Problem): void {

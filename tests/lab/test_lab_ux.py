@@ -631,6 +631,17 @@ def test_yaml_editor_validates_into_located_problems_and_submits(lab: Lab) -> No
             expect(items.nth(0)).to_contain_text("unknown field 'imag'")
             expect(items.nth(1)).to_contain_text("9:")
             expect(items.nth(1)).to_contain_text("nowhere")
+            # ...and in the text: underlined where each is, a gutter marker, the message on hover
+            editor = page.locator(".jp-MainAreaWidget:visible .cm-editor")
+            marked = editor.locator(".cm-line:has(.cm-lintRange-error)")
+            expect(marked).to_have_count(2)
+            expect(marked.nth(0)).to_have_text("    imag: ubuntu")
+            assert "".join(marked.nth(0).locator(".cm-lintRange-error").all_inner_texts()) == (
+                "imag: ubuntu"
+            )
+            expect(editor.locator(".cm-lint-marker-error")).to_have_count(2)
+            marked.nth(0).locator(".cm-lintRange-error").first.hover()
+            expect(page.locator(".cm-tooltip-lint")).to_contain_text("unknown field 'imag'")
             items.nth(1).locator("a").click()
             assert page.evaluate(CURSOR_LINE) == 8  # 0-based: line 9
             items.nth(0).locator("a").click()
@@ -647,6 +658,7 @@ def test_yaml_editor_validates_into_located_problems_and_submits(lab: Lab) -> No
             )
             toolbar.get_by_role("button", name="Submit").click()
             expect(problems).to_have_count(0)
+            expect(editor.locator(".cm-lintRange-error")).to_have_count(0)
             expect(panel.locator(".osmo-detail-id")).to_have_text(
                 re.compile(r"^two-errors-\d+$"), timeout=15_000
             )
