@@ -349,8 +349,10 @@ class Service:
 
     def get(self, wf_id: str) -> dict[str, Any]:
         """A workflow with its groups and every task attempt, JSON-ready."""
+        last_event = self.store.max_event_id()  # read first: the snapshot holds all up to it
         wf, group_rows, task_rows = self.store.workflow_detail(wf_id)
         row = dict(wf)
+        row["last_event_id"] = last_event
         spec_json = row.pop("spec_json")
         for k in ("spec_original", "spec_rendered", "role"):  # role: the scheduler's
             row.pop(k)

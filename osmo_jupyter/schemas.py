@@ -465,6 +465,10 @@ class WorkflowModel(WorkflowSummary):
 
     groups: list[GroupModel]
     tasks: list[TaskModel]
+    last_event_id: int = Field(
+        description="The newest stored event (of any workflow) when this was read; everything "
+        "up to it is in this answer: the events WebSocket's `after` that follows it from here."
+    )
 
 
 class PlatformModel(BaseModel):

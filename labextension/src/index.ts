@@ -502,8 +502,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
               void panel.showTask(id, task);
             },
             openLogs: (id, task) =>
-              void app.commands.execute(CommandIDs.openLogs, { workflowId: id, task }),
-            lastEventId: () => panel.lastEventId
+              void app.commands.execute(CommandIDs.openLogs, { workflowId: id, task })
           },
           workflowId
         );

@@ -235,7 +235,6 @@ export class OsmoPanel extends Widget {
 
   /** Show workflow `id`: its detail and spec over REST, then its events (live log lines too). */
   async select(id: string): Promise<void> {
-    const after = this.stream?.lastId ?? 0;
     try {
       const [detail, spec] = await Promise.all([
         this.env.client.workflow(id),
@@ -247,17 +246,12 @@ export class OsmoPanel extends Widget {
       this.taskInfo = null;
       this.detailStream = this.env.client.events(
         { onEvent: ev => this.onDetailEvent(ev), onResync: () => void this.select(id) },
-        { workflowId: id, logs: true, after }
+        { workflowId: id, logs: true, after: detail.last_event_id } // nothing replayed twice
       );
       this.schedule();
     } catch (e) {
       this.env.notifyError(`Could not open ${id}`, e);
     }
-  }
-
-  /** The id of the last event of the list's stream (0 before the first). */
-  get lastEventId(): number {
-    return this.stream?.lastId ?? 0;
   }
 
   /** Show `task` of workflow `id` (the workflow is opened first unless it is shown). */

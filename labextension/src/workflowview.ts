@@ -20,8 +20,6 @@ export interface WorkflowTabEnv {
   /** Show `task` of `workflowId` in the side panel (its details and log tail). */
   showTask(workflowId: string, task: string): void;
   openLogs(workflowId: string, task: string): void;
-  /** The id of the last event the panel has seen: the tab's stream starts after it. */
-  lastEventId(): number;
 }
 
 export const VIEWS = {
@@ -183,15 +181,16 @@ export class WorkflowTab extends Widget {
     ev.preventDefault();
   }
 
-  /** The workflow and its spec over REST, then its events after what the panel has seen. */
+  /** The workflow and its spec over REST, then its events after those the answer holds. */
   private async load(): Promise<void> {
-    const after = this.env.lastEventId();
+    let after: number;
     try {
       const [detail, spec] = await Promise.all([
         this.env.client.workflow(this.workflowId),
         this.env.client.spec(this.workflowId)
       ]);
       this.view = new WorkflowView(detail, parseSpec(spec.spec), 0);
+      after = detail.last_event_id;
     } catch (e) {
       this.env.notifyError(`Could not open ${this.workflowId}`, e);
       this.node.append(h('p', { class: 'osmo-error' }, `Could not open ${this.workflowId}: ${e}`));

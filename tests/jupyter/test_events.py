@@ -75,6 +75,29 @@ async def test_replay_then_live_then_resume_after_an_id(api, jp_ws_fetch, servic
     ws.close()
 
 
+async def test_a_workflow_answer_names_the_event_to_follow_it_after(
+    api, jp_ws_fetch, service, tmp_path
+):
+    go = tmp_path / "go"  # the workflow waits for it: the answer comes mid-run
+    spec = (
+        "workflow:\n  name: gated\n  tasks:\n  - name: wait\n    command: [sh, -c, "
+        f"'for i in $(seq 300); do [ -e {go} ] && exit 0; sleep 0.1; done; exit 1']\n"
+    )
+    wf_id = (await api("POST", "workflows", body={"spec": spec}, status=201))["id"]
+    snapshot = await api("GET", f"workflows/{wf_id}")
+    after = snapshot["last_event_id"]
+    go.touch()
+    stored = lambda: [e["id"] for e in service.store.events_since(0, wf_id)]  # noqa: E731
+    assert stored()[0] <= after <= service.store.max_event_id()  # its submission is in it
+    ws = await events_ws(jp_ws_fetch, workflow_id=wf_id, logs="false", after=after)
+    rest = [e["id"] for e in await until_done(ws, wf_id)]
+    ws.close()
+    # the answer, then the stream from its id: every event once, none replayed
+    assert [i for i in stored() if i <= after] + rest == stored()
+    done = await api("GET", f"workflows/{wf_id}")
+    assert done["status"] == "COMPLETED" and done["last_event_id"] >= stored()[-1]
+
+
 async def test_events_socket_needs_a_token(jp_ws_fetch, osmo):
     for headers in ({"Authorization": ""}, {"Authorization": "token wrong"}):
         with pytest.raises(HTTPClientError) as e:

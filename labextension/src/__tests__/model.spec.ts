@@ -249,6 +249,7 @@ describe('spec and layout', () => {
 describe('WorkflowView', () => {
   const detail = (): WorkflowDetail => ({
     ...row('serial-1'),
+    last_event_id: 0,
     groups: [],
     tasks: ['task1', 'task2', 'task3'].map((name, i) => ({
       workflow_id: 'serial-1',

@@ -58,6 +58,7 @@ function attempt(name: string, retry: number, extra: Partial<TaskAttempt>): Task
 function view(): WorkflowView {
   const detail: WorkflowDetail = {
     id: 'wf-1',
+    last_event_id: 0,
     name: 'wf',
     seq: 1,
     user: 'me',

@@ -1560,6 +1560,11 @@ export interface components {
       labels: {
         [key: string]: string;
       };
+      /**
+       * Last Event Id
+       * @description The newest stored event (of any workflow) when this was read; everything up to it is in this answer: the events WebSocket's `after` that follows it from here.
+       */
+      last_event_id: number;
       /** Message */
       message: string | null;
       /** Name */
