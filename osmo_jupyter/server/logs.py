@@ -93,6 +93,7 @@ class LogFollowWebSocket(OsmoWebSocket):
                     await self._flush()
                 item = await self._sub.get()
                 if item is None:
+                    await self._flush()  # what came before the shutdown still goes
                     self.close(1001, "server shutting down")
                     return
                 moved = isinstance(item, Overflow) or (
