@@ -5,7 +5,6 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import {
-  Clipboard,
   Dialog,
   ICommandPalette,
   MainAreaWidget,
@@ -21,46 +20,26 @@ import { ServerConnection, TerminalManager } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStateDB } from '@jupyterlab/statedb';
 import { Terminal } from '@jupyterlab/terminal';
-import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { interactiveActions, TaskActions } from './actions';
 import { ApiError, OsmoClient, relocated, SocketLike, SubmitOptions, Transport } from './api';
+import { CommandIDs, osmoIcon } from './commands';
 import { h } from './dom';
 import { hideTaskCards, pickTask, TaskCard, taskKernels } from './launcher';
 import { LogViewer } from './logs';
-import { isTerminal } from './model';
 import { OsmoPanel } from './panel';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
 import { initialChoices, readMemory, remember, SUBMIT_STATE, submitOptions } from './submitchoices';
 import { askSubmitOptions } from './submitdialog';
 import { addTaskMenu } from './taskmenu';
+import { addWorkflowMenu } from './workflowmenu';
 import { WorkflowTab } from './workflowview';
 import { YamlTools } from './yamltools';
-import iconSvg from '../style/icon.svg';
+
+export { CommandIDs, osmoIcon };
 
 export const API_ROOT = 'osmo/api/v1/';
-
-export namespace CommandIDs {
-  export const openPanel = 'osmo:open-panel';
-  export const submitFile = 'osmo:submit-file';
-  export const submitSelected = 'osmo:submit-selected';
-  export const openLogs = 'osmo:open-logs';
-  /** Select `task` of `workflowId` in the panel, and in its workflow tab when one is open. */
-  export const showTask = 'osmo:show-task';
-  export const refresh = 'osmo:refresh';
-  export const openTerminal = 'osmo:open-terminal';
-  export const openNotebook = 'osmo:open-notebook';
-  export const taskKernel = 'osmo:task-kernel';
-  // the workflow list's context menu: the row right-clicked (and the selection, for cancel)
-  export const openWorkflow = 'osmo:workflow-open';
-  export const copyId = 'osmo:workflow-copy-id';
-  export const cancelWorkflows = 'osmo:workflow-cancel';
-  export const restartWorkflow = 'osmo:workflow-restart';
-  export const viewSpec = 'osmo:workflow-spec';
-  /** A workflow in a main-area tab: `workflowId`, else the list's row right-clicked. */
-  export const openWorkflowView = 'osmo:open-workflow-view';
-}
 
 const SPECS_REFRESH_MS = 300; // one refresh for a burst of task events
 
@@ -80,8 +59,6 @@ export function taskSettings(
   const wsBase = URLExt.join(settings.wsUrl, API_ROOT, OsmoClient.taskPath(workflowId, task));
   return ServerConnection.makeSettings({ ...settings, baseUrl: base, wsUrl: wsBase });
 }
-
-export const osmoIcon = new LabIcon({ name: 'osmo-jupyter:osmo', svgstr: iconSvg });
 
 /** The API's transport through JupyterLab's server connection (token, XSRF, base URL). */
 export function labTransport(settings: ServerConnection.ISettings): Transport {
@@ -472,11 +449,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     const menuRow = addWorkflowMenu(app, panel, client, notifyError);
     addTaskMenu(app, {
-      commands: {
-        openLogs: CommandIDs.openLogs,
-        showTask: CommandIDs.showTask,
-        openTerminal: CommandIDs.openTerminal
-      },
       status: (workflowId, task) =>
         views.find(w => w.content.workflowId === workflowId)?.content.taskStatus(task) ?? ''
     });
@@ -550,80 +522,5 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
   }
 };
-
-/** The workflow list's context menu: open (in the panel or a tab), copy its id, cancel (it, or
- * the selection it is in), restart, view its spec. Returns the row right-clicked last. */
-function addWorkflowMenu(
-  app: JupyterFrontEnd,
-  panel: OsmoPanel,
-  client: OsmoClient,
-  notifyError: (title: string, e: unknown) => void
-): () => string {
-  // The row is read when the menu opens, not when an item runs: the list re-renders every
-  // second while a workflow runs, and JupyterLab's hit test cannot walk up from a detached row.
-  let menuRow = '';
-  panel.listView.node.addEventListener('contextmenu', ev => {
-    const row = (ev.target as Element | null)?.closest<HTMLElement>('.osmo-wf[data-id]');
-    menuRow = row?.dataset.id ?? '';
-  });
-  const target = (): string => menuRow;
-  const status = (id: string) => panel.list.rows.get(id)?.status ?? '';
-  const targets = (): string[] => {
-    const id = target();
-    const checked = panel.listView.checked;
-    return checked.has(id) ? [...checked] : id ? [id] : [];
-  };
-  app.commands.addCommand(CommandIDs.openWorkflow, {
-    label: 'Open',
-    execute: () => panel.select(target())
-  });
-  app.commands.addCommand(CommandIDs.copyId, {
-    label: 'Copy ID',
-    execute: () => {
-      Clipboard.copyToSystem(target());
-    }
-  });
-  app.commands.addCommand(CommandIDs.cancelWorkflows, {
-    label: () => {
-      const n = targets().filter(id => !isTerminal(status(id))).length;
-      return n > 1 ? `Cancel ${n} Workflows…` : 'Cancel…';
-    },
-    isEnabled: () => targets().some(id => !isTerminal(status(id))),
-    execute: () => panel.cancel(targets())
-  });
-  app.commands.addCommand(CommandIDs.restartWorkflow, {
-    label: 'Restart',
-    isEnabled: () => isTerminal(status(target())),
-    execute: () => panel.restart(target())
-  });
-  app.commands.addCommand(CommandIDs.viewSpec, {
-    label: 'View Spec',
-    execute: async () => {
-      const id = target();
-      try {
-        const { original } = await client.spec(id);
-        const content = new Widget({ node: h('pre', { class: 'osmo-spec-view' }, original) });
-        content.id = `osmo-spec-${id}`.replace(/[^\w-]/g, '_');
-        content.title.label = `${id} spec`;
-        const widget = new MainAreaWidget({ content });
-        widget.title.icon = osmoIcon;
-        widget.title.caption = `The spec ${id} was submitted with`;
-        app.shell.add(widget, 'main');
-        app.shell.activateById(widget.id);
-      } catch (e) {
-        notifyError(`Could not read the spec of ${id}`, e);
-      }
-    }
-  });
-  [
-    CommandIDs.openWorkflow,
-    CommandIDs.openWorkflowView,
-    CommandIDs.copyId,
-    CommandIDs.cancelWorkflows,
-    CommandIDs.restartWorkflow,
-    CommandIDs.viewSpec
-  ].forEach((command, rank) => app.contextMenu.addItem({ command, selector: '.osmo-wf', rank }));
-  return target;
-}
 
 export default plugin;

@@ -5,9 +5,9 @@
 import type { JupyterFrontEnd } from '@jupyterlab/application';
 import { Clipboard } from '@jupyterlab/apputils';
 
+import { CommandIDs } from './commands';
+
 export interface TaskMenuEnv {
-  /** The commands it runs, with `{workflowId, task}`. */
-  commands: { openLogs: string; showTask: string; openTerminal: string };
   /** The status of `task` as its open workflow tab shows it ('' when unknown). */
   status(workflowId: string, task: string): string;
 }
@@ -38,16 +38,16 @@ export function addTaskMenu(app: JupyterFrontEnd, env: TaskMenuEnv): void {
   const run = (command: string) => () => app.commands.execute(command, { ...target });
   app.commands.addCommand(TaskMenuIDs.log, {
     label: 'Open Log',
-    execute: run(env.commands.openLogs)
+    execute: run(CommandIDs.openLogs)
   });
   app.commands.addCommand(TaskMenuIDs.show, {
     label: 'Show in OSMO Panel',
-    execute: run(env.commands.showTask)
+    execute: run(CommandIDs.showTask)
   });
   app.commands.addCommand(TaskMenuIDs.terminal, {
     label: 'Open Terminal in Task',
     isEnabled: () => env.status(target.workflowId, target.task) === 'RUNNING',
-    execute: run(env.commands.openTerminal)
+    execute: run(CommandIDs.openTerminal)
   });
   app.commands.addCommand(TaskMenuIDs.copy, {
     label: 'Copy Task Name',
