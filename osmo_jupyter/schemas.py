@@ -568,6 +568,16 @@ class VersionResponse(BaseModel):
     api: str
 
 
+class LastEventResponse(BaseModel):
+    """`GET /events/last`."""
+
+    last_event_id: int = Field(
+        description="The newest stored event's id (0: none yet). Read it before a list, then "
+        "open the events WebSocket with `after` set to it: the list, then what changed since, "
+        "without replaying what the list already holds."
+    )
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"]
 

@@ -121,6 +121,11 @@ export class OsmoClient {
     return this.request('me');
   }
 
+  /** The newest stored event's id: read before a list, the `after` of its events stream. */
+  async lastEventId(): Promise<number> {
+    return (await this.request<Schemas['LastEventResponse']>('events/last')).last_event_id;
+  }
+
   listWorkflows(filter: ListQuery = {}): Promise<WorkflowRow[]> {
     return this.request(
       'workflows' +

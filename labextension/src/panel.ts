@@ -38,6 +38,7 @@ const TAIL_LINES = 10;
 export class OsmoPanel extends Widget {
   readonly list = new WorkflowList();
   private stream: EventStream | null = null;
+  private started = false;
   private detailStream: EventStream | null = null;
   private view: WorkflowView | null = null;
   private selectedTask: string | null = null;
@@ -90,7 +91,8 @@ export class OsmoPanel extends Widget {
   }
 
   protected onAfterAttach(): void {
-    if (!this.stream) {
+    if (!this.started) {
+      this.started = true;
       this.start();
     }
     this.ticker ??= setInterval(() => this.tick(), 1000);
@@ -131,17 +133,24 @@ export class OsmoPanel extends Widget {
     }
   }
 
-  /** The list over REST, then the events stream (stored events replay, then live ones). */
+  /** The list over REST, then the events stream after the last event before the list was
+   * read: what the list holds is not replayed (with no id, all of the user's events are). */
   private start(): void {
-    void this.reload();
-    this.stream = this.env.client.events(
-      {
-        onEvent: ev => this.onEvent(ev),
-        onResync: () => void this.reload(),
-        onConnection: up => this.setConnected(up)
-      },
-      { logs: false }
-    );
+    void (async () => {
+      const after = await this.env.client.lastEventId().catch(() => 0);
+      await this.reload();
+      if (this.isDisposed) {
+        return;
+      }
+      this.stream = this.env.client.events(
+        {
+          onEvent: ev => this.onEvent(ev),
+          onResync: () => void this.reload(),
+          onConnection: up => this.setConnected(up)
+        },
+        { logs: false, after }
+      );
+    })();
   }
 
   async reload(): Promise<void> {

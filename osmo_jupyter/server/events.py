@@ -17,9 +17,18 @@ from tornado import websocket
 from osmo_core.events import Event, Overflow
 
 from ..schemas import EventsQuery
-from .base import OsmoWebSocket
+from .base import OsmoHandler, OsmoWebSocket, api
 
 REPLAY_PAGE = 1000
+
+
+class LastEventHandler(OsmoHandler):
+    """The newest stored event's id: where a client that has just read a list starts its
+    events WebSocket (`after`), so nothing the list holds is replayed."""
+
+    @api
+    async def get(self) -> None:
+        self.reply({"last_event_id": (await self.service()).store.max_event_id()})
 
 
 class EventsWebSocket(OsmoWebSocket):

@@ -38,6 +38,7 @@ from ..schemas import (
     HoldResponse,
     KernelStarted,
     KernelStopped,
+    LastEventResponse,
     LogLineModel,
     MeResponse,
     MkdirRequest,
@@ -131,7 +132,7 @@ MODELS: list[type[BaseModel]] = [
     MeResponse, RestartResponse, HoldResponse, KernelStarted, KernelStopped, TerminalRequest,
     TerminalModel, MkdirRequest, FileEntry, FilesListing, EventModel, HealthDetail,
     RestartRequest, CacheClearRequest, CacheClearResponse, CredentialRequest, CredentialCreate,
-    CredentialRecord,
+    CredentialRecord, LastEventResponse,
 ]  # fmt: skip
 
 

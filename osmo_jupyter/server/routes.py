@@ -37,6 +37,7 @@ from ..schemas import (
     HoldResponse,
     KernelStarted,
     KernelStopped,
+    LastEventResponse,
     ListQuery,
     LogLineModel,
     LogsQuery,
@@ -65,7 +66,7 @@ from ..schemas import (
 from .app_links import APP_ROUTE
 from .base import API_PREFIX, OsmoHandler, api
 from .credentials import CredentialHandler, CredentialsHandler
-from .events import EventsWebSocket
+from .events import EventsWebSocket, LastEventHandler
 from .exec import ExecWebSocket, PortForwardWebSocket
 from .files import DirsHandler, FileContentHandler, FilesHandler
 from .info import HealthDetailHandler, HealthHandler, MeHandler, VersionHandler
@@ -254,6 +255,10 @@ ROUTES: list[Route] = [
     }),
     Route(api_route(f"{_TASK}/logs/follow"), LogFollowWebSocket),
     Route(api_route("events"), EventsWebSocket),
+    Route(api_route("events/last"), LastEventHandler, {
+        "get": Op("lastEvent", "The newest stored event's id: the events stream's `after` for "
+                  "a list just read", {200: json_reply(ref(LastEventResponse), "OK")}, SERVICE),
+    }),
     # into running tasks
     Route(api_route(f"{_TASK}/exec"), ExecWebSocket),
     Route(api_route(f"{_TASK}/port-forward"), PortForwardWebSocket),

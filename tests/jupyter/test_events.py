@@ -10,6 +10,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from tests.conftest import EXAMPLES
+from tests.jupyter.test_handlers import wait_for
 
 SERIAL = (EXAMPLES / "serial.yaml").read_text()
 TERMINAL = {"COMPLETED", "FAILED", "FAILED_CANCELED"}
@@ -96,6 +97,18 @@ async def test_a_workflow_answer_names_the_event_to_follow_it_after(
     assert [i for i in stored() if i <= after] + rest == stored()
     done = await api("GET", f"workflows/{wf_id}")
     assert done["status"] == "COMPLETED" and done["last_event_id"] >= stored()[-1]
+
+
+async def test_a_list_then_events_after_the_last_one_replays_nothing(api, jp_ws_fetch, service):
+    old = (await api("POST", "workflows", body={"spec": SERIAL}, status=201))["id"]
+    await wait_for(api, old, TERMINAL)
+    last = (await api("GET", "events/last"))["last_event_id"]
+    assert last == service.store.max_event_id() > 0
+    ws = await events_ws(jp_ws_fetch, logs="false", after=last)
+    new = (await api("POST", "workflows", body={"spec": SERIAL}, status=201))["id"]
+    got = await until_done(ws, new)
+    ws.close()
+    assert got and all(e["workflow_id"] == new and e["id"] > last for e in got)
 
 
 async def test_events_socket_needs_a_token(jp_ws_fetch, osmo):

@@ -57,6 +57,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/events/last': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The newest stored event's id: the events stream's `after` for a list just read */
+    get: operations['lastEvent'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/health': {
     parameters: {
       query?: never;
@@ -859,6 +876,17 @@ export interface components {
       kernel_id: string;
       /** Shutdown */
       shutdown: boolean;
+    };
+    /**
+     * LastEventResponse
+     * @description `GET /events/last`.
+     */
+    LastEventResponse: {
+      /**
+       * Last Event Id
+       * @description The newest stored event's id (0: none yet). Read it before a list, then open the events WebSocket with `after` set to it: the list, then what changed since, without replaying what the list already holds.
+       */
+      last_event_id: number;
     };
     /** LogLineModel */
     LogLineModel: {
@@ -2021,6 +2049,53 @@ export interface operations {
       };
       /** @description No such workflow, task, attempt, token or credential */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description The service is not running or its store is unavailable */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+    };
+  };
+  lastEvent: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description OK */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['LastEventResponse'];
+        };
+      };
+      /** @description Not authenticated: no credentials, or an unknown, expired or revoked token */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponse'];
+        };
+      };
+      /** @description Not allowed: another user's workflow or token, a pool or a credential closed to the caller (`details` name each field that uses one), an admin-only action (or, with cookie auth, a POST without an XSRF token) */
+      403: {
         headers: {
           [name: string]: unknown;
         };
