@@ -12,7 +12,7 @@ import { Widget } from '@lumino/widgets';
 
 import type { LogFollow, LogLine, OsmoClient } from './api';
 import { h } from './dom';
-import { logTime, splitMatches } from './logtext';
+import { logTime, matchesIn, splitMatches, windowAround } from './logtext';
 
 /** A log line and the attempt (retry_id) it belongs to. */
 interface Shown {
@@ -27,8 +27,11 @@ export class LogViewer extends Widget {
   private follow: LogFollow | null = null;
   private lines: Shown[] = [];
   private needle = '';
-  /** The match Enter/Shift+Enter moved to (an index into the drawn matches), -1 for none. */
+  /** The match Enter/Shift+Enter moved to (an index into all matches), -1 for none. */
   private current = -1;
+  /** The rows drawn, [start, end) of the lines shown; null: the newest MAX_ROWS (the tail).
+   * Moving to a match in an older line draws the rows around it instead. */
+  private window: [number, number] | null = null;
   private countPending = false;
   /** The attempt the stream is on (its `attempt` messages move it). */
   private attempt = 0;
@@ -86,9 +89,18 @@ export class LogViewer extends Widget {
         this.step(ev.shiftKey ? -1 : 1);
       }
     });
-    this.autoScroll.addEventListener('change', () => this.scroll());
+    this.autoScroll.addEventListener('change', () => {
+      if (this.autoScroll.checked && this.window) {
+        this.window = null; // back to the newest lines
+        this.redraw();
+      }
+      this.scroll();
+    });
     this.attemptSelect.append(h('option', { value: '' }, 'all attempts'));
-    this.attemptSelect.addEventListener('change', () => this.redraw());
+    this.attemptSelect.addEventListener('change', () => {
+      this.window = null; // other lines: the newest of them
+      this.redraw();
+    });
     this.times.addEventListener('change', () => this.redraw());
     this.wrap.addEventListener('change', () =>
       this.body.classList.toggle('osmo-log-nowrap', !this.wrap.checked)
@@ -204,9 +216,21 @@ export class LogViewer extends Widget {
   private add(line: LogLine): void {
     const shown = { line, attempt: this.attempt };
     this.lines.push(shown);
-    if (this.matches(shown)) {
+    if (this.matches(shown) && !this.window) {
       this.append(this.row(shown));
+    } else {
+      this.counted(); // not drawn (another attempt, or older rows are): counted still
     }
+  }
+
+  /** The lines of the attempt picked (or all), in order. */
+  private shownLines(): Shown[] {
+    return this.lines.filter(l => this.matches(l));
+  }
+
+  /** [start, end) of the rows drawn out of `total` shown lines. */
+  private drawn(total: number): [number, number] {
+    return this.window ?? [Math.max(0, total - MAX_ROWS), total];
   }
 
   /** A drawn row at the end, the oldest dropped beyond MAX_ROWS. */
@@ -224,13 +248,20 @@ export class LogViewer extends Widget {
       attempt: this.attempt
     };
     this.lines.push(shown);
-    this.append(this.row(shown));
+    if (!this.window) {
+      this.append(this.row(shown));
+    }
   }
 
-  private redraw(): void {
-    const shown = this.lines.filter(l => this.matches(l));
-    this.body.replaceChildren(...shown.slice(-MAX_ROWS).map(l => this.row(l)));
-    this.current = -1;
+  /** Draw the rows again (a new search, attempt or time setting); `keep`: the current match
+   * stays current (a move to an older match). */
+  private redraw(keep = false): void {
+    const shown = this.shownLines();
+    const [start, end] = this.drawn(shown.length);
+    this.body.replaceChildren(...shown.slice(start, end).map(l => this.row(l)));
+    if (!keep) {
+      this.current = -1;
+    }
     this.counted();
     this.scroll();
   }
@@ -249,13 +280,15 @@ export class LogViewer extends Widget {
   }
 
   private count(): void {
-    const hidden = this.lines.filter(l => this.matches(l)).length - this.body.childElementCount;
-    this.capped.hidden = hidden <= 0;
-    this.capped.textContent =
-      hidden > 0
-        ? `The first ${hidden} lines are not drawn (at most ${MAX_ROWS}); Copy and Download take all.`
-        : '';
-    const total = this.needle ? this.body.querySelectorAll('.osmo-log-match').length : 0;
+    const shown = this.shownLines();
+    const [start, end] = this.drawn(shown.length);
+    this.capped.hidden = end - start >= shown.length;
+    this.capped.textContent = this.capped.hidden
+      ? ''
+      : this.window
+        ? `Lines ${start + 1}–${end} of ${shown.length} are drawn, around the match (at most ${MAX_ROWS}); Auto-scroll goes back to the end. Copy and Download take all.`
+        : `The first ${start} lines are not drawn (at most ${MAX_ROWS}); search finds them, Copy and Download take all.`;
+    const total = this.allMatches(shown).length;
     this.matchCount.textContent = !this.needle
       ? ''
       : total
@@ -263,21 +296,36 @@ export class LogViewer extends Widget {
         : 'no matches';
   }
 
-  /** Move to the next (`by` 1) or previous (-1) match, wrapping around. */
+  /** Every match in the lines shown, drawn or not: [line index, match index in the line]. */
+  private allMatches(shown: Shown[]): [number, number][] {
+    return matchesIn(
+      shown.map(l => l.line.text),
+      this.needle
+    );
+  }
+
+  /** Move to the next (`by` 1) or previous (-1) match, wrapping around; one in a line that is
+   * not drawn draws the rows around it. */
   private step(by: 1 | -1): void {
-    const marks = [...this.body.querySelectorAll<HTMLElement>('.osmo-log-match')];
-    if (!marks.length) {
+    const shown = this.shownLines();
+    const all = this.allMatches(shown);
+    if (!all.length) {
       return;
     }
-    marks[this.current]?.classList.remove('osmo-log-match-current');
+    this.body.querySelector('.osmo-log-match-current')?.classList.remove('osmo-log-match-current');
     this.current =
-      this.current < 0 && by < 0
-        ? marks.length - 1
-        : (this.current + by + marks.length) % marks.length;
-    const mark = marks[this.current];
-    mark.classList.add('osmo-log-match-current');
+      this.current < 0 && by < 0 ? all.length - 1 : (this.current + by + all.length) % all.length;
+    const [line, occ] = all[this.current];
     this.autoScroll.checked = false; // the user is reading a match, not the tail
-    mark.scrollIntoView({ block: 'center' });
+    let [start, end] = this.drawn(shown.length);
+    if (line < start || line >= end) {
+      [start, end] = windowAround(line, shown.length, MAX_ROWS);
+      this.window = end < shown.length ? [start, end] : null;
+      this.redraw(true);
+    }
+    const mark = this.body.children[line - start]?.querySelectorAll('.osmo-log-match')[occ];
+    mark?.classList.add('osmo-log-match-current');
+    mark?.scrollIntoView({ block: 'center' });
     this.count();
   }
 

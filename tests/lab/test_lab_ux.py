@@ -693,13 +693,28 @@ def test_a_long_log_keeps_the_page_bounded_and_responsive(lab: Lab) -> None:
             [wf, "many"],
         )
         viewer = page.locator(".osmo-log-viewer:visible")
-        # the server sends ~1,000 lines a second (a flush per line): 12,000 lines, not 100,000
         expect(viewer.locator(".osmo-log-line[data-ln]").last).to_have_text("12000", timeout=60_000)
         took = page.evaluate("() => performance.now()") - started
-        rows = viewer.locator(".osmo-log-line").count()
-        assert rows == 5000, rows  # the newest only, whatever the log's length
+        rows = viewer.locator(".osmo-log-line")
+        assert rows.count() == 5000, rows.count()  # the newest only, whatever the log's length
         expect(viewer.locator(".osmo-log-capped")).to_contain_text("The first 7001 lines")
-        # the page still answers at once: a search over the drawn lines counts its matches
-        viewer.get_by_label("Search the log").fill("11999")
-        expect(viewer.locator(".osmo-log-count")).to_have_text("\N{EN DASH} of 1")
+        # A search counts the matches in every line, drawn or not: "1234" is in 1234 (not
+        # drawn) and 11234. Enter moves to the first, drawing the rows around it.
+        viewer.get_by_label("Search the log").fill("1234")
+        count = viewer.locator(".osmo-log-count")
+        expect(count).to_have_text("\N{EN DASH} of 2")
+        viewer.get_by_label("Search the log").press("Enter")
+        expect(count).to_have_text("1 of 2")
+        current = viewer.locator(".osmo-log-match-current")
+        expect(current.locator("xpath=..")).to_have_attribute("data-ln", "1234")
+        expect(current).to_be_in_viewport()
+        assert rows.count() == 5000, rows.count()
+        expect(viewer.locator(".osmo-log-capped")).to_contain_text("around the match")
+        viewer.get_by_label("Search the log").press("Enter")  # the next is drawn there too
+        expect(count).to_have_text("2 of 2")
+        expect(current.locator("xpath=..")).to_have_attribute("data-ln", "11234")
+        # Auto-scroll: back to the newest lines
+        viewer.locator(".osmo-log-autoscroll").check()
+        expect(viewer.locator(".osmo-log-line[data-ln]").last).to_have_text("12000")
+        expect(viewer.locator(".osmo-log-capped")).to_contain_text("The first 7001 lines")
         print(f"12,000-line log: last line drawn {took / 1000:.1f} s after the command")

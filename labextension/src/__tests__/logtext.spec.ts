@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { splitMatches } from '../logtext';
+import { matchesIn, splitMatches, windowAround } from '../logtext';
 
 describe('splitMatches', () => {
   it('puts each case-insensitive match at an odd index, keeping the original case', () => {
@@ -20,5 +20,23 @@ describe('splitMatches', () => {
 
   it('does not count overlapping matches twice', () => {
     expect(splitMatches('aaaa', 'aa')).toEqual(['', 'aa', '', 'aa', '']);
+  });
+});
+
+describe('search over every line', () => {
+  it('finds each match with its line, case-insensitively, several to a line', () => {
+    expect(matchesIn(['a1', 'b', 'A1 a1', ''], 'a1')).toEqual([
+      [0, 0],
+      [2, 0],
+      [2, 1]
+    ]);
+    expect(matchesIn(['a'], '')).toEqual([]);
+  });
+
+  it('draws the rows around a match, as far as the ends allow', () => {
+    expect(windowAround(5000, 12000, 5000)).toEqual([2500, 7500]);
+    expect(windowAround(10, 12000, 5000)).toEqual([0, 5000]);
+    expect(windowAround(11990, 12000, 5000)).toEqual([7000, 12000]);
+    expect(windowAround(3, 10, 5000)).toEqual([0, 10]);
   });
 });
