@@ -59,10 +59,24 @@ export function renderHeldBanner(
   );
 }
 
-/** The text of a notification for a `task.hold` event, or null when it is no news (a replayed
- * event older than `since`, seconds since the epoch). */
-export function heldNews(ev: OsmoEvent, since: number): string | null {
-  if (ev.type !== 'task.hold' || !ev.task || ev.ts < since) {
+/** When the panel opened: the last event stored then (0 when it could not be read), and the
+ * time (seconds since the epoch). */
+export interface Opened {
+  lastEventId: number;
+  at: number;
+}
+
+/** The text of a notification for a `task.hold` event, or null when it is no news: stored
+ * before the panel opened (by its id; by its time only when the id was not known, so a clock
+ * that disagrees with the server's matters only then). */
+export function heldNews(ev: OsmoEvent, opened: Opened): string | null {
+  if (ev.type !== 'task.hold' || !ev.task) {
+    return null;
+  }
+  const old = opened.lastEventId
+    ? ev.id !== null && ev.id <= opened.lastEventId
+    : ev.ts < opened.at;
+  if (old) {
     return null;
   }
   const hold = ev.payload?.hold;

@@ -8,7 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import { ApiError, EventStream, OsmoClient, OsmoEvent, TaskInfo } from './api';
 import { WorkflowDetailView } from './detail';
-import { heldNews, renderHeldBanner } from './held';
+import { heldNews, Opened, renderHeldBanner } from './held';
 import { isTerminal, parseSpec, WorkflowList, WorkflowView } from './model';
 import { PoolsView } from './pools';
 import { renderTask, TaskDetailEnv } from './taskdetail';
@@ -50,7 +50,7 @@ export class OsmoPanel extends Widget {
   /** The events stream's state: null until it first connects, then up (true) or away. */
   private connected: boolean | null = null;
   /** Held-task events older than this (seconds) are replays, not news. */
-  private since = Date.now() / 1000;
+  private opened: Opened = { lastEventId: 0, at: Date.now() / 1000 };
 
   private readonly toolbar = new Toolbar({
     submit: () => void this.submit(),
@@ -138,6 +138,7 @@ export class OsmoPanel extends Widget {
   private start(): void {
     void (async () => {
       const after = await this.env.client.lastEventId().catch(() => 0);
+      this.opened = { lastEventId: after, at: Date.now() / 1000 };
       await this.reload();
       if (this.isDisposed) {
         return;
@@ -182,7 +183,7 @@ export class OsmoPanel extends Widget {
 
   private onEvent(ev: OsmoEvent): void {
     this.list.apply(ev);
-    const news = this.settings.notifyHeld ? heldNews(ev, this.since) : null;
+    const news = this.settings.notifyHeld ? heldNews(ev, this.opened) : null;
     if (news && ev.task) {
       const { workflow_id: id, task } = ev;
       this.env.notifyHeld(news, () => void this.showTask(id, task));

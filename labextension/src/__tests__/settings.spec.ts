@@ -34,8 +34,8 @@ describe('settings', () => {
 });
 
 describe('held-task news', () => {
-  const hold = (kind: string, ts = 100): OsmoEvent => ({
-    id: 1,
+  const hold = (kind: string, ts = 100, id = 10): OsmoEvent => ({
+    id,
     ts,
     type: 'task.hold',
     version: 1,
@@ -48,10 +48,16 @@ describe('held-task news', () => {
   });
 
   it('says which task waits and why, for news only', () => {
-    expect(heldNews(hold('debug'), 50)).toBe('train-1/fit is held for debugging');
-    expect(heldNews(hold('interactive'), 50)).toBe('train-1/fit is waiting for you');
-    expect(heldNews(hold('done'), 50)).toBeNull(); // the wait ended
-    expect(heldNews(hold('debug', 10), 50)).toBeNull(); // replayed from before the panel opened
-    expect(heldNews({ ...hold('debug'), type: 'task.status' }, 50)).toBeNull();
+    const opened = { lastEventId: 5, at: 50 };
+    expect(heldNews(hold('debug'), opened)).toBe('train-1/fit is held for debugging');
+    expect(heldNews(hold('interactive'), opened)).toBe('train-1/fit is waiting for you');
+    expect(heldNews(hold('done'), opened)).toBeNull(); // the wait ended
+    expect(heldNews({ ...hold('debug'), type: 'task.status' }, opened)).toBeNull();
+    // stored before the panel opened: by its id, whatever the clocks say
+    expect(heldNews(hold('debug', 100, 5), opened)).toBeNull();
+    expect(heldNews(hold('debug', 10, 6), opened)).toBe('train-1/fit is held for debugging');
+    // the id was not known: by the time
+    expect(heldNews(hold('debug', 10), { lastEventId: 0, at: 50 })).toBeNull();
+    expect(heldNews(hold('debug', 60), { lastEventId: 0, at: 50 })).not.toBeNull();
   });
 });
