@@ -7,6 +7,8 @@ export namespace CommandIDs {
   export const openPanel = 'osmo:open-panel';
   export const submitFile = 'osmo:submit-file';
   export const submitSelected = 'osmo:submit-selected';
+  /** The file right-clicked, through the submit dialog's options (pool, priority, values). */
+  export const submitSelectedWithOptions = 'osmo:submit-selected-options';
   export const openLogs = 'osmo:open-logs';
   /** Select `task` of `workflowId` in the panel, and in its workflow tab when one is open. */
   export const showTask = 'osmo:show-task';

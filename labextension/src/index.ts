@@ -319,11 +319,28 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       })
     );
-    app.contextMenu.addItem({
-      command: CommandIDs.submitSelected,
-      selector: '.jp-DirListing-item[data-file-type="yaml"]',
-      rank: 20
+    app.commands.addCommand(CommandIDs.submitSelectedWithOptions, {
+      label: 'Submit to OSMO…',
+      icon: osmoIcon,
+      execute: async () => {
+        const item = browsers?.tracker.currentWidget?.selectedItems().next();
+        const path = item && !item.done ? item.value.path : null;
+        const id = path
+          ? ((await app.commands.execute(CommandIDs.submitFile, { path })) as string | null)
+          : null;
+        if (id) {
+          app.shell.activateById(panel.id);
+          await panel.select(id);
+        }
+      }
     });
+    [CommandIDs.submitSelected, CommandIDs.submitSelectedWithOptions].forEach((command, i) =>
+      app.contextMenu.addItem({
+        command,
+        selector: '.jp-DirListing-item[data-file-type="yaml"]',
+        rank: 20 + i
+      })
+    );
     app.commands.addCommand(CommandIDs.openLogs, {
       label: args => (args.task ? `Log of ${args.task}` : 'OSMO: Open Task Log'),
       execute: args => {

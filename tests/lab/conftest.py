@@ -111,7 +111,14 @@ def submit_from_context_menu(page: Page, name: str) -> None:
     page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
     item = page.locator(".jp-DirListing-item[data-file-type='yaml']", has_text=name)
     item.click(button="right")
-    page.locator(".lm-Menu-item", has_text="Submit to OSMO").click()
+    menu_item(page, "Submit to OSMO").click()
+
+
+def menu_item(page: Page, label: str) -> Locator:
+    """The open menu's item labelled exactly `label` ("Submit to OSMO", not "…OSMO…")."""
+    return page.locator(".lm-Menu-item").filter(
+        has=page.locator(".lm-Menu-itemLabel").get_by_text(label, exact=True)
+    )
 
 
 def submit_from_panel(page: Page, panel: Locator, name: str) -> None:

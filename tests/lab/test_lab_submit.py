@@ -13,7 +13,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import PANEL_TAB, Lab, open_panel, submit_options
+from tests.lab.conftest import PANEL_TAB, Lab, menu_item, open_panel, submit_options
 from tests.lab.test_lab_ux import browser_page
 from tests.notebook.conftest import TOKEN
 from tests.notebook.test_browser import ARTIFACTS
@@ -122,3 +122,18 @@ def submit_scenario(page: Page, lab: Lab) -> None:
     options.get_by_role("button", name="Cancel").click()
     expect(page.locator(".jp-Dialog")).to_have_count(0)
     assert len(workflows(lab)) == 1
+
+    # Right-click → "Submit to OSMO…": the same options, for the file right-clicked.
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
+    browser = page.locator("#filebrowser")
+    browser.locator(".jp-DirListing-item", has_text="exp").dblclick()
+    browser.locator(".jp-DirListing-item", has_text="train.yaml").click(button="right")
+    menu_item(page, "Submit to OSMO…").click()
+    options = submit_options(page)
+    values = options.get_by_label("Values (--set KEY=VALUE, one per line)")
+    expect(values).to_have_value("lr=0.01\nname=tuned")
+    values.fill("name=again")
+    options.get_by_role("button", name="Submit").click()
+    wait_for(lambda: len(workflows(lab)) == 2, "the second submit")
+    again = workflows(lab)[0]  # newest first
+    assert (again["name"], again["pool"], again["priority"]) == ("again", "local", "HIGH")
