@@ -104,7 +104,7 @@ async def adopt(sup: Supervisor, runtime: str | None, d: Path, container: str) -
     sup.running[key] = att
     argv = ["sh", "-c", ADOPT_SCRIPT, "osmo-adopt", runtime, container]
     # OSMO_OUTPUT: an agent killed in its turn has this process killed by its successor
-    att.env = {**sup._env, "OSMO_OUTPUT": str(att.work / OUTPUT)}  # exec's runtime client too
-    await sup._spawn(att, argv, att.work, att.env)
+    att.env = {**sup.base_env, "OSMO_OUTPUT": str(att.work / OUTPUT)}  # exec's runtime client too
+    await sup.spawn(att, argv, att.work, att.env)
     log.info("attempt %s: re-attached to container %s (%s)", key, container, state["status"])
     return True

@@ -111,7 +111,8 @@ class Supervisor:
         self.running: dict[str, Attempt] = {}
         self.ends = Ends(emit)  # ended attempts, until durable and acknowledged (ends.py)
         self._runtime = runtime
-        self._env = scrubbed(os.environ)  # no control-plane secret (environment.py)
+        # the environment every task starts from: no control-plane secret (environment.py)
+        self.base_env = scrubbed(os.environ)
         self._warned_image = False
         self._images: dict[tuple[str, str], float] = {}  # (runtime, image) -> seen here at
         self._bg: set[asyncio.Task[None]] = set()
@@ -195,7 +196,7 @@ class Supervisor:
             att.fail_start(str(e))
             return vars(info)
         env = {
-            **self._env,
+            **self.base_env,
             **prep.env,
             **secret_env,
             "CUDA_VISIBLE_DEVICES": ",".join(map(str, req.gpus)),  # "": a CPU task sees no GPU
@@ -231,7 +232,7 @@ class Supervisor:
         if att.stager is not None:
             att.staging = asyncio.ensure_future(self._staged(att, req, argv, w, env))
             return vars(info)
-        await self._spawn(att, argv, w, env)
+        await self.spawn(att, argv, w, env)
         return vars(info)
 
     async def _pull(
@@ -268,7 +269,7 @@ class Supervisor:
             await self._staged(att, req, argv, w, env)
         else:
             att.staging = None
-            await self._spawn(att, argv, w, env)
+            await self.spawn(att, argv, w, env)
 
     def _make_workspace(self, w: Path, owner: TaskIdentity) -> None:
         """TASKS/runs/<wf>/<task>/<retry>: the folders above it searchable (0711), not
@@ -285,7 +286,10 @@ class Supervisor:
         ident = att.identity
         return {"user": ident.uid, "group": ident.gid, "extra_groups": [], "umask": 0o077}
 
-    async def _spawn(self, att: Attempt, argv: list[str], w: Path, env: dict[str, str]) -> None:
+    async def spawn(self, att: Attempt, argv: list[str], w: Path, env: dict[str, str]) -> None:
+        """Start `argv` as `att`'s process: its own session, as the task's user unless a
+        container's runtime runs it. A launch (after its inputs, if any) and adopt.py's
+        re-attach to a running container use it."""
         try:
             await asyncio.get_running_loop().subprocess_exec(
                 lambda: att,
@@ -322,7 +326,7 @@ class Supervisor:
             except OSError as e:
                 att.fail_start(f"cannot hand the inputs to the task: {e}")
                 return
-        await self._spawn(att, argv, d, env)
+        await self.spawn(att, argv, d, env)
         if req.checkpoints and not att.ended.done():
             att.staging = asyncio.ensure_future(att.stager.checkpoint_loop())
 
