@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...client import follow_log, log_lines_of
 from ...config import PRIORITIES
 from ...states import WorkflowStatus
 from ..common import (
@@ -287,6 +286,8 @@ def _log_lines(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]
 
 
 async def _follow_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
+    from ...client import follow_log, log_lines_of  # here: parsing imports no client code
+
     start = 0
     if args.lines is not None:  # `-n N -f`: the last N lines so far, then new ones
         start = max(0, len(_log_lines(client, args)) - max(args.lines, 0))
