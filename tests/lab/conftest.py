@@ -7,13 +7,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from tests.notebook.conftest import REPO, TOKEN, base_env, jupyter
+from tests.notebook.test_browser import ARTIFACTS, CHROMIUM
 
 BUILD = REPO / "osmo_jupyter" / "labextension"
 EXT_NAME = "@osmo-jupyter/labextension"
@@ -141,3 +143,25 @@ def submit_options(page: Page) -> Locator:
     dialog = page.locator(".jp-Dialog", has=page.locator(".osmo-submit-options"))
     expect(dialog).to_be_visible()
     return dialog
+
+
+@contextmanager
+def browser_page(clipboard: bool = False, failed: str | None = None) -> Iterator[Page]:
+    """A page of a fresh Chromium; `clipboard`: it may read and write the clipboard; `failed`:
+    a screenshot of the page is saved as ARTIFACTS/<failed>.png when the block raises."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            if clipboard:
+                context.grant_permissions(["clipboard-read", "clipboard-write"])
+            page = context.new_page()
+            try:
+                yield page
+            except Exception:
+                if failed:
+                    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(ARTIFACTS / f"{failed}.png"))
+                raise
+        finally:
+            browser.close()

@@ -13,10 +13,15 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import PANEL_TAB, Lab, menu_item, open_panel, submit_options
-from tests.lab.test_lab_ux import browser_page
+from tests.lab.conftest import (
+    PANEL_TAB,
+    Lab,
+    browser_page,
+    menu_item,
+    open_panel,
+    submit_options,
+)
 from tests.notebook.conftest import TOKEN
-from tests.notebook.test_browser import ARTIFACTS
 
 TRAIN = """\
 workflow:
@@ -52,13 +57,8 @@ def workspace(lab: Lab) -> dict[str, Any]:
 def test_submit_dialog_asks_pool_priority_values_and_remembers_them(lab: Lab) -> None:
     (lab.root / "exp").mkdir()
     (lab.root / "exp" / "train.yaml").write_text(TRAIN)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page() as page:
-        try:
-            submit_scenario(page, lab)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-submit-failed.png"))
-            raise
+    with browser_page(failed="lab-submit-failed") as page:
+        submit_scenario(page, lab)
 
 
 def open_submit(page: Page, *folders: str) -> Any:

@@ -10,10 +10,8 @@ import re
 from playwright.sync_api import Locator, Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import Lab, open_panel
-from tests.lab.test_lab_ux import browser_page
+from tests.lab.conftest import Lab, browser_page, open_panel
 from tests.lab.test_lab_workflow_view import tab_of, task
-from tests.notebook.test_browser import ARTIFACTS
 
 SPEC = """\
 workflow:
@@ -33,15 +31,11 @@ def test_a_task_menu_opens_its_log_panel_name_and_terminal_while_it_runs(lab: La
     wf = str(call(lab.url, "POST", "workflows", {"spec": SPEC})["id"])
     wait_for(lambda: task(lab, wf, "runner")["status"] == "RUNNING", "runner running")
     wait_for(lambda: task(lab, wf, "done-one")["status"] == "COMPLETED", "done-one completed")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page(clipboard=True) as page:
-        try:
+    try:
+        with browser_page(clipboard=True, failed="lab-task-menu-failed") as page:
             task_menu_scenario(page, lab, wf)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-task-menu-failed.png"))
-            raise
-        finally:
-            call(lab.url, "POST", f"workflows/{wf}/cancel")
+    finally:
+        call(lab.url, "POST", f"workflows/{wf}/cancel")
 
 
 def menu(page: Page, target: Locator) -> Locator:

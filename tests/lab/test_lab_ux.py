@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from playwright.sync_api import Page, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import CHROMIUM_ARGS, PANEL_TAB, Lab, open_panel, submit_from_panel
+from tests.lab.conftest import PANEL_TAB, Lab, browser_page, open_panel, submit_from_panel
 from tests.notebook.conftest import TOKEN
-from tests.notebook.test_browser import ARTIFACTS, CHROMIUM, contrast
+from tests.notebook.test_browser import ARTIFACTS, contrast
 
 MANY = 50
 PLUGIN = "@osmo-jupyter/labextension:plugin"
@@ -49,20 +47,6 @@ workflow:
 def many_spec(n: int) -> str:
     tasks = "".join(f"  - name: t{i:02d}\n    command: [sleep, '120']\n" for i in range(n))
     return f"workflow:\n  name: many\n  resources:\n    default:\n      cpu: 0\n  tasks:\n{tasks}"
-
-
-@contextmanager
-def browser_page(clipboard: bool = False) -> Iterator[Page]:
-    """A page of a fresh Chromium; `clipboard`: it may read and write the clipboard."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            if clipboard:
-                context.grant_permissions(["clipboard-read", "clipboard-write"])
-            yield context.new_page()
-        finally:
-            browser.close()
 
 
 def running(lab: Lab, wf: str) -> int:

@@ -23,8 +23,8 @@ from typing import Any
 from playwright.sync_api import Locator, Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import Lab, open_panel
-from tests.lab.test_lab_ux import COLOURS, browser_page, opaque_background
+from tests.lab.conftest import Lab, browser_page, open_panel
+from tests.lab.test_lab_ux import COLOURS, opaque_background
 from tests.notebook.test_browser import ARTIFACTS, contrast
 
 LONG = "train-shard-0-with-a-name-longer-than-the-panel-is-wide"
