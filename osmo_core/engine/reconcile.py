@@ -105,7 +105,9 @@ class Reconciling:
                 states = await backend.status(missing)
             finally:
                 self.reconciled.checking.difference_update(missing)
-            for key in missing:
+            # An end whose event came while we asked has been applied by now (the inbox is in
+            # order): settling it again would only log a false alarm.
+            for key in await self._call(self._still_launched, missing):
                 ev = end_event(key, states.get(key), f"backend {name!r}")
                 if ev is not None:
                     log.warning("reconciliation: %s has no process behind it (%s)", key, ev)
@@ -117,6 +119,9 @@ class Reconciling:
         stats.last_at = time.time()
         stats.last_seconds = time.perf_counter() - t0
         return settled
+
+    def _still_launched(self: Engine, keys: list[str]) -> list[str]:
+        return [k for k in keys if k in self._launched]
 
     def _launched_on(self: Engine, backend: str) -> list[str]:
         """Keys of the attempts launched on `backend` whose launch was answered (an attempt

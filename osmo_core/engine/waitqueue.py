@@ -107,9 +107,17 @@ class WaitQueue(Generic[A]):
         self.passes = 0
         self.dirty = False
         # Every queued unit in turn, for `unreached` (gone ones are dropped as they come up),
-        # and how many to visit before each was met once since the last pass.
+        # and how many to visit before each was met once since the sweep began. A sweep begins
+        # after a pass that changed what an unreached unit's reason is derived from
+        # (`_background`), not after every pass: a queue of 2,000 behind two busy CPUs would
+        # otherwise re-derive ~400 unchanged reasons each time a task ends.
         self._rota: deque[Unit[A]] = deque()
         self._rota_left = 0
+        self._background_was: tuple[object, ...] | None = None
+        # Units whose reason is due whatever the background: new ones, and those the last pass
+        # looked at (a specific reason was announced) that this pass did not.
+        self._due: deque[Unit[A]] = deque()
+        self._looked: list[Unit[A]] = []
 
     def __len__(self) -> int:
         """Attempts waiting."""
@@ -145,6 +153,7 @@ class WaitQueue(Generic[A]):
             self._unit_of[item] = unit
         self._waiting[pool] += len(items)
         self._rota.append(unit)
+        self._due.append(unit)
         self.dirty = True
         return unit
 
@@ -188,15 +197,44 @@ class WaitQueue(Generic[A]):
         )
         for _, _, pool, priority in order:
             self._pass_level(pool, priority, self._levels[pool][priority], skip, placed, waiting)
-        self._rota_left = len(self._rota)
+        background = self._background()
+        if background != self._background_was:  # a sweep meets every unit, the due ones too
+            self._background_was = background
+            self._rota_left = len(self._rota)
+            self._due.clear()
+        else:
+            self._due.extend(u for u in self._looked if u.seen != self.passes)
+        self._looked = waiting
         return placed, waiting
 
+    def _background(self) -> tuple[object, ...]:
+        """What the reason of a unit no pass looked at is derived from (`reason_of_unit`): per
+        level, the first reason and what waits ahead; the held tasks and GPUs of users with a
+        limit. O(levels + limited users)."""
+        out: list[object] = []
+        for pool, levels in self._levels.items():
+            limits = self.scheduler.pools[pool].scheduling.limits
+            for priority, level in levels.items():
+                out.append((pool, priority, level.first_reason, self._ahead(pool, priority)))
+                if limits:
+                    for user in level.users:
+                        tasks, held = self.scheduler.user_held(pool, user)
+                        out.append((user, tasks, held.gpu))
+        return tuple(out)
+
     def unreached(self, limit: int) -> list[Unit[A]]:
-        """Up to `limit` waiting units the last pass did not look at, in turn, until each was
-        met once since that pass (then none): their reasons (`reason_of_unit`) are brought up
-        to date a slice at a time, as a pass looks at O(window) units of a queue of 100,000."""
+        """Up to `limit` waiting units the last pass did not look at whose reason may have
+        changed: new units and those the pass before looked at first, then, while a sweep is on,
+        every unit in turn until each was met once (then none). Their reasons (`reason_of_unit`)
+        are brought up to date a slice at a time, as a pass looks at O(window) units of a queue
+        of 100,000."""
         out: list[Unit[A]] = []
         steps = 0
+        while self._due and len(out) < limit and steps < 4 * limit:
+            unit = self._due.popleft()
+            steps += 1
+            if unit.items and unit.seen != self.passes:
+                out.append(unit)
         while self._rota_left > 0 and len(out) < limit and steps < 4 * limit:
             unit = self._rota.popleft()
             self._rota_left -= 1
@@ -209,8 +247,8 @@ class WaitQueue(Generic[A]):
 
     @property
     def sweeping(self) -> bool:
-        """Some units have not been met by `unreached` since the last pass."""
-        return self._rota_left > 0
+        """Some units are due a reason from `unreached`."""
+        return self._rota_left > 0 or bool(self._due)
 
     @staticmethod
     def _oldest(level: _Level[A]) -> int:
@@ -246,7 +284,7 @@ class WaitQueue(Generic[A]):
             turns.append((share, uu.units[uu.head].seq, user, uu.head))
         heapq.heapify(turns)
         misses = 0
-        failed: dict[tuple[float, int, int, str], str] = {}  # shapes that did not fit this pass
+        failed: dict[tuple[float, int, int, str], str] = {}  # shapes that did not fit: why
         while turns and misses <= self.window:
             share, _, user, pos = heapq.heappop(turns)
             uu = level.users[user]
@@ -317,14 +355,14 @@ class WaitQueue(Generic[A]):
             r = requests[0]
             shape = (r.cpu, r.memory or 0, r.gpu, sched.platform_of(pool, r))
             if shape in failed:
-                return self._behind(pool, priority, failed[shape]), None
+                return failed[shape], None
         allocs = sched.place_gang(pool, requests, priority=priority, user=unit.user)
         if allocs is not None:
             return "", allocs
-        why = sched.why(pool, requests)
+        reason = self._behind(pool, priority, sched.why(pool, requests))
         if shape is not None:
-            failed[shape] = why
-        return self._behind(pool, priority, why), None
+            failed[shape] = reason  # the same for the level's other units of this shape
+        return reason, None
 
     def _quota_reason(self, pool: str, want: Resource) -> str:
         quota = self.scheduler.pools[pool].scheduling.quota

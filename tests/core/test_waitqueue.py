@@ -228,7 +228,7 @@ def test_a_unit_requeued_with_its_old_seq_goes_back_in_front_of_later_work() -> 
 
 def test_units_the_pass_did_not_reach_are_handed_out_a_slice_at_a_time() -> None:
     """A pass looks at the window only; `unreached` gives every other waiting unit once,
-    bounded per call, and then none until the next pass."""
+    bounded per call, and then none until a pass changes what their reasons derive from."""
     c = Cluster({"gpu": {}}, machines(1, 1))
     c.submit("gpu", "bulk", n=100)
     c.submit("gpu", "hi", priority=HIGH, gpu=2)  # too big for the machine: it waits
@@ -241,5 +241,12 @@ def test_units_the_pass_did_not_reach_are_handed_out_a_slice_at_a_time() -> None
     assert [u.items[0] for s in slices for u in s] == [f"bulk.{i}" for i in range(34, 100)]
     assert not c.queue.unreached(30)  # every one met once since the pass
     assert c.queue.reason_of("bulk.99") == "queued behind 1 HIGH workflow in pool gpu"
-    c.run()  # a new pass: they come round again
-    assert c.queue.sweeping and c.queue.unreached(1000)
+    c.run()  # a pass that changed what they wait behind (bulk.0 holds the GPU now)
+    assert c.queue.sweeping and len(c.queue.unreached(1000)) == 66
+    c.run()  # nothing changed: no reason is derived again (a long queue behind busy machines)
+    assert not c.queue.sweeping
+    c.submit("gpu", "late")  # a new unit is due its reason, alone
+    c.run()
+    assert [u.items for u in c.queue.unreached(1000)] == [["late"]]
+    assert not c.queue.sweeping
+    assert c.queue.reason_of("late") == "queued behind 1 HIGH workflow in pool gpu"
