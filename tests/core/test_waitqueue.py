@@ -250,3 +250,21 @@ def test_units_the_pass_did_not_reach_are_handed_out_a_slice_at_a_time() -> None
     assert [u.items for u in c.queue.unreached(1000)] == [["late"]]
     assert not c.queue.sweeping
     assert c.queue.reason_of("late") == "queued behind 1 HIGH workflow in pool gpu"
+
+
+def test_a_unit_the_pass_stops_looking_at_gets_its_reason_again() -> None:
+    """A unit that went back to an earlier place (a preempted one) pushes the last unit of the
+    pass's window out of it: that one's specific reason is replaced by the derived one, though
+    nothing it derives from changed."""
+    c = Cluster({"gpu": {}}, machines(1, 1))
+    c.submit("gpu", "bulk", n=100)
+    assert c.run() == ["bulk.0"]
+    while c.queue.sweeping:
+        c.queue.unreached(1000)
+    c.run()
+    assert not c.queue.sweeping
+    c.res["early"] = Resource(cpu=1, gpu=1)
+    c.queue.add(["early"], "gpu", NORMAL, "ann", "early", seq=1)  # ahead of bulk.1
+    c.run()  # looks at early and bulk.1-32 now
+    assert [u.items for u in c.queue.unreached(1000)] == [["bulk.33"]]
+    assert c.queue.reason_of("bulk.33").startswith("queued behind earlier NORMAL work")
