@@ -178,8 +178,13 @@ export class OsmoClient {
     return this.post(`workflows/${q(id)}/cancel`);
   }
 
-  restart(id: string): Promise<Schemas['RestartResponse']> {
-    return this.post(`workflows/${q(id)}/restart`);
+  /** OSMO's restart (rerun what failed, reuse what completed); `fromTask` reruns that task's
+   * group and what is downstream of it too. */
+  restart(id: string, fromTask?: string): Promise<Schemas['RestartResponse']> {
+    const body: Schemas['RestartRequest'] | undefined = fromTask
+      ? { from_task: fromTask }
+      : undefined;
+    return this.post(`workflows/${q(id)}/restart`, body);
   }
 
   /** An interactive task waiting for its user is done (409 unless it is waiting). */

@@ -30,7 +30,14 @@ import { hideTaskCards, pickTask, TaskCard, taskKernels } from './launcher';
 import { LogViewer } from './logs';
 import { OsmoPanel } from './panel';
 import { DEFAULT_SETTINGS, readSettings } from './settings';
-import { initialChoices, readMemory, remember, SUBMIT_STATE, submitOptions } from './submitchoices';
+import {
+  initialChoices,
+  readMemory,
+  remember,
+  SUBMIT_STATE,
+  SubmitChoices,
+  submitOptions
+} from './submitchoices';
 import { askSubmitOptions } from './submitdialog';
 import { addTaskMenu } from './taskmenu';
 import { addWorkflowMenu } from './workflowmenu';
@@ -256,21 +263,32 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (!path) {
           return null;
         }
-        const choices = await askSubmitOptions(
-          `Submit ${path.split('/').pop()}`,
-          await client.pools().catch(() => []),
-          initialChoices(memory, path, prefs.defaultPool)
-        );
+        const choices = await choicesFor(path, true);
         if (!choices) {
           return null;
         }
         const id = await submitPath(path, submitOptions(choices));
         if (id) {
-          await state?.save(SUBMIT_STATE, remember(memory, path, choices, prefs.defaultPool));
+          await rememberChoices(path, choices);
         }
         return id;
       }
     });
+    /** The options to submit `path` with: those remembered for it, or (`ask`) the submit
+     * dialog's, starting from them (null: cancelled). */
+    async function choicesFor(path: string, ask: boolean): Promise<SubmitChoices | null> {
+      const memory = readMemory(await state?.fetch(SUBMIT_STATE).catch(() => null));
+      const initial = initialChoices(memory, path, prefs.defaultPool);
+      if (!ask) {
+        return initial;
+      }
+      const pools = await client.pools().catch(() => []);
+      return askSubmitOptions(`Submit ${path.split('/').pop()}`, pools, initial);
+    }
+    async function rememberChoices(path: string, choices: SubmitChoices): Promise<void> {
+      const memory = readMemory(await state?.fetch(SUBMIT_STATE).catch(() => null));
+      await state?.save(SUBMIT_STATE, remember(memory, path, choices, prefs.defaultPool));
+    }
     /** `folder` when it still exists, else undefined (the file browser's root). */
     async function existingFolder(folder: string): Promise<string | undefined> {
       if (!folder) {
@@ -300,9 +318,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       'Editor',
       new YamlTools({
         client,
-        pool: () => prefs.defaultPool,
+        choices: choicesFor,
         notifyError,
-        submitted: (id, path) => {
+        submitted: (id, path, choices) => {
+          void rememberChoices(path, choices);
           Notification.success(`Submitted ${path} as ${id}`, {
             autoClose: 5000,
             actions: [
@@ -465,9 +484,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       namespace: 'osmo-workflow-views'
     });
     const menuRow = addWorkflowMenu(app, panel, client, notifyError);
+    const tabOf = (workflowId: string) => views.find(w => w.content.workflowId === workflowId);
     addTaskMenu(app, {
-      status: (workflowId, task) =>
-        views.find(w => w.content.workflowId === workflowId)?.content.taskStatus(task) ?? ''
+      status: (workflowId, task) => tabOf(workflowId)?.content.taskStatus(task) ?? '',
+      ended: workflowId => tabOf(workflowId)?.content.ended ?? false,
+      rerunFrom: async (workflowId, task) => {
+        app.shell.activateById(panel.id);
+        await panel.restart(workflowId, task);
+      }
     });
     app.commands.addCommand(CommandIDs.openWorkflowView, {
       label: args => (args.workflowId ? `Open ${args.workflowId} in a Tab` : 'Open in Tab'),

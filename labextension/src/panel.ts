@@ -351,11 +351,11 @@ export class OsmoPanel extends Widget {
     this.schedule();
   }
 
-  /** Run workflow `id` again as a new one, and show it. */
-  async restart(id: string): Promise<void> {
+  /** Run workflow `id` again as a new one (from `fromTask` on, if given), and show it. */
+  async restart(id: string, fromTask?: string): Promise<void> {
     try {
-      const { id: fresh } = await this.env.client.restart(id);
-      this.env.notify(`Restarted ${id} as ${fresh}`);
+      const { id: fresh } = await this.env.client.restart(id, fromTask);
+      this.env.notify(`Restarted ${id}${fromTask ? ` from ${fromTask}` : ''} as ${fresh}`);
       await this.select(fresh);
     } catch (e) {
       this.env.notifyError(`Could not restart ${id}`, e);

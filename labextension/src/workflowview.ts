@@ -210,6 +210,11 @@ export class WorkflowTab extends Widget {
     }
   }
 
+  /** Whether the workflow has ended (false before it is read). */
+  get ended(): boolean {
+    return this.view !== null && isTerminal(this.view.status);
+  }
+
   /** The latest attempt's status of `task` ('' before the workflow is read). */
   taskStatus(task: string): string {
     return this.view?.tasks.get(task)?.status ?? '';

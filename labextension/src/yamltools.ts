@@ -1,8 +1,10 @@
 /**
- * Validate and Submit in the toolbar of a YAML file's editor. Either one lists the spec's
+ * Validate, Submit and Submit… in the toolbar of a YAML file's editor. Each lists the spec's
  * problems under the editor, each `LINE:COL field: message` a link that puts the cursor there,
  * and marks them in the text as CodeMirror diagnostics (diagnostics.ts); a successful submit
- * opens the workflow in the panel.
+ * opens the workflow in the panel. Validate and Submit use the options this file was last
+ * submitted with (pool, priority, `--set` values: submitchoices.ts); Submit… asks for them in
+ * the submit dialog first.
  */
 import { lintGutter, setDiagnostics } from '@codemirror/lint';
 import type { EditorView } from '@codemirror/view';
@@ -15,15 +17,19 @@ import { BoxLayout, Widget } from '@lumino/widgets';
 import { ApiError, OsmoClient, relocated } from './api';
 import { diagnosticsFor, Located } from './diagnostics';
 import { h } from './dom';
+import { SubmitChoices, submitOptions } from './submitchoices';
 
 export interface YamlToolsEnv {
   client: OsmoClient;
-  /** The pool to submit to ('' for the server's default). */
-  pool(): string;
-  /** A workflow was submitted: show it. */
-  submitted(id: string, path: string): void;
+  /** The options for `path`: those it was last submitted with, or (`ask`) the submit dialog's,
+   * which starts from them (null: cancelled). */
+  choices(path: string, ask: boolean): Promise<SubmitChoices | null>;
+  /** A workflow was submitted with `choices`: remember them and show it. */
+  submitted(id: string, path: string, choices: SubmitChoices): void;
   notifyError(title: string, error: unknown): void;
 }
+
+type Action = 'validate' | 'submit' | 'ask';
 
 /** A problem of the spec where the editor can show it (1-based, as the server names them). */
 type Problem = Located;
@@ -118,17 +124,21 @@ export class YamlTools implements DocumentRegistry.WidgetExtension {
     }
     const problems = new Problems(doc.content.editor);
     (doc.layout as BoxLayout).addWidget(problems);
-    const run = async (submit: boolean) => {
+    const run = async (action: Action) => {
       const path = context.path;
-      const spec = context.model.toString(); // what the editor shows, saved or not
-      const pool = this.env.pool();
+      const submit = action !== 'validate';
       try {
+        const choices = await this.env.choices(path, action === 'ask');
+        if (!choices) {
+          return; // the dialog was cancelled
+        }
+        const spec = context.model.toString(); // what the editor shows, saved or not
         if (submit) {
-          const { id } = await this.env.client.submit(spec, pool ? { pool } : {});
+          const { id } = await this.env.client.submit(spec, submitOptions(choices));
           problems.clear();
-          this.env.submitted(id, path);
+          this.env.submitted(id, path, choices);
         } else {
-          await this.env.client.validate(spec, pool ? { pool } : {});
+          await this.env.client.validate(spec, submitOptions(choices));
           problems.report(`${path} is a valid workflow`, []);
         }
       } catch (e) {
@@ -146,18 +156,26 @@ export class YamlTools implements DocumentRegistry.WidgetExtension {
     const validate = new ToolbarButton({
       label: 'Validate',
       className: 'osmo-yaml-validate',
-      tooltip: 'Check this workflow spec with the OSMO server (nothing is submitted)',
-      onClick: () => void run(false)
+      tooltip:
+        'Check this workflow spec with the OSMO server, with its last submit options (nothing is submitted)',
+      onClick: () => void run('validate')
     });
     const submit = new ToolbarButton({
       label: 'Submit',
       className: 'osmo-yaml-submit',
-      tooltip: 'Submit this workflow spec to OSMO',
-      onClick: () => void run(true)
+      tooltip: 'Submit this workflow spec to OSMO with the options it was last submitted with',
+      onClick: () => void run('submit')
+    });
+    const ask = new ToolbarButton({
+      label: 'Submit…',
+      className: 'osmo-yaml-submit-options',
+      tooltip: 'Choose pool, priority and --set values, then submit this workflow spec',
+      onClick: () => void run('ask')
     });
     doc.toolbar.insertItem(10, 'osmo-validate', validate);
     doc.toolbar.insertItem(11, 'osmo-submit', submit);
-    const parts = [validate, submit, problems];
+    doc.toolbar.insertItem(12, 'osmo-submit-options', ask);
+    const parts = [validate, submit, ask, problems];
     return {
       get isDisposed() {
         return parts.every(p => p.isDisposed);

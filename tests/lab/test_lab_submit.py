@@ -2,7 +2,8 @@
 `jupyter lab` (tests/lab/conftest.py): after the file, a pool, a priority and `--set` values,
 each remembered — pool and priority from the last submit, values per file, the folder the file
 dialog opens in — across a reload; a values line that is not KEY=VALUE is named in the dialog
-and nothing is submitted."""
+and nothing is submitted. The YAML editor's Submit uses what its file was last submitted with,
+its Submit… asks first."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ def test_submit_dialog_asks_pool_priority_values_and_remembers_them(lab: Lab) ->
     (lab.root / "exp" / "train.yaml").write_text(TRAIN)
     with browser_page(failed="lab-submit-failed") as page:
         submit_scenario(page, lab)
+        editor_scenario(page, lab)
 
 
 def open_submit(page: Page, *folders: str) -> Any:
@@ -137,3 +139,32 @@ def submit_scenario(page: Page, lab: Lab) -> None:
     wait_for(lambda: len(workflows(lab)) == 2, "the second submit")
     again = workflows(lab)[0]  # newest first
     assert (again["name"], again["pool"], again["priority"]) == ("again", "local", "HIGH")
+
+
+def editor_scenario(page: Page, lab: Lab) -> None:
+    """After submit_scenario: exp/train.yaml was last submitted to local, HIGH, name=again."""
+    page.evaluate(
+        "() => { void window.jupyterapp.commands.execute('docmanager:open',"
+        " {path: 'exp/train.yaml'}); }"
+    )
+    toolbar = page.locator(".jp-MainAreaWidget:visible .jp-Toolbar")
+    # Submit: at once, with this file's last options
+    toolbar.get_by_role("button", name="Submit", exact=True).click()
+    wait_for(lambda: len(workflows(lab)) == 3, "the editor's submit")
+    latest = workflows(lab)[0]
+    assert (latest["name"], latest["pool"], latest["priority"]) == ("again", "local", "HIGH")
+    # Submit…: the dialog, starting from them; what it submits is remembered for the next Submit
+    toolbar.get_by_role("button", name="Submit…").click()
+    options = submit_options(page)
+    values = options.get_by_label("Values (--set KEY=VALUE, one per line)")
+    expect(values).to_have_value("name=again")
+    values.fill("name=edited")
+    options.get_by_label("Priority").select_option("LOW")
+    options.get_by_role("button", name="Submit").click()
+    wait_for(lambda: len(workflows(lab)) == 4, "the editor's submit with options")
+    latest = workflows(lab)[0]
+    assert (latest["name"], latest["priority"]) == ("edited", "LOW")
+    toolbar.get_by_role("button", name="Submit", exact=True).click()
+    wait_for(lambda: len(workflows(lab)) == 5, "the editor's second submit")
+    latest = workflows(lab)[0]
+    assert (latest["name"], latest["priority"]) == ("edited", "LOW")

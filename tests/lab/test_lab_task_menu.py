@@ -1,7 +1,8 @@
 """A task's context menu in a workflow tab (labextension/src/taskmenu.ts), in a real browser
 (Debian's Chromium, driven by Playwright) against a real `jupyter lab` with the local backend:
 on a graph node and a table row (a timeline bar has it too) it opens the task's log, shows it in
-the side panel, copies its name, and opens a terminal in it — only while it runs."""
+the side panel, copies its name, and opens a terminal in it — only while it runs; once the
+workflow has ended it reruns the workflow from that task (OSMO's restart `--from`)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,14 @@ def test_a_task_menu_opens_its_log_panel_name_and_terminal_while_it_runs(lab: La
     try:
         with browser_page(clipboard=True, failed="lab-task-menu-failed") as page:
             task_menu_scenario(page, lab, wf)
+            rerun_scenario(page, lab, wf)
     finally:
-        call(lab.url, "POST", f"workflows/{wf}/cancel")
+        for w in call(lab.url, "GET", "workflows?name=menus"):
+            if w["status"] in ("PENDING", "RUNNING"):
+                call(lab.url, "POST", f"workflows/{w['id']}/cancel")
+
+
+DISABLED = re.compile(r"\blm-mod-disabled\b")
 
 
 def menu(page: Page, target: Locator) -> Locator:
@@ -54,10 +61,10 @@ def task_menu_scenario(page: Page, lab: Lab, wf: str) -> None:
     done_node = view.locator('g.osmo-graph-node[data-task="done-one"]')
     expect(done_node).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
 
-    # A finished task: no terminal; its log opens in a tab.
+    # A finished task: no terminal, no rerun while its workflow runs; its log opens in a tab.
     items = menu(page, done_node)
-    disabled = re.compile(r"\blm-mod-disabled\b")
-    expect(items.filter(has_text="Open Terminal in Task")).to_have_class(disabled)
+    expect(items.filter(has_text="Open Terminal in Task")).to_have_class(DISABLED)
+    expect(items.filter(has_text="Rerun from This Task")).to_have_class(DISABLED)
     items.filter(has_text="Open Log").click()
     log = page.locator(".osmo-log-viewer:visible .osmo-log-line.osmo-log-stdout")
     expect(log).to_have_text(["finished here"], timeout=30_000)
@@ -75,3 +82,25 @@ def task_menu_scenario(page: Page, lab: Lab, wf: str) -> None:
     menu(page, row).filter(has_text="Open Terminal in Task").click()
     expect(page.locator(".osmo-task-terminal .xterm").last).to_be_visible(timeout=30_000)
     expect(page.locator(".lm-TabBar-tab.lm-mod-current", has_text="/runner")).to_be_visible()
+
+
+def rerun_scenario(page: Page, lab: Lab, wf: str) -> None:
+    """The workflow ended (cancelled): a rerun from done-one reruns it, not reuses it as a
+    plain restart would; the new workflow is shown in the panel."""
+    call(lab.url, "POST", f"workflows/{wf}/cancel")
+    page.locator(".lm-TabBar-tab", has_text=wf).first.click()
+    view = tab_of(page, wf)
+    expect(view.locator(".osmo-wv-status")).to_have_text("FAILED_CANCELED", timeout=30_000)
+    view.get_by_role("tab", name="Graph").click()
+    done_node = view.locator('g.osmo-graph-node[data-task="done-one"]')
+    items = menu(page, done_node)
+    expect(items.filter(has_text="Rerun from This Task")).not_to_have_class(DISABLED)
+    items.filter(has_text="Rerun from This Task").click()
+    wait_for(lambda: len(call(lab.url, "GET", "workflows?name=menus")) == 2, "the rerun")
+    fresh = str(call(lab.url, "GET", "workflows?name=menus")[0]["id"])  # newest first
+    assert fresh != wf
+    again = task(lab, fresh, "done-one")
+    assert again["reused_from"] is None  # run again, not reused
+    wait_for(lambda: task(lab, fresh, "done-one")["status"] == "COMPLETED", "done-one rerun")
+    panel = page.locator("#osmo-panel")
+    expect(panel.locator(".osmo-detail-id")).to_have_text(fresh, timeout=30_000)
