@@ -12,8 +12,8 @@ The floor is measured in the same process, interleaved with the engine runs: an 
 that starts the same processes with the same parallelism and nothing else. Each is run
 OSMO_BENCH_REPEAT times (default 3) and the best of each is compared, since this is a shared VM.
 Task folders and the SQLite file go to $TMPDIR (set TMPDIR=/dev/shm to take the disk out).
-Targets (2-core machine): W1-W3 within 2x the floor, W4 under 1 s, engine peak RSS under
-200 MB for W3.
+Targets (issue 21, 2-core machine): W1-W3 within 1.5x the floor, W4 under 1 s here (0.5 s for
+the whole process), engine peak RSS under 200 MB for W3.
 """
 
 from __future__ import annotations
@@ -181,8 +181,8 @@ def run_workload(name: str) -> dict:
         "floor_per_task_ms": round(floor_s / n * 1000, 2),
         "overhead_per_task_ms": round((wall - floor_s) / n * 1000, 2),
         "peak_rss_mb": round(rss_mb, 1),
-        "target": "ratio <= 2",
-        "ok": status == "COMPLETED" and ratio <= 2.0 and (name != "W3" or rss_mb < 200),
+        "target": "ratio <= 1.5",
+        "ok": status == "COMPLETED" and ratio <= 1.5 and (name != "W3" or rss_mb < 200),
     }
 
 
