@@ -153,6 +153,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       actions.add(action);
     }
     const logs = new WidgetTracker<MainAreaWidget<LogViewer>>({ namespace: 'osmo-logs' });
+    // A task's terminal tabs, restored after a reload onto the same shell while it still runs.
+    const terminals = new WidgetTracker<MainAreaWidget<Terminal>>({
+      namespace: 'osmo-task-terminal'
+    });
+    const terminalOf = new WeakMap<Widget, { workflowId: string; task: string; name: string }>();
 
     async function submitPath(path: string, opts?: SubmitOptions): Promise<string | null> {
       try {
@@ -395,13 +400,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
           serverSettings: taskSettings(settings, workflowId, task)
         });
         let session: Awaited<ReturnType<TerminalManager['startNew']>>;
-        try {
-          session = await manager.startNew();
-        } catch (e) {
-          manager.dispose();
-          // reported here, whoever ran the command: the API's refusal says why (whose task)
-          notifyError(`Could not open a terminal in ${workflowId}/${task}`, e);
-          return null;
+        if (args.name) {
+          // A tab restored after a reload: its shell if the server still has it, never a new
+          // one (a rejection drops the tab from the saved layout).
+          await manager.refreshRunning().catch(() => undefined);
+          const model = [...manager.running()].find(m => m.name === args.name);
+          if (!model) {
+            manager.dispose();
+            throw new Error(`the shell ${String(args.name)} in ${workflowId}/${task} has ended`);
+          }
+          session = manager.connectTo({ model });
+        } else {
+          try {
+            session = await manager.startNew();
+          } catch (e) {
+            manager.dispose();
+            // reported here, whoever ran the command: the API's refusal says why (whose task)
+            notifyError(`Could not open a terminal in ${workflowId}/${task}`, e);
+            return null;
+          }
         }
         // Kept open when the shell ends: the last lines say why (the task ended, say).
         const content = new Terminal(session, { closeOnExit: false });
@@ -422,6 +439,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         // Closing the tab leaves the shell to the server (it ends 10 minutes after its last
         // viewer, or with the task), as JupyterLab's own terminals outlive their tabs.
         widget.disposed.connect(() => manager.dispose());
+        terminalOf.set(widget, { workflowId, task, name: session.name });
+        void terminals.add(widget);
         app.shell.add(widget, 'main');
         app.shell.activateById(widget.id);
         return widget;
@@ -556,6 +575,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
         command: CommandIDs.openLogs,
         args: w => ({ workflowId: w.content.workflowId, task: w.content.task }),
         name: w => `${w.content.workflowId}/${w.content.task}`
+      });
+      void restorer.restore(terminals, {
+        command: CommandIDs.openTerminal,
+        args: w => ({ ...terminalOf.get(w) }),
+        name: w => w.id
       });
     }
     for (const command of [CommandIDs.openPanel, CommandIDs.submitFile, CommandIDs.refresh]) {

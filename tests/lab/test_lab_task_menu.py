@@ -2,16 +2,19 @@
 (Debian's Chromium, driven by Playwright) against a real `jupyter lab` with the local backend:
 on a graph node and a table row (a timeline bar has it too) it opens the task's log, shows it in
 the side panel, copies its name, and opens a terminal in it — only while it runs; once the
-workflow has ended it reruns the workflow from that task (OSMO's restart `--from`)."""
+workflow has ended it reruns the workflow from that task (OSMO's restart `--from`). The
+terminal's tab comes back after a page reload, on the same shell."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import Lab, browser_page, open_panel
+from tests.lab.conftest import PANEL_TAB, Lab, browser_page, open_panel
+from tests.lab.test_lab_submit import workspace
 from tests.lab.test_lab_workflow_view import tab_of, task
 
 SPEC = """\
@@ -35,6 +38,7 @@ def test_a_task_menu_opens_its_log_panel_name_and_terminal_while_it_runs(lab: La
     try:
         with browser_page(clipboard=True, failed="lab-task-menu-failed") as page:
             task_menu_scenario(page, lab, wf)
+            terminal_restored_scenario(page, lab, wf)
             rerun_scenario(page, lab, wf)
     finally:
         for w in call(lab.url, "GET", "workflows?name=menus"):
@@ -84,6 +88,31 @@ def task_menu_scenario(page: Page, lab: Lab, wf: str) -> None:
     expect(page.locator(".lm-TabBar-tab.lm-mod-current", has_text="/runner")).to_be_visible()
 
 
+def terminal_restored_scenario(page: Page, lab: Lab, wf: str) -> None:
+    """After task_menu_scenario (a terminal open in runner): a reload brings the tab back on
+    the same shell, which still has what was set in it."""
+    term = page.locator(".osmo-task-terminal .xterm").last
+    term.click()
+    page.keyboard.type("export MARK=kept-$((6*7))\n")
+    wait_for(
+        lambda: any(k.startswith("osmo-task-terminal:") for k in workspace(lab)),
+        "the terminal tab saved in the workspace",
+        timeout=15,
+    )
+    page.reload()
+    expect(page.locator(PANEL_TAB)).to_be_visible(timeout=60_000)
+    tab = page.locator(".lm-TabBar-tab", has_text=f"{wf}/runner")
+    expect(tab).to_have_count(1, timeout=30_000)
+    tab.click()
+    term = page.locator(".osmo-task-terminal:visible .xterm")
+    expect(term).to_be_visible(timeout=30_000)
+    term.click()
+    workdir = Path(str(task(lab, wf, "runner")["workdir"]))
+    page.keyboard.type("echo $MARK > restored\n")
+    wait_for(lambda: (workdir / "restored").exists(), "the command in the restored terminal")
+    wait_for(lambda: (workdir / "restored").read_text() == "kept-42\n", "the same shell's MARK")
+
+
 def rerun_scenario(page: Page, lab: Lab, wf: str) -> None:
     """The workflow ended (cancelled): a rerun from done-one reruns it, not reuses it as a
     plain restart would; the new workflow is shown in the panel."""
@@ -104,3 +133,14 @@ def rerun_scenario(page: Page, lab: Lab, wf: str) -> None:
     wait_for(lambda: task(lab, fresh, "done-one")["status"] == "COMPLETED", "done-one rerun")
     panel = page.locator("#osmo-panel")
     expect(panel.locator(".osmo-detail-id")).to_have_text(fresh, timeout=30_000)
+    # The old workflow's shell ended with its task: a reload does not bring its tab back (nor
+    # start a new shell), and the saved layout forgets it.
+    page.reload()
+    expect(page.locator(PANEL_TAB)).to_be_visible(timeout=60_000)
+    page.evaluate("window.jupyterapp.restored.then(() => true)")
+    expect(page.locator(".lm-TabBar-tab", has_text=f"{wf}/runner")).to_have_count(0)
+    wait_for(
+        lambda: not any(k.startswith("osmo-task-terminal:") for k in workspace(lab)),
+        "the ended terminal dropped from the workspace",
+        timeout=15,
+    )
