@@ -40,6 +40,7 @@ import {
 } from './submitchoices';
 import { askSubmitOptions } from './submitdialog';
 import { addTaskMenu } from './taskmenu';
+import { answerWidgets } from './widgetbridge';
 import { addWorkflowMenu } from './workflowmenu';
 import { WorkflowTab } from './workflowview';
 import { YamlTools } from './yamltools';
@@ -503,6 +504,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       namespace: 'osmo-workflow-views'
     });
     const menuRow = addWorkflowMenu(app, panel, client, notifyError);
+    answerWidgets(app); // the notebook monitor's Terminal and Notebook buttons
     const tabOf = (workflowId: string) => views.find(w => w.content.workflowId === workflowId);
     addTaskMenu(app, {
       status: (workflowId, task) => tabOf(workflowId)?.content.taskStatus(task) ?? '',

@@ -1,5 +1,13 @@
 // WorkflowMonitor front end: draws the model's state (DAG, table, log pane); buttons and
-// clicks send {action} messages to Python, which owns every change.
+// clicks send {action} messages to Python, which owns every change. Terminal and Notebook (for
+// the selected task, while it runs) are the page's: an "osmo-open" event that the osmo-jupyter
+// JupyterLab extension answers (labextension/src/widgetbridge.ts) with a terminal or a notebook
+// in the task; without it, the widget says what to run instead.
+const OPEN_EVENT = "osmo-open";
+const WITHOUT_LAB = {
+  terminal: (wf, task) => `osmo workflow exec ${wf} ${task}`,
+  notebook: (wf, task) => `osmo workflow kernel ${wf} ${task}`,
+};
 const W = 150, H = 44, GAP_X = 40, GAP_Y = 14;
 
 function colour(model, status) {
@@ -70,8 +78,31 @@ function drawTable(model, tasks) {
   return table;
 }
 
+function taskTools(model, el, tasks, button, state) {
+  const task = model.get("selected");
+  const row = tasks.find((t) => t.name === task);
+  const tools = el_("div", { class: "osmo-task-tools" });
+  for (const [what, label] of [["terminal", "Terminal"], ["notebook", "Notebook"]]) {
+    const b = el_("button", { class: `osmo-open-${what} ${button}`,
+      title: `A ${what} in task ${task} (while it runs)` }, label);
+    b.disabled = !row || row.status !== "RUNNING";
+    b.onclick = () => {
+      const wf = model.get("workflow_id");
+      const detail = { what, workflowId: wf, task };
+      const ev = new CustomEvent(OPEN_EVENT, { bubbles: true, cancelable: true, detail });
+      // not cancelled: no osmo-jupyter JupyterLab extension on this page
+      state.hint = el.dispatchEvent(ev) ? `No osmo-jupyter JupyterLab extension here: run \`${WITHOUT_LAB[what](wf, task)}\` in a terminal` : "";
+      state.redraw();
+    };
+    tools.append(b, " ");
+  }
+  if (state.hint) tools.append(el_("span", { class: "osmo-hint" }, state.hint));
+  return tools;
+}
+
 function render({ model, el }) {
   el.classList.add("osmo-monitor");
+  const state = { hint: "", redraw: () => draw() };
   const draw = () => {
     const tasks = model.get("tasks");
     const status = model.get("status");
@@ -91,10 +122,12 @@ function render({ model, el }) {
     head.append(" ", cancel, " ", restart);
     const err = model.get("error") ? el_("div", { class: "osmo-error" }, model.get("error")) : "";
     const logHead = el_("div", {}, `log: ${model.get("selected")}`);
+    if (model.get("selected")) logHead.append(" ", taskTools(model, el, tasks, button, state));
     const log = el_("pre", { class: "osmo-log" }, model.get("log_lines").join("\n"));
     el.replaceChildren(head, err, drawDag(model, tasks), drawTable(model, tasks), logHead, log);
     log.scrollTop = log.scrollHeight;
   };
+  model.on("change:selected", () => { state.hint = ""; });  // before the redraw below
   for (const k of ["tasks", "status", "selected", "log_lines", "error", "workflow_id"]) model.on(`change:${k}`, draw);
   const timer = setInterval(draw, 1000); // running durations tick
   draw();
