@@ -1,7 +1,11 @@
-/** The extension's command ids and its icon, for its modules and for other extensions. */
+/** The extension's command ids, its icon and the API's path, for its modules and for other
+ * extensions. */
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import iconSvg from '../style/icon.svg';
+
+/** The osmo server extension's REST API, under the server's base URL. */
+export const API_ROOT = 'osmo/api/v1/';
 
 export namespace CommandIDs {
   export const openPanel = 'osmo:open-panel';

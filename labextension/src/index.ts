@@ -16,15 +16,14 @@ import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
-import { ServerConnection, TerminalManager } from '@jupyterlab/services';
+import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStateDB } from '@jupyterlab/statedb';
-import { Terminal } from '@jupyterlab/terminal';
 import { Widget } from '@lumino/widgets';
 
 import { interactiveActions, TaskActions } from './actions';
 import { ApiError, OsmoClient, relocated, SocketLike, SubmitOptions, Transport } from './api';
-import { CommandIDs, osmoIcon } from './commands';
+import { API_ROOT, CommandIDs, osmoIcon } from './commands';
 import { h } from './dom';
 import { hideTaskCards, pickTask, TaskCard, taskKernels } from './launcher';
 import { LogViewer } from './logs';
@@ -39,34 +38,17 @@ import {
   submitOptions
 } from './submitchoices';
 import { askSubmitOptions } from './submitdialog';
+import { addTaskCommands } from './taskcommands';
 import { addTaskMenu } from './taskmenu';
 import { answerWidgets } from './widgetbridge';
 import { addWorkflowMenu } from './workflowmenu';
 import { WorkflowTab } from './workflowview';
 import { YamlTools } from './yamltools';
 
-export { CommandIDs, osmoIcon };
-
-export const API_ROOT = 'osmo/api/v1/';
+export { API_ROOT, CommandIDs, osmoIcon };
+export { kernelName, taskSettings } from './taskcommands';
 
 const SPECS_REFRESH_MS = 300; // one refresh for a burst of task events
-
-/** The kernel spec of a running task (osmo_jupyter/_attach.py `spec_name`). */
-export function kernelName(workflowId: string, task: string): string {
-  return `osmo--${workflowId}--${task}`.toLowerCase();
-}
-
-/** Server settings whose base URL is a task's: jupyter_server's terminals API runs there
- * (osmo_jupyter/server/terminals.py), so TerminalManager works unchanged. */
-export function taskSettings(
-  settings: ServerConnection.ISettings,
-  workflowId: string,
-  task: string
-): ServerConnection.ISettings {
-  const base = URLExt.join(settings.baseUrl, API_ROOT, OsmoClient.taskPath(workflowId, task));
-  const wsBase = URLExt.join(settings.wsUrl, API_ROOT, OsmoClient.taskPath(workflowId, task));
-  return ServerConnection.makeSettings({ ...settings, baseUrl: base, wsUrl: wsBase });
-}
 
 /** The API's transport through JupyterLab's server connection (token, XSRF, base URL). */
 export function labTransport(settings: ServerConnection.ISettings): Transport {
@@ -154,11 +136,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
       actions.add(action);
     }
     const logs = new WidgetTracker<MainAreaWidget<LogViewer>>({ namespace: 'osmo-logs' });
-    // A task's terminal tabs, restored after a reload onto the same shell while it still runs.
-    const terminals = new WidgetTracker<MainAreaWidget<Terminal>>({
-      namespace: 'osmo-task-terminal'
-    });
-    const terminalOf = new WeakMap<Widget, { workflowId: string; task: string; name: string }>();
 
     async function submitPath(path: string, opts?: SubmitOptions): Promise<string | null> {
       try {
@@ -392,94 +369,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return widget;
       }
     });
-    app.commands.addCommand(CommandIDs.openTerminal, {
-      label: args => `Terminal in ${args.workflowId}/${args.task}`,
-      execute: async args => {
-        const workflowId = String(args.workflowId);
-        const task = String(args.task);
-        const manager = new TerminalManager({
-          serverSettings: taskSettings(settings, workflowId, task)
-        });
-        let session: Awaited<ReturnType<TerminalManager['startNew']>>;
-        if (args.name) {
-          // A tab restored after a reload: its shell if the server still has it, never a new
-          // one (a rejection drops the tab from the saved layout).
-          await manager.refreshRunning().catch(() => undefined);
-          const model = [...manager.running()].find(m => m.name === args.name);
-          if (!model) {
-            manager.dispose();
-            throw new Error(`the shell ${String(args.name)} in ${workflowId}/${task} has ended`);
-          }
-          session = manager.connectTo({ model });
-        } else {
-          try {
-            session = await manager.startNew();
-          } catch (e) {
-            manager.dispose();
-            // reported here, whoever ran the command: the API's refusal says why (whose task)
-            notifyError(`Could not open a terminal in ${workflowId}/${task}`, e);
-            return null;
-          }
-        }
-        // Kept open when the shell ends: the last lines say why (the task ended, say).
-        const content = new Terminal(session, { closeOnExit: false });
-        // The widget names itself "Terminal N" on connect and after the shell's title escapes;
-        // the tab keeps saying which task it is in.
-        const label = `${workflowId}/${task}`;
-        const keepLabel = () => {
-          if (content.title.label !== label) {
-            content.title.label = label;
-          }
-        };
-        keepLabel();
-        content.title.changed.connect(keepLabel);
-        const widget = new MainAreaWidget({ content });
-        widget.id = `osmo-terminal-${workflowId}-${task}-${session.name}`;
-        widget.title.caption = `A shell in task ${task} of ${workflowId}`;
-        widget.addClass('osmo-task-terminal');
-        // Closing the tab leaves the shell to the server (it ends 10 minutes after its last
-        // viewer, or with the task), as JupyterLab's own terminals outlive their tabs.
-        widget.disposed.connect(() => manager.dispose());
-        terminalOf.set(widget, { workflowId, task, name: session.name });
-        void terminals.add(widget);
-        app.shell.add(widget, 'main');
-        app.shell.activateById(widget.id);
-        return widget;
-      }
-    });
-    app.commands.addCommand(CommandIDs.openNotebook, {
-      label: args => `Notebook on ${args.workflowId}/${args.task}`,
-      execute: async args => {
-        const workflowId = String(args.workflowId);
-        const task = String(args.task);
-        const name = kernelName(workflowId, task);
-        let kernel: Awaited<ReturnType<typeof app.serviceManager.kernels.startNew>>;
-        try {
-          // The spec exists only while the task runs: refresh before looking for it.
-          await app.serviceManager.kernelspecs.refreshSpecs();
-          if (!app.serviceManager.kernelspecs.specs?.kernelspecs[name]) {
-            // No spec: the task is not the caller's (the API's refusal names whose it is) or
-            // no longer runs.
-            const info = await client.task(workflowId, task);
-            throw new Error(`no kernel for ${workflowId}/${task}: it is ${info.status}`);
-          }
-          // The kernel first: a task that cannot run one (no ipykernel) answers 409 with what
-          // to install, shown whole, and no empty notebook is left behind.
-          kernel = await app.serviceManager.kernels.startNew({ name });
-        } catch (e) {
-          notifyError(`Could not open a kernel in ${workflowId}/${task}`, e);
-          return null;
-        }
-        try {
-          return await app.commands.execute('notebook:create-new', {
-            kernelId: kernel.id,
-            kernelName: name
-          });
-        } finally {
-          kernel.dispose(); // this connection only: the notebook's session keeps the kernel
-        }
-      }
-    });
+    addTaskCommands(app, { client, notifyError }, restorer);
     app.commands.addCommand(CommandIDs.taskKernel, {
       label: 'Task notebook…',
       caption: 'A notebook or console on the kernel of a running OSMO task',
@@ -577,11 +467,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
         command: CommandIDs.openLogs,
         args: w => ({ workflowId: w.content.workflowId, task: w.content.task }),
         name: w => `${w.content.workflowId}/${w.content.task}`
-      });
-      void restorer.restore(terminals, {
-        command: CommandIDs.openTerminal,
-        args: w => ({ ...terminalOf.get(w) }),
-        name: w => w.id
       });
     }
     for (const command of [CommandIDs.openPanel, CommandIDs.submitFile, CommandIDs.refresh]) {
