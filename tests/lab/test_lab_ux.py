@@ -631,7 +631,7 @@ def test_yaml_editor_validates_into_located_problems_and_submits(lab: Lab) -> No
             items.nth(0).locator("a").click()
             assert page.evaluate(CURSOR_LINE) == 5
             # Submit shows the same problems, and submits nothing
-            toolbar.get_by_role("button", name="Submit").click()
+            toolbar.get_by_role("button", name="Submit", exact=True).click()
             expect(items).to_have_count(2)
             assert call(lab.url, "GET", "workflows?name=two-errors") == []
             # the fixed spec (unsaved: the editor's text is what goes) is submitted and shown
@@ -640,7 +640,7 @@ def test_yaml_editor_validates_into_located_problems_and_submits(lab: Lab) -> No
                 " m.sharedModel.setSource(m.sharedModel.getSource()"
                 ".replace('imag:', 'image:').replace('nowhere', 'a')); }"
             )
-            toolbar.get_by_role("button", name="Submit").click()
+            toolbar.get_by_role("button", name="Submit", exact=True).click()
             expect(problems).to_have_count(0)
             expect(editor.locator(".cm-lintRange-error")).to_have_count(0)
             expect(panel.locator(".osmo-detail-id")).to_have_text(
