@@ -8,7 +8,10 @@ Playwright) against a real `jupyter lab` (tests/lab/conftest.py) with the local 
   default pool is the one a submit from Lab asks for;
 - an empty list says how to start, an empty filtered list offers to clear the filter, and while
   the server is away the panel says so and its actions wait; every badge and banner is readable
-  in the dark theme (contrast checked).
+  in the dark theme (contrast checked);
+- the workflow list: full names, times, sort, filters, its context menu and a bulk cancel.
+
+The log tab is tested in test_lab_logs.py, a YAML file's editor in test_lab_yaml_editor.py.
 """
 
 from __future__ import annotations
@@ -60,38 +63,34 @@ def test_fifty_running_tasks_give_the_launcher_one_osmo_card_and_none_once_they_
     wf = str(call(lab.url, "POST", "workflows", {"spec": many_spec(MANY)})["id"])
     wait_for(lambda: running(lab, wf) == MANY, f"{MANY} running tasks", timeout=90)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page() as page:
-        try:
-            open_panel(page, lab)
-            page.evaluate("window.jupyterapp.commands.execute('launcher:create')")
-            launcher = page.locator(".jp-Launcher").last
-            osmo = launcher.locator('.jp-LauncherCard[data-category="OSMO"]')
-            expect(osmo).to_have_count(1, timeout=30_000)
-            # the server's own kernel still has its notebook and console cards; tasks have none
-            expect(
-                launcher.locator('.jp-LauncherCard[data-category="Notebook"]').first
-            ).to_be_attached()
-            expect(launcher.locator('.jp-LauncherCard[title^="OSMO: "]')).to_have_count(0)
-            cards = launcher.locator(".jp-LauncherCard").count()
-            assert cards < 20, f"{cards} Launcher cards for {MANY} running tasks"
-            page.screenshot(path=str(ARTIFACTS / "lab-launcher-many-tasks.png"))
+    with browser_page(failed="lab-launcher-failed") as page:
+        open_panel(page, lab)
+        page.evaluate("window.jupyterapp.commands.execute('launcher:create')")
+        launcher = page.locator(".jp-Launcher").last
+        osmo = launcher.locator('.jp-LauncherCard[data-category="OSMO"]')
+        expect(osmo).to_have_count(1, timeout=30_000)
+        # the server's own kernel still has its notebook and console cards; tasks have none
+        expect(
+            launcher.locator('.jp-LauncherCard[data-category="Notebook"]').first
+        ).to_be_attached()
+        expect(launcher.locator('.jp-LauncherCard[title^="OSMO: "]')).to_have_count(0)
+        cards = launcher.locator(".jp-LauncherCard").count()
+        assert cards < 20, f"{cards} Launcher cards for {MANY} running tasks"
+        page.screenshot(path=str(ARTIFACTS / "lab-launcher-many-tasks.png"))
 
-            # The card asks which task; every running one is offered.
-            osmo.click()
-            picker = page.locator(".jp-Dialog select.osmo-task-picker")
-            expect(picker.locator("option")).to_have_count(MANY, timeout=30_000)
-            expect(picker.locator("option").first).to_have_text(f"{wf}/t00")
-            page.locator(".jp-Dialog").get_by_role("button", name="Cancel").click()
-            expect(page.locator(".jp-Dialog")).to_have_count(0)
+        # The card asks which task; every running one is offered.
+        osmo.click()
+        picker = page.locator(".jp-Dialog select.osmo-task-picker")
+        expect(picker.locator("option")).to_have_count(MANY, timeout=30_000)
+        expect(picker.locator("option").first).to_have_text(f"{wf}/t00")
+        page.locator(".jp-Dialog").get_by_role("button", name="Cancel").click()
+        expect(page.locator(".jp-Dialog")).to_have_count(0)
 
-            call(lab.url, "POST", f"workflows/{wf}/cancel")
-            expect(osmo).to_have_count(0, timeout=30_000)  # no card for tasks that ended
-            expect(
-                launcher.locator('.jp-LauncherCard[data-category="Notebook"]').first
-            ).to_be_attached()
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-launcher-failed.png"))
-            raise
+        call(lab.url, "POST", f"workflows/{wf}/cancel")
+        expect(osmo).to_have_count(0, timeout=30_000)  # no card for tasks that ended
+        expect(
+            launcher.locator('.jp-LauncherCard[data-category="Notebook"]').first
+        ).to_be_attached()
 
 
 def write_settings(lab: Lab, **values: object) -> None:
@@ -111,12 +110,8 @@ def test_held_tasks_stand_out_and_notify_unless_the_settings_say_not(lab: Lab) -
     assert set(schema["properties"]) == {"defaultPool", "refreshSeconds", "notifyHeld"}
     (lab.root / "needs.yaml").write_text(NEEDS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page() as page:
-        try:
-            held_scenario(page, lab)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-held-failed.png"))
-            raise
+    with browser_page(failed="lab-held-failed") as page:
+        held_scenario(page, lab)
 
 
 def held_scenario(page: Page, lab: Lab) -> None:
@@ -236,12 +231,8 @@ def opaque_background(panel: Any, colours: list[Any]) -> list[Any]:
 
 def test_empty_filtered_and_reconnecting_states_readable_in_dark(lab: Lab) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page() as page:
-        try:
-            states_scenario(page, lab)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-states-failed.png"))
-            raise
+    with browser_page(failed="lab-states-failed") as page:
+        states_scenario(page, lab)
 
 
 def states_scenario(page: Page, lab: Lab) -> None:
@@ -339,12 +330,8 @@ def test_workflow_list_names_times_sort_filters_menu_and_bulk_cancel(lab: Lab) -
     one = {"spec": many_spec(1)}
     running_ids = [str(call(lab.url, "POST", "workflows", one)["id"]) for _ in "ab"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page(clipboard=True) as page:
-        try:
-            list_scenario(page, lab, running_ids)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-list-failed.png"))
-            raise
+    with browser_page(clipboard=True, failed="lab-list-failed") as page:
+        list_scenario(page, lab, running_ids)
 
 
 def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
@@ -427,278 +414,3 @@ def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
     for row in (first, second):
         expect(row).to_have_attribute("data-status", "FAILED_CANCELED", timeout=30_000)
     expect(panel.locator(".osmo-bulk")).to_be_hidden()
-
-
-RETRIED = """\
-workflow:
-  name: retried
-  resources:
-    default:
-      cpu: 0
-  tasks:
-  - name: r
-    command: [sh, -c, "echo line-of-attempt-$OSMO_RETRY_ID; exit 3"]
-    exitActions: {RESCHEDULE: "3"}
-    maxRetries: 1
-"""
-
-
-def test_log_viewer_attempt_picker_times_wrap_and_download(lab: Lab) -> None:
-    wf = str(call(lab.url, "POST", "workflows", {"spec": RETRIED})["id"])
-    wait_for(
-        lambda: str(call(lab.url, "GET", f"workflows/{wf}")["status"]).startswith("FAILED"),
-        "the retried workflow to fail",
-    )
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page() as page:
-        try:
-            open_panel(page, lab)
-            page.evaluate(
-                "([w, t]) => window.jupyterapp.commands.execute('osmo:open-logs', "
-                "{workflowId: w, task: t})",
-                [wf, "r"],
-            )
-            viewer = page.locator(".osmo-log-viewer:visible")
-            lines = viewer.locator(".osmo-log-line.osmo-log-stdout")
-            expect(lines).to_have_text(["line-of-attempt-0", "line-of-attempt-1"], timeout=30_000)
-            attempt = viewer.get_by_label("Attempt")
-            expect(attempt.locator("option")).to_have_text(
-                ["all attempts", "attempt 1", "attempt 2"]
-            )
-            attempt.select_option(label="attempt 2")
-            expect(lines).to_have_text(["line-of-attempt-1"])
-            viewer.get_by_label("Times").check()
-            stamp = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} line-of-attempt-1$")
-            expect(lines).to_have_text([stamp])
-            body = viewer.locator(".osmo-log-lines")
-            assert body.evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"
-            viewer.get_by_label("Wrap").uncheck()
-            assert body.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
-            with page.expect_download() as got:
-                viewer.get_by_role("button", name="Download").click()
-            assert got.value.suggested_filename == f"{wf}-r.log"
-            saved = got.value.path().read_text()
-            assert stamp.match(saved.strip()), saved
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-logs-failed.png"))
-            raise
-
-
-SEARCHED = """\
-workflow:
-  name: searched
-  resources:
-    default:
-      cpu: 0
-  tasks:
-  - name: talk
-    command:
-    - sh
-    - -c
-    - "for i in 1 2 3 4 5 6; do echo out-$i; done; echo Needle-err >&2; echo needle-end"
-  - name: after
-    command: [sh, -c, "echo after"]
-    inputs: [{task: talk}]
-"""
-
-
-def test_log_viewer_numbers_search_copy_and_jumps_between_log_and_task(lab: Lab) -> None:
-    wf = str(call(lab.url, "POST", "workflows", {"spec": SEARCHED})["id"])
-    wait_for(
-        lambda: call(lab.url, "GET", f"workflows/{wf}")["status"] == "COMPLETED",
-        "the searched workflow to complete",
-    )
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page(clipboard=True) as page:
-        try:
-            log_jumps_scenario(page, lab, wf)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-log-search-failed.png"))
-            raise
-
-
-def dock_tab(page: Page, label: str) -> Any:
-    """The main area's tab whose label is exactly `label`."""
-    return page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab").filter(
-        has=page.locator(".lm-TabBar-tabLabel", has_text=re.compile(f"^{re.escape(label)}$"))
-    )
-
-
-def log_jumps_scenario(page: Page, lab: Lab, wf: str) -> None:
-    panel = open_panel(page, lab)
-    page.evaluate(
-        "w => window.jupyterapp.commands.execute('osmo:open-workflow-view', {workflowId: w})", wf
-    )
-    view = page.locator(".osmo-workflow-view:visible")
-    node = view.locator('g.osmo-graph-node[data-node="talk"]')
-    node.click()
-    expect(panel.locator('[data-task-details="talk"]')).to_be_visible(timeout=30_000)
-    # task → log: L in the workflow tab opens the selected task's log
-    page.keyboard.press("l")
-    viewer = page.locator(".osmo-log-viewer:visible")
-    lines = viewer.locator(".osmo-log-line[data-ln]")
-    expect(lines).to_have_count(8, timeout=30_000)
-    expect(viewer.locator(".osmo-log-stderr")).to_have_text(["Needle-err"])
-    # the gutter shows 1..8 but is not text: a selection of the lines copies no numbers
-    assert lines.first.evaluate("e => getComputedStyle(e, '::before').content") == '"1"'
-    selected = viewer.locator(".osmo-log-lines").evaluate(
-        "e => { const r = document.createRange(); r.selectNodeContents(e);"
-        " const s = getSelection(); s.removeAllRanges(); s.addRange(r); return s.toString(); }"
-    )
-    assert selected.split("\n")[:2] == ["out-1", "out-2"], selected
-    search = viewer.get_by_label("Search the log")
-    search.fill("NEEDLE")
-    marks = viewer.locator("mark.osmo-log-match")
-    # stdout and stderr are two pipes: their lines may interleave either way
-    expect(marks).to_have_count(2)
-    assert sorted(marks.all_text_contents()) == ["Needle", "needle"]
-    count = viewer.locator(".osmo-log-count")
-    expect(count).to_have_text("\N{EN DASH} of 2")  # none picked yet
-    search.press("Enter")
-    expect(count).to_have_text("1 of 2")
-    expect(marks.nth(0)).to_have_class(re.compile("osmo-log-match-current"))
-    search.press("Enter")
-    expect(count).to_have_text("2 of 2")
-    search.press("Shift+Enter")
-    expect(count).to_have_text("1 of 2")
-    expect(lines).to_have_count(8)  # search highlights, it does not filter
-    shown = lines.all_text_contents()
-    assert sorted(shown) == sorted([*(f"out-{i}" for i in range(1, 7)), "Needle-err", "needle-end"])
-    viewer.get_by_role("button", name="Copy").click()
-    page.wait_for_function(
-        "want => navigator.clipboard.readText().then(t => t === want)", arg="\n".join(shown)
-    )
-    # log → task: select another task in the tab first, so the jump is seen to move it
-    view_tab = dock_tab(page, wf)
-    view_tab.click()
-    view.locator('g.osmo-graph-node[data-node="after"]').click()
-    expect(panel.locator('[data-task-details="after"]')).to_be_visible(timeout=30_000)
-    dock_tab(page, f"talk · {wf}").click()
-    viewer.get_by_role("button", name="Show task").click()
-    expect(panel.locator('[data-task-details="talk"]')).to_be_visible(timeout=30_000)
-    view_tab.click()
-    expect(node).to_have_class(re.compile("osmo-selected"))
-
-
-TWO_ERRORS = """\
-workflow:
-  name: two-errors
-  tasks:
-  - name: a
-    command: [echo, a]
-    imag: ubuntu
-  - name: b
-    command: [echo, b]
-    inputs: [{task: nowhere}]
-"""
-CURSOR_LINE = "() => window.jupyterapp.shell.currentWidget.content.editor.getCursorPosition().line"
-
-
-def test_yaml_editor_validates_into_located_problems_and_submits(lab: Lab) -> None:
-    (lab.root / "two.yaml").write_text(TWO_ERRORS)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with browser_page() as page:
-        try:
-            panel = open_panel(page, lab)
-            page.evaluate(
-                "() => window.jupyterapp.commands.execute('docmanager:open', {path: 'two.yaml'})"
-            )
-            toolbar = page.locator(".jp-MainAreaWidget:visible .jp-Toolbar")
-            toolbar.get_by_role("button", name="Validate").click()
-            problems = page.locator(".osmo-problems:visible")
-            expect(problems.locator(".osmo-problems-title")).to_have_text(
-                "2 problems in two.yaml", timeout=15_000
-            )
-            items = problems.locator(".osmo-problem")
-            expect(items).to_have_count(2)
-            expect(items.nth(0)).to_contain_text("6:5")
-            expect(items.nth(0)).to_contain_text("unknown field 'imag'")
-            expect(items.nth(1)).to_contain_text("9:")
-            expect(items.nth(1)).to_contain_text("nowhere")
-            # ...and in the text: underlined where each is, a gutter marker, the message on hover
-            editor = page.locator(".jp-MainAreaWidget:visible .cm-editor")
-            marked = editor.locator(".cm-line:has(.cm-lintRange-error)")
-            expect(marked).to_have_count(2)
-            expect(marked.nth(0)).to_have_text("    imag: ubuntu")
-            assert "".join(marked.nth(0).locator(".cm-lintRange-error").all_inner_texts()) == (
-                "imag: ubuntu"
-            )
-            expect(editor.locator(".cm-lint-marker-error")).to_have_count(2)
-            marked.nth(0).locator(".cm-lintRange-error").first.hover()
-            expect(page.locator(".cm-tooltip-lint")).to_contain_text("unknown field 'imag'")
-            items.nth(1).locator("a").click()
-            assert page.evaluate(CURSOR_LINE) == 8  # 0-based: line 9
-            items.nth(0).locator("a").click()
-            assert page.evaluate(CURSOR_LINE) == 5
-            # Submit shows the same problems, and submits nothing
-            toolbar.get_by_role("button", name="Submit", exact=True).click()
-            expect(items).to_have_count(2)
-            assert call(lab.url, "GET", "workflows?name=two-errors") == []
-            # the fixed spec (unsaved: the editor's text is what goes) is submitted and shown
-            page.evaluate(
-                "() => { const m = window.jupyterapp.shell.currentWidget.context.model;"
-                " m.sharedModel.setSource(m.sharedModel.getSource()"
-                ".replace('imag:', 'image:').replace('nowhere', 'a')); }"
-            )
-            toolbar.get_by_role("button", name="Submit", exact=True).click()
-            expect(problems).to_have_count(0)
-            expect(editor.locator(".cm-lintRange-error")).to_have_count(0)
-            expect(panel.locator(".osmo-detail-id")).to_have_text(
-                re.compile(r"^two-errors-\d+$"), timeout=15_000
-            )
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-yaml-tools-failed.png"))
-            raise
-
-
-BIG_LOG = """\
-workflow:
-  name: big-log
-  resources:
-    default:
-      cpu: 0
-  tasks:
-  - name: many
-    command: [seq, "1", "12000"]
-"""
-
-
-def test_a_long_log_keeps_the_page_bounded_and_responsive(lab: Lab) -> None:
-    wf = str(call(lab.url, "POST", "workflows", {"spec": BIG_LOG})["id"])
-    wait_for(
-        lambda: call(lab.url, "GET", f"workflows/{wf}")["status"] == "COMPLETED",
-        "the big-log workflow to complete",
-    )
-    with browser_page() as page:
-        open_panel(page, lab)
-        started = page.evaluate(
-            "([w, t]) => { window.jupyterapp.commands.execute('osmo:open-logs',"
-            " {workflowId: w, task: t}); return performance.now(); }",
-            [wf, "many"],
-        )
-        viewer = page.locator(".osmo-log-viewer:visible")
-        expect(viewer.locator(".osmo-log-line[data-ln]").last).to_have_text("12000", timeout=60_000)
-        took = page.evaluate("() => performance.now()") - started
-        rows = viewer.locator(".osmo-log-line")
-        assert rows.count() == 5000, rows.count()  # the newest only, whatever the log's length
-        expect(viewer.locator(".osmo-log-capped")).to_contain_text("The first 7001 lines")
-        # A search counts the matches in every line, drawn or not: "1234" is in 1234 (not
-        # drawn) and 11234. Enter moves to the first, drawing the rows around it.
-        viewer.get_by_label("Search the log").fill("1234")
-        count = viewer.locator(".osmo-log-count")
-        expect(count).to_have_text("\N{EN DASH} of 2")
-        viewer.get_by_label("Search the log").press("Enter")
-        expect(count).to_have_text("1 of 2")
-        current = viewer.locator(".osmo-log-match-current")
-        expect(current.locator("xpath=..")).to_have_attribute("data-ln", "1234")
-        expect(current).to_be_in_viewport()
-        assert rows.count() == 5000, rows.count()
-        expect(viewer.locator(".osmo-log-capped")).to_contain_text("around the match")
-        viewer.get_by_label("Search the log").press("Enter")  # the next is drawn there too
-        expect(count).to_have_text("2 of 2")
-        expect(current.locator("xpath=..")).to_have_attribute("data-ln", "11234")
-        # Auto-scroll: back to the newest lines
-        viewer.locator(".osmo-log-autoscroll").check()
-        expect(viewer.locator(".osmo-log-line[data-ln]").last).to_have_text("12000")
-        expect(viewer.locator(".osmo-log-capped")).to_contain_text("The first 7001 lines")
-        print(f"12,000-line log: last line drawn {took / 1000:.1f} s after the command")
