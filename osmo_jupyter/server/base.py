@@ -1,6 +1,6 @@
 """The bases every REST and WebSocket handler of `/osmo/api/v1` derives from.
 
-Handlers are thin: validate the request (models in schemas.py), call the Service once, answer
+Handlers are thin: validate the request (models in schemas/), call the Service once, answer
 JSON. Every error is jupyter_server's JSON body `{"message", "reason", "details"}`; osmo_core's
 errors map to statuses in one place (`_STATUS`, `from_osmo_error`):
 

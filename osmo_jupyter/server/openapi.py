@@ -2,7 +2,7 @@
 
 Each route names its operations (`Op`: operationId, summary, answers, errors, query and body
 models); its path parameters come from the route's URL pattern, and the models' JSON schemas
-(schemas.py) are the document's components. The WebSockets (events, log follow, exec,
+(schemas/) are the document's components. The WebSockets (events, log follow, exec,
 port-forward, terminals; their messages are in their modules' docstrings) are not listed:
 OpenAPI 3 cannot describe a WebSocket; the events stream's message is a component
 (EventModel) all the same, for clients' generated types. Nor is the HTTP proxy to a task's
