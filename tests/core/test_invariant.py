@@ -220,3 +220,28 @@ async def test_health_is_degraded_while_a_backend_with_tasks_is_disconnected(
     assert (await service.health())["status"] == "ok"
     await service.cancel(wf_id)
     assert (await asyncio.wait_for(service.wait(wf_id), 20)).value == "FAILED_CANCELED"
+
+
+async def test_an_exit_that_arrives_while_a_pass_asks_is_not_settled_again(
+    service_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pass reads what the engine launched, then asks the backend what runs: a task that
+    exits in between is missing from the answer, but its exit event is applied meanwhile. The
+    pass must not settle it a second time, nor log that it had no process behind it."""
+    service = await service_factory(local={"cpus": 1}, reconcile_interval=0)
+    spec = {"workflow": {"name": "race", "tasks": [task("t", "sleep 0.5")]}}
+    wf_id = await service.submit(spec)
+    await wait_for(lambda: statuses(service, wf_id) == [("t", 0, "RUNNING")], 20, "RUNNING")
+    backend = service.backends["local"]
+    real_running = backend.running
+
+    async def running_after_the_exit() -> object:  # the race, made certain
+        await wait_for(lambda: statuses(service, wf_id) == [("t", 0, "COMPLETED")], 20, "end")
+        return await real_running()
+
+    backend.running = running_after_the_exit  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="osmo.engine"):
+        assert await service.engine.reconcile() == 0
+    assert "no process behind it" not in caplog.text
+    assert service.engine.reconciled.settled == 0
+    assert (await service.wait(wf_id)).value == "COMPLETED"
