@@ -69,6 +69,7 @@ LAYERS: dict[str, int] = {
     "osmo_core.engine": 7,
     # 8: the façade every front door calls
     "osmo_core.service": 8,
+    "osmo_core.service_reads": 8,  # a part of Service: its reads
     # 9: the osmo command
     "osmo_core.cli": 9,
 }
