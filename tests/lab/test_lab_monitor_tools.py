@@ -16,7 +16,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
 from tests.lab.conftest import Lab, browser_page
-from tests.lab.test_lab_task_menu import SPEC
+from tests.lab.test_lab_task_menu import SPEC, cancel_all
 from tests.lab.test_lab_workflow_view import task
 from tests.notebook.conftest import TOKEN, base_env, jupyter
 from tests.notebook.test_browser import run_all_cells
@@ -57,12 +57,6 @@ def monitor_of_running(page: Page, lab: Lab) -> tuple[str, Locator]:
     monitor = page.locator(".osmo-monitor").first
     expect(monitor.locator('tr[data-task="runner"]')).to_be_visible(timeout=60_000)
     return wf, monitor
-
-
-def cancel_all(lab: Lab) -> None:
-    for w in call(lab.url, "GET", "workflows?name=menus"):
-        if w["status"] in ("PENDING", "RUNNING"):
-            call(lab.url, "POST", f"workflows/{w['id']}/cancel")
 
 
 def test_monitor_opens_a_terminal_and_a_notebook_in_the_selected_task(lab: Lab) -> None:

@@ -41,9 +41,14 @@ def test_a_task_menu_opens_its_log_panel_name_and_terminal_while_it_runs(lab: La
             terminal_restored_scenario(page, lab, wf)
             rerun_scenario(page, lab, wf)
     finally:
-        for w in call(lab.url, "GET", "workflows?name=menus"):
-            if w["status"] in ("PENDING", "RUNNING"):
-                call(lab.url, "POST", f"workflows/{w['id']}/cancel")
+        cancel_all(lab)
+
+
+def cancel_all(lab: Lab) -> None:
+    """Every workflow of SPEC still going (a test's and its reruns)."""
+    for w in call(lab.url, "GET", "workflows?name=menus"):
+        if w["status"] in ("PENDING", "RUNNING"):
+            call(lab.url, "POST", f"workflows/{w['id']}/cancel")
 
 
 DISABLED = re.compile(r"\blm-mod-disabled\b")
