@@ -9,8 +9,10 @@ Measures, on one running task (its agent dialled home over TCP on 127.0.0.1):
   port-forward    MB/s of a bulk upload to a sink server inside the task, through the SSH
                   direct-tcpip channel, next to raw loopback TCP and OpenSSH's `ssh -L` (Debian's
                   sshd on 127.0.0.1 with a throw-away key, AES-GCM) to the same sink, same run
-  kernel attach   RemoteKernel.start (ipykernel launched inside the task) → kernel_info reply
-                  through the tunnel (n=5), next to a local ipykernel started by jupyter_client
+  kernel attach   RemoteKernel.start → kernel_info reply through the tunnel (n=5): cold (ipykernel
+                  launched inside the task, as in a task nobody was expected to step into) and
+                  with the spare kernel an `interactive: true` task has ready (spares.py), next
+                  to a local ipykernel started by jupyter_client
   kernel execute  execute_request("pass") → execute_reply through the tunnel (p50 / p95, n=200),
                   next to the same against the local kernel
   through Jupyter a `jupyter osmo` server (subprocess, its own data dir): the port-forward
@@ -152,6 +154,8 @@ async def through_jupyter(tmp: Path) -> dict[str, float]:
     server = subprocess.Popen([
         sys.executable, "-c", "from osmo_jupyter.app import main; main()", "--allow-root",
         "--ServerApp.ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+        # as root the tasks would run as users of their own, who cannot read this 0700 tmp dir
+        "--OsmoConfig.task_isolation=none",
     ], env=env, stdout=subprocess.DEVNULL, stderr=(data / "server.log").open("w"))
     # fmt: on
     base = f"http://127.0.0.1:{port}/osmo/api/v1"
@@ -182,8 +186,15 @@ async def through_jupyter(tmp: Path) -> dict[str, float]:
         )
         wf = call("POST", "workflows", {"spec": spec})["id"]  # type: ignore[index]
         task = f"workflows/{wf}/tasks/main"
-        while call("GET", task)["status"] != "RUNNING":  # type: ignore[index]
+        for _ in range(600):  # 30 s
+            status = call("GET", task)["status"]  # type: ignore[index]
+            if status == "RUNNING":
+                break
+            if status not in ("SUBMITTING", "WAITING", "PROCESSING", "SCHEDULING", "INITIALIZING"):
+                raise RuntimeError(f"the sink task ended {status}: see {data / 'server.log'}")
             await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError("the sink task did not start in 30 s")
         await asyncio.sleep(0.5)  # the sink binds; the agent has dialled home
 
         speeds = []
@@ -255,8 +266,13 @@ async def main() -> None:
                 f"    command: [python3, {data / 'sink.py'}]\n    ports: [{port}]\n"
             )
             wf = await svc.submit(spec)
-            while svc.task(wf, "main")["status"] != "RUNNING":
+            for _ in range(1500):  # 30 s
+                if svc.task(wf, "main")["status"] == "RUNNING":
+                    break
                 await asyncio.sleep(0.02)
+            else:
+                status = svc.task(wf, "main")["status"]
+                raise RuntimeError(f"the sink task is {status}, not RUNNING")
             for _ in range(200):  # the sink binds shortly after the task starts
                 try:
                     socket.create_connection(("127.0.0.1", port), 0.1).close()
@@ -325,11 +341,13 @@ async def main() -> None:
             f"{max(tunnel) / max(ssh):.2f}x (target >= 0.5x and >= 200 MB/s)"
         )
     print(f"cipher negotiated: {cipher}")
-    (att, local_att), (rt, local_rt) = kernel
+    (att, spare, local_att), (rt, local_rt) = kernel
     print(
-        f"kernel attach (start in task -> kernel_info reply, n={len(att)}): median "
-        f"{statistics.median(att) * 1000:.0f} ms, best {min(att) * 1000:.0f} ms; local ipykernel "
-        f"start median {statistics.median(local_att) * 1000:.0f} ms (target < 1500 ms)"
+        f"kernel attach (start in task -> kernel_info reply, n={len(att)}): cold median "
+        f"{statistics.median(att) * 1000:.0f} ms, best {min(att) * 1000:.0f} ms; with a spare "
+        f"median {statistics.median(spare) * 1000:.0f} ms, best {min(spare) * 1000:.0f} ms "
+        f"(target <= 1000 ms); local ipykernel start median "
+        f"{statistics.median(local_att) * 1000:.0f} ms"
     )
     print(
         f"kernel execute round trip (n={len(rt)}): tunnel p50 {pct(rt, 0.5):.2f} ms, p95 "
@@ -345,7 +363,8 @@ async def main() -> None:
 
 
 async def kernel_figures(svc: Service, wf: str) -> Any:
-    """(attach times, local start times), (tunnel round trips, local round trips)."""
+    """(cold attach, attach to a spare, local start times), (tunnel round trips, local round
+    trips)."""
     from jupyter_client.asynchronous import AsyncKernelClient
     from jupyter_client.manager import AsyncKernelManager
 
@@ -389,7 +408,31 @@ async def kernel_figures(svc: Service, wf: str) -> Any:
             local_rt = await round_trips(lkc, 200)
         lkc.stop_channels()
         await km.shutdown_kernel(now=True)
-    return (attach, local_start), (rt, local_rt)
+
+    spec = (
+        "workflow:\n  name: spare\n  tasks:\n  - name: main\n    interactive: true\n"
+        "    command: [sleep, '600']\n"
+    )
+    held = await svc.submit(spec)
+    spare = []
+    for _ in range(5):
+        for _ in range(600):  # the next spare (a second or so after the last was taken)
+            if any(w == held for w, _, _ in svc.kernel_spares.ready()):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError("no spare kernel in 30 s")
+        t = time.perf_counter()
+        k = await RemoteKernel.start(svc, held, "main", uuid.uuid4().hex.encode())
+        kc = AsyncKernelClient()
+        kc.load_connection_info(k.connection_info())
+        await ready(kc)
+        spare.append(time.perf_counter() - t)
+        kc.stop_channels()
+        await k.kill()
+        await k.close()
+    await svc.cancel(held)
+    return (attach, spare, local_start), (rt, local_rt)
 
 
 if __name__ == "__main__":

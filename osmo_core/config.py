@@ -252,6 +252,13 @@ class OsmoConfig(Configurable):
     interactive_port = Int(
         0, help="Port for agents dialling home; 0 picks a free one (agents are told which)."
     ).tag(config=True)
+    kernel_spares = Int(
+        4,
+        help="Jupyter kernels started ahead, at most this many at once, in the tasks a user is "
+        "about to step into (interactive: true tasks, held tasks), so a notebook attaches in "
+        "well under a second instead of waiting for ipykernel's start. Each costs its task "
+        "one idle Python process (~60 MB). 0: none.",
+    ).tag(config=True)
 
     # --- auth (the control plane) -------------------------------------------------------
     admin_users = Set(

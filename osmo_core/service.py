@@ -30,6 +30,7 @@ from .engine.cache import restart_reuse
 from .errors import Conflict, Forbidden, NotFound, PlacementError, Problem
 from .events import EventBus, Subscription
 from .interactive import Interactive
+from .interactive.spares import KernelSpares
 from .roles import USER
 from .service_reads import ServiceReads
 from .spec import LoadedSpec
@@ -61,6 +62,7 @@ class Service(ServiceReads):
         self.credentials = UserCredentials(self.store, Path(self.config.data_dir) / "secrets.key")
         self.engine.own_credentials = self.credentials.for_launch
         self.interactive = Interactive(self.config, self.backends, self.store)
+        self.kernel_spares = KernelSpares(self)
         self._lock_fd: int | None = None
         self._umask: int | None = None
         logger = logging.getLogger("osmo_core")
@@ -85,6 +87,7 @@ class Service(ServiceReads):
             self.store.open()
             await self.interactive.start()  # first: agents the engine starts know where to dial
             await self.engine.start()
+            await self.kernel_spares.start()
         except BaseException:
             await self.interactive.stop()
             self._unlock()
@@ -93,6 +96,7 @@ class Service(ServiceReads):
         return self
 
     async def stop(self) -> None:
+        await self.kernel_spares.stop()
         await self.engine.stop()
         await self.interactive.stop()
         self.store.close()

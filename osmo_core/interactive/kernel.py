@@ -1,6 +1,7 @@
 """A Jupyter kernel running inside a task, seen from the control plane (no Jupyter imports).
 
-`RemoteKernel.start(service, wf, task, key)`:
+`RemoteKernel.start(service, wf, task, key)` takes the task's spare kernel when one is ready
+(spares.py: started ahead in tasks a user is about to step into), else `launch`es one:
 1. exec `python3 -c <kernel_boot.py> boot` in the task (its environment and cwd) with the key on
    stdin: the kernel starts detached there on six free ports of the task's host (five ZMQ
    channels and a small control port), or the start fails with a clear reason (no ipykernel,
@@ -14,7 +15,7 @@
 4. follows the task's status events: when the attempt stops RUNNING the kernel is told why
    (it prints the reason on its stderr — into the running cell — and exits).
 
-`connection_info()` is what a jupyter_client needs, with the local ports; the same key.
+`connection_info()` is what a jupyter_client needs: the local ports, the kernel's key.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asyncssh
+
 from ..errors import BackendError, Conflict
 from . import kernel_boot
 from .taskend import wait_ended
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("osmo_core.interactive")
 
 CHANNELS = kernel_boot.CHANNELS
+SCHEME = "hmac-sha256"  # jupyter_client's default; the spares' (a client asking another: none)
 START_TIMEOUT = 30.0  # seconds for the task's Python to import ipykernel and report back
 REFUSALS = 3  # refused control connections in a row that mean the kernel has exited
 RECONNECT_FOR = 60.0  # seconds the control connection may stay down before the kernel is lost
@@ -59,7 +63,7 @@ class RemoteKernel:
         self.service = service
         self.wf_id, self.task, self.agent_id, self.retry_id = wf_id, task, agent_id, retry_id
         self.key = b""
-        self.signature_scheme = "hmac-sha256"
+        self.signature_scheme = SCHEME
         self.remote: dict[str, Any] = {}
         self.tunnels: dict[str, PortTunnel] = {}
         self.returncode: int | None = None
@@ -83,9 +87,31 @@ class RemoteKernel:
         wf_id: str,
         task: str,
         key: bytes,
-        signature_scheme: str = "hmac-sha256",
+        signature_scheme: str = SCHEME,
         local_ports: dict[str, int] | None = None,
     ) -> RemoteKernel:
+        """A kernel in the task: its spare when one is ready (spares.py; its key is then its
+        own, not `key`: a client takes `connection_info()`), else one started now. A restart
+        (`local_ports` given: the client's ports stay) always starts one."""
+        if local_ports is None and signature_scheme == SCHEME:
+            retry_id = int(service.task(wf_id, task)["retry_id"])
+            spare = await service.kernel_spares.take(wf_id, task, retry_id)
+            if spare is not None:
+                log.info("kernel in %s: the spare (pid %s)", spare.name, spare.remote.get("pid"))
+                return spare
+        return await cls.launch(service, wf_id, task, key, signature_scheme, local_ports)
+
+    @classmethod
+    async def launch(
+        cls,
+        service: Service,
+        wf_id: str,
+        task: str,
+        key: bytes,
+        signature_scheme: str = SCHEME,
+        local_ports: dict[str, int] | None = None,
+    ) -> RemoteKernel:
+        """A new kernel in the task (steps 1-4 above)."""
         hub = service.interactive
         agent_id, _ = hub.placement(wf_id, task)
         retry_id = int(service.task(wf_id, task)["retry_id"])
@@ -132,6 +158,9 @@ class RemoteKernel:
             raise BackendError(
                 f"the kernel in {self.name} did not start within {START_TIMEOUT:.0f}s"
             ) from None
+        except (asyncssh.Error, OSError) as e:  # the agent's connection dropped meanwhile
+            sess.close()
+            raise BackendError(f"the kernel in {self.name} did not start: {e}") from None
         text = err.decode(errors="replace").strip()
         code = status["exit_code"]
         if code == 127 and not text:  # podman exec may lose the stderr of a quick exit

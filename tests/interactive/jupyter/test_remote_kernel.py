@@ -17,7 +17,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from osmo_jupyter._attach import spec_name
-from tests.interactive.conftest import until
+from tests.interactive.conftest import long_spec, until
 from tests.interactive.jupyter.conftest import start_task
 
 
@@ -345,4 +345,35 @@ async def test_cli_kernel_writes_a_connection_file_for_jupyter_clients(
         code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0 and not os.path.exists(file)
     await until(lambda: not service_kernels(service), what="the kernel to be shut down")
+    await end(api, service, wf, alice)
+
+
+async def test_a_notebook_on_an_interactive_task_gets_its_spare_kernel(
+    api, service, pat, jp_fetch, jp_ws_fetch
+):
+    """The kernel started ahead (spares.py) is the one Jupyter's kernel API gives: its key is
+    the spare's own, which the server's kernel manager takes, and its owner check still holds."""
+    alice, bob = await pat("alice"), await pat("bob")
+    main = "  - name: main\n"
+    spec = long_spec(name="ahead").replace(main, main + "    interactive: true\n")
+    wf = (await api("POST", "workflows", body={"spec": spec}, headers=alice, status=201))["id"]
+    spare = await until(
+        lambda: next((p for (w, _, _), p in service.kernel_spares.ready().items() if w == wf), 0),
+        timeout=30, what="the spare kernel",
+    )  # fmt: skip
+    body = {"name": spec_name(wf, "main")}
+    with pytest.raises(HTTPClientError) as refused:
+        await jp_fetch("api", "kernels", method="POST", headers=bob, body=json.dumps(body))
+    assert refused.value.code == 403
+    assert service.kernel_spares.ready()  # a refused user took nothing
+
+    kernel = await jp(jp_fetch, "POST", "api", "kernels", headers=alice, body=body)
+    ch = await Channels.open(jp_ws_fetch, kernel["id"], alice)
+    out, reply = await ch.execute("import os; print(os.getpid()); " + WHERE)
+    assert (out, reply["status"]) == (f"{spare}\nready inside-the-task\n", "ok")
+    # a restart is a new kernel, signed with the key the manager took from the spare
+    await jp(jp_fetch, "POST", "api", "kernels", kernel["id"], "restart", headers=alice)
+    ch = await Channels.open(jp_ws_fetch, kernel["id"], alice)
+    out, _ = await ch.execute(f"import os; print(os.getpid() != {spare})")
+    assert out == "True\n"
     await end(api, service, wf, alice)

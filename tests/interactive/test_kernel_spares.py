@@ -1,0 +1,126 @@
+"""Spare kernels (osmo_core/interactive/spares.py): started ahead in interactive and held
+tasks, taken by the next attach, replaced, bounded, and gone with their task. Real agent, real
+ipykernel and jupyter_client."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from jupyter_client.asynchronous import AsyncKernelClient
+
+from osmo_core.interactive.kernel import RemoteKernel
+from osmo_core.service import Service
+from tests.interactive.conftest import running, until
+from tests.interactive.test_remote_kernel_core import stream_of
+
+INTERACTIVE = """
+workflow:
+  name: {name}
+  tasks:
+  - name: main
+    interactive: true
+    command: [sh, -c]
+    args: ["sleep 120"]
+    environment:
+      TASK_SECRET: inside-{name}
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def spare_of(svc: Service, wf: str) -> int:
+    def pid() -> Any:
+        return next((p for (w, _, _), p in svc.kernel_spares.ready().items() if w == wf), None)
+
+    return int(await until(pid, timeout=30, what=f"a spare kernel in {wf}"))
+
+
+async def test_an_attach_takes_the_spare_and_a_new_one_follows_then_both_end_with_the_task(
+    service_factory: Any,
+) -> None:
+    svc = await service_factory()
+    wf = await svc.submit(INTERACTIVE.format(name="sp"))
+    await running(svc, wf)
+    first = await spare_of(svc, wf)
+
+    asked = uuid.uuid4().hex.encode()
+    k = await RemoteKernel.start(svc, wf, "main", asked)
+    assert int(k.remote["pid"]) == first  # the kernel that was already up, not a new one
+    info = k.connection_info()
+    assert info["key"] == k.key != asked  # a spare has its own key: the client takes it
+    kc = AsyncKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=20)
+        code = "import os; print(os.environ['TASK_SECRET'])"
+        said = await stream_of(kc, kc.execute(code), "inside-sp", 20)
+        assert "inside-sp" in said  # it runs in the task, with the task's environment
+
+        second = await spare_of(svc, wf)  # the next attach is quick too
+        assert second != first and alive(second)
+
+        await svc.cancel(wf)
+        await until(
+            lambda: not alive(first) and not alive(second),
+            timeout=20,
+            what="the taken and the spare kernel to end with their task",
+        )
+        await until(lambda: not svc.kernel_spares.ready(), timeout=10, what="no spare left")
+    finally:
+        kc.stop_channels()
+        await k.close()
+
+
+async def test_spares_are_bounded_and_a_freed_slot_goes_to_the_task_waiting_longest(
+    service_factory: Any,
+) -> None:
+    svc = await service_factory(kernel_spares=1)
+    a = await svc.submit(INTERACTIVE.format(name="a"))
+    await running(svc, a)
+    pid_a = await spare_of(svc, a)
+    b = await svc.submit(INTERACTIVE.format(name="b"))
+    await running(svc, b)
+    assert [w for w, _, _ in svc.kernel_spares.ready()] == [a]  # one slot, taken by a
+
+    k = await RemoteKernel.start(svc, a, "main", b"unused")
+    assert int(k.remote["pid"]) == pid_a
+    await spare_of(svc, b)  # b waited longest: the slot is its, not a's new spare's
+    assert [w for w, _, _ in svc.kernel_spares.ready()] == [b]
+    await k.kill()
+    await k.close()
+
+
+async def test_no_spares_when_the_admin_says_none(service_factory: Any) -> None:
+    svc = await service_factory(kernel_spares=0)
+    wf = await svc.submit(INTERACTIVE.format(name="none"))
+    await running(svc, wf)
+    k = await RemoteKernel.start(svc, wf, "main", b"the-clients-key")
+    try:
+        assert k.connection_info()["key"] == b"the-clients-key"  # started for this client
+        assert svc.kernel_spares.ready() == {}
+    finally:
+        await k.kill()
+        await k.close()
+
+
+async def test_a_task_held_before_a_restart_gets_a_spare_from_the_new_control_plane(
+    service_factory: Any, tmp_path: Any
+) -> None:
+    data = tmp_path / "osmo"
+    svc = await service_factory(data, kernel_spares=0)
+    wf = await svc.submit(INTERACTIVE.format(name="held").replace('["sleep 120"]', '["true"]'))
+    await until(lambda: svc.task(wf, "main")["hold"] == "interactive", what="the hold")
+    await svc.stop()
+
+    svc2 = await service_factory(data)
+    await running(svc2, wf)
+    await spare_of(svc2, wf)
