@@ -3,7 +3,12 @@
  * a log viewer tab per task, "Submit to OSMO" on YAML files, and Validate / Submit in a YAML
  * file's editor.
  */
-import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import {
+  ILabShell,
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
 import {
   Dialog,
   ICommandPalette,
@@ -107,7 +112,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     IDocumentManager,
     ILauncher,
     ISettingRegistry,
-    IStateDB
+    IStateDB,
+    ILabShell
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -117,7 +123,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     docs: IDocumentManager | null,
     launcher: ILauncher | null,
     registry: ISettingRegistry | null,
-    state: IStateDB | null
+    state: IStateDB | null,
+    labShell: ILabShell | null
   ) => {
     const client = new OsmoClient(labTransport(app.serviceManager.serverSettings));
     let prefs = DEFAULT_SETTINGS;
@@ -394,7 +401,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       namespace: 'osmo-workflow-views'
     });
     const menuRow = addWorkflowMenu(app, panel, client, notifyError);
-    answerWidgets(app); // the notebook monitor's Terminal and Notebook buttons
+    // the notebook monitor's Terminal and Notebook buttons; Notebook 7 (no ILabShell) has no
+    // main area for a terminal tab
+    answerWidgets(app, { terminals: labShell !== null });
     const tabOf = (workflowId: string) => views.find(w => w.content.workflowId === workflowId);
     addTaskMenu(app, {
       status: (workflowId, task) => tabOf(workflowId)?.content.taskStatus(task) ?? '',

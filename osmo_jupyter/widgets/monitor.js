@@ -2,7 +2,8 @@
 // clicks send {action} messages to Python, which owns every change. Terminal and Notebook (for
 // the selected task, while it runs) are the page's: an "osmo-open" event that the osmo-jupyter
 // JupyterLab extension answers (labextension/src/widgetbridge.ts) with a terminal or a notebook
-// in the task; without it, the widget says what to run instead.
+// in the task; unanswered (no extension; a terminal in Notebook 7, which has no tabs for one),
+// the widget says what to run instead.
 const OPEN_EVENT = "osmo-open";
 const WITHOUT_LAB = {
   terminal: (wf, task) => `osmo workflow exec ${wf} ${task}`,
@@ -90,8 +91,8 @@ function taskTools(model, el, tasks, button, state) {
       const wf = model.get("workflow_id");
       const detail = { what, workflowId: wf, task };
       const ev = new CustomEvent(OPEN_EVENT, { bubbles: true, cancelable: true, detail });
-      // not cancelled: no osmo-jupyter JupyterLab extension on this page
-      state.hint = el.dispatchEvent(ev) ? `No osmo-jupyter JupyterLab extension here: run \`${WITHOUT_LAB[what](wf, task)}\` in a terminal` : "";
+      // not cancelled: nothing on this page can open it
+      state.hint = el.dispatchEvent(ev) ? `Cannot open a ${what} in ${wf}/${task} from this page: run \`${WITHOUT_LAB[what](wf, task)}\` in a terminal` : "";
       state.redraw();
     };
     tools.append(b, " ");

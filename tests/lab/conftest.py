@@ -66,6 +66,15 @@ def built_extension() -> Path:
     return BUILD
 
 
+def checkout_extension(tmp_path: Path) -> Path:
+    """A folder for `extra_labextensions_path` holding this checkout's build (not the copy an
+    earlier `pip install` left in sys-prefix)."""
+    extensions = tmp_path / "labextensions"
+    (extensions / EXT_NAME).parent.mkdir(parents=True)
+    (extensions / EXT_NAME).symlink_to(built_extension(), target_is_directory=True)
+    return extensions
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """`jupyter lab` on a folder holding example workflows, loading this checkout's extension."""
@@ -74,9 +83,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     shutil.copy(REPO / "examples" / "serial.yaml", root / "serial.yaml")
     (root / "slow.yaml").write_text(SLOW)
     (root / "bad.yaml").write_text(BAD)
-    extensions = tmp_path / "labextensions"
-    (extensions / EXT_NAME).parent.mkdir(parents=True)
-    (extensions / EXT_NAME).symlink_to(built_extension(), target_is_directory=True)
+    extensions = checkout_extension(tmp_path)
     env = base_env(tmp_path)
     env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")  # no user settings leak in
     env["JUPYTERLAB_SETTINGS_DIR"] = str(settings := tmp_path / "lab-settings")

@@ -68,16 +68,17 @@ def base_env(tmp: Path) -> dict[str, str]:
 
 @contextmanager
 def jupyter(app: str, root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
-    """`app` ("lab": JupyterLab; "osmo": the headless server) on 127.0.0.1 with the test
-    token, serving `root`; yields its URL. Stopped afterwards, with the agent it started."""
+    """`app` ("lab": JupyterLab; "notebook": Notebook 7; "osmo": the headless server) on
+    127.0.0.1 with the test token, serving `root`; yields its URL. Stopped afterwards, with the
+    agent it started."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = (
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--LabApp.news_url=",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-        if app == "lab"
-        else [sys.executable, "-c", "from osmo_jupyter.app import main; main()"]
-    )  # fmt: skip
+    argv = {
+        "lab": [sys.executable, "-m", "jupyterlab", "--no-browser", "--LabApp.news_url=",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        "notebook": [sys.executable, "-m", "notebook", "--no-browser"],
+        "osmo": [sys.executable, "-c", "from osmo_jupyter.app import main; main()"],
+    }[app]  # fmt: skip
     proc = subprocess.Popen(
         [*argv, "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",

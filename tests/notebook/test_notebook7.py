@@ -1,0 +1,132 @@
+"""The notebook widget in plain Notebook 7 (issue 20), in a real browser (Debian's Chromium,
+driven by Playwright) against a real `jupyter notebook` with the osmo extensions: the
+quickstart's monitor turns COMPLETED and stays readable in the dark theme; its Notebook button
+opens a notebook on the task's kernel in a new browser tab (as Notebook 7 opens any new
+document), and its Terminal button, which has no tab to open in there, names the CLI command."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.interactive.test_lab_task_terminal import call, wait_for
+from tests.lab.conftest import Lab, checkout_extension
+from tests.lab.test_lab_monitor_tools import kernels_in_sessions, notebook
+from tests.lab.test_lab_task_menu import SPEC, cancel_all
+from tests.lab.test_lab_workflow_view import task
+from tests.notebook.conftest import REPO, TOKEN, base_env, jupyter
+from tests.notebook.test_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    contrast,
+    log_colours,
+    run_all_cells,
+)
+
+
+@pytest.fixture
+def notebook7(tmp_path: Path) -> Iterator[Lab]:
+    root = tmp_path / "nb"
+    root.mkdir()
+    for name in ("quickstart.ipynb", "serial.yaml"):
+        shutil.copy(REPO / "examples" / name, root / name)
+    env = base_env(tmp_path)
+    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")  # no user settings leak in
+    extensions = checkout_extension(tmp_path)
+    with jupyter(
+        "notebook",
+        root,
+        env,
+        # both: the page's config comes from Notebook 7, the bundle's files from Lab's handler
+        f"--JupyterNotebookApp.extra_labextensions_path={extensions}",
+        f"--LabApp.extra_labextensions_path={extensions}",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
+    ) as url:
+        yield Lab(url, root)
+
+
+def open_notebook(page: Page, nb: Lab, path: str) -> None:
+    """`path` open in Notebook 7's notebook page, its kernel idle (the top bar's status)."""
+    page.goto(f"{nb.url}/notebooks/{path}?token={TOKEN}")
+    expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+    idle = "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.kernelDisplayStatus"
+    deadline = time.monotonic() + 60
+    while page.evaluate(idle) != "idle":
+        assert time.monotonic() < deadline, "the notebook's kernel did not become idle"
+        time.sleep(0.2)
+
+
+def test_quickstart_monitor_turns_completed_in_notebook_7(notebook7: Lab) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            open_notebook(page, notebook7, "quickstart.ipynb")
+            assert page.evaluate("window.jupyterapp.name") == "Jupyter Notebook"  # not Lab
+            run_all_cells(page)
+            monitor = page.locator(".osmo-monitor").first
+            expect(monitor.locator(".osmo-status")).to_have_text("COMPLETED", timeout=120_000)
+            for name in ("task1", "task2", "task3"):
+                row = monitor.locator(f'tr[data-task="{name}"]')
+                expect(row.locator("td").nth(1)).to_have_text("COMPLETED", timeout=30_000)
+            expect(monitor.locator("svg.osmo-dag g[data-task]")).to_have_count(3)
+            log = monitor.locator("pre.osmo-log")
+            light = log_colours(log)
+            assert contrast(*light) >= 4.5
+            page.evaluate(
+                "window.jupyterapp.commands.execute('apputils:change-theme', "
+                "{theme: 'JupyterLab Dark'})"
+            )
+            body = page.locator("body")
+            expect(body).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
+            assert contrast(*log_colours(log, unlike=light)) >= 4.5
+            monitor.screenshot(path=str(ARTIFACTS / "notebook7-monitor-dark.png"))
+        finally:
+            browser.close()
+
+
+def test_in_notebook_7_the_monitor_opens_a_notebook_tab_and_names_the_terminal_command(
+    notebook7: Lab,
+) -> None:
+    nb = notebook7
+    wf = str(call(nb.url, "POST", "workflows", {"spec": SPEC})["id"])
+    try:
+        wait_for(lambda: task(nb, wf, "runner")["status"] == "RUNNING", "runner running")
+        (nb.root / "mon.ipynb").write_text(
+            notebook(f"import osmo_jupyter\nosmo_jupyter.Client().workflow({wf!r}).monitor")
+        )
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                context = browser.new_context(viewport={"width": 1280, "height": 1000})
+                page = context.new_page()
+                open_notebook(page, nb, "mon.ipynb")
+                expect(page.locator("#osmo-panel")).to_have_count(1)  # the extension is loaded
+                run_all_cells(page)
+                monitor = page.locator(".osmo-monitor").first
+                monitor.locator('tr[data-task="runner"]').click(timeout=60_000)
+
+                terminal = monitor.locator("button.osmo-open-terminal")
+                expect(terminal).to_be_enabled(timeout=30_000)
+                terminal.click()
+                hint = monitor.locator(".osmo-hint")
+                expect(hint).to_contain_text(f"osmo workflow exec {wf} runner")
+
+                with context.expect_page(timeout=60_000) as opened:
+                    monitor.locator("button.osmo-open-notebook").click()
+                tab = opened.value
+                tab.wait_for_load_state()
+                assert "/notebooks/" in tab.url, tab.url
+                kernel = f"osmo--{wf}--runner".lower()
+                wait_for(lambda: kernel in kernels_in_sessions(nb), "a notebook on the task")
+            finally:
+                browser.close()
+    finally:
+        cancel_all(nb)
