@@ -9,7 +9,8 @@ W3  2,000 independent tasks, parallelism 2
 W4  planning (parse + validate + DAG + placement check) of a 10,000-task random DAG, no run
 
 The floor is measured in the same process, interleaved with the engine runs: an asyncio loop
-that starts the same processes with the same parallelism and nothing else. Each is run
+that starts the same processes with the same parallelism and nothing else; so is the peer,
+Dask's threaded scheduler on the same graph (when dask is installed). Each is run
 OSMO_BENCH_REPEAT times (default 3) and the best of each is compared, since this is a shared VM.
 Task folders and the SQLite file go to $TMPDIR (set TMPDIR=/dev/shm to take the disk out).
 Targets (issue 21, 2-core machine): W1-W3 within 1.5x the floor, W4 under 1 s here (0.5 s for
@@ -106,6 +107,27 @@ async def floor(stages: list[int]) -> float:
     return time.perf_counter() - t0
 
 
+def dask_threads(stages: list[int]) -> float | None:
+    """The peer issue 21 names: Dask's threaded scheduler (the same parallelism) running the
+    same processes, each stage after the one before; graph building included. None without
+    dask (`pip install dask`). It persists nothing and does not survive a crash."""
+    try:
+        import dask
+    except ImportError:
+        return None
+
+    def run(*_upstream: object) -> int:
+        subprocess.run(["true"], capture_output=True, start_new_session=True, check=True)
+        return 0
+
+    t0 = time.perf_counter()
+    last: list[object] = []
+    for width in stages:
+        last = [dask.delayed(run)(*last) for _ in range(width)]
+    dask.compute(*last, scheduler="threads", num_workers=PARALLELISM)
+    return time.perf_counter() - t0
+
+
 # --- engine runs -----------------------------------------------------------------------------
 
 
@@ -162,13 +184,15 @@ def run_workload(name: str) -> dict:
     }[name]
     n = sum(stages)
     # This machine is a shared VM: interleave floor and engine runs and keep each one's best.
-    floors, walls = [], []
+    floors, walls, peers = [], [], []
     for _ in range(REPEAT):
         floors.append(asyncio.run(floor(stages)))
+        peers.append(dask_threads(stages))
         with tempfile.TemporaryDirectory(prefix="osmo-bench-") as tmp:
             wall, status = asyncio.run(engine_run(copy.deepcopy(spec), Path(tmp)))
         walls.append(wall)
     floor_s, wall = min(floors), min(walls)
+    dask_s = [p for p in peers if p is not None]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ratio = wall / floor_s
     return {
@@ -181,6 +205,7 @@ def run_workload(name: str) -> dict:
         "floor_per_task_ms": round(floor_s / n * 1000, 2),
         "overhead_per_task_ms": round((wall - floor_s) / n * 1000, 2),
         "peak_rss_mb": round(rss_mb, 1),
+        "dask_threads_s": round(min(dask_s), 3) if dask_s else None,
         "target": "ratio <= 1.5",
         "ok": status == "COMPLETED" and ratio <= 1.5 and (name != "W3" or rss_mb < 200),
     }
