@@ -15,7 +15,6 @@ ipykernel) is not asked again for that attempt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -68,8 +67,7 @@ class KernelSpares:
         key = (wf_id, task, retry_id)
         starting = self._starting.get(key)
         if starting is not None:  # nearly there: quicker than a start of our own
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(starting), START_TIMEOUT)
+            await asyncio.wait({starting}, timeout=START_TIMEOUT)  # neither ends the other
         k = self._ready.pop(key, None)
         if k is None:
             return None

@@ -124,3 +124,23 @@ async def test_a_task_held_before_a_restart_gets_a_spare_from_the_new_control_pl
     svc2 = await service_factory(data)
     await running(svc2, wf)
     await spare_of(svc2, wf)
+
+
+async def test_an_attach_while_the_spare_starts_waits_for_it_rather_than_starting_another(
+    service_factory: Any,
+) -> None:
+    svc = await service_factory()
+    wf = await svc.submit(INTERACTIVE.format(name="early"))
+    await running(svc, wf)
+    spares = svc.kernel_spares
+    await until(lambda: any(w == wf for w, _, _ in spares._starting), what="a spare starting")
+    assert not spares.ready()  # still starting: ipykernel's import takes ~1 s
+
+    asked = uuid.uuid4().hex.encode()
+    k = await RemoteKernel.start(svc, wf, "main", asked)
+    try:
+        assert k.key != asked  # the spare's key: the attach waited for it
+        await spare_of(svc, wf)  # and the next one follows
+    finally:
+        await k.kill()
+        await k.close()
