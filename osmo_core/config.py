@@ -257,7 +257,8 @@ class OsmoConfig(Configurable):
         help="Jupyter kernels started ahead, at most this many at once, in the tasks a user is "
         "about to step into (interactive: true tasks, held tasks), so a notebook attaches in "
         "well under a second instead of waiting for ipykernel's start. Each costs its task "
-        "one idle Python process (~60 MB). 0: none.",
+        "one idle Python process (~60 MB). Shared fairly: the users with the fewest spares "
+        "get the next free slot. 0: none.",
     ).tag(config=True)
 
     # --- auth (the control plane) -------------------------------------------------------

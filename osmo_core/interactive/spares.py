@@ -5,7 +5,8 @@ Which tasks: an `interactive: true` task once it runs, and any attempt that hold
 interactive task waiting for its user, `debug: on-failure` kept after a failure). When a spare is
 taken (`RemoteKernel.start`), another is started for the same attempt, so the next notebook or
 console is quick too. At most `OsmoConfig.kernel_spares` run at once over all tasks (0: none);
-the tasks that want one beyond that wait for a free slot, oldest first.
+the tasks that want one beyond that wait for a free slot: the oldest want of the users who have
+the fewest spares first.
 
 A spare is an ordinary RemoteKernel with a key of its own: it ends with its attempt (told why,
 as any kernel is) and one that has died is dropped. A task that cannot run a kernel (no
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OsmoError
@@ -128,9 +130,16 @@ class KernelSpares:
 
     def _fill(self) -> None:
         while self._wanted and len(self._ready) + len(self._starting) < self.limit:
-            key = next(iter(self._wanted))
+            # the oldest want of the users with the fewest spares: on a team server one user's
+            # many held tasks do not take every slot
+            have = Counter(self._owner(k) for k in (*self._ready, *self._starting))
+            key = min(self._wanted, key=lambda k: have[self._owner(k)])
             del self._wanted[key]
             self._starting[key] = self._spawn(self._prestart(key))
+
+    def _owner(self, key: Key) -> str | None:
+        wf = self.service.engine.workflows.get(key[0])
+        return wf.user if wf else None
 
     # --- one spare ----------------------------------------------------------------------------
 

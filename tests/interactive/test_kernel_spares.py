@@ -144,3 +144,27 @@ async def test_an_attach_while_the_spare_starts_waits_for_it_rather_than_startin
     finally:
         await k.kill()
         await k.close()
+
+
+async def test_a_freed_slot_goes_to_the_user_with_fewer_spares_before_an_older_want(
+    service_factory: Any,
+) -> None:
+    """A team server: alice's third held task waits longer than bob's first, but alice already
+    has a spare and bob none, so bob's task gets the slot."""
+    svc = await service_factory(kernel_spares=2, local={"cpus": 8})
+    alice = [await svc.submit(INTERACTIVE.format(name=f"a{i}"), user="alice") for i in (1, 2)]
+    for wf in alice:
+        await running(svc, wf)
+        await spare_of(svc, wf)
+    a3 = await svc.submit(INTERACTIVE.format(name="a3"), user="alice")
+    await running(svc, a3)
+    bob = await svc.submit(INTERACTIVE.format(name="b"), user="bob")
+    await running(svc, bob)
+
+    k = await RemoteKernel.start(svc, alice[0], "main", b"unused")
+    try:
+        await spare_of(svc, bob)
+        assert {w for w, _, _ in svc.kernel_spares.ready()} == {alice[1], bob}
+    finally:
+        await k.kill()
+        await k.close()
