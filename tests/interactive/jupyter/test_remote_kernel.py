@@ -349,24 +349,50 @@ async def test_cli_kernel_writes_a_connection_file_for_jupyter_clients(
 
 
 async def test_a_notebook_on_an_interactive_task_gets_its_spare_kernel(
-    api, service, pat, jp_fetch, jp_ws_fetch
+    api, service, pat, jp_fetch, jp_ws_fetch, jp_http_port, jp_base_url
 ):
-    """The kernel started ahead (spares.py) is the one Jupyter's kernel API gives: its key is
-    the spare's own, which the server's kernel manager takes, and its owner check still holds."""
+    """The kernel started ahead (spares.py) is the one Jupyter's kernel API gives, and the one
+    a remote `Client.attach` gets (through the osmo API's kernels route): its key is the
+    spare's own, which the server's kernel manager takes, and the owner check still holds."""
+    from osmo_jupyter import Client
+
     alice, bob = await pat("alice"), await pat("bob")
     main = "  - name: main\n"
     spec = long_spec(name="ahead").replace(main, main + "    interactive: true\n")
     wf = (await api("POST", "workflows", body={"spec": spec}, headers=alice, status=201))["id"]
-    spare = await until(
-        lambda: next((p for (w, _, _), p in service.kernel_spares.ready().items() if w == wf), 0),
-        timeout=30, what="the spare kernel",
-    )  # fmt: skip
+
+    async def spare_pid() -> int:
+        def ready() -> int:
+            return next((p for (w, _, _), p in service.kernel_spares.ready().items() if w == wf), 0)
+
+        return int(await until(ready, timeout=30, what="a spare kernel"))
+
+    spare = await spare_pid()
     body = {"name": spec_name(wf, "main")}
     with pytest.raises(HTTPClientError) as refused:
         await jp_fetch("api", "kernels", method="POST", headers=bob, body=json.dumps(body))
     assert refused.value.code == 403
     assert service.kernel_spares.ready()  # a refused user took nothing
 
+    def remote_pid() -> str:
+        url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+        client = Client(url, token=alice["Authorization"].split()[1])
+        kc = client.attach(wf, "main", timeout=30)
+        try:
+            out: list[str] = []
+
+            def hook(msg: dict[str, Any]) -> None:
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+
+            kc.execute_interactive("import os; print(os.getpid())", timeout=20, output_hook=hook)
+            return "".join(out)
+        finally:
+            kc.osmo.close()
+
+    assert await asyncio.to_thread(remote_pid) == f"{spare}\n"
+
+    spare = await spare_pid()  # the next one
     kernel = await jp(jp_fetch, "POST", "api", "kernels", headers=alice, body=body)
     ch = await Channels.open(jp_ws_fetch, kernel["id"], alice)
     out, reply = await ch.execute("import os; print(os.getpid()); " + WHERE)
