@@ -3,7 +3,8 @@
  * is shown (`available`) and what it does. An action with `expand` stands for several buttons
  * (one per forwarded port of the task).
  */
-import type { SpecTask, TaskView } from './model';
+import type { TaskView } from './model';
+import type { SpecTask } from './specinfo';
 
 export interface TaskContext {
   workflowId: string;

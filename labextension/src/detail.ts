@@ -4,7 +4,8 @@
  */
 import { renderDag } from './dag';
 import { h, replaceKeepingFocus } from './dom';
-import { isTerminal, layout, statusKind, WorkflowView } from './model';
+import { layout } from './dag';
+import { isTerminal, statusKind, WorkflowView } from './model';
 
 export interface DetailHandlers {
   act(what: 'cancel' | 'restart', id: string): void;

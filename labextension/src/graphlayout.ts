@@ -5,7 +5,7 @@
  */
 import dagre from '@dagrejs/dagre';
 
-import { levels, SpecInfo } from './model';
+import { levels, SpecInfo } from './specinfo';
 
 export const GRAPH_NODE_W = 200;
 export const GRAPH_NODE_H = 64;

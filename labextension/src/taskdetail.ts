@@ -7,7 +7,6 @@ import { TaskAction, TaskActions, TaskContext } from './actions';
 import { TaskInfo } from './api';
 import { h } from './dom';
 import {
-  askedResource,
   duration,
   formatDuration,
   holdText,
@@ -16,6 +15,7 @@ import {
   taskKind,
   WorkflowView
 } from './model';
+import { askedResource } from './specinfo';
 
 export interface TaskDetailEnv {
   actions: TaskActions;

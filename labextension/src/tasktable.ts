@@ -5,14 +5,8 @@
  * pool).
  */
 import { activateOnKeys, h } from './dom';
-import {
-  askedResource,
-  duration,
-  formatDuration,
-  shownStatus,
-  taskKind,
-  WorkflowView
-} from './model';
+import { duration, formatDuration, shownStatus, taskKind, WorkflowView } from './model';
+import { askedResource } from './specinfo';
 import { bytes, describe } from './taskdetail';
 import { VirtualRows } from './virtual';
 

@@ -10,7 +10,8 @@ import type { EventStream, OsmoClient, OsmoEvent } from './api';
 import { h } from './dom';
 import { GraphView } from './graph';
 import { collapsedGroups, COLLAPSE_ABOVE } from './graphlayout';
-import { isTerminal, parseSpec, statusKind, WorkflowView } from './model';
+import { isTerminal, statusKind, WorkflowView } from './model';
+import { parseSpec } from './specinfo';
 import { RESOURCE_COLUMNS, TaskTable } from './tasktable';
 import { Timeline } from './timeline';
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { interactiveActions, proxyUrl, TaskActions, TaskContext } from '../actions';
-import { parseSpec, TaskView } from '../model';
+import type { TaskView } from '../model';
+import { parseSpec } from '../specinfo';
 
 const attempt = (extra: Partial<TaskView> = {}): TaskView => ({
   workflow_id: 'web-1',

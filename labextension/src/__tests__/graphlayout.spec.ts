@@ -9,7 +9,7 @@ import {
   groupNodeId,
   labelLines
 } from '../graphlayout';
-import { parseSpec } from '../model';
+import { parseSpec } from '../specinfo';
 
 /** A root task, then `groups` groups of `per` tasks that each read the root. */
 function wide(groups: number, per: number) {

@@ -7,15 +7,14 @@ import {
   formatDuration,
   heldTasks,
   holdText,
-  layout,
-  levels,
-  parseSpec,
   shownStatus,
   statusKind,
   taskKind,
   WorkflowList,
   WorkflowView
 } from '../model';
+import { layout } from '../dag';
+import { levels, parseSpec } from '../specinfo';
 
 let nextId = 1;
 function ev(partial: Partial<OsmoEvent>): OsmoEvent {
