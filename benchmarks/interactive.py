@@ -11,7 +11,7 @@ Measures, on one running task (its agent dialled home over TCP on 127.0.0.1):
                   sshd on 127.0.0.1 with a throw-away key, AES-GCM) to the same sink, same run
   kernel attach   RemoteKernel.start → kernel_info reply through the tunnel (n=5): cold (ipykernel
                   launched inside the task, as in a task nobody was expected to step into) and
-                  with the spare kernel an `interactive: true` task has ready (spares.py), next
+                  with the spare kernel a held task has ready (spares.py), next
                   to a local ipykernel started by jupyter_client
   kernel execute  execute_request("pass") → execute_reply through the tunnel (p50 / p95, n=200),
                   next to the same against the local kernel
@@ -411,7 +411,7 @@ async def kernel_figures(svc: Service, wf: str) -> Any:
 
     spec = (
         "workflow:\n  name: spare\n  tasks:\n  - name: main\n    interactive: true\n"
-        "    command: [sleep, '600']\n"
+        "    command: ['true']\n"
     )
     held = await svc.submit(spec)
     spare = []

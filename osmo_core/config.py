@@ -255,10 +255,10 @@ class OsmoConfig(Configurable):
     kernel_spares = Int(
         4,
         help="Jupyter kernels started ahead, at most this many at once, in the tasks a user is "
-        "about to step into (interactive: true tasks, held tasks), so a notebook attaches in "
-        "well under a second instead of waiting for ipykernel's start. Each costs its task "
-        "one idle Python process (~60 MB). Shared fairly: the users with the fewest spares "
-        "get the next free slot. 0: none.",
+        "about to step into (held tasks: interactive ones waiting for their user, debug ones; "
+        "never while a command runs), so a notebook attaches in well under a second instead of "
+        "waiting for ipykernel's start. Each costs its task one idle Python process (~60 MB). "
+        "Shared fairly: the users with the fewest spares get the next free slot. 0: none.",
     ).tag(config=True)
 
     # --- auth (the control plane) -------------------------------------------------------

@@ -7,7 +7,7 @@ access: the agent dials home").
     tunnel.py PortTunnel: local listeners whose connections ride channels opened on demand
     kernel.py RemoteKernel: ipykernel started inside a task (kernel_boot.py runs there),
               its ZMQ ports tunnelled here, its lifetime tied to the task
-    spares.py KernelSpares: kernels started ahead in interactive and held tasks, so an attach
+    spares.py KernelSpares: kernels started ahead in held tasks, so an attach
               takes one instead of waiting for ipykernel's start
 
 The agent side is osmo_core/agent/dialhome.py and ssh_*.py. No Jupyter here: the handlers adapt

@@ -1,9 +1,11 @@
 """Spare kernels: a Jupyter kernel started ahead in the tasks a user is about to step into, so
 that attaching costs a few tunnels, not ipykernel's start (about a second of imports).
 
-Which tasks: an `interactive: true` task once it runs, and any attempt that holds (an
-interactive task waiting for its user, `debug: on-failure` kept after a failure). When a spare is
-taken (`RemoteKernel.start`), another is started for the same attempt, so the next notebook or
+Which tasks: the attempts that hold (an `interactive: true` task waiting for its user after its
+command, `debug: on-failure` kept after a failure). Not a task whose command still runs: the
+kernel would live in the task's own cgroup and could take the memory or CPU its command needs
+(an OOM kill of a training run, for a kernel nobody asked for). When a spare is taken
+(`RemoteKernel.start`), another is started for the same attempt, so the next notebook or
 console is quick too. At most `OsmoConfig.kernel_spares` run at once over all tasks (0: none);
 the tasks that want one beyond that wait for a free slot: the oldest want of the users who have
 the fewest spares first.
@@ -90,7 +92,7 @@ class KernelSpares:
                 att = run.current if run.attempts else None
                 if att is None or att.status is None or att.status.value != "RUNNING":
                     continue
-                if att.hold in ("interactive", "debug") or run.spec.interactive:
+                if att.hold in ("interactive", "debug"):
                     self._want((wf.id, run.name, att.retry_id))
         self._fill()
 
@@ -106,23 +108,12 @@ class KernelSpares:
                 key = (ev.workflow_id, ev.task, ev.retry_id)
                 if ev.type == "task.hold" and ev.payload.get("hold") in ("interactive", "debug"):
                     self._want(key)
-                elif ev.type == "task.status" and ev.status == "RUNNING":
-                    if self._interactive(ev.workflow_id, ev.task):
-                        self._want(key)
-                elif ev.type == "task.status":  # ended (or not begun): nothing to keep
+                    self._fill()
+                elif ev.type == "task.status" and ev.status != "RUNNING":  # nothing to keep
                     self._wanted.pop(key, None)
                     self._unable.discard(key)
-                    continue
-                else:
-                    continue
-                self._fill()
         finally:
             sub.close()
-
-    def _interactive(self, wf_id: str, task: str) -> bool:
-        wf = self.service.engine.workflows.get(wf_id)
-        run = wf.tasks.get(task) if wf else None
-        return bool(run and run.spec.interactive)
 
     def _want(self, key: Key) -> None:
         if key not in self._ready and key not in self._starting and key not in self._unable:

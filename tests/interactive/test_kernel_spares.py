@@ -1,9 +1,10 @@
-"""Spare kernels (osmo_core/interactive/spares.py): started ahead in interactive and held
-tasks, taken by the next attach, replaced, bounded, and gone with their task. Real agent, real
-ipykernel and jupyter_client."""
+"""Spare kernels (osmo_core/interactive/spares.py): started ahead in held tasks (not while a
+task's command runs), taken by the next attach, replaced, bounded and shared fairly, and gone
+with their task. Real agent, real ipykernel and jupyter_client."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from typing import Any
@@ -22,10 +23,15 @@ workflow:
   - name: main
     interactive: true
     command: [sh, -c]
-    args: ["sleep 120"]
+    args: ["{cmd}"]
     environment:
       TASK_SECRET: inside-{name}
 """
+
+
+def held(name: str, cmd: str = "true") -> str:
+    """An `interactive: true` task that holds, waiting for its user, once `cmd` is done."""
+    return INTERACTIVE.format(name=name, cmd=cmd)
 
 
 def alive(pid: int) -> bool:
@@ -47,7 +53,7 @@ async def test_an_attach_takes_the_spare_and_a_new_one_follows_then_both_end_wit
     service_factory: Any,
 ) -> None:
     svc = await service_factory()
-    wf = await svc.submit(INTERACTIVE.format(name="sp"))
+    wf = await svc.submit(held("sp"))
     await running(svc, wf)
     first = await spare_of(svc, wf)
 
@@ -84,10 +90,10 @@ async def test_spares_are_bounded_and_a_freed_slot_goes_to_the_task_waiting_long
     service_factory: Any,
 ) -> None:
     svc = await service_factory(kernel_spares=1)
-    a = await svc.submit(INTERACTIVE.format(name="a"))
+    a = await svc.submit(held("a"))
     await running(svc, a)
     pid_a = await spare_of(svc, a)
-    b = await svc.submit(INTERACTIVE.format(name="b"))
+    b = await svc.submit(held("b"))
     await running(svc, b)
     assert [w for w, _, _ in svc.kernel_spares.ready()] == [a]  # one slot, taken by a
 
@@ -101,7 +107,7 @@ async def test_spares_are_bounded_and_a_freed_slot_goes_to_the_task_waiting_long
 
 async def test_no_spares_when_the_admin_says_none(service_factory: Any) -> None:
     svc = await service_factory(kernel_spares=0)
-    wf = await svc.submit(INTERACTIVE.format(name="none"))
+    wf = await svc.submit(held("none"))
     await running(svc, wf)
     k = await RemoteKernel.start(svc, wf, "main", b"the-clients-key")
     try:
@@ -117,7 +123,7 @@ async def test_a_task_held_before_a_restart_gets_a_spare_from_the_new_control_pl
 ) -> None:
     data = tmp_path / "osmo"
     svc = await service_factory(data, kernel_spares=0)
-    wf = await svc.submit(INTERACTIVE.format(name="held").replace('["sleep 120"]', '["true"]'))
+    wf = await svc.submit(held("held"))
     await until(lambda: svc.task(wf, "main")["hold"] == "interactive", what="the hold")
     await svc.stop()
 
@@ -130,7 +136,7 @@ async def test_an_attach_while_the_spare_starts_waits_for_it_rather_than_startin
     service_factory: Any,
 ) -> None:
     svc = await service_factory()
-    wf = await svc.submit(INTERACTIVE.format(name="early"))
+    wf = await svc.submit(held("early"))
     await running(svc, wf)
     spares = svc.kernel_spares
     await until(lambda: any(w == wf for w, _, _ in spares._starting), what="a spare starting")
@@ -152,13 +158,13 @@ async def test_a_freed_slot_goes_to_the_user_with_fewer_spares_before_an_older_w
     """A team server: alice's third held task waits longer than bob's first, but alice already
     has a spare and bob none, so bob's task gets the slot."""
     svc = await service_factory(kernel_spares=2, local={"cpus": 8})
-    alice = [await svc.submit(INTERACTIVE.format(name=f"a{i}"), user="alice") for i in (1, 2)]
+    alice = [await svc.submit(held(f"a{i}"), user="alice") for i in (1, 2)]
     for wf in alice:
         await running(svc, wf)
         await spare_of(svc, wf)
-    a3 = await svc.submit(INTERACTIVE.format(name="a3"), user="alice")
+    a3 = await svc.submit(held("a3"), user="alice")
     await running(svc, a3)
-    bob = await svc.submit(INTERACTIVE.format(name="b"), user="bob")
+    bob = await svc.submit(held("b"), user="bob")
     await running(svc, bob)
 
     k = await RemoteKernel.start(svc, alice[0], "main", b"unused")
@@ -168,3 +174,18 @@ async def test_a_freed_slot_goes_to_the_user_with_fewer_spares_before_an_older_w
     finally:
         await k.kill()
         await k.close()
+
+
+async def test_no_spare_while_the_command_runs_one_once_the_task_holds(
+    service_factory: Any,
+) -> None:
+    """A kernel nobody asked for must not compete with a running command for its task's memory
+    and CPU: the spare waits for the hold."""
+    svc = await service_factory()
+    wf = await svc.submit(held("busy", cmd="sleep 3"))
+    await running(svc, wf)
+    await asyncio.sleep(1.0)  # a spare would be starting by now
+    assert svc.task(wf, "main")["hold"] is None  # the command still runs
+    assert not svc.kernel_spares.ready() and not svc.kernel_spares._starting
+    await spare_of(svc, wf)
+    assert svc.task(wf, "main")["hold"] == "interactive"

@@ -348,7 +348,7 @@ async def test_cli_kernel_writes_a_connection_file_for_jupyter_clients(
     await end(api, service, wf, alice)
 
 
-async def test_a_notebook_on_an_interactive_task_gets_its_spare_kernel(
+async def test_a_notebook_on_a_held_task_gets_its_spare_kernel(
     api, service, pat, jp_fetch, jp_ws_fetch, jp_http_port, jp_base_url
 ):
     """The kernel started ahead (spares.py) is the one Jupyter's kernel API gives, and the one
@@ -358,7 +358,7 @@ async def test_a_notebook_on_an_interactive_task_gets_its_spare_kernel(
 
     alice, bob = await pat("alice"), await pat("bob")
     main = "  - name: main\n"
-    spec = long_spec(name="ahead").replace(main, main + "    interactive: true\n")
+    spec = long_spec(name="ahead", cmd="true").replace(main, main + "    interactive: true\n")
     wf = (await api("POST", "workflows", body={"spec": spec}, headers=alice, status=201))["id"]
 
     async def spare_pid() -> int:
