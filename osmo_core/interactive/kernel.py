@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("osmo_core.interactive")
 
 CHANNELS = kernel_boot.CHANNELS
-SCHEME = "hmac-sha256"  # jupyter_client's default; the spares' (a client asking another: none)
+SCHEME = "hmac-sha256"  # jupyter_client's default and the spares' (another scheme: a new kernel)
 START_TIMEOUT = 30.0  # seconds for the task's Python to import ipykernel and report back
 REFUSALS = 3  # refused control connections in a row that mean the kernel has exited
 RECONNECT_FOR = 60.0  # seconds the control connection may stay down before the kernel is lost
