@@ -35,15 +35,22 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(os.environ.get("OSMO_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[str]:
-    """`jupyter lab` with the osmo extension on a copy of the quickstart (the browser saves)."""
+def quickstart_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A folder holding a copy of the quickstart (the browser saves it), and the server's
+    environment: its own homes, no user settings."""
     root = tmp_path / "nb"
     root.mkdir()
     for name in ("quickstart.ipynb", "serial.yaml"):
         shutil.copy(REPO / "examples" / name, root / name)
     env = base_env(tmp_path)
     env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")  # no user settings leak in
+    return root, env
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[str]:
+    """`jupyter lab` with the osmo extension on a copy of the quickstart."""
+    root, env = quickstart_copy(tmp_path)
     with jupyter("lab", root, env, "--LabApp.expose_app_in_browser=True") as url:
         yield url
 

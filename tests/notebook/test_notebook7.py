@@ -6,7 +6,6 @@ document), and its Terminal button, which has no tab to open in there, names the
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +18,12 @@ from tests.lab.conftest import Lab, checkout_extension
 from tests.lab.test_lab_monitor_tools import kernels_in_sessions, notebook
 from tests.lab.test_lab_task_menu import SPEC, cancel_all
 from tests.lab.test_lab_workflow_view import task
-from tests.notebook.conftest import REPO, TOKEN, base_env, jupyter
+from tests.notebook.conftest import TOKEN, jupyter
 from tests.notebook.test_browser import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    quickstart_copy,
     readable_in_both_themes,
     run_all_cells,
 )
@@ -31,12 +31,9 @@ from tests.notebook.test_browser import (
 
 @pytest.fixture
 def notebook7(tmp_path: Path) -> Iterator[Lab]:
-    root = tmp_path / "nb"
-    root.mkdir()
-    for name in ("quickstart.ipynb", "serial.yaml"):
-        shutil.copy(REPO / "examples" / name, root / name)
-    env = base_env(tmp_path)
-    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")  # no user settings leak in
+    """`jupyter notebook` (Notebook 7) with this checkout's extension on a copy of the
+    quickstart."""
+    root, env = quickstart_copy(tmp_path)
     extensions = checkout_extension(tmp_path)
     with jupyter(
         "notebook",

@@ -224,35 +224,40 @@ async def test_a_task_without_ipykernel_gets_a_clear_error(
     await end(api, service, wf, alice)
 
 
+def attach_and_run(url: str, headers: dict[str, str], wf: str, code: str) -> tuple[str, str]:
+    """What a user's script does, blocking (call it on a thread: the server shares the test's
+    loop): `Client.attach` to the task's kernel through the server, run `code`; its output and
+    status."""
+    from osmo_jupyter import Client
+
+    client = Client(url, token=headers["Authorization"].split()[1])
+    kc = client.attach(wf, "main", timeout=30)
+    try:
+        out: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+
+        reply = kc.execute_interactive(code, timeout=20, output_hook=hook)
+        return "".join(out), reply["content"]["status"]
+    finally:
+        kc.osmo.close()
+
+
 async def test_client_attach_executes_inside_the_task_through_the_server(
     api, service, pat, jp_http_port, jp_base_url
 ):
     from osmo_core.client import ApiError
-    from osmo_jupyter import Client
 
     alice, bob = await pat("alice"), await pat("bob")
     wf = await start_task(api, service, alice)
     url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
 
-    def script(headers: dict[str, str]) -> tuple[str, str]:
-        # what a user's script does, blocking, on its own thread (the server shares our loop)
-        client = Client(url, token=headers["Authorization"].split()[1])
-        kc = client.attach(wf, "main", timeout=30)
-        try:
-            out: list[str] = []
-
-            def hook(msg: dict[str, Any]) -> None:
-                if msg["msg_type"] == "stream":
-                    out.append(msg["content"]["text"])
-
-            reply = kc.execute_interactive(WHERE, timeout=20, output_hook=hook)
-            return "".join(out), reply["content"]["status"]
-        finally:
-            kc.osmo.close()
-
-    assert await asyncio.to_thread(script, alice) == ("ready inside-the-task\n", "ok")
+    said = await asyncio.to_thread(attach_and_run, url, alice, wf, WHERE)
+    assert said == ("ready inside-the-task\n", "ok")
     try:
-        await asyncio.to_thread(script, bob)
+        await asyncio.to_thread(attach_and_run, url, bob, wf, WHERE)
         raise AssertionError("bob attached to alice's task")
     except ApiError as e:
         assert e.status == 403 and "belongs to another user" in e.message
@@ -354,8 +359,6 @@ async def test_a_notebook_on_a_held_task_gets_its_spare_kernel(
     """The kernel started ahead (spares.py) is the one Jupyter's kernel API gives, and the one
     a remote `Client.attach` gets (through the osmo API's kernels route): its key is the
     spare's own, which the server's kernel manager takes, and the owner check still holds."""
-    from osmo_jupyter import Client
-
     alice, bob = await pat("alice"), await pat("bob")
     main = "  - name: main\n"
     spec = long_spec(name="ahead", cmd="true").replace(main, main + "    interactive: true\n")
@@ -374,23 +377,9 @@ async def test_a_notebook_on_a_held_task_gets_its_spare_kernel(
     assert refused.value.code == 403
     assert service.kernel_spares.ready()  # a refused user took nothing
 
-    def remote_pid() -> str:
-        url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
-        client = Client(url, token=alice["Authorization"].split()[1])
-        kc = client.attach(wf, "main", timeout=30)
-        try:
-            out: list[str] = []
-
-            def hook(msg: dict[str, Any]) -> None:
-                if msg["msg_type"] == "stream":
-                    out.append(msg["content"]["text"])
-
-            kc.execute_interactive("import os; print(os.getpid())", timeout=20, output_hook=hook)
-            return "".join(out)
-        finally:
-            kc.osmo.close()
-
-    assert await asyncio.to_thread(remote_pid) == f"{spare}\n"
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    said = await asyncio.to_thread(attach_and_run, url, alice, wf, "import os; print(os.getpid())")
+    assert said == (f"{spare}\n", "ok")
 
     spare = await spare_pid()  # the next one
     kernel = await jp(jp_fetch, "POST", "api", "kernels", headers=alice, body=body)
