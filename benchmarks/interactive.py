@@ -384,19 +384,27 @@ async def kernel_figures(svc: Service, wf: str) -> Any:
             out.append(time.perf_counter() - t)
         return out
 
-    attach, local_start = [], []
-    for i in range(5):
+    async def attach_to(wf_id: str) -> tuple[float, AsyncKernelClient, RemoteKernel]:
+        """RemoteKernel.start -> kernel_info reply: seconds, its client, the kernel."""
         t = time.perf_counter()
-        k = await RemoteKernel.start(svc, wf, "main", uuid.uuid4().hex.encode())
+        k = await RemoteKernel.start(svc, wf_id, "main", uuid.uuid4().hex.encode())
         kc = AsyncKernelClient()
         kc.load_connection_info(k.connection_info())
         await ready(kc)
-        attach.append(time.perf_counter() - t)
-        if i == 4:
-            rt = await round_trips(kc, 200)
+        return time.perf_counter() - t, kc, k
+
+    async def detach(kc: AsyncKernelClient, k: RemoteKernel) -> None:
         kc.stop_channels()
         await k.kill()
         await k.close()
+
+    attach, local_start = [], []
+    for i in range(5):
+        took, kc, k = await attach_to(wf)
+        attach.append(took)
+        if i == 4:
+            rt = await round_trips(kc, 200)
+        await detach(kc, k)
 
         t = time.perf_counter()
         km = AsyncKernelManager(kernel_name="python3")
@@ -422,15 +430,9 @@ async def kernel_figures(svc: Service, wf: str) -> Any:
             await asyncio.sleep(0.05)
         else:
             raise RuntimeError("no spare kernel in 30 s")
-        t = time.perf_counter()
-        k = await RemoteKernel.start(svc, held, "main", uuid.uuid4().hex.encode())
-        kc = AsyncKernelClient()
-        kc.load_connection_info(k.connection_info())
-        await ready(kc)
-        spare.append(time.perf_counter() - t)
-        kc.stop_channels()
-        await k.kill()
-        await k.close()
+        took, kc, k = await attach_to(held)
+        spare.append(took)
+        await detach(kc, k)
     await svc.cancel(held)
     return (attach, spare, local_start), (rt, local_rt)
 

@@ -109,6 +109,20 @@ def readable_in_both_themes(page: Page, monitor: Any, dark_shot: str) -> None:
     monitor.screenshot(path=str(ARTIFACTS / dark_shot))
 
 
+def quickstart_completed(page: Page) -> Any:
+    """The quickstart's monitor, once it shows the workflow and its three tasks COMPLETED (exit
+    code 0) in a three-node DAG."""
+    monitor = page.locator(".osmo-monitor").first
+    expect(monitor).to_be_visible(timeout=60_000)
+    expect(monitor.locator(".osmo-status")).to_have_text("COMPLETED", timeout=120_000)
+    for task in ("task1", "task2", "task3"):
+        row = monitor.locator(f'tr[data-task="{task}"]')
+        expect(row.locator("td").nth(1)).to_have_text("COMPLETED", timeout=30_000)
+        expect(row.locator("td").nth(4)).to_have_text("0")  # exit code
+    expect(monitor.locator("svg.osmo-dag g[data-task]")).to_have_count(3)
+    return monitor
+
+
 def run_all_cells(page: Page) -> None:
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
@@ -129,14 +143,7 @@ def test_quickstart_monitor_turns_completed_in_jupyterlab(lab: str) -> None:
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "notebook-run-all-failed.png"))
                 raise
-            monitor = page.locator(".osmo-monitor").first
-            expect(monitor).to_be_visible(timeout=60_000)
-            expect(monitor.locator(".osmo-status")).to_have_text("COMPLETED", timeout=120_000)
-            for task in ("task1", "task2", "task3"):
-                row = monitor.locator(f'tr[data-task="{task}"]')
-                expect(row.locator("td").nth(1)).to_have_text("COMPLETED", timeout=30_000)
-                expect(row.locator("td").nth(4)).to_have_text("0")  # exit code
-            expect(monitor.locator("svg.osmo-dag g[data-task]")).to_have_count(3)
+            monitor = quickstart_completed(page)
             monitor.scroll_into_view_if_needed()
             monitor.screenshot(path=str(ARTIFACTS / "notebook-monitor.png"))
             readable_in_both_themes(page, monitor, "notebook-monitor-dark.png")

@@ -23,6 +23,7 @@ from tests.notebook.test_browser import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    quickstart_completed,
     quickstart_copy,
     readable_in_both_themes,
     run_all_cells,
@@ -67,12 +68,7 @@ def test_quickstart_monitor_turns_completed_in_notebook_7(notebook7: Lab) -> Non
             open_notebook(page, notebook7, "quickstart.ipynb")
             assert page.evaluate("window.jupyterapp.name") == "Jupyter Notebook"  # not Lab
             run_all_cells(page)
-            monitor = page.locator(".osmo-monitor").first
-            expect(monitor.locator(".osmo-status")).to_have_text("COMPLETED", timeout=120_000)
-            for name in ("task1", "task2", "task3"):
-                row = monitor.locator(f'tr[data-task="{name}"]')
-                expect(row.locator("td").nth(1)).to_have_text("COMPLETED", timeout=30_000)
-            expect(monitor.locator("svg.osmo-dag g[data-task]")).to_have_count(3)
+            monitor = quickstart_completed(page)
             readable_in_both_themes(page, monitor, "notebook7-monitor-dark.png")
         finally:
             browser.close()
