@@ -1,7 +1,8 @@
 /**
- * The main-area graph: graphlayout.ts's layout as SVG, panned and zoomed by panzoom.ts; a legend
- * of the status colours; each node's status, duration and exit code. Statuses are updated in
- * place: the layout is redone only when the set of tasks (or of collapsed groups) changes.
+ * The main-area graph: graphlayout.ts's layout as SVG (a wide fan-out as a framed grid), panned
+ * and zoomed by panzoom.ts; a legend of the status colours; each node's status, duration and
+ * exit code. Statuses are updated in place: the layout is redone only when the set of tasks
+ * (or of collapsed groups) changes.
  */
 import { activateOnKeys, h, replaceKeepingFocus } from './dom';
 import { GraphLayout, GraphNode, graphLayout, Point } from './graphlayout';
@@ -236,6 +237,24 @@ export class GraphView {
         activateOnKeys(label, () => this.on.toggleGroup(g.name));
       }
       parts.push(box as SVGElement);
+    }
+    for (const b of plan.bundles) {
+      const what = `${b.members.length} alike: the same upstream and downstream tasks`;
+      parts.push(
+        h(
+          'rect',
+          {
+            class: 'osmo-graph-bundle',
+            'data-bundle': b.id,
+            x: b.x,
+            y: b.y,
+            width: b.width,
+            height: b.height,
+            rx: 8
+          },
+          h('title', {}, what)
+        ) as SVGElement
+      );
     }
     for (const e of plan.edges) {
       parts.push(

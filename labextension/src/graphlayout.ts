@@ -1,7 +1,8 @@
 /**
  * The main-area graph's layout: dagre's layered layout (ranks left to right, edges routed
- * through dagre's points, groups as compound nodes). Above COLLAPSE_ABOVE tasks each group is
- * one node until the user expands it: 2,000 tasks laid out one by one take seconds. Pure.
+ * through dagre's points, groups as compound nodes, a wide fan-out as a grid). Above
+ * COLLAPSE_ABOVE tasks each group is one node until the user expands it: 2,000 tasks laid out
+ * one by one take seconds. Pure.
  */
 import dagre from '@dagrejs/dagre';
 
@@ -13,8 +14,12 @@ export const GRAPH_NODE_H = 64;
 export const COLLAPSE_ABOVE = 300;
 /** Above this many nodes dagre takes seconds (76 s for 2,001 grouped tasks): columns instead. */
 export const DAGRE_MAX_NODES = 400;
+/** More siblings than this (the same upstream and downstream nodes) are drawn as a grid. */
+export const BUNDLE_ABOVE = 12;
 const LABEL_CHARS = 26; // what fits GRAPH_NODE_W at 12px
 const GROUP_PREFIX = 'group:';
+const BUNDLE_PREFIX = 'bundle:';
+const BUNDLE_PAD = 10;
 const NODE_GAP = 18;
 const RANK_GAP = 56;
 const MARGIN = 16;
@@ -55,10 +60,25 @@ export interface GraphGroup {
   height: number;
 }
 
+/** Siblings drawn as a grid in a frame: one edge from each upstream node to the frame, one from
+ * the frame to each downstream node, rather than a column of hundreds with crossing edges. */
+export interface GraphBundle {
+  /** `bundle:FIRST-MEMBER`, the end of its edges. */
+  id: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  /** Its nodes' ids, row by row. */
+  members: string[];
+  columns: number;
+}
+
 export interface GraphLayout {
   nodes: GraphNode[];
   edges: GraphEdge[];
   groups: GraphGroup[];
+  bundles: GraphBundle[];
   width: number;
   height: number;
 }
@@ -111,7 +131,9 @@ export function collapsedGroups(
   return new Set([...sizes].filter(([g, n]) => n > 1 && !expanded.has(g)).map(([g]) => g));
 }
 
-/** Lay out `order`'s tasks (and their upstream edges), `collapsed` groups as one node each. */
+/** Lay out `order`'s tasks (and their upstream edges), `collapsed` groups as one node each;
+ * more than BUNDLE_ABOVE siblings (the same upstream and downstream nodes, in the same box)
+ * as a grid in one bundle. */
 export function graphLayout(
   order: string[],
   spec: SpecInfo,
@@ -157,13 +179,120 @@ export function graphLayout(
     }
   }
   const list = [...nodes.values()];
-  return list.length > DAGRE_MAX_NODES
-    ? columns(list, [...links.values()])
-    : layered(list, [...links.values()]);
+  // a group of one task gets no box: it would say nothing, and dagre stretches a compound
+  // node along the rank it shares with a wide fan-out
+  const sizes = new Map<string, number>();
+  for (const n of list) {
+    if (n.group !== null && !n.collapsed) {
+      sizes.set(n.group, (sizes.get(n.group) ?? 0) + 1);
+    }
+  }
+  const boxOf = (n: GraphNode) =>
+    n.group !== null && !n.collapsed && sizes.get(n.group)! > 1 ? n.group : '';
+  const bundles = bundled(list, [...links.values()], boxOf);
+  // what is laid out: each node not in a bundle, and each bundle as one block
+  const itemOf = new Map<string, Item>(); // node → its item
+  const items = new Map<string, Item>();
+  for (const n of list) {
+    const b = bundles.get(n.id);
+    const id = b?.id ?? n.id;
+    let item = items.get(id);
+    if (!item) {
+      const [width, height] = b ? [b.width, b.height] : [n.width, n.height];
+      item = { id, x: 0, y: 0, width, height, box: boxOf(n) };
+      items.set(id, item);
+    }
+    itemOf.set(n.id, item);
+  }
+  const itemLinks = new Map<string, [string, string]>();
+  for (const [a, b] of links.values()) {
+    const [x, y] = [itemOf.get(a)!.id, itemOf.get(b)!.id];
+    itemLinks.set(`${x}\n${y}`, [x, y]);
+  }
+  const placed =
+    items.size > DAGRE_MAX_NODES
+      ? columns([...items.values()], [...itemLinks.values()])
+      : layered([...items.values()], [...itemLinks.values()]);
+  for (const n of list) {
+    const item = itemOf.get(n.id)!;
+    const b = bundles.get(n.id);
+    if (b) {
+      const i = b.members.indexOf(n.id);
+      n.x = item.x + BUNDLE_PAD + (i % b.columns) * (GRAPH_NODE_W + NODE_GAP);
+      n.y = item.y + BUNDLE_PAD + Math.floor(i / b.columns) * (GRAPH_NODE_H + NODE_GAP);
+    } else {
+      n.x = item.x;
+      n.y = item.y;
+    }
+  }
+  const shown = new Map<string, GraphBundle>();
+  for (const b of bundles.values()) {
+    const item = itemOf.get(b.members[0])!;
+    shown.set(b.id, { ...b, x: item.x, y: item.y });
+  }
+  return { nodes: list, bundles: [...shown.values()], ...placed };
 }
 
-/** dagre's layout: ranks left to right, routed edges, expanded groups as compound nodes. */
-function layered(nodes: GraphNode[], links: Array<[string, string]>): GraphLayout {
+/** A node of the layout: a node of the graph, or a bundle's block. */
+interface Item {
+  id: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  /** The group whose box it is drawn in, or ''. */
+  box: string;
+}
+
+type Placed = Omit<GraphLayout, 'nodes' | 'bundles'>;
+
+/** The bundles, by member: runs of more than BUNDLE_ABOVE nodes with the same upstream and
+ * downstream nodes in the same box, each as a grid about 1.6 times as wide as it is tall. */
+function bundled(
+  nodes: GraphNode[],
+  links: Array<[string, string]>,
+  boxOf: (n: GraphNode) => string
+): Map<string, GraphBundle> {
+  const ups = new Map<string, string[]>();
+  const downs = new Map<string, string[]>();
+  const add = (to: Map<string, string[]>, key: string, value: string) =>
+    to.get(key)?.push(value) ?? to.set(key, [value]);
+  for (const [a, b] of links) {
+    add(ups, b, a);
+    add(downs, a, b);
+  }
+  const alike = new Map<string, string[]>();
+  for (const n of nodes) {
+    const up = (ups.get(n.id) ?? []).sort();
+    const down = (downs.get(n.id) ?? []).sort();
+    add(alike, [boxOf(n), ...up, '', ...down].join('\n'), n.id);
+  }
+  const out = new Map<string, GraphBundle>();
+  for (const members of alike.values()) {
+    if (members.length <= BUNDLE_ABOVE) {
+      continue;
+    }
+    const aspect = (1.6 * (GRAPH_NODE_H + NODE_GAP)) / (GRAPH_NODE_W + NODE_GAP);
+    const columns = Math.ceil(Math.sqrt(members.length * aspect));
+    const rows = Math.ceil(members.length / columns);
+    const bundle: GraphBundle = {
+      id: BUNDLE_PREFIX + members[0],
+      x: 0,
+      y: 0,
+      width: columns * (GRAPH_NODE_W + NODE_GAP) - NODE_GAP + 2 * BUNDLE_PAD,
+      height: rows * (GRAPH_NODE_H + NODE_GAP) - NODE_GAP + 2 * BUNDLE_PAD,
+      members,
+      columns
+    };
+    for (const m of members) {
+      out.set(m, bundle);
+    }
+  }
+  return out;
+}
+
+/** dagre's layout: ranks left to right, routed edges, boxes as compound nodes. */
+function layered(items: Item[], links: Array<[string, string]>): Placed {
   const g = new dagre.graphlib.Graph({ compound: true, multigraph: false });
   g.setGraph({
     rankdir: 'LR',
@@ -173,28 +302,20 @@ function layered(nodes: GraphNode[], links: Array<[string, string]>): GraphLayou
     marginy: MARGIN
   });
   g.setDefaultEdgeLabel(() => ({}));
-  // a group of one task gets no box: it would say nothing, and dagre stretches a compound
-  // node along the rank it shares with a wide fan-out
-  const sizes = new Map<string, number>();
-  for (const n of nodes) {
-    if (n.group !== null && !n.collapsed) {
-      sizes.set(n.group, (sizes.get(n.group) ?? 0) + 1);
-    }
-  }
   const boxes = new Set<string>();
-  for (const n of nodes) {
+  for (const n of items) {
     g.setNode(n.id, { width: n.width, height: n.height });
-    if (n.group !== null && !n.collapsed && sizes.get(n.group)! > 1) {
-      boxes.add(n.group);
-      g.setNode(groupNodeId(n.group), {}); // dagre sizes it around its children
-      g.setParent(n.id, groupNodeId(n.group));
+    if (n.box) {
+      boxes.add(n.box);
+      g.setNode(groupNodeId(n.box), {}); // dagre sizes it around its children
+      g.setParent(n.id, groupNodeId(n.box));
     }
   }
   for (const [a, b] of links) {
     g.setEdge(a, b);
   }
-  dagre.layout(g, { constraints: siblingOrder(nodes, links, boxes) });
-  for (const n of nodes) {
+  dagre.layout(g, { constraints: siblingOrder(items, links) });
+  for (const n of items) {
     const at = g.node(n.id);
     n.x = at.x - n.width / 2;
     n.y = at.y - n.height / 2;
@@ -206,15 +327,14 @@ function layered(nodes: GraphNode[], links: Array<[string, string]>): GraphLayou
   });
   const edges = g.edges().map(e => ({ from: e.v, to: e.w, points: g.edge(e).points ?? [] }));
   const size = g.graph();
-  return { nodes, edges, groups, width: size.width ?? 0, height: size.height ?? 0 };
+  return { edges, groups, width: size.width ?? 0, height: size.height ?? 0 };
 }
 
 /** Siblings (the same upstream nodes, in the same box) in spec order: dagre's own order of a
  * fan-out is reversed (shard-39 above shard-00). */
 function siblingOrder(
-  nodes: GraphNode[],
-  links: Array<[string, string]>,
-  boxes: ReadonlySet<string>
+  items: Item[],
+  links: Array<[string, string]>
 ): Array<{ left: string; right: string }> {
   const ups = new Map<string, string[]>();
   for (const [a, b] of links) {
@@ -222,9 +342,8 @@ function siblingOrder(
   }
   const last = new Map<string, string>();
   const constraints: Array<{ left: string; right: string }> = [];
-  for (const n of nodes) {
-    const box = n.group !== null && !n.collapsed && boxes.has(n.group) ? n.group : '';
-    const key = `${box}\n${(ups.get(n.id) ?? []).sort().join('\n')}`;
+  for (const n of items) {
+    const key = `${n.box}\n${(ups.get(n.id) ?? []).sort().join('\n')}`;
     const before = last.get(key);
     if (before !== undefined) {
       constraints.push({ left: before, right: n.id });
@@ -235,21 +354,25 @@ function siblingOrder(
 }
 
 /** Too many nodes for dagre: a column per level (longest path), straight edges, no boxes. */
-function columns(nodes: GraphNode[], links: Array<[string, string]>): GraphLayout {
-  const ups: Record<string, string[]> = Object.fromEntries(nodes.map(n => [n.id, []]));
+function columns(items: Item[], links: Array<[string, string]>): Placed {
+  const ups: Record<string, string[]> = Object.fromEntries(items.map(n => [n.id, []]));
   for (const [a, b] of links) {
     ups[b].push(a);
   }
   const level = levels(ups);
-  const filled: number[] = [];
-  for (const n of nodes) {
+  const widths: number[] = [];
+  const heights: number[] = [];
+  for (const n of items) {
     const c = level[n.id] ?? 0;
-    const row = filled[c] ?? 0;
-    filled[c] = row + 1;
-    n.x = MARGIN + c * (GRAPH_NODE_W + RANK_GAP);
-    n.y = MARGIN + row * (GRAPH_NODE_H + NODE_GAP);
+    n.y = MARGIN + (heights[c] ?? 0);
+    heights[c] = (heights[c] ?? 0) + n.height + NODE_GAP;
+    widths[c] = Math.max(widths[c] ?? 0, n.width);
   }
-  const at = new Map(nodes.map(n => [n.id, n]));
+  const lefts = widths.map((_, c) => widths.slice(0, c).reduce((x, w) => x + w + RANK_GAP, MARGIN));
+  for (const n of items) {
+    n.x = lefts[level[n.id] ?? 0];
+  }
+  const at = new Map(items.map(n => [n.id, n]));
   const edges = links.map(([from, to]) => {
     const a = at.get(from)!;
     const b = at.get(to)!;
@@ -260,10 +383,9 @@ function columns(nodes: GraphNode[], links: Array<[string, string]>): GraphLayou
     return { from, to, points };
   });
   return {
-    nodes,
     edges,
     groups: [],
-    width: 2 * MARGIN + filled.length * (GRAPH_NODE_W + RANK_GAP) - RANK_GAP,
-    height: 2 * MARGIN + Math.max(0, ...filled) * (GRAPH_NODE_H + NODE_GAP) - NODE_GAP
+    width: widths.reduce((x, w) => x + w + RANK_GAP, 2 * MARGIN) - RANK_GAP,
+    height: 2 * MARGIN + Math.max(0, ...heights) - NODE_GAP
   };
 }

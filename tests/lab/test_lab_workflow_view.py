@@ -6,11 +6,12 @@ Chromium, driven by Playwright) against a real `jupyter lab` with the local back
 - the graph: dagre's layered layout, groups boxed, readable full names, a legend, each node's
   duration and exit code, a task skipped because its upstream failed drawn apart from a real
   failure, pan and zoom, statuses moved live without a new layout; a click selects the task in
-  the side panel;
+  the side panel; light and dark, the same picture as their reviewed baselines (visual.py);
 - the timeline: one bar per attempt (a retry is a second bar);
 - the task table: sort, filter, virtualised;
-- 2,000 tasks: the graph is up in under 2 s (groups collapsed), the table keeps under 200 rows
-  in the DOM, and a pan/zoom frame stays short (figures printed).
+- 2,000 tasks: the graph is up in under 2 s (groups collapsed, the 40 groups' nodes a grid in
+  one frame), the table keeps under 200 rows in the DOM, and a pan/zoom frame stays short
+  (figures printed).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from playwright.sync_api import Locator, Page, expect
 from tests.interactive.test_lab_task_terminal import call, wait_for
 from tests.lab.conftest import Lab, browser_page, open_panel
 from tests.lab.test_lab_ux import COLOURS, opaque_background
+from tests.lab.visual import assert_matches_baseline
 from tests.notebook.test_browser import ARTIFACTS, contrast
 
 LONG = "train-shard-0-with-a-name-longer-than-the-panel-is-wide"
@@ -168,6 +170,7 @@ def workflow_tab_scenario(page: Page, lab: Lab, wf: str, go: Any) -> None:
     dash = report.locator("rect").evaluate("r => getComputedStyle(r).strokeDasharray")
     assert dash not in ("none", ""), dash
     page.screenshot(path=str(ARTIFACTS / "lab-workflow-graph-light.png"))
+    graph_matches_baseline(page, view, "workflow-graph-light")
 
     # A click selects the task: the side panel shows it.
     long.click()
@@ -240,6 +243,7 @@ def workflow_tab_scenario(page: Page, lab: Lab, wf: str, go: Any) -> None:
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
     page.wait_for_timeout(500)  # the theme's stylesheet applied
     page.screenshot(path=str(ARTIFACTS / "lab-workflow-graph-dark.png"))
+    graph_matches_baseline(page, view, "workflow-graph-dark")
     nodes = graph.evaluate(NODE_COLOURS, "g.osmo-graph-node")
     nodes += panel.evaluate(NODE_COLOURS, "g.osmo-dag-node")  # the side panel's small graph
     ratios = [(n, round(contrast(fg, bg), 2)) for n, fg, bg in nodes]
@@ -265,6 +269,15 @@ def workflow_tab_scenario(page: Page, lab: Lab, wf: str, go: Any) -> None:
     expect(tab_of(page, wf)).to_be_visible(timeout=90_000)
     expect(tab_of(page, wf).locator("g.osmo-graph-node")).to_have_count(5, timeout=30_000)
     expect(node(tab_of(page, wf), "report")).to_have_attribute("data-status", "FAILED_UPSTREAM")
+
+
+def graph_matches_baseline(page: Page, view: Locator, name: str) -> None:
+    """The graph, legend and tools against their reviewed picture; the status lines (their
+    durations) and train-shard-1 (whether it ends before its lead fails is a race) masked."""
+    page.mouse.move(0, 0)  # no hover
+    graph = view.locator(".osmo-graph")
+    mask = [graph.locator(".osmo-graph-status"), node(view, "train-shard-1")]
+    assert_matches_baseline(graph, name, mask)
 
 
 # Each node's (`sel`) name and status text against its box's fill, as rgba lists.
@@ -399,9 +412,14 @@ def wide_scenario(page: Page, lab: Lab, wf: str, submitted: float) -> None:
         f"(layout {layout_ms:.0f} ms)"
     )
     assert 0 <= opened < 2000, f"the graph took {opened:.0f} ms"
-    # Groups collapsed: one node each, with what its tasks are doing.
+    # Groups collapsed: one node each, with what its tasks are doing; the 40, all fed by the
+    # root, a grid in one frame with one edge into it.
     nodes = graph.locator("g.osmo-graph-node")
     expect(nodes).to_have_count(GROUPS + 1)
+    expect(graph.locator("rect.osmo-graph-bundle")).to_have_count(1)
+    expect(graph.locator("path.osmo-graph-edge")).to_have_count(1)
+    xs = {round(b["x"]) for b in (n.bounding_box() for n in nodes.all()[1:]) if b}
+    assert 2 < len(xs) < GROUPS, xs
     group = graph.locator('g.osmo-graph-node[data-group="shard-35"]')
     expect(group.locator(".osmo-graph-status")).to_have_text(f"0/{PER} done")
     expect(group.locator("title")).to_contain_text("click to expand")
@@ -418,19 +436,25 @@ def wide_scenario(page: Page, lab: Lab, wf: str, submitted: float) -> None:
         assert median <= max(50, 3 * idle), (step, frames)
 
     # Expanded, the group's tasks are drawn and boxed; collapsed again from its box.
-    # By the keyboard: the group is out of view, and focusing it pans it into view.
+    # By the keyboard: zoomed in until the group is out of view, focusing it pans it into view.
     svg_box = graph.locator("svg.osmo-graph-svg").bounding_box()
     assert svg_box
     inside = (
         "(g, v) => { const r = g.getBoundingClientRect();"
-        " return r.top >= v.y && r.bottom <= v.y + v.height; }"
+        " return r.top >= v.y && r.bottom <= v.y + v.height"
+        " && r.left >= v.x && r.right <= v.x + v.width; }"
     )
+    for _ in range(6):
+        if not group.evaluate(inside, svg_box):
+            break
+        graph.get_by_role("button", name="Zoom in").click()
     assert not group.evaluate(inside, svg_box)
     group.evaluate("g => g.focus({preventScroll: true})")
     assert group.evaluate(inside, svg_box)
     t0 = time.monotonic()
     page.keyboard.press("Enter")
     expect(nodes).to_have_count(GROUPS + PER)
+    expect(graph.locator("rect.osmo-graph-bundle")).to_have_count(2)  # the group's 50 too
     print(f"expand one group: {time.monotonic() - t0:.2f} s")
     label = graph.locator('g.osmo-graph-group[data-group="shard-35"] .osmo-graph-group-name')
     expect(label).to_have_attribute("aria-label", "Collapse group shard-35")

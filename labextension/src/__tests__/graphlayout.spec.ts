@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
 
 import {
+  BUNDLE_ABOVE,
   collapsedGroups,
   COLLAPSE_ABOVE,
   DAGRE_MAX_NODES,
   GRAPH_NODE_H,
+  GRAPH_NODE_W,
   graphLayout,
+  GraphNode,
   groupNodeId,
   labelLines
 } from '../graphlayout';
@@ -139,22 +142,113 @@ describe('graphLayout', () => {
 });
 
 describe('graphLayout without groups to collapse', () => {
-  it('puts more than DAGRE_MAX_NODES tasks in columns by level, edges left to right', () => {
-    const tasks = [
-      { name: 'root', inputs: [] },
-      ...Array.from({ length: DAGRE_MAX_NODES }, (_, i) => ({
-        name: `leaf-${i}`,
-        inputs: [{ task: 'root' }]
-      }))
-    ];
+  it('puts more than DAGRE_MAX_NODES nodes in columns by level, edges left to right', () => {
+    // pairs: no two tasks have the same neighbours, so nothing is bundled
+    const tasks = Array.from({ length: DAGRE_MAX_NODES }, (_, i) => [
+      { name: `src-${i}`, inputs: [] },
+      { name: `leaf-${i}`, inputs: [{ task: `src-${i}` }] }
+    ]).flat();
     const info = parseSpec(JSON.stringify({ tasks, groups: null }));
     const t0 = performance.now();
     const plan = graphLayout(Object.keys(info.tasks), info);
     expect(performance.now() - t0).toBeLessThan(500);
+    expect(plan.bundles).toEqual([]);
     const at = Object.fromEntries(plan.nodes.map(n => [n.id, n]));
-    expect(new Set(plan.nodes.filter(n => n.id !== 'root').map(n => n.x)).size).toBe(1);
-    expect(at['leaf-0'].x).toBeGreaterThan(at.root.x + at.root.width);
+    expect(new Set(plan.nodes.filter(n => n.id.startsWith('leaf-')).map(n => n.x)).size).toBe(1);
+    expect(at['leaf-0'].x).toBeGreaterThan(at['src-0'].x + at['src-0'].width);
     expect(plan.edges).toHaveLength(DAGRE_MAX_NODES);
     expect(at[`leaf-${DAGRE_MAX_NODES - 1}`].y + GRAPH_NODE_H).toBeLessThanOrEqual(plan.height);
+  });
+});
+
+/** `root` → `n` tasks (`leaf-i`) → `sink`; without `root` and `sink`, `n` independent tasks. */
+function fan(n: number, ends = true) {
+  const leaves = Array.from({ length: n }, (_, i) => ({
+    name: `leaf-${i}`,
+    inputs: ends ? [{ task: 'root' }] : []
+  }));
+  const tasks = ends
+    ? [
+        { name: 'root', inputs: [] },
+        ...leaves,
+        { name: 'sink', inputs: leaves.map(l => ({ task: l.name })) }
+      ]
+    : leaves;
+  const info = parseSpec(JSON.stringify({ tasks, groups: null }));
+  return graphLayout(Object.keys(info.tasks), info);
+}
+
+const overlaps = (a: GraphNode, b: GraphNode) =>
+  a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+
+describe('a wide fan-out', () => {
+  it(`stays a column up to ${BUNDLE_ABOVE} siblings`, () => {
+    const plan = fan(BUNDLE_ABOVE);
+    expect(plan.bundles).toEqual([]);
+    const leaves = plan.nodes.filter(n => n.id.startsWith('leaf-'));
+    expect(new Set(leaves.map(n => n.x)).size).toBe(1);
+    expect(plan.edges).toHaveLength(2 * BUNDLE_ABOVE);
+  });
+
+  it('is a grid in one frame, with one edge in and one edge out', () => {
+    const plan = fan(200);
+    expect(plan.bundles).toHaveLength(1);
+    const [bundle] = plan.bundles;
+    expect(bundle.members).toEqual(Array.from({ length: 200 }, (_, i) => `leaf-${i}`));
+    const at = Object.fromEntries(plan.nodes.map(n => [n.id, n]));
+    const leaves = bundle.members.map(m => at[m]);
+    // wider than tall, in spec order row by row, every task inside the frame
+    const columns = new Set(leaves.map(n => n.x)).size;
+    const rows = new Set(leaves.map(n => n.y)).size;
+    expect(columns).toBe(bundle.columns);
+    expect(columns * GRAPH_NODE_W).toBeGreaterThan(rows * GRAPH_NODE_H);
+    expect(leaves[1].x).toBeGreaterThan(leaves[0].x);
+    expect(leaves[1].y).toBe(leaves[0].y);
+    expect(leaves[bundle.columns].y).toBeGreaterThan(leaves[0].y);
+    for (const n of leaves) {
+      expect(inside({ x: n.x, y: n.y }, bundle)).toBe(true);
+      expect(inside({ x: n.x + n.width, y: n.y + n.height }, bundle)).toBe(true);
+    }
+    for (let i = 0; i < plan.nodes.length; i++) {
+      for (let j = i + 1; j < plan.nodes.length; j++) {
+        expect(overlaps(plan.nodes[i], plan.nodes[j])).toBe(false);
+      }
+    }
+    // the root, the frame and the sink left to right; the edges end on the frame's border
+    expect(bundle.x).toBeGreaterThan(at.root.x + at.root.width);
+    expect(at.sink.x).toBeGreaterThan(bundle.x + bundle.width);
+    expect(plan.edges.map(e => [e.from, e.to])).toEqual([
+      ['root', bundle.id],
+      [bundle.id, 'sink']
+    ]);
+    const [into, out] = plan.edges;
+    expect(onBorder(into.points[into.points.length - 1], bundle)).toBe(true);
+    expect(onBorder(out.points[0], bundle)).toBe(true);
+    expect(plan.height).toBeLessThan(bundle.height + 100);
+    expect(plan.width).toBeGreaterThanOrEqual(bundle.x + bundle.width);
+  });
+
+  it('of 2,000 independent tasks is laid out at once, about as wide as tall', () => {
+    const t0 = performance.now();
+    const plan = fan(2000, false);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(plan.bundles).toHaveLength(1);
+    expect(plan.nodes).toHaveLength(2000);
+    expect(plan.edges).toEqual([]);
+    expect(plan.width / plan.height).toBeGreaterThan(1);
+    expect(plan.width / plan.height).toBeLessThan(3);
+  });
+
+  it("inside a group's box, the frame is in the box", () => {
+    const { info, order } = wide(2, 30);
+    const plan = graphLayout(order, info);
+    expect(plan.bundles).toHaveLength(2);
+    for (const b of plan.bundles) {
+      const group = info.tasks[b.members[0]].group!;
+      const box = plan.groups.find(g => g.name === group)!;
+      expect(b.members.every(m => info.tasks[m].group === group)).toBe(true);
+      expect(inside({ x: b.x, y: b.y }, box)).toBe(true);
+      expect(inside({ x: b.x + b.width, y: b.y + b.height }, box)).toBe(true);
+    }
   });
 });
