@@ -43,6 +43,7 @@ import {
   submitOptions
 } from './submitchoices';
 import { askSubmitOptions } from './submitdialog';
+import { mainArea, openLinkedView } from './mainarea';
 import { addTaskCommands } from './taskcommands';
 import { addTaskMenu } from './taskmenu';
 import { answerWidgets } from './widgetbridge';
@@ -127,6 +128,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     labShell: ILabShell | null
   ) => {
     const client = new OsmoClient(labTransport(app.serviceManager.serverSettings));
+    // Notebook 7 (no ILabShell) has no dock panel: its views open in JupyterLab
+    const main = mainArea(app, labShell !== null);
+    if (labShell) {
+      void openLinkedView(app);
+    }
     let prefs = DEFAULT_SETTINGS;
     const actions = new TaskActions();
     const settings = app.serviceManager.serverSettings;
@@ -371,12 +377,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         widget.id = content.id;
         widget.title.icon = osmoIcon;
         void logs.add(widget);
-        app.shell.add(widget, 'main');
-        app.shell.activateById(widget.id);
-        return widget;
+        return main.show(widget, { workflowId, task }) ? widget : null;
       }
     });
-    addTaskCommands(app, { client, notifyError }, restorer);
+    addTaskCommands(app, { client, notifyError, main }, restorer);
     app.commands.addCommand(CommandIDs.taskKernel, {
       label: 'Task notebook…',
       caption: 'A notebook or console on the kernel of a running OSMO task',
@@ -400,7 +404,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const views = new WidgetTracker<MainAreaWidget<WorkflowTab>>({
       namespace: 'osmo-workflow-views'
     });
-    const menuRow = addWorkflowMenu(app, panel, client, notifyError);
+    const menuRow = addWorkflowMenu(app, panel, client, notifyError, main);
     // the notebook monitor's Terminal and Notebook buttons; Notebook 7 (no ILabShell) has no
     // main area for a terminal tab
     answerWidgets(app, { terminals: labShell !== null });
@@ -443,9 +447,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         widget.id = `${content.id}-tab`;
         widget.title.icon = osmoIcon;
         void views.add(widget);
-        app.shell.add(widget, 'main');
-        app.shell.activateById(widget.id);
-        return widget;
+        return main.show(widget, { workflowId }) ? widget : null;
       }
     });
     app.commands.addCommand(CommandIDs.showTask, {

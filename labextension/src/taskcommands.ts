@@ -13,10 +13,12 @@ import type { Widget } from '@lumino/widgets';
 
 import { OsmoClient } from './api';
 import { API_ROOT, CommandIDs } from './commands';
+import type { MainArea } from './mainarea';
 
 export interface TaskCommandsEnv {
   client: OsmoClient;
   notifyError(title: string, error: unknown): void;
+  main: MainArea;
 }
 
 /** The kernel spec of a running task (osmo_jupyter/_attach.py `spec_name`). */
@@ -50,6 +52,11 @@ export function addTaskCommands(
     execute: async args => {
       const workflowId = String(args.workflowId);
       const task = String(args.task);
+      if (!env.main.docked) {
+        // no tab to show it in: no shell is started for it
+        env.main.offer(`A terminal in ${workflowId}/${task}`, { workflowId });
+        return null;
+      }
       const manager = new TerminalManager({
         serverSettings: taskSettings(app.serviceManager.serverSettings, workflowId, task)
       });
@@ -95,9 +102,7 @@ export function addTaskCommands(
       widget.disposed.connect(() => manager.dispose());
       terminalOf.set(widget, { workflowId, task, name: session.name });
       void terminals.add(widget);
-      app.shell.add(widget, 'main');
-      app.shell.activateById(widget.id);
-      return widget;
+      return env.main.show(widget, { workflowId }) ? widget : null;
     }
   });
   app.commands.addCommand(CommandIDs.openNotebook, {

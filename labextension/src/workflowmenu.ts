@@ -5,6 +5,7 @@ import { Widget } from '@lumino/widgets';
 import type { OsmoClient } from './api';
 import { CommandIDs, osmoIcon } from './commands';
 import { h } from './dom';
+import type { MainArea } from './mainarea';
 import { isTerminal } from './model';
 import type { OsmoPanel } from './panel';
 
@@ -14,7 +15,8 @@ export function addWorkflowMenu(
   app: JupyterFrontEnd,
   panel: OsmoPanel,
   client: OsmoClient,
-  notifyError: (title: string, e: unknown) => void
+  notifyError: (title: string, e: unknown) => void,
+  main: MainArea
 ): () => string {
   // The row is read when the menu opens, not when an item runs: the list re-renders every
   // second while a workflow runs, and JupyterLab's hit test cannot walk up from a detached row.
@@ -65,8 +67,7 @@ export function addWorkflowMenu(
         const widget = new MainAreaWidget({ content });
         widget.title.icon = osmoIcon;
         widget.title.caption = `The spec ${id} was submitted with`;
-        app.shell.add(widget, 'main');
-        app.shell.activateById(widget.id);
+        main.show(widget, { workflowId: id });
       } catch (e) {
         notifyError(`Could not read the spec of ${id}`, e);
       }

@@ -112,3 +112,47 @@ def test_in_notebook_7_the_monitor_opens_a_notebook_tab_and_names_the_terminal_c
                 browser.close()
     finally:
         cancel_all(nb)
+
+
+def test_in_notebook_7_a_panel_view_is_offered_in_jupyterlab_and_no_shell_starts(
+    notebook7: Lab,
+) -> None:
+    """Notebook 7's page holds one document: a workflow tab, log tab or task terminal asked
+    of the panel there opens nothing there. A dialog offers it in JupyterLab, in a new browser
+    tab that opens at the workflow and the task's log; a terminal starts no shell."""
+    nb = notebook7
+    wf = str(call(nb.url, "POST", "workflows", {"spec": SPEC})["id"])
+    try:
+        wait_for(lambda: task(nb, wf, "runner")["status"] == "RUNNING", "runner running")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                context = browser.new_context(viewport={"width": 1280, "height": 1000})
+                page = context.new_page()
+                open_notebook(page, nb, "quickstart.ipynb")
+                execute = "([c, a]) => { void window.jupyterapp.commands.execute(c, a); }"
+                dialog = page.locator(".jp-Dialog")
+
+                page.evaluate(execute, ["osmo:open-terminal", {"workflowId": wf, "task": "runner"}])
+                expect(dialog).to_contain_text(f"A terminal in {wf}/runner opens in a JupyterLab")
+                dialog.get_by_role("button", name="Cancel").click()
+                expect(dialog).to_have_count(0)
+                shells = call(nb.url, "GET", f"workflows/{wf}/tasks/runner/api/terminals")
+                assert shells == [], shells
+
+                page.evaluate(execute, ["osmo:open-logs", {"workflowId": wf, "task": "runner"}])
+                expect(dialog).to_contain_text("Open in JupyterLab")
+                expect(page.locator(".osmo-log-view, .osmo-workflow-view")).to_have_count(0)
+                with context.expect_page(timeout=60_000) as opened:
+                    dialog.get_by_role("button", name="Open JupyterLab").click()
+                lab = opened.value
+                view = lab.locator(f'.osmo-workflow-view[data-workflow="{wf}"]')
+                expect(view).to_have_count(1, timeout=90_000)
+                log = lab.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="runner")
+                expect(log).to_have_count(1, timeout=30_000)
+                assert "osmo-" not in lab.url, lab.url  # a reload does not open them again
+                lab.screenshot(path=str(ARTIFACTS / "notebook7-opened-in-lab.png"))
+            finally:
+                browser.close()
+    finally:
+        cancel_all(nb)
