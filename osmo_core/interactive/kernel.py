@@ -45,6 +45,7 @@ SCHEME = "hmac-sha256"  # jupyter_client's default and the spares' (another sche
 START_TIMEOUT = 30.0  # seconds for the task's Python to import ipykernel and report back
 REFUSALS = 3  # refused control connections in a row that mean the kernel has exited
 RECONNECT_FOR = 60.0  # seconds the control connection may stay down before the kernel is lost
+# (below kernel_boot.ORPHAN_AFTER, after which a kernel alone ends itself: we give it up first)
 SIGNAL_WAIT = 5.0  # seconds a signal waits for the control connection to be re-opened
 _SOURCE = Path(kernel_boot.__file__).read_text()
 # The task's Python: python3, else python (Debian images often have only python3).
@@ -139,7 +140,11 @@ class RemoteKernel:
     async def _boot(self) -> None:
         argv = ["sh", "-c", _FIND_PYTHON, "sh", "-c", _SOURCE, "boot"]
         sess = await self.service.interactive.exec(self.wf_id, self.task, argv)
-        cfg = {"key": self.key.decode(), "signature_scheme": self.signature_scheme}
+        cfg = {
+            "key": self.key.decode(),
+            "signature_scheme": self.signature_scheme,
+            "orphan_after": kernel_boot.ORPHAN_AFTER,
+        }
         sess.write(json.dumps({**cfg, "source": _SOURCE}).encode())
         sess.write_eof()
 

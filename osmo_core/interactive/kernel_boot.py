@@ -20,7 +20,11 @@ ipykernel. Standard library only, except ipykernel in the kernel process.
 
 Lifetime: the kernel also watches the task's main process (found by its OSMO_OUTPUT and start
 time) and, should the control plane not have said why within END_GRACE seconds of its end,
-exits with its own message, so a kernel never outlives its task.
+exits with its own message, so a kernel never outlives its task. And it exits once no control
+connection has been open for `orphan_after` seconds (ORPHAN_AFTER unless the boot's input says
+otherwise): the control plane gives a kernel up after RECONNECT_FOR seconds without one
+(kernel.py), and one whose start it abandoned (it stopped, or was killed, while the kernel
+booted) never connects; no one else could reach such a kernel, nor end it.
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 NO_IPYKERNEL = 3
 START_WAIT = 25.0  # seconds for the kernel to import ipykernel and bind its ports
 END_GRACE = 5.0  # seconds the control plane has to explain a task's end before we do
+ORPHAN_AFTER = 90.0  # seconds with no control connection: no control plane knows the kernel
 
 
 def boot() -> int:
@@ -69,7 +75,7 @@ def boot() -> int:
     return 0
 
 
-def _connection(cfg: dict[str, str], ports: list[int]) -> dict[str, object]:
+def _connection(cfg: dict[str, Any], ports: list[int]) -> dict[str, object]:
     # any Python 3
     info: dict[str, object] = {f"{c}_port": ports[i] for i, c in enumerate(CHANNELS)}
     info.update(
@@ -82,7 +88,7 @@ def _connection(cfg: dict[str, str], ports: list[int]) -> dict[str, object]:
     return info
 
 
-def _start(cfg: dict[str, str], ports: list[int], d: str) -> subprocess.Popen[bytes] | None:
+def _start(cfg: dict[str, Any], ports: list[int], d: str) -> subprocess.Popen[bytes] | None:
     """The kernel, started from the files it needs in `d`, once it listens; None (with the
     reason on stderr) when it does not come up."""
     conn = os.path.join(d, "kernel.json")
@@ -92,9 +98,11 @@ def _start(cfg: dict[str, str], ports: list[int], d: str) -> subprocess.Popen[by
     script = os.path.join(d, "osmo_kernel.py")
     with open(script, "w") as f:
         f.write(cfg["source"])
+    task_pid = str(_task_pid() or 0)
+    orphan_after = str(float(cfg.get("orphan_after", ORPHAN_AFTER)))
     with open(os.path.join(d, "kernel.log"), "ab") as log:  # the child keeps its own copy
         child = subprocess.Popen(
-            [sys.executable, script, "kernel", conn, str(ports[-1]), str(_task_pid() or 0)],
+            [sys.executable, script, "kernel", conn, str(ports[-1]), task_pid, orphan_after],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -151,6 +159,9 @@ def _task_pid() -> int | None:
 # --- the kernel process ---------------------------------------------------------------------
 
 _ending = threading.Lock()
+_controls = threading.Condition()  # guards the two below
+_open_controls = 0
+_alone_since = time.monotonic()  # when the last control connection closed (or the start)
 
 
 def _end(reason: str) -> None:
@@ -176,6 +187,28 @@ def _serve_control(port: int) -> None:
 
 
 def _control_conn(conn: socket.socket) -> None:
+    global _open_controls, _alone_since
+    with _controls:
+        _open_controls += 1
+    try:
+        _control_lines(conn)
+    finally:
+        with _controls:
+            _open_controls -= 1
+            if not _open_controls:
+                _alone_since = time.monotonic()
+
+
+def _watch_orphan(after: float) -> None:
+    while True:
+        time.sleep(1.0)
+        with _controls:
+            alone = not _open_controls and time.monotonic() - _alone_since > after
+        if alone:
+            _end(f"no control plane has reached this kernel for {after:g} s; it is shutting down")
+
+
+def _control_lines(conn: socket.socket) -> None:
     with conn, conn.makefile("rb") as lines:
         for line in lines:
             try:
@@ -205,7 +238,7 @@ def _watch_task(pid: int) -> None:
     _end("the task's process has ended; this kernel is shutting down")
 
 
-def kernel(conn: str, osmo_port: int, task_pid: int) -> None:
+def kernel(conn: str, osmo_port: int, task_pid: int, orphan_after: float) -> None:
     del sys.path[0]  # our temp dir; as ipykernel_launcher drops its own entry
     from ipykernel.kernelapp import IPKernelApp
 
@@ -213,6 +246,7 @@ def kernel(conn: str, osmo_port: int, task_pid: int) -> None:
     app = IPKernelApp.instance()
     app.initialize(["-f", conn])
     threading.Thread(target=_serve_control, args=(osmo_port,), daemon=True).start()
+    threading.Thread(target=_watch_orphan, args=(orphan_after,), daemon=True).start()
     if task_pid:
         threading.Thread(target=_watch_task, args=(task_pid,), daemon=True).start()
     app.start()
@@ -221,4 +255,4 @@ def kernel(conn: str, osmo_port: int, task_pid: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "boot":
         sys.exit(boot())
-    kernel(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    kernel(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))

@@ -4,13 +4,17 @@ osmo_core/interactive/kernel.py), with a real ipykernel and jupyter_client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -92,3 +96,64 @@ def test_a_kernel_that_does_not_come_up_leaves_no_folder(tmp_path: Path) -> None
     assert done.returncode == 1, done
     assert "the kernel did not come up (exit 5)" in done.stderr and "no luck" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _boot_alone(tmp_path: Path, orphan_after: float) -> dict[str, Any]:
+    """A kernel started by the boot's own path, as the control plane runs it in a task, with
+    no control plane after it."""
+    source = Path(kernel_boot.__file__).read_text()
+    cfg = {"key": "k", "source": source, "orphan_after": orphan_after}
+    done = subprocess.run(
+        [sys.executable, "-c", source, "boot"],
+        input=json.dumps(cfg),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"  # ended, until init reaps it
+
+
+def _ends_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_a_kernel_no_control_plane_reaches_ends_itself(tmp_path: Path) -> None:
+    """A start the control plane abandoned (it stopped or was killed while the kernel booted)
+    left a kernel no one could reach or end, for good (nine in one CI run)."""
+    pid = int(_boot_alone(tmp_path, orphan_after=2)["pid"])
+    try:
+        assert _ends_within(pid, 15), "the lone kernel is still running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_kernel_lives_while_its_control_connection_is_open_then_ends_alone(
+    tmp_path: Path,
+) -> None:
+    booted = _boot_alone(tmp_path, orphan_after=2)
+    pid = int(booted["pid"])
+    try:
+        control = socket.create_connection(("127.0.0.1", int(booted["osmo_port"])), timeout=5)
+        time.sleep(4)  # twice orphan_after, connected
+        assert not _gone(pid)
+        control.close()
+        assert _ends_within(pid, 15), "the kernel outlived its last control connection"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
