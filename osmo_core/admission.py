@@ -36,10 +36,11 @@ class Admission:
             backend.credentials = without_policy(config.credentials)
             backend.pools = {p.name: p for p in self.pools.values() if p.backend == backend.name}
 
-    async def load_capacity(self) -> None:
-        """Each backend's machines, for a placement check in a process that runs no engine."""
+    async def load_capacity(self, *, runtimes: bool = True) -> None:
+        """Each backend's machines, for a placement check in a process that runs no engine;
+        `runtimes=False` when no task has an image (their probe is most of a local listing)."""
         for name, backend in self.backends.items():
-            self.scheduler.set_nodes(name, await backend.nodes())
+            self.scheduler.set_nodes(name, await backend.nodes(runtimes=runtimes))
 
     def load(
         self,

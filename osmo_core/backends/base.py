@@ -89,8 +89,10 @@ class Backend(ABC):
         """Disconnect. Running attempts keep running (agents outlive the engine)."""
 
     @abstractmethod
-    async def nodes(self) -> list[Node]:
-        """The machines of this backend and their total capacity."""
+    async def nodes(self, *, runtimes: bool = True) -> list[Node]:
+        """The machines of this backend and their total capacity. `runtimes`: whether their
+        container runtimes are wanted; a probe of them may take a while (`podman info`: 0.5 s),
+        and without it `container_runtime` may be left empty."""
 
     @abstractmethod
     async def launch(self, req: LaunchRequest) -> LaunchInfo:

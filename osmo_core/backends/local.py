@@ -88,11 +88,11 @@ class LocalBackend(AgentLink, Backend):
             proc.wait(timeout=5)
         self._spawned.clear()
 
-    async def nodes(self) -> list[Node]:
+    async def nodes(self, *, runtimes: bool = True) -> list[Node]:
         # Same host: without an agent yet (placement checks), probe the machine ourselves.
         a = self.agent or {
             **await host.capacity(),
-            "container_runtime": await self._runtimes.current(),
+            "container_runtime": await self._runtimes.current() if runtimes else "",
         }
         names = {g["index"]: g["name"] for g in a.get("gpus", [])}
         gpus = [int(g) for g in self.config.get("gpus", names)]

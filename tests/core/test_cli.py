@@ -218,3 +218,28 @@ def test_ten_thousand_problems_are_told_as_the_first_fifty_and_a_count(
     assert len(lines) == 52, lines[:3]  # the kind, 50 problems, the count
     assert "task 't0' asks" in lines[1], lines[1]
     assert lines[-1] == "  ... and 9950 more problems"
+
+
+def test_validate_asks_the_container_runtime_only_for_a_spec_with_an_image(
+    osmo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`podman info` costs ~0.5 s, most of a validate: a spec without an image never needs its
+    answer. `podman` here is a script on PATH that notes each call and answers as podman."""
+    calls = tmp_path / "podman-calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    podman = bin_dir / "podman"
+    podman.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho ok\n')
+    podman.chmod(0o755)
+    env = {**osmo_env, "PATH": f"{bin_dir}:{osmo_env.get('PATH', '')}"}
+    r = osmo(env, "workflow", "validate", str(EXAMPLES / "hello.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert not calls.exists(), calls.read_text()
+    image = tmp_path / "image.yaml"
+    image.write_text(
+        "workflow:\n  name: img\n  tasks:\n  - name: a\n    image: busybox\n"
+        "    command: [echo, hi]\n"
+    )
+    r = osmo(env, "workflow", "validate", str(image))
+    assert r.returncode == 0, r.stderr
+    assert "info" in calls.read_text()

@@ -156,7 +156,7 @@ class KubernetesBackend(Backend):
     def _on_connected(self, up: bool, why: str) -> None:
         self.connected, self.disconnect_reason = up, why
 
-    async def nodes(self) -> list[Node]:
+    async def nodes(self, *, runtimes: bool = True) -> list[Node]:
         client_ = (
             self._api if self._api is not None else await asyncio.to_thread(api_client, self.config)
         )

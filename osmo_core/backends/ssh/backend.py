@@ -135,7 +135,7 @@ class SSHBackend(Backend):
     async def stop(self) -> None:
         await asyncio.gather(*(h.stop() for h in self.hosts.values()))
 
-    async def nodes(self) -> list[Node]:
+    async def nodes(self, *, runtimes: bool = True) -> list[Node]:
         return [h.node for h in self.hosts.values()]  # the same objects: online is kept live
 
     @functools.cached_property

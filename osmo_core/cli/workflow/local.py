@@ -90,7 +90,9 @@ def _load(admission: Admission, args: argparse.Namespace, out: Output) -> Loaded
 
 async def _validate(admission: Admission, args: argparse.Namespace, out: Output) -> int:
     loaded = _load(admission, args, out)
-    await admission.load_capacity()  # after the spec's own errors: listing may dial SSH hosts
+    # after the spec's own errors: listing may dial SSH hosts
+    images = any(t.image for t in loaded.workflow.all_tasks())
+    await admission.load_capacity(runtimes=images)
     pool = admission.check_placement(loaded, args.pool)
     out.result(
         {
