@@ -42,6 +42,11 @@ LOAD_EXT = SHELL + "; s.run_line_magic('load_ext', 'osmo_jupyter')"
 FORBIDDEN = ("sqlalchemy", "asyncssh", "networkx", "jupyter_server", "kubernetes", "jwt", "zmq")
 # A command talks to no server and runs no kernel: tornado and jupyter_client are heavy too.
 FORBIDDEN_CLI = (*FORBIDDEN, "tornado", "jupyter_client", "IPython")
+# The spec's models and templates (pydantic, Jinja: ~0.2 s): the server's business for a remote
+# command, and a notebook's only once it loads a spec.
+SPEC_MODELS = ("pydantic", "jinja2")
+FORBIDDEN_REMOTE = (*FORBIDDEN_CLI, *SPEC_MODELS)
+FORBIDDEN_LOAD_EXT = (*FORBIDDEN, *SPEC_MODELS)
 # The in-pod agent dials home (asyncssh) and supervises one task: nothing of the engine, the
 # server, the spec or the dataset store (imported when a task's data needs it).
 FORBIDDEN_POD = (
@@ -66,11 +71,11 @@ def commands() -> dict[str, tuple[list[str], list[str], tuple[str, ...], float]]
     return {
         "version": (osmo("--version"), floor, FORBIDDEN_CLI, 0.15),
         "validate": (osmo("workflow", "validate", hello), floor, FORBIDDEN_CLI, 0.30),
-        "list": (osmo("workflow", "list"), floor, FORBIDDEN_CLI, 0.30),
+        "list": (osmo("workflow", "list"), floor, FORBIDDEN_REMOTE, 0.30),
         "load_ext": (
             [sys.executable, "-c", LOAD_EXT],
             [sys.executable, "-c", SHELL],
-            FORBIDDEN,
+            FORBIDDEN_LOAD_EXT,
             0.30,
         ),
         "pod_agent": (POD_AGENT, floor, FORBIDDEN_POD, 0.20),

@@ -30,7 +30,6 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from osmo_core.client import ApiError, Unreachable
 from osmo_core.errors import InputError, OsmoError
-from osmo_core.spec import parse_set_values
 
 from . import cells as cell_tasks
 from .client import Client
@@ -84,6 +83,8 @@ def _set_value(text: str) -> str:
 
 def _set_values(args: argparse.Namespace) -> dict[str, Any]:
     """`--set` typed as OSMO types it (int, float, else string), then `--set-string`."""
+    from osmo_core.spec import parse_set_values  # the spec loader: ~0.2 s, not at %load_ext
+
     return parse_set_values(args.set_values, args.set_strings)
 
 
