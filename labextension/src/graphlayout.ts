@@ -29,14 +29,17 @@ export interface Point {
   y: number;
 }
 
-export interface GraphNode {
-  /** The task's name, or `group:NAME` for a collapsed group. */
-  id: string;
-  /** Top-left corner. */
+/** A box in the layout's units: its top-left corner and size. */
+export interface Rect {
   x: number;
   y: number;
   width: number;
   height: number;
+}
+
+export interface GraphNode extends Rect {
+  /** The task's name, or `group:NAME` for a collapsed group. */
+  id: string;
   /** The task names it stands for: itself, or a collapsed group's tasks. */
   members: string[];
   group: string | null;
@@ -52,23 +55,15 @@ export interface GraphEdge {
 }
 
 /** An expanded group's box, around its tasks. */
-export interface GraphGroup {
+export interface GraphGroup extends Rect {
   name: string;
-  x: number;
-  y: number;
-  width: number;
-  height: number;
 }
 
 /** Siblings drawn as a grid in a frame: one edge from each upstream node to the frame, one from
  * the frame to each downstream node, rather than a column of hundreds with crossing edges. */
-export interface GraphBundle {
+export interface GraphBundle extends Rect {
   /** `bundle:FIRST-MEMBER`, the end of its edges. */
   id: string;
-  x: number;
-  y: number;
-  width: number;
-  height: number;
   /** Its nodes' ids, row by row. */
   members: string[];
   columns: number;
@@ -234,12 +229,8 @@ export function graphLayout(
 }
 
 /** A node of the layout: a node of the graph, or a bundle's block. */
-interface Item {
+interface Item extends Rect {
   id: string;
-  x: number;
-  y: number;
-  width: number;
-  height: number;
   /** The group whose box it is drawn in, or ''. */
   box: string;
 }

@@ -1,9 +1,10 @@
 /**
  * Pan and zoom of an SVG's content group: drag the background, the wheel (around the pointer),
  * the arrow keys and +/-/0 while the SVG has focus, and fit. One transform attribute moves:
- * nothing is drawn again, so a step costs a frame at most, whatever the graph's size.
+ * no element is made again, so a step costs the browser's repaint of what is in view (one or
+ * two frames with ~40 nodes in view), whatever the graph's size.
  */
-import type { Point } from './graphlayout';
+import type { Point, Rect } from './graphlayout';
 
 const MIN_SCALE = 0.1;
 const MAX_SCALE = 3;
@@ -12,13 +13,6 @@ const MIN_FIT = 0.8;
 const PAN_STEP = 60;
 export const ZOOM_STEP = 1.25;
 const MARGIN = 16;
-
-interface Box {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
 
 export class PanZoom {
   /** The size of what is drawn, in its own units (set after each layout). */
@@ -68,7 +62,7 @@ export class PanZoom {
   }
 
   /** Pan the least that brings `box` (content units) wholly into view, if it fits. */
-  reveal(box: Box): void {
+  reveal(box: Rect): void {
     const view = this.svg.getBoundingClientRect();
     const shift = (at: number, size: number, room: number) =>
       at < MARGIN ? MARGIN - at : at + size > room - MARGIN ? room - MARGIN - at - size : 0;
@@ -82,7 +76,7 @@ export class PanZoom {
   }
 
   /** Centre `box` (content units) along each axis the content overflows. */
-  centreOn(box: Box): void {
+  centreOn(box: Rect): void {
     const view = this.svg.getBoundingClientRect();
     if (this.content.width * this.scale > view.width) {
       this.tx = view.width / 2 - (box.x + box.width / 2) * this.scale;

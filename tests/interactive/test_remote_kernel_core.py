@@ -81,36 +81,30 @@ async def test_kernel_runs_in_the_task_and_ends_with_it_saying_why(service, tmp_
 
 
 def test_a_kernel_that_does_not_come_up_leaves_no_folder(tmp_path: Path) -> None:
-    """The boot's own path, as the control plane runs it in a task (`python -c SOURCE boot`),
-    with a kernel script that exits at once."""
-    source = Path(kernel_boot.__file__).read_text()
-    cfg = {"key": "k", "source": "import sys; sys.stderr.write('no luck'); sys.exit(5)"}
-    done = subprocess.run(
-        [sys.executable, "-c", source, "boot"],
-        input=json.dumps(cfg),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        timeout=60,
-    )
+    """The boot's own path, with a kernel script that exits at once."""
+    done = _boot(tmp_path, {"source": "import sys; sys.stderr.write('no luck'); sys.exit(5)"})
     assert done.returncode == 1, done
     assert "the kernel did not come up (exit 5)" in done.stderr and "no luck" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def _boot_alone(tmp_path: Path, orphan_after: float) -> dict[str, Any]:
-    """A kernel started by the boot's own path, as the control plane runs it in a task, with
-    no control plane after it."""
+def _boot(tmp_path: Path, cfg: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """The boot's own path, as the control plane runs it in a task (`python -c SOURCE boot`):
+    `cfg` over a key and the kernel's real source."""
     source = Path(kernel_boot.__file__).read_text()
-    cfg = {"key": "k", "source": source, "orphan_after": orphan_after}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", source, "boot"],
-        input=json.dumps(cfg),
+        input=json.dumps({"key": "k", "source": source, **cfg}),
         capture_output=True,
         text=True,
         env={**os.environ, "TMPDIR": str(tmp_path)},
         timeout=60,
     )
+
+
+def _boot_alone(tmp_path: Path, orphan_after: float) -> dict[str, Any]:
+    """A kernel started by the boot, with no control plane after it."""
+    done = _boot(tmp_path, {"orphan_after": orphan_after})
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
 
