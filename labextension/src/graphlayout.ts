@@ -210,22 +210,19 @@ export function graphLayout(
       : layered([...items.values()], [...itemLinks.values()]);
   for (const n of list) {
     const item = itemOf.get(n.id)!;
-    const b = bundles.get(n.id);
-    if (b) {
-      const i = b.members.indexOf(n.id);
-      n.x = item.x + BUNDLE_PAD + (i % b.columns) * (GRAPH_NODE_W + NODE_GAP);
-      n.y = item.y + BUNDLE_PAD + Math.floor(i / b.columns) * (GRAPH_NODE_H + NODE_GAP);
-    } else {
-      n.x = item.x;
-      n.y = item.y;
-    }
+    [n.x, n.y] = [item.x, item.y];
   }
-  const shown = new Map<string, GraphBundle>();
-  for (const b of bundles.values()) {
-    const item = itemOf.get(b.members[0])!;
-    shown.set(b.id, { ...b, x: item.x, y: item.y });
+  const shown = [...new Set(bundles.values())];
+  for (const b of shown) {
+    const item = items.get(b.id)!;
+    [b.x, b.y] = [item.x, item.y];
+    b.members.forEach((m, i) => {
+      const n = nodes.get(m)!;
+      n.x = b.x + BUNDLE_PAD + (i % b.columns) * (GRAPH_NODE_W + NODE_GAP);
+      n.y = b.y + BUNDLE_PAD + Math.floor(i / b.columns) * (GRAPH_NODE_H + NODE_GAP);
+    });
   }
-  return { nodes: list, bundles: [...shown.values()], ...placed };
+  return { nodes: list, bundles: shown, ...placed };
 }
 
 /** A node of the layout: a node of the graph, or a bundle's block. */

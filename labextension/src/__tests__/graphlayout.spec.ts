@@ -8,9 +8,9 @@ import {
   GRAPH_NODE_H,
   GRAPH_NODE_W,
   graphLayout,
-  GraphNode,
   groupNodeId,
-  labelLines
+  labelLines,
+  Rect
 } from '../graphlayout';
 import { parseSpec } from '../specinfo';
 
@@ -178,7 +178,7 @@ function fan(n: number, ends = true) {
   return graphLayout(Object.keys(info.tasks), info);
 }
 
-const overlaps = (a: GraphNode, b: GraphNode) =>
+const overlaps = (a: Rect, b: Rect) =>
   a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
 
 describe('a wide fan-out', () => {
@@ -237,6 +237,30 @@ describe('a wide fan-out', () => {
     expect(plan.edges).toEqual([]);
     expect(plan.width / plan.height).toBeGreaterThan(1);
     expect(plan.width / plan.height).toBeLessThan(3);
+  });
+
+  it('is one block in the column layout too, its column as wide as the grid', () => {
+    const pairs = Array.from({ length: DAGRE_MAX_NODES }, (_, i) => [
+      { name: `src-${i}`, inputs: [] },
+      { name: `dst-${i}`, inputs: [{ task: `src-${i}` }] }
+    ]).flat();
+    const fanned = Array.from({ length: 40 }, (_, i) => ({
+      name: `leaf-${i}`,
+      inputs: [{ task: 'src-0' }]
+    }));
+    const info = parseSpec(JSON.stringify({ tasks: [...pairs, ...fanned], groups: null }));
+    const plan = graphLayout(Object.keys(info.tasks), info);
+    const [bundle] = plan.bundles;
+    expect(bundle.members).toHaveLength(41); // dst-0 reads src-0 alone too
+    // the columns' layout: the other dst-* in one column with the block
+    const dst = plan.nodes.filter(n => n.id.startsWith('dst-') && n.id !== 'dst-0');
+    expect(new Set([...dst.map(n => n.x), bundle.x])).toEqual(new Set([bundle.x]));
+    expect(plan.width).toBeGreaterThanOrEqual(bundle.x + bundle.width);
+    expect(plan.height).toBeGreaterThanOrEqual(bundle.y + bundle.height);
+    const inBundle = new Set(bundle.members);
+    for (const n of plan.nodes) {
+      expect(overlaps(n, bundle)).toBe(inBundle.has(n.id));
+    }
   });
 
   it("inside a group's box, the frame is in the box", () => {
