@@ -159,7 +159,7 @@ def _task_pid() -> int | None:
 # --- the kernel process ---------------------------------------------------------------------
 
 _ending = threading.Lock()
-_controls = threading.Condition()  # guards the two below
+_controls = threading.Lock()  # guards the two below
 _open_controls = 0
 _alone_since = time.monotonic()  # when the last control connection closed (or the start)
 
