@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import Lab, checkout_extension
+from tests.lab.conftest import Lab, browser_page, checkout_extension
 from tests.lab.test_lab_monitor_tools import kernels_in_sessions, notebook
 from tests.lab.test_lab_task_menu import SPEC, cancel_all
 from tests.lab.test_lab_workflow_view import task
@@ -84,32 +84,26 @@ def test_in_notebook_7_the_monitor_opens_a_notebook_tab_and_names_the_terminal_c
         (nb.root / "mon.ipynb").write_text(
             notebook(f"import osmo_jupyter\nosmo_jupyter.Client().workflow({wf!r}).monitor")
         )
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                context = browser.new_context(viewport={"width": 1280, "height": 1000})
-                page = context.new_page()
-                open_notebook(page, nb, "mon.ipynb")
-                expect(page.locator("#osmo-panel")).to_have_count(1)  # the extension is loaded
-                run_all_cells(page)
-                monitor = page.locator(".osmo-monitor").first
-                monitor.locator('tr[data-task="runner"]').click(timeout=60_000)
+        with browser_page(failed="notebook7-monitor-tools-failed") as page:
+            open_notebook(page, nb, "mon.ipynb")
+            expect(page.locator("#osmo-panel")).to_have_count(1)  # the extension is loaded
+            run_all_cells(page)
+            monitor = page.locator(".osmo-monitor").first
+            monitor.locator('tr[data-task="runner"]').click(timeout=60_000)
 
-                terminal = monitor.locator("button.osmo-open-terminal")
-                expect(terminal).to_be_enabled(timeout=30_000)
-                terminal.click()
-                hint = monitor.locator(".osmo-hint")
-                expect(hint).to_contain_text(f"osmo workflow exec {wf} runner")
+            terminal = monitor.locator("button.osmo-open-terminal")
+            expect(terminal).to_be_enabled(timeout=30_000)
+            terminal.click()
+            hint = monitor.locator(".osmo-hint")
+            expect(hint).to_contain_text(f"osmo workflow exec {wf} runner")
 
-                with context.expect_page(timeout=60_000) as opened:
-                    monitor.locator("button.osmo-open-notebook").click()
-                tab = opened.value
-                tab.wait_for_load_state()
-                assert "/notebooks/" in tab.url, tab.url
-                kernel = f"osmo--{wf}--runner".lower()
-                wait_for(lambda: kernel in kernels_in_sessions(nb), "a notebook on the task")
-            finally:
-                browser.close()
+            with page.context.expect_page(timeout=60_000) as opened:
+                monitor.locator("button.osmo-open-notebook").click()
+            tab = opened.value
+            tab.wait_for_load_state()
+            assert "/notebooks/" in tab.url, tab.url
+            kernel = f"osmo--{wf}--runner".lower()
+            wait_for(lambda: kernel in kernels_in_sessions(nb), "a notebook on the task")
     finally:
         cancel_all(nb)
 
@@ -124,35 +118,29 @@ def test_in_notebook_7_a_panel_view_is_offered_in_jupyterlab_and_no_shell_starts
     wf = str(call(nb.url, "POST", "workflows", {"spec": SPEC})["id"])
     try:
         wait_for(lambda: task(nb, wf, "runner")["status"] == "RUNNING", "runner running")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                context = browser.new_context(viewport={"width": 1280, "height": 1000})
-                page = context.new_page()
-                open_notebook(page, nb, "quickstart.ipynb")
-                execute = "([c, a]) => { void window.jupyterapp.commands.execute(c, a); }"
-                dialog = page.locator(".jp-Dialog")
+        with browser_page(failed="notebook7-open-in-lab-failed") as page:
+            open_notebook(page, nb, "quickstart.ipynb")
+            execute = "([c, a]) => { void window.jupyterapp.commands.execute(c, a); }"
+            dialog = page.locator(".jp-Dialog")
 
-                page.evaluate(execute, ["osmo:open-terminal", {"workflowId": wf, "task": "runner"}])
-                expect(dialog).to_contain_text(f"A terminal in {wf}/runner opens in a JupyterLab")
-                dialog.get_by_role("button", name="Cancel").click()
-                expect(dialog).to_have_count(0)
-                shells = call(nb.url, "GET", f"workflows/{wf}/tasks/runner/api/terminals")
-                assert shells == [], shells
+            page.evaluate(execute, ["osmo:open-terminal", {"workflowId": wf, "task": "runner"}])
+            expect(dialog).to_contain_text(f"A terminal in {wf}/runner opens in a JupyterLab")
+            dialog.get_by_role("button", name="Cancel").click()
+            expect(dialog).to_have_count(0)
+            shells = call(nb.url, "GET", f"workflows/{wf}/tasks/runner/api/terminals")
+            assert shells == [], shells
 
-                page.evaluate(execute, ["osmo:open-logs", {"workflowId": wf, "task": "runner"}])
-                expect(dialog).to_contain_text("Open in JupyterLab")
-                expect(page.locator(".osmo-log-view, .osmo-workflow-view")).to_have_count(0)
-                with context.expect_page(timeout=60_000) as opened:
-                    dialog.get_by_role("button", name="Open JupyterLab").click()
-                lab = opened.value
-                view = lab.locator(f'.osmo-workflow-view[data-workflow="{wf}"]')
-                expect(view).to_have_count(1, timeout=90_000)
-                log = lab.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="runner")
-                expect(log).to_have_count(1, timeout=30_000)
-                assert "osmo-" not in lab.url, lab.url  # a reload does not open them again
-                lab.screenshot(path=str(ARTIFACTS / "notebook7-opened-in-lab.png"))
-            finally:
-                browser.close()
+            page.evaluate(execute, ["osmo:open-logs", {"workflowId": wf, "task": "runner"}])
+            expect(dialog).to_contain_text("Open in JupyterLab")
+            expect(page.locator(".osmo-log-view, .osmo-workflow-view")).to_have_count(0)
+            with page.context.expect_page(timeout=60_000) as opened:
+                dialog.get_by_role("button", name="Open JupyterLab").click()
+            lab = opened.value
+            view = lab.locator(f'.osmo-workflow-view[data-workflow="{wf}"]')
+            expect(view).to_have_count(1, timeout=90_000)
+            log = lab.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="runner")
+            expect(log).to_have_count(1, timeout=30_000)
+            assert "osmo-" not in lab.url, lab.url  # a reload does not open them again
+            lab.screenshot(path=str(ARTIFACTS / "notebook7-opened-in-lab.png"))
     finally:
         cancel_all(nb)
