@@ -43,6 +43,7 @@ export class OsmoPanel extends Widget {
   private detailStream: EventStream | null = null;
   private view: WorkflowView | null = null;
   private selectedTask: string | null = null;
+  private selecting = 0; // select() calls so far: an older one's answer is dropped
   private taskInfo: TaskInfo | null = null;
   private pending = false;
   private ticker: ReturnType<typeof setInterval> | null = null;
@@ -67,6 +68,7 @@ export class OsmoPanel extends Widget {
     act: (what, id) => void this.act(what, id),
     openTab: id => this.env.openWorkflowView(id),
     close: () => {
+      this.selecting++; // a select still reading must not open it again
       this.detailStream?.close();
       this.detailStream = null;
       this.view = null;
@@ -244,13 +246,21 @@ export class OsmoPanel extends Widget {
     }
   }
 
-  /** Show workflow `id`: its detail and spec over REST, then its events (live log lines too). */
+  /**
+   * Show workflow `id`: its detail and spec over REST, then its events (live log lines too).
+   * The latest call wins; reading the shown workflow again (a resync) keeps its selected task.
+   */
   async select(id: string): Promise<void> {
+    const turn = ++this.selecting;
     try {
       const [detail, spec] = await Promise.all([
         this.env.client.workflow(id),
         this.env.client.spec(id)
       ]);
+      if (turn !== this.selecting) {
+        return; // another workflow was asked for meanwhile
+      }
+      const kept = this.view?.id === id ? this.selectedTask : null;
       this.detailStream?.close();
       this.view = new WorkflowView(detail, parseSpec(spec.spec), TAIL_LINES);
       this.selectedTask = null;
@@ -260,6 +270,9 @@ export class OsmoPanel extends Widget {
         { workflowId: id, logs: true, after: detail.last_event_id } // nothing replayed twice
       );
       this.schedule();
+      if (kept) {
+        await this.selectTask(kept); // its details and tail, read again
+      }
     } catch (e) {
       this.env.notifyError(`Could not open ${id}`, e);
     }

@@ -14,7 +14,7 @@ import json
 import re
 import urllib.request
 
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, WebSocketRoute, expect, sync_playwright
 
 from tests.lab.conftest import (
     BUILD,
@@ -71,6 +71,16 @@ def test_panel_submit_follow_logs_cancel_and_themes(lab: Lab) -> None:
 
 
 def run_scenario(page: Page, lab: Lab) -> None:
+    # The panel's streams of one workflow (logs=true) pass through a route (set before the
+    # page loads, as Lab keeps the WebSocket class it found), so the test can send the page
+    # what a server sends a client that fell behind.
+    detail_streams: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()
+        detail_streams.append(ws)
+
+    page.route_web_socket(re.compile(r"/osmo/api/v1/events\?.*logs=true"), through)
     panel = open_panel(page, lab)
 
     # Submit serial.yaml from the panel's button, through JupyterLab's file dialog.
@@ -124,7 +134,19 @@ def run_scenario(page: Page, lab: Lab) -> None:
     expect(slow).to_have_attribute("data-status", "RUNNING", timeout=60_000)
     expect(detail.locator(".osmo-detail-id")).to_have_text(re.compile(r"^slow-\d+$"))
     detail.locator('g.osmo-dag-node[data-task="nap"]').click()
-    detail.locator('[data-task-details="nap"]').get_by_role("button", name="Open logs").click()
+    nap = detail.locator('[data-task-details="nap"]')
+    expect(nap.locator(".osmo-tail")).to_contain_text("napping", timeout=30_000)
+    # A resync re-reads the workflow and keeps the task the user is looking at (it once
+    # closed its details, and a click that came just before one seemed lost).
+    opened = len(detail_streams)
+    detail_streams[-1].send(json.dumps({"type": "resync", "dropped": 1}))
+    for _ in range(150):  # bounded: 15 s for the re-read and its new stream
+        if len(detail_streams) > opened:
+            break
+        page.wait_for_timeout(100)
+    assert len(detail_streams) > opened, "the resync did not re-read the workflow"
+    expect(nap.locator(".osmo-tail")).to_contain_text("napping", timeout=15_000)
+    nap.get_by_role("button", name="Open logs").click()
     live = page.locator(".osmo-log-viewer:visible")
     expect(live.locator(".osmo-log-lines")).to_contain_text("napping", timeout=30_000)
     expect(live).to_have_attribute("data-state", "live")
