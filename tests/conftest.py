@@ -28,6 +28,41 @@ EXAMPLES = REPO / "examples"
 
 ServiceFactory = Callable[..., Awaitable[Service]]
 
+# --- in parallel (pytest-xdist, `-n 2 --dist loadgroup` as the README runs it) ---------------
+
+# The modules that drive Chromium take turns on one worker: their frame-time and visual checks
+# measure a browser with a core to itself, not one beside another browser.
+BROWSER_MODULES = (
+    "tests/lab/",
+    "tests/notebook/",
+    "tests/hub/test_hub_browser.py",
+    "tests/interactive/test_lab_task_terminal.py",
+    "tests/security/test_task_app_origin.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A module's tests stay on one worker (its module-scoped servers start once)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        group = "browser" if module.startswith(BROWSER_MODULES) else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under xdist the controller checks, once every worker is done, that no test left a
+    container (a worker cannot: the other may still run one)."""
+    if session.config.pluginmanager.hasplugin("dsession") and shutil.which("podman"):
+        left = containers_left()
+        if left:
+            writer = session.config.get_terminal_writer()
+            writer.line()
+            writer.line(f"containers left behind: {left}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 def make_config(data_dir: Path, **overrides: Any) -> OsmoConfig:
     """A config on `data_dir`; `local={...}` adds keys to the local backend (cpus, gpus...)."""
@@ -236,6 +271,13 @@ def container_image() -> Iterator[str]:
     if why := _container_setup():
         pytest.skip(why)
     yield TEST_IMAGE
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # else the controller checks, once all end
+        left = containers_left()
+        assert not left, f"containers left behind: {left}"
+
+
+def containers_left() -> list[str]:
+    """Containers of tests (label osmo.root, agent/containers.py) still there: removed, named."""
     left = subprocess.run(
         ["podman", "ps", "-a", "--filter", "label=osmo.root", "--format", "{{.Names}}"],
         capture_output=True,
@@ -243,7 +285,7 @@ def container_image() -> Iterator[str]:
     ).stdout.split()
     if left:
         subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
-    assert not left, f"containers left behind: {left}"
+    return left
 
 
 @pytest.fixture(scope="session")
