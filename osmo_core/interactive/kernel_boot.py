@@ -16,7 +16,8 @@ ipykernel. Standard library only, except ipykernel in the kernel process.
               plane: {"op": "signal", "signal": N} signals the kernel's process group (interrupt,
               terminate, kill); {"op": "end", "reason": TEXT} prints the reason on the kernel's
               stderr (it shows in the running cell) and exits. An open control connection is how
-              the control plane knows the kernel lives.
+              the control plane knows the kernel lives. Once it listens, the kernel removes the
+              temp dir itself too: the boot may have died while it started.
 
 Lifetime: the kernel also watches the task's main process (found by its OSMO_OUTPUT and start
 time) and, should the control plane not have said why within END_GRACE seconds of its end,
@@ -176,11 +177,14 @@ def _end(reason: str) -> None:
         os._exit(0)
 
 
-def _serve_control(port: int) -> None:
+def _serve_control(port: int, folder: str) -> None:
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", port))
     srv.listen(8)
+    # Up: the boot reads the folder no more (only a kernel that never listens has its log
+    # read). The boot removes it too, but it may have died meanwhile (its exec dropped).
+    shutil.rmtree(folder, ignore_errors=True)
     while True:
         conn, _ = srv.accept()
         threading.Thread(target=_control_conn, args=(conn,), daemon=True).start()
@@ -245,7 +249,8 @@ def kernel(conn: str, osmo_port: int, task_pid: int, orphan_after: float) -> Non
     signal.signal(signal.SIGTERM, lambda *_: _end("the kernel was asked to stop"))
     app = IPKernelApp.instance()
     app.initialize(["-f", conn])
-    threading.Thread(target=_serve_control, args=(osmo_port,), daemon=True).start()
+    folder = os.path.dirname(conn)
+    threading.Thread(target=_serve_control, args=(osmo_port, folder), daemon=True).start()
     threading.Thread(target=_watch_orphan, args=(orphan_after,), daemon=True).start()
     if task_pid:
         threading.Thread(target=_watch_task, args=(task_pid,), daemon=True).start()

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
@@ -90,16 +91,50 @@ def test_a_kernel_that_does_not_come_up_leaves_no_folder(tmp_path: Path) -> None
 
 def _boot(tmp_path: Path, cfg: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """The boot's own path, as the control plane runs it in a task (`python -c SOURCE boot`):
-    `cfg` over a key and the kernel's real source."""
+    `cfg` over a key and the kernel's real source; its folder in `tmp_path`."""
+    argv, stdin, env = _boot_args(tmp_path, cfg)
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, timeout=60)
+
+
+def _boot_args(tmp_path: Path, cfg: dict[str, Any]) -> tuple[list[str], str, dict[str, str]]:
     source = Path(kernel_boot.__file__).read_text()
-    return subprocess.run(
-        [sys.executable, "-c", source, "boot"],
-        input=json.dumps({"key": "k", "source": source, **cfg}),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        timeout=60,
-    )
+    stdin = json.dumps({"key": "k", "source": source, **cfg})
+    return [sys.executable, "-c", source, "boot"], stdin, {**os.environ, "TMPDIR": str(tmp_path)}
+
+
+def test_a_boot_killed_while_its_kernel_starts_leaves_no_folder(tmp_path: Path) -> None:
+    """The exec that boots a kernel can die before the kernel listens (its channel dropped,
+    the control plane stopped): the kernel, which outlives it, removes the folder holding its
+    key itself (fourteen such folders were left in /tmp over a day of test runs)."""
+    argv, stdin, env = _boot_args(tmp_path, {"orphan_after": 2})
+    boot = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    assert boot.stdin is not None
+    boot.stdin.write(stdin.encode())
+    boot.stdin.close()
+    kernels: list[psutil.Process] = []
+    try:
+        for _ in range(300):  # bounded: 30 s for the boot to start its kernel
+            kernels = [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if str(tmp_path) in " ".join(p.info["cmdline"] or []) and p.pid != boot.pid
+            ]
+            if kernels or boot.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert kernels, "the boot started no kernel"
+        boot.kill()  # while the kernel imports ipykernel, before it listens
+        boot.wait()
+        for _ in range(300):  # bounded: 30 s for the kernel to come up and clean up
+            if not any(tmp_path.iterdir()):
+                break
+            time.sleep(0.1)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        boot.kill()
+        for k in kernels:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                k.kill()
 
 
 def _boot_alone(tmp_path: Path, orphan_after: float) -> dict[str, Any]:
