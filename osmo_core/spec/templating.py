@@ -11,17 +11,20 @@ rendering point at the file as written.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
-from jinja2 import meta, nodes
 
 from ..errors import Problem
-from . import sandbox
 from .limits import DEFAULT, SpecLimits, check_yaml
+
+if TYPE_CHECKING:  # Jinja is imported by a render that needs it (most specs do not: ~60 ms)
+    from jinja2 import nodes
+
+    from .sandbox import BudgetSandbox
 
 # A run-time token: group 1 is output/workflow_id, groups 2:3 are input|host and its argument.
 TOKEN = re.compile(r"\{\{\s*(?:(output|workflow_id)|(input|host):([A-Za-z0-9_.-]+))\s*\}\}")
@@ -36,9 +39,16 @@ _BLOCK_END = re.compile(r"[^\s#-]|--|-\S")
 # Tokens are swapped for private-use characters while Jinja runs: Jinja passes them through.
 _PLACEHOLDER = re.compile("\ue000([0-9]+)\ue001")
 
-_ENV = sandbox.BudgetSandbox(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-)
+
+@functools.cache
+def _env() -> BudgetSandbox:
+    import jinja2
+
+    from .sandbox import BudgetSandbox
+
+    return BudgetSandbox(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+    )
 
 
 @dataclass
@@ -121,6 +131,12 @@ def render(
     within the render budget of `limits` (a located problem naming the knob past it)."""
     if not needs_jinja(text):
         return Rendered(text)
+    import jinja2
+    from jinja2 import meta
+
+    from . import sandbox
+
+    env = _env()
     tokens: dict[str, int] = {}
 
     def protect(m: re.Match[str]) -> str:
@@ -129,17 +145,17 @@ def render(
     protected = TOKEN.sub(protect, text)
     with sandbox.spending(limits):
         try:
-            ast = _ENV.parse(protected)
+            ast = env.parse(protected)
         except jinja2.TemplateSyntaxError as e:
             problem = Problem(f"template syntax error: {e.message}", file=file, line=e.lineno)
             return Rendered(text, [problem])
         except RecursionError:
             return Rendered(text, [Problem("the template nests too deeply", file=file)])
         try:
-            missing = meta.find_undeclared_variables(ast) - values.keys() - _ENV.globals.keys()
+            missing = meta.find_undeclared_variables(ast) - values.keys() - env.globals.keys()
             if missing:
                 return Rendered(text, _unresolved(ast, missing, text, file))
-            out = sandbox.render(_ENV, ast, values)
+            out = sandbox.render(env, ast, values)
         except sandbox.TemplateBudget as e:
             problem = Problem(
                 f"template stopped: {e}",
@@ -158,6 +174,8 @@ def render(
 def _unresolved(
     ast: nodes.Template, missing: set[str], text: str, file: str | None
 ) -> list[Problem]:
+    from jinja2 import nodes
+
     first: dict[str, int] = {}
     for node in ast.find_all(nodes.Name):
         if node.name in missing and node.ctx == "load":

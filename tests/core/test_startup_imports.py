@@ -19,6 +19,7 @@ from startup import (  # noqa: E402
     FORBIDDEN_CLI,
     FORBIDDEN_LOAD_EXT,
     FORBIDDEN_POD,
+    FORBIDDEN_VALIDATE,
     LOAD_EXT,
     POD_AGENT,
     creeping,
@@ -34,12 +35,17 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["--version"], ["workflow", "validate", str(REPO / "examples" / "hello.yaml")]],
+    ("argv", "forbidden"),
+    [
+        (["--version"], FORBIDDEN_CLI),
+        (["workflow", "validate", str(REPO / "examples" / "hello.yaml")], FORBIDDEN_VALIDATE),
+    ],
     ids=["version", "validate"],
 )
-def test_cli_start_up_imports_no_engine_server_or_ssh(argv: list[str], env: dict[str, str]):
-    assert creeping([sys.executable, "-m", "osmo_core.cli", *argv], FORBIDDEN_CLI, env) == []
+def test_cli_start_up_imports_no_engine_server_or_ssh(
+    argv: list[str], forbidden: tuple[str, ...], env: dict[str, str]
+):
+    assert creeping([sys.executable, "-m", "osmo_core.cli", *argv], forbidden, env) == []
 
 
 def test_load_ext_imports_no_engine_ssh_or_spec_models(env: dict[str, str]):
