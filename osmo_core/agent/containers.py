@@ -161,8 +161,11 @@ async def first_pid(runtime: str, name: str, timeout: float = START_WAIT) -> int
     return None
 
 
-def container_name(key: str) -> str:
-    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+def container_name(key: str, root: Path | str) -> str:
+    """The container of attempt `key` under the agent on `root`. The runtime's names are the
+    host's (docker's daemon is shared by every user): two control planes there (two users'
+    homes, two test sessions) may each run a workflow `serial-1`, so the root is in the name."""
+    digest = hashlib.sha1(f"{root}\0{key}".encode()).hexdigest()[:8]
     return f"osmo-{key.replace('/', '-')}-{digest}"
 
 

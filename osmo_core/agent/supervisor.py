@@ -139,7 +139,7 @@ class Supervisor:
             return vars(self._info(req.key, already_known=True))
         contained = req.image is not None and req.containers != "off"
         runtime = await self._runtime() if contained else None
-        container = container_name(req.key) if runtime else None
+        container = container_name(req.key, self.root) if runtime else None
         info = self._info(req.key)
         record = {
             "request": {  # a record: names, never contents or secrets

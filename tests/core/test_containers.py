@@ -92,9 +92,9 @@ async def test_over_its_memory_the_task_fails_with_oom(local: Local, container_i
 
 
 async def test_cpu_and_pids_limits_reach_the_runtime(local: Local, container_image: str) -> None:
-    name = container_name("wf/lim/0")
-    request = sh("wf/lim/0", "echo up; sleep 30", image=container_image, cpu=0.5)
     backend, events = local
+    name = container_name("wf/lim/0", backend.root)
+    request = sh("wf/lim/0", "echo up; sleep 30", image=container_image, cpu=0.5)
     await backend.launch(request)
     await events.wait("wf/lim/0", LogLine, timeout=30)
     fmt = "{{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}"
@@ -123,7 +123,7 @@ async def test_a_missing_image_fails_the_pull_with_the_registry_message(
 
 async def test_cancel_stops_and_removes_the_container(local: Local, container_image: str) -> None:
     backend, events = local
-    name = container_name("wf/cancel/0")
+    name = container_name("wf/cancel/0", backend.root)
     await backend.launch(sh("wf/cancel/0", "echo up; sleep 60", image=container_image))
     await events.wait("wf/cancel/0", LogLine, timeout=30)
     assert name in _containers()
@@ -131,6 +131,24 @@ async def test_cancel_stops_and_removes_the_container(local: Local, container_im
     end = await events.end("wf/cancel/0", timeout=15)
     assert isinstance(end, Exited) and end.exit_code == 143  # sh got the SIGTERM inside
     assert await _until_gone(name)
+
+
+async def test_two_control_planes_run_the_same_attempt_key_in_containers_side_by_side(
+    backends: BackendFactory, tmp_path: Path, container_image: str
+) -> None:
+    """Two homes on one host (two users, or two test sessions) each run their `serial-1`:
+    the runtime's names are the host's, and the second launch once took the first's name and
+    ended its task (exit 143)."""
+    key = "serial-1/task1/0"
+    ours = [await backends(tmp_path / name) for name in ("alice", "bob")]
+    for backend, _ in ours:
+        await backend.launch(sh(key, "echo up; sleep 3", image=container_image))
+    for _, events in ours:
+        end = await events.end(key, timeout=60)
+        assert isinstance(end, Exited) and end.exit_code == 0, end
+        assert "up" in [e.text for e in events.of(key, LogLine)]  # type: ignore[attr-defined]
+    names = {container_name(key, backend.root) for backend, _ in ours}
+    assert len(names) == 2
 
 
 async def test_an_agent_killed_under_its_container_is_succeeded_by_one_that_adopts_it(
@@ -150,7 +168,7 @@ async def until_line(events: Events, key: str, text: str, timeout: float = 30.0)
 async def adoption(local: Local, image: str, runtime: str) -> None:
     """SIGKILL the agent under a running container: the backend's new agent adopts it."""
     backend, events = local
-    key, name = "wf/adopt/0", container_name("wf/adopt/0")
+    key, name = "wf/adopt/0", container_name("wf/adopt/0", backend.root)
     # `ran` (in its workdir) proves it ran once and to its end; `gap` is printed while no
     # agent reads it, `late` after the new agent re-attached; `go` lets it end
     # a line over MAX_LINE is two log lines here, one line in the container's log
@@ -193,7 +211,7 @@ async def test_a_cancel_reaches_an_adopted_container(
     backends: BackendFactory, container_image: str
 ) -> None:
     backend, events = await backends()
-    key, name = "wf/adoptcancel/0", container_name("wf/adoptcancel/0")
+    key, name = "wf/adoptcancel/0", container_name("wf/adoptcancel/0", backend.root)
     await backend.launch(sh(key, "echo up; sleep 120", image=container_image))
     await events.wait(key, LogLine, timeout=30)
     os.kill(backend.agent["pid"], signal.SIGKILL)
@@ -211,7 +229,7 @@ async def test_a_container_gone_while_its_agent_was_dead_is_lost(
     backends: BackendFactory, container_image: str
 ) -> None:
     backend, events = await backends()
-    key, name = "wf/kill/0", container_name("wf/kill/0")
+    key, name = "wf/kill/0", container_name("wf/kill/0", backend.root)
     await backend.launch(sh(key, "echo up; sleep 120", image=container_image))
     await events.wait(key, LogLine, timeout=30)
     os.kill(backend.agent["pid"], signal.SIGKILL)

@@ -85,7 +85,7 @@ async def test_a_task_runs_in_docker_in_osmo_paths(
     lines = [e.text for e in events.of("wf/d/0", LogLine)]  # type: ignore[attr-defined]
     assert lines[:2] == ["/osmo/run", "/osmo/data/output"] and int(lines[2]) > 0
     assert (backend.root / "runs/wf/d/0/output/r").read_text() == "made\n"
-    assert await _until_gone(container_name("wf/d/0"), runtime=docker)
+    assert await _until_gone(container_name("wf/d/0", backend.root), runtime=docker)
 
 
 async def test_an_agent_killed_under_a_docker_container_is_succeeded_by_one_that_adopts_it(
@@ -103,7 +103,7 @@ async def test_cancel_and_a_failed_pull_on_docker(
     await backend.cancel("wf/dc/0", grace=5)
     end = await events.end("wf/dc/0", timeout=30)
     assert isinstance(end, Exited) and end.exit_code == 143  # sh got the SIGTERM inside
-    assert await _until_gone(container_name("wf/dc/0"), runtime=docker)
+    assert await _until_gone(container_name("wf/dc/0", backend.root), runtime=docker)
     await backend.launch(sh("wf/dp/0", "true", image="127.0.0.1:9/osmo/nope:1"))
     failed = await events.end("wf/dp/0", timeout=60)
     assert isinstance(failed, StartFailed) and failed.reason == "image_pull"
