@@ -292,12 +292,14 @@ async def test_health_answers_within_100ms_while_10000_tasks_are_cancelled(
     p95, worst = latencies[int(len(latencies) * 0.95)], latencies[-1]
     print(f"cancel of 10,000 tasks: {took:.2f}s; /health p95 {p95 * 1000:.0f} ms,", end=" ")
     print(f"worst {worst * 1000:.0f} ms over {len(latencies)} polls")
-    # Before: one 14-30 s stall. Measured here: p95 15-37 ms, worst 28-106 ms; on a loaded
-    # 2-core CI host a poll sometimes waits for the process to be scheduled again, and a rare
-    # single outlier of 0.3-0.45 s (cause not yet pinned down) is tolerated below.
+    # Before: one 14-30 s stall. Measured here: p95 15-37 ms. The worst poll is a full
+    # collection of the cyclic GC: this process (pytest, the Jupyter server and the 10,000
+    # tasks) holds ~590,000 objects, which a generation-2 pass takes 0.2-0.45 s to walk on an
+    # idle 2-core VM (gc.callbacks; 0.59 s with a second test worker on the other core), and
+    # the cancel triggers a few. A stalled loop is still seconds: it fails well above 1 s.
     assert len(latencies) >= 10
     assert p95 <= 0.1, latencies[-10:]
-    assert worst <= 0.5, latencies[-10:]
+    assert worst <= 1.0, latencies[-10:]
     assert await asyncio.wait_for(service.wait(wf), 60) == "FAILED_CANCELED"
 
 
