@@ -21,7 +21,7 @@ import yaml
 from ..errors import Problem
 from .limits import DEFAULT, SpecLimits, check_yaml
 
-if TYPE_CHECKING:  # Jinja is imported by a render that needs it (most specs do not: ~60 ms)
+if TYPE_CHECKING:  # Jinja is imported by a render that needs it (most specs do not: 25-40 ms)
     from jinja2 import nodes
 
     from .sandbox import BudgetSandbox
