@@ -201,7 +201,10 @@ async def test_a_template_is_stopped_within_its_budget(
     assert time.monotonic() - t0 < 2.5, attack
     assert any(k in body["details"][0]["hint"] for k in knob.split("|")), body
     assert peak_rss_mib() - before < 100
-    assert worst < 0.25, f"/health took {worst:.3f}s during the render"
+    # The render shares the GIL with the loop: the worst poll was 0.12-0.15 s on an idle
+    # 2-core VM (macro tree, nested range) and 0.29 s with a second test worker on the other
+    # core. A render on the loop would stall it for its whole budget (1 s here).
+    assert worst < 0.5, f"/health took {worst:.3f}s during the render"
 
 
 async def test_templates_within_the_budget_still_render(api: Any, mallory: Any) -> None:
