@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import shutil
@@ -28,7 +29,7 @@ EXAMPLES = REPO / "examples"
 
 ServiceFactory = Callable[..., Awaitable[Service]]
 
-# --- in parallel (pytest-xdist, `-n 2 --dist loadgroup` as the README runs it) ---------------
+# --- in parallel (pytest-xdist: `-n 2 --dist loadgroup`, docs/development.md) ----------------
 
 # The modules that drive Chromium take turns on one worker: their frame-time and visual checks
 # measure a browser with a core to itself, not one beside another browser.
@@ -254,8 +255,11 @@ def _container_setup() -> str:
     coreutils, as OSMO's tutorials expect), else the test image."""
     if not shutil.which("podman") or not Path("/bin/busybox").exists():
         return "podman or busybox-static is not installed (.ci/run installs both)"
-    if not _exists(TEST_IMAGE):
-        _build_test_image()
+    # one process builds it: xdist's workers (or two checkouts) start at once on a new machine
+    with open(Path(tempfile.gettempdir()) / "osmo-test-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _exists(TEST_IMAGE):
+            _build_test_image()
     ubuntu = PYTHON_IMAGE if _exists(PYTHON_IMAGE) else TEST_IMAGE
     subprocess.run(["podman", "tag", ubuntu, UBUNTU], check=True, capture_output=True)
     ran = subprocess.run(
