@@ -3,7 +3,7 @@
  * selected task's details (drawn by the caller, which holds what it read of the task).
  */
 import { renderDag } from './dag';
-import { h, replaceKeepingFocus } from './dom';
+import { h, on, patchChildren } from './dom';
 import { layout } from './dag';
 import { isTerminal, statusKind, WorkflowView } from './model';
 
@@ -49,24 +49,24 @@ export class WorkflowDetailView {
       'data-server': true,
       'aria-label': `Cancel ${view.id}`
     });
-    cancel.addEventListener('click', () => this.on.act('cancel', view.id));
+    on(cancel, 'click', () => this.on.act('cancel', view.id));
     const restart = button('restart', 'Restart', {
       disabled: !ended,
       'data-server': true,
       'aria-label': `Restart ${view.id}`
     });
-    restart.addEventListener('click', () => this.on.act('restart', view.id));
+    on(restart, 'click', () => this.on.act('restart', view.id));
     const tab = button('tab', 'Open in Tab', {
       title: 'The graph, a timeline, the tasks and their resources in a main-area tab'
     });
-    tab.addEventListener('click', () => this.on.openTab(view.id));
+    on(tab, 'click', () => this.on.openTab(view.id));
     const close = button('close', '×', { 'aria-label': 'Close details' });
-    close.addEventListener('click', () => this.on.close());
+    on(close, 'click', () => this.on.close());
     const zoom = button('zoom', this.fit ? 'Full size' : 'Fit', {
       'aria-pressed': this.fit ? 'true' : 'false',
       title: 'Fit the graph to the panel, or show it at full size with scrolling'
     });
-    zoom.addEventListener('click', () => {
+    on(zoom, 'click', () => {
       this.fit = !this.fit;
       this.on.changed();
     });
@@ -75,7 +75,7 @@ export class WorkflowDetailView {
       { class: `osmo-dag-box${this.fit ? ' osmo-fit' : ''}` },
       renderDag(view, layout(view.order, view.spec), selectedTask, t => this.on.selectTask(t))
     );
-    replaceKeepingFocus(
+    patchChildren(
       this.node,
       h(
         'header',

@@ -41,10 +41,41 @@ export function h(tag: string, attrs: Attrs = {}, ...children: Child[]): Element
   return el;
 }
 
+type Handler = (ev: Event) => void;
+/** The handlers `on` gave each element, by event type. */
+const handlers = new WeakMap<Element, Map<string, Handler[]>>();
+
+/** `el.addEventListener(type, fn)`, through one listener per type that calls the handlers the
+ * element holds now: `patchChildren` moves a fresh element's handlers onto the element it
+ * keeps, so a kept button acts on what the latest render said (its ids, its selection). */
+export function on<K extends keyof HTMLElementEventMap>(
+  el: Element,
+  type: K,
+  fn: (ev: HTMLElementEventMap[K]) => void
+): void {
+  let byType = handlers.get(el);
+  if (!byType) {
+    byType = new Map();
+    handlers.set(el, byType);
+  }
+  const list = byType.get(type);
+  if (list) {
+    list.push(fn as Handler);
+    return;
+  }
+  byType.set(type, [fn as Handler]);
+  el.addEventListener(type, ev =>
+    handlers
+      .get(el)
+      ?.get(type)
+      ?.forEach(f => f(ev))
+  );
+}
+
 /** Enter and Space act like a click on an element that is not a button (ARIA practice). */
 export function activateOnKeys(el: Element, fn: () => void): void {
-  el.addEventListener('click', fn);
-  el.addEventListener('keydown', ev => {
+  on(el, 'click', fn);
+  on(el, 'keydown', ev => {
     const key = (ev as KeyboardEvent).key;
     if (key === 'Enter' || key === ' ') {
       ev.preventDefault();
@@ -63,4 +94,94 @@ export function replaceKeepingFocus(parent: Element, ...children: Array<Node | s
     const again = parent.querySelector(`[data-key="${CSS.escape(key)}"]`);
     (again as HTMLElement | SVGElement | null)?.focus();
   }
+}
+
+/**
+ * Make `parent`'s children look like `children` while keeping the elements that are already
+ * there (same tag, same `data-key` or, without one, the same place among their unkeyed
+ * siblings): their attributes, text and `on` handlers are updated in place.
+ *
+ * Why not `replaceChildren`: a click is a press and a release on one element, and a view that
+ * redraws every second while a workflow runs would replace the row under a press about one
+ * time in ten, and the browser then drops the click. Kept elements also keep focus and scroll.
+ * Only for trees whose handlers all come from `on`: a plain listener on a kept element would
+ * stay as the first render left it.
+ */
+export function patchChildren(parent: Element, ...children: Array<Node | string>): void {
+  const active = document.activeElement;
+  const focusKey = active && parent.contains(active) ? active.getAttribute('data-key') : null;
+  reconcile(parent, children);
+  if (focusKey !== null && !(active && parent.contains(active))) {
+    const again = parent.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+    (again as HTMLElement | SVGElement | null)?.focus();
+  }
+}
+
+function reconcile(parent: Element, children: Array<Node | string>): void {
+  const keyed = new Map<string, Element>();
+  const unkeyed = new Map<string, Element[]>();
+  for (const old of Array.from(parent.children)) {
+    const key = old.getAttribute('data-key');
+    if (key !== null) {
+      keyed.set(`${old.namespaceURI} ${old.tagName} ${key}`, old);
+    } else {
+      const id = `${old.namespaceURI} ${old.tagName}`;
+      unkeyed.set(id, [...(unkeyed.get(id) ?? []), old]);
+    }
+  }
+  const wanted = children.map(c => {
+    if (typeof c === 'string') {
+      return document.createTextNode(c);
+    }
+    if (!(c instanceof Element) || c.parentNode === parent) {
+      return c; // a text node, or a node the caller keeps and put back here
+    }
+    const key = c.getAttribute('data-key');
+    const id = `${c.namespaceURI} ${c.tagName}`;
+    const old = key !== null ? keyed.get(`${id} ${key}`) : unkeyed.get(id)?.shift();
+    if (!old) {
+      return c;
+    }
+    keyed.delete(`${id} ${key}`);
+    morph(old, c);
+    return old;
+  });
+  // Put them in order, moving only what is out of place (a moved element is re-inserted,
+  // which would drop a click on it just as a replaced one does).
+  wanted.forEach((node, i) => {
+    const here = parent.childNodes[i];
+    if (here !== node) {
+      parent.insertBefore(node, here ?? null);
+    }
+  });
+  while (parent.childNodes.length > wanted.length) {
+    parent.lastChild?.remove();
+  }
+}
+
+function morph(old: Element, fresh: Element): void {
+  for (const { name } of Array.from(old.attributes)) {
+    if (!fresh.hasAttribute(name)) {
+      old.removeAttribute(name);
+    }
+  }
+  for (const { name, value } of Array.from(fresh.attributes)) {
+    if (old.getAttribute(name) !== value) {
+      old.setAttribute(name, value);
+    }
+  }
+  const given = handlers.get(fresh);
+  const had = handlers.get(old);
+  for (const type of had?.keys() ?? []) {
+    had?.set(type, given?.get(type) ?? []);
+  }
+  for (const [type, fns] of given ?? []) {
+    if (!had?.has(type)) {
+      fns.forEach(fn => on(old, type as keyof HTMLElementEventMap, fn));
+    }
+  }
+  if (old instanceof HTMLInputElement && fresh instanceof HTMLInputElement) {
+    old.checked = fresh.checked;
+  }
+  reconcile(old, Array.from(fresh.childNodes));
 }

@@ -4,7 +4,7 @@
  * notification when a task becomes held while the panel is open.
  */
 import type { OsmoEvent } from './api';
-import { h } from './dom';
+import { h, on } from './dom';
 import { heldTasks, holdText, WorkflowView } from './model';
 import { actionButton, TaskDetailEnv } from './taskdetail';
 
@@ -31,7 +31,7 @@ export function renderHeldBanner(
       },
       t.name
     );
-    show.addEventListener('click', () => selectTask(t.name));
+    on(show, 'click', () => selectTask(t.name));
     const actions = env.actions
       .for(ctx)
       .filter(a => a.id === 'done' || a.id === 'retry')

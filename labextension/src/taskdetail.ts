@@ -5,7 +5,7 @@
  */
 import { TaskAction, TaskActions, TaskContext } from './actions';
 import { TaskInfo } from './api';
-import { h } from './dom';
+import { h, on } from './dom';
 import {
   duration,
   formatDuration,
@@ -102,7 +102,7 @@ export function renderTask(
     { class: 'jp-Button jp-mod-styled osmo-open-logs', type: 'button', 'data-key': 'logs' },
     'Open logs'
   );
-  logs.addEventListener('click', () => env.openLogs(view.id, name));
+  on(logs, 'click', () => env.openLogs(view.id, name));
   const buttons = h('div', { class: 'osmo-task-actions' }, logs);
   const ctx = { workflowId: view.id, task: t, spec };
   buttons.append(...env.actions.for(ctx).map(action => actionButton(action, ctx, env)));
@@ -139,7 +139,7 @@ export function actionButton(
     },
     action.label
   );
-  b.addEventListener('click', async () => {
+  on(b, 'click', async () => {
     try {
       await action.execute(ctx);
     } catch (e) {

@@ -1,6 +1,6 @@
 /** The workflow list: search, filters and sort, the count, a selection for bulk cancel, and
  * one row per workflow (live; its context menu is index.ts's). */
-import { h, replaceKeepingFocus } from './dom';
+import { h, on, patchChildren } from './dom';
 import {
   duration,
   Filter,
@@ -175,17 +175,17 @@ export class WorkflowListView {
       },
       'Cancel selected'
     );
-    cancel.addEventListener('click', () => this.on.cancel(ids));
+    on(cancel, 'click', () => this.on.cancel(ids));
     const clear = h(
       'button',
       { class: 'osmo-link', type: 'button', 'data-key': 'bulk-clear' },
       'clear selection'
     );
-    clear.addEventListener('click', () => {
+    on(clear, 'click', () => {
       this.checked.clear();
       this.on.changed();
     });
-    replaceKeepingFocus(this.bulk, `${ids.length} selected `, cancel, ' ', clear);
+    patchChildren(this.bulk, `${ids.length} selected `, cancel, ' ', clear);
   }
 
   /** Ctrl/Cmd-click adds or drops a workflow from the selection, Shift-click a range;
@@ -258,12 +258,12 @@ export class WorkflowListView {
             .join(' · ')
         )
       );
-      li.addEventListener('click', ev => {
+      on(li, 'click', ev => {
         if (!this.pick(ev, r.id)) {
           this.on.select(r.id);
         }
       });
-      li.addEventListener('keydown', ev => {
+      on(li, 'keydown', ev => {
         if (ev.key === 'Enter' || ev.key === ' ') {
           ev.preventDefault();
           this.on.select(r.id);
@@ -274,7 +274,7 @@ export class WorkflowListView {
     if (!items.length) {
       items.push(this.empty());
     }
-    replaceKeepingFocus(this.listEl, ...items);
+    patchChildren(this.listEl, ...items);
   }
 
   /** What an empty list says: loading, nothing yet (and how to start), or nothing matches. */
@@ -288,7 +288,7 @@ export class WorkflowListView {
         { class: 'jp-Button jp-mod-styled osmo-clear-filter', type: 'button', 'data-key': 'clear' },
         'Clear filter'
       );
-      clear.addEventListener('click', () => this.clearFilter());
+      on(clear, 'click', () => this.clearFilter());
       return h('li', { class: 'osmo-empty' }, 'No workflow matches the filter. ', clear);
     }
     const submit = h(
@@ -296,7 +296,7 @@ export class WorkflowListView {
       { class: 'osmo-link', type: 'button', 'data-key': 'empty-submit', 'data-server': true },
       'submit a workflow YAML'
     );
-    submit.addEventListener('click', () => this.on.submit());
+    on(submit, 'click', () => this.on.submit());
     return h(
       'li',
       { class: 'osmo-empty osmo-empty-hint' },

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
-from playwright.sync_api import Page, WebSocketRoute, expect
+from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
 from tests.lab.conftest import PANEL_TAB, Lab, browser_page, open_panel, submit_from_panel
@@ -322,6 +323,21 @@ ROWS_IN_VIEW = """(list) => {
 }"""
 
 
+def redrawn(ticking: Locator) -> None:
+    """Wait for a redraw: a running duration's text moves on."""
+    expect(ticking).not_to_have_text(ticking.text_content() or "", timeout=10_000)
+
+
+def held_click(page: Page, target: Locator, during: Callable[[], None]) -> None:
+    """Press on `target`, run `during`, release: a click that a user's slow press would make."""
+    box = target.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    during()
+    page.mouse.up()
+
+
 def test_workflow_list_names_times_sort_filters_menu_and_bulk_cancel(lab: Lab) -> None:
     for i in range(11):
         labels = {"team": "vision" if i % 2 else "speech"}
@@ -375,11 +391,13 @@ def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
     )  # it ended
     menu.locator(".lm-Menu-item", has_text="Copy ID").click()
     page.wait_for_function("navigator.clipboard.readText().then(t => t === 'quick-1')")
-    # The list re-renders every second while a workflow runs: the menu still acts on the row
-    # it was opened on after that row's element is gone (it acted on nothing before).
+    # The list redraws every second while a workflow runs, keeping the rows it has: the menu
+    # acts on the row it was opened on after a redraw.
+    ticking = panel.locator(f'li.osmo-wf[data-id="{running_ids[0]}"] .osmo-wf-duration')
     row = quick.element_handle()
     quick.click(button="right")
-    page.wait_for_function("row => !row.isConnected", arg=row, timeout=10_000)
+    redrawn(ticking)
+    assert row.evaluate("row => row.isConnected")
     menu.locator(".lm-Menu-item", has_text="View Spec").click()
     expect(page.locator(".osmo-spec-view:visible")).to_contain_text("name: quick")
     quick.click(button="right")
@@ -387,6 +405,12 @@ def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
     restarted = page.locator(".Toastify__toast", has_text="Restarted quick-1 as quick-12")
     expect(restarted).to_be_visible(timeout=15_000)
     expect(panel.locator(".osmo-detail-id")).to_have_text("quick-12")
+    # A press that a redraw interrupts still clicks: the browser drops a click whose element
+    # was replaced between press and release, and the view redraws every second.
+    zoom = panel.locator(".osmo-detail button.osmo-zoom")
+    expect(zoom).to_have_attribute("aria-pressed", "true")
+    held_click(page, zoom, during=lambda: redrawn(ticking))
+    expect(zoom).to_have_attribute("aria-pressed", "false")
 
     # Cancel asks first; "Keep running" keeps it running.
     first = panel.locator(f'li.osmo-wf[data-id="{running_ids[0]}"]')
@@ -399,7 +423,9 @@ def list_scenario(page: Page, lab: Lab, running_ids: list[str]) -> None:
 
     # Select both running workflows (Ctrl-click) and cancel them at once.
     second = panel.locator(f'li.osmo-wf[data-id="{running_ids[1]}"]')
-    first.click(modifiers=["Control"])
+    page.keyboard.down("Control")
+    held_click(page, first, during=lambda: redrawn(first.locator(".osmo-wf-duration")))
+    page.keyboard.up("Control")
     second.click(modifiers=["Control"])
     expect(panel.locator(".osmo-bulk")).to_contain_text("2 selected")
     second.click(button="right")
