@@ -29,6 +29,7 @@ from .engine import Engine
 from .engine.cache import restart_reuse
 from .errors import Conflict, Forbidden, NotFound, PlacementError, Problem
 from .events import EventBus, Subscription
+from .gcpause import freeze_startup_objects
 from .interactive import Interactive
 from .interactive.spares import KernelSpares
 from .roles import USER
@@ -85,6 +86,7 @@ class Service(ServiceReads):
         self._lock()
         try:
             self.store.open()
+            freeze_startup_objects()
             await self.interactive.start()  # first: agents the engine starts know where to dial
             await self.engine.start()
             await self.kernel_spares.start()
