@@ -119,14 +119,19 @@ export function patchChildren(parent: Element, ...children: Array<Node | string>
 
 function reconcile(parent: Element, children: Array<Node | string>): void {
   const keyed = new Map<string, Element>();
-  const unkeyed = new Map<string, Element[]>();
+  const unkeyed = new Map<string, { els: Element[]; next: number }>(); // linear for thousands
   for (const old of Array.from(parent.children)) {
     const key = old.getAttribute('data-key');
+    const id = `${old.namespaceURI} ${old.tagName}`;
     if (key !== null) {
-      keyed.set(`${old.namespaceURI} ${old.tagName} ${key}`, old);
+      keyed.set(`${id} ${key}`, old);
     } else {
-      const id = `${old.namespaceURI} ${old.tagName}`;
-      unkeyed.set(id, [...(unkeyed.get(id) ?? []), old]);
+      const same = unkeyed.get(id);
+      if (same) {
+        same.els.push(old);
+      } else {
+        unkeyed.set(id, { els: [old], next: 0 });
+      }
     }
   }
   const wanted = children.map(c => {
@@ -138,11 +143,14 @@ function reconcile(parent: Element, children: Array<Node | string>): void {
     }
     const key = c.getAttribute('data-key');
     const id = `${c.namespaceURI} ${c.tagName}`;
-    const old = key !== null ? keyed.get(`${id} ${key}`) : unkeyed.get(id)?.shift();
+    const same = key === null ? unkeyed.get(id) : undefined;
+    const old = key !== null ? keyed.get(`${id} ${key}`) : same?.els[same.next++];
     if (!old) {
       return c;
     }
-    keyed.delete(`${id} ${key}`);
+    if (key !== null) {
+      keyed.delete(`${id} ${key}`);
+    }
     morph(old, c);
     return old;
   });
