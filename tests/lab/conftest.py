@@ -155,7 +155,8 @@ def submit_options(page: Page) -> Locator:
 @contextmanager
 def browser_page(clipboard: bool = False, failed: str | None = None) -> Iterator[Page]:
     """A page of a fresh Chromium; `clipboard`: it may read and write the clipboard; `failed`:
-    a screenshot of the page is saved as ARTIFACTS/<failed>.png when the block raises."""
+    a screenshot of the page is saved as ARTIFACTS/<failed>.png when the block raises. A failure
+    also names the page's failed requests, error answers and console errors."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -163,9 +164,17 @@ def browser_page(clipboard: bool = False, failed: str | None = None) -> Iterator
             if clipboard:
                 context.grant_permissions(["clipboard-read", "clipboard-write"])
             page = context.new_page()
+            seen: list[str] = []
+            page.on("requestfailed", lambda r: seen.append(f"{r.method} {r.url}: {r.failure}"))
+            page.on(
+                "response",
+                lambda r: r.status >= 400 and seen.append(f"{r.request.method} {r.url} {r.status}"),
+            )
+            page.on("console", lambda m: m.type == "error" and seen.append(f"console: {m.text}"))
             try:
                 yield page
-            except Exception:
+            except Exception as e:
+                e.add_note("the page saw:\n" + "\n".join(seen[-40:]))
                 if failed:
                     ARTIFACTS.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(ARTIFACTS / f"{failed}.png"))

@@ -35,12 +35,11 @@ class Server:
     env: dict[str, str]  # for subprocesses and kernels: PYTHONPATH, OSMO_HOME, server URL
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+def wait_until_up(url: str, proc: subprocess.Popen[str], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise RuntimeError(f"the server exited ({proc.returncode}):\n{out}")
+            raise RuntimeError(f"the server exited ({proc.returncode}):\n{log.read_text()}")
         try:
             with urllib.request.urlopen(f"{url}/osmo/api/v1/health", timeout=2) as r:
                 if r.status == 200:
@@ -70,23 +69,26 @@ def base_env(tmp: Path) -> dict[str, str]:
 def jupyter(app: str, root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
     """`app` ("lab": JupyterLab; "notebook": Notebook 7; "osmo": the headless server) on
     127.0.0.1 with the test token, serving `root`; yields its URL. Stopped afterwards, with the
-    agent it started."""
+    agent it started. Its output goes to a file beside `root` (a pipe nobody reads would stop
+    the server once a long session's log filled it)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    log = root.parent / f"jupyter-{app}-{port}.log"
     argv = {
         "lab": [sys.executable, "-m", "jupyterlab", "--no-browser", "--LabApp.news_url=",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         "notebook": [sys.executable, "-m", "notebook", "--no-browser"],
         "osmo": [sys.executable, "-c", "from osmo_jupyter.app import main; main()"],
     }[app]  # fmt: skip
-    proc = subprocess.Popen(
-        [*argv, "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
-         f"--ServerApp.root_dir={root}", *args],
-        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*argv, "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+             "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
+             f"--ServerApp.root_dir={root}", *args],
+            env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     try:
-        wait_until_up(url, proc)
+        wait_until_up(url, proc, log)
         yield url
     finally:
         proc.terminate()
