@@ -42,15 +42,19 @@ BROWSER_MODULES = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups and `-m` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A module's tests stay on one worker (its module-scoped servers start once)."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
+    """The browser modules' tests are marked `browser` (`-m browser`, `-m "not browser"`). A
+    module's tests stay on one worker (its module-scoped servers start once); the browser
+    modules share one."""
+    xdist = config.pluginmanager.hasplugin("xdist")
     for item in items:
         module = item.nodeid.split("::", 1)[0]
-        group = "browser" if module.startswith(BROWSER_MODULES) else module
-        item.add_marker(pytest.mark.xdist_group(group))
+        browser = module.startswith(BROWSER_MODULES)
+        if browser:
+            item.add_marker(pytest.mark.browser)
+        if xdist:
+            item.add_marker(pytest.mark.xdist_group("browser" if browser else module))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
