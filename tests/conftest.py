@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -209,11 +210,29 @@ def s3_endpoint() -> Iterator[str]:
             os.environ[k] = v
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on now, on 127.0.0.1 (for servers the tests start)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port nothing listens on now, on 127.0.0.1 (for servers the tests start), from
+    below the kernel's ephemeral range: a port from port 0 is one the kernel also hands out as
+    the source port of any outgoing connection, so a server started a moment later found it
+    taken (a Hub's "Address already in use" under two workers). Random, so two workers rarely
+    try the same one; tried with a bind."""
+    high = _ephemeral_low()
+    for _ in range(200):
+        port = 10_000 + secrets.randbelow(high - 10_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in 10000-{high - 1}")
 
 
 # --- containers (podman + runc, configured by .ci/run) -----------------------------------------

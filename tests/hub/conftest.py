@@ -312,7 +312,7 @@ def running_hub(tmp: Path, users: tuple[str, ...] = USERS, managed: bool = False
     try:
         if not managed:
             h.start_service()  # it needs the Hub only once requests come
-        wait_until("the Hub", lambda: h.hub_api("")[0] == 200)
+        wait_until("the Hub", lambda: hub_alive(h) and h.hub_api("")[0] == 200)
         h.start_labs(*users)
         h.tokens = {u: h.token(u) for u in ("alice", "bob", "carol", "dave")}
         yield h
@@ -325,6 +325,14 @@ def running_hub(tmp: Path, users: tuple[str, ...] = USERS, managed: bool = False
         h.stop_service()
         log.close()
         _stop_agent(tmp / "osmo")
+
+
+def hub_alive(h: Hub) -> bool:
+    """Fails at once when the Hub exited: its proxy, a process of its own, answers 404 on."""
+    assert h.proc is not None
+    if h.proc.poll() is not None:
+        raise RuntimeError(f"the Hub exited ({h.proc.returncode}); its log follows")
+    return True
 
 
 def _stop_agent(data_dir: Path) -> None:
