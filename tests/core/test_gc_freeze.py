@@ -18,13 +18,15 @@ from osmo_core.service import Service
 
 async def main():
     assert gc.get_freeze_count() == 0
-    async with Service(OsmoConfig(data_dir=sys.argv[1])):
+    async with Service(OsmoConfig(data_dir=sys.argv[1])) as first:
         frozen = gc.get_freeze_count()
-        async with Service(OsmoConfig(data_dir=sys.argv[2])):
+        async with Service(OsmoConfig(data_dir=sys.argv[2])) as second:
             again = gc.get_freeze_count()
+            await second.backends["local"].shutdown_agent(force=True)
         cycle = [];  cycle.append(cycle)
         del cycle
         print(frozen, again, gc.collect())
+        await first.backends["local"].shutdown_agent(force=True)
 
 asyncio.run(main())
 """
