@@ -210,6 +210,7 @@ def s3_endpoint() -> Iterator[str]:
             os.environ[k] = v
 
 
+@functools.cache
 def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])

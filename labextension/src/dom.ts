@@ -87,10 +87,16 @@ export function activateOnKeys(el: Element, fn: () => void): void {
 /** Re-render `parent`'s children, keeping keyboard focus on the element with the same
  * `data-key` (re-rendering on every event must not throw a keyboard user out). */
 export function replaceKeepingFocus(parent: Element, ...children: Array<Node | string>): void {
+  keepingFocus(parent, () => parent.replaceChildren(...children));
+}
+
+/** Run `change` on `parent`'s children; if it took away the focused element, focus the one
+ * with the same `data-key`. */
+function keepingFocus(parent: Element, change: () => void): void {
   const active = document.activeElement;
   const key = active && parent.contains(active) ? active.getAttribute('data-key') : null;
-  parent.replaceChildren(...children);
-  if (key !== null) {
+  change();
+  if (key !== null && !parent.contains(document.activeElement)) {
     const again = parent.querySelector(`[data-key="${CSS.escape(key)}"]`);
     (again as HTMLElement | SVGElement | null)?.focus();
   }
@@ -108,13 +114,7 @@ export function replaceKeepingFocus(parent: Element, ...children: Array<Node | s
  * stay as the first render left it.
  */
 export function patchChildren(parent: Element, ...children: Array<Node | string>): void {
-  const active = document.activeElement;
-  const focusKey = active && parent.contains(active) ? active.getAttribute('data-key') : null;
-  reconcile(parent, children);
-  if (focusKey !== null && !(active && parent.contains(active))) {
-    const again = parent.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
-    (again as HTMLElement | SVGElement | null)?.focus();
-  }
+  keepingFocus(parent, () => reconcile(parent, children));
 }
 
 function reconcile(parent: Element, children: Array<Node | string>): void {
