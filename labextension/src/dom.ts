@@ -154,6 +154,13 @@ function reconcile(parent: Element, children: Array<Node | string>): void {
     morph(old, c);
     return old;
   });
+  // What is not kept goes first, so that a row gone from the top (a scroll) moves no other.
+  for (const old of keyed.values()) {
+    old.remove();
+  }
+  for (const { els, next } of unkeyed.values()) {
+    els.slice(next).forEach(old => old.remove());
+  }
   // Put them in order, moving only what is out of place (a moved element is re-inserted,
   // which would drop a click on it just as a replaced one does).
   wanted.forEach((node, i) => {

@@ -4,7 +4,7 @@
  * duration, node) and their resources (CPU, GPU and memory asked, what was allocated, node,
  * pool).
  */
-import { activateOnKeys, h } from './dom';
+import { activateOnKeys, h, patchChildren } from './dom';
 import { duration, formatDuration, shownStatus, taskKind, WorkflowView } from './model';
 import { askedResource } from './specinfo';
 import { bytes, describe } from './taskdetail';
@@ -194,7 +194,8 @@ export class TaskTable {
     }
     this.rows = tableRows(view, this.query, Date.now() / 1000);
     this.count.textContent = `${this.rows.length} of ${view.order.length} tasks`;
-    this.head.replaceChildren(
+    patchChildren(
+      this.head,
       ...this.columns.map(key => {
         const label = COLUMNS[key];
         const sorted = this.query.sort === key;
@@ -205,6 +206,7 @@ export class TaskTable {
             role: 'columnheader',
             tabindex: 0,
             'data-column': key,
+            'data-key': key,
             'aria-sort': sorted ? (this.query.descending ? 'descending' : 'ascending') : 'none'
           },
           `${label}${sorted ? (this.query.descending ? ' ▾' : ' ▴') : ''}`

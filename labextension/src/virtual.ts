@@ -2,7 +2,7 @@
  * A virtualised list of fixed-height rows: only the rows in view (and a few around them) are in
  * the DOM, so 2,000 tasks cost what 40 do. Used by the task table and the timeline.
  */
-import { h } from './dom';
+import { h, patchChildren } from './dom';
 
 /** The rows [start, end) to draw for a scroll position; `overscan` rows on either side. */
 export function visibleRange(
@@ -17,6 +17,8 @@ export function visibleRange(
   return [Math.max(0, first - overscan), Math.min(count, last + overscan)];
 }
 
+/** Rows are drawn again each time the list's view changes (every second while a task runs),
+ * updating the elements already there: `renderRow`'s handlers must come from `on`. */
 export class VirtualRows {
   /** The scrolling box. */
   readonly node: HTMLElement;
@@ -64,8 +66,9 @@ export class VirtualRows {
       row.style.top = `${i * this.rowHeight}px`;
       row.style.height = `${this.rowHeight}px`;
       row.setAttribute('aria-rowindex', String(i + 2)); // 1 is the header row
+      row.dataset.key = String(i); // the row drawn at i stays the same element (dom.ts)
       rows.push(row);
     }
-    this.body.replaceChildren(...rows);
+    patchChildren(this.body, ...rows);
   }
 }

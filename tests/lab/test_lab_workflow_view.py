@@ -25,7 +25,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
 from tests.lab.conftest import Lab, browser_page, open_panel
-from tests.lab.test_lab_ux import COLOURS, opaque_background
+from tests.lab.test_lab_ux import COLOURS, held_click, opaque_background, redrawn
 from tests.lab.visual import assert_matches_baseline
 from tests.notebook.test_browser import ARTIFACTS, contrast
 
@@ -473,6 +473,16 @@ def wide_scenario(page: Page, lab: Lab, wf: str, submitted: float) -> None:
     table.locator(".osmo-vrows").evaluate("e => { e.scrollTop = e.scrollHeight; }")
     expect(table.locator('.osmo-table-row[data-task="shard-39-task-49"]')).to_be_visible()
     assert table.locator(".osmo-vrows-body .osmo-table-row").count() < 200
+    # The rows and headers redraw every second while root runs; a press that a redraw
+    # interrupts still clicks (the browser drops a click whose element was replaced).
+    table.locator(".osmo-vrows").evaluate("e => { e.scrollTop = 0; }")
+    root_row = table.locator('.osmo-table-row[data-task="root"]')
+    ticking = root_row.locator(".osmo-col-duration")
+    held_click(page, root_row, during=lambda: redrawn(ticking))
+    expect(root_row).to_have_attribute("aria-selected", "true")
+    status_header = table.locator('[role="columnheader"][data-column="status"]')
+    held_click(page, status_header, during=lambda: redrawn(ticking))
+    expect(status_header).to_have_attribute("aria-sort", "ascending")
 
     # The timeline: a row per attempt, virtualised; the running root's bar reaches now, live.
     view.get_by_role("tab", name="Timeline").click()
@@ -481,6 +491,10 @@ def wide_scenario(page: Page, lab: Lab, wf: str, submitted: float) -> None:
     expect(root).to_have_attribute("aria-label", re.compile(r"^root attempt 1: RUNNING, "))
     label = root.get_attribute("aria-label")
     expect(root).not_to_have_attribute("aria-label", label or "", timeout=5_000)  # it moves
+    shard = timeline.locator('.osmo-timeline-row[data-task="shard-00-task-00"]')
+    said = root.get_attribute("aria-label") or ""
+    held_click(page, shard, during=lambda: expect(root).not_to_have_attribute("aria-label", said))
+    expect(shard).to_have_class(re.compile("osmo-selected"))
     ends = root.evaluate(
         "r => [r.querySelector('.osmo-timeline-bar'), r.querySelector('.osmo-timeline-track')]"
         ".map(e => e.getBoundingClientRect().right)"
