@@ -8,6 +8,7 @@ import functools
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -59,15 +60,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under xdist the controller checks, once every worker is done, that no test left a
-    container (a worker cannot: the other may still run one)."""
-    if session.config.pluginmanager.hasplugin("dsession") and shutil.which("podman"):
-        left = containers_left()
-        if left:
-            writer = session.config.get_terminal_writer()
-            writer.line()
-            writer.line(f"containers left behind: {left}", red=True)
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    """Once every test is done (under xdist, in the controller: a worker cannot know that the
+    other is done), no test may have left a container or a host agent behind."""
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    writer = config.get_terminal_writer()
+    left = []
+    if config.pluginmanager.hasplugin("dsession") and shutil.which("podman"):
+        left += [f"container {name}" for name in containers_left()]
+    # under xdist the workers' temporary folders are inside the controller's
+    left += agents_left(config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
+    if left:
+        writer.line()
+        writer.line(f"left behind by the tests: {left}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def make_config(data_dir: Path, **overrides: Any) -> OsmoConfig:
@@ -313,6 +320,29 @@ def containers_left() -> list[str]:
     ).stdout.split()
     if left:
         subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
+    return left
+
+
+def agents_left(under: Path) -> list[str]:
+    """Host agents (`python -m osmo_core.agent`) of data directories under `under` still
+    running: asked to stop (SIGTERM: their tasks first), named. An agent outlives its engine
+    by design, so every test that starts one stops it; a forgotten one idles for its timeout
+    (ten minutes by default) beside the tests that follow."""
+    left = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if b"osmo_core.agent" not in argv or b"--root" not in argv[:-1]:
+            continue
+        root = Path(os.fsdecode(argv[argv.index(b"--root") + 1]))
+        if root.is_relative_to(under):
+            left.append(f"agent {proc.name} of {root}")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGTERM)
     return left
 
 
