@@ -323,27 +323,35 @@ def containers_left() -> list[str]:
     return left
 
 
-def agents_left(under: Path) -> list[str]:
-    """Host agents (`python -m osmo_core.agent`) of data directories under `under` still
-    running: asked to stop (SIGTERM: their tasks first), named. An agent outlives its engine
-    by design, so every test that starts one stops it; a forgotten one idles for its timeout
-    (ten minutes by default) beside the tests that follow."""
-    left = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+def agents_left(under: Path, grace: float = 5.0) -> list[str]:
+    """Host agents (`python -m osmo_core.agent`) of data directories under `under` that would
+    idle for more than a minute, still running after `grace` seconds (one whose test asked it
+    to stop may still be on its way out): asked to stop (SIGTERM: their tasks first), named.
+    An agent outlives its engine by design, so a test stops the ones it starts, or gives them
+    a short idle timeout; a forgotten one idles ten minutes beside the tests that follow."""
+
+    def agent(proc: Path) -> Path | None:
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # gone meanwhile
-            continue
+        except OSError:  # gone
+            return None
         if b"osmo_core.agent" not in argv or b"--root" not in argv[:-1]:
-            continue
+            return None
+        idle = 600.0  # the agent's default
+        if b"--idle-timeout" in argv[:-1]:
+            idle = float(argv[argv.index(b"--idle-timeout") + 1])
         root = Path(os.fsdecode(argv[argv.index(b"--root") + 1]))
-        if root.is_relative_to(under):
-            left.append(f"agent {proc.name} of {root}")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGTERM)
-    return left
+        return root if idle > 60 and root.is_relative_to(under) else None
+
+    found = {p: root for p in Path("/proc").iterdir() if p.name.isdigit() and (root := agent(p))}
+    deadline = time.monotonic() + grace
+    while found and time.monotonic() < deadline:
+        time.sleep(0.1)
+        found = {p: root for p, root in found.items() if agent(p)}
+    for proc in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(proc.name), signal.SIGTERM)
+    return [f"agent {proc.name} of {root}" for proc, root in found.items()]
 
 
 @pytest.fixture(scope="session")

@@ -234,6 +234,7 @@ async def test_an_output_made_on_this_machine_reaches_a_pod_through_storage(
         assert s3.cat(f"{prefix}/mid/{wf}/a/0/x") == b"a\n"
         assert ("stdout", "a") in await _lines(svc, wf, "b")
     finally:
+        await svc.backends["local"].shutdown_agent(force=True)  # type: ignore[attr-defined]
         await svc.stop()
 
 
