@@ -65,13 +65,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workerinput"):
         return
-    writer = config.get_terminal_writer()
     left = []
     if config.pluginmanager.hasplugin("dsession") and shutil.which("podman"):
         left += [f"container {name}" for name in containers_left()]
     # under xdist the workers' temporary folders are inside the controller's
     left += agents_left(config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
     if left:
+        writer = config.get_terminal_writer()
         writer.line()
         writer.line(f"left behind by the tests: {left}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -323,9 +323,12 @@ def containers_left() -> list[str]:
     return left
 
 
+SHORT_IDLE = 60.0  # seconds: an agent with at most this idle timeout ends alone, soon
+
+
 def agents_left(under: Path, grace: float = 5.0) -> list[str]:
     """Host agents (`python -m osmo_core.agent`) of data directories under `under` that would
-    idle for more than a minute, still running after `grace` seconds (one whose test asked it
+    idle for more than SHORT_IDLE, still running after `grace` seconds (one whose test asked it
     to stop may still be on its way out): asked to stop (SIGTERM: their tasks first), named.
     An agent outlives its engine by design, so a test stops the ones it starts, or gives them
     a short idle timeout; a forgotten one idles ten minutes beside the tests that follow."""
@@ -341,7 +344,7 @@ def agents_left(under: Path, grace: float = 5.0) -> list[str]:
         if b"--idle-timeout" in argv[:-1]:
             idle = float(argv[argv.index(b"--idle-timeout") + 1])
         root = Path(os.fsdecode(argv[argv.index(b"--root") + 1]))
-        return root if idle > 60 and root.is_relative_to(under) else None
+        return root if idle > SHORT_IDLE and root.is_relative_to(under) else None
 
     found = {p: root for p in Path("/proc").iterdir() if p.name.isdigit() and (root := agent(p))}
     deadline = time.monotonic() + grace

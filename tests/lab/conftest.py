@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +150,21 @@ def submit_options(page: Page) -> Locator:
     dialog = page.locator(".jp-Dialog", has=page.locator(".osmo-submit-options"))
     expect(dialog).to_be_visible()
     return dialog
+
+
+def redrawn(ticking: Locator) -> None:
+    """Wait for a redraw: a running duration's text moves on."""
+    expect(ticking).not_to_have_text(ticking.text_content() or "", timeout=10_000)
+
+
+def held_click(page: Page, target: Locator, during: Callable[[], None]) -> None:
+    """Press on `target`, run `during`, release: a click that a user's slow press would make."""
+    box = target.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    during()
+    page.mouse.up()
 
 
 @contextmanager

@@ -19,13 +19,20 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
-from playwright.sync_api import Locator, Page, WebSocketRoute, expect
+from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import PANEL_TAB, Lab, browser_page, open_panel, submit_from_panel
+from tests.lab.conftest import (
+    PANEL_TAB,
+    Lab,
+    browser_page,
+    held_click,
+    open_panel,
+    redrawn,
+    submit_from_panel,
+)
 from tests.notebook.conftest import TOKEN
 from tests.notebook.test_browser import ARTIFACTS, contrast
 
@@ -321,21 +328,6 @@ ROWS_IN_VIEW = """(list) => {
     return r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
   }).length;
 }"""
-
-
-def redrawn(ticking: Locator) -> None:
-    """Wait for a redraw: a running duration's text moves on."""
-    expect(ticking).not_to_have_text(ticking.text_content() or "", timeout=10_000)
-
-
-def held_click(page: Page, target: Locator, during: Callable[[], None]) -> None:
-    """Press on `target`, run `during`, release: a click that a user's slow press would make."""
-    box = target.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    during()
-    page.mouse.up()
 
 
 def test_workflow_list_names_times_sort_filters_menu_and_bulk_cancel(lab: Lab) -> None:
