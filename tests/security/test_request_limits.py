@@ -28,6 +28,7 @@ from tests.interactive.conftest import until
 
 MiB = 1024 * 1024
 HELLO = "workflow:\n  name: hello\n  tasks:\n  - name: t\n    command: [echo, hi]\n"
+TEMPLATE_BUDGET = 1.0  # seconds: a render is stopped after this long
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
     jp_server_config["OsmoConfig"].update(
         max_request_bytes=4 * MiB,
         max_spec_bytes=2 * MiB,
-        template_timeout=1.0,
+        template_timeout=TEMPLATE_BUDGET,
         max_tasks_per_workflow=20_000,
     )
     return jp_server_config
@@ -202,9 +203,10 @@ async def test_a_template_is_stopped_within_its_budget(
     assert any(k in body["details"][0]["hint"] for k in knob.split("|")), body
     assert peak_rss_mib() - before < 100
     # The render shares the GIL with the loop: the worst poll was 0.12-0.15 s on an idle
-    # 2-core VM (macro tree, nested range) and 0.29 s with a second test worker on the other
-    # core. A render on the loop would stall it for its whole budget (1 s here).
-    assert worst < 0.5, f"/health took {worst:.3f}s during the render"
+    # 2-core VM (macro tree, nested range), 0.29 s with a second test worker on the other
+    # core and 0.52 s with Chromium there too. A render on the loop stalls it for its whole
+    # budget: what is asserted is that the loop answered well within it.
+    assert worst < 0.8 * TEMPLATE_BUDGET, f"/health took {worst:.3f}s during the render"
 
 
 async def test_templates_within_the_budget_still_render(api: Any, mallory: Any) -> None:
