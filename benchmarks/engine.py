@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 PARALLELISM = 2
 REPEAT = int(os.environ.get("OSMO_BENCH_REPEAT", "3"))
 
@@ -159,8 +161,6 @@ class GcClock:
 
 def _cpu_of(pid: int | None) -> float | None:
     """User + system seconds of process `pid` so far (None: not known, or gone)."""
-    import psutil
-
     if pid is None:
         return None
     try:

@@ -4,12 +4,14 @@ server extension and the local backend, loading this checkout's built extension
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Locator, Page, expect, sync_playwright
@@ -150,6 +152,28 @@ def submit_options(page: Page) -> Locator:
     dialog = page.locator(".jp-Dialog", has=page.locator(".osmo-submit-options"))
     expect(dialog).to_be_visible()
     return dialog
+
+
+# Every badge's and banner's text and background as the browser draws them.
+COLOURS = """(panel) => {
+  const rgba = (c) => {
+    const v = (c.match(/[\\d.]+/g) || []).map(Number);
+    return v.length === 3 ? [...v, 1] : v.length === 4 ? v : null;
+  };
+  return [...panel.querySelectorAll('.osmo-badge, .osmo-wf-held, .osmo-away, .osmo-empty')]
+    .filter(el => el.offsetParent !== null)
+    .map(el => {
+      const s = getComputedStyle(el);
+      return [el.className + ' ' + el.textContent, rgba(s.color), rgba(s.backgroundColor)];
+    });
+}"""
+
+
+def opaque_background(panel: Any, colours: list[Any]) -> list[Any]:
+    """A transparent background is the panel's (the empty list's row)."""
+    base = panel.evaluate("p => getComputedStyle(p).backgroundColor")
+    rgb = [float(v) for v in re.findall(r"[\d.]+", base)][:3]
+    return [(name, fg, bg if bg and bg[3] == 1 else [*rgb, 1]) for name, fg, bg in colours]
 
 
 def redrawn(ticking: Locator) -> None:

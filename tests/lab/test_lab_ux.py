@@ -25,10 +25,12 @@ from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
 from tests.lab.conftest import (
+    COLOURS,
     PANEL_TAB,
     Lab,
     browser_page,
     held_click,
+    opaque_background,
     open_panel,
     redrawn,
     submit_from_panel,
@@ -213,28 +215,6 @@ class EventsLink:
         for ws in self.open:
             ws.close(code=1011, reason="the test's server is away")
         self.open.clear()
-
-
-# Every badge's and banner's text and background as the browser draws them.
-COLOURS = """(panel) => {
-  const rgba = (c) => {
-    const v = (c.match(/[\\d.]+/g) || []).map(Number);
-    return v.length === 3 ? [...v, 1] : v.length === 4 ? v : null;
-  };
-  return [...panel.querySelectorAll('.osmo-badge, .osmo-wf-held, .osmo-away, .osmo-empty')]
-    .filter(el => el.offsetParent !== null)
-    .map(el => {
-      const s = getComputedStyle(el);
-      return [el.className + ' ' + el.textContent, rgba(s.color), rgba(s.backgroundColor)];
-    });
-}"""
-
-
-def opaque_background(panel: Any, colours: list[Any]) -> list[Any]:
-    """A transparent background is the panel's (the empty list's row)."""
-    base = panel.evaluate("p => getComputedStyle(p).backgroundColor")
-    rgb = [float(v) for v in re.findall(r"[\d.]+", base)][:3]
-    return [(name, fg, bg if bg and bg[3] == 1 else [*rgb, 1]) for name, fg, bg in colours]
 
 
 def test_empty_filtered_and_reconnecting_states_readable_in_dark(lab: Lab) -> None:

@@ -24,8 +24,15 @@ from typing import Any
 from playwright.sync_api import Locator, Page, expect
 
 from tests.interactive.test_lab_task_terminal import call, wait_for
-from tests.lab.conftest import Lab, browser_page, held_click, open_panel, redrawn
-from tests.lab.test_lab_ux import COLOURS, opaque_background
+from tests.lab.conftest import (
+    COLOURS,
+    Lab,
+    browser_page,
+    held_click,
+    opaque_background,
+    open_panel,
+    redrawn,
+)
 from tests.lab.visual import assert_matches_baseline
 from tests.notebook.test_browser import ARTIFACTS, contrast
 

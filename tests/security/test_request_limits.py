@@ -186,7 +186,7 @@ TEMPLATE_ATTACKS = {
 async def test_a_template_is_stopped_within_its_budget(
     api: Any, mallory: Any, jp_fetch: Any, attack: str
 ) -> None:
-    """Refused within the budget (template_timeout = 1 s here), while the server keeps
+    """Refused within the budget (TEMPLATE_BUDGET), while the server keeps
     answering others: the render runs off the event loop."""
     text, knob = TEMPLATE_ATTACKS[attack]
     before = peak_rss_mib()
