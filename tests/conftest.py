@@ -225,20 +225,28 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
+_GIVEN: set[int] = set()  # ports free_port handed out in this process
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now, on 127.0.0.1 (for servers the tests start), from
     below the kernel's ephemeral range: a port from port 0 is one the kernel also hands out as
     the source port of any outgoing connection, so a server started a moment later found it
     taken (a Hub's "Address already in use" under two workers). Random, so two workers rarely
-    try the same one; tried with a bind."""
+    try the same one; tried with a bind; never one it handed out before in this process (two
+    calls before either port is bound drew the same port: `port, other = free_port(),
+    free_port()` once gave 30199 twice)."""
     high = _ephemeral_low()
     for _ in range(200):
         port = 10_000 + secrets.randbelow(high - 10_000)
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _GIVEN.add(port)
             return port
     raise RuntimeError(f"no free port in 10000-{high - 1}")
 
