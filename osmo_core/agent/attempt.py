@@ -65,6 +65,7 @@ class Attempt(asyncio.SubprocessProtocol):
         self._early_cancel: float | None = None
         self._done = False
         self.mask: Masker | None = None  # hides credential values in its log
+        self.secret_files = True  # whether its workdir may hold credential files (False: none)
         self.stager: Stager | None = None  # set when it has data to move
         self.staging: asyncio.Task[None] | None = None  # a transfer in progress
         self._canceled = False

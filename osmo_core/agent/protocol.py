@@ -8,6 +8,8 @@ Requests and responses::
 
     {"id": N, "op": OP, ...args}   ->   {"id": N, "ok": true, ...result}
                                         {"id": N, "ok": false, "error": "message"}
+    {"op": OP, ...args}            ->   nothing, or {"id": null, "ok": false, "error": ...}
+                                        (a notification: answered only when it fails)
 
     hello                       -> {version, protocol, pid, hostname, arch, cpus, memory,
                                     gpus: [{index, name}], root, running (tasks),
@@ -22,7 +24,8 @@ Requests and responses::
                                                      from 0-based line `start` (a pod's agent:
                                                      the control plane cannot read its disk)
     ack      {keys: [...]}      -> {}                the control plane has these attempts' ends: the
-                                                     agent may forget them (once durably written)
+                                                     agent may forget them (once durably written);
+                                                     sent as a notification (no id, no answer)
     shutdown {force}            -> {}                force: kill running tasks first; without it
                                                      the agent refuses while tasks run or
                                                      exit records wait to be written

@@ -139,14 +139,17 @@ class AgentServer:
         self._clients[writer] = task
         try:
             while line := await reader.readline():
-                self._send(writer, encode(await self._answer(line)))
+                if (answer := await self._answer(line)) is not None:
+                    self._send(writer, encode(answer))
         except (ConnectionError, ValueError) as e:  # ValueError: a line over MAX_MESSAGE
             log.warning("client dropped: %s", e)
         finally:
             del self._clients[writer]
             writer.close()
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, line: bytes) -> dict[str, Any] | None:
+        """The answer to a request; None for a request without an id (a notification, as
+        the control plane's acks are) that succeeded: nobody waits for it."""
         req_id = None
         try:
             msg = decode(line)
@@ -154,7 +157,8 @@ class AgentServer:
             op = self._ops.get(msg.get("op", ""))
             if op is None:
                 raise RequestError(f"unknown op {msg.get('op')!r}")
-            return {"id": req_id, "ok": True, **await op(msg)}
+            result = await op(msg)
+            return {"id": req_id, "ok": True, **result} if "id" in msg else None
         except Exception as e:  # answer it: one bad request must not end the agent
             if not isinstance(e, (RequestError, ValueError, KeyError, TypeError)):
                 log.exception("request failed")

@@ -182,6 +182,7 @@ class Supervisor:
         except TransferError as e:
             att.end_early(int(e.code), str(e))
             return vars(info)
+        att.secret_files = bool(secret_files)
         try:
             if self.uids is not None:
                 att.identity = self.uids.of(req.user)
@@ -468,7 +469,8 @@ class Supervisor:
     def ended(self, att: Attempt, record: dict[str, Any]) -> None:
         self.running.pop(att.key, None)
         record.update(ts=now(), log_lines=att.n)
-        shutil.rmtree(att.work / CREDENTIALS, ignore_errors=True)  # secrets live no longer
+        if att.secret_files:  # secrets live no longer
+            shutil.rmtree(att.work / CREDENTIALS, ignore_errors=True)
         if att.runtime and att.container:  # kept until now for its exit code (adopt.py)
             self.background(self.removals.remove(att.runtime, att.container))
         self.ends.record(att.key, att.dir, record)  # before the event: a status() sees the end

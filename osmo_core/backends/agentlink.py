@@ -449,8 +449,8 @@ class AgentLink(ABC):
 
     def _send_acks(self) -> None:
         keys, self._acks = self._acks, []
-        if self._writer is not None:  # its answer is not waited for
-            self._writer.write(encode({"id": next(self._ids), "op": "ack", "keys": keys}))
+        if self._writer is not None:  # a notification: no id, so the agent sends no answer
+            self._writer.write(encode({"op": "ack", "keys": keys}))
 
 
 def _expire(fut: asyncio.Future[dict[str, Any]]) -> None:

@@ -350,6 +350,24 @@ async def test_raw_protocol_answers_errors_and_unknown_ops(local: Local) -> None
     assert os.stat(backend.socket_path).st_mode & 0o777 == 0o600
 
 
+async def test_a_notification_is_answered_only_when_it_fails(local: Local) -> None:
+    """A request without an id (the control plane's acks) gets no answer: the next line the
+    client reads answers the request after it. One that fails is still answered."""
+    backend, _ = local
+    reader, writer = await asyncio.open_unix_connection(backend.socket_path)
+    writer.write(
+        encode({"op": "ack", "keys": ["wf/t/0"]})
+        + encode({"id": 1, "op": "hello"})
+        + encode({"op": "fly"})
+        + encode({"id": 2, "op": "running"})
+    )
+    answers = [decode(await asyncio.wait_for(reader.readline(), 10)) for _ in range(3)]
+    writer.close()
+    assert answers[0]["id"] == 1 and answers[0]["ok"], answers
+    assert answers[1] == {"id": None, "ok": False, "error": "RequestError: unknown op 'fly'"}
+    assert answers[2] == {"id": 2, "ok": True, "keys": []}
+
+
 def _fake_tool(bin_dir: Path, name: str, script: str) -> None:
     bin_dir.mkdir(exist_ok=True)
     tool = bin_dir / name
