@@ -364,6 +364,8 @@ class AgentLink(ABC):
             while line := await reader.readline():
                 msg = decode(line)
                 if "id" in msg:
+                    if msg["id"] is None and not msg.get("ok"):  # a notification it refused
+                        log.warning("agent of %s: %s", self.label, msg.get("error"))
                     fut = self._pending.get(msg["id"])
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
