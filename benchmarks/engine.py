@@ -18,7 +18,9 @@ the whole process), engine peak RSS under 200 MB for W3. `gc_s`: the best run's 
 Python's cyclic garbage collector. `*_cpu_per_task_ms`: CPU (user + system) per task of the
 floor's loop, the engine's process and the agent, each the least of the runs. CPU is steadier
 than wall time on a shared VM, and the issue's steady-state target is stated in it (~0.35 ms of
-control-plane CPU per independent task).
+control-plane CPU per independent task). `per_task`: what the best run did per task, counted
+(steady where time is not): messages the engine sent the agent and read from it, store commits,
+rows and events written.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -159,6 +162,59 @@ class GcClock:
         gc.callbacks.remove(self._tick)
 
 
+class Counts:
+    """Counts, while in use, the engine's messages to and from the agent (lines encoded and
+    decoded by its link), what its store commits (rows: inserts, updates and events), and its
+    scheduling passes' placement tries (a unit placed or found not to fit)."""
+
+    def __init__(self) -> None:
+        names = ("to_agent", "from_agent", "commits", "rows", "events", "tries")
+        self.n = dict.fromkeys(names, 0)
+
+    def __enter__(self) -> Counts:
+        from osmo_core import store
+        from osmo_core.backends import agentlink
+        from osmo_core.engine.waitqueue import WaitQueue
+
+        self._saved = agentlink.encode, agentlink.decode, store.Store.commit, WaitQueue._try
+        encode, decode, commit, try_ = self._saved
+        n = self.n
+
+        def counted_encode(msg: Any) -> bytes:
+            n["to_agent"] += 1
+            return encode(msg)
+
+        def counted_decode(line: bytes) -> Any:
+            n["from_agent"] += 1
+            return decode(line)
+
+        def counted_commit(self_: store.Store, batch: store.Batch) -> None:
+            n["commits"] += 1
+            n["events"] += len(batch.events)
+            n["rows"] += len(batch.events) + sum(map(len, batch.inserts.values()))
+            n["rows"] += sum(map(len, batch.updates.values()))
+            commit(self_, batch)
+
+        def counted_try(self_: WaitQueue[Any], *args: Any) -> Any:
+            n["tries"] += 1
+            return try_(self_, *args)
+
+        agentlink.encode, agentlink.decode = counted_encode, counted_decode
+        store.Store.commit = counted_commit  # type: ignore[method-assign]
+        WaitQueue._try = counted_try  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        from osmo_core import store
+        from osmo_core.backends import agentlink
+        from osmo_core.engine.waitqueue import WaitQueue
+
+        agentlink.encode, agentlink.decode, store.Store.commit, WaitQueue._try = self._saved
+
+    def per_task(self, n: int) -> dict[str, float]:
+        return {k: round(v / n, 2) for k, v in self.n.items()}
+
+
 def _cpu_of(pid: int | None) -> float | None:
     """User + system seconds of process `pid` so far (None: not known, or gone)."""
     if pid is None:
@@ -233,14 +289,20 @@ def run_workload(name: str) -> dict:
 
     # This machine is a shared VM: interleave floor and engine runs and keep each one's best.
     floors, walls, peers, gcs, cpus, agent_cpus, floor_cpus = [], [], [], [], [], [], []
+    counts: list[Counts] = []
     for _ in range(REPEAT):
         cpu0 = time.process_time()
         floors.append(asyncio.run(floor(stages)))
         floor_cpus.append(time.process_time() - cpu0)
         peers.append(dask_threads(stages))
-        with tempfile.TemporaryDirectory(prefix="osmo-bench-") as tmp, GcClock() as clock:
+        with (
+            tempfile.TemporaryDirectory(prefix="osmo-bench-") as tmp,
+            GcClock() as clock,
+            Counts() as count,
+        ):
             wall, status, cpu, agent_cpu = asyncio.run(engine_run(copy.deepcopy(spec), Path(tmp)))
         walls.append(wall)
+        counts.append(count)
         gcs.append(clock.seconds)
         cpus.append(cpu)
         if agent_cpu is not None:
@@ -263,6 +325,7 @@ def run_workload(name: str) -> dict:
         "floor_cpu_per_task_ms": round(min(floor_cpus) / n * 1000, 3),
         "engine_cpu_per_task_ms": round(min(cpus) / n * 1000, 3),
         "agent_cpu_per_task_ms": round(min(agent_cpus) / n * 1000, 3) if agent_cpus else None,
+        "per_task": counts[walls.index(wall)].per_task(n),
         "peak_rss_mb": round(rss_mb, 1),
         "gc_s": round(gcs[walls.index(wall)], 3),  # of the best run: set up, run, shut down
         "dask_threads_s": round(min(dask_s), 3) if dask_s else None,
