@@ -6,8 +6,10 @@ pass takes the levels from HIGH to LOW across pools (pools may share machines), 
 priority the pool whose oldest unit waits longest first; within a level the next unit comes
 from the user whose head was submitted first (`fifo`) or who holds the smallest weighted
 dominant share of the pool (`drf`), so one user's thousands of queued tasks do not starve a
-colleague's one. Each level stops after BACKFILL_WINDOW units that could not be placed: a pass
-costs O(pools x levels x (users + window) + placements), whatever the queue's length.
+colleague's one. Each level stops after BACKFILL_WINDOW units that could not be placed, or
+sooner, at a unit that no machine has room for when nothing in its level asks less (and
+preemption cannot make room): a pass costs O(pools x levels x (users + window) + placements),
+whatever the queue's length, and a full pool's costs O(pools x levels x users + placements).
 
 A unit the pass looked at gets its specific reason (a user limit, the pool's quota, no room on
 any machine, a gang that does not fit); one it did not reach gets a reason derived from what
@@ -88,6 +90,32 @@ class _Level(Generic[A]):
     users: dict[str, _UserUnits[A]] = field(default_factory=dict)
     workflows: Counter[str] = field(default_factory=Counter)  # queued units per workflow
     first_reason: str | None = None  # the first unit this pass could not place, and why
+    # What no unit of the level asks less of (cpu, memory, GPUs), and the platforms its units
+    # ask for: lowered as units come, reset once the level is empty. A unit asking no more
+    # than this, on the only platform, that no machine has room for means none of them fits.
+    least: tuple[float, int, int] | None = None
+    platforms: set[str | None] = field(default_factory=set)
+
+    def asks(self, r: Resource) -> None:
+        shape = (r.cpu, r.memory or 0, r.gpu)
+        least = self.least
+        self.least = (
+            shape
+            if least is None
+            else (min(least[0], r.cpu), min(least[1], shape[1]), min(least[2], r.gpu))
+        )
+        self.platforms.add(r.platform)
+
+    def asks_least(self, r: Resource) -> bool:
+        """No unit of the level asks less than `r`, on another platform either."""
+        least = self.least
+        return (
+            least is not None
+            and len(self.platforms) == 1
+            and r.cpu <= least[0]
+            and (r.memory or 0) <= least[1]
+            and r.gpu <= least[2]
+        )
 
 
 class WaitQueue(Generic[A]):
@@ -151,6 +179,7 @@ class WaitQueue(Generic[A]):
         level.workflows[workflow] += 1
         for item in items:
             self._unit_of[item] = unit
+            level.asks(self.resource_of(item))
         self._waiting[pool] += len(items)
         self._rota.append(unit)
         self._due.append(unit)
@@ -179,11 +208,15 @@ class WaitQueue(Generic[A]):
     # --- the pass ---------------------------------------------------------------------------
 
     def schedule(
-        self, skip: Callable[[Unit[A]], bool] = lambda u: False
+        self,
+        skip: Callable[[Unit[A]], bool] = lambda u: False,
+        may_stop: Callable[[int], bool] = lambda priority: True,
     ) -> tuple[list[tuple[list[A], list[Alloc]]], list[Unit[A]]]:
         """One pass: the attempts placed (a unit's, with its allocations, in start order) and
         the units looked at and left waiting (with a fresh `reason`). `skip`: units not to place now
-        (a workflow being cancelled)."""
+        (a workflow being cancelled). `may_stop(priority)`: whether a level may stop at a unit
+        that nothing fits, when none of its units asks less; False where looking further
+        matters although none fits (the engine's preemption may make room for each)."""
         self.dirty = False
         self.passes += 1
         placed: list[tuple[list[A], list[Alloc]]] = []
@@ -196,7 +229,8 @@ class WaitQueue(Generic[A]):
             for priority, level in levels.items()
         )
         for _, _, pool, priority in order:
-            self._pass_level(pool, priority, self._levels[pool][priority], skip, placed, waiting)
+            level = self._levels[pool][priority]
+            self._pass_level(pool, priority, level, skip, may_stop, placed, waiting)
         background = self._background()
         if background != self._background_was:  # a sweep meets every unit, the due ones too
             self._background_was = background
@@ -266,6 +300,7 @@ class WaitQueue(Generic[A]):
         priority: int,
         level: _Level[A],
         skip: Callable[[Unit[A]], bool],
+        may_stop: Callable[[int], bool],
         placed: list[tuple[list[A], list[Alloc]]],
         waiting: list[Unit[A]],
     ) -> None:
@@ -282,6 +317,8 @@ class WaitQueue(Generic[A]):
                 continue
             share = sched.dominant_share(pool, user) / cfg.weight_of(user, uu.role) if drf else 0.0
             turns.append((share, uu.units[uu.head].seq, user, uu.head))
+        if not level.users:  # empty: what its next units ask starts afresh
+            level.least, level.platforms = None, set()
         heapq.heapify(turns)
         misses = 0
         failed: dict[tuple[float, int, int, str], str] = {}  # shapes that did not fit: why
@@ -298,8 +335,9 @@ class WaitQueue(Generic[A]):
                 misses += bool(unit.items)  # skipped units count: a pass stays bounded
                 continue
             reason = self._limit(pool, user, unit)
+            full = False
             if reason is None:
-                reason, allocs = self._try(pool, priority, unit, failed)
+                reason, allocs, full = self._try(pool, priority, unit, failed)
                 if allocs is not None:
                     items, unit.items = unit.items, []
                     placed.append((items, allocs))
@@ -318,6 +356,13 @@ class WaitQueue(Generic[A]):
             unit.reason, unit.seen = reason, self.passes
             level.first_reason = level.first_reason or reason
             waiting.append(unit)
+            if (
+                full
+                and len(unit.items) == 1
+                and level.asks_least(self.resource_of(unit.items[0]))
+                and may_stop(priority)
+            ):
+                return  # what waits behind it asks as much or more: none of it fits either
 
     def user_limit(self, unit: Unit[A]) -> str | None:
         """The user's limit that starting this unit would pass (preemption cannot help it)."""
@@ -342,27 +387,28 @@ class WaitQueue(Generic[A]):
         priority: int,
         unit: Unit[A],
         failed: dict[tuple[float, int, int, str], str],
-    ) -> tuple[str, list[Alloc] | None]:
-        """Place the unit, or say why not (quota first: it is the pool's rule, not its room)."""
+    ) -> tuple[str, list[Alloc] | None, bool]:
+        """Place the unit, or say why not (quota first: it is the pool's rule, not its room),
+        and whether it was for want of room."""
         sched = self.scheduler
         requests = [self.resource_of(i) for i in unit.items]
         if priority >= NORMAL and sched.pools[pool].scheduling.quota is not None:
             total = total_of(requests)
             if not sched.entitled(pool, priority, total):
-                return self._quota_reason(pool, total), None
+                return self._quota_reason(pool, total), None, False
         shape = None
         if len(requests) == 1:  # a shape that did not fit will not fit again this pass
             r = requests[0]
             shape = (r.cpu, r.memory or 0, r.gpu, sched.platform_of(pool, r))
             if shape in failed:
-                return failed[shape], None
+                return failed[shape], None, True
         allocs = sched.place_gang(pool, requests, priority=priority, user=unit.user)
         if allocs is not None:
-            return "", allocs
+            return "", allocs, False
         reason = self._behind(pool, priority, sched.why(pool, requests))
         if shape is not None:
             failed[shape] = reason  # the same for the level's other units of this shape
-        return reason, None
+        return reason, None, True
 
     def _quota_reason(self, pool: str, want: Resource) -> str:
         quota = self.scheduler.pools[pool].scheduling.quota

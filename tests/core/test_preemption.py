@@ -171,6 +171,10 @@ the default, `{"p": {}}` when none) share one machine of `cpus` declared cores: 
 here, an SSH test host in tests/ssh (real processes on it preempted)."""
 
 FULL = "needs cpu 1 on one machine; the most free has 0"
+# LOW work behind LOW work that does not fit: the pass stops at the first (engine/waitqueue.py)
+BEHIND_LOW = (
+    f"queued behind earlier LOW work in pool p (submission order); the first waiting: {FULL}"
+)
 
 
 @pytest.fixture
@@ -231,7 +235,7 @@ async def scenario_osmo_wf1(start: Start, g: Gates) -> tuple[Service, str]:
     assert retry["retry_id"] == 1 and retry["status"] == "SCHEDULING"
     assert (g.root / "wf1.term").read_text().strip()  # its real process got SIGTERM
     assert statuses(service, wf3) == statuses(service, wf4) == ["SCHEDULING"]
-    await until_reasons(service, {wf1: FULL, wf3: FULL, wf4: FULL})
+    await until_reasons(service, {wf1: FULL, wf3: BEHIND_LOW, wf4: BEHIND_LOW})
     [ev] = preempt_events(service, wf1)
     assert ev["type"] == "task.preempt" and ev["payload"]["by"] == wf5
     [ev] = preempt_events(service, wf5)
@@ -356,6 +360,37 @@ async def test_fewest_then_youngest_are_preempted(
     g.open("old", "big", "young", "high", "normal")
     for wf in (old, big, young, high, normal):
         assert (await asyncio.wait_for(service.wait(wf), 20)).value == "COMPLETED"
+
+
+async def test_each_waiting_unit_preempts_in_the_same_pass(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    """A pass stops at the first unit of a full pool when none behind it asks less, but not
+    while LOW work runs that preemption could stop for the others: two NORMAL tasks behind
+    two LOW ones preempt both at once, while the first victim is still ending (each traps
+    SIGTERM and waits for a gate)."""
+    service = await service_factory(local={"cpus": 2})
+    g = Gates(tmp_path / "gates")
+    lows = []
+    for i in range(2):
+        on_term = f"while [ ! -e {g.root}/end{i} ]; do sleep 0.05; done; exit 0"
+        spec = gated(g, f"low{i}", on_term=on_term, resource={"preemptionGrace": "60s"})
+        lows.append(await service.submit(spec, priority="LOW"))
+        await until(service, lows[-1], last("RUNNING"))
+    tasks = [{"name": f"n{i}", "command": ["sh", "-c", g.script(f"n{i}")]} for i in range(2)]
+    normal = await service.submit(
+        {"workflow": {"name": "normal", "resources": {"default": {"cpu": 1}}, "tasks": tasks}},
+        priority="NORMAL",
+    )
+    deadline = time.monotonic() + 20
+    while not all(preempt_events(service, wf) for wf in lows):
+        assert time.monotonic() < deadline, "only one LOW task was preempted"
+        await asyncio.sleep(0.05)
+    for wf in lows:  # both still ending: neither preemption waited for the other's end
+        assert service.get(wf)["tasks"][0]["end_time"] is None
+    g.open("end0", "end1", "n0", "n1", "low0", "low1")
+    for wf in (*lows, normal):
+        assert (await asyncio.wait_for(service.wait(wf), 30)).value == "COMPLETED"
 
 
 async def test_no_preemption_when_it_would_not_make_room(

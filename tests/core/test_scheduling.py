@@ -177,7 +177,12 @@ async def test_low_work_borrows_a_shared_pool_idle_gpu_and_normal_work_gets_it_b
         tasks = svc.get(gates.ids[name])["tasks"]
         assert [t["status"] for t in tasks] == ["FAILED_PREEMPTED", "SCHEDULING"]
     no_gpu = "needs 1 GPU on one machine; the largest free has 0"
-    await until(lambda: reasons(svc, gates) == {"WF2/t0": no_gpu, "WF3/t0": no_gpu}, "reasons")
+    # WF3 waits behind WF2, and asks no less: the pass stops at WF2 (engine/waitqueue.py)
+    behind = (
+        "queued behind earlier LOW work in pool pool1 (submission order); "
+        f"the first waiting: {no_gpu}"
+    )
+    await until(lambda: reasons(svc, gates) == {"WF2/t0": no_gpu, "WF3/t0": behind}, "reasons")
     view = {p["name"]: p for p in svc.pools_info()}
     assert view["pool1"]["used"]["LOW"]["gpu"] == 0 and view["pool1"]["used"]["NORMAL"]["gpu"] == 2
     assert view["pool1"]["borrowed"]["gpu"] == view["pool2"]["borrowed"]["gpu"] == 0

@@ -16,12 +16,16 @@ from osmo_core.wire import Node
 
 GI = 2**30
 HIGH, NORMAL, LOW = PRIORITIES["HIGH"], PRIORITIES["NORMAL"], PRIORITIES["LOW"]
+FIRST = "the first waiting: "
 
 
 class Cluster:
     """Pools over declared machines; tasks are names, each with its resource request."""
 
-    def __init__(self, pools: dict[str, Any], machines: list[Node]):
+    def __init__(self, pools: dict[str, Any], machines: list[Node], stops: bool = True):
+        """`stops`: a level's pass may stop at a unit nothing fits when none asks less (the
+        engine says no while preemption could make room for the units behind it)."""
+        self.stops = stops
         backends = {"local": {"kind": "local"}}
         config = load_config(backends=backends, pools=pools, default_pool=next(iter(pools)))
         self.scheduler = Scheduler(config.pool_configs())
@@ -51,7 +55,7 @@ class Cluster:
         return names
 
     def run(self) -> list[str]:
-        placed, _ = self.queue.schedule()
+        placed, _ = self.queue.schedule(may_stop=lambda priority: self.stops)
         new = []
         for names, allocs in placed:
             for t, a in zip(names, allocs, strict=True):
@@ -136,16 +140,66 @@ def test_fifo_keeps_submission_order_across_users() -> None:
     c.end(many[0])
     assert c.run() == [many[2]]
     reasons = c.reasons()
-    # the pass looks at 33 waiting units (BACKFILL_WINDOW + 1), then stops: bob's is the 38th
-    assert (
-        reasons[many[3]]
-        == reasons[many[35]]
-        == "needs 1 GPU on one machine; the largest free has 0"
+    no_gpu = "needs 1 GPU on one machine; the largest free has 0"
+    behind = f"queued behind earlier NORMAL work in pool gpu (submission order); {FIRST}{no_gpu}"
+    # nothing behind the first that does not fit asks less: the pass stops there
+    assert reasons[many[3]] == no_gpu
+    assert reasons[many[4]] == reasons[many[35]] == reasons["single"] == behind
+
+
+def test_the_window_without_stopping_at_a_full_pool() -> None:
+    """Where the engine must look further (preemption may make room for each unit), the
+    pass looks at 33 waiting units (BACKFILL_WINDOW + 1), then stops: bob's is the 38th."""
+    c = Cluster({"gpu": {}}, machines(1, 2), stops=False)
+    many = c.submit("gpu", "bulk", user="ann", n=40)
+    c.submit("gpu", "single", user="bob")
+    assert c.run() == many[:2]
+    c.end(many[0])
+    assert c.run() == [many[2]]
+    reasons = c.reasons()
+    no_gpu = "needs 1 GPU on one machine; the largest free has 0"
+    behind = f"queued behind earlier NORMAL work in pool gpu (submission order); {FIRST}{no_gpu}"
+    assert reasons[many[3]] == reasons[many[35]] == no_gpu
+    assert reasons[many[36]] == reasons["single"] == behind
+
+
+def test_a_full_pool_stops_the_pass_only_when_nothing_behind_asks_less() -> None:
+    """The pass stops at a unit no machine has room for only when no unit of its level asks
+    less: a smaller unit behind bigger ones is still placed (backfilled) in the same pass.
+    What a level's units ask only goes down while it has units, and starts afresh once it
+    is empty."""
+    c = Cluster({"gpu": {}}, machines(1, 2))
+    assert c.submit("gpu", "first") == ["first"] and c.run() == ["first"]  # 1 GPU of 2 left
+    big = c.submit("gpu", "big", gpu=2, n=3)
+    c.submit("gpu", "small", gpu=0)
+    assert c.run() == ["small"]  # past three that do not fit
+    assert c.queue.unit_of(big[2]).seen == c.queue.passes  # each was looked at
+    for done, nxt in (("first", big[0]), ("small", None), (big[0], big[1]), (big[1], big[2])):
+        c.end(done)
+        assert c.run() == ([nxt] if nxt else [])
+    c.run()  # the level is empty now
+    c.end(big[2])
+    again = c.submit("gpu", "again", n=4)
+    assert c.run() == again[:2]
+    # nothing behind again.2 asks less: the pass stopped there
+    assert c.queue.unit_of(again[2]).seen == c.queue.passes
+    assert c.queue.unit_of(again[3]).seen != c.queue.passes
+    assert c.reasons()[again[3]].startswith("queued behind earlier NORMAL work in pool gpu")
+
+
+def test_units_on_two_platforms_do_not_stop_the_pass() -> None:
+    """A unit on another platform may fit where the first that does not fit cannot."""
+    c = Cluster(
+        {"gpu": {"platforms": {"x86": {"arch": "x86_64"}, "arm": {"arch": "arm64"}}}},
+        [
+            Node("x1", cpu=8, memory=32 * GI, gpus=[0], arch="x86_64"),
+            Node("a1", cpu=8, memory=32 * GI, gpus=[0], arch="arm64"),
+        ],
     )
-    assert reasons["single"] == (
-        "queued behind earlier NORMAL work in pool gpu (submission order); "
-        "the first waiting: needs 1 GPU on one machine; the largest free has 0"
-    )
+    for name, platform in (("x.0", "x86"), ("x.1", "x86"), ("y", "arm")):
+        c.res[name] = Resource(cpu=1, gpu=1, platform=platform)
+        c.queue.add([name], "gpu", NORMAL, "ann", name)
+    assert c.run() == ["x.0", "y"]
 
 
 def test_weights_give_a_user_a_larger_share() -> None:
@@ -229,7 +283,7 @@ def test_a_unit_requeued_with_its_old_seq_goes_back_in_front_of_later_work() -> 
 def test_units_the_pass_did_not_reach_are_handed_out_a_slice_at_a_time() -> None:
     """A pass looks at the window only; `unreached` gives every other waiting unit once,
     bounded per call, and then none until a pass changes what their reasons derive from."""
-    c = Cluster({"gpu": {}}, machines(1, 1))
+    c = Cluster({"gpu": {}}, machines(1, 1), stops=False)
     c.submit("gpu", "bulk", n=100)
     c.submit("gpu", "hi", priority=HIGH, gpu=2)  # too big for the machine: it waits
     assert c.run() == ["bulk.0"]
@@ -256,7 +310,7 @@ def test_a_unit_the_pass_stops_looking_at_gets_its_reason_again() -> None:
     """A unit that went back to an earlier place (a preempted one) pushes the last unit of the
     pass's window out of it: that one's specific reason is replaced by the derived one, though
     nothing it derives from changed."""
-    c = Cluster({"gpu": {}}, machines(1, 1))
+    c = Cluster({"gpu": {}}, machines(1, 1), stops=False)
     c.submit("gpu", "bulk", n=100)
     assert c.run() == ["bulk.0"]
     while c.queue.sweeping:
