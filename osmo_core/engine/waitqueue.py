@@ -97,13 +97,14 @@ class _Level(Generic[A]):
     platforms: set[str | None] = field(default_factory=set)
 
     def asks(self, r: Resource) -> None:
-        shape = (r.cpu, r.memory or 0, r.gpu)
-        least = self.least
-        self.least = (
-            shape
-            if least is None
-            else (min(least[0], r.cpu), min(least[1], shape[1]), min(least[2], r.gpu))
-        )
+        cpu, memory, gpu = r.cpu, r.memory or 0, r.gpu
+        if self.least is not None:
+            cpu, memory, gpu = (
+                min(cpu, self.least[0]),
+                min(memory, self.least[1]),
+                min(gpu, self.least[2]),
+            )
+        self.least = (cpu, memory, gpu)
         self.platforms.add(r.platform)
 
     def asks_least(self, r: Resource) -> bool:
