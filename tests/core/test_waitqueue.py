@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from osmo_core.config import PRIORITIES, load_config
 from osmo_core.engine.waitqueue import WaitQueue
 from osmo_core.scheduler import Alloc, Scheduler
@@ -132,8 +134,13 @@ def test_fair_share_starts_a_single_task_before_a_colleague_thousand() -> None:
     assert c.run() == [many[4]]
 
 
-def test_fifo_keeps_submission_order_across_users() -> None:
-    c = Cluster({"gpu": {}}, machines(1, 2))
+@pytest.mark.parametrize("stops", [True, False], ids=["stops-at-a-full-pool", "window"])
+def test_fifo_keeps_submission_order_across_users(stops: bool) -> None:
+    """Bob's one task waits behind ann's forty. Where nothing but room is in question, the
+    pass stops at the first that does not fit (nothing behind it asks less); where the engine
+    must look further (preemption may make room for each), it looks at 33 waiting units
+    (BACKFILL_WINDOW + 1): bob's is the 38th."""
+    c = Cluster({"gpu": {}}, machines(1, 2), stops=stops)
     many = c.submit("gpu", "bulk", user="ann", n=40)
     c.submit("gpu", "single", user="bob")
     assert c.run() == many[:2]
@@ -142,25 +149,9 @@ def test_fifo_keeps_submission_order_across_users() -> None:
     reasons = c.reasons()
     no_gpu = "needs 1 GPU on one machine; the largest free has 0"
     behind = f"queued behind earlier NORMAL work in pool gpu (submission order); {FIRST}{no_gpu}"
-    # nothing behind the first that does not fit asks less: the pass stops there
-    assert reasons[many[3]] == no_gpu
-    assert reasons[many[4]] == reasons[many[35]] == reasons["single"] == behind
-
-
-def test_the_window_without_stopping_at_a_full_pool() -> None:
-    """Where the engine must look further (preemption may make room for each unit), the
-    pass looks at 33 waiting units (BACKFILL_WINDOW + 1), then stops: bob's is the 38th."""
-    c = Cluster({"gpu": {}}, machines(1, 2), stops=False)
-    many = c.submit("gpu", "bulk", user="ann", n=40)
-    c.submit("gpu", "single", user="bob")
-    assert c.run() == many[:2]
-    c.end(many[0])
-    assert c.run() == [many[2]]
-    reasons = c.reasons()
-    no_gpu = "needs 1 GPU on one machine; the largest free has 0"
-    behind = f"queued behind earlier NORMAL work in pool gpu (submission order); {FIRST}{no_gpu}"
-    assert reasons[many[3]] == reasons[many[35]] == no_gpu
-    assert reasons[many[36]] == reasons["single"] == behind
+    last = 3 if stops else 35  # the last unit the pass looked at
+    assert reasons[many[3]] == reasons[many[last]] == no_gpu
+    assert reasons[many[last + 1]] == reasons[many[39]] == reasons["single"] == behind
 
 
 def test_a_full_pool_stops_the_pass_only_when_nothing_behind_asks_less() -> None:
