@@ -106,7 +106,8 @@ class Engine(
         self._claims: dict[int, Claim] = {}
         self._claim_of: dict[Attempt, Claim] = {}
         self._requeue_of: dict[Attempt, Requeue] = {}
-        self._no_victims: bool = False  # this scheduling pass found no LOW work to preempt
+        # whether this scheduling pass found LOW work to preempt (None: not looked yet)
+        self._victims: bool | None = None
         self._launched: dict[str, Attempt] = {}  # INITIALIZING or RUNNING (transitions.py)
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._batch = Batch()

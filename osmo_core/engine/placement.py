@@ -87,19 +87,11 @@ class Placement:
         placed = self._reclaimed()  # the room its victims freed goes to the preemptor first
         waiting: list[Unit[Attempt]] = []
         if len(self._queue):
-            victims: list[bool] = []  # found once a pass, when first asked
-
-            def may_stop(priority: int) -> bool:
-                """A level may stop at a unit nothing fits unless preempting LOW work could
-                make room for the units behind it (engine/preempt.py looks at each)."""
-                if priority <= LOW:
-                    return True
-                if not victims:
-                    victims.append(bool(self._preemptible()[0]))
-                return not victims[0]
-
             passed, waiting = self._queue.schedule(
-                skip=lambda unit: unit.items[0].task.group.workflow.canceling, may_stop=may_stop
+                skip=lambda unit: unit.items[0].task.group.workflow.canceling,
+                # a level stops at a unit nothing fits unless preempting LOW work could make
+                # room for the units behind it (engine/preempt.py looks at each)
+                may_stop=lambda priority: priority <= LOW or not self._may_preempt(),
             )
             placed += passed
         self._queue.dirty = False

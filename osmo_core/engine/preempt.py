@@ -70,7 +70,7 @@ class Preempting:
 
     def _preempt_for(self: Engine, unit: Unit[Attempt]) -> None:
         """The pass left `unit` waiting: preempt the LOW work whose room makes it fit, if any."""
-        if unit.priority <= LOW or id(unit) in self._claims or self._no_victims:
+        if unit.priority <= LOW or id(unit) in self._claims or self._victims is False:
             return
         if self._queue.user_limit(unit) is not None:
             return  # freeing room would not start it
@@ -80,7 +80,7 @@ class Preempting:
             return
         units, pending = self._preemptible()
         if not units:
-            self._no_victims = True  # none for the rest of this pass: no more scans of it
+            self._victims = False  # none for the rest of this pass: no more scans of it
             return
         sim = self.scheduler.simulation(wf.pool, requests)
         units = [u for u in units if any(a.alloc and sim.helps(a.alloc) for a in u)]
@@ -137,6 +137,13 @@ class Preempting:
             + ", ".join(a.key for a in victims),
             victims=[a.key for a in victims],
         )
+
+    def _may_preempt(self: Engine) -> bool:
+        """Whether LOW work runs that preemption could stop: looked for once a pass, and
+        the answer spares `_preempt_for` its own look when there is none."""
+        if self._victims is None:
+            self._victims = bool(self._preemptible()[0])
+        return self._victims
 
     def _preemptible(self: Engine) -> tuple[list[list[Attempt]], list[Alloc]]:
         """The running LOW units no preemption or cancel is stopping yet (a barrier group's
@@ -199,7 +206,7 @@ class Preempting:
     def _settle_claims(self: Engine) -> None:
         """A scheduling pass begins: drop the claims of units placed elsewhere, cancelled or
         emptied (their room is free), and look for victims again."""
-        self._no_victims = False
+        self._victims = None
         for claim in list(self._claims.values()):
             first = claim.unit.items[0] if claim.unit.items else None  # placed: items emptied
             if first is None or first.status != T.SCHEDULING or first.task.group.workflow.canceling:
