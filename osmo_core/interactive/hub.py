@@ -69,13 +69,18 @@ class ExecSession:
         return await stream.read(n)
 
     def write(self, data: bytes) -> None:
-        self._p.stdin.write(data)
+        """Input for the command; dropped once it has ended (its output and status still come:
+        a command may end before its input is written, e.g. a kernel's boot in a task without
+        ipykernel)."""
+        with contextlib.suppress(BrokenPipeError):
+            self._p.stdin.write(data)
 
     async def drain(self) -> None:
         await self._p.stdin.drain()
 
     def write_eof(self) -> None:
-        self._p.stdin.write_eof()
+        with contextlib.suppress(BrokenPipeError):  # ended: its input is closed already
+            self._p.stdin.write_eof()
 
     def resize(self, cols: int, rows: int) -> None:
         self._p.change_terminal_size(cols, rows)
@@ -293,13 +298,17 @@ class Interactive:
         agent_id, key = self._running(wf_id, task)
         conn = await self.agent(agent_id)
         req = json.dumps({"op": "exec", "key": key, "argv": argv})
+        term = {} if pty is None else {"term_type": "xterm-256color", "term_size": pty}
         try:
-            if pty is None:
-                proc = await conn.create_process(req, encoding=None)
-            else:
-                proc = await conn.create_process(
-                    req, encoding=None, term_type="xterm-256color", term_size=pty
-                )
+            # bounded: a connection the agent no longer serves (its host froze, its network
+            # dropped) would hold the caller until the keepalives give up (3 x 15 s)
+            proc = await asyncio.wait_for(
+                conn.create_process(req, encoding=None, **term), AGENT_WAIT
+            )
+        except asyncio.TimeoutError:
+            raise BackendError(
+                f"exec in {wf_id}/{task}: its agent did not answer within {AGENT_WAIT:.0f}s"
+            ) from None
         except (asyncssh.Error, OSError) as e:
             raise BackendError(f"exec in {wf_id}/{task}: {e}") from e
         return ExecSession(proc, pty is not None)

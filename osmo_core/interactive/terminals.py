@@ -65,8 +65,8 @@ class Terminal:
 
     def write(self, text: str) -> None:
         self.last_activity = time.time()
-        with contextlib.suppress(OSError):  # the shell has ended: the pump reports it
-            self.session.write(text.encode("utf-8", "surrogateescape"))
+        # dropped once the shell has ended: the pump reports it
+        self.session.write(text.encode("utf-8", "surrogateescape"))
 
     def resize(self, viewer: Viewer, rows: int, cols: int) -> None:
         if viewer in self.viewers and rows > 0 and cols > 0:

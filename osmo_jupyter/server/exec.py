@@ -90,8 +90,7 @@ class ExecWebSocket(OsmoWebSocket):
             return
         if isinstance(message, bytes):
             if message[:1] == bytes([STDIN]):
-                with contextlib.suppress(OSError):  # the command has ended: drop its input
-                    sess.write(message[1:])
+                sess.write(message[1:])  # dropped once the command has ended
             return
         try:
             msg = json.loads(message)

@@ -4,10 +4,15 @@ on 127.0.0.1, asyncssh both ends), through the Service's Interactive object."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 
-from osmo_core.errors import Conflict
+from osmo_core.errors import BackendError, Conflict
+from osmo_core.interactive import hub
 from tests.interactive.conftest import long_spec, running, until
 
 
@@ -99,3 +104,37 @@ async def test_a_resize_while_the_command_starts_is_not_lost(service):
             out += chunk
         assert f"20 {90 + i}".encode() in out, out
         await sess.wait()
+
+
+async def test_a_command_that_exits_before_its_input_arrives_still_reports_its_status(service):
+    """A kernel's boot in a task without ipykernel exits at once, before the control plane
+    has written its configuration: the exit status and stderr must still come back."""
+    wf = await service.submit(long_spec())
+    await running(service, wf)
+    for _ in range(10):  # the window is short: several starts make a lost status show
+        sess = await service.interactive.exec(wf, "main", ["sh", "-c", "echo gone >&2; exit 3"])
+        sess.write(b"x" * 300_000)  # more than a pipe holds: the writes after the exit fail
+        sess.write_eof()
+        out, err = await asyncio.gather(_collect(sess), _collect(sess, stderr=True))
+        assert (out, err) == (b"", b"gone\n")
+        assert await asyncio.wait_for(sess.wait(), 10) == {"exit_code": 3, "signal": None}
+
+
+async def test_an_exec_on_a_frozen_agent_fails_in_bounded_time(service, monkeypatch):
+    """The agent's host froze (SIGSTOP here): its connection is open but nobody answers. An
+    exec (a terminal, a kernel's start) says so within AGENT_WAIT instead of hanging until
+    the keepalives give up."""
+    wf = await service.submit(long_spec())
+    await running(service, wf)
+    monkeypatch.setattr(hub, "AGENT_WAIT", 1.0)
+    agent = int((Path(service.config.data_dir) / "agent.pid").read_text())
+    os.kill(agent, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendError, match="did not answer within 1s"):
+            await service.interactive.exec(wf, "main", ["true"])
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(agent, signal.SIGCONT)
+    sess = await service.interactive.exec(wf, "main", ["true"])  # thawed: it answers again
+    assert await asyncio.wait_for(sess.wait(), 10) == {"exit_code": 0, "signal": None}

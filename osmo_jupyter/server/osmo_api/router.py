@@ -261,12 +261,11 @@ class ExecRouterWebSocket(_RouterWebSocket):
         if sess is None:
             return
         data = message.encode() if isinstance(message, str) else message
-        with contextlib.suppress(OSError):  # the command has ended: drop its input
-            if not self._sized or data.startswith(RESIZE_PREFIX):
-                self._sized = True
-                self._resize(sess, data.removeprefix(RESIZE_PREFIX))
-            else:
-                sess.write(data)
+        if not self._sized or data.startswith(RESIZE_PREFIX):
+            self._sized = True
+            self._resize(sess, data.removeprefix(RESIZE_PREFIX))
+        else:
+            sess.write(data)  # dropped once the command has ended
 
     def _resize(self, sess: ExecSession, data: bytes) -> None:
         try:
