@@ -208,6 +208,8 @@ class OsmoTaskProvisioner(KernelProvisionerBase):
         km = self.parent
         assert km is not None  # a provisioner belongs to its kernel manager
         app = self._app()
+        # said at the start: a start that hangs shows in the log (the answer is logged at its end)
+        self.log.info("osmo: starting a kernel in %s/%s", self.workflow, self.task)
         try:
             if app.upstream is not None:  # its key is the service's: the manager takes it
                 transport = app.upstream.transport()

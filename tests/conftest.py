@@ -77,6 +77,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    """A failed test that ran a Jupyter server in its own folder (tests/notebook/conftest.py
+    `jupyter`) reports that server's last log lines: what it was doing (a request it never
+    answered, a warning) is the evidence a flaky browser test needs, and the folder is gone by
+    the time anyone looks (pytest keeps the last three runs)."""
+    rep: pytest.TestReport = yield
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if rep.failed and call.when == "call" and isinstance(tmp, Path):
+        for log in sorted(tmp.glob("jupyter-*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-80:]
+            rep.sections.append((f"{log.name}, last {len(tail)} lines", "\n".join(tail)))
+    return rep
+
+
 def make_config(data_dir: Path, **overrides: Any) -> OsmoConfig:
     """A config on `data_dir`; `local={...}` adds keys to the local backend (cpus, gpus...)."""
     local = {"kind": "local", "idle_timeout": 60, **overrides.pop("local", {})}

@@ -13,12 +13,12 @@ import signal
 import time
 from pathlib import Path
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests.interactive.test_lab_task_terminal import call
-from tests.lab.conftest import CHROMIUM_ARGS, Lab, open_panel, submit_from_panel
+from tests.lab.conftest import Lab, browser_page, open_panel, submit_from_panel
 from tests.lab.test_lab_interactive import XTERM_TEXT
-from tests.notebook.test_browser import ARTIFACTS, CHROMIUM
+from tests.notebook.test_browser import ARTIFACTS
 
 # python3 on the task's PATH, without site-packages: no ipykernel there.
 NO_IPYKERNEL = """\
@@ -51,17 +51,8 @@ def test_new_notebook_without_ipykernel_then_the_launcher_card_goes_and_sigterm_
     (bindir / "python3").write_text('#!/bin/sh\nexec /usr/bin/env -i /usr/bin/python3 -I -S "$@"\n')
     (bindir / "python3").chmod(0o755)
     (lab.root / "bare.yaml").write_text(NO_IPYKERNEL.format(bin=bindir))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        try:
-            wf = run_scenario(page, lab)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab-task-kernels-failed.png"))
-            raise
-        finally:
-            browser.close()
+    with browser_page(failed="lab-task-kernels-failed") as page:
+        wf = run_scenario(page, lab)
     assert not list(lab.root.glob("*.ipynb")), "a notebook was left behind"
     assert call(lab.url, "GET", f"workflows/{wf}")["status"] == "FAILED_CANCELED"
     pid = server_pid(tmp_path)
