@@ -20,7 +20,7 @@ floor's loop, the engine's process and the agent, each the least of the runs. CP
 than wall time on a shared VM, and the issue's steady-state target is stated in it (~0.35 ms of
 control-plane CPU per independent task). `per_task`: what the best run did per task, counted
 (steady where time is not): messages the engine sent the agent and read from it, store commits,
-rows and events written.
+rows and events written, placement tries, events handed to in-process followers.
 """
 
 from __future__ import annotations
@@ -164,20 +164,28 @@ class GcClock:
 
 class Counts:
     """Counts, while in use, the engine's messages to and from the agent (lines encoded and
-    decoded by its link), what its store commits (rows: inserts, updates and events), and its
-    scheduling passes' placement tries (a unit placed or found not to fit)."""
+    decoded by its link), what its store commits (rows: inserts, updates and events), its
+    scheduling passes' placement tries (a unit placed or found not to fit), and the events
+    handed to in-process subscribers (`delivered`: each wakes a follower)."""
 
     def __init__(self) -> None:
-        names = ("to_agent", "from_agent", "commits", "rows", "events", "tries")
+        names = ("to_agent", "from_agent", "commits", "rows", "events", "tries", "delivered")
         self.n = dict.fromkeys(names, 0)
 
     def __enter__(self) -> Counts:
         from osmo_core import store
         from osmo_core.backends import agentlink
         from osmo_core.engine.waitqueue import WaitQueue
+        from osmo_core.events import Subscription
 
-        self._saved = agentlink.encode, agentlink.decode, store.Store.commit, WaitQueue._try
-        encode, decode, commit, try_ = self._saved
+        self._saved = (
+            agentlink.encode,
+            agentlink.decode,
+            store.Store.commit,
+            WaitQueue._try,
+            Subscription.offer,
+        )
+        encode, decode, commit, try_, offer = self._saved
         n = self.n
 
         def counted_encode(msg: Any) -> bytes:
@@ -199,17 +207,29 @@ class Counts:
             n["tries"] += 1
             return try_(self_, *args)
 
+        def counted_offer(self_: Subscription, ev: Any) -> None:
+            n["delivered"] += 1
+            offer(self_, ev)
+
         agentlink.encode, agentlink.decode = counted_encode, counted_decode
         store.Store.commit = counted_commit  # type: ignore[method-assign]
         WaitQueue._try = counted_try  # type: ignore[method-assign]
+        Subscription.offer = counted_offer  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *_exc: object) -> None:
         from osmo_core import store
         from osmo_core.backends import agentlink
         from osmo_core.engine.waitqueue import WaitQueue
+        from osmo_core.events import Subscription
 
-        agentlink.encode, agentlink.decode, store.Store.commit, WaitQueue._try = self._saved
+        (
+            agentlink.encode,
+            agentlink.decode,
+            store.Store.commit,
+            WaitQueue._try,
+            Subscription.offer,
+        ) = self._saved
 
     def per_task(self, n: int) -> dict[str, float]:
         return {k: round(v / n, 2) for k, v in self.n.items()}

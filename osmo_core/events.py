@@ -5,10 +5,12 @@ Types (each versioned; payload fields listed):
                              workflow a restart made this one from; reused: tasks it keeps
 - `workflow.status`    v1   {message?}
 - `group.status`       v1   {message?}
-- `task.status`        v1   {exit_code?, node?, message?}
 - `task.pending`       v1   {reason}   why a waiting attempt waits, when that changes
 - `task.status`        v1   {exit_code?, node?, message?, reused_from?}   reused_from: a
                              COMPLETED attempt that did not run (restart, task cache)
+- `task.hold`          v1   {hold, exit_code?, message, until?}   hold interactive|debug: the
+                             attempt's command ended and it waits for its user; done|retry: the
+                             user's decision (engine/holds.py)
 - `task.cache`         v1   {result: hit|miss|off, key?, reused_from?, reason?}   the task
                              cache's lookup for an attempt (engine/cache.py)
 - `task.log`           v1   {n, ts, stream, text}       live only: never stored (log files are)
@@ -103,16 +105,26 @@ _LIVE_STREAMS = ("task.log", "task.usage")  # per-task streams: only for `logs` 
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, workflow_id: str | None, maxsize: int, logs: bool):
+    def __init__(
+        self,
+        bus: EventBus,
+        workflow_id: str | None,
+        maxsize: int,
+        logs: bool,
+        types: frozenset[str] | None = None,
+    ):
         self._bus = bus
         self.workflow_id = workflow_id
         self.logs = logs
+        self.types = types  # None: every type (the live streams as `logs` says)
         self._queue: asyncio.Queue[Event | Overflow | None] = asyncio.Queue(maxsize)
         self._closed = False
 
     def wants(self, ev: Event) -> bool:
         if self.workflow_id is not None and ev.workflow_id != self.workflow_id:
             return False
+        if self.types is not None:
+            return ev.type in self.types
         return self.logs or ev.type not in _LIVE_STREAMS
 
     def offer(self, ev: Event | None) -> None:
@@ -156,9 +168,16 @@ class EventBus:
         self._subs: set[Subscription] = set()
 
     def subscribe(
-        self, workflow_id: str | None = None, *, maxsize: int = 10_000, logs: bool = True
+        self,
+        workflow_id: str | None = None,
+        *,
+        maxsize: int = 10_000,
+        logs: bool = True,
+        types: frozenset[str] | None = None,
     ) -> Subscription:
-        sub = Subscription(self, workflow_id, maxsize, logs)
+        """Events of `workflow_id` (None: all); `types`: only these (a follower that acts on
+        two types of a busy engine's dozen is not woken, nor overflows, for the others)."""
+        sub = Subscription(self, workflow_id, maxsize, logs, types)
         self._subs.add(sub)
         return sub
 

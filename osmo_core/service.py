@@ -340,8 +340,15 @@ class Service(ServiceReads):
             **detail,
         )
 
-    def subscribe(self, workflow_id: str | None = None, *, logs: bool = True) -> Subscription:
-        return self.bus.subscribe(workflow_id, logs=logs, maxsize=self.config.subscriber_queue_size)
+    def subscribe(
+        self,
+        workflow_id: str | None = None,
+        *,
+        logs: bool = True,
+        types: frozenset[str] | None = None,
+    ) -> Subscription:
+        size = self.config.subscriber_queue_size
+        return self.bus.subscribe(workflow_id, logs=logs, maxsize=size, types=types)
 
     def unfinished(self) -> list[str]:
         return self.store.unfinished_workflow_ids()

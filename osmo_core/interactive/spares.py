@@ -97,7 +97,7 @@ class KernelSpares:
         self._fill()
 
     async def _follow(self) -> None:
-        sub = self.service.subscribe(logs=False)
+        sub = self.service.subscribe(types=frozenset({"task.hold", "task.status"}))
         try:
             while (ev := await sub.get()) is not None:
                 if isinstance(ev, Overflow):

@@ -27,7 +27,7 @@ def why_ended(service: Service, wf_id: str, task: str, retry_id: int) -> str | N
 
 async def wait_ended(service: Service, wf_id: str, task: str, retry_id: int) -> str | None:
     """`why_ended`, once it is not None; None when the service stops first."""
-    sub = service.subscribe(wf_id, logs=False)
+    sub = service.subscribe(wf_id, types=frozenset({"task.status"}))  # what may end it
     try:
         while (why := why_ended(service, wf_id, task, retry_id)) is None:
             if await sub.get() is None:  # the service stops

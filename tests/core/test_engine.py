@@ -444,6 +444,23 @@ async def test_events_are_persisted_before_announced(service: Service) -> None:
     sub.close()
 
 
+async def test_a_subscription_to_some_types_gets_those_only_in_order(service: Service) -> None:
+    every = service.subscribe(logs=False)
+    some = service.subscribe(types=frozenset({"task.status", "workflow.submitted"}))
+    await run(service, {"workflow": {"name": "ev", "tasks": [task("t", "echo hi")]}})
+    got = {}
+    for sub in (every, some):
+        got[sub] = []
+        while not sub._queue.empty():
+            ev = sub._queue.get_nowait()
+            assert isinstance(ev, Event)
+            got[sub].append((ev.id, ev.type, ev.status))
+        sub.close()
+    wanted = [e for e in got[every] if e[1] in ("task.status", "workflow.submitted")]
+    assert got[some] == wanted and len(wanted) >= 4  # submitted, then the task's statuses
+    assert {t for _, t, _ in got[every]} - {"task.status", "workflow.submitted"}  # others exist
+
+
 async def test_agent_loss_reschedules_onto_new_attempt(service_factory, tmp_path: Path) -> None:
     service = await service_factory(max_retries=1)  # OSMO's default budget is 0
     marker = tmp_path / "started"
