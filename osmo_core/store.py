@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,8 @@ _KEYS = {
     "groups": ("workflow_id", "name"),
     "tasks": ("workflow_id", "name", "retry_id"),
 }
+# a row (dict) -> its positional statement parameters
+_Params = Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
 @dataclass
@@ -236,7 +239,7 @@ class Store:
         self.url = url
         self._engine: Engine | None = None
         self._writer: Connection | None = None
-        self._statements: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
+        self._statements: dict[tuple[str, str, tuple[str, ...]], tuple[str, _Params | None]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -360,19 +363,18 @@ class Store:
             cursor.close()
 
     def _many(self, cursor: Any, op: str, table: str, rows: list[dict[str, Any]]) -> None:
-        """executemany, one statement per distinct set of columns."""
+        """executemany, one statement per distinct set of columns (in the rows' own key order:
+        the rows of one call site share it, and a statement is compiled once per order)."""
         by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for r in rows:
-            by_cols.setdefault(tuple(sorted(r)), []).append(r)
+            by_cols.setdefault(tuple(r), []).append(r)
         for cols, rs in by_cols.items():
-            sql, order = self._compiled(op, table, cols)
-            if order is None:
-                cursor.executemany(sql, rs)
-            else:
-                cursor.executemany(sql, [tuple(r[k] for k in order) for r in rs])
+            sql, params = self._compiled(op, table, cols)
+            cursor.executemany(sql, rs if params is None else map(params, rs))
 
-    def _compiled(self, op: str, name: str, cols: tuple[str, ...]) -> tuple[str, list[str] | None]:
-        """SQL text for the dialect, and the column order when its parameters are positional."""
+    def _compiled(self, op: str, name: str, cols: tuple[str, ...]) -> tuple[str, _Params | None]:
+        """SQL text for the dialect, and when its parameters are positional, what makes a
+        row's tuple of them (in C: this runs for every column of every row written)."""
         found = self._statements.get((op, name, cols))
         if found is None:
             table = TABLES[name]
@@ -392,7 +394,10 @@ class Store:
             sql = str(compiled)
             if order is None and op == "update":
                 sql = _rename_binds(sql, cols, _KEYS[name])
-            found = self._statements[(op, name, cols)] = (sql, order)
+            params = None
+            if order is not None:  # itemgetter of one key gives the value, not a tuple
+                params = itemgetter(*order) if len(order) > 1 else lambda r, k=order[0]: (r[k],)
+            found = self._statements[(op, name, cols)] = (sql, params)
         return found
 
     # --- reads ---------------------------------------------------------------------------
