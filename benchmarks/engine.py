@@ -178,14 +178,8 @@ class Counts:
         from osmo_core.engine.waitqueue import WaitQueue
         from osmo_core.events import Subscription
 
-        self._saved = (
-            agentlink.encode,
-            agentlink.decode,
-            store.Store.commit,
-            WaitQueue._try,
-            Subscription.offer,
-        )
-        encode, decode, commit, try_, offer = self._saved
+        encode, decode = agentlink.encode, agentlink.decode
+        commit, try_, offer = store.Store.commit, WaitQueue._try, Subscription.offer
         n = self.n
 
         def counted_encode(msg: Any) -> bytes:
@@ -211,25 +205,21 @@ class Counts:
             n["delivered"] += 1
             offer(self_, ev)
 
-        agentlink.encode, agentlink.decode = counted_encode, counted_decode
-        store.Store.commit = counted_commit  # type: ignore[method-assign]
-        WaitQueue._try = counted_try  # type: ignore[method-assign]
-        Subscription.offer = counted_offer  # type: ignore[method-assign]
+        counted = [
+            (agentlink, "encode", counted_encode),
+            (agentlink, "decode", counted_decode),
+            (store.Store, "commit", counted_commit),
+            (WaitQueue, "_try", counted_try),
+            (Subscription, "offer", counted_offer),
+        ]
+        self._saved = [(owner, name, getattr(owner, name)) for owner, name, _ in counted]
+        for owner, name, fn in counted:
+            setattr(owner, name, fn)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        from osmo_core import store
-        from osmo_core.backends import agentlink
-        from osmo_core.engine.waitqueue import WaitQueue
-        from osmo_core.events import Subscription
-
-        (
-            agentlink.encode,
-            agentlink.decode,
-            store.Store.commit,
-            WaitQueue._try,
-            Subscription.offer,
-        ) = self._saved
+        for owner, name, fn in self._saved:
+            setattr(owner, name, fn)
 
     def per_task(self, n: int) -> dict[str, float]:
         return {k: round(v / n, 2) for k, v in self.n.items()}
