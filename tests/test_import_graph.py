@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "osmo_core.events": 0,
     "osmo_core.gcpause": 0,
     "osmo_core.client": 0,  # the REST client of a remote server: HTTP and JSON only
+    "osmo_core.schema": 0,  # the store's tables and where their migrations live
     "osmo_core.store": 0,
     # 1: the workflow as written
     "osmo_core.spec": 1,

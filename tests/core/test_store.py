@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-import osmo_core.store
+import osmo_core.schema
 from osmo_core.errors import NotFound, StoreError
 from osmo_core.store import Batch, Store
 
@@ -47,7 +47,7 @@ def _head() -> str:
     from alembic.script import ScriptDirectory
 
     cfg = Config()
-    migrations = Path(osmo_core.store.__file__).parent / "migrations"
+    migrations = osmo_core.schema.MIGRATIONS
     cfg.set_main_option("script_location", str(migrations))
     return str(ScriptDirectory.from_config(cfg).get_current_head())
 
@@ -63,7 +63,7 @@ def test_migrations_create_schema_once(store: Store) -> None:
 def test_schema_head_is_alembics_head_told_without_alembic() -> None:
     """Every start compares the stored revision with `schema_head()` (file names) and imports
     alembic only when they differ: the two must agree."""
-    assert osmo_core.store.schema_head() == _head()
+    assert osmo_core.schema.schema_head() == _head()
 
 
 def test_an_up_to_date_store_opens_without_alembic(tmp_path: Path) -> None:

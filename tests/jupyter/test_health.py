@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from osmo_core.store import schema_head
+from osmo_core.schema import schema_head
 from osmo_jupyter.identity import OsmoIdentityProvider
 from osmo_jupyter.schemas import HealthDetail
 from tests.jupyter.test_auth import bearer
